@@ -1,0 +1,94 @@
+/*
+ * daemon.h: the private header of migd, prototypes grouped by the file that
+ * defines them.  main.c owns the loop and the long-lived pieces; engine.c
+ * runs jobs through the steps of product.md; control.c serves the REST API.
+ */
+#ifndef MIGD_DAEMON_H
+#define MIGD_DAEMON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "job.h"
+#include "ssh.h"
+#include "store.h"
+#include "validate.h"
+
+struct engine;
+struct control;
+
+/* The daemon: every long-lived piece, created by main.c. */
+struct migd {
+    uv_loop_t *loop;
+    struct mig_config *cfg;
+    struct mig_store *store;
+    struct mig_ssh_pool *ssh;
+    struct mig_http *http;
+    struct engine *engine;
+    struct control *control;
+    int64_t started_ms;
+};
+
+/* engine.c */
+
+/* Creates the engine; it loads unfinished jobs from the store and resumes them. */
+int engine_new(struct migd *d, struct engine **out);
+/* Stops scheduling; running steps are abandoned (they resume at next start). */
+void engine_free(struct engine *e);
+
+/*
+ * Result of a submit: err 0 and the job (borrowed, valid during the
+ * callback) when created (or, for a dry run, planned); err MIG_EREFUSED with
+ * r naming the rule; another negative code with r->message saying why.
+ */
+typedef void (*engine_submit_cb)(void *arg, int err, const struct mig_refusal *r,
+                                 const struct mig_job *job, json_t *plan);
+
+/*
+ * Validates and creates a migration job from a POST /jobs body: vm_uuid
+ * (uuid or unique alias), target (uuid or hostname; optional), mode,
+ * dry_run, allow_older_platform, cleanup_source.  cb runs exactly once, never
+ * before this returns.  Returns 0, or a negative code (cb will not run).
+ */
+int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg);
+
+/*
+ * Acts on a job: "finish", "abort", "rollback" or "cleanup".  Returns 0 and
+ * a sentence saying what will happen in msg, -ENOENT for an unknown job, or
+ * -EINVAL with msg saying why the action does not apply in the job's state.
+ */
+int engine_action(struct engine *e, const char *job_uuid, const char *action, char *msg,
+                  size_t msgsz);
+
+/* The job's current public JSON (live or from the store); new reference or NULL. */
+json_t *engine_job_json(struct engine *e, const char *job_uuid);
+/* Jobs as a JSON array, filtered (state/vm_uuid may be NULL); new reference. */
+json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uuid, bool all);
+/* Counts of jobs by state, total bytes sent, downtimes: for /ping and /metrics. */
+json_t *engine_stats_json(struct engine *e);
+
+/*
+ * Watch a job: fn(arg, job_json, final) runs on every change of the job
+ * (state, phase, progress), with final true on the last call (the job ended
+ * or is waiting/switched and stopped moving).  Returns a handle for
+ * engine_unwatch, or NULL for an unknown job.
+ */
+typedef void (*engine_watch_fn)(void *arg, json_t *job, bool final);
+void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, void *arg);
+void engine_unwatch(struct engine *e, void *handle);
+
+/* control.c */
+
+/*
+ * Serves the REST API of product.md on the Unix socket path (mode 0600).
+ * Returns 0 or a negative code with a line in err.
+ */
+int control_start(struct migd *d, const char *socket_path, struct control **out, char *err,
+                  size_t errsz);
+/* Closes the listener and every connection; on_closed(arg) after all is freed. */
+void control_stop(struct control *c, void (*on_closed)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * cn.h: the catalogue of commands migd may run on a compute node
+ * (cn-commands.md), and parsers for their output.  This file is the only
+ * place remote command lines are built: every argument is checked against a
+ * strict pattern (util.h) and quoted, so no text from an API or a user
+ * reaches a remote shell unvalidated.  Builders return a malloc'd command
+ * line, or NULL when an argument is invalid.  Pure: no I/O.
+ */
+#ifndef MIG_CN_H
+#define MIG_CN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* sysinfo; zpool list -H -p -o name,size,free zones */
+char *mig_cmd_sysinfo(void);
+char *mig_cmd_zpool_list(const char *pool);
+
+/* imgadm get UUID; imgadm import -q UUID */
+char *mig_cmd_imgadm_get(const char *image_uuid);
+char *mig_cmd_imgadm_import(const char *image_uuid);
+
+/* vmadm get UUID; vmadm stop UUID [-F]; vmadm start UUID */
+char *mig_cmd_vmadm_get(const char *vm_uuid);
+char *mig_cmd_vmadm_stop(const char *vm_uuid, bool force);
+char *mig_cmd_vmadm_start(const char *vm_uuid);
+
+/* zoneadm list -pc; zoneadm -z UUID attach; zoneadm -z UUID detach */
+char *mig_cmd_zoneadm_list(void);
+char *mig_cmd_zoneadm_attach(const char *vm_uuid);
+char *mig_cmd_zoneadm_detach(const char *vm_uuid);
+
+/* zonecfg -z UUID export; zonecfg -z UUID -f FILE; zonecfg -z UUID delete -F */
+char *mig_cmd_zonecfg_export(const char *vm_uuid);
+char *mig_cmd_zonecfg_import(const char *vm_uuid, const char *file);
+char *mig_cmd_zonecfg_delete(const char *vm_uuid);
+/* zonecfg -z UUID 'set autoboot=true|false' */
+char *mig_cmd_zonecfg_autoboot(const char *vm_uuid, bool autoboot);
+/* zonecfg -z UUID 'add attr; set name=do-not-inventory; set type=string; set value=true; end' */
+char *mig_cmd_zonecfg_do_not_inventory(const char *vm_uuid);
+/* zonecfg -z UUID 'remove attr name=do-not-inventory' (used by rollback) */
+char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid);
+
+/* svcadm restart vm-agent */
+char *mig_cmd_svcadm_restart_vm_agent(void);
+
+/* zfs list -H -p -o name,used,referenced,origin,type -r -t filesystem,volume DATASET */
+char *mig_cmd_zfs_list_tree(const char *dataset);
+/* zfs list -H -o name -t snapshot -d 1 DATASET */
+char *mig_cmd_zfs_list_snapshots(const char *dataset);
+/* zfs get -H -p -o value PROPERTY DATASET (property: [a-z@:_A-Za-z0-9.-]) */
+char *mig_cmd_zfs_get(const char *property, const char *dataset);
+/* zfs set PROPERTY=VALUE DATASET (value: [A-Za-z0-9._-]) */
+char *mig_cmd_zfs_set(const char *property, const char *value, const char *dataset);
+/* zfs snapshot -r DATASET@SNAP */
+char *mig_cmd_zfs_snapshot(const char *dataset, const char *snap);
+/*
+ * zfs send -R [-I FROM] DATASET@SNAP.  from: NULL for a full stream, a full
+ * snapshot name "pool/ds@snap" (an origin image's @final) or a short "@snap".
+ */
+char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from);
+/* zfs receive [-F] -u -d POOL  (the stream names the datasets) */
+char *mig_cmd_zfs_receive(const char *pool, bool force);
+/* zfs destroy [-r] DATASET; zfs destroy DATASET@SNAP (recursive with -r) */
+char *mig_cmd_zfs_destroy(const char *dataset, bool recursive);
+char *mig_cmd_zfs_destroy_snapshot(const char *dataset, const char *snap, bool recursive);
+/* zfs create -o quota=1000m -o compression=gzip -o mountpoint=/zones/UUID/cores zones/cores/UUID */
+char *mig_cmd_zfs_create_cores(const char *pool, const char *vm_uuid);
+/* cat /etc/zones/index (read only) */
+char *mig_cmd_cat_zones_index(void);
+
+/* One row of `zfs list -H -p -o name,used,referenced,origin,type`. */
+struct mig_zfs_dataset {
+    char name[256];
+    uint64_t used, referenced;
+    char origin[256]; /* "" when "-" */
+    char type[16];
+};
+
+/*
+ * Parses zfs list output into a malloc'd array.  Returns the number of rows
+ * (>= 0) or MIG_EPARSE; *out is the caller's to free.
+ */
+int mig_parse_zfs_list(const char *text, struct mig_zfs_dataset **out);
+
+/* Parses `zfs list -H -o name -t snapshot` into a JSON array of names.  NULL on error. */
+json_t *mig_parse_lines(const char *text);
+
+/* One row of `zoneadm list -pc`. */
+struct mig_zone {
+    char zonename[64];
+    char state[32];
+    char zonepath[256];
+    char uuid[64];
+    char brand[32];
+};
+/* Finds zone uuid in zoneadm list -pc output; 0 and *out filled, -ENOENT, MIG_EPARSE. */
+int mig_parse_zoneadm_find(const char *text, const char *uuid, struct mig_zone *out);
+
+/* Parses zpool list -H -p -o name,size,free; 0 or MIG_EPARSE. */
+int mig_parse_zpool_list(const char *text, uint64_t *size, uint64_t *free_bytes);
+
+#endif

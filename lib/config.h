@@ -1,0 +1,54 @@
+/*
+ * config.h: migd's JSON configuration (product.md "Configuration").  Parsed
+ * into a fresh struct, defaults filled in, validated as a whole; unknown keys
+ * anywhere are an error so that typos are never silently ignored.
+ */
+#ifndef MIG_CONFIG_H
+#define MIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mig_config {
+    char *datacenter;
+    char *db;
+    char *socket;
+    int log_level; /* bunyan number */
+    struct {
+        char *vmapi, *cnapi, *napi, *imgapi; /* required */
+    } apis;
+    struct {
+        char *user;
+        int port;
+        char *identity;
+        char *known_hosts;
+        int connect_timeout_s;
+        int keepalive_s;
+        char *ciphers; /* NULL: the adapter's default preference */
+    } ssh;
+    struct {
+        char *mode; /* "relay" or "direct" */
+        int retries;
+        int limit_mbps; /* 0: no cap */
+    } transfer;
+    struct {
+        int interval_s;
+        int64_t auto_switch_bytes;
+    } incremental;
+    struct {
+        int max_active_jobs;
+        int max_jobs_per_cn;
+    } limits;
+};
+
+/*
+ * Parses the JSON text (len bytes) into *out.  On error returns a negative
+ * code and writes one line naming the key and the problem into err.
+ */
+int mig_config_parse(const char *text, size_t len, struct mig_config **out, char *err,
+                     size_t errsz);
+/* Reads and parses the file at path, as mig_config_parse. */
+int mig_config_load(const char *path, struct mig_config **out, char *err, size_t errsz);
+void mig_config_free(struct mig_config *cfg);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * util.h: small pure helpers shared by every module: UUIDs, times, and the
+ * strict patterns that every externally supplied name must match before it
+ * may be placed in a remote command line.
+ */
+#ifndef MIG_UTIL_H
+#define MIG_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIG_UUID_LEN 36
+
+/* True when s is a canonical lowercase or uppercase 8-4-4-4-12 hex UUID. */
+bool mig_uuid_valid(const char *s);
+/* Writes a random version-4 UUID and a NUL into out. */
+void mig_uuid_new(char out[MIG_UUID_LEN + 1]);
+
+/* Milliseconds since the epoch, wall clock. */
+int64_t mig_now_ms(void);
+/* Formats ms since the epoch as ISO 8601 UTC with milliseconds ("...Z"). */
+void mig_time_iso(int64_t ms, char out[32]);
+
+/* A ZFS dataset name: pool/name components of [A-Za-z0-9_.:-], no "..". */
+bool mig_dataset_valid(const char *s);
+/* A snapshot short name (after '@'): [A-Za-z0-9_.:-], 1..200 chars. */
+bool mig_snapname_valid(const char *s);
+/* A hostname or IPv4 address: [A-Za-z0-9.-], 1..253 chars. */
+bool mig_hostname_valid(const char *s);
+
+/*
+ * Appends s to dst (of size dstsz, NUL-terminated) quoted for a POSIX shell
+ * with single quotes.  Returns 0 or -ENOSPC.
+ */
+int mig_shell_quote_append(char *dst, size_t dstsz, const char *s);
+
+/* Duplicates s (NULL gives NULL); aborts on allocation failure. */
+char *mig_strdup(const char *s);
+/* malloc/calloc that abort on failure: migd cannot continue without memory. */
+void *mig_malloc(size_t n);
+void *mig_calloc(size_t n, size_t size);
+
+/* snprintf into a malloc'd string; aborts on allocation failure. */
+char *mig_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

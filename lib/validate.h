@@ -1,0 +1,65 @@
+/*
+ * validate.h: the validation rules of product.md step 1, as pure functions
+ * over the JSON that VMAPI and CNAPI return.  Each refusal names its rule, so
+ * the operator knows exactly which one failed.
+ */
+#ifndef MIG_VALIDATE_H
+#define MIG_VALIDATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Rule names, as reported in error.code and by migctl. */
+#define MIG_RULE_VM_UUID "InvalidVmUuid"            /* malformed VM uuid */
+#define MIG_RULE_VM_UNKNOWN "VmNotFound"            /* VMAPI has no such VM */
+#define MIG_RULE_VM_STATE "VmStateNotMigratable"    /* not running or stopped */
+#define MIG_RULE_VM_BRAND "BrandNotSupported"
+#define MIG_RULE_VM_CORE "CoreZone"                 /* Triton core zone */
+#define MIG_RULE_VM_NAT "NatZone"
+#define MIG_RULE_VM_BUSY "VmAlreadyMigrating"       /* another job holds the VM */
+#define MIG_RULE_TARGET_UNKNOWN "TargetNotFound"
+#define MIG_RULE_TARGET_SAME "TargetIsSource"
+#define MIG_RULE_TARGET_SETUP "TargetNotSetup"
+#define MIG_RULE_TARGET_RUNNING "TargetNotRunning"
+#define MIG_RULE_TARGET_RESERVED "TargetReserved"
+#define MIG_RULE_TARGET_HEADNODE "TargetIsHeadnode"
+#define MIG_RULE_NIC_TAG "TargetMissingNicTag"
+#define MIG_RULE_RAM "TargetInsufficientRam"
+#define MIG_RULE_DISK "TargetInsufficientDisk"
+#define MIG_RULE_PLATFORM "TargetPlatformOlder"
+#define MIG_RULE_UNREACHABLE "CnUnreachable"        /* SSH to a CN failed */
+#define MIG_RULE_HOSTKEY "HostKeyMismatch"
+
+struct mig_refusal {
+    const char *rule;  /* one of MIG_RULE_* */
+    char message[512]; /* one line: what is wrong and what to do */
+};
+
+/*
+ * Checks the VM on its own: state, brand, core zone (tags.smartdc_role, or
+ * owner_uuid equal to admin_uuid when admin_uuid is not NULL), NAT zone.
+ * Returns 0 when it may migrate, MIG_EREFUSED with *r filled otherwise.
+ */
+int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r);
+
+/*
+ * Checks the target server (CNAPI object with sysinfo and capacity) for the
+ * VM coming from source: different CN, setup, running, not reserved, not the
+ * headnode, every NIC tag of the VM, unreserved RAM (vm.ram MiB) and disk
+ * (disk_mib: the VM's data), platform same or newer unless allow_older.
+ * Returns 0 or MIG_EREFUSED with *r filled.
+ */
+int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk_mib,
+                        bool allow_older, struct mig_refusal *r);
+
+/* The server's NIC tags: union of sysinfo interfaces' "NIC Names".  New array. */
+json_t *mig_server_nic_tags(json_t *server);
+/* The server's "Admin IP" from sysinfo, or NULL.  Borrowed. */
+const char *mig_server_admin_ip(json_t *server);
+/* The VM's origin image uuid: image_uuid, or disks[0].image_uuid; borrowed or NULL. */
+const char *mig_vm_image_uuid(json_t *vm);
+/* True for the brands migd moves: joyent, joyent-minimal, lx, bhyve, kvm. */
+bool mig_brand_supported(const char *brand);
+
+#endif
