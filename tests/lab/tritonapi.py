@@ -16,7 +16,6 @@ Python 3.11 standard library only.
 """
 
 import argparse
-import copy
 import ctypes
 import ipaddress
 import json
@@ -176,6 +175,9 @@ class Fault:
             self.delay_s = float(spec.get("delay_s", 0))
         except (re.error, TypeError, ValueError) as err:
             raise ApiError(400, "InvalidContent", "bad fault: %s" % err)
+        if self.count == 0 or self.count < -1:
+            raise ApiError(400, "InvalidContent",
+                           "count must be positive, or -1 for forever")
         self.reset = bool(spec.get("reset", False))
         self.body = spec.get("body")
 
@@ -786,11 +788,13 @@ class LabHandler(BaseHTTPRequestHandler):
         if payload is not None:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Server", "lab-" + self.server.runtime.name)
         self.end_headers()
         if payload is not None and self.command != "HEAD":
             self.wfile.write(payload)
         return status
+
+    def version_string(self):
+        return "lab-" + self.server.runtime.name
 
     def log_message(self, fmt, *args):
         pass  # do_ANY writes one line per request instead
@@ -814,7 +818,7 @@ def die_with_parent():
     """Ask the kernel to SIGTERM us when the parent process exits."""
     libc = ctypes.CDLL(None, use_errno=True)
     parent = os.getppid()
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
         log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d",
                     ctypes.get_errno())
     if os.getppid() != parent:
@@ -861,13 +865,13 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
     servers = {name: ApiServer((args.listen, 0), lab, lab.runtimes[name])
                for name in API_NAMES}
-    threads = [threading.Thread(target=srv.serve_forever, name=name,
-                                daemon=True)
+    threads = [threading.Thread(target=srv.serve_forever, args=(0.1,),
+                                name=name, daemon=True)
                for name, srv in servers.items()]
     for t in threads:
         t.start()
     log.info("listening %s", write_ports(args.ports_file, servers))
-    while not stop.wait(1.0):
+    while not stop.wait(0.2):
         pass
     for srv in servers.values():
         srv.shutdown()
