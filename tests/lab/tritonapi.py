@@ -46,7 +46,7 @@ PR_SET_PDEATHSIG = 1
 log = logging.getLogger("tritonapi")
 
 
-# --- errors ----------------------------------------------------------------
+# --- errors ------------------------------------------------------------------
 
 
 class ApiError(Exception):
@@ -105,7 +105,7 @@ def query_int(query, name, default, low, high):
     return value
 
 
-# --- the datacenter state ---------------------------------------------------
+# --- the datacenter state ----------------------------------------------------
 
 
 def mac_key(text):
@@ -118,6 +118,11 @@ def mac_key(text):
 
 def ip_key(network_uuid, ip):
     return "%s/%s" % (network_uuid, ip)
+
+
+def ip_is_free(record):
+    """NAPI's `free`: neither reserved nor assigned to anything."""
+    return not record.get("reserved") and not record.get("belongs_to_uuid")
 
 
 class Datacenter:
@@ -155,10 +160,11 @@ class Datacenter:
         out = {"datacenter": self.datacenter, "admin_uuid": self.admin_uuid}
         for name in COLLECTIONS:
             out[name] = list(self.tables[name].values())
+        out["ips"] = [dict(ip, free=ip_is_free(ip)) for ip in out["ips"]]
         return out
 
 
-# --- per-API runtime: faults and request log --------------------------------
+# --- per-API runtime: faults and request log ---------------------------------
 
 
 class Fault:
@@ -221,7 +227,7 @@ class ApiRuntime:
         return None
 
 
-# --- requests and routing ---------------------------------------------------
+# --- requests and routing ----------------------------------------------------
 
 
 class Request:
@@ -477,7 +483,7 @@ def serialize_ip(record):
     """An IP as NAPI shows it; `free` is derived, never stored."""
     out = {"ip": record["ip"], "network_uuid": record["network_uuid"],
            "reserved": bool(record.get("reserved", False))}
-    out["free"] = not out["reserved"] and not record.get("belongs_to_uuid")
+    out["free"] = ip_is_free(record)
     for field in IP_OPTIONAL_FIELDS:
         if record.get(field) is not None:
             out[field] = record[field]
@@ -528,7 +534,7 @@ def napi_put_ip(lab, req):
         for field in IP_OPTIONAL_FIELDS:
             record.pop(field, None)
     record.update(body)
-    record["free"] = serialize_ip(record)["free"]
+    record["free"] = ip_is_free(record)
     return Reply(200, serialize_ip(record))
 
 
@@ -693,12 +699,16 @@ class Lab:
                 reply = dispatch(routes, self, req)
             except ApiError as err:
                 reply = Reply(err.status, err.body)
+            except Exception:  # a lab bug: answer as restify would
+                log.exception("%s %s failed", req.method, req.raw_path)
+                reply = Reply(500, {"code": "InternalError",
+                                    "message": "Internal error"})
             if reply.body is None:
                 return reply.status, None
             return reply.status, json.dumps(reply.body).encode()
 
 
-# --- HTTP plumbing -------------------------------------------------------------
+# --- HTTP plumbing -----------------------------------------------------------
 
 
 class LabHandler(BaseHTTPRequestHandler):
@@ -811,7 +821,7 @@ class ApiServer(ThreadingHTTPServer):
         super().__init__(address, LabHandler)
 
 
-# --- process lifecycle ---------------------------------------------------------
+# --- process lifecycle -------------------------------------------------------
 
 
 def die_with_parent():

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -133,7 +134,7 @@ def make_datacenter():
     }
 
 
-# --- starting the server and talking to it ------------------------------------
+# --- starting the server and talking to it -----------------------------------
 
 
 def start_tritonapi(workdir, extra_args=(), parent_cmd=None):
@@ -249,7 +250,7 @@ def uuids(items):
     return sorted(item["uuid"] for item in items)
 
 
-# --- process behaviour ---------------------------------------------------------
+# --- process behaviour -------------------------------------------------------
 
 
 def test_ports_file_names_four_distinct_listening_ports(apis):
@@ -296,7 +297,7 @@ def test_request_log_lines_written(apis):
     assert "imgapi" in log and "GET /images/%s 200" % IMG_BASE in log
 
 
-# --- VMAPI ----------------------------------------------------------------------
+# --- VMAPI -------------------------------------------------------------------
 
 
 def test_vm_get_returns_the_vm(apis):
@@ -397,7 +398,7 @@ def test_vm_put_uuid_mismatch_is_409(apis):
     assert_invalid_field(resp, 409, "uuid")
 
 
-# --- CNAPI ----------------------------------------------------------------------
+# --- CNAPI -------------------------------------------------------------------
 
 
 def test_servers_list_without_extras_hides_sysinfo_and_capacity(apis):
@@ -493,7 +494,7 @@ def test_server_post_unknown_is_404(apis):
     assert_error(resp, 404, "ResourceNotFound", "Server not found")
 
 
-# --- NAPI -----------------------------------------------------------------------
+# --- NAPI --------------------------------------------------------------------
 
 
 def ip_path(ip, network=NET_EXT):
@@ -619,7 +620,7 @@ def test_nic_put_wrong_type_is_422(apis):
     assert_invalid_field(resp, 422, "cn_uuid")
 
 
-# --- IMGAPI ---------------------------------------------------------------------
+# --- IMGAPI ------------------------------------------------------------------
 
 
 def test_image_get(apis):
@@ -638,7 +639,7 @@ def test_image_unknown_is_404(apis):
     assert_error(resp, 404, "ResourceNotFound", "Image not found")
 
 
-# --- routing and HTTP -------------------------------------------------------------
+# --- routing and HTTP --------------------------------------------------------
 
 
 @pytest.mark.parametrize("api,path", [
@@ -698,7 +699,7 @@ def test_chunked_request_body_is_read(apis):
     assert resp.status == 200 and resp.json["reserved"] is True
 
 
-# --- fault injection --------------------------------------------------------------
+# --- fault injection ---------------------------------------------------------
 
 
 def test_fault_503_twice_then_ok(apis):
@@ -760,6 +761,37 @@ def test_fault_forever_until_cleared(apis):
     assert apis.call("vmapi", "GET", "/vms").status == 200
 
 
+def test_delayed_request_does_not_block_others(apis):
+    apis.admin("vmapi", "POST", "fault",
+               {"path": "state=stopped", "delay_s": 1.0, "count": 1})
+    slow = {}
+    thread = threading.Thread(target=lambda: slow.update(
+        resp=apis.call("vmapi", "GET", "/vms?state=stopped")))
+    thread.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    fast = apis.call("vmapi", "GET", "/vms/" + VM_WEB)
+    assert fast.status == 200 and time.monotonic() - started < 0.5
+    thread.join(5)
+    assert slow["resp"].status == 200
+
+
+def test_lab_bug_answers_500_and_server_survives(apis):
+    apis.admin("napi", "POST", "patch", {"collection": "networks",
+                                         "key": NET_ADMIN,
+                                         "merge": {"subnet": "garbage"}})
+    try:
+        resp = apis.call("napi", "GET", ip_path("10.0.0.9", NET_ADMIN))
+        assert_error(resp, 500, "InternalError")
+    finally:
+        apis.admin("napi", "POST", "patch", {"collection": "networks",
+                                             "key": NET_ADMIN,
+                                             "merge": {"subnet":
+                                                       "10.0.0.0/24"}})
+    assert apis.call("napi", "GET", ip_path("10.0.0.9", NET_ADMIN)).json[
+        "free"] is True
+
+
 @pytest.mark.parametrize("fault", [{"path": "("}, {"count": 0},
                                    {"status": "x"}])
 def test_bad_fault_is_400(apis, fault):
@@ -767,7 +799,7 @@ def test_bad_fault_is_400(apis, fault):
     assert resp.status == 400
 
 
-# --- admin: state, patches, request log --------------------------------------------
+# --- admin: state, patches, request log --------------------------------------
 
 
 def test_state_on_every_port_has_the_datacenter_keys(apis):
