@@ -1,0 +1,443 @@
+/*
+ * job.c: the migration job model (job.h): names of states, phases and modes,
+ * the state transition table, and the two JSON forms of a job (the public one
+ * of product.md and the full record the store keeps).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "job.h"
+
+/*
+ * The state machine of a job.  Every change of state goes through this table
+ * and nothing else; a (state, event) pair that is not listed is refused.
+ * Read it as "in state FROM, event EVENT moves the job to TO".
+ */
+static const struct {
+    enum mig_job_state from;
+    enum mig_job_event event;
+    enum mig_job_state to;
+} transitions[] = {
+    /* the normal path */
+    {MIG_JOB_QUEUED, MIG_EV_START, MIG_JOB_RUNNING},
+    {MIG_JOB_RUNNING, MIG_EV_SYNCED, MIG_JOB_WAITING},     /* incremental: in sync */
+    {MIG_JOB_WAITING, MIG_EV_FINISH, MIG_JOB_RUNNING},     /* migctl finish */
+    {MIG_JOB_RUNNING, MIG_EV_SWITCHED, MIG_JOB_SWITCHED},  /* on the target, source kept */
+    {MIG_JOB_SWITCHED, MIG_EV_CLEANED, MIG_JOB_SUCCEEDED}, /* source copy deleted */
+    /* a step failed (and its rollback ran) */
+    {MIG_JOB_QUEUED, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_RUNNING, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_WAITING, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_SWITCHED, MIG_EV_FAIL, MIG_JOB_FAILED},
+    /* migctl abort: only before the switch */
+    {MIG_JOB_QUEUED, MIG_EV_ABORT, MIG_JOB_ABORTED},
+    {MIG_JOB_RUNNING, MIG_EV_ABORT, MIG_JOB_ABORTED},
+    {MIG_JOB_WAITING, MIG_EV_ABORT, MIG_JOB_ABORTED},
+    /* migctl rollback: the VM is back on the source */
+    {MIG_JOB_SWITCHED, MIG_EV_ROLLED_BACK, MIG_JOB_ROLLED_BACK},
+    /* daemon restarted: an unfinished job continues where it was */
+    {MIG_JOB_QUEUED, MIG_EV_RESUME, MIG_JOB_QUEUED},
+    {MIG_JOB_RUNNING, MIG_EV_RESUME, MIG_JOB_RUNNING},
+    {MIG_JOB_WAITING, MIG_EV_RESUME, MIG_JOB_WAITING},
+    {MIG_JOB_SWITCHED, MIG_EV_RESUME, MIG_JOB_SWITCHED},
+};
+
+static const char *const state_names[MIG_JOB_NSTATES] = {
+    [MIG_JOB_QUEUED] = "queued",       [MIG_JOB_RUNNING] = "running",
+    [MIG_JOB_WAITING] = "waiting",     [MIG_JOB_SWITCHED] = "switched",
+    [MIG_JOB_SUCCEEDED] = "succeeded", [MIG_JOB_FAILED] = "failed",
+    [MIG_JOB_ABORTED] = "aborted",     [MIG_JOB_ROLLED_BACK] = "rolled_back",
+};
+
+static const char *const phase_names[MIG_PHASE_NPHASES] = {
+    [MIG_PHASE_VALIDATE] = "validate", [MIG_PHASE_PREPARE] = "prepare",
+    [MIG_PHASE_SYNC] = "sync",         [MIG_PHASE_SWITCH] = "switch",
+    [MIG_PHASE_CLEANUP] = "cleanup",
+};
+
+static const char *const mode_names[] = {
+    [MIG_MODE_FULL] = "full",
+    [MIG_MODE_INCREMENTAL] = "incremental",
+    [MIG_MODE_AUTO] = "auto",
+};
+#define NMODES ((int)(sizeof(mode_names) / sizeof(mode_names[0])))
+
+/* Looks s up in a table of n names; the index or -EINVAL. */
+static int name_lookup(const char *const *names, int n, const char *s)
+{
+    if (s == NULL)
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        if (names[i] != NULL && strcmp(names[i], s) == 0)
+            return i;
+    return -EINVAL;
+}
+
+/* Returns the job's state name, or "unknown" for an out-of-range value. */
+const char *mig_job_state_name(enum mig_job_state s)
+{
+    return ((unsigned)s < MIG_JOB_NSTATES) ? state_names[s] : "unknown";
+}
+
+/* Parses a state name into *out; 0 or -EINVAL (*out untouched). */
+int mig_job_state_parse(const char *s, enum mig_job_state *out)
+{
+    int i = name_lookup(state_names, MIG_JOB_NSTATES, s);
+    if (i < 0)
+        return i;
+    *out = (enum mig_job_state)i;
+    return 0;
+}
+
+/* Returns the phase name, or "unknown" for an out-of-range value. */
+const char *mig_phase_name(enum mig_phase p)
+{
+    return ((unsigned)p < MIG_PHASE_NPHASES) ? phase_names[p] : "unknown";
+}
+
+/* Parses a phase name into *out; 0 or -EINVAL (*out untouched). */
+int mig_phase_parse(const char *s, enum mig_phase *out)
+{
+    int i = name_lookup(phase_names, MIG_PHASE_NPHASES, s);
+    if (i < 0)
+        return i;
+    *out = (enum mig_phase)i;
+    return 0;
+}
+
+/* Returns the mode name, or "unknown" for an out-of-range value. */
+const char *mig_mode_name(enum mig_mode m)
+{
+    return ((unsigned)m < (unsigned)NMODES) ? mode_names[m] : "unknown";
+}
+
+/* Parses a mode name into *out; 0 or -EINVAL (*out untouched). */
+int mig_mode_parse(const char *s, enum mig_mode *out)
+{
+    int i = name_lookup(mode_names, NMODES, s);
+    if (i < 0)
+        return i;
+    *out = (enum mig_mode)i;
+    return 0;
+}
+
+/* A final state: the job is over and the table has no row leaving it. */
+bool mig_job_state_final(enum mig_job_state s)
+{
+    return s == MIG_JOB_SUCCEEDED || s == MIG_JOB_FAILED || s == MIG_JOB_ABORTED ||
+           s == MIG_JOB_ROLLED_BACK;
+}
+
+/* A job holds its VM (blocks a second job for it) until it is final. */
+bool mig_job_state_holds_vm(enum mig_job_state s)
+{
+    return (unsigned)s < MIG_JOB_NSTATES && !mig_job_state_final(s);
+}
+
+/* Allocates a queued job with a fresh uuid, created now; caller frees. */
+struct mig_job *mig_job_new(void)
+{
+    struct mig_job *job = mig_calloc(1, sizeof(*job));
+    mig_uuid_new(job->uuid);
+    job->mode = MIG_MODE_FULL;
+    job->state = MIG_JOB_QUEUED;
+    job->phase = MIG_PHASE_VALIDATE;
+    job->progress.eta_s = -1;
+    job->vm_was_running = -1;
+    job->downtime_ms = -1;
+    job->created = mig_now_ms();
+    job->error_phase = MIG_PHASE_VALIDATE;
+    job->ctx = json_object();
+    if (job->ctx == NULL)
+        abort();
+    return job;
+}
+
+/* Frees the job, its strings and its ctx reference.  NULL is a no-op. */
+void mig_job_free(struct mig_job *job)
+{
+    if (job == NULL)
+        return;
+    free(job->vm_alias);
+    free(job->source_hostname);
+    free(job->target_hostname);
+    free(job->error_code);
+    free(job->error_message);
+    json_decref(job->ctx);
+    free(job);
+}
+
+/* The state (state, ev) leads to by the table, or -1 when not allowed. */
+int mig_job_next_state(enum mig_job_state state, enum mig_job_event ev)
+{
+    for (size_t i = 0; i < sizeof(transitions) / sizeof(transitions[0]); i++)
+        if (transitions[i].from == state && transitions[i].event == ev)
+            return (int)transitions[i].to;
+    return -1;
+}
+
+/*
+ * Moves the job by ev.  The first move into running stamps `started`; entering
+ * a final state stamps `finished`.  -EINVAL and no change when not allowed.
+ */
+int mig_job_apply(struct mig_job *job, enum mig_job_event ev)
+{
+    int next = mig_job_next_state(job->state, ev);
+    if (next < 0)
+        return -EINVAL;
+    job->state = (enum mig_job_state)next;
+    if (job->state == MIG_JOB_RUNNING && job->started == 0)
+        job->started = mig_now_ms();
+    if (mig_job_state_final(job->state) && job->finished == 0)
+        job->finished = mig_now_ms();
+    return 0;
+}
+
+/* Replaces the job's error with copies of code and message, in the current phase. */
+void mig_job_set_error(struct mig_job *job, const char *code, const char *message)
+{
+    char *c = mig_strdup(code);
+    char *m = mig_strdup(message);
+    free(job->error_code);
+    free(job->error_message);
+    job->error_code = c;
+    job->error_message = m;
+    job->error_phase = job->phase;
+}
+
+/* --- JSON forms ---------------------------------------------------------- */
+
+/* A string, or JSON null for NULL. */
+static json_t *str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+/* A fixed-size field: JSON null when empty (not yet known). */
+static json_t *field_or_null(const char *s)
+{
+    return s[0] != '\0' ? json_string(s) : json_null();
+}
+
+/* An ISO 8601 time, or null when ms is 0 (not yet). */
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char buf[32];
+    mig_time_iso(ms, buf);
+    return json_string(buf);
+}
+
+/* Public JSON of product.md "Job model".  New reference; aborts on OOM. */
+json_t *mig_job_to_json(const struct mig_job *job)
+{
+    json_t *progress = json_pack(
+        "{s:I, s:I, s:I, s:o, s:i}", "bytes_sent", (json_int_t)job->progress.bytes_sent,
+        "bytes_total", (json_int_t)job->progress.bytes_total, "rate_bytes_s",
+        (json_int_t)job->progress.rate_bytes_s, "eta_s",
+        job->progress.eta_s >= 0 ? json_integer(job->progress.eta_s) : json_null(),
+        "increments", job->progress.increments);
+    json_t *error = json_null();
+    if (job->error_code != NULL)
+        error = json_pack("{s:s, s:o, s:s}", "code", job->error_code, "message",
+                          str_or_null(job->error_message), "phase",
+                          mig_phase_name(job->error_phase));
+    json_t *o = json_object();
+    if (progress == NULL || error == NULL || o == NULL)
+        abort();
+
+    json_object_set_new(o, "uuid", json_string(job->uuid));
+    json_object_set_new(o, "vm_uuid", field_or_null(job->vm_uuid));
+    json_object_set_new(o, "vm_alias", str_or_null(job->vm_alias));
+    json_object_set_new(o, "brand", field_or_null(job->brand));
+    json_object_set_new(o, "source_server_uuid", field_or_null(job->source_server_uuid));
+    json_object_set_new(o, "target_server_uuid", field_or_null(job->target_server_uuid));
+    json_object_set_new(o, "source_hostname", str_or_null(job->source_hostname));
+    json_object_set_new(o, "target_hostname", str_or_null(job->target_hostname));
+    json_object_set_new(o, "mode", json_string(mig_mode_name(job->mode)));
+    json_object_set_new(o, "state", json_string(mig_job_state_name(job->state)));
+    json_object_set_new(o, "phase", json_string(mig_phase_name(job->phase)));
+    json_object_set_new(o, "progress", progress);
+    json_object_set_new(o, "vm_was_running",
+                        job->vm_was_running < 0 ? json_null()
+                                                : json_boolean(job->vm_was_running != 0));
+    json_object_set_new(o, "downtime_ms",
+                        job->downtime_ms >= 0 ? json_integer(job->downtime_ms) : json_null());
+    json_object_set_new(o, "created", time_or_null(job->created));
+    json_object_set_new(o, "started", time_or_null(job->started));
+    json_object_set_new(o, "finished", time_or_null(job->finished));
+    json_object_set_new(o, "error", error);
+    return o;
+}
+
+/* The store's form: public JSON + ctx, flags and raw ms times.  New reference. */
+json_t *mig_job_to_record(const struct mig_job *job)
+{
+    json_t *o = mig_job_to_json(job);
+    json_t *ctx = json_deep_copy(job->ctx);
+    if (ctx == NULL)
+        abort();
+    json_object_set_new(o, "ctx", ctx);
+    json_object_set_new(o, "dry_run", json_boolean(job->dry_run));
+    json_object_set_new(o, "allow_older_platform", json_boolean(job->allow_older_platform));
+    json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
+    json_object_set_new(o, "finish_requested", json_boolean(job->finish_requested));
+    json_object_set_new(o, "abort_requested", json_boolean(job->abort_requested));
+    json_object_set_new(o, "created_ms", json_integer(job->created));
+    json_object_set_new(o, "started_ms", json_integer(job->started));
+    json_object_set_new(o, "finished_ms", json_integer(job->finished));
+    return o;
+}
+
+/*
+ * Readers for mig_job_from_record.  Each returns 0 or MIG_EPARSE; a missing
+ * or null member leaves the default in place.
+ */
+static int rd_fixed(json_t *o, const char *key, char *buf, size_t size, bool uuid)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    const char *s = json_string_value(v);
+    if (s == NULL || strlen(s) >= size || (uuid && !mig_uuid_valid(s)))
+        return MIG_EPARSE;
+    strcpy(buf, s);
+    return 0;
+}
+
+static int rd_str(json_t *o, const char *key, char **out)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return MIG_EPARSE;
+    free(*out);
+    *out = mig_strdup(json_string_value(v));
+    return 0;
+}
+
+static int rd_int(json_t *o, const char *key, int64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v))
+        return MIG_EPARSE;
+    *out = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static int rd_bool(json_t *o, const char *key, bool *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return MIG_EPARSE;
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Reads the enum-valued members (state, phase, mode) and the error. */
+static int rd_enums(json_t *rec, struct mig_job *job)
+{
+    if (mig_job_state_parse(json_string_value(json_object_get(rec, "state")), &job->state) < 0 ||
+        mig_phase_parse(json_string_value(json_object_get(rec, "phase")), &job->phase) < 0 ||
+        mig_mode_parse(json_string_value(json_object_get(rec, "mode")), &job->mode) < 0)
+        return MIG_EPARSE;
+
+    json_t *err = json_object_get(rec, "error");
+    if (err != NULL && !json_is_null(err)) {
+        if (!json_is_object(err) || !json_is_string(json_object_get(err, "code")))
+            return MIG_EPARSE;
+        if (rd_str(err, "code", &job->error_code) < 0 ||
+            rd_str(err, "message", &job->error_message) < 0 ||
+            mig_phase_parse(json_string_value(json_object_get(err, "phase")),
+                            &job->error_phase) < 0)
+            return MIG_EPARSE;
+    }
+    return 0;
+}
+
+/* Reads progress, vm_was_running and downtime_ms. */
+static int rd_progress(json_t *rec, struct mig_job *job)
+{
+    json_t *p = json_object_get(rec, "progress");
+    if (p != NULL && !json_is_null(p)) {
+        int64_t increments = 0;
+        if (!json_is_object(p) || rd_int(p, "bytes_sent", &job->progress.bytes_sent) < 0 ||
+            rd_int(p, "bytes_total", &job->progress.bytes_total) < 0 ||
+            rd_int(p, "rate_bytes_s", &job->progress.rate_bytes_s) < 0 ||
+            rd_int(p, "eta_s", &job->progress.eta_s) < 0 ||
+            rd_int(p, "increments", &increments) < 0 || increments < 0 || increments > INT32_MAX)
+            return MIG_EPARSE;
+        job->progress.increments = (int)increments;
+    }
+    json_t *vr = json_object_get(rec, "vm_was_running");
+    if (vr != NULL && !json_is_null(vr)) {
+        if (!json_is_boolean(vr))
+            return MIG_EPARSE;
+        job->vm_was_running = json_is_true(vr) ? 1 : 0;
+    }
+    return rd_int(rec, "downtime_ms", &job->downtime_ms);
+}
+
+/*
+ * Rebuilds a job from mig_job_to_record's form (rec is borrowed; ctx is deep
+ * copied).  uuid, state, phase and mode are required; other members default
+ * as in mig_job_new.  0 and *out (caller frees), or MIG_EPARSE and *out NULL.
+ */
+int mig_job_from_record(json_t *rec, struct mig_job **out)
+{
+    *out = NULL;
+    if (!json_is_object(rec))
+        return MIG_EPARSE;
+    struct mig_job *job = mig_job_new();
+    job->uuid[0] = '\0';
+    job->created = 0;
+
+    json_t *ctx = json_object_get(rec, "ctx");
+    int rc = 0;
+    if (ctx != NULL && !json_is_null(ctx)) {
+        if (!json_is_object(ctx)) {
+            rc = MIG_EPARSE;
+        } else {
+            json_decref(job->ctx);
+            job->ctx = json_deep_copy(ctx);
+            if (job->ctx == NULL)
+                abort();
+        }
+    }
+    if (rc == 0 &&
+        (rd_fixed(rec, "uuid", job->uuid, sizeof(job->uuid), true) < 0 ||
+         rd_fixed(rec, "vm_uuid", job->vm_uuid, sizeof(job->vm_uuid), true) < 0 ||
+         rd_fixed(rec, "brand", job->brand, sizeof(job->brand), false) < 0 ||
+         rd_fixed(rec, "source_server_uuid", job->source_server_uuid,
+                  sizeof(job->source_server_uuid), true) < 0 ||
+         rd_fixed(rec, "target_server_uuid", job->target_server_uuid,
+                  sizeof(job->target_server_uuid), true) < 0 ||
+         rd_str(rec, "vm_alias", &job->vm_alias) < 0 ||
+         rd_str(rec, "source_hostname", &job->source_hostname) < 0 ||
+         rd_str(rec, "target_hostname", &job->target_hostname) < 0 || rd_enums(rec, job) < 0 ||
+         rd_progress(rec, job) < 0 || rd_int(rec, "created_ms", &job->created) < 0 ||
+         rd_int(rec, "started_ms", &job->started) < 0 ||
+         rd_int(rec, "finished_ms", &job->finished) < 0 ||
+         rd_bool(rec, "dry_run", &job->dry_run) < 0 ||
+         rd_bool(rec, "allow_older_platform", &job->allow_older_platform) < 0 ||
+         rd_bool(rec, "cleanup_source", &job->cleanup_source) < 0 ||
+         rd_bool(rec, "finish_requested", &job->finish_requested) < 0 ||
+         rd_bool(rec, "abort_requested", &job->abort_requested) < 0))
+        rc = MIG_EPARSE;
+    if (rc == 0 && job->uuid[0] == '\0')
+        rc = MIG_EPARSE;
+    if (rc < 0) {
+        mig_job_free(job);
+        return rc;
+    }
+    *out = job;
+    return 0;
+}

@@ -1,0 +1,486 @@
+/* test_job.c: the job state machine, names, and JSON forms (lib/job.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "job.h"
+
+/* The transition table of the brief, written out independently of job.c. */
+static const struct {
+    enum mig_job_state from;
+    enum mig_job_event ev;
+    enum mig_job_state to;
+} allowed[] = {
+    {MIG_JOB_QUEUED, MIG_EV_START, MIG_JOB_RUNNING},
+    {MIG_JOB_RUNNING, MIG_EV_SYNCED, MIG_JOB_WAITING},
+    {MIG_JOB_WAITING, MIG_EV_FINISH, MIG_JOB_RUNNING},
+    {MIG_JOB_RUNNING, MIG_EV_SWITCHED, MIG_JOB_SWITCHED},
+    {MIG_JOB_SWITCHED, MIG_EV_CLEANED, MIG_JOB_SUCCEEDED},
+    {MIG_JOB_QUEUED, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_RUNNING, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_WAITING, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_SWITCHED, MIG_EV_FAIL, MIG_JOB_FAILED},
+    {MIG_JOB_QUEUED, MIG_EV_ABORT, MIG_JOB_ABORTED},
+    {MIG_JOB_RUNNING, MIG_EV_ABORT, MIG_JOB_ABORTED},
+    {MIG_JOB_WAITING, MIG_EV_ABORT, MIG_JOB_ABORTED},
+    {MIG_JOB_SWITCHED, MIG_EV_ROLLED_BACK, MIG_JOB_ROLLED_BACK},
+    {MIG_JOB_QUEUED, MIG_EV_RESUME, MIG_JOB_QUEUED},
+    {MIG_JOB_RUNNING, MIG_EV_RESUME, MIG_JOB_RUNNING},
+    {MIG_JOB_WAITING, MIG_EV_RESUME, MIG_JOB_WAITING},
+    {MIG_JOB_SWITCHED, MIG_EV_RESUME, MIG_JOB_SWITCHED},
+};
+#define NALLOWED (sizeof(allowed) / sizeof(allowed[0]))
+
+static void test_every_allowed_transition(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NALLOWED; i++) {
+        struct mig_job *job = mig_job_new();
+        job->state = allowed[i].from;
+        assert_int_equal(mig_job_apply(job, allowed[i].ev), 0);
+        assert_int_equal(job->state, allowed[i].to);
+        assert_int_equal(mig_job_next_state(allowed[i].from, allowed[i].ev), allowed[i].to);
+        mig_job_free(job);
+    }
+}
+
+/* Every (state, event) pair not in the table is refused. */
+static void test_table_is_exactly_the_allowed_set(void **state)
+{
+    (void)state;
+    int n_allowed = 0;
+    for (int s = 0; s < MIG_JOB_NSTATES; s++) {
+        for (int e = 0; e < MIG_NEVENTS; e++) {
+            int expect = -1;
+            for (size_t i = 0; i < NALLOWED; i++)
+                if ((int)allowed[i].from == s && (int)allowed[i].ev == e)
+                    expect = (int)allowed[i].to;
+            int got = mig_job_next_state((enum mig_job_state)s, (enum mig_job_event)e);
+            assert_int_equal(got, expect);
+            if (got >= 0)
+                n_allowed++;
+        }
+    }
+    assert_int_equal(n_allowed, (int)NALLOWED);
+}
+
+static void test_refused_transitions_leave_job_unchanged(void **state)
+{
+    (void)state;
+    static const struct {
+        enum mig_job_state from;
+        enum mig_job_event ev;
+    } refused[] = {
+        {MIG_JOB_SUCCEEDED, MIG_EV_START},    {MIG_JOB_SUCCEEDED, MIG_EV_RESUME},
+        {MIG_JOB_FAILED, MIG_EV_START},       {MIG_JOB_FAILED, MIG_EV_FAIL},
+        {MIG_JOB_ABORTED, MIG_EV_RESUME},     {MIG_JOB_ROLLED_BACK, MIG_EV_CLEANED},
+        {MIG_JOB_SWITCHED, MIG_EV_ABORT},     {MIG_JOB_QUEUED, MIG_EV_FINISH},
+        {MIG_JOB_QUEUED, MIG_EV_SWITCHED},    {MIG_JOB_RUNNING, MIG_EV_START},
+        {MIG_JOB_RUNNING, MIG_EV_CLEANED},    {MIG_JOB_WAITING, MIG_EV_SWITCHED},
+        {MIG_JOB_WAITING, MIG_EV_ROLLED_BACK}, {MIG_JOB_RUNNING, MIG_EV_ROLLED_BACK},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct mig_job *job = mig_job_new();
+        job->state = refused[i].from;
+        job->started = 1000;
+        job->finished = 0;
+        assert_int_equal(mig_job_apply(job, refused[i].ev), -EINVAL);
+        assert_int_equal(job->state, refused[i].from);
+        assert_int_equal(job->started, 1000);
+        assert_int_equal(job->finished, 0);
+        assert_int_equal(mig_job_next_state(refused[i].from, refused[i].ev), -1);
+        mig_job_free(job);
+    }
+}
+
+static void test_times(void **state)
+{
+    (void)state;
+    struct mig_job *job = mig_job_new();
+    int64_t before = mig_now_ms();
+    assert_true(job->created > 0 && job->created <= before);
+    assert_int_equal(job->started, 0);
+    assert_int_equal(job->finished, 0);
+
+    assert_int_equal(mig_job_apply(job, MIG_EV_RESUME), 0); /* queued stays queued */
+    assert_int_equal(job->started, 0);
+    assert_int_equal(mig_job_apply(job, MIG_EV_START), 0);
+    assert_true(job->started >= before);
+    int64_t started = job->started;
+    job->started = started - 5000; /* make a later re-stamp detectable */
+    assert_int_equal(mig_job_apply(job, MIG_EV_SYNCED), 0);
+    assert_int_equal(mig_job_apply(job, MIG_EV_FINISH), 0); /* back to running */
+    assert_int_equal(job->started, started - 5000);
+    assert_int_equal(mig_job_apply(job, MIG_EV_SWITCHED), 0);
+    assert_int_equal(job->finished, 0); /* switched is not final */
+    assert_int_equal(mig_job_apply(job, MIG_EV_CLEANED), 0);
+    assert_int_equal(job->state, MIG_JOB_SUCCEEDED);
+    assert_true(job->finished >= before);
+    mig_job_free(job);
+
+    /* A queued job that fails never started, but finished. */
+    job = mig_job_new();
+    assert_int_equal(mig_job_apply(job, MIG_EV_FAIL), 0);
+    assert_int_equal(job->started, 0);
+    assert_true(job->finished > 0);
+    mig_job_free(job);
+}
+
+static void test_final_and_holds_vm(void **state)
+{
+    (void)state;
+    for (int s = 0; s < MIG_JOB_NSTATES; s++) {
+        bool final = s == MIG_JOB_SUCCEEDED || s == MIG_JOB_FAILED || s == MIG_JOB_ABORTED ||
+                     s == MIG_JOB_ROLLED_BACK;
+        assert_int_equal(mig_job_state_final((enum mig_job_state)s), final);
+        assert_int_equal(mig_job_state_holds_vm((enum mig_job_state)s), !final);
+    }
+}
+
+static void test_names_round_trip(void **state)
+{
+    (void)state;
+    static const char *states[] = {"queued",    "running", "waiting", "switched",
+                                   "succeeded", "failed",  "aborted", "rolled_back"};
+    for (int s = 0; s < MIG_JOB_NSTATES; s++) {
+        enum mig_job_state out = MIG_JOB_NSTATES;
+        assert_string_equal(mig_job_state_name((enum mig_job_state)s), states[s]);
+        assert_int_equal(mig_job_state_parse(states[s], &out), 0);
+        assert_int_equal(out, s);
+    }
+    static const char *phases[] = {"validate", "prepare", "sync", "switch", "cleanup"};
+    for (int p = 0; p < MIG_PHASE_NPHASES; p++) {
+        enum mig_phase out = MIG_PHASE_NPHASES;
+        assert_string_equal(mig_phase_name((enum mig_phase)p), phases[p]);
+        assert_int_equal(mig_phase_parse(phases[p], &out), 0);
+        assert_int_equal(out, p);
+    }
+    static const char *modes[] = {"full", "incremental", "auto"};
+    for (int m = 0; m < 3; m++) {
+        enum mig_mode out = (enum mig_mode)99;
+        assert_string_equal(mig_mode_name((enum mig_mode)m), modes[m]);
+        assert_int_equal(mig_mode_parse(modes[m], &out), 0);
+        assert_int_equal(out, m);
+    }
+
+    enum mig_job_state st = MIG_JOB_WAITING;
+    assert_int_equal(mig_job_state_parse("Running", &st), -EINVAL);
+    assert_int_equal(mig_job_state_parse("", &st), -EINVAL);
+    assert_int_equal(mig_job_state_parse(NULL, &st), -EINVAL);
+    assert_int_equal(st, MIG_JOB_WAITING);
+    enum mig_phase ph = MIG_PHASE_SYNC;
+    assert_int_equal(mig_phase_parse("sync ", &ph), -EINVAL);
+    assert_int_equal(ph, MIG_PHASE_SYNC);
+    enum mig_mode mo = MIG_MODE_AUTO;
+    assert_int_equal(mig_mode_parse("incr", &mo), -EINVAL);
+    assert_int_equal(mo, MIG_MODE_AUTO);
+    assert_string_equal(mig_job_state_name((enum mig_job_state)42), "unknown");
+}
+
+static void test_set_error(void **state)
+{
+    (void)state;
+    struct mig_job *job = mig_job_new();
+    job->phase = MIG_PHASE_SYNC;
+    mig_job_set_error(job, "RemoteFailed", "zfs send failed");
+    job->phase = MIG_PHASE_SWITCH;
+    mig_job_set_error(job, "Aborted", "aborted by operator");
+    assert_string_equal(job->error_code, "Aborted");
+    assert_string_equal(job->error_message, "aborted by operator");
+    assert_int_equal(job->error_phase, MIG_PHASE_SWITCH);
+    mig_job_free(job);
+}
+
+/* A job with every member set to something other than its default. */
+static struct mig_job *full_job(void)
+{
+    struct mig_job *job = mig_job_new();
+    strcpy(job->vm_uuid, "6a1b2c3d-1111-4222-8333-444455556666");
+    job->vm_alias = mig_strdup("web01");
+    strcpy(job->brand, "joyent-minimal");
+    strcpy(job->source_server_uuid, "00000000-0000-0000-0000-0000000000a1");
+    strcpy(job->target_server_uuid, "00000000-0000-0000-0000-0000000000a2");
+    job->source_hostname = mig_strdup("cn1");
+    job->target_hostname = mig_strdup("cn2");
+    job->mode = MIG_MODE_AUTO;
+    job->state = MIG_JOB_FAILED;
+    job->phase = MIG_PHASE_SWITCH;
+    job->progress = (struct mig_progress){.bytes_sent = 123456789012LL,
+                                          .bytes_total = 223456789012LL,
+                                          .rate_bytes_s = 130000000,
+                                          .eta_s = 77,
+                                          .increments = 3};
+    job->vm_was_running = 1;
+    job->downtime_ms = 4321;
+    job->created = 1707350400123LL;
+    job->started = 1707350401456LL;
+    job->finished = 1707350499789LL;
+    mig_job_set_error(job, "RemoteFailed", "zfs receive exited 1 on cn2");
+    job->dry_run = true;
+    job->allow_older_platform = true;
+    job->cleanup_source = true;
+    job->finish_requested = true;
+    job->abort_requested = true;
+    json_object_set_new(job->ctx, "final_snap", json_string("migd-1"));
+    json_object_set_new(job->ctx, "ips", json_pack("[{s:s, s:b}]", "ip", "10.0.0.5",
+                                                   "reserved_before", 0));
+    return job;
+}
+
+static void assert_same_job(const struct mig_job *a, const struct mig_job *b)
+{
+    assert_string_equal(a->uuid, b->uuid);
+    assert_string_equal(a->vm_uuid, b->vm_uuid);
+    if (a->vm_alias == NULL)
+        assert_null(b->vm_alias);
+    else
+        assert_string_equal(a->vm_alias, b->vm_alias);
+    assert_string_equal(a->brand, b->brand);
+    assert_string_equal(a->source_server_uuid, b->source_server_uuid);
+    assert_string_equal(a->target_server_uuid, b->target_server_uuid);
+    if (a->source_hostname == NULL)
+        assert_null(b->source_hostname);
+    else
+        assert_string_equal(a->source_hostname, b->source_hostname);
+    if (a->target_hostname == NULL)
+        assert_null(b->target_hostname);
+    else
+        assert_string_equal(a->target_hostname, b->target_hostname);
+    assert_int_equal(a->mode, b->mode);
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->phase, b->phase);
+    assert_memory_equal(&a->progress, &b->progress, sizeof(a->progress));
+    assert_int_equal(a->vm_was_running, b->vm_was_running);
+    assert_int_equal(a->downtime_ms, b->downtime_ms);
+    assert_int_equal(a->created, b->created);
+    assert_int_equal(a->started, b->started);
+    assert_int_equal(a->finished, b->finished);
+    if (a->error_code == NULL) {
+        assert_null(b->error_code);
+    } else {
+        assert_string_equal(a->error_code, b->error_code);
+        if (a->error_message == NULL)
+            assert_null(b->error_message);
+        else
+            assert_string_equal(a->error_message, b->error_message);
+        assert_int_equal(a->error_phase, b->error_phase);
+    }
+    assert_int_equal(a->dry_run, b->dry_run);
+    assert_int_equal(a->allow_older_platform, b->allow_older_platform);
+    assert_int_equal(a->cleanup_source, b->cleanup_source);
+    assert_int_equal(a->finish_requested, b->finish_requested);
+    assert_int_equal(a->abort_requested, b->abort_requested);
+    assert_true(json_equal(a->ctx, b->ctx));
+}
+
+/* to_record -> text -> from_record gives the same job. */
+static void round_trip(struct mig_job *job)
+{
+    json_t *rec = mig_job_to_record(job);
+    char *text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    assert_non_null(text);
+    json_t *back = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(back);
+    struct mig_job *copy = NULL;
+    assert_int_equal(mig_job_from_record(back, &copy), 0);
+    json_decref(back);
+    assert_non_null(copy);
+    assert_same_job(job, copy);
+    /* ctx is the copy's own: changing it does not touch the original. */
+    json_object_set_new(copy->ctx, "new", json_true());
+    assert_null(json_object_get(job->ctx, "new"));
+    mig_job_free(copy);
+}
+
+static void test_record_round_trip(void **state)
+{
+    (void)state;
+    struct mig_job *job = full_job();
+    round_trip(job);
+    mig_job_free(job);
+
+    /* Defaults: nothing known yet (nulls everywhere). */
+    job = mig_job_new();
+    round_trip(job);
+    mig_job_free(job);
+
+    /* Edge values: not running, zero downtime, empty alias, error without message. */
+    job = mig_job_new();
+    job->vm_was_running = 0;
+    job->downtime_ms = 0;
+    job->vm_alias = mig_strdup("");
+    job->state = MIG_JOB_ROLLED_BACK;
+    job->phase = MIG_PHASE_CLEANUP;
+    mig_job_set_error(job, "X", NULL);
+    round_trip(job);
+    mig_job_free(job);
+}
+
+static void test_record_has_extras(void **state)
+{
+    (void)state;
+    struct mig_job *job = full_job();
+    json_t *rec = mig_job_to_record(job);
+    const char *extras[] = {"ctx",           "dry_run",          "allow_older_platform",
+                            "cleanup_source", "finish_requested", "abort_requested",
+                            "created_ms",    "started_ms",       "finished_ms"};
+    for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++)
+        assert_non_null(json_object_get(rec, extras[i]));
+    assert_int_equal(json_integer_value(json_object_get(rec, "created_ms")), 1707350400123LL);
+    assert_true(json_is_true(json_object_get(rec, "finish_requested")));
+    json_decref(rec);
+    mig_job_free(job);
+}
+
+static void test_from_record_malformed(void **state)
+{
+    (void)state;
+    struct mig_job *job = full_job();
+    json_t *good = mig_job_to_record(job);
+    mig_job_free(job);
+
+    struct {
+        const char *key;
+        json_t *value; /* NULL: delete the key */
+    } bad[] = {
+        {"uuid", NULL},
+        {"uuid", json_string("not-a-uuid")},
+        {"state", json_string("sleeping")},
+        {"state", NULL},
+        {"phase", json_integer(2)},
+        {"mode", json_string("fast")},
+        {"vm_uuid", json_string("6a1b2c3d; rm -rf /")},
+        {"brand", json_string("a-brand-name-that-is-far-too-long-to-fit")},
+        {"created_ms", json_string("yesterday")},
+        {"dry_run", json_string("yes")},
+        {"ctx", json_array()},
+        {"vm_was_running", json_integer(1)},
+        {"progress", json_pack("{s:s}", "bytes_sent", "many")},
+        {"error", json_pack("{s:s}", "message", "no code")},
+        {"error", json_pack("{s:s, s:s}", "code", "X", "phase", "nowhere")},
+        {"vm_alias", json_integer(7)},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *rec = json_deep_copy(good);
+        if (bad[i].value == NULL)
+            json_object_del(rec, bad[i].key);
+        else
+            json_object_set_new(rec, bad[i].key, bad[i].value);
+        struct mig_job *out = (struct mig_job *)&out; /* must be reset to NULL */
+        assert_int_equal(mig_job_from_record(rec, &out), MIG_EPARSE);
+        assert_null(out);
+        json_decref(rec);
+    }
+    struct mig_job *out = NULL;
+    json_t *arr = json_array();
+    assert_int_equal(mig_job_from_record(arr, &out), MIG_EPARSE);
+    assert_int_equal(mig_job_from_record(NULL, &out), MIG_EPARSE);
+    json_decref(arr);
+    json_decref(good);
+}
+
+static void test_public_json(void **state)
+{
+    (void)state;
+    static const char *keys[] = {
+        "uuid",  "vm_uuid",  "vm_alias",       "brand",       "source_server_uuid",
+        "target_server_uuid", "source_hostname", "target_hostname", "mode", "state",
+        "phase", "progress", "vm_was_running", "downtime_ms", "created",
+        "started", "finished", "error"};
+    const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
+
+    struct mig_job *job = full_job();
+    json_t *o = mig_job_to_json(job);
+    assert_int_equal(json_object_size(o), nkeys);
+    for (size_t i = 0; i < nkeys; i++)
+        assert_non_null(json_object_get(o, keys[i]));
+    assert_string_equal(json_string_value(json_object_get(o, "uuid")), job->uuid);
+    assert_string_equal(json_string_value(json_object_get(o, "vm_alias")), "web01");
+    assert_string_equal(json_string_value(json_object_get(o, "mode")), "auto");
+    assert_string_equal(json_string_value(json_object_get(o, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "phase")), "switch");
+    assert_true(json_is_true(json_object_get(o, "vm_was_running")));
+    assert_int_equal(json_integer_value(json_object_get(o, "downtime_ms")), 4321);
+    assert_string_equal(json_string_value(json_object_get(o, "created")),
+                        "2024-02-08T00:00:00.123Z");
+    assert_string_equal(json_string_value(json_object_get(o, "finished")),
+                        "2024-02-08T00:01:39.789Z");
+
+    json_t *p = json_object_get(o, "progress");
+    assert_int_equal(json_object_size(p), 5);
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_sent")), 123456789012LL);
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 223456789012LL);
+    assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")), 130000000);
+    assert_int_equal(json_integer_value(json_object_get(p, "eta_s")), 77);
+    assert_int_equal(json_integer_value(json_object_get(p, "increments")), 3);
+
+    json_t *e = json_object_get(o, "error");
+    assert_int_equal(json_object_size(e), 3);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "RemoteFailed");
+    assert_string_equal(json_string_value(json_object_get(e, "message")),
+                        "zfs receive exited 1 on cn2");
+    assert_string_equal(json_string_value(json_object_get(e, "phase")), "switch");
+    /* Internal members stay out of the public form. */
+    assert_null(json_object_get(o, "ctx"));
+    assert_null(json_object_get(o, "finish_requested"));
+    json_decref(o);
+    mig_job_free(job);
+
+    /* A fresh job: unknowns are null, not zero or false. */
+    job = mig_job_new();
+    o = mig_job_to_json(job);
+    assert_int_equal(json_object_size(o), nkeys);
+    assert_true(json_is_null(json_object_get(o, "vm_was_running")));
+    assert_true(json_is_null(json_object_get(o, "downtime_ms")));
+    assert_true(json_is_null(json_object_get(o, "started")));
+    assert_true(json_is_null(json_object_get(o, "finished")));
+    assert_true(json_is_null(json_object_get(o, "error")));
+    assert_true(json_is_string(json_object_get(o, "created")));
+    assert_string_equal(json_string_value(json_object_get(o, "state")), "queued");
+    assert_string_equal(json_string_value(json_object_get(o, "phase")), "validate");
+    assert_true(json_is_null(json_object_get(json_object_get(o, "progress"), "eta_s")));
+    json_decref(o);
+    mig_job_free(job);
+}
+
+static void test_new_job(void **state)
+{
+    (void)state;
+    struct mig_job *a = mig_job_new(), *b = mig_job_new();
+    assert_true(mig_uuid_valid(a->uuid));
+    assert_string_not_equal(a->uuid, b->uuid);
+    assert_int_equal(a->state, MIG_JOB_QUEUED);
+    assert_int_equal(a->phase, MIG_PHASE_VALIDATE);
+    assert_true(json_is_object(a->ctx));
+    assert_int_equal(json_object_size(a->ctx), 0);
+    mig_job_free(a);
+    mig_job_free(b);
+    mig_job_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_allowed_transition),
+        cmocka_unit_test(test_table_is_exactly_the_allowed_set),
+        cmocka_unit_test(test_refused_transitions_leave_job_unchanged),
+        cmocka_unit_test(test_times),
+        cmocka_unit_test(test_final_and_holds_vm),
+        cmocka_unit_test(test_names_round_trip),
+        cmocka_unit_test(test_set_error),
+        cmocka_unit_test(test_record_round_trip),
+        cmocka_unit_test(test_record_has_extras),
+        cmocka_unit_test(test_from_record_malformed),
+        cmocka_unit_test(test_public_json),
+        cmocka_unit_test(test_new_job),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
