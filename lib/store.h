@@ -3,7 +3,9 @@
  * embedded in the binary at build time and applied in order at open; the
  * database records its version (PRAGMA user_version) and a database newer
  * than this binary is refused.  Jobs, their steps, their events and their
- * log live here.  Every statement uses bound parameters.
+ * log live here.  Every statement uses bound parameters.  Steps, log records
+ * and events belong to a saved job (foreign keys): for a job_uuid that was
+ * never saved with mig_store_job_save they are refused with MIG_EDB.
  */
 #ifndef MIG_STORE_H
 #define MIG_STORE_H
@@ -38,7 +40,7 @@ struct mig_job_filter {
     const char *state;   /* NULL: any */
     const char *vm_uuid; /* NULL: any */
     int all;             /* 0: only jobs whose state is not final */
-};
+};                       /* a state given explicitly is listed even when final */
 /*
  * Loads the jobs matching f, oldest first, into a malloc'd array of *n jobs
  * (caller frees each with mig_job_free and the array with free).
