@@ -1,0 +1,946 @@
+#!/usr/bin/python3
+"""Emulated SmartOS commands for the migd test lab's compute nodes.
+
+One script, dispatched on the name it is called by (vmadm, zoneadm, zonecfg,
+imgadm, sysinfo, svcadm, and the `zfs`/`zpool` fronts that translate illumos
+flags for zfs-fuse).  It follows docs/../shared spec cn-commands.md and keeps
+all state where a SmartOS CN keeps it:
+
+  /etc/zones/index, /etc/zones/UUID.xml   zone configuration (illumos format)
+  /zones/UUID/config/{tags,metadata}.json  tags and metadata (in the dataset)
+  ZFS properties (quota)                   read from the real zfs-fuse pool
+  /var/lib/lab-cn/                         sysinfo.json, running/ (runtime),
+                                           imgadm/ manifests, lab.json (CN
+                                           settings: image store, VMAPI URL)
+
+so `vmadm get` is derived, never stored: copying the zone config and the
+datasets to another CN and attaching reproduces the same VM there.
+See docs/lab.md for what is emulated and every zfs translation.
+"""
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+ZONES_DIR = os.environ.get('LAB_ZONES_DIR', '/etc/zones')
+STATE_DIR = os.environ.get('LAB_CN_STATE', '/var/lib/lab-cn')
+REAL_ZFS = '/usr/sbin/zfs'
+REAL_ZPOOL = '/usr/sbin/zpool'
+POOL = 'zones'
+UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+HVM_BRANDS = ('bhyve', 'kvm')
+# zonecfg resource type -> XML element (illumos zonecfg.dtd names)
+RES_XML = {'net': 'network', 'attr': 'attr', 'device': 'device', 'fs': 'filesystem',
+           'dataset': 'dataset', 'capped-memory': 'mcap', 'rctl': 'rctl'}
+XML_RES = {v: k for k, v in RES_XML.items()}
+
+
+class Fail(Exception):
+    """A command failure: message for stderr and the exit status."""
+
+    def __init__(self, msg, code=1):
+        super().__init__(msg)
+        self.code = code
+
+
+# ---------------------------------------------------------------- helpers
+
+def state_path(*parts):
+    return os.path.join(STATE_DIR, *parts)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def write_atomic(path, text):
+    tmp = '%s.tmp.%d' % (path, os.getpid())
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def run(argv, check=False):
+    """Run a command, capture text output."""
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise Fail(p.stderr.strip() or '%s failed' % argv[0], p.returncode)
+    return p
+
+
+def zfs_exists(name):
+    return run([REAL_ZFS, 'list', '-H', '-o', 'name', name]).returncode == 0
+
+
+def zfs_mount(name):
+    """Mount a filesystem if it is not mounted (like zoneadm/zone boot)."""
+    p = run([REAL_ZFS, 'get', '-H', '-o', 'value', 'mounted', name])
+    if p.stdout.strip() == 'no':
+        run([REAL_ZFS, 'mount', name])
+
+
+def sysinfo():
+    return read_json(state_path('sysinfo.json'), {})
+
+
+# ---------------------------------------------------------------- zone config model
+
+class Zone:
+    """A zone configuration: global properties plus a list of resources.
+
+    A resource is {'type': str, 'props': {k: v}, 'properties': {k: v}};
+    'properties' holds `add property (name=..,value=..)` pairs (net-attr in
+    XML)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.props = {}
+        self.resources = []
+
+    def attrs(self):
+        return {r['props'].get('name'): r['props'].get('value')
+                for r in self.resources if r['type'] == 'attr'}
+
+    def of_type(self, rtype):
+        return [r for r in self.resources if r['type'] == rtype]
+
+    def set_attr(self, name, value):
+        for r in self.of_type('attr'):
+            if r['props'].get('name') == name:
+                r['props']['value'] = value
+                return
+        self.resources.append({'type': 'attr', 'properties': {},
+                               'props': {'name': name, 'type': 'string', 'value': value}})
+
+
+def mem_to_bytes(text):
+    m = re.match(r'^(\d+(?:\.\d+)?)([kmgt]?)b?$', text.strip().lower())
+    if not m:
+        raise Fail('zonecfg: invalid memory size: %s' % text)
+    mult = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40}[m.group(2)]
+    return int(float(m.group(1)) * mult)
+
+
+def zone_to_xml(zone):
+    root = ET.Element('zone', {'name': zone.name})
+    for k, v in zone.props.items():
+        root.set(k, v)
+    for r in zone.resources:
+        attrs = dict(r['props'])
+        if r['type'] == 'capped-memory' and 'physical' in attrs:
+            attrs = {'physcap': str(mem_to_bytes(attrs.pop('physical'))), **attrs}
+        el = ET.SubElement(root, RES_XML.get(r['type'], r['type']), attrs)
+        for k, v in r['properties'].items():
+            ET.SubElement(el, 'net-attr', {'name': k, 'value': v})
+    ET.indent(root)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<!DOCTYPE zone PUBLIC "-//Sun Microsystems Inc//DTD Zones//EN" '
+            '"file:///usr/share/lib/xml/dtd/zonecfg.dtd.1">\n'
+            + ET.tostring(root, encoding='unicode') + '\n')
+
+
+def zone_from_xml(text):
+    root = ET.fromstring(text)
+    zone = Zone(root.get('name'))
+    zone.props = {k: v for k, v in root.attrib.items() if k != 'name'}
+    for el in root:
+        rtype = XML_RES.get(el.tag, el.tag)
+        props = dict(el.attrib)
+        if rtype == 'capped-memory' and 'physcap' in props:
+            props = {'physical': '%dm' % (int(props.pop('physcap')) >> 20), **props}
+        properties = {c.get('name'): c.get('value') for c in el if c.tag == 'net-attr'}
+        zone.resources.append({'type': rtype, 'props': props, 'properties': properties})
+    return zone
+
+
+# ---------------------------------------------------------------- /etc/zones store
+
+def read_index():
+    """Return [(name, state, zonepath, uuid)] for the non-global zones."""
+    out = []
+    try:
+        with open(os.path.join(ZONES_DIR, 'index')) as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith('#'):
+                    continue
+                parts = line.split(':')
+                if parts[0] == 'global' or len(parts) < 3:
+                    continue
+                out.append((parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else ''))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def write_index(entries):
+    lines = ['# DO NOT EDIT: this file is automatically generated by zonecfg(8)',
+             'global:installed:/']
+    lines += [':'.join(e) for e in entries]
+    write_atomic(os.path.join(ZONES_DIR, 'index'), '\n'.join(lines) + '\n')
+
+
+def zone_state(name):
+    for e in read_index():
+        if e[0] == name:
+            return e[1]
+    return None
+
+
+def set_zone_state(name, state, zonepath=None):
+    entries = read_index()
+    for i, e in enumerate(entries):
+        if e[0] == name:
+            entries[i] = (name, state, zonepath or e[2], e[3] or name)
+            break
+    else:
+        entries.append((name, state, zonepath or '/zones/' + name, name))
+    write_index(entries)
+
+
+def load_zone(name):
+    path = os.path.join(ZONES_DIR, name + '.xml')
+    if zone_state(name) is None or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return zone_from_xml(f.read())
+
+
+def save_zone(zone):
+    write_atomic(os.path.join(ZONES_DIR, zone.name + '.xml'), zone_to_xml(zone))
+    if zone_state(zone.name) is None:
+        set_zone_state(zone.name, 'configured', zone.props.get('zonepath'))
+
+
+def delete_zone(name):
+    write_index([e for e in read_index() if e[0] != name])
+    try:
+        os.unlink(os.path.join(ZONES_DIR, name + '.xml'))
+    except FileNotFoundError:
+        pass
+
+
+# ---------------------------------------------------------------- runtime state
+
+def running_zones():
+    """{uuid: zoneid} of the zones this CN is 'running'."""
+    d = state_path('running')
+    if not os.path.isdir(d):
+        return {}
+    out = {}
+    for name in os.listdir(d):
+        with open(os.path.join(d, name)) as f:
+            out[name] = int(f.read().strip() or 0)
+    return out
+
+
+def set_running(name, running):
+    d = state_path('running')
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, name)
+    if not running:
+        if os.path.exists(path):
+            os.unlink(path)
+        return
+    nxt = read_json(state_path('next_zoneid'), 1)
+    write_atomic(state_path('next_zoneid'), str(nxt + 1))
+    write_atomic(path, str(nxt))
+
+
+def vm_state(name, index_state):
+    if index_state == 'installed':
+        return 'running' if name in running_zones() else 'stopped'
+    return index_state  # configured, incomplete
+
+
+# ---------------------------------------------------------------- zonecfg language
+
+def split_commands(script):
+    """Split a zonecfg script on newlines and ';' outside double quotes."""
+    cmds, cur, quoted = [], [], False
+    for ch in script:
+        if ch == '"':
+            quoted = not quoted
+        if (ch in ';\n') and not quoted:
+            cmds.append(''.join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    cmds.append(''.join(cur).strip())
+    return [c for c in cmds if c and not c.startswith('#')]
+
+
+def unquote(v):
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] == '"':
+        return re.sub(r'\\(.)', r'\1', v[1:-1])
+    return v
+
+
+def quote(v):
+    if re.match(r'^[A-Za-z0-9._/:,@+-]*$', v) and v:
+        return v
+    return '"%s"' % v.replace('\\', '\\\\').replace('"', '\\"')
+
+
+def parse_pairs(text):
+    return {k: unquote(v) for k, v in
+            re.findall(r'([\w-]+)=("(?:[^"\\]|\\.)*"|[^,\s)]*)', text)}
+
+
+class ZonecfgSession:
+    """Applies zonecfg subcommands to one zone (None when it does not exist)."""
+
+    def __init__(self, name, zone):
+        self.name = name
+        self.zone = zone
+        self.scope = None  # resource being added/selected
+        self.scope_new = False
+        self.deleted = False
+
+    def need_zone(self):
+        if self.zone is None:
+            raise Fail('%s: No such zone configured' % self.name)
+
+    def apply(self, cmd):
+        words = cmd.split(None, 1)
+        verb, rest = words[0], (words[1] if len(words) > 1 else '')
+        handler = getattr(self, 'cmd_' + verb.replace('-', '_'), None)
+        if handler is None:
+            raise Fail('zonecfg: %s: unknown or unsupported command: %s' % (self.name, cmd))
+        handler(rest.strip())
+
+    def cmd_create(self, rest):
+        if self.zone is not None and '-F' not in rest.split():
+            raise Fail('zonecfg: %s: Zone %s already exists; use create -F to overwrite.'
+                       % (self.name, self.name))
+        self.zone = Zone(self.name)
+        self.zone.props['zonepath'] = '/zones/' + self.name
+
+    def cmd_set(self, rest):
+        self.need_zone()
+        k, _, v = rest.partition('=')
+        target = self.scope['props'] if self.scope else self.zone.props
+        target[k.strip()] = unquote(v)
+
+    def cmd_clear(self, rest):
+        self.need_zone()
+        (self.scope['props'] if self.scope else self.zone.props).pop(rest.strip(), None)
+
+    def cmd_add(self, rest):
+        self.need_zone()
+        if self.scope is not None:
+            m = re.match(r'^property\s*\((.*)\)$', rest)
+            if not m:
+                raise Fail('zonecfg: %s: cannot add %s inside a resource' % (self.name, rest))
+            pairs = parse_pairs(m.group(1))
+            self.scope['properties'][pairs.get('name')] = pairs.get('value', '')
+            return
+        self.scope = {'type': rest.split()[0], 'props': {}, 'properties': {}}
+        self.scope_new = True
+
+    def matching(self, rest):
+        rtype, _, sel = rest.partition(' ')
+        want = parse_pairs(sel)
+        return [r for r in self.zone.of_type(rtype)
+                if all(r['props'].get(k) == v for k, v in want.items())]
+
+    def cmd_select(self, rest):
+        self.need_zone()
+        found = self.matching(rest)
+        if len(found) != 1:
+            raise Fail('zonecfg: %s: select %s: %d matches' % (self.name, rest, len(found)))
+        self.scope, self.scope_new = found[0], False
+
+    def cmd_remove(self, rest):
+        self.need_zone()
+        rest = re.sub(r'^-F\s+', '', rest)
+        found = self.matching(rest)
+        if not found:
+            raise Fail('zonecfg: %s: No such %s resource.' % (self.name, rest.split()[0]))
+        self.zone.resources = [r for r in self.zone.resources if r not in found]
+
+    def cmd_end(self, rest):
+        if self.scope is None:
+            raise Fail('zonecfg: %s: end: not in a resource scope' % self.name)
+        if self.scope_new:
+            self.zone.resources.append(self.scope)
+        self.scope = None
+
+    def cmd_delete(self, rest):
+        self.need_zone()
+        if self.name in running_zones():
+            raise Fail('Zone %s is running; halt it before deleting.' % self.name)
+        self.deleted = True
+
+    def cmd_commit(self, rest):
+        pass
+
+    cmd_verify = cmd_exit = cmd_commit
+
+    def cmd_export(self, rest):
+        self.need_zone()
+        sys.stdout.write(export_zone(self.zone))
+
+
+def export_zone(zone):
+    lines = ['create -b']
+    for k, v in zone.props.items():
+        lines.append('set %s=%s' % (k, quote(v)))
+    for r in zone.resources:
+        lines.append('add ' + r['type'])
+        for k, v in r['props'].items():
+            lines.append('set %s=%s' % (k, quote(v)))
+        for k, v in r['properties'].items():
+            lines.append('add property (name=%s,value="%s")' % (k, v))
+        lines.append('end')
+    return '\n'.join(lines) + '\n'
+
+
+def zonecfg_main(args):
+    if len(args) < 2 or args[0] != '-z':
+        raise Fail('usage: zonecfg -z zonename [-f file | subcommand...]', 2)
+    name, rest = args[1], args[2:]
+    check_uuid(name, 'zonecfg')
+    if rest[:1] == ['-f']:
+        if len(rest) != 2:
+            raise Fail('usage: zonecfg -z zonename -f file', 2)
+        with open(rest[1]) as f:
+            script = f.read()
+    else:
+        script = ' '.join(rest) if rest else 'info'
+    session = ZonecfgSession(name, load_zone(name))
+    for cmd in split_commands(script):
+        session.apply(cmd)
+    if session.scope is not None:
+        session.cmd_end('')
+    if session.deleted:
+        delete_zone(name)
+    elif session.zone is not None and script.strip() != 'export':
+        save_zone(session.zone)
+
+
+def check_uuid(name, prog):
+    if not UUID_RE.match(name):
+        raise Fail('%s: %s: invalid zone name' % (prog, name))
+
+
+# ---------------------------------------------------------------- vmadm
+
+def zone_datasets(zone):
+    """The VM's datasets: zonepath dataset and, for HVM, the disks'."""
+    ds = [zone.props.get('zonepath', '/zones/' + zone.name).lstrip('/')]
+    for d in disk_resources(zone):
+        ds.append(d['zfs_filesystem'])
+    return ds
+
+
+def disk_resources(zone):
+    out = []
+    for r in zone.of_type('device'):
+        match = r['props'].get('match', '')
+        fs = re.sub(r'^/dev/zvol/r?dsk/', '', match)
+        p = r['properties']
+        out.append({'path': match, 'zfs_filesystem': fs, 'zpool': POOL,
+                    'boot': p.get('boot') == 'true', 'media': p.get('media', 'disk'),
+                    'model': p.get('model', 'virtio'),
+                    'size': int(p.get('size', 0)), 'image_uuid': p.get('image-uuid'),
+                    'image_size': int(p.get('image-size', 0))})
+    return out
+
+
+def zfs_quota_gib(dataset):
+    p = run([REAL_ZFS, 'get', '-H', '-p', '-o', 'value', 'quota', dataset])
+    if p.returncode != 0:
+        return 0
+    return int(p.stdout.strip() or 0) >> 30
+
+
+def vm_nics(zone):
+    nics = []
+    for r in zone.of_type('net'):
+        pr, p = r['props'], r['properties']
+        nic = {'interface': pr.get('physical'), 'mac': pr.get('mac-addr'),
+               'nic_tag': pr.get('global-nic'), 'vlan_id': int(pr.get('vlan-id', 0)),
+               'ip': p.get('ip'), 'netmask': p.get('netmask'), 'gateway': p.get('gateway'),
+               'network_uuid': p.get('network_uuid')}
+        if p.get('primary') == 'true':
+            nic['primary'] = True
+        nics.append(nic)
+    return nics
+
+
+def config_json(zonepath, name, default):
+    return read_json(os.path.join(zonepath, 'config', name), default)
+
+
+def vm_object(zone):
+    """`vmadm get`: derived from the zone config, datasets and runtime."""
+    a = zone.attrs()
+    zonepath = zone.props.get('zonepath', '/zones/' + zone.name)
+    brand = zone.props.get('brand', 'joyent')
+    mem = zone.of_type('capped-memory')
+    ram = mem_to_bytes(mem[0]['props']['physical']) >> 20 if mem else 0
+    meta = config_json(zonepath, 'metadata.json', {})
+    obj = {
+        'uuid': zone.name, 'zonename': zone.name,
+        'alias': base64.b64decode(a['alias']).decode() if a.get('alias') else None,
+        'autoboot': zone.props.get('autoboot') == 'true', 'brand': brand,
+        'billing_id': a.get('billing-id'), 'owner_uuid': a.get('owner-uuid'),
+        'create_timestamp': a.get('create-timestamp'),
+        'state': vm_state(zone.name, zone_state(zone.name)),
+        'zone_state': zone_state(zone.name),
+        'zonepath': zonepath, 'zfs_filesystem': zonepath.lstrip('/'), 'zpool': POOL,
+        'server_uuid': sysinfo().get('UUID'),
+        'ram': ram, 'max_physical_memory': ram,
+        'quota': zfs_quota_gib(zonepath.lstrip('/')),
+        'nics': vm_nics(zone),
+        'tags': config_json(zonepath, 'tags.json', {}),
+        'customer_metadata': meta.get('customer_metadata', {}),
+        'internal_metadata': meta.get('internal_metadata', {}),
+    }
+    if brand in HVM_BRANDS:
+        obj['disks'] = disk_resources(zone)
+    else:
+        obj['image_uuid'] = a.get('dataset-uuid')
+    if a.get('do-not-inventory'):
+        obj['do_not_inventory'] = a.get('do-not-inventory') == 'true'
+    return obj
+
+
+def need_vm(uuid, verb):
+    zone = load_zone(uuid) if UUID_RE.match(uuid or '') else None
+    if zone is None:
+        raise Fail('Failed to %s VM %s: No such zone configured' % (verb, uuid))
+    return zone
+
+
+def vm_type(brand):
+    return {'lx': 'LX', 'kvm': 'KVM', 'bhyve': 'BHYV'}.get(brand, 'OS')
+
+
+def list_row(name, index_state):
+    zone = load_zone(name)
+    a = zone.attrs()
+    mem = zone.of_type('capped-memory')
+    return {'uuid': name, 'state': vm_state(name, index_state),
+            'brand': zone.props.get('brand', ''), 'type': vm_type(zone.props.get('brand')),
+            'alias': base64.b64decode(a['alias']).decode() if a.get('alias') else '',
+            'ram': str(mem_to_bytes(mem[0]['props']['physical']) >> 20) if mem else '0',
+            'zonepath': zone.props.get('zonepath', ''),
+            'autoboot': zone.props.get('autoboot', '')}
+
+
+def vmadm_list(args):
+    fields, parsable, header = ['uuid', 'type', 'ram', 'state', 'alias'], False, True
+    i = 0
+    while i < len(args):
+        if args[i] == '-o':
+            fields, i = args[i + 1].split(','), i + 1
+        elif args[i] == '-p':
+            parsable = True
+        elif args[i] == '-H':
+            header = False
+        else:
+            raise Fail('vmadm list: unsupported argument %s' % args[i], 2)
+        i += 1
+    rows = []
+    for name, st, _, _ in sorted(read_index()):
+        row = list_row(name, st)
+        rows.append([str(row.get(f) if f in row else vm_object(load_zone(name)).get(f, ''))
+                     for f in fields])
+    if parsable:
+        for r in rows:
+            print(':'.join(r))
+        return
+    table = ([[f.upper() for f in fields]] if header else []) + rows
+    widths = [max(len(r[c]) for r in table) for c in range(len(fields))] if table else []
+    for r in table:
+        print('  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def vmadm_start(uuid):
+    zone = need_vm(uuid, 'start')
+    st = vm_state(uuid, zone_state(uuid))
+    if st == 'running':
+        raise Fail('Unable to start VM %s: VM is already running' % uuid)
+    if st != 'stopped':
+        raise Fail('Unable to start VM %s: VM is in state %s (not installed)' % (uuid, st))
+    for ds in zone_datasets(zone):
+        if not zfs_exists(ds):
+            raise Fail('Unable to start VM %s: dataset %s does not exist' % (uuid, ds))
+    zfs_mount(zone_datasets(zone)[0])
+    zone.props['autoboot'] = 'true'
+    save_zone(zone)
+    set_running(uuid, True)
+    sys.stderr.write('Successfully started VM %s\n' % uuid)
+
+
+def vmadm_stop(args):
+    force = '-F' in args
+    uuids = [a for a in args if a != '-F']
+    if len(uuids) != 1:
+        raise Fail('usage: vmadm stop <uuid> [-F]', 2)
+    uuid = uuids[0]
+    zone = need_vm(uuid, 'stop')
+    if uuid not in running_zones():
+        if not force:
+            raise Fail('Unable to stop VM %s: VM is already not running' % uuid)
+    set_running(uuid, False)
+    zone.props['autoboot'] = 'false'
+    save_zone(zone)
+    sys.stderr.write('Successfully completed stop for VM %s\n' % uuid)
+
+
+def vmadm_main(args):
+    if not args:
+        raise Fail('usage: vmadm <get|list|start|stop> ...', 2)
+    cmd, rest = args[0], args[1:]
+    if cmd == 'get' and len(rest) == 1:
+        print(json.dumps(vm_object(need_vm(rest[0], 'get')), indent=2, sort_keys=True))
+    elif cmd == 'list':
+        vmadm_list(rest)
+    elif cmd == 'start' and len(rest) == 1:
+        vmadm_start(rest[0])
+    elif cmd == 'stop':
+        vmadm_stop(rest)
+    else:
+        raise Fail('vmadm: unsupported command: %s' % ' '.join(args), 2)
+
+
+# ---------------------------------------------------------------- zoneadm
+
+def zoneadm_list(flags):
+    if 'p' not in flags:
+        raise Fail('zoneadm list: the lab supports only -p output', 2)
+    running = running_zones()
+    print('0:global:running:/::liveimg:shared')
+    for name, st, zonepath, uuid in read_index():
+        if 'c' not in flags and st != 'installed':
+            continue
+        zone = load_zone(name)
+        zid = str(running[name]) if st == 'installed' and name in running else '-'
+        state = 'running' if zid != '-' else st
+        if 'c' not in flags and 'i' not in flags and state != 'running':
+            continue
+        print(':'.join([zid, name, state, zonepath, uuid or name,
+                        zone.props.get('brand', ''), zone.props.get('ip-type', 'exclusive')]))
+
+
+def zoneadm_attach(name):
+    zone = load_zone(name)
+    if zone is None:
+        raise Fail('zoneadm: %s: No such zone configured' % name)
+    st = zone_state(name)
+    if st != 'configured':
+        raise Fail("zoneadm: zone '%s': must be configured before attach (state: %s)." % (name, st))
+    for ds in zone_datasets(zone):
+        if not zfs_exists(ds):
+            raise Fail("zoneadm: zone '%s': ERROR: dataset %s does not exist; "
+                       "cannot attach." % (name, ds))
+    zfs_mount(zone_datasets(zone)[0])
+    set_zone_state(name, 'installed')
+
+
+def zoneadm_detach(name):
+    if load_zone(name) is None:
+        raise Fail('zoneadm: %s: No such zone configured' % name)
+    if name in running_zones():
+        raise Fail("zoneadm: zone '%s': must be halted before detach." % name)
+    if zone_state(name) != 'installed':
+        raise Fail("zoneadm: zone '%s': must be installed before detach." % name)
+    set_zone_state(name, 'configured')
+
+
+def zoneadm_main(args):
+    if args[:1] == ['list']:
+        flags = ''.join(a.lstrip('-') for a in args[1:])
+        return zoneadm_list(flags)
+    if len(args) >= 3 and args[0] == '-z':
+        name, cmd = args[1], args[2]
+        check_uuid(name, 'zoneadm')
+        if cmd == 'attach':
+            return zoneadm_attach(name)
+        if cmd == 'detach':
+            return zoneadm_detach(name)
+        if cmd == 'boot':
+            return vmadm_start(name)
+        if cmd == 'halt':
+            return vmadm_stop([name, '-F'])
+    raise Fail('zoneadm: unsupported command: %s' % ' '.join(args), 2)
+
+
+# ---------------------------------------------------------------- imgadm
+
+def image_installed(uuid):
+    return (os.path.exists(state_path('imgadm', uuid + '.json'))
+            and zfs_exists('%s/%s@final' % (POOL, uuid)))
+
+
+def imgadm_get(uuid):
+    if not image_installed(uuid):
+        raise Fail('imgadm get: error (ImageNotInstalled): image "%s" was not found '
+                   'on zpool "%s"' % (uuid, POOL), 3)
+    manifest = read_json(state_path('imgadm', uuid + '.json'))
+    print(json.dumps({'manifest': manifest, 'zpool': POOL}, indent=2))
+
+
+def imgadm_import(uuid, quiet):
+    if image_installed(uuid):
+        if not quiet:
+            print('Image %s is already installed, skipping' % uuid)
+        return
+    store = read_json(state_path('lab.json'), {}).get('image_dir', '')
+    stream = os.path.join(store, uuid + '.zfs')
+    manifest = read_json(os.path.join(store, uuid + '.json'))
+    if manifest is None or not os.path.exists(stream):
+        raise Fail('imgadm import: error (ActiveImageNotFound): an active image "%s" '
+                   'was not found in image sources' % uuid)
+    if not zfs_exists('%s/%s' % (POOL, uuid)):
+        with open(stream, 'rb') as f:
+            p = subprocess.run([REAL_ZFS, 'receive', '%s/%s' % (POOL, uuid)], stdin=f,
+                               capture_output=True, text=True)
+        if p.returncode != 0:
+            raise Fail('imgadm import: error: zfs receive failed: ' + p.stderr.strip())
+    os.makedirs(state_path('imgadm'), exist_ok=True)
+    write_atomic(state_path('imgadm', uuid + '.json'), json.dumps(manifest))
+    if not quiet:
+        print('Imported image %s (%s@%s)' % (uuid, manifest.get('name'),
+                                             manifest.get('version')))
+
+
+def imgadm_main(args):
+    quiet = '-q' in args
+    args = [a for a in args if a != '-q']
+    if len(args) == 2 and args[0] in ('get', 'import'):
+        if not UUID_RE.match(args[1]):
+            raise Fail('imgadm %s: error (InvalidUUID): invalid uuid: "%s"' % (args[0], args[1]), 1)
+        if args[0] == 'get':
+            return imgadm_get(args[1])
+        return imgadm_import(args[1], quiet)
+    raise Fail('imgadm: unsupported command: %s' % ' '.join(args), 2)
+
+
+# ---------------------------------------------------------------- svcadm (vm-agent)
+
+def vm_agent_report():
+    """Report every inventoried zone to VMAPI with PUT /vms/:uuid."""
+    import urllib.request
+    url = read_json(state_path('lab.json'), {}).get('vmapi_url')
+    log = open(state_path('agent.log'), 'a')
+    for name, _, _, _ in read_index():
+        zone = load_zone(name)
+        if zone.attrs().get('do-not-inventory') == 'true':
+            continue
+        obj = vm_object(zone)
+        req = urllib.request.Request('%s/vms/%s' % (url, name), method='PUT',
+                                     data=json.dumps(obj).encode(),
+                                     headers={'Content-Type': 'application/json'})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                log.write('PUT %s %d\n' % (name, resp.status))
+        except Exception as e:  # the real agent just retries later
+            log.write('PUT %s failed: %s\n' % (name, e))
+            sys.stderr.write('vm-agent: report of %s failed: %s\n' % (name, e))
+    log.close()
+
+
+def svcadm_main(args):
+    if len(args) == 2 and args[0] == 'restart' and re.search(r'(^|/)vm-agent(:default)?$', args[1]):
+        return vm_agent_report()
+    raise Fail("svcadm: Pattern '%s' doesn't match any instances" % ' '.join(args[1:]))
+
+
+# ---------------------------------------------------------------- zfs / zpool fronts
+
+ARG_LETTERS = {'list': 'odtsS', 'get': 'ods', 'send': 'iI', 'receive': 'o', 'recv': 'o',
+               'destroy': '', 'zpool-list': 'o'}
+
+
+def parse_opts(args, arg_letters):
+    """getopt-style split: (boolean letters, [(letter, value)], operands)."""
+    bools, valued, i = [], [], 0
+    while i < len(args) and args[i].startswith('-') and len(args[i]) > 1:
+        word, j = args[i], 1
+        while j < len(word):
+            if word[j] in arg_letters:
+                if j + 1 < len(word):
+                    valued.append((word[j], word[j + 1:]))
+                elif i + 1 < len(args):
+                    valued.append((word[j], args[i + 1]))
+                    i += 1
+                break
+            bools.append(word[j])
+            j += 1
+        i += 1
+    return bools, valued, args[i:]
+
+
+def unparse_opts(bools, valued, operands):
+    out = ['-' + ''.join(bools)] if bools else []
+    for letter, value in valued:
+        out += ['-' + letter, value]
+    return out + operands
+
+
+def without_flag(args, letter, arg_letters):
+    """(was the boolean flag present, args without it)."""
+    bools, valued, operands = parse_opts(args, arg_letters)
+    return letter in bools, unparse_opts([b for b in bools if b != letter], valued, operands)
+
+
+def front_zfs(args):
+    """Translate the illumos zfs syntax of cn-commands.md for zfs-fuse."""
+    sub, rest = (args[0], args[1:]) if args else ('', [])
+    letters = ARG_LETTERS.get(sub, '')
+    if sub == 'list':
+        had_p, rest = without_flag(rest, 'p', letters)
+        if had_p:
+            return zfs_list_p(rest)
+    if sub == 'get':
+        bad = [p for p in get_props(rest) if p.startswith('written@')]
+        if bad:
+            raise Fail("bad property list: invalid property '%s'" % bad[0], 2)
+    if sub == 'send':
+        os.execv(REAL_ZFS, [REAL_ZFS, 'send'] + without_flag(rest, 'v', letters)[1])
+    if sub in ('receive', 'recv'):
+        had_u, rest_u = without_flag(rest, 'u', letters)
+        if had_u:
+            return zfs_receive_u(rest_u)
+    if sub == 'destroy':
+        return zfs_destroy(rest)
+    os.execv(REAL_ZFS, [REAL_ZFS] + args)
+
+
+def get_props(args):
+    _, _, operands = parse_opts(args, ARG_LETTERS['get'])
+    return operands[0].split(',') if operands else []
+
+
+def zfs_list_p(args):
+    """`zfs list -p`: names from the real list, exact values from `zfs get -p`."""
+    bools, valued, operands = parse_opts(args, ARG_LETTERS['list'])
+    cols = ['name', 'used', 'available', 'referenced', 'mountpoint']
+    for letter, value in valued:
+        if letter == 'o':
+            cols = value.split(',')
+    scripted = 'H' in bools
+    list_args = unparse_opts([b for b in bools if b != 'H'] + ['H'],
+                             [v for v in valued if v[0] != 'o'] + [('o', 'name')], operands)
+    p = run([REAL_ZFS, 'list'] + list_args)
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr)
+        sys.exit(p.returncode)
+    names = p.stdout.split()
+    props = [c for c in cols if c != 'name']
+    values = zfs_get_exact(props, names) if names and props else {}
+    rows = [[n if c == 'name' else values.get((n, c), '-') for c in cols] for n in names]
+    if not scripted:
+        rows.insert(0, [c.upper() for c in cols])
+    for r in rows:
+        print('\t'.join(r))
+
+
+def zfs_get_exact(props, names):
+    """{(dataset, property): exact value} via one `zfs get -H -p` call."""
+    alias = {'avail': 'available', 'refer': 'referenced', 'refer.': 'referenced'}
+    real = [alias.get(c, c) for c in props]
+    p = run([REAL_ZFS, 'get', '-H', '-p', '-o', 'name,property,value', ','.join(real)] + names)
+    got = {}
+    for line in p.stdout.splitlines():
+        n, prop, val = line.split('\t', 2)
+        got[(n, prop)] = val
+    return {(n, c): got.get((n, r), '-') for n in names for c, r in zip(props, real)}
+
+
+def mounted_filesystems():
+    p = run([REAL_ZFS, 'list', '-H', '-o', 'name,mounted', '-t', 'filesystem'])
+    return {l.split('\t')[0] for l in p.stdout.splitlines() if l.endswith('\tyes')}
+
+
+def zfs_receive_u(args):
+    """`receive -u`: receive (zfs-fuse mounts), then unmount what it mounted.
+
+    The child zfs reads the stream straight from our stdin: no copy here."""
+    before = mounted_filesystems()
+    rc = subprocess.call([REAL_ZFS, 'receive'] + args)
+    if rc == 0:
+        for name in sorted(mounted_filesystems() - before, reverse=True):
+            run([REAL_ZFS, 'unmount', name])
+    sys.exit(rc)
+
+
+def zfs_destroy(args):
+    """illumos unmounts before destroying; zfs-fuse answers 'busy' instead."""
+    _, _, operands = parse_opts(args, ARG_LETTERS['destroy'])
+    target = operands[-1] if operands else ''
+    if target and '@' not in target:
+        p = run([REAL_ZFS, 'list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', target])
+        for line in sorted(p.stdout.splitlines(), reverse=True):
+            if line.endswith('\tyes'):
+                run([REAL_ZFS, 'unmount', line.split('\t')[0]])
+    for attempt in range(20):
+        p = run([REAL_ZFS, 'destroy'] + args)
+        if 'dataset is busy' not in p.stderr or attempt == 19:
+            break
+        import time
+        time.sleep(0.1)  # FUSE releases the unmounted fs asynchronously
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    sys.exit(p.returncode)
+
+
+def size_to_bytes(text):
+    m = re.match(r'^([\d.]+)([KMGTPE]?)$', text)
+    if not m:
+        return text
+    return str(int(float(m.group(1)) * (1024 ** ' KMGTPE'.index(m.group(2) or ' '))))
+
+
+def front_zpool(args):
+    """`zpool list -p`: zfs-fuse has no -p; convert its rounded sizes."""
+    had_p, rest = without_flag(args[1:], 'p', ARG_LETTERS['zpool-list'])
+    if args[:1] != ['list'] or not had_p:
+        os.execv(REAL_ZPOOL, [REAL_ZPOOL] + args)
+    p = run([REAL_ZPOOL, 'list'] + rest)
+    sys.stderr.write(p.stderr)
+    for line in p.stdout.splitlines():
+        print('\t'.join(size_to_bytes(f) for f in line.split('\t')))
+    sys.exit(p.returncode)
+
+
+# ---------------------------------------------------------------- dispatch
+
+def sysinfo_main(args):
+    print(json.dumps(sysinfo(), indent=2))
+
+
+COMMANDS = {'vmadm': vmadm_main, 'zoneadm': zoneadm_main, 'zonecfg': zonecfg_main,
+            'imgadm': imgadm_main, 'svcadm': svcadm_main, 'sysinfo': sysinfo_main,
+            'zfs': front_zfs, 'zpool': front_zpool}
+
+
+def main():
+    prog = os.path.basename(sys.argv[0])
+    if prog not in COMMANDS:
+        sys.stderr.write('smartos.py: call me as one of %s\n' % ', '.join(sorted(COMMANDS)))
+        return 2
+    try:
+        COMMANDS[prog](sys.argv[1:])
+    except Fail as e:
+        sys.stderr.write(str(e) + '\n')
+        return e.code
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

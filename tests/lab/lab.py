@@ -1,0 +1,591 @@
+#!/usr/bin/python3
+"""The migd test lab orchestrator: a Python module and a CLI.
+
+It brings up N emulated compute nodes (cn_init.py: one mount namespace each,
+with a real zfs-fuse pool and a real OpenSSH sshd on 127.0.0.(10+n)), seeds
+the datacenter `lab-1` (seed.py: images, VMs with real data), starts the
+emulated Triton APIs (tritonapi.py) on loopback, and tears all of it down
+again.  System tests, benchmarks and the demo use the Lab class; people use
+
+  lab.py up DIR [--cns N] [--data-mb M] [--ssh-port P]
+  lab.py down DIR | status DIR | exec DIR CN_N CMD | config DIR
+
+Everything is described in docs/lab.md.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+LAB_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, LAB_DIR)
+import seed  # noqa: E402
+
+CN_INIT = os.path.join(LAB_DIR, 'cn_init.py')
+TRITONAPI = os.environ.get('LAB_TRITONAPI', os.path.join(LAB_DIR, 'tritonapi.py'))
+CN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+API_NAMES = ('vmapi', 'cnapi', 'napi', 'imgapi')
+
+
+class LabError(Exception):
+    """The lab could not do what was asked; the message says what to do."""
+
+
+class CommandError(subprocess.CalledProcessError):
+    """A failed command inside a CN; str() includes its output."""
+
+    def __str__(self):
+        return '%s\nstdout: %s\nstderr: %s' % (super().__str__(), self.stdout, self.stderr)
+
+
+class CN:
+    """One emulated compute node."""
+
+    def __init__(self, n, workdir):
+        self.n = n
+        self.uuid = seed.cn_uuid(n)
+        self.hostname = 'cn%d' % n
+        self.ip = seed.cn_ip(n)
+        self.dir = os.path.join(workdir, 'cn%d' % n)
+        self.pid = None
+
+    def __repr__(self):
+        return '<CN %s %s %s>' % (self.hostname, self.ip, self.uuid)
+
+
+def wait_until(pred, what, timeout, alive=None):
+    """Poll pred() until true; fail after timeout or when alive() is false."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return
+        if alive is not None and not alive():
+            raise LabError('%s: the process died (see its log)' % what)
+        if time.monotonic() > deadline:
+            raise LabError('timed out after %ss waiting for %s' % (timeout, what))
+        time.sleep(0.05)
+
+
+def pid_alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def pid_is(pid, marker):
+    """Is pid still the lab process whose command line contains marker?"""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return marker.encode() in f.read()
+    except OSError:
+        return False
+
+
+def port_free(ip, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Lab:
+    """A running (or runnable) lab in workdir; see docs/lab.md."""
+
+    def __init__(self, workdir, cns=3, ssh_port=22, data_mb=4, seed=True):
+        self.workdir = os.path.abspath(workdir)
+        self.ncns = cns
+        self.ssh_port = ssh_port
+        self.data_mb = data_mb
+        self.seed = seed
+        self.pdeathsig = True  # the CLI clears it: its lab outlives the command
+        self.cns = [CN(n, self.workdir) for n in range(1, cns + 1)]
+        self.vms = {}
+        self.identity = os.path.join(self.workdir, 'hn_id_rsa')
+        self.known_hosts = os.path.join(self.workdir, 'known_hosts')
+        self.api_urls = {}
+        self.api_pid = None
+        self._procs = {}  # pid -> Popen, for processes this object started
+        self.timings = {}
+
+    # ------------------------------------------------------------ up / down
+
+    def up(self):
+        """Start everything; on any failure stop what started, then raise."""
+        t0 = time.monotonic()
+        self.kill_leftovers()
+        try:
+            self._prepare_dirs()
+            self._check_ports()
+            self._make_keys()
+            self._start_cns()
+            self.timings['cns'] = time.monotonic() - t0
+            self._seed_or_load()
+            self.timings['seed'] = time.monotonic() - t0
+            self._start_api()
+            self._wait_ssh()
+            self._write_lab_json()
+        except BaseException:
+            self.down()
+            raise
+        self.timings['up'] = time.monotonic() - t0
+
+    def down(self):
+        """Stop everything this lab started (or lab.json records); idempotent."""
+        pids = [cn.pid for cn in self.cns if cn.pid] + ([self.api_pid] if self.api_pid else [])
+        for pid in pids:
+            self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for pid in pids:
+            self._reap(pid, deadline)
+        for cn in self.cns:
+            cn.pid = None
+            _unlink(os.path.join(cn.dir, 'ready'))
+        self.api_pid = None
+        self._procs.clear()
+
+    def _signal(self, pid, sig):
+        marker = 'tritonapi' if pid == self.api_pid else 'cn_init'
+        if pid in self._procs or pid_is(pid, marker):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self, pid, deadline):
+        proc = self._procs.get(pid)
+        while pid_alive(pid) and time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if pid_alive(pid) and (proc is None or proc.poll() is None):
+            try:
+                os.killpg(pid, signal.SIGKILL)  # its session: zfs-fuse, sshd too
+            except ProcessLookupError:
+                pass
+        if proc is not None:
+            proc.wait()
+
+    def kill_leftovers(self):
+        """Stop the processes a previous (crashed) run recorded in lab.json."""
+        state = _read_json(os.path.join(self.workdir, 'lab.json'))
+        if not state:
+            return
+        old = Lab.load(self.workdir)
+        old.down()
+
+    # ------------------------------------------------------------ steps of up
+
+    def _prepare_dirs(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        if self.seed:
+            for name in ['images', 'dc.json', 'apis.json', 'lab.json'] + \
+                    ['cn%d' % n for n in range(1, 100)]:
+                path = os.path.join(self.workdir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    _unlink(path)
+        _unlink(os.path.join(self.workdir, 'apis.json'))
+        os.makedirs(os.path.join(self.workdir, 'images'), exist_ok=True)
+        for cn in self.cns:
+            for sub in ('etc-zones', 'state'):
+                os.makedirs(os.path.join(cn.dir, sub), exist_ok=True)
+
+    def _check_ports(self):
+        for cn in self.cns:
+            if not port_free(cn.ip, self.ssh_port):
+                raise LabError('port %d on %s is already in use (another lab? see '
+                               '`pgrep -af cn_init`); stop it or pick another port with '
+                               '--ssh-port / Lab(ssh_port=...)' % (self.ssh_port, cn.ip))
+
+    def _make_keys(self):
+        if not os.path.exists(self.identity):
+            _run(['ssh-keygen', '-q', '-t', 'rsa', '-b', '3072', '-m', 'PEM', '-N', '',
+                  '-C', 'migd-lab-headnode', '-f', self.identity])
+        shutil.copy(self.identity + '.pub', os.path.join(self.workdir, 'authorized_keys'))
+        lines = []
+        for cn in self.cns:
+            key = os.path.join(cn.dir, 'ssh_host_ed25519_key')
+            if not os.path.exists(key):
+                _run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', cn.hostname, '-f', key])
+            with open(key + '.pub') as f:
+                kind, blob = f.read().split()[:2]
+            host = cn.ip if self.ssh_port == 22 else '[%s]:%d' % (cn.ip, self.ssh_port)
+            lines.append('%s %s %s\n' % (host, kind, blob))
+            self._write_sshd_config(cn, key)
+        with open(self.known_hosts, 'w') as f:
+            f.writelines(lines)
+
+    def _write_sshd_config(self, cn, host_key):
+        conf = ['ListenAddress %s:%d' % (cn.ip, self.ssh_port), 'HostKey ' + host_key,
+                'AuthorizedKeysFile ' + os.path.join(self.workdir, 'authorized_keys'),
+                'PermitRootLogin prohibit-password', 'PasswordAuthentication no',
+                'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no',
+                'PubkeyAcceptedAlgorithms +ssh-rsa', 'MaxStartups 100:30:200',
+                'MaxSessions 100', 'PidFile ' + os.path.join(cn.dir, 'sshd.pid'),
+                'LogLevel ERROR', 'PrintMotd no', 'UseDNS no']
+        with open(os.path.join(cn.dir, 'sshd_config'), 'w') as f:
+            f.write('\n'.join(conf) + '\n')
+
+    def _start_cns(self):
+        for cn in self.cns:
+            _write_json(os.path.join(cn.dir, 'state', 'sysinfo.json'), seed.sysinfo(cn.n))
+            _write_json(os.path.join(cn.dir, 'state', 'lab.json'),
+                        {'image_dir': os.path.join(self.workdir, 'images'), 'vmapi_url': None})
+            argv = ['unshare', '-m', '--propagation', 'private', '/usr/bin/python3', CN_INIT,
+                    '--cn-dir', cn.dir] + (['--pdeathsig'] if self.pdeathsig else [])
+            proc = self._spawn(argv, os.path.join(cn.dir, 'init.out'))
+            cn.pid = proc.pid
+        for cn in self.cns:
+            proc = self._procs[cn.pid]
+            wait_until(lambda: os.path.exists(os.path.join(cn.dir, 'ready')),
+                       '%s to start (see %s/init.log)' % (cn.hostname, cn.dir), 60,
+                       alive=lambda: proc.poll() is None)
+
+    def _spawn(self, argv, log_path):
+        with open(log_path, 'ab') as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, cwd='/')
+        self._procs[proc.pid] = proc
+        return proc
+
+    def _seed_or_load(self):
+        dc_path = os.path.join(self.workdir, 'dc.json')
+        if self.seed:
+            _write_json(dc_path, self._seed())
+        elif not os.path.exists(dc_path):
+            _write_json(dc_path, seed.dc_state(self.ncns, [], []))
+        self._vms_from_dc(_read_json(dc_path))
+
+    def _seed(self):
+        """Create images on cn1, then each CN's VMs; return the API state."""
+        image_dir = os.path.join(self.workdir, 'images')
+        builder = self.cns[0]
+        lines = ['set -e']
+        for image in seed.IMAGES:
+            lines += seed.image_build_script(image, image_dir)
+        self.cn_run(builder, '\n'.join(lines))
+        manifests = []
+        for image in seed.IMAGES:
+            m = seed.image_manifest(image, os.path.join(image_dir, image['uuid'] + '.zfs'))
+            _write_json(os.path.join(image_dir, image['uuid'] + '.json'), m)
+            _write_json(os.path.join(builder.dir, 'state', 'imgadm', image['uuid'] + '.json'), m)
+            manifests.append(m)
+        specs = seed.vm_specs(self.ncns)
+        procs = [self._seed_cn(cn, [v for v in specs if v['cn'] == cn.n]) for cn in self.cns]
+        for cn, proc in zip(self.cns, procs):
+            out, err = proc.communicate(timeout=300)
+            if proc.returncode != 0:
+                raise LabError('seeding %s failed: %s' % (cn.hostname, err))
+        return seed.dc_state(self.ncns, self._vm_objects(specs), manifests)
+
+    def _seed_cn(self, cn, specs):
+        """Start (in the background) the script creating cn's VMs."""
+        lines = ['set -e']
+        for img in sorted({v['image_uuid'] for v in specs}):
+            lines.append('imgadm import -q %s' % img)
+        for vm in specs:
+            lines += seed.vm_create_script(vm, self.data_mb, '/var/lib/lab-cn')
+        return subprocess.Popen(self._nsenter(cn, '\n'.join(lines)), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd='/', env={'PATH': CN_PATH})
+
+    def _vm_objects(self, specs):
+        objs = []
+        for cn in self.cns:
+            mine = [v for v in specs if v['cn'] == cn.n]
+            if not mine:
+                continue
+            out = self.cn_run(cn, '; '.join('vmadm get %s' % v['uuid'] for v in mine)).stdout
+            dec, pos = json.JSONDecoder(), 0
+            for vm in mine:
+                obj, pos = dec.raw_decode(out, _skip_ws(out, pos))
+                obj['spec'] = vm
+                objs.append(obj)
+        return objs
+
+    def _vms_from_dc(self, dc):
+        by_uuid = {cn.uuid: cn for cn in self.cns}
+        self.vms = {}
+        for vm in dc.get('vms', []):
+            image = vm.get('image_uuid') or (vm.get('disks') or [{}])[0].get('image_uuid')
+            self.vms[vm['alias']] = {'uuid': vm['uuid'], 'alias': vm['alias'],
+                                     'brand': vm['brand'], 'cn': by_uuid.get(vm['server_uuid']),
+                                     'image_uuid': image, 'state': vm['state']}
+
+    def _start_api(self):
+        ports = os.path.join(self.workdir, 'apis.json')
+        argv = ['/usr/bin/python3', TRITONAPI, '--state', os.path.join(self.workdir, 'dc.json'),
+                '--ports-file', ports, '--listen', '127.0.0.1']
+        if self.pdeathsig:
+            argv.append('--die-with-parent')
+        proc = self._spawn(argv, os.path.join(self.workdir, 'tritonapi.log'))
+        self.api_pid = proc.pid
+        wait_until(lambda: _read_json(ports) is not None,
+                   'the Triton API server (see %s/tritonapi.log)' % self.workdir, 30,
+                   alive=lambda: proc.poll() is None)
+        got = _read_json(ports)
+        self.api_urls = {name: 'http://127.0.0.1:%d' % got[name] for name in API_NAMES}
+        for cn in self.cns:
+            path = os.path.join(cn.dir, 'state', 'lab.json')
+            _write_json(path, dict(_read_json(path), vmapi_url=self.api_urls['vmapi']))
+
+    def _wait_ssh(self):
+        for cn in self.cns:
+            def answers():
+                return subprocess.run(self.ssh_argv(cn) + ['true'], stdin=subprocess.DEVNULL,
+                                      capture_output=True, timeout=20).returncode == 0
+            wait_until(answers, 'sshd on %s:%d' % (cn.ip, self.ssh_port), 30,
+                       alive=lambda: pid_alive(cn.pid))
+
+    def _write_lab_json(self):
+        _write_json(os.path.join(self.workdir, 'lab.json'), self.describe())
+
+    def describe(self):
+        """Everything about the running lab (what lab.json holds)."""
+        return {
+            'workdir': self.workdir, 'ssh_port': self.ssh_port, 'data_mb': self.data_mb,
+            'cns': [{'n': c.n, 'uuid': c.uuid, 'hostname': c.hostname, 'ip': c.ip,
+                     'pid': c.pid, 'dir': c.dir} for c in self.cns],
+            'vms': {a: dict(v, cn=v['cn'].n if v['cn'] else None) for a, v in self.vms.items()},
+            'api_urls': self.api_urls, 'api_pid': self.api_pid,
+            'identity': self.identity, 'known_hosts': self.known_hosts,
+            'datacenter': seed.DATACENTER, 'admin_uuid': seed.ADMIN_UUID,
+            'headnode_uuid': seed.HEADNODE_UUID,
+        }
+
+    @classmethod
+    def load(cls, workdir):
+        """A Lab object for the lab that lab.json in workdir describes."""
+        state = _read_json(os.path.join(os.path.abspath(workdir), 'lab.json'))
+        if state is None:
+            raise LabError('no lab.json in %s: is a lab up there?' % workdir)
+        lab = cls(workdir, cns=len(state['cns']), ssh_port=state['ssh_port'],
+                  data_mb=state['data_mb'], seed=False)
+        for cn, rec in zip(lab.cns, state['cns']):
+            cn.pid = rec['pid']
+        lab.api_pid = state['api_pid']
+        lab.api_urls = state['api_urls']
+        lab.vms = {a: dict(v, cn=lab.cns[v['cn'] - 1] if v['cn'] else None)
+                   for a, v in state['vms'].items()}
+        return lab
+
+    # ------------------------------------------------------------ using the lab
+
+    def _nsenter(self, cn, cmd):
+        if not cn.pid:
+            raise LabError('%s is not running' % cn.hostname)
+        return ['nsenter', '-t', str(cn.pid), '-m', '--', '/bin/sh', '-c', cmd]
+
+    def cn_run(self, cn, cmd, input=None, check=True, timeout=60):
+        """Run a shell command inside cn's namespace, as that CN would."""
+        p = subprocess.run(self._nsenter(cn, cmd), input=input, capture_output=True, text=True,
+                           timeout=timeout, cwd='/', env={'PATH': CN_PATH, 'HOME': '/root'})
+        if check and p.returncode != 0:
+            raise CommandError(p.returncode, cmd, p.stdout, p.stderr)
+        return p
+
+    def ssh_argv(self, cn):
+        return ['ssh', '-i', self.identity, '-o', 'UserKnownHostsFile=' + self.known_hosts,
+                '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
+                '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR',
+                '-p', str(self.ssh_port), 'root@' + cn.ip]
+
+    def api(self, name, method, path, body=None):
+        """Plain HTTP to an emulated API: (status, parsed JSON or None)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_urls[name] + path, data=data, method=method,
+                                     headers={'Content-Type': 'application/json'})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    def api_state(self):
+        return self._admin('GET', '/__lab/state')
+
+    def api_fault(self, name, method, path_re, status, count=1, delay_s=0):
+        return self._admin('POST', '/__lab/fault', {'method': method, 'path': path_re,
+                                                    'status': status, 'count': count,
+                                                    'delay_s': delay_s}, name)
+
+    def api_patch(self, collection, key, merge):
+        return self._admin('POST', '/__lab/patch',
+                           {'collection': collection, 'key': key, 'merge': merge})
+
+    def _admin(self, method, path, body=None, name='vmapi'):
+        status, got = self.api(name, method, path, body)
+        if status >= 300:
+            raise LabError('%s %s on %s: %d %s' % (method, path, name, status, got))
+        return got
+
+    def migd_config(self, workdir, **overrides):
+        """A migd config (product.md) for this lab; overrides merge per section."""
+        workdir = os.path.abspath(workdir)
+        cfg = {
+            'datacenter': seed.DATACENTER,
+            'db': os.path.join(workdir, 'migd.sqlite'),
+            'socket': os.path.join(workdir, 'migd.sock'),
+            'log_level': 'debug',
+            'apis': dict(self.api_urls),
+            'ssh': {'user': 'root', 'port': self.ssh_port, 'identity': self.identity,
+                    'known_hosts': self.known_hosts, 'connect_timeout_s': 10,
+                    'keepalive_s': 15},
+            'transfer': {'mode': 'relay', 'retries': 5, 'limit_mbps': 0},
+            'incremental': {'interval_s': 60, 'auto_switch_bytes': 268435456},
+            'limits': {'max_active_jobs': 4, 'max_jobs_per_cn': 2},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+                cfg[key] = dict(cfg[key], **value)
+            else:
+                cfg[key] = value
+        return cfg
+
+    def file_checksums(self, cn, dataset_mountpoint):
+        """{relative path: sha256} of every file under a mountpoint in cn."""
+        out = self.cn_run(cn, 'cd %s && find . -type f -print0 | sort -z | '
+                              'xargs -0 -r sha256sum' % _sh_quote(dataset_mountpoint),
+                          timeout=300).stdout
+        sums = {}
+        for line in out.splitlines():
+            digest, path = line.split('  ', 1)
+            sums[path[2:] if path.startswith('./') else path] = digest
+        return sums
+
+
+# ---------------------------------------------------------------- small helpers
+
+def _run(argv):
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.rename(tmp, path)
+
+
+def _skip_ws(text, pos):
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _sh_quote(s):
+    import shlex
+    return shlex.quote(s)
+
+
+# ---------------------------------------------------------------- CLI
+
+def cli_up(args):
+    lab = Lab(args.dir, cns=args.cns, ssh_port=args.ssh_port, data_mb=args.data_mb,
+              seed=not args.no_seed)
+    lab.pdeathsig = False
+    lab.up()
+    print('lab up in %.1fs: %d CNs, %d VMs, APIs %s' % (
+        lab.timings['up'], len(lab.cns), len(lab.vms), ' '.join(sorted(lab.api_urls.values()))))
+    print('state: %s' % os.path.join(lab.workdir, 'lab.json'))
+
+
+def cli_down(args):
+    t0 = time.monotonic()
+    Lab.load(args.dir).down()
+    print('lab down in %.1fs' % (time.monotonic() - t0))
+
+
+def cli_status(args):
+    lab = Lab.load(args.dir)
+    for cn in lab.cns:
+        alive = 'up' if cn.pid and pid_alive(cn.pid) else 'DOWN'
+        print('%s %s %s %s' % (cn.hostname, cn.ip, cn.uuid, alive))
+        if alive == 'up':
+            out = lab.cn_run(cn, 'vmadm list -p -o uuid,state,brand,alias', check=False)
+            for line in out.stdout.splitlines():
+                print('    ' + line)
+    print('apis: %s' % json.dumps(lab.api_urls))
+
+
+def cli_exec(args):
+    lab = Lab.load(args.dir)
+    p = lab.cn_run(lab.cns[args.cn - 1], ' '.join(args.cmd), check=False)
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    return p.returncode
+
+
+def cli_config(args):
+    print(json.dumps(Lab.load(args.dir).migd_config(args.migd_dir or args.dir), indent=2))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description='migd test lab (see docs/lab.md)')
+    sub = ap.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('up', help='start a lab in DIR and leave it running')
+    p.add_argument('dir')
+    p.add_argument('--cns', type=int, default=3)
+    p.add_argument('--data-mb', type=float, default=4)
+    p.add_argument('--ssh-port', type=int, default=22)
+    p.add_argument('--no-seed', action='store_true', help='reuse DIR\'s pools and dc.json')
+    p.set_defaults(func=cli_up)
+    for name, func, help_ in (('down', cli_down, 'stop the lab in DIR'),
+                              ('status', cli_status, 'CNs and their VMs')):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument('dir')
+        p.set_defaults(func=func)
+    p = sub.add_parser('exec', help='run a shell command in CN number N')
+    p.add_argument('dir')
+    p.add_argument('cn', type=int)
+    p.add_argument('cmd', nargs=argparse.REMAINDER)
+    p.set_defaults(func=cli_exec)
+    p = sub.add_parser('config', help='print a migd config for this lab')
+    p.add_argument('dir')
+    p.add_argument('--migd-dir', help='where migd keeps its db and socket (default: DIR)')
+    p.set_defaults(func=cli_config)
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except LabError as e:
+        sys.stderr.write('lab: %s\n' % e)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
