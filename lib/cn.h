@@ -96,7 +96,8 @@ struct mig_zone {
     char uuid[64];
     char brand[32];
 };
-/* Finds zone uuid in zoneadm list -pc output; 0 and *out filled, -ENOENT, MIG_EPARSE. */
+/* Finds zone uuid in zoneadm list -pc output; 0 and *out filled, -ENOENT, MIG_EPARSE,
+ * or -EINVAL when uuid is not a UUID. */
 int mig_parse_zoneadm_find(const char *text, const char *uuid, struct mig_zone *out);
 
 /* Parses zpool list -H -p -o name,size,free; 0 or MIG_EPARSE. */

@@ -1,0 +1,362 @@
+/* test_cn.c: CN command builders and output parsers (lib/cn.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cn.h"
+#include "err.h"
+
+#define VM "6a1b2c3d-1111-4222-8333-444455556666"
+#define IMG "9d4ed5b8-ec9c-11e2-bfc9-3b3e2ea5a0c2"
+
+/* Checks a builder's result against the expected line and frees it. */
+static void expect_cmd(char *got, const char *want)
+{
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_fact_and_instance_commands(void **state)
+{
+    (void)state;
+    expect_cmd(mig_cmd_sysinfo(), "sysinfo");
+    expect_cmd(mig_cmd_zpool_list("zones"), "zpool list -H -p -o name,size,free 'zones'");
+    expect_cmd(mig_cmd_imgadm_get(IMG), "imgadm get '" IMG "'");
+    expect_cmd(mig_cmd_imgadm_import(IMG), "imgadm import -q '" IMG "'");
+    expect_cmd(mig_cmd_vmadm_get(VM), "vmadm get '" VM "'");
+    expect_cmd(mig_cmd_vmadm_stop(VM, false), "vmadm stop '" VM "'");
+    expect_cmd(mig_cmd_vmadm_stop(VM, true), "vmadm stop '" VM "' -F");
+    expect_cmd(mig_cmd_vmadm_start(VM), "vmadm start '" VM "'");
+    expect_cmd(mig_cmd_zoneadm_list(), "zoneadm list -pc");
+    expect_cmd(mig_cmd_zoneadm_attach(VM), "zoneadm -z '" VM "' attach");
+    expect_cmd(mig_cmd_zoneadm_detach(VM), "zoneadm -z '" VM "' detach");
+    expect_cmd(mig_cmd_zonecfg_export(VM), "zonecfg -z '" VM "' export");
+    expect_cmd(mig_cmd_zonecfg_import(VM, "/dev/stdin"), "zonecfg -z '" VM "' -f '/dev/stdin'");
+    expect_cmd(mig_cmd_zonecfg_import(VM, "/var/tmp/migd-" VM ".cfg"),
+               "zonecfg -z '" VM "' -f '/var/tmp/migd-" VM ".cfg'");
+    expect_cmd(mig_cmd_zonecfg_delete(VM), "zonecfg -z '" VM "' delete -F");
+    expect_cmd(mig_cmd_zonecfg_autoboot(VM, false), "zonecfg -z '" VM "' 'set autoboot=false'");
+    expect_cmd(mig_cmd_zonecfg_autoboot(VM, true), "zonecfg -z '" VM "' 'set autoboot=true'");
+    expect_cmd(mig_cmd_zonecfg_do_not_inventory(VM),
+               "zonecfg -z '" VM "' 'add attr; set name=do-not-inventory; set type=string; "
+               "set value=true; end'");
+    expect_cmd(mig_cmd_zonecfg_allow_inventory(VM),
+               "zonecfg -z '" VM "' 'remove attr name=do-not-inventory'");
+    expect_cmd(mig_cmd_svcadm_restart_vm_agent(), "svcadm restart vm-agent");
+    expect_cmd(mig_cmd_cat_zones_index(), "cat /etc/zones/index");
+}
+
+static void test_zfs_commands(void **state)
+{
+    (void)state;
+    expect_cmd(mig_cmd_zfs_list_tree("zones/" VM),
+               "zfs list -H -p -o name,used,referenced,origin,type -r -t filesystem,volume "
+               "'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_list_snapshots("zones/" VM),
+               "zfs list -H -o name -t snapshot -d 1 'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_get("quota", "zones/" VM), "zfs get -H -p -o value 'quota' 'zones/" VM
+                                                      "'");
+    expect_cmd(mig_cmd_zfs_get("written@migd-1", "zones/" VM),
+               "zfs get -H -p -o value 'written@migd-1' 'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_set("quota", "10g", "zones/" VM), "zfs set 'quota=10g' 'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_set("refquota", "none", "zones/" VM "-disk0"),
+               "zfs set 'refquota=none' 'zones/" VM "-disk0'");
+    expect_cmd(mig_cmd_zfs_snapshot("zones/" VM, "migd-abc-1"),
+               "zfs snapshot -r 'zones/" VM "@migd-abc-1'");
+    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-1", NULL),
+               "zfs send -R 'zones/" VM "@migd-abc-1'");
+    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-1", "zones/" IMG "@final"),
+               "zfs send -R -I 'zones/" IMG "@final' 'zones/" VM "@migd-abc-1'");
+    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-2", "@migd-abc-1"),
+               "zfs send -R -I '@migd-abc-1' 'zones/" VM "@migd-abc-2'");
+    expect_cmd(mig_cmd_zfs_receive("zones", true), "zfs receive -F -u -d 'zones'");
+    expect_cmd(mig_cmd_zfs_receive("zones", false), "zfs receive -u -d 'zones'");
+    expect_cmd(mig_cmd_zfs_destroy("zones/" VM, true), "zfs destroy -r 'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_destroy("zones/" VM "-disk0", false),
+               "zfs destroy 'zones/" VM "-disk0'");
+    expect_cmd(mig_cmd_zfs_destroy_snapshot("zones/" VM, "migd-abc-1", true),
+               "zfs destroy -r 'zones/" VM "@migd-abc-1'");
+    expect_cmd(mig_cmd_zfs_destroy_snapshot("zones/" VM, "migd-abc-1", false),
+               "zfs destroy 'zones/" VM "@migd-abc-1'");
+    expect_cmd(mig_cmd_zfs_create_cores("zones", VM),
+               "zfs create -o quota=1000m -o compression=gzip -o 'mountpoint=/zones/" VM
+               "/cores' 'zones/cores/" VM "'");
+}
+
+/* Inputs that must never reach a command line. */
+static const char *hostile[] = {
+    "x; rm -rf /",
+    "$(id)",
+    "`id`",
+    "zones/a'b",
+    "zones/a\"b",
+    "zones/a\nb",
+    "zones/a b",
+    "",
+    "-rf",
+    "zones/../etc",
+    "zones/a|b",
+    "zones/a&b",
+    "zones/a>b",
+    "zones/a\\b",
+    "zones/a*",
+    "zones/a\tb",
+};
+#define NHOSTILE (sizeof(hostile) / sizeof(hostile[0]))
+
+static void expect_null(char *got, const char *what, const char *input)
+{
+    if (got != NULL) {
+        print_error("%s accepted hostile input [%s]: %s\n", what, input, got);
+        free(got);
+        fail();
+    }
+}
+
+static void test_hostile_uuid_arguments(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NHOSTILE; i++) {
+        const char *h = hostile[i];
+        expect_null(mig_cmd_vmadm_get(h), "vmadm_get", h);
+        expect_null(mig_cmd_vmadm_stop(h, true), "vmadm_stop", h);
+        expect_null(mig_cmd_vmadm_start(h), "vmadm_start", h);
+        expect_null(mig_cmd_imgadm_get(h), "imgadm_get", h);
+        expect_null(mig_cmd_imgadm_import(h), "imgadm_import", h);
+        expect_null(mig_cmd_zoneadm_attach(h), "zoneadm_attach", h);
+        expect_null(mig_cmd_zoneadm_detach(h), "zoneadm_detach", h);
+        expect_null(mig_cmd_zonecfg_export(h), "zonecfg_export", h);
+        expect_null(mig_cmd_zonecfg_delete(h), "zonecfg_delete", h);
+        expect_null(mig_cmd_zonecfg_autoboot(h, false), "zonecfg_autoboot", h);
+        expect_null(mig_cmd_zonecfg_do_not_inventory(h), "do_not_inventory", h);
+        expect_null(mig_cmd_zonecfg_allow_inventory(h), "allow_inventory", h);
+        expect_null(mig_cmd_zonecfg_import(h, "/dev/stdin"), "zonecfg_import uuid", h);
+        expect_null(mig_cmd_zonecfg_import(VM, h), "zonecfg_import file", h);
+        expect_null(mig_cmd_zfs_create_cores("zones", h), "create_cores uuid", h);
+        expect_null(mig_cmd_zfs_create_cores(h, VM), "create_cores pool", h);
+    }
+    /* Almost-UUIDs. */
+    expect_null(mig_cmd_vmadm_get(VM "0"), "vmadm_get", "long uuid");
+    expect_null(mig_cmd_vmadm_get("6a1b2c3d-1111-4222-8333-44445555666g"), "vmadm_get", "g");
+    expect_null(mig_cmd_vmadm_get(NULL), "vmadm_get", "NULL");
+    /* A relative or escaping path for zonecfg -f. */
+    expect_null(mig_cmd_zonecfg_import(VM, "dev/stdin"), "zonecfg_import", "relative");
+    expect_null(mig_cmd_zonecfg_import(VM, "/tmp/../etc/shadow"), "zonecfg_import", "..");
+    expect_null(mig_cmd_zonecfg_import(VM, NULL), "zonecfg_import", "NULL");
+}
+
+static void test_hostile_zfs_arguments(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NHOSTILE; i++) {
+        const char *h = hostile[i];
+        expect_null(mig_cmd_zpool_list(h), "zpool_list", h);
+        expect_null(mig_cmd_zfs_list_tree(h), "list_tree", h);
+        expect_null(mig_cmd_zfs_list_snapshots(h), "list_snapshots", h);
+        expect_null(mig_cmd_zfs_get(h, "zones/" VM), "get property", h);
+        expect_null(mig_cmd_zfs_get("quota", h), "get dataset", h);
+        expect_null(mig_cmd_zfs_set(h, "10g", "zones/" VM), "set property", h);
+        expect_null(mig_cmd_zfs_set("quota", h, "zones/" VM), "set value", h);
+        expect_null(mig_cmd_zfs_set("quota", "10g", h), "set dataset", h);
+        expect_null(mig_cmd_zfs_snapshot(h, "s1"), "snapshot dataset", h);
+        expect_null(mig_cmd_zfs_snapshot("zones/" VM, h), "snapshot name", h);
+        expect_null(mig_cmd_zfs_send(h, "s1", NULL), "send dataset", h);
+        expect_null(mig_cmd_zfs_send("zones/" VM, h, NULL), "send snap", h);
+        expect_null(mig_cmd_zfs_send("zones/" VM, "s2", h), "send from", h);
+        expect_null(mig_cmd_zfs_receive(h, true), "receive", h);
+        expect_null(mig_cmd_zfs_destroy(h, true), "destroy", h);
+        expect_null(mig_cmd_zfs_destroy_snapshot(h, "s1", true), "destroy_snapshot ds", h);
+        expect_null(mig_cmd_zfs_destroy_snapshot("zones/" VM, h, true), "destroy_snapshot", h);
+    }
+    /* Snapshot-shaped hostile input. */
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "@$(id)"), "send from", "@$(id)");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x@"), "send from", "empty snap");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x"), "send from", "no @");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x@a@b"), "send from", "two @");
+    expect_null(mig_cmd_zfs_snapshot("zones/" VM, "a@b"), "snapshot", "a@b");
+    expect_null(mig_cmd_zfs_snapshot("zones/" VM "@s", "s"), "snapshot", "@ in dataset");
+    expect_null(mig_cmd_zfs_set("quota", "10g;id", "zones/" VM), "set value", ";");
+    expect_null(mig_cmd_zfs_set("quota", "a=b", "zones/" VM), "set value", "=");
+    expect_null(mig_cmd_zfs_set("quo ta", "1", "zones/" VM), "set prop", "space");
+    expect_null(mig_cmd_zfs_get("quota", "/zones/x"), "get dataset", "leading /");
+    expect_null(mig_cmd_zfs_get("quota", "zones//x"), "get dataset", "//");
+    expect_null(mig_cmd_zfs_create_cores("zones/x", VM), "create_cores", "pool with /");
+    /* A bare pool is never destroyed. */
+    expect_null(mig_cmd_zfs_destroy("zones", true), "destroy", "pool");
+
+    /* Overlong names. */
+    char longname[400];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    memcpy(longname, "zones/", 6);
+    expect_null(mig_cmd_zfs_list_tree(longname), "list_tree", "overlong");
+    expect_null(mig_cmd_zfs_snapshot("zones/" VM, longname + 6), "snapshot", "overlong");
+    expect_null(mig_cmd_zfs_get(longname + 6, "zones/" VM), "get property", "overlong");
+    expect_null(mig_cmd_zfs_set("quota", longname + 6, "zones/" VM), "set value", "overlong");
+    longname[0] = '/';
+    expect_null(mig_cmd_zonecfg_import(VM, longname), "zonecfg_import", "overlong");
+}
+
+static void test_parse_zfs_list(void **state)
+{
+    (void)state;
+    const char *text = "zones/" VM "\t1234567\t1000000\tzones/" IMG "@final\tfilesystem\n"
+                       "zones/" VM "/data\t4096\t4096\t-\tfilesystem\n"
+                       "zones/" VM "-disk0\t10737418240\t2147483648\t-\tvolume\n";
+    struct mig_zfs_dataset *rows = NULL;
+    assert_int_equal(mig_parse_zfs_list(text, &rows), 3);
+    assert_string_equal(rows[0].name, "zones/" VM);
+    assert_int_equal(rows[0].used, 1234567);
+    assert_int_equal(rows[0].referenced, 1000000);
+    assert_string_equal(rows[0].origin, "zones/" IMG "@final");
+    assert_string_equal(rows[0].type, "filesystem");
+    assert_string_equal(rows[1].origin, "");
+    assert_int_equal(rows[2].used, 10737418240ULL);
+    assert_string_equal(rows[2].type, "volume");
+    free(rows);
+
+    /* No trailing newline, CRLF. */
+    assert_int_equal(mig_parse_zfs_list("zones/a\t1\t2\t-\tfilesystem\r\n", &rows), 1);
+    assert_string_equal(rows[0].type, "filesystem");
+    free(rows);
+    assert_int_equal(mig_parse_zfs_list("zones/a\t1\t2\t-\tfilesystem", &rows), 1);
+    free(rows);
+    /* Empty output: zero rows, still freeable. */
+    assert_int_equal(mig_parse_zfs_list("", &rows), 0);
+    free(rows);
+
+    static const char *bad[] = {
+        "zones/a 1 2 - filesystem\n",                  /* spaces, not tabs */
+        "zones/a\t1\t2\t-\n",                          /* missing column */
+        "zones/a\t1\t2\t-\tfilesystem\textra\n",       /* extra column */
+        "zones/a\t1.5K\t2\t-\tfilesystem\n",           /* not -p */
+        "zones/a\t-1\t2\t-\tfilesystem\n",             /* negative */
+        "zones/a\t1\t99999999999999999999999\t-\tfilesystem\n", /* overflow */
+        "zones/a\t1\t2\t\tfilesystem\n",               /* empty origin */
+        "zones/a\t1\t2\t-\t\n",                        /* empty type */
+        "zones/a\t1\t2\t-\tfilesystem-with-a-very-long-type\n",
+        "cannot open 'zones/x': dataset does not exist\n",
+        "zones/ok\t1\t2\t-\tfilesystem\ngarbage\n", /* good row, then a bad one */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rows = (struct mig_zfs_dataset *)&rows;
+        assert_int_equal(mig_parse_zfs_list(bad[i], &rows), MIG_EPARSE);
+        assert_null(rows);
+    }
+    assert_int_equal(mig_parse_zfs_list(NULL, &rows), MIG_EPARSE);
+}
+
+static void test_parse_lines(void **state)
+{
+    (void)state;
+    json_t *a = mig_parse_lines("zones/" VM "@migd-1\nzones/" VM "@migd-2\n\n");
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 2);
+    assert_string_equal(json_string_value(json_array_get(a, 0)), "zones/" VM "@migd-1");
+    assert_string_equal(json_string_value(json_array_get(a, 1)), "zones/" VM "@migd-2");
+    json_decref(a);
+
+    a = mig_parse_lines("");
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 0);
+    json_decref(a);
+
+    assert_null(mig_parse_lines(NULL));
+    assert_null(mig_parse_lines("ok\nbad\x01line\n"));
+    assert_null(mig_parse_lines("not utf-8 \xff\xfe\n"));
+}
+
+/* Realistic SmartOS output: global zone, a running and an installed zone, an escaped path. */
+static const char *zoneadm_text =
+    "0:global:running:/::liveimg:shared:0\n"
+    "12:" VM ":running:/zones/" VM ":" VM ":joyent-minimal:excl:13\n"
+    "-:" IMG ":installed:/zones/" IMG ":" IMG ":bhyve:excl\n"
+    "-:00000000-0000-0000-0000-0000000000cc:configured:/zones/odd\\:path:"
+    "00000000-0000-0000-0000-0000000000cc:lx:excl:0\n";
+
+static void test_parse_zoneadm(void **state)
+{
+    (void)state;
+    struct mig_zone z;
+    assert_int_equal(mig_parse_zoneadm_find(zoneadm_text, VM, &z), 0);
+    assert_string_equal(z.zonename, VM);
+    assert_string_equal(z.state, "running");
+    assert_string_equal(z.zonepath, "/zones/" VM);
+    assert_string_equal(z.uuid, VM);
+    assert_string_equal(z.brand, "joyent-minimal");
+
+    assert_int_equal(mig_parse_zoneadm_find(zoneadm_text, IMG, &z), 0);
+    assert_string_equal(z.state, "installed");
+    assert_string_equal(z.brand, "bhyve");
+
+    assert_int_equal(
+        mig_parse_zoneadm_find(zoneadm_text, "00000000-0000-0000-0000-0000000000cc", &z), 0);
+    assert_string_equal(z.zonepath, "/zones/odd:path");
+    assert_string_equal(z.brand, "lx");
+
+    assert_int_equal(
+        mig_parse_zoneadm_find(zoneadm_text, "00000000-0000-0000-0000-0000000000dd", &z),
+        -ENOENT);
+    assert_int_equal(mig_parse_zoneadm_find("0:global:running:/::liveimg:shared\n", VM, &z),
+                     -ENOENT);
+    assert_int_equal(mig_parse_zoneadm_find("", VM, &z), -ENOENT);
+
+    /* Malformed output. */
+    assert_int_equal(mig_parse_zoneadm_find("12:" VM ":running\n", VM, &z), MIG_EPARSE);
+    assert_int_equal(mig_parse_zoneadm_find("zoneadm: permission denied\n", VM, &z), MIG_EPARSE);
+    assert_int_equal(mig_parse_zoneadm_find("1:" VM ":running:/z:" VM ":lx:excl:0:extra:x\n",
+                                            VM, &z),
+                     MIG_EPARSE);
+    assert_int_equal(mig_parse_zoneadm_find("1:" VM "::/z:" VM ":lx:excl\n", VM, &z),
+                     MIG_EPARSE);
+    assert_int_equal(mig_parse_zoneadm_find(NULL, VM, &z), MIG_EPARSE);
+    assert_int_equal(mig_parse_zoneadm_find(zoneadm_text, "global", &z), -EINVAL);
+}
+
+static void test_parse_zpool(void **state)
+{
+    (void)state;
+    uint64_t size = 0, free_bytes = 0;
+    assert_int_equal(mig_parse_zpool_list("zones\t1992864825344\t1507170689024\n", &size,
+                                          &free_bytes),
+                     0);
+    assert_int_equal(size, 1992864825344ULL);
+    assert_int_equal(free_bytes, 1507170689024ULL);
+
+    static const char *bad[] = {
+        "",
+        "zones\t1.81T\t1.37T\n",
+        "zones\t100\n",
+        "zones\t100\t200\n", /* more free than size */
+        "zones\t100\t50\nzones2\t100\t50\n",
+        "cannot open 'zones': no such pool\n",
+        "zones\t100\t50\textra\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size = 7;
+        assert_int_equal(mig_parse_zpool_list(bad[i], &size, &free_bytes), MIG_EPARSE);
+        assert_int_equal(size, 7);
+    }
+    assert_int_equal(mig_parse_zpool_list(NULL, &size, &free_bytes), MIG_EPARSE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fact_and_instance_commands),
+        cmocka_unit_test(test_zfs_commands),
+        cmocka_unit_test(test_hostile_uuid_arguments),
+        cmocka_unit_test(test_hostile_zfs_arguments),
+        cmocka_unit_test(test_parse_zfs_list),
+        cmocka_unit_test(test_parse_lines),
+        cmocka_unit_test(test_parse_zoneadm),
+        cmocka_unit_test(test_parse_zpool),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
