@@ -39,8 +39,8 @@ int mig_store_job_load(struct mig_store *st, const char *uuid, struct mig_job **
 struct mig_job_filter {
     const char *state;   /* NULL: any */
     const char *vm_uuid; /* NULL: any */
-    int all;             /* 0: only jobs whose state is not final */
-};                       /* a state given explicitly is listed even when final */
+    int all;             /* 0: only jobs not final (ignored when state is set) */
+};
 /*
  * Loads the jobs matching f, oldest first, into a malloc'd array of *n jobs
  * (caller frees each with mig_job_free and the array with free).

@@ -1,0 +1,391 @@
+/*
+ * config.c: reads migd's JSON configuration (see config.h).  The accepted
+ * keys are one table, walked recursively: a key the table does not name is an
+ * error with its full path, and each value is checked for type and range
+ * before it is stored in a fresh struct that starts from the defaults.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+enum kind {
+    K_OBJECT,   /* nested keys in sub */
+    K_STRING,   /* non-empty string */
+    K_CIPHERS,  /* optional: comma-separated algorithm names, or null */
+    K_URL,      /* required http:// or https:// URL */
+    K_INT,      /* int in [min, max] */
+    K_INT64,    /* int64_t in [min, max] */
+    K_LEVEL,    /* log level name, stored as its bunyan number */
+    K_TRANSFER, /* "relay" or "direct" */
+};
+
+struct key {
+    const char *name; /* NULL ends a table */
+    enum kind kind;
+    size_t off; /* of the member in struct mig_config */
+    int64_t min, max;
+    const struct key *sub;
+};
+
+#define OFF(m) offsetof(struct mig_config, m)
+
+static const struct key apis_keys[] = {
+    {"vmapi", K_URL, OFF(apis.vmapi), 0, 0, NULL},
+    {"cnapi", K_URL, OFF(apis.cnapi), 0, 0, NULL},
+    {"napi", K_URL, OFF(apis.napi), 0, 0, NULL},
+    {"imgapi", K_URL, OFF(apis.imgapi), 0, 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key ssh_keys[] = {
+    {"user", K_STRING, OFF(ssh.user), 0, 0, NULL},
+    {"port", K_INT, OFF(ssh.port), 1, 65535, NULL},
+    {"identity", K_STRING, OFF(ssh.identity), 0, 0, NULL},
+    {"known_hosts", K_STRING, OFF(ssh.known_hosts), 0, 0, NULL},
+    {"connect_timeout_s", K_INT, OFF(ssh.connect_timeout_s), 1, 3600, NULL},
+    {"keepalive_s", K_INT, OFF(ssh.keepalive_s), 0, 3600, NULL}, /* 0: no keepalive */
+    {"ciphers", K_CIPHERS, OFF(ssh.ciphers), 0, 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key transfer_keys[] = {
+    {"mode", K_TRANSFER, OFF(transfer.mode), 0, 0, NULL},
+    {"retries", K_INT, OFF(transfer.retries), 0, 100, NULL},
+    {"limit_mbps", K_INT, OFF(transfer.limit_mbps), 0, 1000000, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key incremental_keys[] = {
+    {"interval_s", K_INT, OFF(incremental.interval_s), 1, 86400, NULL},
+    {"auto_switch_bytes", K_INT64, OFF(incremental.auto_switch_bytes), 1, INT64_MAX, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key limits_keys[] = {
+    {"max_active_jobs", K_INT, OFF(limits.max_active_jobs), 1, 1000, NULL},
+    {"max_jobs_per_cn", K_INT, OFF(limits.max_jobs_per_cn), 1, 1000, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key top_keys[] = {
+    {"datacenter", K_STRING, OFF(datacenter), 0, 0, NULL},
+    {"db", K_STRING, OFF(db), 0, 0, NULL},
+    {"socket", K_STRING, OFF(socket), 0, 0, NULL},
+    {"log_level", K_LEVEL, OFF(log_level), 0, 0, NULL},
+    {"apis", K_OBJECT, 0, 0, 0, apis_keys},
+    {"ssh", K_OBJECT, 0, 0, 0, ssh_keys},
+    {"transfer", K_OBJECT, 0, 0, 0, transfer_keys},
+    {"incremental", K_OBJECT, 0, 0, 0, incremental_keys},
+    {"limits", K_OBJECT, 0, 0, 0, limits_keys},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (err == NULL || errsz == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
+/* A fresh config holding every default of product.md (API URLs: none). */
+static struct mig_config *config_defaults(void)
+{
+    struct mig_config *c = mig_calloc(1, sizeof(*c));
+    c->datacenter = mig_strdup("triton");
+    c->db = mig_strdup("/var/db/migd/migd.sqlite");
+    c->socket = mig_strdup("/var/run/migd.sock");
+    c->log_level = MIG_LOG_INFO;
+    c->ssh.user = mig_strdup("root");
+    c->ssh.port = 22;
+    c->ssh.identity = mig_strdup("/root/.ssh/sdc.id_rsa");
+    c->ssh.known_hosts = mig_strdup("/var/db/migd/known_hosts");
+    c->ssh.connect_timeout_s = 10;
+    c->ssh.keepalive_s = 15;
+    c->ssh.ciphers = NULL;
+    c->transfer.mode = mig_strdup("relay");
+    c->transfer.retries = 5;
+    c->transfer.limit_mbps = 0;
+    c->incremental.interval_s = 60;
+    c->incremental.auto_switch_bytes = 268435456;
+    c->limits.max_active_jobs = 4;
+    c->limits.max_jobs_per_cn = 2;
+    return c;
+}
+
+/* True when s has no control characters (a value must fit on one log line). */
+static bool printable(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* An http:// or https:// URL with a host and no spaces or control characters. */
+static bool url_valid(const char *s)
+{
+    const char *rest;
+    if (strncmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else if (strncmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    else
+        return false;
+    if (*rest == '\0' || *rest == '/' || *rest == ':')
+        return false;
+    return printable(s) && strchr(s, ' ') == NULL;
+}
+
+/* Algorithm names as libssh2 takes them: [A-Za-z0-9@._+-], comma-separated. */
+static bool ciphers_valid(const char *s)
+{
+    if (*s == '\0' || *s == ',' || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._+-,") ==
+           strlen(s);
+}
+
+/* Replaces the string member at p with a copy of v. */
+static void set_string(char **p, const char *v)
+{
+    free(*p);
+    *p = mig_strdup(v);
+}
+
+static int walk(json_t *obj, const struct key *keys, const char *prefix, struct mig_config *c,
+                char *err, size_t errsz);
+
+/* Checks and stores one value v (never NULL) of key k whose full name is path. */
+static int take(json_t *v, const struct key *k, const char *path, struct mig_config *c,
+                char *err, size_t errsz)
+{
+    char *base = (char *)c;
+    const char *s = json_string_value(v);
+    switch (k->kind) {
+    case K_OBJECT:
+        if (!json_is_object(v)) {
+            set_err(err, errsz, "\"%s\" must be an object", path);
+            return -EINVAL;
+        }
+        return walk(v, k->sub, path, c, err, errsz);
+    case K_STRING:
+        if (s == NULL || *s == '\0' || !printable(s)) {
+            set_err(err, errsz, "\"%s\" must be a non-empty string", path);
+            return -EINVAL;
+        }
+        set_string((char **)(base + k->off), s);
+        return 0;
+    case K_CIPHERS:
+        if (json_is_null(v)) {
+            set_string((char **)(base + k->off), NULL);
+            return 0;
+        }
+        if (s == NULL || !ciphers_valid(s)) {
+            set_err(err, errsz,
+                    "\"%s\" must be a comma-separated list of algorithm names (or null)", path);
+            return -EINVAL;
+        }
+        set_string((char **)(base + k->off), s);
+        return 0;
+    case K_URL:
+        if (s == NULL || !url_valid(s)) {
+            set_err(err, errsz, "\"%s\" must be an http:// or https:// URL", path);
+            return -EINVAL;
+        }
+        /* Callers append "/vms" and the like: keep no trailing slash. */
+        char *url = mig_strdup(s);
+        for (size_t n = strlen(url); n > 0 && url[n - 1] == '/'; n--)
+            url[n - 1] = '\0';
+        free(*(char **)(base + k->off));
+        *(char **)(base + k->off) = url;
+        return 0;
+    case K_INT:
+    case K_INT64: {
+        json_int_t n = json_integer_value(v);
+        if (!json_is_integer(v) || n < k->min || n > k->max) {
+            if (k->max == INT64_MAX)
+                set_err(err, errsz, "\"%s\" must be an integer of at least %" PRId64, path,
+                        k->min);
+            else
+                set_err(err, errsz, "\"%s\" must be an integer between %" PRId64 " and %" PRId64,
+                        path, k->min, k->max);
+            return -EINVAL;
+        }
+        if (k->kind == K_INT)
+            *(int *)(base + k->off) = (int)n;
+        else
+            *(int64_t *)(base + k->off) = (int64_t)n;
+        return 0;
+    }
+    case K_LEVEL: {
+        int level;
+        if (s == NULL || mig_log_level_parse(s, &level) != 0) {
+            set_err(err, errsz,
+                    "\"%s\" must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", "
+                    "\"fatal\"",
+                    path);
+            return -EINVAL;
+        }
+        *(int *)(base + k->off) = level;
+        return 0;
+    }
+    case K_TRANSFER:
+        if (s == NULL || (strcmp(s, "relay") != 0 && strcmp(s, "direct") != 0)) {
+            set_err(err, errsz, "\"%s\" must be \"relay\" or \"direct\"", path);
+            return -EINVAL;
+        }
+        set_string((char **)(base + k->off), s);
+        return 0;
+    }
+    abort();
+}
+
+/*
+ * Checks obj against the table keys: unknown members first (so a typo is
+ * reported as such, not as the missing key it was meant to be), then each
+ * known key present; absent objects are walked as empty so that their
+ * required members are named.
+ */
+static int walk(json_t *obj, const struct key *keys, const char *prefix, struct mig_config *c,
+                char *err, size_t errsz)
+{
+    char path[256];
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v) {
+        const struct key *k = keys;
+        while (k->name != NULL && strcmp(k->name, name) != 0)
+            k++;
+        if (k->name == NULL) {
+            if (*prefix != '\0')
+                snprintf(path, sizeof(path), "%s.%s", prefix, name);
+            else
+                snprintf(path, sizeof(path), "%s", name);
+            /* A key may hold quotes or newlines: quote it as JSON does, on one line. */
+            json_t *js = json_string(path);
+            char *quoted = js != NULL ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+            set_err(err, errsz, "unknown key %s", quoted != NULL ? quoted : "(not UTF-8)");
+            free(quoted);
+            json_decref(js);
+            return -EINVAL;
+        }
+    }
+    for (const struct key *k = keys; k->name != NULL; k++) {
+        if (*prefix != '\0')
+            snprintf(path, sizeof(path), "%s.%s", prefix, k->name);
+        else
+            snprintf(path, sizeof(path), "%s", k->name);
+        v = json_object_get(obj, k->name);
+        int rc;
+        if (v != NULL) {
+            rc = take(v, k, path, c, err, errsz);
+        } else if (k->kind == K_OBJECT) {
+            json_t *empty = json_object();
+            rc = walk(empty, k->sub, path, c, err, errsz);
+            json_decref(empty);
+        } else if (k->kind == K_URL) {
+            set_err(err, errsz, "missing required key \"%s\"", path);
+            rc = -EINVAL;
+        } else {
+            rc = 0; /* the default stays */
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int mig_config_parse(const char *text, size_t len, struct mig_config **out, char *err,
+                     size_t errsz)
+{
+    *out = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        set_err(err, errsz, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                jerr.text);
+        return MIG_EPARSE;
+    }
+    if (!json_is_object(root)) {
+        set_err(err, errsz, "the configuration must be a JSON object");
+        json_decref(root);
+        return -EINVAL;
+    }
+    struct mig_config *c = config_defaults();
+    int rc = walk(root, top_keys, "", c, err, errsz);
+    json_decref(root);
+    if (rc != 0) {
+        mig_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int mig_config_load(const char *path, struct mig_config **out, char *err, size_t errsz)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        int e = errno;
+        set_err(err, errsz, "cannot read configuration %s: %s", path, strerror(e));
+        return -e;
+    }
+    char *buf = mig_malloc(CONFIG_MAX_BYTES + 1);
+    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    int rc = 0;
+    if (ferror(f)) {
+        rc = -EIO;
+        set_err(err, errsz, "cannot read configuration %s: %s", path, strerror(EIO));
+    } else if (n > CONFIG_MAX_BYTES) {
+        rc = -EFBIG;
+        set_err(err, errsz, "configuration %s is larger than %d bytes", path, CONFIG_MAX_BYTES);
+    }
+    fclose(f);
+    if (rc == 0) {
+        char why[512] = "";
+        rc = mig_config_parse(buf, n, out, why, sizeof(why));
+        if (rc != 0)
+            set_err(err, errsz, "%s: %s", path, why);
+    }
+    free(buf);
+    return rc;
+}
+
+void mig_config_free(struct mig_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->datacenter);
+    free(cfg->db);
+    free(cfg->socket);
+    free(cfg->apis.vmapi);
+    free(cfg->apis.cnapi);
+    free(cfg->apis.napi);
+    free(cfg->apis.imgapi);
+    free(cfg->ssh.user);
+    free(cfg->ssh.identity);
+    free(cfg->ssh.known_hosts);
+    free(cfg->ssh.ciphers);
+    free(cfg->transfer.mode);
+    free(cfg);
+}

@@ -1,0 +1,304 @@
+/*
+ * test_config.c: configuration parsing: defaults, product.md's full example,
+ * the shipped etc/migd.json, and the refusals (unknown keys at any level,
+ * wrong types and ranges, missing API URLs, malformed JSON), each with a
+ * one-line message that names the key.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+
+#define APIS                                                                                    \
+    "\"apis\": {\"vmapi\": \"http://vmapi.test\", \"cnapi\": \"http://cnapi.test\","             \
+    " \"napi\": \"https://napi.test:8443\", \"imgapi\": \"http://10.0.0.9/\"}"
+
+/* product.md's example, verbatim. */
+static const char product_example[] =
+    "{\n"
+    "  \"datacenter\": \"us-east-1\",\n"
+    "  \"db\": \"/var/db/migd/migd.sqlite\",\n"
+    "  \"socket\": \"/var/run/migd.sock\",\n"
+    "  \"log_level\": \"info\",\n"
+    "  \"apis\": {\n"
+    "    \"vmapi\": \"http://vmapi.us-east-1.example.com\",\n"
+    "    \"cnapi\": \"http://cnapi.us-east-1.example.com\",\n"
+    "    \"napi\":  \"http://napi.us-east-1.example.com\",\n"
+    "    \"imgapi\": \"http://imgapi.us-east-1.example.com\"\n"
+    "  },\n"
+    "  \"ssh\": {\n"
+    "    \"user\": \"root\",\n"
+    "    \"port\": 22,\n"
+    "    \"identity\": \"/root/.ssh/sdc.id_rsa\",\n"
+    "    \"known_hosts\": \"/var/db/migd/known_hosts\",\n"
+    "    \"connect_timeout_s\": 10,\n"
+    "    \"keepalive_s\": 15\n"
+    "  },\n"
+    "  \"transfer\": { \"mode\": \"relay\", \"retries\": 5, \"limit_mbps\": 0 },\n"
+    "  \"incremental\": { \"interval_s\": 60, \"auto_switch_bytes\": 268435456 },\n"
+    "  \"limits\": { \"max_active_jobs\": 4, \"max_jobs_per_cn\": 2 }\n"
+    "}\n";
+
+static struct mig_config *parse_ok(const char *text)
+{
+    struct mig_config *c = NULL;
+    char err[512] = "";
+    int rc = mig_config_parse(text, strlen(text), &c, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("mig_config_parse: %d %s", rc, err);
+    assert_non_null(c);
+    return c;
+}
+
+/* Parsing text fails with rc and a one-line message containing want. */
+static void expect_error(const char *text, int want_rc, const char *want)
+{
+    struct mig_config *c = (struct mig_config *)&c; /* must come back NULL */
+    char err[512] = "";
+    int rc = mig_config_parse(text, strlen(text), &c, err, sizeof(err));
+    if (rc != want_rc || strstr(err, want) == NULL)
+        fail_msg("config %s\n  rc %d (want %d), err '%s' (want '%s')", text, rc, want_rc, err,
+                 want);
+    assert_null(c);
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct mig_config *c = parse_ok("{" APIS "}");
+    assert_string_equal(c->datacenter, "triton");
+    assert_string_equal(c->db, "/var/db/migd/migd.sqlite");
+    assert_string_equal(c->socket, "/var/run/migd.sock");
+    assert_int_equal(c->log_level, MIG_LOG_INFO);
+    assert_string_equal(c->apis.vmapi, "http://vmapi.test");
+    assert_string_equal(c->apis.cnapi, "http://cnapi.test");
+    assert_string_equal(c->apis.napi, "https://napi.test:8443");
+    assert_string_equal(c->apis.imgapi, "http://10.0.0.9"); /* trailing slash dropped */
+    assert_string_equal(c->ssh.user, "root");
+    assert_int_equal(c->ssh.port, 22);
+    assert_string_equal(c->ssh.identity, "/root/.ssh/sdc.id_rsa");
+    assert_string_equal(c->ssh.known_hosts, "/var/db/migd/known_hosts");
+    assert_int_equal(c->ssh.connect_timeout_s, 10);
+    assert_int_equal(c->ssh.keepalive_s, 15);
+    assert_null(c->ssh.ciphers);
+    assert_string_equal(c->transfer.mode, "relay");
+    assert_int_equal(c->transfer.retries, 5);
+    assert_int_equal(c->transfer.limit_mbps, 0);
+    assert_int_equal(c->incremental.interval_s, 60);
+    assert_int_equal(c->incremental.auto_switch_bytes, 268435456);
+    assert_int_equal(c->limits.max_active_jobs, 4);
+    assert_int_equal(c->limits.max_jobs_per_cn, 2);
+    mig_config_free(c);
+}
+
+static void test_product_example(void **state)
+{
+    (void)state;
+    struct mig_config *c = parse_ok(product_example);
+    assert_string_equal(c->datacenter, "us-east-1");
+    assert_string_equal(c->apis.vmapi, "http://vmapi.us-east-1.example.com");
+    assert_string_equal(c->apis.imgapi, "http://imgapi.us-east-1.example.com");
+    assert_int_equal(c->ssh.port, 22);
+    assert_int_equal(c->incremental.auto_switch_bytes, 268435456);
+    assert_int_equal(c->limits.max_jobs_per_cn, 2);
+    mig_config_free(c);
+}
+
+static void test_every_value_taken(void **state)
+{
+    (void)state;
+    struct mig_config *c = parse_ok(
+        "{\"datacenter\": \"eu-1\", \"db\": \"/d/m.sqlite\", \"socket\": \"/r/m.sock\","
+        " \"log_level\": \"debug\", " APIS ","
+        " \"ssh\": {\"user\": \"migrator\", \"port\": 2222, \"identity\": \"/k/id\","
+        "  \"known_hosts\": \"/k/kh\", \"connect_timeout_s\": 3, \"keepalive_s\": 0,"
+        "  \"ciphers\": \"aes128-ctr,aes256-gcm@openssh.com\"},"
+        " \"transfer\": {\"mode\": \"direct\", \"retries\": 0, \"limit_mbps\": 800},"
+        " \"incremental\": {\"interval_s\": 5, \"auto_switch_bytes\": 17179869184},"
+        " \"limits\": {\"max_active_jobs\": 10, \"max_jobs_per_cn\": 3}}");
+    assert_string_equal(c->datacenter, "eu-1");
+    assert_string_equal(c->db, "/d/m.sqlite");
+    assert_string_equal(c->socket, "/r/m.sock");
+    assert_int_equal(c->log_level, MIG_LOG_DEBUG);
+    assert_string_equal(c->ssh.user, "migrator");
+    assert_int_equal(c->ssh.port, 2222);
+    assert_string_equal(c->ssh.identity, "/k/id");
+    assert_string_equal(c->ssh.known_hosts, "/k/kh");
+    assert_int_equal(c->ssh.connect_timeout_s, 3);
+    assert_int_equal(c->ssh.keepalive_s, 0);
+    assert_string_equal(c->ssh.ciphers, "aes128-ctr,aes256-gcm@openssh.com");
+    assert_string_equal(c->transfer.mode, "direct");
+    assert_int_equal(c->transfer.retries, 0);
+    assert_int_equal(c->transfer.limit_mbps, 800);
+    assert_int_equal(c->incremental.interval_s, 5);
+    assert_int_equal(c->incremental.auto_switch_bytes, 17179869184LL); /* > 32 bits */
+    assert_int_equal(c->limits.max_active_jobs, 10);
+    assert_int_equal(c->limits.max_jobs_per_cn, 3);
+    mig_config_free(c);
+
+    c = parse_ok("{" APIS ", \"ssh\": {\"ciphers\": null}}");
+    assert_null(c->ssh.ciphers);
+    mig_config_free(c);
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    expect_error("{" APIS ", \"datacentre\": \"x\"}", -EINVAL, "unknown key \"datacentre\"");
+    expect_error("{" APIS ", \"ssh\": {\"prot\": 22}}", -EINVAL, "unknown key \"ssh.prot\"");
+    expect_error("{" APIS ", \"limits\": {\"max_active_jobs\": 2, \"max_jobs\": 1}}", -EINVAL,
+                 "unknown key \"limits.max_jobs\"");
+    expect_error("{\"apis\": {\"vmapi\": \"http://a\", \"cnapi\": \"http://a\", \"napi\": "
+                 "\"http://a\", \"imgapi\": \"http://a\", \"papi\": \"http://a\"}}",
+                 -EINVAL, "unknown key \"apis.papi\"");
+    /* A typo is reported as a typo, not as the key it was meant to be. */
+    expect_error("{\"apis\": {\"vmapi\": \"http://a\", \"cnap\": \"http://a\"}}", -EINVAL,
+                 "unknown key \"apis.cnap\"");
+    /* A key with quotes or a newline is quoted, keeping the message on one line. */
+    expect_error("{" APIS ", \"a\\\"b\\nc\": 1}", -EINVAL, "unknown key \"a\\\"b\\nc\"");
+}
+
+static void test_wrong_types_and_ranges(void **state)
+{
+    (void)state;
+    const char *port_msg = "\"ssh.port\" must be an integer between 1 and 65535";
+    expect_error("{" APIS ", \"ssh\": {\"port\": \"22\"}}", -EINVAL, port_msg);
+    expect_error("{" APIS ", \"ssh\": {\"port\": 22.0}}", -EINVAL, port_msg);
+    expect_error("{" APIS ", \"ssh\": {\"port\": 0}}", -EINVAL, port_msg);
+    expect_error("{" APIS ", \"ssh\": {\"port\": 65536}}", -EINVAL, port_msg);
+    expect_error("{" APIS ", \"ssh\": {\"port\": null}}", -EINVAL, port_msg);
+    expect_error("{" APIS ", \"ssh\": []}", -EINVAL, "\"ssh\" must be an object");
+    expect_error("{" APIS ", \"db\": 5}", -EINVAL, "\"db\" must be a non-empty string");
+    expect_error("{" APIS ", \"socket\": \"\"}", -EINVAL, "\"socket\" must be a non-empty string");
+    expect_error("{" APIS ", \"ssh\": {\"user\": \"ro\\not\"}}", -EINVAL,
+                 "\"ssh.user\" must be a non-empty string");
+    expect_error("{" APIS ", \"log_level\": \"loud\"}", -EINVAL, "\"log_level\" must be one of");
+    expect_error("{" APIS ", \"log_level\": 30}", -EINVAL, "\"log_level\" must be one of");
+    expect_error("{" APIS ", \"transfer\": {\"mode\": \"udp\"}}", -EINVAL,
+                 "\"transfer.mode\" must be \"relay\" or \"direct\"");
+    expect_error("{" APIS ", \"transfer\": {\"retries\": true}}", -EINVAL,
+                 "\"transfer.retries\" must be an integer between 0 and 100");
+    expect_error("{" APIS ", \"transfer\": {\"limit_mbps\": -1}}", -EINVAL,
+                 "\"transfer.limit_mbps\" must be an integer between 0 and");
+    expect_error("{" APIS ", \"incremental\": {\"auto_switch_bytes\": 0}}", -EINVAL,
+                 "\"incremental.auto_switch_bytes\" must be an integer of at least 1");
+    expect_error("{" APIS ", \"incremental\": {\"interval_s\": 0}}", -EINVAL,
+                 "\"incremental.interval_s\" must be an integer between 1 and 86400");
+    expect_error("{" APIS ", \"limits\": {\"max_jobs_per_cn\": 0}}", -EINVAL,
+                 "\"limits.max_jobs_per_cn\" must be an integer between 1 and 1000");
+    expect_error("{" APIS ", \"ssh\": {\"ciphers\": \"aes128-ctr,,x\"}}", -EINVAL,
+                 "\"ssh.ciphers\" must be a comma-separated list");
+    expect_error("{" APIS ", \"ssh\": {\"ciphers\": \"aes; rm -rf /\"}}", -EINVAL,
+                 "\"ssh.ciphers\" must be a comma-separated list");
+}
+
+static void test_apis_required(void **state)
+{
+    (void)state;
+    expect_error("{}", -EINVAL, "missing required key \"apis.vmapi\"");
+    expect_error("{\"db\": \"/x\"}", -EINVAL, "missing required key \"apis.vmapi\"");
+    expect_error("{\"apis\": {\"vmapi\": \"http://a\", \"cnapi\": \"http://a\", \"napi\": "
+                 "\"http://a\"}}",
+                 -EINVAL, "missing required key \"apis.imgapi\"");
+    expect_error("{\"apis\": \"http://a\"}", -EINVAL, "\"apis\" must be an object");
+    const char *url_msg = "\"apis.cnapi\" must be an http:// or https:// URL";
+    static const char *const bad[] = {"ftp://cnapi", "cnapi.test", "http://", "https:///x",
+                                      "http://a b", ""};
+    char text[256];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "{\"apis\": {\"vmapi\": \"http://a\", \"cnapi\": \"%s\", \"napi\": "
+                 "\"http://a\", \"imgapi\": \"http://a\"}}",
+                 bad[i]);
+        expect_error(text, -EINVAL, url_msg);
+    }
+    expect_error("{\"apis\": {\"vmapi\": \"http://a\", \"cnapi\": 80, \"napi\": "
+                 "\"http://a\", \"imgapi\": \"http://a\"}}",
+                 -EINVAL, url_msg);
+}
+
+static void test_malformed_json(void **state)
+{
+    (void)state;
+    expect_error("{\"db\": }", MIG_EPARSE, "invalid JSON at line 1");
+    expect_error("{" APIS ",\n\"db\": \"/a\",\n\"db\": \"/b\"}", MIG_EPARSE, "duplicate");
+    expect_error("", MIG_EPARSE, "invalid JSON");
+    expect_error("{" APIS "} trailing", MIG_EPARSE, "invalid JSON");
+    expect_error("[1, 2]", -EINVAL, "must be a JSON object");
+    /* Duplicate keys inside a nested object too. */
+    expect_error("{" APIS ", \"ssh\": {\"port\": 22, \"port\": 2222}}", MIG_EPARSE, "duplicate");
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_config.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/migd.json", dir);
+
+    struct mig_config *c = (struct mig_config *)&c;
+    char err[512] = "";
+    assert_int_equal(mig_config_load(path, &c, err, sizeof(err)), -ENOENT);
+    assert_null(c);
+    assert_non_null(strstr(err, path));
+
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{" APIS ", \"ssh\": {\"prot\": 22}}", f);
+    fclose(f);
+    assert_int_equal(mig_config_load(path, &c, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "unknown key \"ssh.prot\""));
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(product_example, f);
+    fclose(f);
+    assert_int_equal(mig_config_load(path, &c, err, sizeof(err)), 0);
+    assert_string_equal(c->datacenter, "us-east-1");
+    mig_config_free(c);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_shipped_example(void **state)
+{
+    (void)state;
+    /* etc/migd.json sits next to schema/ in the source tree. */
+    struct mig_config *c = NULL;
+    char err[512] = "";
+    int rc = mig_config_load(MIGD_SCHEMA_DIR "/../etc/migd.json", &c, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("etc/migd.json: %s", err);
+    assert_string_equal(c->transfer.mode, "relay");
+    assert_non_null(c->apis.vmapi);
+    mig_config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_product_example),
+        cmocka_unit_test(test_every_value_taken),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_wrong_types_and_ranges),
+        cmocka_unit_test(test_apis_required),
+        cmocka_unit_test(test_malformed_json),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_shipped_example),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
