@@ -50,11 +50,4 @@ ${body}};
 const int mig_schema_nsteps = ${n};
 ")
 
-# Rewrite only on change, so an unrelated reconfigure does not rebuild.
-if(EXISTS "${OUT}")
-  file(READ "${OUT}" old)
-  if(old STREQUAL text)
-    return()
-  endif()
-endif()
 file(WRITE "${OUT}" "${text}")

@@ -375,6 +375,12 @@ static void test_steps_and_log_order(void **state)
         assert_int_equal(t[strlen(t) - 1], 'Z');
     }
     json_decref(steps);
+    /* Saving the job again keeps its history (no delete-and-insert cascade). */
+    j->phase = MIG_PHASE_SWITCH;
+    assert_int_equal(mig_store_job_save(st, j), 0);
+    steps = mig_store_steps(st, j->uuid);
+    assert_int_equal(json_array_size(steps), 6);
+    json_decref(steps);
     steps = mig_store_steps(st, k->uuid);
     assert_int_equal(json_array_size(steps), 6);
     json_decref(steps);
