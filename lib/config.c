@@ -175,8 +175,8 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
                 char *err, size_t errsz);
 
 /* Checks and stores one value v (never NULL) of key k whose full name is path. */
-static int take(json_t *v, const struct key *k, const char *path, struct mig_config *c,
-                char *err, size_t errsz)
+static int take(json_t *v, const struct key *k, const char *path, struct mig_config *c, char *err,
+                size_t errsz)
 {
     char *base = (char *)c;
     const char *s = json_string_value(v);
@@ -223,8 +223,7 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         json_int_t n = json_integer_value(v);
         if (!json_is_integer(v) || n < k->min || n > k->max) {
             if (k->max == INT64_MAX)
-                set_err(err, errsz, "\"%s\" must be an integer of at least %" PRId64, path,
-                        k->min);
+                set_err(err, errsz, "\"%s\" must be an integer of at least %" PRId64, path, k->min);
             else
                 set_err(err, errsz, "\"%s\" must be an integer between %" PRId64 " and %" PRId64,
                         path, k->min, k->max);
@@ -271,7 +270,8 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
     char path[256];
     const char *name;
     json_t *v;
-    json_object_foreach(obj, name, v) {
+    json_object_foreach(obj, name, v)
+    {
         const struct key *k = keys;
         while (k->name != NULL && strcmp(k->name, name) != 0)
             k++;
@@ -314,8 +314,7 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
     return 0;
 }
 
-int mig_config_parse(const char *text, size_t len, struct mig_config **out, char *err,
-                     size_t errsz)
+int mig_config_parse(const char *text, size_t len, struct mig_config **out, char *err, size_t errsz)
 {
     *out = NULL;
     json_error_t jerr;

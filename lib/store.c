@@ -180,16 +180,15 @@ static int read_user_version(sqlite3 *db, int *out)
  * read again inside the write transaction, so two processes opening a new
  * database at once cannot both apply the same step.
  */
-static int apply_step(sqlite3 *db, const char *path, const struct mig_schema_step *step,
-                      char *err, size_t errsz)
+static int apply_step(sqlite3 *db, const char *path, const struct mig_schema_step *step, char *err,
+                      size_t errsz)
 {
     int rc = exec_simple(db, "BEGIN IMMEDIATE", path, err, errsz);
     if (rc != 0)
         return rc;
     int cur = 0;
     if (read_user_version(db, &cur) != 0) {
-        set_err(err, errsz, "database %s: cannot read user_version: %s", path,
-                sqlite3_errmsg(db));
+        set_err(err, errsz, "database %s: cannot read user_version: %s", path, sqlite3_errmsg(db));
         goto fail;
     }
     if (cur >= step->version) {
@@ -221,9 +220,8 @@ int mig_store_open(const char *path, struct mig_store **out, char *err, size_t e
 {
     *out = NULL;
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         set_err(err, errsz, "cannot open database %s: %s", path,
                 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -370,8 +368,8 @@ int mig_store_job_load(struct mig_store *st, const char *uuid, struct mig_job **
     return rc;
 }
 
-int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f,
-                       struct mig_job ***out, size_t *n)
+int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f, struct mig_job ***out,
+                       size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -413,8 +411,7 @@ int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f,
     return 0;
 }
 
-int mig_store_job_holding_vm(struct mig_store *st, const char *vm_uuid,
-                             char out[MIG_UUID_LEN + 1])
+int mig_store_job_holding_vm(struct mig_store *st, const char *vm_uuid, char out[MIG_UUID_LEN + 1])
 {
     out[0] = '\0';
     sqlite3_stmt *s = stmt_get(st, ST_JOB_HOLDING);
@@ -477,9 +474,8 @@ json_t *mig_store_steps(struct mig_store *st, const char *job_uuid)
     json_t *a = json_array();
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        json_array_append_new(a, json_pack("{s:o, s:o, s:o}", "step", text_column(s, 0),
-                                           "status", text_column(s, 1), "time",
-                                           time_column(s, 2)));
+        json_array_append_new(a, json_pack("{s:o, s:o, s:o}", "step", text_column(s, 0), "status",
+                                           text_column(s, 1), "time", time_column(s, 2)));
     }
     if (rc != SQLITE_DONE) {
         db_fail(st, "read steps");
@@ -513,9 +509,8 @@ json_t *mig_store_log(struct mig_store *st, const char *job_uuid)
     json_t *a = json_array();
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        json_array_append_new(a, json_pack("{s:o, s:i, s:o}", "time", time_column(s, 0),
-                                           "level", sqlite3_column_int(s, 1), "msg",
-                                           text_column(s, 2)));
+        json_array_append_new(a, json_pack("{s:o, s:i, s:o}", "time", time_column(s, 0), "level",
+                                           sqlite3_column_int(s, 1), "msg", text_column(s, 2)));
     }
     if (rc != SQLITE_DONE) {
         db_fail(st, "read log");

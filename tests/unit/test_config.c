@@ -19,8 +19,8 @@
 #include "err.h"
 #include "log.h"
 
-#define APIS                                                                                    \
-    "\"apis\": {\"vmapi\": \"http://vmapi.test\", \"cnapi\": \"http://cnapi.test\","             \
+#define APIS                                                                                       \
+    "\"apis\": {\"vmapi\": \"http://vmapi.test\", \"cnapi\": \"http://cnapi.test\","               \
     " \"napi\": \"https://napi.test:8443\", \"imgapi\": \"http://10.0.0.9/\"}"
 
 /* product.md's example, verbatim. */
@@ -118,15 +118,15 @@ static void test_product_example(void **state)
 static void test_every_value_taken(void **state)
 {
     (void)state;
-    struct mig_config *c = parse_ok(
-        "{\"datacenter\": \"eu-1\", \"db\": \"/d/m.sqlite\", \"socket\": \"/r/m.sock\","
-        " \"log_level\": \"debug\", " APIS ","
-        " \"ssh\": {\"user\": \"migrator\", \"port\": 2222, \"identity\": \"/k/id\","
-        "  \"known_hosts\": \"/k/kh\", \"connect_timeout_s\": 3, \"keepalive_s\": 0,"
-        "  \"ciphers\": \"aes128-ctr,aes256-gcm@openssh.com\"},"
-        " \"transfer\": {\"mode\": \"direct\", \"retries\": 0, \"limit_mbps\": 800},"
-        " \"incremental\": {\"interval_s\": 5, \"auto_switch_bytes\": 17179869184},"
-        " \"limits\": {\"max_active_jobs\": 10, \"max_jobs_per_cn\": 3}}");
+    struct mig_config *c =
+        parse_ok("{\"datacenter\": \"eu-1\", \"db\": \"/d/m.sqlite\", \"socket\": \"/r/m.sock\","
+                 " \"log_level\": \"debug\", " APIS ","
+                 " \"ssh\": {\"user\": \"migrator\", \"port\": 2222, \"identity\": \"/k/id\","
+                 "  \"known_hosts\": \"/k/kh\", \"connect_timeout_s\": 3, \"keepalive_s\": 0,"
+                 "  \"ciphers\": \"aes128-ctr,aes256-gcm@openssh.com\"},"
+                 " \"transfer\": {\"mode\": \"direct\", \"retries\": 0, \"limit_mbps\": 800},"
+                 " \"incremental\": {\"interval_s\": 5, \"auto_switch_bytes\": 17179869184},"
+                 " \"limits\": {\"max_active_jobs\": 10, \"max_jobs_per_cn\": 3}}");
     assert_string_equal(c->datacenter, "eu-1");
     assert_string_equal(c->db, "/d/m.sqlite");
     assert_string_equal(c->socket, "/r/m.sock");
@@ -213,8 +213,8 @@ static void test_apis_required(void **state)
                  -EINVAL, "missing required key \"apis.imgapi\"");
     expect_error("{\"apis\": \"http://a\"}", -EINVAL, "\"apis\" must be an object");
     const char *url_msg = "\"apis.cnapi\" must be an http:// or https:// URL";
-    static const char *const bad[] = {"ftp://cnapi", "cnapi.test", "http://", "https:///x",
-                                      "http://a b", ""};
+    static const char *const bad[] = {"ftp://cnapi", "cnapi.test", "http://",
+                                      "https:///x",  "http://a b", ""};
     char text[256];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(text, sizeof(text),

@@ -64,7 +64,8 @@ static struct mig_store *open_ok(struct fixture *fx)
     return fx->st;
 }
 
-/* Runs sql on the file with a separate connection; returns the first column of the first row as an int. */
+/* Runs sql on the file with a separate connection; returns the first column of the first row as an
+ * int. */
 static int raw_int(const char *path, const char *sql)
 {
     sqlite3 *db = NULL;
@@ -222,8 +223,8 @@ static void test_job_round_trip(void **state)
     assert_true(got->cleanup_source);
     assert_false(got->dry_run);
     assert_int_equal(json_integer_value(json_object_get(got->ctx, "quota")), 10737418240LL);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(got->ctx, "snapshots"), 1)),
-                        "migd-2");
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(got->ctx, "snapshots"), 1)), "migd-2");
     assert_true(json_is_false(json_object_get(json_object_get(got->ctx, "ips"), "10.0.0.5")));
     assert_same_job(j, got);
     mig_job_free(got);
@@ -279,9 +280,9 @@ static void test_job_list_filters(void **state)
         enum mig_job_state state;
         int64_t created;
     } rows[] = {
-        {VM_B, MIG_JOB_RUNNING, 4000},  {VM_A, MIG_JOB_SUCCEEDED, 1000},
-        {VM_A, MIG_JOB_FAILED, 2000},   {VM_A, MIG_JOB_QUEUED, 5000},
-        {VM_B, MIG_JOB_ABORTED, 3000},  {VM_B, MIG_JOB_SWITCHED, 6000},
+        {VM_B, MIG_JOB_RUNNING, 4000}, {VM_A, MIG_JOB_SUCCEEDED, 1000},
+        {VM_A, MIG_JOB_FAILED, 2000},  {VM_A, MIG_JOB_QUEUED, 5000},
+        {VM_B, MIG_JOB_ABORTED, 3000}, {VM_B, MIG_JOB_SWITCHED, 6000},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct mig_job *j = full_job(rows[i].vm, rows[i].state, rows[i].created);
@@ -289,8 +290,7 @@ static void test_job_list_filters(void **state)
         mig_job_free(j);
     }
     check_list(st, NULL, NULL, 0, "B/running A/queued B/switched");
-    check_list(st, NULL, NULL, 1,
-               "A/succeeded A/failed B/aborted B/running A/queued B/switched");
+    check_list(st, NULL, NULL, 1, "A/succeeded A/failed B/aborted B/running A/queued B/switched");
     check_list(st, "failed", NULL, 0, "A/failed");
     check_list(st, "running", NULL, 1, "B/running");
     check_list(st, NULL, VM_A, 0, "A/queued");
@@ -392,8 +392,8 @@ static void test_steps_and_log_order(void **state)
     char msg[64];
     for (int i = 0; i < 50; i++) {
         snprintf(msg, sizeof(msg), "line %d", i);
-        assert_int_equal(mig_store_log_append(st, j->uuid, i % 2 ? MIG_LOG_WARN : MIG_LOG_INFO, msg),
-                         0);
+        assert_int_equal(
+            mig_store_log_append(st, j->uuid, i % 2 ? MIG_LOG_WARN : MIG_LOG_INFO, msg), 0);
     }
     assert_int_equal(mig_store_log_append(st, k->uuid, MIG_LOG_ERROR, "other job"), 0);
     json_t *log = mig_store_log(st, j->uuid);
@@ -490,7 +490,8 @@ static void test_sql_metacharacters_round_trip(void **state)
     mig_job_free(got);
 
     json_t *steps = mig_store_steps(st, j->uuid);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(steps, 0), "step")), nasty);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(steps, 0), "step")),
+                        nasty);
     json_decref(steps);
     json_t *log = mig_store_log(st, j->uuid);
     assert_string_equal(json_string_value(json_object_get(json_array_get(log, 0), "msg")), nasty);
