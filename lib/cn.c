@@ -620,8 +620,7 @@ static int on_zpool_line(char *line, void *arg)
     struct zpool_acc *a = arg;
     char *f[3];
     if (++a->rows > 1 || split(line, '\t', f, 3, false) != 3 || !pool_valid(f[0]) ||
-        !parse_u64(f[1], &a->size) || !parse_u64(f[2], &a->free_bytes) ||
-        a->free_bytes > a->size)
+        !parse_u64(f[1], &a->size) || !parse_u64(f[2], &a->free_bytes) || a->free_bytes > a->size)
         return MIG_EPARSE;
     return 0;
 }

@@ -52,9 +52,8 @@ static const char *const state_names[MIG_JOB_NSTATES] = {
 };
 
 static const char *const phase_names[MIG_PHASE_NPHASES] = {
-    [MIG_PHASE_VALIDATE] = "validate", [MIG_PHASE_PREPARE] = "prepare",
-    [MIG_PHASE_SYNC] = "sync",         [MIG_PHASE_SWITCH] = "switch",
-    [MIG_PHASE_CLEANUP] = "cleanup",
+    [MIG_PHASE_VALIDATE] = "validate", [MIG_PHASE_PREPARE] = "prepare", [MIG_PHASE_SYNC] = "sync",
+    [MIG_PHASE_SWITCH] = "switch",     [MIG_PHASE_CLEANUP] = "cleanup",
 };
 
 static const char *const mode_names[] = {
@@ -234,17 +233,17 @@ static json_t *time_or_null(int64_t ms)
 /* Public JSON of product.md "Job model".  New reference; aborts on OOM. */
 json_t *mig_job_to_json(const struct mig_job *job)
 {
-    json_t *progress = json_pack(
-        "{s:I, s:I, s:I, s:o, s:i}", "bytes_sent", (json_int_t)job->progress.bytes_sent,
-        "bytes_total", (json_int_t)job->progress.bytes_total, "rate_bytes_s",
-        (json_int_t)job->progress.rate_bytes_s, "eta_s",
-        job->progress.eta_s >= 0 ? json_integer(job->progress.eta_s) : json_null(),
-        "increments", job->progress.increments);
+    json_t *progress =
+        json_pack("{s:I, s:I, s:I, s:o, s:i}", "bytes_sent", (json_int_t)job->progress.bytes_sent,
+                  "bytes_total", (json_int_t)job->progress.bytes_total, "rate_bytes_s",
+                  (json_int_t)job->progress.rate_bytes_s, "eta_s",
+                  job->progress.eta_s >= 0 ? json_integer(job->progress.eta_s) : json_null(),
+                  "increments", job->progress.increments);
     json_t *error = json_null();
     if (job->error_code != NULL)
-        error = json_pack("{s:s, s:o, s:s}", "code", job->error_code, "message",
-                          str_or_null(job->error_message), "phase",
-                          mig_phase_name(job->error_phase));
+        error =
+            json_pack("{s:s, s:o, s:s}", "code", job->error_code, "message",
+                      str_or_null(job->error_message), "phase", mig_phase_name(job->error_phase));
     json_t *o = json_object();
     if (progress == NULL || error == NULL || o == NULL)
         abort();
@@ -354,10 +353,10 @@ static int rd_enums(json_t *rec, struct mig_job *job)
     if (err != NULL && !json_is_null(err)) {
         if (!json_is_object(err) || !json_is_string(json_object_get(err, "code")))
             return MIG_EPARSE;
+        const char *phase = json_string_value(json_object_get(err, "phase"));
         if (rd_str(err, "code", &job->error_code) < 0 ||
             rd_str(err, "message", &job->error_message) < 0 ||
-            mig_phase_parse(json_string_value(json_object_get(err, "phase")),
-                            &job->error_phase) < 0)
+            mig_phase_parse(phase, &job->error_phase) < 0)
             return MIG_EPARSE;
     }
     return 0;

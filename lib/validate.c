@@ -93,8 +93,7 @@ const char *mig_vm_image_uuid(json_t *vm)
 {
     const char *brand = str_member(vm, "brand");
     if (brand != NULL && (strcmp(brand, "bhyve") == 0 || strcmp(brand, "kvm") == 0)) {
-        const char *img =
-            str_member(json_array_get(json_object_get(vm, "disks"), 0), "image_uuid");
+        const char *img = str_member(json_array_get(json_object_get(vm, "disks"), 0), "image_uuid");
         if (img != NULL)
             return img;
     }
@@ -112,11 +111,13 @@ static void add_names(json_t *tags, json_t *names)
 {
     size_t i, j;
     json_t *n, *t;
-    json_array_foreach(names, i, n) {
+    json_array_foreach(names, i, n)
+    {
         if (!json_is_string(n))
             continue;
         bool seen = false;
-        json_array_foreach(tags, j, t) {
+        json_array_foreach(tags, j, t)
+        {
             if (json_equal(t, n))
                 seen = true;
         }
@@ -140,7 +141,8 @@ json_t *mig_server_nic_tags(json_t *server)
     for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
         const char *ifname;
         json_t *iface;
-        json_object_foreach(json_object_get(sysinfo, sections[s]), ifname, iface) {
+        json_object_foreach(json_object_get(sysinfo, sections[s]), ifname, iface)
+        {
             (void)ifname;
             add_names(tags, json_object_get(iface, "NIC Names"));
         }
@@ -186,8 +188,8 @@ int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r)
                       "zones are moved with Triton's own tools, not migd",
                       name, owner);
 
-    json_t *nat = json_object_get(json_object_get(vm, "internal_metadata"),
-                                  "com.joyent:ipnat_subnet");
+    json_t *nat =
+        json_object_get(json_object_get(vm, "internal_metadata"), "com.joyent:ipnat_subnet");
     if (nat != NULL)
         return refuse(r, MIG_RULE_VM_NAT,
                       "VM %s is a NAT zone (internal_metadata com.joyent:ipnat_subnet=%s); "
@@ -201,7 +203,8 @@ static bool has_tag(json_t *tags, const char *tag)
 {
     size_t i;
     json_t *t;
-    json_array_foreach(tags, i, t) {
+    json_array_foreach(tags, i, t)
+    {
         if (json_is_string(t) && strcmp(json_string_value(t), tag) == 0)
             return true;
     }
@@ -214,7 +217,8 @@ static const char *join_tags(json_t *tags, char *buf, size_t size)
     size_t i;
     json_t *t;
     buf[0] = '\0';
-    json_array_foreach(tags, i, t) {
+    json_array_foreach(tags, i, t)
+    {
         size_t len = strlen(buf);
         snprintf(buf + len, size - len, "%s%s", i > 0 ? ", " : "", json_string_value(t));
     }
@@ -228,7 +232,8 @@ static const char *missing_nic_tag(json_t *vm, json_t *tags)
 {
     size_t i;
     json_t *nic;
-    json_array_foreach(json_object_get(vm, "nics"), i, nic) {
+    json_array_foreach(json_object_get(vm, "nics"), i, nic)
+    {
         const char *tag = str_member(nic, "nic_tag");
         if (tag != NULL && !has_tag(tags, tag))
             return tag;
@@ -238,8 +243,7 @@ static const char *missing_nic_tag(json_t *vm, json_t *tags)
 
 /* Checks capacity: unreserved MiB of the target (key) against need. */
 static int check_capacity(json_t *target, const char *key, const char *what, const char *rule,
-                          const char *tname, const char *vname, int64_t need,
-                          struct mig_refusal *r)
+                          const char *tname, const char *vname, int64_t need, struct mig_refusal *r)
 {
     json_t *have = json_object_get(target, key);
     if (!json_is_number(have))
@@ -310,8 +314,8 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
 
     json_t *ram = json_object_get(vm, "ram");
     int64_t ram_mib = json_is_number(ram) ? (int64_t)json_number_value(ram) : 0;
-    int rc = check_capacity(target, "unreserved_ram", "RAM", MIG_RULE_RAM, tname, vname, ram_mib,
-                            r);
+    int rc =
+        check_capacity(target, "unreserved_ram", "RAM", MIG_RULE_RAM, tname, vname, ram_mib, r);
     if (rc == 0)
         rc = check_capacity(target, "unreserved_disk", "disk", MIG_RULE_DISK, tname, vname,
                             disk_mib, r);

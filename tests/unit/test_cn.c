@@ -60,8 +60,8 @@ static void test_zfs_commands(void **state)
                "'zones/" VM "'");
     expect_cmd(mig_cmd_zfs_list_snapshots("zones/" VM),
                "zfs list -H -o name -t snapshot -d 1 'zones/" VM "'");
-    expect_cmd(mig_cmd_zfs_get("quota", "zones/" VM), "zfs get -H -p -o value 'quota' 'zones/" VM
-                                                      "'");
+    expect_cmd(mig_cmd_zfs_get("quota", "zones/" VM),
+               "zfs get -H -p -o value 'quota' 'zones/" VM "'");
     expect_cmd(mig_cmd_zfs_get("written@migd-1", "zones/" VM),
                "zfs get -H -p -o value 'written@migd-1' 'zones/" VM "'");
     expect_cmd(mig_cmd_zfs_set("quota", "10g", "zones/" VM), "zfs set 'quota=10g' 'zones/" VM "'");
@@ -91,22 +91,9 @@ static void test_zfs_commands(void **state)
 
 /* Inputs that must never reach a command line. */
 static const char *hostile[] = {
-    "x; rm -rf /",
-    "$(id)",
-    "`id`",
-    "zones/a'b",
-    "zones/a\"b",
-    "zones/a\nb",
-    "zones/a b",
-    "",
-    "-rf",
-    "zones/../etc",
-    "zones/a|b",
-    "zones/a&b",
-    "zones/a>b",
-    "zones/a\\b",
-    "zones/a*",
-    "zones/a\tb",
+    "x; rm -rf /", "$(id)",      "`id`",     "zones/a'b",    "zones/a\"b", "zones/a\nb",
+    "zones/a b",   "",           "-rf",      "zones/../etc", "zones/a|b",  "zones/a&b",
+    "zones/a>b",   "zones/a\\b", "zones/a*", "zones/a\tb",
 };
 #define NHOSTILE (sizeof(hostile) / sizeof(hostile[0]))
 
@@ -232,14 +219,14 @@ static void test_parse_zfs_list(void **state)
     free(rows);
 
     static const char *bad[] = {
-        "zones/a 1 2 - filesystem\n",                  /* spaces, not tabs */
-        "zones/a\t1\t2\t-\n",                          /* missing column */
-        "zones/a\t1\t2\t-\tfilesystem\textra\n",       /* extra column */
-        "zones/a\t1.5K\t2\t-\tfilesystem\n",           /* not -p */
-        "zones/a\t-1\t2\t-\tfilesystem\n",             /* negative */
+        "zones/a 1 2 - filesystem\n",                           /* spaces, not tabs */
+        "zones/a\t1\t2\t-\n",                                   /* missing column */
+        "zones/a\t1\t2\t-\tfilesystem\textra\n",                /* extra column */
+        "zones/a\t1.5K\t2\t-\tfilesystem\n",                    /* not -p */
+        "zones/a\t-1\t2\t-\tfilesystem\n",                      /* negative */
         "zones/a\t1\t99999999999999999999999\t-\tfilesystem\n", /* overflow */
-        "zones/a\t1\t2\t\tfilesystem\n",               /* empty origin */
-        "zones/a\t1\t2\t-\t\n",                        /* empty type */
+        "zones/a\t1\t2\t\tfilesystem\n",                        /* empty origin */
+        "zones/a\t1\t2\t-\t\n",                                 /* empty type */
         "zones/a\t1\t2\t-\tfilesystem-with-a-very-long-type\n",
         "cannot open 'zones/x': dataset does not exist\n",
         "zones/ok\t1\t2\t-\tfilesystem\ngarbage\n", /* good row, then a bad one */
@@ -301,8 +288,7 @@ static void test_parse_zoneadm(void **state)
     assert_string_equal(z.brand, "lx");
 
     assert_int_equal(
-        mig_parse_zoneadm_find(zoneadm_text, "00000000-0000-0000-0000-0000000000dd", &z),
-        -ENOENT);
+        mig_parse_zoneadm_find(zoneadm_text, "00000000-0000-0000-0000-0000000000dd", &z), -ENOENT);
     assert_int_equal(mig_parse_zoneadm_find("0:global:running:/::liveimg:shared\n", VM, &z),
                      -ENOENT);
     assert_int_equal(mig_parse_zoneadm_find("", VM, &z), -ENOENT);
@@ -310,11 +296,10 @@ static void test_parse_zoneadm(void **state)
     /* Malformed output. */
     assert_int_equal(mig_parse_zoneadm_find("12:" VM ":running\n", VM, &z), MIG_EPARSE);
     assert_int_equal(mig_parse_zoneadm_find("zoneadm: permission denied\n", VM, &z), MIG_EPARSE);
-    assert_int_equal(mig_parse_zoneadm_find("1:" VM ":running:/z:" VM ":lx:excl:0:extra:x\n",
-                                            VM, &z),
-                     MIG_EPARSE);
-    assert_int_equal(mig_parse_zoneadm_find("1:" VM "::/z:" VM ":lx:excl\n", VM, &z),
-                     MIG_EPARSE);
+    assert_int_equal(
+        mig_parse_zoneadm_find("1:" VM ":running:/z:" VM ":lx:excl:0:extra:x\n", VM, &z),
+        MIG_EPARSE);
+    assert_int_equal(mig_parse_zoneadm_find("1:" VM "::/z:" VM ":lx:excl\n", VM, &z), MIG_EPARSE);
     assert_int_equal(mig_parse_zoneadm_find(NULL, VM, &z), MIG_EPARSE);
     assert_int_equal(mig_parse_zoneadm_find(zoneadm_text, "global", &z), -EINVAL);
 }
@@ -323,9 +308,8 @@ static void test_parse_zpool(void **state)
 {
     (void)state;
     uint64_t size = 0, free_bytes = 0;
-    assert_int_equal(mig_parse_zpool_list("zones\t1992864825344\t1507170689024\n", &size,
-                                          &free_bytes),
-                     0);
+    assert_int_equal(
+        mig_parse_zpool_list("zones\t1992864825344\t1507170689024\n", &size, &free_bytes), 0);
     assert_int_equal(size, 1992864825344ULL);
     assert_int_equal(free_bytes, 1507170689024ULL);
 

@@ -77,12 +77,12 @@ static void test_refused_transitions_leave_job_unchanged(void **state)
         enum mig_job_state from;
         enum mig_job_event ev;
     } refused[] = {
-        {MIG_JOB_SUCCEEDED, MIG_EV_START},    {MIG_JOB_SUCCEEDED, MIG_EV_RESUME},
-        {MIG_JOB_FAILED, MIG_EV_START},       {MIG_JOB_FAILED, MIG_EV_FAIL},
-        {MIG_JOB_ABORTED, MIG_EV_RESUME},     {MIG_JOB_ROLLED_BACK, MIG_EV_CLEANED},
-        {MIG_JOB_SWITCHED, MIG_EV_ABORT},     {MIG_JOB_QUEUED, MIG_EV_FINISH},
-        {MIG_JOB_QUEUED, MIG_EV_SWITCHED},    {MIG_JOB_RUNNING, MIG_EV_START},
-        {MIG_JOB_RUNNING, MIG_EV_CLEANED},    {MIG_JOB_WAITING, MIG_EV_SWITCHED},
+        {MIG_JOB_SUCCEEDED, MIG_EV_START},     {MIG_JOB_SUCCEEDED, MIG_EV_RESUME},
+        {MIG_JOB_FAILED, MIG_EV_START},        {MIG_JOB_FAILED, MIG_EV_FAIL},
+        {MIG_JOB_ABORTED, MIG_EV_RESUME},      {MIG_JOB_ROLLED_BACK, MIG_EV_CLEANED},
+        {MIG_JOB_SWITCHED, MIG_EV_ABORT},      {MIG_JOB_QUEUED, MIG_EV_FINISH},
+        {MIG_JOB_QUEUED, MIG_EV_SWITCHED},     {MIG_JOB_RUNNING, MIG_EV_START},
+        {MIG_JOB_RUNNING, MIG_EV_CLEANED},     {MIG_JOB_WAITING, MIG_EV_SWITCHED},
         {MIG_JOB_WAITING, MIG_EV_ROLLED_BACK}, {MIG_JOB_RUNNING, MIG_EV_ROLLED_BACK},
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -228,8 +228,8 @@ static struct mig_job *full_job(void)
     job->finish_requested = true;
     job->abort_requested = true;
     json_object_set_new(job->ctx, "final_snap", json_string("migd-1"));
-    json_object_set_new(job->ctx, "ips", json_pack("[{s:s, s:b}]", "ip", "10.0.0.5",
-                                                   "reserved_before", 0));
+    json_object_set_new(job->ctx, "ips",
+                        json_pack("[{s:s, s:b}]", "ip", "10.0.0.5", "reserved_before", 0));
     return job;
 }
 
@@ -329,9 +329,15 @@ static void test_record_has_extras(void **state)
     (void)state;
     struct mig_job *job = full_job();
     json_t *rec = mig_job_to_record(job);
-    const char *extras[] = {"ctx",           "dry_run",          "allow_older_platform",
-                            "cleanup_source", "finish_requested", "abort_requested",
-                            "created_ms",    "started_ms",       "finished_ms"};
+    const char *extras[] = {"ctx",
+                            "dry_run",
+                            "allow_older_platform",
+                            "cleanup_source",
+                            "finish_requested",
+                            "abort_requested",
+                            "created_ms",
+                            "started_ms",
+                            "finished_ms"};
     for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++)
         assert_non_null(json_object_get(rec, extras[i]));
     assert_int_equal(json_integer_value(json_object_get(rec, "created_ms")), 1707350400123LL);
@@ -390,11 +396,24 @@ static void test_from_record_malformed(void **state)
 static void test_public_json(void **state)
 {
     (void)state;
-    static const char *keys[] = {
-        "uuid",  "vm_uuid",  "vm_alias",       "brand",       "source_server_uuid",
-        "target_server_uuid", "source_hostname", "target_hostname", "mode", "state",
-        "phase", "progress", "vm_was_running", "downtime_ms", "created",
-        "started", "finished", "error"};
+    static const char *keys[] = {"uuid",
+                                 "vm_uuid",
+                                 "vm_alias",
+                                 "brand",
+                                 "source_server_uuid",
+                                 "target_server_uuid",
+                                 "source_hostname",
+                                 "target_hostname",
+                                 "mode",
+                                 "state",
+                                 "phase",
+                                 "progress",
+                                 "vm_was_running",
+                                 "downtime_ms",
+                                 "created",
+                                 "started",
+                                 "finished",
+                                 "error"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();

@@ -26,7 +26,8 @@ static const char *vm_text =
     " \"tags\": {\"env\": \"prod\"}, \"internal_metadata\": {},"
     " \"nics\": [{\"mac\": \"90:b8:d0:00:00:01\", \"ip\": \"10.1.0.5\", \"nic_tag\": \"external\","
     "             \"primary\": true},"
-    "            {\"mac\": \"90:b8:d0:00:00:02\", \"ip\": \"10.2.0.5\", \"nic_tag\": \"internal\"}]}";
+    "            {\"mac\": \"90:b8:d0:00:00:02\", \"ip\": \"10.2.0.5\", \"nic_tag\": "
+    "\"internal\"}]}";
 
 /* A CNAPI server with extras=capacity,sysinfo. */
 static json_t *server(const char *uuid, const char *hostname, const char *platform)
@@ -36,9 +37,9 @@ static json_t *server(const char *uuid, const char *hostname, const char *platfo
         "s:{s:[s]}}}}",
         "uuid", uuid, "hostname", hostname, "setup", 1, "reserved", 0, "status", "running",
         "headnode", 0, "current_platform", platform, "ram", 65536, "unreserved_ram", 4096,
-        "unreserved_disk", 100000, "sysinfo", "UUID", uuid, "Admin IP", "10.99.99.13",
-        "Live Image", platform, "Network Interfaces", "ixgbe0", "NIC Names", "admin",
-        "internal", "ixgbe1", "NIC Names", "external");
+        "unreserved_disk", 100000, "sysinfo", "UUID", uuid, "Admin IP", "10.99.99.13", "Live Image",
+        platform, "Network Interfaces", "ixgbe0", "NIC Names", "admin", "internal", "ixgbe1",
+        "NIC Names", "external");
     assert_non_null(s);
     return s;
 }
@@ -137,20 +138,19 @@ static void test_vm_state(void **state)
     static const char *states[] = {"provisioning", "failed", "destroyed", "incomplete"};
     for (size_t i = 0; i < 4; i++) {
         json_object_set_new(f->vm, "state", json_string(states[i]));
-        expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_STATE, "web01",
-                       VM, states[i], NULL);
+        expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_STATE, "web01", VM,
+                       states[i], NULL);
     }
     json_object_del(f->vm, "state");
-    expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_STATE, "web01",
-                   NULL);
+    expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_STATE, "web01", NULL);
 }
 
 static void test_vm_brand(void **state)
 {
     struct fixture *f = *state;
     json_object_set_new(f->vm, "brand", json_string("sngl"));
-    expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_BRAND, "web01",
-                   "sngl", NULL);
+    expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_BRAND, "web01", "sngl",
+                   NULL);
     json_object_del(f->vm, "brand");
     expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_BRAND, NULL);
     assert_false(mig_brand_supported(NULL));
@@ -163,8 +163,8 @@ static void test_vm_core_zone(void **state)
     struct fixture *f = *state;
     /* Owned by the admin user. */
     json_object_set_new(f->vm, "owner_uuid", json_string(ADMIN));
-    expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_CORE, "web01",
-                   ADMIN, NULL);
+    expect_refusal(mig_validate_vm(f->vm, ADMIN, &f->r), &f->r, MIG_RULE_VM_CORE, "web01", ADMIN,
+                   NULL);
     /* Without a known admin uuid, ownership alone does not refuse. */
     assert_int_equal(mig_validate_vm(f->vm, NULL, &f->r), 0);
     json_object_set_new(f->vm, "owner_uuid", json_string(OWNER));
@@ -261,8 +261,8 @@ static void test_target_running(void **state)
     struct fixture *f = *state;
     json_object_set_new(f->target, "status", json_string("rebooting"));
     json_object_set_new(f->target, "reserved", json_true());
-    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_TARGET_RUNNING, "cn3",
-                   "rebooting", NULL);
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_TARGET_RUNNING, "cn3", "rebooting",
+                   NULL);
 }
 
 static void test_target_reserved(void **state)
@@ -277,11 +277,11 @@ static void test_target_nic_tag(void **state)
 {
     struct fixture *f = *state;
     json_t *nics = json_object_get(f->vm, "nics");
-    json_array_append_new(nics, json_pack("{s:s, s:s}", "mac", "90:b8:d0:00:00:03", "nic_tag",
-                                          "storage"));
+    json_array_append_new(
+        nics, json_pack("{s:s, s:s}", "mac", "90:b8:d0:00:00:03", "nic_tag", "storage"));
     json_object_set_new(f->target, "unreserved_ram", json_integer(0));
-    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_NIC_TAG, "cn3", "storage",
-                   "web01", "admin, internal, external", NULL);
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_NIC_TAG, "cn3", "storage", "web01",
+                   "admin, internal, external", NULL);
     /* A target without sysinfo has no tags at all. */
     json_array_remove(nics, 2);
     json_object_del(f->target, "sysinfo");
@@ -293,8 +293,8 @@ static void test_target_ram(void **state)
     struct fixture *f = *state;
     json_object_set_new(f->target, "unreserved_ram", json_integer(1023));
     json_object_set_new(f->target, "unreserved_disk", json_integer(0));
-    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_RAM, "cn3", "1023", "1024",
-                   "web01", NULL);
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_RAM, "cn3", "1023", "1024", "web01",
+                   NULL);
     /* Without capacity extras, RAM cannot be checked: refused, and said so. */
     json_object_del(f->target, "unreserved_ram");
     expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_RAM, "unreserved_ram", NULL);
@@ -304,8 +304,8 @@ static void test_target_disk(void **state)
 {
     struct fixture *f = *state;
     json_object_set_new(f->target, "current_platform", json_string("20200101T000000Z"));
-    expect_refusal(check_target(f, 100001, false), &f->r, MIG_RULE_DISK, "cn3", "100000",
-                   "100001", NULL);
+    expect_refusal(check_target(f, 100001, false), &f->r, MIG_RULE_DISK, "cn3", "100000", "100001",
+                   NULL);
     json_object_set_new(f->target, "unreserved_disk", json_real(5000.5));
     expect_refusal(check_target(f, 6000, true), &f->r, MIG_RULE_DISK, "6000", NULL);
 }
@@ -366,8 +366,8 @@ static void test_vm_image_uuid(void **state)
 
     static const char *hvm[] = {"bhyve", "kvm"};
     for (size_t i = 0; i < 2; i++) {
-        json_t *vm = json_pack("{s:s, s:s, s:[{s:s, s:s, s:b}, {s:s, s:i}]}", "uuid", VM,
-                               "brand", hvm[i], "disks", "path", "/dev/zvol/rdsk/zones/x/disk0",
+        json_t *vm = json_pack("{s:s, s:s, s:[{s:s, s:s, s:b}, {s:s, s:i}]}", "uuid", VM, "brand",
+                               hvm[i], "disks", "path", "/dev/zvol/rdsk/zones/x/disk0",
                                "image_uuid", "11111111-2222-4333-8444-555555555555", "boot", 1,
                                "path", "/dev/zvol/rdsk/zones/x/disk1", "size", 10240);
         assert_string_equal(mig_vm_image_uuid(vm), "11111111-2222-4333-8444-555555555555");
@@ -389,14 +389,17 @@ static void test_vm_image_uuid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_vm_accepted),       T(test_vm_unknown),        T(test_vm_uuid),
-        T(test_vm_state),          T(test_vm_brand),          T(test_vm_core_zone),
-        T(test_vm_nat_zone),       T(test_vm_message_is_one_line),
-        T(test_target_accepted),   T(test_target_unknown),    T(test_target_same),
-        T(test_target_headnode),   T(test_target_setup),      T(test_target_running),
-        T(test_target_reserved),   T(test_target_nic_tag),    T(test_target_ram),
-        T(test_target_disk),       T(test_target_platform),   T(test_target_allow_older),
-        T(test_server_facts),      T(test_vm_image_uuid),
+        T(test_vm_accepted),     T(test_vm_unknown),
+        T(test_vm_uuid),         T(test_vm_state),
+        T(test_vm_brand),        T(test_vm_core_zone),
+        T(test_vm_nat_zone),     T(test_vm_message_is_one_line),
+        T(test_target_accepted), T(test_target_unknown),
+        T(test_target_same),     T(test_target_headnode),
+        T(test_target_setup),    T(test_target_running),
+        T(test_target_reserved), T(test_target_nic_tag),
+        T(test_target_ram),      T(test_target_disk),
+        T(test_target_platform), T(test_target_allow_older),
+        T(test_server_facts),    T(test_vm_image_uuid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
