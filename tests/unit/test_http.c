@@ -70,6 +70,7 @@ struct srv {
     const struct step *steps;
     int nsteps;
     const char *hang_path; /* requests for this path are never answered */
+    size_t fill;           /* nonzero: every body is this many 'a' bytes instead */
     int accepted;
     int requests;
     struct srv_conn *conns;
@@ -121,11 +122,21 @@ static void on_srv_written(uv_write_t *req, int status)
 static void conn_answer(struct srv_conn *c, const struct step *st, const char *body)
 {
     struct srv_write *w = mig_calloc(1, sizeof(*w));
-    w->data = mig_asprintf("HTTP/1.1 %d Scripted\r\nContent-Type: application/json\r\n"
-                           "Content-Length: %zu\r\n\r\n%s",
-                           st->status, strlen(body), body);
+    size_t fill = c->srv->fill;
+    size_t bodylen = fill > 0 ? fill : strlen(body);
+    char *head = mig_asprintf("HTTP/1.1 %d Scripted\r\nContent-Type: application/json\r\n"
+                              "Content-Length: %zu\r\n\r\n",
+                              st->status, bodylen);
+    size_t headlen = strlen(head);
+    w->data = mig_malloc(headlen + bodylen);
+    memcpy(w->data, head, headlen);
+    if (fill > 0)
+        memset(w->data + headlen, 'a', bodylen);
+    else
+        memcpy(w->data + headlen, body, bodylen);
+    free(head);
     w->req.data = w;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)strlen(w->data));
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)(headlen + bodylen));
     if (uv_write(&w->req, &c->h.stream, &b, 1, on_srv_written) != 0) {
         free(w->data);
         free(w);
@@ -716,6 +727,28 @@ static void test_empty_body(void **state)
     free(url);
 }
 
+static void test_body_too_large(void **state)
+{
+    (void)state;
+    static const struct step steps[] = {{ANSWER, 200, "", 0}};
+    struct ctx ctx;
+    struct call c;
+    ctx_init(&ctx, 1);
+    srv_start(&ctx.srv, &ctx.loop, steps, 1);
+    ctx.srv.fill = 16u * 1024 * 1024 + 1;
+    char *url = srv_url(&ctx.srv, "/images/big");
+    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
+    ctx_run(&ctx);
+
+    assert_int_equal(c.r.err, MIG_EHTTP);
+    assert_int_equal(c.r.attempts, 1); /* not a transient failure */
+    assert_int_equal(ctx.srv.requests, 1);
+    assert_null(c.r.json);
+    assert_non_null(strstr(c.r.detail, "answer larger than 16777216 bytes"));
+    call_free(&c);
+    free(url);
+}
+
 #define NCONCURRENT 50
 
 static void test_concurrent(void **state)
@@ -959,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_closed_without_answer_retried),
         cmocka_unit_test(test_non_json_body),
         cmocka_unit_test(test_empty_body),
+        cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_keepalive_reuse),
         cmocka_unit_test(test_close_in_flight),
