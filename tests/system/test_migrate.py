@@ -1,0 +1,118 @@
+"""Full migrations through every real layer: migctl -> migd -> SSH (libssh2)
+-> emulated CNs with real ZFS, and HTTP to the emulated Triton APIs.
+
+Each test migrates a seeded VM and then checks, on the CNs and in the APIs,
+everything product.md promises about a switched job.
+"""
+import json
+import os
+import re
+
+import pytest
+
+from migd_daemon import Migd
+
+DATA_MB = int(os.environ.get('MIGD_TEST_DATA_MB', 24))
+
+
+@pytest.fixture(scope='module')
+def migd(lab, build_dir, tmp_path_factory):
+    d = Migd(lab, build_dir, tmp_path_factory.mktemp('migd')).start()
+    yield d
+    rc = d.stop()
+    assert rc == 0, 'migd exited %s on SIGTERM; log:\n%s' % (rc, d.log_text()[-4000:])
+    assert d.sanitizer_reports() == []
+
+
+def vm(lab, alias):
+    return lab.vms[alias]
+
+
+def add_data(lab, v, mb):
+    """Writes mb MiB of random data into the VM's dataset on its CN."""
+    lab.cn_run(v['cn'], 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync'
+               % (mb, v['uuid']), timeout=300)
+
+
+def zfs_names(lab, cn, dataset, kind):
+    p = lab.cn_run(cn, 'zfs list -H -o name -t %s -r %s' % (kind, dataset), check=False)
+    return p.stdout.split() if p.returncode == 0 else []
+
+
+def vmadm_get(lab, cn, uuid):
+    return json.loads(lab.cn_run(cn, 'vmadm get %s' % uuid).stdout)
+
+
+def ip_flags(lab, v):
+    """{ip: reserved} in NAPI for the VM's NICs."""
+    flags = {}
+    for nic in lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['nics']:
+        status, body = lab.api('napi', 'GET', '/networks/%s/ips/%s' % (nic['network_uuid'], nic['ip']))
+        assert status == 200
+        flags[nic['ip']] = body['reserved']
+    return flags
+
+
+def migrate_and_check(lab, migd, alias, target_n):
+    v = vm(lab, alias)
+    src, dst = v['cn'], lab.cns[target_n - 1]
+    u = v['uuid']
+    was_running = vmadm_get(lab, src, u)['state'] == 'running'
+    if v['brand'] in ('joyent', 'joyent-minimal', 'lx'):
+        add_data(lab, v, DATA_MB)
+    before = lab.file_checksums(src, '/zones/%s' % u)
+    flags_before = ip_flags(lab, v)
+
+    p = migd.ctl('migrate', '-w', u, dst.hostname)
+    assert p.returncode == 0, 'migrate failed: %s\n%s' % (p.stderr, migd.log_text()[-3000:])
+    job_uuid = re.search(r'[0-9a-f-]{36}', p.stdout.split('\n')[0]).group(0)
+    job = migd.job(job_uuid)
+    assert job['state'] == 'switched', job
+    assert job['vm_uuid'] == u and job['target_server_uuid'] == dst.uuid
+    assert job['vm_was_running'] is was_running
+    assert isinstance(job['downtime_ms'], int) and job['downtime_ms'] > 0
+    assert job['progress']['bytes_sent'] > 0
+
+    # Identical data on the target, file by file.
+    after = lab.file_checksums(dst, '/zones/%s' % u)
+    assert after == before
+    # Running on the target only if it ran before; the source disabled, its datasets kept.
+    assert vmadm_get(lab, dst, u)['state'] == ('running' if was_running else 'stopped')
+    src_cfg = lab.cn_run(src, 'zonecfg -z %s export' % u).stdout
+    assert 'set autoboot=false' in src_cfg
+    assert 'do-not-inventory' in src_cfg
+    assert vmadm_get(lab, src, u)['state'] != 'running'
+    assert 'zones/%s' % u in zfs_names(lab, src, 'zones/%s' % u, 'filesystem')
+    # VMAPI names the target; every IP's reserved flag is as it was.
+    assert lab.api('vmapi', 'GET', '/vms/%s' % u)[1]['server_uuid'] == dst.uuid
+    assert ip_flags(lab, v) == flags_before
+    # NAPI's NICs live on the target.
+    nics = lab.api('napi', 'GET', '/nics?belongs_to_uuid=%s' % u)[1]
+    assert nics and all(n['cn_uuid'] == dst.uuid for n in nics)
+    # The cores dataset exists on the target.
+    assert 'zones/cores/%s' % u in zfs_names(lab, dst, 'zones/cores/%s' % u, 'filesystem')
+    # Only the final migration snapshot is left, on both sides.
+    for cn in (src, dst):
+        snaps = [s for s in zfs_names(lab, cn, 'zones/%s' % u, 'snapshot') if 'migd-' in s]
+        assert snaps and all(s.endswith('-final') for s in snaps), (cn, snaps)
+    return job
+
+
+def test_running_joyent_zone(lab, migd):
+    migrate_and_check(lab, migd, 'web0', 2)
+
+
+def test_running_lx_zone(lab, migd):
+    migrate_and_check(lab, migd, 'lx0', 2)
+
+
+def test_stopped_zone_stays_stopped(lab, migd):
+    job = migrate_and_check(lab, migd, 'stopped0', 2)
+    assert job['vm_was_running'] is False
+
+
+def test_second_migration_of_switched_vm_refused(lab, migd):
+    v = vm(lab, 'web0')
+    p = migd.ctl('migrate', v['uuid'], 'cn1')
+    assert p.returncode == 1
+    assert 'VmAlreadyMigrating' in p.stderr
