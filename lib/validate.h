@@ -45,10 +45,11 @@ int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r);
 
 /*
  * Checks the target server (CNAPI object with sysinfo and capacity) for the
- * VM coming from source: different CN, setup, running, not reserved, not the
- * headnode, every NIC tag of the VM, unreserved RAM (vm.ram MiB) and disk
- * (disk_mib: the VM's data), platform same or newer unless allow_older.
- * Returns 0 or MIG_EREFUSED with *r filled.
+ * VM coming from source, in this order: different CN (source NULL: vm's
+ * server_uuid), not the headnode, setup, running, not reserved, every NIC tag
+ * of the VM, unreserved RAM (vm.ram MiB) and disk (disk_mib: the VM's data),
+ * platform same or newer unless allow_older (an unknown platform counts as
+ * older).  Returns 0 or MIG_EREFUSED with *r (if not NULL) filled.
  */
 int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk_mib,
                         bool allow_older, struct mig_refusal *r);
