@@ -367,11 +367,11 @@ char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from)
     return cmd_done(&c);
 }
 
-/* "zfs receive [-F] -u -d 'POOL'" */
+/* "zfs receive [-F] -d 'POOL'" (see cn.h for why not -u) */
 char *mig_cmd_zfs_receive(const char *pool, bool force)
 {
     struct cmd c = {0};
-    cmd_lit(&c, force ? "zfs receive -F -u -d" : "zfs receive -u -d");
+    cmd_lit(&c, force ? "zfs receive -F -d" : "zfs receive -d");
     cmd_arg(&c, pool, mig_dataset_valid(pool));
     return cmd_done(&c);
 }

@@ -61,7 +61,11 @@ char *mig_cmd_zfs_snapshot(const char *dataset, const char *snap);
  * snapshot name "pool/ds@snap" (an origin image's @final) or a short "@snap".
  */
 char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from);
-/* zfs receive [-F] -u -d POOL  (the stream names the datasets) */
+/*
+ * zfs receive [-F] -d POOL (the stream names the datasets).  Mounted, not -u:
+ * the cores dataset is created under the zone's mountpoint next, and on illumos
+ * a zone dataset mounted later over that non-empty directory would fail.
+ */
 char *mig_cmd_zfs_receive(const char *pool, bool force);
 /* zfs destroy [-r] DATASET; zfs destroy DATASET@SNAP (recursive with -r) */
 char *mig_cmd_zfs_destroy(const char *dataset, bool recursive);

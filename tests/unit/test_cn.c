@@ -75,8 +75,8 @@ static void test_zfs_commands(void **state)
                "zfs send -R -I 'zones/" IMG "@final' 'zones/" VM "@migd-abc-1'");
     expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-2", "@migd-abc-1"),
                "zfs send -R -I '@migd-abc-1' 'zones/" VM "@migd-abc-2'");
-    expect_cmd(mig_cmd_zfs_receive("zones", true), "zfs receive -F -u -d 'zones'");
-    expect_cmd(mig_cmd_zfs_receive("zones", false), "zfs receive -u -d 'zones'");
+    expect_cmd(mig_cmd_zfs_receive("zones", true), "zfs receive -F -d 'zones'");
+    expect_cmd(mig_cmd_zfs_receive("zones", false), "zfs receive -d 'zones'");
     expect_cmd(mig_cmd_zfs_destroy("zones/" VM, true), "zfs destroy -r 'zones/" VM "'");
     expect_cmd(mig_cmd_zfs_destroy("zones/" VM "-disk0", false),
                "zfs destroy 'zones/" VM "-disk0'");
