@@ -20,11 +20,16 @@ static struct {
     void *sink_arg;
 } logger = {"migd", "", MIG_LOG_INFO, NULL, NULL, NULL};
 
+static void set_hostname(void)
+{
+    if (gethostname(logger.hostname, sizeof(logger.hostname)) != 0)
+        snprintf(logger.hostname, sizeof(logger.hostname), "unknown");
+}
+
 void mig_log_init(const char *name, int level, FILE *out)
 {
     snprintf(logger.name, sizeof(logger.name), "%s", name);
-    if (gethostname(logger.hostname, sizeof(logger.hostname)) != 0)
-        snprintf(logger.hostname, sizeof(logger.hostname), "unknown");
+    set_hostname();
     logger.level = level;
     logger.out = out;
 }
@@ -69,7 +74,7 @@ void mig_log(int level, const char *job_uuid, const char *vm_uuid, const char *f
 
     if (level >= logger.level) {
         if (logger.hostname[0] == '\0')
-            mig_log_init(logger.name, logger.level, logger.out);
+            set_hostname();
         char when[32];
         mig_time_iso(mig_now_ms(), when);
         json_t *rec = json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:i}", "name", logger.name,
