@@ -1,0 +1,260 @@
+/*
+ * main.c: migd's entry point.  Parses the command line, loads and checks the
+ * configuration, opens the store, creates the long-lived pieces on one libuv
+ * loop (HTTP client, SSH pool, engine, control API), and on SIGINT or
+ * SIGTERM takes them down in order and waits until every handle is closed.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#define MIGD_DEFAULT_CONFIG "/opt/smartdc/migd/etc/migd.json"
+
+/* The daemon and what main needs to take it down. */
+struct migd_main {
+    struct migd d;
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    int pieces_open; /* control, ssh pool, http client: each reports when closed */
+    bool stopping;
+    int exit_status;
+    int job_log_level; /* job log records below this level are not stored */
+};
+
+static const char usage_text[] =
+    "usage: migd [-n] [-d] [-f CONFIG]\n"
+    "       migd -h | -V\n"
+    "\n"
+    "Migrates instances between the compute nodes of a Triton datacenter.\n"
+    "\n"
+    "  -f CONFIG   configuration file (default: $MIGD_CONFIG, else\n"
+    "              " MIGD_DEFAULT_CONFIG ")\n"
+    "  -n          check the configuration, print \"configuration OK\" and exit\n"
+    "  -d          log at the debug level, whatever log_level says\n"
+    "  -h, --help  print this help and exit\n"
+    "  -V          print the version and exit\n"
+    "\n"
+    "Environment: MIGD_CONFIG names the configuration file when -f does not;\n"
+    "MIGD_SOCKET names the control socket instead of the configuration's \"socket\".\n"
+    "Exit status: 0 after an orderly shutdown (SIGINT, SIGTERM) or a good check,\n"
+    "1 when the daemon cannot start or the configuration is wrong, 2 on bad usage.\n";
+
+static void on_job_log(void *arg, int level, const char *job_uuid, const char *msg)
+{
+    struct migd_main *m = arg;
+    if (level < m->job_log_level || m->d.store == NULL)
+        return;
+    /* A failure is not logged: that would recurse into this sink. */
+    (void)mig_store_log_append(m->d.store, job_uuid, level, msg);
+}
+
+static void on_piece_closed(void *arg)
+{
+    struct migd_main *m = arg;
+    if (--m->pieces_open > 0)
+        return;
+    /* Everything is down: the signal handles were kept for a forced exit until now. */
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+}
+
+/* Takes the pieces down in order; the loop ends once all their handles are closed. */
+static void migd_shutdown(struct migd_main *m)
+{
+    struct migd *d = &m->d;
+    m->stopping = true;
+    m->pieces_open = 3;
+    if (d->control != NULL) {
+        struct control *c = d->control;
+        d->control = NULL;
+        control_stop(c, on_piece_closed, m);
+    } else {
+        m->pieces_open--;
+    }
+    if (d->engine != NULL) {
+        engine_free(d->engine);
+        d->engine = NULL;
+    }
+    if (d->ssh != NULL) {
+        struct mig_ssh_pool *ssh = d->ssh;
+        d->ssh = NULL;
+        mig_ssh_pool_close(ssh, on_piece_closed, m);
+    } else {
+        m->pieces_open--;
+    }
+    if (d->http != NULL) {
+        struct mig_http *http = d->http;
+        d->http = NULL;
+        mig_http_close(http, on_piece_closed, m);
+    } else {
+        m->pieces_open--;
+    }
+    if (m->pieces_open == 0) {
+        m->pieces_open = 1;
+        on_piece_closed(m);
+    }
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct migd_main *m = handle->data;
+    if (m->stopping) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "signal %d during shutdown: exiting now", signum);
+        exit(1);
+    }
+    log_info("migd stopping (signal %d)", signum);
+    migd_shutdown(m);
+}
+
+/* Creates every piece after the store; 0 or a negative code (logged). */
+static int migd_start(struct migd_main *m, const char *socket_path)
+{
+    struct migd *d = &m->d;
+    struct mig_config *cfg = d->cfg;
+    char err[512] = "";
+    int rc = mig_http_new(d->loop, &d->http);
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot create the HTTP client: %s", mig_strerror(rc));
+        return rc;
+    }
+    struct mig_ssh_opts opts = {
+        .user = cfg->ssh.user,
+        .port = cfg->ssh.port,
+        .identity = cfg->ssh.identity,
+        .known_hosts = cfg->ssh.known_hosts,
+        .connect_timeout_s = cfg->ssh.connect_timeout_s,
+        .keepalive_s = cfg->ssh.keepalive_s,
+        .ciphers = cfg->ssh.ciphers,
+    };
+    rc = mig_ssh_pool_new(d->loop, &opts, &d->ssh);
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot create the SSH pool: %s", mig_strerror(rc));
+        return rc;
+    }
+    rc = engine_new(d, &d->engine);
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot start the job engine: %s", mig_strerror(rc));
+        return rc;
+    }
+    rc = control_start(d, socket_path, &d->control, err, sizeof(err));
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot serve the control API: %s", err);
+        return rc;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    bool check_only = false, debug = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+df:hnV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'd':
+            debug = true;
+            break;
+        case 'f':
+            config_path = optarg;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case 'n':
+            check_only = true;
+            break;
+        case 'V':
+            printf("migd %s\n", MIGD_VERSION);
+            return 0;
+        default:
+            fprintf(stderr, "migd: bad usage; usage: migd [-n] [-d] [-f CONFIG]\n");
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "migd: unexpected argument \"%s\"; usage: migd [-n] [-d] [-f CONFIG]\n",
+                argv[optind]);
+        return 2;
+    }
+    if (config_path == NULL)
+        config_path = getenv("MIGD_CONFIG");
+    if (config_path == NULL || config_path[0] == '\0')
+        config_path = MIGD_DEFAULT_CONFIG;
+
+    static struct migd_main m;
+    char err[512] = "";
+    int rc = mig_config_load(config_path, &m.d.cfg, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "migd: %s\n", err[0] != '\0' ? err : mig_strerror(rc));
+        return 1;
+    }
+    if (check_only) {
+        printf("configuration OK\n");
+        mig_config_free(m.d.cfg);
+        return 0;
+    }
+    struct mig_config *cfg = m.d.cfg;
+    const char *socket_path = getenv("MIGD_SOCKET");
+    if (socket_path == NULL || socket_path[0] == '\0')
+        socket_path = cfg->socket;
+
+    /* A client that hangs up must not kill the daemon in the middle of a write. */
+    signal(SIGPIPE, SIG_IGN);
+    int level = debug ? MIG_LOG_DEBUG : cfg->log_level;
+    mig_log_init("migd", level, NULL);
+    m.job_log_level = level < MIG_LOG_INFO ? level : MIG_LOG_INFO;
+
+    rc = mig_store_open(cfg->db, &m.d.store, err, sizeof(err));
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot open the database %s: %s", cfg->db,
+                err[0] != '\0' ? err : mig_strerror(rc));
+        mig_config_free(cfg);
+        return 1;
+    }
+    mig_log_set_sink(on_job_log, &m);
+
+    rc = uv_loop_init(&m.loop);
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "uv_loop_init: %s", uv_strerror(rc));
+        return 1;
+    }
+    m.d.loop = &m.loop;
+    m.d.started_ms = mig_now_ms();
+    uv_signal_init(&m.loop, &m.sigint);
+    uv_signal_init(&m.loop, &m.sigterm);
+    m.sigint.data = m.sigterm.data = &m;
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+
+    if (migd_start(&m, socket_path) != 0) {
+        m.exit_status = 1;
+        migd_shutdown(&m);
+    } else {
+        log_info("migd started: version %s, socket %s, database %s (schema %d)", MIGD_VERSION,
+                 socket_path, cfg->db, mig_store_version(m.d.store));
+    }
+
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+
+    mig_log_set_sink(NULL, NULL);
+    mig_store_close(m.d.store);
+    m.d.store = NULL;
+    rc = uv_loop_close(&m.loop);
+    if (rc != 0) {
+        mig_log(MIG_LOG_ERROR, NULL, NULL, "handles still open at exit: %s", uv_strerror(rc));
+        m.exit_status = 1;
+    } else if (m.exit_status == 0) {
+        log_info("migd stopped");
+    }
+    mig_config_free(cfg);
+    return m.exit_status;
+}
