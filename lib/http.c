@@ -6,6 +6,8 @@
  * curl_multi_info_read after every curl_multi_socket_action, outside any curl
  * callback, and are either completed or, for idempotent methods that failed
  * transiently, parked on a per-request backoff timer and re-added later.
+ * Bodies are sent as compact JSON; answers over 16 MiB fail the request; the
+ * connect phase is bounded by 10 s or the attempt's timeout, whichever is less.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -552,6 +554,11 @@ static CURLcode xfer_setup(struct http_xfer *x)
     return rc;
 }
 
+/*
+ * Copies req, adds its first attempt and returns 0; cb runs later from the
+ * loop.  -EINVAL for a malformed req, MIG_ECANCELED once the client is
+ * closing, MIG_EHTTP when curl refuses the handle (cb never runs then).
+ */
 int mig_http_request(struct mig_http *http, const struct mig_http_req *req, mig_http_cb cb,
                      void *arg)
 {
@@ -610,6 +617,7 @@ int mig_http_request(struct mig_http *http, const struct mig_http_req *req, mig_
     return 0;
 }
 
+/* Creates the multi handle and its timer on loop; 0 or MIG_EHTTP (*out NULL). */
 int mig_http_new(uv_loop_t *loop, struct mig_http **out)
 {
     *out = NULL;
@@ -653,6 +661,12 @@ static void on_timer_closed(uv_handle_t *handle)
     maybe_free(http);
 }
 
+/*
+ * Cancels every request synchronously (each callback runs once, with
+ * MIG_ECANCELED, before this returns), then closes the handles; on_closed
+ * runs from the loop after the client is freed.  Safe to call from a request
+ * callback; a second call is ignored.
+ */
 void mig_http_close(struct mig_http *http, void (*on_closed)(void *arg), void *arg)
 {
     if (http == NULL || http->closing)
