@@ -71,6 +71,7 @@ struct srv {
     int nsteps;
     const char *hang_path; /* requests for this path are never answered */
     size_t fill;           /* nonzero: every body is this many 'a' bytes instead */
+    bool no_keepalive;     /* answer "Connection: close": one request per connection */
     int accepted;
     int requests;
     struct srv_conn *conns;
@@ -124,9 +125,10 @@ static void conn_answer(struct srv_conn *c, const struct step *st, const char *b
     struct srv_write *w = mig_calloc(1, sizeof(*w));
     size_t fill = c->srv->fill;
     size_t bodylen = fill > 0 ? fill : strlen(body);
-    char *head = mig_asprintf("HTTP/1.1 %d Scripted\r\nContent-Type: application/json\r\n"
-                              "Content-Length: %zu\r\n\r\n",
-                              st->status, bodylen);
+    char *head =
+        mig_asprintf("HTTP/1.1 %d Scripted\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n%s\r\n",
+                     st->status, bodylen, c->srv->no_keepalive ? "Connection: close\r\n" : "");
     size_t headlen = strlen(head);
     w->data = mig_malloc(headlen + bodylen);
     memcpy(w->data, head, headlen);
@@ -825,6 +827,31 @@ static void test_keepalive_reuse(void **state)
     free(s.url);
 }
 
+/*
+ * Each answer closes its connection, so curl closes a socket and opens the
+ * next one (usually with the same fd number) before the old poll handle's
+ * close callback has run.
+ */
+static void test_fresh_connection_each_time(void **state)
+{
+    (void)state;
+    static const struct step steps[] = {{ANSWER, 200, "{}", 0}};
+    struct seq s;
+    ctx_init(&s.ctx, NSEQ);
+    s.done = s.ok = 0;
+    srv_start(&s.ctx.srv, &s.ctx.loop, steps, 1);
+    s.ctx.srv.no_keepalive = true;
+    s.url = srv_url(&s.ctx.srv, "/vms/c");
+    struct mig_http_req req = {.method = "GET", .url = s.url, .retries = -1};
+    assert_int_equal(mig_http_request(s.ctx.http, &req, on_seq_response, &s), 0);
+    ctx_run(&s.ctx);
+
+    assert_int_equal(s.ok, NSEQ);
+    assert_int_equal(s.ctx.srv.requests, NSEQ);
+    assert_int_equal(s.ctx.srv.accepted, NSEQ);
+    free(s.url);
+}
+
 /* Close with requests in flight and one waiting in backoff. */
 struct closer {
     struct ctx ctx;
@@ -995,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_fresh_connection_each_time),
         cmocka_unit_test(test_close_in_flight),
         cmocka_unit_test(test_close_from_callback),
         cmocka_unit_test(test_unix_socket),
