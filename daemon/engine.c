@@ -33,7 +33,9 @@ struct engine {
     bool closing;
 };
 
-#define jlog(r, level, ...) mig_log(level, (r)->job->uuid, (r)->job->vm_uuid, __VA_ARGS__)
+/* A submission's job is not in the store yet, so its records carry no job uuid. */
+#define jlog(r, level, ...)                                                                        \
+    mig_log(level, (r)->submit_cb != NULL ? NULL : (r)->job->uuid, (r)->job->vm_uuid, __VA_ARGS__)
 
 static void schedule(struct engine *e);
 static void run_phase(struct run *r);

@@ -80,7 +80,7 @@ int run_ssh(struct run *r, const char *host, char *cmd, const char *input)
         rc = -EINVAL;
         snprintf(r->ssh_detail, sizeof(r->ssh_detail), "refused to build a command from an invalid name");
     } else {
-        mig_log(MIG_LOG_DEBUG, r->job->uuid, r->job->vm_uuid, "ssh %s: %s", host, cmd);
+        mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "ssh %s: %s", host, cmd);
         rc = mig_ssh_exec(r->d->ssh, host, cmd, input, input != NULL ? strlen(input) : 0, 600,
                           on_ssh_done, r);
         if (rc != 0)
@@ -135,7 +135,7 @@ int run_relay(struct run *r, const char *src_host, char *src_cmd, const char *ds
         rc = -EINVAL;
         snprintf(r->ssh_detail, sizeof(r->ssh_detail), "refused to build a command from an invalid name");
     } else {
-        mig_log(MIG_LOG_INFO, r->job->uuid, r->job->vm_uuid, "relay %s: %s -> %s: %s", src_host,
+        mig_log(MIG_LOG_INFO, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "relay %s: %s -> %s: %s", src_host,
                 src_cmd, dst_host, dst_cmd);
         struct mig_ssh_relay_opts opts = {
             .buffer_bytes = 0,
@@ -182,7 +182,7 @@ int run_http(struct run *r, const char *method, const char *url, json_t *body)
         .total_ms = 120000,
         .retries = r->d->cfg->transfer.retries,
     };
-    mig_log(MIG_LOG_DEBUG, r->job->uuid, r->job->vm_uuid, "%s %s", method, url);
+    mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "%s %s", method, url);
     int rc = mig_http_request(r->d->http, &req, on_http_done, r);
     if (rc == 0) {
         r->busy = true;

@@ -75,7 +75,9 @@ static void ctx_set_flag(struct run *r, const char *key, bool v)
     json_object_set_new(r->job->ctx, key, json_boolean(v));
 }
 
-#define jlog(r, level, ...) mig_log(level, (r)->job->uuid, (r)->job->vm_uuid, __VA_ARGS__)
+/* A submission's job is not in the store yet, so its records carry no job uuid. */
+#define jlog(r, level, ...)                                                                        \
+    mig_log(level, (r)->submit_cb != NULL ? NULL : (r)->job->uuid, (r)->job->vm_uuid, __VA_ARGS__)
 
 void steps_fail(struct run *r, const char *code, const char *fmt, ...)
 {
