@@ -768,11 +768,15 @@ static void handle_job_watch(struct control *c, h2o_req_t *req, const char *uuid
                    H2O_STRLIT("application/x-ndjson"));
     h2o_start_response(req, &w->super);
 
-    /* The first line is the job as it is now; a job that is over ends the stream. */
+    /*
+     * The first line is the job as it is now.  A job that is over, or switched
+     * (nothing moves until rollback or cleanup), ends the stream there.
+     */
     watch_append(w, job);
     enum mig_job_state st;
     const char *state = json_string_value(json_object_get(job, "state"));
-    if (state != NULL && mig_job_state_parse(state, &st) == 0 && mig_job_state_final(st)) {
+    if (state != NULL && mig_job_state_parse(state, &st) == 0 &&
+        (mig_job_state_final(st) || st == MIG_JOB_SWITCHED)) {
         w->final_queued = true;
     } else {
         h2o_linklist_insert(&c->watches, &w->link);
@@ -1013,6 +1017,7 @@ int control_start(struct migd *d, const char *socket_path, struct control **out,
 
     h2o_config_init(&c->config);
     c->config.max_request_entity_size = CONTROL_MAX_BODY;
+    c->config.http1.upgrade_to_http2 = 0; /* HTTP/1.1 only, as product.md says */
     c->config.server_name = h2o_iovec_init(H2O_STRLIT("migd/" MIGD_VERSION));
     h2o_hostconf_t *host =
         h2o_config_register_host(&c->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -1050,7 +1055,12 @@ void control_stop(struct control *c, void (*on_closed)(void *arg), void *arg)
     c->stopping = true;
     c->on_closed = on_closed;
     c->on_closed_arg = arg;
-    h2o_context_request_shutdown(&c->ctx);
+    /*
+     * HTTP/1 only needs the flag (no keep-alive from now on);
+     * h2o_context_request_shutdown would also arm HTTP/2's one-second GOAWAY
+     * timer, which must not be pending when the context is disposed.
+     */
+    c->ctx.shutdown_requested = 1;
 
     /* Requests waiting for the engine get an answer now: the engine goes next. */
     while (!h2o_linklist_is_empty(&c->submits)) {

@@ -158,7 +158,8 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     bool check_only = false, debug = false;
     int ch;
-    while ((ch = getopt_long(argc, argv, "+df:hnV", longopts, NULL)) != -1) {
+    opterr = 0; /* one line of ours instead of getopt's */
+    while ((ch = getopt_long(argc, argv, "+:df:hnV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'd':
             debug = true;
@@ -175,8 +176,18 @@ int main(int argc, char **argv)
         case 'V':
             printf("migd %s\n", MIGD_VERSION);
             return 0;
+        case ':':
+            fprintf(stderr,
+                    "migd: option -%c needs an argument; usage: migd [-n] [-d] [-f CONFIG]\n",
+                    optopt);
+            return 2;
         default:
-            fprintf(stderr, "migd: bad usage; usage: migd [-n] [-d] [-f CONFIG]\n");
+            if (optopt != 0)
+                fprintf(stderr, "migd: unknown option -%c; usage: migd [-n] [-d] [-f CONFIG]\n",
+                        optopt);
+            else
+                fprintf(stderr, "migd: unknown option %s; usage: migd [-n] [-d] [-f CONFIG]\n",
+                        argv[optind - 1]);
             return 2;
         }
     }
