@@ -553,7 +553,7 @@ static int cmd_action(int argc, char **argv)
         return ret;
     const char *msg = json_string_value(json_object_get(resp, "message"));
     if (msg != NULL && msg[0] != '\0')
-        printf("job %s: %s\n", uuid, msg);
+        printf("%s\n", msg); /* migd's sentence names the job */
     else
         printf("job %s: %s requested\n", uuid, current->name);
     json_decref(resp);
