@@ -90,6 +90,15 @@ def stop(proc, timeout=10):
         proc.wait()
 
 
+def export_pool(log):
+    """Best effort: a clean pool file lets `lab.py up --no-seed` import it."""
+    try:
+        subprocess.run(['/usr/sbin/zpool', 'export', 'zones'], stdout=log, stderr=log,
+                       timeout=30)
+    except subprocess.TimeoutExpired:
+        log.write('cn_init: zpool export timed out\n')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--cn-dir', required=True)
@@ -120,8 +129,7 @@ def main():
     finally:
         stop(sshd)
         if zfsd is not None and zfsd.poll() is None:
-            subprocess.run(['/usr/sbin/zpool', 'export', 'zones'], stdout=log, stderr=log,
-                           timeout=30)
+            export_pool(log)
         stop(zfsd)
     return 0
 
