@@ -990,11 +990,12 @@ static int listen_socket(const char *path, char *err, size_t errsz)
         snprintf(err, errsz, "cannot bind %s: %s", path, strerror(e));
         return -e;
     }
-    if (chmod(path, 0600) != 0) {
+    /* Listening at once shortens the window in which a client finds the path but is refused. */
+    if (chmod(path, 0600) != 0 || listen(fd, 64) != 0) {
         e = errno;
         close(fd);
         unlink(path);
-        snprintf(err, errsz, "cannot chmod %s: %s", path, strerror(e));
+        snprintf(err, errsz, "cannot chmod or listen on %s: %s", path, strerror(e));
         return -e;
     }
     return fd;
