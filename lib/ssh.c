@@ -42,7 +42,9 @@
 #define TICK_MS 50
 #define IDLE_TICK_MS 1000
 #define PROGRESS_MS 250
-#define MAX_PASSES 16                /* dispatch passes before yielding to the loop */
+#define MAX_PASSES 4                 /* dispatch passes before yielding to the loop */
+#define RELAY_SLICE (1u << 20)       /* bytes a relay may read per step, so that a
+                                        fast stream cannot starve the loop */
 #define ERR_SESSION (-20000)         /* internal: the error kills the whole session */
 
 struct capture {
@@ -65,6 +67,7 @@ struct session {
     int want;             /* UV_READABLE|UV_WRITABLE wanted by blocked calls */
     bool reusable;        /* new operations may use it */
     bool kick;            /* dispatch on the next kick */
+    bool kick_now;        /* kick being served: set again means "next turn" */
     bool peer_closed;     /* the socket reported a hang-up */
     int64_t deadline_ms;  /* connect timeout, while not ready */
     int pending_err;      /* failure found outside a callback */
@@ -551,9 +554,9 @@ static int relay_step(struct op *op)
     progress |= rc;
 
     if (!op->pump_done && op->src.st == CH_RUN && op->dst.st == CH_RUN) {
-        uint64_t budget = 0;
+        uint64_t budget = RELAY_SLICE;
         bool run = true;
-        if (op->limit != 0) {
+        if (op->limit != 0 && (uint64_t)op->tokens < budget) {
             budget = (uint64_t)op->tokens;
             run = budget > 0;
         }
@@ -1198,13 +1201,19 @@ static void on_kick(uv_idle_t *h)
     struct mig_ssh_pool *pool = h->data;
     uv_idle_stop(&pool->kick);
     pool_enter(pool);
+    /* Serve only the kicks pending now; a dispatch that kicks again (still
+     * busy) is served on the next loop turn, after timers and other I/O. */
+    for (struct session *s = pool->sessions; s; s = s->next) {
+        s->kick_now = s->kick;
+        s->kick = false;
+    }
     for (;;) {
         struct session *s = pool->sessions;
-        while (s && !s->kick)
+        while (s && !s->kick_now)
             s = s->next;
         if (s == NULL)
             break;
-        s->kick = false;
+        s->kick_now = false;
         sess_dispatch(s);
     }
     pool_leave(pool);
