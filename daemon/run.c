@@ -168,7 +168,7 @@ static void on_http_done(void *arg, const struct mig_http_resp *resp)
     run_completed(r);
 }
 
-int run_http(struct run *r, const char *method, const char *url, json_t *body)
+int run_http(struct run *r, const char *method, char *url, json_t *body)
 {
     json_decref(r->http_json);
     r->http_json = NULL;
@@ -184,12 +184,15 @@ int run_http(struct run *r, const char *method, const char *url, json_t *body)
     };
     mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "%s %s", method, url);
     int rc = mig_http_request(r->d->http, &req, on_http_done, r);
-    if (rc == 0) {
-        r->busy = true;
-        return 0;
+    if (rc != 0) {
+        r->http_err = rc;
+        snprintf(r->http_detail, sizeof(r->http_detail), "%s %s: %s", method, url,
+                 mig_strerror(rc));
     }
-    r->http_err = rc;
-    snprintf(r->http_detail, sizeof(r->http_detail), "%s %s: %s", method, url, mig_strerror(rc));
+    free(url);
+    json_decref(body);
+    if (rc == 0)
+        r->busy = true;
     return rc;
 }
 

@@ -98,7 +98,8 @@ void run_continue(struct run *r);
 int run_ssh(struct run *r, const char *host, char *cmd, const char *input);
 int run_relay(struct run *r, const char *src_host, char *src_cmd, const char *dst_host,
               char *dst_cmd);
-int run_http(struct run *r, const char *method, const char *url, json_t *body);
+/* run_http takes url (malloc'd) and the reference to body (may be NULL). */
+int run_http(struct run *r, const char *method, char *url, json_t *body);
 int run_sleep(struct run *r, uint64_t ms);
 
 #define RUN_BEGIN(r)                                                                               \

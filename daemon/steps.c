@@ -794,7 +794,7 @@ sent:
         json_object_set_new(r->job->ctx, "vmapi_body", vm);
     }
     RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid),
-                          json_object_get(r->job->ctx, "vmapi_body")));
+                          json_incref(json_object_get(r->job->ctx, "vmapi_body"))));
     json_object_del(r->job->ctx, "vmapi_body");
     if (!http_ok(r)) {
         steps_fail(r, "VmapiError", "PUT /vms/%s: %s", job->vm_uuid, http_why(r));
