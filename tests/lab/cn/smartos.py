@@ -18,6 +18,7 @@ datasets to another CN and attaching reproduces the same VM there.
 See docs/lab.md for what is emulated and every zfs translation.
 """
 import base64
+import fcntl
 import json
 import os
 import re
@@ -88,6 +89,19 @@ def zfs_mount(name):
 
 def sysinfo():
     return read_json(state_path('sysinfo.json'), {})
+
+
+class CNLock:
+    """Serialises commands that change the CN's zone or image state, as the
+    real zones framework does; readers need no lock (files change by rename)."""
+
+    def __enter__(self):
+        self.f = open(state_path('.lock'), 'a')
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
 
 
 # ---------------------------------------------------------------- zone config model
@@ -927,13 +941,20 @@ COMMANDS = {'vmadm': vmadm_main, 'zoneadm': zoneadm_main, 'zonecfg': zonecfg_mai
             'zfs': front_zfs, 'zpool': front_zpool}
 
 
+LOCKED = ('zonecfg', 'zoneadm')
+
+
 def main():
     prog = os.path.basename(sys.argv[0])
     if prog not in COMMANDS:
         sys.stderr.write('smartos.py: call me as one of %s\n' % ', '.join(sorted(COMMANDS)))
         return 2
     try:
-        COMMANDS[prog](sys.argv[1:])
+        if prog in LOCKED or sys.argv[1:2] in (['start'], ['stop'], ['import']):
+            with CNLock():
+                COMMANDS[prog](sys.argv[1:])
+        else:
+            COMMANDS[prog](sys.argv[1:])
     except Fail as e:
         sys.stderr.write(str(e) + '\n')
         return e.code
