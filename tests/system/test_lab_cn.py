@@ -358,3 +358,20 @@ def test_cores_dataset_creation(lab):
     assert zget(lab, cn, 'compression', 'zones/cores/' + u) == 'gzip'
     assert zget(lab, cn, 'mountpoint', 'zones/cores/' + u) == '/zones/%s/cores' % u
     lab.cn_run(cn, 'zfs destroy zones/cores/%s && zfs destroy -r zones/%s' % (u, u))
+
+
+# ---------------------------------------------------------------- the Lab's API helpers
+
+def test_lab_api_helpers_reach_the_emulated_apis(lab):
+    u = lab.vms['web0']['uuid']
+    lab.api_fault('vmapi', 'GET', '^/vms/%s$' % u, 503, count=1)
+    assert lab.api('vmapi', 'GET', '/vms/' + u)[0] == 503
+    status, got = lab.api('vmapi', 'GET', '/vms/' + u)
+    assert status == 200 and got['alias'] == 'web0'
+    status, servers = lab.api('cnapi', 'GET', '/servers?extras=capacity,sysinfo')
+    by_uuid = {s['uuid']: s for s in servers}
+    for cn in lab.cns:
+        assert by_uuid[cn.uuid]['sysinfo']['Admin IP'] == cn.ip
+    config = lab.migd_config('/tmp/x', transfer={'mode': 'direct'})
+    assert config['transfer'] == {'mode': 'direct', 'retries': 5, 'limit_mbps': 0}
+    assert config['apis'] == lab.api_urls and config['ssh']['identity'] == lab.identity

@@ -219,6 +219,17 @@ def set_zone_state(name, state, zonepath=None):
     write_index(entries)
 
 
+def indexed_zones():
+    """(index entry, Zone) for every zone in the index whose XML is readable."""
+    for entry in read_index():
+        try:
+            zone = load_zone(entry[0])
+        except ET.ParseError:
+            zone = None
+        if zone is not None:
+            yield entry, zone
+
+
 def load_zone(name):
     path = os.path.join(ZONES_DIR, name + '.xml')
     if zone_state(name) is None or not os.path.exists(path):
@@ -540,8 +551,8 @@ def vm_type(brand):
     return {'lx': 'LX', 'kvm': 'KVM', 'bhyve': 'BHYV'}.get(brand, 'OS')
 
 
-def list_row(name, index_state):
-    zone = load_zone(name)
+def list_row(zone, index_state):
+    name = zone.name
     a = zone.attrs()
     mem = zone.of_type('capped-memory')
     return {'uuid': name, 'state': vm_state(name, index_state),
@@ -566,9 +577,9 @@ def vmadm_list(args):
             raise Fail('vmadm list: unsupported argument %s' % args[i], 2)
         i += 1
     rows = []
-    for name, st, _, _ in sorted(read_index()):
-        row = list_row(name, st)
-        rows.append([str(row.get(f) if f in row else vm_object(load_zone(name)).get(f, ''))
+    for (name, st, _, _), zone in sorted(indexed_zones(), key=lambda e: e[0]):
+        row = list_row(zone, st)
+        rows.append([str(row.get(f) if f in row else vm_object(zone).get(f, ''))
                      for f in fields])
     if parsable:
         for r in rows:
@@ -636,10 +647,9 @@ def zoneadm_list(flags):
         raise Fail('zoneadm list: the lab supports only -p output', 2)
     running = running_zones()
     print('0:global:running:/::liveimg:shared')
-    for name, st, zonepath, uuid in read_index():
+    for (name, st, zonepath, uuid), zone in indexed_zones():
         if 'c' not in flags and st != 'installed':
             continue
-        zone = load_zone(name)
         zid = str(running[name]) if st == 'installed' and name in running else '-'
         state = 'running' if zid != '-' else st
         if 'c' not in flags and 'i' not in flags and state != 'running':
@@ -749,8 +759,7 @@ def vm_agent_report():
     import urllib.request
     url = read_json(state_path('lab.json'), {}).get('vmapi_url')
     log = open(state_path('agent.log'), 'a')
-    for name, _, _, _ in read_index():
-        zone = load_zone(name)
+    for (name, _, _, _), zone in indexed_zones():
         if zone.attrs().get('do-not-inventory') == 'true':
             continue
         obj = vm_object(zone)
