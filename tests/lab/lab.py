@@ -247,7 +247,8 @@ class Lab:
             _write_json(os.path.join(cn.dir, 'state', 'lab.json'),
                         {'image_dir': os.path.join(self.workdir, 'images'), 'vmapi_url': None})
             argv = ['unshare', '-m', '--propagation', 'private', '/usr/bin/python3', CN_INIT,
-                    '--cn-dir', cn.dir] + (['--pdeathsig'] if self.pdeathsig else [])
+                    '--cn-dir', cn.dir, '--pool-size', str(self._pool_size())]
+            argv += ['--pdeathsig'] if self.pdeathsig else []
             proc = self._spawn(argv, os.path.join(cn.dir, 'init.out'))
             cn.pid = proc.pid
         for cn in self.cns:
@@ -255,6 +256,11 @@ class Lab:
             wait_until(lambda: os.path.exists(os.path.join(cn.dir, 'ready')),
                        '%s to start (see %s/init.log)' % (cn.hostname, cn.dir), 60,
                        alive=lambda: proc.poll() is None)
+
+    def _pool_size(self):
+        """Sparse vdev size: 2 GiB plus room for every VM's data, copies and
+        snapshots several times over (a sparse file costs only what is written)."""
+        return (2 << 30) + (int(self.data_mb * 32) << 20)
 
     def _spawn(self, argv, log_path):
         with open(log_path, 'ab') as log:
