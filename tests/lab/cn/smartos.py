@@ -3,7 +3,7 @@
 
 One script, dispatched on the name it is called by (vmadm, zoneadm, zonecfg,
 imgadm, sysinfo, svcadm, and the `zfs`/`zpool` fronts that translate illumos
-flags for zfs-fuse).  It follows docs/../shared spec cn-commands.md and keeps
+flags for zfs-fuse).  It follows /work/shared/spec/cn-commands.md and keeps
 all state where a SmartOS CN keeps it:
 
   /etc/zones/index, /etc/zones/UUID.xml   zone configuration (illumos format)
