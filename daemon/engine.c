@@ -63,12 +63,12 @@ static void reap_watchers(struct engine *e)
     }
 }
 
-static void notify(struct engine *e, const struct mig_job *job, bool running)
+static void notify(struct engine *e, const struct mig_job *job)
 {
     if (e->watchers == NULL)
         return;
     json_t *j = mig_job_to_json(job);
-    bool final = !running && watch_final(job);
+    bool final = watch_final(job);
     e->notifying++;
     for (struct watcher *w = e->watchers; w != NULL; w = w->next) {
         if (!w->removed && strcmp(w->job_uuid, job->uuid) == 0) {
@@ -129,7 +129,7 @@ void engine_job_changed(struct run *r)
     if (r->submit_cb != NULL)
         return; /* a submission has no job in the store yet */
     save(r);
-    notify(r->engine, r->job, r->step != NULL);
+    notify(r->engine, r->job);
 }
 
 void engine_on_progress(struct run *r)
@@ -170,7 +170,7 @@ static void end_run(struct run *r)
         }
     }
     if (r->submit_cb == NULL)
-        notify(e, r->job, false);
+        notify(e, r->job);
     run_free(r);
     schedule(e);
 }
@@ -259,7 +259,7 @@ static void run_phase(struct run *r)
     save(r);
     mig_store_step_record(r->d->store, job->uuid, mig_phase_name(job->phase), "started");
     jlog(r, MIG_LOG_INFO, "%s: %s", mig_phase_name(job->phase), steps_table[job->phase].does);
-    notify(r->engine, job, true);
+    notify(r->engine, job);
     run_start_step(r, steps_table[job->phase].fn, on_step_done);
 }
 
@@ -531,7 +531,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
     if (rc == 0) {
         mig_store_job_save(e->d->store, job);
         mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
-        notify(e, job, r != NULL);
+        notify(e, job);
         if (r != NULL && uv_is_active((uv_handle_t *)&r->timer)) {
             /* Wake a job sleeping between incremental rounds. */
             uv_timer_stop(&r->timer);
