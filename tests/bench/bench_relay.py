@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""The relay benchmark: migd's data path against the OpenSSH pipeline.
+
+Brings up a 3-CN lab on its own SSH port, then in one run:
+  1. migration: writes DATA_MB (default 320) into web0 on cn1 and migrates it
+     to cn2 with the real migd (`migctl migrate -w`), timing the job's sync
+     phase from its log; sampling migd's RSS every 100 ms meanwhile;
+  2. pipeline: `ssh cn1 zfs send -R ... | ssh cn2 zfs receive -d zones` of the
+     same data (a fresh snapshot of lx0 filled alike, to a pool without it);
+  3. transport only: relay_bench (the same mig_ssh_relay code migd uses)
+     moving `head -c 1G /dev/zero` into `cat > /dev/null`, against
+     `ssh src head -c 1G /dev/zero | ssh dst 'cat > /dev/null'`.
+Prints one line per measurement and the ratios.  Run as root from a build
+directory: tests/bench/bench_relay.py BUILD_DIR
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
+sys.path.insert(0, os.path.join(HERE, '..', 'system'))
+import lab as labmod  # noqa: E402
+from migd_daemon import Migd  # noqa: E402
+
+DATA_MB = int(os.environ.get('BENCH_DATA_MB', 320))
+PORT = int(os.environ.get('BENCH_SSH_PORT', 2322))
+
+
+def rss_sampler(pid, out, stop):
+    while not stop.is_set():
+        try:
+            with open('/proc/%d/status' % pid) as f:
+                for line in f:
+                    if line.startswith('VmRSS:'):
+                        out.append(int(line.split()[1]))
+        except OSError:
+            return
+        time.sleep(0.1)
+
+
+def timed(argv_or_shell, shell=False):
+    t0 = time.monotonic()
+    subprocess.run(argv_or_shell, shell=shell, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.monotonic() - t0
+
+
+def main():
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
+    work = tempfile.mkdtemp(prefix='migd-bench-')
+    lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
+    lab.up()
+    try:
+        web, lx = lab.vms['web0'], lab.vms['lx0']
+        cn1, cn2, cn3 = lab.cns
+        for v in (web, lx):
+            lab.cn_run(cn1, 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync'
+                       % (DATA_MB, v['uuid']), timeout=600)
+        # 1. migd
+        d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info').start()
+        rss, stop = [], threading.Event()
+        th = threading.Thread(target=rss_sampler, args=(d.proc.pid, rss, stop))
+        th.start()
+        p = d.ctl('migrate', '-w', web['uuid'], 'cn2', timeout=1800)
+        stop.set()
+        th.join()
+        assert p.returncode == 0, p.stderr
+        job = d.jobs()[0]
+        sent = job['progress']['bytes_sent']
+        recs = [json.loads(l) for l in d.log_text().splitlines() if l.startswith('{')]
+        t_start = t_end = None
+        for r in recs:
+            if r.get('msg', '').startswith('relay ') and t_start is None:
+                t_start = r['time']
+            if r.get('msg', '').startswith('switch:'):
+                t_end = r['time']
+        d.stop()
+
+        def ts(s):
+            return time.mktime(time.strptime(s[:19], '%Y-%m-%dT%H:%M:%S')) + int(s[20:23]) / 1000
+        migd_s = ts(t_end) - ts(t_start)
+        print('migd     migration bytes=%d seconds=%.2f rate_MBps=%.1f max_rss_kB=%d'
+              % (sent, migd_s, sent / migd_s / 1e6, max(rss)))
+
+        # 2. OpenSSH pipeline on the same kind of data (lx0, also DATA_MB, to cn3)
+        lab.cn_run(cn3, 'imgadm import -q %s' % lx['image_uuid'])
+        lab.cn_run(cn1, 'zfs snapshot -r zones/%s@bench' % lx['uuid'])
+        src = ' '.join(lab.ssh_argv(cn1) + ['-c', 'aes128-ctr'])
+        dst = ' '.join(lab.ssh_argv(cn3) + ['-c', 'aes128-ctr'])
+        pipe_s = timed('%s zfs send -R -I zones/%s@final zones/%s@bench | %s zfs receive -d zones'
+                       % (src, lx['image_uuid'], lx['uuid'], dst), shell=True)
+        print('openssh  pipeline  bytes~%d seconds=%.2f rate_MBps=%.1f'
+              % (sent, pipe_s, sent / pipe_s / 1e6))
+        print('ratio migd/openssh (zfs) = %.2f' % (pipe_s / migd_s))
+
+        # 3. transport only
+        rb = [os.path.join(build, 'relay_bench'), '--identity', lab.identity, '--known-hosts',
+              lab.known_hosts, '--port', str(PORT)]
+        out = subprocess.run(rb + [cn1.ip, 'head -c 1G /dev/zero', cn2.ip, 'cat > /dev/null'],
+                             check=True, capture_output=True, text=True).stdout
+        m = re.search(r'seconds=([0-9.]+).*maxrss_kB=(\d+)', out)
+        relay_s, relay_rss = float(m.group(1)), int(m.group(2))
+        print('migd     transport bytes=%d seconds=%.2f rate_MBps=%.1f max_rss_kB=%d'
+              % (1 << 30, relay_s, (1 << 30) / relay_s / 1e6, relay_rss))
+        ossh_s = timed('%s head -c 1G /dev/zero | %s "cat > /dev/null"'
+                       % (' '.join(lab.ssh_argv(cn1) + ['-c', 'aes128-ctr']),
+                          ' '.join(lab.ssh_argv(cn2) + ['-c', 'aes128-ctr'])), shell=True)
+        print('openssh  transport bytes=%d seconds=%.2f rate_MBps=%.1f'
+              % (1 << 30, ossh_s, (1 << 30) / ossh_s / 1e6))
+        print('ratio migd/openssh (transport) = %.2f' % (ossh_s / relay_s))
+    finally:
+        lab.down()
+
+
+if __name__ == '__main__':
+    main()
