@@ -293,8 +293,14 @@ def process_alive(pid):
 
 def test_request_log_lines_written(apis):
     apis.call("imgapi", "GET", "/images/" + IMG_BASE)
-    log = (apis.workdir / "tritonapi.log").read_text()
-    assert "imgapi" in log and "GET /images/%s 200" % IMG_BASE in log
+    # The server writes the line after it has answered: wait for it.
+    want = "GET /images/%s 200" % IMG_BASE
+    deadline = time.monotonic() + 10
+    log = ""
+    while want not in log and time.monotonic() < deadline:
+        log = (apis.workdir / "tritonapi.log").read_text()
+        time.sleep(0.05)
+    assert "imgapi" in log and want in log
 
 
 # --- VMAPI -------------------------------------------------------------------
