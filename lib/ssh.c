@@ -36,7 +36,8 @@
 
 #define EXEC_OUT_MAX (8u << 20)
 #define EXEC_ERR_MAX (64u << 10)
-#define CHAN_WINDOW (4u << 20)       /* receive window we grant each channel */
+#define CHAN_WINDOW (2u << 20)       /* receive window we grant each channel: bounds what
+                                        libssh2 buffers for us, hence the RSS of a relay */
 #define CHAN_PACKET 32768            /* largest packet we accept */
 #define RELAY_BUFFER_DEFAULT (1u << 20)
 #define TICK_MS 50

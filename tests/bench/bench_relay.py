@@ -100,7 +100,7 @@ def main():
         print('ratio migd/openssh (zfs) = %.2f' % (pipe_s / migd_s))
 
         # 3. transport only
-        rb = [os.path.join(build, 'relay_bench'), '--identity', lab.identity, '--known-hosts',
+        rb = [os.path.join(build, 'tests', 'relay_bench'), '--identity', lab.identity, '--known-hosts',
               lab.known_hosts, '--port', str(PORT)]
         out = subprocess.run(rb + [cn1.ip, 'head -c 1G /dev/zero', cn2.ip, 'cat > /dev/null'],
                              check=True, capture_output=True, text=True).stdout
