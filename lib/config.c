@@ -92,18 +92,6 @@ static const struct key top_keys[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (err == NULL || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 /* A fresh config holding every default of product.md (API URLs: none). */
 static struct mig_config *config_defaults(void)
@@ -183,13 +171,13 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
     switch (k->kind) {
     case K_OBJECT:
         if (!json_is_object(v)) {
-            set_err(err, errsz, "\"%s\" must be an object", path);
+            mig_errf(err, errsz, "\"%s\" must be an object", path);
             return -EINVAL;
         }
         return walk(v, k->sub, path, c, err, errsz);
     case K_STRING:
         if (s == NULL || *s == '\0' || !printable(s)) {
-            set_err(err, errsz, "\"%s\" must be a non-empty string", path);
+            mig_errf(err, errsz, "\"%s\" must be a non-empty string", path);
             return -EINVAL;
         }
         set_string((char **)(base + k->off), s);
@@ -200,7 +188,7 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
             return 0;
         }
         if (s == NULL || !ciphers_valid(s)) {
-            set_err(err, errsz,
+            mig_errf(err, errsz,
                     "\"%s\" must be a comma-separated list of algorithm names (or null)", path);
             return -EINVAL;
         }
@@ -208,7 +196,7 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         return 0;
     case K_URL:
         if (s == NULL || !url_valid(s)) {
-            set_err(err, errsz, "\"%s\" must be an http:// or https:// URL", path);
+            mig_errf(err, errsz, "\"%s\" must be an http:// or https:// URL", path);
             return -EINVAL;
         }
         /* Callers append "/vms" and the like: keep no trailing slash. */
@@ -223,9 +211,9 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         json_int_t n = json_integer_value(v);
         if (!json_is_integer(v) || n < k->min || n > k->max) {
             if (k->max == INT64_MAX)
-                set_err(err, errsz, "\"%s\" must be an integer of at least %" PRId64, path, k->min);
+                mig_errf(err, errsz, "\"%s\" must be an integer of at least %" PRId64, path, k->min);
             else
-                set_err(err, errsz, "\"%s\" must be an integer between %" PRId64 " and %" PRId64,
+                mig_errf(err, errsz, "\"%s\" must be an integer between %" PRId64 " and %" PRId64,
                         path, k->min, k->max);
             return -EINVAL;
         }
@@ -238,7 +226,7 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
     case K_LEVEL: {
         int level;
         if (s == NULL || mig_log_level_parse(s, &level) != 0) {
-            set_err(err, errsz,
+            mig_errf(err, errsz,
                     "\"%s\" must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", "
                     "\"fatal\"",
                     path);
@@ -249,7 +237,7 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
     }
     case K_TRANSFER:
         if (s == NULL || (strcmp(s, "relay") != 0 && strcmp(s, "direct") != 0)) {
-            set_err(err, errsz, "\"%s\" must be \"relay\" or \"direct\"", path);
+            mig_errf(err, errsz, "\"%s\" must be \"relay\" or \"direct\"", path);
             return -EINVAL;
         }
         set_string((char **)(base + k->off), s);
@@ -283,7 +271,7 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
             /* A key may hold quotes or newlines: quote it as JSON does, on one line. */
             json_t *js = json_string(path);
             char *quoted = js != NULL ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
-            set_err(err, errsz, "unknown key %s", quoted != NULL ? quoted : "(not UTF-8)");
+            mig_errf(err, errsz, "unknown key %s", quoted != NULL ? quoted : "(not UTF-8)");
             free(quoted);
             json_decref(js);
             return -EINVAL;
@@ -303,7 +291,7 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
             rc = walk(empty, k->sub, path, c, err, errsz);
             json_decref(empty);
         } else if (k->kind == K_URL) {
-            set_err(err, errsz, "missing required key \"%s\"", path);
+            mig_errf(err, errsz, "missing required key \"%s\"", path);
             rc = -EINVAL;
         } else {
             rc = 0; /* the default stays */
@@ -320,12 +308,12 @@ int mig_config_parse(const char *text, size_t len, struct mig_config **out, char
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        set_err(err, errsz, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+        mig_errf(err, errsz, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
                 jerr.text);
         return MIG_EPARSE;
     }
     if (!json_is_object(root)) {
-        set_err(err, errsz, "the configuration must be a JSON object");
+        mig_errf(err, errsz, "the configuration must be a JSON object");
         json_decref(root);
         return -EINVAL;
     }
@@ -346,7 +334,7 @@ int mig_config_load(const char *path, struct mig_config **out, char *err, size_t
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         int e = errno;
-        set_err(err, errsz, "cannot read configuration %s: %s", path, strerror(e));
+        mig_errf(err, errsz, "cannot read configuration %s: %s", path, strerror(e));
         return -e;
     }
     char *buf = mig_malloc(CONFIG_MAX_BYTES + 1);
@@ -354,17 +342,17 @@ int mig_config_load(const char *path, struct mig_config **out, char *err, size_t
     int rc = 0;
     if (ferror(f)) {
         rc = -EIO;
-        set_err(err, errsz, "cannot read configuration %s: %s", path, strerror(EIO));
+        mig_errf(err, errsz, "cannot read configuration %s: %s", path, strerror(EIO));
     } else if (n > CONFIG_MAX_BYTES) {
         rc = -EFBIG;
-        set_err(err, errsz, "configuration %s is larger than %d bytes", path, CONFIG_MAX_BYTES);
+        mig_errf(err, errsz, "configuration %s is larger than %d bytes", path, CONFIG_MAX_BYTES);
     }
     fclose(f);
     if (rc == 0) {
         char why[512] = "";
         rc = mig_config_parse(buf, n, out, why, sizeof(why));
         if (rc != 0)
-            set_err(err, errsz, "%s: %s", path, why);
+            mig_errf(err, errsz, "%s: %s", path, why);
     }
     free(buf);
     return rc;

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "schema.h"
 #include "store.h"
+#include "util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -73,18 +74,6 @@ int mig_store_schema_latest(void)
     return mig_schema_nsteps;
 }
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (err == NULL || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 /* Writes into out (size outsz) a JSON array of the names of states matching pred. */
 static void states_json(bool (*pred)(enum mig_job_state), char *out, size_t outsz)
@@ -155,7 +144,7 @@ static int exec_simple(sqlite3 *db, const char *sql, const char *path, char *err
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, errsz, "database %s: %s failed: %s", path, sql,
+        mig_errf(err, errsz, "database %s: %s failed: %s", path, sql,
                 msg != NULL ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return MIG_EDB;
@@ -188,7 +177,7 @@ static int apply_step(sqlite3 *db, const char *path, const struct mig_schema_ste
         return rc;
     int cur = 0;
     if (read_user_version(db, &cur) != 0) {
-        set_err(err, errsz, "database %s: cannot read user_version: %s", path, sqlite3_errmsg(db));
+        mig_errf(err, errsz, "database %s: cannot read user_version: %s", path, sqlite3_errmsg(db));
         goto fail;
     }
     if (cur >= step->version) {
@@ -197,7 +186,7 @@ static int apply_step(sqlite3 *db, const char *path, const struct mig_schema_ste
     }
     char *msg = NULL;
     if (sqlite3_exec(db, step->sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, errsz, "database %s: schema step %03d-%s failed: %s", path, step->version,
+        mig_errf(err, errsz, "database %s: schema step %03d-%s failed: %s", path, step->version,
                 step->name, msg != NULL ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         goto fail;
@@ -223,7 +212,7 @@ int mig_store_open(const char *path, struct mig_store **out, char *err, size_t e
     int rc = sqlite3_open_v2(
         path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errsz, "cannot open database %s: %s", path,
+        mig_errf(err, errsz, "cannot open database %s: %s", path,
                 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close(db);
         return MIG_EDB;
@@ -234,12 +223,12 @@ int mig_store_open(const char *path, struct mig_store **out, char *err, size_t e
     int version = 0;
     if (read_user_version(db, &version) != 0) {
         /* The first read is where "not a database" shows. */
-        set_err(err, errsz, "cannot read database %s: %s", path, sqlite3_errmsg(db));
+        mig_errf(err, errsz, "cannot read database %s: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
         return MIG_EDB;
     }
     if (version > mig_schema_nsteps) {
-        set_err(err, errsz,
+        mig_errf(err, errsz,
                 "database %s is at schema version %d but this migd knows only %d; upgrade migd",
                 path, version, mig_schema_nsteps);
         sqlite3_close(db);
@@ -260,7 +249,7 @@ int mig_store_open(const char *path, struct mig_store **out, char *err, size_t e
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_OK) {
-        set_err(err, errsz, "database %s: cannot set WAL mode: %s", path, sqlite3_errmsg(db));
+        mig_errf(err, errsz, "database %s: cannot set WAL mode: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
         return MIG_EDB;
     }

@@ -163,6 +163,16 @@ char *mig_strdup(const char *s)
     return d;
 }
 
+void mig_errf(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (err == NULL || errsz == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
 char *mig_asprintf(const char *fmt, ...)
 {
     va_list ap;

@@ -41,6 +41,12 @@ char *mig_strdup(const char *s);
 void *mig_malloc(size_t n);
 void *mig_calloc(size_t n, size_t size);
 
+/*
+ * Formats a one-line message into the caller's error buffer err (errsz
+ * bytes); does nothing when err is NULL or errsz is 0.
+ */
+void mig_errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* snprintf into a malloc'd string; aborts on allocation failure. */
 char *mig_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -11,6 +11,16 @@ import subprocess
 import time
 
 
+def running_migd(lab, build_dir, workdir, **overrides):
+    """Generator for pytest fixtures: a started Migd, then on teardown the
+    checks every test module wants: exit 0 on SIGTERM, no sanitizer report."""
+    d = Migd(lab, build_dir, workdir, **overrides).start()
+    yield d
+    rc = d.stop()
+    assert rc == 0, 'migd exited %s on SIGTERM; log:\n%s' % (rc, d.log_text()[-4000:])
+    assert d.sanitizer_reports() == []
+
+
 class Migd:
     def __init__(self, lab, build_dir, workdir, **overrides):
         self.lab = lab

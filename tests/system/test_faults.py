@@ -11,18 +11,13 @@ import time
 
 import pytest
 
-from migd_daemon import Migd
+from migd_daemon import running_migd
 
 
 @pytest.fixture(scope='module')
 def migd(lab, build_dir, tmp_path_factory):
     # 40 Mbit/s keeps a transfer going long enough to cut it.
-    d = Migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-             transfer={'limit_mbps': 40}).start()
-    yield d
-    rc = d.stop()
-    assert rc == 0, d.log_text()[-4000:]
-    assert d.sanitizer_reports() == []
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'), transfer={'limit_mbps': 40})
 
 
 def ip_flags(lab, uuid):

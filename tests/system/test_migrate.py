@@ -10,18 +10,14 @@ import re
 
 import pytest
 
-from migd_daemon import Migd
+from migd_daemon import running_migd
 
 DATA_MB = int(os.environ.get('MIGD_TEST_DATA_MB', 24))
 
 
 @pytest.fixture(scope='module')
 def migd(lab, build_dir, tmp_path_factory):
-    d = Migd(lab, build_dir, tmp_path_factory.mktemp('migd')).start()
-    yield d
-    rc = d.stop()
-    assert rc == 0, 'migd exited %s on SIGTERM; log:\n%s' % (rc, d.log_text()[-4000:])
-    assert d.sanitizer_reports() == []
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
 
 
 def vm(lab, alias):

@@ -11,18 +11,13 @@ import uuid
 
 import pytest
 
-from migd_daemon import Migd
+from migd_daemon import Migd, running_migd
 
 
 @pytest.fixture(scope='module')
 def migd(lab, build_dir, tmp_path_factory):
     # A long interval keeps an incremental job in sync for the busy-VM test.
-    d = Migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-             incremental={'interval_s': 3600}).start()
-    yield d
-    rc = d.stop()
-    assert rc == 0, d.log_text()[-4000:]
-    assert d.sanitizer_reports() == []
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'), incremental={'interval_s': 3600})
 
 
 def cn_snapshot(lab):
