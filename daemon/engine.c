@@ -206,8 +206,9 @@ static void on_source_cleaned(struct run *r, int err)
         jlog(r, MIG_LOG_INFO, "source copy of %s deleted from %s", r->job->vm_uuid,
              r->job->source_hostname);
         apply(r, MIG_EV_CLEANED);
+    } else {
+        save(r); /* it stays switched, with its error; cleanup may be retried */
     }
-    /* On failure the job stays switched, with its error, and cleanup may be retried. */
     end_run(r);
 }
 
@@ -464,9 +465,34 @@ int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg
 
 /* ---- operators' actions ---- */
 
+static void on_switched_rolled_back(struct run *r, int err)
+{
+    mig_store_step_record(r->d->store, r->job->uuid, "rollback", err == 0 ? "done" : "failed");
+    if (err == 0) {
+        free(r->job->error_code);
+        free(r->job->error_message);
+        r->job->error_code = r->job->error_message = NULL;
+        apply(r, MIG_EV_ROLLED_BACK);
+    } else {
+        save(r); /* it stays switched, with its error; rollback may be retried */
+    }
+    end_run(r);
+}
+
+static void on_rollback_loaded(struct run *r, int err)
+{
+    if (err != 0) {
+        save(r);
+        end_run(r);
+        return;
+    }
+    run_start_step(r, step_rollback_switched, on_switched_rolled_back);
+}
+
 static void on_cleanup_loaded(struct run *r, int err)
 {
     if (err != 0) {
+        save(r);
         end_run(r);
         return;
     }
@@ -515,15 +541,27 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         } else {
             snprintf(msg, msgsz, "job %s: deleting the source copy of %s on %s", job->uuid,
                      job->vm_uuid, job->source_hostname);
+            mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
             r = run_new(e, stored);
             stored = NULL;
             run_start_step(r, step_load, on_cleanup_loaded);
             return 0;
         }
     } else if (strcmp(action, "rollback") == 0) {
-        snprintf(msg, msgsz, "job %s is %s: rollback of a switched job is not available in this "
-                 "version; the source copy is kept", job->uuid, mig_job_state_name(job->state));
-        rc = -EINVAL;
+        if (job->state != MIG_JOB_SWITCHED || r != NULL) {
+            snprintf(msg, msgsz, "job %s is %s: only a switched job can be rolled back%s", job->uuid,
+                     mig_job_state_name(job->state),
+                     job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING ? "; use abort" : "");
+            rc = -EINVAL;
+        } else {
+            snprintf(msg, msgsz, "job %s: moving %s back to %s; what changed on %s is sent back first",
+                     job->uuid, job->vm_uuid, job->source_hostname, job->target_hostname);
+            mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
+            r = run_new(e, stored);
+            stored = NULL;
+            run_start_step(r, step_load, on_rollback_loaded);
+            return 0;
+        }
     } else {
         snprintf(msg, msgsz, "unknown action \"%s\": use finish, abort, rollback or cleanup", action);
         rc = -EINVAL;

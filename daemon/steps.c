@@ -988,6 +988,13 @@ void step_cleanup_source(struct run *r)
         steps_fail(r, "CleanupFailed", "zonecfg delete on %s: %s", job->source_hostname, ssh_why(r));
         return;
     }
+    /* The cores dataset is mounted inside the zone's: it goes first. */
+    {
+        char cores[128];
+        snprintf(cores, sizeof(cores), POOL "/cores/%s", job->vm_uuid);
+        ctx_set_str(r, "cores_ds", cores);
+    }
+    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
     for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
         RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
         if (!ssh_ok(r) && strstr(r->ssh_errout, "does not exist") == NULL) {
@@ -996,16 +1003,194 @@ void step_cleanup_source(struct run *r)
             return;
         }
     }
+    /* The final snapshots on the target were the rollback's base; no rollback now. */
+    ctx_set_flag(r, "keep_final", false);
+    ctx_set_str(r, "destroy_on", dst_ip(r));
+    RUN_CALL(r, destroy_snaps);
+    run_finish_step(r, 0);
+    RUN_END(r);
+}
+
+/* ---- rollback of a switched job (migctl rollback) ---- */
+
+/*
+ * Sends the target's copy back and makes the source the VM's home again.
+ * The order keeps the VM bootable on exactly one CN: the target is stopped
+ * and made unbootable (autoboot off, detached) before the source is enabled,
+ * and the target's copy is deleted only after the source runs (or is
+ * installed) and VMAPI names the source again.
+ */
+void step_rollback_switched(struct run *r)
+{
+    struct mig_job *job = r->job;
+    const struct mig_config *cfg = r->d->cfg;
+    RUN_BEGIN(r);
+    if (!ctx_flag(r, "back_stopped")) {
+        RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_vmadm_get(job->vm_uuid), NULL));
+        if (!ssh_ok(r)) {
+            steps_fail(r, "RollbackFailed", "vmadm get on %s: %s", job->target_hostname, ssh_why(r));
+            return;
+        }
+        {
+            json_t *vm = json_loads(r->ssh_out, 0, NULL);
+            const char *state = json_string_value(json_object_get(vm, "state"));
+            ctx_set_flag(r, "back_was_running", state != NULL && strcmp(state, "running") == 0);
+            json_decref(vm);
+        }
+        ctx_set_int(r, "back_stop_ms", mig_now_ms());
+        engine_job_changed(r);
+        if (ctx_flag(r, "back_was_running")) {
+            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_vmadm_stop(job->vm_uuid, false), NULL));
+            if (!ssh_ok(r)) {
+                steps_fail(r, "RollbackFailed", "vmadm stop on %s: %s", job->target_hostname, ssh_why(r));
+                return;
+            }
+        }
+        ctx_set_flag(r, "back_stopped", true);
+        engine_job_changed(r);
+    }
+    /* What was written on the target since the switch goes back first. */
+    if (!ctx_flag(r, "back_sent")) {
+        for (r->loop_j = 0; r->loop_j < ndatasets(r); r->loop_j++) {
+            {
+                char name[128];
+                snap_name(r, "back", name);
+                ctx_set_str(r, "round_snap", name);
+            }
+            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)), NULL));
+            if (!ssh_ok(r)) {
+                steps_fail(r, "RollbackFailed", "zfs list on %s: %s", job->target_hostname, ssh_why(r));
+                return;
+            }
+            {
+                char full[400];
+                snprintf(full, sizeof(full), "%s@%s", dataset_at(r, r->loop_j), ctx_str(r, "round_snap"));
+                if (strstr(r->ssh_out, full) != NULL)
+                    goto snapped;
+            }
+            RUN_AWAIT(r, run_ssh(r, dst_ip(r),
+                                 mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
+                                 NULL));
+            if (!ssh_ok(r)) {
+                steps_fail(r, "RollbackFailed", "zfs snapshot on %s: %s", job->target_hostname, ssh_why(r));
+                return;
+            }
+        snapped:
+            {
+                char from[140], final[128];
+                snap_name(r, "final", final);
+                snprintf(from, sizeof(from), "@%s", final);
+                ctx_set_str(r, "round_from", from);
+            }
+            RUN_AWAIT(r, run_relay(r, dst_ip(r),
+                                   mig_cmd_zfs_send(dataset_at(r, r->loop_j), ctx_str(r, "round_snap"),
+                                                    ctx_str(r, "round_from")),
+                                   src_ip(r), mig_cmd_zfs_receive(POOL, true)));
+            if (r->relay_err != 0) {
+                steps_fail(r, "RollbackFailed", "sending %s back to %s: %s", dataset_at(r, r->loop_j),
+                           job->source_hostname, r->ssh_detail);
+                return;
+            }
+        }
+        ctx_set_flag(r, "back_sent", true);
+        engine_job_changed(r);
+    }
+    /* The target becomes unbootable before the source is enabled. */
+    RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zonecfg_autoboot(job->vm_uuid, false), NULL));
+    if (!ssh_ok(r)) {
+        steps_fail(r, "RollbackFailed", "autoboot off on %s: %s", job->target_hostname, ssh_why(r));
+        return;
+    }
+    RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zoneadm_detach(job->vm_uuid), NULL));
+    if (!ssh_ok(r) && strstr(r->ssh_errout, "not installed") == NULL) {
+        steps_fail(r, "RollbackFailed", "zoneadm detach on %s: %s", job->target_hostname, ssh_why(r));
+        return;
+    }
+    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_autoboot(job->vm_uuid, ctx_flag(r, "autoboot_before")),
+                         NULL));
+    if (!ssh_ok(r)) {
+        steps_fail(r, "RollbackFailed", "autoboot on %s: %s", job->source_hostname, ssh_why(r));
+        return;
+    }
+    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_allow_inventory(job->vm_uuid), NULL));
+    if (!ssh_ok(r) && strstr(r->ssh_errout, "No such") == NULL) {
+        steps_fail(r, "RollbackFailed", "removing do-not-inventory on %s: %s", job->source_hostname,
+                   ssh_why(r));
+        return;
+    }
+    if (ctx_flag(r, "back_was_running")) {
+        RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_vmadm_start(job->vm_uuid), NULL));
+        if (!ssh_ok(r)) {
+            steps_fail(r, "RollbackFailed", "vmadm start on %s: %s", job->source_hostname, ssh_why(r));
+            return;
+        }
+    }
+    /* Inventory names the source again. */
+    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_vmadm_get(job->vm_uuid), NULL));
+    {
+        json_t *vm = ssh_ok(r) ? json_loads(r->ssh_out, 0, NULL) : NULL;
+        if (!json_is_object(vm)) {
+            json_decref(vm);
+            steps_fail(r, "RollbackFailed", "vmadm get on %s: %s", job->source_hostname, ssh_why(r));
+            return;
+        }
+        json_object_set_new(vm, "server_uuid", json_string(job->source_server_uuid));
+        json_object_set_new(r->job->ctx, "vmapi_body", vm);
+    }
+    RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid),
+                          json_incref(json_object_get(r->job->ctx, "vmapi_body"))));
+    json_object_del(r->job->ctx, "vmapi_body");
+    if (!http_ok(r)) {
+        steps_fail(r, "RollbackFailed", "PUT /vms/%s: %s", job->vm_uuid, http_why(r));
+        return;
+    }
+    for (r->loop_i = 0; (size_t)r->loop_i < json_array_size(json_object_get(r->vm, "nics")); r->loop_i++) {
+        {
+            const char *mac = json_string_value(json_object_get(
+                json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "mac"));
+            char bare[32] = "";
+            size_t k = 0;
+            for (const char *p = mac; p != NULL && *p != '\0' && k + 1 < sizeof(bare); p++)
+                if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))
+                    bare[k++] = *p;
+            bare[k] = '\0';
+            if (k != 12)
+                continue;
+            ctx_set_str(r, "nic_mac", bare);
+        }
+        RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.napi, "/nics/%s", ctx_str(r, "nic_mac")),
+                              json_pack("{s:s}", "cn_uuid", job->source_server_uuid)));
+        if (!http_ok(r))
+            jlog(r, MIG_LOG_WARN, "NAPI PUT /nics/%s: %s", ctx_str(r, "nic_mac"), http_why(r));
+    }
+    /* Only now, with the source verified, the target's copy goes. */
+    RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zonecfg_delete(job->vm_uuid), NULL));
+    if (!ssh_ok(r))
+        jlog(r, MIG_LOG_WARN, "zonecfg delete on %s: %s", job->target_hostname, ssh_why(r));
+    /* The cores dataset is mounted inside the zone's: it goes first. */
     {
         char cores[128];
         snprintf(cores, sizeof(cores), POOL "/cores/%s", job->vm_uuid);
         ctx_set_str(r, "cores_ds", cores);
     }
-    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
-    /* The final snapshots on the target were the rollback's base; no rollback now. */
+    RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
+    for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
+        RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
+        if (!ssh_ok(r))
+            jlog(r, MIG_LOG_WARN, "destroying %s on %s: %s", dataset_at(r, r->loop_i),
+                 job->target_hostname, ssh_why(r));
+    }
+    /* The job's snapshots on the source (final and back) are no longer needed. */
+    {
+        char name[128];
+        snap_name(r, "back", name);
+        json_array_append_new(snaps(r), json_string(name));
+    }
     ctx_set_flag(r, "keep_final", false);
-    ctx_set_str(r, "destroy_on", dst_ip(r));
+    ctx_set_str(r, "destroy_on", src_ip(r));
     RUN_CALL(r, destroy_snaps);
+    jlog(r, MIG_LOG_INFO, "VM %s is back on %s after %lld ms of downtime", job->vm_uuid,
+         job->source_hostname, (long long)(mig_now_ms() - ctx_int(r, "back_stop_ms", mig_now_ms())));
     run_finish_step(r, 0);
     RUN_END(r);
 }

@@ -24,6 +24,8 @@ void step_load(struct run *r);
 void step_validate(struct run *r);
 /* Undoes what a job did before its switch, leaving the source as it was. */
 void step_rollback(struct run *r);
+/* Sends a switched VM back to its source and deletes the target's copy. */
+void step_rollback_switched(struct run *r);
 /* Deletes the source copy of a switched job (migctl cleanup). */
 void step_cleanup_source(struct run *r);
 
