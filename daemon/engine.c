@@ -26,10 +26,10 @@ struct watcher {
 
 struct engine {
     struct migd *d;
-    struct run *runs;     /* jobs being worked on, and submissions being validated */
+    struct run *runs; /* jobs being worked on, and submissions being validated */
     struct watcher *watchers;
-    int notifying;        /* >0 while watchers are being called */
-    uv_timer_t tick;      /* periodic scheduling */
+    int notifying;   /* >0 while watchers are being called */
+    uv_timer_t tick; /* periodic scheduling */
     bool closing;
 };
 
@@ -201,7 +201,8 @@ static void on_rolled_back(struct run *r, int err)
 
 static void on_source_cleaned(struct run *r, int err)
 {
-    mig_store_step_record(r->d->store, r->job->uuid, "cleanup-source", err == 0 ? "done" : "failed");
+    mig_store_step_record(r->d->store, r->job->uuid, "cleanup-source",
+                          err == 0 ? "done" : "failed");
     if (err == 0) {
         jlog(r, MIG_LOG_INFO, "source copy of %s deleted from %s", r->job->vm_uuid,
              r->job->source_hostname);
@@ -224,7 +225,8 @@ static void on_step_done(struct run *r, int err)
         bool on_target = json_is_true(json_object_get(job->ctx, "inventoried"));
         if (on_target) {
             /* The VM runs (or is installed) on the target and VMAPI says so: keep it there. */
-            jlog(r, MIG_LOG_ERROR, "failed after the VM moved; it stays on %s", job->target_hostname);
+            jlog(r, MIG_LOG_ERROR, "failed after the VM moved; it stays on %s",
+                 job->target_hostname);
             apply(r, MIG_EV_FAIL);
             end_run(r);
             return;
@@ -509,27 +511,32 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
     struct mig_job *job = r != NULL ? r->job : stored;
     int rc = 0;
     if (strcmp(action, "finish") == 0) {
-        if (job->mode == MIG_MODE_FULL || !(job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING || job->state == MIG_JOB_QUEUED)) {
-            snprintf(msg, msgsz, "job %s is %s (%s mode): only a running incremental job can be finished",
+        if (job->mode == MIG_MODE_FULL ||
+            !(job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING ||
+              job->state == MIG_JOB_QUEUED)) {
+            snprintf(msg, msgsz,
+                     "job %s is %s (%s mode): only a running incremental job can be finished",
                      job->uuid, mig_job_state_name(job->state), mig_mode_name(job->mode));
             rc = -EINVAL;
         } else {
             job->finish_requested = true;
-            snprintf(msg, msgsz, "job %s: finishing; the switch starts after the current round", job->uuid);
+            snprintf(msg, msgsz, "job %s: finishing; the switch starts after the current round",
+                     job->uuid);
         }
     } else if (strcmp(action, "abort") == 0) {
         if (job->state == MIG_JOB_QUEUED && r == NULL) {
             mig_job_set_error(job, "Aborted", "aborted by the operator before it started");
             mig_job_apply(job, MIG_EV_ABORT);
-            snprintf(msg, msgsz, "job %s aborted before it started; nothing was changed", job->uuid);
+            snprintf(msg, msgsz, "job %s aborted before it started; nothing was changed",
+                     job->uuid);
         } else if ((job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING) &&
                    job->phase < MIG_PHASE_SWITCH) {
             job->abort_requested = true;
             snprintf(msg, msgsz, "job %s: aborting; what was sent to %s will be removed", job->uuid,
                      job->target_hostname);
         } else {
-            snprintf(msg, msgsz, "job %s is %s in phase %s: it can no longer be aborted%s", job->uuid,
-                     mig_job_state_name(job->state), mig_phase_name(job->phase),
+            snprintf(msg, msgsz, "job %s is %s in phase %s: it can no longer be aborted%s",
+                     job->uuid, mig_job_state_name(job->state), mig_phase_name(job->phase),
                      job->state == MIG_JOB_SWITCHED ? "; use rollback" : "");
             rc = -EINVAL;
         }
@@ -549,12 +556,14 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         }
     } else if (strcmp(action, "rollback") == 0) {
         if (job->state != MIG_JOB_SWITCHED || r != NULL) {
-            snprintf(msg, msgsz, "job %s is %s: only a switched job can be rolled back%s", job->uuid,
-                     mig_job_state_name(job->state),
-                     job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING ? "; use abort" : "");
+            snprintf(msg, msgsz, "job %s is %s: only a switched job can be rolled back%s",
+                     job->uuid, mig_job_state_name(job->state),
+                     job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING ? "; use abort"
+                                                                                    : "");
             rc = -EINVAL;
         } else {
-            snprintf(msg, msgsz, "job %s: moving %s back to %s; what changed on %s is sent back first",
+            snprintf(msg, msgsz,
+                     "job %s: moving %s back to %s; what changed on %s is sent back first",
                      job->uuid, job->vm_uuid, job->source_hostname, job->target_hostname);
             mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
             r = run_new(e, stored);
@@ -563,7 +572,8 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
             return 0;
         }
     } else {
-        snprintf(msg, msgsz, "unknown action \"%s\": use finish, abort, rollback or cleanup", action);
+        snprintf(msg, msgsz, "unknown action \"%s\": use finish, abort, rollback or cleanup",
+                 action);
         rc = -EINVAL;
     }
     if (rc == 0) {
@@ -626,8 +636,9 @@ json_t *engine_stats_json(struct engine *e)
     if (mig_store_job_list(e->d->store, &f, &jobs, &n) == 0) {
         for (size_t i = 0; i < n; i++) {
             const char *name = mig_job_state_name(jobs[i]->state);
-            json_object_set_new(by_state, name,
-                                json_integer(json_integer_value(json_object_get(by_state, name)) + 1));
+            json_object_set_new(
+                by_state, name,
+                json_integer(json_integer_value(json_object_get(by_state, name)) + 1));
             bytes += jobs[i]->progress.bytes_sent;
             if (jobs[i]->downtime_ms >= 0)
                 json_array_append_new(downtimes, json_integer(jobs[i]->downtime_ms));

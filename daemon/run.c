@@ -63,8 +63,7 @@ static void on_ssh_done(void *arg, const struct mig_ssh_result *res)
     r->ssh_err = res->err_code;
     r->ssh_status = res->exit_status;
     set_text(&r->ssh_out, res->out != NULL ? res->out : "", res->out != NULL ? res->out_len : 0);
-    set_text(&r->ssh_errout, res->err != NULL ? res->err : "",
-             res->err != NULL ? res->err_len : 0);
+    set_text(&r->ssh_errout, res->err != NULL ? res->err : "", res->err != NULL ? res->err_len : 0);
     snprintf(r->ssh_detail, sizeof(r->ssh_detail), "%s", res->detail);
     run_completed(r);
 }
@@ -78,14 +77,15 @@ int run_ssh(struct run *r, const char *host, char *cmd, const char *input)
     if (cmd == NULL) {
         /* A builder refused an argument: nothing unvalidated may run. */
         rc = -EINVAL;
-        snprintf(r->ssh_detail, sizeof(r->ssh_detail), "refused to build a command from an invalid name");
+        snprintf(r->ssh_detail, sizeof(r->ssh_detail),
+                 "refused to build a command from an invalid name");
     } else {
-        mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "ssh %s: %s", host, cmd);
+        mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid,
+                "ssh %s: %s", host, cmd);
         rc = mig_ssh_exec(r->d->ssh, host, cmd, input, input != NULL ? strlen(input) : 0, 600,
                           on_ssh_done, r);
         if (rc != 0)
-            snprintf(r->ssh_detail, sizeof(r->ssh_detail), "ssh %s: %s", host,
-                     mig_strerror(rc));
+            snprintf(r->ssh_detail, sizeof(r->ssh_detail), "ssh %s: %s", host, mig_strerror(rc));
     }
     free(cmd);
     if (rc == 0) {
@@ -113,8 +113,8 @@ static void on_relay_done(void *arg, const struct mig_ssh_relay_result *res)
     if (r->relay_err != 0) {
         const char *side_err = res->dst.exit_status != 0 ? res->dst.err : res->src.err;
         snprintf(r->ssh_detail, sizeof(r->ssh_detail), "%s%s%s (send exit %d, receive exit %d)",
-                 res->detail, res->detail[0] != '\0' ? ": " : "",
-                 side_err != NULL ? side_err : "", res->src.exit_status, res->dst.exit_status);
+                 res->detail, res->detail[0] != '\0' ? ": " : "", side_err != NULL ? side_err : "",
+                 res->src.exit_status, res->dst.exit_status);
         /* Keep the message to one line for the operator. */
         for (char *p = r->ssh_detail; *p != '\0'; p++)
             if (*p == '\n')
@@ -133,10 +133,11 @@ int run_relay(struct run *r, const char *src_host, char *src_cmd, const char *ds
     r->relay_started_ms = mig_now_ms();
     if (src_cmd == NULL || dst_cmd == NULL) {
         rc = -EINVAL;
-        snprintf(r->ssh_detail, sizeof(r->ssh_detail), "refused to build a command from an invalid name");
+        snprintf(r->ssh_detail, sizeof(r->ssh_detail),
+                 "refused to build a command from an invalid name");
     } else {
-        mig_log(MIG_LOG_INFO, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "relay %s: %s -> %s: %s", src_host,
-                src_cmd, dst_host, dst_cmd);
+        mig_log(MIG_LOG_INFO, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid,
+                "relay %s: %s -> %s: %s", src_host, src_cmd, dst_host, dst_cmd);
         struct mig_ssh_relay_opts opts = {
             .buffer_bytes = 0,
             .limit_bytes_s = (uint64_t)r->d->cfg->transfer.limit_mbps * 1000000 / 8,
@@ -182,8 +183,18 @@ int run_http(struct run *r, const char *method, char *url, json_t *body)
         .total_ms = 120000,
         .retries = r->d->cfg->transfer.retries,
     };
-    mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "%s %s", method, url);
-    int rc = mig_http_request(r->d->http, &req, on_http_done, r);
+    int rc = -EINVAL;
+    if (url == NULL) {
+        /* A builder refused a name from an API: nothing unvalidated is sent. */
+        snprintf(r->http_detail, sizeof(r->http_detail),
+                 "%s: refused to build a URL from an invalid name", method);
+        r->http_err = rc;
+        json_decref(body);
+        return rc;
+    }
+    mig_log(MIG_LOG_DEBUG, r->submit_cb != NULL ? NULL : r->job->uuid, r->job->vm_uuid, "%s %s",
+            method, url);
+    rc = mig_http_request(r->d->http, &req, on_http_done, r);
     if (rc != 0) {
         r->http_err = rc;
         snprintf(r->http_detail, sizeof(r->http_detail), "%s %s: %s", method, url,

@@ -37,8 +37,8 @@ struct run {
     run_done_fn done; /* called by run_finish_step */
     int loop_i;       /* a loop index a step may keep across awaits */
     int loop_j;
-    int sub_pc;       /* resume point of a sub-step called with RUN_CALL */
-    int sub_err;      /* a sub-step's outcome: 0 or a negative code */
+    int sub_pc;  /* resume point of a sub-step called with RUN_CALL */
+    int sub_err; /* a sub-step's outcome: 0 or a negative code */
 
     /* Fetched on load; not persisted (fetched again after a restart). */
     json_t *vm;      /* VMAPI object */
@@ -47,8 +47,8 @@ struct run {
     json_t *dst;     /* borrowed from servers */
 
     /* The last SSH command. */
-    int ssh_err;     /* 0 when it ran; else a negative code */
-    int ssh_status;  /* its exit status */
+    int ssh_err;    /* 0 when it ran; else a negative code */
+    int ssh_status; /* its exit status */
     char *ssh_out;
     char *ssh_errout;
     char ssh_detail[256];
@@ -67,8 +67,8 @@ struct run {
 
     uv_timer_t timer; /* sleeps; timer.data = run */
     bool timer_closing;
-    bool busy;        /* an async operation is outstanding */
-    bool dead;        /* to be freed once nothing is outstanding */
+    bool busy; /* an async operation is outstanding */
+    bool dead; /* to be freed once nothing is outstanding */
 
     /* Submission (validation) only. */
     engine_submit_cb submit_cb;

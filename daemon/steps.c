@@ -122,9 +122,11 @@ static const char *ssh_why(struct run *r)
 {
     static char why[512];
     if (r->ssh_err != 0) {
-        snprintf(why, sizeof(why), "%s", r->ssh_detail[0] ? r->ssh_detail : mig_strerror(r->ssh_err));
+        snprintf(why, sizeof(why), "%s",
+                 r->ssh_detail[0] ? r->ssh_detail : mig_strerror(r->ssh_err));
     } else {
-        const char *e = r->ssh_errout != NULL && r->ssh_errout[0] != '\0' ? r->ssh_errout : "no message";
+        const char *e =
+            r->ssh_errout != NULL && r->ssh_errout[0] != '\0' ? r->ssh_errout : "no message";
         snprintf(why, sizeof(why), "exit %d: %s", r->ssh_status, e);
     }
     for (char *p = why; *p != '\0'; p++)
@@ -150,6 +152,55 @@ static bool http_ok(struct run *r)
     return r->http_err == 0 && r->http_status >= 200 && r->http_status < 300;
 }
 
+/* The job's dataset number j (ctx "datasets"), or NULL. */
+static const char *dataset_at(struct run *r, int j)
+{
+    return json_string_value(json_array_get(json_object_get(r->job->ctx, "datasets"), (size_t)j));
+}
+
+static int ndatasets(struct run *r)
+{
+    return (int)json_array_size(json_object_get(r->job->ctx, "datasets"));
+}
+
+/* The VM's NIC number i (VMAPI's object), or NULL past the last. */
+static json_t *vm_nic(struct run *r, int i)
+{
+    return json_array_get(json_object_get(r->vm, "nics"), (size_t)i);
+}
+
+static int vm_nnics(struct run *r)
+{
+    return (int)json_array_size(json_object_get(r->vm, "nics"));
+}
+
+/* NAPI's URL for the IP that rec (a NIC or an IP record) names; NULL when invalid. */
+static char *napi_ip_url(struct run *r, json_t *rec)
+{
+    const char *net = json_string_value(json_object_get(rec, "network_uuid"));
+    const char *ip = json_string_value(json_object_get(rec, "ip"));
+    if (!mig_uuid_valid(net) || !mig_hostname_valid(ip))
+        return NULL;
+    return api_url(r, r->d->cfg->apis.napi, "/networks/%s/ips/%s", net, ip);
+}
+
+/* The NIC's MAC without colons, as NAPI's path wants it; false unless 12 hex digits. */
+static bool nic_mac_bare(json_t *nic, char out[13])
+{
+    const char *mac = json_string_value(json_object_get(nic, "mac"));
+    size_t k = 0;
+    for (const char *p = mac; p != NULL && *p != '\0'; p++) {
+        if (*p == ':')
+            continue;
+        bool hex = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F');
+        if (!hex || k == 12)
+            return false;
+        out[k++] = *p;
+    }
+    out[k] = '\0';
+    return k == 12;
+}
+
 static const char *src_ip(struct run *r)
 {
     return ctx_str(r, "source_ip");
@@ -171,7 +222,8 @@ static json_t *vm_datasets(json_t *vm, const char *vm_uuid)
     json_t *disks = json_object_get(vm, "disks");
     size_t i;
     json_t *disk;
-    json_array_foreach(disks, i, disk) {
+    json_array_foreach(disks, i, disk)
+    {
         const char *dfs = json_string_value(json_object_get(disk, "zfs_filesystem"));
         const char *top = json_string_value(json_array_get(out, 0));
         size_t tl = strlen(top);
@@ -186,7 +238,8 @@ static json_t *find_server(json_t *servers, const char *key)
 {
     size_t i;
     json_t *s;
-    json_array_foreach(servers, i, s) {
+    json_array_foreach(servers, i, s)
+    {
         const char *u = json_string_value(json_object_get(s, "uuid"));
         const char *h = json_string_value(json_object_get(s, "hostname"));
         if ((u != NULL && strcasecmp(u, key) == 0) || (h != NULL && strcmp(h, key) == 0))
@@ -203,7 +256,8 @@ void step_load(struct run *r)
     RUN_BEGIN(r);
     RUN_AWAIT(r, run_http(r, "GET", api_url(r, cfg->apis.vmapi, "/vms/%s", r->job->vm_uuid), NULL));
     if (!http_ok(r)) {
-        steps_fail(r, "VmapiError", "cannot read VM %s from VMAPI: %s", r->job->vm_uuid, http_why(r));
+        steps_fail(r, "VmapiError", "cannot read VM %s from VMAPI: %s", r->job->vm_uuid,
+                   http_why(r));
         return;
     }
     json_decref(r->vm);
@@ -236,7 +290,8 @@ static json_t *place(struct run *r, json_t *vm, json_t *src, int64_t disk_mib)
     int64_t best_ram = -1;
     size_t i;
     json_t *s;
-    json_array_foreach(r->servers, i, s) {
+    json_array_foreach(r->servers, i, s)
+    {
         struct mig_refusal ignore;
         if (mig_validate_target(vm, src, s, disk_mib, r->job->allow_older_platform, &ignore) != 0)
             continue;
@@ -268,8 +323,8 @@ static int64_t vm_disk_mib(json_t *vm)
     int64_t mib = json_integer_value(json_object_get(vm, "quota")) * 1024;
     size_t i;
     json_t *disk;
-    json_array_foreach(json_object_get(vm, "disks"), i, disk)
-        mib += json_integer_value(json_object_get(disk, "size"));
+    json_array_foreach(json_object_get(vm, "disks"), i, disk) mib +=
+        json_integer_value(json_object_get(disk, "size"));
     return mib;
 }
 
@@ -280,7 +335,8 @@ void step_validate(struct run *r)
     RUN_BEGIN(r);
     /* The VM: by uuid, or by alias when that is unique among active VMs. */
     if (mig_uuid_valid(job->vm_uuid)) {
-        RUN_AWAIT(r, run_http(r, "GET", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid), NULL));
+        RUN_AWAIT(r,
+                  run_http(r, "GET", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid), NULL));
         if (r->http_err == 0 && r->http_status == 404) {
             refuse(r, MIG_RULE_VM_UNKNOWN, "VMAPI has no VM %s", job->vm_uuid);
             return;
@@ -302,9 +358,10 @@ void step_validate(struct run *r)
                    alias != NULL ? alias : "");
             return;
         }
-        RUN_AWAIT(r, run_http(r, "GET",
-                              api_url(r, cfg->apis.vmapi, "/vms?alias=%s&state=active", job->vm_alias),
-                              NULL));
+        RUN_AWAIT(r,
+                  run_http(r, "GET",
+                           api_url(r, cfg->apis.vmapi, "/vms?alias=%s&state=active", job->vm_alias),
+                           NULL));
         if (!http_ok(r) || !json_is_array(r->http_json)) {
             refuse(r, "VmapiError", "cannot list VMs from VMAPI: %s", http_why(r));
             return;
@@ -368,7 +425,8 @@ void step_validate(struct run *r)
         } else {
             r->dst = place(r, r->vm, r->src, disk);
             if (r->dst == NULL) {
-                refuse(r, MIG_RULE_TARGET_UNKNOWN, "no CN can take VM %s; name a target", job->vm_uuid);
+                refuse(r, MIG_RULE_TARGET_UNKNOWN, "no CN can take VM %s; name a target",
+                       job->vm_uuid);
                 return;
             }
         }
@@ -396,10 +454,7 @@ void step_validate(struct run *r)
         job->target_hostname = mig_strdup(json_string_value(json_object_get(r->dst, "hostname")));
     }
     /* SSH to both CNs (host keys checked); the source also tells the data size. */
-    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_list_tree(
-                                           json_string_value(json_array_get(
-                                               json_object_get(r->job->ctx, "datasets"), 0))),
-                         NULL));
+    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_list_tree(dataset_at(r, 0)), NULL));
     if (r->ssh_err != 0) {
         refuse(r, r->ssh_err == MIG_EHOSTKEY ? MIG_RULE_HOSTKEY : MIG_RULE_UNREACHABLE,
                "cannot reach source CN %s (%s): %s", job->source_hostname, src_ip(r), ssh_why(r));
@@ -434,17 +489,18 @@ void step_validate(struct run *r)
         /* The plan: what will happen, for --dry-run and the job's first log lines. */
         double secs = (double)job->progress.bytes_total / (100.0 * 1024 * 1024);
         r->plan = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:I, s:I, s:o}", "vm_uuid",
-                            job->vm_uuid, "vm_alias", job->vm_alias, "brand", job->brand,
-                            "source", job->source_hostname, "target", job->target_hostname,
-                            "mode", mig_mode_name(job->mode), "origin",
+                            job->vm_uuid, "vm_alias", job->vm_alias, "brand", job->brand, "source",
+                            job->source_hostname, "target", job->target_hostname, "mode",
+                            mig_mode_name(job->mode), "origin",
                             ctx_str(r, "origin") ? ctx_str(r, "origin") : "", "datasets",
                             json_object_get(job->ctx, "datasets"), "bytes_total",
                             (json_int_t)job->progress.bytes_total, "estimate_s",
                             (json_int_t)(secs + 1), "steps", json_array());
         for (int i = 0; i < MIG_PHASE_NPHASES; i++)
             json_array_append_new(json_object_get(r->plan, "steps"),
-                                  json_pack("{s:s, s:s}", "phase", mig_phase_name(steps_table[i].phase),
-                                            "does", steps_table[i].does));
+                                  json_pack("{s:s, s:s}", "phase",
+                                            mig_phase_name(steps_table[i].phase), "does",
+                                            steps_table[i].does));
     }
     run_finish_step(r, 0);
     RUN_END(r);
@@ -455,13 +511,13 @@ void step_validate(struct run *r)
 static void step_prepare(struct run *r)
 {
     struct mig_job *job = r->job;
-    const struct mig_config *cfg = r->d->cfg;
     RUN_BEGIN(r);
     /* Whether the VM runs now decides whether it is started on the target. */
     if (job->vm_was_running < 0) {
         RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_vmadm_get(job->vm_uuid), NULL));
         if (!ssh_ok(r)) {
-            steps_fail(r, "SourceVmadmFailed", "vmadm get on %s: %s", job->source_hostname, ssh_why(r));
+            steps_fail(r, "SourceVmadmFailed", "vmadm get on %s: %s", job->source_hostname,
+                       ssh_why(r));
             return;
         }
         json_t *vm = json_loads(r->ssh_out, 0, NULL);
@@ -473,45 +529,35 @@ static void step_prepare(struct run *r)
     /* Reserve each IP, recording first whether it was reserved before. */
     if (json_object_get(job->ctx, "ips") == NULL)
         json_object_set_new(job->ctx, "ips", json_array());
-    for (r->loop_i = 0; (size_t)r->loop_i < json_array_size(json_object_get(r->vm, "nics"));
-         r->loop_i++) {
+    for (r->loop_i = 0; r->loop_i < vm_nnics(r); r->loop_i++) {
         {
-            json_t *nic = json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i);
+            json_t *nic = vm_nic(r, r->loop_i);
             const char *ip = json_string_value(json_object_get(nic, "ip"));
-            const char *net = json_string_value(json_object_get(nic, "network_uuid"));
-            if (ip == NULL || net == NULL || !mig_uuid_valid(net) || !mig_hostname_valid(ip))
+            if (ip == NULL)
                 continue;
-            json_t *ips = json_object_get(job->ctx, "ips");
             size_t k;
             json_t *rec;
             bool known = false;
-            json_array_foreach(ips, k, rec) if (strcmp(json_string_value(json_object_get(rec, "ip")), ip) == 0)
-                known = true;
+            json_array_foreach(json_object_get(job->ctx, "ips"), k, rec) known =
+                known || strcmp(json_string_value(json_object_get(rec, "ip")), ip) == 0;
             if (known)
-                continue;
+                continue; /* recorded before a restart: its prior state is already kept */
         }
-        RUN_AWAIT(r, run_http(r, "GET",
-                              api_url(r, cfg->apis.napi, "/networks/%s/ips/%s",
-                                      json_string_value(json_object_get(json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "network_uuid")),
-                                      json_string_value(json_object_get(json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "ip"))),
-                              NULL));
+        RUN_AWAIT(r, run_http(r, "GET", napi_ip_url(r, vm_nic(r, r->loop_i)), NULL));
         if (!http_ok(r)) {
             steps_fail(r, "NapiError", "cannot read IP from NAPI: %s", http_why(r));
             return;
         }
         {
-            json_t *nic = json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i);
-            json_array_append_new(json_object_get(job->ctx, "ips"),
-                                  json_pack("{s:O, s:O, s:b}", "ip", json_object_get(nic, "ip"),
-                                            "network_uuid", json_object_get(nic, "network_uuid"),
-                                            "reserved_before",
-                                            json_is_true(json_object_get(r->http_json, "reserved"))));
+            json_t *nic = vm_nic(r, r->loop_i);
+            json_array_append_new(
+                json_object_get(job->ctx, "ips"),
+                json_pack("{s:O, s:O, s:b}", "ip", json_object_get(nic, "ip"), "network_uuid",
+                          json_object_get(nic, "network_uuid"), "reserved_before",
+                          json_is_true(json_object_get(r->http_json, "reserved"))));
             engine_job_changed(r); /* recorded before it is changed */
         }
-        RUN_AWAIT(r, run_http(r, "PUT",
-                              api_url(r, cfg->apis.napi, "/networks/%s/ips/%s",
-                                      json_string_value(json_object_get(json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "network_uuid")),
-                                      json_string_value(json_object_get(json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "ip"))),
+        RUN_AWAIT(r, run_http(r, "PUT", napi_ip_url(r, vm_nic(r, r->loop_i)),
                               json_pack("{s:b}", "reserved", 1)));
         if (!http_ok(r)) {
             steps_fail(r, "NapiError", "cannot reserve IP in NAPI: %s", http_why(r));
@@ -553,16 +599,6 @@ static void snap_name(struct run *r, const char *n, char out[128])
     snprintf(out, 128, "migd-%s-%s", r->job->uuid, n);
 }
 
-static const char *dataset_at(struct run *r, int j)
-{
-    return json_string_value(json_array_get(json_object_get(r->job->ctx, "datasets"), (size_t)j));
-}
-
-static int ndatasets(struct run *r)
-{
-    return (int)json_array_size(json_object_get(r->job->ctx, "datasets"));
-}
-
 /* The job's snapshots taken so far (ctx "snaps"), created when absent. */
 static json_t *snaps(struct run *r)
 {
@@ -585,7 +621,8 @@ static int send_round(struct run *r)
     char snap[128];
     SUB_BEGIN(r);
     for (r->loop_j = 0; r->loop_j < ndatasets(r); r->loop_j++) {
-        SUB_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)), NULL));
+        SUB_AWAIT(
+            r, run_ssh(r, src_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)), NULL));
         if (!ssh_ok(r)) {
             snprintf(r->ssh_detail, sizeof(r->ssh_detail), "%s", ssh_why(r));
             r->ssh_err = r->sub_err = MIG_EREMOTE;
@@ -594,9 +631,10 @@ static int send_round(struct run *r)
         snprintf(snap, sizeof(snap), "%s@%s", dataset_at(r, r->loop_j), ctx_str(r, "round_snap"));
         if (strstr(r->ssh_out, snap) != NULL)
             continue; /* taken before a restart */
-        SUB_AWAIT(r, run_ssh(r, src_ip(r),
-                             mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
-                             NULL));
+        SUB_AWAIT(r,
+                  run_ssh(r, src_ip(r),
+                          mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
+                          NULL));
         if (!ssh_ok(r)) {
             snprintf(r->ssh_detail, sizeof(r->ssh_detail), "%s", ssh_why(r));
             r->ssh_err = r->sub_err = MIG_EREMOTE;
@@ -670,7 +708,8 @@ static void step_sync(struct run *r)
         }
         RUN_CALL(r, send_round);
         if (r->sub_err != 0) {
-            steps_fail(r, "SyncFailed", "incremental send of %s failed: %s", job->vm_uuid, ssh_why(r));
+            steps_fail(r, "SyncFailed", "incremental send of %s failed: %s", job->vm_uuid,
+                       ssh_why(r));
             return;
         }
         job->progress.increments++;
@@ -689,10 +728,79 @@ static void step_sync(struct run *r)
 
 /* ---- switch: the only downtime ---- */
 
-static void step_switch(struct run *r)
+/* Ends record_inventory with a failure whose reason ssh_why() will give. */
+static int inventory_failed(struct run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int inventory_failed(struct run *r, const char *fmt, ...)
+{
+    char why[sizeof(r->ssh_detail)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    memcpy(r->ssh_detail, why, sizeof(why));
+    r->ssh_err = r->sub_err = MIG_EAPI;
+    return 1;
+}
+
+/*
+ * Sub-step: records where the VM now lives (ctx "inv_ip", "inv_server"):
+ * VMAPI gets that CN's `vmadm get` with server_uuid set (PUT replaces the
+ * object) and is read back to verify; then each NIC's cn_uuid in NAPI.  On
+ * failure r->sub_err is set and ssh_why() says why.
+ */
+static int record_inventory(struct run *r)
 {
     struct mig_job *job = r->job;
     const struct mig_config *cfg = r->d->cfg;
+    SUB_BEGIN(r);
+    SUB_AWAIT(r, run_ssh(r, ctx_str(r, "inv_ip"), mig_cmd_vmadm_get(job->vm_uuid), NULL));
+    {
+        json_t *vm = ssh_ok(r) ? json_loads(r->ssh_out, 0, NULL) : NULL;
+        if (!json_is_object(vm)) {
+            json_decref(vm);
+            return inventory_failed(r, "vmadm get on %s: %s", ctx_str(r, "inv_ip"), ssh_why(r));
+        }
+        json_object_set_new(vm, "server_uuid", json_string(ctx_str(r, "inv_server")));
+        json_object_set_new(job->ctx, "vmapi_body", vm);
+    }
+    SUB_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid),
+                          json_incref(json_object_get(job->ctx, "vmapi_body"))));
+    json_object_del(job->ctx, "vmapi_body");
+    if (!http_ok(r))
+        return inventory_failed(r, "VMAPI PUT /vms/%s: %s", job->vm_uuid, http_why(r));
+    SUB_AWAIT(r, run_http(r, "GET", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid), NULL));
+    {
+        const char *su = json_string_value(json_object_get(r->http_json, "server_uuid"));
+        if (!http_ok(r) || su == NULL || strcasecmp(su, ctx_str(r, "inv_server")) != 0)
+            return inventory_failed(r, "VMAPI does not name %s after PUT: %s",
+                                    ctx_str(r, "inv_server"),
+                                    http_ok(r) ? "server_uuid unchanged" : http_why(r));
+    }
+    ctx_set_flag(r, "inventoried", true);
+    engine_job_changed(r);
+    for (r->loop_i = 0; r->loop_i < vm_nnics(r); r->loop_i++) {
+        {
+            char bare[13];
+            if (!nic_mac_bare(vm_nic(r, r->loop_i), bare)) {
+                jlog(r, MIG_LOG_WARN, "NIC %d has no valid MAC; not updated in NAPI", r->loop_i);
+                continue;
+            }
+            ctx_set_str(r, "nic_mac", bare);
+        }
+        SUB_AWAIT(r,
+                  run_http(r, "PUT", api_url(r, cfg->apis.napi, "/nics/%s", ctx_str(r, "nic_mac")),
+                           json_pack("{s:s}", "cn_uuid", ctx_str(r, "inv_server"))));
+        if (!http_ok(r))
+            jlog(r, MIG_LOG_WARN, "NAPI PUT /nics/%s: %s", ctx_str(r, "nic_mac"), http_why(r));
+    }
+    SUB_END(r);
+}
+
+static void step_switch(struct run *r)
+{
+    struct mig_job *job = r->job;
     RUN_BEGIN(r);
     if (!ctx_flag(r, "stopped")) {
         ctx_set_int(r, "stop_ms", mig_now_ms());
@@ -705,7 +813,8 @@ static void step_switch(struct run *r)
             jlog(r, MIG_LOG_INFO, "stopping %s on %s", job->vm_uuid, job->source_hostname);
             RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_vmadm_stop(job->vm_uuid, false), NULL));
             if (!ssh_ok(r)) {
-                steps_fail(r, "StopFailed", "vmadm stop on %s: %s", job->source_hostname, ssh_why(r));
+                steps_fail(r, "StopFailed", "vmadm stop on %s: %s", job->source_hostname,
+                           ssh_why(r));
                 return;
             }
         }
@@ -728,7 +837,8 @@ sent:
     if (!ctx_flag(r, "zone_configured")) {
         RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_export(job->vm_uuid), NULL));
         if (!ssh_ok(r)) {
-            steps_fail(r, "ZonecfgFailed", "zonecfg export on %s: %s", job->source_hostname, ssh_why(r));
+            steps_fail(r, "ZonecfgFailed", "zonecfg export on %s: %s", job->source_hostname,
+                       ssh_why(r));
             return;
         }
         ctx_set_str(r, "zonecfg", r->ssh_out);
@@ -737,15 +847,16 @@ sent:
         RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zonecfg_import(job->vm_uuid, "/dev/stdin"),
                              ctx_str(r, "zonecfg")));
         if (!ssh_ok(r)) {
-            steps_fail(r, "ZonecfgFailed", "zonecfg -f on %s: %s", job->target_hostname, ssh_why(r));
+            steps_fail(r, "ZonecfgFailed", "zonecfg -f on %s: %s", job->target_hostname,
+                       ssh_why(r));
             return;
         }
     }
     if (!ctx_flag(r, "cores_created")) {
         RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_create_cores(POOL, job->vm_uuid), NULL));
         if (!ssh_ok(r) && strstr(r->ssh_errout, "exists") == NULL) {
-            steps_fail(r, "CoresFailed", "creating the cores dataset on %s: %s", job->target_hostname,
-                       ssh_why(r));
+            steps_fail(r, "CoresFailed", "creating the cores dataset on %s: %s",
+                       job->target_hostname, ssh_why(r));
             return;
         }
         ctx_set_flag(r, "cores_created", true);
@@ -757,7 +868,8 @@ sent:
         engine_job_changed(r);
         RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_autoboot(job->vm_uuid, false), NULL));
         if (!ssh_ok(r)) {
-            steps_fail(r, "DisableSourceFailed", "autoboot off on %s: %s", job->source_hostname, ssh_why(r));
+            steps_fail(r, "DisableSourceFailed", "autoboot off on %s: %s", job->source_hostname,
+                       ssh_why(r));
             return;
         }
         RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_do_not_inventory(job->vm_uuid), NULL));
@@ -772,70 +884,18 @@ sent:
         engine_job_changed(r);
         RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zoneadm_attach(job->vm_uuid), NULL));
         if (!ssh_ok(r)) {
-            steps_fail(r, "AttachFailed", "zoneadm attach on %s: %s", job->target_hostname, ssh_why(r));
+            steps_fail(r, "AttachFailed", "zoneadm attach on %s: %s", job->target_hostname,
+                       ssh_why(r));
             return;
         }
     }
     /* Inventory: VMAPI names the target, NAPI's NICs live on it. */
-    RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_vmadm_get(job->vm_uuid), NULL));
-    if (!ssh_ok(r)) {
-        steps_fail(r, "VerifyFailed", "vmadm get on %s: %s", job->target_hostname, ssh_why(r));
+    ctx_set_str(r, "inv_ip", dst_ip(r));
+    ctx_set_str(r, "inv_server", job->target_server_uuid);
+    RUN_CALL(r, record_inventory);
+    if (r->sub_err != 0) {
+        steps_fail(r, "InventoryFailed", "%s", ssh_why(r));
         return;
-    }
-    {
-        json_t *vm = json_loads(r->ssh_out, 0, NULL);
-        if (!json_is_object(vm)) {
-            json_decref(vm);
-            steps_fail(r, "VerifyFailed", "vmadm get on %s printed no JSON object", job->target_hostname);
-            return;
-        }
-        json_object_set_new(vm, "server_uuid", json_string(job->target_server_uuid));
-        ctx_set_int(r, "put_body_ok", 1);
-        json_object_set_new(r->job->ctx, "vmapi_body", vm);
-    }
-    RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid),
-                          json_incref(json_object_get(r->job->ctx, "vmapi_body"))));
-    json_object_del(r->job->ctx, "vmapi_body");
-    if (!http_ok(r)) {
-        steps_fail(r, "VmapiError", "PUT /vms/%s: %s", job->vm_uuid, http_why(r));
-        return;
-    }
-    RUN_AWAIT(r, run_http(r, "GET", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid), NULL));
-    {
-        const char *su = json_string_value(json_object_get(r->http_json, "server_uuid"));
-        if (!http_ok(r) || su == NULL || strcasecmp(su, job->target_server_uuid) != 0) {
-            steps_fail(r, "VmapiError", "VMAPI does not name the target after PUT: %s",
-                       http_ok(r) ? "server_uuid unchanged" : http_why(r));
-            return;
-        }
-    }
-    ctx_set_flag(r, "inventoried", true);
-    engine_job_changed(r);
-    for (r->loop_i = 0; (size_t)r->loop_i < json_array_size(json_object_get(r->vm, "nics")); r->loop_i++) {
-        {
-            const char *mac = json_string_value(json_object_get(
-                json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "mac"));
-            char bare[32] = "";
-            size_t k = 0;
-            for (const char *p = mac; p != NULL && *p != '\0' && k + 1 < sizeof(bare); p++)
-                if (*p != ':')
-                    bare[k++] = *p;
-            bare[k] = '\0';
-            bool ok = k == 12;
-            for (size_t q = 0; q < k; q++)
-                if (!((bare[q] >= '0' && bare[q] <= '9') || (bare[q] >= 'a' && bare[q] <= 'f') ||
-                      (bare[q] >= 'A' && bare[q] <= 'F')))
-                    ok = false;
-            if (!ok) {
-                jlog(r, MIG_LOG_WARN, "NIC %d has no valid MAC; not updated in NAPI", r->loop_i);
-                continue;
-            }
-            ctx_set_str(r, "nic_mac", bare);
-        }
-        RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.napi, "/nics/%s", ctx_str(r, "nic_mac")),
-                              json_pack("{s:s}", "cn_uuid", job->target_server_uuid)));
-        if (!http_ok(r))
-            jlog(r, MIG_LOG_WARN, "NAPI PUT /nics/%s: %s", ctx_str(r, "nic_mac"), http_why(r));
     }
     if (job->vm_was_running == 1) {
         RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_vmadm_start(job->vm_uuid), NULL));
@@ -855,19 +915,21 @@ sent:
 
 /* ---- cleanup ---- */
 
+/* The job's record of IP number i: {ip, network_uuid, reserved_before}. */
+static json_t *ip_rec(struct run *r, int i)
+{
+    return json_array_get(json_object_get(r->job->ctx, "ips"), (size_t)i);
+}
+
 /* Sub-step: restores each IP's reserved flag as it was before the job. */
 static int restore_ips(struct run *r)
 {
     SUB_BEGIN(r);
     for (r->loop_j = 0; (size_t)r->loop_j < json_array_size(json_object_get(r->job->ctx, "ips"));
          r->loop_j++) {
-        SUB_AWAIT(r, run_http(r, "PUT",
-                              api_url(r, r->d->cfg->apis.napi, "/networks/%s/ips/%s",
-                                      json_string_value(json_object_get(json_array_get(json_object_get(r->job->ctx, "ips"), (size_t)r->loop_j), "network_uuid")),
-                                      json_string_value(json_object_get(json_array_get(json_object_get(r->job->ctx, "ips"), (size_t)r->loop_j), "ip"))),
+        SUB_AWAIT(r, run_http(r, "PUT", napi_ip_url(r, ip_rec(r, r->loop_j)),
                               json_pack("{s:O}", "reserved",
-                                        json_object_get(json_array_get(json_object_get(r->job->ctx, "ips"), (size_t)r->loop_j),
-                                                        "reserved_before"))));
+                                        json_object_get(ip_rec(r, r->loop_j), "reserved_before"))));
         if (!http_ok(r)) {
             jlog(r, MIG_LOG_ERROR, "restoring an IP reservation: %s", http_why(r));
             r->sub_err = MIG_EAPI;
@@ -885,13 +947,15 @@ static int destroy_snaps(struct run *r)
     SUB_BEGIN(r);
     for (r->loop_i = 0; (size_t)r->loop_i < json_array_size(snaps(r)); r->loop_i++) {
         if (ctx_flag(r, "keep_final") &&
-            strstr(json_string_value(json_array_get(snaps(r), (size_t)r->loop_i)), "-final") != NULL)
+            strstr(json_string_value(json_array_get(snaps(r), (size_t)r->loop_i)), "-final") !=
+                NULL)
             continue;
         for (r->loop_j = 0; r->loop_j < ndatasets(r); r->loop_j++) {
             SUB_AWAIT(r, run_ssh(r, ctx_str(r, "destroy_on"),
-                                 mig_cmd_zfs_destroy_snapshot(dataset_at(r, r->loop_j),
-                                                              json_string_value(json_array_get(snaps(r), (size_t)r->loop_i)),
-                                                              true),
+                                 mig_cmd_zfs_destroy_snapshot(
+                                     dataset_at(r, r->loop_j),
+                                     json_string_value(json_array_get(snaps(r), (size_t)r->loop_i)),
+                                     true),
                                  NULL));
             if (!ssh_ok(r) && strstr(r->ssh_errout, "could not find") == NULL &&
                 strstr(r->ssh_errout, "does not exist") == NULL)
@@ -948,11 +1012,13 @@ void step_rollback(struct run *r)
             snprintf(cores, sizeof(cores), POOL "/cores/%s", job->vm_uuid);
             ctx_set_str(r, "cores_ds", cores);
         }
-        RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
+        RUN_AWAIT(r,
+                  run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
     }
     if (ctx_flag(r, "target_has_data")) {
         for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
-            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
+            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true),
+                                 NULL));
             if (!ssh_ok(r))
                 jlog(r, MIG_LOG_WARN, "destroying %s on the target: %s", dataset_at(r, r->loop_i),
                      ssh_why(r));
@@ -985,7 +1051,8 @@ void step_cleanup_source(struct run *r)
     RUN_BEGIN(r);
     RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_delete(job->vm_uuid), NULL));
     if (!ssh_ok(r)) {
-        steps_fail(r, "CleanupFailed", "zonecfg delete on %s: %s", job->source_hostname, ssh_why(r));
+        steps_fail(r, "CleanupFailed", "zonecfg delete on %s: %s", job->source_hostname,
+                   ssh_why(r));
         return;
     }
     /* The cores dataset is mounted inside the zone's: it goes first. */
@@ -996,7 +1063,8 @@ void step_cleanup_source(struct run *r)
     }
     RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
     for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
-        RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
+        RUN_AWAIT(r,
+                  run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
         if (!ssh_ok(r) && strstr(r->ssh_errout, "does not exist") == NULL) {
             steps_fail(r, "CleanupFailed", "destroying %s on %s: %s", dataset_at(r, r->loop_i),
                        job->source_hostname, ssh_why(r));
@@ -1023,12 +1091,12 @@ void step_cleanup_source(struct run *r)
 void step_rollback_switched(struct run *r)
 {
     struct mig_job *job = r->job;
-    const struct mig_config *cfg = r->d->cfg;
     RUN_BEGIN(r);
     if (!ctx_flag(r, "back_stopped")) {
         RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_vmadm_get(job->vm_uuid), NULL));
         if (!ssh_ok(r)) {
-            steps_fail(r, "RollbackFailed", "vmadm get on %s: %s", job->target_hostname, ssh_why(r));
+            steps_fail(r, "RollbackFailed", "vmadm get on %s: %s", job->target_hostname,
+                       ssh_why(r));
             return;
         }
         {
@@ -1042,7 +1110,8 @@ void step_rollback_switched(struct run *r)
         if (ctx_flag(r, "back_was_running")) {
             RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_vmadm_stop(job->vm_uuid, false), NULL));
             if (!ssh_ok(r)) {
-                steps_fail(r, "RollbackFailed", "vmadm stop on %s: %s", job->target_hostname, ssh_why(r));
+                steps_fail(r, "RollbackFailed", "vmadm stop on %s: %s", job->target_hostname,
+                           ssh_why(r));
                 return;
             }
         }
@@ -1057,38 +1126,43 @@ void step_rollback_switched(struct run *r)
                 snap_name(r, "back", name);
                 ctx_set_str(r, "round_snap", name);
             }
-            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)), NULL));
+            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)),
+                                 NULL));
             if (!ssh_ok(r)) {
-                steps_fail(r, "RollbackFailed", "zfs list on %s: %s", job->target_hostname, ssh_why(r));
+                steps_fail(r, "RollbackFailed", "zfs list on %s: %s", job->target_hostname,
+                           ssh_why(r));
                 return;
             }
             {
                 char full[400];
-                snprintf(full, sizeof(full), "%s@%s", dataset_at(r, r->loop_j), ctx_str(r, "round_snap"));
+                snprintf(full, sizeof(full), "%s@%s", dataset_at(r, r->loop_j),
+                         ctx_str(r, "round_snap"));
                 if (strstr(r->ssh_out, full) != NULL)
                     goto snapped;
             }
-            RUN_AWAIT(r, run_ssh(r, dst_ip(r),
-                                 mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
-                                 NULL));
+            RUN_AWAIT(
+                r, run_ssh(r, dst_ip(r),
+                           mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
+                           NULL));
             if (!ssh_ok(r)) {
-                steps_fail(r, "RollbackFailed", "zfs snapshot on %s: %s", job->target_hostname, ssh_why(r));
+                steps_fail(r, "RollbackFailed", "zfs snapshot on %s: %s", job->target_hostname,
+                           ssh_why(r));
                 return;
             }
-        snapped:
-            {
-                char from[140], final[128];
-                snap_name(r, "final", final);
-                snprintf(from, sizeof(from), "@%s", final);
-                ctx_set_str(r, "round_from", from);
-            }
-            RUN_AWAIT(r, run_relay(r, dst_ip(r),
-                                   mig_cmd_zfs_send(dataset_at(r, r->loop_j), ctx_str(r, "round_snap"),
-                                                    ctx_str(r, "round_from")),
-                                   src_ip(r), mig_cmd_zfs_receive(POOL, true)));
+        snapped : {
+            char from[140], final[128];
+            snap_name(r, "final", final);
+            snprintf(from, sizeof(from), "@%s", final);
+            ctx_set_str(r, "round_from", from);
+        }
+            RUN_AWAIT(r,
+                      run_relay(r, dst_ip(r),
+                                mig_cmd_zfs_send(dataset_at(r, r->loop_j), ctx_str(r, "round_snap"),
+                                                 ctx_str(r, "round_from")),
+                                src_ip(r), mig_cmd_zfs_receive(POOL, true)));
             if (r->relay_err != 0) {
-                steps_fail(r, "RollbackFailed", "sending %s back to %s: %s", dataset_at(r, r->loop_j),
-                           job->source_hostname, r->ssh_detail);
+                steps_fail(r, "RollbackFailed", "sending %s back to %s: %s",
+                           dataset_at(r, r->loop_j), job->source_hostname, r->ssh_detail);
                 return;
             }
         }
@@ -1103,10 +1177,12 @@ void step_rollback_switched(struct run *r)
     }
     RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zoneadm_detach(job->vm_uuid), NULL));
     if (!ssh_ok(r) && strstr(r->ssh_errout, "not installed") == NULL) {
-        steps_fail(r, "RollbackFailed", "zoneadm detach on %s: %s", job->target_hostname, ssh_why(r));
+        steps_fail(r, "RollbackFailed", "zoneadm detach on %s: %s", job->target_hostname,
+                   ssh_why(r));
         return;
     }
-    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zonecfg_autoboot(job->vm_uuid, ctx_flag(r, "autoboot_before")),
+    RUN_AWAIT(r, run_ssh(r, src_ip(r),
+                         mig_cmd_zonecfg_autoboot(job->vm_uuid, ctx_flag(r, "autoboot_before")),
                          NULL));
     if (!ssh_ok(r)) {
         steps_fail(r, "RollbackFailed", "autoboot on %s: %s", job->source_hostname, ssh_why(r));
@@ -1121,47 +1197,18 @@ void step_rollback_switched(struct run *r)
     if (ctx_flag(r, "back_was_running")) {
         RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_vmadm_start(job->vm_uuid), NULL));
         if (!ssh_ok(r)) {
-            steps_fail(r, "RollbackFailed", "vmadm start on %s: %s", job->source_hostname, ssh_why(r));
+            steps_fail(r, "RollbackFailed", "vmadm start on %s: %s", job->source_hostname,
+                       ssh_why(r));
             return;
         }
     }
     /* Inventory names the source again. */
-    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_vmadm_get(job->vm_uuid), NULL));
-    {
-        json_t *vm = ssh_ok(r) ? json_loads(r->ssh_out, 0, NULL) : NULL;
-        if (!json_is_object(vm)) {
-            json_decref(vm);
-            steps_fail(r, "RollbackFailed", "vmadm get on %s: %s", job->source_hostname, ssh_why(r));
-            return;
-        }
-        json_object_set_new(vm, "server_uuid", json_string(job->source_server_uuid));
-        json_object_set_new(r->job->ctx, "vmapi_body", vm);
-    }
-    RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.vmapi, "/vms/%s", job->vm_uuid),
-                          json_incref(json_object_get(r->job->ctx, "vmapi_body"))));
-    json_object_del(r->job->ctx, "vmapi_body");
-    if (!http_ok(r)) {
-        steps_fail(r, "RollbackFailed", "PUT /vms/%s: %s", job->vm_uuid, http_why(r));
+    ctx_set_str(r, "inv_ip", src_ip(r));
+    ctx_set_str(r, "inv_server", job->source_server_uuid);
+    RUN_CALL(r, record_inventory);
+    if (r->sub_err != 0) {
+        steps_fail(r, "RollbackFailed", "%s", ssh_why(r));
         return;
-    }
-    for (r->loop_i = 0; (size_t)r->loop_i < json_array_size(json_object_get(r->vm, "nics")); r->loop_i++) {
-        {
-            const char *mac = json_string_value(json_object_get(
-                json_array_get(json_object_get(r->vm, "nics"), (size_t)r->loop_i), "mac"));
-            char bare[32] = "";
-            size_t k = 0;
-            for (const char *p = mac; p != NULL && *p != '\0' && k + 1 < sizeof(bare); p++)
-                if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))
-                    bare[k++] = *p;
-            bare[k] = '\0';
-            if (k != 12)
-                continue;
-            ctx_set_str(r, "nic_mac", bare);
-        }
-        RUN_AWAIT(r, run_http(r, "PUT", api_url(r, cfg->apis.napi, "/nics/%s", ctx_str(r, "nic_mac")),
-                              json_pack("{s:s}", "cn_uuid", job->source_server_uuid)));
-        if (!http_ok(r))
-            jlog(r, MIG_LOG_WARN, "NAPI PUT /nics/%s: %s", ctx_str(r, "nic_mac"), http_why(r));
     }
     /* Only now, with the source verified, the target's copy goes. */
     RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zonecfg_delete(job->vm_uuid), NULL));
@@ -1175,7 +1222,8 @@ void step_rollback_switched(struct run *r)
     }
     RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
     for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
-        RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
+        RUN_AWAIT(r,
+                  run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
         if (!ssh_ok(r))
             jlog(r, MIG_LOG_WARN, "destroying %s on %s: %s", dataset_at(r, r->loop_i),
                  job->target_hostname, ssh_why(r));
@@ -1190,7 +1238,8 @@ void step_rollback_switched(struct run *r)
     ctx_set_str(r, "destroy_on", src_ip(r));
     RUN_CALL(r, destroy_snaps);
     jlog(r, MIG_LOG_INFO, "VM %s is back on %s after %lld ms of downtime", job->vm_uuid,
-         job->source_hostname, (long long)(mig_now_ms() - ctx_int(r, "back_stop_ms", mig_now_ms())));
+         job->source_hostname,
+         (long long)(mig_now_ms() - ctx_int(r, "back_stop_ms", mig_now_ms())));
     run_finish_step(r, 0);
     RUN_END(r);
 }
