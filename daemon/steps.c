@@ -163,6 +163,14 @@ static int ndatasets(struct run *r)
     return (int)json_array_size(json_object_get(r->job->ctx, "datasets"));
 }
 
+/* zfs destroy -r of the VM's cores dataset (zones/cores/UUID). */
+static char *cmd_destroy_cores(struct run *r)
+{
+    char cores[128];
+    snprintf(cores, sizeof(cores), POOL "/cores/%s", r->job->vm_uuid);
+    return mig_cmd_zfs_destroy(cores, true);
+}
+
 /* The VM's NIC number i (VMAPI's object), or NULL past the last. */
 static json_t *vm_nic(struct run *r, int i)
 {
@@ -611,18 +619,32 @@ static json_t *snaps(struct run *r)
 }
 
 /*
- * Sub-step: snapshots every dataset as ctx "round_snap" and sends each to
- * the target, incrementally from ctx "last_snap" (or, the first time, from
- * the image origin when it is installed there).  On success last_snap
- * becomes round_snap.
+ * Prepares a round of send_round: this job's snapshot `n`, taken on the CN
+ * at from_ip and sent to the CN at to_ip (the target, or the source when a
+ * switched VM goes back).
+ */
+static void begin_round(struct run *r, const char *n, const char *from_ip, const char *to_ip)
+{
+    char name[128];
+    snap_name(r, n, name);
+    ctx_set_str(r, "round_snap", name);
+    ctx_set_str(r, "round_src", from_ip);
+    ctx_set_str(r, "round_dst", to_ip);
+}
+
+/*
+ * Sub-step: snapshots every dataset as ctx "round_snap" on "round_src" and
+ * sends each to "round_dst", incrementally from ctx "last_snap" (or, the
+ * first time, from the image origin when it is installed there).  On
+ * success last_snap becomes round_snap.
  */
 static int send_round(struct run *r)
 {
     char snap[128];
     SUB_BEGIN(r);
     for (r->loop_j = 0; r->loop_j < ndatasets(r); r->loop_j++) {
-        SUB_AWAIT(
-            r, run_ssh(r, src_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)), NULL));
+        SUB_AWAIT(r, run_ssh(r, ctx_str(r, "round_src"),
+                             mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)), NULL));
         if (!ssh_ok(r)) {
             snprintf(r->ssh_detail, sizeof(r->ssh_detail), "%s", ssh_why(r));
             r->ssh_err = r->sub_err = MIG_EREMOTE;
@@ -632,7 +654,7 @@ static int send_round(struct run *r)
         if (strstr(r->ssh_out, snap) != NULL)
             continue; /* taken before a restart */
         SUB_AWAIT(r,
-                  run_ssh(r, src_ip(r),
+                  run_ssh(r, ctx_str(r, "round_src"),
                           mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
                           NULL));
         if (!ssh_ok(r)) {
@@ -642,7 +664,8 @@ static int send_round(struct run *r)
         }
     }
     json_array_append_new(snaps(r), json_string(ctx_str(r, "round_snap")));
-    ctx_set_flag(r, "target_has_data", true); /* from here a rollback cleans the target */
+    if (strcmp(ctx_str(r, "round_dst"), dst_ip(r)) == 0)
+        ctx_set_flag(r, "target_has_data", true); /* from here a rollback cleans the target */
     engine_job_changed(r);
     for (r->loop_j = 0; r->loop_j < ndatasets(r); r->loop_j++) {
         {
@@ -655,10 +678,10 @@ static int send_round(struct run *r)
             jlog(r, MIG_LOG_INFO, "sending %s@%s from %s", dataset_at(r, r->loop_j),
                  ctx_str(r, "round_snap"), from[0] != '\0' ? from : "nothing (full stream)");
         }
-        SUB_AWAIT(r, run_relay(r, src_ip(r),
+        SUB_AWAIT(r, run_relay(r, ctx_str(r, "round_src"),
                                mig_cmd_zfs_send(dataset_at(r, r->loop_j), ctx_str(r, "round_snap"),
                                                 ctx_str(r, "round_from")),
-                               dst_ip(r), mig_cmd_zfs_receive(POOL, true)));
+                               ctx_str(r, "round_dst"), mig_cmd_zfs_receive(POOL, true)));
         if (r->relay_err != 0) {
             r->ssh_err = r->relay_err; /* ssh_detail already says why */
             r->sub_err = r->relay_err;
@@ -675,11 +698,7 @@ static void step_sync(struct run *r)
     struct mig_job *job = r->job;
     RUN_BEGIN(r);
     if (ctx_str(r, "last_snap") == NULL) {
-        {
-            char name[128];
-            snap_name(r, "1", name);
-            ctx_set_str(r, "round_snap", name);
-        }
+        begin_round(r, "1", src_ip(r), dst_ip(r));
         RUN_CALL(r, send_round);
         if (r->sub_err != 0) {
             steps_fail(r, "SyncFailed", "sending %s to %s failed: %s", job->vm_uuid,
@@ -700,10 +719,9 @@ static void step_sync(struct run *r)
         if (job->finish_requested || job->abort_requested)
             break;
         {
-            char name[128], n[24];
+            char n[24];
             snprintf(n, sizeof(n), "%d", job->progress.increments + 2);
-            snap_name(r, n, name);
-            ctx_set_str(r, "round_snap", name);
+            begin_round(r, n, src_ip(r), dst_ip(r));
             ctx_set_int(r, "round_base", job->progress.bytes_sent);
         }
         RUN_CALL(r, send_round);
@@ -826,7 +844,7 @@ static void step_switch(struct run *r)
         snap_name(r, "final", name);
         if (ctx_str(r, "last_snap") != NULL && strcmp(ctx_str(r, "last_snap"), name) == 0)
             goto sent;
-        ctx_set_str(r, "round_snap", name);
+        begin_round(r, "final", src_ip(r), dst_ip(r));
     }
     RUN_CALL(r, send_round);
     if (r->sub_err != 0) {
@@ -1007,13 +1025,7 @@ void step_rollback(struct run *r)
             jlog(r, MIG_LOG_WARN, "zonecfg delete on the target: %s", ssh_why(r));
     }
     if (ctx_flag(r, "cores_created")) {
-        {
-            char cores[128];
-            snprintf(cores, sizeof(cores), POOL "/cores/%s", job->vm_uuid);
-            ctx_set_str(r, "cores_ds", cores);
-        }
-        RUN_AWAIT(r,
-                  run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
+        RUN_AWAIT(r, run_ssh(r, dst_ip(r), cmd_destroy_cores(r), NULL));
     }
     if (ctx_flag(r, "target_has_data")) {
         for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
@@ -1056,12 +1068,7 @@ void step_cleanup_source(struct run *r)
         return;
     }
     /* The cores dataset is mounted inside the zone's: it goes first. */
-    {
-        char cores[128];
-        snprintf(cores, sizeof(cores), POOL "/cores/%s", job->vm_uuid);
-        ctx_set_str(r, "cores_ds", cores);
-    }
-    RUN_AWAIT(r, run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
+    RUN_AWAIT(r, run_ssh(r, src_ip(r), cmd_destroy_cores(r), NULL));
     for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
         RUN_AWAIT(r,
                   run_ssh(r, src_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
@@ -1118,53 +1125,15 @@ void step_rollback_switched(struct run *r)
         ctx_set_flag(r, "back_stopped", true);
         engine_job_changed(r);
     }
-    /* What was written on the target since the switch goes back first. */
+    /* What was written on the target since the switch goes back first,
+     * incrementally from the final snapshot both sides kept. */
     if (!ctx_flag(r, "back_sent")) {
-        for (r->loop_j = 0; r->loop_j < ndatasets(r); r->loop_j++) {
-            {
-                char name[128];
-                snap_name(r, "back", name);
-                ctx_set_str(r, "round_snap", name);
-            }
-            RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_list_snapshots(dataset_at(r, r->loop_j)),
-                                 NULL));
-            if (!ssh_ok(r)) {
-                steps_fail(r, "RollbackFailed", "zfs list on %s: %s", job->target_hostname,
-                           ssh_why(r));
-                return;
-            }
-            {
-                char full[400];
-                snprintf(full, sizeof(full), "%s@%s", dataset_at(r, r->loop_j),
-                         ctx_str(r, "round_snap"));
-                if (strstr(r->ssh_out, full) != NULL)
-                    goto snapped;
-            }
-            RUN_AWAIT(
-                r, run_ssh(r, dst_ip(r),
-                           mig_cmd_zfs_snapshot(dataset_at(r, r->loop_j), ctx_str(r, "round_snap")),
-                           NULL));
-            if (!ssh_ok(r)) {
-                steps_fail(r, "RollbackFailed", "zfs snapshot on %s: %s", job->target_hostname,
-                           ssh_why(r));
-                return;
-            }
-        snapped : {
-            char from[140], final[128];
-            snap_name(r, "final", final);
-            snprintf(from, sizeof(from), "@%s", final);
-            ctx_set_str(r, "round_from", from);
-        }
-            RUN_AWAIT(r,
-                      run_relay(r, dst_ip(r),
-                                mig_cmd_zfs_send(dataset_at(r, r->loop_j), ctx_str(r, "round_snap"),
-                                                 ctx_str(r, "round_from")),
-                                src_ip(r), mig_cmd_zfs_receive(POOL, true)));
-            if (r->relay_err != 0) {
-                steps_fail(r, "RollbackFailed", "sending %s back to %s: %s",
-                           dataset_at(r, r->loop_j), job->source_hostname, r->ssh_detail);
-                return;
-            }
+        begin_round(r, "back", dst_ip(r), src_ip(r));
+        RUN_CALL(r, send_round);
+        if (r->sub_err != 0) {
+            steps_fail(r, "RollbackFailed", "sending %s back to %s: %s", job->vm_uuid,
+                       job->source_hostname, ssh_why(r));
+            return;
         }
         ctx_set_flag(r, "back_sent", true);
         engine_job_changed(r);
@@ -1215,12 +1184,7 @@ void step_rollback_switched(struct run *r)
     if (!ssh_ok(r))
         jlog(r, MIG_LOG_WARN, "zonecfg delete on %s: %s", job->target_hostname, ssh_why(r));
     /* The cores dataset is mounted inside the zone's: it goes first. */
-    {
-        char cores[128];
-        snprintf(cores, sizeof(cores), POOL "/cores/%s", job->vm_uuid);
-        ctx_set_str(r, "cores_ds", cores);
-    }
-    RUN_AWAIT(r, run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(ctx_str(r, "cores_ds"), true), NULL));
+    RUN_AWAIT(r, run_ssh(r, dst_ip(r), cmd_destroy_cores(r), NULL));
     for (r->loop_i = 0; r->loop_i < ndatasets(r); r->loop_i++) {
         RUN_AWAIT(r,
                   run_ssh(r, dst_ip(r), mig_cmd_zfs_destroy(dataset_at(r, r->loop_i), true), NULL));
@@ -1229,11 +1193,6 @@ void step_rollback_switched(struct run *r)
                  job->target_hostname, ssh_why(r));
     }
     /* The job's snapshots on the source (final and back) are no longer needed. */
-    {
-        char name[128];
-        snap_name(r, "back", name);
-        json_array_append_new(snaps(r), json_string(name));
-    }
     ctx_set_flag(r, "keep_final", false);
     ctx_set_str(r, "destroy_on", src_ip(r));
     RUN_CALL(r, destroy_snaps);
