@@ -159,16 +159,32 @@ static void apply(struct run *r, enum mig_job_event ev)
     save(r);
 }
 
+/* Removes r from the engine's list of runs. */
+static void unlink_run(struct engine *e, struct run *r)
+{
+    for (struct run **pp = &e->runs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            return;
+        }
+    }
+}
+
+/* Jobs being worked on (submissions being validated do not count). */
+static int active_jobs(struct engine *e)
+{
+    int n = 0;
+    for (struct run *r = e->runs; r != NULL; r = r->next)
+        if (r->submit_cb == NULL && !r->dead)
+            n++;
+    return n;
+}
+
 /* Ends a run: unlinks it, tells watchers the final word, frees it, schedules. */
 static void end_run(struct run *r)
 {
     struct engine *e = r->engine;
-    for (struct run **pp = &e->runs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
-    }
+    unlink_run(e, r);
     if (r->submit_cb == NULL)
         notify(e, r->job);
     run_free(r);
@@ -303,10 +319,7 @@ static void schedule(struct engine *e)
 {
     if (e->closing)
         return;
-    int active = 0;
-    for (struct run *r = e->runs; r != NULL; r = r->next)
-        if (r->submit_cb == NULL && !r->dead)
-            active++;
+    int active = active_jobs(e);
     struct mig_job_filter f = {.state = "queued", .vm_uuid = NULL, .all = 0};
     struct mig_job **jobs = NULL;
     size_t n = 0;
@@ -424,12 +437,7 @@ static void on_validated(struct run *r, int err)
         cb(arg, 0, NULL, job, r->plan);
     else
         cb(arg, err, &r->refusal, NULL, NULL);
-    for (struct run **pp = &e->runs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
-    }
+    unlink_run(e, r);
     run_free(r);
     if (err == 0 && !job->dry_run)
         schedule(e);
@@ -646,10 +654,7 @@ json_t *engine_stats_json(struct engine *e)
         }
         free(jobs);
     }
-    int active = 0;
-    for (struct run *r = e->runs; r != NULL; r = r->next)
-        if (r->submit_cb == NULL && !r->dead)
-            active++;
+    int active = active_jobs(e);
     return json_pack("{s:o, s:I, s:o, s:i}", "jobs", by_state, "bytes_sent", (json_int_t)bytes,
                      "downtimes_ms", downtimes, "active", active);
 }
