@@ -475,6 +475,9 @@ static void handle_job_action(struct control *c, h2o_req_t *req, const char *uui
         respond_error(req, 404, "ResourceNotFound", "job %s not found", uuid);
     } else if (rc == -EINVAL) {
         respond_error(req, 409, "InvalidState", "%s", msg[0] != '\0' ? msg : "not in this state");
+    } else if (rc == MIG_EDB) {
+        respond_error(req, 500, "DatabaseError", "%s",
+                      msg[0] != '\0' ? msg : "the database refused a write; nothing was changed");
     } else if (rc != 0) {
         respond_error(req, 500, "InternalError", "%s: %s", action,
                       msg[0] != '\0' ? msg : mig_strerror(rc));

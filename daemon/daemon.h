@@ -34,8 +34,14 @@ struct migd {
 
 /* engine.c */
 
-/* Creates the engine; it loads unfinished jobs from the store and resumes them. */
+/* Creates the engine; no job moves until engine_resume. */
 int engine_new(struct migd *d, struct engine **out);
+/*
+ * Resumes every job that was running or waiting when the daemon stopped,
+ * reports the job rows that cannot be read, and starts scheduling.  Called
+ * once the daemon holds its lock and its socket.
+ */
+void engine_resume(struct engine *e);
 /* Stops scheduling; running steps are abandoned (they resume at next start). */
 void engine_free(struct engine *e);
 
@@ -57,8 +63,10 @@ int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg
 
 /*
  * Acts on a job: "finish", "abort", "rollback" or "cleanup".  Returns 0 and
- * a sentence saying what will happen in msg, -ENOENT for an unknown job, or
- * -EINVAL with msg saying why the action does not apply in the job's state.
+ * a sentence saying what will happen in msg, -ENOENT for an unknown job,
+ * -EINVAL with msg saying why the action does not apply in the job's state
+ * (or what the job is busy with), or MIG_EDB when the request could not be
+ * recorded (nothing changed; msg says so).
  */
 int engine_action(struct engine *e, const char *job_uuid, const char *action, char *msg,
                   size_t msgsz);

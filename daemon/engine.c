@@ -1,20 +1,24 @@
 /*
- * engine.c: the job engine.  It accepts submissions (validating them before
- * a job exists), schedules queued jobs within the configured limits, walks
- * each running job through steps_table, turns step outcomes into state
- * transitions (mig_job_apply), rolls back failures, applies operators'
- * actions, and tells watchers about every change.  Every change of a job is
- * saved to the store before anything else happens, which is what lets a
- * restarted daemon continue each unfinished job from its last step.
+ * engine.c: the job engine.  It runs a submission's checks before a job
+ * exists, schedules queued jobs within the configured limits, and walks
+ * each running job through its plans with the executor: prepare, the sync
+ * rounds, the switch, the cleanup, or the operator's rollback and cleanup
+ * of a switched job.  What to do next is decided from the job's durable
+ * state alone (task, phase, rounds, undoing), so a restarted daemon
+ * continues every unfinished job by the same decision.  A failure before
+ * the point of no return walks the journal backwards (the job's rollback);
+ * operators' actions take effect at once; watchers hear of every change.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
+#include "executor.h"
 #include "log.h"
-#include "run.h"
-#include "steps.h"
+#include "submit.h"
 #include "util.h"
+
+#define TICK_MS 5000
 
 struct watcher {
     char job_uuid[MIG_UUID_LEN + 1];
@@ -24,21 +28,42 @@ struct watcher {
     struct watcher *next;
 };
 
+/* A job being worked on. */
+struct jrun {
+    struct engine *e;
+    struct mig_job *job; /* owned */
+    struct exec *x;
+    int64_t round_sent_base; /* progress.bytes_sent when the current round began */
+    bool sleeping;           /* between sync rounds: the executor's walk ended in a sleep */
+    bool ending;
+    struct jrun *next;
+};
+
+/* A submission being checked (no job in the store yet). */
+struct submission {
+    struct engine *e;
+    struct mig_job *job; /* owned until saved or refused */
+    struct exec *x;
+    struct mig_submit sub;
+    engine_submit_cb cb;
+    void *arg;
+    struct submission *next;
+};
+
 struct engine {
     struct migd *d;
-    struct run *runs; /* jobs being worked on, and submissions being validated */
+    struct jrun *runs;
+    struct submission *submissions;
     struct watcher *watchers;
     int notifying;   /* >0 while watchers are being called */
     uv_timer_t tick; /* periodic scheduling */
     bool closing;
 };
 
-/* A submission's job is not in the store yet, so its records carry no job uuid. */
-#define jlog(r, level, ...)                                                                        \
-    mig_log(level, (r)->submit_cb != NULL ? NULL : (r)->job->uuid, (r)->job->vm_uuid, __VA_ARGS__)
-
 static void schedule(struct engine *e);
-static void run_phase(struct run *r);
+static void continue_job(struct jrun *r);
+
+#define jlog(job, level, ...) mig_log(level, (job)->uuid, (job)->vm_uuid, __VA_ARGS__)
 
 /* ---- watchers ---- */
 
@@ -107,62 +132,67 @@ void engine_unwatch(struct engine *e, void *handle)
         reap_watchers(e);
 }
 
-/* ---- job changes ---- */
+/* ---- runs ---- */
 
-static struct run *find_run(struct engine *e, const char *job_uuid)
+static struct jrun *find_run(struct engine *e, const char *job_uuid)
 {
-    for (struct run *r = e->runs; r != NULL; r = r->next)
-        if (r->submit_cb == NULL && !r->dead && strcmp(r->job->uuid, job_uuid) == 0)
+    for (struct jrun *r = e->runs; r != NULL; r = r->next)
+        if (!r->ending && strcmp(r->job->uuid, job_uuid) == 0)
             return r;
     return NULL;
 }
 
-static void save(struct run *r)
+/* Jobs being worked on. */
+static int active_jobs(struct engine *e)
 {
-    int rc = mig_store_job_save(r->d->store, r->job);
+    int n = 0;
+    for (struct jrun *r = e->runs; r != NULL; r = r->next)
+        if (!r->ending)
+            n++;
+    return n;
+}
+
+static int active_on(struct engine *e, const char *server)
+{
+    int n = 0;
+    for (struct jrun *r = e->runs; r != NULL; r = r->next)
+        if (!r->ending && (strcmp(r->job->source_server_uuid, server) == 0 ||
+                           strcmp(r->job->target_server_uuid, server) == 0))
+            n++;
+    return n;
+}
+
+/*
+ * Saves the job.  A failed write is logged; the executor's next journal
+ * write fails the same way and pauses the job before it acts again.
+ */
+static int save(struct jrun *r)
+{
+    int rc = mig_store_job_save(r->e->d->store, r->job);
     if (rc != 0)
-        jlog(r, MIG_LOG_ERROR, "saving the job: %s", mig_strerror(rc));
+        jlog(r->job, MIG_LOG_ERROR, "saving the job: %s", mig_strerror(rc));
+    return rc;
 }
 
-void engine_job_changed(struct run *r)
-{
-    if (r->submit_cb != NULL)
-        return; /* a submission has no job in the store yet */
-    save(r);
-    notify(r->engine, r->job);
-}
-
-void engine_on_progress(struct run *r)
-{
-    struct mig_progress *p = &r->job->progress;
-    p->bytes_sent = (int64_t)(r->relay_base + r->relay_bytes);
-    int64_t elapsed = mig_now_ms() - r->relay_started_ms;
-    if (elapsed > 0)
-        p->rate_bytes_s = (int64_t)(r->relay_bytes * 1000 / (uint64_t)elapsed);
-    if (p->bytes_total < p->bytes_sent)
-        p->bytes_total = p->bytes_sent;
-    p->eta_s = p->rate_bytes_s > 0 ? (p->bytes_total - p->bytes_sent) / p->rate_bytes_s : -1;
-    engine_job_changed(r);
-}
-
-/* Applies ev to the job, saves it, tells watchers; logs a refused transition. */
-static void apply(struct run *r, enum mig_job_event ev)
+/* Applies ev to the job (the transition table decides), saves it, tells watchers. */
+static void apply(struct jrun *r, enum mig_job_event ev)
 {
     enum mig_job_state before = r->job->state;
     if (mig_job_apply(r->job, ev) != 0) {
-        jlog(r, MIG_LOG_ERROR, "no transition from %s on event %d", mig_job_state_name(before), ev);
+        jlog(r->job, MIG_LOG_ERROR, "no transition from %s on event %d",
+             mig_job_state_name(before), ev);
         return;
     }
     if (before != r->job->state)
-        jlog(r, MIG_LOG_INFO, "job %s: %s -> %s", r->job->uuid, mig_job_state_name(before),
+        jlog(r->job, MIG_LOG_INFO, "job %s: %s -> %s", r->job->uuid, mig_job_state_name(before),
              mig_job_state_name(r->job->state));
     save(r);
+    notify(r->e, r->job);
 }
 
-/* Removes r from the engine's list of runs. */
-static void unlink_run(struct engine *e, struct run *r)
+static void unlink_run(struct engine *e, struct jrun *r)
 {
-    for (struct run **pp = &e->runs; *pp != NULL; pp = &(*pp)->next) {
+    for (struct jrun **pp = &e->runs; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == r) {
             *pp = r->next;
             return;
@@ -170,149 +200,342 @@ static void unlink_run(struct engine *e, struct run *r)
     }
 }
 
-/* Jobs being worked on (submissions being validated do not count). */
-static int active_jobs(struct engine *e)
+/* Ends a run: the final word to watchers, then frees it and lets the next job start. */
+static void end_run(struct jrun *r)
 {
-    int n = 0;
-    for (struct run *r = e->runs; r != NULL; r = r->next)
-        if (r->submit_cb == NULL && !r->dead)
-            n++;
-    return n;
-}
-
-/* Ends a run: unlinks it, tells watchers the final word, frees it, schedules. */
-static void end_run(struct run *r)
-{
-    struct engine *e = r->engine;
+    struct engine *e = r->e;
+    r->ending = true;
+    notify(e, r->job);
     unlink_run(e, r);
-    if (r->submit_cb == NULL)
-        notify(e, r->job);
-    run_free(r);
+    exec_free(r->x);
+    mig_job_free(r->job);
+    free(r);
     schedule(e);
 }
 
-static struct run *run_new(struct engine *e, struct mig_job *job)
+static void on_exec_changed(void *owner)
 {
-    struct run *r = mig_calloc(1, sizeof(*r));
-    r->engine = e;
-    r->d = e->d;
+    struct jrun *r = owner;
+    notify(r->e, r->job);
+}
+
+static void on_exec_finished(void *owner, int err);
+
+static const struct exec_hooks run_hooks = {on_exec_changed, on_exec_finished};
+
+static struct jrun *run_new(struct engine *e, struct mig_job *job)
+{
+    struct jrun *r = mig_calloc(1, sizeof(*r));
+    r->e = e;
     r->job = job;
-    uv_timer_init(e->d->loop, &r->timer);
-    r->timer.data = r;
+    if (exec_new(e->d, job, &run_hooks, r, &r->x) != 0) {
+        free(r);
+        return NULL;
+    }
     r->next = e->runs;
     e->runs = r;
     return r;
 }
 
-/* ---- walking the steps ---- */
+/* ---- what a job does next ---- */
 
-static void on_rolled_back(struct run *r, int err)
+/* The phases a task's undo walk covers. */
+static unsigned undo_mask(const struct mig_job *job)
 {
-    if (err != 0)
-        jlog(r, MIG_LOG_ERROR, "rollback did not complete; see the log above");
-    mig_store_step_record(r->d->store, r->job->uuid, "rollback", err == 0 ? "done" : "failed");
-    apply(r, r->job->abort_requested ? MIG_EV_ABORT : MIG_EV_FAIL);
-    end_run(r);
+    if (job->task == MIG_TASK_RETURN)
+        return 1u << MIG_PHASE_ROLLBACK;
+    if (job->task == MIG_TASK_MIGRATE)
+        return (1u << MIG_PHASE_PREPARE) | (1u << MIG_PHASE_SYNC) | (1u << MIG_PHASE_SWITCH);
+    return 0;
 }
 
-static void on_source_cleaned(struct run *r, int err)
+/* What the sync phase does after a round. */
+enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH };
+
+static enum sync_next sync_decide(const struct mig_job *job, const struct mig_config *cfg)
 {
-    mig_store_step_record(r->d->store, r->job->uuid, "cleanup-source",
-                          err == 0 ? "done" : "failed");
-    if (err == 0) {
-        jlog(r, MIG_LOG_INFO, "source copy of %s deleted from %s", r->job->vm_uuid,
-             r->job->source_hostname);
-        apply(r, MIG_EV_CLEANED);
-    } else {
-        save(r); /* it stays switched, with its error; cleanup may be retried */
-    }
-    end_run(r);
+    if (job->mode == MIG_MODE_FULL || job->finish_requested)
+        return SYNC_SWITCH;
+    if (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && job->ctx.last_delta >= 0 &&
+        job->ctx.last_delta < cfg->incremental.auto_switch_bytes)
+        return SYNC_SWITCH;
+    if (job->ctx.rounds >= cfg->incremental.max_rounds)
+        return SYNC_WAIT;
+    return SYNC_ROUND;
 }
 
-static void on_step_done(struct run *r, int err)
+static void set_phase(struct jrun *r, enum mig_phase phase)
+{
+    r->job->phase = phase;
+    save(r);
+    jlog(r->job, MIG_LOG_INFO, "phase %s", mig_phase_name(phase));
+    notify(r->e, r->job);
+}
+
+/* Starts the walk back of what the current task did. */
+static void begin_undo(struct jrun *r)
+{
+    r->job->undoing = true;
+    save(r);
+    jlog(r->job, MIG_LOG_WARN, "rolling back: %s",
+         r->job->task == MIG_TASK_RETURN ? "the VM stays on the target"
+                                         : "the VM stays on the source");
+    notify(r->e, r->job);
+    exec_undo(r->x, undo_mask(r->job));
+}
+
+/* The plan for the job's phase now, into p (heap: plans are large). */
+static void plan_now(struct jrun *r, struct mig_plan *p)
 {
     struct mig_job *job = r->job;
-    const char *phase = mig_phase_name(job->phase);
-    if (err != 0) {
-        mig_store_step_record(r->d->store, job->uuid, phase, "failed");
-        if (job->error_code == NULL)
-            mig_job_set_error(job, "StepFailed", mig_strerror(err));
-        save(r);
-        bool on_target = json_is_true(json_object_get(job->ctx, "inventoried"));
-        if (on_target) {
-            /* The VM runs (or is installed) on the target and VMAPI says so: keep it there. */
-            jlog(r, MIG_LOG_ERROR, "failed after the VM moved; it stays on %s",
-                 job->target_hostname);
-            apply(r, MIG_EV_FAIL);
-            end_run(r);
-            return;
-        }
-        run_start_step(r, step_rollback, on_rolled_back);
+    if (job->task == MIG_TASK_RETURN) {
+        mig_plan_return(job, p);
+    } else if (job->task == MIG_TASK_REMOVE_SOURCE) {
+        mig_plan_remove_source(job, p);
+    } else if (job->phase == MIG_PHASE_PREPARE) {
+        mig_plan_prepare(job, p);
+    } else if (job->phase == MIG_PHASE_SYNC) {
+        mig_plan_round(job, job->ctx.rounds + 1, p);
+    } else if (job->phase == MIG_PHASE_SWITCH) {
+        mig_plan_switch(job, p);
+    } else {
+        mig_plan_cleanup(job, p);
+    }
+}
+
+static void run_plan(struct jrun *r)
+{
+    struct mig_plan *p = mig_calloc(1, sizeof(*p));
+    plan_now(r, p);
+    r->round_sent_base = r->job->progress.bytes_sent;
+    exec_run(r->x, p);
+    free(p);
+}
+
+/* After a sync round: record it, then round again, wait, or switch. */
+static void sync_step(struct jrun *r)
+{
+    struct mig_job *job = r->job;
+    const struct mig_config *cfg = r->e->d->cfg;
+    if (job->abort_requested) {
+        begin_undo(r);
         return;
     }
-    mig_store_step_record(r->d->store, job->uuid, phase, "done");
-    if (job->phase == MIG_PHASE_CLEANUP) {
+    if (job->ctx.rounds == 0) {
+        run_plan(r);
+        return;
+    }
+    switch (sync_decide(job, cfg)) {
+    case SYNC_SWITCH:
+        if (job->state == MIG_JOB_WAITING)
+            apply(r, MIG_EV_FINISH);
+        set_phase(r, MIG_PHASE_SWITCH);
+        continue_job(r);
+        return;
+    case SYNC_WAIT:
+    case SYNC_ROUND:
+        if (job->mode == MIG_MODE_INCREMENTAL && job->state == MIG_JOB_RUNNING)
+            apply(r, MIG_EV_SYNCED);
+        mig_job_set_activity(job, "next round in %d s", cfg->incremental.interval_s);
+        notify(r->e, job);
+        /* A wait without rounds still wakes for finish or abort. */
+        r->sleeping = true;
+        exec_sleep(r->x, (uint64_t)cfg->incremental.interval_s * 1000);
+        return;
+    }
+}
+
+/* Decides and starts the job's next walk from its durable state. */
+static void continue_job(struct jrun *r)
+{
+    struct mig_job *job = r->job;
+    if (job->undoing) {
+        exec_undo(r->x, undo_mask(job));
+        return;
+    }
+    if (job->task == MIG_TASK_MIGRATE) {
+        if (job->phase == MIG_PHASE_VALIDATE)
+            job->phase = MIG_PHASE_PREPARE; /* checked when it was submitted */
+        if (job->abort_requested && job->phase < MIG_PHASE_SWITCH) {
+            begin_undo(r);
+            return;
+        }
+        if (job->phase == MIG_PHASE_SYNC && job->ctx.rounds > 0) {
+            sync_step(r);
+            return;
+        }
+    }
+    run_plan(r);
+}
+
+/* A sleep between rounds ended (or was cut short by finish or abort). */
+static void after_sleep(struct jrun *r)
+{
+    struct mig_job *job = r->job;
+    mig_job_set_activity(job, NULL);
+    if (job->abort_requested) {
+        begin_undo(r);
+        return;
+    }
+    enum sync_next next = sync_decide(job, r->e->d->cfg);
+    if (next == SYNC_SWITCH) {
+        sync_step(r);
+        return;
+    }
+    if (next == SYNC_WAIT) {
+        r->sleeping = true;
+        exec_sleep(r->x, (uint64_t)r->e->d->cfg->incremental.interval_s * 1000);
+        return;
+    }
+    run_plan(r);
+}
+
+/* A plan walked to its end: the next phase. */
+static void plan_done(struct jrun *r)
+{
+    struct mig_job *job = r->job;
+    switch (job->task) {
+    case MIG_TASK_RETURN:
+        mig_job_clear_error(job);
+        jlog(job, MIG_LOG_INFO, "VM %s is back on %s", job->vm_uuid, job->source_hostname);
+        apply(r, MIG_EV_ROLLED_BACK);
+        end_run(r);
+        return;
+    case MIG_TASK_REMOVE_SOURCE:
+        mig_job_clear_error(job);
+        jlog(job, MIG_LOG_INFO, "source copy of %s deleted from %s", job->vm_uuid,
+             job->source_hostname);
+        apply(r, MIG_EV_CLEANED);
+        end_run(r);
+        return;
+    default:
+        break;
+    }
+    switch (job->phase) {
+    case MIG_PHASE_PREPARE:
+        set_phase(r, MIG_PHASE_SYNC);
+        run_plan(r);
+        return;
+    case MIG_PHASE_SYNC: {
+        int64_t delta = job->progress.bytes_sent - r->round_sent_base;
+        job->ctx.rounds++;
+        if (job->ctx.rounds >= 2) {
+            job->ctx.last_delta = delta;
+            job->progress.increments++;
+        }
+        save(r);
+        sync_step(r);
+        return;
+    }
+    case MIG_PHASE_SWITCH:
+        jlog(job, MIG_LOG_INFO, "VM %s is %s on %s after %lld ms of downtime", job->vm_uuid,
+             job->vm_was_running == 1 ? "running" : "installed", job->target_hostname,
+             (long long)job->downtime_ms);
+        set_phase(r, MIG_PHASE_CLEANUP);
+        run_plan(r);
+        return;
+    default:
         apply(r, MIG_EV_SWITCHED);
         if (job->cleanup_source) {
-            run_start_step(r, step_cleanup_source, on_source_cleaned);
+            job->task = MIG_TASK_REMOVE_SOURCE;
+            apply(r, MIG_EV_REMOVE);
+            run_plan(r);
             return;
         }
         end_run(r);
         return;
     }
-    job->phase++;
-    save(r);
-    run_phase(r);
 }
 
-static void run_phase(struct run *r)
+/* The undo walk ended: the task's outcome. */
+static void undo_done(struct jrun *r, int err)
 {
     struct mig_job *job = r->job;
-    if (job->phase == MIG_PHASE_VALIDATE)
-        job->phase = MIG_PHASE_PREPARE; /* validated when it was submitted */
-    if (job->abort_requested && job->phase < MIG_PHASE_SWITCH) {
-        mig_job_set_error(job, "Aborted", "aborted by the operator");
-        run_start_step(r, step_rollback, on_rolled_back);
-        return;
-    }
-    save(r);
-    mig_store_step_record(r->d->store, job->uuid, mig_phase_name(job->phase), "started");
-    jlog(r, MIG_LOG_INFO, "%s: %s", mig_phase_name(job->phase), steps_table[job->phase].does);
-    notify(r->engine, job);
-    run_start_step(r, steps_table[job->phase].fn, on_step_done);
-}
-
-static void on_loaded(struct run *r, int err)
-{
+    job->undoing = false;
     if (err != 0) {
-        on_step_done(r, err);
+        /* The walk stopped where undoing was unsafe to continue; the journal shows where. */
+        apply(r, MIG_EV_FAIL);
+        end_run(r);
         return;
     }
-    if (r->job->state == MIG_JOB_QUEUED)
-        apply(r, MIG_EV_START);
-    run_phase(r);
+    if (job->task == MIG_TASK_RETURN) {
+        jlog(job, MIG_LOG_WARN, "the rollback did not complete; the VM stays on %s",
+             job->target_hostname);
+        job->task = MIG_TASK_MIGRATE;
+        job->phase = MIG_PHASE_CLEANUP;
+        apply(r, MIG_EV_KEPT);
+        end_run(r);
+        return;
+    }
+    jlog(job, MIG_LOG_INFO, "rolled back: the VM is on %s as before", job->source_hostname);
+    apply(r, job->abort_requested ? MIG_EV_ABORT : MIG_EV_FAIL);
+    end_run(r);
 }
 
-/* Starts (or resumes) a job: fetches what its steps need, then walks them. */
+static void on_exec_finished(void *owner, int err)
+{
+    struct jrun *r = owner;
+    struct mig_job *job = r->job;
+    if (r->e->closing)
+        return;
+    if (job->undoing) {
+        undo_done(r, err);
+        return;
+    }
+    if (r->sleeping) {
+        r->sleeping = false;
+        after_sleep(r);
+        return;
+    }
+    if (err == 0) {
+        plan_done(r);
+        return;
+    }
+    if (err == MIG_ECANCELED && job->abort_requested) {
+        mig_job_set_error(job, "Aborted", "aborted by the operator");
+        begin_undo(r);
+        return;
+    }
+    if (exec_failed_forward(r->x) || job->task == MIG_TASK_REMOVE_SOURCE) {
+        /* Past the point of no return the VM stays where it now runs. */
+        if (job->task == MIG_TASK_REMOVE_SOURCE) {
+            job->task = MIG_TASK_MIGRATE;
+            apply(r, MIG_EV_KEPT);
+        } else {
+            jlog(job, MIG_LOG_ERROR, "failed after the VM moved; it stays on %s",
+                 job->task == MIG_TASK_RETURN ? job->source_hostname : job->target_hostname);
+            apply(r, MIG_EV_FAIL);
+        }
+        end_run(r);
+        return;
+    }
+    if (job->task == MIG_TASK_MIGRATE && job->phase == MIG_PHASE_CLEANUP) {
+        apply(r, MIG_EV_FAIL);
+        end_run(r);
+        return;
+    }
+    begin_undo(r);
+}
+
+/* Starts (or resumes) a job. */
 static void start_job(struct engine *e, struct mig_job *job)
 {
-    struct run *r = run_new(e, job);
-    jlog(r, MIG_LOG_INFO, "job %s %s: %s (%s) from %s to %s", job->uuid,
+    struct jrun *r = run_new(e, job);
+    if (r == NULL) {
+        jlog(job, MIG_LOG_ERROR, "cannot start job %s: out of resources", job->uuid);
+        mig_job_free(job);
+        return;
+    }
+    jlog(job, MIG_LOG_INFO, "job %s %s: %s (%s) from %s to %s", job->uuid,
          job->state == MIG_JOB_QUEUED ? "starting" : "resuming", job->vm_uuid,
-         job->vm_alias ? job->vm_alias : "", job->source_hostname, job->target_hostname);
-    run_start_step(r, step_load, on_loaded);
+         job->vm_alias != NULL ? job->vm_alias : "", job->source_hostname, job->target_hostname);
+    mig_job_set_activity(job, NULL);
+    if (job->state == MIG_JOB_QUEUED)
+        apply(r, MIG_EV_START);
+    continue_job(r);
 }
 
-static int active_on(struct engine *e, const char *server)
-{
-    int n = 0;
-    for (struct run *r = e->runs; r != NULL; r = r->next)
-        if (r->submit_cb == NULL && !r->dead &&
-            (strcmp(r->job->source_server_uuid, server) == 0 ||
-             strcmp(r->job->target_server_uuid, server) == 0))
-            n++;
-    return n;
-}
+/* ---- scheduling ---- */
 
 /* Starts queued jobs, oldest first, within max_active_jobs and max_jobs_per_cn. */
 static void schedule(struct engine *e)
@@ -320,12 +543,14 @@ static void schedule(struct engine *e)
     if (e->closing)
         return;
     int active = active_jobs(e);
+    const struct mig_config *cfg = e->d->cfg;
+    if (active >= cfg->limits.max_active_jobs)
+        return;
     struct mig_job_filter f = {.state = "queued", .vm_uuid = NULL, .all = 0};
     struct mig_job **jobs = NULL;
     size_t n = 0;
     if (mig_store_job_list(e->d->store, &f, &jobs, &n) != 0)
         return;
-    const struct mig_config *cfg = e->d->cfg;
     for (size_t i = 0; i < n; i++) {
         struct mig_job *job = jobs[i];
         if (active < cfg->limits.max_active_jobs && find_run(e, job->uuid) == NULL &&
@@ -349,29 +574,43 @@ int engine_new(struct migd *d, struct engine **out)
 {
     struct engine *e = mig_calloc(1, sizeof(*e));
     e->d = d;
-    uv_timer_init(d->loop, &e->tick);
-    e->tick.data = e;
-    /* Resume every job that was moving when the daemon stopped. */
-    struct mig_job_filter f = {.state = NULL, .vm_uuid = NULL, .all = 0};
-    struct mig_job **jobs = NULL;
-    size_t n = 0;
-    int rc = mig_store_job_list(d->store, &f, &jobs, &n);
+    int rc = uv_timer_init(d->loop, &e->tick);
     if (rc != 0) {
         free(e);
         return rc;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (jobs[i]->state == MIG_JOB_RUNNING || jobs[i]->state == MIG_JOB_WAITING) {
-            mig_job_apply(jobs[i], MIG_EV_RESUME);
-            start_job(e, jobs[i]);
-        } else {
-            mig_job_free(jobs[i]);
-        }
-    }
-    free(jobs);
-    uv_timer_start(&e->tick, on_tick, 0, 5000);
+    e->tick.data = e;
     *out = e;
     return 0;
+}
+
+void engine_resume(struct engine *e)
+{
+    struct mig_job_filter f = {.state = NULL, .vm_uuid = NULL, .all = 0};
+    struct mig_job **jobs = NULL;
+    size_t n = 0;
+    if (mig_store_job_list(e->d->store, &f, &jobs, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (jobs[i]->state == MIG_JOB_RUNNING || jobs[i]->state == MIG_JOB_WAITING) {
+                mig_job_apply(jobs[i], MIG_EV_RESUME);
+                start_job(e, jobs[i]);
+            } else {
+                mig_job_free(jobs[i]);
+            }
+        }
+        free(jobs);
+    }
+    struct mig_bad_job *bad = NULL;
+    size_t nbad = 0;
+    if (mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0) {
+        for (size_t i = 0; i < nbad; i++)
+            mig_log(MIG_LOG_ERROR, bad[i].uuid, bad[i].vm_uuid,
+                    "job %s (%s) cannot be read: %s; it is not resumed and its VM stays busy "
+                    "until an operator looks",
+                    bad[i].uuid, bad[i].state, bad[i].error);
+        free(bad);
+    }
+    uv_timer_start(&e->tick, on_tick, 0, TICK_MS);
 }
 
 static void on_tick_closed(uv_handle_t *h)
@@ -382,16 +621,22 @@ static void on_tick_closed(uv_handle_t *h)
 void engine_free(struct engine *e)
 {
     e->closing = true;
+    while (e->submissions != NULL) {
+        struct submission *s = e->submissions;
+        e->submissions = s->next;
+        struct mig_refusal rf = {.rule = "ShuttingDown", .message = "migd is shutting down"};
+        s->cb(s->arg, MIG_ECANCELED, &rf, NULL, NULL);
+        exec_free(s->x);
+        mig_submit_clear(&s->sub);
+        mig_job_free(s->job);
+        free(s);
+    }
     while (e->runs != NULL) {
-        struct run *r = e->runs;
+        struct jrun *r = e->runs;
         e->runs = r->next;
-        if (r->submit_cb != NULL) {
-            struct mig_refusal rf = {.rule = "ShuttingDown", .message = "migd is shutting down"};
-            r->submit_cb(r->submit_arg, MIG_ECANCELED, &rf, NULL, NULL);
-            r->submit_cb = NULL;
-        }
-        r->step = NULL; /* a completion after this must not walk on */
-        run_free(r);
+        exec_free(r->x);
+        mig_job_free(r->job);
+        free(r);
     }
     for (struct watcher *w = e->watchers; w != NULL; w = w->next)
         w->removed = true;
@@ -401,45 +646,80 @@ void engine_free(struct engine *e)
 
 /* ---- submissions ---- */
 
-static void on_validated(struct run *r, int err)
+static void unlink_submission(struct engine *e, struct submission *s)
 {
-    struct engine *e = r->engine;
-    engine_submit_cb cb = r->submit_cb;
-    void *arg = r->submit_arg;
-    struct mig_job *job = r->job;
-    if (err == 0 && !job->dry_run) {
-        /* Two submissions of one VM may validate at once: check again, then save. */
+    for (struct submission **pp = &e->submissions; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            return;
+        }
+    }
+}
+
+static void on_submit_changed(void *owner)
+{
+    (void)owner;
+}
+
+static void on_submit_finished(void *owner, int err);
+
+static const struct exec_hooks submit_hooks = {on_submit_changed, on_submit_finished};
+
+static void on_submit_finished(void *owner, int err)
+{
+    struct submission *s = owner;
+    struct engine *e = s->e;
+    struct mig_job *job = s->job;
+    struct mig_refusal refusal = {.rule = NULL};
+    json_t *plan = NULL;
+    if (e->closing)
+        return;
+    if (err != 0) {
+        refusal.rule = s->sub.a.err_code;
+        snprintf(refusal.message, sizeof(refusal.message), "%s", s->sub.a.err_msg);
+        err = MIG_EREFUSED;
+    } else {
+        plan = mig_submit_plan(&s->sub, job->limit_mbps);
         char holder[MIG_UUID_LEN + 1];
-        if (mig_store_job_holding_vm(r->d->store, job->vm_uuid, holder) == 0) {
-            r->refusal.rule = MIG_RULE_VM_BUSY;
-            snprintf(r->refusal.message, sizeof(r->refusal.message),
+        /* Two submissions of one VM may be checked at once: ask again, then save. */
+        int hrc = mig_store_job_holding_vm(e->d->store, job->vm_uuid, holder);
+        if (hrc == 0) {
+            refusal.rule = MIG_RULE_VM_BUSY;
+            snprintf(refusal.message, sizeof(refusal.message),
                      "VM %s already has unfinished job %s; see migctl show %s", job->vm_uuid,
                      holder, holder);
             err = MIG_EREFUSED;
-        } else {
+        } else if (hrc != -ENOENT) {
+            refusal.rule = "InternalError";
+            snprintf(refusal.message, sizeof(refusal.message), "the database cannot be read");
+            err = MIG_EDB;
+        } else if (!job->dry_run) {
             job->created = mig_now_ms();
-            int rc = mig_store_job_save(r->d->store, job);
+            int rc = mig_store_job_save(e->d->store, job);
             if (rc != 0) {
-                r->refusal.rule = "InternalError";
-                snprintf(r->refusal.message, sizeof(r->refusal.message), "saving the job: %s",
-                         mig_strerror(rc));
-                err = rc;
+                refusal.rule = "InternalError";
+                snprintf(refusal.message, sizeof(refusal.message),
+                         "cannot save the job: %s; nothing was changed", mig_strerror(rc));
+                err = MIG_EDB;
             } else {
-                mig_store_step_record(r->d->store, job->uuid, "validate", "done");
-                jlog(r, MIG_LOG_INFO, "job %s queued: %s (%s) from %s to %s, mode %s", job->uuid,
+                jlog(job, MIG_LOG_INFO, "job %s queued: %s (%s) from %s to %s, mode %s", job->uuid,
                      job->vm_uuid, job->vm_alias, job->source_hostname, job->target_hostname,
                      mig_mode_name(job->mode));
             }
         }
     }
-    r->submit_cb = NULL;
+    unlink_submission(e, s);
     if (err == 0)
-        cb(arg, 0, NULL, job, r->plan);
+        s->cb(s->arg, 0, NULL, job, plan);
     else
-        cb(arg, err, &r->refusal, NULL, NULL);
-    unlink_run(e, r);
-    run_free(r);
-    if (err == 0 && !job->dry_run)
+        s->cb(s->arg, err, &refusal, NULL, NULL);
+    json_decref(plan);
+    bool queued = err == 0 && !job->dry_run;
+    exec_free(s->x);
+    mig_submit_clear(&s->sub);
+    mig_job_free(job);
+    free(s);
+    if (queued)
         schedule(e);
 }
 
@@ -464,67 +744,100 @@ int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg
     job->dry_run = json_is_true(json_object_get(body, "dry_run"));
     job->allow_older_platform = json_is_true(json_object_get(body, "allow_older_platform"));
     job->cleanup_source = json_is_true(json_object_get(body, "cleanup_source"));
+    job->limit_mbps = e->d->cfg->transfer.limit_mbps;
     if (target != NULL)
-        json_object_set_new(job->ctx, "target_request", json_string(target));
-    struct run *r = run_new(e, job);
-    r->submit_cb = cb;
-    r->submit_arg = arg;
-    run_start_step(r, step_validate, on_validated);
+        snprintf(job->ctx.target_request, sizeof(job->ctx.target_request), "%s", target);
+    struct submission *s = mig_calloc(1, sizeof(*s));
+    s->e = e;
+    s->job = job;
+    s->cb = cb;
+    s->arg = arg;
+    int rc = exec_new(e->d, job, &submit_hooks, s, &s->x);
+    if (rc != 0) {
+        mig_job_free(job);
+        free(s);
+        return rc;
+    }
+    s->next = e->submissions;
+    e->submissions = s;
+    mig_submit_init(&s->sub, job, exec_env(s->x));
+    exec_call(s->x, mig_submit_step, &s->sub.a);
     return 0;
 }
 
 /* ---- operators' actions ---- */
 
-static void on_switched_rolled_back(struct run *r, int err)
+/* What a running job is busy with, for a refusal. */
+static const char *doing(const struct mig_job *job)
 {
-    mig_store_step_record(r->d->store, r->job->uuid, "rollback", err == 0 ? "done" : "failed");
-    if (err == 0) {
-        free(r->job->error_code);
-        free(r->job->error_message);
-        r->job->error_code = r->job->error_message = NULL;
-        apply(r, MIG_EV_ROLLED_BACK);
-    } else {
-        save(r); /* it stays switched, with its error; rollback may be retried */
-    }
-    end_run(r);
+    if (job->undoing)
+        return "is rolling back";
+    if (job->task == MIG_TASK_RETURN)
+        return "is moving back to its source (phase rollback)";
+    if (job->task == MIG_TASK_REMOVE_SOURCE)
+        return "is deleting its source copy (phase cleanup)";
+    return NULL;
 }
 
-static void on_rollback_loaded(struct run *r, int err)
+/* Starts a switched job's rollback or cleanup as a running task. */
+static int start_task(struct engine *e, struct mig_job *stored, enum mig_task task, char *msg,
+                      size_t msgsz)
 {
-    if (err != 0) {
-        save(r);
-        end_run(r);
-        return;
+    stored->task = task;
+    stored->phase = task == MIG_TASK_RETURN ? MIG_PHASE_ROLLBACK : MIG_PHASE_CLEANUP;
+    mig_job_clear_error(stored);
+    mig_job_apply(stored, task == MIG_TASK_RETURN ? MIG_EV_RETURN : MIG_EV_REMOVE);
+    int rc = mig_store_job_save(e->d->store, stored);
+    if (rc != 0) {
+        snprintf(msg, msgsz, "cannot record the %s of job %s: %s; nothing was changed",
+                 task == MIG_TASK_RETURN ? "rollback" : "cleanup", stored->uuid,
+                 mig_strerror(rc));
+        mig_job_free(stored);
+        return MIG_EDB;
     }
-    run_start_step(r, step_rollback_switched, on_switched_rolled_back);
-}
-
-static void on_cleanup_loaded(struct run *r, int err)
-{
-    if (err != 0) {
-        save(r);
-        end_run(r);
-        return;
+    mig_log(MIG_LOG_INFO, stored->uuid, stored->vm_uuid, "%s", msg);
+    struct jrun *r = run_new(e, stored);
+    if (r == NULL) {
+        mig_job_free(stored);
+        return -ENOMEM;
     }
-    run_start_step(r, step_cleanup_source, on_source_cleaned);
+    notify(e, stored);
+    run_plan(r);
+    return 0;
 }
 
 int engine_action(struct engine *e, const char *job_uuid, const char *action, char *msg,
                   size_t msgsz)
 {
     struct mig_job *stored = NULL;
-    if (!mig_uuid_valid(job_uuid) || mig_store_job_load(e->d->store, job_uuid, &stored) != 0)
+    if (!mig_uuid_valid(job_uuid))
         return -ENOENT;
-    struct run *r = find_run(e, job_uuid);
+    int lrc = mig_store_job_load(e->d->store, job_uuid, &stored);
+    if (lrc == -ENOENT)
+        return -ENOENT;
+    if (lrc != 0) {
+        snprintf(msg, msgsz, "job %s cannot be read from the database: %s", job_uuid,
+                 mig_strerror(lrc));
+        return MIG_EDB;
+    }
+    struct jrun *r = find_run(e, job_uuid);
     struct mig_job *job = r != NULL ? r->job : stored;
+    const char *busy = doing(job);
     int rc = 0;
-    if (strcmp(action, "finish") == 0) {
+    if (busy != NULL && job->state == MIG_JOB_RUNNING) {
+        snprintf(msg, msgsz, "job %s %s; wait for it to end (migctl watch %s)", job->uuid, busy,
+                 job->uuid);
+        rc = -EINVAL;
+    } else if (strcmp(action, "finish") == 0) {
         if (job->mode == MIG_MODE_FULL ||
             !(job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING ||
-              job->state == MIG_JOB_QUEUED)) {
+              job->state == MIG_JOB_QUEUED) ||
+            job->phase >= MIG_PHASE_SWITCH) {
             snprintf(msg, msgsz,
-                     "job %s is %s (%s mode): only a running incremental job can be finished",
-                     job->uuid, mig_job_state_name(job->state), mig_mode_name(job->mode));
+                     "job %s is %s (%s mode, phase %s): only an incremental job that has not "
+                     "switched can be finished",
+                     job->uuid, mig_job_state_name(job->state), mig_mode_name(job->mode),
+                     mig_phase_name(mig_job_shown_phase(job)));
             rc = -EINVAL;
         } else {
             job->finish_requested = true;
@@ -538,46 +851,41 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
             snprintf(msg, msgsz, "job %s aborted before it started; nothing was changed",
                      job->uuid);
         } else if ((job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING) &&
-                   job->phase < MIG_PHASE_SWITCH) {
-            job->abort_requested = true;
-            snprintf(msg, msgsz, "job %s: aborting; what was sent to %s will be removed", job->uuid,
-                     job->target_hostname);
+                   job->task == MIG_TASK_MIGRATE && job->phase < MIG_PHASE_SWITCH) {
+            if (job->abort_requested) {
+                snprintf(msg, msgsz, "job %s is already aborting", job->uuid);
+                rc = -EINVAL;
+            } else {
+                job->abort_requested = true;
+                snprintf(msg, msgsz, "job %s: aborting; what was sent to %s will be removed",
+                         job->uuid, job->target_hostname);
+            }
         } else {
             snprintf(msg, msgsz, "job %s is %s in phase %s: it can no longer be aborted%s",
-                     job->uuid, mig_job_state_name(job->state), mig_phase_name(job->phase),
+                     job->uuid, mig_job_state_name(job->state),
+                     mig_phase_name(mig_job_shown_phase(job)),
                      job->state == MIG_JOB_SWITCHED ? "; use rollback" : "");
             rc = -EINVAL;
         }
-    } else if (strcmp(action, "cleanup") == 0) {
+    } else if (strcmp(action, "cleanup") == 0 || strcmp(action, "rollback") == 0) {
+        bool back = strcmp(action, "rollback") == 0;
         if (job->state != MIG_JOB_SWITCHED || r != NULL) {
-            snprintf(msg, msgsz, "job %s is %s: only a switched job's source copy can be deleted",
-                     job->uuid, mig_job_state_name(job->state));
+            snprintf(msg, msgsz, "job %s is %s: only a switched job %s%s", job->uuid,
+                     mig_job_state_name(job->state),
+                     back ? "can be rolled back" : "'s source copy can be deleted",
+                     back && (job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING)
+                         ? "; use abort"
+                         : "");
             rc = -EINVAL;
-        } else {
-            snprintf(msg, msgsz, "job %s: deleting the source copy of %s on %s", job->uuid,
-                     job->vm_uuid, job->source_hostname);
-            mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
-            r = run_new(e, stored);
-            stored = NULL;
-            run_start_step(r, step_load, on_cleanup_loaded);
-            return 0;
-        }
-    } else if (strcmp(action, "rollback") == 0) {
-        if (job->state != MIG_JOB_SWITCHED || r != NULL) {
-            snprintf(msg, msgsz, "job %s is %s: only a switched job can be rolled back%s",
-                     job->uuid, mig_job_state_name(job->state),
-                     job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING ? "; use abort"
-                                                                                    : "");
-            rc = -EINVAL;
-        } else {
+        } else if (back) {
             snprintf(msg, msgsz,
                      "job %s: moving %s back to %s; what changed on %s is sent back first",
                      job->uuid, job->vm_uuid, job->source_hostname, job->target_hostname);
-            mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
-            r = run_new(e, stored);
-            stored = NULL;
-            run_start_step(r, step_load, on_rollback_loaded);
-            return 0;
+            return start_task(e, stored, MIG_TASK_RETURN, msg, msgsz);
+        } else {
+            snprintf(msg, msgsz, "job %s: deleting the source copy of %s on %s", job->uuid,
+                     job->vm_uuid, job->source_hostname);
+            return start_task(e, stored, MIG_TASK_REMOVE_SOURCE, msg, msgsz);
         }
     } else {
         snprintf(msg, msgsz, "unknown action \"%s\": use finish, abort, rollback or cleanup",
@@ -585,14 +893,25 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         rc = -EINVAL;
     }
     if (rc == 0) {
-        mig_store_job_save(e->d->store, job);
+        /* Recorded before it takes effect: a refused write changes nothing. */
+        int src = mig_store_job_save(e->d->store, job);
+        if (src != 0) {
+            if (strcmp(action, "abort") == 0)
+                job->abort_requested = false;
+            else
+                job->finish_requested = false;
+            snprintf(msg, msgsz, "cannot record the %s of job %s: %s; nothing was changed", action,
+                     job->uuid, mig_strerror(src));
+            mig_job_free(stored);
+            return MIG_EDB;
+        }
         mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
         notify(e, job);
-        if (r != NULL && uv_is_active((uv_handle_t *)&r->timer)) {
-            /* Wake a job sleeping between incremental rounds. */
-            uv_timer_stop(&r->timer);
-            r->busy = false;
-            run_continue(r);
+        if (r != NULL) {
+            if (strcmp(action, "abort") == 0)
+                exec_interrupt(r->x); /* a stream in flight is cut now */
+            else
+                exec_wake(r->x);
         }
     }
     mig_job_free(stored);
@@ -603,11 +922,18 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
 
 json_t *engine_job_json(struct engine *e, const char *job_uuid)
 {
-    struct run *r = find_run(e, job_uuid);
+    struct jrun *r = find_run(e, job_uuid);
     if (r != NULL)
         return mig_job_to_json(r->job);
     struct mig_job *job = NULL;
-    if (!mig_uuid_valid(job_uuid) || mig_store_job_load(e->d->store, job_uuid, &job) != 0)
+    if (!mig_uuid_valid(job_uuid))
+        return NULL;
+    int rc = mig_store_job_load(e->d->store, job_uuid, &job);
+    if (rc == MIG_EPARSE)
+        return json_pack("{s:s, s:{s:s, s:s}}", "uuid", job_uuid, "error", "code",
+                         "UnreadableRecord", "message",
+                         "the job's record in the database cannot be read");
+    if (rc != 0)
         return NULL;
     json_t *j = mig_job_to_json(job);
     mig_job_free(job);
@@ -620,14 +946,34 @@ json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uui
     struct mig_job **jobs = NULL;
     size_t n = 0;
     json_t *out = json_array();
-    if (mig_store_job_list(e->d->store, &f, &jobs, &n) != 0)
-        return out;
+    if (mig_store_job_list(e->d->store, &f, &jobs, &n) != 0) {
+        json_decref(out);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
-        struct run *r = find_run(e, jobs[i]->uuid);
+        struct jrun *r = find_run(e, jobs[i]->uuid);
         json_array_append_new(out, mig_job_to_json(r != NULL ? r->job : jobs[i]));
         mig_job_free(jobs[i]);
     }
     free(jobs);
+    /* A row that cannot be read is listed, never hidden, never hiding the others. */
+    struct mig_bad_job *bad = NULL;
+    size_t nbad = 0;
+    if (mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0) {
+        for (size_t i = 0; i < nbad; i++) {
+            enum mig_job_state st;
+            bool final = mig_job_state_parse(bad[i].state, &st) == 0 && mig_job_state_final(st);
+            if ((state != NULL && strcmp(state, bad[i].state) != 0) ||
+                (vm_uuid != NULL && strcmp(vm_uuid, bad[i].vm_uuid) != 0) ||
+                (!all && state == NULL && final))
+                continue;
+            json_array_append_new(
+                out, json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "uuid", bad[i].uuid, "vm_uuid",
+                               bad[i].vm_uuid, "state", bad[i].state, "error", "code",
+                               "UnreadableRecord", "message", bad[i].error));
+        }
+        free(bad);
+    }
     return out;
 }
 
@@ -643,18 +989,24 @@ json_t *engine_stats_json(struct engine *e)
     int64_t bytes = 0;
     if (mig_store_job_list(e->d->store, &f, &jobs, &n) == 0) {
         for (size_t i = 0; i < n; i++) {
-            const char *name = mig_job_state_name(jobs[i]->state);
+            struct jrun *r = find_run(e, jobs[i]->uuid);
+            const struct mig_job *job = r != NULL ? r->job : jobs[i];
+            const char *name = mig_job_state_name(job->state);
             json_object_set_new(
                 by_state, name,
                 json_integer(json_integer_value(json_object_get(by_state, name)) + 1));
-            bytes += jobs[i]->progress.bytes_sent;
-            if (jobs[i]->downtime_ms >= 0)
-                json_array_append_new(downtimes, json_integer(jobs[i]->downtime_ms));
+            bytes += job->progress.bytes_sent;
+            if (job->downtime_ms >= 0)
+                json_array_append_new(downtimes, json_integer(job->downtime_ms));
             mig_job_free(jobs[i]);
         }
         free(jobs);
     }
-    int active = active_jobs(e);
-    return json_pack("{s:o, s:I, s:o, s:i}", "jobs", by_state, "bytes_sent", (json_int_t)bytes,
-                     "downtimes_ms", downtimes, "active", active);
+    struct mig_bad_job *bad = NULL;
+    size_t nbad = 0;
+    if (mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0)
+        free(bad);
+    return json_pack("{s:o, s:I, s:o, s:i, s:i}", "jobs", by_state, "bytes_sent",
+                     (json_int_t)bytes, "downtimes_ms", downtimes, "active", active_jobs(e),
+                     "unreadable", (int)nbad);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "err.h"
@@ -26,6 +27,7 @@ struct migd_main {
     bool stopping;
     int exit_status;
     int job_log_level; /* job log records below this level are not stored */
+    int lock_fd;       /* the database's lock: held (open) for the daemon's life */
 };
 
 static const char usage_text[] =
@@ -143,11 +145,13 @@ static int migd_start(struct migd_main *m, const char *socket_path)
         mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot start the job engine: %s", mig_strerror(rc));
         return rc;
     }
+    /* The socket is claimed before any job moves: a daemon that cannot serve does not act. */
     rc = control_start(d, socket_path, &d->control, err, sizeof(err));
     if (rc != 0) {
         mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot serve the control API: %s", err);
         return rc;
     }
+    engine_resume(d->engine);
     return 0;
 }
 
@@ -224,6 +228,15 @@ int main(int argc, char **argv)
     mig_log_init("migd", level, NULL);
     m.job_log_level = level < MIG_LOG_INFO ? level : MIG_LOG_INFO;
 
+    /* One daemon, one truth: the lock is taken before anything is read or resumed. */
+    long holder = 0;
+    rc = mig_store_lock(cfg->db, &m.lock_fd, &holder, err, sizeof(err));
+    if (rc != 0) {
+        mig_log(MIG_LOG_FATAL, NULL, NULL, "%s", err[0] != '\0' ? err : mig_strerror(rc));
+        fprintf(stderr, "migd: %s\n", err[0] != '\0' ? err : mig_strerror(rc));
+        mig_config_free(cfg);
+        return 1;
+    }
     rc = mig_store_open(cfg->db, &m.d.store, err, sizeof(err));
     if (rc != 0) {
         mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot open the database %s: %s", cfg->db,
@@ -267,5 +280,6 @@ int main(int argc, char **argv)
         log_info("migd stopped");
     }
     mig_config_free(cfg);
+    close(m.lock_fd);
     return m.exit_status;
 }

@@ -270,6 +270,12 @@ char *mig_cmd_zonecfg_import(const char *vm_uuid, const char *file)
     return cmd_done(&c);
 }
 
+/* "zonecfg -z 'UUID' -f -"; NULL for a bad uuid. */
+char *mig_cmd_zonecfg_import_stdin(const char *vm_uuid)
+{
+    return zone_cmd("zonecfg", vm_uuid, "-f -", NULL);
+}
+
 /* "zonecfg -z 'UUID' delete -F"; NULL for a bad uuid. */
 char *mig_cmd_zonecfg_delete(const char *vm_uuid)
 {
@@ -332,6 +338,17 @@ char *mig_cmd_zfs_get(const char *property, const char *dataset)
     return cmd_done(&c);
 }
 
+/* "zfs get -H -p -o value 'PROP' 'DS@SNAP'" */
+char *mig_cmd_zfs_get_snap(const char *property, const char *dataset, const char *snap)
+{
+    struct cmd c = {0};
+    cmd_lit(&c, "zfs get -H -p -o value");
+    cmd_arg(&c, property, prop_valid(property));
+    bool ok = mig_dataset_valid(dataset) && mig_snapname_valid(snap);
+    cmd_argf(&c, ok, "%s@%s", ok ? dataset : "", ok ? snap : "");
+    return cmd_done(&c);
+}
+
 /* "zfs set 'PROP=VALUE' 'DS'" */
 char *mig_cmd_zfs_set(const char *property, const char *value, const char *dataset)
 {
@@ -373,6 +390,33 @@ char *mig_cmd_zfs_receive(const char *pool, bool force)
     struct cmd c = {0};
     cmd_lit(&c, force ? "zfs receive -F -d" : "zfs receive -d");
     cmd_arg(&c, pool, mig_dataset_valid(pool));
+    return cmd_done(&c);
+}
+
+/* "zfs receive -s -F -d 'POOL'" */
+char *mig_cmd_zfs_receive_resumable(const char *pool)
+{
+    struct cmd c = {0};
+    cmd_lit(&c, "zfs receive -s -F -d");
+    cmd_arg(&c, pool, mig_dataset_valid(pool));
+    return cmd_done(&c);
+}
+
+/* A resume token: 1..1023 of [0-9a-zA-Z-] (zfs prints hex fields joined by '-'). */
+static bool token_char(char ch)
+{
+    return is_alnum(ch) || ch == '-';
+}
+
+/* "zfs send -t 'TOKEN'" */
+char *mig_cmd_zfs_send_resume(const char *token)
+{
+    struct cmd c = {0};
+    cmd_lit(&c, "zfs send -t");
+    bool ok = token != NULL && token[0] != '\0' && token[0] != '-' && strlen(token) < 1024;
+    for (const char *p = token; ok && *p != '\0'; p++)
+        ok = token_char(*p);
+    cmd_arg(&c, token, ok);
     return cmd_done(&c);
 }
 
@@ -608,6 +652,112 @@ int mig_parse_zoneadm_find(const char *text, const char *uuid, struct mig_zone *
     if (rc < 0)
         return rc;
     return z.found ? 0 : -ENOENT;
+}
+
+struct zonecfg_flags {
+    int autoboot;
+    bool hidden;
+    bool in_attr;      /* inside "add attr" .. "end" */
+    bool attr_dni;     /* that attr is named do-not-inventory */
+    bool attr_true;    /* and its value is true */
+};
+
+/* Strips one level of double quotes from a zonecfg value, in place. */
+static char *unquote(char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+        v[n - 1] = '\0';
+        return v + 1;
+    }
+    return v;
+}
+
+static int on_zonecfg_line(char *line, void *arg)
+{
+    struct zonecfg_flags *z = arg;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (strcmp(line, "add attr") == 0) {
+        z->in_attr = true;
+        z->attr_dni = z->attr_true = false;
+    } else if (strcmp(line, "end") == 0) {
+        if (z->in_attr && z->attr_dni && z->attr_true)
+            z->hidden = true;
+        z->in_attr = false;
+    } else if (strncmp(line, "set ", 4) == 0) {
+        char *eq = strchr(line + 4, '=');
+        if (eq == NULL)
+            return 0;
+        *eq = '\0';
+        const char *key = line + 4;
+        char *value = unquote(eq + 1);
+        if (z->in_attr && strcmp(key, "name") == 0)
+            z->attr_dni = strcmp(value, "do-not-inventory") == 0;
+        else if (z->in_attr && strcmp(key, "value") == 0)
+            z->attr_true = strcmp(value, "true") == 0;
+        else if (!z->in_attr && strcmp(key, "autoboot") == 0)
+            z->autoboot = strcmp(value, "true") == 0 ? 1 : 0;
+    }
+    return 0;
+}
+
+int mig_parse_zonecfg_flags(const char *text, int *autoboot, bool *hidden)
+{
+    if (text == NULL)
+        return MIG_EPARSE;
+    struct zonecfg_flags z = {.autoboot = -1};
+    int rc = each_line(text, on_zonecfg_line, &z);
+    if (rc < 0)
+        return rc;
+    *autoboot = z.autoboot;
+    *hidden = z.hidden;
+    return 0;
+}
+
+char *mig_zonecfg_hidden(const char *text)
+{
+    int autoboot;
+    bool hidden = false;
+    if (mig_parse_zonecfg_flags(text, &autoboot, &hidden) == 0 && hidden)
+        return mig_strdup(text);
+    size_t n = text != NULL ? strlen(text) : 0;
+    bool nl = n > 0 && text[n - 1] != '\n';
+    return mig_asprintf("%s%sadd attr\nset name=do-not-inventory\nset type=string\n"
+                        "set value=true\nend\n",
+                        text != NULL ? text : "", nl ? "\n" : "");
+}
+
+int mig_parse_resume_token(const char *text, char *out, size_t outsz)
+{
+    if (text == NULL)
+        return MIG_EPARSE;
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+        n--;
+    if (n == 0 || (n == 1 && text[0] == '-'))
+        return 0;
+    if (n >= outsz || text[0] == '-')
+        return MIG_EPARSE;
+    for (size_t i = 0; i < n; i++)
+        if (!token_char(text[i]))
+            return MIG_EPARSE;
+    memcpy(out, text, n);
+    out[n] = '\0';
+    return 1;
+}
+
+int mig_parse_guid(const char *text, uint64_t *guid)
+{
+    char buf[32];
+    size_t n = text != NULL ? strlen(text) : 0;
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+        n--;
+    if (n == 0 || n >= sizeof(buf))
+        return MIG_EPARSE;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    return parse_u64(buf, guid) ? 0 : MIG_EPARSE;
 }
 
 struct zpool_acc {

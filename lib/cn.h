@@ -35,6 +35,12 @@ char *mig_cmd_zoneadm_detach(const char *vm_uuid);
 /* zonecfg -z UUID export; zonecfg -z UUID -f FILE; zonecfg -z UUID delete -F */
 char *mig_cmd_zonecfg_export(const char *vm_uuid);
 char *mig_cmd_zonecfg_import(const char *vm_uuid, const char *file);
+/*
+ * zonecfg -z UUID -f -: the commands on stdin.  illumos refuses any -f path
+ * that is not a regular file (zonecfg.c cmd_file()), and over SSH stdin is a
+ * pipe, so "-f /dev/stdin" fails on a real CN where "-" works.
+ */
+char *mig_cmd_zonecfg_import_stdin(const char *vm_uuid);
 char *mig_cmd_zonecfg_delete(const char *vm_uuid);
 /* zonecfg -z UUID 'set autoboot=true|false' */
 char *mig_cmd_zonecfg_autoboot(const char *vm_uuid, bool autoboot);
@@ -52,6 +58,8 @@ char *mig_cmd_zfs_list_tree(const char *dataset);
 char *mig_cmd_zfs_list_snapshots(const char *dataset);
 /* zfs get -H -p -o value PROPERTY DATASET (property: [a-z@:_A-Za-z0-9.-]) */
 char *mig_cmd_zfs_get(const char *property, const char *dataset);
+/* zfs get -H -p -o value PROPERTY DATASET@SNAP (e.g. the guid of a snapshot) */
+char *mig_cmd_zfs_get_snap(const char *property, const char *dataset, const char *snap);
 /* zfs set PROPERTY=VALUE DATASET (value: [A-Za-z0-9._-]) */
 char *mig_cmd_zfs_set(const char *property, const char *value, const char *dataset);
 /* zfs snapshot -r DATASET@SNAP */
@@ -67,6 +75,10 @@ char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from);
  * a zone dataset mounted later over that non-empty directory would fail.
  */
 char *mig_cmd_zfs_receive(const char *pool, bool force);
+/* zfs receive -s -F -d POOL: a resumable receive (only where the CN supports it) */
+char *mig_cmd_zfs_receive_resumable(const char *pool);
+/* zfs send -t TOKEN: resumes an interrupted stream (only where the CN supports it) */
+char *mig_cmd_zfs_send_resume(const char *token);
 /* zfs destroy [-r] DATASET; zfs destroy DATASET@SNAP (recursive with -r) */
 char *mig_cmd_zfs_destroy(const char *dataset, bool recursive);
 char *mig_cmd_zfs_destroy_snapshot(const char *dataset, const char *snap, bool recursive);
@@ -103,6 +115,27 @@ struct mig_zone {
 /* Finds zone uuid in zoneadm list -pc output; 0 and *out filled, -ENOENT, MIG_EPARSE,
  * or -EINVAL when uuid is not a UUID. */
 int mig_parse_zoneadm_find(const char *text, const char *uuid, struct mig_zone *out);
+
+/*
+ * From `zonecfg -z UUID export` text: *autoboot (1, 0, or -1 when not set)
+ * and *hidden (the do-not-inventory attr is set to true).  0 or MIG_EPARSE.
+ */
+int mig_parse_zonecfg_flags(const char *text, int *autoboot, bool *hidden);
+/*
+ * A copy of an exported configuration that carries the do-not-inventory
+ * attr exactly once (appended when absent), so the zone it creates is never
+ * reported by the CN's agent before migd lifts the flag.  malloc'd.
+ */
+char *mig_zonecfg_hidden(const char *text);
+
+/*
+ * A receive_resume_token value (`zfs get -H -p -o value`): 1 and the token
+ * in out when one is set, 0 when none ("-" or empty), MIG_EPARSE when it is
+ * not a token (only [0-9a-zA-Z-], at most outsz - 1 bytes).
+ */
+int mig_parse_resume_token(const char *text, char *out, size_t outsz);
+/* A snapshot's guid from `zfs get -H -p -o value guid`: 0 and *guid, or MIG_EPARSE. */
+int mig_parse_guid(const char *text, uint64_t *guid);
 
 /* Parses zpool list -H -p -o name,size,free; 0 or MIG_EPARSE. */
 int mig_parse_zpool_list(const char *text, uint64_t *size, uint64_t *free_bytes);

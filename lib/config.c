@@ -70,12 +70,15 @@ static const struct key transfer_keys[] = {
 static const struct key incremental_keys[] = {
     {"interval_s", K_INT, OFF(incremental.interval_s), 1, 86400, NULL},
     {"auto_switch_bytes", K_INT64, OFF(incremental.auto_switch_bytes), 1, INT64_MAX, NULL},
+    {"max_downtime_s", K_INT, OFF(incremental.max_downtime_s), 1, 86400, NULL},
+    {"max_rounds", K_INT, OFF(incremental.max_rounds), 1, 10000, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
 static const struct key limits_keys[] = {
     {"max_active_jobs", K_INT, OFF(limits.max_active_jobs), 1, 1000, NULL},
     {"max_jobs_per_cn", K_INT, OFF(limits.max_jobs_per_cn), 1, 1000, NULL},
+    {"cn_mbps", K_INT, OFF(limits.cn_mbps), 0, 1000000, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -113,6 +116,8 @@ static struct mig_config *config_defaults(void)
     c->transfer.limit_mbps = 0;
     c->incremental.interval_s = 60;
     c->incremental.auto_switch_bytes = 268435456;
+    c->incremental.max_downtime_s = 10;
+    c->incremental.max_rounds = 20;
     c->limits.max_active_jobs = 4;
     c->limits.max_jobs_per_cn = 2;
     return c;

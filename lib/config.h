@@ -34,10 +34,13 @@ struct mig_config {
     struct {
         int interval_s;
         int64_t auto_switch_bytes;
+        int max_downtime_s; /* auto may switch once the predicted final send is this short */
+        int max_rounds;     /* bound on the sync rounds */
     } incremental;
     struct {
         int max_active_jobs;
         int max_jobs_per_cn;
+        int cn_mbps; /* cap in Mbit/s into or out of one CN, shared by its jobs; 0: none */
     } limits;
 };
 

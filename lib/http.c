@@ -57,6 +57,7 @@ struct http_xfer {
     bool idempotent;
     bool in_multi;     /* added to http->multi, not yet removed */
     bool too_big;      /* the answer exceeded HTTP_BODY_MAX */
+    bool canceled;     /* mig_http_cancel: fails on its backoff timer */
     long timeout_ms;   /* per attempt */
     uint64_t deadline; /* uv_now() limit for all attempts */
     int max_attempts;
@@ -493,6 +494,10 @@ static void on_backoff(uv_timer_t *handle)
 {
     struct http_xfer *x = handle->data;
     char why[128];
+    if (x->canceled) {
+        xfer_fail(x, MIG_ECANCELED, "canceled");
+        return;
+    }
     if (attempt_add(x, why, sizeof(why)) != 0)
         xfer_fail(x, MIG_EHTTP, why);
 }
@@ -659,6 +664,23 @@ static void on_timer_closed(uv_handle_t *handle)
     struct mig_http *http = handle->data;
     http->pending_closes--;
     maybe_free(http);
+}
+
+void mig_http_cancel(struct mig_http *http, void *arg)
+{
+    for (struct http_xfer *x = http->xfers; x != NULL; x = x->next) {
+        if (x->arg != arg || x->canceled)
+            continue;
+        if (x->in_multi) {
+            CURLMcode mc = curl_multi_remove_handle(http->multi, x->easy);
+            if (mc != CURLM_OK)
+                log_error("http: curl_multi_remove_handle: %s", curl_multi_strerror(mc));
+            x->in_multi = false;
+        }
+        x->canceled = true;
+        uv_timer_stop(&x->backoff);
+        uv_timer_start(&x->backoff, on_backoff, 0, 0);
+    }
 }
 
 /*

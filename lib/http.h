@@ -45,6 +45,12 @@ int mig_http_new(uv_loop_t *loop, struct mig_http **out);
 void mig_http_close(struct mig_http *http, void (*on_closed)(void *arg), void *arg);
 
 /*
+ * Cancels the requests started with arg: each callback runs once, with
+ * MIG_ECANCELED, from the loop (never from inside this call).
+ */
+void mig_http_cancel(struct mig_http *http, void *arg);
+
+/*
  * Starts a request; the request struct and its strings are copied.  cb runs
  * exactly once, never before this call returns.  Returns 0 or a negative code.
  */

@@ -4,6 +4,8 @@
  * of product.md and the full record the store keeps).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +27,11 @@ static const struct {
     {MIG_JOB_RUNNING, MIG_EV_SYNCED, MIG_JOB_WAITING},     /* incremental: in sync */
     {MIG_JOB_WAITING, MIG_EV_FINISH, MIG_JOB_RUNNING},     /* migctl finish */
     {MIG_JOB_RUNNING, MIG_EV_SWITCHED, MIG_JOB_SWITCHED},  /* on the target, source kept */
-    {MIG_JOB_SWITCHED, MIG_EV_CLEANED, MIG_JOB_SUCCEEDED}, /* source copy deleted */
+    /* the operator's rollback or cleanup of a switched job runs as a job again */
+    {MIG_JOB_SWITCHED, MIG_EV_RETURN, MIG_JOB_RUNNING},
+    {MIG_JOB_SWITCHED, MIG_EV_REMOVE, MIG_JOB_RUNNING},
+    {MIG_JOB_RUNNING, MIG_EV_CLEANED, MIG_JOB_SUCCEEDED},  /* source copy deleted */
+    {MIG_JOB_RUNNING, MIG_EV_KEPT, MIG_JOB_SWITCHED},      /* it gave up: still on the target */
     /* a step failed (and its rollback ran) */
     {MIG_JOB_QUEUED, MIG_EV_FAIL, MIG_JOB_FAILED},
     {MIG_JOB_RUNNING, MIG_EV_FAIL, MIG_JOB_FAILED},
@@ -36,7 +42,7 @@ static const struct {
     {MIG_JOB_RUNNING, MIG_EV_ABORT, MIG_JOB_ABORTED},
     {MIG_JOB_WAITING, MIG_EV_ABORT, MIG_JOB_ABORTED},
     /* migctl rollback: the VM is back on the source */
-    {MIG_JOB_SWITCHED, MIG_EV_ROLLED_BACK, MIG_JOB_ROLLED_BACK},
+    {MIG_JOB_RUNNING, MIG_EV_ROLLED_BACK, MIG_JOB_ROLLED_BACK},
     /* daemon restarted: an unfinished job continues where it was */
     {MIG_JOB_QUEUED, MIG_EV_RESUME, MIG_JOB_QUEUED},
     {MIG_JOB_RUNNING, MIG_EV_RESUME, MIG_JOB_RUNNING},
@@ -54,6 +60,13 @@ static const char *const state_names[MIG_JOB_NSTATES] = {
 static const char *const phase_names[MIG_PHASE_NPHASES] = {
     [MIG_PHASE_VALIDATE] = "validate", [MIG_PHASE_PREPARE] = "prepare", [MIG_PHASE_SYNC] = "sync",
     [MIG_PHASE_SWITCH] = "switch",     [MIG_PHASE_CLEANUP] = "cleanup",
+    [MIG_PHASE_ROLLBACK] = "rollback",
+};
+
+static const char *const task_names[MIG_NTASKS] = {
+    [MIG_TASK_MIGRATE] = "migrate",
+    [MIG_TASK_RETURN] = "return",
+    [MIG_TASK_REMOVE_SOURCE] = "remove_source",
 };
 
 static const char *const mode_names[] = {
@@ -148,9 +161,12 @@ struct mig_job *mig_job_new(void)
     job->downtime_ms = -1;
     job->created = mig_now_ms();
     job->error_phase = MIG_PHASE_VALIDATE;
-    job->ctx = json_object();
-    if (job->ctx == NULL)
-        abort();
+    job->task = MIG_TASK_MIGRATE;
+    snprintf(job->transfer, sizeof(job->transfer), "relay");
+    struct mig_job_ctx *c = &job->ctx;
+    c->image_on_target = c->autoboot_before = c->back_was_running = -1;
+    c->resumable_source = c->resumable_target = -1;
+    c->last_delta = -1;
     return job;
 }
 
@@ -164,7 +180,7 @@ void mig_job_free(struct mig_job *job)
     free(job->target_hostname);
     free(job->error_code);
     free(job->error_message);
-    json_decref(job->ctx);
+    free(job->ctx.zonecfg);
     free(job);
 }
 
@@ -204,6 +220,37 @@ void mig_job_set_error(struct mig_job *job, const char *code, const char *messag
     job->error_code = c;
     job->error_message = m;
     job->error_phase = job->phase;
+}
+
+void mig_job_clear_error(struct mig_job *job)
+{
+    free(job->error_code);
+    free(job->error_message);
+    job->error_code = job->error_message = NULL;
+}
+
+enum mig_phase mig_job_shown_phase(const struct mig_job *job)
+{
+    return job->undoing ? MIG_PHASE_ROLLBACK : job->phase;
+}
+
+void mig_job_set_activity(struct mig_job *job, const char *fmt, ...)
+{
+    if (fmt == NULL) {
+        job->ctx.activity[0] = '\0';
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->ctx.activity, sizeof(job->ctx.activity), fmt, ap);
+    va_end(ap);
+}
+
+void mig_job_set_zonecfg(struct mig_job *job, const char *text)
+{
+    char *copy = text != NULL ? mig_strdup(text) : NULL;
+    free(job->ctx.zonecfg);
+    job->ctx.zonecfg = copy;
 }
 
 /* --- JSON forms ---------------------------------------------------------- */
@@ -258,7 +305,13 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "target_hostname", str_or_null(job->target_hostname));
     json_object_set_new(o, "mode", json_string(mig_mode_name(job->mode)));
     json_object_set_new(o, "state", json_string(mig_job_state_name(job->state)));
-    json_object_set_new(o, "phase", json_string(mig_phase_name(job->phase)));
+    json_object_set_new(o, "phase", json_string(mig_phase_name(mig_job_shown_phase(job))));
+    json_object_set_new(o, "aborting",
+                        json_boolean(job->abort_requested && job->state != MIG_JOB_ABORTED));
+    json_object_set_new(o, "activity", field_or_null(job->ctx.activity));
+    json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
+    json_object_set_new(o, "transfer", json_string(job->transfer));
+    json_object_set_new(o, "limit_mbps", json_integer(job->limit_mbps));
     json_object_set_new(o, "progress", progress);
     json_object_set_new(o, "vm_was_running",
                         job->vm_was_running < 0 ? json_null()
@@ -276,10 +329,11 @@ json_t *mig_job_to_json(const struct mig_job *job)
 json_t *mig_job_to_record(const struct mig_job *job)
 {
     json_t *o = mig_job_to_json(job);
-    json_t *ctx = json_deep_copy(job->ctx);
-    if (ctx == NULL)
-        abort();
-    json_object_set_new(o, "ctx", ctx);
+    /* The record keeps the real phase; the public form shows "rollback" while undoing. */
+    json_object_set_new(o, "phase", json_string(mig_phase_name(job->phase)));
+    json_object_set_new(o, "ctx", mig_job_ctx_to_json(&job->ctx));
+    json_object_set_new(o, "task", json_string(task_names[job->task]));
+    json_object_set_new(o, "undoing", json_boolean(job->undoing));
     json_object_set_new(o, "dry_run", json_boolean(job->dry_run));
     json_object_set_new(o, "allow_older_platform", json_boolean(job->allow_older_platform));
     json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
@@ -338,6 +392,120 @@ static int rd_bool(json_t *o, const char *key, bool *out)
     if (!json_is_boolean(v))
         return MIG_EPARSE;
     *out = json_is_true(v);
+    return 0;
+}
+
+/* An int member within [INT32_MIN, INT32_MAX]. */
+static int rd_int32(json_t *o, const char *key, int *out)
+{
+    int64_t v = *out;
+    if (rd_int(o, key, &v) < 0 || v < INT32_MIN || v > INT32_MAX)
+        return MIG_EPARSE;
+    *out = (int)v;
+    return 0;
+}
+
+/* --- the typed context ---------------------------------------------------- */
+
+/* The ctx's JSON form: every member by name; empty strings and unknowns kept as they are. */
+json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
+{
+    json_t *ds = json_array(), *nics = json_array();
+    for (int i = 0; i < c->ndatasets; i++)
+        json_array_append_new(ds, json_pack("{s:s, s:s, s:I}", "name", c->datasets[i].name,
+                                            "origin", c->datasets[i].origin, "used",
+                                            (json_int_t)c->datasets[i].used));
+    for (int i = 0; i < c->nnics; i++)
+        json_array_append_new(nics, json_pack("{s:s, s:s, s:s, s:i}", "mac", c->nics[i].mac, "ip",
+                                              c->nics[i].ip, "network_uuid",
+                                              c->nics[i].network_uuid, "reserved_before",
+                                              c->nics[i].reserved_before));
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:o, s:i, s:I, s:I, s:i, s:I, s:s, s:s}",
+        "source_ip", c->source_ip, "target_ip", c->target_ip, "image_uuid", c->image_uuid,
+        "datasets", ds, "nics", nics, "image_on_target", c->image_on_target, "autoboot_before",
+        c->autoboot_before, "resumable_source", c->resumable_source, "resumable_target",
+        c->resumable_target, "zonecfg", c->zonecfg != NULL ? json_string(c->zonecfg) : json_null(),
+        "rounds", c->rounds, "last_delta", (json_int_t)c->last_delta, "stop_ms",
+        (json_int_t)c->stop_ms, "back_was_running", c->back_was_running, "back_stop_ms",
+        (json_int_t)c->back_stop_ms, "target_request", c->target_request, "activity", c->activity);
+    if (o == NULL)
+        abort(); /* only on out of memory or invalid UTF-8, which no member can hold */
+    return o;
+}
+
+/* Reads an array member of objects with reader fn into n items of at most max; MIG_EPARSE. */
+static int rd_array(json_t *o, const char *key, int max, int *n,
+                    int (*fn)(json_t *item, int i, void *arg), void *arg)
+{
+    json_t *a = json_object_get(o, key);
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a) || json_array_size(a) > (size_t)max)
+        return MIG_EPARSE;
+    size_t i;
+    json_t *item;
+    json_array_foreach(a, i, item)
+    {
+        if (!json_is_object(item) || fn(item, (int)i, arg) < 0)
+            return MIG_EPARSE;
+    }
+    *n = (int)json_array_size(a);
+    return 0;
+}
+
+static int rd_dataset(json_t *item, int i, void *arg)
+{
+    struct mig_dataset *d = &((struct mig_job_ctx *)arg)->datasets[i];
+    return rd_fixed(item, "name", d->name, sizeof(d->name), false) < 0 ||
+                   rd_fixed(item, "origin", d->origin, sizeof(d->origin), false) < 0 ||
+                   rd_int(item, "used", &d->used) < 0
+               ? MIG_EPARSE
+               : 0;
+}
+
+static int rd_nic(json_t *item, int i, void *arg)
+{
+    struct mig_nic *n = &((struct mig_job_ctx *)arg)->nics[i];
+    return rd_fixed(item, "mac", n->mac, sizeof(n->mac), false) < 0 ||
+                   rd_fixed(item, "ip", n->ip, sizeof(n->ip), false) < 0 ||
+                   rd_fixed(item, "network_uuid", n->network_uuid, sizeof(n->network_uuid),
+                            false) < 0 ||
+                   rd_int32(item, "reserved_before", &n->reserved_before) < 0
+               ? MIG_EPARSE
+               : 0;
+}
+
+int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
+{
+    if (!json_is_object(j))
+        return MIG_EPARSE;
+    struct mig_job_ctx c = *out;
+    c.zonecfg = NULL;
+    char *zonecfg = NULL;
+    for (int i = 0; i < MIG_MAX_NICS; i++)
+        c.nics[i].reserved_before = -1;
+    if (rd_fixed(j, "source_ip", c.source_ip, sizeof(c.source_ip), false) < 0 ||
+        rd_fixed(j, "target_ip", c.target_ip, sizeof(c.target_ip), false) < 0 ||
+        rd_fixed(j, "image_uuid", c.image_uuid, sizeof(c.image_uuid), false) < 0 ||
+        rd_array(j, "datasets", MIG_MAX_DATASETS, &c.ndatasets, rd_dataset, &c) < 0 ||
+        rd_array(j, "nics", MIG_MAX_NICS, &c.nnics, rd_nic, &c) < 0 ||
+        rd_int32(j, "image_on_target", &c.image_on_target) < 0 ||
+        rd_int32(j, "autoboot_before", &c.autoboot_before) < 0 ||
+        rd_int32(j, "resumable_source", &c.resumable_source) < 0 ||
+        rd_int32(j, "resumable_target", &c.resumable_target) < 0 ||
+        rd_str(j, "zonecfg", &zonecfg) < 0 || rd_int32(j, "rounds", &c.rounds) < 0 ||
+        rd_int(j, "last_delta", &c.last_delta) < 0 || rd_int(j, "stop_ms", &c.stop_ms) < 0 ||
+        rd_int32(j, "back_was_running", &c.back_was_running) < 0 ||
+        rd_int(j, "back_stop_ms", &c.back_stop_ms) < 0 ||
+        rd_fixed(j, "target_request", c.target_request, sizeof(c.target_request), false) < 0 ||
+        rd_fixed(j, "activity", c.activity, sizeof(c.activity), false) < 0) {
+        free(zonecfg);
+        return MIG_EPARSE;
+    }
+    free(out->zonecfg);
+    c.zonecfg = zonecfg;
+    *out = c;
     return 0;
 }
 
@@ -401,16 +569,18 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
 
     json_t *ctx = json_object_get(rec, "ctx");
     int rc = 0;
-    if (ctx != NULL && !json_is_null(ctx)) {
-        if (!json_is_object(ctx)) {
+    if (ctx != NULL && !json_is_null(ctx))
+        rc = mig_job_ctx_from_json(ctx, &job->ctx);
+    const char *task = json_string_value(json_object_get(rec, "task"));
+    if (rc == 0 && task != NULL) {
+        int t = name_lookup(task_names, MIG_NTASKS, task);
+        if (t < 0)
             rc = MIG_EPARSE;
-        } else {
-            json_decref(job->ctx);
-            job->ctx = json_deep_copy(ctx);
-            if (job->ctx == NULL)
-                abort();
-        }
+        else
+            job->task = (enum mig_task)t;
     }
+    if (rc == 0 && rd_fixed(rec, "transfer", job->transfer, sizeof(job->transfer), false) < 0)
+        rc = MIG_EPARSE;
     if (rc == 0 &&
         (rd_fixed(rec, "uuid", job->uuid, sizeof(job->uuid), true) < 0 ||
          rd_fixed(rec, "vm_uuid", job->vm_uuid, sizeof(job->vm_uuid), true) < 0 ||
@@ -429,7 +599,8 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_bool(rec, "allow_older_platform", &job->allow_older_platform) < 0 ||
          rd_bool(rec, "cleanup_source", &job->cleanup_source) < 0 ||
          rd_bool(rec, "finish_requested", &job->finish_requested) < 0 ||
-         rd_bool(rec, "abort_requested", &job->abort_requested) < 0))
+         rd_bool(rec, "abort_requested", &job->abort_requested) < 0 ||
+         rd_bool(rec, "undoing", &job->undoing) < 0 || rd_int32(rec, "limit_mbps", &job->limit_mbps) < 0))
         rc = MIG_EPARSE;
     if (rc == 0 && job->uuid[0] == '\0')
         rc = MIG_EPARSE;

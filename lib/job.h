@@ -30,6 +30,7 @@ enum mig_phase {
     MIG_PHASE_SYNC,
     MIG_PHASE_SWITCH,
     MIG_PHASE_CLEANUP,
+    MIG_PHASE_ROLLBACK, /* undoing a task, or the operator's rollback of a switched job */
     MIG_PHASE_NPHASES
 };
 
@@ -46,6 +47,9 @@ enum mig_job_event {
     MIG_EV_ABORT,       /* operator: migctl abort, rollback done */
     MIG_EV_ROLLED_BACK, /* operator: migctl rollback done */
     MIG_EV_RESUME,      /* daemon restarted: a running job goes on */
+    MIG_EV_RETURN,      /* operator: migctl rollback of a switched job begins */
+    MIG_EV_REMOVE,      /* operator: migctl cleanup of a switched job begins */
+    MIG_EV_KEPT,        /* that rollback or cleanup gave up: the VM stays on the target */
     MIG_NEVENTS
 };
 
@@ -55,6 +59,61 @@ struct mig_progress {
     int64_t rate_bytes_s;
     int64_t eta_s; /* -1: unknown */
     int increments;
+};
+
+/*
+ * What a running job is doing: a migration (prepare .. cleanup), the
+ * operator's rollback of a switched job (phase "rollback"), or the
+ * operator's cleanup of a switched job's source copy (phase "cleanup").
+ */
+enum mig_task { MIG_TASK_MIGRATE, MIG_TASK_RETURN, MIG_TASK_REMOVE_SOURCE, MIG_NTASKS };
+
+#define MIG_MAX_DATASETS 8 /* top-level datasets a VM may have: zones/UUID, KVM disks */
+#define MIG_MAX_NICS 16
+#define MIG_DATASET_LEN 256
+#define MIG_IP_LEN 64
+
+/* One top-level dataset the job sends, and the image snapshot it was cloned from. */
+struct mig_dataset {
+    char name[MIG_DATASET_LEN];   /* "zones/UUID", "zones/UUID-disk0" */
+    char origin[MIG_DATASET_LEN]; /* "zones/IMAGE@final", or "" when not a clone */
+    int64_t used;                 /* bytes, from zfs list at validation */
+};
+
+/* One NIC of the VM, as VMAPI described it at validation. */
+struct mig_nic {
+    char mac[24];                     /* "90:b8:d0:01:02:00" */
+    char ip[MIG_IP_LEN];              /* "" when the NIC has no IP */
+    char network_uuid[MIG_UUID_LEN + 1];
+    int reserved_before;              /* NAPI's reserved flag before the job: -1 unknown, 0, 1 */
+};
+
+/*
+ * The job's durable working state: facts learnt at validation and the
+ * results of the actions taken so far.  Saved with every journal entry, so
+ * an action's result is committed together with its "done" (store.h).
+ * Integers use -1 for "not known yet".
+ */
+struct mig_job_ctx {
+    char source_ip[MIG_IP_LEN]; /* admin IPs from CNAPI */
+    char target_ip[MIG_IP_LEN];
+    char image_uuid[MIG_UUID_LEN + 1]; /* the VM's origin image, "" when none */
+    int ndatasets;
+    struct mig_dataset datasets[MIG_MAX_DATASETS];
+    int nnics;
+    struct mig_nic nics[MIG_MAX_NICS];
+    int image_on_target;  /* the image's @final is on the target: first sends are incremental */
+    int autoboot_before;  /* the source zone's autoboot when the job began */
+    int resumable_source; /* the CN supports resumable streams (send -t / receive -s) */
+    int resumable_target;
+    char *zonecfg;        /* the source's zonecfg export, taken at the switch; NULL before */
+    int rounds;           /* snapshot rounds sent before the switch (1, 2, ...) */
+    int64_t last_delta;   /* bytes of the last incremental round; -1 before one */
+    int64_t stop_ms;      /* when the switch stopped the VM (ms since the epoch), 0: not yet */
+    int back_was_running; /* rollback of a switched job: the VM ran on the target */
+    int64_t back_stop_ms; /* when that rollback stopped it, 0: not yet */
+    char target_request[256]; /* the target as the operator named it ("" to place) */
+    char activity[256];   /* what the job does or waits for now, for watchers; "" when idle */
 };
 
 struct mig_job {
@@ -69,6 +128,7 @@ struct mig_job {
     enum mig_mode mode;
     enum mig_job_state state;
     enum mig_phase phase;
+    enum mig_task task;
     struct mig_progress progress;
     int vm_was_running; /* -1 unknown, 0, 1 */
     int64_t downtime_ms; /* -1: none yet */
@@ -77,14 +137,12 @@ struct mig_job {
     char *error_message;
     enum mig_phase error_phase;
     bool dry_run, allow_older_platform, cleanup_source;
+    char transfer[8]; /* "relay" or "direct", as asked (config or migctl) */
+    int limit_mbps;   /* the job's stream cap in Mbit/s, 0: none */
     bool finish_requested; /* incremental: operator asked to finish */
-    bool abort_requested;
-    /*
-     * The engine's durable working state (IP reservations as found, snapshot
-     * names, image, quotas, ...): persisted with the job so that a restarted
-     * daemon can continue.  Owned by the job; never NULL.
-     */
-    json_t *ctx;
+    bool abort_requested;  /* operator asked to abort: shown as "aborting" until aborted */
+    bool undoing;          /* walking the journal backwards (a rollback of the task) */
+    struct mig_job_ctx ctx; /* owned by the job */
 };
 
 /* Allocates a job with a new uuid, state queued, phase validate, empty ctx. */
@@ -114,6 +172,20 @@ int mig_job_next_state(enum mig_job_state state, enum mig_job_event ev);
 
 /* Sets the job's error (copies strings) with the current phase. */
 void mig_job_set_error(struct mig_job *job, const char *code, const char *message);
+/* Clears the job's error. */
+void mig_job_clear_error(struct mig_job *job);
+
+/* The phase a job shows: "rollback" while undoing, else job->phase. */
+enum mig_phase mig_job_shown_phase(const struct mig_job *job);
+/* Sets ctx.activity (printf-style; NULL fmt clears it). */
+void mig_job_set_activity(struct mig_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Replaces ctx.zonecfg with a copy of text (NULL clears). */
+void mig_job_set_zonecfg(struct mig_job *job, const char *text);
+
+/* The ctx as JSON (new reference), and back: 0 or MIG_EPARSE (ctx unchanged). */
+json_t *mig_job_ctx_to_json(const struct mig_job_ctx *ctx);
+int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *ctx);
 
 /* The public JSON form of product.md.  New reference. */
 json_t *mig_job_to_json(const struct mig_job *job);

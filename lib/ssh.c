@@ -102,6 +102,7 @@ struct op {
     struct op *next;
     enum op_kind kind;
     bool finished;
+    bool cancel; /* mig_ssh_cancel asked: finished with MIG_ECANCELED on the next tick */
     struct session *s[2];
     struct session *fatal; /* set by a step whose error kills a session */
     int err;
@@ -1246,6 +1247,11 @@ static void on_tick(uv_timer_t *h)
     for (struct op *op = pool->ops; op; op = op->next) {
         if (op->finished)
             continue;
+        if (op->cancel) {
+            snprintf(op->detail, sizeof(op->detail), "canceled");
+            op_finish(op, MIG_ECANCELED);
+            continue;
+        }
         if (op->deadline_ms != 0 && now >= op->deadline_ms) {
             snprintf(op->detail, sizeof(op->detail), "%s: command timed out after %d s",
                      op->ch.s->host, op->timeout_s);
@@ -1438,6 +1444,19 @@ int mig_ssh_relay(struct mig_ssh_pool *pool, const char *src_host, const char *s
     op->dst.pump_in = true;
     pool_add_op(pool, op);
     return 0;
+}
+
+void mig_ssh_cancel(struct mig_ssh_pool *pool, void *arg)
+{
+    bool any = false;
+    for (struct op *op = pool->ops; op; op = op->next) {
+        if (!op->finished && op->arg == arg) {
+            op->cancel = true;
+            any = true;
+        }
+    }
+    if (any)
+        pool_schedule_tick(pool);
 }
 
 void mig_ssh_forget(struct mig_ssh_pool *pool, const char *host)

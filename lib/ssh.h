@@ -102,6 +102,13 @@ int mig_ssh_relay(struct mig_ssh_pool *pool, const char *src_host, const char *s
                   const struct mig_ssh_relay_opts *opts, mig_ssh_progress_cb progress,
                   mig_ssh_relay_cb done, void *arg);
 
+/*
+ * Cancels the operations started with arg: their channels are closed (the
+ * remote commands see EOF or a hang-up) and their callbacks run with
+ * MIG_ECANCELED from the loop, never from inside this call.
+ */
+void mig_ssh_cancel(struct mig_ssh_pool *pool, void *arg);
+
 /* Drops the cached session to host, if any (e.g. after the CN rebooted). */
 void mig_ssh_forget(struct mig_ssh_pool *pool, const char *host);
 

@@ -1,15 +1,18 @@
 /*
  * store.c: migd's SQLite store (see store.h): opens the database in WAL mode,
- * applies the embedded schema steps, and keeps jobs, their steps, events and
- * log.  Every statement is a constant text with bound parameters, prepared
- * once and cached for the life of the store.
+ * applies the embedded schema steps, refuses a database it cannot write, and
+ * keeps jobs, their steps, events, log and action journal; it also takes the
+ * daemon's lock file beside the database.  Every statement is a constant text
+ * with bound parameters, prepared once and cached for the life of the store.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -21,15 +24,22 @@
 
 /* The cached statements; stmt_sql[] holds their text, in the same order. */
 enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_META_OPENED,
     ST_JOB_SAVE,
     ST_JOB_LOAD,
     ST_JOB_LIST,
+    ST_JOB_ALL,
     ST_JOB_HOLDING,
     ST_STEP_INSERT,
     ST_STEP_LIST,
     ST_LOG_INSERT,
     ST_LOG_LIST,
     ST_EVENT_INSERT,
+    ST_ACTION_SAVE,
+    ST_ACTION_LIST,
     ST_COUNT
 };
 
@@ -39,18 +49,25 @@ enum stmt_id {
  * statement tests membership with json_each.
  */
 static const char *const stmt_sql[ST_COUNT] = {
+    /* IMMEDIATE: take the write lock at BEGIN, so that a busy database fails
+     * there (after the busy timeout) and not halfway through. */
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_META_OPENED] = "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened', ?1)",
     [ST_JOB_SAVE] = "INSERT INTO jobs (uuid, vm_uuid, state, phase, mode, created, updated, record)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     " ON CONFLICT (uuid) DO UPDATE SET vm_uuid = excluded.vm_uuid,"
                     " state = excluded.state, phase = excluded.phase, mode = excluded.mode,"
                     " created = excluded.created, updated = excluded.updated,"
                     " record = excluded.record",
-    [ST_JOB_LOAD] = "SELECT record FROM jobs WHERE uuid = ?1",
-    [ST_JOB_LIST] = "SELECT record FROM jobs"
+    [ST_JOB_LOAD] = "SELECT uuid, record FROM jobs WHERE uuid = ?1",
+    [ST_JOB_LIST] = "SELECT uuid, record FROM jobs"
                     " WHERE (?1 IS NULL OR state = ?1)"
                     " AND (?2 IS NULL OR vm_uuid = ?2)"
                     " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3)))"
                     " ORDER BY created, rowid",
+    [ST_JOB_ALL] = "SELECT uuid, vm_uuid, state, record FROM jobs ORDER BY created, rowid",
     [ST_JOB_HOLDING] = "SELECT uuid FROM jobs WHERE vm_uuid = ?1"
                        " AND state IN (SELECT value FROM json_each(?2))"
                        " ORDER BY created, rowid LIMIT 1",
@@ -59,6 +76,23 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOG_INSERT] = "INSERT INTO job_log (job_uuid, time, level, msg) VALUES (?1, ?2, ?3, ?4)",
     [ST_LOG_LIST] = "SELECT time, level, msg FROM job_log WHERE job_uuid = ?1 ORDER BY id",
     [ST_EVENT_INSERT] = "INSERT INTO events (job_uuid, time, type, data) VALUES (?1, ?2, ?3, ?4)",
+    /*
+     * ?6..?9 are the times this status stamps (NULL: keep the stored one);
+     * ?11 clears ended (a new attempt has not ended), ?12 clears undo_ended.
+     * phase, side and seq are the first use's.
+     */
+    [ST_ACTION_SAVE] =
+        "INSERT INTO actions (job_uuid, seq, key, phase, side, status, started, ended,"
+        " undo_started, undo_ended, error)"
+        " VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM actions WHERE job_uuid = ?1),"
+        " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ON CONFLICT (job_uuid, key) DO UPDATE SET status = excluded.status,"
+        " error = excluded.error, started = coalesce(excluded.started, started),"
+        " ended = CASE WHEN ?11 THEN NULL ELSE coalesce(excluded.ended, ended) END,"
+        " undo_started = coalesce(excluded.undo_started, undo_started),"
+        " undo_ended = CASE WHEN ?12 THEN NULL ELSE coalesce(excluded.undo_ended, undo_ended) END",
+    [ST_ACTION_LIST] = "SELECT key, phase, side, status, seq, started, ended, undo_started,"
+                       " undo_ended, error FROM actions WHERE job_uuid = ?1 ORDER BY seq",
 };
 
 struct mig_store {
@@ -73,7 +107,6 @@ int mig_store_schema_latest(void)
 {
     return mig_schema_nsteps;
 }
-
 
 /* Writes into out (size outsz) a JSON array of the names of states matching pred. */
 static void states_json(bool (*pred)(enum mig_job_state), char *out, size_t outsz)
@@ -145,7 +178,7 @@ static int exec_simple(sqlite3 *db, const char *sql, const char *path, char *err
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         mig_errf(err, errsz, "database %s: %s failed: %s", path, sql,
-                msg != NULL ? msg : sqlite3_errmsg(db));
+                 msg != NULL ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return MIG_EDB;
     }
@@ -187,7 +220,7 @@ static int apply_step(sqlite3 *db, const char *path, const struct mig_schema_ste
     char *msg = NULL;
     if (sqlite3_exec(db, step->sql, NULL, NULL, &msg) != SQLITE_OK) {
         mig_errf(err, errsz, "database %s: schema step %03d-%s failed: %s", path, step->version,
-                step->name, msg != NULL ? msg : sqlite3_errmsg(db));
+                 step->name, msg != NULL ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         goto fail;
     }
@@ -205,15 +238,76 @@ fail:
     return MIG_EDB;
 }
 
+/*
+ * Creates the database file, mode 0600, when it does not exist yet: SQLite
+ * would create it 0644 (less the umask), and its -wal and -shm files take the
+ * database file's mode.  An existing file keeps its mode.
+ */
+static int create_db_file(const char *path, char *err, size_t errsz)
+{
+    if (strcmp(path, ":memory:") == 0)
+        return 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    int e = errno;
+    if (e == EEXIST)
+        return 0;
+    if (e == EROFS || e == EACCES || e == EPERM)
+        mig_errf(err, errsz, "database %s cannot be written: cannot create it: %s", path,
+                 strerror(e));
+    else
+        mig_errf(err, errsz, "cannot create database %s: %s", path, strerror(e));
+    return MIG_EDB;
+}
+
+/*
+ * Proves that the database takes a write (a read-only file system, a WAL
+ * database whose -wal or -shm cannot be written, a full disk): migd must be
+ * able to journal an action before it takes it.
+ */
+static int probe_write(struct mig_store *st, char *err, size_t errsz)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_META_OPENED);
+    if (s == NULL) {
+        mig_errf(err, errsz, "database %s cannot be written: %s", st->path, sqlite3_errmsg(st->db));
+        return MIG_EDB;
+    }
+    char now[32];
+    mig_time_iso(mig_now_ms(), now);
+    bind_text(s, 1, now);
+    int rc = 0;
+    if (sqlite3_step(s) != SQLITE_DONE) {
+        mig_errf(err, errsz, "database %s cannot be written: %s", st->path, sqlite3_errmsg(st->db));
+        rc = MIG_EDB;
+    }
+    stmt_done(s);
+    return rc;
+}
+
 int mig_store_open(const char *path, struct mig_store **out, char *err, size_t errsz)
 {
     *out = NULL;
+    int rc = create_db_file(path, err, errsz);
+    if (rc != 0)
+        return rc;
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(
-        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = sqlite3_open_v2(path, &db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         mig_errf(err, errsz, "cannot open database %s: %s", path,
-                db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return MIG_EDB;
+    }
+    /* SQLite falls back to read-only when it cannot open the file for writing. */
+    if (sqlite3_db_readonly(db, "main") != 0) {
+        mig_errf(err, errsz,
+                 "database %s cannot be written: it opens only read-only (read-only file or file"
+                 " system)",
+                 path);
         sqlite3_close(db);
         return MIG_EDB;
     }
@@ -229,8 +323,8 @@ int mig_store_open(const char *path, struct mig_store **out, char *err, size_t e
     }
     if (version > mig_schema_nsteps) {
         mig_errf(err, errsz,
-                "database %s is at schema version %d but this migd knows only %d; upgrade migd",
-                path, version, mig_schema_nsteps);
+                 "database %s is at schema version %d but this migd knows only %d; upgrade migd",
+                 path, version, mig_schema_nsteps);
         sqlite3_close(db);
         return MIG_ESCHEMA;
     }
@@ -273,6 +367,10 @@ int mig_store_open(const char *path, struct mig_store **out, char *err, size_t e
     st->path = mig_strdup(path);
     states_json(state_unfinished, st->unfinished_states, sizeof(st->unfinished_states));
     states_json(mig_job_state_holds_vm, st->holding_states, sizeof(st->holding_states));
+    if ((rc = probe_write(st, err, errsz)) != 0) {
+        mig_store_close(st);
+        return rc;
+    }
     *out = st;
     return 0;
 }
@@ -297,7 +395,12 @@ int mig_store_version(struct mig_store *st)
     return v;
 }
 
-int mig_store_job_save(struct mig_store *st, const struct mig_job *job)
+/*
+ * Upserts the job's row with the cached statement; the one code path of
+ * mig_store_job_save and mig_store_action_save.  0, MIG_EPARSE (the job
+ * cannot be serialized) or MIG_EDB (logged).
+ */
+static int job_upsert(struct mig_store *st, const struct mig_job *job)
 {
     sqlite3_stmt *s = stmt_get(st, ST_JOB_SAVE);
     if (s == NULL)
@@ -322,21 +425,61 @@ int mig_store_job_save(struct mig_store *st, const struct mig_job *job)
     return rc;
 }
 
-/* Parses one record column into a job; MIG_EDB when the stored text is not a job. */
-static int job_from_column(struct mig_store *st, sqlite3_stmt *s, int col, struct mig_job **out)
+int mig_store_job_save(struct mig_store *st, const struct mig_job *job)
 {
-    const char *text = (const char *)sqlite3_column_text(s, col);
-    int len = sqlite3_column_bytes(s, col);
+    return job_upsert(st, job);
+}
+
+/*
+ * Parses the stored record text (len bytes) of the row keyed row_uuid into a
+ * job.  0, or MIG_EPARSE with the reason in why: not JSON, not a job record,
+ * or the record of another job than its row's.
+ */
+static int record_parse(const char *row_uuid, const char *text, int len, struct mig_job **out,
+                        char *why, size_t whysz)
+{
+    *out = NULL;
+    if (text == NULL) {
+        mig_errf(why, whysz, "the record is NULL");
+        return MIG_EPARSE;
+    }
     json_error_t jerr;
-    json_t *rec = text != NULL ? json_loadb(text, (size_t)len, 0, &jerr) : NULL;
-    int rc = rec != NULL ? mig_job_from_record(rec, out) : MIG_EPARSE;
+    json_t *rec = json_loadb(text, (size_t)len, 0, &jerr);
+    if (rec == NULL) {
+        mig_errf(why, whysz, "the record is not JSON: %s (column %d)", jerr.text, jerr.column);
+        return MIG_EPARSE;
+    }
+    int rc = mig_job_from_record(rec, out);
     json_decref(rec);
     if (rc != 0) {
-        log_error("store %s: a stored job record is unreadable: %s", st->path,
-                  rec == NULL && text != NULL ? jerr.text : mig_strerror(rc));
-        return MIG_EDB;
+        mig_errf(why, whysz, "the record is not a valid job record: %s", mig_strerror(rc));
+        return MIG_EPARSE;
+    }
+    if (row_uuid == NULL || strcmp((*out)->uuid, row_uuid) != 0) {
+        mig_errf(why, whysz, "the record is that of job %s", (*out)->uuid);
+        mig_job_free(*out);
+        *out = NULL;
+        return MIG_EPARSE;
     }
     return 0;
+}
+
+/*
+ * Parses the record column rec_col of the row whose uuid is in uuid_col.
+ * 0, or MIG_EPARSE (logged, naming the job) when the record is unreadable.
+ */
+static int job_from_row(struct mig_store *st, sqlite3_stmt *s, int uuid_col, int rec_col,
+                        struct mig_job **out)
+{
+    const char *uuid = (const char *)sqlite3_column_text(s, uuid_col);
+    /* Text before bytes, as SQLite asks: the length is that of the text form. */
+    const char *text = (const char *)sqlite3_column_text(s, rec_col);
+    int len = sqlite3_column_bytes(s, rec_col);
+    char why[256];
+    int rc = record_parse(uuid, text, len, out, why, sizeof(why));
+    if (rc != 0)
+        log_error("store %s: job %s is unreadable: %s", st->path, uuid != NULL ? uuid : "?", why);
+    return rc;
 }
 
 int mig_store_job_load(struct mig_store *st, const char *uuid, struct mig_job **out)
@@ -348,7 +491,7 @@ int mig_store_job_load(struct mig_store *st, const char *uuid, struct mig_job **
     bind_text(s, 1, uuid);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
-        rc = job_from_column(st, s, 0, out);
+        rc = job_from_row(st, s, 0, 1, out);
     else if (rc == SQLITE_DONE)
         rc = -ENOENT;
     else
@@ -382,11 +525,11 @@ int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f, str
                 abort();
             jobs = grown;
         }
-        if ((rc = job_from_column(st, s, 0, &jobs[count])) != 0)
-            break;
-        count++;
+        /* An unreadable row is logged and skipped: it must not hide the others. */
+        if (job_from_row(st, s, 0, 1, &jobs[count]) == 0)
+            count++;
     }
-    if (rc == 0 && step != SQLITE_DONE)
+    if (step != SQLITE_DONE)
         rc = db_fail(st, "list jobs");
     stmt_done(s);
     if (rc != 0) {
@@ -396,6 +539,57 @@ int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f, str
         return rc;
     }
     *out = jobs;
+    *n = count;
+    return 0;
+}
+
+/* Copies a text column into buf (size bufsz), "" for NULL. */
+static void copy_column(sqlite3_stmt *s, int col, char *buf, size_t bufsz)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    snprintf(buf, bufsz, "%s", t != NULL ? t : "");
+}
+
+int mig_store_job_list_bad(struct mig_store *st, struct mig_bad_job **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = stmt_get(st, ST_JOB_ALL);
+    if (s == NULL)
+        return MIG_EDB;
+    struct mig_bad_job *bad = NULL;
+    size_t count = 0, cap = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct mig_job *job = NULL;
+        char why[sizeof(bad->error)];
+        const char *text = (const char *)sqlite3_column_text(s, 3);
+        int len = sqlite3_column_bytes(s, 3);
+        if (record_parse((const char *)sqlite3_column_text(s, 0), text, len, &job, why,
+                         sizeof(why)) == 0) {
+            mig_job_free(job);
+            continue;
+        }
+        if (count == cap) {
+            cap = cap != 0 ? cap * 2 : 4;
+            struct mig_bad_job *grown = realloc(bad, cap * sizeof(*bad));
+            if (grown == NULL)
+                abort();
+            bad = grown;
+        }
+        struct mig_bad_job *b = &bad[count++];
+        copy_column(s, 0, b->uuid, sizeof(b->uuid));
+        copy_column(s, 1, b->vm_uuid, sizeof(b->vm_uuid));
+        copy_column(s, 2, b->state, sizeof(b->state));
+        snprintf(b->error, sizeof(b->error), "%s", why);
+    }
+    int rc = step == SQLITE_DONE ? 0 : db_fail(st, "list unreadable jobs");
+    stmt_done(s);
+    if (rc != 0) {
+        free(bad);
+        return rc;
+    }
+    *out = bad;
     *n = count;
     return 0;
 }
@@ -532,4 +726,266 @@ int mig_store_event_append(struct mig_store *st, const char *job_uuid, const cha
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "append event");
     stmt_done(s);
     return rc;
+}
+
+static const char *const action_status_names[MIG_ACTION_NSTATUS] = {
+    [MIG_ACTION_STARTED] = "started", [MIG_ACTION_DONE] = "done",
+    [MIG_ACTION_FAILED] = "failed",   [MIG_ACTION_UNDO_STARTED] = "undo_started",
+    [MIG_ACTION_UNDONE] = "undone",
+};
+
+const char *mig_action_status_name(enum mig_action_status s)
+{
+    if ((int)s < 0 || s >= MIG_ACTION_NSTATUS)
+        return "unknown";
+    return action_status_names[s];
+}
+
+int mig_action_status_parse(const char *s, enum mig_action_status *out)
+{
+    if (s == NULL)
+        return -EINVAL;
+    for (int i = 0; i < MIG_ACTION_NSTATUS; i++) {
+        if (strcmp(s, action_status_names[i]) == 0) {
+            *out = (enum mig_action_status)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* Runs one of the cached transaction statements (BEGIN, COMMIT, ROLLBACK). */
+static int tx_exec(struct mig_store *st, enum stmt_id id, const char *what)
+{
+    sqlite3_stmt *s = stmt_get(st, id);
+    if (s == NULL)
+        return MIG_EDB;
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, what);
+    stmt_done(s);
+    return rc;
+}
+
+/* Upserts the action row (see ST_ACTION_SAVE); 0 or MIG_EDB (logged). */
+static int action_upsert(struct mig_store *st, const char *job_uuid, const char *key,
+                         const char *phase, const char *side, enum mig_action_status status,
+                         const char *error)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_ACTION_SAVE);
+    if (s == NULL)
+        return MIG_EDB;
+    int64_t now = mig_now_ms();
+    bind_text(s, 1, job_uuid);
+    bind_text(s, 2, key);
+    bind_text(s, 3, phase);
+    bind_text(s, 4, side);
+    /* Out of range binds "unknown", which the table's CHECK refuses. */
+    bind_text(s, 5, mig_action_status_name(status));
+    /* Unbound parameters are NULL: the times this status does not stamp. */
+    switch (status) {
+    case MIG_ACTION_STARTED:
+        sqlite3_bind_int64(s, 6, now);
+        sqlite3_bind_int(s, 11, 1);
+        break;
+    case MIG_ACTION_DONE:
+    case MIG_ACTION_FAILED:
+        sqlite3_bind_int64(s, 7, now);
+        break;
+    case MIG_ACTION_UNDO_STARTED:
+        sqlite3_bind_int64(s, 8, now);
+        sqlite3_bind_int(s, 12, 1);
+        break;
+    case MIG_ACTION_UNDONE:
+        sqlite3_bind_int64(s, 9, now);
+        break;
+    default:
+        break;
+    }
+    bind_text(s, 10, error);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "save action");
+    stmt_done(s);
+    return rc;
+}
+
+int mig_store_action_save(struct mig_store *st, const struct mig_job *job, const char *key,
+                          const char *phase, const char *side, enum mig_action_status status,
+                          const char *error)
+{
+    if (tx_exec(st, ST_BEGIN, "begin action") != 0)
+        return MIG_EDB;
+    /* The job first: a refused action must undo its record's change too. */
+    if (job_upsert(st, job) != 0 ||
+        action_upsert(st, job->uuid, key, phase, side, status, error) != 0 ||
+        tx_exec(st, ST_COMMIT, "commit action") != 0) {
+        /* After a failed COMMIT the transaction is still open: roll it back too. */
+        if (!sqlite3_get_autocommit(st->db))
+            tx_exec(st, ST_ROLLBACK, "roll back action");
+        log_error("store %s: job %s: action %s not recorded as %s", st->path, job->uuid,
+                  key != NULL ? key : "(null)", mig_action_status_name(status));
+        return MIG_EDB;
+    }
+    return 0;
+}
+
+/* A nullable ms column as 0 ("not yet") or its value. */
+static int64_t ms_column(sqlite3_stmt *s, int col)
+{
+    return sqlite3_column_type(s, col) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, col);
+}
+
+int mig_store_actions(struct mig_store *st, const char *job_uuid, struct mig_action_rec **out,
+                      size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = stmt_get(st, ST_ACTION_LIST);
+    if (s == NULL)
+        return MIG_EDB;
+    bind_text(s, 1, job_uuid);
+    struct mig_action_rec *recs = NULL;
+    size_t count = 0, cap = 0;
+    int rc = 0, step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap != 0 ? cap * 2 : 16;
+            struct mig_action_rec *grown = realloc(recs, cap * sizeof(*recs));
+            if (grown == NULL)
+                abort();
+            recs = grown;
+        }
+        struct mig_action_rec *r = &recs[count++];
+        memset(r, 0, sizeof(*r));
+        copy_column(s, 0, r->key, sizeof(r->key));
+        copy_column(s, 1, r->phase, sizeof(r->phase));
+        copy_column(s, 2, r->side, sizeof(r->side));
+        if (mig_action_status_parse((const char *)sqlite3_column_text(s, 3), &r->status) != 0) {
+            log_error("store %s: job %s: action %s has an unknown status", st->path, job_uuid,
+                      r->key);
+            rc = MIG_EDB;
+            break;
+        }
+        r->seq = sqlite3_column_int64(s, 4);
+        r->started_ms = ms_column(s, 5);
+        r->ended_ms = ms_column(s, 6);
+        r->undo_started_ms = ms_column(s, 7);
+        r->undo_ended_ms = ms_column(s, 8);
+        copy_column(s, 9, r->error, sizeof(r->error));
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(st, "read actions");
+    stmt_done(s);
+    if (rc != 0) {
+        free(recs);
+        return rc;
+    }
+    *out = recs;
+    *n = count;
+    return 0;
+}
+
+/* A nullable ms column as a new JSON string (ISO 8601) or null. */
+static json_t *time_or_null(sqlite3_stmt *s, int col)
+{
+    return sqlite3_column_type(s, col) == SQLITE_NULL ? json_null() : time_column(s, col);
+}
+
+json_t *mig_store_actions_json(struct mig_store *st, const char *job_uuid)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_ACTION_LIST);
+    if (s == NULL)
+        return NULL;
+    bind_text(s, 1, job_uuid);
+    json_t *a = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        bool ended = sqlite3_column_type(s, 6) != SQLITE_NULL;
+        bool started = sqlite3_column_type(s, 5) != SQLITE_NULL;
+        json_t *duration =
+            started && ended ? json_integer(sqlite3_column_int64(s, 6) - sqlite3_column_int64(s, 5))
+                             : json_null();
+        json_t *error = sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() : text_column(s, 9);
+        json_array_append_new(
+            a, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "action",
+                         text_column(s, 0), "phase", text_column(s, 1), "side", text_column(s, 2),
+                         "status", text_column(s, 3), "started", time_or_null(s, 5), "ended",
+                         time_or_null(s, 6), "duration_ms", duration, "undo_started",
+                         time_or_null(s, 7), "undo_ended", time_or_null(s, 8), "error", error));
+    }
+    if (rc != SQLITE_DONE) {
+        db_fail(st, "read actions");
+        json_decref(a);
+        a = NULL;
+    }
+    stmt_done(s);
+    return a;
+}
+
+/*
+ * Reads the pid written in the lock file fd; 0 when it holds none.  Used
+ * when F_GETLK cannot name the holder.
+ */
+static long lock_file_pid(int fd)
+{
+    char buf[32];
+    ssize_t len = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (len <= 0)
+        return 0;
+    buf[len] = '\0';
+    char *end = NULL;
+    long pid = strtol(buf, &end, 10);
+    return end != buf && pid > 0 ? pid : 0;
+}
+
+int mig_store_lock(const char *db_path, int *fd, long *holder, char *err, size_t errsz)
+{
+    *fd = -1;
+    *holder = 0;
+    char *lock_path = mig_asprintf("%s.lock", db_path);
+    int lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0) {
+        int e = errno;
+        mig_errf(err, errsz, "cannot open lock file %s: %s", lock_path, strerror(e));
+        free(lock_path);
+        return -e;
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(lfd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EACCES) {
+            /* The holder may have let go since: then its pid is gone too. */
+            struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+            long pid = 0;
+            if (fcntl(lfd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK && q.l_pid > 0)
+                pid = (long)q.l_pid;
+            else
+                pid = lock_file_pid(lfd);
+            *holder = pid;
+            if (pid > 0)
+                mig_errf(err, errsz, "database %s is in use by another migd (pid %ld)", db_path,
+                         pid);
+            else
+                mig_errf(err, errsz, "database %s is in use by another migd (pid unknown)",
+                         db_path);
+            close(lfd);
+            free(lock_path);
+            return -EBUSY;
+        }
+        mig_errf(err, errsz, "cannot lock %s: %s", lock_path, strerror(e));
+        close(lfd);
+        free(lock_path);
+        return -e;
+    }
+    /* Ours now: replace whatever pid an earlier holder left. */
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    errno = EIO; /* what a short write reports */
+    if (ftruncate(lfd, 0) != 0 || pwrite(lfd, pid, (size_t)len, 0) != (ssize_t)len) {
+        int e = errno;
+        mig_errf(err, errsz, "cannot write lock file %s: %s", lock_path, strerror(e));
+        close(lfd);
+        free(lock_path);
+        return -e;
+    }
+    free(lock_path);
+    *fd = lfd;
+    return 0;
 }

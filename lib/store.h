@@ -22,9 +22,11 @@ struct mig_store;
 int mig_store_schema_latest(void);
 
 /*
- * Opens (creating if needed) the database at path and migrates it to the
- * latest schema.  Returns 0, MIG_ESCHEMA for a newer database, or MIG_EDB;
- * err gets one line for the operator.
+ * Opens (creating if needed, mode 0600) the database at path and migrates it
+ * to the latest schema.  A database that cannot be written (read-only file
+ * system, read-only file, a WAL database whose writes fail) is refused: a
+ * daemon that cannot journal must not act.  Returns 0, MIG_ESCHEMA for a
+ * newer database, or MIG_EDB; err gets one line for the operator.
  */
 int mig_store_open(const char *path, struct mig_store **out, char *err, size_t errsz);
 void mig_store_close(struct mig_store *st);
@@ -33,7 +35,10 @@ int mig_store_version(struct mig_store *st);
 
 /* Inserts or replaces the job (its record form).  0 or MIG_EDB. */
 int mig_store_job_save(struct mig_store *st, const struct mig_job *job);
-/* Loads one job; 0, -ENOENT, or MIG_EDB.  *out is the caller's. */
+/*
+ * Loads one job; 0, -ENOENT, MIG_EPARSE (the row exists but its record is
+ * unreadable, or is another job's; logged), or MIG_EDB.  *out is the caller's.
+ */
 int mig_store_job_load(struct mig_store *st, const char *uuid, struct mig_job **out);
 
 struct mig_job_filter {
@@ -43,10 +48,25 @@ struct mig_job_filter {
 };
 /*
  * Loads the jobs matching f, oldest first, into a malloc'd array of *n jobs
- * (caller frees each with mig_job_free and the array with free).
+ * (caller frees each with mig_job_free and the array with free).  A row whose
+ * record cannot be parsed is logged (at every call) and skipped; it never
+ * hides the others (see mig_store_job_list_bad).
  */
 int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f,
                        struct mig_job ***out, size_t *n);
+
+/* A job row whose record cannot be read, from its plain columns. */
+struct mig_bad_job {
+    char uuid[MIG_UUID_LEN + 1];
+    char vm_uuid[MIG_UUID_LEN + 1];
+    char state[16];
+    char error[256]; /* why the record is unreadable */
+};
+/*
+ * The rows whose record cannot be parsed (any state), as a malloc'd array
+ * of *n (caller frees with free).  0, or MIG_EDB.
+ */
+int mig_store_job_list_bad(struct mig_store *st, struct mig_bad_job **out, size_t *n);
 /*
  * Finds a job that still holds vm_uuid (mig_job_state_holds_vm).  0 and its
  * uuid in out, -ENOENT when none, MIG_EDB.
@@ -64,6 +84,83 @@ json_t *mig_store_steps(struct mig_store *st, const char *job_uuid);
 int mig_store_log_append(struct mig_store *st, const char *job_uuid, int level, const char *msg);
 /* The job's log as a JSON array of {time, level, msg}, oldest first; new reference. */
 json_t *mig_store_log(struct mig_store *st, const char *job_uuid);
+
+/*
+ * The action journal (schema 002).  Each action a job takes on a CN or an API
+ * has one row, keyed by (job, key): the executor records "started" before it
+ * acts and "done" once it has acted, and the undo walk records "undo_started"
+ * and "undone".  A status change and the job's record (whose ctx carries the
+ * action's results) are written in one transaction: both or neither.
+ */
+enum mig_action_status {
+    MIG_ACTION_STARTED,      /* journaled before acting: outcome unknown until probed */
+    MIG_ACTION_DONE,         /* acted; its results are in the job's ctx */
+    MIG_ACTION_FAILED,       /* acted and failed (error says why); may be undone */
+    MIG_ACTION_UNDO_STARTED, /* its undo began: outcome unknown until probed */
+    MIG_ACTION_UNDONE,       /* undone (or found to need no undo) */
+    MIG_ACTION_NSTATUS
+};
+
+/* "started", "done", "failed", "undo_started", "undone"; "unknown" out of range. */
+const char *mig_action_status_name(enum mig_action_status s);
+/* Parses a status name; 0 or -EINVAL. */
+int mig_action_status_parse(const char *s, enum mig_action_status *out);
+
+/* One journal row. */
+struct mig_action_rec {
+    char key[128];       /* unique per job, e.g. "switch.attach" or "sync.send@2#0" */
+    char phase[16];      /* the job phase it belongs to ("prepare", ..., "rollback") */
+    char side[16];       /* "source", "target", "api", "local" */
+    enum mig_action_status status;
+    int64_t seq;         /* order in which the actions were first journaled */
+    int64_t started_ms;  /* 0: not yet; times are ms since the epoch */
+    int64_t ended_ms;
+    int64_t undo_started_ms;
+    int64_t undo_ended_ms;
+    char error[512];     /* "" when none: the last failure's one-line message */
+};
+
+/*
+ * Sets action key of job to status, creating the row on first use (with
+ * phase and side; seq = one more than the job's largest; later calls keep
+ * all three), and saves the job's record, in one transaction.  Stamps
+ * started_ms on MIG_ACTION_STARTED, ended_ms on DONE/FAILED, undo_started_ms
+ * on UNDO_STARTED, undo_ended_ms on UNDONE (each time the status is set); a
+ * new STARTED clears ended_ms and a new UNDO_STARTED clears undo_ended_ms,
+ * since that attempt has not ended.  error may be NULL (clears it).  A key,
+ * phase or side that does not fit struct mig_action_rec is refused.  Returns
+ * 0, or MIG_EDB with nothing changed (the transaction rolled back).
+ */
+int mig_store_action_save(struct mig_store *st, const struct mig_job *job, const char *key,
+                          const char *phase, const char *side, enum mig_action_status status,
+                          const char *error);
+/*
+ * The job's journal, in seq order, as a malloc'd array of *n rows (the
+ * caller frees it with free).  0, or MIG_EDB.
+ */
+int mig_store_actions(struct mig_store *st, const char *job_uuid, struct mig_action_rec **out,
+                      size_t *n);
+/*
+ * The job's journal as JSON for `migctl show -v`: an array of {action, phase,
+ * side, status, started, ended, duration_ms, undo_started, undo_ended, error}
+ * (times ISO 8601 or null; duration_ms null until ended; error null when
+ * none).  New reference, or NULL on a database error.
+ */
+json_t *mig_store_actions_json(struct mig_store *st, const char *job_uuid);
+
+/*
+ * Takes the daemon's exclusive lock on the database: a lock file beside it
+ * (db_path + ".lock", created 0600) locked with fcntl(F_SETLK) for writing
+ * and holding the owner's pid as text.  Returns 0 and the open descriptor
+ * in *fd (kept open for the life of the daemon: closing it releases the
+ * lock); -EBUSY when another process holds it, with that process's pid in
+ * *holder (0 when unreadable) and a line in err naming it; another negative
+ * code with a line in err.  POSIX only (illumos and Linux alike).  fcntl
+ * locks belong to the process, not the descriptor: call this once per
+ * process, and never open and close the lock file elsewhere in it (closing
+ * any descriptor of the file releases the lock).
+ */
+int mig_store_lock(const char *db_path, int *fd, long *holder, char *err, size_t errsz);
 
 /* Appends an event (type, data) for job; data is borrowed. */
 int mig_store_event_append(struct mig_store *st, const char *job_uuid, const char *type,

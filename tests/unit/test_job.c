@@ -21,7 +21,10 @@ static const struct {
     {MIG_JOB_RUNNING, MIG_EV_SYNCED, MIG_JOB_WAITING},
     {MIG_JOB_WAITING, MIG_EV_FINISH, MIG_JOB_RUNNING},
     {MIG_JOB_RUNNING, MIG_EV_SWITCHED, MIG_JOB_SWITCHED},
-    {MIG_JOB_SWITCHED, MIG_EV_CLEANED, MIG_JOB_SUCCEEDED},
+    {MIG_JOB_SWITCHED, MIG_EV_RETURN, MIG_JOB_RUNNING},
+    {MIG_JOB_SWITCHED, MIG_EV_REMOVE, MIG_JOB_RUNNING},
+    {MIG_JOB_RUNNING, MIG_EV_CLEANED, MIG_JOB_SUCCEEDED},
+    {MIG_JOB_RUNNING, MIG_EV_KEPT, MIG_JOB_SWITCHED},
     {MIG_JOB_QUEUED, MIG_EV_FAIL, MIG_JOB_FAILED},
     {MIG_JOB_RUNNING, MIG_EV_FAIL, MIG_JOB_FAILED},
     {MIG_JOB_WAITING, MIG_EV_FAIL, MIG_JOB_FAILED},
@@ -29,7 +32,7 @@ static const struct {
     {MIG_JOB_QUEUED, MIG_EV_ABORT, MIG_JOB_ABORTED},
     {MIG_JOB_RUNNING, MIG_EV_ABORT, MIG_JOB_ABORTED},
     {MIG_JOB_WAITING, MIG_EV_ABORT, MIG_JOB_ABORTED},
-    {MIG_JOB_SWITCHED, MIG_EV_ROLLED_BACK, MIG_JOB_ROLLED_BACK},
+    {MIG_JOB_RUNNING, MIG_EV_ROLLED_BACK, MIG_JOB_ROLLED_BACK},
     {MIG_JOB_QUEUED, MIG_EV_RESUME, MIG_JOB_QUEUED},
     {MIG_JOB_RUNNING, MIG_EV_RESUME, MIG_JOB_RUNNING},
     {MIG_JOB_WAITING, MIG_EV_RESUME, MIG_JOB_WAITING},
@@ -82,8 +85,9 @@ static void test_refused_transitions_leave_job_unchanged(void **state)
         {MIG_JOB_ABORTED, MIG_EV_RESUME},      {MIG_JOB_ROLLED_BACK, MIG_EV_CLEANED},
         {MIG_JOB_SWITCHED, MIG_EV_ABORT},      {MIG_JOB_QUEUED, MIG_EV_FINISH},
         {MIG_JOB_QUEUED, MIG_EV_SWITCHED},     {MIG_JOB_RUNNING, MIG_EV_START},
-        {MIG_JOB_RUNNING, MIG_EV_CLEANED},     {MIG_JOB_WAITING, MIG_EV_SWITCHED},
-        {MIG_JOB_WAITING, MIG_EV_ROLLED_BACK}, {MIG_JOB_RUNNING, MIG_EV_ROLLED_BACK},
+        {MIG_JOB_SWITCHED, MIG_EV_CLEANED},    {MIG_JOB_WAITING, MIG_EV_SWITCHED},
+        {MIG_JOB_WAITING, MIG_EV_ROLLED_BACK}, {MIG_JOB_SWITCHED, MIG_EV_ROLLED_BACK},
+        {MIG_JOB_WAITING, MIG_EV_KEPT},        {MIG_JOB_RUNNING, MIG_EV_RETURN},
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         struct mig_job *job = mig_job_new();
@@ -119,6 +123,9 @@ static void test_times(void **state)
     assert_int_equal(job->started, started - 5000);
     assert_int_equal(mig_job_apply(job, MIG_EV_SWITCHED), 0);
     assert_int_equal(job->finished, 0); /* switched is not final */
+    assert_int_equal(mig_job_apply(job, MIG_EV_REMOVE), 0); /* migctl cleanup runs */
+    assert_int_equal(job->state, MIG_JOB_RUNNING);
+    assert_int_equal(job->started, started - 5000);
     assert_int_equal(mig_job_apply(job, MIG_EV_CLEANED), 0);
     assert_int_equal(job->state, MIG_JOB_SUCCEEDED);
     assert_true(job->finished >= before);
@@ -154,7 +161,7 @@ static void test_names_round_trip(void **state)
         assert_int_equal(mig_job_state_parse(states[s], &out), 0);
         assert_int_equal(out, s);
     }
-    static const char *phases[] = {"validate", "prepare", "sync", "switch", "cleanup"};
+    static const char *phases[] = {"validate", "prepare", "sync", "switch", "cleanup", "rollback"};
     for (int p = 0; p < MIG_PHASE_NPHASES; p++) {
         enum mig_phase out = MIG_PHASE_NPHASES;
         assert_string_equal(mig_phase_name((enum mig_phase)p), phases[p]);
@@ -227,9 +234,37 @@ static struct mig_job *full_job(void)
     job->cleanup_source = true;
     job->finish_requested = true;
     job->abort_requested = true;
-    json_object_set_new(job->ctx, "final_snap", json_string("migd-1"));
-    json_object_set_new(job->ctx, "ips",
-                        json_pack("[{s:s, s:b}]", "ip", "10.0.0.5", "reserved_before", 0));
+    job->undoing = true;
+    job->task = MIG_TASK_RETURN;
+    job->limit_mbps = 160;
+    snprintf(job->transfer, sizeof(job->transfer), "direct");
+    struct mig_job_ctx *c = &job->ctx;
+    snprintf(c->source_ip, sizeof(c->source_ip), "10.99.99.11");
+    snprintf(c->target_ip, sizeof(c->target_ip), "10.99.99.12");
+    snprintf(c->image_uuid, sizeof(c->image_uuid), "5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12");
+    c->ndatasets = 2;
+    snprintf(c->datasets[0].name, sizeof(c->datasets[0].name), "zones/x");
+    snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin), "zones/img@final");
+    c->datasets[0].used = 123456789012LL;
+    snprintf(c->datasets[1].name, sizeof(c->datasets[1].name), "zones/x-disk0");
+    c->nnics = 1;
+    snprintf(c->nics[0].mac, sizeof(c->nics[0].mac), "90:b8:d0:01:02:03");
+    snprintf(c->nics[0].ip, sizeof(c->nics[0].ip), "10.0.0.5");
+    snprintf(c->nics[0].network_uuid, sizeof(c->nics[0].network_uuid),
+             "7a1a4b7e-63b8-4e2c-9a3c-2a0f5a8d0c11");
+    c->nics[0].reserved_before = 0;
+    c->image_on_target = 1;
+    c->autoboot_before = 1;
+    c->resumable_source = 0;
+    c->resumable_target = 1;
+    mig_job_set_zonecfg(job, "create -b\nset zonepath=\"/zones/x\"\n");
+    c->rounds = 3;
+    c->last_delta = 4096;
+    c->stop_ms = 1707350450000LL;
+    c->back_was_running = 0;
+    c->back_stop_ms = 1707350460000LL;
+    snprintf(c->target_request, sizeof(c->target_request), "cn2");
+    mig_job_set_activity(job, "sending %s", "zones/x");
     return job;
 }
 
@@ -276,7 +311,14 @@ static void assert_same_job(const struct mig_job *a, const struct mig_job *b)
     assert_int_equal(a->cleanup_source, b->cleanup_source);
     assert_int_equal(a->finish_requested, b->finish_requested);
     assert_int_equal(a->abort_requested, b->abort_requested);
-    assert_true(json_equal(a->ctx, b->ctx));
+    assert_int_equal(a->undoing, b->undoing);
+    assert_int_equal(a->task, b->task);
+    assert_int_equal(a->limit_mbps, b->limit_mbps);
+    assert_string_equal(a->transfer, b->transfer);
+    json_t *ca = mig_job_ctx_to_json(&a->ctx), *cb = mig_job_ctx_to_json(&b->ctx);
+    assert_true(json_equal(ca, cb));
+    json_decref(ca);
+    json_decref(cb);
 }
 
 /* to_record -> text -> from_record gives the same job. */
@@ -295,8 +337,11 @@ static void round_trip(struct mig_job *job)
     assert_non_null(copy);
     assert_same_job(job, copy);
     /* ctx is the copy's own: changing it does not touch the original. */
-    json_object_set_new(copy->ctx, "new", json_true());
-    assert_null(json_object_get(job->ctx, "new"));
+    if (job->ctx.zonecfg != NULL)
+        assert_ptr_not_equal(copy->ctx.zonecfg, job->ctx.zonecfg);
+    mig_job_set_zonecfg(copy, "changed");
+    if (job->ctx.zonecfg != NULL)
+        assert_string_not_equal(job->ctx.zonecfg, "changed");
     mig_job_free(copy);
 }
 
@@ -413,7 +458,12 @@ static void test_public_json(void **state)
                                  "created",
                                  "started",
                                  "finished",
-                                 "error"};
+                                 "error",
+                                 "aborting",
+                                 "activity",
+                                 "cleanup_source",
+                                 "transfer",
+                                 "limit_mbps"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();
@@ -425,7 +475,16 @@ static void test_public_json(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "vm_alias")), "web01");
     assert_string_equal(json_string_value(json_object_get(o, "mode")), "auto");
     assert_string_equal(json_string_value(json_object_get(o, "state")), "failed");
-    assert_string_equal(json_string_value(json_object_get(o, "phase")), "switch");
+    /* Undoing shows as the rollback phase; the record keeps the phase it undoes. */
+    assert_string_equal(json_string_value(json_object_get(o, "phase")), "rollback");
+    json_t *rec = mig_job_to_record(job);
+    assert_string_equal(json_string_value(json_object_get(rec, "phase")), "switch");
+    json_decref(rec);
+    assert_true(json_is_true(json_object_get(o, "aborting")));
+    assert_string_equal(json_string_value(json_object_get(o, "activity")), "sending zones/x");
+    assert_true(json_is_true(json_object_get(o, "cleanup_source")));
+    assert_string_equal(json_string_value(json_object_get(o, "transfer")), "direct");
+    assert_int_equal(json_integer_value(json_object_get(o, "limit_mbps")), 160);
     assert_true(json_is_true(json_object_get(o, "vm_was_running")));
     assert_int_equal(json_integer_value(json_object_get(o, "downtime_ms")), 4321);
     assert_string_equal(json_string_value(json_object_get(o, "created")),
@@ -478,8 +537,15 @@ static void test_new_job(void **state)
     assert_string_not_equal(a->uuid, b->uuid);
     assert_int_equal(a->state, MIG_JOB_QUEUED);
     assert_int_equal(a->phase, MIG_PHASE_VALIDATE);
-    assert_true(json_is_object(a->ctx));
-    assert_int_equal(json_object_size(a->ctx), 0);
+    /* Nothing known yet: counts zero, facts unknown (-1), no strings. */
+    assert_int_equal(a->ctx.ndatasets, 0);
+    assert_int_equal(a->ctx.nnics, 0);
+    assert_int_equal(a->ctx.image_on_target, -1);
+    assert_int_equal(a->ctx.autoboot_before, -1);
+    assert_int_equal(a->ctx.last_delta, -1);
+    assert_null(a->ctx.zonecfg);
+    assert_int_equal(a->task, MIG_TASK_MIGRATE);
+    assert_false(a->undoing);
     mig_job_free(a);
     mig_job_free(b);
     mig_job_free(NULL);

@@ -1,15 +1,26 @@
 /*
  * test_store.c: the SQLite store against real database files in a fresh
  * temporary directory: schema creation and versioning, job round trips and
- * queries, steps, log and events, WAL mode, and bound parameters.
+ * queries, steps, log and events, WAL mode, bound parameters, the action
+ * journal and its atomicity, the lock file, the file mode, unreadable job
+ * rows, and the refusal of a database that cannot be written.
  */
+#ifdef __linux__
+#define _GNU_SOURCE /* unshare(2), for the read-only mount test */
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#endif
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -43,7 +54,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     mig_store_close(fx->st);
-    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", ".lock"};
     char p[160];
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         snprintf(p, sizeof(p), "%s%s", fx->path, suffixes[i]);
@@ -106,9 +117,19 @@ static struct mig_job *full_job(const char *vm_uuid, enum mig_job_state state, i
     j->started = created + 1000;
     j->finish_requested = true;
     j->cleanup_source = true;
-    json_object_set_new(j->ctx, "snapshots", json_pack("[ss]", "migd-1", "migd-2"));
-    json_object_set_new(j->ctx, "ips", json_pack("{s:b}", "10.0.0.5", 0));
-    json_object_set_new(j->ctx, "quota", json_integer(10737418240LL));
+    snprintf(j->ctx.source_ip, sizeof(j->ctx.source_ip), "10.0.0.5");
+    j->ctx.ndatasets = 2;
+    snprintf(j->ctx.datasets[0].name, sizeof(j->ctx.datasets[0].name), "zones/%s", vm_uuid);
+    snprintf(j->ctx.datasets[0].origin, sizeof(j->ctx.datasets[0].origin), "zones/img@final");
+    j->ctx.datasets[0].used = 10737418240LL;
+    snprintf(j->ctx.datasets[1].name, sizeof(j->ctx.datasets[1].name), "zones/%s-disk0", vm_uuid);
+    j->ctx.nnics = 1;
+    snprintf(j->ctx.nics[0].mac, sizeof(j->ctx.nics[0].mac), "90:b8:d0:01:02:00");
+    snprintf(j->ctx.nics[0].ip, sizeof(j->ctx.nics[0].ip), "10.0.0.5");
+    j->ctx.nics[0].reserved_before = 0;
+    j->ctx.rounds = 2;
+    j->ctx.last_delta = 4096;
+    mig_job_set_zonecfg(j, "create -b\nset zonepath=/zones/web-01\n");
     return j;
 }
 
@@ -222,21 +243,23 @@ static void test_job_round_trip(void **state)
     assert_true(got->finish_requested);
     assert_true(got->cleanup_source);
     assert_false(got->dry_run);
-    assert_int_equal(json_integer_value(json_object_get(got->ctx, "quota")), 10737418240LL);
-    assert_string_equal(
-        json_string_value(json_array_get(json_object_get(got->ctx, "snapshots"), 1)), "migd-2");
-    assert_true(json_is_false(json_object_get(json_object_get(got->ctx, "ips"), "10.0.0.5")));
+    assert_int_equal(got->ctx.ndatasets, 2);
+    assert_int_equal(got->ctx.datasets[0].used, 10737418240LL);
+    assert_string_equal(got->ctx.datasets[1].name, "zones/" VM_A "-disk0");
+    assert_string_equal(got->ctx.nics[0].ip, "10.0.0.5");
+    assert_int_equal(got->ctx.nics[0].reserved_before, 0);
+    assert_string_equal(got->ctx.zonecfg, "create -b\nset zonepath=/zones/web-01\n");
     assert_same_job(j, got);
     mig_job_free(got);
 
     /* Saving again replaces the row, it does not add one. */
     j->state = MIG_JOB_RUNNING;
-    json_object_set_new(j->ctx, "round", json_integer(2));
+    j->ctx.rounds = 3;
     assert_int_equal(mig_store_job_save(st, j), 0);
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM jobs"), 1);
     assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
     assert_int_equal(got->state, MIG_JOB_RUNNING);
-    assert_int_equal(json_integer_value(json_object_get(got->ctx, "round")), 2);
+    assert_int_equal(got->ctx.rounds, 3);
     mig_job_free(got);
     mig_job_free(j);
 
@@ -477,7 +500,8 @@ static void test_sql_metacharacters_round_trip(void **state)
     struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
     free(j->vm_alias);
     j->vm_alias = strdup(nasty);
-    json_object_set_new(j->ctx, nasty, json_string(nasty));
+    mig_job_set_zonecfg(j, nasty);
+    snprintf(j->ctx.activity, sizeof(j->ctx.activity), "%s", nasty);
     assert_int_equal(mig_store_job_save(st, j), 0);
     assert_int_equal(mig_store_step_record(st, j->uuid, nasty, nasty), 0);
     assert_int_equal(mig_store_log_append(st, j->uuid, MIG_LOG_INFO, nasty), 0);
@@ -485,7 +509,8 @@ static void test_sql_metacharacters_round_trip(void **state)
     struct mig_job *got = NULL;
     assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
     assert_string_equal(got->vm_alias, nasty);
-    assert_string_equal(json_string_value(json_object_get(got->ctx, nasty)), nasty);
+    assert_string_equal(got->ctx.zonecfg, nasty);
+    assert_string_equal(got->ctx.activity, nasty);
     assert_same_job(j, got);
     mig_job_free(got);
 
@@ -511,6 +536,770 @@ static void test_sql_metacharacters_round_trip(void **state)
     mig_job_free(j);
 }
 
+/* Runs sql (with text parameters p1, p2, either may be NULL) on the file with a separate
+ * connection; returns the SQLite code of its step (SQLITE_DONE for a statement that ran). */
+static int raw_exec(const char *path, const char *sql, const char *p1, const char *p2)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    if (p1 != NULL)
+        sqlite3_bind_text(s, 1, p1, -1, SQLITE_TRANSIENT);
+    if (p2 != NULL)
+        sqlite3_bind_text(s, 2, p2, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rc;
+}
+
+static void test_schema_2_tables(void **state)
+{
+    struct fixture *fx = *state;
+    open_ok(fx);
+    assert_true(mig_store_schema_latest() >= 2);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                       " AND name IN ('actions', 'meta')"),
+                     2);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                       " AND name = 'actions_job_seq'"),
+                     1);
+    /* The writability probe left its row. */
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM meta WHERE key = 'opened'"
+                                       " AND value LIKE '____-__-__T__:__:__.___Z'"),
+                     1);
+}
+
+/* A database created by a migd that knew only schema 1 is carried to the latest, jobs kept. */
+static void test_upgrade_from_schema_1(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
+    json_t *rec = mig_job_to_record(j);
+    char *text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(
+        sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+        SQLITE_OK);
+    assert_int_equal(mig_schema_steps[0].version, 1);
+    assert_int_equal(sqlite3_exec(db, mig_schema_steps[0].sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO jobs (uuid, vm_uuid, state, phase, mode,"
+                                        " created, updated, record)"
+                                        " VALUES (?1, ?2, 'running', 'sync', 'incremental', 1000,"
+                                        " 1000, ?3)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, j->uuid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, j->vm_uuid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 3, text, -1, free);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'actions'"),
+                     0);
+
+    struct mig_store *st = open_ok(fx);
+    assert_int_equal(mig_store_version(st), mig_store_schema_latest());
+    struct mig_job *got = NULL;
+    assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
+    assert_same_job(j, got);
+    mig_job_free(got);
+    assert_int_equal(
+        mig_store_action_save(st, j, "sync.send@1#0", "sync", "source", MIG_ACTION_STARTED, NULL),
+        0);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM actions"), 1);
+    mig_job_free(j);
+}
+
+static void test_action_status_names(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"started", "done", "failed", "undo_started", "undone"};
+    assert_int_equal(sizeof(names) / sizeof(names[0]), MIG_ACTION_NSTATUS);
+    for (int i = 0; i < MIG_ACTION_NSTATUS; i++) {
+        enum mig_action_status got = MIG_ACTION_NSTATUS;
+        assert_string_equal(mig_action_status_name((enum mig_action_status)i), names[i]);
+        assert_int_equal(mig_action_status_parse(names[i], &got), 0);
+        assert_int_equal(got, i);
+    }
+    assert_string_equal(mig_action_status_name(MIG_ACTION_NSTATUS), "unknown");
+    assert_string_equal(mig_action_status_name((enum mig_action_status) - 1), "unknown");
+    enum mig_action_status out = MIG_ACTION_DONE;
+    assert_int_equal(mig_action_status_parse("unknown", &out), -EINVAL);
+    assert_int_equal(mig_action_status_parse("Started", &out), -EINVAL);
+    assert_int_equal(mig_action_status_parse("", &out), -EINVAL);
+    assert_int_equal(mig_action_status_parse(NULL, &out), -EINVAL);
+    assert_int_equal(out, MIG_ACTION_DONE);
+}
+
+/* Reads the job's journal and returns the row for key (the array is kept in *recs). */
+static struct mig_action_rec *action_row(struct mig_store *st, const char *job_uuid,
+                                         const char *key, struct mig_action_rec **recs, size_t *n)
+{
+    free(*recs);
+    *recs = NULL;
+    assert_int_equal(mig_store_actions(st, job_uuid, recs, n), 0);
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*recs)[i].key, key) == 0)
+            return &(*recs)[i];
+    }
+    fail_msg("action %s not in the journal of %s", key, job_uuid);
+    return NULL;
+}
+
+static void test_action_journal_round_trip(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
+    struct mig_job *k = full_job(VM_B, MIG_JOB_RUNNING, 2000);
+    assert_int_equal(mig_store_job_save(st, j), 0);
+    struct mig_action_rec *recs = NULL, *r;
+    size_t n = 99;
+
+    /* started: row created with seq 1, started stamped, nothing ended. */
+    int64_t before = mig_now_ms();
+    assert_int_equal(mig_store_action_save(st, j, "prepare.snapshot", "prepare", "source",
+                                           MIG_ACTION_STARTED, NULL),
+                     0);
+    int64_t after = mig_now_ms();
+    r = action_row(st, j->uuid, "prepare.snapshot", &recs, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(r->phase, "prepare");
+    assert_string_equal(r->side, "source");
+    assert_int_equal(r->status, MIG_ACTION_STARTED);
+    assert_int_equal(r->seq, 1);
+    assert_in_range(r->started_ms, before, after);
+    assert_int_equal(r->ended_ms, 0);
+    assert_int_equal(r->undo_started_ms, 0);
+    assert_int_equal(r->undo_ended_ms, 0);
+    assert_string_equal(r->error, "");
+    int64_t started1 = r->started_ms;
+
+    /* done: the job's record is saved with it; phase and side stay the first use's. */
+    j->progress.bytes_sent = 777;
+    j->phase = MIG_PHASE_SWITCH;
+    before = mig_now_ms();
+    assert_int_equal(
+        mig_store_action_save(st, j, "prepare.snapshot", "switch", "api", MIG_ACTION_DONE, NULL),
+        0);
+    after = mig_now_ms();
+    r = action_row(st, j->uuid, "prepare.snapshot", &recs, &n);
+    assert_int_equal(r->status, MIG_ACTION_DONE);
+    assert_string_equal(r->phase, "prepare");
+    assert_string_equal(r->side, "source");
+    assert_int_equal(r->started_ms, started1);
+    assert_in_range(r->ended_ms, before, after);
+    assert_true(r->ended_ms >= r->started_ms);
+    struct mig_job *got = NULL;
+    assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
+    assert_int_equal(got->progress.bytes_sent, 777);
+    assert_int_equal(got->phase, MIG_PHASE_SWITCH);
+    assert_same_job(j, got);
+    mig_job_free(got);
+
+    /* A second action: seq 2.  Its error is kept, then cleared by a retry (which has not ended). */
+    assert_int_equal(
+        mig_store_action_save(st, j, "sync.send@1#0", "sync", "target", MIG_ACTION_STARTED, NULL),
+        0);
+    assert_int_equal(mig_store_action_save(st, j, "sync.send@1#0", "sync", "target",
+                                           MIG_ACTION_FAILED, "zfs send exited 1"),
+                     0);
+    r = action_row(st, j->uuid, "sync.send@1#0", &recs, &n);
+    assert_int_equal(r->seq, 2);
+    assert_int_equal(r->status, MIG_ACTION_FAILED);
+    assert_string_equal(r->error, "zfs send exited 1");
+    assert_true(r->ended_ms >= r->started_ms && r->ended_ms > 0);
+    int64_t started2 = r->started_ms;
+    assert_int_equal(
+        mig_store_action_save(st, j, "sync.send@1#0", "sync", "target", MIG_ACTION_STARTED, NULL),
+        0);
+    r = action_row(st, j->uuid, "sync.send@1#0", &recs, &n);
+    assert_int_equal(r->status, MIG_ACTION_STARTED);
+    assert_string_equal(r->error, "");
+    assert_int_equal(r->ended_ms, 0);
+    assert_true(r->started_ms >= started2);
+    assert_int_equal(r->seq, 2);
+    assert_int_equal(mig_store_action_save(st, j, "sync.send@1#0", "sync", "target",
+                                           MIG_ACTION_FAILED, "receive: dataset exists"),
+                     0);
+
+    /* A third, left started. */
+    assert_int_equal(
+        mig_store_action_save(st, j, "switch.attach", "switch", "api", MIG_ACTION_STARTED, NULL),
+        0);
+
+    /* The undo walk on the first: undo times stamped, the forward times kept. */
+    r = action_row(st, j->uuid, "prepare.snapshot", &recs, &n);
+    int64_t s1 = r->started_ms, e1 = r->ended_ms;
+    before = mig_now_ms();
+    assert_int_equal(mig_store_action_save(st, j, "prepare.snapshot", "rollback", "source",
+                                           MIG_ACTION_UNDO_STARTED, NULL),
+                     0);
+    r = action_row(st, j->uuid, "prepare.snapshot", &recs, &n);
+    assert_int_equal(r->status, MIG_ACTION_UNDO_STARTED);
+    assert_true(r->undo_started_ms >= before);
+    assert_int_equal(r->undo_ended_ms, 0);
+    assert_int_equal(mig_store_action_save(st, j, "prepare.snapshot", "rollback", "source",
+                                           MIG_ACTION_UNDONE, NULL),
+                     0);
+    after = mig_now_ms();
+    r = action_row(st, j->uuid, "prepare.snapshot", &recs, &n);
+    assert_int_equal(r->status, MIG_ACTION_UNDONE);
+    assert_int_equal(r->started_ms, s1);
+    assert_int_equal(r->ended_ms, e1);
+    assert_in_range(r->undo_ended_ms, r->undo_started_ms, after);
+
+    /* Another job's journal is its own, with its own seq, even for the same key. */
+    assert_int_equal(mig_store_action_save(st, k, "prepare.snapshot", "prepare", "source",
+                                           MIG_ACTION_STARTED, NULL),
+                     0);
+    r = action_row(st, k->uuid, "prepare.snapshot", &recs, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(r->seq, 1);
+
+    /* Seq order. */
+    free(recs);
+    recs = NULL;
+    assert_int_equal(mig_store_actions(st, j->uuid, &recs, &n), 0);
+    assert_int_equal(n, 3);
+    static const char *const keys[] = {"prepare.snapshot", "sync.send@1#0", "switch.attach"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(recs[i].key, keys[i]);
+        assert_int_equal(recs[i].seq, (int64_t)i + 1);
+    }
+
+    /* The JSON form for migctl show -v. */
+    json_t *a = mig_store_actions_json(st, j->uuid);
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 3);
+    json_t *o = json_array_get(a, 0);
+    assert_string_equal(json_string_value(json_object_get(o, "action")), "prepare.snapshot");
+    assert_string_equal(json_string_value(json_object_get(o, "phase")), "prepare");
+    assert_string_equal(json_string_value(json_object_get(o, "side")), "source");
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "undone");
+    char iso[32];
+    mig_time_iso(recs[0].started_ms, iso);
+    assert_string_equal(json_string_value(json_object_get(o, "started")), iso);
+    mig_time_iso(recs[0].ended_ms, iso);
+    assert_string_equal(json_string_value(json_object_get(o, "ended")), iso);
+    assert_int_equal(json_integer_value(json_object_get(o, "duration_ms")),
+                     recs[0].ended_ms - recs[0].started_ms);
+    assert_true(json_is_integer(json_object_get(o, "duration_ms")));
+    mig_time_iso(recs[0].undo_ended_ms, iso);
+    assert_string_equal(json_string_value(json_object_get(o, "undo_ended")), iso);
+    assert_true(json_is_string(json_object_get(o, "undo_started")));
+    assert_true(json_is_null(json_object_get(o, "error")));
+
+    o = json_array_get(a, 1);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "error")), "receive: dataset exists");
+    assert_true(json_is_integer(json_object_get(o, "duration_ms")));
+    assert_true(json_is_null(json_object_get(o, "undo_started")));
+
+    o = json_array_get(a, 2);
+    assert_string_equal(json_string_value(json_object_get(o, "action")), "switch.attach");
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "started");
+    assert_int_equal(strlen(json_string_value(json_object_get(o, "started"))), 24);
+    assert_true(json_is_null(json_object_get(o, "ended")));
+    assert_true(json_is_null(json_object_get(o, "duration_ms")));
+    assert_true(json_is_null(json_object_get(o, "undo_started")));
+    assert_true(json_is_null(json_object_get(o, "undo_ended")));
+    assert_true(json_is_null(json_object_get(o, "error")));
+    json_decref(a);
+
+    /* A job with no journal: empty, not an error. */
+    free(recs);
+    recs = (struct mig_action_rec *)&n;
+    assert_int_equal(mig_store_actions(st, "00000000-0000-4000-8000-000000000000", &recs, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(recs);
+    a = mig_store_actions_json(st, "00000000-0000-4000-8000-000000000000");
+    assert_non_null(a);
+    assert_int_equal(json_array_size(a), 0);
+    json_decref(a);
+    mig_job_free(j);
+    mig_job_free(k);
+}
+
+/* The saved job's progress.bytes_sent and phase, loaded back. */
+static void assert_saved(struct mig_store *st, const char *uuid, int64_t bytes_sent,
+                         enum mig_phase phase)
+{
+    struct mig_job *got = NULL;
+    assert_int_equal(mig_store_job_load(st, uuid, &got), 0);
+    assert_int_equal(got->progress.bytes_sent, bytes_sent);
+    assert_int_equal(got->phase, phase);
+    mig_job_free(got);
+}
+
+static void test_action_save_is_atomic(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
+    j->progress.bytes_sent = 1;
+    j->phase = MIG_PHASE_SYNC;
+    assert_int_equal(
+        mig_store_action_save(st, j, "sync.send@1#0", "sync", "source", MIG_ACTION_STARTED, NULL),
+        0);
+    assert_saved(st, j->uuid, 1, MIG_PHASE_SYNC);
+
+    /*
+     * The job row is written first, then the action: each refused action
+     * below fails after the job's new record was written, inside the
+     * transaction, and that record must be rolled back with it.
+     */
+    j->progress.bytes_sent = 2;
+    j->phase = MIG_PHASE_SWITCH;
+    char long_key[200];
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    /* A key the journal's row could not hold (schema CHECK). */
+    assert_int_equal(
+        mig_store_action_save(st, j, long_key, "switch", "target", MIG_ACTION_STARTED, NULL),
+        MIG_EDB);
+    assert_saved(st, j->uuid, 1, MIG_PHASE_SYNC);
+    /* A phase name too long for the row. */
+    assert_int_equal(mig_store_action_save(st, j, "switch.stop", "switch-and-then-some", "source",
+                                           MIG_ACTION_STARTED, NULL),
+                     MIG_EDB);
+    assert_saved(st, j->uuid, 1, MIG_PHASE_SYNC);
+    /* An update of the existing row refused (a status the table does not know). */
+    assert_int_equal(
+        mig_store_action_save(st, j, "sync.send@1#0", "sync", "source", MIG_ACTION_NSTATUS, NULL),
+        MIG_EDB);
+    assert_saved(st, j->uuid, 1, MIG_PHASE_SYNC);
+    struct mig_action_rec *recs = NULL;
+    size_t n = 0;
+    assert_int_equal(mig_store_actions(st, j->uuid, &recs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(recs[0].status, MIG_ACTION_STARTED);
+    free(recs);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM actions"), 1);
+
+    /* A job never saved: its refused first action does not leave its record behind either. */
+    struct mig_job *ghost = full_job(VM_B, MIG_JOB_RUNNING, 2000);
+    assert_int_equal(
+        mig_store_action_save(st, ghost, long_key, "prepare", "source", MIG_ACTION_STARTED, NULL),
+        MIG_EDB);
+    struct mig_job *got = (struct mig_job *)&n;
+    assert_int_equal(mig_store_job_load(st, ghost->uuid, &got), -ENOENT);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM jobs"), 1);
+
+    /* No transaction was left open: the store and other writers go on. */
+    assert_int_equal(
+        raw_exec(fx->path, "INSERT INTO meta (key, value) VALUES ('other', 'x')", NULL, NULL),
+        SQLITE_DONE);
+    assert_int_equal(
+        mig_store_action_save(st, j, "sync.send@1#0", "sync", "source", MIG_ACTION_DONE, NULL), 0);
+    assert_saved(st, j->uuid, 2, MIG_PHASE_SWITCH);
+
+    /* And what was committed is what a new connection reads. */
+    mig_store_close(st);
+    st = fx->st = NULL;
+    st = open_ok(fx);
+    assert_saved(st, j->uuid, 2, MIG_PHASE_SWITCH);
+    assert_int_equal(mig_store_actions(st, j->uuid, &recs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(recs[0].status, MIG_ACTION_DONE);
+    free(recs);
+    mig_job_free(j);
+    mig_job_free(ghost);
+}
+
+/* What a forked child reports back through a pipe. */
+struct child_result {
+    int skipped; /* errno of the setup step the child could not take; 0 otherwise */
+    int rc, rc2;
+    long holder;
+    long pid;
+    char text[64];
+    char err[256], err2[256];
+};
+
+/*
+ * Runs fn(arg, res) in a forked child and returns its result.  The child
+ * never returns into cmocka: it reports through a pipe and _exits.
+ */
+static void run_in_child(void (*fn)(void *, struct child_result *), void *arg,
+                         struct child_result *res)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        struct child_result r;
+        memset(&r, 0, sizeof(r));
+        r.pid = (long)getpid();
+        fn(arg, &r);
+        _exit(write(p[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+    }
+    close(p[1]);
+    memset(res, 0, sizeof(*res));
+    size_t got = 0;
+    while (got < sizeof(*res)) {
+        ssize_t k = read(p[0], (char *)res + got, sizeof(*res) - got);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(p[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(got, sizeof(*res));
+}
+
+/*
+ * Reads the lock file through the holder's own descriptor fd: opening and
+ * closing another descriptor of it would release the process's fcntl lock.
+ */
+static void read_lock_file(int fd, char *buf, size_t bufsz)
+{
+    ssize_t len = pread(fd, buf, bufsz - 1, 0);
+    buf[len > 0 ? len : 0] = '\0';
+}
+
+static void child_lock(void *arg, struct child_result *res)
+{
+    const struct fixture *fx = arg;
+    int fd = -1;
+    res->rc = mig_store_lock(fx->path, &fd, &res->holder, res->err, sizeof(res->err));
+    if (res->rc == 0)
+        read_lock_file(fd, res->text, sizeof(res->text));
+}
+
+static void test_lock_excludes_other_processes(void **state)
+{
+    struct fixture *fx = *state;
+    int fd = -1;
+    long holder = -1;
+    char err[256] = "", want[256], text[64];
+    assert_int_equal(mig_store_lock(fx->path, &fd, &holder, err, sizeof(err)), 0);
+    assert_true(fd >= 0);
+    assert_int_equal(holder, 0);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    snprintf(want, sizeof(want), "%ld\n", (long)getpid());
+    read_lock_file(fd, text, sizeof(text));
+    assert_string_equal(text, want);
+
+    /* Another process is refused and told who holds it. */
+    struct child_result res;
+    run_in_child(child_lock, fx, &res);
+    assert_int_equal(res.rc, -EBUSY);
+    assert_int_equal(res.holder, (long)getpid());
+    snprintf(want, sizeof(want), "database %s is in use by another migd (pid %ld)", fx->path,
+             (long)getpid());
+    assert_string_equal(res.err, want);
+
+    /* Closing the descriptor releases it; the new holder writes its own pid. */
+    close(fd);
+    run_in_child(child_lock, fx, &res);
+    assert_int_equal(res.rc, 0);
+    snprintf(want, sizeof(want), "%ld\n", res.pid);
+    assert_string_equal(res.text, want);
+
+    /* The child's exit released it too.  A stale, longer pid is replaced, not overwritten in part.
+     */
+    char lp[200];
+    snprintf(lp, sizeof(lp), "%s.lock", fx->path);
+    FILE *f = fopen(lp, "w");
+    assert_non_null(f);
+    fputs("99999999999999999\n", f);
+    fclose(f);
+    assert_int_equal(mig_store_lock(fx->path, &fd, &holder, err, sizeof(err)), 0);
+    snprintf(want, sizeof(want), "%ld\n", (long)getpid());
+    read_lock_file(fd, text, sizeof(text));
+    assert_string_equal(text, want);
+    close(fd);
+
+    /* A lock file that cannot be created: the errno, and a line naming it. */
+    err[0] = '\0';
+    assert_int_equal(mig_store_lock("/nonexistent-dir/migd.sqlite", &fd, &holder, err, sizeof(err)),
+                     -ENOENT);
+    assert_int_equal(fd, -1);
+    assert_non_null(strstr(err, "/nonexistent-dir/migd.sqlite.lock"));
+}
+
+static void test_new_database_mode_0600(void **state)
+{
+    struct fixture *fx = *state;
+    /* With no umask at all, only migd's own mode keeps the files private. */
+    mode_t old = umask(0);
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
+    int rc = mig_store_job_save(st, j);
+    mig_job_free(j);
+    int fd = -1;
+    long holder = 0;
+    char err[256];
+    int lrc = mig_store_lock(fx->path, &fd, &holder, err, sizeof(err));
+    umask(old);
+    assert_int_equal(rc, 0);
+    assert_int_equal(lrc, 0);
+    close(fd);
+
+    static const char *const suffixes[] = {"", "-wal", "-shm", ".lock"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char p[200];
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s%s", fx->path, suffixes[i]);
+        assert_int_equal(stat(p, &sb), 0);
+        if ((sb.st_mode & 0777) != 0600)
+            fail_msg("%s has mode %03o, not 600", p, (unsigned)(sb.st_mode & 0777));
+    }
+}
+
+/* The uuids of the listed jobs (all states), joined by spaces, into out. */
+static void list_uuids(struct mig_store *st, char *out, size_t outsz)
+{
+    struct mig_job_filter f = {.all = 1};
+    struct mig_job **jobs = NULL;
+    size_t n = 0;
+    assert_int_equal(mig_store_job_list(st, &f, &jobs, &n), 0);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out + strlen(out), outsz - strlen(out), "%s%s", i ? " " : "", jobs[i]->uuid);
+        mig_job_free(jobs[i]);
+    }
+    free(jobs);
+}
+
+static void test_unreadable_job_row(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *good1 = full_job(VM_A, MIG_JOB_SUCCEEDED, 1000);
+    struct mig_job *bad = full_job(VM_B, MIG_JOB_RUNNING, 2000);
+    struct mig_job *notjob = full_job(VM_A, MIG_JOB_QUEUED, 3000);
+    struct mig_job *good2 = full_job(VM_A, MIG_JOB_RUNNING, 4000);
+    struct mig_job *all[] = {good1, bad, notjob, good2};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(mig_store_job_save(st, all[i]), 0);
+    struct mig_bad_job *b = NULL;
+    size_t n = 99;
+    assert_int_equal(mig_store_job_list_bad(st, &b, &n), 0);
+    assert_int_equal(n, 0);
+    free(b);
+
+    /* Garbage in one record; JSON that is not a job in another. */
+    assert_int_equal(raw_exec(fx->path, "UPDATE jobs SET record = ?1 WHERE uuid = ?2",
+                              "{\"uuid\": \"trunc", bad->uuid),
+                     SQLITE_DONE);
+    assert_int_equal(raw_exec(fx->path, "UPDATE jobs SET record = ?1 WHERE uuid = ?2",
+                              "{\"uuid\": 5, \"state\": \"queued\"}", notjob->uuid),
+                     SQLITE_DONE);
+
+    char got[256], want[256];
+    list_uuids(st, got, sizeof(got));
+    snprintf(want, sizeof(want), "%s %s", good1->uuid, good2->uuid);
+    assert_string_equal(got, want);
+    /* The default list (unfinished jobs) too. */
+    struct mig_job **jobs = NULL;
+    assert_int_equal(mig_store_job_list(st, NULL, &jobs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0]->uuid, good2->uuid);
+    mig_job_free(jobs[0]);
+    free(jobs);
+
+    assert_int_equal(mig_store_job_list_bad(st, &b, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(b[0].uuid, bad->uuid);
+    assert_string_equal(b[0].vm_uuid, VM_B);
+    assert_string_equal(b[0].state, "running");
+    assert_non_null(strstr(b[0].error, "not JSON"));
+    assert_string_equal(b[1].uuid, notjob->uuid);
+    assert_string_equal(b[1].vm_uuid, VM_A);
+    assert_string_equal(b[1].state, "queued");
+    assert_non_null(strstr(b[1].error, "not a valid job record"));
+    free(b);
+
+    struct mig_job *j = (struct mig_job *)&n;
+    assert_int_equal(mig_store_job_load(st, bad->uuid, &j), MIG_EPARSE);
+    assert_null(j);
+    assert_int_equal(mig_store_job_load(st, notjob->uuid, &j), MIG_EPARSE);
+    assert_int_equal(mig_store_job_load(st, good2->uuid, &j), 0);
+    assert_string_equal(j->uuid, good2->uuid);
+    mig_job_free(j);
+
+    /* The VM of an unreadable running job stays held. */
+    char holder[MIG_UUID_LEN + 1];
+    assert_int_equal(mig_store_job_holding_vm(st, VM_B, holder), 0);
+    assert_string_equal(holder, bad->uuid);
+
+    /* A record that is another job's is unreadable too (it would be saved over the wrong row). */
+    json_t *rec = mig_job_to_record(good1);
+    char *text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    assert_int_equal(
+        raw_exec(fx->path, "UPDATE jobs SET record = ?1 WHERE uuid = ?2", text, good2->uuid),
+        SQLITE_DONE);
+    free(text);
+    assert_int_equal(mig_store_job_load(st, good2->uuid, &j), MIG_EPARSE);
+    assert_int_equal(mig_store_job_list_bad(st, &b, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(b[2].uuid, good2->uuid);
+    assert_non_null(strstr(b[2].error, good1->uuid));
+    free(b);
+    for (size_t i = 0; i < 4; i++)
+        mig_job_free(all[i]);
+}
+
+static void test_open_refuses_unwritable_database(void **state)
+{
+    struct fixture *fx = *state;
+    open_ok(fx);
+    mig_store_close(fx->st);
+    fx->st = NULL;
+    /*
+     * Every write to meta fails, as every write would on a full disk or a
+     * WAL whose files cannot be written: the open's write probe must see it.
+     */
+    assert_int_equal(raw_exec(fx->path,
+                              "CREATE TRIGGER refuse BEFORE INSERT ON meta"
+                              " BEGIN SELECT RAISE(ABORT, 'the disk says no'); END",
+                              NULL, NULL),
+                     SQLITE_DONE);
+    char err[256] = "", want[200];
+    struct mig_store *st = (struct mig_store *)&err;
+    assert_int_equal(mig_store_open(fx->path, &st, err, sizeof(err)), MIG_EDB);
+    assert_null(st);
+    snprintf(want, sizeof(want), "database %s cannot be written", fx->path);
+    assert_non_null(strstr(err, want));
+    assert_non_null(strstr(err, "the disk says no"));
+}
+
+#ifdef __linux__
+static int write_proc(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t len = write(fd, text, strlen(text));
+    close(fd);
+    return len == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/*
+ * In a new user and mount namespace (no privilege needed), makes the
+ * fixture's directory a read-only bind mount and opens the database there,
+ * then a new database there.
+ */
+static void child_open_read_only(void *arg, struct child_result *res)
+{
+    const struct fixture *fx = arg;
+    char map[64];
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+        res->skipped = errno;
+        return;
+    }
+    write_proc("/proc/self/setgroups", "deny"); /* absent before Linux 3.19 */
+    snprintf(map, sizeof(map), "0 %ld 1", (long)gid);
+    if (write_proc("/proc/self/gid_map", map) != 0) {
+        res->skipped = errno;
+        return;
+    }
+    snprintf(map, sizeof(map), "0 %ld 1", (long)uid);
+    if (write_proc("/proc/self/uid_map", map) != 0) {
+        res->skipped = errno;
+        return;
+    }
+    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    /* A remount inside a user namespace must keep the flags it inherited. */
+    struct statvfs sv;
+    unsigned long keep = 0;
+    if (statvfs(fx->dir, &sv) == 0) {
+        keep |= sv.f_flag & ST_NOSUID ? MS_NOSUID : 0;
+        keep |= sv.f_flag & ST_NODEV ? MS_NODEV : 0;
+        keep |= sv.f_flag & ST_NOEXEC ? MS_NOEXEC : 0;
+        keep |= sv.f_flag & ST_NOATIME ? MS_NOATIME : 0;
+        keep |= sv.f_flag & ST_NODIRATIME ? MS_NODIRATIME : 0;
+        keep |= sv.f_flag & ST_RELATIME ? MS_RELATIME : 0;
+    }
+    if (mount(fx->dir, fx->dir, NULL, MS_BIND, NULL) != 0 ||
+        mount(NULL, fx->dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) != 0) {
+        res->skipped = errno;
+        return;
+    }
+    /* Proof that the place is read-only, for the parent to check. */
+    int fd = open(fx->path, O_RDWR);
+    res->holder = fd < 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+
+    struct mig_store *st = NULL;
+    res->rc = mig_store_open(fx->path, &st, res->err, sizeof(res->err));
+    mig_store_close(st);
+    char fresh[200];
+    snprintf(fresh, sizeof(fresh), "%s/new.sqlite", fx->dir);
+    st = NULL;
+    res->rc2 = mig_store_open(fresh, &st, res->err2, sizeof(res->err2));
+    mig_store_close(st);
+}
+#endif
+
+/*
+ * A database on a read-only file system is refused.  chmod cannot make a
+ * read-only file for root (the daemon's user, and often the tests'), so the
+ * test builds a real read-only bind mount in an unprivileged user namespace.
+ * Where the kernel does not allow one, the test is skipped and the system
+ * tests (a read-only mount of the daemon's database directory) cover it.
+ */
+static void test_open_refuses_read_only_mount(void **state)
+{
+#ifdef __linux__
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
+    assert_int_equal(mig_store_job_save(st, j), 0);
+    mig_store_close(st);
+    fx->st = NULL;
+
+    struct child_result res;
+    run_in_child(child_open_read_only, fx, &res);
+    if (res.skipped != 0) {
+        print_message("no read-only mount here (%s): skipped\n", strerror(res.skipped));
+        mig_job_free(j);
+        skip();
+    }
+    assert_int_equal(res.holder, EROFS);
+    char want[200];
+    /* The existing database: SQLite can open it only read-only. */
+    assert_int_equal(res.rc, MIG_EDB);
+    snprintf(want, sizeof(want), "database %s cannot be written", fx->path);
+    assert_non_null(strstr(res.err, want));
+    assert_non_null(strstr(res.err, "read-only"));
+    /* A new database: it cannot be created. */
+    assert_int_equal(res.rc2, MIG_EDB);
+    snprintf(want, sizeof(want), "database %s/new.sqlite cannot be written", fx->dir);
+    assert_non_null(strstr(res.err2, want));
+    assert_non_null(strstr(res.err2, "Read-only file system"));
+
+    /* Outside the namespace nothing changed. */
+    st = open_ok(fx);
+    struct mig_job *got = NULL;
+    assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
+    assert_same_job(j, got);
+    mig_job_free(got);
+    mig_job_free(j);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 int main(void)
 {
     mig_log_init("test_store", MIG_LOG_FATAL, NULL);
@@ -527,6 +1316,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rows_need_a_saved_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sql_metacharacters_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_2_tables, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_schema_1, setup, teardown),
+        cmocka_unit_test(test_action_status_names),
+        cmocka_unit_test_setup_teardown(test_action_journal_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_action_save_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_excludes_other_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_database_mode_0600, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_job_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_unwritable_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_read_only_mount, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

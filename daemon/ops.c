@@ -1,0 +1,250 @@
+/*
+ * ops.c: one owner's operations through the SSH and HTTP adapters (ops.h).
+ * The result's strings are copies owned here, valid until the next op.  An
+ * operation the adapters refuse to start, or a command a builder refused
+ * (NULL), completes through the timer so the owner sees one path only.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "ops.h"
+#include "util.h"
+
+static void clear_result(struct ops *o)
+{
+    free(o->out);
+    free(o->errout);
+    json_decref(o->json);
+    o->out = o->errout = NULL;
+    o->json = NULL;
+    memset(&o->res, 0, sizeof(o->res));
+    o->res.exit_status = o->res.src_status = o->res.dst_status = -1;
+}
+
+static char *copy_text(const char *s, size_t len)
+{
+    char *p = mig_malloc(len + 1);
+    if (len > 0)
+        memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* Points res's strings at the copies (never NULL). */
+static void settle(struct ops *o)
+{
+    if (o->out == NULL)
+        o->out = mig_strdup("");
+    if (o->errout == NULL)
+        o->errout = mig_strdup("");
+    o->res.out = o->out;
+    o->res.errout = o->errout;
+    o->res.json = o->json;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct ops *o = h->data;
+    if (o->on_closed != NULL)
+        o->on_closed(o->closed_arg);
+}
+
+/* The outstanding operation completed: tell the owner, or finish closing. */
+static void complete(struct ops *o)
+{
+    o->busy = false;
+    if (o->closing) {
+        clear_result(o);
+        uv_close((uv_handle_t *)&o->timer, on_timer_closed);
+        return;
+    }
+    settle(o);
+    o->done(o->owner, &o->res);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct ops *o = t->data;
+    o->deliver = false;
+    complete(o);
+}
+
+int ops_init(struct ops *o, struct migd *d, void *owner, ops_done_fn done,
+             ops_progress_fn progress)
+{
+    memset(o, 0, sizeof(*o));
+    o->d = d;
+    o->owner = owner;
+    o->done = done;
+    o->progress = progress;
+    clear_result(o);
+    int rc = uv_timer_init(d->loop, &o->timer);
+    if (rc != 0)
+        return rc;
+    o->timer.data = o;
+    return 0;
+}
+
+/* Completes from the loop with err and a detail (an op that could not start). */
+static void fail_later(struct ops *o, int err, const char *detail)
+{
+    o->res.err = err;
+    snprintf(o->res.detail, sizeof(o->res.detail), "%s", detail);
+    o->deliver = true;
+    uv_timer_start(&o->timer, on_timer, 0, 0);
+}
+
+static void on_ssh_done(void *arg, const struct mig_ssh_result *r)
+{
+    struct ops *o = arg;
+    o->res.err = r->err_code;
+    o->res.exit_status = r->exit_status;
+    o->out = copy_text(r->out != NULL ? r->out : "", r->out != NULL ? r->out_len : 0);
+    o->errout = copy_text(r->err != NULL ? r->err : "", r->err != NULL ? r->err_len : 0);
+    snprintf(o->res.detail, sizeof(o->res.detail), "%s", r->detail);
+    complete(o);
+}
+
+static void on_relay_progress(void *arg, uint64_t bytes)
+{
+    struct ops *o = arg;
+    if (!o->closing && o->progress != NULL)
+        o->progress(o->owner, bytes);
+}
+
+static void on_relay_done(void *arg, const struct mig_ssh_relay_result *r)
+{
+    struct ops *o = arg;
+    o->res.err = r->err_code;
+    o->res.bytes = r->bytes;
+    o->res.src_status = r->src.exit_status;
+    o->res.dst_status = r->dst.exit_status;
+    /* The side that failed speaks: the receiver first, it says why a stream was refused. */
+    const struct mig_ssh_result *side = r->dst.exit_status != 0 ? &r->dst : &r->src;
+    o->res.exit_status = r->dst.exit_status != 0 ? r->dst.exit_status : r->src.exit_status;
+    if (r->err_code == 0 && r->src.exit_status == 0 && r->dst.exit_status == 0)
+        o->res.exit_status = 0;
+    o->errout = copy_text(side->err != NULL ? side->err : "", side->err != NULL ? side->err_len : 0);
+    snprintf(o->res.detail, sizeof(o->res.detail), "%s", r->detail);
+    if (!o->closing && o->progress != NULL)
+        o->progress(o->owner, r->bytes);
+    complete(o);
+}
+
+static void on_http_done(void *arg, const struct mig_http_resp *resp)
+{
+    struct ops *o = arg;
+    o->res.err = resp->err_code;
+    o->res.http_status = resp->status;
+    o->json = json_incref(resp->json);
+    o->out = copy_text(resp->body != NULL ? resp->body : "", resp->body != NULL ? resp->body_len : 0);
+    snprintf(o->res.detail, sizeof(o->res.detail), "%s", resp->detail);
+    complete(o);
+}
+
+void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job, int http_retries,
+               uint64_t limit_bytes_s)
+{
+    clear_result(o);
+    o->busy = true;
+    int rc = -EINVAL;
+    char detail[256] = "";
+    const char *host = mig_job_side_ip(job, op->on);
+    switch (op->kind) {
+    case MIG_OP_SSH:
+        if (op->cmd == NULL || host == NULL) {
+            snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
+            break;
+        }
+        mig_log(MIG_LOG_DEBUG, job->uuid, job->vm_uuid, "ssh %s: %s", host, op->cmd);
+        rc = mig_ssh_exec(o->d->ssh, host, op->cmd, op->input,
+                          op->input != NULL ? strlen(op->input) : 0, 600, on_ssh_done, o);
+        if (rc != 0)
+            snprintf(detail, sizeof(detail), "ssh %s: %s", host, mig_strerror(rc));
+        break;
+    case MIG_OP_RELAY: {
+        const char *to = mig_job_side_ip(job, op->to);
+        if (op->cmd == NULL || op->cmd2 == NULL || host == NULL || to == NULL) {
+            snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
+            break;
+        }
+        mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "relay %s: %s -> %s: %s", host, op->cmd,
+                to, op->cmd2);
+        struct mig_ssh_relay_opts opts = {
+            .buffer_bytes = 0, .limit_bytes_s = limit_bytes_s, .idle_timeout_s = 600};
+        rc = mig_ssh_relay(o->d->ssh, host, op->cmd, to, op->cmd2, &opts, on_relay_progress,
+                           on_relay_done, o);
+        if (rc != 0)
+            snprintf(detail, sizeof(detail), "relay: %s", mig_strerror(rc));
+        break;
+    }
+    case MIG_OP_HTTP: {
+        if (op->url == NULL) {
+            snprintf(detail, sizeof(detail), "%s %s: refused to build a URL from an invalid name",
+                     op->api != NULL ? op->api : "API", op->method);
+            break;
+        }
+        mig_log(MIG_LOG_DEBUG, job->uuid, job->vm_uuid, "%s %s", op->method, op->url);
+        struct mig_http_req req = {
+            .method = op->method,
+            .url = op->url,
+            .body = op->body,
+            .timeout_ms = 30000,
+            .total_ms = 120000,
+            .retries = http_retries,
+        };
+        rc = mig_http_request(o->d->http, &req, on_http_done, o);
+        if (rc != 0)
+            snprintf(detail, sizeof(detail), "%s %s: %s", op->method, op->url, mig_strerror(rc));
+        break;
+    }
+    case MIG_OP_NONE:
+        snprintf(detail, sizeof(detail), "no operation");
+        break;
+    }
+    if (rc != 0)
+        fail_later(o, rc, detail);
+}
+
+void ops_sleep(struct ops *o, uint64_t ms)
+{
+    clear_result(o);
+    o->busy = true;
+    o->deliver = true;
+    uv_timer_start(&o->timer, on_timer, ms, 0);
+}
+
+void ops_cancel(struct ops *o)
+{
+    if (!o->busy)
+        return;
+    if (o->deliver) {
+        /* A sleep (or a refused op): end it now. */
+        if (o->res.err == 0) {
+            o->res.err = MIG_ECANCELED;
+            snprintf(o->res.detail, sizeof(o->res.detail), "canceled");
+        }
+        uv_timer_stop(&o->timer);
+        uv_timer_start(&o->timer, on_timer, 0, 0);
+        return;
+    }
+    mig_ssh_cancel(o->d->ssh, o);
+    mig_http_cancel(o->d->http, o);
+}
+
+void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg)
+{
+    o->closing = true;
+    o->on_closed = on_closed;
+    o->closed_arg = arg;
+    if (o->busy && !o->deliver && o->d->ssh != NULL && o->d->http != NULL) {
+        /* An adapter still refers to o: complete() closes the timer when it answers. */
+        mig_ssh_cancel(o->d->ssh, o);
+        mig_http_cancel(o->d->http, o);
+        return;
+    }
+    clear_result(o);
+    uv_close((uv_handle_t *)&o->timer, on_timer_closed);
+}

@@ -1,0 +1,59 @@
+/*
+ * ops.h: runs the operations of act.h for one owner, one at a time, through
+ * the adapters (ssh.h, http.h) and a timer for sleeps.  Every completion,
+ * even one that could not start, comes back from the loop as a struct
+ * mig_result, never from inside the call that started it.  The owner knows
+ * nothing of libssh2, libcurl or libuv handles.
+ */
+#ifndef MIGD_OPS_H
+#define MIGD_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "act.h"
+#include "daemon.h"
+
+typedef void (*ops_done_fn)(void *owner, const struct mig_result *res);
+typedef void (*ops_progress_fn)(void *owner, uint64_t bytes);
+
+struct ops {
+    struct migd *d;
+    void *owner;
+    ops_done_fn done;
+    ops_progress_fn progress; /* relays: bytes moved so far, at most every 250 ms */
+    uv_timer_t timer;         /* sleeps, and completions of operations that could not start */
+    bool busy;                /* an operation (or a sleep) is outstanding */
+    bool deliver;             /* the timer delivers res (an op that could not start) */
+    bool closing;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+    struct mig_result res; /* the last result; its strings below live until the next op */
+    char *out, *errout;
+    json_t *json;
+};
+
+/* Sets o up on d's loop for owner.  0 or a negative code. */
+int ops_init(struct ops *o, struct migd *d, void *owner, ops_done_fn done,
+             ops_progress_fn progress);
+
+/*
+ * Starts op for job (the CNs' addresses come from job->ctx).  http_retries:
+ * extra attempts the HTTP client makes on its own (-1: its default; 0 when
+ * the caller retries itself).  limit_bytes_s caps a relay (0: none).  done
+ * runs exactly once, from the loop.  o must not be busy.
+ */
+void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job, int http_retries,
+               uint64_t limit_bytes_s);
+/* done runs after ms with res.err 0 (or MIG_ECANCELED when canceled). */
+void ops_sleep(struct ops *o, uint64_t ms);
+/* Cancels what is outstanding: done runs soon, from the loop, with MIG_ECANCELED. */
+void ops_cancel(struct ops *o);
+/*
+ * Cancels what is outstanding, delivers nothing more to the owner, and
+ * calls on_closed(arg) once nothing refers to o any more (o may then be freed).
+ */
+void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,504 @@
+/*
+ * act_zfs.c: the actions on datasets: checking the target is clean,
+ * installing the origin image, snapshots, the streams between the CNs, the
+ * cores dataset, and removing what the job made.  A stream always continues
+ * from the newest snapshot both sides hold, matched by name and guid, so a
+ * retried or resumed send never starts from scratch when it need not; a
+ * resumable receive is used only where both CNs were found to support it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "actions.h"
+#include "cn.h"
+#include "err.h"
+#include "plan.h"
+#include "util.h"
+
+#define VM(a) ((a)->job->vm_uuid)
+#define CTX(a) (&(a)->job->ctx)
+#define HOST(a, side) mig_job_side_host((a)->job, (side))
+#define DS(a) (CTX(a)->datasets[(a)->item].name)
+
+/* ---- what a CN supports ---- */
+
+/* Resumable streams are detected by asking for the property; an older zfs refuses it. */
+static int detect_resumable(struct mig_act *a, enum mig_side side, int *out)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zfs_get("receive_resume_token", a->env->pool), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "asking %s's zfs for resumable streams",
+                                HOST(a, side));
+    *out = a->res->exit_status == 0;
+    ACT_END(a);
+}
+
+int act_features_source(struct mig_act *a)
+{
+    return detect_resumable(a, MIG_SIDE_SOURCE, &CTX(a)->resumable_source);
+}
+
+int act_features_target(struct mig_act *a)
+{
+    return detect_resumable(a, MIG_SIDE_TARGET, &CTX(a)->resumable_target);
+}
+
+/*
+ * The target must hold nothing of this VM before the first send: a receive
+ * with -F would otherwise replace a dataset this job did not create.
+ */
+int act_check_target(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    for (a->i = 0; a->i <= CTX(a)->ndatasets; a->i++) {
+        if (a->i < CTX(a)->ndatasets) {
+            snprintf(a->scratch, sizeof(a->scratch), "%s", CTX(a)->datasets[a->i].name);
+        } else {
+            snprintf(a->scratch, sizeof(a->scratch), "%s/cores/%s", a->env->pool, VM(a));
+        }
+        ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_list_snapshots(a->scratch), NULL);
+        if (a->res->err != 0)
+            return mig_act_fail_res(a, "ProbeFailed", "looking for %s on %s", a->scratch,
+                                    HOST(a, MIG_SIDE_TARGET));
+        if (a->res->exit_status == 0)
+            return mig_act_fail(a, "TargetHasData",
+                                "target CN %s already has dataset %s; remove it or choose another "
+                                "target",
+                                HOST(a, MIG_SIDE_TARGET), a->scratch);
+        if (!mig_res_err_has(a->res, "does not exist"))
+            return mig_act_fail_res(a, "ProbeFailed", "looking for %s on %s", a->scratch,
+                                    HOST(a, MIG_SIDE_TARGET));
+    }
+    ACT_END(a);
+}
+
+/* ---- the origin image ---- */
+
+int act_import_image(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_imgadm_import(CTX(a)->image_uuid), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ImportFailed", "imgadm import %s on %s", CTX(a)->image_uuid,
+                                HOST(a, MIG_SIDE_TARGET));
+    /* Without the image the first send is a full stream: slower, still right. */
+    CTX(a)->image_on_target = a->res->exit_status == 0;
+    ACT_END(a);
+}
+
+int probe_image(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_imgadm_get(CTX(a)->image_uuid), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "imgadm get %s on %s", CTX(a)->image_uuid,
+                                HOST(a, MIG_SIDE_TARGET));
+    if (a->res->exit_status != 0)
+        return MIG_ACT_ABSENT;
+    CTX(a)->image_on_target = 1;
+    ACT_END(a);
+}
+
+/* ---- snapshots ---- */
+
+/* True when `zfs list -t snapshot` output (lines "ds@snap") has ds@snap. */
+static bool lists_snapshot(const char *out, const char *ds, const char *snap)
+{
+    size_t dl = strlen(ds), sl = strlen(snap);
+    for (const char *p = out; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (len == dl + 1 + sl && strncmp(p, ds, dl) == 0 && p[dl] == '@' &&
+            strncmp(p + dl + 1, snap, sl) == 0)
+            return true;
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return false;
+}
+
+static int snapshot_on(struct mig_act *a, enum mig_side side)
+{
+    char snap[128];
+    mig_snap_name(a->job, a->round, snap);
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zfs_snapshot(DS(a), snap), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already exists")))
+        return mig_act_fail_res(a, "SnapshotFailed", "zfs snapshot %s@%s on %s", DS(a), snap,
+                                HOST(a, side));
+    ACT_END(a);
+}
+
+static int probe_snapshot(struct mig_act *a, enum mig_side side)
+{
+    char snap[128];
+    mig_snap_name(a->job, a->round, snap);
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "listing %s's snapshots on %s", DS(a),
+                                HOST(a, side));
+    return a->res->exit_status == 0 && lists_snapshot(a->res->out, DS(a), snap) ? MIG_ACT_DONE
+                                                                                : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+/* Destroys DS@snap (recursively) on side; a snapshot already gone is fine. */
+static int destroy_snapshot_on(struct mig_act *a, enum mig_side side, const char *ds,
+                               const char *snap)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zfs_destroy_snapshot(ds, snap, true), NULL);
+    if (!mig_res_ok(a->res) &&
+        !(a->res->err == 0 && (mig_res_err_has(a->res, "could not find") ||
+                               mig_res_err_has(a->res, "does not exist"))))
+        return mig_act_fail_res(a, "DestroyFailed", "zfs destroy %s@%s on %s", ds, snap,
+                                HOST(a, side));
+    ACT_END(a);
+}
+
+static int undo_snapshot(struct mig_act *a, enum mig_side side)
+{
+    char snap[128];
+    mig_snap_name(a->job, a->round, snap);
+    return destroy_snapshot_on(a, side, DS(a), snap);
+}
+
+int act_snapshot_source(struct mig_act *a)
+{
+    return snapshot_on(a, MIG_SIDE_SOURCE);
+}
+
+int act_snapshot_target(struct mig_act *a)
+{
+    return snapshot_on(a, MIG_SIDE_TARGET);
+}
+
+int probe_snapshot_source(struct mig_act *a)
+{
+    return probe_snapshot(a, MIG_SIDE_SOURCE);
+}
+
+int probe_snapshot_target(struct mig_act *a)
+{
+    return probe_snapshot(a, MIG_SIDE_TARGET);
+}
+
+int undo_snapshot_source(struct mig_act *a)
+{
+    return undo_snapshot(a, MIG_SIDE_SOURCE);
+}
+
+int undo_snapshot_target(struct mig_act *a)
+{
+    return undo_snapshot(a, MIG_SIDE_TARGET);
+}
+
+/* ---- streams ---- */
+
+/*
+ * In `zfs list -t snapshot -d 1 DS` output (oldest first), the short name
+ * of the newest snapshot of this job (prefix "migd-JOB-") into out ("" when
+ * none).
+ */
+static void newest_of_job(const char *out, const char *ds, const char *prefix, char *buf,
+                          size_t bufsz)
+{
+    size_t dl = strlen(ds), pl = strlen(prefix);
+    buf[0] = '\0';
+    for (const char *p = out; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (len > dl + 1 + pl && len - dl - 1 < bufsz && strncmp(p, ds, dl) == 0 && p[dl] == '@' &&
+            strncmp(p + dl + 1, prefix, pl) == 0) {
+            memcpy(buf, p + dl + 1, len - dl - 1);
+            buf[len - dl - 1] = '\0';
+        }
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+}
+
+/*
+ * The scratch layout of a send: the base to send from at BASE ("" for a full
+ * stream, "@snap" for one of the job's, "pool/IMG@final" for the origin),
+ * a resume token at TOKEN.  a->i: 1 when the receiver already holds this
+ * round's snapshot; a->n: the receiver's guid of the compared snapshot.
+ */
+#define BASE(a) ((a)->scratch)
+#define TOKEN(a) ((a)->scratch + 256)
+
+/*
+ * Sends this round's snapshot of dataset item from `from` to `to`.  Asks
+ * the receiver what it holds first: the round's snapshot itself (with the
+ * sender's guid) means the send already happened; else the newest snapshot
+ * of the job both sides hold by name and guid is the base; a receiver
+ * without the dataset gets a stream from the origin image (when installed
+ * there and going forward) or a full one.  With resumable streams on both
+ * CNs, an interrupted receive is resumed from its token first.
+ */
+static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to, bool probe_only)
+{
+    char snap[128], prefix[128], name[256];
+    uint64_t guid = 0;
+    int rc;
+    mig_snap_name(a->job, a->round, snap);
+    snprintf(prefix, sizeof(prefix), "migd-%s-", a->job->uuid);
+    ACT_BEGIN(a);
+    BASE(a)[0] = '\0';
+    a->i = 0;
+    ACT_SSH(a, to, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
+    if (a->res->err != 0 || (a->res->exit_status != 0 && !mig_res_err_has(a->res, "does not exist")))
+        return mig_act_fail_res(a, "SendFailed", "listing %s's snapshots on %s", DS(a),
+                                HOST(a, to));
+    if (a->res->exit_status != 0) {
+        /* The receiver has no such dataset. */
+        if (probe_only)
+            return MIG_ACT_ABSENT;
+        if (from == MIG_SIDE_SOURCE && CTX(a)->image_on_target == 1 &&
+            CTX(a)->datasets[a->item].origin[0] != '\0')
+            snprintf(BASE(a), 256, "%s", CTX(a)->datasets[a->item].origin);
+        goto send;
+    }
+    if (lists_snapshot(a->res->out, DS(a), snap)) {
+        a->i = 1;
+        snprintf(BASE(a), 256, "@%s", snap);
+    } else {
+        newest_of_job(a->res->out, DS(a), prefix, name, sizeof(name));
+        if (name[0] != '\0')
+            snprintf(BASE(a), 256, "@%s", name);
+    }
+    if (BASE(a)[0] == '\0') {
+        if (probe_only)
+            return MIG_ACT_ABSENT;
+        goto resume; /* only a resumable partial receive can explain it */
+    }
+    /* The same snapshot on both sides: compare guids, never trust a name alone. */
+    ACT_SSH(a, to, mig_cmd_zfs_get_snap("guid", DS(a), BASE(a) + 1), NULL);
+    if (!mig_res_ok(a->res) || mig_parse_guid(a->res->out, &guid) != 0)
+        return mig_act_fail_res(a, "SendFailed", "reading the guid of %s%s on %s", DS(a), BASE(a),
+                                HOST(a, to));
+    a->n = (int64_t)guid;
+    ACT_SSH(a, from, mig_cmd_zfs_get_snap("guid", DS(a), BASE(a) + 1), NULL);
+    if (!mig_res_ok(a->res) || mig_parse_guid(a->res->out, &guid) != 0)
+        return mig_act_fail_res(a, "SendFailed", "reading the guid of %s%s on %s", DS(a), BASE(a),
+                                HOST(a, from));
+    if ((int64_t)guid != a->n)
+        return mig_act_fail(a, "NoCommonSnapshot",
+                            "%s%s differs between %s and %s (guid); no common snapshot to send from",
+                            DS(a), BASE(a), HOST(a, from), HOST(a, to));
+    if (a->i == 1)
+        return MIG_ACT_DONE; /* sent already */
+    if (probe_only)
+        return MIG_ACT_ABSENT;
+resume:
+    TOKEN(a)[0] = '\0';
+    if (CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1) {
+        ACT_SSH(a, to, mig_cmd_zfs_get("receive_resume_token", DS(a)), NULL);
+        if (mig_res_ok(a->res)) {
+            rc = mig_parse_resume_token(a->res->out, TOKEN(a), 256);
+            if (rc < 0)
+                TOKEN(a)[0] = '\0';
+        }
+        if (TOKEN(a)[0] != '\0') {
+            ACT_RELAY(a, from, mig_cmd_zfs_send_resume(TOKEN(a)), to,
+                      mig_cmd_zfs_receive_resumable(a->env->pool));
+            if (!mig_res_ok(a->res))
+                return mig_act_fail_res(a, "SendFailed", "resuming the stream of %s to %s", DS(a),
+                                        HOST(a, to));
+            /* The interrupted snapshot arrived; what is left is sent from it. */
+            a->pc = 0;
+            return send_between(a, from, to, false);
+        }
+    }
+    if (BASE(a)[0] == '\0' && a->i == 0)
+        return mig_act_fail(a, "NoCommonSnapshot",
+                            "%s on %s holds no snapshot of this job; it cannot be sent to "
+                            "incrementally",
+                            DS(a), HOST(a, to));
+send:
+    ACT_RELAY(a, from, mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL), to,
+              CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
+                  ? mig_cmd_zfs_receive_resumable(a->env->pool)
+                  : mig_cmd_zfs_receive(a->env->pool, true));
+    if (!mig_res_ok(a->res)) {
+        rc = mig_act_fail_res(a, "SendFailed", "sending %s@%s from %s to %s", DS(a), snap,
+                              HOST(a, from), HOST(a, to));
+        a->transient = a->res->err != -EINVAL && a->res->err != MIG_EHOSTKEY;
+        return rc;
+    }
+    ACT_END(a);
+}
+
+int act_send_forward(struct mig_act *a)
+{
+    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, false);
+}
+
+int act_send_back(struct mig_act *a)
+{
+    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, false);
+}
+
+int probe_sent_forward(struct mig_act *a)
+{
+    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, true);
+}
+
+int probe_sent_back(struct mig_act *a)
+{
+    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, true);
+}
+
+/* Destroys a dataset tree on side; one already gone is fine. */
+static int destroy_dataset_on(struct mig_act *a, enum mig_side side, const char *ds)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zfs_destroy(ds, true), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
+        return mig_act_fail_res(a, "DestroyFailed", "zfs destroy -r %s on %s", ds, HOST(a, side));
+    ACT_END(a);
+}
+
+/*
+ * The first round created the target's copy (act_check_target proved there
+ * was none): undoing it removes the dataset.  Later rounds add snapshots
+ * to that copy and need no undo of their own.
+ */
+int undo_send_forward(struct mig_act *a)
+{
+    if (a->round != 1)
+        return MIG_ACT_DONE;
+    return destroy_dataset_on(a, MIG_SIDE_TARGET, DS(a));
+}
+
+int undo_send_back(struct mig_act *a)
+{
+    char snap[128];
+    mig_snap_name(a->job, MIG_ROUND_BACK, snap);
+    return destroy_snapshot_on(a, MIG_SIDE_SOURCE, DS(a), snap);
+}
+
+int act_destroy_dataset_target(struct mig_act *a)
+{
+    return destroy_dataset_on(a, MIG_SIDE_TARGET, DS(a));
+}
+
+int act_destroy_dataset_source(struct mig_act *a)
+{
+    return destroy_dataset_on(a, MIG_SIDE_SOURCE, DS(a));
+}
+
+/* ---- the cores dataset ---- */
+
+int act_create_cores(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_create_cores(a->env->pool, VM(a)), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "exists")))
+        return mig_act_fail_res(a, "CoresFailed", "creating the cores dataset of %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_TARGET));
+    ACT_END(a);
+}
+
+int probe_cores(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    snprintf(a->scratch, sizeof(a->scratch), "%s/cores/%s", a->env->pool, VM(a));
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_list_snapshots(a->scratch), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "looking for %s on %s", a->scratch,
+                                HOST(a, MIG_SIDE_TARGET));
+    return a->res->exit_status == 0 ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+/* The cores dataset is mounted inside the zone's: it goes before the zone's dataset. */
+static int destroy_cores_on(struct mig_act *a, enum mig_side side)
+{
+    snprintf(a->scratch + 256, 256, "%s/cores/%s", a->env->pool, VM(a));
+    return destroy_dataset_on(a, side, a->scratch + 256);
+}
+
+int act_destroy_cores_target(struct mig_act *a)
+{
+    return destroy_cores_on(a, MIG_SIDE_TARGET);
+}
+
+int act_destroy_cores_source(struct mig_act *a)
+{
+    return destroy_cores_on(a, MIG_SIDE_SOURCE);
+}
+
+/* ---- removing the job's snapshots ---- */
+
+/*
+ * Destroys this job's snapshots of every dataset on side, all of them or
+ * all but the final one, one at a time from a fresh listing each time (so
+ * a repeat after a crash simply finds less to do).  a->i: the dataset.
+ */
+static int drop_snapshots_on(struct mig_act *a, enum mig_side side, bool keep_final)
+{
+    char prefix[128], final[128], name[256];
+    snprintf(prefix, sizeof(prefix), "migd-%s-", a->job->uuid);
+    mig_snap_name(a->job, MIG_ROUND_FINAL, final);
+    ACT_BEGIN(a);
+    for (a->i = 0; a->i < CTX(a)->ndatasets; a->i++) {
+        for (;;) {
+            ACT_SSH(a, side, mig_cmd_zfs_list_snapshots(CTX(a)->datasets[a->i].name), NULL);
+            if (a->res->err == 0 && a->res->exit_status != 0 &&
+                mig_res_err_has(a->res, "does not exist"))
+                break;
+            if (!mig_res_ok(a->res))
+                return mig_act_fail_res(a, "DestroyFailed", "listing %s's snapshots on %s",
+                                        CTX(a)->datasets[a->i].name, HOST(a, side));
+            /* The oldest of the job's snapshots that goes. */
+            a->scratch[0] = '\0';
+            {
+                const char *ds = CTX(a)->datasets[a->i].name;
+                size_t dl = strlen(ds), pl = strlen(prefix);
+                for (const char *p = a->res->out; p != NULL && *p != '\0' && a->scratch[0] == '\0';) {
+                    const char *nl = strchr(p, '\n');
+                    size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+                    if (len > dl + 1 + pl && len - dl - 1 < sizeof(name) &&
+                        strncmp(p, ds, dl) == 0 && p[dl] == '@' &&
+                        strncmp(p + dl + 1, prefix, pl) == 0) {
+                        memcpy(name, p + dl + 1, len - dl - 1);
+                        name[len - dl - 1] = '\0';
+                        if (!(keep_final && strcmp(name, final) == 0))
+                            snprintf(a->scratch, sizeof(a->scratch), "%s", name);
+                    }
+                    p = nl != NULL ? nl + 1 : NULL;
+                }
+            }
+            if (a->scratch[0] == '\0')
+                break;
+            ACT_SSH(a, side,
+                    mig_cmd_zfs_destroy_snapshot(CTX(a)->datasets[a->i].name, a->scratch, true),
+                    NULL);
+            if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "could not find")))
+                return mig_act_fail_res(a, "DestroyFailed", "zfs destroy %s@%s on %s",
+                                        CTX(a)->datasets[a->i].name, a->scratch, HOST(a, side));
+        }
+    }
+    ACT_END(a);
+}
+
+int act_trim_snapshots_source(struct mig_act *a)
+{
+    return drop_snapshots_on(a, MIG_SIDE_SOURCE, true);
+}
+
+int act_trim_snapshots_target(struct mig_act *a)
+{
+    return drop_snapshots_on(a, MIG_SIDE_TARGET, true);
+}
+
+int act_drop_snapshots_source(struct mig_act *a)
+{
+    return drop_snapshots_on(a, MIG_SIDE_SOURCE, false);
+}
+
+int act_drop_snapshots_target(struct mig_act *a)
+{
+    return drop_snapshots_on(a, MIG_SIDE_TARGET, false);
+}

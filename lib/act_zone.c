@@ -1,0 +1,621 @@
+/*
+ * act_zone.c: the actions on zones and instances (vmadm, zoneadm, zonecfg),
+ * each written once for a side and wrapped for the source and the target.
+ * What SmartOS refuses is handled as cn-commands.md says: `vmadm start` of
+ * a running VM and `vmadm stop` of a stopped one fail (so "already so" is
+ * success here), `zonecfg delete` needs a detached zone, a zone is flagged
+ * do-not-inventory before it is deleted so the CN's agent never reports a
+ * VM that lives elsewhere as destroyed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "actions.h"
+#include "cn.h"
+#include "err.h"
+#include "util.h"
+
+#define VM(a) ((a)->job->vm_uuid)
+#define HOST(a, side) mig_job_side_host((a)->job, (side))
+
+/* The state ("running", "stopped", ...) and autoboot (-1 unknown) from `vmadm get` output. */
+static int parse_vm(const char *out, char *state, size_t statesz, int *autoboot)
+{
+    json_t *vm = json_loads(out != NULL ? out : "", 0, NULL);
+    const char *st = json_string_value(json_object_get(vm, "state"));
+    json_t *ab = json_object_get(vm, "autoboot");
+    int rc = st != NULL ? 0 : MIG_EPARSE;
+    snprintf(state, statesz, "%s", st != NULL ? st : "");
+    *autoboot = json_is_boolean(ab) ? json_is_true(ab) : -1;
+    json_decref(vm);
+    return rc;
+}
+
+/* Sets the job's downtime once: from the stop to now. */
+static void mark_downtime(struct mig_job *job)
+{
+    if (job->downtime_ms < 0 && job->ctx.stop_ms > 0)
+        job->downtime_ms = mig_now_ms() - job->ctx.stop_ms;
+}
+
+/* ---- inspecting ---- */
+
+int act_inspect_source(struct mig_act *a)
+{
+    char state[32];
+    int autoboot;
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_vmadm_get(VM(a)), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "SourceVmadmFailed", "vmadm get %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_SOURCE));
+    if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
+        return mig_act_fail(a, "SourceVmadmFailed", "vmadm get %s on %s printed no VM state",
+                            VM(a), HOST(a, MIG_SIDE_SOURCE));
+    if (a->job->vm_was_running < 0)
+        a->job->vm_was_running = strcmp(state, "running") == 0;
+    a->job->ctx.autoboot_before = autoboot >= 0 ? autoboot : a->job->vm_was_running;
+    ACT_END(a);
+}
+
+int act_inspect_target(struct mig_act *a)
+{
+    char state[32];
+    int autoboot;
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_vmadm_get(VM(a)), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "TargetVmadmFailed", "vmadm get %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_TARGET));
+    if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
+        return mig_act_fail(a, "TargetVmadmFailed", "vmadm get %s on %s printed no VM state",
+                            VM(a), HOST(a, MIG_SIDE_TARGET));
+    if (a->job->ctx.back_was_running < 0)
+        a->job->ctx.back_was_running = strcmp(state, "running") == 0;
+    ACT_END(a);
+}
+
+/* The switch's downtime starts here (a local action, so the time is journaled before the stop). */
+int act_begin_switch(struct mig_act *a)
+{
+    if (a->job->ctx.stop_ms == 0)
+        a->job->ctx.stop_ms = mig_now_ms();
+    return MIG_ACT_DONE;
+}
+
+int act_begin_return(struct mig_act *a)
+{
+    if (a->job->ctx.back_stop_ms == 0)
+        a->job->ctx.back_stop_ms = mig_now_ms();
+    return MIG_ACT_DONE;
+}
+
+/* ---- stop and start ---- */
+
+/*
+ * After `vmadm get` ran on side: 0 with a->n = 1 (running), 0 (not running
+ * or no such VM); MIG_ACT_FAIL when the CN could not be asked.
+ */
+static int running_result(struct mig_act *a, enum mig_side side)
+{
+    char state[32];
+    int autoboot;
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "vmadm get %s on %s", VM(a), HOST(a, side));
+    if (a->res->exit_status != 0) {
+        a->n = 0;
+        return 0;
+    }
+    if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
+        return mig_act_fail(a, "ProbeFailed", "vmadm get %s on %s printed no VM state", VM(a),
+                            HOST(a, side));
+    a->n = strcmp(state, "running") == 0;
+    return 0;
+}
+
+static int stop_on(struct mig_act *a, enum mig_side side)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_vmadm_stop(VM(a), false), NULL);
+    /* Stopped already (by a first attempt, or by someone): the effect is there. */
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "not running")))
+        return mig_act_fail_res(a, "StopFailed", "vmadm stop %s on %s", VM(a), HOST(a, side));
+    ACT_END(a);
+}
+
+static int start_on(struct mig_act *a, enum mig_side side)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_vmadm_start(VM(a)), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already running")))
+        return mig_act_fail_res(a, "StartFailed", "vmadm start %s on %s", VM(a), HOST(a, side));
+    ACT_END(a);
+}
+
+/* DONE when the VM on side runs (want_running) or does not, else ABSENT. */
+static int probe_state(struct mig_act *a, enum mig_side side, bool want_running)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_vmadm_get(VM(a)), NULL);
+    if ((rc = running_result(a, side)) != 0)
+        return rc;
+    return (a->n == 1) == want_running ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+/* Brings the VM on side to running (or not) unless it is so already. */
+static int ensure_state(struct mig_act *a, enum mig_side side, bool want_running)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_vmadm_get(VM(a)), NULL);
+    if ((rc = running_result(a, side)) != 0)
+        return rc;
+    if ((a->n == 1) == want_running)
+        return MIG_ACT_DONE;
+    ACT_SSH(a, side, want_running ? mig_cmd_vmadm_start(VM(a)) : mig_cmd_vmadm_stop(VM(a), false),
+            NULL);
+    if (!mig_res_ok(a->res) &&
+        !(a->res->err == 0 &&
+          mig_res_err_has(a->res, want_running ? "already running" : "not running")))
+        return mig_act_fail_res(a, want_running ? "StartFailed" : "StopFailed", "vmadm %s %s on %s",
+                                want_running ? "start" : "stop", VM(a), HOST(a, side));
+    ACT_END(a);
+}
+
+int act_stop_source(struct mig_act *a)
+{
+    return stop_on(a, MIG_SIDE_SOURCE);
+}
+
+int act_stop_target(struct mig_act *a)
+{
+    return stop_on(a, MIG_SIDE_TARGET);
+}
+
+int act_start_source(struct mig_act *a)
+{
+    return start_on(a, MIG_SIDE_SOURCE);
+}
+
+int act_start_target(struct mig_act *a)
+{
+    int rc = start_on(a, MIG_SIDE_TARGET);
+    if (rc == MIG_ACT_DONE)
+        mark_downtime(a->job);
+    return rc;
+}
+
+int probe_stopped_source(struct mig_act *a)
+{
+    return probe_state(a, MIG_SIDE_SOURCE, false);
+}
+
+int probe_stopped_target(struct mig_act *a)
+{
+    return probe_state(a, MIG_SIDE_TARGET, false);
+}
+
+int probe_running_source(struct mig_act *a)
+{
+    return probe_state(a, MIG_SIDE_SOURCE, true);
+}
+
+int probe_running_target(struct mig_act *a)
+{
+    int rc = probe_state(a, MIG_SIDE_TARGET, true);
+    if (rc == MIG_ACT_DONE)
+        mark_downtime(a->job);
+    return rc;
+}
+
+int undo_stop_source(struct mig_act *a)
+{
+    if (a->job->vm_was_running != 1)
+        return MIG_ACT_DONE;
+    return ensure_state(a, MIG_SIDE_SOURCE, true);
+}
+
+int undo_stop_target(struct mig_act *a)
+{
+    if (a->job->ctx.back_was_running != 1)
+        return MIG_ACT_DONE;
+    return ensure_state(a, MIG_SIDE_TARGET, true);
+}
+
+int undo_start_source(struct mig_act *a)
+{
+    return ensure_state(a, MIG_SIDE_SOURCE, false);
+}
+
+int undo_start_target(struct mig_act *a)
+{
+    return ensure_state(a, MIG_SIDE_TARGET, false);
+}
+
+/* ---- zone configuration ---- */
+
+int act_export_config(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zonecfg_export(VM(a)), NULL);
+    if (!mig_res_ok(a->res) || a->res->out[0] == '\0')
+        return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg export of %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_SOURCE));
+    mig_job_set_zonecfg(a->job, a->res->out);
+    ACT_END(a);
+}
+
+/*
+ * Creates the zone on the target from the source's export, flagged
+ * do-not-inventory in the same command: the target's agent never sees it
+ * unflagged while the source still holds the VM.
+ */
+int act_configure_target(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    if (a->job->ctx.zonecfg == NULL)
+        return mig_act_fail(a, "ZonecfgFailed", "no exported configuration of %s to apply",
+                            VM(a));
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zonecfg_import_stdin(VM(a)),
+            mig_zonecfg_hidden(a->job->ctx.zonecfg));
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg -z %s -f - on %s", VM(a),
+                                HOST(a, MIG_SIDE_TARGET));
+    ACT_END(a);
+}
+
+/*
+ * After `zoneadm list -pc` ran on side: 0 with the zone's state in
+ * a->scratch ("configured", "installed", "running", ...; "" when there is no
+ * such zone), or MIG_ACT_FAIL.
+ */
+static int zone_state_result(struct mig_act *a, enum mig_side side)
+{
+    struct mig_zone z;
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "ZoneadmFailed", "zoneadm list on %s", HOST(a, side));
+    int rc = mig_parse_zoneadm_find(a->res->out, VM(a), &z);
+    if (rc == -ENOENT)
+        a->scratch[0] = '\0';
+    else if (rc == 0)
+        snprintf(a->scratch, sizeof(a->scratch), "%s", z.state);
+    else
+        return mig_act_fail(a, "ZoneadmFailed", "zoneadm list on %s: unreadable output",
+                            HOST(a, side));
+    return 0;
+}
+
+static bool attached_state(const char *state)
+{
+    return strcmp(state, "installed") == 0 || strcmp(state, "running") == 0;
+}
+
+int probe_configured_target(struct mig_act *a)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zoneadm_list(), NULL);
+    if ((rc = zone_state_result(a, MIG_SIDE_TARGET)) != 0)
+        return rc;
+    return a->scratch[0] != '\0' ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+/* DONE when the zone on side is attached (installed or running), else ABSENT. */
+static int probe_attached(struct mig_act *a, enum mig_side side)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
+    if ((rc = zone_state_result(a, side)) != 0)
+        return rc;
+    return attached_state(a->scratch) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+static int attach_on(struct mig_act *a, enum mig_side side)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zoneadm_attach(VM(a)), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "AttachFailed", "zoneadm -z %s attach on %s", VM(a),
+                                HOST(a, side));
+    if (side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
+        mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
+    ACT_END(a);
+}
+
+/* Detaches the zone on side unless it is not attached; refuses a running zone. */
+static int detach_on(struct mig_act *a, enum mig_side side)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
+    if ((rc = zone_state_result(a, side)) != 0)
+        return rc;
+    if (strcmp(a->scratch, "running") == 0)
+        return mig_act_fail(a, "DetachFailed", "zone %s still runs on %s; not detached", VM(a),
+                            HOST(a, side));
+    if (strcmp(a->scratch, "installed") != 0)
+        return MIG_ACT_DONE; /* configured or absent: not attached */
+    ACT_SSH(a, side, mig_cmd_zoneadm_detach(VM(a)), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "DetachFailed", "zoneadm -z %s detach on %s", VM(a),
+                                HOST(a, side));
+    ACT_END(a);
+}
+
+int act_attach_target(struct mig_act *a)
+{
+    return attach_on(a, MIG_SIDE_TARGET);
+}
+
+int act_attach_source(struct mig_act *a)
+{
+    return attach_on(a, MIG_SIDE_SOURCE);
+}
+
+int probe_attached_target(struct mig_act *a)
+{
+    int rc = probe_attached(a, MIG_SIDE_TARGET);
+    if (rc == MIG_ACT_DONE && a->job->vm_was_running != 1)
+        mark_downtime(a->job);
+    return rc;
+}
+
+int probe_attached_source(struct mig_act *a)
+{
+    return probe_attached(a, MIG_SIDE_SOURCE);
+}
+
+int act_detach_target(struct mig_act *a)
+{
+    return detach_on(a, MIG_SIDE_TARGET);
+}
+
+int act_detach_source(struct mig_act *a)
+{
+    return detach_on(a, MIG_SIDE_SOURCE);
+}
+
+/* The probe of a detach: DONE when not attached. */
+static int probe_detached(struct mig_act *a, enum mig_side side)
+{
+    int rc = probe_attached(a, side);
+    return rc == MIG_ACT_DONE ? MIG_ACT_ABSENT : rc == MIG_ACT_ABSENT ? MIG_ACT_DONE : rc;
+}
+
+int probe_detached_target(struct mig_act *a)
+{
+    return probe_detached(a, MIG_SIDE_TARGET);
+}
+
+int probe_detached_source(struct mig_act *a)
+{
+    return probe_detached(a, MIG_SIDE_SOURCE);
+}
+
+/* ---- flags: do-not-inventory and autoboot ---- */
+
+/*
+ * After `zonecfg export` ran on side: 0 with a->n = 1 (hidden) or 0 and
+ * a->i = autoboot (1, 0, -1); 1 when there is no such zone; MIG_ACT_FAIL.
+ */
+static int flags_result(struct mig_act *a, enum mig_side side)
+{
+    int autoboot;
+    bool hidden;
+    if (a->res->err == 0 && a->res->exit_status != 0 && mig_res_err_has(a->res, "No such"))
+        return 1;
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg export of %s on %s", VM(a),
+                                HOST(a, side));
+    if (mig_parse_zonecfg_flags(a->res->out, &autoboot, &hidden) != 0)
+        return mig_act_fail(a, "ZonecfgFailed", "zonecfg export of %s on %s: unreadable", VM(a),
+                            HOST(a, side));
+    a->n = hidden;
+    a->i = autoboot;
+    return 0;
+}
+
+/*
+ * Sets (hide) or lifts the zone's do-not-inventory flag on side unless it
+ * is so already: illumos refuses a second attr of the same name.
+ */
+static int flag_zone(struct mig_act *a, enum mig_side side, bool hide)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1 && hide)
+        return mig_act_fail(a, "ZonecfgFailed", "no zone %s on %s to flag", VM(a), HOST(a, side));
+    if (rc == 1)
+        return MIG_ACT_DONE; /* no zone: nothing reports it */
+    if (rc != 0)
+        return rc;
+    if ((a->n == 1) == hide)
+        return MIG_ACT_DONE;
+    ACT_SSH(a, side,
+            hide ? mig_cmd_zonecfg_do_not_inventory(VM(a)) : mig_cmd_zonecfg_allow_inventory(VM(a)),
+            NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "ZonecfgFailed", "%s do-not-inventory of %s on %s",
+                                hide ? "setting" : "removing", VM(a), HOST(a, side));
+    ACT_END(a);
+}
+
+/* DONE when the zone on side is hidden (want) or shown (!want); no zone counts as shown. */
+static int probe_hidden(struct mig_act *a, enum mig_side side, bool want)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1)
+        return want ? MIG_ACT_ABSENT : MIG_ACT_DONE;
+    if (rc != 0)
+        return rc;
+    return (a->n == 1) == want ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+int act_hide_source(struct mig_act *a)
+{
+    return flag_zone(a, MIG_SIDE_SOURCE, true);
+}
+
+int act_hide_target(struct mig_act *a)
+{
+    return flag_zone(a, MIG_SIDE_TARGET, true);
+}
+
+int act_show_source(struct mig_act *a)
+{
+    return flag_zone(a, MIG_SIDE_SOURCE, false);
+}
+
+int act_show_target(struct mig_act *a)
+{
+    return flag_zone(a, MIG_SIDE_TARGET, false);
+}
+
+int probe_hidden_source(struct mig_act *a)
+{
+    return probe_hidden(a, MIG_SIDE_SOURCE, true);
+}
+
+int probe_hidden_target(struct mig_act *a)
+{
+    return probe_hidden(a, MIG_SIDE_TARGET, true);
+}
+
+int probe_shown_source(struct mig_act *a)
+{
+    return probe_hidden(a, MIG_SIDE_SOURCE, false);
+}
+
+int probe_shown_target(struct mig_act *a)
+{
+    return probe_hidden(a, MIG_SIDE_TARGET, false);
+}
+
+static int set_autoboot(struct mig_act *a, enum mig_side side, bool on)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_autoboot(VM(a), on), NULL);
+    if (!mig_res_ok(a->res)) {
+        /* Undoing on a side where the zone is gone: nothing boots it. */
+        if (!on && a->res->err == 0 && mig_res_err_has(a->res, "No such"))
+            return MIG_ACT_DONE;
+        return mig_act_fail_res(a, "ZonecfgFailed", "autoboot=%s for %s on %s",
+                                on ? "true" : "false", VM(a), HOST(a, side));
+    }
+    ACT_END(a);
+}
+
+static int probe_autoboot(struct mig_act *a, enum mig_side side, bool want)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1)
+        return MIG_ACT_ABSENT;
+    if (rc != 0)
+        return rc;
+    return (a->i == 1) == want ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+int act_autoboot_off_source(struct mig_act *a)
+{
+    return set_autoboot(a, MIG_SIDE_SOURCE, false);
+}
+
+int act_autoboot_off_target(struct mig_act *a)
+{
+    return set_autoboot(a, MIG_SIDE_TARGET, false);
+}
+
+int act_autoboot_restore_source(struct mig_act *a)
+{
+    return set_autoboot(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+}
+
+int act_autoboot_on_target(struct mig_act *a)
+{
+    return set_autoboot(a, MIG_SIDE_TARGET, true);
+}
+
+int probe_autoboot_off_source(struct mig_act *a)
+{
+    return probe_autoboot(a, MIG_SIDE_SOURCE, false);
+}
+
+int probe_autoboot_off_target(struct mig_act *a)
+{
+    return probe_autoboot(a, MIG_SIDE_TARGET, false);
+}
+
+int probe_autoboot_restored_source(struct mig_act *a)
+{
+    return probe_autoboot(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+}
+
+/* ---- deleting a zone ---- */
+
+/*
+ * Deletes the zone's configuration on side as SmartOS allows it: flagged
+ * do-not-inventory first (so the CN's agent reports nothing), detached when
+ * attached, then `zonecfg delete -F`.  No zone: done.  A running zone is
+ * never touched.  The zone's state is kept in scratch across the flagging.
+ */
+static int delete_zone_on(struct mig_act *a, enum mig_side side)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
+    if ((rc = zone_state_result(a, side)) != 0)
+        return rc;
+    if (a->scratch[0] == '\0')
+        return MIG_ACT_DONE;
+    if (strcmp(a->scratch, "running") == 0)
+        return mig_act_fail(a, "DeleteFailed", "zone %s runs on %s; not deleted", VM(a),
+                            HOST(a, side));
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1)
+        return MIG_ACT_DONE;
+    if (rc != 0)
+        return rc;
+    if (a->n != 1) {
+        ACT_SSH(a, side, mig_cmd_zonecfg_do_not_inventory(VM(a)), NULL);
+        if (!mig_res_ok(a->res))
+            return mig_act_fail_res(a, "DeleteFailed", "flagging %s do-not-inventory on %s", VM(a),
+                                    HOST(a, side));
+    }
+    if (strcmp(a->scratch, "installed") == 0) {
+        ACT_SSH(a, side, mig_cmd_zoneadm_detach(VM(a)), NULL);
+        if (!mig_res_ok(a->res))
+            return mig_act_fail_res(a, "DeleteFailed", "zoneadm -z %s detach on %s", VM(a),
+                                    HOST(a, side));
+    }
+    ACT_SSH(a, side, mig_cmd_zonecfg_delete(VM(a)), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "No such")))
+        return mig_act_fail_res(a, "DeleteFailed", "zonecfg -z %s delete on %s", VM(a),
+                                HOST(a, side));
+    ACT_END(a);
+}
+
+int act_delete_zone_source(struct mig_act *a)
+{
+    return delete_zone_on(a, MIG_SIDE_SOURCE);
+}
+
+int act_delete_zone_target(struct mig_act *a)
+{
+    return delete_zone_on(a, MIG_SIDE_TARGET);
+}

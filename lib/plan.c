@@ -1,0 +1,477 @@
+/*
+ * plan.c: the action tables of a migration and of the operator's rollback
+ * and cleanup (plan.h).  Reading a table tells an operator what migd will do,
+ * in which order, on which CN, how it checks each thing is done, and how it
+ * takes each back.  The orders carry the safety rules of product.md:
+ *
+ *  - nothing on the target is made bootable before the source is disabled
+ *    (autoboot off, do-not-inventory), and the target's zone stays flagged
+ *    do-not-inventory until the source's is, so the CNs' agents never
+ *    report the VM from both;
+ *  - the VM is started on the target before the inventory is written, so an
+ *    API outage never keeps it down; from the start on (the point of no
+ *    return) actions are retried forward, never undone;
+ *  - undoing walks these tables backwards, so a zone is deleted before its
+ *    datasets, the cores dataset before the zone's, and the source is
+ *    enabled only after the target is stopped, flagged and detached.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actions.h"
+#include "plan.h"
+#include "util.h"
+
+/* ---- when an instance applies ---- */
+
+static bool nic_has_ip(const struct mig_job *job, int round, int item)
+{
+    (void)round;
+    return item >= 0 && item < job->ctx.nnics && job->ctx.nics[item].ip[0] != '\0';
+}
+
+static bool nic_needs_reserve(const struct mig_job *job, int round, int item)
+{
+    return nic_has_ip(job, round, item) && job->ctx.nics[item].reserved_before != 1;
+}
+
+static bool nic_needs_restore(const struct mig_job *job, int round, int item)
+{
+    return nic_has_ip(job, round, item) && job->ctx.nics[item].reserved_before == 0;
+}
+
+static bool nic_has_mac(const struct mig_job *job, int round, int item)
+{
+    (void)round;
+    return item >= 0 && item < job->ctx.nnics && job->ctx.nics[item].mac[0] != '\0';
+}
+
+static bool was_running(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return job->vm_was_running == 1;
+}
+
+static bool ran_on_target(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return job->ctx.back_was_running == 1;
+}
+
+/* The image is worth importing when a dataset was cloned from its @final. */
+static bool needs_image(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    if (job->ctx.image_uuid[0] == '\0')
+        return false;
+    char suffix[MIG_UUID_LEN + 16];
+    snprintf(suffix, sizeof(suffix), "/%s@final", job->ctx.image_uuid);
+    for (int i = 0; i < job->ctx.ndatasets; i++) {
+        const char *o = job->ctx.datasets[i].origin;
+        size_t ol = strlen(o), sl = strlen(suffix);
+        if (ol > sl && strcmp(o + ol - sl, suffix) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- the tables ---- */
+
+#define SRC MIG_SIDE_SOURCE
+#define DST MIG_SIDE_TARGET
+#define API MIG_SIDE_API
+#define LOCAL MIG_SIDE_LOCAL
+
+/* prepare */
+static const struct mig_action_def PREPARE[] = {
+    {"prepare.inspect_source", SRC, "vmadm get: whether the VM runs, its autoboot", MIG_ACT_READ,
+     NULL, NULL, act_inspect_source, NULL},
+    {"prepare.features_source", SRC, "zfs get receive_resume_token: resumable streams?",
+     MIG_ACT_READ, NULL, NULL, act_features_source, NULL},
+    {"prepare.features_target", DST, "zfs get receive_resume_token: resumable streams?",
+     MIG_ACT_READ, NULL, NULL, act_features_target, NULL},
+    {"prepare.check_target", DST, "zfs list: no dataset of the VM is there yet", MIG_ACT_READ,
+     NULL, NULL, act_check_target, NULL},
+};
+/* per NIC */
+static const struct mig_action_def READ_IP = {
+    "prepare.read_ip", API, "NAPI GET the IP: was it reserved before the job?", MIG_ACT_READ,
+    nic_has_ip, NULL, act_read_ip, NULL};
+static const struct mig_action_def RESERVE_IP = {
+    "prepare.reserve_ip", API, "NAPI PUT reserved=true on the IP", 0, nic_needs_reserve,
+    probe_reserved_ip, act_reserve_ip, act_restore_ip};
+static const struct mig_action_def IMPORT_IMAGE = {
+    "prepare.import_image", DST, "imgadm import the VM's image, so the first send is incremental",
+    0, needs_image, probe_image, act_import_image, NULL};
+
+/* sync round (per dataset) */
+static const struct mig_action_def SNAPSHOT = {
+    "sync.snapshot", SRC, "zfs snapshot -r of the round", MIG_ACT_BEST_EFFORT, NULL,
+    probe_snapshot_source, act_snapshot_source, undo_snapshot_source};
+static const struct mig_action_def SEND = {
+    "sync.send", SRC, "zfs send | zfs receive to the target, from the newest common snapshot",
+    MIG_ACT_TRANSFER, NULL, probe_sent_forward, act_send_forward, undo_send_forward};
+
+/* switch */
+static const struct mig_action_def SWITCH_BEGIN = {
+    "switch.begin", LOCAL, "the downtime starts", 0, NULL, NULL, act_begin_switch, NULL};
+static const struct mig_action_def SWITCH_STOP = {
+    "switch.stop_source", SRC, "vmadm stop", 0, was_running, probe_stopped_source,
+    act_stop_source, undo_stop_source};
+static const struct mig_action_def SWITCH_SNAPSHOT = {
+    "switch.snapshot", SRC, "zfs snapshot -r, final", MIG_ACT_BEST_EFFORT, NULL,
+    probe_snapshot_source, act_snapshot_source, undo_snapshot_source};
+static const struct mig_action_def SWITCH_SEND = {
+    "switch.send", SRC, "zfs send the last changes to the target", MIG_ACT_TRANSFER, NULL,
+    probe_sent_forward, act_send_forward, NULL};
+static const struct mig_action_def SWITCH_TAIL[] = {
+    {"switch.export_config", SRC, "zonecfg export", MIG_ACT_READ, NULL, NULL, act_export_config,
+     NULL},
+    {"switch.configure_target", DST, "zonecfg -f -, flagged do-not-inventory", 0, NULL,
+     probe_configured_target, act_configure_target, act_delete_zone_target},
+    {"switch.create_cores", DST, "zfs create zones/cores/UUID", MIG_ACT_BEST_EFFORT, NULL,
+     probe_cores, act_create_cores, act_destroy_cores_target},
+    {"switch.disable_source", SRC, "zonecfg set autoboot=false", 0, NULL,
+     probe_autoboot_off_source, act_autoboot_off_source, act_autoboot_restore_source},
+    {"switch.hide_source", SRC, "zonecfg add attr do-not-inventory", 0, NULL,
+     probe_hidden_source, act_hide_source, act_show_source},
+    {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached_target,
+     act_attach_target, act_detach_target},
+    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
+     probe_shown_target, act_show_target, act_hide_target},
+    {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running_target,
+     act_start_target, undo_start_target},
+    {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",
+     MIG_ACT_FORWARD, NULL, probe_vmapi_target, act_record_vmapi_target, NULL},
+};
+static const struct mig_action_def SWITCH_NIC = {
+    "switch.record_nic", API, "NAPI PUT cn_uuid=target on the NIC", MIG_ACT_FORWARD, nic_has_mac,
+    probe_nic_target, act_record_nic_target, NULL};
+static const struct mig_action_def SWITCH_VERIFY = {
+    "switch.verify", API, "VMAPI and NAPI both name the target", MIG_ACT_FORWARD | MIG_ACT_READ,
+    NULL, NULL, act_verify_target, NULL};
+
+/* cleanup after the switch */
+static const struct mig_action_def CLEANUP[] = {
+    {"cleanup.snapshots_source", SRC, "zfs destroy the job's snapshots but the final one",
+     MIG_ACT_FORWARD, NULL, NULL, act_trim_snapshots_source, NULL},
+    {"cleanup.snapshots_target", DST, "zfs destroy the job's snapshots but the final one",
+     MIG_ACT_FORWARD, NULL, NULL, act_trim_snapshots_target, NULL},
+};
+static const struct mig_action_def RESTORE_IP = {
+    "cleanup.restore_ip", API, "NAPI PUT reserved back to what it was", MIG_ACT_FORWARD,
+    nic_needs_restore, probe_restored_ip, act_restore_ip, NULL};
+
+/* the operator's rollback of a switched job */
+static const struct mig_action_def RETURN_HEAD[] = {
+    {"rollback.inspect_target", DST, "vmadm get: whether the VM runs there", MIG_ACT_READ, NULL,
+     NULL, act_inspect_target, NULL},
+    {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
+     NULL},
+    {"rollback.stop_target", DST, "vmadm stop", 0, ran_on_target, probe_stopped_target,
+     act_stop_target, undo_stop_target},
+};
+static const struct mig_action_def RETURN_SNAPSHOT = {
+    "rollback.snapshot", DST, "zfs snapshot -r of what changed on the target",
+    MIG_ACT_BEST_EFFORT, NULL, probe_snapshot_target, act_snapshot_target, undo_snapshot_target};
+static const struct mig_action_def RETURN_SEND = {
+    "rollback.send", DST, "zfs send it back to the source, from the final snapshot",
+    MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
+    undo_send_back};
+static const struct mig_action_def RETURN_MID[] = {
+    {"rollback.hide_target", DST, "zonecfg add attr do-not-inventory", 0, NULL,
+     probe_hidden_target, act_hide_target, act_show_target},
+    {"rollback.disable_target", DST, "zonecfg set autoboot=false", 0, NULL,
+     probe_autoboot_off_target, act_autoboot_off_target, act_autoboot_on_target},
+    {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached_target,
+     act_detach_target, act_attach_target},
+    {"rollback.enable_source", SRC, "zonecfg set autoboot as it was", 0, NULL,
+     probe_autoboot_restored_source, act_autoboot_restore_source, act_autoboot_off_source},
+    {"rollback.show_source", SRC, "zonecfg remove attr do-not-inventory", 0, NULL,
+     probe_shown_source, act_show_source, act_hide_source},
+    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running_source,
+     act_start_source, undo_start_source},
+    {"rollback.record_vmapi", API, "VMAPI PUT the source's vmadm get, read it back",
+     MIG_ACT_FORWARD, NULL, probe_vmapi_source, act_record_vmapi_source, NULL},
+};
+static const struct mig_action_def RETURN_NIC = {
+    "rollback.record_nic", API, "NAPI PUT cn_uuid=source on the NIC", MIG_ACT_FORWARD,
+    nic_has_mac, probe_nic_source, act_record_nic_source, NULL};
+static const struct mig_action_def RETURN_TAIL[] = {
+    {"rollback.verify", API, "VMAPI and NAPI both name the source",
+     MIG_ACT_FORWARD | MIG_ACT_READ, NULL, NULL, act_verify_source, NULL},
+    {"rollback.delete_target_zone", DST, "zonecfg delete (flagged, detached)", MIG_ACT_FORWARD,
+     NULL, NULL, act_delete_zone_target, NULL},
+    {"rollback.destroy_target_cores", DST, "zfs destroy zones/cores/UUID", MIG_ACT_FORWARD, NULL,
+     NULL, act_destroy_cores_target, NULL},
+};
+static const struct mig_action_def RETURN_DATASET = {
+    "rollback.destroy_target_dataset", DST, "zfs destroy -r the target's copy", MIG_ACT_FORWARD,
+    NULL, NULL, act_destroy_dataset_target, NULL};
+static const struct mig_action_def RETURN_END = {
+    "rollback.snapshots_source", SRC, "zfs destroy every snapshot of the job", MIG_ACT_FORWARD,
+    NULL, NULL, act_drop_snapshots_source, NULL};
+
+/* the operator's cleanup of a switched job's source copy */
+static const struct mig_action_def REMOVE_HEAD[] = {
+    {"cleanup.delete_source_zone", SRC, "zonecfg delete (flagged, detached)", MIG_ACT_FORWARD,
+     NULL, NULL, act_delete_zone_source, NULL},
+    {"cleanup.destroy_source_cores", SRC, "zfs destroy zones/cores/UUID", MIG_ACT_FORWARD, NULL,
+     NULL, act_destroy_cores_source, NULL},
+};
+static const struct mig_action_def REMOVE_DATASET = {
+    "cleanup.destroy_source_dataset", SRC, "zfs destroy -r the source's copy", MIG_ACT_FORWARD,
+    NULL, NULL, act_destroy_dataset_source, NULL};
+static const struct mig_action_def REMOVE_END = {
+    "cleanup.snapshots_target", DST, "zfs destroy every snapshot of the job", MIG_ACT_FORWARD,
+    NULL, NULL, act_drop_snapshots_target, NULL};
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* Every table, for finding a definition by its name. */
+static const struct {
+    const struct mig_action_def *defs;
+    int n;
+} TABLES[] = {
+    {PREPARE, N(PREPARE)},         {&READ_IP, 1},           {&RESERVE_IP, 1},
+    {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
+    {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
+    {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
+    {&SWITCH_VERIFY, 1},           {CLEANUP, N(CLEANUP)},   {&RESTORE_IP, 1},
+    {RETURN_HEAD, N(RETURN_HEAD)}, {&RETURN_SNAPSHOT, 1},   {&RETURN_SEND, 1},
+    {RETURN_MID, N(RETURN_MID)},   {&RETURN_NIC, 1},        {RETURN_TAIL, N(RETURN_TAIL)},
+    {&RETURN_DATASET, 1},          {&RETURN_END, 1},        {REMOVE_HEAD, N(REMOVE_HEAD)},
+    {&REMOVE_DATASET, 1},          {&REMOVE_END, 1},
+};
+
+/* ---- building plans ---- */
+
+static void round_text(int round, char *buf, size_t bufsz)
+{
+    if (round == MIG_ROUND_FINAL)
+        snprintf(buf, bufsz, "final");
+    else if (round == MIG_ROUND_BACK)
+        snprintf(buf, bufsz, "back");
+    else
+        snprintf(buf, bufsz, "%d", round);
+}
+
+/* Fills one instance, with its key. */
+static void step_init(struct mig_step *s, const struct mig_action_def *def, enum mig_phase phase,
+                      int round, int item)
+{
+    s->def = def;
+    s->phase = phase;
+    s->round = round;
+    s->item = item;
+    char r[16] = "", key[128];
+    if (round != -1) {
+        r[0] = '@';
+        round_text(round, r + 1, sizeof(r) - 1);
+    }
+    if (item >= 0)
+        snprintf(key, sizeof(key), "%s%s#%d", def->name, r, item);
+    else
+        snprintf(key, sizeof(key), "%s%s", def->name, r);
+    memcpy(s->key, key, sizeof(key));
+}
+
+static void add(struct mig_plan *p, const struct mig_action_def *def, enum mig_phase phase,
+                int round, int item)
+{
+    if (p->n >= MIG_PLAN_MAX)
+        abort(); /* the tables are bounded by MIG_MAX_DATASETS and MIG_MAX_NICS */
+    step_init(&p->steps[p->n++], def, phase, round, item);
+}
+
+static void add_all(struct mig_plan *p, const struct mig_action_def *defs, int n,
+                    enum mig_phase phase)
+{
+    for (int i = 0; i < n; i++)
+        add(p, &defs[i], phase, -1, -1);
+}
+
+static void add_per_nic(struct mig_plan *p, const struct mig_job *job,
+                        const struct mig_action_def *def, enum mig_phase phase)
+{
+    for (int i = 0; i < job->ctx.nnics; i++)
+        add(p, def, phase, -1, i);
+}
+
+static void add_per_dataset(struct mig_plan *p, const struct mig_job *job,
+                            const struct mig_action_def *def, enum mig_phase phase, int round)
+{
+    for (int i = 0; i < job->ctx.ndatasets; i++)
+        add(p, def, phase, round, i);
+}
+
+void mig_plan_prepare(const struct mig_job *job, struct mig_plan *p)
+{
+    p->n = 0;
+    add_all(p, PREPARE, N(PREPARE), MIG_PHASE_PREPARE);
+    add_per_nic(p, job, &READ_IP, MIG_PHASE_PREPARE);
+    add_per_nic(p, job, &RESERVE_IP, MIG_PHASE_PREPARE);
+    add(p, &IMPORT_IMAGE, MIG_PHASE_PREPARE, -1, -1);
+}
+
+void mig_plan_round(const struct mig_job *job, int round, struct mig_plan *p)
+{
+    p->n = 0;
+    add_per_dataset(p, job, &SNAPSHOT, MIG_PHASE_SYNC, round);
+    add_per_dataset(p, job, &SEND, MIG_PHASE_SYNC, round);
+}
+
+void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
+{
+    p->n = 0;
+    add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
+    add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
+    add_per_dataset(p, job, &SWITCH_SNAPSHOT, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
+    add_per_dataset(p, job, &SWITCH_SEND, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
+    add_all(p, SWITCH_TAIL, N(SWITCH_TAIL), MIG_PHASE_SWITCH);
+    add_per_nic(p, job, &SWITCH_NIC, MIG_PHASE_SWITCH);
+    add(p, &SWITCH_VERIFY, MIG_PHASE_SWITCH, -1, -1);
+}
+
+void mig_plan_cleanup(const struct mig_job *job, struct mig_plan *p)
+{
+    p->n = 0;
+    add_all(p, CLEANUP, N(CLEANUP), MIG_PHASE_CLEANUP);
+    add_per_nic(p, job, &RESTORE_IP, MIG_PHASE_CLEANUP);
+}
+
+void mig_plan_return(const struct mig_job *job, struct mig_plan *p)
+{
+    p->n = 0;
+    add_all(p, RETURN_HEAD, N(RETURN_HEAD), MIG_PHASE_ROLLBACK);
+    add_per_dataset(p, job, &RETURN_SNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
+    add_per_dataset(p, job, &RETURN_SEND, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
+    add_all(p, RETURN_MID, N(RETURN_MID), MIG_PHASE_ROLLBACK);
+    add_per_nic(p, job, &RETURN_NIC, MIG_PHASE_ROLLBACK);
+    add_all(p, RETURN_TAIL, N(RETURN_TAIL), MIG_PHASE_ROLLBACK);
+    add_per_dataset(p, job, &RETURN_DATASET, MIG_PHASE_ROLLBACK, -1);
+    add(p, &RETURN_END, MIG_PHASE_ROLLBACK, -1, -1);
+}
+
+void mig_plan_remove_source(const struct mig_job *job, struct mig_plan *p)
+{
+    p->n = 0;
+    add_all(p, REMOVE_HEAD, N(REMOVE_HEAD), MIG_PHASE_CLEANUP);
+    add_per_dataset(p, job, &REMOVE_DATASET, MIG_PHASE_CLEANUP, -1);
+    add(p, &REMOVE_END, MIG_PHASE_CLEANUP, -1, -1);
+}
+
+/* The phase a definition's name starts with. */
+static enum mig_phase phase_of(const char *name)
+{
+    char head[16];
+    const char *dot = strchr(name, '.');
+    size_t n = dot != NULL ? (size_t)(dot - name) : 0;
+    enum mig_phase ph = MIG_PHASE_VALIDATE;
+    if (n > 0 && n < sizeof(head)) {
+        memcpy(head, name, n);
+        head[n] = '\0';
+        if (mig_phase_parse(head, &ph) != 0)
+            ph = MIG_PHASE_VALIDATE;
+    }
+    return ph;
+}
+
+int mig_plan_step_from_key(const char *key, struct mig_step *out)
+{
+    char name[128];
+    int round = -1, item = -1;
+    size_t n = strcspn(key, "@#");
+    if (n == 0 || n >= sizeof(name))
+        return -ENOENT;
+    memcpy(name, key, n);
+    name[n] = '\0';
+    const char *p = key + n;
+    if (*p == '@') {
+        p++;
+        if (strncmp(p, "final", 5) == 0) {
+            round = MIG_ROUND_FINAL;
+            p += 5;
+        } else if (strncmp(p, "back", 4) == 0) {
+            round = MIG_ROUND_BACK;
+            p += 4;
+        } else {
+            char *end;
+            long r = strtol(p, &end, 10);
+            if (end == p || r < 1 || r > 100000)
+                return -ENOENT;
+            round = (int)r;
+            p = end;
+        }
+    }
+    if (*p == '#') {
+        char *end;
+        long i = strtol(p + 1, &end, 10);
+        if (end == p + 1 || i < 0 || i >= MIG_PLAN_MAX)
+            return -ENOENT;
+        item = (int)i;
+        p = end;
+    }
+    if (*p != '\0')
+        return -ENOENT;
+    for (int t = 0; t < N(TABLES); t++) {
+        for (int i = 0; i < TABLES[t].n; i++) {
+            if (strcmp(TABLES[t].defs[i].name, name) == 0) {
+                step_init(out, &TABLES[t].defs[i], phase_of(name), round, item);
+                return 0;
+            }
+        }
+    }
+    return -ENOENT;
+}
+
+/* ---- the dry run's plan ---- */
+
+static void describe_plan(json_t *out, const struct mig_job *job, const struct mig_plan *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        const struct mig_step *s = &p->steps[i];
+        if (s->def->applies != NULL && !s->def->applies(job, s->round, s->item))
+            continue;
+        const char *on = s->def->side == MIG_SIDE_SOURCE   ? job->source_hostname
+                         : s->def->side == MIG_SIDE_TARGET ? job->target_hostname
+                                                           : mig_side_name(s->def->side);
+        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "action", s->key, "phase",
+                                             mig_phase_name(s->phase), "on", on != NULL ? on : "",
+                                             "does", s->def->does));
+    }
+}
+
+json_t *mig_plan_describe(const struct mig_job *job)
+{
+    struct mig_plan *p = mig_calloc(1, sizeof(*p));
+    json_t *out = json_array();
+    mig_plan_prepare(job, p);
+    describe_plan(out, job, p);
+    mig_plan_round(job, 1, p);
+    describe_plan(out, job, p);
+    if (job->mode != MIG_MODE_FULL)
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:s, s:s}", "action", "sync.rounds", "phase", "sync", "on",
+                           job->source_hostname != NULL ? job->source_hostname : "",
+                           "does",
+                           job->mode == MIG_MODE_AUTO
+                               ? "repeat the round with the changes until they are small, then "
+                                 "switch"
+                               : "repeat the round with the changes until migctl finish"));
+    mig_plan_switch(job, p);
+    describe_plan(out, job, p);
+    mig_plan_cleanup(job, p);
+    describe_plan(out, job, p);
+    free(p);
+    return out;
+}
+
+void mig_snap_name(const struct mig_job *job, int round, char out[128])
+{
+    char r[16];
+    round_text(round, r, sizeof(r));
+    snprintf(out, 128, "migd-%s-%s", job->uuid, r);
+}
