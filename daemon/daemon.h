@@ -19,6 +19,7 @@
 
 struct engine;
 struct control;
+struct ops_fake;
 
 /* The daemon: every long-lived piece, created by main.c. */
 struct migd {
@@ -30,6 +31,7 @@ struct migd {
     struct engine *engine;
     struct control *control;
     int64_t started_ms;
+    const struct ops_fake *fake_ops; /* unit tests: stands in for ssh and http (ops.h); NULL */
 };
 
 /* engine.c */

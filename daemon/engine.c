@@ -19,6 +19,7 @@
 #include "util.h"
 
 #define TICK_MS 5000
+#define WAIT_MS 60000 /* a job that does no more rounds wakes only for finish or abort */
 
 struct watcher {
     char job_uuid[MIG_UUID_LEN + 1];
@@ -67,11 +68,15 @@ static void continue_job(struct jrun *r);
 
 /* ---- watchers ---- */
 
-/* The job is done moving for a watcher: it ended, switched, or waits for finish. */
+/*
+ * The job is done moving for a watcher: it ended, switched, or waits for
+ * finish (and is neither finishing nor aborting).
+ */
 static bool watch_final(const struct mig_job *job)
 {
     return mig_job_state_final(job->state) || job->state == MIG_JOB_SWITCHED ||
-           job->state == MIG_JOB_WAITING;
+           (job->state == MIG_JOB_WAITING && !job->abort_requested && !job->finish_requested &&
+            !job->undoing);
 }
 
 static void reap_watchers(struct engine *e)
@@ -336,11 +341,17 @@ static void sync_step(struct jrun *r)
     case SYNC_ROUND:
         if (job->mode == MIG_MODE_INCREMENTAL && job->state == MIG_JOB_RUNNING)
             apply(r, MIG_EV_SYNCED);
-        mig_job_set_activity(job, "next round in %d s", cfg->incremental.interval_s);
+        if (sync_decide(job, cfg) == SYNC_WAIT)
+            mig_job_set_activity(job, "in sync after %d rounds (incremental.max_rounds); "
+                                      "waiting for migctl finish", job->ctx.rounds);
+        else
+            mig_job_set_activity(job, "next round in %d s", cfg->incremental.interval_s);
         notify(r->e, job);
         /* A wait without rounds still wakes for finish or abort. */
         r->sleeping = true;
-        exec_sleep(r->x, (uint64_t)cfg->incremental.interval_s * 1000);
+        exec_sleep(r->x, sync_decide(job, cfg) == SYNC_WAIT
+                             ? WAIT_MS
+                             : (uint64_t)cfg->incremental.interval_s * 1000);
         return;
     }
 }
@@ -384,7 +395,7 @@ static void after_sleep(struct jrun *r)
     }
     if (next == SYNC_WAIT) {
         r->sleeping = true;
-        exec_sleep(r->x, (uint64_t)r->e->d->cfg->incremental.interval_s * 1000);
+        exec_sleep(r->x, WAIT_MS);
         return;
     }
     run_plan(r);
@@ -591,7 +602,8 @@ void engine_resume(struct engine *e)
     size_t n = 0;
     if (mig_store_job_list(e->d->store, &f, &jobs, &n) == 0) {
         for (size_t i = 0; i < n; i++) {
-            if (jobs[i]->state == MIG_JOB_RUNNING || jobs[i]->state == MIG_JOB_WAITING) {
+            if ((jobs[i]->state == MIG_JOB_RUNNING || jobs[i]->state == MIG_JOB_WAITING) &&
+                find_run(e, jobs[i]->uuid) == NULL) {
                 mig_job_apply(jobs[i], MIG_EV_RESUME);
                 start_job(e, jobs[i]);
             } else {

@@ -81,15 +81,23 @@ static void next_undo(struct exec *x);
 
 /* ---- crash points (test builds only) ---- */
 
+#ifdef MIGD_CRASH_POINTS
+static const char *crash_at;
+static bool crash_armed;
+
+void exec_crash_arm(const char *spec)
+{
+    crash_at = spec;
+    crash_armed = true;
+}
+#endif
+
 void exec_crash_point(const char *key, const char *point)
 {
 #ifdef MIGD_CRASH_POINTS
-    static const char *want;
-    static bool read;
-    if (!read) {
-        want = getenv("MIGD_CRASH_AT");
-        read = true;
-    }
+    if (!crash_armed)
+        exec_crash_arm(getenv("MIGD_CRASH_AT"));
+    const char *want = crash_at;
     size_t kl = strlen(key);
     if (want != NULL && strncmp(want, key, kl) == 0 && want[kl] == ':' &&
         strcmp(want + kl + 1, point) == 0) {
@@ -295,6 +303,8 @@ static bool may_retry(struct exec *x)
 {
     const struct mig_action_def *def = step(x)->def;
     bool transient = x->act.transient;
+    if (x->attempt == 0)
+        x->first_fail_ms = mig_now_ms();
     if (x->undo)
         return x->attempt < UNDO_TRIES;
     if (def->flags & MIG_ACT_FORWARD)
@@ -306,8 +316,6 @@ static bool may_retry(struct exec *x)
 
 static void retry_later(struct exec *x)
 {
-    if (x->attempt == 0)
-        x->first_fail_ms = mig_now_ms();
     x->attempt++;
     uint64_t ms = backoff_ms(x->attempt);
     mig_job_set_activity(x->job, "%s; retry %d in %llu s", x->act.err_msg, x->attempt,

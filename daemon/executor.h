@@ -79,5 +79,9 @@ uint64_t exec_streamed(const struct exec *x);
  * undo-before-start, undo-after-start, undo-after-act.
  */
 void exec_crash_point(const char *key, const char *point);
+#ifdef MIGD_CRASH_POINTS
+/* Sets the crash point instead of MIGD_CRASH_AT (NULL: none). */
+void exec_crash_arm(const char *spec);
+#endif
 
 #endif

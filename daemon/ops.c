@@ -144,11 +144,25 @@ static void on_http_done(void *arg, const struct mig_http_resp *resp)
     complete(o);
 }
 
+void ops_fake_deliver(struct ops *o, const struct mig_result *res, const char *out,
+                      const char *errout, json_t *json)
+{
+    o->res = *res;
+    o->out = mig_strdup(out != NULL ? out : "");
+    o->errout = mig_strdup(errout != NULL ? errout : "");
+    o->json = json_incref(json);
+    complete(o);
+}
+
 void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job, int http_retries,
                uint64_t limit_bytes_s)
 {
     clear_result(o);
     o->busy = true;
+    if (o->d->fake_ops != NULL) {
+        o->d->fake_ops->run(o->d->fake_ops->arg, o, op, job);
+        return;
+    }
     int rc = -EINVAL;
     char detail[256] = "";
     const char *host = mig_job_side_ip(job, op->on);
@@ -216,6 +230,19 @@ void ops_sleep(struct ops *o, uint64_t ms)
     uv_timer_start(&o->timer, on_timer, ms, 0);
 }
 
+/* Asks whatever runs o's operation to end it; it answers from the loop. */
+static void cancel_adapters(struct ops *o)
+{
+    if (o->d->fake_ops != NULL) {
+        o->d->fake_ops->cancel(o->d->fake_ops->arg, o);
+        return;
+    }
+    if (o->d->ssh != NULL)
+        mig_ssh_cancel(o->d->ssh, o);
+    if (o->d->http != NULL)
+        mig_http_cancel(o->d->http, o);
+}
+
 void ops_cancel(struct ops *o)
 {
     if (!o->busy)
@@ -230,8 +257,7 @@ void ops_cancel(struct ops *o)
         uv_timer_start(&o->timer, on_timer, 0, 0);
         return;
     }
-    mig_ssh_cancel(o->d->ssh, o);
-    mig_http_cancel(o->d->http, o);
+    cancel_adapters(o);
 }
 
 void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg)
@@ -239,10 +265,9 @@ void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg)
     o->closing = true;
     o->on_closed = on_closed;
     o->closed_arg = arg;
-    if (o->busy && !o->deliver && o->d->ssh != NULL && o->d->http != NULL) {
+    if (o->busy && !o->deliver) {
         /* An adapter still refers to o: complete() closes the timer when it answers. */
-        mig_ssh_cancel(o->d->ssh, o);
-        mig_http_cancel(o->d->http, o);
+        cancel_adapters(o);
         return;
     }
     clear_result(o);

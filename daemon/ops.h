@@ -56,4 +56,22 @@ void ops_cancel(struct ops *o);
  */
 void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg);
 
+/*
+ * Unit tests put a fake world behind the operations: run(arg, o, op, job)
+ * decides the outcome and later (from the loop, never from inside run)
+ * calls ops_fake_deliver with it.
+ */
+struct ops_fake {
+    void (*run)(void *arg, struct ops *o, const struct mig_op *op, const struct mig_job *job);
+    /* Cancels o's outstanding operation: it must still be delivered, with MIG_ECANCELED. */
+    void (*cancel)(void *arg, struct ops *o);
+    void *arg;
+};
+/*
+ * Completes o's outstanding operation with res (copied) and the given
+ * stdout, stderr (may be NULL) and JSON body (borrowed; may be NULL).
+ */
+void ops_fake_deliver(struct ops *o, const struct mig_result *res, const char *out,
+                      const char *errout, json_t *json);
+
 #endif

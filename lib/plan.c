@@ -225,7 +225,7 @@ static const struct mig_action_def REMOVE_DATASET = {
     "cleanup.destroy_source_dataset", SRC, "zfs destroy -r the source's copy", MIG_ACT_FORWARD,
     NULL, NULL, act_destroy_dataset_source, NULL};
 static const struct mig_action_def REMOVE_END = {
-    "cleanup.snapshots_target", DST, "zfs destroy every snapshot of the job", MIG_ACT_FORWARD,
+    "cleanup.final_snapshots_target", DST, "zfs destroy every snapshot of the job", MIG_ACT_FORWARD,
     NULL, NULL, act_drop_snapshots_target, NULL};
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))

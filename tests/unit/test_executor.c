@@ -1,0 +1,948 @@
+/*
+ * test_executor.c: the engine, the executor and every action of the tables,
+ * against a fake datacenter instead of SSH and HTTP.  The fake (struct
+ * world) is a small model of two CNs and the APIs that answers the exact
+ * commands and calls cn.c and triton.c build, so a probe sees what an act
+ * did.  It lives in shared memory, so a job can be killed in a child
+ * process at any journal point (exec_crash_arm: the real _exit path) and
+ * resumed by a fresh engine in the parent from the same SQLite file.
+ *
+ * The tests: a migration of a running and of a stopped VM; an incremental
+ * job through finish; an abort while waiting; a rollback and a cleanup of a
+ * switched job; each walked once cleanly to list its actions, then killed at
+ * every point of every action (before started, after started, after acted;
+ * the undo walk's too) and resumed, checking the invariants every time.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "err.h"
+#include "executor.h"
+#include "log.h"
+#include "ops.h"
+#include "plan.h"
+#include "store.h"
+
+#define VM "4f0a1c2e-6b7d-4e8f-9a0b-1c2d3e4f5a6b"
+#define IMG "5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12"
+#define SRC_UUID "00000000-0000-4000-8000-000000000001"
+#define DST_UUID "00000000-0000-4000-8000-000000000002"
+#define NET "7a1a4b7e-63b8-4e2c-9a3c-2a0f5a8d0c11"
+#define MAXSNAP 16
+
+/* ---- the fake datacenter ---- */
+
+struct fds {
+    bool exists;
+    int nsnap;
+    char snap[MAXSNAP][96];
+    unsigned long long guid[MAXSNAP];
+    int data; /* what was written: a number that travels with snapshots */
+    int snapdata[MAXSNAP];
+};
+
+struct fside {
+    int zone; /* 0 none, 1 configured, 2 installed */
+    bool running, autoboot, hidden, cores, image;
+    struct fds ds;
+};
+
+struct world {
+    struct fside side[2]; /* 0 source, 1 target */
+    char vmapi_server[40];
+    char vmapi_state[16];
+    char nic_cn[2][40];
+    bool reserved[2];
+    unsigned long long next_guid;
+    int ops;
+    int transient_faults; /* fail this many ops with a transport error */
+};
+
+static struct world *W;
+
+static const char *const MACS[2] = {"90:b8:d0:01:01:00", "90:b8:d0:01:01:01"};
+static const char *const IPS[2] = {"192.0.2.10", "192.0.2.11"};
+
+static void world_reset(bool running)
+{
+    memset(W, 0, sizeof(*W));
+    struct fside *s = &W->side[0];
+    s->zone = 2;
+    s->running = running;
+    s->autoboot = running;
+    s->image = true;
+    s->ds.exists = true;
+    s->ds.data = 7;
+    W->side[1].image = false;
+    snprintf(W->vmapi_server, sizeof(W->vmapi_server), SRC_UUID);
+    snprintf(W->vmapi_state, sizeof(W->vmapi_state), running ? "running" : "stopped");
+    snprintf(W->nic_cn[0], sizeof(W->nic_cn[0]), SRC_UUID);
+    snprintf(W->nic_cn[1], sizeof(W->nic_cn[1]), SRC_UUID);
+    W->reserved[0] = false;
+    W->reserved[1] = true; /* reserved before the job: must stay so */
+    W->next_guid = 1000;
+}
+
+/* The single-quoted words of a command, in order (at most max). */
+static int quoted(const char *cmd, char out[][160], int max)
+{
+    int n = 0;
+    for (const char *p = cmd; *p != '\0' && n < max; p++) {
+        if (*p != '\'')
+            continue;
+        const char *e = strchr(p + 1, '\'');
+        if (e == NULL)
+            break;
+        snprintf(out[n++], 160, "%.*s", (int)(e - p - 1), p + 1);
+        p = e;
+    }
+    return n;
+}
+
+static int snap_index(const struct fds *d, const char *name)
+{
+    for (int i = 0; i < d->nsnap; i++)
+        if (strcmp(d->snap[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *vm_state(const struct fside *s)
+{
+    return s->zone == 2 ? (s->running ? "running" : "stopped") : "configured";
+}
+
+/* An answer under construction. */
+struct answer {
+    struct mig_result res;
+    char out[4096];
+    char err[512];
+    json_t *json;
+};
+
+static void fail_cmd(struct answer *a, const char *msg)
+{
+    a->res.exit_status = 1;
+    snprintf(a->err, sizeof(a->err), "%s", msg);
+}
+
+static void run_ssh(struct answer *a, int side, const char *cmd, const char *input)
+{
+    struct fside *s = &W->side[side];
+    char q[4][160];
+    int nq = quoted(cmd, q, 4);
+    a->res.exit_status = 0;
+    if (strncmp(cmd, "vmadm get", 9) == 0) {
+        if (s->zone == 0)
+            return fail_cmd(a, "vmadm: No such zone");
+        snprintf(a->out, sizeof(a->out), "{\"uuid\":\"%s\",\"state\":\"%s\",\"autoboot\":%s}", VM,
+                 vm_state(s), s->autoboot ? "true" : "false");
+    } else if (strncmp(cmd, "vmadm stop", 10) == 0) {
+        if (!s->running)
+            return fail_cmd(a, "Unable to stop VM: VM is already not running");
+        s->running = false;
+        s->autoboot = false;
+    } else if (strncmp(cmd, "vmadm start", 11) == 0) {
+        if (s->running)
+            return fail_cmd(a, "Unable to start VM: VM is already running");
+        if (s->zone != 2)
+            return fail_cmd(a, "Unable to start VM: not installed");
+        s->running = true;
+        s->autoboot = true;
+    } else if (strcmp(cmd, "zoneadm list -pc") == 0) {
+        int n = snprintf(a->out, sizeof(a->out), "0:global:running:/::liveimg:shared\n");
+        if (s->zone != 0)
+            snprintf(a->out + n, sizeof(a->out) - (size_t)n, "%s:%s:%s:/zones/%s:%s:joyent:excl\n",
+                     s->running ? "5" : "-", VM,
+                     s->zone == 1 ? "configured" : (s->running ? "running" : "installed"), VM, VM);
+    } else if (strstr(cmd, "zoneadm -z") != NULL && strstr(cmd, " attach") != NULL) {
+        if (s->zone != 1)
+            return fail_cmd(a, "zoneadm: must be configured before attach");
+        if (!s->ds.exists)
+            return fail_cmd(a, "zoneadm: dataset does not exist");
+        s->zone = 2;
+    } else if (strstr(cmd, "zoneadm -z") != NULL && strstr(cmd, " detach") != NULL) {
+        if (s->running)
+            return fail_cmd(a, "zoneadm: must be halted before detach");
+        if (s->zone != 2)
+            return fail_cmd(a, "zoneadm: must be installed before detach");
+        s->zone = 1;
+    } else if (strstr(cmd, "zonecfg -z") != NULL && strstr(cmd, " export") != NULL) {
+        if (s->zone == 0)
+            return fail_cmd(a, "zonecfg: No such zone configured");
+        snprintf(a->out, sizeof(a->out), "create -b\nset zonepath=/zones/%s\nset autoboot=%s\n%s",
+                 VM, s->autoboot ? "true" : "false",
+                 s->hidden ? "add attr\nset name=do-not-inventory\nset type=string\nset "
+                             "value=true\nend\n"
+                           : "");
+    } else if (strstr(cmd, "zonecfg -z") != NULL && strstr(cmd, "-f -") != NULL) {
+        if (s->zone != 0)
+            return fail_cmd(a, "zonecfg: zone already exists");
+        if (input == NULL || strstr(input, "create") == NULL)
+            return fail_cmd(a, "zonecfg: no configuration on stdin");
+        s->zone = 1;
+        s->autoboot = strstr(input, "set autoboot=true") != NULL;
+        /* The zone must be created hidden: the agent would report it otherwise. */
+        s->hidden = strstr(input, "set name=do-not-inventory") != NULL;
+        assert_true(s->hidden);
+    } else if (nq >= 2 && strncmp(q[1], "set autoboot=", 13) == 0) {
+        if (s->zone == 0)
+            return fail_cmd(a, "zonecfg: No such zone configured");
+        s->autoboot = strcmp(q[1] + 13, "true") == 0;
+    } else if (nq >= 2 && strncmp(q[1], "add attr", 8) == 0) {
+        if (s->zone == 0)
+            return fail_cmd(a, "zonecfg: No such zone configured");
+        if (s->hidden)
+            return fail_cmd(a, "zonecfg: attr do-not-inventory already exists");
+        s->hidden = true;
+    } else if (nq >= 2 && strncmp(q[1], "remove attr", 11) == 0) {
+        if (!s->hidden)
+            return fail_cmd(a, "zonecfg: No such attr resource.");
+        s->hidden = false;
+    } else if (strstr(cmd, "zonecfg -z") != NULL && strstr(cmd, "delete -F") != NULL) {
+        if (s->zone == 0)
+            return fail_cmd(a, "zonecfg: No such zone configured");
+        if (s->zone != 1)
+            return fail_cmd(a, "Zone not in configured state; delete not allowed.");
+        /* Flag before delete, as the agent would report an unflagged zone destroyed. */
+        assert_true(s->hidden);
+        s->zone = 0;
+        s->hidden = false;
+        s->autoboot = false;
+    } else if (strstr(cmd, "receive_resume_token") != NULL) {
+        return fail_cmd(a, "bad property list: invalid property 'receive_resume_token'");
+    } else if (strncmp(cmd, "zfs list -H -o name -t snapshot -d 1", 36) == 0) {
+        if (strstr(q[0], "/cores/") != NULL) {
+            if (!s->cores)
+                return fail_cmd(a, "cannot open: dataset does not exist");
+            return;
+        }
+        if (!s->ds.exists)
+            return fail_cmd(a, "cannot open: dataset does not exist");
+        size_t n = 0;
+        for (int i = 0; i < s->ds.nsnap; i++)
+            n += (size_t)snprintf(a->out + n, sizeof(a->out) - n, "%s@%s\n", q[0], s->ds.snap[i]);
+    } else if (strncmp(cmd, "zfs get -H -p -o value 'guid'", 29) == 0) {
+        const char *at = strchr(q[1], '@');
+        int i = at != NULL && s->ds.exists ? snap_index(&s->ds, at + 1) : -1;
+        if (i < 0)
+            return fail_cmd(a, "cannot open: dataset does not exist");
+        snprintf(a->out, sizeof(a->out), "%llu\n", s->ds.guid[i]);
+    } else if (strncmp(cmd, "zfs snapshot -r", 15) == 0) {
+        const char *at = strchr(q[0], '@');
+        if (!s->ds.exists || at == NULL)
+            return fail_cmd(a, "cannot create snapshot: dataset does not exist");
+        if (snap_index(&s->ds, at + 1) >= 0)
+            return fail_cmd(a, "cannot create snapshot: dataset already exists");
+        assert_true(s->ds.nsnap < MAXSNAP);
+        snprintf(s->ds.snap[s->ds.nsnap], 96, "%s", at + 1);
+        s->ds.snapdata[s->ds.nsnap] = s->ds.data;
+        s->ds.guid[s->ds.nsnap++] = W->next_guid++;
+    } else if (strncmp(cmd, "zfs destroy", 11) == 0) {
+        const char *at = strchr(q[0], '@');
+        if (at != NULL) {
+            int i = s->ds.exists ? snap_index(&s->ds, at + 1) : -1;
+            if (i < 0)
+                return fail_cmd(a, "could not find any snapshots to destroy");
+            memmove(&s->ds.snap[i], &s->ds.snap[i + 1], (size_t)(s->ds.nsnap - i - 1) * 96);
+            memmove(&s->ds.guid[i], &s->ds.guid[i + 1],
+                    (size_t)(s->ds.nsnap - i - 1) * sizeof(s->ds.guid[0]));
+            memmove(&s->ds.snapdata[i], &s->ds.snapdata[i + 1],
+                    (size_t)(s->ds.nsnap - i - 1) * sizeof(int));
+            s->ds.nsnap--;
+        } else if (strstr(q[0], "/cores/") != NULL) {
+            if (!s->cores)
+                return fail_cmd(a, "cannot open: dataset does not exist");
+            s->cores = false;
+        } else {
+            if (!s->ds.exists)
+                return fail_cmd(a, "cannot open: dataset does not exist");
+            if (s->running)
+                return fail_cmd(a, "cannot destroy: dataset is busy");
+            assert_true(s->zone == 0 || side == 1); /* never the source's in use */
+            memset(&s->ds, 0, sizeof(s->ds));
+        }
+    } else if (strncmp(cmd, "zfs create", 10) == 0) {
+        if (s->cores)
+            return fail_cmd(a, "cannot create: dataset already exists");
+        s->cores = true;
+    } else if (strncmp(cmd, "imgadm get", 10) == 0) {
+        if (!s->image) {
+            a->res.exit_status = 3;
+            snprintf(a->err, sizeof(a->err), "imgadm: image not installed");
+        }
+    } else if (strncmp(cmd, "imgadm import", 13) == 0) {
+        s->image = true;
+    } else {
+        fail_msg("the fake CN does not know the command: %s", cmd);
+    }
+}
+
+/* zfs send -R [-I FROM] DS@SNAP | zfs receive -F -d zones, from side `from` to the other. */
+static void run_relay(struct answer *a, int from, const char *send)
+{
+    struct fside *s = &W->side[from], *d = &W->side[1 - from];
+    char q[4][160];
+    int nq = quoted(send, q, 4);
+    const char *base = nq == 2 ? q[0] : NULL;
+    const char *at = strchr(q[nq - 1], '@');
+    int upto = at != NULL ? snap_index(&s->ds, at + 1) : -1;
+    a->res.exit_status = 0;
+    if (upto < 0)
+        return fail_cmd(a, "cannot send: snapshot does not exist");
+    int first = 0;
+    if (base == NULL) {
+        if (d->ds.exists)
+            return fail_cmd(a, "cannot receive new filesystem stream: destination exists");
+    } else if (base[0] == '@') {
+        int bs = snap_index(&s->ds, base + 1), bd = snap_index(&d->ds, base + 1);
+        if (bs < 0 || bd < 0 || s->ds.guid[bs] != d->ds.guid[bd])
+            return fail_cmd(a, "cannot receive incremental stream: most recent snapshot does not "
+                               "match incremental source");
+        first = bs + 1;
+        /* -F: the receiver is rolled back to the base; later snapshots there go. */
+        d->ds.nsnap = bd + 1;
+    } else {
+        if (!d->image)
+            return fail_cmd(a, "cannot receive: local origin for clone does not exist");
+        if (d->ds.exists)
+            return fail_cmd(a, "cannot receive new filesystem stream: destination exists");
+    }
+    if (!d->ds.exists) {
+        memset(&d->ds, 0, sizeof(d->ds));
+        d->ds.exists = true;
+    }
+    for (int i = first; i <= upto; i++) {
+        assert_true(d->ds.nsnap < MAXSNAP);
+        memcpy(d->ds.snap[d->ds.nsnap], s->ds.snap[i], sizeof(d->ds.snap[0]));
+        d->ds.guid[d->ds.nsnap] = s->ds.guid[i];
+        d->ds.snapdata[d->ds.nsnap++] = s->ds.snapdata[i];
+    }
+    d->ds.data = s->ds.snapdata[upto];
+    a->res.bytes = 1000u * (unsigned)(upto - first + 1);
+    a->res.src_status = a->res.dst_status = 0;
+}
+
+static int nic_of(const char *mac_or_url)
+{
+    return strstr(mac_or_url, "010101") != NULL || strstr(mac_or_url, "01:01:01") != NULL;
+}
+
+static void run_http(struct answer *a, const struct mig_op *op)
+{
+    const char *url = op->url;
+    a->res.http_status = 200;
+    if (strstr(url, "/ips/") != NULL) {
+        int k = strstr(url, IPS[1]) != NULL;
+        if (strcmp(op->method, "PUT") == 0)
+            W->reserved[k] = json_is_true(json_object_get(op->body, "reserved"));
+        a->json = json_pack("{s:s, s:b}", "ip", IPS[k], "reserved", W->reserved[k]);
+    } else if (strstr(url, "/vms/") != NULL) {
+        if (strcmp(op->method, "PUT") == 0) {
+            const char *su = json_string_value(json_object_get(op->body, "server_uuid"));
+            const char *st = json_string_value(json_object_get(op->body, "state"));
+            assert_non_null(su);
+            assert_non_null(st);
+            snprintf(W->vmapi_server, sizeof(W->vmapi_server), "%s", su);
+            snprintf(W->vmapi_state, sizeof(W->vmapi_state), "%s", st);
+        }
+        a->json = json_pack("{s:s, s:s, s:s}", "uuid", VM, "server_uuid", W->vmapi_server, "state",
+                            W->vmapi_state);
+    } else if (strstr(url, "/nics?") != NULL) {
+        a->json = json_pack("[{s:s, s:s}, {s:s, s:s}]", "mac", MACS[0], "cn_uuid", W->nic_cn[0],
+                            "mac", MACS[1], "cn_uuid", W->nic_cn[1]);
+    } else if (strstr(url, "/nics/") != NULL) {
+        int k = nic_of(url);
+        snprintf(W->nic_cn[k], sizeof(W->nic_cn[k]), "%s",
+                 json_string_value(json_object_get(op->body, "cn_uuid")));
+        a->json = json_pack("{s:s, s:s}", "mac", MACS[k], "cn_uuid", W->nic_cn[k]);
+    } else {
+        fail_msg("the fake APIs do not know %s %s", op->method, url);
+    }
+}
+
+/* One pending delivery: the fake answers from the loop, as the adapters do. */
+struct fake {
+    uv_timer_t timer;
+    struct ops *o;
+    struct answer ans;
+    bool pending;
+};
+
+static void on_deliver(uv_timer_t *t)
+{
+    struct fake *f = t->data;
+    f->pending = false;
+    struct answer ans = f->ans;
+    memset(&f->ans, 0, sizeof(f->ans));
+    ops_fake_deliver(f->o, &ans.res, ans.out, ans.err, ans.json);
+    json_decref(ans.json);
+}
+
+static void fake_run(void *arg, struct ops *o, const struct mig_op *op, const struct mig_job *job)
+{
+    (void)job;
+    struct fake *f = arg;
+    assert_false(f->pending); /* one operation at a time */
+    memset(&f->ans, 0, sizeof(f->ans));
+    f->ans.res.exit_status = -1;
+    f->o = o;
+    W->ops++;
+    if (W->transient_faults > 0) {
+        W->transient_faults--;
+        f->ans.res.err = MIG_ESSH;
+        snprintf(f->ans.res.detail, sizeof(f->ans.res.detail), "connection dropped");
+    } else if (op->kind == MIG_OP_SSH) {
+        assert_non_null(op->cmd);
+        run_ssh(&f->ans, op->on == MIG_SIDE_TARGET, op->cmd, op->input);
+    } else if (op->kind == MIG_OP_RELAY) {
+        assert_non_null(op->cmd);
+        assert_non_null(op->cmd2);
+        run_relay(&f->ans, op->on == MIG_SIDE_TARGET, op->cmd);
+    } else {
+        assert_non_null(op->url);
+        run_http(&f->ans, op);
+    }
+    f->pending = true;
+    uv_timer_start(&f->timer, on_deliver, 0, 0);
+}
+
+static void fake_cancel(void *arg, struct ops *o)
+{
+    struct fake *f = arg;
+    if (f->pending && f->o == o) {
+        json_decref(f->ans.json);
+        memset(&f->ans, 0, sizeof(f->ans));
+        f->ans.res.err = MIG_ECANCELED;
+        snprintf(f->ans.res.detail, sizeof(f->ans.res.detail), "canceled");
+    }
+}
+
+/* ---- a daemon around the engine ---- */
+
+struct rig {
+    uv_loop_t loop;
+    struct mig_config *cfg;
+    struct migd d;
+    struct fake fake;
+    struct ops_fake fops;
+    char dir[64], db[128];
+    const char *job_uuid;
+    bool ended;
+    char final_state[16];
+    uv_timer_t guard; /* a job that never stops moving fails the test */
+    uv_timer_t poll;  /* with want_increments: watches the job's rounds */
+    int want_increments; /* >0: run until a waiting job has done this many incremental rounds */
+};
+
+static void on_watch(void *arg, json_t *job, bool final)
+{
+    struct rig *r = arg;
+    if (!final || (r->want_increments > 0 &&
+                   strcmp(json_string_value(json_object_get(job, "state")), "waiting") == 0))
+        return;
+    snprintf(r->final_state, sizeof(r->final_state), "%s",
+             json_string_value(json_object_get(job, "state")));
+    r->ended = true;
+    uv_stop(&r->loop);
+}
+
+static void rig_open(struct rig *r)
+{
+    char err[256];
+    assert_int_equal(uv_loop_init(&r->loop), 0);
+    static const char cfg_text[] =
+        "{\"apis\": {\"vmapi\": \"http://vmapi\", \"cnapi\": \"http://cnapi\","
+        " \"napi\": \"http://napi\", \"imgapi\": \"http://imgapi\"},"
+        " \"incremental\": {\"interval_s\": 1}}";
+    assert_int_equal(mig_config_parse(cfg_text, strlen(cfg_text), &r->cfg, err, sizeof(err)), 0);
+    /* Rounds back to back (a config cannot say 0 s; the engine handles it), three at most. */
+    r->cfg->incremental.interval_s = 0;
+    r->cfg->incremental.max_rounds = 3;
+    memset(&r->d, 0, sizeof(r->d));
+    r->d.loop = &r->loop;
+    r->d.cfg = r->cfg;
+    assert_int_equal(mig_store_open(r->db, &r->d.store, err, sizeof(err)), 0);
+    assert_int_equal(uv_timer_init(&r->loop, &r->fake.timer), 0);
+    assert_int_equal(uv_timer_init(&r->loop, &r->guard), 0);
+    assert_int_equal(uv_timer_init(&r->loop, &r->poll), 0);
+    r->poll.data = r;
+    r->fake.timer.data = &r->fake;
+    r->fake.pending = false;
+    r->fops = (struct ops_fake){fake_run, fake_cancel, &r->fake};
+    r->d.fake_ops = &r->fops;
+    assert_int_equal(engine_new(&r->d, &r->d.engine), 0);
+    r->ended = false;
+    r->final_state[0] = '\0';
+}
+
+static void rig_close(struct rig *r)
+{
+    engine_free(r->d.engine);
+    r->d.engine = NULL;
+    /* Let the executors' closes finish; a pending fake answer is delivered to a closing ops. */
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&r->fake.timer, NULL);
+    uv_close((uv_handle_t *)&r->guard, NULL);
+    uv_close((uv_handle_t *)&r->poll, NULL);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&r->loop), 0);
+    mig_store_close(r->d.store);
+    mig_config_free(r->cfg);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+/* Stops the loop once the waiting job has done the incremental rounds the rig wants. */
+static void on_poll(uv_timer_t *t)
+{
+    struct rig *r = t->data;
+    json_t *j = engine_job_json(r->d.engine, r->job_uuid);
+    const char *st = json_string_value(json_object_get(j, "state"));
+    json_int_t inc = json_integer_value(json_object_get(json_object_get(j, "progress"),
+                                                        "increments"));
+    if (st != NULL && strcmp(st, "waiting") == 0 && inc >= r->want_increments) {
+        snprintf(r->final_state, sizeof(r->final_state), "%s", st);
+        r->ended = true;
+        uv_stop(&r->loop);
+    }
+    json_decref(j);
+}
+
+/* Runs the loop until the watched job stops moving (at most 120 s). */
+static void rig_run(struct rig *r, bool acted)
+{
+    json_t *now = engine_job_json(r->d.engine, r->job_uuid);
+    const char *st = json_string_value(json_object_get(now, "state"));
+    assert_non_null(st);
+    bool moving = strcmp(st, "queued") == 0 || strcmp(st, "running") == 0 ||
+                  (strcmp(st, "waiting") == 0 &&
+                   (acted || json_is_true(json_object_get(now, "aborting"))));
+    if (!moving) {
+        /* Not moving: nothing to run (a child may have taken it to its end). */
+        snprintf(r->final_state, sizeof(r->final_state), "%s", st);
+        json_decref(now);
+        return;
+    }
+    json_decref(now);
+    void *w = engine_watch(r->d.engine, r->job_uuid, on_watch, r);
+    assert_non_null(w);
+    r->ended = false;
+    uv_timer_start(&r->guard, on_guard, 120000, 0);
+    if (r->want_increments > 0)
+        uv_timer_start(&r->poll, on_poll, 2, 2);
+    engine_resume(r->d.engine);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&r->guard);
+    uv_timer_stop(&r->poll);
+    if (!r->ended) {
+        engine_unwatch(r->d.engine, w);
+        fail_msg("job %s did not stop moving within 120 s", r->job_uuid);
+    }
+    if (r->want_increments > 0)
+        engine_unwatch(r->d.engine, w);
+}
+
+/* A job as a submission leaves it: queued, with every fact of the ctx. */
+static struct mig_job *new_job(enum mig_mode mode)
+{
+    struct mig_job *job = mig_job_new();
+    snprintf(job->vm_uuid, sizeof(job->vm_uuid), VM);
+    job->vm_alias = strdup("web0");
+    snprintf(job->brand, sizeof(job->brand), "joyent");
+    snprintf(job->source_server_uuid, sizeof(job->source_server_uuid), SRC_UUID);
+    snprintf(job->target_server_uuid, sizeof(job->target_server_uuid), DST_UUID);
+    job->source_hostname = strdup("cn1");
+    job->target_hostname = strdup("cn2");
+    job->mode = mode;
+    struct mig_job_ctx *c = &job->ctx;
+    snprintf(c->source_ip, sizeof(c->source_ip), "10.99.99.11");
+    snprintf(c->target_ip, sizeof(c->target_ip), "10.99.99.12");
+    snprintf(c->image_uuid, sizeof(c->image_uuid), IMG);
+    c->ndatasets = 1;
+    snprintf(c->datasets[0].name, sizeof(c->datasets[0].name), "zones/" VM);
+    snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin), "zones/" IMG "@final");
+    c->nnics = 2;
+    for (int i = 0; i < 2; i++) {
+        snprintf(c->nics[i].mac, sizeof(c->nics[i].mac), "%s", MACS[i]);
+        snprintf(c->nics[i].ip, sizeof(c->nics[i].ip), "%s", IPS[i]);
+        snprintf(c->nics[i].network_uuid, sizeof(c->nics[i].network_uuid), NET);
+        c->nics[i].reserved_before = -1;
+    }
+    return job;
+}
+
+/* ---- what must hold once a job has ended ---- */
+
+/* How many CNs hold the VM: attached and not flagged do-not-inventory. */
+static int holders(int *which)
+{
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+        if (W->side[i].zone == 2 && !W->side[i].hidden) {
+            n++;
+            *which = i;
+        }
+    }
+    return n;
+}
+
+static int job_snaps(const struct fds *d)
+{
+    int n = 0;
+    for (int i = 0; i < d->nsnap; i++)
+        n += strncmp(d->snap[i], "migd-", 5) == 0;
+    return n;
+}
+
+/* Checks the invariants for a job that ended with the VM on side `on`. */
+static void check_world(int on, bool was_running, const char *label)
+{
+    int which = -1;
+    if (holders(&which) != 1 || which != on)
+        fail_msg("%s: %d CNs hold the VM (expected only %s)", label, holders(&which),
+                 on ? "the target" : "the source");
+    const struct fside *h = &W->side[on], *o = &W->side[1 - on];
+    if (h->running != was_running)
+        fail_msg("%s: the VM %s on %s", label, h->running ? "runs" : "does not run",
+                 on ? "the target" : "the source");
+    if (o->running)
+        fail_msg("%s: the VM also runs on the other CN", label);
+    if (h->ds.data != 7 && h->ds.data != 9)
+        fail_msg("%s: the holder's data is %d", label, h->ds.data);
+    const char *server = on ? DST_UUID : SRC_UUID;
+    if (strcmp(W->vmapi_server, server) != 0 ||
+        strcmp(W->vmapi_state, was_running ? "running" : "stopped") != 0)
+        fail_msg("%s: VMAPI says %s on %s", label, W->vmapi_state, W->vmapi_server);
+    for (int k = 0; k < 2; k++)
+        if (strcmp(W->nic_cn[k], server) != 0)
+            fail_msg("%s: NAPI puts NIC %d on %s", label, k, W->nic_cn[k]);
+    if (W->reserved[0] != false || W->reserved[1] != true)
+        fail_msg("%s: IP reservations are %d,%d, not as before (0,1)", label, W->reserved[0],
+                 W->reserved[1]);
+    if (on == 0 && (o->zone != 0 || o->ds.exists || o->cores))
+        fail_msg("%s: the target keeps zone %d, dataset %d, cores %d", label, o->zone,
+                 o->ds.exists, o->cores);
+}
+
+/* ---- scenarios ---- */
+
+enum scenario { SC_FULL, SC_STOPPED, SC_INCREMENTAL, SC_AUTO, SC_ABORT, SC_ROLLBACK, SC_CLEANUP };
+
+static const char *const SC_NAMES[] = {"full",  "stopped",  "incremental", "auto",
+                                       "abort", "rollback", "cleanup"};
+
+struct fixture {
+    struct rig rig;
+    char uuid[MIG_UUID_LEN + 1];
+};
+
+/* Puts the scenario's world and job in place (before its first run). */
+static void scenario_setup(struct fixture *fx, enum scenario sc)
+{
+    snprintf(fx->rig.dir, sizeof(fx->rig.dir), "/tmp/test_executor.XXXXXX");
+    assert_non_null(mkdtemp(fx->rig.dir));
+    snprintf(fx->rig.db, sizeof(fx->rig.db), "%s/migd.sqlite", fx->rig.dir);
+    world_reset(sc != SC_STOPPED);
+    char err[256];
+    struct mig_store *st;
+    assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
+    struct mig_job *job = new_job(sc == SC_INCREMENTAL || sc == SC_ABORT ? MIG_MODE_INCREMENTAL
+                                  : sc == SC_AUTO                    ? MIG_MODE_AUTO
+                                                                     : MIG_MODE_FULL);
+    snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
+    assert_int_equal(mig_store_job_save(st, job), 0);
+    mig_job_free(job);
+    mig_store_close(st);
+    fx->rig.job_uuid = fx->uuid;
+}
+
+static void cleanup_dir(struct fixture *fx)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->rig.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The state the scenario's job has stopped moving in, after one run of the rig. */
+static void run_until_still(struct fixture *fx)
+{
+    rig_open(&fx->rig);
+    rig_run(&fx->rig, false);
+    rig_close(&fx->rig);
+}
+
+/* Lets a waiting incremental job do one more round (or more). */
+static void run_a_round(struct fixture *fx)
+{
+    rig_open(&fx->rig);
+    fx->rig.want_increments = 1;
+    rig_run(&fx->rig, true);
+    fx->rig.want_increments = 0;
+    rig_close(&fx->rig);
+}
+
+static void act(struct fixture *fx, const char *action)
+{
+    char msg[512];
+    rig_open(&fx->rig);
+    int rc = engine_action(fx->rig.d.engine, fx->uuid, action, msg, sizeof(msg));
+    if (rc != 0)
+        fail_msg("%s: %s", action, msg);
+    rig_run(&fx->rig, true);
+    rig_close(&fx->rig);
+}
+
+/* Drives the scenario from wherever its job is to its end; returns the final state. */
+static void drive_to_end(struct fixture *fx, enum scenario sc, char *state, size_t statesz)
+{
+    for (int guard = 0; guard < 20; guard++) {
+        run_until_still(fx);
+        const char *st = fx->rig.final_state;
+        if (sc == SC_INCREMENTAL && strcmp(st, "waiting") == 0) {
+            run_a_round(fx);
+            act(fx, "finish");
+            st = fx->rig.final_state;
+        }
+        if (sc == SC_ABORT && strcmp(st, "waiting") == 0) {
+            act(fx, "abort");
+            st = fx->rig.final_state;
+        }
+        if (sc == SC_ROLLBACK && strcmp(st, "switched") == 0) {
+            act(fx, "rollback");
+            st = fx->rig.final_state;
+        }
+        if (sc == SC_CLEANUP && strcmp(st, "switched") == 0) {
+            act(fx, "cleanup");
+            st = fx->rig.final_state;
+        }
+        bool done = strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 ||
+                    strcmp(st, "aborted") == 0 || strcmp(st, "rolled_back") == 0 ||
+                    (strcmp(st, "switched") == 0 && sc != SC_ROLLBACK && sc != SC_CLEANUP);
+        if (done) {
+            snprintf(state, statesz, "%s", st);
+            return;
+        }
+    }
+    fail_msg("%s: the job never ended", SC_NAMES[sc]);
+}
+
+static void check_outcome(enum scenario sc, const char *state, const char *label)
+{
+    static const char *const want[] = {"switched", "switched",    "switched", "switched",
+                                       "aborted",  "rolled_back", "succeeded"};
+    if (strcmp(state, want[sc]) != 0)
+        fail_msg("%s: ended %s, not %s", label, state, want[sc]);
+    bool running = sc != SC_STOPPED;
+    check_world(sc == SC_ABORT || sc == SC_ROLLBACK ? 0 : 1, running, label);
+    const struct fside *src = &W->side[0], *dst = &W->side[1];
+    switch (sc) {
+    case SC_FULL:
+    case SC_STOPPED:
+    case SC_INCREMENTAL:
+    case SC_AUTO:
+        /* Only the final snapshots are left, the source is kept disabled. */
+        if (job_snaps(&src->ds) != 1 || job_snaps(&dst->ds) != 1)
+            fail_msg("%s: %d and %d job snapshots left", label, job_snaps(&src->ds),
+                     job_snaps(&dst->ds));
+        if (src->zone != 2 || src->autoboot || !src->hidden || !dst->cores)
+            fail_msg("%s: source zone %d autoboot %d hidden %d, target cores %d", label,
+                     src->zone, src->autoboot, src->hidden, dst->cores);
+        break;
+    case SC_ABORT:
+    case SC_ROLLBACK:
+        if (job_snaps(&src->ds) != 0)
+            fail_msg("%s: %d job snapshots left on the source", label, job_snaps(&src->ds));
+        if (src->autoboot != running)
+            fail_msg("%s: source autoboot %d", label, src->autoboot);
+        break;
+    case SC_CLEANUP:
+        if (src->zone != 0 || src->ds.exists || src->cores || job_snaps(&dst->ds) != 0)
+            fail_msg("%s: source copy left (zone %d, dataset %d) or %d target snapshots", label,
+                     src->zone, src->ds.exists, job_snaps(&dst->ds));
+        break;
+    }
+}
+
+/* The journal of the job: its keys in order. */
+static int journal_keys(struct fixture *fx, char keys[][128], int max)
+{
+    char err[256];
+    struct mig_store *st;
+    assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
+    struct mig_action_rec *recs = NULL;
+    size_t n = 0;
+    assert_int_equal(mig_store_actions(st, fx->uuid, &recs, &n), 0);
+    int k = 0;
+    for (size_t i = 0; i < n && k < max; i++)
+        snprintf(keys[k++], 128, "%s", recs[i].key);
+    free(recs);
+    mig_store_close(st);
+    return k;
+}
+
+static void run_clean(enum scenario sc, struct fixture *fx, char keys[][128], int *nkeys)
+{
+    char state[16];
+    scenario_setup(fx, sc);
+    drive_to_end(fx, sc, state, sizeof(state));
+    check_outcome(sc, state, SC_NAMES[sc]);
+    *nkeys = journal_keys(fx, keys, 200);
+    cleanup_dir(fx);
+}
+
+static void test_clean_runs(void **state)
+{
+    (void)state;
+    static char keys[200][128];
+    for (int sc = SC_FULL; sc <= SC_CLEANUP; sc++) {
+        struct fixture fx = {0};
+        int n = 0;
+        run_clean((enum scenario)sc, &fx, keys, &n);
+        assert_true(n > 5);
+    }
+}
+
+/* Kills the job in a child at key:point, then resumes it here to its end. */
+static void crash_and_resume(enum scenario sc, const char *key, const char *point, int *kills)
+{
+    struct fixture fx = {0};
+    char label[256], spec[200], state[16];
+    scenario_setup(&fx, sc);
+    snprintf(spec, sizeof(spec), "%s:%s", key, point);
+    snprintf(label, sizeof(label), "%s killed at %s", SC_NAMES[sc], spec);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mig_log_init("test", MIG_LOG_FATAL, NULL);
+        exec_crash_arm(spec);
+        drive_to_end(&fx, sc, state, sizeof(state));
+        _exit(0); /* the point was not reached in this run */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status))
+        fail_msg("%s: the child died with signal %d", label, WTERMSIG(status));
+    if (WEXITSTATUS(status) == 99)
+        (*kills)++;
+    else if (WEXITSTATUS(status) != 0)
+        fail_msg("%s: the child exited %d", label, WEXITSTATUS(status));
+    exec_crash_arm(NULL);
+    drive_to_end(&fx, sc, state, sizeof(state));
+    check_outcome(sc, state, label);
+    cleanup_dir(&fx);
+}
+
+static void campaign(enum scenario sc)
+{
+    static const char *const points[] = {"before-start",      "after-start",      "after-act",
+                                         "undo-before-start", "undo-after-start", "undo-after-act"};
+    static char keys[200][128];
+    struct fixture fx = {0};
+    int n = 0, kills = 0, runs = 0;
+    run_clean(sc, &fx, keys, &n);
+    for (int k = 0; k < n; k++) {
+        for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++) {
+            crash_and_resume(sc, keys[k], points[p], &kills);
+            runs++;
+        }
+    }
+    /* Every action was killed at its three forward points at least. */
+    if (kills < 3 * n)
+        fail_msg("%s: %d kills over %d actions", SC_NAMES[sc], kills, n);
+    print_message("%-12s %3d actions, %4d runs, %4d kills, 0 violations\n", SC_NAMES[sc], n, runs,
+                  kills);
+}
+
+static void test_campaign_full(void **state)
+{
+    (void)state;
+    campaign(SC_FULL);
+}
+
+static void test_campaign_stopped(void **state)
+{
+    (void)state;
+    campaign(SC_STOPPED);
+}
+
+static void test_campaign_incremental(void **state)
+{
+    (void)state;
+    campaign(SC_INCREMENTAL);
+}
+
+static void test_campaign_auto(void **state)
+{
+    (void)state;
+    campaign(SC_AUTO);
+}
+
+static void test_campaign_abort(void **state)
+{
+    (void)state;
+    campaign(SC_ABORT);
+}
+
+static void test_campaign_rollback(void **state)
+{
+    (void)state;
+    campaign(SC_ROLLBACK);
+}
+
+static void test_campaign_cleanup(void **state)
+{
+    (void)state;
+    campaign(SC_CLEANUP);
+}
+
+/* A transport failure in the middle is retried, not failed. */
+static void test_transient_failure_retried(void **state)
+{
+    (void)state;
+    struct fixture fx = {0};
+    char st[16];
+    scenario_setup(&fx, SC_FULL);
+    W->transient_faults = 0;
+    /* The first op of the prepare phase fails once with a dropped connection. */
+    W->transient_faults = 1;
+    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    check_outcome(SC_FULL, st, "transient");
+    cleanup_dir(&fx);
+}
+
+int main(void)
+{
+    W = mmap(NULL, sizeof(*W), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (W == MAP_FAILED)
+        return 1;
+    mig_log_init("test_executor", MIG_LOG_FATAL, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean_runs),
+        cmocka_unit_test(test_transient_failure_retried),
+        cmocka_unit_test(test_campaign_full),
+        cmocka_unit_test(test_campaign_stopped),
+        cmocka_unit_test(test_campaign_incremental),
+        cmocka_unit_test(test_campaign_auto),
+        cmocka_unit_test(test_campaign_abort),
+        cmocka_unit_test(test_campaign_rollback),
+        cmocka_unit_test(test_campaign_cleanup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
