@@ -404,17 +404,8 @@ static int cmd_migrate(int argc, char **argv)
     if (ret != EXIT_OK)
         return ret;
     if (dry) {
-        json_t *plan = json_object_get(resp, "plan");
         printf("dry run: %s can be migrated; nothing was changed\n", vm);
-        const char *key;
-        json_t *v;
-        json_object_foreach(plan, key, v)
-        {
-            char *s = json_is_string(v) ? mig_strdup(json_string_value(v))
-                                        : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            printf("  %-22s %s\n", key, s != NULL ? s : "-");
-            free(s);
-        }
+        out_plan(stdout, json_object_get(resp, "plan"));
         json_decref(resp);
         return EXIT_OK;
     }
@@ -512,21 +503,55 @@ static int cmd_list(int argc, char **argv)
 
 static int cmd_show(int argc, char **argv)
 {
-    bool json = false;
-    const char *uuid;
-    int ret = parse_job_args(argc, argv, &json, &uuid);
-    if (ret != EXIT_OK)
-        return ret;
+    bool json = false, verbose = false;
+    const char *uuid = NULL;
+    int ch;
+    while ((ch = next_opt(argc, argv, ":hjv", help_only)) != -1) {
+        if (ch == 'h')
+            return print_help();
+        if (ch == 'j')
+            json = true;
+        else if (ch == 'v')
+            verbose = true;
+        else
+            return EXIT_USAGE;
+    }
+    if (optind >= argc)
+        return usage_error("missing JOB");
+    if (optind + 1 < argc)
+        return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
+    uuid = argv[optind];
+    if (!mig_uuid_valid(uuid))
+        return usage_error("\"%s\" is not a job UUID", uuid);
     char *path = mig_asprintf("/jobs/%s", uuid);
     json_t *job = NULL;
-    ret = api_call("GET", path, NULL, &job);
+    int ret = api_call("GET", path, NULL, &job);
     free(path);
     if (ret != EXIT_OK)
         return ret;
-    if (json)
+    json_t *actions = NULL;
+    if (verbose) {
+        path = mig_asprintf("/jobs/%s/actions", uuid);
+        json_t *resp = NULL;
+        ret = api_call("GET", path, NULL, &resp);
+        free(path);
+        if (ret != EXIT_OK) {
+            json_decref(job);
+            return ret;
+        }
+        actions = json_incref(json_object_get(resp, "actions"));
+        json_decref(resp);
+    }
+    if (json) {
+        if (actions != NULL)
+            json_object_set(job, "actions", actions);
         print_json(job);
-    else
+    } else {
         out_job_summary(stdout, job);
+        if (actions != NULL)
+            out_actions(stdout, actions);
+    }
+    json_decref(actions);
     json_decref(job);
     return EXIT_OK;
 }
@@ -677,7 +702,10 @@ static const struct command commands[] = {
      "             (default: " LIST_DEFAULT_FIELDS ")\n"
      "  -s SORT    comma-separated keys to sort by, '-' prefix for descending\n"
      "  KEY=VALUE  only jobs whose field KEY shows as VALUE (e.g. state=running)\n"},
-    {"show", cmd_show, "show JOB [-j]", "Shows one job.\n  -j  the job's JSON\n"},
+    {"show", cmd_show, "show JOB [-v] [-j]",
+     "Shows one job.\n"
+     "  -v  also every action it took, from its journal: where, status, start, duration\n"
+     "  -j  the job's JSON (with -v, its \"actions\" too)\n"},
     {"watch", cmd_watch, "watch JOB",
      "Follows a job: a live progress line on a terminal, one line per change\n"
      "otherwise.  Exits 0 when the job succeeded, switched or waits for finish,\n"

@@ -117,7 +117,17 @@ void out_progress_line(json_t *job, char *buf, size_t bufsz)
     int64_t inc = get_int(job, "progress.increments", 0);
     if (state == NULL)
         state = "?";
-    if (strcmp(state, "running") == 0) {
+    bool aborting = json_is_true(out_get(job, "aborting"));
+    const char *activity = get_str(job, "activity");
+    if (aborting && (strcmp(state, "running") == 0 || strcmp(state, "waiting") == 0)) {
+        snprintf(buf, bufsz, "aborting (%s)%s%s", phase != NULL ? phase : "?",
+                 activity != NULL ? ": " : "", activity != NULL ? activity : "");
+    } else if (strcmp(state, "running") == 0 && phase != NULL &&
+               (strcmp(phase, "rollback") == 0 || strcmp(phase, "cleanup") == 0 ||
+                strcmp(phase, "switch") == 0 || strcmp(phase, "prepare") == 0)) {
+        /* No stream to measure: say what runs. */
+        snprintf(buf, bufsz, "%-8s %s", phase, activity != NULL ? activity : "");
+    } else if (strcmp(state, "running") == 0) {
         if (bt > 0)
             snprintf(buf, bufsz, "%-8s %s / %s  %s/s  ETA %s  inc %lld",
                      phase != NULL ? phase : "?", sent, total, rate, eta, (long long)inc);
@@ -171,7 +181,68 @@ void out_job_summary(FILE *f, json_t *job)
                 get_str(job, "error.code") ? get_str(job, "error.code") : "?",
                 get_str(job, "error.message") ? get_str(job, "error.message") : "",
                 get_str(job, "error.phase") ? get_str(job, "error.phase") : "?");
+    if (json_is_true(out_get(job, "aborting")))
+        fprintf(f, "aborting    yes\n");
+    if (json_is_true(out_get(job, "cleanup_source")))
+        fprintf(f, "cleanup     the source copy is deleted once the VM runs on the target\n");
     fprintf(f, "now         %s\n", line);
+}
+
+void out_actions(FILE *f, json_t *actions)
+{
+    fprintf(f, "\n%-40s %-7s %-13s %-24s %s\n", "ACTION", "ON", "STATUS", "STARTED", "DURATION");
+    size_t i;
+    json_t *a;
+    json_array_foreach(actions, i, a)
+    {
+        char dur[32] = "-";
+        json_t *ms = out_get(a, "duration_ms");
+        if (json_is_integer(ms))
+            snprintf(dur, sizeof(dur), "%lld ms", (long long)json_integer_value(ms));
+        fprintf(f, "%-40s %-7s %-13s %-24s %s\n",
+                get_str(a, "action") != NULL ? get_str(a, "action") : "?",
+                get_str(a, "side") != NULL ? get_str(a, "side") : "?",
+                get_str(a, "status") != NULL ? get_str(a, "status") : "?",
+                get_str(a, "started") != NULL ? get_str(a, "started") : "-", dur);
+        if (get_str(a, "error") != NULL)
+            fprintf(f, "    error: %s\n", get_str(a, "error"));
+    }
+}
+
+void out_plan(FILE *f, json_t *plan)
+{
+    char total[32];
+    out_bytes(get_int(plan, "bytes_total", 0), total, sizeof(total));
+    fprintf(f, "  vm        %s (%s, %s)\n", get_str(plan, "vm_uuid") ? get_str(plan, "vm_uuid") : "?",
+            get_str(plan, "vm_alias") ? get_str(plan, "vm_alias") : "",
+            get_str(plan, "brand") ? get_str(plan, "brand") : "?");
+    fprintf(f, "  from      %s to %s, mode %s\n",
+            get_str(plan, "source") ? get_str(plan, "source") : "?",
+            get_str(plan, "target") ? get_str(plan, "target") : "?",
+            get_str(plan, "mode") ? get_str(plan, "mode") : "?");
+    size_t i;
+    json_t *d;
+    json_array_foreach(out_get(plan, "datasets"), i, d)
+    {
+        char used[32];
+        out_bytes(get_int(d, "used", 0), used, sizeof(used));
+        const char *origin = get_str(d, "origin");
+        fprintf(f, "  dataset   %s  %s%s%s\n", get_str(d, "name") ? get_str(d, "name") : "?", used,
+                origin != NULL && origin[0] != '\0' ? "  from image " : "",
+                origin != NULL ? origin : "");
+    }
+    char eta[32];
+    out_duration(get_int(plan, "estimate_s", -1), eta, sizeof(eta));
+    int64_t limit = get_int(plan, "limit_mbps", 0);
+    fprintf(f, "  data      %s, about %s", total, eta);
+    if (limit > 0)
+        fprintf(f, " at the limit of %lld Mbit/s", (long long)limit);
+    fprintf(f, "\n  actions, in order:\n");
+    json_t *a;
+    json_array_foreach(out_get(plan, "actions"), i, a)
+        fprintf(f, "    %-34s %-8s %s\n", get_str(a, "action") ? get_str(a, "action") : "?",
+                get_str(a, "on") ? get_str(a, "on") : "?",
+                get_str(a, "does") ? get_str(a, "does") : "");
 }
 
 /* Compares two jobs by one key: numbers as numbers, the rest as rendered text. */

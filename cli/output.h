@@ -38,6 +38,10 @@ void out_progress_line(json_t *job, char *buf, size_t bufsz);
 
 /* Prints the human summary of one job (migctl show). */
 void out_job_summary(FILE *f, json_t *job);
+/* Prints a job's journal (GET /jobs/:uuid/actions) as a table (migctl show -v). */
+void out_actions(FILE *f, json_t *actions);
+/* Prints a dry run's plan: the VM, where it goes, the data, the estimate, each action. */
+void out_plan(FILE *f, json_t *plan);
 
 struct out_table_opts {
     const char *fields; /* comma-separated job keys */

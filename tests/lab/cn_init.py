@@ -4,11 +4,13 @@
 Run as `unshare -m --propagation private python3 cn_init.py --cn-dir D ...`:
 inside its private mount namespace it gives the CN its own zfs-fuse
 (tmpfs lock/socket/cache dirs, a pool `zones` on a file vdev), its own
-/zones, /etc/zones and state dir, the emulated SmartOS commands on
-/usr/local/sbin, and an OpenSSH sshd on the CN's loopback address.
-It writes CN_DIR/ready when all of that answers.  On SIGTERM it stops sshd,
-exports the pool, stops zfs-fuse and exits; the namespace and every mount in
-it vanish with it.  Nothing it mounts is visible in the host namespace.
+/zones, /etc/zones, state dir, root home (/root) and /var/tmp, the emulated
+SmartOS commands on /usr/local/sbin, an OpenSSH sshd on the CN's loopback
+address and the CN's vm-agent (vm_agent.py; restarted if it dies, as SMF
+would).  It writes CN_DIR/ready when all of that answers.  On SIGTERM it
+stops the agent and sshd, exports the pool, stops zfs-fuse and exits; the
+namespace and every mount in it vanish with it.  Nothing it mounts is
+visible in the host namespace.
 """
 import argparse
 import ctypes
@@ -20,6 +22,7 @@ import time
 
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 CN_BIN = os.path.join(LAB_DIR, 'cn')
+VM_AGENT = os.path.join(LAB_DIR, 'vm_agent.py')
 ZFS_DIRS = ('/var/lock/zfs', '/var/run/zfs', '/var/lib/zfs', '/zones')
 STATE_MOUNT = '/var/lib/lab-cn'
 PR_SET_PDEATHSIG = 1
@@ -39,8 +42,12 @@ def mount_private_dirs(cn_dir):
     for d in ZFS_DIRS:
         os.makedirs(d, exist_ok=True)
         sh('mount', '-t', 'tmpfs', 'tmpfs', d)
+    # root's home and /var/tmp are the CN's own: `~/.ssh/authorized_keys`
+    # and `/var/tmp/migd-JOB` written on one CN must not appear on another
     binds = ((os.path.join(cn_dir, 'etc-zones'), '/etc/zones'),
              (os.path.join(cn_dir, 'state'), STATE_MOUNT),
+             (os.path.join(cn_dir, 'root'), '/root'),
+             (os.path.join(cn_dir, 'var-tmp'), '/var/tmp'),
              (CN_BIN, '/usr/local/sbin'))
     for src, dst in binds:
         os.makedirs(src, exist_ok=True)
@@ -79,6 +86,11 @@ def start_sshd(cn_dir, log):
     return sshd
 
 
+def start_agent(log):
+    return subprocess.Popen(['/usr/bin/python3', VM_AGENT], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, preexec_fn=set_pdeathsig, cwd='/')
+
+
 def stop(proc, timeout=10):
     if proc is None or proc.poll() is not None:
         return
@@ -112,14 +124,19 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     log = open(os.path.join(cn_dir, 'init.log'), 'a')
-    zfsd = sshd = None
+    zfsd = sshd = agent = None
     try:
         mount_private_dirs(cn_dir)
         zfsd = start_zfs(cn_dir, args.pool_size, log)
         sshd = start_sshd(cn_dir, log)
+        agent = start_agent(log)
         with open(os.path.join(cn_dir, 'ready'), 'w') as f:
             f.write('%d\n' % os.getpid())
         while not stopping and zfsd.poll() is None and sshd.poll() is None:
+            if agent.poll() is not None:
+                log.write('cn_init: vm-agent exited (%s); restarting it\n' % agent.returncode)
+                log.flush()
+                agent = start_agent(log)
             time.sleep(0.2)
         if not stopping:
             log.write('cn_init: a child died: zfs-fuse=%s sshd=%s\n' % (zfsd.poll(), sshd.poll()))
@@ -127,6 +144,7 @@ def main():
         log.write('cn_init: %s\n' % e)
         log.flush()
     finally:
+        stop(agent)
         stop(sshd)
         if zfsd is not None and zfsd.poll() is None:
             export_pool(log)

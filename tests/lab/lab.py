@@ -13,8 +13,11 @@ again.  System tests, benchmarks and the demo use the Lab class; people use
 Everything is described in docs/lab.md.
 """
 import argparse
+import fcntl
+import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, LAB_DIR)
@@ -32,6 +36,7 @@ CN_INIT = os.path.join(LAB_DIR, 'cn_init.py')
 TRITONAPI = os.environ.get('LAB_TRITONAPI', os.path.join(LAB_DIR, 'tritonapi.py'))
 CN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 API_NAMES = ('vmapi', 'cnapi', 'napi', 'imgapi')
+AGENT_SYNC_TIMEOUT_S = 30
 
 
 class LabError(Exception):
@@ -137,6 +142,7 @@ class Lab:
             self.timings['seed'] = time.monotonic() - t0
             self._start_api()
             self._wait_ssh()
+            self._wait_agents()
             self._write_lab_json()
         except BaseException:
             self.down()
@@ -202,8 +208,13 @@ class Lab:
         _unlink(os.path.join(self.workdir, 'apis.json'))
         os.makedirs(os.path.join(self.workdir, 'images'), exist_ok=True)
         for cn in self.cns:
-            for sub in ('etc-zones', 'state'):
+            for sub, mode in (('etc-zones', 0o755), ('state', 0o755), ('root', 0o700),
+                              ('var-tmp', 0o1777)):
                 os.makedirs(os.path.join(cn.dir, sub), exist_ok=True)
+                os.chmod(os.path.join(cn.dir, sub), mode)
+            # no faults, agent status or resync request survive from a previous run
+            for name in ('faults.json', 'agent.json', 'agent.resync'):
+                _unlink(os.path.join(cn.dir, 'state', name))
 
     def _check_ports(self):
         for cn in self.cns:
@@ -231,8 +242,11 @@ class Lab:
             f.writelines(lines)
 
     def _write_sshd_config(self, cn, host_key):
+        # the lab's fixed file, and root's own ~/.ssh/authorized_keys (the CN's
+        # /root, see cn_init.py), as a SmartOS sshd reads it
         conf = ['ListenAddress %s:%d' % (cn.ip, self.ssh_port), 'HostKey ' + host_key,
-                'AuthorizedKeysFile ' + os.path.join(self.workdir, 'authorized_keys'),
+                'AuthorizedKeysFile %s .ssh/authorized_keys'
+                % os.path.join(self.workdir, 'authorized_keys'),
                 'PermitRootLogin prohibit-password', 'PasswordAuthentication no',
                 'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no',
                 'PubkeyAcceptedAlgorithms +ssh-rsa', 'MaxStartups 100:30:200',
@@ -358,6 +372,17 @@ class Lab:
             wait_until(answers, 'sshd on %s:%d' % (cn.ip, self.ssh_port), 30,
                        alive=lambda: pid_alive(cn.pid))
 
+    def _wait_agents(self):
+        """Every CN's vm-agent has compared its zones with this VMAPI (and
+        found nothing to report on a freshly seeded lab)."""
+        url = self.api_urls['vmapi']
+        for cn in self.cns:
+            path = os.path.join(cn.dir, 'state', 'agent.json')
+            wait_until(lambda: (_read_json(path) or {}).get('vmapi_url') == url
+                       and _read_json(path).get('synced'),
+                       'the vm-agent of %s to sync (see %s/init.log)' % (cn.hostname, cn.dir),
+                       AGENT_SYNC_TIMEOUT_S, alive=lambda: pid_alive(cn.pid))
+
     def _write_lab_json(self):
         _write_json(os.path.join(self.workdir, 'lab.json'), self.describe())
 
@@ -398,9 +423,13 @@ class Lab:
         return ['nsenter', '-t', str(cn.pid), '-m', '--', '/bin/sh', '-c', cmd]
 
     def cn_run(self, cn, cmd, input=None, check=True, timeout=60):
-        """Run a shell command inside cn's namespace, as that CN would."""
+        """Run a shell command inside cn's namespace, as that CN would.
+
+        Injected command faults (cn_fault, cn_throttle) are for migd's
+        commands over SSH: they do not apply here."""
         p = subprocess.run(self._nsenter(cn, cmd), input=input, capture_output=True, text=True,
-                           timeout=timeout, cwd='/', env={'PATH': CN_PATH, 'HOME': '/root'})
+                           timeout=timeout, cwd='/',
+                           env={'PATH': CN_PATH, 'HOME': '/root', 'LAB_NO_FAULTS': '1'})
         if check and p.returncode != 0:
             raise CommandError(p.returncode, cmd, p.stdout, p.stderr)
         return p
@@ -429,10 +458,19 @@ class Lab:
     def api_state(self):
         return self._admin('GET', '/__lab/state')
 
-    def api_fault(self, name, method, path_re, status, count=1, delay_s=0):
-        return self._admin('POST', '/__lab/fault', {'method': method, 'path': path_re,
-                                                    'status': status, 'count': count,
-                                                    'delay_s': delay_s}, name)
+    def api_fault(self, name, method, path_re, status, count=1, delay_s=0, for_s=None,
+                  user_agent=None):
+        """Stage a fault on one API (tritonapi.py): the next `count` requests
+        matching method and path regex, or, with for_s, every matching
+        request for that many seconds from now; user_agent (a regex) limits
+        it to some clients, e.g. '^vm-agent/' or '^(?!vm-agent/)'."""
+        spec = {'method': method, 'path': path_re, 'status': status, 'count': count,
+                'delay_s': delay_s}
+        if for_s is not None:
+            spec['for_s'] = for_s
+        if user_agent is not None:
+            spec['user_agent'] = user_agent
+        return self._admin('POST', '/__lab/fault', spec, name)
 
     def api_patch(self, collection, key, merge):
         return self._admin('POST', '/__lab/patch',
@@ -443,6 +481,71 @@ class Lab:
         if status >= 300:
             raise LabError('%s %s on %s: %d %s' % (method, path, name, status, got))
         return got
+
+    # ------------------------------------------------------------ CN faults
+
+    def cn_fault(self, cn, prog, args='', count=1, exit=1, stderr='', stdout='', delay_s=0):
+        """The next `count` runs (-1: until cleared) of emulated command prog
+        (vmadm, zfs, ...) on cn whose arguments match regex args wait delay_s,
+        then print stdout/stderr and exit with `exit` without running; with
+        exit=None they only wait, then run.  See smartos.py take_fault()."""
+        return self._add_cn_rule(cn, {'prog': prog, 'args': args, 'count': count,
+                                      'exit': exit, 'stderr': stderr, 'stdout': stdout,
+                                      'delay_s': delay_s})
+
+    def cn_throttle(self, cn, prog, args='', bytes_per_s=1 << 20, count=-1, stream='stdout'):
+        """Runs of prog on cn matching args pass their stdout (stream='stdin':
+        their stdin) through at about bytes_per_s; the command itself runs
+        as usual (`zfs send` is still the real zfs)."""
+        if stream not in ('stdout', 'stdin') or bytes_per_s <= 0:
+            raise LabError('throttle needs stream stdout or stdin and bytes_per_s > 0')
+        return self._add_cn_rule(cn, {'prog': prog, 'args': args, 'count': count,
+                                      'throttle_bps': int(bytes_per_s), 'stream': stream})
+
+    def cn_faults_clear(self, cn):
+        with self._cn_rules(cn) as rules:
+            rules.clear()
+
+    def cn_faults_log(self, cn):
+        """[{time, prog, args, rule}] for every command a rule applied to."""
+        return _read_json_lines(os.path.join(cn.dir, 'state', 'faults.log'))
+
+    def _add_cn_rule(self, cn, rule):
+        if rule['count'] == 0 or rule['count'] < -1:
+            raise LabError('count must be positive, or -1 for until cleared')
+        re.compile(rule['args'])
+        rule['id'] = next(_RULE_IDS)
+        with self._cn_rules(cn) as rules:
+            rules.append(rule)
+        return rule['id']
+
+    def _cn_rules(self, cn):
+        return _LockedRules(os.path.join(cn.dir, 'state'))
+
+    def agent_log(self, cn):
+        """[{time, by, uuid, state, server_uuid, status | error}] for every
+        PUT /vms/:uuid cn's vm-agent (or `svcadm restart vm-agent`) made."""
+        return _read_json_lines(os.path.join(cn.dir, 'state', 'agent.log'))
+
+    # ------------------------------------------------------------ invariants
+
+    def vm_placement(self, uuid):
+        """{cn.n: {zone_state, running, autoboot, hidden, datasets, snapshots}}:
+        where VM uuid is, read-only, from one nsenter per CN (run in parallel).
+
+        zone_state is 'configured', 'installed' or None (no such zone);
+        hidden means the do-not-inventory attr is true; datasets are the
+        filesystems of the VM (zones/UUID and children, zones/UUID-diskN,
+        zones/cores/UUID), snapshots the full names of their snapshots."""
+        if not UUID_RE.match(uuid):
+            raise LabError('not a UUID: %r' % uuid)
+        script = ('grep "^%(u)s:" /etc/zones/index; echo @@; cat /etc/zones/%(u)s.xml; '
+                  'echo @@; ls /var/lib/lab-cn/running/%(u)s; echo @@; '
+                  '/usr/sbin/zfs list -H -o name -t all' % {'u': uuid})
+        procs = [(cn, subprocess.Popen(self._nsenter(cn, script), stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True, cwd='/'))
+                 for cn in self.cns]
+        return {cn.n: _placement(uuid, proc.communicate(timeout=60)[0]) for cn, proc in procs}
 
     def migd_config(self, workdir, **overrides):
         """A migd config (product.md) for this lab; overrides merge per section."""
@@ -480,6 +583,57 @@ class Lab:
 
 
 # ---------------------------------------------------------------- small helpers
+
+UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+_RULE_IDS = itertools.count(1)
+
+
+class _LockedRules:
+    """A CN's faults.json as a list, read and written under the lock that
+    the emulated commands take when they consume a rule."""
+
+    def __init__(self, state_dir):
+        self.path = os.path.join(state_dir, 'faults.json')
+        self.lock_path = os.path.join(state_dir, '.faults.lock')
+
+    def __enter__(self):
+        self.lock = open(self.lock_path, 'a')
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self.rules = _read_json(self.path) or []
+        return self.rules
+
+    def __exit__(self, exc_type, *_):
+        try:
+            if exc_type is None:
+                _write_json(self.path, self.rules)
+        finally:
+            self.lock.close()
+
+
+def _placement(uuid, out):
+    """Parse vm_placement()'s per-CN output (sections split by @@ lines)."""
+    index, config, running, names = (out.split('@@\n') + ['', '', '', ''])[:4]
+    state = index.split(':')[1] if index.count(':') >= 2 else None
+    autoboot = hidden = None
+    if config.strip():
+        root = ET.fromstring(config)
+        autoboot = root.get('autoboot') == 'true'
+        hidden = any(a.get('name') == 'do-not-inventory' and a.get('value') == 'true'
+                     for a in root.iter('attr'))
+    mine = re.compile(r'^zones/(%s(-disk\d+)?|cores/%s)(/[^@]*)?(@.*)?$' % (uuid, uuid))
+    found = [n for n in names.split() if mine.match(n)]
+    return {'zone_state': state, 'running': bool(running.strip()), 'autoboot': autoboot,
+            'hidden': bool(hidden), 'datasets': [n for n in found if '@' not in n],
+            'snapshots': [n for n in found if '@' in n]}
+
+
+def _read_json_lines(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
 
 def _run(argv):
     subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)

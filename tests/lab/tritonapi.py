@@ -8,6 +8,14 @@ ephemeral port; every port also answers the lab's admin routes under
 /__lab/ (state dump, fault injection, state patches, request log) so tests
 can stage failures and prove which calls a client made.
 
+A fault (POST /__lab/fault) is {method?, path (regex, searched in the path
+with its query), status (0: answer normally after the delay), delay_s,
+reset (drop the connection), body?, user_agent? (regex the User-Agent must
+match, e.g. "^(?!vm-agent/)" to spare the CNs' agents)} and lasts either
+`count` matching requests (-1: until cleared) or, with `for_s`, every
+matching request for that many seconds after it was added.  Each logged
+request records its user_agent (the CNs' vm-agents send "vm-agent/...").
+
 Usage:
   tritonapi.py --state DC_JSON --ports-file OUT_JSON [--listen 127.0.0.1]
                [--log FILE] [--die-with-parent]
@@ -168,7 +176,9 @@ class Datacenter:
 
 
 class Fault:
-    """A staged misbehaviour for the next `count` matching requests."""
+    """A staged misbehaviour for the next `count` matching requests, or,
+    with `for_s`, for every matching request during that many seconds from
+    when it was added (a service that is down for a while)."""
 
     def __init__(self, spec):
         if not isinstance(spec, dict):
@@ -179,16 +189,31 @@ class Fault:
             self.status = int(spec.get("status", 0))
             self.count = int(spec.get("count", 1))
             self.delay_s = float(spec.get("delay_s", 0))
+            self.for_s = (None if spec.get("for_s") is None
+                          else float(spec["for_s"]))
+            self.user_agent = (None if spec.get("user_agent") is None
+                               else re.compile(spec["user_agent"]))
         except (re.error, TypeError, ValueError) as err:
             raise ApiError(400, "InvalidContent", "bad fault: %s" % err)
-        if self.count == 0 or self.count < -1:
+        if self.for_s is not None:
+            if not self.for_s > 0:
+                raise ApiError(400, "InvalidContent",
+                               "for_s must be a positive number of seconds")
+            self.count = -1  # any number of requests until it expires
+            self.until = time.monotonic() + self.for_s
+        elif self.count == 0 or self.count < -1:
             raise ApiError(400, "InvalidContent",
                            "count must be positive, or -1 for forever")
         self.reset = bool(spec.get("reset", False))
         self.body = spec.get("body")
 
-    def matches(self, method, raw_path):
+    def expired(self, now):
+        return self.for_s is not None and now >= self.until
+
+    def matches(self, method, raw_path, user_agent=""):
         if self.method and self.method.upper() != method:
+            return False
+        if self.user_agent and not self.user_agent.search(user_agent or ""):
             return False
         return self.pattern.search(raw_path) is not None
 
@@ -201,9 +226,15 @@ class Fault:
         return {"code": "InjectedFault", "message": "injected fault"}
 
     def describe(self):
-        return {"method": self.method, "path": self.pattern.pattern,
-                "status": self.status, "count": self.count,
-                "delay_s": self.delay_s, "reset": self.reset}
+        out = {"method": self.method, "path": self.pattern.pattern,
+               "status": self.status, "count": self.count,
+               "delay_s": self.delay_s, "reset": self.reset}
+        if self.for_s is not None:
+            out["for_s"] = self.for_s
+            out["remaining_s"] = round(max(0.0, self.until - time.monotonic()), 3)
+        if self.user_agent is not None:
+            out["user_agent"] = self.user_agent.pattern
+        return out
 
 
 class ApiRuntime:
@@ -215,10 +246,12 @@ class ApiRuntime:
         self.faults = []
         self.requests = []
 
-    def take_fault(self, method, raw_path):
+    def take_fault(self, method, raw_path, user_agent=""):
         """Consume one use of the first fault matching; None if none does."""
+        now = time.monotonic()
+        self.faults[:] = [f for f in self.faults if not f.expired(now)]
         for fault in self.faults:
-            if fault.matches(method, raw_path):
+            if fault.matches(method, raw_path, user_agent):
                 if fault.count > 0:
                     fault.count -= 1
                     if fault.count == 0:
@@ -233,9 +266,10 @@ class ApiRuntime:
 class Request:
     """What a handler sees: method, path, query, parameters, body."""
 
-    def __init__(self, method, raw_path, body):
+    def __init__(self, method, raw_path, body, user_agent=""):
         self.method = method
         self.raw_path = raw_path
+        self.user_agent = user_agent
         parts = urllib.parse.urlsplit(raw_path)
         self.path = parts.path
         self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(
@@ -684,10 +718,11 @@ class Lab:
         """Log an API request; return (fault or None, its log entry)."""
         entry = {"method": req.method, "path": req.raw_path,
                  "body": req.logged_body(), "time": time.time(),
-                 "status": None}
+                 "status": None, "user_agent": req.user_agent}
         with self.lock:
             runtime.requests.append(entry)
-            return runtime.take_fault(req.method, req.raw_path), entry
+            return runtime.take_fault(req.method, req.raw_path,
+                                      req.user_agent), entry
 
     def answer(self, runtime, req):
         """Run req against runtime; return (status, encoded body or None)."""
@@ -735,7 +770,8 @@ class LabHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self.send_json(400, json.dumps(
                 {"code": "BadRequest", "message": str(err)}).encode())
-        req = Request(self.command, self.path, body)
+        req = Request(self.command, self.path, body,
+                      self.headers.get("User-Agent", ""))
         entry = None
         if not req.path.startswith("/__lab/"):
             fault, entry = lab.admit(runtime, req)

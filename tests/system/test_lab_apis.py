@@ -767,6 +767,50 @@ def test_fault_forever_until_cleared(apis):
     assert apis.call("vmapi", "GET", "/vms").status == 200
 
 
+def test_fault_for_s_lasts_that_long_for_any_number_of_requests(apis):
+    """"VMAPI answers 503 for 1.5 s": every request, then none."""
+    added = time.monotonic()
+    faults = apis.admin("vmapi", "POST", "fault",
+                        {"path": "^/vms", "status": 503, "for_s": 1.5})["faults"]
+    assert faults[0]["for_s"] == 1.5 and 0 < faults[0]["remaining_s"] <= 1.5
+    statuses = []
+    while time.monotonic() - added < 1.2:
+        statuses.append(apis.call("vmapi", "GET", "/vms/" + VM_WEB).status)
+    assert len(statuses) >= 5 and set(statuses) == {503}
+    time.sleep(max(0.0, added + 1.6 - time.monotonic()))
+    assert apis.call("vmapi", "GET", "/vms/" + VM_WEB).status == 200
+    assert apis.admin("vmapi", "POST", "fault", {"path": "^/nothing$", "count": 1})[
+        "faults"][0]["path"] == "^/nothing$"  # the expired one is gone
+
+
+@pytest.mark.parametrize("for_s", [0, -1, "soon"])
+def test_fault_for_s_must_be_positive_seconds(apis, for_s):
+    resp = apis.call("vmapi", "POST", "/__lab/fault",
+                     {"path": "", "status": 503, "for_s": for_s})
+    assert resp.status == 400
+
+
+def test_fault_user_agent_picks_the_clients_it_hits(apis):
+    """The CNs' vm-agents send "vm-agent/..."; tests may spare or target them."""
+    apis.admin("vmapi", "POST", "fault", {"method": "PUT", "path": "^/vms/",
+                                          "status": 503, "count": -1,
+                                          "user_agent": "^vm-agent/"})
+    vm = apis.call("vmapi", "GET", "/vms/" + VM_PATCH).json
+    conn = apis.connect("vmapi")
+    try:
+        conn.request("PUT", "/vms/" + VM_PATCH, body=json.dumps(vm).encode(),
+                     headers={"Content-Type": "application/json",
+                              "User-Agent": "vm-agent/lab (python) server/" + CN2})
+        agent = Response(conn.getresponse())
+    finally:
+        conn.close()
+    assert agent.status == 503
+    assert apis.call("vmapi", "PUT", "/vms/" + VM_PATCH, vm).status == 200
+    log = apis.admin("vmapi", "GET", "requests")
+    assert [(r["status"], r["user_agent"].startswith("vm-agent/")) for r in log
+            if r["method"] == "PUT"] == [(503, True), (200, False)]
+
+
 def test_delayed_request_does_not_block_others(apis):
     apis.admin("vmapi", "POST", "fault",
                {"path": "state=stopped", "delay_s": 1.0, "count": 1})

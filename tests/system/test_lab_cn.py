@@ -4,11 +4,15 @@ Every command and flag migd may run on a CN is run here the way migd runs it
 (over real SSH with host keys checked, or inside the CN's namespace), and its
 output format, exit status and state changes are asserted, error cases
 included.  Tests that change a CN use their own scratch zones and datasets
-on cn3 (or put seeded VMs back as they found them).
+on cn3 (or put seeded VMs back as they found them).  The CNs' vm-agents run
+all along: scratch zones show up in VMAPI (and are marked destroyed when
+deleted) unless they carry the do-not-inventory attr.
 """
 import json
+import os
 import re
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -31,6 +35,20 @@ def scratch_zone(lab, cn, brand='joyent'):
     cfg = cfg.replace(src['uuid'], u).replace('set brand=joyent', 'set brand=' + brand)
     lab.cn_run(cn, 'cat > /tmp/%s.zcfg && zonecfg -z %s -f /tmp/%s.zcfg' % (u, u, u), input=cfg)
     return u
+
+
+def scratch_config(lab, of='web0'):
+    """f(u): a seeded VM's `zonecfg export` with u in place of its UUID."""
+    src = lab.vms[of]
+    cfg = lab.cn_run(src['cn'], 'zonecfg -z %s export' % src['uuid']).stdout
+    return lambda u: cfg.replace(src['uuid'], u)
+
+
+def wait_for(pred, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        time.sleep(0.1)
 
 
 def zone_line(lab, cn, u):
@@ -120,6 +138,19 @@ def test_vmadm_get_matches_what_vmapi_was_seeded_with(lab):
     assert local == vmapi
 
 
+def test_seeded_lab_agents_find_vmapi_up_to_date(lab):
+    """The agents started with the CNs and synced during `up`: VMAPI already
+    held every seeded VM exactly as its CN reports it, so nothing was PUT."""
+    state = {v['uuid']: v for v in lab.api_state()['vms']}
+    for alias, vm in lab.vms.items():
+        assert state[vm['uuid']] == json.loads(
+            lab.cn_run(vm['cn'], 'vmadm get %s' % vm['uuid']).stdout), alias
+    for cn in lab.cns:
+        agent = json.load(open(os.path.join(cn.dir, 'state', 'agent.json')))
+        assert agent['synced'] and agent['vmapi_url'] == lab.api_urls['vmapi']
+        assert [e for e in lab.agent_log(cn) if e['uuid'] in state] == []
+
+
 def test_seeded_special_vms(lab):
     core = json.loads(lab.cn_run(lab.cns[0], 'vmadm get %s' % lab.vms['core0']['uuid']).stdout)
     assert core['tags']['smartdc_role'] == 'vmapi'
@@ -164,6 +195,21 @@ def test_vmadm_stop_and_start(lab):
     assert zone_line(lab, cn, u)[:3] == ['-', u, 'installed']
 
 
+def test_vmadm_start_of_running_and_stop_of_stopped_fail(lab):
+    """cn-commands.md: exit 1, "already running" / "not running".  (SmartOS's
+    own vmadm has exited 0 here since OS-2061/OS-1962; see docs/lab.md.)"""
+    cn, u = lab.cns[0], lab.vms['web0']['uuid']
+    p = ssh(lab, cn, 'vmadm start %s' % u)
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, '', 'Unable to start VM %s: VM is already running\n' % u)
+    u = lab.vms['stopped0']['uuid']
+    p = ssh(lab, cn, 'vmadm stop %s' % u)
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, '', 'Unable to stop VM %s: VM is already not running\n' % u)
+    # VM.js sets autoboot=false before it finds the VM stopped
+    assert json.loads(lab.cn_run(cn, 'vmadm get %s' % u).stdout)['autoboot'] is False
+
+
 def test_zoneadm_list_format(lab):
     out = ssh(lab, lab.cns[0], 'zoneadm list -pc').stdout.splitlines()
     assert out[0] == '0:global:running:/::liveimg:shared'
@@ -200,12 +246,83 @@ def test_zonecfg_export_import_attach_detach_delete(lab):
 
 
 def test_zonecfg_create_over_existing_zone_is_refused(lab):
+    """illumos check_if_zone_already_exists(): no terminal to ask on."""
     cn = lab.cns[2]
     u = scratch_zone(lab, cn)
     cfg = lab.cn_run(cn, 'zonecfg -z %s export' % u).stdout
     p = lab.cn_run(cn, 'cat > /tmp/again && zonecfg -z %s -f /tmp/again' % u, input=cfg,
                    check=False)
-    assert p.returncode == 1 and 'already exists' in p.stderr
+    assert p.returncode == 1
+    assert p.stderr == ('On line 1 of /tmp/again:\nZone exists, input not from terminal and '
+                        '-F not specified:\ncreate command ignored, exiting.\n')
+    lab.cn_run(cn, 'zfs create zones/%s && zoneadm -z %s attach' % (u, u))
+    p = lab.cn_run(cn, "zonecfg -z %s 'create -F'" % u, check=False)
+    assert (p.returncode, p.stderr) == (1, 'Zone %s already installed; create not allowed.\n' % u)
+    assert zone_line(lab, cn, u)[2] == 'installed'
+    lab.cn_run(cn, 'zoneadm -z %s detach && zonecfg -z %s delete -F && zfs destroy -r zones/%s'
+               % (u, u, u))
+
+
+def test_zonecfg_f_takes_only_a_regular_file_or_stdin(lab):
+    """illumos cmd_file(): `-f /dev/stdin` over SSH is a pipe, so it is refused."""
+    cn = lab.cns[2]
+    u, cfg = str(uuid.uuid4()), scratch_config(lab)
+    for arg, setup in (('/dev/stdin', ''), ('/tmp', ''),
+                       ('/tmp/fifo-%s' % u, 'mkfifo /tmp/fifo-{u}; (cat > /tmp/fifo-{u} &); ')):
+        p = ssh(lab, cn, setup.format(u=u) + 'zonecfg -z %s -f %s' % (u, arg), input=cfg(u))
+        assert (p.returncode, p.stderr) == (1, '%s is not a regular file.\n' % arg)
+        assert zone_line(lab, cn, u) is None
+    p = ssh(lab, cn, 'zonecfg -z %s -f /nonexistent' % u)
+    assert (p.returncode, p.stderr) == (
+        1, 'could not open file /nonexistent: No such file or directory\n')
+    p = ssh(lab, cn, 'zonecfg -z %s -f -' % u, input=cfg(u))
+    assert p.returncode == 0, p.stderr
+    assert zone_line(lab, cn, u)[2] == 'configured'
+    lab.cn_run(cn, 'zonecfg -z %s delete -F; rm -f /tmp/fifo-%s' % (u, u))
+
+
+def test_zonecfg_delete_only_in_the_configured_state(lab):
+    cn = lab.cns[2]
+    u = scratch_zone(lab, cn)
+    p = ssh(lab, cn, 'zonecfg -z %s delete' % u)
+    assert (p.returncode, p.stderr) == (1, 'Input not from terminal and -F not specified:\n'
+                                           'delete command ignored, exiting.\n')
+    lab.cn_run(cn, 'zfs create zones/%s && zoneadm -z %s attach' % (u, u))
+    p = ssh(lab, cn, 'zonecfg -z %s delete -F' % u)
+    assert (p.returncode, p.stderr) == (
+        1, 'Zone %s not in configured state; delete not allowed.\n' % u)
+    assert zone_line(lab, cn, u)[2] == 'installed'
+    lab.cn_run(cn, 'vmadm start %s' % u)
+    p = ssh(lab, cn, 'zonecfg -z %s delete -F' % u)
+    assert (p.returncode, p.stderr) == (
+        1, '%s: Zone state is invalid for the requested operation\n' % u)
+    lab.cn_run(cn, 'vmadm stop -F %s && zoneadm -z %s detach' % (u, u))
+    assert ssh(lab, cn, 'zonecfg -z %s delete -F' % u).returncode == 0
+    assert zone_line(lab, cn, u) is None
+    lab.cn_run(cn, 'zfs destroy -r zones/%s' % u)
+
+
+def test_zonecfg_second_attr_of_a_name_is_refused_and_changes_nothing(lab):
+    """illumos end_func(): "An attr resource with the name '%s' already exists."
+    and, from the command line, cleanup()'s "Resource incomplete."; no commit."""
+    cn = lab.cns[2]
+    u = scratch_zone(lab, cn)
+    add = 'add attr; set name=do-not-inventory; set type=string; set value=true; end'
+    assert ssh(lab, cn, "zonecfg -z %s '%s'" % (u, add)).returncode == 0
+    before = lab.cn_run(cn, 'cat /etc/zones/%s.xml' % u).stdout
+    p = ssh(lab, cn, "zonecfg -z %s 'set autoboot=false; %s'" % (u, add))
+    assert (p.returncode, p.stderr) == (1, "An attr resource with the name 'do-not-inventory' "
+                                           "already exists.\nResource incomplete.\n")
+    p = lab.cn_run(cn, 'printf "%%s\\n" %s > /tmp/%s.dup && zonecfg -z %s -f /tmp/%s.dup'
+                   % (' '.join("'%s'" % c.strip() for c in add.split(';')), u, u, u), check=False)
+    assert (p.returncode, p.stderr) == (1, "On line 5 of /tmp/%s.dup:\nAn attr resource with "
+                                           "the name 'do-not-inventory' already exists.\n" % u)
+    p = ssh(lab, cn, "zonecfg -z %s 'remove attr name=no-such-attr'" % u)
+    assert (p.returncode, p.stderr) == (1, 'remove attr: No such resource with that id\n')
+    assert lab.cn_run(cn, 'cat /etc/zones/%s.xml' % u).stdout == before
+    p = ssh(lab, cn, "zonecfg -z %s 'add attr; set name=x'" % u)
+    assert (p.returncode, p.stderr) == (1, 'Resource incomplete.\n')
+    assert lab.cn_run(cn, 'cat /etc/zones/%s.xml' % u).stdout == before
     lab.cn_run(cn, 'zonecfg -z %s delete -F' % u)
 
 
@@ -342,9 +459,84 @@ def test_zfs_send_v_and_receive_u_translate(lab):
 
 
 def test_zfs_unsupported_resumable_flags_fail(lab):
-    """migd detects missing features: receive -s must fail, not be ignored."""
-    p = ssh(lab, lab.cns[2], 'zfs receive -s -d zones < /dev/null')
-    assert p.returncode != 0
+    """migd detects missing features: they must fail as an older illumos zfs
+    fails (exit 2, its usage text after the first line), never be ignored."""
+    vm = lab.vms['stopped0']
+    ds = 'zones/%s' % vm['uuid']
+    for cmd, first in (('zfs receive -s -d zones < /dev/null', "invalid option 's'"),
+                       ('zfs send -t 1-abcdef-0123', "invalid option 't'"),
+                       ('zfs send -c %s@final' % ds, "invalid option 'c'"),
+                       ('zfs send -nvP %s@final' % ds, "invalid option 'n'"),
+                       ('zfs get -H -p -o value receive_resume_token %s' % ds,
+                        "bad property list: invalid property 'receive_resume_token'")):
+        p = ssh(lab, vm['cn'], cmd)
+        assert p.returncode == 2 and p.stdout == '', cmd
+        assert p.stderr.splitlines()[0] == first, cmd
+
+
+def test_zfs_get_guid_of_a_snapshot_survives_send(lab):
+    src, dst = lab.cns[0], lab.cns[2]
+    vm = lab.vms['stopped0']
+    snap = 'zones/%s@guidcheck' % vm['uuid']
+    target = 'zones/guid%d' % uuid.uuid4().int
+    lab.cn_run(src, 'zfs snapshot %s' % snap)
+    try:
+        p = ssh(lab, src, 'zfs get -H -p -o value guid %s' % snap)
+        assert p.returncode == 0 and re.match(r'^\d+\n$', p.stdout), p.stderr
+        send = subprocess.Popen(lab.ssh_argv(src) + ['zfs send %s' % snap],
+                                stdout=subprocess.PIPE)
+        recv = subprocess.run(lab.ssh_argv(dst) + ['zfs receive -u %s' % target],
+                              stdin=send.stdout, capture_output=True, text=True)
+        send.stdout.close()
+        assert send.wait() == 0 and recv.returncode == 0, recv.stderr
+        got = ssh(lab, dst, 'zfs get -H -p -o value guid %s@guidcheck' % target).stdout
+        assert got == p.stdout
+    finally:
+        lab.cn_run(src, 'zfs destroy %s' % snap)
+        lab.cn_run(dst, 'zfs destroy -r %s' % target, check=False)
+
+
+def running_scratch(lab, cn, of='web0', base=False):
+    """A zone made from a seeded VM's config, with its datasets (its zone
+    dataset a clone of zones/base-U@s when base), attached and started."""
+    u = str(uuid.uuid4())
+    lab.cn_run(cn, 'cat > /tmp/{u}.zcfg && zonecfg -z {u} -f /tmp/{u}.zcfg'.format(u=u),
+               input=scratch_config(lab, of)(u))
+    zone = ('zfs create zones/base-{u} && zfs snapshot zones/base-{u}@s && '
+            'zfs clone zones/base-{u}@s zones/{u}' if base else 'zfs create zones/{u}')
+    disks = ' && zfs create zones/{u}-disk0' if of == 'kvm0' else ''
+    lab.cn_run(cn, (zone + disks + ' && zfs create zones/cores/{u} && zoneadm -z {u} attach'
+                    ' && vmadm start {u}').format(u=u))
+    return u
+
+
+def test_zfs_destroy_of_a_running_zones_datasets_is_busy(lab):
+    """illumos: the running zone holds them.  Snapshots may still go."""
+    cn = lab.cns[2]
+    u = running_scratch(lab, cn, base=True)
+    k = running_scratch(lab, cn, of='kvm0')
+    busy = "cannot destroy '%s': dataset is busy\n"
+    for cmd, name in (('zfs destroy zones/%s' % u, 'zones/%s' % u),
+                      ('zfs destroy -r zones/cores/%s' % u, 'zones/cores/%s' % u),
+                      ('zfs destroy -R zones/base-%s' % u, 'zones/%s' % u),
+                      ('zfs destroy zones/%s-disk0' % k, 'zones/%s-disk0' % k)):
+        p = ssh(lab, cn, cmd)
+        assert (p.returncode, p.stderr) == (1, busy % name), cmd
+    p = ssh(lab, cn, 'zfs destroy -r zones/cores')
+    assert p.returncode == 1 and re.match(busy % r'zones/cores/[-0-9a-f]+', p.stderr)
+    p = ssh(lab, cn, 'zfs snapshot zones/%s@s1 && zfs destroy zones/%s@s1' % (u, u))
+    assert p.returncode == 0, p.stderr
+    names = lab.cn_run(cn, 'zfs list -H -o name').stdout.split()
+    for name in ('zones/%s' % u, 'zones/cores/%s' % u, 'zones/base-%s' % u,
+                 'zones/%s-disk0' % k, 'zones/cores/%s' % k):
+        assert name in names
+    for z in (u, k):
+        lab.cn_run(cn, 'vmadm stop -F {z} && zoneadm -z {z} detach && zonecfg -z {z} delete -F'
+                   .format(z=z))
+    p = ssh(lab, cn, 'zfs destroy -R zones/base-{u} && zfs destroy zones/cores/{u} && '
+                     'zfs destroy zones/{k} && zfs destroy zones/{k}-disk0 && '
+                     'zfs destroy zones/cores/{k}'.format(u=u, k=k))
+    assert p.returncode == 0, p.stderr
 
 
 def test_cores_dataset_creation(lab):
@@ -375,3 +567,195 @@ def test_lab_api_helpers_reach_the_emulated_apis(lab):
     config = lab.migd_config('/tmp/x', transfer={'mode': 'direct'})
     assert config['transfer'] == {'mode': 'direct', 'retries': 5, 'limit_mbps': 0}
     assert config['apis'] == lab.api_urls and config['ssh']['identity'] == lab.identity
+
+
+# ---------------------------------------------------------------- the vm-agent
+
+def vmapi_vm(lab, u):
+    status, got = lab.api('vmapi', 'GET', '/vms/' + u)
+    return got if status == 200 else None
+
+
+def agent_puts(lab, cn, u):
+    return [e for e in lab.agent_log(cn) if e['uuid'] == u and e['by'] == 'vm-agent']
+
+
+def test_vm_agent_reports_a_new_zone_then_its_deletion(lab):
+    cn = lab.cns[2]
+    u = scratch_zone(lab, cn)
+    wait_for(lambda: vmapi_vm(lab, u), 'VMAPI to hear of the zone', 5)
+    got = vmapi_vm(lab, u)
+    assert got == json.loads(lab.cn_run(cn, 'vmadm get %s' % u).stdout)
+    assert got['server_uuid'] == cn.uuid and got['state'] == 'configured'
+    assert ssh(lab, cn, "zonecfg -z %s 'set autoboot=false'" % u).returncode == 0
+    wait_for(lambda: vmapi_vm(lab, u)['autoboot'] is False, 'the change to be reported', 5)
+    lab.cn_run(cn, 'zonecfg -z %s delete -F' % u)
+    wait_for(lambda: vmapi_vm(lab, u)['state'] == 'destroyed', 'the deletion', 5)
+    got = vmapi_vm(lab, u)
+    assert got['zone_state'] == 'destroyed' and got['server_uuid'] == cn.uuid
+    assert [e['status'] for e in agent_puts(lab, cn, u)] == [200, 200, 200]
+
+
+def test_vm_agent_ignores_a_hidden_zone_and_its_deletion(lab):
+    cn = lab.cns[2]
+    u = str(uuid.uuid4())
+    cfg = scratch_config(lab)(u) + ('add attr\nset name=do-not-inventory\nset type=string\n'
+                                     'set value=true\nend\n')
+    lab.cn_run(cn, 'cat > /tmp/%s.zcfg && zonecfg -z %s -f /tmp/%s.zcfg' % (u, u, u), input=cfg)
+    v = lab.vms['stopped0']  # a reported zone that becomes hidden is no longer reported
+    reported = len(agent_puts(lab, v['cn'], v['uuid']))
+    hide = 'add attr; set name=do-not-inventory; set type=string; set value=true; end'
+    lab.cn_run(v['cn'], "zonecfg -z %s '%s'" % (v['uuid'], hide))
+    try:
+        lab.cn_run(v['cn'], "zonecfg -z %s 'set autoboot=true'" % v['uuid'])
+        time.sleep(1)  # four agent passes
+        lab.cn_run(cn, 'zonecfg -z %s delete -F' % u)
+        time.sleep(1)
+        assert vmapi_vm(lab, u) is None and agent_puts(lab, cn, u) == []
+        assert vmapi_vm(lab, v['uuid'])['autoboot'] is False
+        assert len(agent_puts(lab, v['cn'], v['uuid'])) == reported
+    finally:
+        lab.cn_run(v['cn'], "zonecfg -z %s 'set autoboot=false; remove attr "
+                            "name=do-not-inventory'" % v['uuid'])
+    # unhidden, it is reported again (and VMAPI equals the CN once more)
+    wait_for(lambda: len(agent_puts(lab, v['cn'], v['uuid'])) > reported, 'the unhidden zone', 5)
+    assert vmapi_vm(lab, v['uuid']) == json.loads(
+        lab.cn_run(v['cn'], 'vmadm get %s' % v['uuid']).stdout)
+
+
+def test_vm_agent_is_quiet_while_nothing_changes(lab):
+    before = [len(lab.agent_log(cn)) for cn in lab.cns]
+    time.sleep(2.5)  # more than a periodic full pass (vm_agent.PERIODIC_S)
+    assert [len(lab.agent_log(cn)) for cn in lab.cns] == before
+
+
+def test_vm_agent_retries_while_vmapi_is_down(lab):
+    cn = lab.cns[2]
+    pid = (json.load(open(os.path.join(cn.dir, 'state', 'agent.json'))))['pid']
+    lab.api_fault('vmapi', 'PUT', '^/vms/', 503, for_s=1.5, user_agent='^vm-agent/')
+    u = scratch_zone(lab, cn)
+    wait_for(lambda: vmapi_vm(lab, u), 'VMAPI to come back and hear of the zone', 10)
+    puts = agent_puts(lab, cn, u)
+    assert puts[0]['status'] == 503 and puts[-1]['status'] == 200
+    assert json.load(open(os.path.join(cn.dir, 'state', 'agent.json')))['pid'] == pid
+    lab.cn_run(cn, 'zonecfg -z %s delete -F' % u)
+
+
+# ---------------------------------------------------------------- each CN's own home
+
+def test_each_cn_has_its_own_home_and_var_tmp(lab, tmp_path):
+    """A key in cn2's ~/.ssh/authorized_keys (written as migd's direct mode
+    does) lets its holder into cn2 only; /var/tmp files stay on their CN."""
+    cn1, cn2 = lab.cns[0], lab.cns[1]
+    key = str(tmp_path / 'id')
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'lab-home-test',
+                    '-f', key], check=True)
+    line = open(key + '.pub').read().strip()
+    assert ssh(lab, cn2, 'echo ~').stdout == '/root\n'
+    p = ssh(lab, cn2, "mkdir -p -m 700 ~/.ssh && printf '%%s\\n' '%s' >> ~/.ssh/authorized_keys"
+            % line)
+    assert p.returncode == 0, p.stderr
+    argv = lab.ssh_argv(cn1)
+    argv[argv.index(lab.identity)] = key
+    try:
+        for cn, want in ((cn2, 0), (cn1, 255)):
+            p = subprocess.run(argv[:-1] + ['root@' + cn.ip, 'hostname; sysinfo'],
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == want, (cn.hostname, p.stderr)
+        assert lab.cn_run(cn1, 'test -e /root/.ssh/authorized_keys', check=False).returncode
+    finally:
+        lab.cn_run(cn2, "sed -i '/ lab-home-test$/d' ~/.ssh/authorized_keys")
+    name = '/var/tmp/lab-test-%s' % uuid.uuid4()
+    assert ssh(lab, cn1, 'mkdir -m 700 %s && echo x > %s/id' % (name, name)).returncode == 0
+    assert ssh(lab, cn1, 'cat %s/id' % name).stdout == 'x\n'
+    assert ssh(lab, cn2, 'ls %s' % name).returncode != 0
+    assert not os.path.exists(name)
+    lab.cn_run(cn1, 'rm -rf %s' % name)
+
+
+# ---------------------------------------------------------------- injected command faults
+
+def test_cn_fault_fails_a_command_count_times(lab):
+    cn = lab.cns[2]
+    lab.cn_fault(cn, 'zfs', r'^list', count=2, exit=1, stderr='cannot open: injected')
+    try:
+        for _ in range(2):
+            p = ssh(lab, cn, 'zfs list -H -o name zones')
+            assert (p.returncode, p.stdout, p.stderr) == (1, '', 'cannot open: injected\n')
+        assert lab.cn_run(cn, 'zfs list -H -o name zones').stdout == 'zones\n'
+        assert ssh(lab, cn, 'zfs get -H -o value name zones').returncode == 0
+        assert ssh(lab, cn, 'zfs list -H -o name zones').stdout == 'zones\n'
+        lab.cn_fault(cn, 'vmadm', r'^list', count=-1, exit=3, stdout='partial')
+        for _ in range(3):
+            p = ssh(lab, cn, 'vmadm list -p')
+            assert (p.returncode, p.stdout) == (3, 'partial\n')
+        lab.cn_faults_clear(cn)
+        assert ssh(lab, cn, 'vmadm list -p').returncode == 0
+        lab.cn_fault(cn, 'sysinfo', count=1, exit=None, delay_s=1)
+        started = time.monotonic()
+        p = ssh(lab, cn, 'sysinfo')
+        assert p.returncode == 0 and time.monotonic() - started >= 1
+        assert json.loads(p.stdout)['UUID'] == cn.uuid
+        used = [e['prog'] for e in lab.cn_faults_log(cn)[-6:]]
+        assert used == ['zfs'] * 2 + ['vmadm'] * 3 + ['sysinfo']
+    finally:
+        lab.cn_faults_clear(cn)
+
+
+def test_cn_throttle_slows_zfs_send_to_the_rate(lab):
+    cn = lab.cns[2]
+    ds = 'zones/throttle%d' % uuid.uuid4().int
+    lab.cn_run(cn, 'zfs create {d} && head -c 2M /dev/urandom > /{d}/f && zfs snapshot {d}@s'
+               .format(d=ds))
+    try:
+        full = int(ssh(lab, cn, 'zfs send %s@s | wc -c' % ds).stdout)
+        rate = full // 2
+        lab.cn_throttle(cn, 'zfs', r'^send', bytes_per_s=rate)
+        started = time.monotonic()
+        p = ssh(lab, cn, 'zfs send %s@s | zfs receive %s-copy' % (ds, ds))
+        took = time.monotonic() - started
+        assert p.returncode == 0, p.stderr
+        assert 1.8 <= took < 6, took
+        assert (lab.cn_run(cn, 'sha256sum /%s/f /%s-copy/f' % (ds, ds)).stdout.split()[::2]
+                == [lab.cn_run(cn, 'sha256sum /%s/f' % ds).stdout.split()[0]] * 2)
+        lab.cn_faults_clear(cn)
+        started = time.monotonic()
+        assert int(ssh(lab, cn, 'zfs send %s@s | wc -c' % ds).stdout) == full
+        assert time.monotonic() - started < 1.8
+        lab.cn_throttle(cn, 'zfs', r'^receive', bytes_per_s=rate, stream='stdin')
+        started = time.monotonic()
+        p = ssh(lab, cn, 'zfs send %s@s | zfs receive %s-copy2' % (ds, ds))
+        assert p.returncode == 0 and 1.8 <= time.monotonic() - started < 6, p.stderr
+    finally:
+        lab.cn_faults_clear(cn)
+        lab.cn_run(cn, 'zfs destroy -r %s; zfs destroy -r %s-copy; zfs destroy -r %s-copy2'
+                   % (ds, ds, ds), check=False)
+
+
+# ---------------------------------------------------------------- invariant helper
+
+def test_vm_placement_says_where_a_vm_is(lab):
+    web, kvm, stopped = lab.vms['web0'], lab.vms['kvm0'], lab.vms['stopped0']
+    lab.cn_run(web['cn'], 'zfs snapshot -r zones/%s@place' % web['uuid'])
+    try:
+        got = lab.vm_placement(web['uuid'])
+    finally:
+        lab.cn_run(web['cn'], 'zfs destroy -r zones/%s@place' % web['uuid'])
+    u = web['uuid']
+    assert got[1] == {'zone_state': 'installed', 'running': True, 'autoboot': True,
+                      'hidden': False, 'datasets': ['zones/%s' % u, 'zones/cores/%s' % u],
+                      'snapshots': ['zones/%s@place' % u]}
+    empty = {'zone_state': None, 'running': False, 'autoboot': None, 'hidden': False,
+             'datasets': [], 'snapshots': []}
+    assert got[2] == got[3] == empty
+    k = kvm['uuid']
+    got = lab.vm_placement(k)
+    assert sorted(got[2]['datasets']) == sorted(['zones/%s' % k, 'zones/%s-disk0' % k,
+                                                 'zones/cores/%s' % k])
+    assert got[1] == got[3] == empty
+    got = lab.vm_placement(stopped['uuid'])[1]
+    assert (got['running'], got['autoboot'], got['zone_state']) == (False, False, 'installed')
+    started = time.monotonic()
+    for _ in range(10):
+        lab.vm_placement(u)
+    assert (time.monotonic() - started) / 10 < 0.5

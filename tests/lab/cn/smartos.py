@@ -11,19 +11,26 @@ all state where a SmartOS CN keeps it:
   ZFS properties (quota)                   read from the real zfs-fuse pool
   /var/lib/lab-cn/                         sysinfo.json, running/ (runtime),
                                            imgadm/ manifests, lab.json (CN
-                                           settings: image store, VMAPI URL)
+                                           settings: image store, VMAPI URL),
+                                           agent.log (PUTs to VMAPI),
+                                           faults.json (injected faults)
 
 so `vmadm get` is derived, never stored: copying the zone config and the
-datasets to another CN and attaching reproduces the same VM there.
-See docs/lab.md for what is emulated and every zfs translation.
+datasets to another CN and attaching reproduces the same VM there.  Where
+SmartOS is strict, so is this (zonecfg's input modes and refusals, a running
+zone's datasets being busy), with the messages of the real sources.
+See docs/lab.md for what is emulated, every zfs translation, and the faults
+a test can inject (take_fault()).
 """
 import base64
 import fcntl
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 ZONES_DIR = os.environ.get('LAB_ZONES_DIR', '/etc/zones')
@@ -286,20 +293,38 @@ def vm_state(name, index_state):
 
 
 # ---------------------------------------------------------------- zonecfg language
+#
+# Modelled on illumos usr/src/cmd/zonecfg/zonecfg.c.  Input comes in one of
+# three modes, as there: subcommands on the command line
+# (one_command_at_a_time(): every command runs, even after one failed),
+# `-f FILE` (cmd_file(): the first error ends the input, and messages carry
+# "On line N of FILE:") and `-f -` or no subcommand at all (stdin, read like
+# interactive input: errors do not end it).  At the end (cleanup()): a
+# resource scope still open means "Resource incomplete." and nothing is
+# saved; otherwise whatever changed is committed even when a command failed,
+# and the exit status is 1 (Z_ERR) when anything failed.
+
+class ZonecfgExit(Fail):
+    """An error after which illumos zonecfg exits at once (exit(Z_ERR))."""
+
 
 def split_commands(script):
-    """Split a zonecfg script on newlines and ';' outside double quotes."""
-    cmds, cur, quoted = [], [], False
+    """[(line number, command)]: split on newlines and ';' outside double quotes."""
+    cmds, cur, quoted, line, first = [], [], False, 1, 1
     for ch in script:
         if ch == '"':
             quoted = not quoted
-        if (ch in ';\n') and not quoted:
-            cmds.append(''.join(cur).strip())
+        if ch in ';\n' and not quoted:
+            cmds.append((first, ''.join(cur).strip()))
             cur = []
         else:
             cur.append(ch)
-    cmds.append(''.join(cur).strip())
-    return [c for c in cmds if c and not c.startswith('#')]
+        if ch == '\n':
+            line += 1
+        if not cur:
+            first = line
+    cmds.append((first, ''.join(cur).strip()))
+    return [(n, c) for n, c in cmds if c and not c.startswith('#')]
 
 
 def unquote(v):
@@ -320,8 +345,30 @@ def parse_pairs(text):
             re.findall(r'([\w-]+)=("(?:[^"\\]|\\.)*"|[^,\s)]*)', text)}
 
 
+def attr_problems(props):
+    """end_func()'s checks of an attr resource (zonecfg.c end_check_reqd(),
+    validate_attr_name(), validate_attr_type_val()), as its messages."""
+    out = ['%s not specified' % k for k in ('name', 'type', 'value') if not props.get(k)]
+    name, kind, value = props.get('name', ''), props.get('type', ''), props.get('value', '')
+    if not name[:1].isalnum():
+        out.append('Invalid attr name %s: must start with an alpha-numeric character.' % name)
+    elif not re.match(r'^[A-Za-z0-9.-]*$', name[1:]):
+        out.append("Invalid attr name %s: can only contain alpha-numeric characters, "
+                   "plus '-' and '.'." % name)
+    valid = {'boolean': value in ('true', 'false'), 'int': re.match(r'^-?\d+$', value),
+             'uint': re.match(r'^\d+$', value), 'string': True}
+    if kind not in valid:
+        out.append("invalid attr type '%s'" % kind)
+    elif not valid[kind]:
+        out.append('invalid attr value for type=%s' % kind)
+    return out
+
+
 class ZonecfgSession:
-    """Applies zonecfg subcommands to one zone (None when it does not exist)."""
+    """Applies zonecfg subcommands to one zone (None when it does not exist).
+
+    Like illumos, a command's failure is raised as Fail and the caller
+    decides whether input goes on; `dirty` is illumos' need_to_commit."""
 
     def __init__(self, name, zone):
         self.name = name
@@ -329,6 +376,7 @@ class ZonecfgSession:
         self.scope = None  # resource being added/selected
         self.scope_new = False
         self.deleted = False
+        self.dirty = False
 
     def need_zone(self):
         if self.zone is None:
@@ -342,22 +390,40 @@ class ZonecfgSession:
             raise Fail('zonecfg: %s: unknown or unsupported command: %s' % (self.name, cmd))
         handler(rest.strip())
 
+    def scope_usage(self, verb):
+        raise Fail('The %s command only makes sense in the %s scope.'
+                   % (verb, 'global' if self.scope is not None else 'resource'))
+
     def cmd_create(self, rest):
-        if self.zone is not None and '-F' not in rest.split():
-            raise Fail('zonecfg: %s: Zone %s already exists; use create -F to overwrite.'
-                       % (self.name, self.name))
+        """check_if_zone_already_exists(): an installed zone is never
+        recreated; without -F an existing one cannot be (no terminal to ask)."""
+        if self.scope is not None:
+            self.scope_usage('create')
+        if self.zone is not None and not self.deleted:
+            if zone_state(self.name) != 'configured':
+                # illumos prints this and carries on with the old configuration;
+                # every later `add` then collides: the lab stops here instead
+                raise ZonecfgExit('Zone %s already installed; create not allowed.' % self.name)
+            if '-F' not in rest.split():
+                raise ZonecfgExit('Zone exists, input not from terminal and -F not specified:\n'
+                                  'create command ignored, exiting.')
+            sys.stdout.write('Zone %s already exists; overwriting.\n' % self.name)
         self.zone = Zone(self.name)
         self.zone.props['zonepath'] = '/zones/' + self.name
+        self.deleted = False
+        self.dirty = True
 
     def cmd_set(self, rest):
         self.need_zone()
         k, _, v = rest.partition('=')
         target = self.scope['props'] if self.scope else self.zone.props
         target[k.strip()] = unquote(v)
+        self.dirty = self.dirty or self.scope is None
 
     def cmd_clear(self, rest):
         self.need_zone()
         (self.scope['props'] if self.scope else self.zone.props).pop(rest.strip(), None)
+        self.dirty = self.dirty or self.scope is None
 
     def cmd_add(self, rest):
         self.need_zone()
@@ -377,33 +443,74 @@ class ZonecfgSession:
         return [r for r in self.zone.of_type(rtype)
                 if all(r['props'].get(k) == v for k, v in want.items())]
 
-    def cmd_select(self, rest):
-        self.need_zone()
+    def lookup(self, verb, rest):
+        """The one resource `rest` names (zonecfg_lookup_*()), or z_cmd_rt_perror()."""
         found = self.matching(rest)
         if len(found) != 1:
-            raise Fail('zonecfg: %s: select %s: %d matches' % (self.name, rest, len(found)))
-        self.scope, self.scope_new = found[0], False
+            why = 'No such resource with that id' if not found else 'Insufficient specification'
+            raise Fail('%s %s: %s' % (verb, rest.split()[0], why))
+        return found[0]
+
+    def cmd_select(self, rest):
+        self.need_zone()
+        if self.scope is not None:
+            self.scope_usage('select')
+        self.scope, self.scope_new = self.lookup('select', rest), False
 
     def cmd_remove(self, rest):
         self.need_zone()
+        force = rest.startswith('-F')
         rest = re.sub(r'^-F\s+', '', rest)
-        found = self.matching(rest)
-        if not found:
-            raise Fail('zonecfg: %s: No such %s resource.' % (self.name, rest.split()[0]))
+        if '=' in rest:
+            found = [self.lookup('remove', rest)]
+        else:
+            found = self.matching(rest)
+            if not found:
+                raise Fail('remove %s: No such resource with that id' % rest.split()[0])
+            if len(found) > 1 and not force:
+                raise Fail('There are multiple instances of this resource.  Either qualify the '
+                           'resource to\nremove a single instance or use the -F option to '
+                           'remove all instances.')
         self.zone.resources = [r for r in self.zone.resources if r not in found]
+        self.dirty = True
+
+    def cmd_cancel(self, rest):
+        if self.scope is None:
+            self.scope_usage('cancel')
+        self.scope = None
 
     def cmd_end(self, rest):
+        """end_func(): check the resource; an added attr may not repeat a name."""
         if self.scope is None:
-            raise Fail('zonecfg: %s: end: not in a resource scope' % self.name)
+            self.scope_usage('end')
+        if self.scope['type'] == 'attr':
+            problems = attr_problems(self.scope['props'])
+            if problems:
+                raise Fail('\n'.join(problems))
+            name = self.scope['props']['name']
+            if self.scope_new and name in self.zone.attrs():
+                raise Fail("An attr resource with the name '%s' already exists." % name)
         if self.scope_new:
             self.zone.resources.append(self.scope)
         self.scope = None
+        self.dirty = True
 
     def cmd_delete(self, rest):
+        """delete_func() + zonecfg_destroy().  Without -F there is no terminal
+        to confirm on.  A zone beyond `installed` (running) is refused as
+        illumos does; an installed one is refused by the lab's contract
+        (cn-commands.md): illumos itself lets `delete -F` remove it."""
+        if '-F' not in rest.split():
+            raise ZonecfgExit('Input not from terminal and -F not specified:\n'
+                              'delete command ignored, exiting.')
         self.need_zone()
         if self.name in running_zones():
-            raise Fail('Zone %s is running; halt it before deleting.' % self.name)
+            raise Fail('%s: Zone state is invalid for the requested operation' % self.name)
+        if zone_state(self.name) == 'installed':
+            raise Fail('Zone %s not in configured state; delete not allowed.' % self.name)
         self.deleted = True
+        self.zone = None
+        self.dirty = False
 
     def cmd_commit(self, rest):
         pass
@@ -413,6 +520,42 @@ class ZonecfgSession:
     def cmd_export(self, rest):
         self.need_zone()
         sys.stdout.write(export_zone(self.zone))
+
+    def run(self, script, mode, source=None):
+        """Run a script; commit as cleanup() does; raise Fail with every message."""
+        errors = []
+        for lineno, cmd in split_commands(script):
+            try:
+                self.apply(cmd)
+            except ZonecfgExit as e:
+                raise Fail(where(mode, source, lineno) + str(e))
+            except Fail as e:
+                errors.append(where(mode, source, lineno) + str(e))
+                if mode == 'file':
+                    break
+        tail = []
+        if self.scope is not None:
+            if mode == 'file' and errors and self.dirty:
+                # the bail-out commits, and verify_func() refuses the open scope
+                tail = ['resource specification incomplete', 'Zone %s failed to verify' % self.name,
+                        '%s: Insufficient specification' % self.name, 'Configuration not saved.']
+            elif not (mode == 'file' and errors):
+                tail = ['Resource incomplete.']
+        elif self.dirty and self.zone is not None:
+            save_zone(self.zone)
+        if self.deleted:
+            delete_zone(self.name)
+        if errors or tail:
+            raise Fail('\n'.join(errors + tail))
+
+
+def where(mode, source, lineno):
+    """zerr()'s line prefix in command-file mode."""
+    if mode == 'file':
+        return 'On line %d of %s:\n' % (lineno, source)
+    if mode == 'stdin':
+        return 'On line %d:\n' % lineno
+    return ''
 
 
 def export_zone(zone):
@@ -429,6 +572,25 @@ def export_zone(zone):
     return '\n'.join(lines) + '\n'
 
 
+def read_command_file(path):
+    """cmd_file(): FILE must be a regular file, or `-` for stdin.  Anything
+    else (`/dev/stdin` when stdin is a pipe, a fifo, a directory) is refused
+    after opening it, as illumos does."""
+    if path == '-':
+        return sys.stdin.read()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise Fail('could not open file %s: %s' % (path, os.strerror(e.errno)))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Fail('%s is not a regular file.' % path)
+        with os.fdopen(os.dup(fd)) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 def zonecfg_main(args):
     if len(args) < 2 or args[0] != '-z':
         raise Fail('usage: zonecfg -z zonename [-f file | subcommand...]', 2)
@@ -437,19 +599,13 @@ def zonecfg_main(args):
     if rest[:1] == ['-f']:
         if len(rest) != 2:
             raise Fail('usage: zonecfg -z zonename -f file', 2)
-        with open(rest[1]) as f:
-            script = f.read()
+        mode = 'stdin' if rest[1] == '-' else 'file'
+        script = read_command_file(rest[1])
+    elif rest:
+        mode, script = 'cmdline', ' '.join(rest)
     else:
-        script = ' '.join(rest) if rest else 'info'
-    session = ZonecfgSession(name, load_zone(name))
-    for cmd in split_commands(script):
-        session.apply(cmd)
-    if session.scope is not None:
-        session.cmd_end('')
-    if session.deleted:
-        delete_zone(name)
-    elif session.zone is not None and script.strip() != 'export':
-        save_zone(session.zone)
+        mode, script = 'interactive', sys.stdin.read()
+    ZonecfgSession(name, load_zone(name)).run(script, mode, rest[1] if mode == 'file' else None)
 
 
 def check_uuid(name, prog):
@@ -506,8 +662,11 @@ def config_json(zonepath, name, default):
     return read_json(os.path.join(zonepath, 'config', name), default)
 
 
-def vm_object(zone):
-    """`vmadm get`: derived from the zone config, datasets and runtime."""
+def vm_object(zone, quotas=None):
+    """`vmadm get`: derived from the zone config, datasets and runtime.
+
+    quotas: {dataset: quota in bytes} when the caller (the vm-agent) read
+    them all with one `zfs get`; otherwise this zone's quota is read alone."""
     a = zone.attrs()
     zonepath = zone.props.get('zonepath', '/zones/' + zone.name)
     brand = zone.props.get('brand', 'joyent')
@@ -525,7 +684,8 @@ def vm_object(zone):
         'zonepath': zonepath, 'zfs_filesystem': zonepath.lstrip('/'), 'zpool': POOL,
         'server_uuid': sysinfo().get('UUID'),
         'ram': ram, 'max_physical_memory': ram,
-        'quota': zfs_quota_gib(zonepath.lstrip('/')),
+        'quota': (zfs_quota_gib(zonepath.lstrip('/')) if quotas is None
+                  else quotas.get(zonepath.lstrip('/'), 0) >> 30),
         'nics': vm_nics(zone),
         'tags': config_json(zonepath, 'tags.json', {}),
         'customer_metadata': meta.get('customer_metadata', {}),
@@ -615,12 +775,12 @@ def vmadm_stop(args):
         raise Fail('usage: vmadm stop <uuid> [-F]', 2)
     uuid = uuids[0]
     zone = need_vm(uuid, 'stop')
-    if uuid not in running_zones():
-        if not force:
-            raise Fail('Unable to stop VM %s: VM is already not running' % uuid)
-    set_running(uuid, False)
+    # VM.js stop()/halt() set autoboot=false before they find the VM stopped
     zone.props['autoboot'] = 'false'
     save_zone(zone)
+    if uuid not in running_zones() and not force:
+        raise Fail('Unable to stop VM %s: VM is already not running' % uuid)
+    set_running(uuid, False)
     sys.stderr.write('Successfully completed stop for VM %s\n' % uuid)
 
 
@@ -753,26 +913,58 @@ def imgadm_main(args):
 
 
 # ---------------------------------------------------------------- svcadm (vm-agent)
+#
+# The CN's vm-agent runs all the time (tests/lab/vm_agent.py, started by
+# cn_init.py); it and `svcadm restart vm-agent` report with vmapi_put().
+
+AGENT_USER_AGENT = 'vm-agent/lab (python) server/%s'
+PUT_TIMEOUT_S = 5
+
+
+def vmapi_url():
+    return read_json(state_path('lab.json'), {}).get('vmapi_url')
+
+
+def is_hidden(zone):
+    """do-not-inventory: the CN's agent acts as if the zone did not exist."""
+    return zone.attrs().get('do-not-inventory') == 'true'
+
+
+def vmapi_put(url, obj, by):
+    """PUT /vms/:uuid as Triton's vm-agent does; log it in agent.log.
+
+    Returns (True, None) on a 2xx, else (False, why)."""
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(
+        '%s/vms/%s' % (url, obj['uuid']), method='PUT', data=json.dumps(obj).encode(),
+        headers={'Content-Type': 'application/json',
+                 'User-Agent': AGENT_USER_AGENT % sysinfo().get('UUID')})
+    entry = {'time': round(time.time(), 3), 'by': by, 'uuid': obj['uuid'],
+             'state': obj.get('state'), 'server_uuid': obj.get('server_uuid')}
+    try:
+        with urllib.request.urlopen(req, timeout=PUT_TIMEOUT_S) as resp:
+            entry['status'] = resp.status
+    except urllib.error.HTTPError as e:
+        entry['status'], entry['error'] = e.code, 'HTTP %d' % e.code
+    except Exception as e:  # down, refused, timed out: the agent retries later
+        entry['error'] = str(e) or type(e).__name__
+    with open(state_path('agent.log'), 'a') as log:
+        log.write(json.dumps(entry, sort_keys=True) + '\n')
+    return 'error' not in entry, entry.get('error')
+
 
 def vm_agent_report():
-    """Report every inventoried zone to VMAPI with PUT /vms/:uuid."""
-    import urllib.request
-    url = read_json(state_path('lab.json'), {}).get('vmapi_url')
-    log = open(state_path('agent.log'), 'a')
+    """`svcadm restart vm-agent`: report every inventoried zone now, then have
+    the running agent start over (it re-reads VMAPI as a restarted agent does)."""
+    url = vmapi_url()
     for (name, _, _, _), zone in indexed_zones():
-        if zone.attrs().get('do-not-inventory') == 'true':
+        if is_hidden(zone):
             continue
-        obj = vm_object(zone)
-        req = urllib.request.Request('%s/vms/%s' % (url, name), method='PUT',
-                                     data=json.dumps(obj).encode(),
-                                     headers={'Content-Type': 'application/json'})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                log.write('PUT %s %d\n' % (name, resp.status))
-        except Exception as e:  # the real agent just retries later
-            log.write('PUT %s failed: %s\n' % (name, e))
-            sys.stderr.write('vm-agent: report of %s failed: %s\n' % (name, e))
-    log.close()
+        ok, why = vmapi_put(url, vm_object(zone), 'svcadm')
+        if not ok:  # the real agent retries later; svcadm itself succeeded
+            sys.stderr.write('vm-agent: report of %s failed: %s\n' % (name, why))
+    write_atomic(state_path('agent.resync'), '')
 
 
 def svcadm_main(args):
@@ -900,11 +1092,54 @@ def zfs_receive_u(args):
     sys.exit(rc)
 
 
+def busy_datasets():
+    """What a running zone holds (illumos: mounted in use, or open zvols):
+    its zonepath dataset, its disks and its cores dataset, with children."""
+    busy = set()
+    for name in running_zones():
+        zone = load_zone(name)
+        if zone is not None:
+            busy.update(zone_datasets(zone))
+            busy.add('%s/cores/%s' % (POOL, name))
+    return busy
+
+
+def destroyed_by(target, bools):
+    """The filesystems `zfs destroy [-r|-R] target` would destroy, deepest
+    first; None when zfs will refuse on its own (no such dataset, children)."""
+    p = run([REAL_ZFS, 'list', '-H', '-o', 'name', '-r', '-t', 'filesystem,volume', target])
+    names = p.stdout.split()
+    if p.returncode != 0 or (len(names) > 1 and not {'r', 'R'} & set(bools)):
+        return None
+    if 'R' in bools:  # and every clone of their snapshots, with its children
+        p = run([REAL_ZFS, 'list', '-H', '-o', 'name,origin', '-t', 'filesystem,volume'])
+        origin = {n: o.split('@')[0] for n, o in
+                  (line.split('\t') for line in p.stdout.splitlines())}
+        doomed, grown = set(names), True
+        while grown:
+            clones = {n for n, o in origin.items() if o in doomed and n not in doomed}
+            doomed |= {n for n in origin for c in clones if n == c or n.startswith(c + '/')}
+            grown = bool(clones)
+        names = list(doomed)
+    return sorted(set(names), reverse=True)
+
+
+def refuse_busy(target, bools):
+    """A running zone's datasets cannot be destroyed (snapshots can)."""
+    busy = busy_datasets()
+    if not busy:
+        return
+    for name in destroyed_by(target, bools) or []:
+        if any(name == b or name.startswith(b + '/') for b in busy):
+            raise Fail("cannot destroy '%s': dataset is busy" % name)
+
+
 def zfs_destroy(args):
     """illumos unmounts before destroying; zfs-fuse answers 'busy' instead."""
-    _, _, operands = parse_opts(args, ARG_LETTERS['destroy'])
+    bools, _, operands = parse_opts(args, ARG_LETTERS['destroy'])
     target = operands[-1] if operands else ''
     if target and '@' not in target:
+        refuse_busy(target, bools)
         p = run([REAL_ZFS, 'list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', target])
         for line in sorted(p.stdout.splitlines(), reverse=True):
             if line.endswith('\tyes'):
@@ -913,7 +1148,6 @@ def zfs_destroy(args):
         p = run([REAL_ZFS, 'destroy'] + args)
         if 'dataset is busy' not in p.stderr or attempt == 19:
             break
-        import time
         time.sleep(0.1)  # FUSE releases the unmounted fs asynchronously
     sys.stdout.write(p.stdout)
     sys.stderr.write(p.stderr)
@@ -939,6 +1173,90 @@ def front_zpool(args):
     sys.exit(p.returncode)
 
 
+# ---------------------------------------------------------------- injected faults
+#
+# /var/lib/lab-cn/faults.json holds rules that the lab (Lab.cn_fault,
+# Lab.cn_throttle) writes for migd's fault tests: [{prog, args (a regex
+# searched in the arguments joined by spaces), count (-1: until cleared),
+# delay_s, and either exit/stdout/stderr (fail without running the command),
+# or throttle_bps/stream (run it with stdout or stdin flowing at that rate),
+# or neither (only the delay)}].  The first matching rule is used; each use
+# is logged to faults.log.  Commands the lab runs itself set LAB_NO_FAULTS.
+
+def take_fault(prog, args):
+    """The first rule matching this command, one of its uses consumed."""
+    path = state_path('faults.json')
+    if os.environ.get('LAB_NO_FAULTS') or not os.path.exists(path):
+        return None
+    line = ' '.join(args)
+    with open(state_path('.faults.lock'), 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rules = read_json(path, [])
+        for rule in rules:
+            if rule.get('prog') in (None, prog) and re.search(rule.get('args') or '', line):
+                if rule.get('count', 1) > 0:
+                    rule['count'] = rule.get('count', 1) - 1
+                    if rule['count'] == 0:
+                        rules.remove(rule)
+                    write_atomic(path, json.dumps(rules))
+                break
+        else:
+            return None
+    with open(state_path('faults.log'), 'a') as log:
+        log.write(json.dumps({'time': round(time.time(), 3), 'prog': prog, 'args': args,
+                              'rule': rule.get('id')}) + '\n')
+    return rule
+
+
+def apply_fault(rule):
+    """Delay, then fail or throttle; return only when the command should run."""
+    time.sleep(float(rule.get('delay_s') or 0))
+    if rule.get('throttle_bps'):
+        sys.exit(run_throttled(int(rule['throttle_bps']), rule.get('stream', 'stdout')))
+    if rule.get('exit') is not None:
+        for stream, text in ((sys.stdout, rule.get('stdout')), (sys.stderr, rule.get('stderr'))):
+            if text:
+                stream.write(text if text.endswith('\n') else text + '\n')
+        sys.exit(int(rule['exit']))
+
+
+def run_throttled(bps, stream):
+    """Run this very command again (faults off) as a child and pass its
+    stdout (or our stdin) through at about bps bytes a second.  `zfs send`
+    still execs the real zfs in the child; only the pipe is slowed down."""
+    env = dict(os.environ, LAB_NO_FAULTS='1')
+    if stream == 'stdin':
+        child = subprocess.Popen(sys.argv, stdin=subprocess.PIPE, env=env)
+        src, dst = sys.stdin.fileno(), child.stdin.fileno()
+    else:
+        child = subprocess.Popen(sys.argv, stdout=subprocess.PIPE, env=env)
+        src, dst = child.stdout.fileno(), sys.stdout.fileno()
+    try:
+        pump(src, dst, bps)
+    except BrokenPipeError:
+        child.kill()
+    finally:
+        (child.stdin if stream == 'stdin' else child.stdout).close()
+    return child.wait()
+
+
+def pump(src, dst, bps):
+    """Copy src to dst, sleeping so that the average rate stays at bps."""
+    chunk = max(1024, min(1 << 20, bps // 20))
+    started, sent = time.monotonic(), 0
+    while True:
+        data = os.read(src, chunk)
+        if not data:
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view):]
+        sent += len(data)
+        ahead = sent / bps - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
 # ---------------------------------------------------------------- dispatch
 
 def sysinfo_main(args):
@@ -959,6 +1277,9 @@ def main():
         sys.stderr.write('smartos.py: call me as one of %s\n' % ', '.join(sorted(COMMANDS)))
         return 2
     try:
+        rule = take_fault(prog, sys.argv[1:])
+        if rule is not None:
+            apply_fault(rule)
         if prog in LOCKED or sys.argv[1:2] in (['start'], ['stop'], ['import']):
             with CNLock():
                 COMMANDS[prog](sys.argv[1:])
