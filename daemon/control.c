@@ -436,6 +436,21 @@ static void handle_job_get(struct control *c, h2o_req_t *req, const char *uuid)
         respond_json(req, 200, job);
 }
 
+/* GET /jobs/:uuid/actions: the journal, for migctl show -v. */
+static void handle_job_actions(struct control *c, h2o_req_t *req, const char *uuid)
+{
+    json_t *job = find_job(c, req, uuid);
+    if (job == NULL)
+        return;
+    json_decref(job);
+    json_t *actions = mig_store_actions_json(c->d->store, uuid);
+    if (actions == NULL) {
+        respond_error(req, 500, "DatabaseError", "cannot read the journal of job %s", uuid);
+        return;
+    }
+    respond_json(req, 200, json_pack("{s:s, s:o}", "job", uuid, "actions", actions));
+}
+
 static void handle_job_log(struct control *c, h2o_req_t *req, const char *uuid)
 {
     json_t *job = find_job(c, req, uuid);
@@ -846,11 +861,14 @@ static void route(struct control *c, h2o_req_t *req)
                 return handle_job_action(c, req, seg[1]);
             return respond_bad_method(req, "GET, HEAD, POST");
         }
-        if (strcmp(seg[2], "watch") == 0 || strcmp(seg[2], "log") == 0) {
+        if (strcmp(seg[2], "watch") == 0 || strcmp(seg[2], "log") == 0 ||
+            strcmp(seg[2], "actions") == 0) {
             if (!get)
                 return respond_bad_method(req, "GET, HEAD");
             if (seg[2][0] == 'w')
                 return handle_job_watch(c, req, seg[1]);
+            if (seg[2][0] == 'a')
+                return handle_job_actions(c, req, seg[1]);
             return handle_job_log(c, req, seg[1]);
         }
     }

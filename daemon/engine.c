@@ -686,26 +686,32 @@ static void on_submit_finished(void *owner, int err)
     json_t *plan = NULL;
     if (e->closing)
         return;
-    if (err != 0) {
+    /*
+     * A VM that has an unfinished job is refused for that first, whatever
+     * else the checks found (two submissions may be checked at once, so
+     * this is asked after them, right before saving).
+     */
+    char holder[MIG_UUID_LEN + 1];
+    int hrc = mig_uuid_valid(job->vm_uuid)
+                  ? mig_store_job_holding_vm(e->d->store, job->vm_uuid, holder)
+                  : -ENOENT;
+    if (hrc == 0) {
+        refusal.rule = MIG_RULE_VM_BUSY;
+        snprintf(refusal.message, sizeof(refusal.message),
+                 "VM %s already has unfinished job %s; see migctl show %s", job->vm_uuid, holder,
+                 holder);
+        err = MIG_EREFUSED;
+    } else if (hrc != -ENOENT) {
+        refusal.rule = "InternalError";
+        snprintf(refusal.message, sizeof(refusal.message), "the database cannot be read");
+        err = MIG_EDB;
+    } else if (err != 0) {
         refusal.rule = s->sub.a.err_code;
         snprintf(refusal.message, sizeof(refusal.message), "%s", s->sub.a.err_msg);
         err = MIG_EREFUSED;
     } else {
         plan = mig_submit_plan(&s->sub, job->limit_mbps);
-        char holder[MIG_UUID_LEN + 1];
-        /* Two submissions of one VM may be checked at once: ask again, then save. */
-        int hrc = mig_store_job_holding_vm(e->d->store, job->vm_uuid, holder);
-        if (hrc == 0) {
-            refusal.rule = MIG_RULE_VM_BUSY;
-            snprintf(refusal.message, sizeof(refusal.message),
-                     "VM %s already has unfinished job %s; see migctl show %s", job->vm_uuid,
-                     holder, holder);
-            err = MIG_EREFUSED;
-        } else if (hrc != -ENOENT) {
-            refusal.rule = "InternalError";
-            snprintf(refusal.message, sizeof(refusal.message), "the database cannot be read");
-            err = MIG_EDB;
-        } else if (!job->dry_run) {
+        if (!job->dry_run) {
             job->created = mig_now_ms();
             int rc = mig_store_job_save(e->d->store, job);
             if (rc != 0) {

@@ -645,6 +645,7 @@ void exec_undo(struct exec *x, unsigned phase_mask)
 
 void exec_call(struct exec *x, mig_act_fn fn, struct mig_act *a)
 {
+    x->ops.unsaved = true;
     x->stage = ST_CALL;
     x->fn = fn;
     x->cur = a;

@@ -178,7 +178,11 @@ int main(int argc, char **argv)
             check_only = true;
             break;
         case 'V':
+#ifdef MIGD_CRASH_POINTS
+            printf("migd %s (test build: crash points)\n", MIGD_VERSION);
+#else
             printf("migd %s\n", MIGD_VERSION);
+#endif
             return 0;
         case ':':
             fprintf(stderr,

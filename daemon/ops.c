@@ -166,13 +166,15 @@ void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job
     int rc = -EINVAL;
     char detail[256] = "";
     const char *host = mig_job_side_ip(job, op->on);
+    /* A submission's records are not stored: its job does not exist yet. */
+    const char *jid = o->unsaved ? NULL : job->uuid;
     switch (op->kind) {
     case MIG_OP_SSH:
         if (op->cmd == NULL || host == NULL) {
             snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
             break;
         }
-        mig_log(MIG_LOG_DEBUG, job->uuid, job->vm_uuid, "ssh %s: %s", host, op->cmd);
+        mig_log(MIG_LOG_DEBUG, jid, job->vm_uuid, "ssh %s: %s", host, op->cmd);
         rc = mig_ssh_exec(o->d->ssh, host, op->cmd, op->input,
                           op->input != NULL ? strlen(op->input) : 0, 600, on_ssh_done, o);
         if (rc != 0)
@@ -184,7 +186,7 @@ void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job
             snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
             break;
         }
-        mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "relay %s: %s -> %s: %s", host, op->cmd,
+        mig_log(MIG_LOG_INFO, jid, job->vm_uuid, "relay %s: %s -> %s: %s", host, op->cmd,
                 to, op->cmd2);
         struct mig_ssh_relay_opts opts = {
             .buffer_bytes = 0, .limit_bytes_s = limit_bytes_s, .idle_timeout_s = 600};
@@ -200,7 +202,7 @@ void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job
                      op->api != NULL ? op->api : "API", op->method);
             break;
         }
-        mig_log(MIG_LOG_DEBUG, job->uuid, job->vm_uuid, "%s %s", op->method, op->url);
+        mig_log(MIG_LOG_DEBUG, jid, job->vm_uuid, "%s %s", op->method, op->url);
         struct mig_http_req req = {
             .method = op->method,
             .url = op->url,

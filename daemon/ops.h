@@ -27,6 +27,7 @@ struct ops {
     bool busy;                /* an operation (or a sleep) is outstanding */
     bool deliver;             /* the timer delivers res (an op that could not start) */
     bool closing;
+    bool unsaved;             /* the job is not in the store yet: log without its uuid */
     void (*on_closed)(void *arg);
     void *closed_arg;
     struct mig_result res; /* the last result; its strings below live until the next op */

@@ -4,7 +4,7 @@
 MIGD_DEPS="build-essential cmake pkg-config libuv1-dev libssh2-1-dev
   libcurl4-openssl-dev libjansson-dev libsqlite3-dev libh2o-dev libssl-dev
   libcmocka-dev zfs-fuse openssh-server openssh-client python3 python3-pytest
-  util-linux procps fuse3 sqlite3 curl"
+  util-linux procps fuse3 sqlite3 curl valgrind"
 
 migd_install_deps() {
     local missing=()

@@ -36,12 +36,18 @@ class Migd:
     def socket(self):
         return self.config['socket']
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, env=None, argv_prefix=(), wait=True):
+        """Starts migd (env: extra environment, e.g. MIGD_CRASH_AT; argv_prefix: a
+        wrapper such as valgrind) and, with wait, waits until it answers."""
         with open(self.config_path, 'w') as f:
             json.dump(self.config, f, indent=2)
         self.log = open(self.log_path, 'ab')
-        self.proc = subprocess.Popen([os.path.join(self.build_dir, 'migd'), '-f', self.config_path],
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(list(argv_prefix) +
+                                     [os.path.join(self.build_dir, 'migd'), '-f', self.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+                                     env=dict(os.environ, **(env or {})))
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -68,6 +74,18 @@ class Migd:
         self.proc.kill()
         self.proc.wait()
         self.log.close()
+
+    def wait_exit(self, timeout):
+        """The exit status once migd has exited, or None while it runs."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.log.close()
+        return rc
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def log_text(self):
         try:

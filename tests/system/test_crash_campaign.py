@@ -1,0 +1,464 @@
+"""The crash campaign: migd is killed at every journal point of every action
+of a migration, and started again, and the VM must end up attached and
+bootable on exactly one CN with its data, its IPs and an inventory that
+agrees.
+
+migd built with -DMIGD_CRASH_POINTS=ON (the test build; `migd -V` says so)
+_exits with status 99 when MIGD_CRASH_AT=KEY:POINT names the point it
+reaches: before an action is journaled started, after it is started but
+before it acts, after it acted but before it is journaled done (and the
+same three points of each undo).  For each scenario a clean run lists the
+actions from the job's journal (`migctl show -v -j`); then the campaign
+walks those points in the order a job reaches them, in chains: migd is
+started armed with the next point, killed there, checked (never bootable on
+two CNs, never a source destroyed before the target is verified), started
+armed with the point after, and so on until the job ends, when every
+invariant is checked.  A point a chain does not reach starts a fresh chain.
+A few kills at random instants of a transfer (SIGKILL while bytes flow)
+complete it.  Each scenario prints its table of points and outcomes.
+
+The VM moves back and forth between cn1 and cn2: a chain that ends
+switched is cleaned up (`migctl cleanup`), so the next one starts from the
+VM's new home.
+"""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from migd_daemon import Migd
+
+POINTS = ('before-start', 'after-start', 'after-act')
+UNDO_POINTS = ('undo-before-start', 'undo-after-start', 'undo-after-act')
+CRASH_EXIT = 99
+
+
+@pytest.fixture(scope='module')
+def crash_build(build_dir):
+    out = subprocess.run([os.path.join(str(build_dir), 'migd'), '-V'], capture_output=True,
+                         text=True).stdout
+    assert 'crash points' in out, ('migd in %s is not a test build with crash points (%s); '
+                                   'build with -DMIGD_CRASH_POINTS=ON' % (build_dir, out.strip()))
+    return build_dir
+
+
+@pytest.fixture(scope='module')
+def report():
+    rows = []
+    yield rows
+    print('\n\ncrash campaign')
+    print('%-12s %7s %7s %9s %10s' % ('scenario', 'points', 'killed', 'resumed', 'violations'))
+    for r in rows:
+        print('%-12s %7d %7d %9d %10d' % (r['scenario'], r['points'], r['killed'], r['resumed'],
+                                          len(r['violations'])))
+    print('%-12s %7d %7d %9d %10d' % ('total', sum(r['points'] for r in rows),
+                                      sum(r['killed'] for r in rows),
+                                      sum(r['resumed'] for r in rows),
+                                      sum(len(r['violations']) for r in rows)))
+
+
+class Violation(AssertionError):
+    pass
+
+
+class World:
+    """What the campaign checks, read from the lab."""
+
+    def __init__(self, lab, uuid):
+        self.lab = lab
+        self.uuid = uuid
+
+    def placement(self):
+        return self.lab.vm_placement(self.uuid)
+
+    def home(self):
+        """The CN holding the VM now (attached, not flagged), or None."""
+        holders = [n for n, p in self.placement().items()
+                   if p['zone_state'] == 'installed' and not p['hidden']]
+        return self.lab.cns[holders[0] - 1] if len(holders) == 1 else None
+
+    def vmapi(self):
+        return self.lab.api('vmapi', 'GET', '/vms/%s' % self.uuid)[1]
+
+    def ip_flags(self):
+        flags = {}
+        for nic in self.vmapi()['nics']:
+            flags[nic['ip']] = self.lab.api('napi', 'GET', '/networks/%s/ips/%s'
+                                            % (nic['network_uuid'], nic['ip']))[1]['reserved']
+        return flags
+
+    def nic_cns(self):
+        return {n['mac']: n.get('cn_uuid') for n in
+                self.lab.api('napi', 'GET', '/nics?belongs_to_uuid=%s' % self.uuid)[1]}
+
+    def checksums(self, cn):
+        return self.lab.file_checksums(cn, '/zones/%s/root' % self.uuid)
+
+    def safety(self, where):
+        """What must hold at every instant, checked while migd is dead."""
+        place = self.placement()
+        holders = [n for n, p in place.items()
+                   if p['zone_state'] == 'installed' and not p['hidden']]
+        running = [n for n, p in place.items() if p['running']]
+        problems = []
+        if len(holders) > 1:
+            problems.append('%s: bootable on CNs %s at once' % (where, holders))
+        if len(running) > 1:
+            problems.append('%s: running on CNs %s at once' % (where, running))
+        top = 'zones/%s' % self.uuid
+        with_data = [n for n, p in place.items() if top in p['datasets']]
+        if not with_data:
+            problems.append('%s: no CN has %s' % (where, top))
+        return problems
+
+
+class Scenario:
+    """One kind of job the campaign kills: how it starts, what an operator
+    does along the way, and what it must end as."""
+    name = None
+    mode = None          # migctl migrate flag, or None
+    vm_alias = 'web0'
+    operator = None      # 'finish', 'abort', 'rollback' or 'cleanup'
+    final = 'switched'   # the state the job ends in
+    moves = True         # the VM ends on the target
+
+    def __init__(self, lab, migd, world):
+        self.lab, self.migd, self.world = lab, migd, world
+        self.job = None
+        self.acted = False
+        self.journal = []  # the last chain's journal, read before migd stopped
+        self.marker = None  # journal rows before the operator's action
+
+    def begin(self, target):
+        args = ['migrate'] + ([self.mode] if self.mode else []) + [self.world.uuid,
+                                                                   target.hostname]
+        p = self.migd.ctl(*args)
+        assert p.returncode == 0, p.stderr
+        self.job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+        self.acted = False
+
+    def operate(self, job):
+        """Acts when the job waits for the operator; True when it did."""
+        if self.acted or self.operator is None:
+            return False
+        ready = {'finish': job['state'] == 'waiting' and job['progress']['increments'] >= 1,
+                 'abort': job['state'] == 'waiting',
+                 'rollback': job['state'] == 'switched',
+                 'cleanup': job['state'] == 'switched'}[self.operator]
+        if not ready:
+            return False
+        self.marker = len(self.actions())
+        p = self.migd.ctl(self.operator, self.job)
+        self.acted = True
+        # Armed at the action's first point, migd may die answering it (the
+        # request is recorded before anything acts): the restart continues it.
+        assert p.returncode == 0 or self.migd.wait_exit(10) == CRASH_EXIT, \
+            '%s: %s' % (self.operator, p.stderr)
+        return True
+
+    def ended(self, job):
+        if job['state'] in ('failed', 'aborted', 'rolled_back', 'succeeded'):
+            return True
+        if job['state'] == 'switched':
+            return self.operator not in ('rollback', 'cleanup') or (self.acted and
+                                                                    job['phase'] != 'rollback')
+        return False
+
+    def actions(self):
+        p = self.migd.ctl('show', '-v', '-j', self.job)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout).get('actions', [])
+
+    def targets(self):
+        """The points to kill at, in the order a job reaches them (from a clean run)."""
+        rows = self.journal
+        if self.operator in ('rollback', 'cleanup'):
+            rows = rows[self.marker:]
+        out = [(r['action'], p) for r in rows for p in POINTS]
+        if self.operator == 'abort':
+            # The undo walk visits the journal backwards.
+            undone = [r for r in rows if r['status'] == 'undone']
+            out += [(r['action'], p) for r in reversed(undone) for p in UNDO_POINTS]
+        return out
+
+
+class Full(Scenario):
+    name = 'full'
+
+
+class Stopped(Scenario):
+    name = 'stopped'
+    vm_alias = 'stopped0'
+
+
+class Incremental(Scenario):
+    name = 'incremental'
+    mode = '-i'
+    operator = 'finish'
+
+
+class Auto(Scenario):
+    name = 'auto'
+    mode = '-a'
+
+
+class Abort(Scenario):
+    name = 'abort'
+    mode = '-i'
+    operator = 'abort'
+    final = 'aborted'
+    moves = False
+
+
+class Rollback(Scenario):
+    name = 'rollback'
+    operator = 'rollback'
+    final = 'rolled_back'
+    moves = False
+
+
+class Cleanup(Scenario):
+    name = 'cleanup'
+    operator = 'cleanup'
+    final = 'succeeded'
+
+
+class Campaign:
+    def __init__(self, lab, build_dir, workdir, scenario_cls):
+        self.lab = lab
+        uuid = lab.vms[scenario_cls.vm_alias]['uuid']
+        self.world = World(lab, uuid)
+        # Rounds one second apart; auto switches once a round moves less than 1 MiB.
+        self.migd = Migd(lab, build_dir, workdir,
+                         incremental={'interval_s': 1, 'auto_switch_bytes': 1 << 20})
+        self.cls = scenario_cls
+        self.sc = scenario_cls(lab, self.migd, self.world)
+        self.violations = []
+        self.killed = 0
+        self.resumed = 0
+
+    def other(self, cn):
+        return self.lab.cns[1] if cn.n == 1 else self.lab.cns[0]
+
+    def start(self, point):
+        """Starts migd armed with point; it may die there before it answers."""
+        env = {'MIGD_CRASH_AT': '%s:%s' % point} if point else {}
+        self.migd.start(env=env, wait=False)
+
+    def job(self):
+        """The job, or None while migd is not answering (starting, or dead)."""
+        p = self.migd.ctl('show', '-j', self.sc.job)
+        if p.returncode != 0:
+            if not self.migd.running() or 'cannot connect' in p.stderr or \
+                    'migd is shutting down' in p.stderr:
+                return None  # starting, or killed while answering
+            raise AssertionError(p.stderr)
+        return json.loads(p.stdout)
+
+    def ready(self):
+        """Waits until a freshly started migd answers (True) or has exited (False)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not self.migd.running():
+                return False
+            if self.migd.ctl('status').returncode == 0:
+                return True
+            time.sleep(0.05)
+        raise AssertionError('migd did not answer within 30 s')
+
+    def chain(self, points, deadline_s=600):
+        """Runs one job, killed at points in order; returns the points it reached."""
+        source = self.world.home()
+        assert source is not None, 'the VM has no home before the chain'
+        target = self.other(source)
+        before = {'sums': self.world.checksums(source), 'ips': self.world.ip_flags(),
+                  'running': self.lab.vm_placement(self.world.uuid)[source.n]['running']}
+        hit = []
+        i = 0
+        self.start(points[0] if points else None)
+        assert self.ready(), 'migd died before the job was submitted'
+        self.sc.begin(target)
+        deadline = time.monotonic() + deadline_s
+        while True:
+            assert time.monotonic() < deadline, 'chain of %s did not end' % self.cls.name
+            rc = self.migd.wait_exit(0.05)
+            if rc is not None:
+                if rc != CRASH_EXIT:
+                    self.violations.append('migd exited %s at %s; log: %s'
+                                           % (rc, points[i] if i < len(points) else '-',
+                                              self.migd.log_text()[-2000:]))
+                    raise Violation(self.violations[-1])
+                self.killed += 1
+                hit.append(points[i])
+                self.violations += self.world.safety('killed at %s:%s' % points[i])
+                i += 1
+                self.start(points[i] if i < len(points) else None)
+                self.resumed += 1
+                continue
+            job = self.job()
+            if job is None:
+                time.sleep(0.05)
+                continue
+            if self.sc.operate(job):
+                continue
+            if self.sc.ended(job):
+                break
+            time.sleep(0.05)
+        self.sc.journal = self.sc.actions()
+        assert self.migd.stop() == 0
+        self.check_end(job, source, target, before)
+        if job['state'] == 'switched':
+            self.tidy(job)
+        return hit
+
+    def tidy(self, job):
+        """Deletes the source copy of a switched job, so the VM lives on one CN only."""
+        self.migd.start()
+        p = self.migd.ctl('cleanup', job['uuid'])
+        assert p.returncode == 0, p.stderr
+        deadline = time.monotonic() + 120
+        while self.migd.job(job['uuid'])['state'] != 'succeeded':
+            assert time.monotonic() < deadline, 'cleanup did not end'
+            time.sleep(0.1)
+        assert self.migd.stop() == 0
+
+    def check_end(self, job, source, target, before):
+        name, w, problems = self.cls.name, self.world, []
+        if job['state'] != self.cls.final:
+            problems.append('ended %s (%s), not %s' % (job['state'], job.get('error'),
+                                                       self.cls.final))
+        home = w.home()
+        want = target if self.cls.moves else source
+        other = source if want is target else target
+        place = w.placement()
+        if home is None or home.n != want.n:
+            problems.append('held by %s, not %s: %s' % (home and home.hostname, want.hostname,
+                                                        place))
+        if place[want.n]['running'] != before['running']:
+            problems.append('running=%s on %s, was %s' % (place[want.n]['running'],
+                                                         want.hostname, before['running']))
+        if any(place[n]['running'] for n in place if n != want.n):
+            problems.append('running elsewhere too: %s' % place)
+        if home is not None and w.checksums(home) != before['sums']:
+            problems.append('data on %s differs from the source before the job' % home.hostname)
+        vm = w.vmapi()
+        state = 'running' if before['running'] else 'stopped'
+        if vm['server_uuid'] != want.uuid or vm['state'] != state:
+            problems.append('VMAPI says %s on %s' % (vm['state'], vm['server_uuid']))
+        if any(cn != want.uuid for cn in w.nic_cns().values()):
+            problems.append('NAPI NICs on %s' % w.nic_cns())
+        if w.ip_flags() != before['ips']:
+            problems.append('IP reservations %s, were %s' % (w.ip_flags(), before['ips']))
+        snaps = [s for n in place for s in place[n]['snapshots'] if '@migd-%s' % job['uuid'] in s]
+        if job['state'] == 'switched':
+            if not snaps or any(not s.endswith('-final') for s in snaps):
+                problems.append('job snapshots left: %s' % snaps)
+        elif snaps:
+            problems.append('job snapshots left: %s' % snaps)
+        if (not self.cls.moves or self.cls.final == 'succeeded') and \
+                (place[other.n]['zone_state'] is not None or place[other.n]['datasets']):
+            problems.append('left on %s: %s' % (other.hostname, place[other.n]))
+        self.violations += ['%s: %s' % (name, p) for p in problems]
+
+    def run(self):
+        # A clean run lists the points.
+        self.chain([])
+        points = self.sc.targets()
+        assert points, 'the clean run journaled nothing'
+        pending = list(points)
+        not_reached = []
+        while pending:
+            hit = self.chain(pending)
+            if not hit:
+                # Its first point is not reached from a fresh start either.
+                not_reached.append(pending.pop(0))
+                continue
+            pending = pending[len(hit):]
+        return points, not_reached
+
+    def random_kills(self, kills=4):
+        """SIGKILL at random instants while a transfer moves bytes."""
+        source = self.world.home()
+        self.lab.cn_run(source, 'head -c 48M /dev/urandom > /zones/%s/root/bulk.bin && sync'
+                        % self.world.uuid, timeout=300)
+        self.migd.config['transfer'] = dict(self.migd.config['transfer'], limit_mbps=80)
+        target = self.other(source)
+        before = {'sums': self.world.checksums(source), 'ips': self.world.ip_flags(),
+                  'running': self.lab.vm_placement(self.world.uuid)[source.n]['running']}
+        self.migd.start()
+        self.sc.begin(target)
+        rng = random.Random(6)
+        for k in range(kills):
+            sent = self.job()['progress']['bytes_sent']
+            deadline = time.monotonic() + 60
+            while self.job()['progress']['bytes_sent'] < sent + (1 << 20):
+                assert time.monotonic() < deadline, 'no bytes moved'
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0, 1.5))
+            self.migd.proc.send_signal(signal.SIGKILL)
+            self.migd.wait_exit(10)
+            self.killed += 1
+            self.violations += self.world.safety('SIGKILL %d inside a transfer' % k)
+            self.migd.start()
+            self.resumed += 1
+        deadline = time.monotonic() + 300
+        while not self.sc.ended(self.job()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        job = self.job()
+        assert self.migd.stop() == 0
+        self.check_end(job, source, target, before)
+        if job['state'] == 'switched':
+            self.tidy(job)
+        self.lab.cn_run(self.world.home(), 'rm -f /zones/%s/root/bulk.bin' % self.world.uuid)
+
+
+def run_scenario(lab, crash_build, tmp_path, report, cls):
+    c = Campaign(lab, crash_build, tmp_path / cls.name, cls)
+    points, not_reached = c.run()
+    report.append({'scenario': cls.name, 'points': len(points), 'killed': c.killed,
+                   'resumed': c.resumed, 'violations': c.violations})
+    assert not c.violations, '\n'.join(c.violations[:20])
+    assert not not_reached, 'points never reached: %s' % not_reached
+    assert c.killed >= len(points)
+
+
+def test_full_running_zone(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Full)
+
+
+def test_full_stopped_zone(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Stopped)
+
+
+def test_incremental_through_finish(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Incremental)
+
+
+def test_auto(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Auto)
+
+
+def test_abort_while_waiting(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Abort)
+
+
+def test_rollback_of_switched_job(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Rollback)
+
+
+def test_cleanup_of_switched_job(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Cleanup)
+
+
+def test_random_kills_inside_a_transfer(lab, crash_build, tmp_path, report):
+    c = Campaign(lab, crash_build, tmp_path / 'transfer', Full)
+    c.random_kills()
+    report.append({'scenario': 'transfer', 'points': 4, 'killed': c.killed, 'resumed': c.resumed,
+                   'violations': c.violations})
+    assert not c.violations, '\n'.join(c.violations[:20])
