@@ -265,8 +265,13 @@ static int watch_job(const char *uuid)
         if (state == NULL) {
             fail("job %s: the watch ended without news from migd", uuid);
         } else if (strcmp(state, "succeeded") == 0 || strcmp(state, "switched") == 0 ||
-                   strcmp(state, "waiting") == 0) {
-            if (strcmp(state, "switched") == 0)
+                   strcmp(state, "waiting") == 0 || strcmp(state, "rolled_back") == 0) {
+            if (strcmp(state, "rolled_back") == 0)
+                printf("job %s rolled back: the VM runs on %s again\n", uuid,
+                       json_string_value(json_object_get(w.last, "source_hostname"))
+                           ? json_string_value(json_object_get(w.last, "source_hostname"))
+                           : "the source");
+            else if (strcmp(state, "switched") == 0)
                 printf("job %s switched: the VM runs on %s; \"migctl cleanup %s\" deletes the "
                        "source copy, \"migctl rollback %s\" moves it back\n",
                        uuid,
@@ -708,8 +713,9 @@ static const struct command commands[] = {
      "  -j  the job's JSON (with -v, its \"actions\" too)\n"},
     {"watch", cmd_watch, "watch JOB",
      "Follows a job: a live progress line on a terminal, one line per change\n"
-     "otherwise.  Exits 0 when the job succeeded, switched or waits for finish,\n"
-     "1 when it failed, was aborted or rolled back.\n"},
+     "otherwise.  Exits 0 when the job succeeded, switched, waits for finish, or\n"
+     "its rollback (migctl rollback) brought the VM back to the source; 1 when it\n"
+     "failed or was aborted.\n"},
     {"finish", cmd_action, "finish JOB",
      "Starts the switch of an incremental job that is in sync.\n"},
     {"abort", cmd_action, "abort JOB", "Stops a job that has not switched and rolls it back.\n"},

@@ -70,7 +70,10 @@ void mig_res_why(const struct mig_result *res, char *buf, size_t bufsz)
     if (res == NULL) {
         snprintf(buf, bufsz, "no result");
     } else if (res->err != 0) {
-        snprintf(buf, bufsz, "%s", res->detail[0] != '\0' ? res->detail : mig_strerror(res->err));
+        /* A command that ended the stream early says why on its stderr. */
+        first_line(res->errout, line, sizeof(line));
+        snprintf(buf, bufsz, "%s%s%s", res->detail[0] != '\0' ? res->detail : mig_strerror(res->err),
+                 line[0] != '\0' ? ": " : "", line);
     } else if (res->http_status != 0) {
         const char *msg = json_string_value(json_object_get(res->json, "message"));
         const char *code = json_string_value(json_object_get(res->json, "code"));
