@@ -672,6 +672,10 @@ static int cmd_status(int argc, char **argv)
                 putchar(',');
         }
         putchar('\n');
+        json_int_t bad = json_integer_value(json_object_get(ping, "unreadable"));
+        if (bad > 0)
+            printf("%lld job record%s cannot be read: see \"migctl list -a\" and migd's log\n",
+                   (long long)bad, bad == 1 ? "" : "s");
     }
     json_decref(ping);
     return EXIT_OK;

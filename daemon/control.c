@@ -288,9 +288,10 @@ static void handle_ping(struct control *c, h2o_req_t *req)
 {
     json_t *stats = engine_stats_json(c->d->engine);
     int64_t up = (mig_now_ms() - c->d->started_ms) / 1000;
-    json_t *body = json_pack("{s:s, s:I, s:i, s:o}", "version", MIGD_VERSION, "uptime_s",
+    json_t *body = json_pack("{s:s, s:I, s:i, s:o, s:O}", "version", MIGD_VERSION, "uptime_s",
                              (json_int_t)(up < 0 ? 0 : up), "pid", (int)getpid(), "jobs",
-                             jobs_by_state(stats));
+                             jobs_by_state(stats), "unreadable",
+                             json_object_get(stats, "unreadable"));
     json_decref(stats);
     respond_json(req, 200, body);
 }
