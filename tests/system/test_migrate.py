@@ -7,6 +7,7 @@ everything product.md promises about a switched job.
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -112,3 +113,44 @@ def test_second_migration_of_switched_vm_refused(lab, migd):
     p = migd.ctl('migrate', v['uuid'], 'cn1')
     assert p.returncode == 1
     assert 'VmAlreadyMigrating' in p.stderr
+
+
+def test_plan_and_journal_come_from_one_table(lab, migd):
+    """The dry run prints the actions the job will take, in order, on which CN;
+    show -v prints what it took, from the journal, with times."""
+    v = vm(lab, 'stopped0')
+    # An earlier test left it switched: its source copy goes first (migctl cleanup).
+    for j in migd.jobs('vm_uuid=%s' % v['uuid'], 'state=switched'):
+        assert migd.ctl('cleanup', j['uuid']).returncode == 0
+        for _ in range(600):
+            if migd.job(j['uuid'])['state'] == 'succeeded':
+                break
+            time.sleep(0.1)
+    src = [cn for cn in lab.cns if cn.uuid ==
+           lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['server_uuid']][0]
+    dst = lab.cns[0] if src.n != 1 else lab.cns[1]
+    p = migd.ctl('migrate', '-n', v['uuid'], dst.hostname)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    planned = [l.split()[0] for l in lines if re.match(r'^\s+[a-z]+\.[a-z_]+', l)]
+    assert planned[0] == 'prepare.inspect_source', p.stdout
+    for key in ('sync.send@1#0', 'switch.attach_target', 'switch.record_vmapi'):
+        assert key in planned, p.stdout
+    # A stopped VM is neither stopped nor started; attach runs on the target.
+    assert 'switch.stop_source' not in planned and 'switch.start_target' not in planned
+    attach = [l for l in lines if 'switch.attach_target' in l][0]
+    assert dst.hostname in attach.split()
+    assert planned.index('switch.hide_source') < planned.index('switch.show_target')
+    # The job's journal after a real run: the same actions, each done, with times.
+    p = migd.ctl('migrate', '-w', v['uuid'], dst.hostname)
+    assert p.returncode == 0, p.stderr
+    job_uuid = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+    shown = json.loads(migd.ctl('show', '-v', '-j', job_uuid).stdout)
+    taken = [a['action'] for a in shown['actions']]
+    assert [k for k in planned if k in taken] == [k for k in taken if k in planned]
+    assert set(planned) <= set(taken), set(planned) - set(taken)
+    for a in shown['actions']:
+        assert a['status'] == 'done', a
+        assert a['started'] and a['ended'] and isinstance(a['duration_ms'], int), a
+    text = migd.ctl('show', '-v', job_uuid).stdout
+    assert re.search(r'switch\.attach_target\s+target\s+done', text), text

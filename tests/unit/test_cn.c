@@ -330,6 +330,92 @@ static void test_parse_zpool(void **state)
     assert_int_equal(mig_parse_zpool_list(NULL, &size, &free_bytes), MIG_EPARSE);
 }
 
+static void test_commands_of_the_journaled_actions(void **state)
+{
+    (void)state;
+    /* zonecfg reads stdin with "-": illumos refuses "-f /dev/stdin" over a pipe. */
+    expect_cmd(mig_cmd_zonecfg_import_stdin(VM), "zonecfg -z '" VM "' -f -");
+    assert_null(mig_cmd_zonecfg_import_stdin("x; rm -rf /"));
+    expect_cmd(mig_cmd_zfs_get_snap("guid", "zones/" VM, "migd-1"),
+               "zfs get -H -p -o value 'guid' 'zones/" VM "@migd-1'");
+    assert_null(mig_cmd_zfs_get_snap("guid", "zones/" VM, "a b"));
+    assert_null(mig_cmd_zfs_get_snap("guid;id", "zones/" VM, "migd-1"));
+    expect_cmd(mig_cmd_zfs_receive_resumable("zones"), "zfs receive -s -F -d 'zones'");
+    assert_null(mig_cmd_zfs_receive_resumable("zones;reboot"));
+}
+
+static void test_resume_token(void **state)
+{
+    (void)state;
+    char tok[256];
+    /* No token: "-" (the property's empty value) or nothing. */
+    assert_int_equal(mig_parse_resume_token("-\n", tok, sizeof(tok)), 0);
+    assert_int_equal(mig_parse_resume_token("", tok, sizeof(tok)), 0);
+    /* A token as zfs prints it: hex fields joined by '-'. */
+    const char *t = "1-e604ea4bf-e0-789c63a2a4c3a32e0b";
+    char line[64];
+    snprintf(line, sizeof(line), "%s\n", t);
+    assert_int_equal(mig_parse_resume_token(line, tok, sizeof(tok)), 1);
+    assert_string_equal(tok, t);
+    expect_cmd(mig_cmd_zfs_send_resume(tok), "zfs send -t '1-e604ea4bf-e0-789c63a2a4c3a32e0b'");
+    /* Anything else is not a token, and never reaches a command line. */
+    assert_int_equal(mig_parse_resume_token("1-abc'; rm -rf /", tok, sizeof(tok)), MIG_EPARSE);
+    assert_int_equal(mig_parse_resume_token("-t", tok, sizeof(tok)), MIG_EPARSE);
+    assert_int_equal(mig_parse_resume_token("1-abc def", tok, sizeof(tok)), MIG_EPARSE);
+    assert_int_equal(mig_parse_resume_token("1-abcdef", tok, 4), MIG_EPARSE);
+    assert_null(mig_cmd_zfs_send_resume("-x"));
+    assert_null(mig_cmd_zfs_send_resume("1-ab'c"));
+    assert_null(mig_cmd_zfs_send_resume(""));
+}
+
+static void test_parse_guid(void **state)
+{
+    (void)state;
+    uint64_t g = 0;
+    assert_int_equal(mig_parse_guid("13513302376734154478\n", &g), 0);
+    assert_true(g == 13513302376734154478ULL);
+    assert_int_equal(mig_parse_guid("", &g), MIG_EPARSE);
+    assert_int_equal(mig_parse_guid("-", &g), MIG_EPARSE);
+    assert_int_equal(mig_parse_guid("12a", &g), MIG_EPARSE);
+    assert_int_equal(mig_parse_guid("99999999999999999999999", &g), MIG_EPARSE);
+}
+
+static void test_zonecfg_flags(void **state)
+{
+    (void)state;
+    int autoboot = 7;
+    bool hidden = true;
+    const char *plain = "create -b\nset zonepath=/zones/x\nset autoboot=true\nadd attr\n"
+                        "set name=alias\nset type=string\nset value=\"d2ViMA==\"\nend\n";
+    assert_int_equal(mig_parse_zonecfg_flags(plain, &autoboot, &hidden), 0);
+    assert_int_equal(autoboot, 1);
+    assert_false(hidden);
+    const char *flagged = "create -b\nset autoboot=false\nadd attr\n\tset name=do-not-inventory\n"
+                          "\tset type=string\n\tset value=\"true\"\nend\n";
+    assert_int_equal(mig_parse_zonecfg_flags(flagged, &autoboot, &hidden), 0);
+    assert_int_equal(autoboot, 0);
+    assert_true(hidden);
+    /* An attr named otherwise, or do-not-inventory=false, does not hide. */
+    const char *unflagged = "create -b\nadd attr\nset name=do-not-inventory\n"
+                            "set type=string\nset value=false\nend\n";
+    assert_int_equal(mig_parse_zonecfg_flags(unflagged, &autoboot, &hidden), 0);
+    assert_false(hidden);
+    assert_int_equal(autoboot, -1);
+
+    /* The target's copy carries the flag exactly once, appended when absent. */
+    char *once = mig_zonecfg_hidden(plain);
+    assert_int_equal(mig_parse_zonecfg_flags(once, &autoboot, &hidden), 0);
+    assert_true(hidden);
+    assert_non_null(strstr(once, plain));
+    char *again = mig_zonecfg_hidden(once);
+    assert_string_equal(again, once);
+    free(once);
+    free(again);
+    char *nonl = mig_zonecfg_hidden("create -b");
+    assert_non_null(strstr(nonl, "create -b\nadd attr\n"));
+    free(nonl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +427,10 @@ int main(void)
         cmocka_unit_test(test_parse_lines),
         cmocka_unit_test(test_parse_zoneadm),
         cmocka_unit_test(test_parse_zpool),
+        cmocka_unit_test(test_commands_of_the_journaled_actions),
+        cmocka_unit_test(test_resume_token),
+        cmocka_unit_test(test_parse_guid),
+        cmocka_unit_test(test_zonecfg_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
