@@ -578,14 +578,16 @@ static int check_submit_body(h2o_req_t *req, json_t *body)
 {
     static const struct {
         const char *key;
-        int type; /* JSON_STRING or JSON_TRUE (any boolean) */
+        int type; /* JSON_STRING, JSON_TRUE (any boolean) or JSON_INTEGER */
         bool required;
     } keys[] = {{"vm_uuid", JSON_STRING, true},
                 {"target", JSON_STRING, false},
                 {"mode", JSON_STRING, false},
                 {"dry_run", JSON_TRUE, false},
                 {"allow_older_platform", JSON_TRUE, false},
-                {"cleanup_source", JSON_TRUE, false}};
+                {"cleanup_source", JSON_TRUE, false},
+                {"transfer", JSON_STRING, false},
+                {"limit_mbps", JSON_INTEGER, false}};
     enum { NKEYS = sizeof(keys) / sizeof(keys[0]) };
     const char *key;
     json_t *v;
@@ -600,10 +602,14 @@ static int check_submit_body(h2o_req_t *req, json_t *body)
         }
         if (json_is_null(v) && !keys[i].required)
             continue;
-        bool ok = keys[i].type == JSON_STRING ? json_is_string(v) : json_is_boolean(v);
+        bool ok = keys[i].type == JSON_STRING    ? json_is_string(v)
+                  : keys[i].type == JSON_INTEGER ? json_is_integer(v)
+                                                 : json_is_boolean(v);
         if (!ok) {
-            respond_error(req, 400, "InvalidArgument", "%s must be a %s", key,
-                          keys[i].type == JSON_STRING ? "string" : "boolean");
+            respond_error(req, 400, "InvalidArgument", "%s must be %s", key,
+                          keys[i].type == JSON_STRING    ? "a string"
+                          : keys[i].type == JSON_INTEGER ? "an integer"
+                                                         : "a boolean");
             return -EINVAL;
         }
     }
@@ -618,6 +624,19 @@ static int check_submit_body(h2o_req_t *req, json_t *body)
     if (mode != NULL && mig_mode_parse(mode, &m) != 0) {
         respond_error(req, 400, "InvalidArgument", "mode \"%s\" is not full, incremental or auto",
                       mode);
+        return -EINVAL;
+    }
+    const char *transfer = json_string_value(json_object_get(body, "transfer"));
+    if (transfer != NULL && strcmp(transfer, "relay") != 0 && strcmp(transfer, "direct") != 0) {
+        respond_error(req, 400, "InvalidArgument", "transfer \"%s\" is not relay or direct",
+                      transfer);
+        return -EINVAL;
+    }
+    json_t *limit = json_object_get(body, "limit_mbps");
+    if (json_is_integer(limit) &&
+        (json_integer_value(limit) < 0 || json_integer_value(limit) > 1000000)) {
+        respond_error(req, 400, "InvalidArgument",
+                      "limit_mbps must be 0 (no cap) to 1000000 Mbit/s");
         return -EINVAL;
     }
     return 0;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "converge.h"
 #include "err.h"
 #include "executor.h"
 #include "log.h"
@@ -34,7 +35,8 @@ struct jrun {
     struct engine *e;
     struct mig_job *job; /* owned */
     struct exec *x;
-    int64_t round_sent_base; /* progress.bytes_sent when the current round began */
+    int64_t round_sent_base; /* progress.bytes_sent when the current plan began */
+    int64_t round_started_ms; /* when it began */
     bool sleeping;           /* between sync rounds: the executor's walk ended in a sleep */
     bool ending;
     struct jrun *next;
@@ -257,16 +259,40 @@ static unsigned undo_mask(const struct mig_job *job)
 /* What the sync phase does after a round. */
 enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH };
 
+/* The last round's forecast of a switch now, -1 when there is none. */
+static int64_t predicted_ms(const struct mig_job *job)
+{
+    return job->nround_log > 0 ? job->round_log[job->nround_log - 1].predicted_downtime_ms : -1;
+}
+
+/*
+ * After a round: switch (full mode, finish asked, or auto converged: the
+ * last delta small or the predicted downtime short, after at least one
+ * incremental round), wait (the rounds stopped shrinking, or max_rounds),
+ * or another round.
+ */
 static enum sync_next sync_decide(const struct mig_job *job, const struct mig_config *cfg)
 {
     if (job->mode == MIG_MODE_FULL || job->finish_requested)
         return SYNC_SWITCH;
-    if (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && job->ctx.last_delta >= 0 &&
-        job->ctx.last_delta < cfg->incremental.auto_switch_bytes)
+    if (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && !job->ctx.stalled &&
+        ((job->ctx.last_delta >= 0 && job->ctx.last_delta < cfg->incremental.auto_switch_bytes) ||
+         (predicted_ms(job) >= 0 &&
+          predicted_ms(job) <= (int64_t)cfg->incremental.max_downtime_s * 1000)))
         return SYNC_SWITCH;
-    if (job->ctx.rounds >= cfg->incremental.max_rounds)
+    if (job->ctx.stalled || job->ctx.rounds >= cfg->incremental.max_rounds)
         return SYNC_WAIT;
     return SYNC_ROUND;
+}
+
+/* The last round's forecast, for the operator. */
+static void forecast_text(const struct mig_job *job, char *buf, size_t bufsz)
+{
+    const struct mig_round *last =
+        job->nround_log > 0 ? &job->round_log[job->nround_log - 1] : NULL;
+    struct mig_forecast f = {job->ctx.write_bytes_s, last != NULL ? last->rate_bytes_s : -1,
+                             predicted_ms(job)};
+    mig_forecast_text(&f, buf, bufsz);
 }
 
 static void set_phase(struct jrun *r, enum mig_phase phase)
@@ -313,6 +339,7 @@ static void run_plan(struct jrun *r)
     struct mig_plan *p = mig_calloc(1, sizeof(*p));
     plan_now(r, p);
     r->round_sent_base = r->job->progress.bytes_sent;
+    r->round_started_ms = mig_now_ms();
     exec_run(r->x, p);
     free(p);
 }
@@ -339,13 +366,24 @@ static void sync_step(struct jrun *r)
         return;
     case SYNC_WAIT:
     case SYNC_ROUND:
-        if (job->mode == MIG_MODE_INCREMENTAL && job->state == MIG_JOB_RUNNING)
+        /* An incremental job, or an auto one that stopped converging, waits for finish. */
+        if ((job->mode == MIG_MODE_INCREMENTAL || job->ctx.stalled) &&
+            job->state == MIG_JOB_RUNNING)
             apply(r, MIG_EV_SYNCED);
-        if (sync_decide(job, cfg) == SYNC_WAIT)
-            mig_job_set_activity(job, "in sync after %d rounds (incremental.max_rounds); "
-                                      "waiting for migctl finish", job->ctx.rounds);
-        else
-            mig_job_set_activity(job, "next round in %d s", cfg->incremental.interval_s);
+        {
+            char f[200];
+            forecast_text(job, f, sizeof(f));
+            if (job->ctx.stalled)
+                mig_job_set_activity(job, "not converging: %s", f);
+            else if (sync_decide(job, cfg) == SYNC_WAIT)
+                mig_job_set_activity(job, "in sync after %d rounds (incremental.max_rounds): %s",
+                                     job->ctx.rounds, f);
+            else if (job->ctx.rounds >= 2)
+                mig_job_set_activity(job, "next round in %d s; %s", cfg->incremental.interval_s,
+                                     f);
+            else
+                mig_job_set_activity(job, "next round in %d s", cfg->incremental.interval_s);
+        }
         notify(r->e, job);
         /* A wait without rounds still wakes for finish or abort. */
         r->sleeping = true;
@@ -401,6 +439,89 @@ static void after_sleep(struct jrun *r)
     run_plan(r);
 }
 
+/*
+ * A sync round ended: on record (rounds[]), with the forecast of a switch
+ * now, and whether the rounds stopped shrinking (three in a row).
+ */
+static void record_round(struct jrun *r)
+{
+    struct mig_job *job = r->job;
+    int64_t now = mig_now_ms();
+    int64_t bytes = job->progress.bytes_sent - r->round_sent_base;
+    int64_t took = now - r->round_started_ms;
+    int64_t since = job->ctx.snap_ms > 0 ? r->round_started_ms - job->ctx.snap_ms : -1;
+    job->ctx.snap_ms = r->round_started_ms;
+    job->ctx.rounds++;
+    struct mig_round rd = {.n = job->ctx.rounds, .bytes = bytes, .duration_ms = took,
+                           .rate_bytes_s = took > 0 ? bytes * 1000 / took : -1,
+                           .predicted_downtime_ms = -1};
+    if (job->ctx.rounds >= 2) {
+        struct mig_forecast f = mig_forecast(bytes, took, since, MIG_SWITCH_FIXED_MS);
+        rd.predicted_downtime_ms = f.predicted_ms;
+        job->ctx.write_bytes_s = f.write_bytes_s;
+        job->ctx.last_delta = bytes;
+        job->progress.increments++;
+    }
+    mig_job_log_round(job, &rd);
+    int64_t deltas[MIG_MAX_ROUND_LOG];
+    size_t n = 0;
+    for (int i = 0; i < job->nround_log; i++)
+        if (job->round_log[i].n >= 2)
+            deltas[n++] = job->round_log[i].bytes;
+    if (job->mode != MIG_MODE_FULL && !job->ctx.stalled && mig_stalled(deltas, n)) {
+        char f[200];
+        forecast_text(job, f, sizeof(f));
+        job->ctx.stalled = 1;
+        jlog(job, MIG_LOG_WARN, "three rounds did not shrink the delta: no more rounds; %s", f);
+    }
+}
+
+/*
+ * The switch ended: its downtime window (from switch.begin to the VM up on
+ * the target) action by action from the journal, migd's own share (the
+ * downtime less the remote operations' time), and the final send on record.
+ */
+static void record_breakdown(struct jrun *r)
+{
+    struct mig_job *job = r->job;
+    struct mig_action_rec *rows = NULL;
+    size_t n = 0;
+    if (mig_store_actions(r->e->d->store, job->uuid, &rows, &n) != 0)
+        return;
+    const char *last = job->vm_was_running == 1 ? "switch.start_target" : "switch.show_target";
+    int64_t op_total = 0, send_from = 0, send_to = 0;
+    bool inside = false;
+    job->nbreakdown = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct mig_action_rec *a = &rows[i];
+        if (strcmp(a->key, "switch.begin") == 0)
+            inside = true;
+        if (!inside)
+            continue;
+        if (strncmp(a->key, "switch.snapshot@final", 21) == 0 && send_from == 0)
+            send_from = a->started_ms;
+        if (strncmp(a->key, "switch.send@final", 17) == 0)
+            send_to = a->ended_ms;
+        if (job->nbreakdown < MIG_MAX_BREAKDOWN && a->ended_ms >= a->started_ms) {
+            struct mig_part *p = &job->breakdown[job->nbreakdown++];
+            snprintf(p->action, sizeof(p->action), "%s", a->key);
+            p->ms = a->ended_ms - a->started_ms;
+        }
+        op_total += a->op_ms > 0 ? a->op_ms : 0;
+        if (strcmp(a->key, last) == 0)
+            break;
+    }
+    free(rows);
+    if (job->downtime_ms >= 0)
+        job->daemon_ms = job->downtime_ms > op_total ? job->downtime_ms - op_total : 0;
+    int64_t took = send_to > send_from ? send_to - send_from : 0;
+    int64_t bytes = job->progress.bytes_sent - r->round_sent_base;
+    struct mig_round rd = {.n = job->ctx.rounds + 1, .bytes = bytes, .duration_ms = took,
+                           .rate_bytes_s = took > 0 ? bytes * 1000 / took : -1,
+                           .predicted_downtime_ms = -1};
+    mig_job_log_round(job, &rd);
+}
+
 /* A plan walked to its end: the next phase. */
 static void plan_done(struct jrun *r)
 {
@@ -427,18 +548,13 @@ static void plan_done(struct jrun *r)
         set_phase(r, MIG_PHASE_SYNC);
         run_plan(r);
         return;
-    case MIG_PHASE_SYNC: {
-        int64_t delta = job->progress.bytes_sent - r->round_sent_base;
-        job->ctx.rounds++;
-        if (job->ctx.rounds >= 2) {
-            job->ctx.last_delta = delta;
-            job->progress.increments++;
-        }
+    case MIG_PHASE_SYNC:
+        record_round(r);
         save(r);
         sync_step(r);
         return;
-    }
     case MIG_PHASE_SWITCH:
+        record_breakdown(r);
         jlog(job, MIG_LOG_INFO, "VM %s is %s on %s after %lld ms of downtime", job->vm_uuid,
              job->vm_was_running == 1 ? "running" : "installed", job->target_hostname,
              (long long)job->downtime_ms);
@@ -705,6 +821,13 @@ static void on_submit_finished(void *owner, int err)
         refusal.rule = "InternalError";
         snprintf(refusal.message, sizeof(refusal.message), "the database cannot be read");
         err = MIG_EDB;
+    } else if (err == 0 && strcmp(job->transfer, "direct") == 0) {
+        /* Never a silent relay for a job that asked for direct. */
+        refusal.rule = "TransferNotSupported";
+        snprintf(refusal.message, sizeof(refusal.message),
+                 "transfer mode direct is not available in this migd yet; use relay "
+                 "(migctl migrate --transfer relay, or transfer.mode relay)");
+        err = MIG_EREFUSED;
     } else if (err != 0) {
         refusal.rule = s->sub.a.err_code;
         snprintf(refusal.message, sizeof(refusal.message), "%s", s->sub.a.err_msg);
@@ -762,7 +885,12 @@ int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg
     job->dry_run = json_is_true(json_object_get(body, "dry_run"));
     job->allow_older_platform = json_is_true(json_object_get(body, "allow_older_platform"));
     job->cleanup_source = json_is_true(json_object_get(body, "cleanup_source"));
-    job->limit_mbps = e->d->cfg->transfer.limit_mbps;
+    json_t *limit = json_object_get(body, "limit_mbps");
+    job->limit_mbps = json_is_integer(limit) ? (int)json_integer_value(limit)
+                                             : e->d->cfg->transfer.limit_mbps;
+    const char *transfer = json_string_value(json_object_get(body, "transfer"));
+    snprintf(job->transfer, sizeof(job->transfer), "%s",
+             transfer != NULL ? transfer : e->d->cfg->transfer.mode);
     if (target != NULL)
         snprintf(job->ctx.target_request, sizeof(job->ctx.target_request), "%s", target);
     struct submission *s = mig_calloc(1, sizeof(*s));

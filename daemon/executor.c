@@ -73,6 +73,8 @@ struct exec {
     uint64_t relay_base;
     int64_t relay_started_ms;
     uint64_t streamed;
+    int64_t op_started_ms; /* when the operation in flight began */
+    int64_t op_ms;         /* the current action's time in its operations */
 };
 
 static void drive(struct exec *x);
@@ -170,8 +172,10 @@ static void journal(struct exec *x, enum mig_action_status st, const char *error
     bool paused = x->stage == ST_PAUSE;
     if (paused)
         mig_job_set_activity(x->job, NULL); /* "paused" must not be what gets saved */
-    int rc = mig_store_action_save(x->d->store, x->job, s->key, mig_phase_name(s->phase),
-                                   mig_side_name(s->def->side), st, error);
+    /* An action's own "done" carries how long its remote operations took. */
+    int64_t op_ms = st == MIG_ACTION_DONE && x->stage == ST_ACT ? x->op_ms : -1;
+    int rc = mig_store_action_save_timed(x->d->store, x->job, s->key, mig_phase_name(s->phase),
+                                         mig_side_name(s->def->side), st, error, op_ms);
     if (rc == 0) {
         jcache(x, s, st);
         if (paused) {
@@ -239,6 +243,7 @@ static void start_fn(struct exec *x, enum stage stage, mig_act_fn fn)
     x->stage = stage;
     x->fn = fn;
     x->cur = &x->act;
+    x->op_ms = 0;
     mig_act_clear(&x->act);
     mig_act_init(&x->act, x->job, &x->env, s->round, s->item);
     if (stage == ST_ACT || stage == ST_UNDO) {
@@ -270,6 +275,7 @@ static void drive(struct exec *x)
         x->relay_started_ms = mig_now_ms();
     }
     uint64_t limit = (uint64_t)x->job->limit_mbps * 1000000 / 8;
+    x->op_started_ms = mig_now_ms();
     ops_start(&x->ops, op, x->job, http_retries(x), limit);
 }
 
@@ -551,6 +557,7 @@ static void on_op_done(void *owner, const struct mig_result *res)
     default:
         break;
     }
+    x->op_ms += mig_now_ms() - x->op_started_ms;
     if (x->cur->op.kind == MIG_OP_RELAY) {
         x->streamed += res->bytes;
         x->job->progress.bytes_sent = (int64_t)(x->relay_base + res->bytes);

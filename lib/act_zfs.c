@@ -371,10 +371,11 @@ int undo_send_forward(struct mig_act *a)
     return destroy_dataset_on(a, MIG_SIDE_TARGET, DS(a));
 }
 
+/* The source received this round's snapshot of the target's changes: it goes. */
 int undo_send_back(struct mig_act *a)
 {
     char snap[128];
-    mig_snap_name(a->job, MIG_ROUND_BACK, snap);
+    mig_snap_name(a->job, a->round, snap);
     return destroy_snapshot_on(a, MIG_SIDE_SOURCE, DS(a), snap);
 }
 

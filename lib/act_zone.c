@@ -38,6 +38,13 @@ static void mark_downtime(struct mig_job *job)
         job->downtime_ms = mig_now_ms() - job->ctx.stop_ms;
 }
 
+/* Sets a rollback's own downtime once: from its stop on the target to now. */
+static void mark_rollback_downtime(struct mig_job *job)
+{
+    if (job->rollback_downtime_ms < 0 && job->ctx.back_stop_ms > 0)
+        job->rollback_downtime_ms = mig_now_ms() - job->ctx.back_stop_ms;
+}
+
 /* ---- inspecting ---- */
 
 int act_inspect_source(struct mig_act *a)
@@ -176,7 +183,10 @@ int act_stop_target(struct mig_act *a)
 
 int act_start_source(struct mig_act *a)
 {
-    return start_on(a, MIG_SIDE_SOURCE);
+    int rc = start_on(a, MIG_SIDE_SOURCE);
+    if (rc == MIG_ACT_DONE)
+        mark_rollback_downtime(a->job);
+    return rc;
 }
 
 int act_start_target(struct mig_act *a)
@@ -199,7 +209,10 @@ int probe_stopped_target(struct mig_act *a)
 
 int probe_running_source(struct mig_act *a)
 {
-    return probe_state(a, MIG_SIDE_SOURCE, true);
+    int rc = probe_state(a, MIG_SIDE_SOURCE, true);
+    if (rc == MIG_ACT_DONE)
+        mark_rollback_downtime(a->job);
+    return rc;
 }
 
 int probe_running_target(struct mig_act *a)
@@ -563,6 +576,164 @@ int probe_autoboot_off_target(struct mig_act *a)
 int probe_autoboot_restored_source(struct mig_act *a)
 {
     return probe_autoboot(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+}
+
+/*
+ * The switch asks whether the source's zone changed since it was staged on
+ * the target (autoboot aside: vmadm stop changes it); a change is applied
+ * by the next two actions (unstage, restage).
+ */
+int act_check_config(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zonecfg_export(VM(a)), NULL);
+    if (!mig_res_ok(a->res) || a->res->out[0] == '\0')
+        return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg export of %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_SOURCE));
+    if (!mig_zonecfg_same(a->res->out, a->job->ctx.zonecfg)) {
+        a->job->ctx.config_changed = 1;
+        mig_job_set_zonecfg(a->job, a->res->out);
+    }
+    ACT_END(a);
+}
+
+/*
+ * Disables the zone on side in one command: autoboot off and hidden from
+ * the CN's agent.  zonecfg runs every subcommand even when one fails, so a
+ * failure is judged by what the export then shows.
+ */
+static int disable_on(struct mig_act *a, enum mig_side side)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_disable(VM(a)), NULL);
+    if (mig_res_ok(a->res))
+        return MIG_ACT_DONE;
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc != 0)
+        return rc == 1 ? mig_act_fail(a, "DisableFailed", "no zone %s on %s", VM(a),
+                                      HOST(a, side))
+                       : rc;
+    if (a->n == 1 && a->i == 0)
+        return MIG_ACT_DONE;
+    return mig_act_fail(a, "DisableFailed", "zone %s on %s: autoboot %d, do-not-inventory %s",
+                        VM(a), HOST(a, side), a->i, a->n == 1 ? "set" : "not set");
+    ACT_END(a);
+}
+
+static int probe_disabled(struct mig_act *a, enum mig_side side)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1)
+        return MIG_ACT_ABSENT;
+    if (rc != 0)
+        return rc;
+    return a->n == 1 && a->i == 0 ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+/* Shown to its agent again with the given autoboot, in one command; no zone: nothing to do. */
+static int enable_on(struct mig_act *a, enum mig_side side, bool autoboot)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_enable(VM(a), autoboot), NULL);
+    if (mig_res_ok(a->res))
+        return MIG_ACT_DONE;
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1)
+        return MIG_ACT_DONE;
+    if (rc != 0)
+        return rc;
+    if (a->n == 0 && a->i == (autoboot ? 1 : 0))
+        return MIG_ACT_DONE;
+    return mig_act_fail(a, "EnableFailed", "zone %s on %s: autoboot %d, do-not-inventory %s",
+                        VM(a), HOST(a, side), a->i, a->n == 1 ? "set" : "not set");
+    ACT_END(a);
+}
+
+static int probe_enabled(struct mig_act *a, enum mig_side side, bool autoboot)
+{
+    int rc;
+    ACT_BEGIN(a);
+    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, side);
+    if (rc == 1)
+        return MIG_ACT_ABSENT;
+    if (rc != 0)
+        return rc;
+    return a->n == 0 && a->i == (autoboot ? 1 : 0) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    ACT_END(a);
+}
+
+int act_disable_source(struct mig_act *a)
+{
+    return disable_on(a, MIG_SIDE_SOURCE);
+}
+
+int act_disable_target(struct mig_act *a)
+{
+    return disable_on(a, MIG_SIDE_TARGET);
+}
+
+int probe_disabled_source(struct mig_act *a)
+{
+    return probe_disabled(a, MIG_SIDE_SOURCE);
+}
+
+int probe_disabled_target(struct mig_act *a)
+{
+    return probe_disabled(a, MIG_SIDE_TARGET);
+}
+
+/* The source as it was before the job: shown, autoboot as it was. */
+int undo_disable_source(struct mig_act *a)
+{
+    return enable_on(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+}
+
+/* The target as it ran before the rollback: shown, autoboot on. */
+int undo_disable_target(struct mig_act *a)
+{
+    return enable_on(a, MIG_SIDE_TARGET, true);
+}
+
+/* The rollback gives the source back its autoboot and its agent in one command. */
+int act_enable_source(struct mig_act *a)
+{
+    int rc = enable_on(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+    if (rc == MIG_ACT_DONE && a->job->ctx.back_was_running != 1)
+        mark_rollback_downtime(a->job);
+    return rc;
+}
+
+int probe_enabled_source(struct mig_act *a)
+{
+    return probe_enabled(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+}
+
+int undo_enable_source(struct mig_act *a)
+{
+    return disable_on(a, MIG_SIDE_SOURCE);
+}
+
+/*
+ * Lifts the target's do-not-inventory flag in one command (its probe, on a
+ * resume, reads the export); a flag already gone is the effect.
+ */
+int act_lift_target(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zonecfg_allow_inventory(VM(a)), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "No such")))
+        return mig_act_fail_res(a, "ZonecfgFailed", "removing do-not-inventory of %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_TARGET));
+    ACT_END(a);
 }
 
 /* ---- deleting a zone ---- */

@@ -28,6 +28,17 @@ int undo_stop_target(struct mig_act *a);
 int undo_start_source(struct mig_act *a); /* stops it */
 int undo_start_target(struct mig_act *a);
 int act_export_config(struct mig_act *a);
+int act_check_config(struct mig_act *a);
+int act_disable_source(struct mig_act *a);
+int act_disable_target(struct mig_act *a);
+int probe_disabled_source(struct mig_act *a);
+int probe_disabled_target(struct mig_act *a);
+int undo_disable_source(struct mig_act *a);
+int undo_disable_target(struct mig_act *a);
+int act_enable_source(struct mig_act *a);
+int probe_enabled_source(struct mig_act *a);
+int undo_enable_source(struct mig_act *a);
+int act_lift_target(struct mig_act *a);
 int act_configure_target(struct mig_act *a);
 int probe_configured_target(struct mig_act *a);
 int act_delete_zone_source(struct mig_act *a); /* flag first, detach if needed, delete */

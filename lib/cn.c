@@ -302,6 +302,22 @@ char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid)
     return zone_cmd("zonecfg", vm_uuid, NULL, "remove attr name=do-not-inventory");
 }
 
+/* Autoboot off and hidden from the CN's agent, in one zonecfg command. */
+char *mig_cmd_zonecfg_disable(const char *vm_uuid)
+{
+    return zone_cmd("zonecfg", vm_uuid, NULL,
+                    "set autoboot=false; add attr; set name=do-not-inventory; set type=string; "
+                    "set value=true; end");
+}
+
+/* Autoboot as given and shown to the CN's agent again, in one zonecfg command. */
+char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot)
+{
+    return zone_cmd("zonecfg", vm_uuid, NULL,
+                    autoboot ? "set autoboot=true; remove attr name=do-not-inventory"
+                             : "set autoboot=false; remove attr name=do-not-inventory");
+}
+
 /* "svcadm restart vm-agent" */
 char *mig_cmd_svcadm_restart_vm_agent(void)
 {
@@ -726,6 +742,28 @@ char *mig_zonecfg_hidden(const char *text)
     return mig_asprintf("%s%sadd attr\nset name=do-not-inventory\nset type=string\n"
                         "set value=true\nend\n",
                         text != NULL ? text : "", nl ? "\n" : "");
+}
+
+bool mig_zonecfg_same(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    for (;;) {
+        /* Skip the autoboot lines: vmadm stop and start change them, nothing else does. */
+        while (strncmp(a, "set autoboot=", 13) == 0)
+            a += strcspn(a, "\n") + (a[strcspn(a, "\n")] != '\0');
+        while (strncmp(b, "set autoboot=", 13) == 0)
+            b += strcspn(b, "\n") + (b[strcspn(b, "\n")] != '\0');
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (la != lb || strncmp(a, b, la) != 0)
+            return false;
+        a += la;
+        b += lb;
+        if (*a == '\0' || *b == '\0')
+            return *a == *b;
+        a++;
+        b++;
+    }
 }
 
 int mig_parse_resume_token(const char *text, char *out, size_t outsz)

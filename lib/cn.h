@@ -48,6 +48,13 @@ char *mig_cmd_zonecfg_autoboot(const char *vm_uuid, bool autoboot);
 char *mig_cmd_zonecfg_do_not_inventory(const char *vm_uuid);
 /* zonecfg -z UUID 'remove attr name=do-not-inventory' (used by rollback) */
 char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid);
+/*
+ * Disables a zone in one command: zonecfg -z UUID 'set autoboot=false; add
+ * attr; set name=do-not-inventory; set type=string; set value=true; end'.
+ */
+char *mig_cmd_zonecfg_disable(const char *vm_uuid);
+/* Undoes it in one command: zonecfg -z UUID 'set autoboot=X; remove attr name=do-not-inventory'. */
+char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot);
 
 /* svcadm restart vm-agent */
 char *mig_cmd_svcadm_restart_vm_agent(void);
@@ -127,6 +134,12 @@ int mig_parse_zonecfg_flags(const char *text, int *autoboot, bool *hidden);
  * reported by the CN's agent before migd lifts the flag.  malloc'd.
  */
 char *mig_zonecfg_hidden(const char *text);
+
+/*
+ * True when two exports configure the same zone: equal line by line but for
+ * "set autoboot=" lines (vmadm stop and start change those).
+ */
+bool mig_zonecfg_same(const char *a, const char *b);
 
 /*
  * A receive_resume_token value (`zfs get -H -p -o value`): 1 and the token

@@ -167,6 +167,9 @@ struct mig_job *mig_job_new(void)
     c->image_on_target = c->autoboot_before = c->back_was_running = -1;
     c->resumable_source = c->resumable_target = -1;
     c->last_delta = -1;
+    c->write_bytes_s = -1;
+    job->daemon_ms = -1;
+    job->rollback_downtime_ms = -1;
     return job;
 }
 
@@ -220,6 +223,22 @@ void mig_job_set_error(struct mig_job *job, const char *code, const char *messag
     job->error_code = c;
     job->error_message = m;
     job->error_phase = job->phase;
+}
+
+void mig_job_log_round(struct mig_job *job, const struct mig_round *r)
+{
+    for (int i = 0; i < job->nround_log; i++) {
+        if (job->round_log[i].n == r->n) {
+            job->round_log[i] = *r;
+            return;
+        }
+    }
+    if (job->nround_log == MIG_MAX_ROUND_LOG) {
+        memmove(&job->round_log[0], &job->round_log[1],
+                (MIG_MAX_ROUND_LOG - 1) * sizeof(job->round_log[0]));
+        job->nround_log--;
+    }
+    job->round_log[job->nround_log++] = *r;
 }
 
 void mig_job_clear_error(struct mig_job *job)
@@ -312,6 +331,31 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
     json_object_set_new(o, "transfer", json_string(job->transfer));
     json_object_set_new(o, "limit_mbps", json_integer(job->limit_mbps));
+    json_t *rounds = json_array();
+    for (int i = 0; i < job->nround_log; i++) {
+        const struct mig_round *r = &job->round_log[i];
+        json_array_append_new(
+            rounds, json_pack("{s:i, s:I, s:I, s:I, s:o}", "n", r->n, "bytes", (json_int_t)r->bytes,
+                              "duration_ms", (json_int_t)r->duration_ms, "rate_bytes_s",
+                              (json_int_t)r->rate_bytes_s, "predicted_downtime_ms",
+                              r->predicted_downtime_ms >= 0
+                                  ? json_integer(r->predicted_downtime_ms)
+                                  : json_null()));
+    }
+    json_object_set_new(o, "rounds", rounds);
+    json_t *breakdown = json_null();
+    if (job->nbreakdown > 0) {
+        json_t *parts = json_array();
+        for (int i = 0; i < job->nbreakdown; i++)
+            json_array_append_new(parts, json_pack("{s:s, s:I}", "action", job->breakdown[i].action,
+                                                   "ms", (json_int_t)job->breakdown[i].ms));
+        breakdown = json_pack("{s:o, s:o}", "actions", parts, "daemon_ms",
+                              job->daemon_ms >= 0 ? json_integer(job->daemon_ms) : json_null());
+    }
+    json_object_set_new(o, "downtime_breakdown", breakdown);
+    json_object_set_new(o, "rollback_downtime_ms", job->rollback_downtime_ms >= 0
+                                                       ? json_integer(job->rollback_downtime_ms)
+                                                       : json_null());
     json_object_set_new(o, "progress", progress);
     json_object_set_new(o, "vm_was_running",
                         job->vm_was_running < 0 ? json_null()
@@ -421,14 +465,17 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
                                               c->nics[i].network_uuid, "reserved_before",
                                               c->nics[i].reserved_before));
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:o, s:i, s:I, s:I, s:i, s:I, s:s, s:s}",
+        "{s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:o, s:i, s:I, s:I, s:i, s:I, s:s, s:s, s:i, "
+        "s:i, s:I, s:I}",
         "source_ip", c->source_ip, "target_ip", c->target_ip, "image_uuid", c->image_uuid,
         "datasets", ds, "nics", nics, "image_on_target", c->image_on_target, "autoboot_before",
         c->autoboot_before, "resumable_source", c->resumable_source, "resumable_target",
         c->resumable_target, "zonecfg", c->zonecfg != NULL ? json_string(c->zonecfg) : json_null(),
         "rounds", c->rounds, "last_delta", (json_int_t)c->last_delta, "stop_ms",
         (json_int_t)c->stop_ms, "back_was_running", c->back_was_running, "back_stop_ms",
-        (json_int_t)c->back_stop_ms, "target_request", c->target_request, "activity", c->activity);
+        (json_int_t)c->back_stop_ms, "target_request", c->target_request, "activity", c->activity,
+        "config_changed", c->config_changed, "stalled", c->stalled, "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
+        (json_int_t)c->write_bytes_s);
     if (o == NULL)
         abort(); /* only on out of memory or invalid UTF-8, which no member can hold */
     return o;
@@ -499,7 +546,10 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_int32(j, "back_was_running", &c.back_was_running) < 0 ||
         rd_int(j, "back_stop_ms", &c.back_stop_ms) < 0 ||
         rd_fixed(j, "target_request", c.target_request, sizeof(c.target_request), false) < 0 ||
-        rd_fixed(j, "activity", c.activity, sizeof(c.activity), false) < 0) {
+        rd_fixed(j, "activity", c.activity, sizeof(c.activity), false) < 0 ||
+        rd_int32(j, "config_changed", &c.config_changed) < 0 ||
+        rd_int32(j, "stalled", &c.stalled) < 0 || rd_int(j, "snap_ms", &c.snap_ms) < 0 ||
+        rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0) {
         free(zonecfg);
         return MIG_EPARSE;
     }
@@ -553,6 +603,43 @@ static int rd_progress(json_t *rec, struct mig_job *job)
     return rd_int(rec, "downtime_ms", &job->downtime_ms);
 }
 
+static int rd_round(json_t *item, int i, void *arg)
+{
+    struct mig_round *r = &((struct mig_job *)arg)->round_log[i];
+    r->predicted_downtime_ms = -1;
+    return rd_int32(item, "n", &r->n) < 0 || rd_int(item, "bytes", &r->bytes) < 0 ||
+                   rd_int(item, "duration_ms", &r->duration_ms) < 0 ||
+                   rd_int(item, "rate_bytes_s", &r->rate_bytes_s) < 0 ||
+                   rd_int(item, "predicted_downtime_ms", &r->predicted_downtime_ms) < 0
+               ? MIG_EPARSE
+               : 0;
+}
+
+static int rd_part(json_t *item, int i, void *arg)
+{
+    struct mig_part *p = &((struct mig_job *)arg)->breakdown[i];
+    return rd_fixed(item, "action", p->action, sizeof(p->action), false) < 0 ||
+                   rd_int(item, "ms", &p->ms) < 0
+               ? MIG_EPARSE
+               : 0;
+}
+
+/* Reads rounds, downtime_breakdown and rollback_downtime_ms. */
+static int rd_timings(json_t *rec, struct mig_job *job)
+{
+    if (rd_array(rec, "rounds", MIG_MAX_ROUND_LOG, &job->nround_log, rd_round, job) < 0 ||
+        rd_int(rec, "rollback_downtime_ms", &job->rollback_downtime_ms) < 0)
+        return MIG_EPARSE;
+    json_t *b = json_object_get(rec, "downtime_breakdown");
+    if (b == NULL || json_is_null(b))
+        return 0;
+    if (!json_is_object(b) ||
+        rd_array(b, "actions", MIG_MAX_BREAKDOWN, &job->nbreakdown, rd_part, job) < 0 ||
+        rd_int(b, "daemon_ms", &job->daemon_ms) < 0)
+        return MIG_EPARSE;
+    return 0;
+}
+
 /*
  * Rebuilds a job from mig_job_to_record's form (rec is borrowed; ctx is deep
  * copied).  uuid, state, phase and mode are required; other members default
@@ -592,7 +679,8 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_str(rec, "vm_alias", &job->vm_alias) < 0 ||
          rd_str(rec, "source_hostname", &job->source_hostname) < 0 ||
          rd_str(rec, "target_hostname", &job->target_hostname) < 0 || rd_enums(rec, job) < 0 ||
-         rd_progress(rec, job) < 0 || rd_int(rec, "created_ms", &job->created) < 0 ||
+         rd_progress(rec, job) < 0 || rd_timings(rec, job) < 0 ||
+         rd_int(rec, "created_ms", &job->created) < 0 ||
          rd_int(rec, "started_ms", &job->started) < 0 ||
          rd_int(rec, "finished_ms", &job->finished) < 0 ||
          rd_bool(rec, "dry_run", &job->dry_run) < 0 ||

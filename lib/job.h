@@ -112,8 +112,30 @@ struct mig_job_ctx {
     int64_t stop_ms;      /* when the switch stopped the VM (ms since the epoch), 0: not yet */
     int back_was_running; /* rollback of a switched job: the VM ran on the target */
     int64_t back_stop_ms; /* when that rollback stopped it, 0: not yet */
+    int config_changed;   /* the source's zone changed since it was staged on the target */
+    int stalled;          /* the rounds stopped shrinking: no more rounds until finish */
+    int64_t snap_ms;      /* when the last round's snapshot was taken (write rate) */
+    int64_t write_bytes_s; /* the VM's write rate as the last round measured it, -1 */
     char target_request[256]; /* the target as the operator named it ("" to place) */
     char activity[256];   /* what the job does or waits for now, for watchers; "" when idle */
+};
+
+#define MIG_MAX_ROUND_LOG 64 /* the most recent rounds kept on record */
+#define MIG_MAX_BREAKDOWN 24
+
+/* One send of the job (product.md "rounds"): the first, each increment, the final one. */
+struct mig_round {
+    int n;                          /* 1, 2, ...; the final send is rounds + 1 */
+    int64_t bytes;
+    int64_t duration_ms;
+    int64_t rate_bytes_s;
+    int64_t predicted_downtime_ms;  /* what a switch now would cost, -1: unknown */
+};
+
+/* One action of the switch's downtime window and how long it took. */
+struct mig_part {
+    char action[64];
+    int64_t ms;
 };
 
 struct mig_job {
@@ -142,8 +164,17 @@ struct mig_job {
     bool finish_requested; /* incremental: operator asked to finish */
     bool abort_requested;  /* operator asked to abort: shown as "aborting" until aborted */
     bool undoing;          /* walking the journal backwards (a rollback of the task) */
+    int nround_log;
+    struct mig_round round_log[MIG_MAX_ROUND_LOG];
+    int nbreakdown;        /* the switch's window, action by action */
+    struct mig_part breakdown[MIG_MAX_BREAKDOWN];
+    int64_t daemon_ms;     /* the downtime less the remote commands' own time, -1: none */
+    int64_t rollback_downtime_ms; /* a rollback's own downtime, -1: none */
     struct mig_job_ctx ctx; /* owned by the job */
 };
+
+/* Appends (or replaces, same n) a round on record, dropping the oldest when full. */
+void mig_job_log_round(struct mig_job *job, const struct mig_round *r);
 
 /* Allocates a job with a new uuid, state queued, phase validate, empty ctx. */
 struct mig_job *mig_job_new(void);

@@ -126,21 +126,44 @@ static const struct mig_action_def SWITCH_SNAPSHOT = {
 static const struct mig_action_def SWITCH_SEND = {
     "switch.send", SRC, "zfs send the last changes to the target", MIG_ACT_TRANSFER, NULL,
     probe_sent_forward, act_send_forward, NULL};
-static const struct mig_action_def SWITCH_TAIL[] = {
-    {"switch.export_config", SRC, "zonecfg export", MIG_ACT_READ, NULL, NULL, act_export_config,
-     NULL},
-    {"switch.configure_target", DST, "zonecfg -f -, flagged do-not-inventory", 0, NULL,
-     probe_configured_target, act_configure_target, act_delete_zone_target},
-    {"switch.create_cores", DST, "zfs create zones/cores/UUID", MIG_ACT_BEST_EFFORT, NULL,
+/*
+ * Staged in the first round, while the VM still runs: the target's zone,
+ * configured and flagged do-not-inventory, and its cores dataset (after the
+ * first receive: it is mounted inside the zone's dataset).
+ */
+static const struct mig_action_def STAGE[] = {
+    {"sync.stage_config", SRC, "zonecfg export, to stage the zone on the target", MIG_ACT_READ,
+     NULL, NULL, act_export_config, NULL},
+    {"sync.stage_target", DST, "zonecfg -f -: the zone, configured and flagged do-not-inventory",
+     0, NULL, probe_configured_target, act_configure_target, act_delete_zone_target},
+    {"sync.stage_cores", DST, "zfs create zones/cores/UUID", MIG_ACT_BEST_EFFORT, NULL,
      probe_cores, act_create_cores, act_destroy_cores_target},
-    {"switch.disable_source", SRC, "zonecfg set autoboot=false", 0, NULL,
-     probe_autoboot_off_source, act_autoboot_off_source, act_autoboot_restore_source},
-    {"switch.hide_source", SRC, "zonecfg add attr do-not-inventory", 0, NULL,
-     probe_hidden_source, act_hide_source, act_show_source},
+};
+
+static bool config_changed(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return job->ctx.config_changed == 1;
+}
+
+/*
+ * The downtime window holds only: stop, the final snapshot and send, a
+ * check that the staged configuration still holds, disabling the source
+ * (one command), attach, lifting the target's flag, start.
+ */
+static const struct mig_action_def SWITCH_TAIL[] = {
+    {"switch.check_config", SRC, "zonecfg export: did the zone change since it was staged?",
+     MIG_ACT_READ, NULL, NULL, act_check_config, NULL},
+    {"switch.unstage_target", DST, "zonecfg delete: the staged zone, when the source's changed",
+     0, config_changed, NULL, act_delete_zone_target, NULL},
+    {"switch.restage_target", DST, "zonecfg -f -: the changed configuration, flagged", 0,
+     config_changed, probe_configured_target, act_configure_target, act_delete_zone_target},
+    {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
+     0, NULL, probe_disabled_source, act_disable_source, undo_disable_source},
     {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached_target,
      act_attach_target, act_detach_target},
     {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
-     probe_shown_target, act_show_target, act_hide_target},
+     probe_shown_target, act_lift_target, act_hide_target},
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running_target,
      act_start_target, undo_start_target},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",
@@ -164,33 +187,42 @@ static const struct mig_action_def RESTORE_IP = {
     "cleanup.restore_ip", API, "NAPI PUT reserved back to what it was", MIG_ACT_FORWARD,
     nic_needs_restore, probe_restored_ip, act_restore_ip, NULL};
 
-/* the operator's rollback of a switched job */
+/*
+ * The operator's rollback of a switched job: a migration back, with the same
+ * care.  What was written on the target is sent back in a round while the VM
+ * still runs there; it stops only for the last delta.
+ */
 static const struct mig_action_def RETURN_HEAD[] = {
     {"rollback.inspect_target", DST, "vmadm get: whether the VM runs there", MIG_ACT_READ, NULL,
      NULL, act_inspect_target, NULL},
+};
+static const struct mig_action_def RETURN_PRESNAPSHOT = {
+    "rollback.presnapshot", DST, "zfs snapshot -r of what changed on the target, VM running",
+    MIG_ACT_BEST_EFFORT, NULL, probe_snapshot_target, act_snapshot_target, undo_snapshot_target};
+static const struct mig_action_def RETURN_PRESEND = {
+    "rollback.presend", DST, "zfs send it back to the source while the VM runs",
+    MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
+    undo_send_back};
+static const struct mig_action_def RETURN_STOP[] = {
     {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
      NULL},
     {"rollback.stop_target", DST, "vmadm stop", 0, ran_on_target, probe_stopped_target,
      act_stop_target, undo_stop_target},
 };
 static const struct mig_action_def RETURN_SNAPSHOT = {
-    "rollback.snapshot", DST, "zfs snapshot -r of what changed on the target",
+    "rollback.snapshot", DST, "zfs snapshot -r of the last changes on the target",
     MIG_ACT_BEST_EFFORT, NULL, probe_snapshot_target, act_snapshot_target, undo_snapshot_target};
 static const struct mig_action_def RETURN_SEND = {
-    "rollback.send", DST, "zfs send it back to the source, from the final snapshot",
+    "rollback.send", DST, "zfs send the last changes back to the source",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
     undo_send_back};
 static const struct mig_action_def RETURN_MID[] = {
-    {"rollback.hide_target", DST, "zonecfg add attr do-not-inventory", 0, NULL,
-     probe_hidden_target, act_hide_target, act_show_target},
-    {"rollback.disable_target", DST, "zonecfg set autoboot=false", 0, NULL,
-     probe_autoboot_off_target, act_autoboot_off_target, act_autoboot_on_target},
+    {"rollback.disable_target", DST, "zonecfg: autoboot=false and do-not-inventory, one command",
+     0, NULL, probe_disabled_target, act_disable_target, undo_disable_target},
     {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached_target,
      act_detach_target, act_attach_target},
-    {"rollback.enable_source", SRC, "zonecfg set autoboot as it was", 0, NULL,
-     probe_autoboot_restored_source, act_autoboot_restore_source, act_autoboot_off_source},
-    {"rollback.show_source", SRC, "zonecfg remove attr do-not-inventory", 0, NULL,
-     probe_shown_source, act_show_source, act_hide_source},
+    {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0, NULL,
+     probe_enabled_source, act_enable_source, undo_enable_source},
     {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running_source,
      act_start_source, undo_start_source},
     {"rollback.record_vmapi", API, "VMAPI PUT the source's vmadm get, read it back",
@@ -239,8 +271,10 @@ static const struct {
     {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
     {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
+    {STAGE, N(STAGE)},
     {&SWITCH_VERIFY, 1},           {CLEANUP, N(CLEANUP)},   {&RESTORE_IP, 1},
     {RETURN_HEAD, N(RETURN_HEAD)}, {&RETURN_SNAPSHOT, 1},   {&RETURN_SEND, 1},
+    {&RETURN_PRESNAPSHOT, 1},      {&RETURN_PRESEND, 1},    {RETURN_STOP, N(RETURN_STOP)},
     {RETURN_MID, N(RETURN_MID)},   {&RETURN_NIC, 1},        {RETURN_TAIL, N(RETURN_TAIL)},
     {&RETURN_DATASET, 1},          {&RETURN_END, 1},        {REMOVE_HEAD, N(REMOVE_HEAD)},
     {&REMOVE_DATASET, 1},          {&REMOVE_END, 1},
@@ -254,6 +288,8 @@ static void round_text(int round, char *buf, size_t bufsz)
         snprintf(buf, bufsz, "final");
     else if (round == MIG_ROUND_BACK)
         snprintf(buf, bufsz, "back");
+    else if (round == MIG_ROUND_BACK_PRE)
+        snprintf(buf, bufsz, "back1");
     else
         snprintf(buf, bufsz, "%d", round);
 }
@@ -321,6 +357,8 @@ void mig_plan_round(const struct mig_job *job, int round, struct mig_plan *p)
     p->n = 0;
     add_per_dataset(p, job, &SNAPSHOT, MIG_PHASE_SYNC, round);
     add_per_dataset(p, job, &SEND, MIG_PHASE_SYNC, round);
+    if (round == 1)
+        add_all(p, STAGE, N(STAGE), MIG_PHASE_SYNC);
 }
 
 void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
@@ -346,6 +384,9 @@ void mig_plan_return(const struct mig_job *job, struct mig_plan *p)
 {
     p->n = 0;
     add_all(p, RETURN_HEAD, N(RETURN_HEAD), MIG_PHASE_ROLLBACK);
+    add_per_dataset(p, job, &RETURN_PRESNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE);
+    add_per_dataset(p, job, &RETURN_PRESEND, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE);
+    add_all(p, RETURN_STOP, N(RETURN_STOP), MIG_PHASE_ROLLBACK);
     add_per_dataset(p, job, &RETURN_SNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
     add_per_dataset(p, job, &RETURN_SEND, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
     add_all(p, RETURN_MID, N(RETURN_MID), MIG_PHASE_ROLLBACK);
@@ -393,6 +434,9 @@ int mig_plan_step_from_key(const char *key, struct mig_step *out)
         p++;
         if (strncmp(p, "final", 5) == 0) {
             round = MIG_ROUND_FINAL;
+            p += 5;
+        } else if (strncmp(p, "back1", 5) == 0) {
+            round = MIG_ROUND_BACK_PRE;
             p += 5;
         } else if (strncmp(p, "back", 4) == 0) {
             round = MIG_ROUND_BACK;

@@ -18,9 +18,14 @@
 #include "act.h"
 #include "job.h"
 
-/* The switch's snapshot is round MIG_ROUND_FINAL, the rollback's MIG_ROUND_BACK. */
+/*
+ * The switch's snapshot is round MIG_ROUND_FINAL; a rollback sends a round
+ * while the VM still runs on the target (MIG_ROUND_BACK_PRE, "back1"), then
+ * the last delta once it is stopped (MIG_ROUND_BACK, "back").
+ */
 #define MIG_ROUND_FINAL (-2)
 #define MIG_ROUND_BACK (-3)
+#define MIG_ROUND_BACK_PRE (-4)
 
 /* One action instance of a plan. */
 struct mig_step {

@@ -83,16 +83,17 @@ static const char *const stmt_sql[ST_COUNT] = {
      */
     [ST_ACTION_SAVE] =
         "INSERT INTO actions (job_uuid, seq, key, phase, side, status, started, ended,"
-        " undo_started, undo_ended, error)"
+        " undo_started, undo_ended, error, op_ms)"
         " VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM actions WHERE job_uuid = ?1),"
-        " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?13)"
         " ON CONFLICT (job_uuid, key) DO UPDATE SET status = excluded.status,"
         " error = excluded.error, started = coalesce(excluded.started, started),"
+        " op_ms = coalesce(excluded.op_ms, op_ms),"
         " ended = CASE WHEN ?11 THEN NULL ELSE coalesce(excluded.ended, ended) END,"
         " undo_started = coalesce(excluded.undo_started, undo_started),"
         " undo_ended = CASE WHEN ?12 THEN NULL ELSE coalesce(excluded.undo_ended, undo_ended) END",
     [ST_ACTION_LIST] = "SELECT key, phase, side, status, seq, started, ended, undo_started,"
-                       " undo_ended, error FROM actions WHERE job_uuid = ?1 ORDER BY seq",
+                       " undo_ended, error, op_ms FROM actions WHERE job_uuid = ?1 ORDER BY seq",
 };
 
 struct mig_store {
@@ -768,7 +769,7 @@ static int tx_exec(struct mig_store *st, enum stmt_id id, const char *what)
 /* Upserts the action row (see ST_ACTION_SAVE); 0 or MIG_EDB (logged). */
 static int action_upsert(struct mig_store *st, const char *job_uuid, const char *key,
                          const char *phase, const char *side, enum mig_action_status status,
-                         const char *error)
+                         const char *error, int64_t op_ms)
 {
     sqlite3_stmt *s = stmt_get(st, ST_ACTION_SAVE);
     if (s == NULL)
@@ -801,6 +802,8 @@ static int action_upsert(struct mig_store *st, const char *job_uuid, const char 
         break;
     }
     bind_text(s, 10, error);
+    if (op_ms >= 0)
+        sqlite3_bind_int64(s, 13, op_ms);
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "save action");
     stmt_done(s);
     return rc;
@@ -810,11 +813,18 @@ int mig_store_action_save(struct mig_store *st, const struct mig_job *job, const
                           const char *phase, const char *side, enum mig_action_status status,
                           const char *error)
 {
+    return mig_store_action_save_timed(st, job, key, phase, side, status, error, -1);
+}
+
+int mig_store_action_save_timed(struct mig_store *st, const struct mig_job *job, const char *key,
+                                const char *phase, const char *side,
+                                enum mig_action_status status, const char *error, int64_t op_ms)
+{
     if (tx_exec(st, ST_BEGIN, "begin action") != 0)
         return MIG_EDB;
     /* The job first: a refused action must undo its record's change too. */
     if (job_upsert(st, job) != 0 ||
-        action_upsert(st, job->uuid, key, phase, side, status, error) != 0 ||
+        action_upsert(st, job->uuid, key, phase, side, status, error, op_ms) != 0 ||
         tx_exec(st, ST_COMMIT, "commit action") != 0) {
         /* After a failed COMMIT the transaction is still open: roll it back too. */
         if (!sqlite3_get_autocommit(st->db))
@@ -869,6 +879,7 @@ int mig_store_actions(struct mig_store *st, const char *job_uuid, struct mig_act
         r->undo_started_ms = ms_column(s, 7);
         r->undo_ended_ms = ms_column(s, 8);
         copy_column(s, 9, r->error, sizeof(r->error));
+        r->op_ms = sqlite3_column_type(s, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 10);
     }
     if (rc == 0 && step != SQLITE_DONE)
         rc = db_fail(st, "read actions");
@@ -903,12 +914,15 @@ json_t *mig_store_actions_json(struct mig_store *st, const char *job_uuid)
             started && ended ? json_integer(sqlite3_column_int64(s, 6) - sqlite3_column_int64(s, 5))
                              : json_null();
         json_t *error = sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() : text_column(s, 9);
+        json_t *op = sqlite3_column_type(s, 10) == SQLITE_NULL ? json_null()
+                                                                : json_integer(sqlite3_column_int64(s, 10));
         json_array_append_new(
-            a, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "action",
+            a, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "action",
                          text_column(s, 0), "phase", text_column(s, 1), "side", text_column(s, 2),
                          "status", text_column(s, 3), "started", time_or_null(s, 5), "ended",
-                         time_or_null(s, 6), "duration_ms", duration, "undo_started",
-                         time_or_null(s, 7), "undo_ended", time_or_null(s, 8), "error", error));
+                         time_or_null(s, 6), "duration_ms", duration, "op_ms", op,
+                         "undo_started", time_or_null(s, 7), "undo_ended", time_or_null(s, 8),
+                         "error", error));
     }
     if (rc != SQLITE_DONE) {
         db_fail(st, "read actions");

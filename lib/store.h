@@ -118,6 +118,7 @@ struct mig_action_rec {
     int64_t undo_started_ms;
     int64_t undo_ended_ms;
     char error[512];     /* "" when none: the last failure's one-line message */
+    int64_t op_ms;       /* time spent in its remote operations, -1: not recorded */
 };
 
 /*
@@ -134,6 +135,10 @@ struct mig_action_rec {
 int mig_store_action_save(struct mig_store *st, const struct mig_job *job, const char *key,
                           const char *phase, const char *side, enum mig_action_status status,
                           const char *error);
+/* The same, also recording op_ms (>= 0: the time its remote operations took; -1: keep). */
+int mig_store_action_save_timed(struct mig_store *st, const struct mig_job *job, const char *key,
+                                const char *phase, const char *side,
+                                enum mig_action_status status, const char *error, int64_t op_ms);
 /*
  * The job's journal, in seq order, as a malloc'd array of *n rows (the
  * caller frees it with free).  0, or MIG_EDB.
@@ -142,7 +147,7 @@ int mig_store_actions(struct mig_store *st, const char *job_uuid, struct mig_act
                       size_t *n);
 /*
  * The job's journal as JSON for `migctl show -v`: an array of {action, phase,
- * side, status, started, ended, duration_ms, undo_started, undo_ended, error}
+ * side, status, started, ended, duration_ms, op_ms, undo_started, undo_ended, error}
  * (times ISO 8601 or null; duration_ms null until ended; error null when
  * none).  New reference, or NULL on a database error.
  */

@@ -316,11 +316,12 @@ json_t *mig_submit_plan(struct mig_submit *s, int limit_mbps)
     job->vm_was_running = state != NULL && strcmp(state, "running") == 0;
     json_t *actions = mig_plan_describe(job);
     job->vm_was_running = was;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:i, s:o}", "vm_uuid",
-                     job->vm_uuid, "vm_alias", job->vm_alias != NULL ? job->vm_alias : "", "brand",
-                     job->brand, "source", job->source_hostname, "target", job->target_hostname,
-                     "mode", mig_mode_name(job->mode), "datasets", datasets, "bytes_total",
-                     (json_int_t)job->progress.bytes_total, "estimate_s",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:i, s:s, s:b, s:o}",
+                     "vm_uuid", job->vm_uuid, "vm_alias", job->vm_alias != NULL ? job->vm_alias : "",
+                     "brand", job->brand, "source", job->source_hostname, "target",
+                     job->target_hostname, "mode", mig_mode_name(job->mode), "datasets", datasets,
+                     "bytes_total", (json_int_t)job->progress.bytes_total, "estimate_s",
                      (json_int_t)((double)job->progress.bytes_total / rate + 1), "limit_mbps",
-                     limit_mbps, "actions", actions);
+                     limit_mbps, "transfer", job->transfer, "cleanup_source", job->cleanup_source,
+                     "actions", actions);
 }

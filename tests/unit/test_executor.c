@@ -56,6 +56,7 @@ struct fds {
 
 struct fside {
     int zone; /* 0 none, 1 configured, 2 installed */
+    int cfg;  /* a setting of the zone's configuration ("set max-lwps=N") */
     bool running, autoboot, hidden, cores, image;
     struct fds ds;
 };
@@ -86,6 +87,7 @@ static void world_reset(bool running)
     s->image = true;
     s->ds.exists = true;
     s->ds.data = 7;
+    s->cfg = 2000;
     W->side[1].image = false;
     snprintf(W->vmapi_server, sizeof(W->vmapi_server), SRC_UUID);
     snprintf(W->vmapi_state, sizeof(W->vmapi_state), running ? "running" : "stopped");
@@ -183,8 +185,9 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
     } else if (strstr(cmd, "zonecfg -z") != NULL && strstr(cmd, " export") != NULL) {
         if (s->zone == 0)
             return fail_cmd(a, "zonecfg: No such zone configured");
-        snprintf(a->out, sizeof(a->out), "create -b\nset zonepath=/zones/%s\nset autoboot=%s\n%s",
-                 VM, s->autoboot ? "true" : "false",
+        snprintf(a->out, sizeof(a->out),
+                 "create -b\nset zonepath=/zones/%s\nset autoboot=%s\nset max-lwps=%d\n%s", VM,
+                 s->autoboot ? "true" : "false", s->cfg,
                  s->hidden ? "add attr\nset name=do-not-inventory\nset type=string\nset "
                              "value=true\nend\n"
                            : "");
@@ -195,23 +198,36 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
             return fail_cmd(a, "zonecfg: no configuration on stdin");
         s->zone = 1;
         s->autoboot = strstr(input, "set autoboot=true") != NULL;
+        const char *lwps = strstr(input, "set max-lwps=");
+        s->cfg = lwps != NULL ? atoi(lwps + 13) : -1;
         /* The zone must be created hidden: the agent would report it otherwise. */
         s->hidden = strstr(input, "set name=do-not-inventory") != NULL;
         assert_true(s->hidden);
-    } else if (nq >= 2 && strncmp(q[1], "set autoboot=", 13) == 0) {
+    } else if (nq >= 2 && (strncmp(q[1], "set autoboot=", 13) == 0 ||
+                           strncmp(q[1], "add attr", 8) == 0 ||
+                           strncmp(q[1], "remove attr", 11) == 0)) {
+        /* One or more ';'-joined subcommands; like zonecfg, each runs even after one fails. */
         if (s->zone == 0)
             return fail_cmd(a, "zonecfg: No such zone configured");
-        s->autoboot = strcmp(q[1] + 13, "true") == 0;
-    } else if (nq >= 2 && strncmp(q[1], "add attr", 8) == 0) {
-        if (s->zone == 0)
-            return fail_cmd(a, "zonecfg: No such zone configured");
-        if (s->hidden)
-            return fail_cmd(a, "zonecfg: attr do-not-inventory already exists");
-        s->hidden = true;
-    } else if (nq >= 2 && strncmp(q[1], "remove attr", 11) == 0) {
-        if (!s->hidden)
-            return fail_cmd(a, "zonecfg: No such attr resource.");
-        s->hidden = false;
+        bool failed = false;
+        if (strstr(q[1], "set autoboot=true") != NULL)
+            s->autoboot = true;
+        if (strstr(q[1], "set autoboot=false") != NULL)
+            s->autoboot = false;
+        if (strstr(q[1], "add attr") != NULL) {
+            if (s->hidden)
+                failed = true;
+            s->hidden = true;
+        }
+        if (strstr(q[1], "remove attr") != NULL) {
+            if (!s->hidden)
+                failed = true;
+            s->hidden = false;
+        }
+        if (failed)
+            return fail_cmd(a, strstr(q[1], "remove attr") != NULL
+                                   ? "zonecfg: No such attr resource."
+                                   : "zonecfg: attr do-not-inventory already exists");
     } else if (strstr(cmd, "zonecfg -z") != NULL && strstr(cmd, "delete -F") != NULL) {
         if (s->zone == 0)
             return fail_cmd(a, "zonecfg: No such zone configured");
@@ -643,10 +659,19 @@ static void check_world(int on, bool was_running, const char *label)
 
 /* ---- scenarios ---- */
 
-enum scenario { SC_FULL, SC_STOPPED, SC_INCREMENTAL, SC_AUTO, SC_ABORT, SC_ROLLBACK, SC_CLEANUP };
+enum scenario {
+    SC_FULL,
+    SC_STOPPED,
+    SC_INCREMENTAL,
+    SC_AUTO,
+    SC_ABORT,
+    SC_ROLLBACK,
+    SC_CLEANUP,
+    SC_CHANGED
+};
 
-static const char *const SC_NAMES[] = {"full",  "stopped",  "incremental", "auto",
-                                       "abort", "rollback", "cleanup"};
+static const char *const SC_NAMES[] = {"full",     "stopped", "incremental", "auto",
+                                       "abort",    "rollback", "cleanup",    "changed"};
 
 struct fixture {
     struct rig rig;
@@ -663,7 +688,8 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
     char err[256];
     struct mig_store *st;
     assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
-    struct mig_job *job = new_job(sc == SC_INCREMENTAL || sc == SC_ABORT ? MIG_MODE_INCREMENTAL
+    struct mig_job *job = new_job(sc == SC_INCREMENTAL || sc == SC_ABORT || sc == SC_CHANGED
+                                      ? MIG_MODE_INCREMENTAL
                                   : sc == SC_AUTO                    ? MIG_MODE_AUTO
                                                                      : MIG_MODE_FULL);
     snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
@@ -720,6 +746,12 @@ static void drive_to_end(struct fixture *fx, enum scenario sc, char *state, size
             act(fx, "finish");
             st = fx->rig.final_state;
         }
+        if (sc == SC_CHANGED && strcmp(st, "waiting") == 0) {
+            /* The operator changes the VM after it was staged on the target. */
+            W->side[0].cfg = 4000;
+            act(fx, "finish");
+            st = fx->rig.final_state;
+        }
         if (sc == SC_ABORT && strcmp(st, "waiting") == 0) {
             act(fx, "abort");
             st = fx->rig.final_state;
@@ -745,14 +777,20 @@ static void drive_to_end(struct fixture *fx, enum scenario sc, char *state, size
 
 static void check_outcome(enum scenario sc, const char *state, const char *label)
 {
-    static const char *const want[] = {"switched", "switched",    "switched", "switched",
-                                       "aborted",  "rolled_back", "succeeded"};
+    static const char *const want[] = {"switched",    "switched",  "switched", "switched",
+                                       "aborted",     "rolled_back", "succeeded", "switched"};
     if (strcmp(state, want[sc]) != 0)
         fail_msg("%s: ended %s, not %s", label, state, want[sc]);
     bool running = sc != SC_STOPPED;
     check_world(sc == SC_ABORT || sc == SC_ROLLBACK ? 0 : 1, running, label);
     const struct fside *src = &W->side[0], *dst = &W->side[1];
     switch (sc) {
+    case SC_CHANGED:
+        /* The target runs the configuration the source had at the stop. */
+        if (dst->cfg != 4000)
+            fail_msg("%s: the target's configuration is %d, the source's was 4000", label,
+                     dst->cfg);
+        __attribute__((fallthrough));
     case SC_FULL:
     case SC_STOPPED:
     case SC_INCREMENTAL:
@@ -912,6 +950,12 @@ static void test_campaign_cleanup(void **state)
     campaign(SC_CLEANUP);
 }
 
+static void test_campaign_config_changed_after_staging(void **state)
+{
+    (void)state;
+    campaign(SC_CHANGED);
+}
+
 /* A transport failure in the middle is retried, not failed. */
 static void test_transient_failure_retried(void **state)
 {
@@ -943,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_campaign_abort),
         cmocka_unit_test(test_campaign_rollback),
         cmocka_unit_test(test_campaign_cleanup),
+        cmocka_unit_test(test_campaign_config_changed_after_staging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

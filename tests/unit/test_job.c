@@ -265,6 +265,20 @@ static struct mig_job *full_job(void)
     c->back_stop_ms = 1707350460000LL;
     snprintf(c->target_request, sizeof(c->target_request), "cn2");
     mig_job_set_activity(job, "sending %s", "zones/x");
+    c->config_changed = 1;
+    c->stalled = 1;
+    c->snap_ms = 1707350440000LL;
+    c->write_bytes_s = 40000000;
+    struct mig_round r1 = {1, 1000000, 2000, 500000, -1}, r2 = {2, 4096, 100, 40960, 2100};
+    mig_job_log_round(job, &r1);
+    mig_job_log_round(job, &r2);
+    job->nbreakdown = 2;
+    snprintf(job->breakdown[0].action, sizeof(job->breakdown[0].action), "switch.stop_source");
+    job->breakdown[0].ms = 42;
+    snprintf(job->breakdown[1].action, sizeof(job->breakdown[1].action), "switch.start_target");
+    job->breakdown[1].ms = 51;
+    job->daemon_ms = 9;
+    job->rollback_downtime_ms = 777;
     return job;
 }
 
@@ -312,6 +326,22 @@ static void assert_same_job(const struct mig_job *a, const struct mig_job *b)
     assert_int_equal(a->finish_requested, b->finish_requested);
     assert_int_equal(a->abort_requested, b->abort_requested);
     assert_int_equal(a->undoing, b->undoing);
+    assert_int_equal(a->nround_log, b->nround_log);
+    for (int i = 0; i < a->nround_log; i++) {
+        assert_int_equal(a->round_log[i].n, b->round_log[i].n);
+        assert_int_equal(a->round_log[i].bytes, b->round_log[i].bytes);
+        assert_int_equal(a->round_log[i].duration_ms, b->round_log[i].duration_ms);
+        assert_int_equal(a->round_log[i].rate_bytes_s, b->round_log[i].rate_bytes_s);
+        assert_int_equal(a->round_log[i].predicted_downtime_ms,
+                         b->round_log[i].predicted_downtime_ms);
+    }
+    assert_int_equal(a->nbreakdown, b->nbreakdown);
+    for (int i = 0; i < a->nbreakdown; i++) {
+        assert_string_equal(a->breakdown[i].action, b->breakdown[i].action);
+        assert_int_equal(a->breakdown[i].ms, b->breakdown[i].ms);
+    }
+    assert_int_equal(a->daemon_ms, b->daemon_ms);
+    assert_int_equal(a->rollback_downtime_ms, b->rollback_downtime_ms);
     assert_int_equal(a->task, b->task);
     assert_int_equal(a->limit_mbps, b->limit_mbps);
     assert_string_equal(a->transfer, b->transfer);
@@ -463,7 +493,10 @@ static void test_public_json(void **state)
                                  "activity",
                                  "cleanup_source",
                                  "transfer",
-                                 "limit_mbps"};
+                                 "limit_mbps",
+                                 "rounds",
+                                 "downtime_breakdown",
+                                 "rollback_downtime_ms"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();
@@ -485,6 +518,18 @@ static void test_public_json(void **state)
     assert_true(json_is_true(json_object_get(o, "cleanup_source")));
     assert_string_equal(json_string_value(json_object_get(o, "transfer")), "direct");
     assert_int_equal(json_integer_value(json_object_get(o, "limit_mbps")), 160);
+    json_t *rounds = json_object_get(o, "rounds");
+    assert_int_equal(json_array_size(rounds), 2);
+    assert_true(json_is_null(json_object_get(json_array_get(rounds, 0), "predicted_downtime_ms")));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rounds, 1),
+                                                        "predicted_downtime_ms")),
+                     2100);
+    json_t *bd = json_object_get(o, "downtime_breakdown");
+    assert_int_equal(json_integer_value(json_object_get(bd, "daemon_ms")), 9);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(bd, "actions"), 1), "action")),
+                        "switch.start_target");
+    assert_int_equal(json_integer_value(json_object_get(o, "rollback_downtime_ms")), 777);
     assert_true(json_is_true(json_object_get(o, "vm_was_running")));
     assert_int_equal(json_integer_value(json_object_get(o, "downtime_ms")), 4321);
     assert_string_equal(json_string_value(json_object_get(o, "created")),

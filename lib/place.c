@@ -1,0 +1,836 @@
+/*
+ * place.c: the placement planner (place.h).  The servers are read from JSON
+ * once into compact arrays (free RAM and disk as integers, NIC tags as
+ * bitsets of interned ids); the rules that depend only on the CN and the
+ * source (not the source, not the head node, set up, running, not
+ * reserved, platform) are decided once per CN by mig_validate_target
+ * itself; each VM is then a scan of integers over the eligible CNs, with no
+ * JSON in the loop: O(VMs x CNs) compares, O(VMs + CNs) JSON reads.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "place.h"
+#include "util.h"
+#include "validate.h"
+
+/* ---- NIC tags as small ids ------------------------------------------------ */
+
+/* An interning table: tag name <-> id (0, 1, ...), open addressing. */
+struct tagtab {
+    char **names;    /* id -> name, owned */
+    size_t n, cap;   /* ids in use, room in names */
+    uint32_t *slots; /* id + 1, or 0 for an empty slot; nslots is a power of two */
+    size_t nslots;
+};
+
+/* FNV-1a: tags are short and few, anything even will do. */
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* The slot where name is, or the empty slot where it would go. */
+static size_t tag_slot(const struct tagtab *t, const char *name)
+{
+    size_t mask = t->nslots - 1;
+    size_t i = hash_str(name) & mask;
+    while (t->slots[i] != 0 && strcmp(t->names[t->slots[i] - 1], name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* The id of name, or -1 when no server has it. */
+static long tag_find(const struct tagtab *t, const char *name)
+{
+    if (t->nslots == 0)
+        return -1;
+    uint32_t v = t->slots[tag_slot(t, name)];
+    return v == 0 ? -1 : (long)v - 1;
+}
+
+/* The id of name, added when new. */
+static long tag_intern(struct tagtab *t, const char *name)
+{
+    long id = tag_find(t, name);
+    if (id >= 0)
+        return id;
+    if (2 * (t->n + 1) > t->nslots) { /* keep the table at most half full */
+        size_t nslots = t->nslots == 0 ? 16 : 2 * t->nslots;
+        free(t->slots);
+        t->slots = mig_calloc(nslots, sizeof(*t->slots));
+        t->nslots = nslots;
+        for (size_t k = 0; k < t->n; k++)
+            t->slots[tag_slot(t, t->names[k])] = (uint32_t)k + 1;
+    }
+    if (t->n == t->cap) {
+        t->cap = t->cap == 0 ? 16 : 2 * t->cap;
+        char **names = realloc(t->names, t->cap * sizeof(*names));
+        if (names == NULL)
+            abort();
+        t->names = names;
+    }
+    t->names[t->n] = mig_strdup(name);
+    t->slots[tag_slot(t, name)] = (uint32_t)t->n + 1;
+    return (long)t->n++;
+}
+
+static void tag_clear(struct tagtab *t)
+{
+    for (size_t k = 0; k < t->n; k++)
+        free(t->names[k]);
+    free(t->names);
+    free(t->slots);
+}
+
+static void bit_set(uint64_t *words, long id)
+{
+    words[id / 64] |= UINT64_C(1) << (id % 64);
+}
+
+static bool bit_get(const uint64_t *words, long id)
+{
+    return (words[id / 64] >> (id % 64)) & 1;
+}
+
+/* True when have holds every bit of need. */
+static bool bits_cover(const uint64_t *have, const uint64_t *need, size_t nwords)
+{
+    for (size_t w = 0; w < nwords; w++)
+        if ((need[w] & ~have[w]) != 0)
+            return false;
+    return true;
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static const char *str_member(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* One line, owned: formatted, cut at 511 bytes, control characters made spaces. */
+static char *say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *say(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    for (char *p = buf; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    return mig_strdup(buf);
+}
+
+/* MiB as GiB for messages: "52 GiB", or "1.5 GiB" when not whole. */
+static const char *gib(int64_t mib, char *buf, size_t size)
+{
+    if (mib % 1024 == 0)
+        snprintf(buf, size, "%lld GiB", (long long)(mib / 1024));
+    else
+        snprintf(buf, size, "%.1f GiB", (double)mib / 1024.0);
+    return buf;
+}
+
+/* "alias (uuid)" or "uuid", as validate.c names a VM. */
+static const char *vm_label(const struct mig_place_vm *v, char *buf, size_t size)
+{
+    if (v->alias != NULL && v->alias[0] != '\0')
+        snprintf(buf, size, "%.64s (%s)", v->alias, v->uuid);
+    else
+        snprintf(buf, size, "%s", v->uuid);
+    return buf;
+}
+
+/* vm.ram in MiB, read as mig_validate_target reads it. */
+static int64_t vm_ram_mib(json_t *vm)
+{
+    json_t *ram = json_object_get(vm, "ram");
+    return json_is_number(ram) ? (int64_t)json_number_value(ram) : 0;
+}
+
+/*
+ * The VM's disk need in MiB, counted exactly as submit.c counts it for the
+ * job's own check (quota GiB plus every disk's size), so that a VM this plan
+ * places is not refused by its job for a different sum.
+ */
+static int64_t vm_disk_mib(json_t *vm)
+{
+    int64_t mib = json_integer_value(json_object_get(vm, "quota")) * 1024;
+    size_t i;
+    json_t *disk;
+    json_array_foreach(json_object_get(vm, "disks"), i, disk)
+    {
+        mib += json_integer_value(json_object_get(disk, "size"));
+    }
+    return mib;
+}
+
+/* ---- reading the input ------------------------------------------------------ */
+
+/* A server while it is read; sorted into the plan's order. */
+struct cn_in {
+    json_t *json;     /* borrowed */
+    const char *uuid; /* borrowed from json */
+    const char *key;  /* the tie-break: hostname, else uuid */
+    size_t index;     /* in the input: the last tie-break, so any sort is stable */
+};
+
+static int cmp_cn(const void *a, const void *b)
+{
+    const struct cn_in *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c == 0)
+        c = strcmp(x->uuid, y->uuid);
+    if (c == 0)
+        c = x->index < y->index ? -1 : x->index > y->index;
+    return c;
+}
+
+/* A VM while it is read. */
+struct vm_in {
+    json_t *json;     /* borrowed */
+    const char *uuid; /* borrowed, "" when absent */
+    int64_t ram, disk;
+    size_t index;
+};
+
+/*
+ * The placement order: largest RAM first, then largest disk, then uuid.
+ * Largest first packs better than smallest first: a 96 GiB VM placed after a
+ * hundred small ones may find every CN's free RAM nibbled below 96 GiB,
+ * while the small ones still fit in what the large one leaves.  The order in
+ * which the scheduler later runs the jobs does not matter: the plan has
+ * counted every VM against its target before any job runs.
+ */
+static int cmp_vm(const void *a, const void *b)
+{
+    const struct vm_in *x = a, *y = b;
+    if (x->ram != y->ram)
+        return x->ram > y->ram ? -1 : 1;
+    if (x->disk != y->disk)
+        return x->disk > y->disk ? -1 : 1;
+    int c = strcmp(x->uuid, y->uuid);
+    if (c == 0)
+        c = x->index < y->index ? -1 : x->index > y->index;
+    return c;
+}
+
+/* The working state of one mig_place_plan call. */
+struct planner {
+    struct mig_place *p;
+    const struct mig_place_opts *opts;
+    struct cn_in *in;   /* ncns servers, in the plan's order */
+    bool *in_scope;     /* per CN: opts->to names it (all true without to) */
+    struct tagtab tags; /* every NIC tag any server has */
+    size_t nwords;      /* uint64_t words per tag set */
+    uint64_t *have;     /* ncns * nwords: each CN's tags */
+
+    /* The eligible CNs, in the plan's order, as the hot arrays the scan reads. */
+    size_t nelig;
+    size_t *elig_cn;     /* index into p->cns */
+    int64_t *elig_ram;   /* free RAM, less what the plan put there */
+    int64_t *elig_disk;  /* free disk, likewise */
+    uint64_t *elig_tags; /* nelig * nwords */
+    uint64_t *elig_any;  /* nwords: union of the eligible CNs' tags */
+    uint64_t *need;      /* nwords: the VM being placed */
+
+    /* Why a VM finds no eligible CN at all: the same for every VM. */
+    const char *none_rule;
+    char *none_why;
+};
+
+/* The CN named by key (uuid, any case, or hostname), or -1. */
+static long find_cn(const struct planner *pl, const char *key)
+{
+    for (size_t i = 0; i < pl->p->ncns; i++) {
+        const struct mig_place_cn *c = &pl->p->cns[i];
+        if (strcasecmp(c->uuid, key) == 0 || strcmp(c->hostname, key) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+static int refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
+{
+    if (r == NULL)
+        return MIG_EREFUSED;
+    r->rule = rule;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof(r->message), fmt, ap);
+    va_end(ap);
+    for (char *p = r->message; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    return MIG_EREFUSED;
+}
+
+/* Reads the servers into p->cns (sorted) and their NIC tags into bitsets. */
+static void read_servers(struct planner *pl, json_t *servers)
+{
+    struct mig_place *p = pl->p;
+    size_t n = json_array_size(servers);
+    pl->in = mig_calloc(n, sizeof(*pl->in));
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(servers, i);
+        const char *uuid = str_member(s, "uuid");
+        if (uuid == NULL) /* not a server anyone could name or move to */
+            continue;
+        const char *host = str_member(s, "hostname");
+        struct cn_in *c = &pl->in[p->ncns++];
+        c->json = s;
+        c->uuid = uuid;
+        c->key = host != NULL && host[0] != '\0' ? host : uuid;
+        c->index = i;
+    }
+    qsort(pl->in, p->ncns, sizeof(*pl->in), cmp_cn);
+
+    p->cns = mig_calloc(p->ncns, sizeof(*p->cns));
+    json_t **tags = mig_calloc(p->ncns, sizeof(*tags));
+    for (size_t i = 0; i < p->ncns; i++) {
+        struct mig_place_cn *c = &p->cns[i];
+        c->uuid = mig_strdup(pl->in[i].uuid);
+        c->hostname = mig_strdup(pl->in[i].key);
+        c->ram_free_mib = (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_ram"));
+        c->disk_free_mib =
+            (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_disk"));
+        /* validate.h decides what a CN's tags are (interfaces and aggregations). */
+        tags[i] = mig_server_nic_tags(pl->in[i].json);
+        size_t k;
+        json_t *t;
+        json_array_foreach(tags[i], k, t)
+        {
+            tag_intern(&pl->tags, json_string_value(t));
+        }
+    }
+    pl->nwords = pl->tags.n / 64 + 1;
+    pl->have = mig_calloc(p->ncns * pl->nwords, sizeof(*pl->have));
+    for (size_t i = 0; i < p->ncns; i++) {
+        size_t k;
+        json_t *t;
+        json_array_foreach(tags[i], k, t)
+        {
+            bit_set(pl->have + i * pl->nwords, tag_find(&pl->tags, json_string_value(t)));
+        }
+        json_decref(tags[i]);
+    }
+    free(tags);
+}
+
+/* The source CN: opts->source, else the first VM's server_uuid.  Fills p->source. */
+static int find_source(struct planner *pl, json_t *vms, struct mig_refusal *r)
+{
+    const char *key = pl->opts->source;
+    if (key == NULL) {
+        size_t i;
+        json_t *vm;
+        json_array_foreach(vms, i, vm)
+        {
+            if ((key = str_member(vm, "server_uuid")) != NULL)
+                break;
+        }
+        if (key == NULL) {
+            if (json_array_size(vms) == 0)
+                return 0; /* nothing to move, nothing to say */
+            return refuse(r, MIG_PLACE_RULE_SOURCE_UNKNOWN,
+                          "no source CN: none was given and no VM has a server_uuid; name the "
+                          "CN to evacuate");
+        }
+    }
+    long i = find_cn(pl, key);
+    if (i < 0)
+        return refuse(r, MIG_PLACE_RULE_SOURCE_UNKNOWN,
+                      "source CN %.64s is not among CNAPI's servers; check the CN uuid or "
+                      "hostname",
+                      key);
+    pl->p->source = &pl->p->cns[i];
+    return 0;
+}
+
+/* Marks the CNs that opts->to names; every CN when it names none. */
+static int mark_scope(struct planner *pl, struct mig_refusal *r)
+{
+    pl->in_scope = mig_calloc(pl->p->ncns, sizeof(*pl->in_scope));
+    for (size_t i = 0; i < pl->p->ncns; i++)
+        pl->in_scope[i] = pl->opts->nto == 0;
+    for (size_t k = 0; k < pl->opts->nto; k++) {
+        const char *key = pl->opts->to[k];
+        long i = key != NULL ? find_cn(pl, key) : -1;
+        if (i < 0)
+            return refuse(r, MIG_RULE_TARGET_UNKNOWN,
+                          "target CN %.64s is not among CNAPI's servers; check the CN uuid or "
+                          "hostname in the target list",
+                          key != NULL ? key : "(null)");
+        pl->in_scope[i] = true;
+    }
+    return 0;
+}
+
+/*
+ * A VM that needs nothing, for mig_validate_target to judge a CN on the rules
+ * that do not depend on the VM: its RAM and disk needs are far below zero so
+ * that only a CN that reports no capacity at all fails them (a CN whose
+ * unreserved values are merely low is judged per VM, against the running
+ * totals), and it has no NIC.
+ */
+#define PROBE_NEED_MIB (-((int64_t)1 << 50))
+
+/* Decides which CNs may receive VMs of this plan, and why the others may not. */
+static void judge_cns(struct planner *pl)
+{
+    struct mig_place *p = pl->p;
+    json_t *probe = json_pack("{s:s, s:I}", "uuid", "", "ram", (json_int_t)PROBE_NEED_MIB);
+    if (probe == NULL)
+        abort();
+    json_t *src = pl->in[p->source - p->cns].json;
+    pl->elig_cn = mig_calloc(p->ncns, sizeof(*pl->elig_cn));
+    for (size_t i = 0; i < p->ncns; i++) {
+        struct mig_place_cn *c = &p->cns[i];
+        struct mig_refusal r;
+        if (!pl->in_scope[i]) {
+            c->rule = MIG_PLACE_RULE_NOT_IN_TO;
+            c->why = say("%s is not in the target list", c->hostname);
+            continue;
+        }
+        if (mig_validate_target(probe, src, pl->in[i].json, PROBE_NEED_MIB,
+                                pl->opts->allow_older_platform, &r) == 0) {
+            c->eligible = true;
+            pl->elig_cn[pl->nelig++] = i;
+            continue;
+        }
+        c->rule = r.rule;
+        if (strcmp(r.rule, MIG_RULE_TARGET_SAME) == 0)
+            c->why = say("%s is the source CN", c->hostname);
+        else if (strcmp(r.rule, MIG_RULE_RAM) == 0 || strcmp(r.rule, MIG_RULE_DISK) == 0)
+            c->why = say("target %s reports no %s (CNAPI capacity missing); retry when CNAPI "
+                         "has it",
+                         c->hostname,
+                         strcmp(r.rule, MIG_RULE_RAM) == 0 ? "unreserved_ram" : "unreserved_disk");
+        else
+            c->why = say("%s", r.message);
+    }
+    json_decref(probe);
+
+    pl->elig_ram = mig_calloc(pl->nelig, sizeof(*pl->elig_ram));
+    pl->elig_disk = mig_calloc(pl->nelig, sizeof(*pl->elig_disk));
+    pl->elig_tags = mig_calloc(pl->nelig * pl->nwords, sizeof(*pl->elig_tags));
+    pl->elig_any = mig_calloc(pl->nwords, sizeof(*pl->elig_any));
+    pl->need = mig_calloc(pl->nwords, sizeof(*pl->need));
+    for (size_t k = 0; k < pl->nelig; k++) {
+        size_t i = pl->elig_cn[k];
+        pl->elig_ram[k] = p->cns[i].ram_free_mib;
+        pl->elig_disk[k] = p->cns[i].disk_free_mib;
+        for (size_t w = 0; w < pl->nwords; w++) {
+            pl->elig_tags[k * pl->nwords + w] = pl->have[i * pl->nwords + w];
+            pl->elig_any[w] |= pl->have[i * pl->nwords + w];
+        }
+    }
+}
+
+/*
+ * Why no CN is eligible, said once for every VM: the excluded candidates
+ * (the source only when it is the one candidate), one with its full reason,
+ * several as "hostname Rule"; the rule is theirs when they share one.
+ */
+static void explain_none(struct planner *pl)
+{
+    struct mig_place *p = pl->p;
+    size_t n = 0, only = 0;
+    const char *rule = NULL;
+    bool same = true;
+    for (int pass = 0; pass < 2 && n == 0; pass++) {
+        for (size_t i = 0; i < p->ncns; i++) {
+            bool is_src = &p->cns[i] == p->source;
+            if (!pl->in_scope[i] || p->cns[i].eligible || is_src != (pass == 1))
+                continue;
+            if (n == 0)
+                only = i, rule = p->cns[i].rule;
+            else if (strcmp(rule, p->cns[i].rule) != 0)
+                same = false;
+            n++;
+        }
+    }
+    if (n == 0) { /* the caller knows better: only called when no CN is eligible */
+        pl->none_rule = MIG_PLACE_RULE_NO_TARGET;
+        pl->none_why = say("no target CN to consider");
+        return;
+    }
+    pl->none_rule = same ? rule : MIG_PLACE_RULE_NO_TARGET;
+    if (n == 1) {
+        pl->none_why = say("no eligible target CN: %s", p->cns[only].why);
+        return;
+    }
+    char buf[400];
+    size_t len = (size_t)snprintf(buf, sizeof(buf), "no eligible target CN among %zu:", n);
+    size_t shown = 0;
+    for (size_t i = 0; i < p->ncns && len < sizeof(buf); i++) {
+        const struct mig_place_cn *c = &p->cns[i];
+        if (!pl->in_scope[i] || c->eligible || c == p->source)
+            continue;
+        if (len + strlen(c->hostname) + strlen(c->rule) + 24 >= sizeof(buf))
+            break;
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s %s %s", shown > 0 ? "," : "",
+                                c->hostname, c->rule);
+        shown++;
+    }
+    if (shown < n && len < sizeof(buf))
+        snprintf(buf + len, sizeof(buf) - len, " and %zu more", n - shown);
+    pl->none_why = say("%s", buf);
+}
+
+/* ---- placing ------------------------------------------------------------------ */
+
+/* The VM's NIC tags, distinct, in NIC order, joined by ", " into buf. */
+static const char *vm_tags(json_t *vm, char *buf, size_t size)
+{
+    size_t i, len = 0;
+    json_t *nic;
+    buf[0] = '\0';
+    json_array_foreach(json_object_get(vm, "nics"), i, nic)
+    {
+        const char *tag = str_member(nic, "nic_tag");
+        if (tag == NULL)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            const char *prev = str_member(json_array_get(json_object_get(vm, "nics"), j), "nic_tag");
+            seen = prev != NULL && strcmp(prev, tag) == 0;
+        }
+        if (!seen && len < size)
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", len > 0 ? ", " : "", tag);
+    }
+    return buf;
+}
+
+/*
+ * Fills pl->need with the VM's tags.  Returns NULL, or the first tag that no
+ * server of the datacenter has.
+ */
+static const char *vm_need(struct planner *pl, json_t *vm)
+{
+    memset(pl->need, 0, pl->nwords * sizeof(*pl->need));
+    size_t i;
+    json_t *nic;
+    json_array_foreach(json_object_get(vm, "nics"), i, nic)
+    {
+        const char *tag = str_member(nic, "nic_tag");
+        if (tag == NULL)
+            continue;
+        long id = tag_find(&pl->tags, tag);
+        if (id < 0)
+            return tag;
+        bit_set(pl->need, id);
+    }
+    return NULL;
+}
+
+/* The first of the VM's tags that no eligible CN has, or NULL. */
+static const char *tag_not_eligible(struct planner *pl, json_t *vm)
+{
+    size_t i;
+    json_t *nic;
+    json_array_foreach(json_object_get(vm, "nics"), i, nic)
+    {
+        const char *tag = str_member(nic, "nic_tag");
+        if (tag != NULL && !bit_get(pl->elig_any, tag_find(&pl->tags, tag)))
+            return tag;
+    }
+    return NULL;
+}
+
+/* " (after N VMs of this plan)" when the plan already put some on c. */
+static const char *planned_note(const struct mig_place_cn *c, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (c->nplanned > 0)
+        snprintf(buf, size, " (after %zu VM%s of this plan)", c->nplanned,
+                 c->nplanned == 1 ? "" : "s");
+    return buf;
+}
+
+/* Places one VM that may migrate: a target, or the rule that stops it. */
+static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
+{
+    struct mig_place *p = pl->p;
+    char label[160], tags[256], a[32], b[32], note[64];
+    if (pl->nelig == 0) {
+        v->rule = pl->none_rule;
+        v->why = mig_strdup(pl->none_why);
+        return;
+    }
+    const char *unknown = vm_need(pl, vm);
+    if (unknown != NULL) {
+        v->rule = MIG_RULE_NIC_TAG;
+        v->why = say("no CN has NIC tag %s, which VM %s uses", unknown,
+                     vm_label(v, label, sizeof(label)));
+        return;
+    }
+
+    /*
+     * One pass over the eligible CNs (in hostname, uuid order): the best
+     * target, and on the way what the refusal would name.  A strict ">"
+     * keeps the first of equals: that is the tie-break.
+     */
+    const size_t nw = pl->nwords;
+    long best = -1, max_ram = -1, max_disk = -1;
+    size_t ntags = 0, nram = 0, nfit = 0, ties = 0;
+    for (size_t k = 0; k < pl->nelig; k++) {
+        if (!bits_cover(pl->elig_tags + k * nw, pl->need, nw))
+            continue;
+        ntags++;
+        if (max_ram < 0 || pl->elig_ram[k] > pl->elig_ram[max_ram])
+            max_ram = (long)k;
+        if (pl->elig_ram[k] < v->ram_mib)
+            continue;
+        nram++;
+        if (max_disk < 0 || pl->elig_disk[k] > pl->elig_disk[max_disk])
+            max_disk = (long)k;
+        if (pl->elig_disk[k] < v->disk_mib)
+            continue;
+        nfit++;
+        if (best < 0 || pl->elig_ram[k] > pl->elig_ram[best]) {
+            best = (long)k;
+            ties = 0;
+        } else if (pl->elig_ram[k] == pl->elig_ram[best]) {
+            ties++;
+        }
+    }
+
+    if (ntags == 0) {
+        const char *missing = tag_not_eligible(pl, vm);
+        v->rule = MIG_RULE_NIC_TAG;
+        if (missing != NULL)
+            v->why = say("no eligible target CN has NIC tag %s, which VM %s uses", missing,
+                         vm_label(v, label, sizeof(label)));
+        else
+            v->why = say("no eligible target CN has all the NIC tags of VM %s: %s",
+                         vm_label(v, label, sizeof(label)), vm_tags(vm, tags, sizeof(tags)));
+        return;
+    }
+    if (nram == 0) {
+        /* Name the tags when they are why a CN with more RAM was not counted. */
+        const struct mig_place_cn *c = &p->cns[pl->elig_cn[max_ram]];
+        char with[300] = "";
+        if (ntags < pl->nelig)
+            snprintf(with, sizeof(with), " on a CN with its NIC tags (%s)",
+                     vm_tags(vm, tags, sizeof(tags)));
+        v->rule = MIG_RULE_RAM;
+        v->why = say("needs %s RAM, the most free%s is %s on %s%s", gib(v->ram_mib, a, sizeof(a)),
+                     with, gib(pl->elig_ram[max_ram], b, sizeof(b)), c->hostname,
+                     planned_note(c, note, sizeof(note)));
+        return;
+    }
+    if (nfit == 0) {
+        const struct mig_place_cn *c = &p->cns[pl->elig_cn[max_disk]];
+        v->rule = MIG_RULE_DISK;
+        v->why = say("needs %s disk, the most free on a CN with room for its RAM is %s on %s%s",
+                     gib(v->disk_mib, a, sizeof(a)), gib(pl->elig_disk[max_disk], b, sizeof(b)),
+                     c->hostname, planned_note(c, note, sizeof(note)));
+        return;
+    }
+
+    struct mig_place_cn *c = &p->cns[pl->elig_cn[best]];
+    pl->elig_ram[best] -= v->ram_mib;
+    pl->elig_disk[best] -= v->disk_mib;
+    c->ram_free_mib -= v->ram_mib;
+    c->disk_free_mib -= v->disk_mib;
+    c->ram_planned_mib += v->ram_mib;
+    c->disk_planned_mib += v->disk_mib;
+    c->nplanned++;
+    v->target = c;
+    char tie[64] = "";
+    if (ties > 0)
+        snprintf(tie, sizeof(tie), ", tied with %zu other%s, first by hostname", ties,
+                 ties == 1 ? "" : "s");
+    vm_tags(vm, tags, sizeof(tags));
+    v->why = say("most free RAM after placement: %s, the best of %zu CN%s that fit%s; %s%s",
+                 gib(c->ram_free_mib, a, sizeof(a)), nfit, nfit == 1 ? "" : "s", tie,
+                 tags[0] != '\0' ? "has NIC tags " : "needs no NIC tag", tags);
+}
+
+/* Decides one VM: skipped by a VM rule or for being elsewhere, or placed. */
+static void decide_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
+{
+    struct mig_refusal r;
+    char label[160];
+    if (mig_validate_vm(vm, pl->opts->admin_uuid, &r) != 0) {
+        v->skipped = true;
+        v->rule = r.rule;
+        v->why = say("%s", r.message);
+        return;
+    }
+    const char *on = str_member(vm, "server_uuid");
+    if (on != NULL && strcasecmp(on, pl->p->source->uuid) != 0) {
+        long i = find_cn(pl, on);
+        v->skipped = true;
+        v->rule = MIG_PLACE_RULE_NOT_ON_SOURCE;
+        v->why = say("VM %s is on CN %s, not on the source %s; plan it from the CN it is on",
+                     vm_label(v, label, sizeof(label)), i >= 0 ? pl->p->cns[i].hostname : on,
+                     pl->p->source->hostname);
+        return;
+    }
+    place_vm(pl, v, vm);
+}
+
+static void planner_clear(struct planner *pl)
+{
+    free(pl->in);
+    free(pl->in_scope);
+    tag_clear(&pl->tags);
+    free(pl->have);
+    free(pl->elig_cn);
+    free(pl->elig_ram);
+    free(pl->elig_disk);
+    free(pl->elig_tags);
+    free(pl->elig_any);
+    free(pl->need);
+    free(pl->none_why);
+}
+
+int mig_place_plan(json_t *servers, json_t *vms, const struct mig_place_opts *opts,
+                   struct mig_place **out, struct mig_refusal *r)
+{
+    static const struct mig_place_opts defaults;
+    *out = NULL;
+    if (!json_is_array(servers) || !json_is_array(vms))
+        return MIG_EPARSE;
+    struct planner pl = {.opts = opts != NULL ? opts : &defaults};
+    struct mig_place *p = pl.p = mig_calloc(1, sizeof(*p));
+    read_servers(&pl, servers);
+    int rc = find_source(&pl, vms, r);
+    if (rc == 0)
+        rc = mark_scope(&pl, r);
+    if (rc < 0 || p->source == NULL) { /* refused, or no VM: an empty plan */
+        planner_clear(&pl);
+        if (rc < 0) {
+            mig_place_free(p);
+            return rc;
+        }
+        *out = p;
+        return 0;
+    }
+    judge_cns(&pl);
+    if (pl.nelig == 0)
+        explain_none(&pl);
+
+    size_t n = json_array_size(vms);
+    struct vm_in *in = mig_calloc(n, sizeof(*in));
+    for (size_t i = 0; i < n; i++) {
+        json_t *vm = json_array_get(vms, i);
+        const char *uuid = str_member(vm, "uuid");
+        in[i] = (struct vm_in){.json = vm,
+                               .uuid = uuid != NULL ? uuid : "",
+                               .ram = vm_ram_mib(vm),
+                               .disk = vm_disk_mib(vm),
+                               .index = i};
+    }
+    qsort(in, n, sizeof(*in), cmp_vm);
+
+    p->vms = mig_calloc(n, sizeof(*p->vms));
+    p->nvms = n;
+    for (size_t i = 0; i < n; i++) {
+        struct mig_place_vm *v = &p->vms[i];
+        v->uuid = mig_strdup(in[i].uuid);
+        v->alias = mig_strdup(str_member(in[i].json, "alias"));
+        v->brand = mig_strdup(str_member(in[i].json, "brand"));
+        v->ram_mib = in[i].ram;
+        v->disk_mib = in[i].disk;
+        decide_vm(&pl, v, in[i].json);
+        if (v->target != NULL)
+            p->nplaced++;
+        else if (v->skipped)
+            p->nskipped++;
+        else
+            p->nunplaced++;
+    }
+    free(in);
+    planner_clear(&pl);
+    *out = p;
+    return 0;
+}
+
+void mig_place_free(struct mig_place *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->ncns; i++) {
+        free(p->cns[i].uuid);
+        free(p->cns[i].hostname);
+        free(p->cns[i].why);
+    }
+    for (size_t i = 0; i < p->nvms; i++) {
+        free(p->vms[i].uuid);
+        free(p->vms[i].alias);
+        free(p->vms[i].brand);
+        free(p->vms[i].why);
+    }
+    free(p->cns);
+    free(p->vms);
+    free(p);
+}
+
+/*
+ * A JSON string of s, or null for NULL.  Our messages cut names at a byte
+ * count, which may split a UTF-8 character; jansson refuses such a string,
+ * so then every byte outside ASCII becomes '?'.
+ */
+static json_t *jstr(const char *s)
+{
+    if (s == NULL)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j == NULL) {
+        char *copy = mig_strdup(s);
+        for (char *q = copy; *q != '\0'; q++)
+            if ((unsigned char)*q >= 0x80)
+                *q = '?';
+        j = json_string(copy);
+        free(copy);
+    }
+    return j;
+}
+
+static void set(json_t *o, const char *key, json_t *v)
+{
+    if (v == NULL || json_object_set_new(o, key, v) != 0)
+        abort();
+}
+
+json_t *mig_place_json(const struct mig_place *p)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        abort();
+    for (size_t i = 0; p != NULL && i < p->nvms; i++) {
+        const struct mig_place_vm *v = &p->vms[i];
+        json_t *o = json_object();
+        if (o == NULL)
+            abort();
+        set(o, "vm_uuid", jstr(v->uuid));
+        set(o, "alias", jstr(v->alias));
+        set(o, "brand", jstr(v->brand));
+        set(o, "ram", json_integer(v->ram_mib));
+        set(o, "disk_mib", json_integer(v->disk_mib));
+        set(o, "target_uuid", jstr(v->target != NULL ? v->target->uuid : NULL));
+        set(o, "target_hostname", jstr(v->target != NULL ? v->target->hostname : NULL));
+        set(o, "skipped", json_boolean(v->skipped));
+        set(o, "rule", jstr(v->rule));
+        set(o, "why", jstr(v->why));
+        if (json_array_append_new(arr, o) != 0)
+            abort();
+    }
+    return arr;
+}

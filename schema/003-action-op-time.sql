@@ -1,0 +1,11 @@
+-- 003-action-op-time.sql: how long an action's remote commands took.
+--
+-- Applied once, inside a transaction, by mig_store_open when the database's
+-- user_version is below 3.  Never edited once released (see 001-initial.sql).
+--
+-- op_ms is the time the action spent waiting for its operations (remote
+-- commands, streams, API calls), in milliseconds, written with "done".  The
+-- rest of an action's time (ended - started) is migd's own: the journal
+-- writes and the loop.  A switch's downtime_breakdown.daemon_ms is the
+-- downtime less the op_ms of the actions inside its window.
+ALTER TABLE actions ADD COLUMN op_ms INTEGER;
