@@ -304,7 +304,8 @@ static void read_servers(struct planner *pl, json_t *servers)
         struct mig_place_cn *c = &p->cns[i];
         c->uuid = mig_strdup(pl->in[i].uuid);
         c->hostname = mig_strdup(pl->in[i].key);
-        c->ram_free_mib = (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_ram"));
+        c->ram_free_mib =
+            (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_ram"));
         c->disk_free_mib =
             (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_disk"));
         /* validate.h decides what a CN's tags are (interfaces and aggregations). */
@@ -456,10 +457,12 @@ static void explain_none(struct planner *pl)
             bool is_src = &p->cns[i] == p->source;
             if (!pl->in_scope[i] || p->cns[i].eligible || is_src != (pass == 1))
                 continue;
-            if (n == 0)
-                only = i, rule = p->cns[i].rule;
-            else if (strcmp(rule, p->cns[i].rule) != 0)
+            if (n == 0) {
+                only = i;
+                rule = p->cns[i].rule;
+            } else if (strcmp(rule, p->cns[i].rule) != 0) {
                 same = false;
+            }
             n++;
         }
     }
@@ -506,7 +509,8 @@ static const char *vm_tags(json_t *vm, char *buf, size_t size)
             continue;
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++) {
-            const char *prev = str_member(json_array_get(json_object_get(vm, "nics"), j), "nic_tag");
+            const char *prev =
+                str_member(json_array_get(json_object_get(vm, "nics"), j), "nic_tag");
             seen = prev != NULL && strcmp(prev, tag) == 0;
         }
         if (!seen && len < size)
@@ -621,7 +625,7 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
         return;
     }
     if (nram == 0) {
-        /* Name the tags when they are why a CN with more RAM was not counted. */
+        /* When some eligible CN lacks the tags, say that the search was among those with them. */
         const struct mig_place_cn *c = &p->cns[pl->elig_cn[max_ram]];
         char with[300] = "";
         if (ntags < pl->nelig)
@@ -656,9 +660,13 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
         snprintf(tie, sizeof(tie), ", tied with %zu other%s, first by hostname", ties,
                  ties == 1 ? "" : "s");
     vm_tags(vm, tags, sizeof(tags));
-    v->why = say("most free RAM after placement: %s, the best of %zu CN%s that fit%s; %s%s",
-                 gib(c->ram_free_mib, a, sizeof(a)), nfit, nfit == 1 ? "" : "s", tie,
-                 tags[0] != '\0' ? "has NIC tags " : "needs no NIC tag", tags);
+    const char *has = tags[0] != '\0' ? "has NIC tags " : "needs no NIC tag";
+    if (nfit == 1)
+        v->why = say("the only CN that fits: %s RAM free after placement; %s%s",
+                     gib(c->ram_free_mib, a, sizeof(a)), has, tags);
+    else
+        v->why = say("most free RAM after placement: %s, the best of %zu CNs that fit%s; %s%s",
+                     gib(c->ram_free_mib, a, sizeof(a)), nfit, tie, has, tags);
 }
 
 /* Decides one VM: skipped by a VM rule or for being elsewhere, or placed. */

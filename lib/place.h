@@ -39,15 +39,15 @@ struct mig_place_opts {
 /* One CNAPI server as the plan sees it.  Strings are owned by the plan. */
 struct mig_place_cn {
     char *uuid;
-    char *hostname;                    /* the uuid when CNAPI reports none */
-    bool eligible;                     /* may receive VMs of this plan */
-    const char *rule;                  /* excluded: MIG_RULE_* or MIG_PLACE_RULE_*; else NULL */
-    char *why;                         /* excluded: one line saying why; else NULL */
-    int64_t ram_free_mib;              /* unreserved RAM left once the plan is done */
-    int64_t disk_free_mib;             /* unreserved disk left once the plan is done */
-    int64_t ram_planned_mib;           /* what the plan puts here */
+    char *hostname;          /* the uuid when CNAPI reports none */
+    bool eligible;           /* may receive VMs of this plan */
+    const char *rule;        /* excluded: MIG_RULE_* or MIG_PLACE_RULE_*; else NULL */
+    char *why;               /* excluded: one line saying why; else NULL */
+    int64_t ram_free_mib;    /* unreserved RAM left once the plan is done */
+    int64_t disk_free_mib;   /* unreserved disk left once the plan is done */
+    int64_t ram_planned_mib; /* what the plan puts here */
     int64_t disk_planned_mib;
-    size_t nplanned;                   /* VMs the plan puts here */
+    size_t nplanned; /* VMs the plan puts here */
 };
 
 /* One VM's outcome.  Strings are owned by the plan. */
@@ -75,11 +75,12 @@ struct mig_place {
 /*
  * Plans where each VM of vms (a JSON array of VMAPI objects) goes among
  * servers (CNAPI's array with capacity and sysinfo); both are borrowed and
- * left unchanged.  A VM is skipped when mig_validate_vm refuses it or it is
- * not on the source; otherwise it goes to the CN that passes every rule of
- * mig_validate_target, counting the RAM and disk the plan already put
- * there, and has the most RAM free after placement (ties: the first by
- * hostname, then uuid), or to none with the rule that stopped it.
+ * left unchanged; opts may be NULL (every default).  A VM is skipped when
+ * mig_validate_vm refuses it or it is not on the source; otherwise it goes
+ * to the CN that passes every rule of mig_validate_target, counting the RAM
+ * and disk the plan already put there, and has the most RAM free after
+ * placement (ties: the first by hostname, then uuid), or to none with the
+ * rule that stopped it.
  *
  * Returns 0 with *out a new plan (free it with mig_place_free); MIG_EREFUSED
  * with *r filled when the source or an entry of opts->to is not in servers;

@@ -53,14 +53,14 @@ static json_t *names(const char *csv)
 /* A CN that may receive VMs (set up, running, not reserved, not the head node). */
 static json_t *cn(int n, const char *host, int64_t ram_mib, int64_t disk_mib, const char *tags)
 {
-    json_t *s = json_pack("{s:s, s:s, s:b, s:b, s:s, s:b, s:s, s:I, s:I, s:I,"
-                          " s:{s:s, s:s, s:s, s:{s:{s:o}}}}",
-                          "uuid", CNU(n), "hostname", host, "setup", 1, "reserved", 0, "status",
-                          "running", "headnode", 0, "current_platform", PLAT, "ram",
-                          (json_int_t)262144, "unreserved_ram", (json_int_t)ram_mib,
-                          "unreserved_disk", (json_int_t)disk_mib, "sysinfo", "UUID", CNU(n),
-                          "Admin IP", "10.99.99.13", "Live Image", PLAT, "Network Interfaces",
-                          "ixgbe0", "NIC Names", names(tags));
+    json_t *s =
+        json_pack("{s:s, s:s, s:b, s:b, s:s, s:b, s:s, s:I, s:I, s:I,"
+                  " s:{s:s, s:s, s:s, s:{s:{s:o}}}}",
+                  "uuid", CNU(n), "hostname", host, "setup", 1, "reserved", 0, "status", "running",
+                  "headnode", 0, "current_platform", PLAT, "ram", (json_int_t)262144,
+                  "unreserved_ram", (json_int_t)ram_mib, "unreserved_disk", (json_int_t)disk_mib,
+                  "sysinfo", "UUID", CNU(n), "Admin IP", "10.99.99.13", "Live Image", PLAT,
+                  "Network Interfaces", "ixgbe0", "NIC Names", names(tags));
     assert_non_null(s);
     return s;
 }
@@ -79,11 +79,11 @@ static json_t *vm(int n, const char *alias, int64_t ram_mib, int64_t quota_gib, 
         json_array_append_new(nics, json_pack("{s:s, s:O}", "mac", mac, "nic_tag", tag));
     }
     json_decref(t);
-    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:{}, s:{}, s:o}", "uuid",
-                          VMU(n), "alias", alias, "brand", "joyent", "state", "running",
-                          "server_uuid", CNU(1), "owner_uuid", OWNER, "ram", (json_int_t)ram_mib,
-                          "quota", (json_int_t)quota_gib, "tags", "internal_metadata", "nics",
-                          nics);
+    json_t *v =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:{}, s:{}, s:o}", "uuid", VMU(n),
+                  "alias", alias, "brand", "joyent", "state", "running", "server_uuid", CNU(1),
+                  "owner_uuid", OWNER, "ram", (json_int_t)ram_mib, "quota", (json_int_t)quota_gib,
+                  "tags", "internal_metadata", "nics", nics);
     assert_non_null(v);
     return v;
 }
@@ -196,15 +196,16 @@ static void test_nic_tags(void **state)
     add(f->servers, hn);
 
     add(f->vms, vm(1, "web", GIB, 10, "external"));
-    add(f->vms, vm(2, "db", GIB, 10, "external,storage"));  /* only the source and hn */
-    add(f->vms, vm(3, "bak", GIB, 10, "backup"));           /* nobody */
+    add(f->vms, vm(2, "db", GIB, 10, "external,storage"));    /* only the source and hn */
+    add(f->vms, vm(3, "bak", GIB, 10, "backup"));             /* nobody */
     add(f->vms, vm(4, "both", GIB, 10, "external,internal")); /* no single CN */
     add(f->vms, vm(5, "int", GIB, 10, "internal,internal"));
+    add(f->vms, vm(6, "nonic", GIB, 10, "")); /* fits anywhere eligible */
     const struct mig_place *p = plan(f);
 
     expect_target(p, 1, 2,
-                  "most free RAM after placement: 63 GiB, the best of 1 CN that fit; has NIC "
-                  "tags external");
+                  "the only CN that fits: 63 GiB RAM free after placement; has NIC tags "
+                  "external");
     char why[512];
     snprintf(why, sizeof(why), "no eligible target CN has NIC tag storage, which VM db (%s) uses",
              VMU(2));
@@ -216,9 +217,12 @@ static void test_nic_tags(void **state)
              VMU(4));
     expect_none(p, 4, false, MIG_RULE_NIC_TAG, why);
     expect_target(p, 5, 3,
-                  "most free RAM after placement: 63 GiB, the best of 1 CN that fit; has NIC "
-                  "tags internal");
-    assert_int_equal(p->nplaced, 2);
+                  "the only CN that fits: 63 GiB RAM free after placement; has NIC tags "
+                  "internal");
+    expect_target(p, 6, 2,
+                  "most free RAM after placement: 62 GiB, the best of 2 CNs that fit, tied with "
+                  "1 other, first by hostname; needs no NIC tag");
+    assert_int_equal(p->nplaced, 3);
     assert_int_equal(p->nunplaced, 3);
     assert_int_equal(p->nskipped, 0);
 
@@ -241,6 +245,8 @@ static void test_ram_never_overcommitted(void **state)
         snprintf(host, sizeof(host), "cn%d", c);
         add(f->servers, cn(c, host, 10 * GIB, 1000 * GIB, "external"));
     }
+    /* Room, but not the tag: never a candidate, and the refusal says why it is not counted. */
+    add(f->servers, cn(5, "cn5", 32 * GIB, 1000 * GIB, "internal"));
     for (int i = 1; i <= 40; i++)
         add(f->vms, vm(i, "small", GIB, 1, "external"));
     add(f->vms, vm(41, "huge", 16 * GIB, 1, "external"));
@@ -248,13 +254,16 @@ static void test_ram_never_overcommitted(void **state)
 
     /* Largest first: the huge VM is decided before any small one took room. */
     assert_string_equal(p->vms[0].uuid, VMU(41));
-    expect_none(p, 41, false, MIG_RULE_RAM, "needs 16 GiB RAM, the most free is 10 GiB on cn2");
+    expect_none(p, 41, false, MIG_RULE_RAM,
+                "needs 16 GiB RAM, the most free on a CN with its NIC tags (external) is 10 GiB "
+                "on cn2");
     /* Equal VMs, in uuid order, go round the CNs: each time the most free, first by hostname. */
     for (int i = 1; i <= 30; i++)
         expect_target(p, i, 2 + (i - 1) % 3, NULL);
     for (int i = 31; i <= 40; i++)
         expect_none(p, i, false, MIG_RULE_RAM,
-                    "needs 1 GiB RAM, the most free is 0 GiB on cn2 (after 10 VMs of this plan)");
+                    "needs 1 GiB RAM, the most free on a CN with its NIC tags (external) is 0 GiB "
+                    "on cn2 (after 10 VMs of this plan)");
     for (int c = 2; c <= 4; c++) {
         const struct mig_place_cn *x = cn_of(p, c);
         assert_int_equal(x->ram_free_mib, 0);
@@ -263,24 +272,29 @@ static void test_ram_never_overcommitted(void **state)
         assert_int_equal(x->disk_planned_mib, 10 * GIB);
     }
     assert_int_equal(cn_of(p, 1)->nplanned, 0);
+    assert_int_equal(cn_of(p, 5)->nplanned, 0);
+    assert_int_equal(cn_of(p, 5)->ram_free_mib, 32 * GIB);
     assert_int_equal(p->nplaced, 30);
     assert_int_equal(p->nunplaced, 11);
 
-    /* Counted from the VMs too: no target receives more than it had. */
+    /* Counted from the VMs too: each CN's total is what its VMs add up to. */
     int64_t sum[5] = {0};
     for (size_t i = 0; i < p->nvms; i++)
         if (p->vms[i].target != NULL)
             sum[p->vms[i].target - p->cns] += p->vms[i].ram_mib;
-    for (size_t c = 0; c < p->ncns; c++)
-        assert_true(sum[c] <= (c == 0 ? 256 * GIB : 10 * GIB));
+    assert_int_equal(p->ncns, 5);
+    for (size_t c = 0; c < p->ncns; c++) {
+        assert_int_equal(sum[c], p->cns[c].ram_planned_mib);
+        assert_true(p->cns[c].ram_free_mib >= 0);
+    }
 }
 
 static void test_disk_never_overcommitted(void **state)
 {
     struct fixture *f = *state;
     add_source(f);
-    add(f->servers, cn(2, "cn2", 100 * GIB, 50 * GIB, "external"));  /* RAM, little disk */
-    add(f->servers, cn(3, "cn3", 50 * GIB, 100 * GIB, "external"));  /* disk, less RAM */
+    add(f->servers, cn(2, "cn2", 100 * GIB, 50 * GIB, "external")); /* RAM, little disk */
+    add(f->servers, cn(3, "cn3", 50 * GIB, 100 * GIB, "external")); /* disk, less RAM */
     add(f->vms, vm(1, "fat", GIB, 60, "external"));
     for (int i = 2; i <= 6; i++)
         add(f->vms, vm(i, "thin", GIB, 20, "external"));
@@ -289,8 +303,8 @@ static void test_disk_never_overcommitted(void **state)
     /* Most disk first among equal RAM: the 60 GiB one fits only on cn3. */
     assert_string_equal(p->vms[0].uuid, VMU(1));
     expect_target(p, 1, 3,
-                  "most free RAM after placement: 49 GiB, the best of 1 CN that fit; has NIC "
-                  "tags external");
+                  "the only CN that fits: 49 GiB RAM free after placement; has NIC tags "
+                  "external");
     expect_target(p, 2, 2, NULL); /* cn2 has more RAM while its disk lasts */
     expect_target(p, 3, 2, NULL);
     expect_target(p, 4, 3, NULL); /* cn2 has 10 GiB of disk left */
@@ -306,8 +320,9 @@ static void test_disk_never_overcommitted(void **state)
     json_array_clear(f->vms);
     json_t *hvm = vm(7, "hvm", 2 * GIB, 10, "external");
     json_object_set_new(hvm, "brand", json_string("bhyve"));
-    json_object_set_new(hvm, "disks", json_pack("[{s:I}, {s:I}]", "size", (json_int_t)10240,
-                                                "size", (json_int_t)20480));
+    json_object_set_new(
+        hvm, "disks",
+        json_pack("[{s:I}, {s:I}]", "size", (json_int_t)10240, "size", (json_int_t)20480));
     add(f->vms, hvm);
     p = plan(f);
     assert_int_equal(vm_of(p, 7)->disk_mib, 40960);
@@ -518,7 +533,7 @@ static void test_excluded_cns(void **state)
     const struct mig_place *p = plan(f);
 
     expect_target(p, 1, 8,
-                  "most free RAM after placement: 7 GiB, the best of 1 CN that fit; has NIC tags "
+                  "the only CN that fits: 7 GiB RAM free after placement; has NIC tags "
                   "external");
     assert_true(cn_of(p, 8)->eligible);
     assert_null(cn_of(p, 8)->rule);
@@ -627,8 +642,8 @@ static void test_skipped_vms(void **state)
              VMU(6));
     expect_none(p, 6, true, MIG_PLACE_RULE_NOT_ON_SOURCE, why);
     expect_target(p, 7, 2,
-                  "most free RAM after placement: 61 GiB, the best of 1 CN that fit; has NIC "
-                  "tags external");
+                  "the only CN that fits: 61 GiB RAM free after placement; has NIC tags "
+                  "external");
     assert_int_equal(p->nskipped, 6);
     assert_int_equal(p->nplaced, 1);
     /* A skipped VM takes no room. */
@@ -671,8 +686,8 @@ static void test_one_vm(void **state)
     const struct mig_place *p = plan(f);
     got = mig_place_json(p);
     want = json_pack("[{s:s, s:n, s:s, s:i, s:i, s:n, s:n, s:b, s:s, s:s}]", "vm_uuid", VMU(1),
-                     "alias", "brand", "joyent", "ram", 128 * GIB, "disk_mib", 25600,
-                     "target_uuid", "target_hostname", "skipped", 0, "rule", MIG_RULE_RAM, "why",
+                     "alias", "brand", "joyent", "ram", 128 * GIB, "disk_mib", 25600, "target_uuid",
+                     "target_hostname", "skipped", 0, "rule", MIG_RULE_RAM, "why",
                      "needs 128 GiB RAM, the most free is 64 GiB on cn2");
     assert_true(json_equal(got, want));
     json_decref(got);
@@ -725,7 +740,8 @@ static void test_bad_input(void **state)
     assert_string_equal(p->vms[1].rule, MIG_RULE_VM_UNKNOWN);
 }
 
-/* --- agreement with validate.c ----------------------------------------------------------------- */
+/* --- agreement with validate.c -----------------------------------------------------------------
+ */
 
 static uint32_t lcg(uint32_t *s)
 {
@@ -742,8 +758,8 @@ static uint32_t lcg(uint32_t *s)
 static void test_agrees_with_validate(void **state)
 {
     struct fixture *f = *state;
-    static const char *tagsets[] = {"external", "internal", "storage", "external,internal",
-                                    "external,storage", ""};
+    static const char *tagsets[] = {"external",          "internal",         "storage",
+                                    "external,internal", "external,storage", ""};
     uint32_t seed = 42;
     add_source(f);
     for (int c = 2; c <= 13; c++) {
@@ -758,8 +774,8 @@ static void test_agrees_with_validate(void **state)
         add(f->servers, s);
     }
     for (int i = 1; i <= 100; i++)
-        add(f->vms, vm(i, "r", (1 + lcg(&seed) % 16) * 512, 5 + lcg(&seed) % 96,
-                       tagsets[lcg(&seed) % 6]));
+        add(f->vms,
+            vm(i, "r", (1 + lcg(&seed) % 16) * 512, 5 + lcg(&seed) % 96, tagsets[lcg(&seed) % 6]));
     const struct mig_place *p = plan(f);
     /* This seed's datacenter is tight: both capacity rules stop VMs. */
     assert_int_equal(p->nplaced, 45);
@@ -786,10 +802,13 @@ static void test_agrees_with_validate(void **state)
         for (size_t s = 0; s < n; s++) {
             json_t *copy = json_deep_copy(json_array_get(f->servers, s));
             const char *uuid = json_string_value(json_object_get(copy, "uuid"));
-            json_object_set_new(copy, "unreserved_ram",
-                                json_integer(json_integer_value(json_object_get(copy, "unreserved_ram")) - ram[s]));
-            json_object_set_new(copy, "unreserved_disk",
-                                json_integer(json_integer_value(json_object_get(copy, "unreserved_disk")) - disk[s]));
+            json_object_set_new(
+                copy, "unreserved_ram",
+                json_integer(json_integer_value(json_object_get(copy, "unreserved_ram")) - ram[s]));
+            json_object_set_new(
+                copy, "unreserved_disk",
+                json_integer(json_integer_value(json_object_get(copy, "unreserved_disk")) -
+                             disk[s]));
             struct mig_refusal r;
             int rc = mig_validate_target(vmj, src, copy, v->disk_mib, false, &r);
             if (v->target != NULL && strcmp(v->target->uuid, uuid) == 0) {
@@ -805,7 +824,8 @@ static void test_agrees_with_validate(void **state)
     }
     /* The plan's own totals are the replay's. */
     for (size_t s = 0; s < n; s++) {
-        const char *uuid = json_string_value(json_object_get(json_array_get(f->servers, s), "uuid"));
+        const char *uuid =
+            json_string_value(json_object_get(json_array_get(f->servers, s), "uuid"));
         for (size_t c = 0; c < p->ncns; c++)
             if (strcmp(p->cns[c].uuid, uuid) == 0) {
                 assert_int_equal(p->cns[c].ram_planned_mib, ram[s]);
