@@ -468,7 +468,8 @@ static void record_round(struct jrun *r)
     for (int i = 0; i < job->nround_log; i++)
         if (job->round_log[i].n >= 2)
             deltas[n++] = job->round_log[i].bytes;
-    if (job->mode != MIG_MODE_FULL && !job->ctx.stalled && mig_stalled(deltas, n)) {
+    if (job->mode != MIG_MODE_FULL && !job->ctx.stalled &&
+        mig_stalled(deltas, n, job->ctx.write_bytes_s, rd.rate_bytes_s)) {
         char f[200];
         forecast_text(job, f, sizeof(f));
         job->ctx.stalled = 1;

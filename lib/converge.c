@@ -26,10 +26,17 @@ struct mig_forecast mig_forecast(int64_t bytes, int64_t duration_ms, int64_t sin
     return f;
 }
 
-/* A delta shrank when it fell below nine tenths of the one before (noise aside). */
-bool mig_stalled(const int64_t *deltas, size_t n)
+/*
+ * A delta shrank when it fell below nine tenths of the one before (noise
+ * aside).  Deltas that merely hold steady while the link is much faster than
+ * the writes are a VM that writes between rounds: they shrink once it
+ * pauses, so that is not a stall.
+ */
+bool mig_stalled(const int64_t *deltas, size_t n, int64_t write_bytes_s, int64_t link_bytes_s)
 {
     if (n < 4)
+        return false;
+    if (write_bytes_s >= 0 && link_bytes_s > 0 && write_bytes_s * 10 < link_bytes_s * 9)
         return false;
     for (size_t i = n - 3; i < n; i++)
         if (deltas[i] * 10 < deltas[i - 1] * 9)

@@ -32,12 +32,13 @@ struct mig_forecast mig_forecast(int64_t bytes, int64_t duration_ms, int64_t sin
                                  int64_t fixed_ms);
 
 /*
- * True when the last three incremental rounds in a row did not shrink the
- * delta (deltas, oldest first, n of them; shrinking means below nine tenths
- * of the one before): the VM writes as fast as the link carries, or faster,
- * and more rounds would not converge.
+ * True when the VM writes faster than the link carries: the last three
+ * incremental rounds in a row did not shrink the delta (deltas, oldest
+ * first, n of them; shrinking means below nine tenths of the one before)
+ * and the write rate is at least nine tenths of the link's (when both are
+ * known).  More rounds would not converge.
  */
-bool mig_stalled(const int64_t *deltas, size_t n);
+bool mig_stalled(const int64_t *deltas, size_t n, int64_t write_bytes_s, int64_t link_bytes_s);
 
 /*
  * The operator's sentence for a forecast, e.g. "writes 40.0 MB/s, link 35.0

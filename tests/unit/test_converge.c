@@ -44,17 +44,23 @@ static void test_forecast(void **state)
 static void test_stalled(void **state)
 {
     (void)state;
+    /* Writes 1.4 MB/s over a 1 MB/s link. */
+    int64_t w = 1400000, l = 1000000;
     int64_t shrinking[] = {100, 80, 60, 40, 20};
-    assert_false(mig_stalled(shrinking, 5));
+    assert_false(mig_stalled(shrinking, 5, w, l));
     int64_t steady[] = {100, 100, 101, 99, 100};
-    assert_true(mig_stalled(steady, 5)); /* within a tenth: not shrinking */
+    assert_true(mig_stalled(steady, 5, w, l)); /* within a tenth: not shrinking */
     int64_t growing[] = {10, 20, 40, 80};
-    assert_true(mig_stalled(growing, 4));
-    assert_false(mig_stalled(growing, 3)); /* three rounds after a first are needed */
+    assert_true(mig_stalled(growing, 4, w, l));
+    assert_false(mig_stalled(growing, 3, w, l)); /* three rounds after a first are needed */
     int64_t late_shrink[] = {100, 100, 100, 50};
-    assert_false(mig_stalled(late_shrink, 4));
+    assert_false(mig_stalled(late_shrink, 4, w, l));
     int64_t early[] = {50, 100, 100, 100};
-    assert_true(mig_stalled(early, 4));
+    assert_true(mig_stalled(early, 4, w, l));
+    /* Steady deltas over a link five times faster: the VM writes between rounds, no stall. */
+    assert_false(mig_stalled(steady, 5, 2700000, 15500000));
+    /* Rates unknown: the deltas alone decide. */
+    assert_true(mig_stalled(steady, 5, -1, -1));
 }
 
 int main(void)
