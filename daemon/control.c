@@ -256,6 +256,23 @@ static int parse_query(h2o_req_t *req, struct query_param *params)
     return 0;
 }
 
+#define JOBS_PAGE_MAX 1000
+
+/* Parses a count (decimal, 0..10^12); 0 or -EINVAL. */
+static int parse_count(const char *s, int64_t *out)
+{
+    int64_t v = 0;
+    if (s == NULL || *s == '\0' || strlen(s) > 12)
+        return -EINVAL;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
 /* Parses a boolean query value; -EINVAL for anything but true/false/1/0. */
 static int parse_bool(const char *s, bool *out)
 {
@@ -296,108 +313,33 @@ static void handle_ping(struct control *c, h2o_req_t *req)
     respond_json(req, 200, body);
 }
 
-/* Appends printf output to the growing buffer *buf (length *len, capacity *cap). */
-static void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if ((size_t)n < *cap - *len) {
-            *len += (size_t)n;
-            return;
-        }
-        *cap = (*cap + (size_t)n + 1) * 2;
-        char *grown = realloc(*buf, *cap);
-        if (grown == NULL)
-            abort();
-        *buf = grown;
-    }
-}
-
-static json_int_t stats_int(json_t *stats, const char *a, const char *b)
-{
-    json_t *v = json_object_get(stats, a);
-    if (!json_is_number(v))
-        v = json_object_get(stats, b);
-    return json_is_number(v) ? (json_int_t)json_number_value(v) : 0;
-}
-
 static void handle_metrics(struct control *c, h2o_req_t *req)
 {
-    static const int64_t buckets[] = {1000, 5000, 10000, 30000, 60000, 120000, 300000, 600000};
-    enum { NBUCKETS = sizeof(buckets) / sizeof(buckets[0]) };
-    json_t *stats = engine_stats_json(c->d->engine);
-    json_t *jobs = jobs_by_state(stats);
-    size_t len = 0, cap = 4096;
-    char *out = mig_malloc(cap);
-
-    buf_printf(&out, &len, &cap,
-               "# HELP migd_jobs Migration jobs by state.\n"
-               "# TYPE migd_jobs gauge\n");
-    const char *state;
-    json_t *n;
-    json_object_foreach(jobs, state, n)
-    {
-        buf_printf(&out, &len, &cap, "migd_jobs{state=\"%s\"} %" JSON_INTEGER_FORMAT "\n", state,
-                   json_integer_value(n));
-    }
-    buf_printf(&out, &len, &cap,
-               "# HELP migd_bytes_sent_total Bytes of ZFS streams sent by all jobs.\n"
-               "# TYPE migd_bytes_sent_total counter\n"
-               "migd_bytes_sent_total %" JSON_INTEGER_FORMAT "\n",
-               stats_int(stats, "bytes_sent_total", "bytes_sent"));
-
-    uint64_t counts[NBUCKETS] = {0}, count = 0;
-    double sum = 0;
-    json_t *downtimes = json_object_get(stats, "downtimes_ms");
-    if (!json_is_array(downtimes))
-        downtimes = json_object_get(stats, "downtime_ms");
-    size_t i;
-    json_t *v;
-    json_array_foreach(downtimes, i, v)
-    {
-        if (!json_is_number(v))
-            continue;
-        double ms = json_number_value(v);
-        for (size_t b = 0; b < NBUCKETS; b++)
-            if (ms <= (double)buckets[b])
-                counts[b]++;
-        count++;
-        sum += ms;
-    }
-    buf_printf(&out, &len, &cap,
-               "# HELP migd_downtime_ms Downtime of switched jobs, from the stop on the source to "
-               "the VM running on the target.\n"
-               "# TYPE migd_downtime_ms histogram\n");
-    for (size_t b = 0; b < NBUCKETS; b++)
-        buf_printf(&out, &len, &cap, "migd_downtime_ms_bucket{le=\"%lld\"} %llu\n",
-                   (long long)buckets[b], (unsigned long long)counts[b]);
-    buf_printf(&out, &len, &cap,
-               "migd_downtime_ms_bucket{le=\"+Inf\"} %llu\n"
-               "migd_downtime_ms_sum %.0f\n"
-               "migd_downtime_ms_count %llu\n",
-               (unsigned long long)count, sum, (unsigned long long)count);
-
+    size_t len = 0;
+    char *out = engine_metrics_text(c->d->engine, &len);
     respond_text(req, 200, "text/plain; version=0.0.4", out, len);
     free(out);
-    json_decref(jobs);
-    json_decref(stats);
 }
 
 /* ---- GET /jobs, GET /jobs/:uuid, GET /jobs/:uuid/log ---- */
 
 static void handle_jobs_list(struct control *c, h2o_req_t *req)
 {
-    struct query_param params[] = {{"state", NULL}, {"vm_uuid", NULL}, {"all", NULL}, {NULL, NULL}};
+    struct query_param params[] = {{"state", NULL}, {"vm_uuid", NULL}, {"all", NULL},
+                                   {"limit", NULL}, {"offset", NULL}, {NULL, NULL}};
     if (parse_query(req, params) != 0)
         return;
+    /* Pages as Triton's APIs page: limit (1..1000, default 1000) and offset. */
+    int64_t limit = JOBS_PAGE_MAX, offset = 0;
+    if (params[3].value != NULL && (parse_count(params[3].value, &limit) != 0 || limit < 1 ||
+                                    limit > JOBS_PAGE_MAX)) {
+        respond_error(req, 400, "InvalidArgument", "limit must be 1 to %d", JOBS_PAGE_MAX);
+        return;
+    }
+    if (params[4].value != NULL && parse_count(params[4].value, &offset) != 0) {
+        respond_error(req, 400, "InvalidArgument", "offset must be a number of jobs (0 or more)");
+        return;
+    }
     const char *state = params[0].value, *vm_uuid = params[1].value;
     bool all = false;
     enum mig_job_state st;
@@ -413,7 +355,7 @@ static void handle_jobs_list(struct control *c, h2o_req_t *req)
         respond_error(req, 400, "InvalidArgument", "all must be true or false");
         return;
     }
-    json_t *jobs = engine_jobs_json(c->d->engine, state, vm_uuid, all);
+    json_t *jobs = engine_jobs_json(c->d->engine, state, vm_uuid, all, limit, offset);
     if (jobs == NULL) {
         respond_error(req, 500, "InternalError", "cannot list jobs");
         return;

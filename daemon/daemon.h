@@ -75,10 +75,18 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
 
 /* The job's current public JSON (live or from the store); new reference or NULL. */
 json_t *engine_job_json(struct engine *e, const char *job_uuid);
-/* Jobs as a JSON array, filtered (state/vm_uuid may be NULL); new reference. */
-json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uuid, bool all);
-/* Counts of jobs by state, total bytes sent, downtimes: for /ping and /metrics. */
+/*
+ * One page of jobs as a JSON array, oldest first, filtered (state/vm_uuid
+ * may be NULL), at most limit (0: all) after skipping offset; unreadable
+ * rows are appended to the first page.  New reference, NULL on a database
+ * error.
+ */
+json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uuid, bool all,
+                         int64_t limit, int64_t offset);
+/* {jobs: {state: count}, active, unreadable}, from counters in memory: for /ping. */
 json_t *engine_stats_json(struct engine *e);
+/* The Prometheus text of /metrics (malloc'd, *len bytes), from counters in memory. */
+char *engine_metrics_text(struct engine *e, size_t *len);
 
 /*
  * Watch a job: fn(arg, job_json, final) runs on every change of the job

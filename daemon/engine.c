@@ -16,6 +16,7 @@
 #include "err.h"
 #include "executor.h"
 #include "log.h"
+#include "metrics.h"
 #include "submit.h"
 #include "util.h"
 
@@ -38,6 +39,7 @@ struct jrun {
     int64_t round_sent_base; /* progress.bytes_sent when the current plan began */
     int64_t round_started_ms; /* when it began */
     bool sleeping;           /* between sync rounds: the executor's walk ended in a sleep */
+    int64_t bytes_counted;   /* progress.bytes_sent already in the metrics */
     bool ending;
     struct jrun *next;
 };
@@ -60,6 +62,7 @@ struct engine {
     struct watcher *watchers;
     int notifying;   /* >0 while watchers are being called */
     uv_timer_t tick; /* periodic scheduling */
+    struct metrics *metrics;
     bool closing;
 };
 
@@ -181,6 +184,34 @@ static int save(struct jrun *r)
     return rc;
 }
 
+/* Counts a job's change of state in the metrics (and its downtime and duration when it lands). */
+static void count_state(struct engine *e, const struct mig_job *job, int before)
+{
+    if (before == (int)job->state)
+        return;
+    metrics_state(e->metrics, before, job->state);
+    if (job->state == MIG_JOB_SWITCHED && before == MIG_JOB_RUNNING && job->task == MIG_TASK_MIGRATE &&
+        job->downtime_ms >= 0)
+        metrics_downtime(e->metrics, job->downtime_ms);
+    if ((mig_job_state_final(job->state) || job->state == MIG_JOB_SWITCHED) && job->started > 0 &&
+        before == MIG_JOB_RUNNING)
+        metrics_duration(e->metrics, mig_now_ms() - job->started);
+}
+
+/* Counts the bytes a run sent since it last counted. */
+static void count_bytes(struct jrun *r)
+{
+    int64_t delta = r->job->progress.bytes_sent - r->bytes_counted;
+    if (delta > 0)
+        metrics_bytes(r->e->metrics,
+                      r->job->source_hostname != NULL ? r->job->source_hostname
+                                                      : r->job->source_server_uuid,
+                      r->job->target_hostname != NULL ? r->job->target_hostname
+                                                      : r->job->target_server_uuid,
+                      delta);
+    r->bytes_counted = r->job->progress.bytes_sent;
+}
+
 /* Applies ev to the job (the transition table decides), saves it, tells watchers. */
 static void apply(struct jrun *r, enum mig_job_event ev)
 {
@@ -190,6 +221,7 @@ static void apply(struct jrun *r, enum mig_job_event ev)
              mig_job_state_name(before), ev);
         return;
     }
+    count_state(r->e, r->job, (int)before);
     if (before != r->job->state)
         jlog(r->job, MIG_LOG_INFO, "job %s: %s -> %s", r->job->uuid, mig_job_state_name(before),
              mig_job_state_name(r->job->state));
@@ -223,6 +255,7 @@ static void end_run(struct jrun *r)
 static void on_exec_changed(void *owner)
 {
     struct jrun *r = owner;
+    count_bytes(r);
     notify(r->e, r->job);
 }
 
@@ -235,6 +268,7 @@ static struct jrun *run_new(struct engine *e, struct mig_job *job)
     struct jrun *r = mig_calloc(1, sizeof(*r));
     r->e = e;
     r->job = job;
+    r->bytes_counted = job->progress.bytes_sent;
     if (exec_new(e->d, job, &run_hooks, r, &r->x) != 0) {
         free(r);
         return NULL;
@@ -606,6 +640,7 @@ static void on_exec_finished(void *owner, int err)
     struct mig_job *job = r->job;
     if (r->e->closing)
         return;
+    count_bytes(r);
     if (job->undoing) {
         undo_done(r, err);
         return;
@@ -665,15 +700,38 @@ static void start_job(struct engine *e, struct mig_job *job)
 
 /* ---- scheduling ---- */
 
-/* Starts queued jobs, oldest first, within max_active_jobs and max_jobs_per_cn. */
+/* Why a queued job cannot start now, into why (""): the limit it waits for. */
+static void waits_for(struct engine *e, const struct mig_job *job, int active, char *why,
+                      size_t whysz)
+{
+    const struct mig_config *cfg = e->d->cfg;
+    why[0] = '\0';
+    if (active >= cfg->limits.max_active_jobs) {
+        snprintf(why, whysz, "waits for limits.max_active_jobs: %d running", active);
+        return;
+    }
+    const char *servers[2] = {job->source_server_uuid, job->target_server_uuid};
+    const char *names[2] = {job->source_hostname, job->target_hostname};
+    for (int i = 0; i < 2; i++) {
+        int n = active_on(e, servers[i]);
+        if (n >= cfg->limits.max_jobs_per_cn) {
+            snprintf(why, whysz, "waits for limits.max_jobs_per_cn on %s: %d running",
+                     names[i] != NULL ? names[i] : servers[i], n);
+            return;
+        }
+    }
+}
+
+/*
+ * Starts queued jobs, oldest first, within max_active_jobs and
+ * max_jobs_per_cn; a job that must wait says for what (its activity, and
+ * the log once when that changes).
+ */
 static void schedule(struct engine *e)
 {
     if (e->closing)
         return;
     int active = active_jobs(e);
-    const struct mig_config *cfg = e->d->cfg;
-    if (active >= cfg->limits.max_active_jobs)
-        return;
     struct mig_job_filter f = {.state = "queued", .vm_uuid = NULL, .all = 0};
     struct mig_job **jobs = NULL;
     size_t n = 0;
@@ -681,14 +739,25 @@ static void schedule(struct engine *e)
         return;
     for (size_t i = 0; i < n; i++) {
         struct mig_job *job = jobs[i];
-        if (active < cfg->limits.max_active_jobs && find_run(e, job->uuid) == NULL &&
-            active_on(e, job->source_server_uuid) < cfg->limits.max_jobs_per_cn &&
-            active_on(e, job->target_server_uuid) < cfg->limits.max_jobs_per_cn) {
+        char why[sizeof(job->ctx.activity)];
+        if (find_run(e, job->uuid) != NULL) {
+            mig_job_free(job);
+            continue;
+        }
+        waits_for(e, job, active, why, sizeof(why));
+        if (why[0] == '\0') {
             start_job(e, job);
             active++;
-        } else {
-            mig_job_free(job);
+            continue;
         }
+        if (strcmp(why, job->ctx.activity) != 0) {
+            mig_job_set_activity(job, "%s", why);
+            if (mig_store_job_save(e->d->store, job) == 0) {
+                jlog(job, MIG_LOG_INFO, "queued: %s", why);
+                notify(e, job);
+            }
+        }
+        mig_job_free(job);
     }
     free(jobs);
 }
@@ -702,8 +771,14 @@ int engine_new(struct migd *d, struct engine **out)
 {
     struct engine *e = mig_calloc(1, sizeof(*e));
     e->d = d;
+    e->metrics = metrics_load(d->store);
+    if (e->metrics == NULL) {
+        free(e);
+        return MIG_EDB;
+    }
     int rc = uv_timer_init(d->loop, &e->tick);
     if (rc != 0) {
+        metrics_free(e->metrics);
         free(e);
         return rc;
     }
@@ -744,7 +819,9 @@ void engine_resume(struct engine *e)
 
 static void on_tick_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct engine *e = h->data;
+    metrics_free(e->metrics);
+    free(e);
 }
 
 void engine_free(struct engine *e)
@@ -844,6 +921,7 @@ static void on_submit_finished(void *owner, int err)
                          "cannot save the job: %s; nothing was changed", mig_strerror(rc));
                 err = MIG_EDB;
             } else {
+                metrics_state(e->metrics, -1, MIG_JOB_QUEUED);
                 jlog(job, MIG_LOG_INFO, "job %s queued: %s (%s) from %s to %s, mode %s", job->uuid,
                      job->vm_uuid, job->vm_alias, job->source_hostname, job->target_hostname,
                      mig_mode_name(job->mode));
@@ -935,6 +1013,8 @@ static int start_task(struct engine *e, struct mig_job *stored, enum mig_task ta
     mig_job_clear_error(stored);
     mig_job_apply(stored, task == MIG_TASK_RETURN ? MIG_EV_RETURN : MIG_EV_REMOVE);
     int rc = mig_store_job_save(e->d->store, stored);
+    if (rc == 0)
+        metrics_state(e->metrics, MIG_JOB_SWITCHED, stored->state);
     if (rc != 0) {
         snprintf(msg, msgsz, "cannot record the %s of job %s: %s; nothing was changed",
                  task == MIG_TASK_RETURN ? "rollback" : "cleanup", stored->uuid,
@@ -971,6 +1051,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
     struct mig_job *job = r != NULL ? r->job : stored;
     const char *busy = doing(job);
     int rc = 0;
+    bool counted_abort = false; /* a queued job aborted here: counted once saved */
     if (busy != NULL && job->state == MIG_JOB_RUNNING) {
         snprintf(msg, msgsz, "job %s %s; wait for it to end (migctl watch %s)", job->uuid, busy,
                  job->uuid);
@@ -995,6 +1076,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         if (job->state == MIG_JOB_QUEUED && r == NULL) {
             mig_job_set_error(job, "Aborted", "aborted by the operator before it started");
             mig_job_apply(job, MIG_EV_ABORT);
+            counted_abort = true;
             snprintf(msg, msgsz, "job %s aborted before it started; nothing was changed",
                      job->uuid);
         } else if ((job->state == MIG_JOB_RUNNING || job->state == MIG_JOB_WAITING) &&
@@ -1052,6 +1134,8 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
             mig_job_free(stored);
             return MIG_EDB;
         }
+        if (counted_abort)
+            metrics_state(e->metrics, MIG_JOB_QUEUED, MIG_JOB_ABORTED);
         mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
         notify(e, job);
         if (r != NULL) {
@@ -1087,9 +1171,14 @@ json_t *engine_job_json(struct engine *e, const char *job_uuid)
     return j;
 }
 
-json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uuid, bool all)
+json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uuid, bool all,
+                         int64_t limit, int64_t offset)
 {
-    struct mig_job_filter f = {.state = state, .vm_uuid = vm_uuid, .all = all || state != NULL};
+    struct mig_job_filter f = {.state = state,
+                               .vm_uuid = vm_uuid,
+                               .all = all || state != NULL,
+                               .limit = limit,
+                               .offset = offset};
     struct mig_job **jobs = NULL;
     size_t n = 0;
     json_t *out = json_array();
@@ -1103,10 +1192,10 @@ json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uui
         mig_job_free(jobs[i]);
     }
     free(jobs);
-    /* A row that cannot be read is listed, never hidden, never hiding the others. */
+    /* A row that cannot be read is listed (on the first page), never hiding the others. */
     struct mig_bad_job *bad = NULL;
     size_t nbad = 0;
-    if (mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0) {
+    if (offset == 0 && mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0) {
         for (size_t i = 0; i < nbad; i++) {
             enum mig_job_state st;
             bool final = mig_job_state_parse(bad[i].state, &st) == 0 && mig_job_state_final(st);
@@ -1126,34 +1215,17 @@ json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uui
 
 json_t *engine_stats_json(struct engine *e)
 {
-    struct mig_job_filter f = {.state = NULL, .vm_uuid = NULL, .all = 1};
-    struct mig_job **jobs = NULL;
-    size_t n = 0;
-    json_t *by_state = json_object();
-    for (int s = 0; s < MIG_JOB_NSTATES; s++)
-        json_object_set_new(by_state, mig_job_state_name((enum mig_job_state)s), json_integer(0));
-    json_t *downtimes = json_array();
-    int64_t bytes = 0;
-    if (mig_store_job_list(e->d->store, &f, &jobs, &n) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            struct jrun *r = find_run(e, jobs[i]->uuid);
-            const struct mig_job *job = r != NULL ? r->job : jobs[i];
-            const char *name = mig_job_state_name(job->state);
-            json_object_set_new(
-                by_state, name,
-                json_integer(json_integer_value(json_object_get(by_state, name)) + 1));
-            bytes += job->progress.bytes_sent;
-            if (job->downtime_ms >= 0)
-                json_array_append_new(downtimes, json_integer(job->downtime_ms));
-            mig_job_free(jobs[i]);
-        }
-        free(jobs);
-    }
-    struct mig_bad_job *bad = NULL;
-    size_t nbad = 0;
-    if (mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0)
-        free(bad);
-    return json_pack("{s:o, s:I, s:o, s:i, s:i}", "jobs", by_state, "bytes_sent",
-                     (json_int_t)bytes, "downtimes_ms", downtimes, "active", active_jobs(e),
-                     "unreadable", (int)nbad);
+    return json_pack("{s:o, s:i, s:i}", "jobs", metrics_jobs_json(e->metrics), "active",
+                     active_jobs(e), "unreadable", metrics_unreadable(e->metrics));
+}
+
+char *engine_metrics_text(struct engine *e, size_t *len)
+{
+    int64_t rate = 0;
+    for (struct jrun *r = e->runs; r != NULL; r = r->next)
+        if (!r->ending && r->job->progress.rate_bytes_s > 0 &&
+            (r->job->phase == MIG_PHASE_SYNC || r->job->phase == MIG_PHASE_SWITCH ||
+             r->job->task == MIG_TASK_RETURN))
+            rate += r->job->progress.rate_bytes_s;
+    return metrics_text(e->metrics, rate, len);
 }

@@ -4,6 +4,7 @@
  * loop (HTTP client, SSH pool, engine, control API), and on SIGINT or
  * SIGTERM takes them down in order and waits until every handle is closed.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +156,40 @@ static int migd_start(struct migd_main *m, const char *socket_path)
     return 0;
 }
 
+/*
+ * Checks that the files the configuration names can be used: the SSH
+ * identity and known_hosts readable, the socket's and the database's
+ * directories there.  NULL when all is well, else the key at fault with a
+ * line in err.
+ */
+static const char *check_files(const struct mig_config *cfg, const char *socket_path, char *err,
+                               size_t errsz)
+{
+    const struct {
+        const char *key, *path;
+        bool dir; /* the path's directory must exist, not the path */
+    } files[] = {{"ssh.identity", cfg->ssh.identity, false},
+                 {"ssh.known_hosts", cfg->ssh.known_hosts, false},
+                 {"socket", socket_path, true},
+                 {"db", cfg->db, true}};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char dir[1024];
+        const char *p = files[i].path;
+        if (files[i].dir) {
+            const char *slash = strrchr(p, '/');
+            snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : slash == p ? 1 : (int)(slash - p),
+                     slash == NULL ? "." : p);
+            p = dir;
+        }
+        if (access(p, files[i].dir ? (X_OK | W_OK) : R_OK) != 0) {
+            mig_errf(err, errsz, "%s: %s%s: %s", files[i].key,
+                     files[i].dir ? "the directory " : "", p, strerror(errno));
+            return files[i].key;
+        }
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -217,8 +252,17 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        printf("configuration OK\n");
+        /* What start would need: the SSH files readable, a directory for the socket. */
+        const char *sock = getenv("MIGD_SOCKET");
+        if (sock == NULL || sock[0] == '\0')
+            sock = m.d.cfg->socket;
+        const char *bad = check_files(m.d.cfg, sock, err, sizeof(err));
         mig_config_free(m.d.cfg);
+        if (bad != NULL) {
+            fprintf(stderr, "migd: %s\n", err);
+            return 1;
+        }
+        printf("configuration OK\n");
         return 0;
     }
     struct mig_config *cfg = m.d.cfg;

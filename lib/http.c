@@ -30,6 +30,7 @@
 #define HTTP_RETRIES 5                    /* extra attempts, when req->retries is -1 */
 #define HTTP_BACKOFF_FIRST_MS 250
 #define HTTP_BACKOFF_MAX_MS 5000
+#define HTTP_MAX_PER_HOST 16 /* connections to one API at once */
 
 #ifndef MIGD_VERSION
 #define MIGD_VERSION "0"
@@ -646,6 +647,9 @@ int mig_http_new(uv_loop_t *loop, struct mig_http **out)
         mc = curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     if (mc == CURLM_OK)
         mc = curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, (void *)http);
+    /* A bounded number of connections per API: more requests wait in curl's queue. */
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(http->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_MAX_PER_HOST);
     if (mc != CURLM_OK) {
         log_error("http: curl_multi_setopt: %s", curl_multi_strerror(mc));
         curl_multi_cleanup(http->multi);

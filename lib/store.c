@@ -66,7 +66,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " WHERE (?1 IS NULL OR state = ?1)"
                     " AND (?2 IS NULL OR vm_uuid = ?2)"
                     " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3)))"
-                    " ORDER BY created, rowid",
+                    " ORDER BY created, rowid LIMIT ?4 OFFSET ?5",
     [ST_JOB_ALL] = "SELECT uuid, vm_uuid, state, record FROM jobs ORDER BY created, rowid",
     [ST_JOB_HOLDING] = "SELECT uuid FROM jobs WHERE vm_uuid = ?1"
                        " AND state IN (SELECT value FROM json_each(?2))"
@@ -514,6 +514,9 @@ int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f, str
     /* An explicit state wins over the default "unfinished only". */
     bool unfinished_only = f == NULL || (!f->all && f->state == NULL);
     bind_text(s, 3, unfinished_only ? st->unfinished_states : NULL);
+    /* SQLite: a negative LIMIT means none. */
+    sqlite3_bind_int64(s, 4, f != NULL && f->limit > 0 ? f->limit : -1);
+    sqlite3_bind_int64(s, 5, f != NULL && f->offset > 0 ? f->offset : 0);
 
     struct mig_job **jobs = NULL;
     size_t count = 0, cap = 0;

@@ -45,6 +45,8 @@ struct mig_job_filter {
     const char *state;   /* NULL: any */
     const char *vm_uuid; /* NULL: any */
     int all;             /* 0: only jobs not final (ignored when state is set) */
+    int64_t limit;       /* at most this many (a page); 0: no limit */
+    int64_t offset;      /* skip this many first */
 };
 /*
  * Loads the jobs matching f, oldest first, into a malloc'd array of *n jobs

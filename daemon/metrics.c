@@ -1,0 +1,229 @@
+/*
+ * metrics.c: counters in memory for /ping and /metrics (metrics.h).  A
+ * scrape is O(counters), whatever the number of jobs stored.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "util.h"
+
+#define MAX_PAIRS 256 /* (source, target) CN pairs counted; more are summed as "other" */
+
+static const int64_t DOWNTIME_BUCKETS[] = {500, 1000, 2000, 5000, 10000, 30000, 60000, 300000};
+static const int64_t DURATION_BUCKETS[] = {10000,   30000,   60000,    300000,
+                                           1800000, 3600000, 21600000, 86400000};
+#define NBUCKETS 8
+
+struct histogram {
+    uint64_t counts[NBUCKETS];
+    uint64_t count;
+    double sum;
+};
+
+struct pair {
+    char source[64];
+    char target[64];
+    int64_t bytes;
+};
+
+struct metrics {
+    int64_t jobs[MIG_JOB_NSTATES];
+    int unreadable;
+    struct pair pairs[MAX_PAIRS];
+    int npairs;
+    int64_t other_bytes;
+    struct histogram downtime, duration;
+};
+
+static void observe(struct histogram *h, const int64_t *buckets, int64_t v)
+{
+    for (int b = 0; b < NBUCKETS; b++)
+        if (v <= buckets[b])
+            h->counts[b]++;
+    h->count++;
+    h->sum += (double)v;
+}
+
+struct metrics *metrics_load(struct mig_store *st)
+{
+    struct metrics *m = mig_calloc(1, sizeof(*m));
+    struct mig_job_filter f = {.state = NULL, .vm_uuid = NULL, .all = 1};
+    struct mig_job **jobs = NULL;
+    size_t n = 0;
+    if (mig_store_job_list(st, &f, &jobs, &n) != 0) {
+        free(m);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct mig_job *j = jobs[i];
+        if ((unsigned)j->state < MIG_JOB_NSTATES)
+            m->jobs[j->state]++;
+        metrics_bytes(m, j->source_hostname != NULL ? j->source_hostname : j->source_server_uuid,
+                      j->target_hostname != NULL ? j->target_hostname : j->target_server_uuid,
+                      j->progress.bytes_sent);
+        if (j->downtime_ms >= 0)
+            observe(&m->downtime, DOWNTIME_BUCKETS, j->downtime_ms);
+        if (j->finished > 0 && j->started > 0)
+            observe(&m->duration, DURATION_BUCKETS, j->finished - j->started);
+        mig_job_free(jobs[i]);
+    }
+    free(jobs);
+    struct mig_bad_job *bad = NULL;
+    size_t nbad = 0;
+    if (mig_store_job_list_bad(st, &bad, &nbad) == 0) {
+        m->unreadable = (int)nbad;
+        free(bad);
+    }
+    return m;
+}
+
+void metrics_free(struct metrics *m)
+{
+    free(m);
+}
+
+void metrics_state(struct metrics *m, int from, enum mig_job_state to)
+{
+    if (from >= 0 && from < MIG_JOB_NSTATES && m->jobs[from] > 0)
+        m->jobs[from]--;
+    if ((unsigned)to < MIG_JOB_NSTATES)
+        m->jobs[to]++;
+}
+
+void metrics_bytes(struct metrics *m, const char *source, const char *target, int64_t bytes)
+{
+    if (bytes <= 0)
+        return;
+    source = source != NULL ? source : "";
+    target = target != NULL ? target : "";
+    for (int i = 0; i < m->npairs; i++) {
+        if (strcmp(m->pairs[i].source, source) == 0 && strcmp(m->pairs[i].target, target) == 0) {
+            m->pairs[i].bytes += bytes;
+            return;
+        }
+    }
+    if (m->npairs == MAX_PAIRS) {
+        m->other_bytes += bytes;
+        return;
+    }
+    struct pair *p = &m->pairs[m->npairs++];
+    snprintf(p->source, sizeof(p->source), "%s", source);
+    snprintf(p->target, sizeof(p->target), "%s", target);
+    p->bytes = bytes;
+}
+
+void metrics_downtime(struct metrics *m, int64_t ms)
+{
+    observe(&m->downtime, DOWNTIME_BUCKETS, ms);
+}
+
+void metrics_duration(struct metrics *m, int64_t ms)
+{
+    observe(&m->duration, DURATION_BUCKETS, ms);
+}
+
+int metrics_unreadable(const struct metrics *m)
+{
+    return m->unreadable;
+}
+
+json_t *metrics_jobs_json(const struct metrics *m)
+{
+    json_t *o = json_object();
+    for (int s = 0; s < MIG_JOB_NSTATES; s++)
+        json_object_set_new(o, mig_job_state_name((enum mig_job_state)s),
+                            json_integer(m->jobs[s]));
+    return o;
+}
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap *= 2;
+        char *grown = realloc(b->p, b->cap);
+        if (grown == NULL)
+            abort();
+        b->p = grown;
+    }
+}
+
+/* A label value as Prometheus wants it: \, " and newline escaped. */
+static void label(char *out, size_t outsz, const char *s)
+{
+    size_t k = 0;
+    for (; *s != '\0' && k + 2 < outsz; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n') {
+            out[k++] = '\\';
+            out[k++] = *s == '\n' ? 'n' : *s;
+        } else {
+            out[k++] = *s;
+        }
+    }
+    out[k] = '\0';
+}
+
+static void histogram(struct buf *b, const char *name, const char *help,
+                      const struct histogram *h, const int64_t *buckets)
+{
+    put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < NBUCKETS; i++)
+        put(b, "%s_bucket{le=\"%lld\"} %llu\n", name, (long long)buckets[i],
+            (unsigned long long)h->counts[i]);
+    put(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.0f\n%s_count %llu\n", name,
+        (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
+}
+
+char *metrics_text(const struct metrics *m, int64_t rate_bytes_s, size_t *len)
+{
+    struct buf b = {mig_malloc(4096), 0, 4096};
+    put(&b, "# HELP migd_jobs Migration jobs by state.\n# TYPE migd_jobs gauge\n");
+    for (int s = 0; s < MIG_JOB_NSTATES; s++)
+        put(&b, "migd_jobs{state=\"%s\"} %lld\n", mig_job_state_name((enum mig_job_state)s),
+            (long long)m->jobs[s]);
+    put(&b, "# HELP migd_jobs_unreadable Job rows whose record cannot be read.\n"
+            "# TYPE migd_jobs_unreadable gauge\nmigd_jobs_unreadable %d\n",
+        m->unreadable);
+    int64_t total = m->other_bytes;
+    put(&b, "# HELP migd_bytes_sent Bytes of ZFS streams sent, by source and target CN.\n"
+            "# TYPE migd_bytes_sent counter\n");
+    for (int i = 0; i < m->npairs; i++) {
+        char src[160], dst[160];
+        label(src, sizeof(src), m->pairs[i].source);
+        label(dst, sizeof(dst), m->pairs[i].target);
+        put(&b, "migd_bytes_sent{source=\"%s\",target=\"%s\"} %lld\n", src, dst,
+            (long long)m->pairs[i].bytes);
+        total += m->pairs[i].bytes;
+    }
+    put(&b, "# HELP migd_bytes_sent_total Bytes of ZFS streams sent by all jobs.\n"
+            "# TYPE migd_bytes_sent_total counter\nmigd_bytes_sent_total %lld\n",
+        (long long)total);
+    put(&b, "# HELP migd_transfer_rate_bytes The running jobs' current stream rate, bytes/s.\n"
+            "# TYPE migd_transfer_rate_bytes gauge\nmigd_transfer_rate_bytes %lld\n",
+        (long long)rate_bytes_s);
+    histogram(&b, "migd_downtime_ms",
+              "Downtime of switched jobs, from the stop on the source to the VM running on the "
+              "target.",
+              &m->downtime, DOWNTIME_BUCKETS);
+    histogram(&b, "migd_job_duration_ms", "Jobs' time from start to switched or ended.",
+              &m->duration, DURATION_BUCKETS);
+    *len = b.len;
+    return b.p;
+}
