@@ -98,6 +98,24 @@ typedef void (*engine_watch_fn)(void *arg, json_t *job, bool final);
 void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, void *arg);
 void engine_unwatch(struct engine *e, void *handle);
 
+/* evacuate.c */
+
+/* An evacuation's answer: err 0 and evac (borrowed), or err with a rule code and a line. */
+typedef void (*evac_cb)(void *arg, int err, const char *code, const char *message, json_t *evac);
+/*
+ * Evacuates a CN (POST /evacuations body: server, mode, to[], max_parallel,
+ * no_reserve, dry_run, allow_older_platform): plans, reserves the CN,
+ * records the evacuation and queues its jobs; run again, queues nothing
+ * twice.  cb runs once, from the loop.  0, or -EINVAL with a line in err.
+ */
+int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz);
+/* An evacuation record with its live progress and what needs an operator.  New reference. */
+json_t *evac_json(struct migd *d, json_t *record);
+/* Every evacuation with its progress.  New reference, NULL on a database error. */
+json_t *evac_list_json(struct migd *d);
+/* A job of evacuation evac_uuid ended: the evacuation ends with its last job. */
+void evac_job_ended(struct migd *d, const char *evac_uuid);
+
 /* control.c */
 
 /*

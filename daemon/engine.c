@@ -246,6 +246,8 @@ static void end_run(struct jrun *r)
     r->ending = true;
     notify(e, r->job);
     unlink_run(e, r);
+    if (r->job->evacuation[0] != '\0')
+        evac_job_ended(e->d, r->job->evacuation);
     exec_free(r->x);
     mig_job_free(r->job);
     free(r);
@@ -489,6 +491,10 @@ static void record_round(struct jrun *r)
     struct mig_round rd = {.n = job->ctx.rounds, .bytes = bytes, .duration_ms = took,
                            .rate_bytes_s = took > 0 ? bytes * 1000 / took : -1,
                            .predicted_downtime_ms = -1};
+    /* What the first round moved between these CNs feeds the estimates. */
+    if (job->ctx.rounds == 1 && bytes > (1 << 20))
+        mig_store_rate_add(r->e->d->store, job->source_server_uuid, job->target_server_uuid,
+                           bytes, took);
     if (job->ctx.rounds >= 2) {
         struct mig_forecast f = mig_forecast(bytes, took, since, MIG_SWITCH_FIXED_MS);
         rd.predicted_downtime_ms = f.predicted_ms;
@@ -709,6 +715,17 @@ static void waits_for(struct engine *e, const struct mig_job *job, int active, c
     if (active >= cfg->limits.max_active_jobs) {
         snprintf(why, whysz, "waits for limits.max_active_jobs: %d running", active);
         return;
+    }
+    if (job->evacuation[0] != '\0' && job->evac_parallel > 0) {
+        int n = 0;
+        for (struct jrun *r = e->runs; r != NULL; r = r->next)
+            if (!r->ending && strcmp(r->job->evacuation, job->evacuation) == 0)
+                n++;
+        if (n >= job->evac_parallel) {
+            snprintf(why, whysz, "waits for the evacuation's --max-parallel %d: %d running",
+                     job->evac_parallel, n);
+            return;
+        }
     }
     const char *servers[2] = {job->source_server_uuid, job->target_server_uuid};
     const char *names[2] = {job->source_hostname, job->target_hostname};
@@ -964,6 +981,12 @@ int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg
     job->dry_run = json_is_true(json_object_get(body, "dry_run"));
     job->allow_older_platform = json_is_true(json_object_get(body, "allow_older_platform"));
     job->cleanup_source = json_is_true(json_object_get(body, "cleanup_source"));
+    /* From an evacuation (evacuate.c): its uuid and its --max-parallel. */
+    const char *evac = json_string_value(json_object_get(body, "evacuation"));
+    if (evac != NULL && mig_uuid_valid(evac)) {
+        snprintf(job->evacuation, sizeof(job->evacuation), "%s", evac);
+        job->evac_parallel = (int)json_integer_value(json_object_get(body, "max_parallel"));
+    }
     json_t *limit = json_object_get(body, "limit_mbps");
     job->limit_mbps = json_is_integer(limit) ? (int)json_integer_value(limit)
                                              : e->d->cfg->transfer.limit_mbps;

@@ -135,6 +135,7 @@ static int migd_start(struct migd_main *m, const char *socket_path)
         .connect_timeout_s = cfg->ssh.connect_timeout_s,
         .keepalive_s = cfg->ssh.keepalive_s,
         .ciphers = cfg->ssh.ciphers,
+        .host_limit_bytes_s = (uint64_t)cfg->limits.cn_mbps * 1000000 / 8,
     };
     rc = mig_ssh_pool_new(d->loop, &opts, &d->ssh);
     if (rc != 0) {

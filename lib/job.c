@@ -331,6 +331,7 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
     json_object_set_new(o, "transfer", json_string(job->transfer));
     json_object_set_new(o, "limit_mbps", json_integer(job->limit_mbps));
+    json_object_set_new(o, "evacuation", field_or_null(job->evacuation));
     json_t *rounds = json_array();
     for (int i = 0; i < job->nround_log; i++) {
         const struct mig_round *r = &job->round_log[i];
@@ -377,6 +378,7 @@ json_t *mig_job_to_record(const struct mig_job *job)
     json_object_set_new(o, "phase", json_string(mig_phase_name(job->phase)));
     json_object_set_new(o, "ctx", mig_job_ctx_to_json(&job->ctx));
     json_object_set_new(o, "task", json_string(task_names[job->task]));
+    json_object_set_new(o, "evac_parallel", json_integer(job->evac_parallel));
     json_object_set_new(o, "undoing", json_boolean(job->undoing));
     json_object_set_new(o, "dry_run", json_boolean(job->dry_run));
     json_object_set_new(o, "allow_older_platform", json_boolean(job->allow_older_platform));
@@ -466,7 +468,7 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
                                               c->nics[i].reserved_before));
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:o, s:i, s:I, s:I, s:i, s:I, s:s, s:s, s:i, "
-        "s:i, s:I, s:I}",
+        "s:i, s:i, s:I, s:I}",
         "source_ip", c->source_ip, "target_ip", c->target_ip, "image_uuid", c->image_uuid,
         "datasets", ds, "nics", nics, "image_on_target", c->image_on_target, "autoboot_before",
         c->autoboot_before, "resumable_source", c->resumable_source, "resumable_target",
@@ -474,7 +476,8 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
         "rounds", c->rounds, "last_delta", (json_int_t)c->last_delta, "stop_ms",
         (json_int_t)c->stop_ms, "back_was_running", c->back_was_running, "back_stop_ms",
         (json_int_t)c->back_stop_ms, "target_request", c->target_request, "activity", c->activity,
-        "config_changed", c->config_changed, "stalled", c->stalled, "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
+        "config_changed", c->config_changed, "stalled", c->stalled, "image_needed",
+        c->image_needed, "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
         (json_int_t)c->write_bytes_s);
     if (o == NULL)
         abort(); /* only on out of memory or invalid UTF-8, which no member can hold */
@@ -549,6 +552,7 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_fixed(j, "activity", c.activity, sizeof(c.activity), false) < 0 ||
         rd_int32(j, "config_changed", &c.config_changed) < 0 ||
         rd_int32(j, "stalled", &c.stalled) < 0 || rd_int(j, "snap_ms", &c.snap_ms) < 0 ||
+        rd_int32(j, "image_needed", &c.image_needed) < 0 ||
         rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0) {
         free(zonecfg);
         return MIG_EPARSE;
@@ -666,7 +670,9 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
         else
             job->task = (enum mig_task)t;
     }
-    if (rc == 0 && rd_fixed(rec, "transfer", job->transfer, sizeof(job->transfer), false) < 0)
+    if (rc == 0 && (rd_fixed(rec, "transfer", job->transfer, sizeof(job->transfer), false) < 0 ||
+                    rd_fixed(rec, "evacuation", job->evacuation, sizeof(job->evacuation), true) <
+                        0))
         rc = MIG_EPARSE;
     if (rc == 0 &&
         (rd_fixed(rec, "uuid", job->uuid, sizeof(job->uuid), true) < 0 ||
@@ -688,7 +694,8 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_bool(rec, "cleanup_source", &job->cleanup_source) < 0 ||
          rd_bool(rec, "finish_requested", &job->finish_requested) < 0 ||
          rd_bool(rec, "abort_requested", &job->abort_requested) < 0 ||
-         rd_bool(rec, "undoing", &job->undoing) < 0 || rd_int32(rec, "limit_mbps", &job->limit_mbps) < 0))
+         rd_bool(rec, "undoing", &job->undoing) < 0 || rd_int32(rec, "limit_mbps", &job->limit_mbps) < 0 ||
+         rd_int32(rec, "evac_parallel", &job->evac_parallel) < 0))
         rc = MIG_EPARSE;
     if (rc == 0 && job->uuid[0] == '\0')
         rc = MIG_EPARSE;

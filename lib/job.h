@@ -103,6 +103,7 @@ struct mig_job_ctx {
     int nnics;
     struct mig_nic nics[MIG_MAX_NICS];
     int image_on_target;  /* the image's @final is on the target: first sends are incremental */
+    int image_needed;     /* a dataset of the VM (a bhyve disk too) is a clone of the image */
     int autoboot_before;  /* the source zone's autoboot when the job began */
     int resumable_source; /* the CN supports resumable streams (send -t / receive -s) */
     int resumable_target;
@@ -160,6 +161,8 @@ struct mig_job {
     enum mig_phase error_phase;
     bool dry_run, allow_older_platform, cleanup_source;
     char transfer[8]; /* "relay" or "direct", as asked (config or migctl) */
+    char evacuation[MIG_UUID_LEN + 1]; /* the evacuation that queued it, "" when none */
+    int evac_parallel; /* that evacuation's --max-parallel, 0 when none */
     int limit_mbps;   /* the job's stream cap in Mbit/s, 0: none */
     bool finish_requested; /* incremental: operator asked to finish */
     bool abort_requested;  /* operator asked to abort: shown as "aborting" until aborted */

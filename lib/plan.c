@@ -66,6 +66,8 @@ static bool needs_image(const struct mig_job *job, int round, int item)
     (void)round, (void)item;
     if (job->ctx.image_uuid[0] == '\0')
         return false;
+    if (job->ctx.image_needed == 1)
+        return true;
     char suffix[MIG_UUID_LEN + 16];
     snprintf(suffix, sizeof(suffix), "/%s@final", job->ctx.image_uuid);
     for (int i = 0; i < job->ctx.ndatasets; i++) {

@@ -120,6 +120,7 @@ struct op {
     uint64_t limit;
     double tokens;
     int64_t refill_ms;
+    struct bucket *cn[2]; /* the source's and the target's shared buckets, or NULL */
     int idle_s;
     int64_t moved_ms;
     uint64_t moved_seen;
@@ -129,9 +130,24 @@ struct op {
     mig_ssh_relay_cb relay_cb;
 };
 
+/*
+ * A CN's shared bandwidth (opts.host_limit_bytes_s): every relay out of or
+ * into that host draws from it, each at most its share when several do.
+ */
+struct bucket {
+    char host[64];
+    double tokens;
+    int64_t refill_ms;
+    int users; /* relays drawing from it now */
+};
+
+#define MAX_BUCKETS 64
+
 struct mig_ssh_pool {
     uv_loop_t *loop;
     struct mig_ssh_opts opts;
+    struct bucket buckets[MAX_BUCKETS];
+    int nbuckets;
     struct session *sessions;
     struct op *ops;
     uv_timer_t tick;
@@ -502,6 +518,9 @@ static void op_finish(struct op *op, int err)
 
 static void op_free(struct op *op)
 {
+    for (int i = 0; i < 2; i++)
+        if (op->cn[i] != NULL && op->cn[i]->users > 0)
+            op->cn[i]->users--;
     if (op->kind == OP_EXEC) {
         chan_free(&op->ch);
     } else {
@@ -562,11 +581,27 @@ static int relay_step(struct op *op)
             budget = (uint64_t)op->tokens;
             run = budget > 0;
         }
+        for (int i = 0; i < 2; i++) {
+            struct bucket *b = op->cn[i];
+            if (b == NULL)
+                continue;
+            /* Its share of the CN's tokens, so that the jobs on one CN share it fairly. */
+            double share = b->tokens / (b->users > 0 ? b->users : 1);
+            if (share < CHAN_PACKET && b->tokens >= CHAN_PACKET)
+                share = CHAN_PACKET;
+            if (share < 1.0)
+                run = false;
+            else if ((uint64_t)share < budget)
+                budget = (uint64_t)share;
+        }
         if (run) {
             uint64_t in = op->pump.bytes_in, out = op->pump.bytes_out;
             rc = mig_pump_run(&op->pump, &relay_io, op, op, budget);
             if (op->limit != 0)
                 op->tokens -= (double)(op->pump.bytes_in - in);
+            for (int i = 0; i < 2; i++)
+                if (op->cn[i] != NULL)
+                    op->cn[i]->tokens -= (double)(op->pump.bytes_in - in);
             if (op->pump.bytes_in != in || op->pump.bytes_out != out)
                 progress = 1;
             if (rc < 0)
@@ -1244,6 +1279,26 @@ static void on_tick(uv_timer_t *h)
             }
         }
     }
+    if (pool->opts.host_limit_bytes_s != 0) {
+        double limit = (double)pool->opts.host_limit_bytes_s;
+        double burst = limit / 10.0 < CHAN_PACKET ? CHAN_PACKET : limit / 10.0;
+        for (int i = 0; i < pool->nbuckets; i++) {
+            struct bucket *b = &pool->buckets[i];
+            double before = b->tokens;
+            b->tokens += limit * (double)(now - b->refill_ms) / 1000.0;
+            if (b->tokens > burst)
+                b->tokens = burst;
+            b->refill_ms = now;
+            if (before < CHAN_PACKET && b->tokens >= CHAN_PACKET && b->users > 0) {
+                for (struct op *op = pool->ops; op; op = op->next)
+                    if (!op->finished && (op->cn[0] == b || op->cn[1] == b)) {
+                        op->s[0]->kick = true;
+                        op->s[1]->kick = true;
+                        kick = true;
+                    }
+            }
+        }
+    }
     for (struct op *op = pool->ops; op; op = op->next) {
         if (op->finished)
             continue;
@@ -1409,6 +1464,23 @@ int mig_ssh_exec(struct mig_ssh_pool *pool, const char *host, const char *cmd,
     return 0;
 }
 
+/* The shared bucket of host (created on first use), or NULL when CNs are not capped. */
+static struct bucket *bucket_of(struct mig_ssh_pool *pool, const char *host)
+{
+    if (pool->opts.host_limit_bytes_s == 0)
+        return NULL;
+    for (int i = 0; i < pool->nbuckets; i++)
+        if (strcmp(pool->buckets[i].host, host) == 0)
+            return &pool->buckets[i];
+    if (pool->nbuckets == MAX_BUCKETS)
+        return NULL; /* beyond 64 CNs at once, the per-job caps still hold */
+    struct bucket *b = &pool->buckets[pool->nbuckets++];
+    snprintf(b->host, sizeof(b->host), "%s", host);
+    b->tokens = CHAN_PACKET;
+    b->refill_ms = now_ms(pool);
+    return b;
+}
+
 int mig_ssh_relay(struct mig_ssh_pool *pool, const char *src_host, const char *src_cmd,
                   const char *dst_host, const char *dst_cmd,
                   const struct mig_ssh_relay_opts *opts, mig_ssh_progress_cb progress,
@@ -1442,6 +1514,11 @@ int mig_ssh_relay(struct mig_ssh_pool *pool, const char *src_host, const char *s
     chan_init(&op->dst, op->s[1], dst_cmd);
     op->src.pump_out = true;
     op->dst.pump_in = true;
+    op->cn[0] = bucket_of(pool, src_host);
+    op->cn[1] = bucket_of(pool, dst_host);
+    for (int i = 0; i < 2; i++)
+        if (op->cn[i] != NULL)
+            op->cn[i]->users++;
     pool_add_op(pool, op);
     return 0;
 }

@@ -25,6 +25,7 @@ struct mig_ssh_opts {
     int keepalive_s;         /* 0: none */
     const char *ciphers;     /* libssh2 cipher preference list; NULL: aes128-gcm@openssh.com
                                 where offered, then aes128-ctr */
+    uint64_t host_limit_bytes_s; /* bytes/s into or out of one host, shared by its relays; 0: none */
 };
 
 struct mig_ssh_pool;

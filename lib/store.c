@@ -40,6 +40,12 @@ enum stmt_id {
     ST_EVENT_INSERT,
     ST_ACTION_SAVE,
     ST_ACTION_LIST,
+    ST_EVAC_SAVE,
+    ST_EVAC_LOAD,
+    ST_EVAC_LIST,
+    ST_EVAC_OF_SERVER,
+    ST_RATE_ADD,
+    ST_RATE_GET,
     ST_COUNT
 };
 
@@ -55,17 +61,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_META_OPENED] = "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened', ?1)",
-    [ST_JOB_SAVE] = "INSERT INTO jobs (uuid, vm_uuid, state, phase, mode, created, updated, record)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    [ST_JOB_SAVE] = "INSERT INTO jobs (uuid, vm_uuid, state, phase, mode, created, updated, record,"
+                    " evacuation_uuid)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                     " ON CONFLICT (uuid) DO UPDATE SET vm_uuid = excluded.vm_uuid,"
                     " state = excluded.state, phase = excluded.phase, mode = excluded.mode,"
                     " created = excluded.created, updated = excluded.updated,"
-                    " record = excluded.record",
+                    " record = excluded.record, evacuation_uuid = excluded.evacuation_uuid",
     [ST_JOB_LOAD] = "SELECT uuid, record FROM jobs WHERE uuid = ?1",
     [ST_JOB_LIST] = "SELECT uuid, record FROM jobs"
                     " WHERE (?1 IS NULL OR state = ?1)"
                     " AND (?2 IS NULL OR vm_uuid = ?2)"
                     " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3)))"
+                    " AND (?6 IS NULL OR evacuation_uuid = ?6)"
                     " ORDER BY created, rowid LIMIT ?4 OFFSET ?5",
     [ST_JOB_ALL] = "SELECT uuid, vm_uuid, state, record FROM jobs ORDER BY created, rowid",
     [ST_JOB_HOLDING] = "SELECT uuid FROM jobs WHERE vm_uuid = ?1"
@@ -92,6 +100,18 @@ static const char *const stmt_sql[ST_COUNT] = {
         " ended = CASE WHEN ?11 THEN NULL ELSE coalesce(excluded.ended, ended) END,"
         " undo_started = coalesce(excluded.undo_started, undo_started),"
         " undo_ended = CASE WHEN ?12 THEN NULL ELSE coalesce(excluded.undo_ended, undo_ended) END",
+    [ST_EVAC_SAVE] = "INSERT INTO evacuations (uuid, server_uuid, state, created, updated, record)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (uuid) DO UPDATE SET"
+                     " state = excluded.state, updated = excluded.updated, record = excluded.record",
+    [ST_EVAC_LOAD] = "SELECT record FROM evacuations WHERE uuid = ?1",
+    [ST_EVAC_LIST] = "SELECT record FROM evacuations ORDER BY created, rowid",
+    [ST_EVAC_OF_SERVER] = "SELECT record FROM evacuations WHERE server_uuid = ?1 AND state = 'running'"
+                          " ORDER BY created DESC LIMIT 1",
+    [ST_RATE_ADD] = "INSERT INTO rates (source_uuid, target_uuid, bytes, ms, updated)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source_uuid, target_uuid) DO UPDATE"
+                    " SET bytes = bytes + excluded.bytes, ms = ms + excluded.ms,"
+                    " updated = excluded.updated",
+    [ST_RATE_GET] = "SELECT bytes, ms FROM rates WHERE source_uuid = ?1 AND target_uuid = ?2",
     [ST_ACTION_LIST] = "SELECT key, phase, side, status, seq, started, ended, undo_started,"
                        " undo_ended, error, op_ms FROM actions WHERE job_uuid = ?1 ORDER BY seq",
 };
@@ -421,6 +441,7 @@ static int job_upsert(struct mig_store *st, const struct mig_job *job)
     sqlite3_bind_int64(s, 6, job->created);
     sqlite3_bind_int64(s, 7, mig_now_ms());
     sqlite3_bind_text(s, 8, text, -1, free);
+    bind_text(s, 9, job->evacuation[0] != '\0' ? job->evacuation : NULL);
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "save job");
     stmt_done(s);
     return rc;
@@ -517,6 +538,7 @@ int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f, str
     /* SQLite: a negative LIMIT means none. */
     sqlite3_bind_int64(s, 4, f != NULL && f->limit > 0 ? f->limit : -1);
     sqlite3_bind_int64(s, 5, f != NULL && f->offset > 0 ? f->offset : 0);
+    bind_text(s, 6, f != NULL ? f->evacuation : NULL);
 
     struct mig_job **jobs = NULL;
     size_t count = 0, cap = 0;
@@ -1005,4 +1027,121 @@ int mig_store_lock(const char *db_path, int *fd, long *holder, char *err, size_t
     free(lock_path);
     *fd = lfd;
     return 0;
+}
+
+/* ---- evacuations and rates ---- */
+
+int mig_store_evac_save(struct mig_store *st, json_t *evac)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_EVAC_SAVE);
+    if (s == NULL)
+        return MIG_EDB;
+    char *text = json_dumps(evac, JSON_COMPACT);
+    if (text == NULL)
+        return MIG_EPARSE;
+    int64_t now = mig_now_ms();
+    json_t *created = json_object_get(evac, "created_ms");
+    bind_text(s, 1, json_string_value(json_object_get(evac, "uuid")));
+    bind_text(s, 2, json_string_value(json_object_get(evac, "server_uuid")));
+    bind_text(s, 3, json_string_value(json_object_get(evac, "state")));
+    sqlite3_bind_int64(s, 4, json_is_integer(created) ? json_integer_value(created) : now);
+    sqlite3_bind_int64(s, 5, now);
+    sqlite3_bind_text(s, 6, text, -1, free);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "save evacuation");
+    stmt_done(s);
+    return rc;
+}
+
+/* Runs a statement whose rows are JSON records; appends each to out. */
+static int evac_rows(struct mig_store *st, sqlite3_stmt *s, json_t *out)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(s, 0);
+        json_t *j = text != NULL ? json_loads(text, 0, NULL) : NULL;
+        if (j == NULL) {
+            log_error("store %s: an evacuation record is unreadable", st->path);
+            continue;
+        }
+        json_array_append_new(out, j);
+    }
+    int ret = rc == SQLITE_DONE ? 0 : db_fail(st, "read evacuations");
+    stmt_done(s);
+    return ret;
+}
+
+json_t *mig_store_evac_load(struct mig_store *st, const char *uuid)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_EVAC_LOAD);
+    if (s == NULL)
+        return NULL;
+    bind_text(s, 1, uuid);
+    json_t *a = json_array();
+    json_t *one = NULL;
+    if (evac_rows(st, s, a) == 0 && json_array_size(a) == 1)
+        one = json_incref(json_array_get(a, 0));
+    json_decref(a);
+    return one;
+}
+
+json_t *mig_store_evac_list(struct mig_store *st)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_EVAC_LIST);
+    if (s == NULL)
+        return NULL;
+    json_t *a = json_array();
+    if (evac_rows(st, s, a) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+json_t *mig_store_evac_running(struct mig_store *st, const char *server_uuid)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_EVAC_OF_SERVER);
+    if (s == NULL)
+        return NULL;
+    bind_text(s, 1, server_uuid);
+    json_t *a = json_array();
+    json_t *one = NULL;
+    if (evac_rows(st, s, a) == 0 && json_array_size(a) == 1)
+        one = json_incref(json_array_get(a, 0));
+    json_decref(a);
+    return one;
+}
+
+int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,
+                       int64_t bytes, int64_t ms)
+{
+    if (bytes <= 0 || ms <= 0)
+        return 0;
+    sqlite3_stmt *s = stmt_get(st, ST_RATE_ADD);
+    if (s == NULL)
+        return MIG_EDB;
+    bind_text(s, 1, source);
+    bind_text(s, 2, target);
+    sqlite3_bind_int64(s, 3, bytes);
+    sqlite3_bind_int64(s, 4, ms);
+    sqlite3_bind_int64(s, 5, mig_now_ms());
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "add rate");
+    stmt_done(s);
+    return rc;
+}
+
+int64_t mig_store_rate(struct mig_store *st, const char *source, const char *target)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_RATE_GET);
+    if (s == NULL)
+        return -1;
+    bind_text(s, 1, source);
+    bind_text(s, 2, target);
+    int64_t rate = -1;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        int64_t bytes = sqlite3_column_int64(s, 0), ms = sqlite3_column_int64(s, 1);
+        if (ms > 0)
+            rate = bytes * 1000 / ms;
+    }
+    stmt_done(s);
+    return rate;
 }

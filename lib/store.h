@@ -47,6 +47,7 @@ struct mig_job_filter {
     int all;             /* 0: only jobs not final (ignored when state is set) */
     int64_t limit;       /* at most this many (a page); 0: no limit */
     int64_t offset;      /* skip this many first */
+    const char *evacuation; /* NULL: any; else only that evacuation's jobs */
 };
 /*
  * Loads the jobs matching f, oldest first, into a malloc'd array of *n jobs
@@ -168,6 +169,25 @@ json_t *mig_store_actions_json(struct mig_store *st, const char *job_uuid);
  * any descriptor of the file releases the lock).
  */
 int mig_store_lock(const char *db_path, int *fd, long *holder, char *err, size_t errsz);
+
+/*
+ * Evacuations (schema 004): each is a JSON record with at least uuid,
+ * server_uuid, state ("running", "done") and created_ms.  Save inserts or
+ * replaces (0, MIG_EPARSE, MIG_EDB); the readers return new references or
+ * NULL (none, or a database error, logged).
+ */
+int mig_store_evac_save(struct mig_store *st, json_t *evac);
+json_t *mig_store_evac_load(struct mig_store *st, const char *uuid);
+/* All evacuations, oldest first, as an array. */
+json_t *mig_store_evac_list(struct mig_store *st);
+/* The running evacuation of server_uuid, if any. */
+json_t *mig_store_evac_running(struct mig_store *st, const char *server_uuid);
+
+/* Adds a transfer of bytes in ms from source to target (server uuids) to their rate; 0 or MIG_EDB. */
+int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,
+                       int64_t bytes, int64_t ms);
+/* The measured rate from source to target in bytes/s, or -1 when none was measured. */
+int64_t mig_store_rate(struct mig_store *st, const char *source, const char *target);
 
 /* Appends an event (type, data) for job; data is borrowed. */
 int mig_store_event_append(struct mig_store *st, const char *job_uuid, const char *type,

@@ -280,6 +280,15 @@ int mig_submit_step(struct mig_act *a)
             d->used = n > 0 ? (int64_t)ds[0].used : 0; /* the top's used counts its children */
             if (n > 0 && ds[0].origin[0] != '\0' && strlen(ds[0].origin) < MIG_DATASET_LEN)
                 snprintf(d->origin, sizeof(d->origin), "%s", ds[0].origin);
+            /* Any dataset of the tree cloned from the image (a bhyve disk below the zone's
+             * dataset too) needs it on the target before the first receive. */
+            char suffix[MIG_UUID_LEN + 16];
+            snprintf(suffix, sizeof(suffix), "/%s@final", CTX(a)->image_uuid);
+            for (int k = 0; k < n && CTX(a)->image_uuid[0] != '\0'; k++) {
+                size_t ol = strlen(ds[k].origin), sl = strlen(suffix);
+                if (ol > sl && strcmp(ds[k].origin + ol - sl, suffix) == 0)
+                    CTX(a)->image_needed = 1;
+            }
             free(ds);
             if (n < 0)
                 return mig_act_fail(a, "SourceDatasetMissing",

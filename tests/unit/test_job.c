@@ -496,7 +496,8 @@ static void test_public_json(void **state)
                                  "limit_mbps",
                                  "rounds",
                                  "downtime_breakdown",
-                                 "rollback_downtime_ms"};
+                                 "rollback_downtime_ms",
+                                 "evacuation"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();

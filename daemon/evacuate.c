@@ -1,0 +1,463 @@
+/*
+ * evacuate.c: emptying a CN (POST /evacuations).  The plan comes from
+ * lib/evac.c (the CN's VMs placed on targets, with reasons); this file turns
+ * it into an evacuation on record and jobs in the queue: it marks the CN
+ * reserved in CNAPI (unless asked not to), saves the evacuation, and
+ * submits one job per placed VM that has no unfinished job, smallest first,
+ * each carrying the evacuation's uuid (the scheduler holds them to
+ * --max-parallel).  Run again on a CN that is being evacuated, it queues
+ * nothing twice and answers the progress.  When the last job ends, the
+ * evacuation records how far its estimate was off.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "evac.h"
+#include "executor.h"
+#include "log.h"
+#include "triton.h"
+#include "util.h"
+
+struct evac_run {
+    struct migd *d;
+    struct mig_job *carrier; /* carries the CN's address for the ops; never saved */
+    struct exec *x;
+    struct mig_evac ev;
+    char *to_store[64];      /* the --to list, owned */
+    const char *to[64];
+    size_t nto;
+    char mode[16];
+    int max_parallel;
+    bool no_reserve, dry_run, reserving;
+    json_t *record;          /* the evacuation as it will be saved */
+    size_t next;             /* the plan entry to submit next */
+    evac_cb cb;
+    void *arg;
+};
+
+static void evac_free(struct evac_run *r)
+{
+    exec_free(r->x);
+    mig_evac_clear(&r->ev);
+    for (size_t i = 0; i < r->nto; i++)
+        free(r->to_store[i]);
+    mig_job_free(r->carrier);
+    json_decref(r->record);
+    free(r);
+}
+
+static void answer(struct evac_run *r, int err, const char *code, const char *msg)
+{
+    json_t *out = NULL;
+    if (err == 0)
+        out = evac_json(r->d, r->record);
+    r->cb(r->arg, err, code, msg, out);
+    json_decref(out);
+    evac_free(r);
+}
+
+/* The reservation: POST CNAPI /servers/UUID {"reserved": true} (an update: safe to repeat). */
+static int reserve_step(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_HTTP(a, "CNAPI", "POST",
+             mig_api_url(a->env->cnapi, "/servers/%s", a->job->source_server_uuid),
+             json_pack("{s:b}", "reserved", 1));
+    if (!mig_res_http_ok(a->res))
+        return mig_act_fail_res(a, "CnapiError", "cannot mark %s reserved in CNAPI",
+                                a->job->source_hostname);
+    ACT_END(a);
+}
+
+static void submit_next(struct evac_run *r);
+
+static void on_submitted(void *arg, int err, const struct mig_refusal *rf,
+                         const struct mig_job *job, json_t *plan)
+{
+    struct evac_run *r = arg;
+    (void)plan;
+    json_t *entry = json_array_get(json_object_get(r->record, "plan"), r->next);
+    if (err == 0 && job != NULL) {
+        json_object_set_new(entry, "job_uuid", json_string(job->uuid));
+    } else {
+        json_object_set_new(entry, "job_uuid", json_null());
+        json_object_set_new(entry, "refused",
+                            json_pack("{s:s, s:s}", "code",
+                                      rf != NULL && rf->rule != NULL ? rf->rule : "Refused",
+                                      "message", rf != NULL ? rf->message : mig_strerror(err)));
+    }
+    r->next++;
+    submit_next(r);
+}
+
+/* Queues the next placed VM that has no job yet; then saves and answers. */
+static void submit_next(struct evac_run *r)
+{
+    json_t *plan = json_object_get(r->record, "plan");
+    for (; r->next < json_array_size(plan); r->next++) {
+        json_t *entry = json_array_get(plan, r->next);
+        const char *vm = json_string_value(json_object_get(entry, "vm_uuid"));
+        const char *target = json_string_value(json_object_get(entry, "target_uuid"));
+        if (target == NULL || json_string_value(json_object_get(entry, "job_uuid")) != NULL)
+            continue; /* stays (a reason says why), or queued already */
+        char holder[MIG_UUID_LEN + 1];
+        if (mig_store_job_holding_vm(r->d->store, vm, holder) == 0) {
+            json_object_set_new(entry, "job_uuid", json_string(holder));
+            continue; /* it has an unfinished job already: not queued twice */
+        }
+        json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:i}", "vm_uuid", vm, "target", target,
+                                 "mode", r->mode, "evacuation",
+                                 json_string_value(json_object_get(r->record, "uuid")),
+                                 "max_parallel", r->max_parallel);
+        int rc = engine_submit(r->d->engine, body, on_submitted, r);
+        json_decref(body);
+        if (rc == 0)
+            return; /* on_submitted goes on */
+        json_object_set_new(entry, "refused", json_pack("{s:s, s:s}", "code", "InternalError",
+                                                        "message", mig_strerror(rc)));
+    }
+    if (mig_store_evac_save(r->d->store, r->record) != 0) {
+        answer(r, MIG_EDB, "DatabaseError", "cannot record the evacuation's jobs");
+        return;
+    }
+    answer(r, 0, NULL, NULL);
+}
+
+/* The plan as the evacuation records it: one entry per VM, smallest first. */
+static json_t *plan_record(struct evac_run *r)
+{
+    json_t *placed = mig_place_json(r->ev.plan);
+    json_t *out = json_array();
+    size_t i;
+    json_t *p;
+    json_array_foreach(placed, i, p)
+    {
+        json_t *vm = NULL;
+        size_t k;
+        json_t *v;
+        json_array_foreach(r->ev.vms, k, v)
+        {
+            const char *u = json_string_value(json_object_get(v, "uuid"));
+            if (u != NULL && strcmp(u, json_string_value(json_object_get(p, "vm_uuid"))) == 0)
+                vm = v;
+        }
+        int64_t bytes = vm != NULL ? mig_evac_bytes(&r->ev, vm) : 0;
+        const char *target = json_string_value(json_object_get(p, "target_uuid"));
+        int64_t rate = target != NULL ? mig_store_rate(r->d->store, r->carrier->source_server_uuid,
+                                                       target)
+                                      : -1;
+        json_t *e = json_deep_copy(p);
+        json_object_set_new(e, "bytes", json_integer(bytes));
+        json_object_set_new(e, "estimate_s",
+                            target != NULL
+                                ? json_integer(mig_estimate_s(bytes, rate,
+                                                              r->d->cfg->transfer.limit_mbps))
+                                : json_null());
+        json_object_set_new(e, "rate_measured", json_boolean(rate > 0));
+        json_array_append_new(out, e);
+    }
+    json_decref(placed);
+    /* Smallest first, so the CN empties steadily; the VMs that stay at the end. */
+    size_t n = json_array_size(out);
+    for (size_t a = 1; a < n; a++) {
+        for (size_t b = a; b > 0; b--) {
+            json_t *x = json_array_get(out, b - 1), *y = json_array_get(out, b);
+            bool xs = json_string_value(json_object_get(x, "target_uuid")) == NULL;
+            bool ys = json_string_value(json_object_get(y, "target_uuid")) == NULL;
+            int64_t xb = json_integer_value(json_object_get(x, "bytes"));
+            int64_t yb = json_integer_value(json_object_get(y, "bytes"));
+            if ((xs && !ys) || (xs == ys && xb > yb)) {
+                json_incref(x);
+                json_array_set(out, b - 1, y);
+                json_array_set_new(out, b, x);
+            } else {
+                break;
+            }
+        }
+    }
+    return out;
+}
+
+static void on_reserved(struct evac_run *r, int err, bool reserved)
+{
+    if (err != 0) {
+        answer(r, MIG_EREFUSED, r->ev.a.err_code, r->ev.a.err_msg);
+        return;
+    }
+    json_object_set_new(r->record, "reserved", json_boolean(reserved));
+    if (mig_store_evac_save(r->d->store, r->record) != 0) {
+        answer(r, MIG_EDB, "DatabaseError", "cannot record the evacuation; nothing was queued");
+        return;
+    }
+    mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s of %s: %zu VMs planned",
+            json_string_value(json_object_get(r->record, "uuid")), r->carrier->source_hostname,
+            json_array_size(json_object_get(r->record, "plan")));
+    r->next = 0;
+    submit_next(r);
+}
+
+static void on_planned(struct evac_run *r, int err)
+{
+    if (err != 0) {
+        answer(r, MIG_EREFUSED, r->ev.a.err_code, r->ev.a.err_msg);
+        return;
+    }
+    json_t *running = mig_store_evac_running(r->d->store, r->carrier->source_server_uuid);
+    if (running != NULL && !r->dry_run) {
+        /* Run again: nothing is planned anew; VMs left behind without a job are queued. */
+        json_decref(r->record);
+        r->record = running;
+        r->max_parallel = (int)json_integer_value(
+            json_object_get(json_object_get(running, "options"), "max_parallel"));
+        snprintf(r->mode, sizeof(r->mode), "%s",
+                 json_string_value(json_object_get(json_object_get(running, "options"), "mode")));
+        r->next = 0;
+        submit_next(r);
+        return;
+    }
+    json_decref(running);
+    char uuid[MIG_UUID_LEN + 1];
+    mig_uuid_new(uuid);
+    json_t *to = json_array();
+    for (size_t i = 0; i < r->nto; i++)
+        json_array_append_new(to, json_string(r->to[i]));
+    json_t *plan = plan_record(r);
+    int64_t secs[512];
+    size_t n = 0;
+    int64_t bytes = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(plan, i, e)
+    {
+        if (json_is_integer(json_object_get(e, "estimate_s")) && n < 512) {
+            secs[n++] = json_integer_value(json_object_get(e, "estimate_s"));
+            bytes += json_integer_value(json_object_get(e, "bytes"));
+        }
+    }
+    r->record = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:o, s:i, s:b}, s:o, s:I, s:I, s:b, s:b}", "uuid", uuid,
+        "server_uuid", r->carrier->source_server_uuid, "hostname", r->carrier->source_hostname,
+        "state", "running", "created_ms", (json_int_t)mig_now_ms(), "options", "mode", r->mode,
+        "to", to, "max_parallel", r->max_parallel, "no_reserve", r->no_reserve, "plan", plan,
+        "bytes", (json_int_t)bytes, "estimate_s",
+        (json_int_t)mig_estimate_window_s(secs, n, r->max_parallel), "reserved", false, "dry_run",
+        r->dry_run);
+    if (r->dry_run) {
+        answer(r, 0, NULL, NULL);
+        return;
+    }
+    if (r->no_reserve) {
+        on_reserved(r, 0, false);
+        return;
+    }
+    r->reserving = true;
+    mig_act_clear(&r->ev.a);
+    mig_act_init(&r->ev.a, r->carrier, exec_env(r->x), -1, -1);
+    exec_call(r->x, reserve_step, &r->ev.a);
+}
+
+static void on_exec_changed(void *owner)
+{
+    (void)owner;
+}
+
+static void on_exec_finished(void *owner, int err)
+{
+    struct evac_run *r = owner;
+    if (r->reserving) {
+        r->reserving = false;
+        on_reserved(r, err, true);
+    } else {
+        on_planned(r, err);
+    }
+}
+
+static const struct exec_hooks hooks = {on_exec_changed, on_exec_finished};
+
+int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz)
+{
+    const char *server = json_string_value(json_object_get(body, "server"));
+    const char *mode = json_string_value(json_object_get(body, "mode"));
+    json_t *to = json_object_get(body, "to");
+    json_t *parallel = json_object_get(body, "max_parallel");
+    enum mig_mode m;
+    if (server == NULL || server[0] == '\0' || strlen(server) >= 256) {
+        mig_errf(err, errsz, "server (the CN to evacuate, uuid or hostname) is required");
+        return -EINVAL;
+    }
+    if (mode != NULL && mig_mode_parse(mode, &m) != 0) {
+        mig_errf(err, errsz, "mode \"%s\" is not full, incremental or auto", mode);
+        return -EINVAL;
+    }
+    if (to != NULL && !json_is_null(to) &&
+        (!json_is_array(to) || json_array_size(to) > 64)) {
+        mig_errf(err, errsz, "to must be an array of at most 64 CN uuids or hostnames");
+        return -EINVAL;
+    }
+    if (parallel != NULL && !json_is_null(parallel) &&
+        (!json_is_integer(parallel) || json_integer_value(parallel) < 1 ||
+         json_integer_value(parallel) > 1000)) {
+        mig_errf(err, errsz, "max_parallel must be 1 to 1000");
+        return -EINVAL;
+    }
+    struct evac_run *r = mig_calloc(1, sizeof(*r));
+    r->d = d;
+    r->cb = cb;
+    r->arg = arg;
+    snprintf(r->mode, sizeof(r->mode), "%s", mode != NULL ? mode : "full");
+    r->max_parallel = json_is_integer(parallel) ? (int)json_integer_value(parallel)
+                                                : d->cfg->limits.max_active_jobs;
+    r->no_reserve = json_is_true(json_object_get(body, "no_reserve"));
+    r->dry_run = json_is_true(json_object_get(body, "dry_run"));
+    size_t i;
+    json_t *t;
+    json_array_foreach(to, i, t)
+    {
+        if (!json_is_string(t)) {
+            mig_errf(err, errsz, "to must hold strings");
+            evac_free(r);
+            return -EINVAL;
+        }
+        r->to_store[r->nto] = mig_strdup(json_string_value(t));
+        r->to[r->nto] = r->to_store[r->nto];
+        r->nto++;
+    }
+    r->carrier = mig_job_new();
+    int rc = exec_new(d, r->carrier, &hooks, r, &r->x);
+    if (rc != 0) {
+        evac_free(r);
+        return rc;
+    }
+    mig_evac_init(&r->ev, r->carrier, exec_env(r->x));
+    snprintf(r->ev.server, sizeof(r->ev.server), "%s", server);
+    r->ev.to = r->to;
+    r->ev.nto = r->nto;
+    r->ev.allow_older_platform = json_is_true(json_object_get(body, "allow_older_platform"));
+    exec_call(r->x, mig_evac_step, &r->ev.a);
+    return 0;
+}
+
+/* ---- progress ---- */
+
+json_t *evac_json(struct migd *d, json_t *record)
+{
+    json_t *out = json_deep_copy(record);
+    json_t *plan = json_object_get(out, "plan");
+    json_t *attention = json_array();
+    int64_t bytes = 0, sent = 0, rate = 0;
+    int queued = 0, done = 0, failed = 0, stays = 0, moving = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(plan, i, e)
+    {
+        const char *job_uuid = json_string_value(json_object_get(e, "job_uuid"));
+        const char *alias = json_string_value(json_object_get(e, "alias"));
+        const char *vm = json_string_value(json_object_get(e, "vm_uuid"));
+        if (json_string_value(json_object_get(e, "target_uuid")) == NULL) {
+            stays++;
+            json_array_append_new(attention,
+                                  json_sprintf("%s (%s) stays: %s", alias ? alias : "", vm,
+                                               json_string_value(json_object_get(e, "why"))));
+            continue;
+        }
+        bytes += json_integer_value(json_object_get(e, "bytes"));
+        json_t *refused = json_object_get(e, "refused");
+        if (job_uuid == NULL) {
+            if (refused != NULL) {
+                failed++;
+                json_array_append_new(
+                    attention,
+                    json_sprintf("%s (%s) was not queued: %s", alias ? alias : "", vm,
+                                 json_string_value(json_object_get(refused, "message"))));
+            }
+            continue;
+        }
+        json_t *job = engine_job_json(d->engine, job_uuid);
+        const char *st = json_string_value(json_object_get(job, "state"));
+        json_t *p = json_object_get(job, "progress");
+        json_int_t s_bytes = json_integer_value(json_object_get(p, "bytes_sent"));
+        json_object_set_new(e, "state", json_string(st != NULL ? st : "unknown"));
+        json_object_set_new(e, "phase", json_incref(json_object_get(job, "phase")));
+        json_object_set_new(e, "bytes_sent", json_integer(s_bytes));
+        queued++;
+        if (st != NULL && (strcmp(st, "switched") == 0 || strcmp(st, "succeeded") == 0)) {
+            done++;
+            sent += json_integer_value(json_object_get(e, "bytes"));
+        } else if (st != NULL && (strcmp(st, "failed") == 0 || strcmp(st, "aborted") == 0 ||
+                                  strcmp(st, "rolled_back") == 0)) {
+            failed++;
+            json_array_append_new(
+                attention, json_sprintf("%s (%s): job %s %s: %s", alias ? alias : "", vm,
+                                        job_uuid, st,
+                                        json_string_value(json_object_get(
+                                            json_object_get(job, "error"), "message"))
+                                            ? json_string_value(json_object_get(
+                                                  json_object_get(job, "error"), "message"))
+                                            : "no error recorded"));
+        } else {
+            moving++;
+            sent += s_bytes < json_integer_value(json_object_get(e, "bytes"))
+                        ? s_bytes
+                        : json_integer_value(json_object_get(e, "bytes"));
+            rate += json_integer_value(json_object_get(p, "rate_bytes_s"));
+        }
+        json_decref(job);
+    }
+    int64_t left = bytes > sent ? bytes - sent : 0;
+    json_object_set_new(
+        out, "progress",
+        json_pack("{s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:o}", "queued", queued, "done", done,
+                  "moving", moving, "failed", failed, "stays", stays, "bytes", (json_int_t)bytes,
+                  "bytes_sent", (json_int_t)sent, "eta_s",
+                  moving > 0 && rate > 0 ? json_integer(left / rate + MIG_JOB_FIXED_S)
+                  : moving > 0           ? json_null()
+                                         : json_integer(0)));
+    json_object_set_new(out, "attention", attention);
+    return out;
+}
+
+json_t *evac_list_json(struct migd *d)
+{
+    json_t *all = mig_store_evac_list(d->store);
+    if (all == NULL)
+        return NULL;
+    json_t *out = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(all, i, r) json_array_append_new(out, evac_json(d, r));
+    json_decref(all);
+    return out;
+}
+
+void evac_job_ended(struct migd *d, const char *evac_uuid)
+{
+    json_t *rec = mig_store_evac_load(d->store, evac_uuid);
+    if (rec == NULL || strcmp(json_string_value(json_object_get(rec, "state")), "running") != 0) {
+        json_decref(rec);
+        return;
+    }
+    json_t *view = evac_json(d, rec);
+    json_t *p = json_object_get(view, "progress");
+    int moving = (int)json_integer_value(json_object_get(p, "moving"));
+    int queued = (int)json_integer_value(json_object_get(p, "queued"));
+    json_decref(view);
+    if (moving > 0 || queued == 0) {
+        json_decref(rec);
+        return;
+    }
+    /* Every job has ended: the window it took against the one estimated. */
+    int64_t now = mig_now_ms();
+    int64_t took = (now - json_integer_value(json_object_get(rec, "created_ms"))) / 1000;
+    int64_t est = json_integer_value(json_object_get(rec, "estimate_s"));
+    json_object_set_new(rec, "state", json_string("done"));
+    json_object_set_new(rec, "finished_ms", json_integer(now));
+    json_object_set_new(rec, "took_s", json_integer(took));
+    json_object_set_new(rec, "estimate_error",
+                        est > 0 ? json_real((double)(took - est) / (double)est) : json_null());
+    if (mig_store_evac_save(d->store, rec) == 0)
+        mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s of %s done in %lld s (estimated %lld s)",
+                evac_uuid, json_string_value(json_object_get(rec, "hostname")), (long long)took,
+                (long long)est);
+    json_decref(rec);
+}

@@ -1,0 +1,191 @@
+/*
+ * evac.c: an evacuation's plan and the estimates (evac.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cn.h"
+#include "err.h"
+#include "evac.h"
+#include "triton.h"
+#include "util.h"
+#include "validate.h"
+
+#define E(a) ((struct mig_evac *)(a))
+
+void mig_evac_init(struct mig_evac *e, struct mig_job *carrier, const struct mig_act_env *env)
+{
+    memset(e, 0, sizeof(*e));
+    mig_act_init(&e->a, carrier, env, -1, -1);
+}
+
+void mig_evac_clear(struct mig_evac *e)
+{
+    mig_act_clear(&e->a);
+    json_decref(e->servers);
+    json_decref(e->vms);
+    json_decref(e->used);
+    mig_place_free(e->plan);
+    e->servers = e->vms = e->used = NULL;
+    e->source = NULL;
+    e->plan = NULL;
+}
+
+static json_t *find_server(json_t *servers, const char *key)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(servers, i, s)
+    {
+        const char *u = json_string_value(json_object_get(s, "uuid"));
+        const char *h = json_string_value(json_object_get(s, "hostname"));
+        if ((u != NULL && strcasecmp(u, key) == 0) || (h != NULL && strcmp(h, key) == 0))
+            return s;
+    }
+    return NULL;
+}
+
+/* {vm_uuid: bytes} from `zfs list -r zones`: zones/UUID (with its children) and zones/UUID-diskN. */
+static json_t *used_by_vm(const char *out)
+{
+    json_t *used = json_object();
+    struct mig_zfs_dataset *rows = NULL;
+    int n = mig_parse_zfs_list(out, &rows);
+    for (int i = 0; i < n; i++) {
+        const char *name = rows[i].name;
+        const char *slash = strchr(name, '/');
+        if (slash == NULL || strchr(slash + 1, '/') != NULL || strlen(slash + 1) < MIG_UUID_LEN)
+            continue;
+        char uuid[MIG_UUID_LEN + 1];
+        memcpy(uuid, slash + 1, MIG_UUID_LEN);
+        uuid[MIG_UUID_LEN] = '\0';
+        const char *rest = slash + 1 + MIG_UUID_LEN;
+        if (!mig_uuid_valid(uuid) || (*rest != '\0' && strncmp(rest, "-disk", 5) != 0))
+            continue;
+        json_int_t before = json_integer_value(json_object_get(used, uuid));
+        json_object_set_new(used, uuid, json_integer(before + (json_int_t)rows[i].used));
+    }
+    free(rows);
+    return used;
+}
+
+int mig_evac_step(struct mig_act *a)
+{
+    struct mig_evac *e = E(a);
+    struct mig_job_ctx *c = &a->job->ctx;
+    ACT_BEGIN(a);
+    ACT_HTTP(a, "CNAPI", "GET", mig_url_servers(a->env->cnapi), NULL);
+    if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
+        return mig_act_fail_res(a, "CnapiError", "cannot list servers from CNAPI");
+    e->servers = json_incref(a->res->json);
+    if (e->vm[0] != '\0') {
+        /* One VM's estimate: it and its CN. */
+        ACT_HTTP(a, "VMAPI", "GET",
+                 mig_uuid_valid(e->vm) ? mig_url_vm(a->env->vmapi, e->vm)
+                                       : mig_url_vms_by_alias(a->env->vmapi, e->vm),
+                 NULL);
+        if (a->res->err == 0 && a->res->http_status == 404)
+            return mig_act_fail(a, MIG_RULE_VM_UNKNOWN, "VMAPI has no VM %s", e->vm);
+        if (!mig_res_http_ok(a->res))
+            return mig_act_fail_res(a, "VmapiError", "cannot read VM %s from VMAPI", e->vm);
+        if (json_is_array(a->res->json)) {
+            if (json_array_size(a->res->json) != 1)
+                return mig_act_fail(a, json_array_size(a->res->json) == 0 ? MIG_RULE_VM_UNKNOWN
+                                                                          : MIG_RULE_VM_UUID,
+                                    "%zu active VMs have the alias %s; give the VM's uuid",
+                                    json_array_size(a->res->json), e->vm);
+            e->vms = json_incref(a->res->json);
+        } else {
+            e->vms = json_pack("[O]", a->res->json);
+        }
+        const char *su = json_string_value(json_object_get(json_array_get(e->vms, 0), "server_uuid"));
+        snprintf(e->server, sizeof(e->server), "%s", su != NULL ? su : "");
+    }
+    e->source = find_server(e->servers, e->server);
+    if (e->source == NULL)
+        return mig_act_fail(a, MIG_RULE_TARGET_UNKNOWN, "CNAPI has no server with uuid or hostname %s",
+                            e->server);
+    {
+        const char *ip = mig_server_admin_ip(e->source);
+        const char *uuid = json_string_value(json_object_get(e->source, "uuid"));
+        if (!mig_hostname_valid(ip) || strlen(ip) >= sizeof(c->source_ip) || !mig_uuid_valid(uuid))
+            return mig_act_fail(a, MIG_RULE_UNREACHABLE, "CNAPI gives no valid admin IP for %s",
+                                e->server);
+        snprintf(c->source_ip, sizeof(c->source_ip), "%s", ip);
+        snprintf(a->job->source_server_uuid, sizeof(a->job->source_server_uuid), "%s", uuid);
+        free(a->job->source_hostname);
+        a->job->source_hostname =
+            mig_strdup(json_string_value(json_object_get(e->source, "hostname")));
+    }
+    if (e->vms == NULL) {
+        ACT_HTTP(a, "VMAPI", "GET",
+                 mig_api_url(a->env->vmapi, "/vms?server_uuid=%s&state=active",
+                             a->job->source_server_uuid),
+                 NULL);
+        if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
+            return mig_act_fail_res(a, "VmapiError", "cannot list the VMs of %s from VMAPI",
+                                    a->job->source_hostname);
+        e->vms = json_incref(a->res->json);
+    }
+    /* What each VM holds, from one listing of the CN's pool. */
+    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zfs_list_tree(a->env->pool), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, a->res->err == MIG_EHOSTKEY ? MIG_RULE_HOSTKEY
+                                                               : MIG_RULE_UNREACHABLE,
+                                "cannot list the datasets of %s", a->job->source_hostname);
+    e->used = used_by_vm(a->res->out);
+    if (!e->estimate_only) {
+        struct mig_place_opts opts = {.source = a->job->source_server_uuid,
+                                      .to = e->to,
+                                      .nto = e->nto,
+                                      .allow_older_platform = e->allow_older_platform,
+                                      .admin_uuid = NULL};
+        struct mig_refusal r;
+        int rc = mig_place_plan(e->servers, e->vms, &opts, &e->plan, &r);
+        if (rc == MIG_EREFUSED)
+            return mig_act_fail(a, r.rule, "%s", r.message);
+        if (rc != 0)
+            return mig_act_fail(a, "PlacementFailed", "cannot place the VMs of %s: %s",
+                                a->job->source_hostname, mig_strerror(rc));
+    }
+    ACT_END(a);
+}
+
+int64_t mig_evac_bytes(const struct mig_evac *e, json_t *vm)
+{
+    const char *uuid = json_string_value(json_object_get(vm, "uuid"));
+    json_t *u = uuid != NULL ? json_object_get(e->used, uuid) : NULL;
+    if (json_is_integer(u))
+        return json_integer_value(u);
+    return json_integer_value(json_object_get(vm, "quota")) << 30;
+}
+
+int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int limit_mbps)
+{
+    int64_t rate = rate_bytes_s > 0 ? rate_bytes_s : MIG_DEFAULT_RATE_BYTES_S;
+    if (limit_mbps > 0 && (int64_t)limit_mbps * 1000000 / 8 < rate)
+        rate = (int64_t)limit_mbps * 1000000 / 8;
+    return (bytes + rate - 1) / rate + MIG_JOB_FIXED_S;
+}
+
+int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel)
+{
+    if (parallel < 1)
+        parallel = 1;
+    int64_t lanes[64] = {0};
+    if (parallel > 64)
+        parallel = 64;
+    for (size_t i = 0; i < n; i++) {
+        int best = 0;
+        for (int l = 1; l < parallel; l++)
+            if (lanes[l] < lanes[best])
+                best = l;
+        lanes[best] += seconds[i];
+    }
+    int64_t span = 0;
+    for (int l = 0; l < parallel; l++)
+        if (lanes[l] > span)
+            span = lanes[l];
+    return span;
+}

@@ -1,0 +1,66 @@
+/*
+ * evac.h: the plan of an evacuation, and the estimates migctl estimate and
+ * the plan share.  mig_evac_step is a read-only coroutine over operations
+ * (act.h), like a submission's checks: it finds the CN in CNAPI, lists its
+ * VMs in VMAPI, asks the CN how much data each holds (one `zfs list` of the
+ * pool), and places them (place.h).  The time a VM takes is its data over
+ * the rate measured between the two CNs (or a stated default until one is),
+ * plus a fixed part for the rest of a job; a whole evacuation's window is
+ * the VMs run smallest first on max_parallel lanes.  Pure but for the ops.
+ */
+#ifndef MIG_EVAC_H
+#define MIG_EVAC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "act.h"
+#include "place.h"
+
+/* The rate assumed between two CNs until one was measured (relay in the lab: ~85 MB/s). */
+#define MIG_DEFAULT_RATE_BYTES_S (50 * 1000 * 1000)
+/* What a job takes besides its data: checks, snapshots, the switch, the inventory. */
+#define MIG_JOB_FIXED_S 10
+
+struct mig_evac {
+    struct mig_act a;           /* first member: the coroutine receives &e->a */
+    /* inputs */
+    char server[256];           /* the CN to empty: uuid or hostname */
+    const char *const *to;      /* targets allowed (uuids or hostnames), nto of them */
+    size_t nto;
+    bool allow_older_platform;
+    bool estimate_only;         /* one VM's or a CN's estimate: no placement */
+    char vm[64];                /* estimate of one VM (uuid or alias), "" for the whole CN */
+    /* results */
+    json_t *servers;            /* CNAPI's servers */
+    json_t *source;             /* borrowed from servers */
+    json_t *vms;                /* VMAPI's VMs on the CN (active) */
+    json_t *used;               /* {vm_uuid: bytes} from the CN's zfs list */
+    struct mig_place *plan;     /* with estimate_only: NULL */
+};
+
+/* Sets up an evacuation's coroutine over job (a carrier for the source's IP; no vm). */
+void mig_evac_init(struct mig_evac *e, struct mig_job *carrier, const struct mig_act_env *env);
+void mig_evac_clear(struct mig_evac *e);
+
+/*
+ * The coroutine: MIG_ACT_OP, MIG_ACT_DONE, or MIG_ACT_FAIL with err_code a
+ * rule (TargetNotFound for an unknown CN, VmNotFound, CnapiError, ...) and
+ * err_msg one line.
+ */
+int mig_evac_step(struct mig_act *a);
+
+/* The bytes a VM's datasets use on the CN (from the zfs list), or its quota when unknown. */
+int64_t mig_evac_bytes(const struct mig_evac *e, json_t *vm);
+
+/* Seconds one VM of bytes takes at rate_bytes_s (<= 0: the default), capped by limit_mbps. */
+int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int limit_mbps);
+
+/*
+ * The window of n jobs of seconds[] (run in the given order) on parallel
+ * lanes, each starting as soon as a lane frees: the makespan.
+ */
+int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel);
+
+#endif
