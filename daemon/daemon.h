@@ -85,6 +85,8 @@ json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uui
                          int64_t limit, int64_t offset);
 /* {jobs: {state: count}, active, unreadable}, from counters in memory: for /ping. */
 json_t *engine_stats_json(struct engine *e);
+/* An evacuation changed state (from NULL: new), for the metrics. */
+void engine_count_evacuation(struct engine *e, const char *from, const char *to);
 /* The Prometheus text of /metrics (malloc'd, *len bytes), from counters in memory. */
 char *engine_metrics_text(struct engine *e, size_t *len);
 
@@ -109,12 +111,21 @@ typedef void (*evac_cb)(void *arg, int err, const char *code, const char *messag
  * twice.  cb runs once, from the loop.  0, or -EINVAL with a line in err.
  */
 int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz);
+/*
+ * The estimate of a VM (uuid or alias) or a CN (uuid or hostname): the plan
+ * an evacuation would make (state "plan"), with bytes and seconds per VM and
+ * the window; nothing is recorded.  GET /estimate.
+ */
+int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char *err,
+                   size_t errsz);
 /* An evacuation record with its live progress and what needs an operator.  New reference. */
 json_t *evac_json(struct migd *d, json_t *record);
 /* Every evacuation with its progress.  New reference, NULL on a database error. */
 json_t *evac_list_json(struct migd *d);
 /* A job of evacuation evac_uuid ended: the evacuation ends with its last job. */
 void evac_job_ended(struct migd *d, const char *evac_uuid);
+/* At start: an evacuation whose last job ended while migd was down ends now. */
+void evac_resume(struct migd *d);
 
 /* control.c */
 

@@ -1242,6 +1242,11 @@ json_t *engine_stats_json(struct engine *e)
                      active_jobs(e), "unreadable", metrics_unreadable(e->metrics));
 }
 
+void engine_count_evacuation(struct engine *e, const char *from, const char *to)
+{
+    metrics_evacuation(e->metrics, from, to);
+}
+
 char *engine_metrics_text(struct engine *e, size_t *len)
 {
     int64_t rate = 0;

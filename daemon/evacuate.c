@@ -36,6 +36,12 @@ struct evac_run {
     void *arg;
 };
 
+static bool is_running(json_t *record)
+{
+    const char *st = json_string_value(json_object_get(record, "state"));
+    return st != NULL && strcmp(st, "running") == 0;
+}
+
 static void evac_free(struct evac_run *r)
 {
     exec_free(r->x);
@@ -121,6 +127,14 @@ static void submit_next(struct evac_run *r)
         answer(r, MIG_EDB, "DatabaseError", "cannot record the evacuation's jobs");
         return;
     }
+    /* Nothing left moving (every VM stays, or its jobs have ended): the evacuation ends now. */
+    const char *uuid = json_string_value(json_object_get(r->record, "uuid"));
+    evac_job_ended(r->d, uuid);
+    json_t *now = mig_store_evac_load(r->d->store, uuid);
+    if (now != NULL) {
+        json_decref(r->record);
+        r->record = now;
+    }
     answer(r, 0, NULL, NULL);
 }
 
@@ -179,6 +193,34 @@ static json_t *plan_record(struct evac_run *r)
     return out;
 }
 
+/*
+ * How many of the evacuation's jobs can run at once: every one has the CN as
+ * its source, so max_jobs_per_cn bounds them as well as max_parallel and
+ * max_active_jobs.
+ */
+static int lanes(const struct evac_run *r)
+{
+    int n = r->max_parallel;
+    if (r->d->cfg->limits.max_jobs_per_cn < n)
+        n = r->d->cfg->limits.max_jobs_per_cn;
+    if (r->d->cfg->limits.max_active_jobs < n)
+        n = r->d->cfg->limits.max_active_jobs;
+    return n < 1 ? 1 : n;
+}
+
+/* The window: the jobs on their lanes, and no shorter than the CN's cap allows for the bytes. */
+static int64_t window_s(const struct evac_run *r, const int64_t *secs, size_t n, int64_t bytes)
+{
+    int64_t span = mig_estimate_window_s(secs, n, lanes(r));
+    int cap = r->d->cfg->limits.cn_mbps;
+    if (cap > 0 && n > 0) {
+        int64_t floor_s = bytes / ((int64_t)cap * 1000000 / 8) + MIG_JOB_FIXED_S;
+        if (floor_s > span)
+            span = floor_s;
+    }
+    return span;
+}
+
 static void on_reserved(struct evac_run *r, int err, bool reserved)
 {
     if (err != 0) {
@@ -190,11 +232,29 @@ static void on_reserved(struct evac_run *r, int err, bool reserved)
         answer(r, MIG_EDB, "DatabaseError", "cannot record the evacuation; nothing was queued");
         return;
     }
+    engine_count_evacuation(r->d->engine, NULL, "running");
     mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s of %s: %zu VMs planned",
             json_string_value(json_object_get(r->record, "uuid")), r->carrier->source_hostname,
             json_array_size(json_object_get(r->record, "plan")));
     r->next = 0;
     submit_next(r);
+}
+
+/* The VMs of the new plan that have a target and no unfinished job: what it would queue. */
+static size_t queueable(struct evac_run *r)
+{
+    size_t n = 0, i;
+    json_t *e;
+    json_array_foreach(json_object_get(r->record, "plan"), i, e)
+    {
+        char holder[MIG_UUID_LEN + 1];
+        if (json_string_value(json_object_get(e, "target_uuid")) != NULL &&
+            mig_store_job_holding_vm(r->d->store,
+                                     json_string_value(json_object_get(e, "vm_uuid")),
+                                     holder) != 0)
+            n++;
+    }
+    return n;
 }
 
 static void on_planned(struct evac_run *r, int err)
@@ -203,7 +263,8 @@ static void on_planned(struct evac_run *r, int err)
         answer(r, MIG_EREFUSED, r->ev.a.err_code, r->ev.a.err_msg);
         return;
     }
-    json_t *running = mig_store_evac_running(r->d->store, r->carrier->source_server_uuid);
+    json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
+    json_t *running = is_running(latest) ? latest : NULL;
     if (running != NULL && !r->dry_run) {
         /* Run again: nothing is planned anew; VMs left behind without a job are queued. */
         json_decref(r->record);
@@ -216,7 +277,6 @@ static void on_planned(struct evac_run *r, int err)
         submit_next(r);
         return;
     }
-    json_decref(running);
     char uuid[MIG_UUID_LEN + 1];
     mig_uuid_new(uuid);
     json_t *to = json_array();
@@ -236,17 +296,29 @@ static void on_planned(struct evac_run *r, int err)
         }
     }
     r->record = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:o, s:i, s:b}, s:o, s:I, s:I, s:b, s:b}", "uuid", uuid,
-        "server_uuid", r->carrier->source_server_uuid, "hostname", r->carrier->source_hostname,
-        "state", "running", "created_ms", (json_int_t)mig_now_ms(), "options", "mode", r->mode,
-        "to", to, "max_parallel", r->max_parallel, "no_reserve", r->no_reserve, "plan", plan,
-        "bytes", (json_int_t)bytes, "estimate_s",
-        (json_int_t)mig_estimate_window_s(secs, n, r->max_parallel), "reserved", false, "dry_run",
-        r->dry_run);
+        "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:o, s:i, s:b}, s:o, s:I, s:I, s:i, s:b, s:b}", "uuid",
+        uuid, "server_uuid", r->carrier->source_server_uuid, "hostname",
+        r->carrier->source_hostname, "state", r->dry_run ? "plan" : "running", "created_ms",
+        (json_int_t)mig_now_ms(), "options", "mode", r->mode, "to", to, "max_parallel",
+        r->max_parallel, "no_reserve", r->no_reserve, "plan", plan, "bytes", (json_int_t)bytes,
+        "estimate_s", (json_int_t)window_s(r, secs, n, bytes), "parallel", lanes(r), "reserved",
+        false, "dry_run", r->dry_run);
     if (r->dry_run) {
+        json_decref(latest);
         answer(r, 0, NULL, NULL);
         return;
     }
+    if (latest != NULL && queueable(r) == 0) {
+        /*
+         * Run again after the evacuation ended, with nothing new to move (the
+         * VMs left stay for the reasons it gave): its report, not a new one.
+         */
+        json_decref(r->record);
+        r->record = latest;
+        answer(r, 0, NULL, NULL);
+        return;
+    }
+    json_decref(latest);
     if (r->no_reserve) {
         on_reserved(r, 0, false);
         return;
@@ -275,7 +347,8 @@ static void on_exec_finished(void *owner, int err)
 
 static const struct exec_hooks hooks = {on_exec_changed, on_exec_finished};
 
-int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz)
+static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *arg, char *err,
+                 size_t errsz)
 {
     const char *server = json_string_value(json_object_get(body, "server"));
     const char *mode = json_string_value(json_object_get(body, "mode"));
@@ -334,8 +407,27 @@ int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, s
     r->ev.to = r->to;
     r->ev.nto = r->nto;
     r->ev.allow_older_platform = json_is_true(json_object_get(body, "allow_older_platform"));
+    r->ev.estimate_only = estimate;
     exec_call(r->x, mig_evac_step, &r->ev.a);
     return 0;
+}
+
+int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz)
+{
+    return begin(d, body, false, cb, arg, err, errsz);
+}
+
+int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char *err,
+                   size_t errsz)
+{
+    if (what == NULL || what[0] == '\0' || strlen(what) >= 64) {
+        mig_errf(err, errsz, "give a VM (uuid or alias) or a CN (uuid or hostname) to estimate");
+        return -EINVAL;
+    }
+    json_t *body = json_pack("{s:s, s:b}", "server", what, "dry_run", 1);
+    int rc = begin(d, body, true, cb, arg, err, errsz);
+    json_decref(body);
+    return rc;
 }
 
 /* ---- progress ---- */
@@ -433,16 +525,16 @@ json_t *evac_list_json(struct migd *d)
 void evac_job_ended(struct migd *d, const char *evac_uuid)
 {
     json_t *rec = mig_store_evac_load(d->store, evac_uuid);
-    if (rec == NULL || strcmp(json_string_value(json_object_get(rec, "state")), "running") != 0) {
+    if (!is_running(rec)) {
         json_decref(rec);
         return;
     }
     json_t *view = evac_json(d, rec);
     json_t *p = json_object_get(view, "progress");
     int moving = (int)json_integer_value(json_object_get(p, "moving"));
-    int queued = (int)json_integer_value(json_object_get(p, "queued"));
+    int failed = (int)json_integer_value(json_object_get(p, "failed"));
     json_decref(view);
-    if (moving > 0 || queued == 0) {
+    if (moving > 0) {
         json_decref(rec);
         return;
     }
@@ -450,14 +542,30 @@ void evac_job_ended(struct migd *d, const char *evac_uuid)
     int64_t now = mig_now_ms();
     int64_t took = (now - json_integer_value(json_object_get(rec, "created_ms"))) / 1000;
     int64_t est = json_integer_value(json_object_get(rec, "estimate_s"));
-    json_object_set_new(rec, "state", json_string("done"));
+    const char *end = failed > 0 ? "failed" : "done";
+    json_object_set_new(rec, "state", json_string(end));
     json_object_set_new(rec, "finished_ms", json_integer(now));
     json_object_set_new(rec, "took_s", json_integer(took));
     json_object_set_new(rec, "estimate_error",
                         est > 0 ? json_real((double)(took - est) / (double)est) : json_null());
-    if (mig_store_evac_save(d->store, rec) == 0)
+    if (mig_store_evac_save(d->store, rec) == 0) {
+        engine_count_evacuation(d->engine, "running", end);
         mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s of %s done in %lld s (estimated %lld s)",
                 evac_uuid, json_string_value(json_object_get(rec, "hostname")), (long long)took,
                 (long long)est);
+    }
     json_decref(rec);
+}
+
+void evac_resume(struct migd *d)
+{
+    json_t *all = mig_store_evac_list(d->store);
+    size_t i;
+    json_t *r;
+    json_array_foreach(all, i, r)
+    {
+        if (is_running(r))
+            evac_job_ended(d, json_string_value(json_object_get(r, "uuid")));
+    }
+    json_decref(all);
 }

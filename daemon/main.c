@@ -154,6 +154,7 @@ static int migd_start(struct migd_main *m, const char *socket_path)
         return rc;
     }
     engine_resume(d->engine);
+    evac_resume(d);
     return 0;
 }
 

@@ -36,7 +36,18 @@ struct metrics {
     int npairs;
     int64_t other_bytes;
     struct histogram downtime, duration;
+    int64_t evacuations[3]; /* running, done, failed */
 };
+
+static const char *const EVAC_STATES[] = {"running", "done", "failed"};
+
+static int evac_index(const char *state)
+{
+    for (int i = 0; state != NULL && i < 3; i++)
+        if (strcmp(state, EVAC_STATES[i]) == 0)
+            return i;
+    return -1;
+}
 
 static void observe(struct histogram *h, const int64_t *buckets, int64_t v)
 {
@@ -71,6 +82,12 @@ struct metrics *metrics_load(struct mig_store *st)
         mig_job_free(jobs[i]);
     }
     free(jobs);
+    json_t *evacs = mig_store_evac_list(st);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evacs, i, ev)
+        metrics_evacuation(m, NULL, json_string_value(json_object_get(ev, "state")));
+    json_decref(evacs);
     struct mig_bad_job *bad = NULL;
     size_t nbad = 0;
     if (mig_store_job_list_bad(st, &bad, &nbad) == 0) {
@@ -91,6 +108,15 @@ void metrics_state(struct metrics *m, int from, enum mig_job_state to)
         m->jobs[from]--;
     if ((unsigned)to < MIG_JOB_NSTATES)
         m->jobs[to]++;
+}
+
+void metrics_evacuation(struct metrics *m, const char *from, const char *to)
+{
+    int f = evac_index(from), t = evac_index(to);
+    if (f >= 0 && m->evacuations[f] > 0)
+        m->evacuations[f]--;
+    if (t >= 0)
+        m->evacuations[t]++;
 }
 
 void metrics_bytes(struct metrics *m, const char *source, const char *target, int64_t bytes)
@@ -224,6 +250,11 @@ char *metrics_text(const struct metrics *m, int64_t rate_bytes_s, size_t *len)
               &m->downtime, DOWNTIME_BUCKETS);
     histogram(&b, "migd_job_duration_ms", "Jobs' time from start to switched or ended.",
               &m->duration, DURATION_BUCKETS);
+    put(&b, "# HELP migd_evacuations Evacuations of CNs by state.\n"
+            "# TYPE migd_evacuations gauge\n");
+    for (int i = 0; i < 3; i++)
+        put(&b, "migd_evacuations{state=\"%s\"} %lld\n", EVAC_STATES[i],
+            (long long)m->evacuations[i]);
     *len = b.len;
     return b.p;
 }

@@ -2,7 +2,7 @@
  * metrics.h: the daemon's counters, kept in memory so that /ping and
  * /metrics never read the database: jobs by state, bytes sent by source and
  * target CN, the current transfer rate, downtime and job duration
- * histograms.  Loaded once from the store at start, then updated by the
+ * histograms, evacuations by state.  Loaded once from the store at start, then updated by the
  * engine as jobs change.  Prometheus text format for /metrics.
  */
 #ifndef MIGD_METRICS_H
@@ -24,6 +24,8 @@ void metrics_free(struct metrics *m);
 void metrics_state(struct metrics *m, int from, enum mig_job_state to);
 /* bytes more were sent from source to target (hostnames, or uuids when unknown). */
 void metrics_bytes(struct metrics *m, const char *source, const char *target, int64_t bytes);
+/* An evacuation went from state `from` (NULL: it is new) to `to` (running, done, failed). */
+void metrics_evacuation(struct metrics *m, const char *from, const char *to);
 /* A switch kept a VM down ms; a job ran ms from start to switched or ended. */
 void metrics_downtime(struct metrics *m, int64_t ms);
 void metrics_duration(struct metrics *m, int64_t ms);

@@ -79,6 +79,8 @@ int mig_evac_step(struct mig_act *a)
     if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
         return mig_act_fail_res(a, "CnapiError", "cannot list servers from CNAPI");
     e->servers = json_incref(a->res->json);
+    if (e->estimate_only && e->vm[0] == '\0' && find_server(e->servers, e->server) == NULL)
+        snprintf(e->vm, sizeof(e->vm), "%s", e->server); /* not a CN: an estimate of a VM */
     if (e->vm[0] != '\0') {
         /* One VM's estimate: it and its CN. */
         ACT_HTTP(a, "VMAPI", "GET",
@@ -135,7 +137,7 @@ int mig_evac_step(struct mig_act *a)
                                                                : MIG_RULE_UNREACHABLE,
                                 "cannot list the datasets of %s", a->job->source_hostname);
     e->used = used_by_vm(a->res->out);
-    if (!e->estimate_only) {
+    {
         struct mig_place_opts opts = {.source = a->job->source_server_uuid,
                                       .to = e->to,
                                       .nto = e->nto,

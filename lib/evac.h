@@ -30,14 +30,14 @@ struct mig_evac {
     const char *const *to;      /* targets allowed (uuids or hostnames), nto of them */
     size_t nto;
     bool allow_older_platform;
-    bool estimate_only;         /* one VM's or a CN's estimate: no placement */
-    char vm[64];                /* estimate of one VM (uuid or alias), "" for the whole CN */
+    bool estimate_only;         /* server may name a VM instead (migctl estimate VM|CN) */
+    char vm[64];                /* set when the plan is of one VM (uuid or alias) */
     /* results */
     json_t *servers;            /* CNAPI's servers */
     json_t *source;             /* borrowed from servers */
     json_t *vms;                /* VMAPI's VMs on the CN (active) */
     json_t *used;               /* {vm_uuid: bytes} from the CN's zfs list */
-    struct mig_place *plan;     /* with estimate_only: NULL */
+    struct mig_place *plan;
 };
 
 /* Sets up an evacuation's coroutine over job (a carrier for the source's IP; no vm). */

@@ -197,18 +197,26 @@ int mig_job_next_state(enum mig_job_state state, enum mig_job_event ev)
 }
 
 /*
- * Moves the job by ev.  The first move into running stamps `started`; entering
- * a final state stamps `finished`.  -EINVAL and no change when not allowed.
+ * Moves the job by ev.  The first move into running stamps `started`.
+ * `finished` is when the job last came to rest: entering switched or a final
+ * state stamps it, and a switched job that runs again (a rollback, the
+ * removal of the source) is unfinished until it rests again.  So a job's
+ * started..finished is the time it held its slot and its CNs.  -EINVAL and
+ * no change when not allowed.
  */
 int mig_job_apply(struct mig_job *job, enum mig_job_event ev)
 {
     int next = mig_job_next_state(job->state, ev);
     if (next < 0)
         return -EINVAL;
+    enum mig_job_state before = job->state;
     job->state = (enum mig_job_state)next;
     if (job->state == MIG_JOB_RUNNING && job->started == 0)
         job->started = mig_now_ms();
-    if (mig_job_state_final(job->state) && job->finished == 0)
+    if (before == MIG_JOB_SWITCHED && job->state == MIG_JOB_RUNNING)
+        job->finished = 0;
+    if ((mig_job_state_final(job->state) || job->state == MIG_JOB_SWITCHED) &&
+        job->finished == 0)
         job->finished = mig_now_ms();
     return 0;
 }

@@ -105,8 +105,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " state = excluded.state, updated = excluded.updated, record = excluded.record",
     [ST_EVAC_LOAD] = "SELECT record FROM evacuations WHERE uuid = ?1",
     [ST_EVAC_LIST] = "SELECT record FROM evacuations ORDER BY created, rowid",
-    [ST_EVAC_OF_SERVER] = "SELECT record FROM evacuations WHERE server_uuid = ?1 AND state = 'running'"
-                          " ORDER BY created DESC LIMIT 1",
+    [ST_EVAC_OF_SERVER] = "SELECT record FROM evacuations WHERE server_uuid = ?1 "
+                          "ORDER BY created DESC, rowid DESC LIMIT 1",
     [ST_RATE_ADD] = "INSERT INTO rates (source_uuid, target_uuid, bytes, ms, updated)"
                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source_uuid, target_uuid) DO UPDATE"
                     " SET bytes = bytes + excluded.bytes, ms = ms + excluded.ms,"
@@ -1097,7 +1097,7 @@ json_t *mig_store_evac_list(struct mig_store *st)
     return a;
 }
 
-json_t *mig_store_evac_running(struct mig_store *st, const char *server_uuid)
+json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid)
 {
     sqlite3_stmt *s = stmt_get(st, ST_EVAC_OF_SERVER);
     if (s == NULL)

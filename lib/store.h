@@ -180,8 +180,8 @@ int mig_store_evac_save(struct mig_store *st, json_t *evac);
 json_t *mig_store_evac_load(struct mig_store *st, const char *uuid);
 /* All evacuations, oldest first, as an array. */
 json_t *mig_store_evac_list(struct mig_store *st);
-/* The running evacuation of server_uuid, if any. */
-json_t *mig_store_evac_running(struct mig_store *st, const char *server_uuid);
+/* The latest evacuation of server_uuid (running or ended), if any. */
+json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid);
 
 /* Adds a transfer of bytes in ms from source to target (server uuids) to their rate; 0 or MIG_EDB. */
 int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,
