@@ -120,7 +120,8 @@ struct op {
     uint64_t limit;
     double tokens;
     int64_t refill_ms;
-    struct bucket *cn[2]; /* the source's and the target's shared buckets, or NULL */
+    struct bucket *cn[2]; /* the source's and the target's shared caps, or NULL */
+    double cn_tokens[2];  /* this relay's share of each, refilled by the tick */
     int idle_s;
     int64_t moved_ms;
     uint64_t moved_seen;
@@ -132,11 +133,14 @@ struct op {
 
 /*
  * A CN's shared bandwidth (opts.host_limit_bytes_s): every relay out of or
- * into that host draws from it, each at most its share when several do.
+ * into that host gets an equal share of it, refilled by the tick into the
+ * relay's own tokens (op->cn_tokens), so a relay whose data is always ready
+ * cannot take what another one needs.  The cost: a share a relay cannot use
+ * at that moment (a slow receiver) is not lent to the others; the cap is
+ * an upper bound, never exceeded.
  */
 struct bucket {
     char host[64];
-    double tokens;
     int64_t refill_ms;
     int users; /* relays drawing from it now */
 };
@@ -582,17 +586,12 @@ static int relay_step(struct op *op)
             run = budget > 0;
         }
         for (int i = 0; i < 2; i++) {
-            struct bucket *b = op->cn[i];
-            if (b == NULL)
+            if (op->cn[i] == NULL)
                 continue;
-            /* Its share of the CN's tokens, so that the jobs on one CN share it fairly. */
-            double share = b->tokens / (b->users > 0 ? b->users : 1);
-            if (share < CHAN_PACKET && b->tokens >= CHAN_PACKET)
-                share = CHAN_PACKET;
-            if (share < 1.0)
+            if (op->cn_tokens[i] < 1.0)
                 run = false;
-            else if ((uint64_t)share < budget)
-                budget = (uint64_t)share;
+            else if ((uint64_t)op->cn_tokens[i] < budget)
+                budget = (uint64_t)op->cn_tokens[i];
         }
         if (run) {
             uint64_t in = op->pump.bytes_in, out = op->pump.bytes_out;
@@ -601,7 +600,7 @@ static int relay_step(struct op *op)
                 op->tokens -= (double)(op->pump.bytes_in - in);
             for (int i = 0; i < 2; i++)
                 if (op->cn[i] != NULL)
-                    op->cn[i]->tokens -= (double)(op->pump.bytes_in - in);
+                    op->cn_tokens[i] -= (double)(op->pump.bytes_in - in);
             if (op->pump.bytes_in != in || op->pump.bytes_out != out)
                 progress = 1;
             if (rc < 0)
@@ -1281,21 +1280,27 @@ static void on_tick(uv_timer_t *h)
     }
     if (pool->opts.host_limit_bytes_s != 0) {
         double limit = (double)pool->opts.host_limit_bytes_s;
-        double burst = limit / 10.0 < CHAN_PACKET ? CHAN_PACKET : limit / 10.0;
         for (int i = 0; i < pool->nbuckets; i++) {
             struct bucket *b = &pool->buckets[i];
-            double before = b->tokens;
-            b->tokens += limit * (double)(now - b->refill_ms) / 1000.0;
-            if (b->tokens > burst)
-                b->tokens = burst;
+            int users = b->users > 0 ? b->users : 1;
+            /* Each relay on the CN: its share of what the cap allowed since the last tick. */
+            double add = limit * (double)(now - b->refill_ms) / 1000.0 / users;
+            double burst = limit / 10.0 / users < CHAN_PACKET ? CHAN_PACKET : limit / 10.0 / users;
             b->refill_ms = now;
-            if (before < CHAN_PACKET && b->tokens >= CHAN_PACKET && b->users > 0) {
-                for (struct op *op = pool->ops; op; op = op->next)
-                    if (!op->finished && (op->cn[0] == b || op->cn[1] == b)) {
+            for (struct op *op = pool->ops; op; op = op->next) {
+                for (int k = 0; k < 2; k++) {
+                    if (op->finished || op->cn[k] != b)
+                        continue;
+                    double before = op->cn_tokens[k];
+                    op->cn_tokens[k] += add;
+                    if (op->cn_tokens[k] > burst)
+                        op->cn_tokens[k] = burst;
+                    if (before < 1.0 && op->cn_tokens[k] >= 1.0) {
                         op->s[0]->kick = true;
                         op->s[1]->kick = true;
                         kick = true;
                     }
+                }
             }
         }
     }
@@ -1469,14 +1474,19 @@ static struct bucket *bucket_of(struct mig_ssh_pool *pool, const char *host)
 {
     if (pool->opts.host_limit_bytes_s == 0)
         return NULL;
-    for (int i = 0; i < pool->nbuckets; i++)
+    struct bucket *unused = NULL;
+    for (int i = 0; i < pool->nbuckets; i++) {
         if (strcmp(pool->buckets[i].host, host) == 0)
             return &pool->buckets[i];
-    if (pool->nbuckets == MAX_BUCKETS)
-        return NULL; /* beyond 64 CNs at once, the per-job caps still hold */
-    struct bucket *b = &pool->buckets[pool->nbuckets++];
+        if (pool->buckets[i].users == 0 && unused == NULL)
+            unused = &pool->buckets[i];
+    }
+    struct bucket *b = unused;
+    if (b == NULL && pool->nbuckets == MAX_BUCKETS)
+        return NULL; /* beyond 64 CNs relaying at once, the per-job caps still hold */
+    if (b == NULL)
+        b = &pool->buckets[pool->nbuckets++];
     snprintf(b->host, sizeof(b->host), "%s", host);
-    b->tokens = CHAN_PACKET;
     b->refill_ms = now_ms(pool);
     return b;
 }
@@ -1516,9 +1526,12 @@ int mig_ssh_relay(struct mig_ssh_pool *pool, const char *src_host, const char *s
     op->dst.pump_in = true;
     op->cn[0] = bucket_of(pool, src_host);
     op->cn[1] = bucket_of(pool, dst_host);
-    for (int i = 0; i < 2; i++)
-        if (op->cn[i] != NULL)
+    for (int i = 0; i < 2; i++) {
+        if (op->cn[i] != NULL) {
             op->cn[i]->users++;
+            op->cn_tokens[i] = CHAN_PACKET; /* starts at once; the tick keeps it to its share */
+        }
+    }
     pool_add_op(pool, op);
     return 0;
 }
