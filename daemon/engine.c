@@ -193,6 +193,12 @@ static void count_state(struct engine *e, const struct mig_job *job, int before)
     if (job->state == MIG_JOB_SWITCHED && before == MIG_JOB_RUNNING && job->task == MIG_TASK_MIGRATE &&
         job->downtime_ms >= 0)
         metrics_downtime(e->metrics, job->downtime_ms);
+    /* A full job's time besides its first round: the fixed part of the next estimates. */
+    if (job->state == MIG_JOB_SWITCHED && before == MIG_JOB_RUNNING &&
+        job->task == MIG_TASK_MIGRATE && job->mode == MIG_MODE_FULL && job->started > 0 &&
+        job->nround_log >= 1)
+        mig_store_overhead_add(e->d->store, job->source_server_uuid, job->target_server_uuid,
+                               mig_now_ms() - job->started - job->round_log[0].duration_ms);
     if ((mig_job_state_final(job->state) || job->state == MIG_JOB_SWITCHED) && job->started > 0 &&
         before == MIG_JOB_RUNNING)
         metrics_duration(e->metrics, mig_now_ms() - job->started);

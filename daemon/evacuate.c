@@ -158,17 +158,21 @@ static json_t *plan_record(struct evac_run *r)
         }
         int64_t bytes = vm != NULL ? mig_evac_bytes(&r->ev, vm) : 0;
         const char *target = json_string_value(json_object_get(p, "target_uuid"));
-        int64_t rate = target != NULL ? mig_store_rate(r->d->store, r->carrier->source_server_uuid,
-                                                       target)
-                                      : -1;
+        struct mig_rate rate = {-1, -1};
+        if (target != NULL)
+            mig_store_rate(r->d->store, r->carrier->source_server_uuid, target, &rate);
         json_t *e = json_deep_copy(p);
         json_object_set_new(e, "bytes", json_integer(bytes));
         json_object_set_new(e, "estimate_s",
                             target != NULL
-                                ? json_integer(mig_estimate_s(bytes, rate,
+                                ? json_integer(mig_estimate_s(bytes, rate.bytes_s, rate.overhead_ms,
                                                               r->d->cfg->transfer.limit_mbps))
                                 : json_null());
-        json_object_set_new(e, "rate_measured", json_boolean(rate > 0));
+        /* Where the estimate comes from: measured between these CNs, or the stated defaults. */
+        json_object_set_new(e, "rate_bytes_s",
+                            rate.bytes_s > 0 ? json_integer(rate.bytes_s) : json_null());
+        json_object_set_new(e, "rate_measured", json_boolean(rate.bytes_s > 0));
+        json_object_set_new(e, "overhead_measured", json_boolean(rate.overhead_ms >= 0));
         json_array_append_new(out, e);
     }
     json_decref(placed);

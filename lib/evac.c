@@ -46,8 +46,7 @@ static json_t *find_server(json_t *servers, const char *key)
     return NULL;
 }
 
-/* {vm_uuid: bytes} from `zfs list -r zones`: zones/UUID (with its children) and zones/UUID-diskN. */
-static json_t *used_by_vm(const char *out)
+json_t *mig_evac_used_by_vm(const char *out)
 {
     json_t *used = json_object();
     struct mig_zfs_dataset *rows = NULL;
@@ -136,7 +135,7 @@ int mig_evac_step(struct mig_act *a)
         return mig_act_fail_res(a, a->res->err == MIG_EHOSTKEY ? MIG_RULE_HOSTKEY
                                                                : MIG_RULE_UNREACHABLE,
                                 "cannot list the datasets of %s", a->job->source_hostname);
-    e->used = used_by_vm(a->res->out);
+    e->used = mig_evac_used_by_vm(a->res->out);
     {
         struct mig_place_opts opts = {.source = a->job->source_server_uuid,
                                       .to = e->to,
@@ -163,12 +162,14 @@ int64_t mig_evac_bytes(const struct mig_evac *e, json_t *vm)
     return json_integer_value(json_object_get(vm, "quota")) << 30;
 }
 
-int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int limit_mbps)
+int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int64_t overhead_ms, int limit_mbps)
 {
     int64_t rate = rate_bytes_s > 0 ? rate_bytes_s : MIG_DEFAULT_RATE_BYTES_S;
     if (limit_mbps > 0 && (int64_t)limit_mbps * 1000000 / 8 < rate)
         rate = (int64_t)limit_mbps * 1000000 / 8;
-    return (bytes + rate - 1) / rate + MIG_JOB_FIXED_S;
+    int64_t ms = ((bytes > 0 ? bytes : 0) * 1000 + rate - 1) / rate;
+    ms += overhead_ms >= 0 ? overhead_ms : MIG_JOB_FIXED_S * 1000;
+    return (ms + 999) / 1000;
 }
 
 int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel)

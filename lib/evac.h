@@ -20,7 +20,7 @@
 
 /* The rate assumed between two CNs until one was measured (relay in the lab: ~85 MB/s). */
 #define MIG_DEFAULT_RATE_BYTES_S (50 * 1000 * 1000)
-/* What a job takes besides its data: checks, snapshots, the switch, the inventory. */
+/* What a job takes besides its data (checks, snapshots, the switch, the inventory) until measured. */
 #define MIG_JOB_FIXED_S 10
 
 struct mig_evac {
@@ -51,11 +51,22 @@ void mig_evac_clear(struct mig_evac *e);
  */
 int mig_evac_step(struct mig_act *a);
 
+/*
+ * {vm_uuid: bytes} from the pool's `zfs list -H -p -o name,used,...`: a VM's
+ * zones/UUID (whose used counts its children and snapshots) plus its
+ * zones/UUID-diskN volumes (KVM).  Anything else (images, cores) is not a VM's.
+ */
+json_t *mig_evac_used_by_vm(const char *zfs_list_out);
+
 /* The bytes a VM's datasets use on the CN (from the zfs list), or its quota when unknown. */
 int64_t mig_evac_bytes(const struct mig_evac *e, json_t *vm);
 
-/* Seconds one VM of bytes takes at rate_bytes_s (<= 0: the default), capped by limit_mbps. */
-int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int limit_mbps);
+/*
+ * Seconds one VM of bytes takes: its data at rate_bytes_s (<= 0: the
+ * default; capped by limit_mbps when that is set) plus overhead_ms for the
+ * rest of the job (< 0: MIG_JOB_FIXED_S).
+ */
+int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int64_t overhead_ms, int limit_mbps);
 
 /*
  * The window of n jobs of seconds[] (run in the given order) on parallel

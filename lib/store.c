@@ -46,6 +46,7 @@ enum stmt_id {
     ST_EVAC_OF_SERVER,
     ST_RATE_ADD,
     ST_RATE_GET,
+    ST_OVERHEAD_ADD,
     ST_COUNT
 };
 
@@ -111,7 +112,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source_uuid, target_uuid) DO UPDATE"
                     " SET bytes = bytes + excluded.bytes, ms = ms + excluded.ms,"
                     " updated = excluded.updated",
-    [ST_RATE_GET] = "SELECT bytes, ms FROM rates WHERE source_uuid = ?1 AND target_uuid = ?2",
+    [ST_RATE_GET] = "SELECT bytes, ms, jobs, other_ms FROM rates"
+                    " WHERE source_uuid = ?1 AND target_uuid = ?2",
+    [ST_OVERHEAD_ADD] = "INSERT INTO rates (source_uuid, target_uuid, bytes, ms, jobs, other_ms,"
+                        " updated) VALUES (?1, ?2, 0, 0, 1, ?3, ?4)"
+                        " ON CONFLICT (source_uuid, target_uuid) DO UPDATE"
+                        " SET jobs = jobs + 1, other_ms = other_ms + excluded.other_ms,"
+                        " updated = excluded.updated",
     [ST_ACTION_LIST] = "SELECT key, phase, side, status, seq, started, ended, undo_started,"
                        " undo_ended, error, op_ms FROM actions WHERE job_uuid = ?1 ORDER BY seq",
 };
@@ -1129,19 +1136,40 @@ int mig_store_rate_add(struct mig_store *st, const char *source, const char *tar
     return rc;
 }
 
-int64_t mig_store_rate(struct mig_store *st, const char *source, const char *target)
+int mig_store_overhead_add(struct mig_store *st, const char *source, const char *target,
+                           int64_t ms)
 {
-    sqlite3_stmt *s = stmt_get(st, ST_RATE_GET);
+    if (ms < 0)
+        return 0;
+    sqlite3_stmt *s = stmt_get(st, ST_OVERHEAD_ADD);
     if (s == NULL)
-        return -1;
+        return MIG_EDB;
     bind_text(s, 1, source);
     bind_text(s, 2, target);
-    int64_t rate = -1;
+    sqlite3_bind_int64(s, 3, ms);
+    sqlite3_bind_int64(s, 4, mig_now_ms());
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : db_fail(st, "add job overhead");
+    stmt_done(s);
+    return rc;
+}
+
+void mig_store_rate(struct mig_store *st, const char *source, const char *target,
+                    struct mig_rate *out)
+{
+    out->bytes_s = -1;
+    out->overhead_ms = -1;
+    sqlite3_stmt *s = stmt_get(st, ST_RATE_GET);
+    if (s == NULL)
+        return;
+    bind_text(s, 1, source);
+    bind_text(s, 2, target);
     if (sqlite3_step(s) == SQLITE_ROW) {
         int64_t bytes = sqlite3_column_int64(s, 0), ms = sqlite3_column_int64(s, 1);
+        int64_t jobs = sqlite3_column_int64(s, 2), other = sqlite3_column_int64(s, 3);
         if (ms > 0)
-            rate = bytes * 1000 / ms;
+            out->bytes_s = bytes * 1000 / ms;
+        if (jobs > 0)
+            out->overhead_ms = other / jobs;
     }
     stmt_done(s);
-    return rate;
 }

@@ -186,8 +186,17 @@ json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid);
 /* Adds a transfer of bytes in ms from source to target (server uuids) to their rate; 0 or MIG_EDB. */
 int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,
                        int64_t bytes, int64_t ms);
-/* The measured rate from source to target in bytes/s, or -1 when none was measured. */
-int64_t mig_store_rate(struct mig_store *st, const char *source, const char *target);
+/* Adds one full job's time besides its first round (ms) from source to target; 0 or MIG_EDB. */
+int mig_store_overhead_add(struct mig_store *st, const char *source, const char *target,
+                           int64_t ms);
+
+/* What was measured from source to target: -1 where nothing was. */
+struct mig_rate {
+    int64_t bytes_s;     /* the first rounds' bytes over their time */
+    int64_t overhead_ms; /* a full job's time besides its first round, on average */
+};
+void mig_store_rate(struct mig_store *st, const char *source, const char *target,
+                    struct mig_rate *out);
 
 /* Appends an event (type, data) for job; data is borrowed. */
 int mig_store_event_append(struct mig_store *st, const char *job_uuid, const char *type,

@@ -22,13 +22,17 @@ CREATE INDEX evacuations_server ON evacuations (server_uuid, state);
 ALTER TABLE jobs ADD COLUMN evacuation_uuid TEXT;
 CREATE INDEX jobs_evacuation ON jobs (evacuation_uuid);
 
--- What transfers between two CNs achieved: the sums of the bytes sent and of
--- the time they took, so the rate is bytes * 1000 / ms.  Estimates use it.
+-- What jobs between two CNs achieved: the sums of the bytes their first
+-- rounds sent and of the time those took (the rate is bytes * 1000 / ms),
+-- and of the rest of full jobs (the time from start to switched but the
+-- first round) over their count.  Estimates use both.
 CREATE TABLE rates (
     source_uuid TEXT NOT NULL,
     target_uuid TEXT NOT NULL,
     bytes       INTEGER NOT NULL,
     ms          INTEGER NOT NULL,
+    jobs        INTEGER NOT NULL DEFAULT 0,
+    other_ms    INTEGER NOT NULL DEFAULT 0,
     updated     INTEGER NOT NULL,
     PRIMARY KEY (source_uuid, target_uuid)
 );

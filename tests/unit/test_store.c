@@ -1155,6 +1155,66 @@ static void test_unreadable_job_row(void **state)
         mig_job_free(all[i]);
 }
 
+#define CN_A "5c0a1b2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
+#define CN_B "6d1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d"
+
+static void test_evacuations_and_rates(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    /* Nothing yet. */
+    assert_null(mig_store_evac_latest(st, CN_A));
+    json_t *first = json_pack("{s:s, s:s, s:s, s:I, s:[]}", "uuid",
+                              "0a0a0a0a-0000-4000-8000-000000000001", "server_uuid", CN_A, "state",
+                              "running", "created_ms", (json_int_t)1000, "plan");
+    json_t *second = json_pack("{s:s, s:s, s:s, s:I, s:[]}", "uuid",
+                               "0a0a0a0a-0000-4000-8000-000000000002", "server_uuid", CN_A,
+                               "state", "running", "created_ms", (json_int_t)2000, "plan");
+    assert_int_equal(mig_store_evac_save(st, first), 0);
+    json_object_set_new(first, "state", json_string("done"));
+    assert_int_equal(mig_store_evac_save(st, first), 0); /* an update, not a second row */
+    assert_int_equal(mig_store_evac_save(st, second), 0);
+    json_t *latest = mig_store_evac_latest(st, CN_A);
+    assert_string_equal(json_string_value(json_object_get(latest, "uuid")),
+                        "0a0a0a0a-0000-4000-8000-000000000002");
+    json_decref(latest);
+    assert_null(mig_store_evac_latest(st, CN_B));
+    json_t *all = mig_store_evac_list(st);
+    assert_int_equal(json_array_size(all), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(all, 0), "state")),
+                        "done");
+    json_decref(all);
+    json_t *one = mig_store_evac_load(st, "0a0a0a0a-0000-4000-8000-000000000001");
+    assert_true(json_equal(one, first));
+    json_decref(one);
+    json_decref(first);
+    json_decref(second);
+
+    /* Rates: nothing measured, then the sums of what was. */
+    struct mig_rate r;
+    mig_store_rate(st, CN_A, CN_B, &r);
+    assert_true(r.bytes_s == -1 && r.overhead_ms == -1);
+    assert_int_equal(mig_store_rate_add(st, CN_A, CN_B, 100 * 1000 * 1000LL, 10000), 0);
+    assert_int_equal(mig_store_rate_add(st, CN_A, CN_B, 300 * 1000 * 1000LL, 10000), 0);
+    assert_int_equal(mig_store_rate_add(st, CN_A, CN_B, 0, 500), 0); /* nothing to learn */
+    mig_store_rate(st, CN_A, CN_B, &r);
+    assert_int_equal(r.bytes_s, 20 * 1000 * 1000);
+    assert_int_equal(r.overhead_ms, -1);
+    assert_int_equal(mig_store_overhead_add(st, CN_A, CN_B, 3000), 0);
+    assert_int_equal(mig_store_overhead_add(st, CN_A, CN_B, 5000), 0);
+    mig_store_rate(st, CN_A, CN_B, &r);
+    assert_int_equal(r.bytes_s, 20 * 1000 * 1000);
+    assert_int_equal(r.overhead_ms, 4000);
+    /* Directions are apart. */
+    mig_store_rate(st, CN_B, CN_A, &r);
+    assert_true(r.bytes_s == -1 && r.overhead_ms == -1);
+    /* An overhead first, a rate after: one row. */
+    assert_int_equal(mig_store_overhead_add(st, CN_B, CN_A, 1000), 0);
+    assert_int_equal(mig_store_rate_add(st, CN_B, CN_A, 1000, 1000), 0);
+    mig_store_rate(st, CN_B, CN_A, &r);
+    assert_true(r.bytes_s == 1000 && r.overhead_ms == 1000);
+}
+
 static void test_open_refuses_unwritable_database(void **state)
 {
     struct fixture *fx = *state;
@@ -1326,6 +1386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable_job_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_unwritable_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_read_only_mount, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evacuations_and_rates, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,94 @@
+/*
+ * test_evac.c: the pure parts of an evacuation's plan (lib/evac.c): what
+ * each VM holds from one listing of the pool, one VM's time, and the window
+ * of many on parallel lanes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "evac.h"
+
+#define VM_A "1f0e9d3a-5c2b-4e6f-8a7b-0c1d2e3f4a5b"
+#define VM_K "2a1b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d"
+#define IMAGE "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+static void test_used_by_vm(void **state)
+{
+    (void)state;
+    /* zfs list -H -p -o name,used,referenced,origin,type -r -t filesystem,volume zones */
+    const char *out = "zones\t9000000\t100\t-\tfilesystem\n"
+                      "zones/" IMAGE "\t500\t500\t-\tfilesystem\n"
+                      "zones/" VM_A "\t4000\t300\tzones/" IMAGE "@final\tfilesystem\n"
+                      "zones/" VM_A "/data\t3000\t3000\t-\tfilesystem\n"
+                      "zones/cores\t70\t70\t-\tfilesystem\n"
+                      "zones/cores/" VM_A "\t60\t60\t-\tfilesystem\n"
+                      "zones/" VM_K "\t100\t100\t-\tfilesystem\n"
+                      "zones/" VM_K "-disk0\t20000\t20000\t-\tvolume\n"
+                      "zones/" VM_K "-disk1\t7000\t7000\t-\tvolume\n"
+                      "zones/not-a-uuid\t5\t5\t-\tfilesystem\n";
+    json_t *used = mig_evac_used_by_vm(out);
+    assert_non_null(used);
+    /* zones/UUID's used already counts its children: not added twice; cores are not the VM's. */
+    assert_int_equal(json_integer_value(json_object_get(used, VM_A)), 4000);
+    /* A KVM VM: its zone dataset and every disk volume. */
+    assert_int_equal(json_integer_value(json_object_get(used, VM_K)), 27100);
+    /* The image (a uuid too) is listed: no VM has it, so nothing asks for it. */
+    assert_int_equal(json_object_size(used), 3);
+    json_decref(used);
+
+    used = mig_evac_used_by_vm("garbage without tabs\n");
+    assert_non_null(used);
+    assert_int_equal(json_object_size(used), 0);
+    json_decref(used);
+}
+
+static void test_estimate_of_one_vm(void **state)
+{
+    (void)state;
+    /* Nothing measured: the default rate and the default fixed part. */
+    assert_int_equal(mig_estimate_s(MIG_DEFAULT_RATE_BYTES_S * 30LL, -1, -1, 0),
+                     30 + MIG_JOB_FIXED_S);
+    /* Measured: 10 MB/s and 4.5 s besides the data. */
+    assert_int_equal(mig_estimate_s(100 * 1000 * 1000LL, 10 * 1000 * 1000, 4500, 0), 15);
+    /* The job's cap, when lower than what was measured: 8 Mbit/s = 1 MB/s. */
+    assert_int_equal(mig_estimate_s(100 * 1000 * 1000LL, 10 * 1000 * 1000, 0, 8), 100);
+    /* A cap above the measured rate changes nothing. */
+    assert_int_equal(mig_estimate_s(100 * 1000 * 1000LL, 10 * 1000 * 1000, 0, 1000), 10);
+    /* Rounded up to whole seconds; no data: the fixed part alone. */
+    assert_int_equal(mig_estimate_s(1, 10 * 1000 * 1000, 0, 0), 1);
+    assert_int_equal(mig_estimate_s(0, -1, 2000, 0), 2);
+}
+
+static void test_window_on_lanes(void **state)
+{
+    (void)state;
+    const int64_t s[] = {10, 20, 30, 40};
+    /* One lane: the sum. */
+    assert_int_equal(mig_estimate_window_s(s, 4, 1), 100);
+    /* Two lanes, smallest first, each job on the lane that frees first:
+     * lane A 10+30, lane B 20+40. */
+    assert_int_equal(mig_estimate_window_s(s, 4, 2), 60);
+    /* More lanes than jobs: the longest job. */
+    assert_int_equal(mig_estimate_window_s(s, 4, 8), 40);
+    assert_int_equal(mig_estimate_window_s(s, 0, 2), 0);
+    /* Nonsense parallelism is one lane; more than 64 lanes is 64. */
+    assert_int_equal(mig_estimate_window_s(s, 4, 0), 100);
+    int64_t many[100];
+    for (int i = 0; i < 100; i++)
+        many[i] = 1;
+    assert_int_equal(mig_estimate_window_s(many, 100, 1000), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_used_by_vm),
+        cmocka_unit_test(test_estimate_of_one_vm),
+        cmocka_unit_test(test_window_on_lanes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
