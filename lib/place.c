@@ -308,10 +308,20 @@ static void read_servers(struct planner *pl, json_t *servers)
             (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_ram"));
         c->disk_free_mib =
             (int64_t)json_number_value(json_object_get(pl->in[i].json, "unreserved_disk"));
-        /* validate.h decides what a CN's tags are (interfaces and aggregations). */
+        /*
+         * validate.h decides what a CN's tags are (interfaces and aggregations)
+         * and which overlays its underlay carries; an overlay is interned as
+         * "RULE/", which no NIC tag can be (see tag_key()).
+         */
         tags[i] = mig_server_nic_tags(pl->in[i].json);
+        json_t *overlays = mig_server_overlay_tags(pl->in[i].json);
         size_t k;
         json_t *t;
+        json_array_foreach(overlays, k, t)
+        {
+            json_array_append_new(tags[i], json_sprintf("%s/", json_string_value(t)));
+        }
+        json_decref(overlays);
         json_array_foreach(tags[i], k, t)
         {
             tag_intern(&pl->tags, json_string_value(t));
@@ -520,6 +530,21 @@ static const char *vm_tags(json_t *vm, char *buf, size_t size)
 }
 
 /*
+ * What a CN must have for a NIC with this tag, as a key of the tag table:
+ * the tag itself, or for a fabric NIC ("RULE/VNET_ID") "RULE/", the overlay
+ * its underlay must carry (mig_validate_target's rule).  Written to buf when
+ * it is not tag itself.
+ */
+static const char *tag_key(const char *tag, char *buf, size_t size)
+{
+    char rule[128];
+    if (!mig_nic_tag_overlay(tag, rule, sizeof(rule)))
+        return tag;
+    snprintf(buf, size, "%s/", rule);
+    return buf;
+}
+
+/*
  * Fills pl->need with the VM's tags.  Returns NULL, or the first tag that no
  * server of the datacenter has.
  */
@@ -533,7 +558,8 @@ static const char *vm_need(struct planner *pl, json_t *vm)
         const char *tag = str_member(nic, "nic_tag");
         if (tag == NULL)
             continue;
-        long id = tag_find(&pl->tags, tag);
+        char key[160];
+        long id = tag_find(&pl->tags, tag_key(tag, key, sizeof(key)));
         if (id < 0)
             return tag;
         bit_set(pl->need, id);
@@ -549,10 +575,32 @@ static const char *tag_not_eligible(struct planner *pl, json_t *vm)
     json_array_foreach(json_object_get(vm, "nics"), i, nic)
     {
         const char *tag = str_member(nic, "nic_tag");
-        if (tag != NULL && !bit_get(pl->elig_any, tag_find(&pl->tags, tag)))
+        char key[160];
+        if (tag != NULL &&
+            !bit_get(pl->elig_any, tag_find(&pl->tags, tag_key(tag, key, sizeof(key)))))
             return tag;
     }
     return NULL;
+}
+
+/*
+ * The refusal of a VM because of tag, which no CN (anywhere "no CN", else "no
+ * eligible target CN") has: the NIC tag rule, or for a fabric NIC the
+ * underlay rule, with what is missing.
+ */
+static void refuse_tag(struct mig_place_vm *v, const char *who, const char *tag)
+{
+    char label[160], rule[128];
+    vm_label(v, label, sizeof(label));
+    if (mig_nic_tag_overlay(tag, rule, sizeof(rule))) {
+        v->rule = MIG_RULE_UNDERLAY;
+        v->why = say("%s has an underlay carrying overlay tag %s, which the fabric NIC %s of VM "
+                     "%s needs",
+                     who, rule, tag, label);
+    } else {
+        v->rule = MIG_RULE_NIC_TAG;
+        v->why = say("%s has NIC tag %s, which VM %s uses", who, tag, label);
+    }
 }
 
 /* " (after N VMs of this plan)" when the plan already put some on c. */
@@ -577,9 +625,7 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
     }
     const char *unknown = vm_need(pl, vm);
     if (unknown != NULL) {
-        v->rule = MIG_RULE_NIC_TAG;
-        v->why = say("no CN has NIC tag %s, which VM %s uses", unknown,
-                     vm_label(v, label, sizeof(label)));
+        refuse_tag(v, "no CN", unknown);
         return;
     }
 
@@ -615,13 +661,13 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
 
     if (ntags == 0) {
         const char *missing = tag_not_eligible(pl, vm);
+        if (missing != NULL) {
+            refuse_tag(v, "no eligible target CN", missing);
+            return;
+        }
         v->rule = MIG_RULE_NIC_TAG;
-        if (missing != NULL)
-            v->why = say("no eligible target CN has NIC tag %s, which VM %s uses", missing,
-                         vm_label(v, label, sizeof(label)));
-        else
-            v->why = say("no eligible target CN has all the NIC tags of VM %s: %s",
-                         vm_label(v, label, sizeof(label)), vm_tags(vm, tags, sizeof(tags)));
+        v->why = say("no eligible target CN has all the NIC tags of VM %s: %s",
+                     vm_label(v, label, sizeof(label)), vm_tags(vm, tags, sizeof(tags)));
         return;
     }
     if (nram == 0) {

@@ -150,6 +150,42 @@ json_t *mig_server_nic_tags(json_t *server)
     return tags;
 }
 
+/*
+ * "RULE/DIGITS" with a non-empty rule free of '/': how NAPI writes the tag of
+ * a fabric NIC (nic.serialize(): the network's nic_tag, '/', its vnet_id),
+ * and the test VMAPI's checkServerNicTags() applies (/^(.+)\/\d+$/).
+ */
+bool mig_nic_tag_overlay(const char *nic_tag, char *rule, size_t size)
+{
+    const char *slash = nic_tag != NULL ? strchr(nic_tag, '/') : NULL;
+    if (slash == NULL || slash == nic_tag || slash[1] == '\0')
+        return false;
+    for (const char *p = slash + 1; *p != '\0'; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    if (rule != NULL && size > 0)
+        snprintf(rule, size, "%.*s", (int)(slash - nic_tag), nic_tag);
+    return true;
+}
+
+/* The union of "Overlay Nic Tags" of sysinfo's virtual interfaces.  New array. */
+json_t *mig_server_overlay_tags(json_t *server)
+{
+    json_t *tags = json_array();
+    if (tags == NULL)
+        abort();
+    const char *ifname;
+    json_t *vnic;
+    json_object_foreach(
+        json_object_get(json_object_get(server, "sysinfo"), "Virtual Network Interfaces"), ifname,
+        vnic)
+    {
+        (void)ifname;
+        add_names(tags, json_object_get(vnic, "Overlay Nic Tags"));
+    }
+    return tags;
+}
+
 /* Checks the VM on its own: state, brand, core zone, NAT zone. */
 int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r)
 {
@@ -227,7 +263,10 @@ static const char *join_tags(json_t *tags, char *buf, size_t size)
     return buf;
 }
 
-/* The first NIC tag of the VM that tags lacks, or NULL when it has them all. */
+/*
+ * The first NIC tag of the VM that tags lacks, or NULL when it has them all.
+ * A fabric NIC's tag is no NIC tag of the CN: the underlay rule checks it.
+ */
 static const char *missing_nic_tag(json_t *vm, json_t *tags)
 {
     size_t i;
@@ -235,7 +274,24 @@ static const char *missing_nic_tag(json_t *vm, json_t *tags)
     json_array_foreach(json_object_get(vm, "nics"), i, nic)
     {
         const char *tag = str_member(nic, "nic_tag");
-        if (tag != NULL && !has_tag(tags, tag))
+        if (tag != NULL && !mig_nic_tag_overlay(tag, NULL, 0) && !has_tag(tags, tag))
+            return tag;
+    }
+    return NULL;
+}
+
+/*
+ * The tag of the first fabric NIC of the VM whose overlay rule overlays
+ * lacks, or NULL; its rule is copied into rule.
+ */
+static const char *missing_overlay(json_t *vm, json_t *overlays, char *rule, size_t size)
+{
+    size_t i;
+    json_t *nic;
+    json_array_foreach(json_object_get(vm, "nics"), i, nic)
+    {
+        const char *tag = str_member(nic, "nic_tag");
+        if (mig_nic_tag_overlay(tag, rule, size) && !has_tag(overlays, rule))
             return tag;
     }
     return NULL;
@@ -307,6 +363,21 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
                         "target %s lacks NIC tag %s used by VM %s; its tags are: %s; add the "
                         "tag or pick another CN",
                         tname, missing, vname, join_tags(tags, buf, sizeof(buf)));
+        json_decref(tags);
+        return rc;
+    }
+    json_decref(tags);
+
+    char rule[64];
+    tags = mig_server_overlay_tags(target);
+    missing = missing_overlay(vm, tags, rule, sizeof(rule));
+    if (missing != NULL) {
+        int rc = refuse(r, MIG_RULE_UNDERLAY,
+                        "target %s has no underlay for the fabric NIC %s of VM %s: none of its "
+                        "interfaces carries overlay tag %s (it carries: %s; Triton gives a CN "
+                        "with NIC tag sdc_underlay an sdc_underlay0 vnic that does); set up its "
+                        "underlay or pick another CN",
+                        tname, missing, vname, rule, join_tags(tags, buf, sizeof(buf)));
         json_decref(tags);
         return rc;
     }

@@ -25,6 +25,7 @@
 #define MIG_RULE_TARGET_RESERVED "TargetReserved"
 #define MIG_RULE_TARGET_HEADNODE "TargetIsHeadnode"
 #define MIG_RULE_NIC_TAG "TargetMissingNicTag"
+#define MIG_RULE_UNDERLAY "TargetMissingUnderlay"   /* a fabric NIC, and no underlay there */
 #define MIG_RULE_RAM "TargetInsufficientRam"
 #define MIG_RULE_DISK "TargetInsufficientDisk"
 #define MIG_RULE_PLATFORM "TargetPlatformOlder"
@@ -47,7 +48,9 @@ int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r);
  * Checks the target server (CNAPI object with sysinfo and capacity) for the
  * VM coming from source, in this order: different CN (source NULL: vm's
  * server_uuid), not the headnode, setup, running, not reserved, every NIC tag
- * of the VM, unreserved RAM (vm.ram MiB) and disk (disk_mib: the VM's data),
+ * of the VM's NICs that are not on a fabric, an underlay for every fabric NIC
+ * (mig_nic_tag_overlay), unreserved RAM (vm.ram MiB) and disk (disk_mib: the
+ * VM's data),
  * platform same or newer unless allow_older (an unknown platform counts as
  * older).  Returns 0 or MIG_EREFUSED with *r (if not NULL) filled.
  */
@@ -56,6 +59,21 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
 
 /* The server's NIC tags: union of sysinfo interfaces' "NIC Names".  New array. */
 json_t *mig_server_nic_tags(json_t *server);
+/*
+ * The overlay NIC tags the server carries fabric NICs for: the union of
+ * "Overlay Nic Tags" over sysinfo's "Virtual Network Interfaces".  On a
+ * Triton CN that is its underlay vnic (sdc_underlay0, over the NIC tagged
+ * sdc_underlay), which lists "sdc_overlay"; DAPI and VMAPI read the same
+ * field.  New array, empty when the server has no underlay.
+ */
+json_t *mig_server_overlay_tags(json_t *server);
+/*
+ * True when a VM NIC's nic_tag names a fabric (VXLAN overlay) network:
+ * "RULE/VNET_ID", as NAPI writes it for a NIC on a network with fabric: true
+ * (the overlay rule, e.g. sdc_overlay, then the decimal virtual network id).
+ * When rule is not NULL, the rule's name is copied there (cut to size).
+ */
+bool mig_nic_tag_overlay(const char *nic_tag, char *rule, size_t size);
 /* The server's "Admin IP" from sysinfo, or NULL.  Borrowed. */
 const char *mig_server_admin_ip(json_t *server);
 /* The VM's origin image uuid: image_uuid, or disks[0].image_uuid; borrowed or NULL. */

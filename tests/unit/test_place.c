@@ -234,6 +234,70 @@ static void test_nic_tags(void **state)
     expect_target(p, 3, 3, NULL);
 }
 
+/* Gives a CN an underlay vnic carrying the overlay rules in csv (sysinfo, as Triton's). */
+static json_t *with_underlay(json_t *server, const char *rules)
+{
+    json_object_set_new(json_object_get(server, "sysinfo"), "Virtual Network Interfaces",
+                        json_pack("{s:{s:s, s:s, s:o}}", "sdc_underlay0", "Link Status", "up",
+                                  "Host Interface", "ixgbe1", "Overlay Nic Tags", names(rules)));
+    return server;
+}
+
+/* --- fabric NICs --------------------------------------------------------------- */
+
+static void test_fabric(void **state)
+{
+    struct fixture *f = *state;
+    add(f->servers,
+        with_underlay(cn(1, "cn1", 256 * GIB, 4000 * GIB, "admin,external"), "sdc_overlay"));
+    add(f->servers,
+        with_underlay(cn(2, "cn2", 32 * GIB, 1000 * GIB, "admin,external"), "sdc_overlay"));
+    add(f->servers, cn(3, "cn3", 64 * GIB, 1000 * GIB, "admin,external,sdc_underlay"));
+    add(f->servers, with_underlay(cn(4, "cn4", 16 * GIB, 1000 * GIB, "admin"), "other_overlay"));
+
+    add(f->vms, vm(1, "fab", GIB, 10, "sdc_overlay/4151198"));
+    add(f->vms, vm(2, "both", GIB, 10, "external,sdc_overlay/4151198"));
+    add(f->vms, vm(3, "other", GIB, 10, "other_overlay/12"));
+    add(f->vms, vm(4, "nobody", GIB, 10, "user_overlay/5"));
+    add(f->vms, vm(5, "plain", GIB, 10, "external")); /* cn3 has the most RAM */
+    const struct mig_place *p = plan(f);
+
+    /* cn3 has the most RAM, but carries no overlay: its NIC tag alone is no underlay. */
+    expect_target(p, 1, 2,
+                  "the only CN that fits: 31 GiB RAM free after placement; has NIC "
+                  "tags sdc_overlay/4151198");
+    expect_target(p, 2, 2, NULL);
+    expect_target(p, 3, 4, NULL);
+    char why[512];
+    snprintf(why, sizeof(why),
+             "no CN has an underlay carrying overlay tag user_overlay, which the fabric NIC "
+             "user_overlay/5 of VM nobody (%s) needs",
+             VMU(4));
+    expect_none(p, 4, false, MIG_RULE_UNDERLAY, why);
+    expect_target(p, 5, 3, NULL);
+
+    /* Only cn3 and cn4 allowed: the underlay is missing among the eligible CNs. */
+    const char *to[] = {"cn3", "cn4"};
+    f->o.to = to;
+    f->o.nto = 2;
+    p = plan(f);
+    snprintf(why, sizeof(why),
+             "no eligible target CN has an underlay carrying overlay tag sdc_overlay, which the "
+             "fabric NIC sdc_overlay/4151198 of VM fab (%s) needs",
+             VMU(1));
+    expect_none(p, 1, false, MIG_RULE_UNDERLAY, why);
+    /* Each NIC's need is met by some CN, not both by one: the NIC tag rule lists them. */
+    snprintf(why, sizeof(why),
+             "no eligible target CN has all the NIC tags of VM both (%s): external, "
+             "sdc_overlay/4151198",
+             VMU(2));
+    /* cn4 (sorted fourth) carries sdc_overlay too, but not the external tag. */
+    with_underlay(json_array_get(f->servers, 3), "other_overlay,sdc_overlay");
+    p = plan(f);
+    expect_none(p, 2, false, MIG_RULE_NIC_TAG, why);
+    expect_target(p, 1, 4, NULL);
+}
+
 /* --- capacity ---------------------------------------------------------------- */
 
 static void test_ram_never_overcommitted(void **state)
@@ -749,6 +813,8 @@ static uint32_t lcg(uint32_t *s)
     return (*s >> 8) & 0xffffff;
 }
 
+static void replay_agrees(struct fixture *f, const struct mig_place *p);
+
 /*
  * A random datacenter planned, then replayed through mig_validate_target
  * with each CN's unreserved values lowered by what the plan put there before:
@@ -786,7 +852,64 @@ static void test_agrees_with_validate(void **state)
         by_disk += p->vms[i].rule != NULL && strcmp(p->vms[i].rule, MIG_RULE_DISK) == 0;
     }
     assert_true(by_ram > 0 && by_disk > 0);
+    replay_agrees(f, p);
+    assert_string_equal(cn_of(p, 3)->rule, MIG_RULE_TARGET_RESERVED);
+    assert_string_equal(cn_of(p, 7)->rule, MIG_RULE_PLATFORM);
+}
 
+/*
+ * The same with fabric NICs: some CNs carry an underlay for sdc_overlay, one
+ * for another overlay only, and the VMs mix fabric and plain NICs.
+ */
+static void test_agrees_with_validate_on_fabrics(void **state)
+{
+    struct fixture *f = *state;
+    static const char *tagsets[] = {"external",
+                                    "sdc_overlay/4151198",
+                                    "external,sdc_overlay/4151198",
+                                    "sdc_overlay/4151198,sdc_overlay/77",
+                                    "internal,other_overlay/9",
+                                    "storage",
+                                    "external,user_overlay/3"};
+    static const char *underlays[] = {NULL, "sdc_overlay", "other_overlay",
+                                      "other_overlay,sdc_overlay"};
+    uint32_t seed = 7;
+    add(f->servers,
+        with_underlay(cn(1, "cn1", 256 * GIB, 4000 * GIB, "admin,external,internal,storage"),
+                      "other_overlay,sdc_overlay"));
+    for (int c = 2; c <= 13; c++) {
+        char host[8];
+        snprintf(host, sizeof(host), "cn%02d", c);
+        json_t *s = cn(c, host, (8 + lcg(&seed) % 57) * GIB, (100 + lcg(&seed) % 400) * GIB,
+                       lcg(&seed) % 2 ? "external,internal" : "external,storage");
+        const char *u = underlays[lcg(&seed) % 4];
+        add(f->servers, u != NULL ? with_underlay(s, u) : s);
+    }
+    for (int i = 1; i <= 100; i++)
+        add(f->vms,
+            vm(i, "r", (1 + lcg(&seed) % 16) * 512, 5 + lcg(&seed) % 96, tagsets[lcg(&seed) % 7]));
+    const struct mig_place *p = plan(f);
+    size_t placed_fabric = 0, by_underlay = 0;
+    for (size_t i = 0; i < p->nvms; i++) {
+        const struct mig_place_vm *v = &p->vms[i];
+        by_underlay += v->rule != NULL && strcmp(v->rule, MIG_RULE_UNDERLAY) == 0;
+        if (v->target != NULL && strstr(v->why, "_overlay/") != NULL)
+            placed_fabric++;
+    }
+    /* This seed places fabric VMs and refuses some for the underlay. */
+    assert_true(placed_fabric > 0);
+    assert_true(by_underlay > 0);
+    replay_agrees(f, p);
+}
+
+/*
+ * Replays plan p through mig_validate_target, with each CN's unreserved
+ * values lowered by what the plan put there before: every placed VM must
+ * pass on its target, every VM the plan could not place must fail on every
+ * CN, and the plan's totals must be the replay's.
+ */
+static void replay_agrees(struct fixture *f, const struct mig_place *p)
+{
     size_t n = json_array_size(f->servers);
     int64_t *ram = calloc(n, sizeof(*ram)), *disk = calloc(n, sizeof(*disk));
     json_t *src = json_array_get(f->servers, 0);
@@ -834,8 +957,6 @@ static void test_agrees_with_validate(void **state)
                 assert_true(p->cns[c].disk_free_mib >= 0 || p->cns[c].nplanned == 0);
             }
     }
-    assert_string_equal(cn_of(p, 3)->rule, MIG_RULE_TARGET_RESERVED);
-    assert_string_equal(cn_of(p, 7)->rule, MIG_RULE_PLATFORM);
     free(ram);
     free(disk);
 }
@@ -846,6 +967,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_nic_tags),
+        T(test_fabric),
         T(test_ram_never_overcommitted),
         T(test_disk_never_overcommitted),
         T(test_to_honoured),
@@ -857,6 +979,7 @@ int main(void)
         T(test_one_vm),
         T(test_bad_input),
         T(test_agrees_with_validate),
+        T(test_agrees_with_validate_on_fabrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

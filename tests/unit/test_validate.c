@@ -288,6 +288,78 @@ static void test_target_nic_tag(void **state)
     expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_NIC_TAG, "cn3", "external", NULL);
 }
 
+/* A NIC on a fabric network, as VMAPI shows it (NAPI's "sdc_overlay/VNET_ID"). */
+static void add_fabric_nic(json_t *vm, const char *tag)
+{
+    json_array_append_new(json_object_get(vm, "nics"),
+                          json_pack("{s:s, s:s, s:s, s:i, s:i}", "mac", "90:b8:d0:00:00:04", "ip",
+                                    "192.168.128.5", "nic_tag", tag, "vlan_id", 2, "mtu", 8500));
+}
+
+/* An underlay vnic in the server's sysinfo, carrying the overlay rules in csv (one or two). */
+static void add_underlay(json_t *server, const char *rule1, const char *rule2)
+{
+    json_t *tags = json_pack("[s]", rule1);
+    if (rule2 != NULL)
+        json_array_append_new(tags, json_string(rule2));
+    json_object_set_new(json_object_get(server, "sysinfo"), "Virtual Network Interfaces",
+                        json_pack("{s:{s:s, s:s, s:s, s:o}}", "sdc_underlay0", "Link Status", "up",
+                                  "Host Interface", "ixgbe1", "ip4addr", "172.24.1.14",
+                                  "Overlay Nic Tags", tags));
+}
+
+static void test_target_fabric(void **state)
+{
+    struct fixture *f = *state;
+    add_fabric_nic(f->vm, "sdc_overlay/4151198");
+    json_object_set_new(f->target, "unreserved_ram", json_integer(0));
+    /* No underlay: the rule is named, with the NIC, the overlay tag and what the CN carries. */
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_UNDERLAY, "cn3",
+                   "sdc_overlay/4151198", "web01", "overlay tag sdc_overlay", "carries: none",
+                   "sdc_underlay", NULL);
+    /* An underlay for another overlay rule only is no underlay for this one. */
+    add_underlay(f->target, "other_overlay", NULL);
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_UNDERLAY, "carries: other_overlay",
+                   NULL);
+    /* With the underlay, the fabric NIC is no reason to refuse (RAM is the next rule). */
+    add_underlay(f->target, "other_overlay", "sdc_overlay");
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_RAM, NULL);
+    json_object_set_new(f->target, "unreserved_ram", json_integer(4096));
+    assert_int_equal(check_target(f, 1, false), 0);
+    /* (The target lists no "sdc_overlay/4151198" in "NIC Names", as no CN does.)  The
+     * other NICs' tags still count, and are checked first. */
+    json_object_set_new(json_array_get(json_object_get(f->vm, "nics"), 0), "nic_tag",
+                        json_string("storage"));
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_NIC_TAG, "storage", NULL);
+    /* Two fabric NICs: the first whose rule the target lacks is named. */
+    json_object_set_new(json_array_get(json_object_get(f->vm, "nics"), 0), "nic_tag",
+                        json_string("external"));
+    add_fabric_nic(f->vm, "user_overlay/77");
+    expect_refusal(check_target(f, 1, false), &f->r, MIG_RULE_UNDERLAY, "user_overlay/77",
+                   "overlay tag user_overlay", "carries: other_overlay, sdc_overlay", NULL);
+}
+
+static void test_nic_tag_overlay(void **state)
+{
+    (void)state;
+    char rule[64] = "";
+    assert_true(mig_nic_tag_overlay("sdc_overlay/4151198", rule, sizeof(rule)));
+    assert_string_equal(rule, "sdc_overlay");
+    assert_true(mig_nic_tag_overlay("sdc_overlay/0", NULL, 0));
+    char small[4];
+    assert_true(mig_nic_tag_overlay("sdc_overlay/7", small, sizeof(small)));
+    assert_string_equal(small, "sdc");
+    static const char *plain[] = {"external",        "sdc_overlay", "sdc_overlay/",   "/4151198",
+                                  "sdc_overlay/12x", "a/1/2",       "sdc_overlay/-1", ""};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        snprintf(rule, sizeof(rule), "untouched");
+        if (mig_nic_tag_overlay(plain[i], rule, sizeof(rule)))
+            fail_msg("%s taken for a fabric NIC tag", plain[i]);
+        assert_string_equal(rule, "untouched");
+    }
+    assert_false(mig_nic_tag_overlay(NULL, rule, sizeof(rule)));
+}
+
 static void test_target_ram(void **state)
 {
     struct fixture *f = *state;
@@ -351,6 +423,19 @@ static void test_server_facts(void **state)
     json_decref(want);
     json_decref(tags);
 
+    /* Overlay tags come from virtual interfaces only, each once. */
+    tags = mig_server_overlay_tags(f->target);
+    assert_int_equal(json_array_size(tags), 0);
+    json_decref(tags);
+    add_underlay(f->target, "sdc_overlay", "sdc_overlay");
+    json_object_set_new(json_object_get(sysinfo, "Virtual Network Interfaces"), "external0",
+                        json_pack("{s:s}", "Host Interface", "aggr0"));
+    tags = mig_server_overlay_tags(f->target);
+    want = json_pack("[s]", "sdc_overlay");
+    assert_true(json_equal(tags, want));
+    json_decref(want);
+    json_decref(tags);
+
     assert_string_equal(mig_server_admin_ip(f->target), "10.99.99.13");
     json_object_del(f->target, "sysinfo");
     assert_null(mig_server_admin_ip(f->target));
@@ -397,6 +482,7 @@ int main(void)
         T(test_target_same),     T(test_target_headnode),
         T(test_target_setup),    T(test_target_running),
         T(test_target_reserved), T(test_target_nic_tag),
+        T(test_target_fabric),   T(test_nic_tag_overlay),
         T(test_target_ram),      T(test_target_disk),
         T(test_target_platform), T(test_target_allow_older),
         T(test_server_facts),    T(test_vm_image_uuid),
