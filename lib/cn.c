@@ -475,6 +475,148 @@ char *mig_cmd_cat_zones_index(void)
     return mig_strdup("cat /etc/zones/index");
 }
 
+/* --- direct transfer (cn-commands.md, "Direct transfer") ------------------- */
+
+/* An IPv4 or IPv6 address as CNAPI gives an admin IP: hex digits, '.', ':'. */
+static bool ip_char(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') ||
+           ch == '.' || ch == ':';
+}
+
+static bool ip_valid(const char *s)
+{
+    return token_valid(s, 45, ip_char) && (strchr(s, '.') != NULL || strchr(s, ':') != NULL);
+}
+
+/* The base64 of an ssh-ed25519 public key blob: 68 characters. */
+static bool b64_char(char ch)
+{
+    return is_alnum(ch) || ch == '+' || ch == '/' || ch == '=';
+}
+
+static bool ed25519_key_valid(const char *s)
+{
+    return s != NULL && strlen(s) == 68 && strncmp(s, "AAAAC3NzaC1lZDI1NTE5", 20) == 0 &&
+           token_valid(s, 68, b64_char);
+}
+
+/* A user name for ssh: [a-z_][a-z0-9_-]*, as useradd allows. */
+static bool user_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+}
+
+int mig_direct_key_line(const char *job_uuid, const char *src_ip, const char *pool,
+                        const char *pubkey_b64, char *out, size_t outsz)
+{
+    if (!mig_uuid_valid(job_uuid) || !ip_valid(src_ip) || !pool_valid(pool) ||
+        !ed25519_key_valid(pubkey_b64))
+        return -EINVAL;
+    int n = snprintf(out, outsz,
+                     "from=\"%s\",command=\"zfs receive -F -d %s\",no-pty,no-port-forwarding,"
+                     "no-agent-forwarding,no-X11-forwarding ssh-ed25519 %s migd-job-%s",
+                     src_ip, pool, pubkey_b64, job_uuid);
+    return n > 0 && (size_t)n < outsz ? 0 : -ENAMETOOLONG;
+}
+
+/* "mkdir -p -m 700 ~/.ssh && printf '%s\n' 'LINE' >> ~/.ssh/authorized_keys" */
+char *mig_cmd_authorize_key(const char *job_uuid, const char *src_ip, const char *pool,
+                            const char *pubkey_b64)
+{
+    char line[512];
+    struct cmd c = {0};
+    bool ok = mig_direct_key_line(job_uuid, src_ip, pool, pubkey_b64, line, sizeof(line)) == 0;
+    cmd_lit(&c, "mkdir -p -m 700 ~/.ssh && printf '%s\\n'");
+    cmd_arg(&c, line, ok);
+    cmd_lit(&c, ">> ~/.ssh/authorized_keys");
+    return cmd_done(&c);
+}
+
+/*
+ * Removes exactly the job's line: sed to a temporary file, then mv (illumos'
+ * sed has no -i); umask 077 keeps the file private; no file, nothing to do.
+ */
+char *mig_cmd_unauthorize_key(const char *job_uuid)
+{
+    if (!mig_uuid_valid(job_uuid))
+        return NULL;
+    char buf[CMD_MAX];
+    snprintf(buf, sizeof(buf),
+             "umask 077; f=~/.ssh/authorized_keys; [ ! -f \"$f\" ] || "
+             "{ sed '/ migd-job-%s$/d' \"$f\" > \"$f.migd-%s\" && mv \"$f.migd-%s\" \"$f\"; }",
+             job_uuid, job_uuid, job_uuid);
+    return mig_strdup(buf);
+}
+
+/* "mkdir -m 700 /var/tmp/migd-JOB" */
+char *mig_cmd_job_dir_create(const char *job_uuid)
+{
+    struct cmd c = {0};
+    cmd_lit(&c, "mkdir -m 700");
+    cmd_argf(&c, mig_uuid_valid(job_uuid), "/var/tmp/migd-%s", job_uuid);
+    return cmd_done(&c);
+}
+
+/* "umask 077 && cat > '/var/tmp/migd-JOB/NAME'": the file comes on stdin. */
+char *mig_cmd_job_file_write(const char *job_uuid, const char *name)
+{
+    struct cmd c = {0};
+    bool ok = mig_uuid_valid(job_uuid) && name != NULL &&
+              (strcmp(name, "id") == 0 || strcmp(name, "known_hosts") == 0);
+    cmd_lit(&c, "umask 077 && cat >");
+    cmd_argf(&c, ok, "/var/tmp/migd-%s/%s", ok ? job_uuid : "", ok ? name : "");
+    return cmd_done(&c);
+}
+
+/* "rm -rf '/var/tmp/migd-JOB'" */
+char *mig_cmd_job_dir_remove(const char *job_uuid)
+{
+    struct cmd c = {0};
+    cmd_lit(&c, "rm -rf");
+    cmd_argf(&c, mig_uuid_valid(job_uuid), "/var/tmp/migd-%s", job_uuid);
+    return cmd_done(&c);
+}
+
+/*
+ * "zfs send -R -v [-I 'FROM'] 'DS@SNAP' | ssh -T -b 'SRC_IP' -i '/var/tmp/migd-JOB/id'
+ *  -o 'UserKnownHostsFile=/var/tmp/migd-JOB/known_hosts' -o StrictHostKeyChecking=yes
+ *  -o BatchMode=yes [-p PORT] [-c CIPHER] 'USER@DST_IP'"
+ */
+char *mig_cmd_zfs_send_direct(const struct mig_direct_send *d)
+{
+    struct cmd c = {0};
+    bool job_ok = mig_uuid_valid(d->job_uuid);
+    cmd_lit(&c, "zfs send -R -v");
+    if (d->from != NULL) {
+        cmd_lit(&c, "-I");
+        cmd_arg(&c, d->from, from_snapshot_valid(d->from));
+    }
+    bool ok = mig_dataset_valid(d->dataset) && mig_snapname_valid(d->snap);
+    cmd_argf(&c, ok, "%s@%s", ok ? d->dataset : "", ok ? d->snap : "");
+    cmd_lit(&c, "| ssh -T -b");
+    cmd_arg(&c, d->src_ip, ip_valid(d->src_ip));
+    cmd_lit(&c, "-i");
+    cmd_argf(&c, job_ok, "/var/tmp/migd-%s/id", job_ok ? d->job_uuid : "");
+    cmd_lit(&c, "-o");
+    cmd_argf(&c, job_ok, "UserKnownHostsFile=/var/tmp/migd-%s/known_hosts",
+             job_ok ? d->job_uuid : "");
+    cmd_lit(&c, "-o StrictHostKeyChecking=yes -o BatchMode=yes");
+    if (d->port != 22) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", d->port);
+        cmd_lit(&c, "-p");
+        cmd_arg(&c, port, d->port > 0 && d->port < 65536);
+    }
+    if (d->cipher != NULL) {
+        cmd_lit(&c, "-c");
+        cmd_arg(&c, d->cipher, token_valid(d->cipher, 64, prop_char));
+    }
+    bool dst_ok = ip_valid(d->dst_ip) && token_valid(d->user, 32, user_char);
+    cmd_argf(&c, dst_ok, "%s@%s", dst_ok ? d->user : "", dst_ok ? d->dst_ip : "");
+    return cmd_done(&c);
+}
+
 /* --- parsers --------------------------------------------------------------- */
 
 /* Parses a decimal uint64 that fills all of s; false otherwise. */

@@ -94,6 +94,38 @@ char *mig_cmd_zfs_create_cores(const char *pool, const char *vm_uuid);
 /* cat /etc/zones/index (read only) */
 char *mig_cmd_cat_zones_index(void);
 
+/*
+ * Direct transfer (cn-commands.md): the source sends straight to the target
+ * with a key made for one job.  The authorized line is
+ *   from="SRC_IP",command="zfs receive -F -d POOL",no-pty,no-port-forwarding,
+ *   no-agent-forwarding,no-X11-forwarding ssh-ed25519 KEY migd-job-JOB
+ * (one line); mig_direct_key_line writes it to out: 0, -EINVAL when an
+ * argument is not valid (KEY: the 68-character base64 of an ed25519 key),
+ * -ENAMETOOLONG.
+ */
+int mig_direct_key_line(const char *job_uuid, const char *src_ip, const char *pool,
+                        const char *pubkey_b64, char *out, size_t outsz);
+/* target: appends the line to ~/.ssh/authorized_keys (creating ~/.ssh 0700). */
+char *mig_cmd_authorize_key(const char *job_uuid, const char *src_ip, const char *pool,
+                            const char *pubkey_b64);
+/* target: removes exactly the job's line (temp file and mv: illumos sed has no -i). */
+char *mig_cmd_unauthorize_key(const char *job_uuid);
+/* source: /var/tmp/migd-JOB, 0700; a file in it ("id" or "known_hosts") from stdin; removal. */
+char *mig_cmd_job_dir_create(const char *job_uuid);
+char *mig_cmd_job_file_write(const char *job_uuid, const char *name);
+char *mig_cmd_job_dir_remove(const char *job_uuid);
+
+struct mig_direct_send {
+    const char *dataset, *snap, *from; /* as mig_cmd_zfs_send */
+    const char *job_uuid;
+    const char *src_ip, *dst_ip;       /* admin IPs from CNAPI */
+    const char *user;                  /* ssh.user */
+    int port;                          /* ssh.port; 22 adds no -p */
+    const char *cipher;                /* NULL: ssh's default */
+};
+/* source: zfs send -R -v ... | ssh ... USER@DST_IP (progress lines on stderr). */
+char *mig_cmd_zfs_send_direct(const struct mig_direct_send *d);
+
 /* One row of `zfs list -H -p -o name,used,referenced,origin,type`. */
 struct mig_zfs_dataset {
     char name[256];

@@ -416,6 +416,75 @@ static void test_zonecfg_flags(void **state)
     free(nonl);
 }
 
+#define JOB "0b1c2d3e-4f50-4a61-8b72-c3d4e5f60718"
+#define KEY "AAAAC3NzaC1lZDI1NTE5AAAAIGq3c1bbq0rW1o1c1m8d0N5b3d0v1cX1ZmQ3n2k4xY7p"
+
+static void test_direct_transfer_commands(void **state)
+{
+    (void)state;
+    char line[512];
+    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones", KEY, line, sizeof(line)), 0);
+    assert_string_equal(line, "from=\"10.1.1.33\",command=\"zfs receive -F -d zones\",no-pty,"
+                              "no-port-forwarding,no-agent-forwarding,no-X11-forwarding "
+                              "ssh-ed25519 " KEY " migd-job-" JOB);
+    expect_cmd(mig_cmd_authorize_key(JOB, "10.1.1.33", "zones", KEY),
+               "mkdir -p -m 700 ~/.ssh && printf '%s\\n' 'from=\"10.1.1.33\",command=\"zfs "
+               "receive -F -d zones\",no-pty,no-port-forwarding,no-agent-forwarding,"
+               "no-X11-forwarding ssh-ed25519 " KEY " migd-job-" JOB "' >> ~/.ssh/authorized_keys");
+    expect_cmd(mig_cmd_unauthorize_key(JOB),
+               "umask 077; f=~/.ssh/authorized_keys; [ ! -f \"$f\" ] || { sed '/ migd-job-" JOB
+               "$/d' \"$f\" > \"$f.migd-" JOB "\" && mv \"$f.migd-" JOB "\" \"$f\"; }");
+    expect_cmd(mig_cmd_job_dir_create(JOB), "mkdir -m 700 '/var/tmp/migd-" JOB "'");
+    expect_cmd(mig_cmd_job_file_write(JOB, "id"), "umask 077 && cat > '/var/tmp/migd-" JOB "/id'");
+    expect_cmd(mig_cmd_job_file_write(JOB, "known_hosts"),
+               "umask 077 && cat > '/var/tmp/migd-" JOB "/known_hosts'");
+    expect_cmd(mig_cmd_job_dir_remove(JOB), "rm -rf '/var/tmp/migd-" JOB "'");
+    struct mig_direct_send d = {.dataset = "zones/" VM, .snap = "migd-" JOB "-1", .from = NULL,
+                                .job_uuid = JOB, .src_ip = "10.1.1.33", .dst_ip = "10.1.1.34",
+                                .user = "root", .port = 22, .cipher = NULL};
+    expect_cmd(mig_cmd_zfs_send_direct(&d),
+               "zfs send -R -v 'zones/" VM "@migd-" JOB "-1' | ssh -T -b '10.1.1.33' -i "
+               "'/var/tmp/migd-" JOB "/id' -o 'UserKnownHostsFile=/var/tmp/migd-" JOB
+               "/known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes 'root@10.1.1.34'");
+    d.from = "zones/" IMG "@final";
+    d.port = 2222;
+    d.cipher = "aes128-gcm@openssh.com";
+    expect_cmd(mig_cmd_zfs_send_direct(&d),
+               "zfs send -R -v -I 'zones/" IMG "@final' 'zones/" VM "@migd-" JOB "-1' | ssh -T "
+               "-b '10.1.1.33' -i '/var/tmp/migd-" JOB "/id' -o 'UserKnownHostsFile=/var/tmp/migd-" JOB
+               "/known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes -p '2222' -c "
+               "'aes128-gcm@openssh.com' 'root@10.1.1.34'");
+
+    /* Nothing unchecked reaches the CN: every argument is refused when it is not what it must be. */
+    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33\",command=\"sh", "zones", KEY, line,
+                                         sizeof(line)),
+                     -EINVAL);
+    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones", "AAAAB3NzaC1yc2E' x", line,
+                                         sizeof(line)),
+                     -EINVAL);
+    assert_int_equal(mig_direct_key_line("../x", "10.1.1.33", "zones", KEY, line, sizeof(line)),
+                     -EINVAL);
+    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones;x", KEY, line, sizeof(line)),
+                     -EINVAL);
+    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones", KEY, line, 40), -ENAMETOOLONG);
+    assert_null(mig_cmd_authorize_key(JOB, "host.example", "zones", KEY));
+    assert_null(mig_cmd_unauthorize_key("x' ; reboot"));
+    assert_null(mig_cmd_job_dir_create("/"));
+    assert_null(mig_cmd_job_file_write(JOB, "../../etc/passwd"));
+    assert_null(mig_cmd_job_dir_remove(""));
+    d.cipher = "aes; id";
+    assert_null(mig_cmd_zfs_send_direct(&d));
+    d.cipher = NULL;
+    d.user = "root@evil";
+    assert_null(mig_cmd_zfs_send_direct(&d));
+    d.user = "root";
+    d.dst_ip = "-oProxyCommand=x";
+    assert_null(mig_cmd_zfs_send_direct(&d));
+    d.dst_ip = "10.1.1.34";
+    d.port = 0;
+    assert_null(mig_cmd_zfs_send_direct(&d));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_resume_token),
         cmocka_unit_test(test_parse_guid),
         cmocka_unit_test(test_zonecfg_flags),
+        cmocka_unit_test(test_direct_transfer_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
