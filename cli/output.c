@@ -1,4 +1,7 @@
-/* output.c: migctl's rendering of jobs: units, progress line, summary, tables (see output.h). */
+/*
+ * output.c: migctl's rendering of jobs: escaping, units, progress line,
+ * summary, plan, tables and the checks of list's input (see output.h).
+ */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -6,6 +9,148 @@
 
 #include "output.h"
 #include "util.h"
+
+/* ---- escaping ---- */
+
+/*
+ * Decodes one UTF-8 sequence at p (n bytes left).  Returns its length and
+ * the code point in *cp, or 0 when the bytes are not well-formed UTF-8
+ * (overlong forms, surrogates and values above U+10FFFF included).
+ */
+static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    size_t len;
+    uint32_t c, min;
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    } else if ((p[0] & 0xe0) == 0xc0) {
+        len = 2, c = p[0] & 0x1f, min = 0x80;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        len = 3, c = p[0] & 0x0f, min = 0x800;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        len = 4, c = p[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* Code points a terminal acts on or that reorder what follows: shown escaped. */
+static bool is_control(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
+           cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* out_escape for n bytes that may hold NULs. */
+static char *escape_n(const char *s, size_t n)
+{
+    /* The longest escape, "\u202e" (6), replaces 3 bytes; "\x1b" (4) replaces 1. */
+    char *out = mig_malloc(4 * n + 1), *o = out;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        uint32_t cp;
+        size_t len = utf8_decode(p, (size_t)(end - p), &cp);
+        if (len == 0) {
+            o += sprintf(o, "\\x%02x", *p);
+            p++;
+            continue;
+        }
+        if (!is_control(cp)) {
+            memcpy(o, p, len);
+            o += len;
+        } else if (cp == '\t' || cp == '\n' || cp == '\r') {
+            *o++ = '\\';
+            *o++ = cp == '\t' ? 't' : cp == '\n' ? 'n' : 'r';
+        } else if (cp < 0x80) {
+            o += sprintf(o, "\\x%02x", (unsigned)cp);
+        } else {
+            o += sprintf(o, "\\u%04x", (unsigned)cp);
+        }
+        p += len;
+    }
+    *o = '\0';
+    return out;
+}
+
+char *out_escape(const char *s)
+{
+    return s != NULL ? escape_n(s, strlen(s)) : NULL;
+}
+
+json_t *out_escaped(json_t *j)
+{
+    if (json_is_string(j)) {
+        char *e = escape_n(json_string_value(j), json_string_length(j));
+        json_t *r = json_string(e);
+        free(e);
+        return r;
+    }
+    if (json_is_object(j)) {
+        json_t *r = json_object();
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v)
+        {
+            char *k = out_escape(key);
+            json_object_set_new(r, k, out_escaped(v));
+            free(k);
+        }
+        return r;
+    }
+    if (json_is_array(j)) {
+        json_t *r = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) json_array_append_new(r, out_escaped(v));
+        return r;
+    }
+    return json_incref(j);
+}
+
+/* The characters (code points) of s, which out_escape made printable. */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (; *s != '\0'; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            w++;
+    return w;
+}
+
+char *out_cut(const char *s, size_t w)
+{
+    if (text_width(s) <= w || w < 4)
+        return mig_strdup(s);
+    size_t keep = w - 3, n = 0;
+    const char *p = s;
+    for (; *p != '\0'; p++) {
+        if (((unsigned char)*p & 0xc0) != 0x80 && n++ == keep)
+            break;
+    }
+    return mig_asprintf("%.*s...", (int)(p - s), s);
+}
+
+/* Prints s and pads it with spaces to w characters. */
+static void put_padded(FILE *f, const char *s, size_t w)
+{
+    fputs(s, f);
+    for (size_t n = text_width(s); n < w; n++)
+        fputc(' ', f);
+}
+
+/* ---- units ---- */
 
 void out_bytes(int64_t n, char *buf, size_t bufsz)
 {
@@ -26,13 +171,15 @@ void out_bytes(int64_t n, char *buf, size_t bufsz)
 void out_duration(int64_t s, char *buf, size_t bufsz)
 {
     if (s < 0)
-        snprintf(buf, bufsz, "?");
+        snprintf(buf, bufsz, "-");
     else if (s < 3600)
         snprintf(buf, bufsz, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
     else
         snprintf(buf, bufsz, "%lld:%02lld:%02lld", (long long)(s / 3600),
                  (long long)(s % 3600 / 60), (long long)(s % 60));
 }
+
+/* ---- job fields ---- */
 
 json_t *out_get(json_t *obj, const char *path)
 {
@@ -62,6 +209,25 @@ static const char *get_str(json_t *job, const char *path)
     return json_string_value(out_get(job, path));
 }
 
+/* get_str, or dflt when the field is absent or not a string. */
+static const char *get_str_or(json_t *job, const char *path, const char *dflt)
+{
+    const char *s = get_str(job, path);
+    return s != NULL ? s : dflt;
+}
+
+static bool state_is(json_t *job, const char *state)
+{
+    const char *s = get_str(job, "state");
+    return s != NULL && strcmp(s, state) == 0;
+}
+
+/* The VM runs on the target: the data is all there, whatever the counters say. */
+static bool moved(json_t *job)
+{
+    return state_is(job, "switched") || state_is(job, "succeeded");
+}
+
 /* The hostname of a side ("source" or "target"), else its server uuid, else "-". */
 static const char *side_name(json_t *job, const char *side)
 {
@@ -75,15 +241,32 @@ static const char *side_name(json_t *job, const char *side)
     return s != NULL ? s : "-";
 }
 
+/*
+ * Percent of the bytes sent: 100 once the VM runs on the target, at most 99
+ * before (a resumed send may pass the estimate), -1 when there is no total.
+ */
+static int progress_pct(json_t *job)
+{
+    if (moved(job))
+        return 100;
+    int64_t sent = get_int(job, "progress.bytes_sent", 0);
+    int64_t total = get_int(job, "progress.bytes_total", 0);
+    if (total <= 0)
+        return -1;
+    if (sent >= total)
+        return 99;
+    return (int)(sent * 100 / total);
+}
+
 char *out_field(json_t *job, const char *field)
 {
     if (strcmp(field, "progress") == 0) {
-        int64_t sent = get_int(job, "progress.bytes_sent", 0);
-        int64_t total = get_int(job, "progress.bytes_total", 0);
-        if (total <= 0)
-            return mig_strdup("-");
-        int64_t pct = sent >= total ? 100 : sent * 100 / total;
-        return mig_asprintf("%lld%%", (long long)pct);
+        int pct = progress_pct(job);
+        return pct < 0 ? mig_strdup("-") : mig_asprintf("%d%%", pct);
+    }
+    if (strcmp(field, "id") == 0) {
+        const char *u = get_str(job, "uuid");
+        return u != NULL ? mig_asprintf("%.8s", u) : mig_strdup("-");
     }
     if (strcmp(field, "source") == 0 || strcmp(field, "target") == 0)
         return mig_strdup(side_name(job, field));
@@ -104,71 +287,338 @@ char *out_field(json_t *job, const char *field)
     return out;
 }
 
+/* ---- list's fields and their checks ---- */
+
+#define STATES "queued,running,waiting,switched,succeeded,failed,aborted,rolled_back"
+#define PHASES "validate,prepare,sync,switch,cleanup,rollback"
+
+/* The fields of list, with the values a filter may name (NULL: any). */
+static const struct {
+    const char *name;
+    const char *values; /* comma-separated */
+} list_fields[] = {
+    {"id", NULL},
+    {"uuid", NULL},
+    {"vm_uuid", NULL},
+    {"vm_alias", NULL},
+    {"brand", NULL},
+    {"state", STATES},
+    {"phase", PHASES},
+    {"mode", "full,incremental,auto"},
+    {"aborting", "true,false"},
+    {"activity", NULL},
+    {"progress", NULL},
+    {"progress.bytes_sent", NULL},
+    {"progress.bytes_total", NULL},
+    {"progress.rate_bytes_s", NULL},
+    {"progress.eta_s", NULL},
+    {"progress.increments", NULL},
+    {"source", NULL},
+    {"target", NULL},
+    {"source_hostname", NULL},
+    {"target_hostname", NULL},
+    {"source_server_uuid", NULL},
+    {"target_server_uuid", NULL},
+    {"transfer", "relay,direct"},
+    {"limit_mbps", NULL},
+    {"cleanup_source", "true,false"},
+    {"vm_was_running", "true,false,-"},
+    {"downtime_ms", NULL},
+    {"rollback_downtime_ms", NULL},
+    {"created", NULL},
+    {"started", NULL},
+    {"finished", NULL},
+    {"error.code", NULL},
+    {"error.message", NULL},
+    {"error.phase", PHASES ",-"},
+};
+enum { NFIELDS = sizeof(list_fields) / sizeof(list_fields[0]) };
+
+const char *out_field_names(void)
+{
+    static char names[1024];
+    if (names[0] == '\0') {
+        size_t len = 0;
+        for (size_t i = 0; i < NFIELDS; i++)
+            len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i > 0 ? ", " : "",
+                                    list_fields[i].name);
+    }
+    return names;
+}
+
+/* The field's index, or -1.  name is n bytes long. */
+static int field_index(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (strlen(list_fields[i].name) == n && strncmp(list_fields[i].name, name, n) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* True when value is one of the comma-separated values. */
+static bool one_of(const char *value, const char *values)
+{
+    size_t n = strlen(value);
+    for (const char *p = values; *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0)
+            return true;
+        p += len + (comma != NULL ? 1 : 0);
+    }
+    return false;
+}
+
+/* Checks the comma-separated names of one option (what: "field", "sort key"). */
+static int check_names(const char *csv, const char *opt, bool signs, char *err, size_t errsz)
+{
+    const char *p = csv;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        const char *name = p;
+        if (signs && n > 0 && name[0] == '-')
+            name++, n--;
+        if (n == 0) {
+            mig_errf(err, errsz, "empty %s in %s \"%s\"", signs ? "sort key" : "field", opt, csv);
+            return -EINVAL;
+        }
+        if (field_index(name, n) < 0) {
+            mig_errf(err, errsz, "unknown %s \"%.*s\" in %s; valid %s: %s%s",
+                     signs ? "sort key" : "field", (int)n, name, opt,
+                     signs ? "sort keys" : "fields", out_field_names(),
+                     signs ? " ('-' before a key: descending)" : "");
+            return -EINVAL;
+        }
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+int out_list_check(const char *fields, const char *sort, char **filters, int nfilters, char *err,
+                   size_t errsz)
+{
+    if (check_names(fields, "-o", false, err, errsz) != 0)
+        return -EINVAL;
+    if (sort != NULL && check_names(sort, "-s", true, err, errsz) != 0)
+        return -EINVAL;
+    for (int i = 0; i < nfilters; i++) {
+        const char *eq = strchr(filters[i], '=');
+        if (eq == NULL || eq == filters[i]) {
+            mig_errf(err, errsz, "\"%s\" is not a KEY=VALUE filter", filters[i]);
+            return -EINVAL;
+        }
+        int f = field_index(filters[i], (size_t)(eq - filters[i]));
+        if (f < 0) {
+            mig_errf(err, errsz, "unknown filter key \"%.*s\"; valid keys: %s",
+                     (int)(eq - filters[i]), filters[i], out_field_names());
+            return -EINVAL;
+        }
+        if (list_fields[f].values != NULL && !one_of(eq + 1, list_fields[f].values)) {
+            char *v = out_escape(eq + 1);
+            char *valid = mig_strdup(list_fields[f].values), *save = NULL;
+            char list[256] = "";
+            for (char *w = strtok_r(valid, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save))
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         list[0] != '\0' ? ", " : "", w);
+            mig_errf(err, errsz, "%s \"%s\" is not a value it shows; valid: %s",
+                     list_fields[f].name, v, list);
+            free(valid);
+            free(v);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+const char *out_filter_state(char **filters, int nfilters)
+{
+    for (int i = 0; i < nfilters; i++)
+        if (strncmp(filters[i], "state=", 6) == 0)
+            return filters[i] + 6;
+    return NULL;
+}
+
+/* Sets value at the dotted path in obj, making the objects on the way. */
+static void set_path(json_t *obj, const char *path, json_t *value)
+{
+    const char *dot;
+    while ((dot = strchr(path, '.')) != NULL) {
+        char *key = mig_asprintf("%.*s", (int)(dot - path), path);
+        json_t *next = json_object_get(obj, key);
+        if (!json_is_object(next)) {
+            next = json_object();
+            json_object_set_new(obj, key, next);
+        }
+        free(key);
+        obj = next;
+        path = dot + 1;
+    }
+    json_object_set_new(obj, path, value);
+}
+
+json_t *out_project(json_t *job, const char *fields)
+{
+    json_t *out = json_object();
+    char *names = mig_strdup(fields), *save = NULL;
+    for (char *k = strtok_r(names, ",", &save); k != NULL; k = strtok_r(NULL, ",", &save)) {
+        if (strcmp(k, "id") == 0 || strcmp(k, "source") == 0 || strcmp(k, "target") == 0) {
+            char *v = out_field(job, k);
+            json_object_set_new(out, k, json_string(v));
+            free(v);
+        } else {
+            json_t *v = out_get(job, k);
+            set_path(out, k, v != NULL ? json_deep_copy(v) : json_null());
+        }
+    }
+    free(names);
+    return out;
+}
+
+/* ---- progress, summary, journal, plan ---- */
+
+/* What a phase does, for a moment when migd names no action. */
+static const char *phase_words(const char *phase)
+{
+    static const struct {
+        const char *phase, *words;
+    } words[] = {
+        {"validate", "checking the VM and the target"},
+        {"prepare", "preparing the target"},
+        {"sync", "sending the VM's datasets"},
+        {"switch", "switching the VM to the target"},
+        {"cleanup", "cleaning up"},
+        {"rollback", "moving the VM back to the source"},
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcmp(phase, words[i].phase) == 0)
+            return words[i].words;
+    return "";
+}
+
 void out_progress_line(json_t *job, char *buf, size_t bufsz)
 {
-    const char *state = get_str(job, "state");
-    const char *phase = get_str(job, "phase");
+    const char *state = get_str_or(job, "state", "?");
+    const char *phase = get_str_or(job, "phase", "?");
+    const char *activity = get_str(job, "activity");
     char sent[32], total[32], rate[32], eta[32];
     int64_t bt = get_int(job, "progress.bytes_total", 0);
+    int64_t inc = get_int(job, "progress.increments", 0);
     out_bytes(get_int(job, "progress.bytes_sent", 0), sent, sizeof(sent));
     out_bytes(bt, total, sizeof(total));
     out_bytes(get_int(job, "progress.rate_bytes_s", 0), rate, sizeof(rate));
     out_duration(get_int(job, "progress.eta_s", -1), eta, sizeof(eta));
-    int64_t inc = get_int(job, "progress.increments", 0);
-    if (state == NULL)
-        state = "?";
-    bool aborting = json_is_true(out_get(job, "aborting"));
-    const char *activity = get_str(job, "activity");
-    if (aborting && (strcmp(state, "running") == 0 || strcmp(state, "waiting") == 0)) {
-        snprintf(buf, bufsz, "aborting (%s)%s%s", phase != NULL ? phase : "?",
-                 activity != NULL ? ": " : "", activity != NULL ? activity : "");
-    } else if (strcmp(state, "running") == 0 && phase != NULL &&
-               (strcmp(phase, "rollback") == 0 || strcmp(phase, "cleanup") == 0 ||
-                strcmp(phase, "switch") == 0 || strcmp(phase, "prepare") == 0)) {
-        /* No stream to measure: say what runs. */
-        snprintf(buf, bufsz, "%-8s %s", phase, activity != NULL ? activity : "");
-    } else if (strcmp(state, "running") == 0) {
+    bool live = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0 ||
+                strcmp(state, "waiting") == 0;
+    char what[512] = "";
+    if (activity != NULL && activity[0] != '\0')
+        snprintf(what, sizeof(what), "  (%s)", activity);
+
+    if (live && json_is_true(out_get(job, "aborting"))) {
+        snprintf(buf, bufsz, "aborting in %s%s", phase, what);
+    } else if (strcmp(state, "queued") == 0) {
+        snprintf(buf, bufsz, "queued%s", what);
+    } else if (strcmp(state, "running") == 0 && strcmp(phase, "sync") == 0) {
+        int pct = progress_pct(job);
+        char p[16] = "";
+        if (pct >= 0)
+            snprintf(p, sizeof(p), "  %d%%", pct);
         if (bt > 0)
-            snprintf(buf, bufsz, "%-8s %s / %s  %s/s  ETA %s  inc %lld",
-                     phase != NULL ? phase : "?", sent, total, rate, eta, (long long)inc);
+            snprintf(buf, bufsz, "%-8s %s / %s%s  %s/s  ETA %s  inc %lld%s", phase, sent, total, p,
+                     rate, eta, (long long)inc, what);
         else
-            snprintf(buf, bufsz, "%-8s %s  %s/s  inc %lld", phase != NULL ? phase : "?", sent, rate,
-                     (long long)inc);
+            snprintf(buf, bufsz, "%-8s %s  %s/s  inc %lld%s", phase, sent, rate, (long long)inc,
+                     what);
+    } else if (strcmp(state, "running") == 0) {
+        /* No stream to measure (or the switch's last short one): say what runs. */
+        snprintf(buf, bufsz, "%-8s %s", phase,
+                 activity != NULL && activity[0] != '\0' ? activity : phase_words(phase));
     } else if (strcmp(state, "waiting") == 0) {
-        snprintf(buf, bufsz, "waiting  %s sent  inc %lld  (in sync: run migctl finish to switch)",
-                 sent, (long long)inc);
+        snprintf(buf, bufsz, "waiting  in sync, %s sent, inc %lld: \"migctl finish\" switches it%s",
+                 sent, (long long)inc, what);
+    } else if (strcmp(state, "switched") == 0 || strcmp(state, "succeeded") == 0) {
+        int64_t down = get_int(job, "downtime_ms", -1);
+        char d[48] = "";
+        if (down >= 0)
+            snprintf(d, sizeof(d), ", downtime %.1f s", (double)down / 1000);
+        snprintf(buf, bufsz, "%s 100%%  %s sent%s; the VM runs on %s", state, sent, d,
+                 side_name(job, "target"));
+    } else if (strcmp(state, "rolled_back") == 0) {
+        snprintf(buf, bufsz, "rolled_back  the VM runs on %s again", side_name(job, "source"));
     } else if (strcmp(state, "failed") == 0 || strcmp(state, "aborted") == 0) {
-        const char *code = get_str(job, "error.code"), *msg = get_str(job, "error.message");
-        snprintf(buf, bufsz, "%s in %s: %s%s%s", state,
-                 get_str(job, "error.phase") != NULL ? get_str(job, "error.phase") : "?",
-                 code != NULL ? code : "", code != NULL ? ": " : "", msg != NULL ? msg : "");
+        const char *code = get_str(job, "error.code");
+        snprintf(buf, bufsz, "%s in %s%s%s%s", state, get_str_or(job, "error.phase", phase),
+                 code != NULL ? " (" : "", code != NULL ? code : "", code != NULL ? ")" : "");
     } else {
         snprintf(buf, bufsz, "%s", state);
     }
 }
 
+/* What the job does with the source copy, in words. */
+static const char *cleanup_words(json_t *obj)
+{
+    return json_is_true(out_get(obj, "cleanup_source"))
+               ? "DELETED once the VM runs on the target (--cleanup-source)"
+               : "kept after the switch until \"migctl cleanup\" (\"migctl rollback\" returns to "
+                 "it)";
+}
+
+/* "relay, at most 16 Mbit/s" / "direct, no cap": the transfer and its cap. */
+static void transfer_words(json_t *obj, char *buf, size_t bufsz)
+{
+    int64_t limit = get_int(obj, "limit_mbps", 0);
+    const char *t = get_str_or(obj, "transfer", "migd's default");
+    if (limit > 0)
+        snprintf(buf, bufsz, "%s, at most %lld Mbit/s", t, (long long)limit);
+    else
+        snprintf(buf, bufsz, "%s, no cap", t);
+}
+
 void out_job_summary(FILE *f, json_t *job)
 {
-    char a[32], b[32], line[512];
+    char a[32], b[32], line[1024];
     const char *alias = get_str(job, "vm_alias");
-    fprintf(f, "job         %s\n", get_str(job, "uuid") != NULL ? get_str(job, "uuid") : "?");
-    fprintf(f, "vm          %s%s%s%s  %s\n",
-            get_str(job, "vm_uuid") ? get_str(job, "vm_uuid") : "?", alias != NULL ? " (" : "",
-            alias != NULL ? alias : "", alias != NULL ? ")" : "",
-            get_str(job, "brand") != NULL ? get_str(job, "brand") : "");
-    fprintf(f, "state       %s (phase %s)\n", get_str(job, "state") ? get_str(job, "state") : "?",
-            get_str(job, "phase") ? get_str(job, "phase") : "?");
-    fprintf(f, "mode        %s\n", get_str(job, "mode") ? get_str(job, "mode") : "?");
+    const char *state = get_str_or(job, "state", "?");
+    bool live = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0 ||
+                strcmp(state, "waiting") == 0;
+    fprintf(f, "job         %s\n", get_str_or(job, "uuid", "?"));
+    fprintf(f, "vm          %s%s%s%s  %s\n", get_str_or(job, "vm_uuid", "?"),
+            alias != NULL ? " (" : "", alias != NULL ? alias : "", alias != NULL ? ")" : "",
+            get_str_or(job, "brand", ""));
+    fprintf(f, "state       %s (phase %s)%s\n", state, get_str_or(job, "phase", "?"),
+            live && json_is_true(out_get(job, "aborting")) ? ", aborting" : "");
+    fprintf(f, "mode        %s\n", get_str_or(job, "mode", "?"));
     fprintf(f, "source      %s\n", side_name(job, "source"));
     fprintf(f, "target      %s\n", side_name(job, "target"));
-    out_progress_line(job, line, sizeof(line));
+    transfer_words(job, line, sizeof(line));
+    fprintf(f, "transfer    %s\n", line);
+    fprintf(f, "source copy %s\n", cleanup_words(job));
+
     out_bytes(get_int(job, "progress.bytes_sent", 0), a, sizeof(a));
     out_bytes(get_int(job, "progress.bytes_total", 0), b, sizeof(b));
-    fprintf(f, "progress    %s of %s, %lld increments\n", a, b,
-            (long long)get_int(job, "progress.increments", 0));
+    int pct = progress_pct(job);
+    int64_t inc = get_int(job, "progress.increments", 0);
+    fprintf(f, "progress    %s of %s", a, b);
+    if (pct >= 0)
+        fprintf(f, " (%d%%)", pct);
+    if (state_is(job, "running") && strcmp(get_str_or(job, "phase", ""), "sync") == 0) {
+        char rate[32], eta[32];
+        out_bytes(get_int(job, "progress.rate_bytes_s", 0), rate, sizeof(rate));
+        out_duration(get_int(job, "progress.eta_s", -1), eta, sizeof(eta));
+        fprintf(f, ", %s/s, ETA %s", rate, eta);
+    }
+    fprintf(f, ", %lld increment%s\n", (long long)inc, inc == 1 ? "" : "s");
+    const char *activity = get_str(job, "activity");
+    if (live && activity != NULL && activity[0] != '\0')
+        fprintf(f, "now         %s\n", activity);
+
     int64_t down = get_int(job, "downtime_ms", -1);
     if (down >= 0)
         fprintf(f, "downtime    %.1f s\n", (double)down / 1000);
+    int64_t back = get_int(job, "rollback_downtime_ms", -1);
+    if (back >= 0)
+        fprintf(f, "rollback    downtime %.1f s\n", (double)back / 1000);
     json_t *running = out_get(job, "vm_was_running");
     if (json_is_boolean(running))
         fprintf(f, "vm running  %s\n", json_is_true(running) ? "yes" : "no");
@@ -177,15 +627,16 @@ void out_job_summary(FILE *f, json_t *job)
         if (get_str(job, times[i]) != NULL)
             fprintf(f, "%-11s %s\n", times[i], get_str(job, times[i]));
     if (get_str(job, "error.code") != NULL || get_str(job, "error.message") != NULL)
-        fprintf(f, "error       %s: %s (phase %s)\n",
-                get_str(job, "error.code") ? get_str(job, "error.code") : "?",
-                get_str(job, "error.message") ? get_str(job, "error.message") : "",
-                get_str(job, "error.phase") ? get_str(job, "error.phase") : "?");
-    if (json_is_true(out_get(job, "aborting")))
-        fprintf(f, "aborting    yes\n");
-    if (json_is_true(out_get(job, "cleanup_source")))
-        fprintf(f, "cleanup     the source copy is deleted once the VM runs on the target\n");
-    fprintf(f, "now         %s\n", line);
+        fprintf(f, "error       %s: %s (phase %s)\n", get_str_or(job, "error.code", "?"),
+                get_str_or(job, "error.message", ""), get_str_or(job, "error.phase", "?"));
+    const char *uuid = get_str_or(job, "uuid", "JOB");
+    if (strcmp(state, "waiting") == 0)
+        fprintf(f, "next        \"migctl finish %s\" switches it\n", uuid);
+    else if (strcmp(state, "switched") == 0)
+        fprintf(f,
+                "next        \"migctl cleanup %s\" deletes the source copy; "
+                "\"migctl rollback %s\" moves the VM back\n",
+                uuid, uuid);
 }
 
 void out_actions(FILE *f, json_t *actions)
@@ -199,11 +650,9 @@ void out_actions(FILE *f, json_t *actions)
         json_t *ms = out_get(a, "duration_ms");
         if (json_is_integer(ms))
             snprintf(dur, sizeof(dur), "%lld ms", (long long)json_integer_value(ms));
-        fprintf(f, "%-40s %-7s %-13s %-24s %s\n",
-                get_str(a, "action") != NULL ? get_str(a, "action") : "?",
-                get_str(a, "side") != NULL ? get_str(a, "side") : "?",
-                get_str(a, "status") != NULL ? get_str(a, "status") : "?",
-                get_str(a, "started") != NULL ? get_str(a, "started") : "-", dur);
+        fprintf(f, "%-40s %-7s %-13s %-24s %s\n", get_str_or(a, "action", "?"),
+                get_str_or(a, "side", "?"), get_str_or(a, "status", "?"),
+                get_str_or(a, "started", "-"), dur);
         if (get_str(a, "error") != NULL)
             fprintf(f, "    error: %s\n", get_str(a, "error"));
     }
@@ -211,15 +660,27 @@ void out_actions(FILE *f, json_t *actions)
 
 void out_plan(FILE *f, json_t *plan)
 {
-    char total[32];
+    static const struct {
+        const char *mode, *words;
+    } modes[] = {
+        {"full", "one send while the VM runs, then the switch"},
+        {"incremental", "sends until in sync, then waits for \"migctl finish\" to switch"},
+        {"auto", "sends until the last delta is small, then switches by itself"},
+    };
+    char total[32], line[256];
+    const char *mode = get_str_or(plan, "mode", "?"), *words = "";
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(mode, modes[i].mode) == 0)
+            words = modes[i].words;
     out_bytes(get_int(plan, "bytes_total", 0), total, sizeof(total));
-    fprintf(f, "  vm        %s (%s, %s)\n", get_str(plan, "vm_uuid") ? get_str(plan, "vm_uuid") : "?",
-            get_str(plan, "vm_alias") ? get_str(plan, "vm_alias") : "",
-            get_str(plan, "brand") ? get_str(plan, "brand") : "?");
-    fprintf(f, "  from      %s to %s, mode %s\n",
-            get_str(plan, "source") ? get_str(plan, "source") : "?",
-            get_str(plan, "target") ? get_str(plan, "target") : "?",
-            get_str(plan, "mode") ? get_str(plan, "mode") : "?");
+    fprintf(f, "  vm        %s (%s, %s)\n", get_str_or(plan, "vm_uuid", "?"),
+            get_str_or(plan, "vm_alias", ""), get_str_or(plan, "brand", "?"));
+    fprintf(f, "  from      %s to %s\n", get_str_or(plan, "source", "?"),
+            get_str_or(plan, "target", "?"));
+    fprintf(f, "  mode      %s: %s\n", mode, words);
+    transfer_words(plan, line, sizeof(line));
+    fprintf(f, "  transfer  %s\n", line);
+    fprintf(f, "  source    %s\n", cleanup_words(plan));
     size_t i;
     json_t *d;
     json_array_foreach(out_get(plan, "datasets"), i, d)
@@ -227,7 +688,7 @@ void out_plan(FILE *f, json_t *plan)
         char used[32];
         out_bytes(get_int(d, "used", 0), used, sizeof(used));
         const char *origin = get_str(d, "origin");
-        fprintf(f, "  dataset   %s  %s%s%s\n", get_str(d, "name") ? get_str(d, "name") : "?", used,
+        fprintf(f, "  dataset   %s  %s%s%s\n", get_str_or(d, "name", "?"), used,
                 origin != NULL && origin[0] != '\0' ? "  from image " : "",
                 origin != NULL ? origin : "");
     }
@@ -240,14 +701,19 @@ void out_plan(FILE *f, json_t *plan)
     fprintf(f, "\n  actions, in order:\n");
     json_t *a;
     json_array_foreach(out_get(plan, "actions"), i, a)
-        fprintf(f, "    %-34s %-8s %s\n", get_str(a, "action") ? get_str(a, "action") : "?",
-                get_str(a, "on") ? get_str(a, "on") : "?",
-                get_str(a, "does") ? get_str(a, "does") : "");
+        fprintf(f, "    %-34s %-8s %s\n", get_str_or(a, "action", "?"), get_str_or(a, "on", "?"),
+                get_str_or(a, "does", ""));
 }
+
+/* ---- tables ---- */
 
 /* Compares two jobs by one key: numbers as numbers, the rest as rendered text. */
 static int compare_key(json_t *x, json_t *y, const char *key)
 {
+    if (strcmp(key, "progress") == 0) {
+        int a = progress_pct(x), b = progress_pct(y);
+        return a < b ? -1 : a > b ? 1 : 0;
+    }
     json_t *a = out_get(x, key), *b = out_get(y, key);
     if (json_is_number(a) && json_is_number(b)) {
         double d = json_number_value(a) - json_number_value(b);
@@ -298,15 +764,13 @@ bool out_match(json_t *job, char **filters, int nfilters)
 {
     for (int i = 0; i < nfilters; i++) {
         const char *eq = strchr(filters[i], '=');
-        char key[256];
-        size_t n = (size_t)(eq - filters[i]);
-        if (n >= sizeof(key))
+        if (eq == NULL)
             return false;
-        memcpy(key, filters[i], n);
-        key[n] = '\0';
+        char *key = mig_asprintf("%.*s", (int)(eq - filters[i]), filters[i]);
         char *v = out_field(job, key);
         bool ok = strcmp(v, eq + 1) == 0;
         free(v);
+        free(key);
         if (!ok)
             return false;
     }
@@ -323,6 +787,34 @@ static void put_parsable(FILE *f, const char *s)
     }
 }
 
+/* Columns whose values may be cut to fit the default layout into opts->fit. */
+static bool cuttable(const char *name)
+{
+    return strcmp(name, "vm_alias") == 0 || strcmp(name, "source") == 0 ||
+           strcmp(name, "target") == 0;
+}
+
+/* Narrows the cuttable columns, widest first, until the line fits (or none can give). */
+static void fit_widths(char **names, size_t *width, size_t ncol, size_t fit)
+{
+    enum { MIN_WIDTH = 8 };
+    for (;;) {
+        size_t total = 0;
+        for (size_t c = 0; c < ncol; c++)
+            total += width[c] + (c > 0 ? 2 : 0);
+        if (total <= fit)
+            return;
+        size_t widest = ncol;
+        for (size_t c = 0; c < ncol; c++)
+            if (cuttable(names[c]) && width[c] > MIN_WIDTH &&
+                (widest == ncol || width[c] > width[widest]))
+                widest = c;
+        if (widest == ncol)
+            return;
+        width[widest]--;
+    }
+}
+
 int out_table(FILE *f, json_t *jobs, const struct out_table_opts *opts, char *err, size_t errsz)
 {
     char *fields = mig_strdup(opts->fields), *save = NULL;
@@ -332,19 +824,12 @@ int out_table(FILE *f, json_t *jobs, const struct out_table_opts *opts, char *er
          k = strtok_r(NULL, ",", &save))
         names[ncol++] = k;
     if (ncol == 0) {
-        snprintf(err, errsz, "no fields to print");
+        mig_errf(err, errsz, "no fields to print");
         free(fields);
         return -EINVAL;
     }
-    if (opts->sort != NULL) {
-        const char *s = opts->sort;
-        if (*s == '\0' || strstr(s, ",,") != NULL || s[strlen(s) - 1] == ',' || *s == ',') {
-            snprintf(err, errsz, "empty sort key in \"%s\"", opts->sort);
-            free(fields);
-            return -EINVAL;
-        }
+    if (opts->sort != NULL)
         out_sort(jobs, opts->sort);
-    }
     size_t nrow = json_array_size(jobs);
     char **cells = mig_calloc((nrow + 1) * ncol, sizeof(*cells));
     size_t *width = mig_calloc(ncol, sizeof(*width));
@@ -352,16 +837,18 @@ int out_table(FILE *f, json_t *jobs, const struct out_table_opts *opts, char *er
         cells[c] = mig_strdup(names[c]);
         for (char *p = cells[c]; *p != '\0'; p++)
             *p = (char)toupper((unsigned char)*p);
-        width[c] = strlen(cells[c]);
+        width[c] = text_width(cells[c]);
     }
     for (size_t r = 0; r < nrow; r++) {
         for (size_t c = 0; c < ncol; c++) {
             char *v = out_field(json_array_get(jobs, r), names[c]);
             cells[(r + 1) * ncol + c] = v;
-            if (strlen(v) > width[c])
-                width[c] = strlen(v);
+            if (text_width(v) > width[c])
+                width[c] = text_width(v);
         }
     }
+    if (opts->fit > 0 && !opts->parsable)
+        fit_widths(names, width, ncol, opts->fit);
     for (size_t r = (opts->header && !opts->parsable) ? 0 : 1; r <= nrow; r++) {
         for (size_t c = 0; c < ncol; c++) {
             const char *v = cells[r * ncol + c];
@@ -369,11 +856,16 @@ int out_table(FILE *f, json_t *jobs, const struct out_table_opts *opts, char *er
                 if (c > 0)
                     fputc(':', f);
                 put_parsable(f, v);
-            } else if (c + 1 < ncol) {
-                fprintf(f, "%-*s  ", (int)width[c], v);
-            } else {
-                fputs(v, f);
+                continue;
             }
+            char *cut = out_cut(v, width[c]);
+            if (c + 1 < ncol) {
+                put_padded(f, cut, width[c]);
+                fputs("  ", f);
+            } else {
+                fputs(cut, f);
+            }
+            free(cut);
         }
         fputc('\n', f);
     }

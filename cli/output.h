@@ -1,7 +1,8 @@
 /*
- * output.h: how migctl renders jobs for people and scripts: byte counts,
- * durations, the live progress line of `watch`, the human summary of
- * `show`, and vmadm-style tables (-o, -s, -H, -p, KEY=VALUE filters).
+ * output.h: how migctl renders jobs for people and scripts: the escaping of
+ * every string that came from migd, byte counts, durations, the progress
+ * line of `watch`, the human summary of `show`, the dry-run plan, and
+ * vmadm-style tables (-o, -s, -H, -p, KEY=VALUE filters) with their checks.
  */
 #ifndef MIGCTL_OUTPUT_H
 #define MIGCTL_OUTPUT_H
@@ -12,9 +13,30 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/*
+ * The one escaping function: a malloc'd copy of s that a terminal shows as
+ * text.  Control characters (C0, DEL, C1), the bidirectional overrides and
+ * bytes that are not UTF-8 become C-style escapes (\t, \n, \r, \x1b,
+ * \u009b, \u202e); everything else, backslashes included, is kept.  NULL
+ * gives NULL.
+ */
+char *out_escape(const char *s);
+/*
+ * A deep copy of j (new reference) whose every string, object keys
+ * included, went through out_escape.  Human and -p output render only
+ * such copies; -j prints the answer itself (JSON escapes its own).
+ */
+json_t *out_escaped(json_t *j);
+
+/*
+ * A malloc'd copy of s (escaped: printable UTF-8) in at most w characters:
+ * a longer one is cut and ends "..." (w < 4: not cut).
+ */
+char *out_cut(const char *s, size_t w);
+
 /* Formats n bytes with binary units, one decimal above bytes ("412.0 MiB"). */
 void out_bytes(int64_t n, char *buf, size_t bufsz);
-/* Formats seconds as M:SS or H:MM:SS; negative gives "?". */
+/* Formats seconds as M:SS or H:MM:SS; negative (unknown) gives "-". */
 void out_duration(int64_t s, char *buf, size_t bufsz);
 
 /*
@@ -24,41 +46,82 @@ void out_duration(int64_t s, char *buf, size_t bufsz);
 json_t *out_get(json_t *obj, const char *path);
 /*
  * Renders a job field for a table: strings as they are, numbers, booleans,
- * "-" for null or absent, objects as compact JSON.  Virtual fields:
- * "progress" (percent of bytes sent), "source" and "target" (hostname, else
- * server uuid).  Returns a malloc'd string.
+ * "-" for null or absent, objects as compact JSON.  Computed fields: "id"
+ * (the first 8 characters of the job UUID), "progress" (percent of bytes
+ * sent; 100% once the job switched or succeeded), "source" and "target"
+ * (hostname, else server UUID).  Returns a malloc'd string.
  */
 char *out_field(json_t *job, const char *field);
 
 /*
- * The progress line of a job: "sync  412.0 MiB / 1.2 GiB  98.3 MiB/s  ETA
- * 0:09  inc 1" while running, else the state and what it means.
+ * The fields that list accepts in -o, -s and KEY=VALUE filters, as one
+ * comma-separated line for messages.  Static.
+ */
+const char *out_field_names(void);
+
+/*
+ * Checks list's input before anything is asked of migd: every field of
+ * fields (comma-separated) and of sort ('-' prefix: descending; NULL: none)
+ * is a known field, and every KEY=VALUE filter names a known field with a
+ * value that field can show (state, mode, phase, transfer, booleans).
+ * Returns 0, or -EINVAL with one line in err naming the valid ones.
+ */
+int out_list_check(const char *fields, const char *sort, char **filters, int nfilters, char *err,
+                   size_t errsz);
+
+/*
+ * The value of the state=VALUE filter among filters, if there is one
+ * (borrowed from filters), else NULL.
+ */
+const char *out_filter_state(char **filters, int nfilters);
+
+/*
+ * A job reduced to fields (comma-separated; new reference) for list -j -o:
+ * job keys keep their JSON value and shape (dotted keys nested, so
+ * "progress.eta_s" gives {"progress": {"eta_s": ...}}); the computed id,
+ * source and target are strings.
+ */
+json_t *out_project(json_t *job, const char *fields);
+
+/*
+ * The progress line of a job: "sync     412.0 MiB / 1.2 GiB  33%  98.3
+ * MiB/s  ETA 0:09  inc 1" while it sends, what runs while it prepares,
+ * switches, rolls back or cleans up (never a rate), then the state and what
+ * it means.  The error's message is not in it (show and watch print it
+ * once, elsewhere).  Render an escaped job (out_escaped).
  */
 void out_progress_line(json_t *job, char *buf, size_t bufsz);
 
-/* Prints the human summary of one job (migctl show). */
+/* Prints the human summary of one (escaped) job: migctl show. */
 void out_job_summary(FILE *f, json_t *job);
-/* Prints a job's journal (GET /jobs/:uuid/actions) as a table (migctl show -v). */
+/* Prints an (escaped) job's journal (GET /jobs/:uuid/actions) as a table: show -v. */
 void out_actions(FILE *f, json_t *actions);
-/* Prints a dry run's plan: the VM, where it goes, the data, the estimate, each action. */
+/*
+ * Prints an (escaped) dry run's plan: the VM, where it goes, the mode, the
+ * transfer and its cap, what becomes of the source copy, the datasets, the
+ * data and the estimate, then one line per action.
+ */
 void out_plan(FILE *f, json_t *plan);
 
 struct out_table_opts {
     const char *fields; /* comma-separated job keys */
     const char *sort;   /* comma-separated keys, '-' prefix: descending; NULL: as given */
     bool header;        /* print the header line */
-    bool parsable;      /* ':'-joined, no padding, no header; ':' in values escaped as '\:' */
+    bool parsable;      /* ':'-joined, no padding, no header; ':' and '\' in values escaped */
+    size_t fit;         /* >0: cut vm_alias, source and target (ending "...") to fit this width */
 };
 
 /*
- * Prints jobs (a JSON array) as a table.  Returns 0, or -EINVAL with a
- * line in err when a sort key is empty.
+ * Prints (escaped) jobs, a JSON array, as a table; sorts them first when
+ * opts->sort is set.  Widths count characters, not bytes.  Returns 0, or
+ * -EINVAL with a line in err when there is no field to print.
  */
 int out_table(FILE *f, json_t *jobs, const struct out_table_opts *opts, char *err, size_t errsz);
 
 /*
  * Sorts jobs (a JSON array) in place by the comma-separated keys of sort
- * ('-' prefix: descending).  Numbers compare as numbers, the rest as text.
+ * ('-' prefix: descending).  Numbers compare as numbers (progress as its
+ * percent), the rest as text.
  */
 void out_sort(json_t *jobs, const char *sort);
 

@@ -112,6 +112,7 @@ class Migd:
         return json.loads(p.stdout)
 
     def jobs(self, *args):
+        """Every job (list -a -j prints one JSON object per line)."""
         p = self.ctl('list', '-a', '-j', *args)
         assert p.returncode == 0, p.stderr
-        return json.loads(p.stdout)
+        return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
