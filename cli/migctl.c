@@ -1446,13 +1446,163 @@ static int cmd_status(int argc, char **argv)
     return EXIT_OK;
 }
 
-static int cmd_not_implemented(int argc, char **argv)
+enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE };
+
+/*
+ * An evacuation's exit status for cron: 0 nothing needs a human (done, or
+ * progressing, or a plan where everything can move), 1 something failed or
+ * stays.
+ */
+static int evacuation_status(json_t *ev)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+    const char *state = json_string_value(json_object_get(ev, "state"));
+    if (state != NULL && strcmp(state, "failed") == 0)
+        return EXIT_FAILED;
+    return json_array_size(json_object_get(ev, "attention")) > 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+static int cmd_evacuate(int argc, char **argv)
+{
+    static const struct opt table[] = {OPT_HELP,
+                                       {'n', 'n', NULL, false},
+                                       {'i', 'i', NULL, false},
+                                       {'a', 'a', NULL, false},
+                                       {'j', 'j', NULL, false},
+                                       {OPT_TO, 0, "to", true},
+                                       {OPT_MAX_PARALLEL, 0, "max-parallel", true},
+                                       {OPT_NO_RESERVE, 0, "no-reserve", false},
+                                       OPT_END};
+    const char *mode = "full";
+    bool dry = false, json = false, no_reserve = false;
+    long parallel = -1;
+    json_t *to = NULL;
+    struct opts o;
+    int ch, ret = EXIT_USAGE;
+    opts_init(&o, argc, argv, table);
+    while ((ch = opt_next(&o)) > 0) {
+        switch (ch) {
+        case 'h':
+            opts_free(&o);
+            json_decref(to);
             return print_help();
-    fail("%s is not implemented yet", current->name);
-    return EXIT_FAILED;
+        case 'i':
+        case 'a':
+            if (strcmp(mode, "full") != 0) {
+                usage_error("-i and -a exclude each other");
+                goto out;
+            }
+            mode = ch == 'i' ? "incremental" : "auto";
+            break;
+        case 'n':
+            dry = true;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case OPT_NO_RESERVE:
+            no_reserve = true;
+            break;
+        case OPT_MAX_PARALLEL: {
+            char *end = NULL;
+            parallel = strtol(o.arg, &end, 10);
+            if (o.arg[0] == '\0' || *end != '\0' || parallel < 1 || parallel > 1000) {
+                usage_error("--max-parallel takes 1 to 1000 jobs at once, not \"%s\"", o.arg);
+                goto out;
+            }
+            break;
+        }
+        case OPT_TO: {
+            json_decref(to);
+            to = json_array();
+            char *list = mig_strdup(o.arg), *save = NULL;
+            for (char *cn = strtok_r(list, ",", &save); cn != NULL; cn = strtok_r(NULL, ",", &save))
+                json_array_append_new(to, json_string(cn));
+            free(list);
+            if (json_array_size(to) == 0) {
+                usage_error("--to takes CN[,CN...], not \"%s\"", o.arg);
+                goto out;
+            }
+            break;
+        }
+        }
+    }
+    if (ch < 0)
+        goto out;
+    if (o.noperands != 1) {
+        if (o.noperands == 0)
+            usage_error("missing CN");
+        else
+            usage_error("unexpected argument \"%s\"", o.operands[1]);
+        goto out;
+    }
+    json_t *body = json_pack("{s:s, s:s, s:b, s:b}", "server", o.operands[0], "mode", mode,
+                             "dry_run", dry, "no_reserve", no_reserve);
+    if (to != NULL)
+        json_object_set(body, "to", to);
+    if (parallel > 0)
+        json_object_set_new(body, "max_parallel", json_integer(parallel));
+    json_t *resp = NULL;
+    ret = api_call("POST", "/evacuations", body, &resp);
+    json_decref(body);
+    if (ret != EXIT_OK)
+        goto out;
+    if (json) {
+        print_json(resp, false);
+    } else {
+        json_t *esc = out_escaped(resp);
+        out_evacuation(stdout, esc);
+        json_decref(esc);
+    }
+    ret = evacuation_status(resp);
+    json_decref(resp);
+out:
+    json_decref(to);
+    opts_free(&o);
+    return ret;
+}
+
+static int cmd_estimate(int argc, char **argv)
+{
+    static const struct opt table[] = {OPT_HELP, {'j', 'j', NULL, false}, OPT_END};
+    bool json = false;
+    struct opts o;
+    int ch, ret = EXIT_USAGE;
+    opts_init(&o, argc, argv, table);
+    while ((ch = opt_next(&o)) > 0) {
+        if (ch == 'h') {
+            opts_free(&o);
+            return print_help();
+        }
+        json = true;
+    }
+    if (ch < 0)
+        goto out;
+    if (o.noperands != 1) {
+        if (o.noperands == 0)
+            usage_error("missing VM or CN");
+        else
+            usage_error("unexpected argument \"%s\"", o.operands[1]);
+        goto out;
+    }
+    char *what = curl_easy_escape(NULL, o.operands[0], 0);
+    char path[512];
+    snprintf(path, sizeof(path), "/estimate?of=%s", what != NULL ? what : "");
+    curl_free(what);
+    json_t *resp = NULL;
+    ret = api_call("GET", path, NULL, &resp);
+    if (ret != EXIT_OK)
+        goto out;
+    if (json) {
+        print_json(resp, false);
+    } else {
+        json_t *esc = out_escaped(resp);
+        out_evacuation(stdout, esc);
+        json_decref(esc);
+    }
+    json_decref(resp);
+out:
+    opts_free(&o);
+    return ret;
 }
 
 static const struct command commands[] = {
@@ -1513,11 +1663,29 @@ static const struct command commands[] = {
      "Prints the job's log records at LEVEL or above: time, level, message.\n"
      "  -l LEVEL  trace, debug, info (the default), warn, error or fatal\n"
      "  -j        the records as JSON, one per line\n" JOB_HELP},
-    {"evacuate", cmd_not_implemented,
-     "evacuate [-n] [-i | -a] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] CN",
-     "Moves every eligible VM off CN (not implemented yet).\n"},
-    {"estimate", cmd_not_implemented, "estimate VM|CN",
-     "Prints the data to move and the expected time (not implemented yet).\n"},
+    {"evacuate", cmd_evacuate,
+     "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] CN",
+     "Empties CN (a server UUID or hostname): marks it reserved in CNAPI, plans a\n"
+     "target for every eligible VM on it, queues one job per VM that has none, and\n"
+     "prints the plan: each VM's size, target and estimated time, or why it stays\n"
+     "(core and NAT zones, no target with room or with its NIC tags), and the\n"
+     "window.  Run again (from cron), it queues nothing twice and prints the\n"
+     "progress; once the evacuation ended with nothing new to move, its report.\n"
+     "  -n                  the plan only: nothing queued, nothing reserved\n"
+     "  -i | -a             incremental or automatic incremental jobs\n"
+     "  -j                  the evacuation as JSON\n"
+     "  --to CN[,CN...]     only these targets\n"
+     "  --max-parallel N    at most N of its jobs at once (default: limits.max_active_jobs)\n"
+     "  --no-reserve        leave the CN open to new VMs\n"
+     "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
+     "stays (the lines under \"needs attention\" say which and why), 2 bad usage.\n"},
+    {"estimate", cmd_estimate, "estimate [-j] VM|CN",
+     "Prints the data to move and the expected time for a VM (UUID or unique\n"
+     "alias) or a whole CN (UUID or hostname): each VM's datasets' used bytes on its\n"
+     "CN, over the rate migd measured between those CNs (a stated default until\n"
+     "one was), plus a job's fixed part; for a CN, the window of its jobs run as an\n"
+     "evacuation would run them.  Nothing is queued or reserved.\n"
+     "  -j  as JSON\n"},
     {"status", cmd_status, "status [-j]",
      "Shows migd's version, uptime and jobs by state.\n  -j  as JSON\n"},
 };

@@ -128,4 +128,12 @@ void out_sort(json_t *jobs, const char *sort);
 /* True when the job matches every KEY=VALUE filter (values compared as rendered). */
 bool out_match(json_t *job, char **filters, int nfilters);
 
+/*
+ * An evacuation (or its plan, state "plan"; or an estimate): who, what moves
+ * and what stays, the window, the progress when it runs, one line per VM
+ * (size, target, estimate, then its state or why it stays), and what needs
+ * an operator.  ev must come through out_escaped (migd's strings made printable).
+ */
+void out_evacuation(FILE *f, json_t *ev);
+
 #endif
