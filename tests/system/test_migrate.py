@@ -140,7 +140,7 @@ def test_plan_and_journal_come_from_one_table(lab, migd):
     assert 'switch.stop_source' not in planned and 'switch.start_target' not in planned
     attach = [l for l in lines if 'switch.attach_target' in l][0]
     assert dst.hostname in attach.split()
-    assert planned.index('switch.hide_source') < planned.index('switch.show_target')
+    assert planned.index('switch.disable_source') < planned.index('switch.show_target')
     # The job's journal after a real run: the same actions, each done, with times.
     p = migd.ctl('migrate', '-w', v['uuid'], dst.hostname)
     assert p.returncode == 0, p.stderr
