@@ -580,7 +580,10 @@ int exec_new(struct migd *d, struct mig_job *job, const struct exec_hooks *hooks
                                   .vmapi = d->cfg->apis.vmapi,
                                   .cnapi = d->cfg->apis.cnapi,
                                   .napi = d->cfg->apis.napi,
-                                  .imgapi = d->cfg->apis.imgapi};
+                                  .imgapi = d->cfg->apis.imgapi,
+                                  .ssh_user = d->cfg->ssh.user,
+                                  .ssh_port = d->cfg->ssh.port,
+                                  .known_hosts = d->cfg->ssh.known_hosts};
     int rc = ops_init(&x->ops, d, x, on_op_done, on_progress);
     if (rc != 0) {
         free(x);

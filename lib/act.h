@@ -93,6 +93,10 @@ enum {
 struct mig_act_env {
     const char *pool;                   /* the CNs' zpool, "zones" */
     const char *vmapi, *cnapi, *napi, *imgapi; /* base URLs */
+    /* Direct transfer: how the source reaches the target, and what the head node trusts. */
+    const char *ssh_user;
+    int ssh_port;
+    const char *known_hosts;            /* the head node's known_hosts file */
 };
 
 /* One run of an action function: its inputs, its resume point, its output. */

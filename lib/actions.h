@@ -67,6 +67,15 @@ int probe_autoboot_off_source(struct mig_act *a);
 int probe_autoboot_off_target(struct mig_act *a);
 int probe_autoboot_restored_source(struct mig_act *a);
 
+/* act_direct.c: the direct transfer's key (cn-commands.md) */
+bool mig_job_direct(const struct mig_job *job);
+int act_direct_key(struct mig_act *a);     /* local: the job's key pair */
+int act_direct_forget(struct mig_act *a);  /* local: wiped from the job */
+int act_direct_authorize(struct mig_act *a);
+int act_direct_unauthorize(struct mig_act *a);
+int act_direct_source(struct mig_act *a);  /* /var/tmp/migd-JOB: key and known_hosts */
+int act_direct_source_remove(struct mig_act *a);
+
 /* act_zfs.c */
 int act_features_source(struct mig_act *a);
 int act_features_target(struct mig_act *a);

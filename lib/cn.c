@@ -619,6 +619,70 @@ char *mig_cmd_zfs_send_direct(const struct mig_direct_send *d)
 
 /* --- parsers --------------------------------------------------------------- */
 
+int mig_parse_zfs_nicenum(const char *s, uint64_t *out)
+{
+    if (s == NULL || !(*s >= '0' && *s <= '9'))
+        return MIG_EPARSE;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    static const char units[] = "BKMGTPE";
+    int shift = 0;
+    if (*end != '\0') {
+        const char *u = strchr(units, *end);
+        if (u == NULL || end[1] != '\0')
+            return MIG_EPARSE;
+        shift = (int)(u - units) * 10;
+    }
+    if (v < 0 || v > 18e18 / (double)(1ULL << shift))
+        return MIG_EPARSE;
+    *out = (uint64_t)(v * (double)(1ULL << shift));
+    return 0;
+}
+
+static bool clock_like(const char *w)
+{
+    return strlen(w) == 8 && w[2] == ':' && w[5] == ':' && w[0] >= '0' && w[0] <= '9' &&
+           w[7] >= '0' && w[7] <= '9';
+}
+
+static void progress_line(struct mig_send_progress *p)
+{
+    char time_w[16], size_w[32], snap_w[256];
+    if (sscanf(p->line, "%15s %31s %255s", time_w, size_w, snap_w) != 3 || !clock_like(time_w) ||
+        strchr(snap_w, '@') == NULL)
+        return;
+    uint64_t bytes;
+    if (mig_parse_zfs_nicenum(size_w, &bytes) != 0)
+        return;
+    if (strcmp(snap_w, p->snap) != 0) {
+        /* The next snapshot of the stream: the last one's count is final. */
+        p->done += p->current;
+        p->current = 0;
+        snprintf(p->snap, sizeof(p->snap), "%s", snap_w);
+    }
+    if (bytes > p->current)
+        p->current = bytes;
+}
+
+void mig_send_progress_feed(struct mig_send_progress *p, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = data[i];
+        if (ch == '\n' || ch == '\r') {
+            p->line[p->len] = '\0';
+            progress_line(p);
+            p->len = 0;
+        } else if (p->len + 1 < sizeof(p->line)) {
+            p->line[p->len++] = ch;
+        }
+    }
+}
+
+uint64_t mig_send_progress_bytes(const struct mig_send_progress *p)
+{
+    return p->done + p->current;
+}
+
 /* Parses a decimal uint64 that fills all of s; false otherwise. */
 static bool parse_u64(const char *s, uint64_t *out)
 {

@@ -182,6 +182,26 @@ int mig_parse_resume_token(const char *text, char *out, size_t outsz);
 /* A snapshot's guid from `zfs get -H -p -o value guid`: 0 and *guid, or MIG_EPARSE. */
 int mig_parse_guid(const char *text, uint64_t *guid);
 
+/*
+ * The progress lines `zfs send -v` prints on stderr (illumos: "HH:MM:SS
+ * SIZE DS@SNAP", SIZE as zfs prints sizes: "512", "4.50K", "1.23G"), fed as
+ * they arrive in chunks of any size.  The count is per snapshot, so a
+ * stream of several (-R, -I) adds each one's last count when the next
+ * starts.  Lines that are not progress (estimates, the header) are skipped.
+ */
+struct mig_send_progress {
+    char line[512];
+    size_t len;
+    char snap[256];   /* the snapshot the last progress line named */
+    uint64_t done;    /* the bytes of the snapshots before it */
+    uint64_t current; /* its bytes so far */
+};
+void mig_send_progress_feed(struct mig_send_progress *p, const char *data, size_t n);
+/* The bytes sent so far (at zfs's precision: three digits). */
+uint64_t mig_send_progress_bytes(const struct mig_send_progress *p);
+/* A size as zfs prints it ("1.23G", "512", "0"): 0 and *out bytes, or MIG_EPARSE. */
+int mig_parse_zfs_nicenum(const char *s, uint64_t *out);
+
 /* Parses zpool list -H -p -o name,size,free; 0 or MIG_EPARSE. */
 int mig_parse_zpool_list(const char *text, uint64_t *size, uint64_t *free_bytes);
 

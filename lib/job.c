@@ -487,6 +487,10 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
         "config_changed", c->config_changed, "stalled", c->stalled, "image_needed",
         c->image_needed, "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
         (json_int_t)c->write_bytes_s);
+    if (o != NULL && c->direct_pub[0] != '\0') {
+        json_object_set_new(o, "direct_key", json_string(c->direct_key));
+        json_object_set_new(o, "direct_pub", json_string(c->direct_pub));
+    }
     if (o == NULL)
         abort(); /* only on out of memory or invalid UTF-8, which no member can hold */
     return o;
@@ -561,7 +565,9 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_int32(j, "config_changed", &c.config_changed) < 0 ||
         rd_int32(j, "stalled", &c.stalled) < 0 || rd_int(j, "snap_ms", &c.snap_ms) < 0 ||
         rd_int32(j, "image_needed", &c.image_needed) < 0 ||
-        rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0) {
+        rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0 ||
+        rd_fixed(j, "direct_key", c.direct_key, sizeof(c.direct_key), false) < 0 ||
+        rd_fixed(j, "direct_pub", c.direct_pub, sizeof(c.direct_pub), false) < 0) {
         free(zonecfg);
         return MIG_EPARSE;
     }

@@ -118,6 +118,13 @@ struct mig_job_ctx {
     int64_t snap_ms;      /* when the last round's snapshot was taken (write rate) */
     int64_t write_bytes_s; /* the VM's write rate as the last round measured it, -1 */
     char target_request[256]; /* the target as the operator named it ("" to place) */
+    /*
+     * Direct transfer: the job's own ed25519 key pair (made in prepare,
+     * placed on both CNs, wiped when the job's key is removed).  The record
+     * holding it is the 0600 database's, never shown by the API.
+     */
+    char direct_key[512];  /* the private key file's text, "" when none */
+    char direct_pub[72];   /* the public key's base64, "" when none */
     char activity[256];   /* what the job does or waits for now, for watchers; "" when idle */
 };
 

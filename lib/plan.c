@@ -178,6 +178,34 @@ static const struct mig_action_def SWITCH_VERIFY = {
     "switch.verify", API, "VMAPI and NAPI both name the target", MIG_ACT_FORWARD | MIG_ACT_READ,
     NULL, NULL, act_verify_target, NULL};
 
+/*
+ * Direct transfer (cn-commands.md): the job's own key, authorized on the
+ * target for the receive only and given to the source with the target's
+ * host keys; undone on failure and removed in the cleanup after a switch.
+ */
+static bool is_direct(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return mig_job_direct(job);
+}
+static const struct mig_action_def DIRECT[] = {
+    {"prepare.direct_key", LOCAL, "ssh-keygen: the job's own ed25519 key pair", 0, is_direct,
+     NULL, act_direct_key, act_direct_forget},
+    {"prepare.direct_target", DST,
+     "authorized_keys: the job's key, from the source's IP, for zfs receive only", 0, is_direct,
+     NULL, act_direct_authorize, act_direct_unauthorize},
+    {"prepare.direct_source", SRC, "/var/tmp/migd-JOB: the job's key and the target's host keys",
+     0, is_direct, NULL, act_direct_source, act_direct_source_remove},
+};
+static const struct mig_action_def DIRECT_END[] = {
+    {"cleanup.direct_source", SRC, "rm -rf /var/tmp/migd-JOB: the job's key", MIG_ACT_FORWARD,
+     is_direct, NULL, act_direct_source_remove, NULL},
+    {"cleanup.direct_target", DST, "authorized_keys: the job's line removed", MIG_ACT_FORWARD,
+     is_direct, NULL, act_direct_unauthorize, NULL},
+    {"cleanup.direct_key", LOCAL, "the job's key forgotten", MIG_ACT_FORWARD, is_direct, NULL,
+     act_direct_forget, NULL},
+};
+
 /* cleanup after the switch */
 static const struct mig_action_def CLEANUP[] = {
     {"cleanup.snapshots_source", SRC, "zfs destroy the job's snapshots but the final one",
@@ -273,7 +301,7 @@ static const struct {
     {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
     {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
-    {STAGE, N(STAGE)},
+    {STAGE, N(STAGE)},             {DIRECT, N(DIRECT)},     {DIRECT_END, N(DIRECT_END)},
     {&SWITCH_VERIFY, 1},           {CLEANUP, N(CLEANUP)},   {&RESTORE_IP, 1},
     {RETURN_HEAD, N(RETURN_HEAD)}, {&RETURN_SNAPSHOT, 1},   {&RETURN_SEND, 1},
     {&RETURN_PRESNAPSHOT, 1},      {&RETURN_PRESEND, 1},    {RETURN_STOP, N(RETURN_STOP)},
@@ -352,6 +380,7 @@ void mig_plan_prepare(const struct mig_job *job, struct mig_plan *p)
     add_per_nic(p, job, &READ_IP, MIG_PHASE_PREPARE);
     add_per_nic(p, job, &RESERVE_IP, MIG_PHASE_PREPARE);
     add(p, &IMPORT_IMAGE, MIG_PHASE_PREPARE, -1, -1);
+    add_all(p, DIRECT, N(DIRECT), MIG_PHASE_PREPARE);
 }
 
 void mig_plan_round(const struct mig_job *job, int round, struct mig_plan *p)
@@ -378,6 +407,7 @@ void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
 void mig_plan_cleanup(const struct mig_job *job, struct mig_plan *p)
 {
     p->n = 0;
+    add_all(p, DIRECT_END, N(DIRECT_END), MIG_PHASE_CLEANUP);
     add_all(p, CLEANUP, N(CLEANUP), MIG_PHASE_CLEANUP);
     add_per_nic(p, job, &RESTORE_IP, MIG_PHASE_CLEANUP);
 }

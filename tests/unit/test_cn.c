@@ -485,6 +485,46 @@ static void test_direct_transfer_commands(void **state)
     assert_null(mig_cmd_zfs_send_direct(&d));
 }
 
+static void test_send_progress(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(mig_parse_zfs_nicenum("512", &v), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(mig_parse_zfs_nicenum("4.50K", &v), 0);
+    assert_int_equal(v, 4608);
+    assert_int_equal(mig_parse_zfs_nicenum("1.23G", &v), 0);
+    assert_int_equal(v, (uint64_t)(1.23 * 1073741824.0));
+    assert_int_equal(mig_parse_zfs_nicenum("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(mig_parse_zfs_nicenum("12X", &v), MIG_EPARSE);
+    assert_int_equal(mig_parse_zfs_nicenum("-1K", &v), MIG_EPARSE);
+    assert_int_equal(mig_parse_zfs_nicenum("", &v), MIG_EPARSE);
+    assert_int_equal(mig_parse_zfs_nicenum("99999E", &v), MIG_EPARSE);
+
+    /* illumos zfs send -R -v -I: the estimates, the header, then per-snapshot counts,
+     * in chunks cut anywhere. */
+    const char *text = "send from @a to zones/" VM "@b estimated size is 10.0M\n"
+                       "send from @b to zones/" VM "@c estimated size is 2.00M\n"
+                       "total estimated size is 12.0M\n"
+                       "TIME        SENT   SNAPSHOT\n"
+                       "12:00:01   1.00M   zones/" VM "@b\n"
+                       "12:00:02   6.00M   zones/" VM "@b\n"
+                       "12:00:03   10.0M   zones/" VM "@b\n"
+                       "12:00:04   1.50M   zones/" VM "@c\n";
+    struct mig_send_progress p;
+    memset(&p, 0, sizeof(p));
+    size_t len = strlen(text);
+    for (size_t i = 0; i < len; i += 7)
+        mig_send_progress_feed(&p, text + i, len - i < 7 ? len - i : 7);
+    assert_int_equal(mig_send_progress_bytes(&p), (10 << 20) + (3 << 19));
+    /* Nothing but noise: nothing counted. */
+    memset(&p, 0, sizeof(p));
+    const char *noise = "cannot open 'zones/x': dataset does not exist\n12:00:01 1.0M nosnap\n";
+    mig_send_progress_feed(&p, noise, strlen(noise));
+    assert_int_equal(mig_send_progress_bytes(&p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_parse_guid),
         cmocka_unit_test(test_zonecfg_flags),
         cmocka_unit_test(test_direct_transfer_commands),
+        cmocka_unit_test(test_send_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
