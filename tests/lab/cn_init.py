@@ -4,9 +4,9 @@
 Run as `unshare -m --propagation private python3 cn_init.py --cn-dir D ...`:
 inside its private mount namespace it gives the CN its own zfs-fuse
 (tmpfs lock/socket/cache dirs, a pool `zones` on a file vdev), its own
-/zones, /etc/zones, state dir, root home (/root) and /var/tmp, the emulated
-SmartOS commands on /usr/local/sbin, an OpenSSH sshd on the CN's loopback
-address and the CN's vm-agent (vm_agent.py; restarted if it dies, as SMF
+/zones, /etc/zones, state dir, root home (/root), /var/tmp and ssh client
+configuration, the emulated SmartOS commands on /usr/local/sbin, an OpenSSH
+sshd on the CN's loopback address and the CN's vm-agent (vm_agent.py; restarted if it dies, as SMF
 would).  It writes CN_DIR/ready when all of that answers.  On SIGTERM it
 stops the agent and sshd, exports the pool, stops zfs-fuse and exits; the
 namespace and every mount in it vanish with it.  Nothing it mounts is
@@ -53,6 +53,11 @@ def mount_private_dirs(cn_dir):
         os.makedirs(src, exist_ok=True)
         os.makedirs(dst, exist_ok=True)
         sh('mount', '--bind', src, dst)
+    # the ssh client's configuration on this CN (lab.py writes it: the lab's
+    # sshd port for the other CNs), for `ssh root@DST_IP` of a direct transfer
+    ssh_config = os.path.join(cn_dir, 'ssh_config')
+    if os.path.exists(ssh_config) and os.path.exists('/etc/ssh/ssh_config'):
+        sh('mount', '--bind', ssh_config, '/etc/ssh/ssh_config')
     os.makedirs('/run/sshd', exist_ok=True)
 
 

@@ -7,7 +7,7 @@ the datacenter `lab-1` (seed.py: images, VMs with real data), starts the
 emulated Triton APIs (tritonapi.py) on loopback, and tears all of it down
 again.  System tests, benchmarks and the demo use the Lab class; people use
 
-  lab.py up DIR [--cns N] [--data-mb M] [--ssh-port P]
+  lab.py up DIR [--cns N] [--data-mb M] [--ssh-port P] [--key-type T]
   lab.py down DIR | status DIR | exec DIR CN_N CMD | config DIR
 
 Everything is described in docs/lab.md.
@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 import xml.etree.ElementTree as ET
 
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +34,10 @@ sys.path.insert(0, LAB_DIR)
 import seed  # noqa: E402
 
 CN_INIT = os.path.join(LAB_DIR, 'cn_init.py')
+# ssh-keygen arguments of the head node's identity, by key type; RSA in PEM
+# form, which libssh2 reads everywhere
+KEY_TYPES = {'ed25519': ['-t', 'ed25519'], 'ecdsa': ['-t', 'ecdsa', '-b', '256'],
+             'rsa': ['-t', 'rsa', '-b', '3072', '-m', 'PEM']}
 TRITONAPI = os.environ.get('LAB_TRITONAPI', os.path.join(LAB_DIR, 'tritonapi.py'))
 CN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 API_NAMES = ('vmapi', 'cnapi', 'napi', 'imgapi')
@@ -110,16 +115,26 @@ def port_free(ip, port):
 class Lab:
     """A running (or runnable) lab in workdir; see docs/lab.md."""
 
-    def __init__(self, workdir, cns=3, ssh_port=22, data_mb=4, seed=True):
+    def __init__(self, workdir, cns=3, ssh_port=22, data_mb=4, seed=True, key_type='ed25519',
+                 accept_ssh_rsa=None):
+        """key_type: the head node's identity, 'ed25519' (default), 'ecdsa' or
+        'rsa'.  accept_ssh_rsa: whether the CNs' sshd accepts RSA signatures
+        made with SHA-1 (`PubkeyAcceptedAlgorithms +ssh-rsa`, which libssh2
+        1.10 needs for an RSA key); default: only with an RSA identity.
+        False with key_type='rsa' is a stock OpenSSH 8.8+ refusing that key."""
+        if key_type not in KEY_TYPES:
+            raise LabError('key_type must be one of %s' % ', '.join(sorted(KEY_TYPES)))
         self.workdir = os.path.abspath(workdir)
         self.ncns = cns
         self.ssh_port = ssh_port
         self.data_mb = data_mb
         self.seed = seed
+        self.key_type = key_type
+        self.accept_ssh_rsa = key_type == 'rsa' if accept_ssh_rsa is None else accept_ssh_rsa
         self.pdeathsig = True  # the CLI clears it: its lab outlives the command
         self.cns = [CN(n, self.workdir) for n in range(1, cns + 1)]
         self.vms = {}
-        self.identity = os.path.join(self.workdir, 'hn_id_rsa')
+        self.identity = os.path.join(self.workdir, 'hn_id_' + key_type)
         self.known_hosts = os.path.join(self.workdir, 'known_hosts')
         self.api_urls = {}
         self.api_pid = None
@@ -225,8 +240,8 @@ class Lab:
 
     def _make_keys(self):
         if not os.path.exists(self.identity):
-            _run(['ssh-keygen', '-q', '-t', 'rsa', '-b', '3072', '-m', 'PEM', '-N', '',
-                  '-C', 'migd-lab-headnode', '-f', self.identity])
+            _run(['ssh-keygen', '-q'] + KEY_TYPES[self.key_type] +
+                 ['-N', '', '-C', 'migd-lab-headnode', '-f', self.identity])
         shutil.copy(self.identity + '.pub', os.path.join(self.workdir, 'authorized_keys'))
         lines = []
         for cn in self.cns:
@@ -238,22 +253,43 @@ class Lab:
             host = cn.ip if self.ssh_port == 22 else '[%s]:%d' % (cn.ip, self.ssh_port)
             lines.append('%s %s %s\n' % (host, kind, blob))
             self._write_sshd_config(cn, key)
+            self._write_ssh_config(cn)
         with open(self.known_hosts, 'w') as f:
             f.writelines(lines)
 
     def _write_sshd_config(self, cn, host_key):
         # the lab's fixed file, and root's own ~/.ssh/authorized_keys (the CN's
-        # /root, see cn_init.py), as a SmartOS sshd reads it
+        # /root, see cn_init.py), as a SmartOS sshd reads it; the signature
+        # algorithms are OpenSSH's defaults (no ssh-rsa) unless the lab is
+        # asked to accept ssh-rsa
         conf = ['ListenAddress %s:%d' % (cn.ip, self.ssh_port), 'HostKey ' + host_key,
                 'AuthorizedKeysFile %s .ssh/authorized_keys'
                 % os.path.join(self.workdir, 'authorized_keys'),
                 'PermitRootLogin prohibit-password', 'PasswordAuthentication no',
                 'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no',
-                'PubkeyAcceptedAlgorithms +ssh-rsa', 'MaxStartups 100:30:200',
+                'MaxStartups 100:30:200',
                 'MaxSessions 100', 'PidFile ' + os.path.join(cn.dir, 'sshd.pid'),
                 'LogLevel ERROR', 'PrintMotd no', 'UseDNS no']
+        if self.accept_ssh_rsa:
+            conf.append('PubkeyAcceptedAlgorithms +ssh-rsa')
         with open(os.path.join(cn.dir, 'sshd_config'), 'w') as f:
             f.write('\n'.join(conf) + '\n')
+
+    def _write_ssh_config(self, cn):
+        """The CN's own /etc/ssh/ssh_config (cn_init.py binds it there): the
+        system's, and, when the lab's sshd do not listen on 22, that port for
+        the other CNs' addresses, so that `ssh root@DST_IP` run on a CN (direct
+        transfer) reaches the target's sshd as it would on port 22."""
+        try:
+            with open('/etc/ssh/ssh_config') as f:
+                system = f.read()
+        except FileNotFoundError:
+            system = ''
+        extra = ''
+        if self.ssh_port != 22:
+            extra = 'Host %s\n    Port %d\n' % (' '.join(c.ip for c in self.cns), self.ssh_port)
+        with open(os.path.join(cn.dir, 'ssh_config'), 'w') as f:
+            f.write(extra + system)
 
     def _start_cns(self):
         for cn in self.cns:
@@ -272,9 +308,12 @@ class Lab:
                        alive=lambda: proc.poll() is None)
 
     def _pool_size(self):
-        """Sparse vdev size: 2 GiB plus room for every VM's data, copies and
-        snapshots several times over (a sparse file costs only what is written)."""
-        return (2 << 30) + (int(self.data_mb * 32) << 20)
+        """Sparse vdev size: 64 GiB, for the space the HVM disks reserve (each
+        disk's refreservation is its size, 5-10 GiB; bhyve0 reserves 20 GiB),
+        on the source and again on a target, plus room for every VM's data,
+        copies and snapshots several times over (a sparse file costs only
+        what is written)."""
+        return (64 << 30) + (int(self.data_mb * 32) << 20)
 
     def _spawn(self, argv, log_path):
         with open(log_path, 'ab') as log:
@@ -395,6 +434,7 @@ class Lab:
             'vms': {a: dict(v, cn=v['cn'].n if v['cn'] else None) for a, v in self.vms.items()},
             'api_urls': self.api_urls, 'api_pid': self.api_pid,
             'identity': self.identity, 'known_hosts': self.known_hosts,
+            'key_type': self.key_type, 'accept_ssh_rsa': self.accept_ssh_rsa,
             'datacenter': seed.DATACENTER, 'admin_uuid': seed.ADMIN_UUID,
             'headnode_uuid': seed.HEADNODE_UUID,
         }
@@ -406,7 +446,9 @@ class Lab:
         if state is None:
             raise LabError('no lab.json in %s: is a lab up there?' % workdir)
         lab = cls(workdir, cns=len(state['cns']), ssh_port=state['ssh_port'],
-                  data_mb=state['data_mb'], seed=False)
+                  data_mb=state['data_mb'], seed=False,
+                  key_type=state.get('key_type', 'ed25519'),
+                  accept_ssh_rsa=state.get('accept_ssh_rsa'))
         for cn, rec in zip(lab.cns, state['cns']):
             cn.pid = rec['pid']
         lab.api_pid = state['api_pid']
@@ -570,6 +612,21 @@ class Lab:
                 cfg[key] = value
         return cfg
 
+    def snapshot_checksums(self, cn, snapshot):
+        """{relative path: sha256} of the files in a snapshot (DATASET@NAME) on
+        cn, whatever its dataset: a delegated dataset is zoned=on, which the
+        global zone never mounts.  The snapshot is sent without its
+        properties into a scratch dataset, read and destroyed."""
+        if not re.match(r'^zones/[A-Za-z0-9_.:/-]+@[A-Za-z0-9_.:-]+$', snapshot):
+            raise LabError('not a snapshot of the zones pool: %r' % snapshot)
+        scratch = 'zones/lab-read-%s' % uuid.uuid4().hex
+        self.cn_run(cn, '/usr/sbin/zfs send %s | /usr/sbin/zfs receive %s'
+                    % (_sh_quote(snapshot), scratch), timeout=300)
+        try:
+            return self.file_checksums(cn, '/' + scratch)
+        finally:
+            self.cn_run(cn, 'zfs destroy -r %s' % scratch)
+
     def file_checksums(self, cn, dataset_mountpoint):
         """{relative path: sha256} of every file under a mountpoint in cn."""
         out = self.cn_run(cn, 'cd %s && find . -type f -print0 | sort -z | '
@@ -677,7 +734,8 @@ def _sh_quote(s):
 
 def cli_up(args):
     lab = Lab(args.dir, cns=args.cns, ssh_port=args.ssh_port, data_mb=args.data_mb,
-              seed=not args.no_seed)
+              seed=not args.no_seed, key_type=args.key_type,
+              accept_ssh_rsa=True if args.accept_ssh_rsa else None)
     lab.pdeathsig = False
     lab.up()
     print('lab up in %.1fs: %d CNs, %d VMs, APIs %s' % (
@@ -724,6 +782,10 @@ def main(argv=None):
     p.add_argument('--data-mb', type=float, default=4)
     p.add_argument('--ssh-port', type=int, default=22)
     p.add_argument('--no-seed', action='store_true', help='reuse DIR\'s pools and dc.json')
+    p.add_argument('--key-type', choices=sorted(KEY_TYPES), default='ed25519',
+                   help='the head node identity (default ed25519)')
+    p.add_argument('--accept-ssh-rsa', action='store_true',
+                   help='let sshd accept SHA-1 RSA signatures (default: only with --key-type rsa)')
     p.set_defaults(func=cli_up)
     for name, func, help_ in (('down', cli_down, 'stop the lab in DIR'),
                               ('status', cli_status, 'CNs and their VMs')):

@@ -45,17 +45,17 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 4.0  # sdc-vm-agent: 0.5 s doubling to 30 s
 
 def load_zones():
     """({uuid: vmadm-get object} of visible zones, {uuids of hidden zones}),
-    with every zone's quota from one `zfs get`."""
+    with every zone's quota and refquota from one `zfs get`."""
     zones = list(smartos.indexed_zones())
     datasets = [zone.props.get('zonepath', '/zones/' + zone.name).lstrip('/')
                 for _, zone in zones]
     quotas = {}
     if datasets:
-        p = smartos.run([smartos.REAL_ZFS, 'get', '-H', '-p', '-o', 'name,value', 'quota']
-                        + datasets)
+        p = smartos.run([smartos.REAL_ZFS, 'get', '-H', '-p', '-o', 'name,property,value',
+                         'quota,refquota'] + datasets)
         for line in p.stdout.splitlines():
-            name, _, value = line.partition('\t')
-            quotas[name] = int(value) if value.isdigit() else 0
+            name, prop, value = (line.split('\t') + ['', ''])[:3]
+            quotas[(name, prop)] = int(value) if value.isdigit() else 0
     visible, hidden = {}, set()
     for _, zone in zones:
         if smartos.is_hidden(zone):

@@ -41,9 +41,11 @@ def ssh_pipe(lab, src, send_cmd, dst, recv_cmd):
 
 
 def top_datasets(vm):
-    """What must be sent: the zone dataset, and for KVM its disks beside it."""
+    """What must be sent: the zone dataset, and for KVM its disks beside it
+    (kvm0 has two: a clone of the image, and an empty data disk)."""
     u = vm['uuid']
-    return ['zones/' + u] + (['zones/%s-disk0' % u] if vm['brand'] == 'kvm' else [])
+    return ['zones/' + u] + (['zones/%s-disk0' % u, 'zones/%s-disk1' % u]
+                             if vm['brand'] == 'kvm' else [])
 
 
 def vm_get(lab, cn, u):
@@ -105,6 +107,10 @@ def test_manual_migration(lab, alias, target):
     src, dst = vm['cn'], lab.cns[target - 1]
     assert vm['state'] == 'running' and src is not dst
     before = vm_get(lab, src, vm['uuid'])
+    # every disk beside the zone dataset is sent (a bhyve disk is below it: -R)
+    assert [d['zfs_filesystem'] for d in before.get('disks', [])
+            if not d['zfs_filesystem'].startswith('zones/%s/' % vm['uuid'])] == \
+        top_datasets(vm)[1:]
     try:
         migrate_by_hand(lab, vm, dst)
         after = vm_get(lab, dst, vm['uuid'])
@@ -125,3 +131,4 @@ def test_manual_migration(lab, alias, target):
         put_back(lab, vm, dst)
     assert vm_get(lab, src, vm['uuid'])['state'] == 'running'
     assert ssh(lab, dst, 'vmadm get %s' % vm['uuid'], check=False).returncode == 1
+

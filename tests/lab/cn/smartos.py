@@ -2,8 +2,8 @@
 """Emulated SmartOS commands for the migd test lab's compute nodes.
 
 One script, dispatched on the name it is called by (vmadm, zoneadm, zonecfg,
-imgadm, sysinfo, svcadm, and the `zfs`/`zpool` fronts that translate illumos
-flags for zfs-fuse).  It follows /work/shared/spec/cn-commands.md and keeps
+imgadm, sysinfo, svcadm, the `zfs`/`zpool` fronts that translate illumos
+flags for zfs-fuse, and a `sed` front that parses options as illumos' sed).  It follows /work/shared/spec/cn-commands.md and keeps
 all state where a SmartOS CN keeps it:
 
   /etc/zones/index, /etc/zones/UUID.xml   zone configuration (illumos format)
@@ -616,11 +616,23 @@ def check_uuid(name, prog):
 # ---------------------------------------------------------------- vmadm
 
 def zone_datasets(zone):
-    """The VM's datasets: zonepath dataset and, for HVM, the disks'."""
+    """The VM's datasets: zonepath dataset, for HVM the disks', and the
+    datasets delegated to it (zonecfg `dataset` resources)."""
     ds = [zone.props.get('zonepath', '/zones/' + zone.name).lstrip('/')]
     for d in disk_resources(zone):
         ds.append(d['zfs_filesystem'])
-    return ds
+    return ds + delegated_datasets(zone)
+
+
+def delegated_datasets(zone):
+    """The names of the zone's `dataset` resources (vmadm's `datasets`)."""
+    return [r['props'].get('name') for r in zone.of_type('dataset') if r['props'].get('name')]
+
+
+def quota_property(zone):
+    """The ZFS property vmadm reports as `quota`: the zone dataset's quota,
+    but its refquota for bhyve (vmadm(8), VM.js setQuotaBhyve())."""
+    return 'refquota' if zone.props.get('brand') == 'bhyve' else 'quota'
 
 
 def disk_resources(zone):
@@ -629,16 +641,18 @@ def disk_resources(zone):
         match = r['props'].get('match', '')
         fs = re.sub(r'^/dev/zvol/r?dsk/', '', match)
         p = r['properties']
-        out.append({'path': match, 'zfs_filesystem': fs, 'zpool': POOL,
-                    'boot': p.get('boot') == 'true', 'media': p.get('media', 'disk'),
-                    'model': p.get('model', 'virtio'),
-                    'size': int(p.get('size', 0)), 'image_uuid': p.get('image-uuid'),
-                    'image_size': int(p.get('image-size', 0))})
+        disk = {'path': match, 'zfs_filesystem': fs, 'zpool': POOL,
+                'boot': p.get('boot') == 'true', 'media': p.get('media', 'disk'),
+                'model': p.get('model', 'virtio'), 'size': int(p.get('size', 0))}
+        if p.get('image-uuid'):  # a disk made empty (a data disk) has neither
+            disk['image_uuid'] = p['image-uuid']
+            disk['image_size'] = int(p.get('image-size', 0))
+        out.append(disk)
     return out
 
 
-def zfs_quota_gib(dataset):
-    p = run([REAL_ZFS, 'get', '-H', '-p', '-o', 'value', 'quota', dataset])
+def zfs_quota_gib(dataset, prop='quota'):
+    p = run([REAL_ZFS, 'get', '-H', '-p', '-o', 'value', prop, dataset])
     if p.returncode != 0:
         return 0
     return int(p.stdout.strip() or 0) >> 30
@@ -652,6 +666,8 @@ def vm_nics(zone):
                'nic_tag': pr.get('global-nic'), 'vlan_id': int(pr.get('vlan-id', 0)),
                'ip': p.get('ip'), 'netmask': p.get('netmask'), 'gateway': p.get('gateway'),
                'network_uuid': p.get('network_uuid')}
+        if p.get('mtu', '').isdigit():
+            nic['mtu'] = int(p['mtu'])
         if p.get('primary') == 'true':
             nic['primary'] = True
         nics.append(nic)
@@ -665,8 +681,9 @@ def config_json(zonepath, name, default):
 def vm_object(zone, quotas=None):
     """`vmadm get`: derived from the zone config, datasets and runtime.
 
-    quotas: {dataset: quota in bytes} when the caller (the vm-agent) read
-    them all with one `zfs get`; otherwise this zone's quota is read alone."""
+    quotas: {(dataset, property): bytes} of `quota` and `refquota` when the
+    caller (the vm-agent) read them all with one `zfs get`; otherwise this
+    zone's quota is read alone."""
     a = zone.attrs()
     zonepath = zone.props.get('zonepath', '/zones/' + zone.name)
     brand = zone.props.get('brand', 'joyent')
@@ -684,8 +701,8 @@ def vm_object(zone, quotas=None):
         'zonepath': zonepath, 'zfs_filesystem': zonepath.lstrip('/'), 'zpool': POOL,
         'server_uuid': sysinfo().get('UUID'),
         'ram': ram, 'max_physical_memory': ram,
-        'quota': (zfs_quota_gib(zonepath.lstrip('/')) if quotas is None
-                  else quotas.get(zonepath.lstrip('/'), 0) >> 30),
+        'quota': (zfs_quota_gib(zonepath.lstrip('/'), quota_property(zone)) if quotas is None
+                  else quotas.get((zonepath.lstrip('/'), quota_property(zone)), 0) >> 30),
         'nics': vm_nics(zone),
         'tags': config_json(zonepath, 'tags.json', {}),
         'customer_metadata': meta.get('customer_metadata', {}),
@@ -695,6 +712,12 @@ def vm_object(zone, quotas=None):
         obj['disks'] = disk_resources(zone)
     else:
         obj['image_uuid'] = a.get('dataset-uuid')
+    if 'docker' in a:  # proptable.js: zone.attr.docker, utils.fixBoolean
+        obj['docker'] = a['docker'] == 'true'
+    if delegated_datasets(zone):
+        # VM.js loads `datasets` from the zone's dataset resources; the
+        # `delegate_dataset` flag is a creation payload key, never in `vmadm get`
+        obj['datasets'] = delegated_datasets(zone)
     if a.get('do-not-inventory'):
         obj['do_not_inventory'] = a.get('do-not-inventory') == 'true'
     return obj
@@ -762,6 +785,11 @@ def vmadm_start(uuid):
         if not zfs_exists(ds):
             raise Fail('Unable to start VM %s: dataset %s does not exist' % (uuid, ds))
     zfs_mount(zone_datasets(zone)[0])
+    for ds in delegated_datasets(zone):
+        # zoneadmd's validate_datasets() at boot: a delegated dataset is
+        # zoned=on from then on (the global zone no longer mounts it)
+        if run([REAL_ZFS, 'get', '-H', '-o', 'value', 'zoned', ds]).stdout.strip() != 'on':
+            run([REAL_ZFS, 'set', 'zoned=on', ds], check=True)
     zone.props['autoboot'] = 'true'
     save_zone(zone)
     set_running(uuid, True)
@@ -1173,6 +1201,85 @@ def front_zpool(args):
     sys.exit(p.returncode)
 
 
+# ---------------------------------------------------------------- sed
+#
+# The CN's /usr/bin/sed is illumos' (usr/src/cmd/sed/main.c, derived from
+# FreeBSD's): getopt "EI:ae:f:i:lnr", so -i and -I TAKE the backup extension
+# as their argument, the next word.  `sed -i '/x/d' FILE` (GNU's in-place
+# edit) there reads '/x/d' as the extension and FILE as the script: it fails
+# to compile it (exit 1) and changes nothing; cn-commands.md therefore edits
+# through a temp file and mv.  This front parses the options as illumos does
+# and runs GNU sed (/bin/sed) with their GNU equivalents: -E/-r -E, -n, -e,
+# -f, -l (line buffered) -u, -a (delayed w files) nothing, -i EXT / -I EXT
+# --in-place=EXT (EXT '' : no backup).  The script language is GNU's.
+
+REAL_SED = '/bin/sed'
+SED_USAGE = ('usage: sed script [-Ealn] [-i extension] [file ...]\n'
+             '       sed [-Ealn] [-i extension] [-e script] ... [-f script_file] ... [file ...]')
+
+
+def sed_getopt(args, optstring):
+    """POSIX getopt(3): [(letter, value or None)], operands; Fail as illumos'
+    getopt and usage() do on an unknown option or a missing argument."""
+    opts, i = [], 0
+    while i < len(args):
+        word = args[i]
+        if word == '--':
+            i += 1
+            break
+        if not word.startswith('-') or word == '-':
+            break
+        j = 1
+        while j < len(word):
+            letter = word[j]
+            at = optstring.find(letter)
+            if at < 0 or letter == ':':
+                raise Fail('sed: illegal option -- %s\n%s' % (letter, SED_USAGE))
+            if optstring[at + 1:at + 2] == ':':
+                if j + 1 < len(word):
+                    opts.append((letter, word[j + 1:]))
+                elif i + 1 < len(args):
+                    i += 1
+                    opts.append((letter, args[i]))
+                else:
+                    raise Fail('sed: option requires an argument -- %s\n%s'
+                               % (letter, SED_USAGE))
+                break
+            opts.append((letter, None))
+            j += 1
+        i += 1
+    return opts, args[i:]
+
+
+def sed_main(args):
+    opts, operands = sed_getopt(args, 'EI:ae:f:i:lnr')
+    gnu, inplace, scripted = [], None, False
+    for letter, value in opts:
+        if letter in 'Er':
+            gnu.append('-E')
+        elif letter in 'nef':
+            gnu += ['-' + letter] + ([value] if value is not None else [])
+            scripted = scripted or letter in 'ef'
+        elif letter == 'l':
+            gnu.append('-u')
+        elif letter in 'iI':
+            inplace = value
+    if not scripted and operands:
+        gnu += ['-e', operands[0]]
+        operands = operands[1:]
+    if inplace is not None:
+        if not operands:
+            # illumos compiles the script first, then refuses stdin
+            p = subprocess.run(['sed', '-n'] + gnu, executable=REAL_SED,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise Fail(p.stderr.rstrip('\n'))
+            raise Fail('sed: -I or -i may not be used with stdin')
+        gnu.insert(0, '--in-place=' + inplace)
+    rc = subprocess.call(['sed'] + gnu + ['--'] + operands, executable=REAL_SED)
+    sys.exit(1 if rc else 0)
+
+
 # ---------------------------------------------------------------- injected faults
 #
 # /var/lib/lab-cn/faults.json holds rules that the lab (Lab.cn_fault,
@@ -1265,7 +1372,7 @@ def sysinfo_main(args):
 
 COMMANDS = {'vmadm': vmadm_main, 'zoneadm': zoneadm_main, 'zonecfg': zonecfg_main,
             'imgadm': imgadm_main, 'svcadm': svcadm_main, 'sysinfo': sysinfo_main,
-            'zfs': front_zfs, 'zpool': front_zpool}
+            'zfs': front_zfs, 'zpool': front_zpool, 'sed': sed_main}
 
 
 LOCKED = ('zonecfg', 'zoneadm')
