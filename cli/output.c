@@ -680,6 +680,9 @@ void out_plan(FILE *f, json_t *plan)
     fprintf(f, "  mode      %s: %s\n", mode, words);
     transfer_words(plan, line, sizeof(line));
     fprintf(f, "  transfer  %s\n", line);
+    const char *note = json_string_value(json_object_get(plan, "transfer_note"));
+    if (note != NULL)
+        fprintf(f, "            %s\n", note);
     fprintf(f, "  source    %s\n", cleanup_words(plan));
     size_t i;
     json_t *d;

@@ -50,6 +50,7 @@ struct submission {
     struct mig_job *job; /* owned until saved or refused */
     struct exec *x;
     struct mig_submit sub;
+    char transfer_note[200]; /* why a job that asked for direct runs through the relay */
     engine_submit_cb cb;
     void *arg;
     struct submission *next;
@@ -922,19 +923,14 @@ static void on_submit_finished(void *owner, int err)
         refusal.rule = "InternalError";
         snprintf(refusal.message, sizeof(refusal.message), "the database cannot be read");
         err = MIG_EDB;
-    } else if (err == 0 && strcmp(job->transfer, "direct") == 0) {
-        /* Never a silent relay for a job that asked for direct. */
-        refusal.rule = "TransferNotSupported";
-        snprintf(refusal.message, sizeof(refusal.message),
-                 "transfer mode direct is not available in this migd yet; use relay "
-                 "(migctl migrate --transfer relay, or transfer.mode relay)");
-        err = MIG_EREFUSED;
     } else if (err != 0) {
         refusal.rule = s->sub.a.err_code;
         snprintf(refusal.message, sizeof(refusal.message), "%s", s->sub.a.err_msg);
         err = MIG_EREFUSED;
     } else {
         plan = mig_submit_plan(&s->sub, job->limit_mbps);
+        if (s->transfer_note[0] != '\0')
+            json_object_set_new(plan, "transfer_note", json_string(s->transfer_note));
         if (!job->dry_run) {
             job->created = mig_now_ms();
             int rc = mig_store_job_save(e->d->store, job);
@@ -948,6 +944,8 @@ static void on_submit_finished(void *owner, int err)
                 jlog(job, MIG_LOG_INFO, "job %s queued: %s (%s) from %s to %s, mode %s", job->uuid,
                      job->vm_uuid, job->vm_alias, job->source_hostname, job->target_hostname,
                      mig_mode_name(job->mode));
+                if (s->transfer_note[0] != '\0')
+                    jlog(job, MIG_LOG_INFO, "%s", s->transfer_note);
             }
         }
     }
@@ -1002,6 +1000,19 @@ int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg
     if (target != NULL)
         snprintf(job->ctx.target_request, sizeof(job->ctx.target_request), "%s", target);
     struct submission *s = mig_calloc(1, sizeof(*s));
+    /*
+     * A stock SmartOS global zone has no rate-limiting pipe: a direct stream
+     * cannot be held to a cap, so a capped job runs through the relay, and
+     * says so (never silently).
+     */
+    int cap = job->limit_mbps > 0 ? job->limit_mbps : e->d->cfg->limits.cn_mbps;
+    if (strcmp(job->transfer, "direct") == 0 && cap > 0) {
+        snprintf(job->transfer, sizeof(job->transfer), "relay");
+        snprintf(s->transfer_note, sizeof(s->transfer_note),
+                 "direct transfer asked, but the stream is capped at %d Mbit/s (%s): it runs "
+                 "through the relay, since a SmartOS global zone has no rate-limiting pipe",
+                 cap, job->limit_mbps > 0 ? "the job's limit" : "limits.cn_mbps");
+    }
     s->e = e;
     s->job = job;
     s->cb = cb;

@@ -270,7 +270,7 @@ static void drive(struct exec *x)
         return;
     }
     struct mig_op *op = &x->cur->op;
-    if (op->kind == MIG_OP_RELAY) {
+    if (op->kind == MIG_OP_RELAY || op->progress) {
         x->relay_base = (uint64_t)x->job->progress.bytes_sent;
         x->relay_started_ms = mig_now_ms();
     }
@@ -558,7 +558,7 @@ static void on_op_done(void *owner, const struct mig_result *res)
         break;
     }
     x->op_ms += mig_now_ms() - x->op_started_ms;
-    if (x->cur->op.kind == MIG_OP_RELAY) {
+    if (x->cur->op.kind == MIG_OP_RELAY || x->cur->op.progress) {
         x->streamed += res->bytes;
         x->job->progress.bytes_sent = (int64_t)(x->relay_base + res->bytes);
     }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cn.h"
 #include "err.h"
 #include "log.h"
 #include "ops.h"
@@ -99,6 +100,15 @@ static void fail_later(struct ops *o, int err, const char *detail)
 static void on_ssh_done(void *arg, const struct mig_ssh_result *r)
 {
     struct ops *o = arg;
+    if (o->stream && r->err != NULL) {
+        /* A stream's bytes as zfs send -v counted them (the lines at the end, at least). */
+        struct mig_send_progress p;
+        memset(&p, 0, sizeof(p));
+        mig_send_progress_feed(&p, r->err, r->err_len);
+        o->res.bytes = mig_send_progress_bytes(&p);
+        if (!o->closing && o->progress != NULL && o->res.bytes > 0)
+            o->progress(o->owner, o->res.bytes);
+    }
     o->res.err = r->err_code;
     o->res.exit_status = r->exit_status;
     o->out = copy_text(r->out != NULL ? r->out : "", r->out != NULL ? r->out_len : 0);
@@ -174,9 +184,13 @@ void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job
             snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
             break;
         }
-        mig_log(MIG_LOG_DEBUG, jid, job->vm_uuid, "ssh %s: %s", host, op->cmd);
+        /* A stream (a direct send) runs as long as its data takes. */
+        o->stream = op->progress;
+        mig_log(op->progress ? MIG_LOG_INFO : MIG_LOG_DEBUG, jid, job->vm_uuid, "ssh %s: %s",
+                host, op->cmd);
         rc = mig_ssh_exec(o->d->ssh, host, op->cmd, op->input,
-                          op->input != NULL ? strlen(op->input) : 0, 600, on_ssh_done, o);
+                          op->input != NULL ? strlen(op->input) : 0, op->progress ? 0 : 600,
+                          on_ssh_done, o);
         if (rc != 0)
             snprintf(detail, sizeof(detail), "ssh %s: %s", host, mig_strerror(rc));
         break;

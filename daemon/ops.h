@@ -28,6 +28,7 @@ struct ops {
     bool deliver;             /* the timer delivers res (an op that could not start) */
     bool closing;
     bool unsaved;             /* the job is not in the store yet: log without its uuid */
+    bool stream;              /* the SSH op is a direct send: its stderr says its progress */
     void (*on_closed)(void *arg);
     void *closed_arg;
     struct mig_result res; /* the last result; its strings below live until the next op */

@@ -123,6 +123,7 @@ typedef int (*mig_act_fn)(struct mig_act *a);
 #define MIG_ACT_FORWARD 0x2u  /* after the point of no return: retried until it succeeds, never undone */
 #define MIG_ACT_READ 0x4u     /* reads only: acting again is the probe */
 #define MIG_ACT_BEST_EFFORT 0x8u /* its undo may fail without stopping the undo walk (a leftover, never a risk) */
+#define MIG_ACT_REDO 0x10u       /* no probe needed: it first clears what an earlier attempt left */
 
 struct mig_action_def {
     const char *name;  /* "switch.attach_target": phase prefix, then what */

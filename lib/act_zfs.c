@@ -219,6 +219,39 @@ static void newest_of_job(const char *out, const char *ds, const char *prefix, c
 }
 
 /*
+ * Why a direct send failed, in one line: the last line of its stderr that is
+ * not zfs's progress or estimate (those come first and say nothing of the
+ * failure): ssh's refusal, or the receiver's complaint.
+ */
+static void direct_failure(const struct mig_result *res, char *buf, size_t bufsz)
+{
+    if (res->err != 0) {
+        snprintf(buf, bufsz, "%s", res->detail);
+        return;
+    }
+    const char *text = res->errout != NULL ? res->errout : "", *best = NULL;
+    size_t best_len = 0;
+    for (const char *p = text; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        bool noise = len == 0 || (len > 8 && p[2] == ':' && p[5] == ':') ||
+                     strncmp(p, "TIME ", 5) == 0 || strncmp(p, "send from ", 10) == 0 ||
+                     strncmp(p, "full send of ", 13) == 0 ||
+                     strncmp(p, "total estimated size", 20) == 0;
+        if (!noise) {
+            best = p;
+            best_len = len;
+        }
+        p = nl != NULL ? nl + 1 : p + len;
+    }
+    if (best == NULL)
+        snprintf(buf, bufsz, "exit %d", res->exit_status);
+    else
+        snprintf(buf, bufsz, "exit %d: %.*s", res->exit_status, (int)(best_len > 200 ? 200 : best_len),
+                 best);
+}
+
+/*
  * The scratch layout of a send: the base to send from at BASE ("" for a full
  * stream, "@snap" for one of the job's, "pool/IMG@final" for the origin),
  * a resume token at TOKEN.  a->i: 1 when the receiver already holds this
@@ -316,6 +349,31 @@ resume:
                             "incrementally",
                             DS(a), HOST(a, to));
 send:
+    if (from == MIG_SIDE_SOURCE && mig_job_direct(a->job)) {
+        /* Straight from the source to the target, with the job's key (act_direct.c). */
+        struct mig_direct_send d = {.dataset = DS(a),
+                                    .snap = snap,
+                                    .from = BASE(a)[0] != '\0' ? BASE(a) : NULL,
+                                    .job_uuid = a->job->uuid,
+                                    .src_ip = CTX(a)->source_ip,
+                                    .dst_ip = CTX(a)->target_ip,
+                                    .user = a->env->ssh_user,
+                                    .port = a->env->ssh_port,
+                                    .cipher = NULL};
+        mig_act_ssh(a, MIG_SIDE_SOURCE, mig_cmd_zfs_send_direct(&d), NULL);
+        a->op.progress = true;
+        ACT_AWAIT(a);
+        if (!mig_res_ok(a->res)) {
+            char why[300];
+            direct_failure(a->res, why, sizeof(why));
+            rc = mig_act_fail(a, "SendFailed", "sending %s@%s from %s straight to %s: %s", DS(a),
+                              snap, HOST(a, from), HOST(a, to), why);
+            a->transient = a->res->err != -EINVAL && a->res->err != MIG_EHOSTKEY &&
+                           a->res->exit_status != 255;
+            return rc;
+        }
+        return MIG_ACT_DONE;
+    }
     ACT_RELAY(a, from, mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL), to,
               CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
                   ? mig_cmd_zfs_receive_resumable(a->env->pool)

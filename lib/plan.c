@@ -192,10 +192,11 @@ static const struct mig_action_def DIRECT[] = {
     {"prepare.direct_key", LOCAL, "ssh-keygen: the job's own ed25519 key pair", 0, is_direct,
      NULL, act_direct_key, act_direct_forget},
     {"prepare.direct_target", DST,
-     "authorized_keys: the job's key, from the source's IP, for zfs receive only", 0, is_direct,
+     "authorized_keys: the job's key, from the source's IP, for zfs receive only", MIG_ACT_REDO,
+     is_direct,
      NULL, act_direct_authorize, act_direct_unauthorize},
     {"prepare.direct_source", SRC, "/var/tmp/migd-JOB: the job's key and the target's host keys",
-     0, is_direct, NULL, act_direct_source, act_direct_source_remove},
+     MIG_ACT_REDO, is_direct, NULL, act_direct_source, act_direct_source_remove},
 };
 static const struct mig_action_def DIRECT_END[] = {
     {"cleanup.direct_source", SRC, "rm -rf /var/tmp/migd-JOB: the job's key", MIG_ACT_FORWARD,
