@@ -5,10 +5,14 @@ MIGD_DEPS="build-essential cmake pkg-config libuv1-dev libssh2-1-dev
   libcurl4-openssl-dev libjansson-dev libsqlite3-dev libh2o-dev libssl-dev
   libcmocka-dev zfs-fuse openssh-server openssh-client python3 python3-pytest
   util-linux procps fuse3 sqlite3 curl valgrind"
+# The control API's fuzzer (run.sh, MIGD_FUZZ): clang and its libFuzzer,
+# ASan and UBSan runtimes.
+MIGD_FUZZ_DEPS="clang libclang-rt-14-dev"
 
+# migd_install_deps [EXTRA_PACKAGE...]: MIGD_DEPS and the extra packages.
 migd_install_deps() {
     local missing=()
-    for p in $MIGD_DEPS; do
+    for p in $MIGD_DEPS "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
