@@ -1262,6 +1262,126 @@ static void handle_job_watch(struct control *c, h2o_req_t *req, const char *uuid
     watch_flush(w);
 }
 
+/* ---- POST /evacuations, GET /evacuations[/:uuid], GET /estimate ---- */
+
+/* An evacuation or estimate being planned; reference-counted like a submission. */
+struct evac_req {
+    struct control *c;
+    h2o_req_t *req; /* NULL once answered or gone */
+    int status;     /* the answer's status on success */
+};
+
+static void on_evac_req_disposed(void *p)
+{
+    struct evac_req *e = *(struct evac_req **)p;
+    e->req = NULL;
+    h2o_mem_release_shared(e);
+}
+
+static void on_evac_done(void *arg, int err, const char *code, const char *message, json_t *evac)
+{
+    struct evac_req *e = arg;
+    h2o_req_t *req = e->req;
+    e->req = NULL;
+    if (req != NULL) {
+        struct mig_refusal rf = {.rule = code};
+        snprintf(rf.message, sizeof(rf.message), "%s", message != NULL ? message : "");
+        const char *api;
+        if (err == 0) {
+            respond_json(req, e->status, json_incref(evac));
+        } else if (err == MIG_EREFUSED && (api = refusal_unavailable_api(&rf)) != NULL) {
+            respond_error(req, 503, "ServiceUnavailable", "%s is unavailable (%s): %s", api,
+                          code, rf.message);
+        } else if (err == MIG_EREFUSED) {
+            respond_error(req, 409, code != NULL ? code : "Refused", "%s", rf.message);
+        } else {
+            const char *status_code;
+            int status = submit_error_status(err, &status_code);
+            respond_error(req, status, code != NULL ? code : status_code, "%s",
+                          rf.message[0] != '\0' ? rf.message : mig_strerror(err));
+        }
+    }
+    struct control *c = e->c;
+    h2o_mem_release_shared(e);
+    control_maybe_finish(c);
+}
+
+/* A reference for the request's pool and one for the callback. */
+static struct evac_req *evac_req_new(struct control *c, h2o_req_t *req, int status)
+{
+    struct evac_req *e = h2o_mem_alloc_shared(NULL, sizeof(*e), NULL);
+    e->c = c;
+    e->req = req;
+    e->status = status;
+    struct evac_req **guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard),
+                                                   on_evac_req_disposed);
+    *guard = e;
+    h2o_mem_addref_shared(e);
+    return e;
+}
+
+static void handle_evacuate(struct control *c, h2o_req_t *req)
+{
+    json_error_t jerr;
+    json_t *body = req->entity.base != NULL ? json_loadb(req->entity.base, req->entity.len,
+                                                         JSON_REJECT_DUPLICATES, &jerr)
+                                            : NULL;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        respond_error(req, 400, "InvalidContent",
+                      "the body must be a JSON object (server, mode, to, max_parallel, "
+                      "no_reserve, dry_run)");
+        return;
+    }
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 201);
+    int rc = evac_start(c->d, body, on_evac_done, e, err, sizeof(err));
+    json_decref(body);
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e); /* the callback's reference: it will not run */
+        respond_error(req, rc == -EINVAL ? 400 : 500, rc == -EINVAL ? "InvalidArgument" : "InternalError",
+                      "%s", rc == -EINVAL ? err : mig_strerror(rc));
+    }
+}
+
+static void handle_estimate(struct control *c, h2o_req_t *req)
+{
+    struct query_param params[] = {{"of", NULL}, {NULL, NULL}};
+    if (parse_query(req, params) != 0)
+        return;
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 200);
+    int rc = estimate_start(c->d, params[0].value, on_evac_done, e, err, sizeof(err));
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e);
+        respond_error(req, rc == -EINVAL ? 400 : 500, rc == -EINVAL ? "InvalidArgument" : "InternalError",
+                      "%s", rc == -EINVAL ? err : mig_strerror(rc));
+    }
+}
+
+static void handle_evacuation_get(struct control *c, h2o_req_t *req, const char *uuid)
+{
+    if (uuid == NULL) {
+        json_t *all = evac_list_json(c->d);
+        if (all == NULL)
+            return respond_error(req, 500, "DatabaseError", "cannot read the evacuations");
+        return respond_json(req, 200, all);
+    }
+    if (!mig_uuid_valid(uuid)) {
+        char s[ECHO_MAX + 8];
+        echo(uuid, strlen(uuid), s, sizeof(s));
+        return respond_error(req, 400, "InvalidArgument", "\"%s\" is not an evacuation UUID", s);
+    }
+    json_t *rec = mig_store_evac_load(c->d->store, uuid);
+    if (rec == NULL)
+        return respond_error(req, 404, "ResourceNotFound", "no evacuation %s", uuid);
+    json_t *out = evac_json(c->d, rec);
+    json_decref(rec);
+    respond_json(req, 200, out);
+}
+
 /* ---- routing ---- */
 
 /* Splits the normalized path into at most max segments (pool strings); -1 when more. */
@@ -1331,10 +1451,22 @@ static void route(struct control *c, h2o_req_t *req)
             return handle_job_log(c, req, seg[1]);
         }
     }
-    if ((n == 1 || n == 2) && strcmp(seg[0], "evacuations") == 0) {
-        if (n == 1 ? !post : !get)
-            return respond_bad_method(req, n == 1 ? "POST" : "GET, HEAD");
-        return respond_error(req, 501, "NotImplemented", "evacuations are not implemented yet");
+    if (n == 1 && strcmp(seg[0], "evacuations") == 0) {
+        if (get)
+            return handle_evacuation_get(c, req, NULL);
+        if (post)
+            return handle_evacuate(c, req);
+        return respond_bad_method(req, "GET, HEAD, POST");
+    }
+    if (n == 2 && strcmp(seg[0], "evacuations") == 0) {
+        if (!get)
+            return respond_bad_method(req, "GET, HEAD");
+        return handle_evacuation_get(c, req, seg[1]);
+    }
+    if (n == 1 && strcmp(seg[0], "estimate") == 0) {
+        if (!get)
+            return respond_bad_method(req, "GET, HEAD");
+        return handle_estimate(c, req);
     }
     char path[ECHO_MAX + 8];
     echo(req->path_normalized.base, req->path_normalized.len, path, sizeof(path));

@@ -32,6 +32,7 @@ struct migd {
     struct control *control;
     int64_t started_ms;
     const struct ops_fake *fake_ops; /* unit tests: stands in for ssh and http (ops.h); NULL */
+    struct evac_run *evac_runs;      /* evacuations and estimates being planned (evacuate.c) */
 };
 
 /* engine.c */
@@ -126,6 +127,8 @@ json_t *evac_list_json(struct migd *d);
 void evac_job_ended(struct migd *d, const char *evac_uuid);
 /* At start: an evacuation whose last job ended while migd was down ends now. */
 void evac_resume(struct migd *d);
+/* At shutdown, before the engine goes: every plan being made answers ShuttingDown. */
+void evac_cancel_all(struct migd *d);
 
 /* control.c */
 

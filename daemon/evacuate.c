@@ -34,6 +34,8 @@ struct evac_run {
     size_t next;             /* the plan entry to submit next */
     evac_cb cb;
     void *arg;
+    struct evac_run *next_run; /* in d->evac_runs */
+    bool submitting;           /* engine_submit holds r as its callback's argument */
 };
 
 static bool is_running(json_t *record)
@@ -42,8 +44,19 @@ static bool is_running(json_t *record)
     return st != NULL && strcmp(st, "running") == 0;
 }
 
+static void evac_unlink(struct evac_run *r)
+{
+    for (struct evac_run **pp = &r->d->evac_runs; *pp != NULL; pp = &(*pp)->next_run) {
+        if (*pp == r) {
+            *pp = r->next_run;
+            break;
+        }
+    }
+}
+
 static void evac_free(struct evac_run *r)
 {
+    evac_unlink(r);
     exec_free(r->x);
     mig_evac_clear(&r->ev);
     for (size_t i = 0; i < r->nto; i++)
@@ -83,6 +96,11 @@ static void on_submitted(void *arg, int err, const struct mig_refusal *rf,
 {
     struct evac_run *r = arg;
     (void)plan;
+    r->submitting = false;
+    if (r->cb == NULL) {
+        evac_free(r); /* canceled by a shutdown while the engine checked this job */
+        return;
+    }
     json_t *entry = json_array_get(json_object_get(r->record, "plan"), r->next);
     if (err == 0 && job != NULL) {
         json_object_set_new(entry, "job_uuid", json_string(job->uuid));
@@ -116,10 +134,12 @@ static void submit_next(struct evac_run *r)
                                  "mode", r->mode, "evacuation",
                                  json_string_value(json_object_get(r->record, "uuid")),
                                  "max_parallel", r->max_parallel);
+        r->submitting = true;
         int rc = engine_submit(r->d->engine, body, on_submitted, r);
         json_decref(body);
         if (rc == 0)
             return; /* on_submitted goes on */
+        r->submitting = false;
         json_object_set_new(entry, "refused", json_pack("{s:s, s:s}", "code", "InternalError",
                                                         "message", mig_strerror(rc)));
     }
@@ -382,6 +402,8 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     r->d = d;
     r->cb = cb;
     r->arg = arg;
+    r->next_run = d->evac_runs;
+    d->evac_runs = r;
     snprintf(r->mode, sizeof(r->mode), "%s", mode != NULL ? mode : "full");
     r->max_parallel = json_is_integer(parallel) ? (int)json_integer_value(parallel)
                                                 : d->cfg->limits.max_active_jobs;
@@ -559,6 +581,24 @@ void evac_job_ended(struct migd *d, const char *evac_uuid)
                 (long long)est);
     }
     json_decref(rec);
+}
+
+void evac_cancel_all(struct migd *d)
+{
+    while (d->evac_runs != NULL) {
+        struct evac_run *r = d->evac_runs;
+        /*
+         * A submission of its jobs in flight is the engine's (answered as the
+         * engine goes); the evacuation keeps what it recorded and a run of
+         * migctl evacuate after the restart queues the rest.
+         */
+        r->cb(r->arg, MIG_ECANCELED, "ShuttingDown", "migd is shutting down", NULL);
+        r->cb = NULL;
+        if (r->submitting)
+            evac_unlink(r); /* the engine's answer frees it (on_submitted) */
+        else
+            evac_free(r);
+    }
 }
 
 void evac_resume(struct migd *d)

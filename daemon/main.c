@@ -81,6 +81,7 @@ static void migd_shutdown(struct migd_main *m)
     } else {
         m->pieces_open--;
     }
+    evac_cancel_all(d);
     if (d->engine != NULL) {
         engine_free(d->engine);
         d->engine = NULL;

@@ -63,10 +63,19 @@ struct stub_watch {
     struct stub_watch *next;
 };
 
+/* An evacuation or estimate being "planned": answered on the next tick. */
+struct stub_evac {
+    evac_cb cb;
+    void *arg;
+    char outcome;
+    struct stub_evac *next;
+};
+
 struct engine {
     uv_timer_t tick;
     struct stub_submit *submits;
     struct stub_watch *watches;
+    struct stub_evac *evacs;
 };
 
 static void stub_arm(struct engine *e);
@@ -251,9 +260,80 @@ void engine_unwatch(struct engine *e, void *handle)
 }
 
 /* One turn of the stub: answers every submission, moves every watched job one step. */
+/* The evacuate.c functions control.c calls: answers by the name's last character. */
+static int stub_evac(struct migd *d, const char *name, evac_cb cb, void *arg, char *err,
+                     size_t errsz)
+{
+    if (name == NULL || name[0] == '\0') {
+        snprintf(err, errsz, "a server is required");
+        return -EINVAL;
+    }
+    struct stub_evac *v = mig_calloc(1, sizeof(*v));
+    v->cb = cb;
+    v->arg = arg;
+    v->outcome = name[strlen(name) - 1];
+    v->next = d->engine->evacs;
+    d->engine->evacs = v;
+    stub_arm(d->engine);
+    return 0;
+}
+
+int evac_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz)
+{
+    return stub_evac(d, json_string_value(json_object_get(body, "server")), cb, arg, err, errsz);
+}
+
+int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char *err,
+                   size_t errsz)
+{
+    return stub_evac(d, what, cb, arg, err, errsz);
+}
+
+json_t *evac_json(struct migd *d, json_t *record)
+{
+    (void)d;
+    return json_deep_copy(record);
+}
+
+json_t *evac_list_json(struct migd *d)
+{
+    return mig_store_evac_list(d->store);
+}
+
+static void stub_evac_answer(struct stub_evac *v)
+{
+    switch (v->outcome) {
+    case '1':
+        v->cb(v->arg, MIG_EREFUSED, "TargetNotFound", "CNAPI has no server with that name", NULL);
+        return;
+    case '2':
+        v->cb(v->arg, MIG_EREFUSED, "CnapiError",
+              "cannot list servers from CNAPI: HTTP 503 ServiceUnavailableError: down", NULL);
+        return;
+    case '3':
+        v->cb(v->arg, MIG_EDB, "DatabaseError", "cannot record the evacuation", NULL);
+        return;
+    default: {
+        json_t *ev = json_pack("{s:s, s:s, s:[], s:[]}", "uuid",
+                               "00000000-0000-0000-0000-0000000000cc", "state", "plan", "plan",
+                               "attention");
+        v->cb(v->arg, 0, NULL, NULL, ev);
+        json_decref(ev);
+    }
+    }
+}
+
 static void on_stub_tick(uv_timer_t *t)
 {
     struct engine *e = t->data;
+    struct stub_evac *evacs = e->evacs;
+    e->evacs = NULL;
+    while (evacs != NULL) {
+        struct stub_evac *v = evacs;
+        evacs = v->next;
+        stub_evac_answer(v);
+        free(v);
+    }
     struct stub_submit *subs = e->submits;
     e->submits = NULL;
     while (subs != NULL) {
@@ -287,7 +367,8 @@ static void on_stub_tick(uv_timer_t *t)
 
 static void stub_arm(struct engine *e)
 {
-    if ((e->submits != NULL || e->watches != NULL) && !uv_is_active((uv_handle_t *)&e->tick))
+    if ((e->submits != NULL || e->watches != NULL || e->evacs != NULL) &&
+        !uv_is_active((uv_handle_t *)&e->tick))
         uv_timer_start(&e->tick, on_stub_tick, 0, 0);
 }
 
