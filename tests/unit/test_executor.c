@@ -31,6 +31,7 @@
 #include "daemon.h"
 #include "err.h"
 #include "executor.h"
+#include "keygen.h"
 #include "log.h"
 #include "ops.h"
 #include "plan.h"
@@ -70,6 +71,9 @@ struct world {
     unsigned long long next_guid;
     int ops;
     int transient_faults; /* fail this many ops with a transport error */
+    /* Direct transfer: the job's line in the target's authorized_keys, the source's files. */
+    int auth_lines;
+    bool job_dir, job_id, job_known_hosts;
 };
 
 static struct world *W;
@@ -141,8 +145,64 @@ static void fail_cmd(struct answer *a, const char *msg)
     snprintf(a->err, sizeof(a->err), "%s", msg);
 }
 
+static void run_relay(struct answer *a, int from, const char *send);
+
+/* The direct transfer's commands (cn-commands.md); false when cmd is not one. */
+static bool run_direct(struct answer *a, int side, const char *cmd, const char *input)
+{
+    a->res.exit_status = 0;
+    if (strncmp(cmd, "umask 077; f=~/.ssh/authorized_keys", 35) == 0) {
+        assert_int_equal(side, 1);
+        W->auth_lines = 0;
+    } else if (strncmp(cmd, "mkdir -p -m 700 ~/.ssh && printf", 32) == 0) {
+        assert_int_equal(side, 1);
+        /* Only the source, only the receive. */
+        assert_non_null(strstr(cmd, "from=\"10.99.99.11\",command=\"zfs receive -F -d zones\""));
+        assert_non_null(strstr(cmd, "no-pty,no-port-forwarding,no-agent-forwarding"));
+        W->auth_lines++;
+    } else if (strncmp(cmd, "rm -rf '/var/tmp/migd-", 22) == 0) {
+        assert_int_equal(side, 0);
+        W->job_dir = W->job_id = W->job_known_hosts = false;
+    } else if (strncmp(cmd, "mkdir -m 700 '/var/tmp/migd-", 28) == 0) {
+        assert_int_equal(side, 0);
+        if (W->job_dir)
+            fail_cmd(a, "mkdir: Failed to make directory; File exists");
+        W->job_dir = true;
+    } else if (strncmp(cmd, "umask 077 && cat > '/var/tmp/migd-", 34) == 0) {
+        assert_int_equal(side, 0);
+        assert_non_null(input);
+        if (!W->job_dir)
+            return fail_cmd(a, "cannot create: No such file or directory"), true;
+        if (strstr(cmd, "/id'") != NULL) {
+            assert_non_null(strstr(input, "BEGIN OPENSSH PRIVATE KEY"));
+            W->job_id = true;
+        } else {
+            assert_memory_equal(input, "10.99.99.12 ssh-ed25519 ", 24);
+            W->job_known_hosts = true;
+        }
+    } else if (strncmp(cmd, "zfs send -R -v", 14) == 0) {
+        assert_int_equal(side, 0);
+        const char *pipe = strstr(cmd, " | ssh -T -b '10.99.99.11' ");
+        assert_non_null(pipe);
+        assert_non_null(strstr(pipe, "StrictHostKeyChecking=yes"));
+        if (!W->job_id || !W->job_known_hosts || W->auth_lines != 1) {
+            a->res.exit_status = 255;
+            snprintf(a->err, sizeof(a->err), "root@10.99.99.12: Permission denied (publickey).");
+            return true;
+        }
+        char send[1024];
+        snprintf(send, sizeof(send), "%.*s", (int)(pipe - cmd), cmd);
+        run_relay(a, 0, send);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void run_ssh(struct answer *a, int side, const char *cmd, const char *input)
 {
+    if (run_direct(a, side, cmd, input))
+        return;
     struct fside *s = &W->side[side];
     char q[4][160];
     int nq = quoted(cmd, q, 4);
@@ -488,6 +548,12 @@ static void rig_open(struct rig *r)
     /* Rounds back to back (a config cannot say 0 s; the engine handles it), three at most. */
     r->cfg->incremental.interval_s = 0;
     r->cfg->incremental.max_rounds = 3;
+    char kh[160];
+    snprintf(kh, sizeof(kh), "%s/known_hosts", r->dir);
+    if (access(kh, R_OK) == 0) {
+        free(r->cfg->ssh.known_hosts);
+        r->cfg->ssh.known_hosts = strdup(kh);
+    }
     memset(&r->d, 0, sizeof(r->d));
     r->d.loop = &r->loop;
     r->d.cfg = r->cfg;
@@ -667,11 +733,19 @@ enum scenario {
     SC_ABORT,
     SC_ROLLBACK,
     SC_CLEANUP,
-    SC_CHANGED
+    SC_CHANGED,
+    SC_DIRECT,      /* full, transfer direct */
+    SC_DIRECT_ABORT /* incremental, transfer direct, aborted while waiting */
 };
 
-static const char *const SC_NAMES[] = {"full",     "stopped", "incremental", "auto",
-                                       "abort",    "rollback", "cleanup",    "changed"};
+static const char *const SC_NAMES[] = {"full",    "stopped", "incremental", "auto",
+                                       "abort",   "rollback", "cleanup",    "changed",
+                                       "direct",  "direct-abort"};
+
+static bool sc_direct(enum scenario sc)
+{
+    return sc == SC_DIRECT || sc == SC_DIRECT_ABORT;
+}
 
 struct fixture {
     struct rig rig;
@@ -688,10 +762,24 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
     char err[256];
     struct mig_store *st;
     assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
-    struct mig_job *job = new_job(sc == SC_INCREMENTAL || sc == SC_ABORT || sc == SC_CHANGED
+    struct mig_job *job = new_job(sc == SC_INCREMENTAL || sc == SC_ABORT || sc == SC_CHANGED ||
+                                          sc == SC_DIRECT_ABORT
                                       ? MIG_MODE_INCREMENTAL
-                                  : sc == SC_AUTO                    ? MIG_MODE_AUTO
-                                                                     : MIG_MODE_FULL);
+                                  : sc == SC_AUTO ? MIG_MODE_AUTO
+                                                  : MIG_MODE_FULL);
+    if (sc_direct(sc)) {
+        snprintf(job->transfer, sizeof(job->transfer), "direct");
+        /* The head node's known_hosts holds the target's key (and another host's). */
+        char priv[1024], pub[80], path[160];
+        assert_int_equal(mig_keygen_ed25519("t", priv, sizeof(priv), pub, sizeof(pub), err,
+                                            sizeof(err)),
+                         0);
+        snprintf(path, sizeof(path), "%s/known_hosts", fx->rig.dir);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f, "10.99.99.13 ssh-ed25519 %s\n10.99.99.12 ssh-ed25519 %s\n", pub, pub);
+        fclose(f);
+    }
     snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
     assert_int_equal(mig_store_job_save(st, job), 0);
     mig_job_free(job);
@@ -752,7 +840,7 @@ static void drive_to_end(struct fixture *fx, enum scenario sc, char *state, size
             act(fx, "finish");
             st = fx->rig.final_state;
         }
-        if (sc == SC_ABORT && strcmp(st, "waiting") == 0) {
+        if ((sc == SC_ABORT || sc == SC_DIRECT_ABORT) && strcmp(st, "waiting") == 0) {
             act(fx, "abort");
             st = fx->rig.final_state;
         }
@@ -777,12 +865,18 @@ static void drive_to_end(struct fixture *fx, enum scenario sc, char *state, size
 
 static void check_outcome(enum scenario sc, const char *state, const char *label)
 {
-    static const char *const want[] = {"switched",    "switched",  "switched", "switched",
-                                       "aborted",     "rolled_back", "succeeded", "switched"};
+    static const char *const want[] = {"switched", "switched",    "switched",  "switched",
+                                       "aborted",  "rolled_back", "succeeded", "switched",
+                                       "switched", "aborted"};
     if (strcmp(state, want[sc]) != 0)
         fail_msg("%s: ended %s, not %s", label, state, want[sc]);
     bool running = sc != SC_STOPPED;
-    check_world(sc == SC_ABORT || sc == SC_ROLLBACK ? 0 : 1, running, label);
+    check_world(sc == SC_ABORT || sc == SC_ROLLBACK || sc == SC_DIRECT_ABORT ? 0 : 1, running,
+                label);
+    /* No job key is left anywhere, whatever the outcome. */
+    if (W->auth_lines != 0 || W->job_dir)
+        fail_msg("%s: the job's key is left behind (%d authorized lines, directory %d)", label,
+                 W->auth_lines, W->job_dir);
     const struct fside *src = &W->side[0], *dst = &W->side[1];
     switch (sc) {
     case SC_CHANGED:
@@ -792,6 +886,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
                      dst->cfg);
         __attribute__((fallthrough));
     case SC_FULL:
+    case SC_DIRECT:
     case SC_STOPPED:
     case SC_INCREMENTAL:
     case SC_AUTO:
@@ -804,6 +899,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
                      src->zone, src->autoboot, src->hidden, dst->cores);
         break;
     case SC_ABORT:
+    case SC_DIRECT_ABORT:
     case SC_ROLLBACK:
         if (job_snaps(&src->ds) != 0)
             fail_msg("%s: %d job snapshots left on the source", label, job_snaps(&src->ds));
@@ -842,6 +938,19 @@ static void run_clean(enum scenario sc, struct fixture *fx, char keys[][128], in
     drive_to_end(fx, sc, state, sizeof(state));
     check_outcome(sc, state, SC_NAMES[sc]);
     *nkeys = journal_keys(fx, keys, 200);
+    if (sc_direct(sc)) {
+        /* The key is forgotten by the job too. */
+        char err[256];
+        struct mig_store *st;
+        struct mig_job *job = NULL;
+        assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
+        assert_int_equal(mig_store_job_load(st, fx->uuid, &job), 0);
+        assert_string_equal(job->ctx.direct_pub, "");
+        assert_string_equal(job->ctx.direct_key, "");
+        assert_string_equal(job->transfer, "direct");
+        mig_job_free(job);
+        mig_store_close(st);
+    }
     cleanup_dir(fx);
 }
 
@@ -849,7 +958,7 @@ static void test_clean_runs(void **state)
 {
     (void)state;
     static char keys[200][128];
-    for (int sc = SC_FULL; sc <= SC_CLEANUP; sc++) {
+    for (int sc = SC_FULL; sc <= SC_DIRECT_ABORT; sc++) {
         struct fixture fx = {0};
         int n = 0;
         run_clean((enum scenario)sc, &fx, keys, &n);
@@ -956,6 +1065,18 @@ static void test_campaign_config_changed_after_staging(void **state)
     campaign(SC_CHANGED);
 }
 
+static void test_campaign_direct(void **state)
+{
+    (void)state;
+    campaign(SC_DIRECT);
+}
+
+static void test_campaign_direct_abort(void **state)
+{
+    (void)state;
+    campaign(SC_DIRECT_ABORT);
+}
+
 /* A transport failure in the middle is retried, not failed. */
 static void test_transient_failure_retried(void **state)
 {
@@ -976,7 +1097,7 @@ int main(void)
     W = mmap(NULL, sizeof(*W), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (W == MAP_FAILED)
         return 1;
-    mig_log_init("test_executor", MIG_LOG_FATAL, NULL);
+    mig_log_init("test_executor", getenv("TEST_LOG") ? MIG_LOG_DEBUG : MIG_LOG_FATAL, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clean_runs),
         cmocka_unit_test(test_transient_failure_retried),
@@ -988,6 +1109,8 @@ int main(void)
         cmocka_unit_test(test_campaign_rollback),
         cmocka_unit_test(test_campaign_cleanup),
         cmocka_unit_test(test_campaign_config_changed_after_staging),
+        cmocka_unit_test(test_campaign_direct),
+        cmocka_unit_test(test_campaign_direct_abort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
