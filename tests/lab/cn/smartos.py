@@ -784,8 +784,13 @@ def vmadm_start(uuid):
     for ds in zone_datasets(zone):
         if not zfs_exists(ds):
             raise Fail('Unable to start VM %s: dataset %s does not exist' % (uuid, ds))
-    zfs_mount(zone_datasets(zone)[0])
-    for ds in delegated_datasets(zone):
+    delegated = delegated_datasets(zone)
+    for ds in zone_datasets(zone):
+        # the zone root, and the disks (zvols on SmartOS, open once the VM
+        # runs; filesystems here, mounted so that their files can be read)
+        if ds not in delegated:
+            zfs_mount(ds)
+    for ds in delegated:
         # zoneadmd's validate_datasets() at boot: a delegated dataset is
         # zoned=on from then on (the global zone no longer mounts it)
         if run([REAL_ZFS, 'get', '-H', '-o', 'value', 'zoned', ds]).stdout.strip() != 'on':
