@@ -76,6 +76,16 @@ int act_direct_unauthorize(struct mig_act *a);
 int act_direct_source(struct mig_act *a);  /* /var/tmp/migd-JOB: key and known_hosts */
 int act_direct_source_remove(struct mig_act *a);
 
+/* act_quota.c: room for a bhyve VM's snapshots */
+bool mig_job_bhyve(const struct mig_job *job);
+int act_quota_read(struct mig_act *a);
+int act_room_source(struct mig_act *a);
+int act_room_target(struct mig_act *a);
+int undo_room_source(struct mig_act *a);
+int undo_room_target(struct mig_act *a);
+int act_quota_restore_source(struct mig_act *a);
+int act_quota_restore_target(struct mig_act *a);
+
 /* act_zfs.c */
 int act_features_source(struct mig_act *a);
 int act_features_target(struct mig_act *a);

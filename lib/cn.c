@@ -991,6 +991,11 @@ int mig_parse_resume_token(const char *text, char *out, size_t outsz)
     return 1;
 }
 
+int mig_parse_zfs_number(const char *text, uint64_t *out)
+{
+    return mig_parse_guid(text, out);
+}
+
 int mig_parse_guid(const char *text, uint64_t *guid)
 {
     char buf[32];

@@ -168,6 +168,8 @@ struct mig_job *mig_job_new(void)
     c->resumable_source = c->resumable_target = -1;
     c->last_delta = -1;
     c->write_bytes_s = -1;
+    c->quota_before = -1;
+    c->reservation_before = -1;
     job->daemon_ms = -1;
     job->rollback_downtime_ms = -1;
     return job;
@@ -487,6 +489,10 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
         "config_changed", c->config_changed, "stalled", c->stalled, "image_needed",
         c->image_needed, "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
         (json_int_t)c->write_bytes_s);
+    if (o != NULL) {
+        json_object_set_new(o, "quota_before", json_integer(c->quota_before));
+        json_object_set_new(o, "reservation_before", json_integer(c->reservation_before));
+    }
     if (o != NULL && c->direct_pub[0] != '\0') {
         json_object_set_new(o, "direct_key", json_string(c->direct_key));
         json_object_set_new(o, "direct_pub", json_string(c->direct_pub));
@@ -566,6 +572,8 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_int32(j, "stalled", &c.stalled) < 0 || rd_int(j, "snap_ms", &c.snap_ms) < 0 ||
         rd_int32(j, "image_needed", &c.image_needed) < 0 ||
         rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0 ||
+        rd_int(j, "quota_before", &c.quota_before) < 0 ||
+        rd_int(j, "reservation_before", &c.reservation_before) < 0 ||
         rd_fixed(j, "direct_key", c.direct_key, sizeof(c.direct_key), false) < 0 ||
         rd_fixed(j, "direct_pub", c.direct_pub, sizeof(c.direct_pub), false) < 0) {
         free(zonecfg);

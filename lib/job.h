@@ -117,6 +117,12 @@ struct mig_job_ctx {
     int stalled;          /* the rounds stopped shrinking: no more rounds until finish */
     int64_t snap_ms;      /* when the last round's snapshot was taken (write rate) */
     int64_t write_bytes_s; /* the VM's write rate as the last round measured it, -1 */
+    /*
+     * bhyve: the top dataset's quota and reservation when the job began (-1:
+     * not read), put back when the job's snapshots are gone (act_quota.c).
+     */
+    int64_t quota_before;
+    int64_t reservation_before;
     char target_request[256]; /* the target as the operator named it ("" to place) */
     /*
      * Direct transfer: the job's own ed25519 key pair (made in prepare,

@@ -108,6 +108,31 @@ static const struct mig_action_def IMPORT_IMAGE = {
     "prepare.import_image", DST, "imgadm import the VM's image, so the first send is incremental",
     0, needs_image, probe_image, act_import_image, NULL};
 
+/* bhyve: room for the snapshots under the top dataset's quota (act_quota.c) */
+static bool is_bhyve(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return mig_job_bhyve(job);
+}
+static const struct mig_action_def QUOTA_READ = {
+    "prepare.quota_source", SRC, "zfs get quota, reservation: what to put back at the end",
+    MIG_ACT_READ, is_bhyve, NULL, act_quota_read, NULL};
+static const struct mig_action_def ROOM = {
+    "sync.room", SRC, "zfs set quota: room for the round's snapshot (raised, never lowered)",
+    MIG_ACT_REDO, is_bhyve, NULL, act_room_source, undo_room_source};
+static const struct mig_action_def SWITCH_ROOM = {
+    "switch.room", SRC, "zfs set quota: room for the final snapshot", MIG_ACT_REDO, is_bhyve,
+    NULL, act_room_source, undo_room_source};
+static const struct mig_action_def RETURN_ROOM = {
+    "rollback.room", DST, "zfs set quota: room for a snapshot on the target", MIG_ACT_REDO,
+    is_bhyve, NULL, act_room_target, undo_room_target};
+static const struct mig_action_def RETURN_QUOTA = {
+    "rollback.quota_source", SRC, "zfs set quota, reservation: as they were before the job",
+    MIG_ACT_FORWARD, is_bhyve, NULL, act_quota_restore_source, NULL};
+static const struct mig_action_def REMOVE_QUOTA = {
+    "cleanup.quota_target", DST, "zfs set quota, reservation: as they were before the job",
+    MIG_ACT_FORWARD, is_bhyve, NULL, act_quota_restore_target, NULL};
+
 /* sync round (per dataset) */
 static const struct mig_action_def SNAPSHOT = {
     "sync.snapshot", SRC, "zfs snapshot -r of the round", MIG_ACT_BEST_EFFORT, NULL,
@@ -303,6 +328,8 @@ static const struct {
     {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
     {STAGE, N(STAGE)},             {DIRECT, N(DIRECT)},     {DIRECT_END, N(DIRECT_END)},
+    {&QUOTA_READ, 1},              {&ROOM, 1},              {&SWITCH_ROOM, 1},
+    {&RETURN_ROOM, 1},             {&RETURN_QUOTA, 1},      {&REMOVE_QUOTA, 1},
     {&SWITCH_VERIFY, 1},           {CLEANUP, N(CLEANUP)},   {&RESTORE_IP, 1},
     {RETURN_HEAD, N(RETURN_HEAD)}, {&RETURN_SNAPSHOT, 1},   {&RETURN_SEND, 1},
     {&RETURN_PRESNAPSHOT, 1},      {&RETURN_PRESEND, 1},    {RETURN_STOP, N(RETURN_STOP)},
@@ -380,6 +407,7 @@ void mig_plan_prepare(const struct mig_job *job, struct mig_plan *p)
     add_all(p, PREPARE, N(PREPARE), MIG_PHASE_PREPARE);
     add_per_nic(p, job, &READ_IP, MIG_PHASE_PREPARE);
     add_per_nic(p, job, &RESERVE_IP, MIG_PHASE_PREPARE);
+    add(p, &QUOTA_READ, MIG_PHASE_PREPARE, -1, -1);
     add(p, &IMPORT_IMAGE, MIG_PHASE_PREPARE, -1, -1);
     add_all(p, DIRECT, N(DIRECT), MIG_PHASE_PREPARE);
 }
@@ -387,6 +415,7 @@ void mig_plan_prepare(const struct mig_job *job, struct mig_plan *p)
 void mig_plan_round(const struct mig_job *job, int round, struct mig_plan *p)
 {
     p->n = 0;
+    add(p, &ROOM, MIG_PHASE_SYNC, round, -1);
     add_per_dataset(p, job, &SNAPSHOT, MIG_PHASE_SYNC, round);
     add_per_dataset(p, job, &SEND, MIG_PHASE_SYNC, round);
     if (round == 1)
@@ -398,6 +427,7 @@ void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
     p->n = 0;
     add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
+    add(p, &SWITCH_ROOM, MIG_PHASE_SWITCH, MIG_ROUND_FINAL, -1);
     add_per_dataset(p, job, &SWITCH_SNAPSHOT, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add_per_dataset(p, job, &SWITCH_SEND, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add_all(p, SWITCH_TAIL, N(SWITCH_TAIL), MIG_PHASE_SWITCH);
@@ -417,9 +447,11 @@ void mig_plan_return(const struct mig_job *job, struct mig_plan *p)
 {
     p->n = 0;
     add_all(p, RETURN_HEAD, N(RETURN_HEAD), MIG_PHASE_ROLLBACK);
+    add(p, &RETURN_ROOM, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE, -1);
     add_per_dataset(p, job, &RETURN_PRESNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE);
     add_per_dataset(p, job, &RETURN_PRESEND, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE);
     add_all(p, RETURN_STOP, N(RETURN_STOP), MIG_PHASE_ROLLBACK);
+    add(p, &RETURN_ROOM, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK, -1);
     add_per_dataset(p, job, &RETURN_SNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
     add_per_dataset(p, job, &RETURN_SEND, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
     add_all(p, RETURN_MID, N(RETURN_MID), MIG_PHASE_ROLLBACK);
@@ -427,6 +459,7 @@ void mig_plan_return(const struct mig_job *job, struct mig_plan *p)
     add_all(p, RETURN_TAIL, N(RETURN_TAIL), MIG_PHASE_ROLLBACK);
     add_per_dataset(p, job, &RETURN_DATASET, MIG_PHASE_ROLLBACK, -1);
     add(p, &RETURN_END, MIG_PHASE_ROLLBACK, -1, -1);
+    add(p, &RETURN_QUOTA, MIG_PHASE_ROLLBACK, -1, -1);
 }
 
 void mig_plan_remove_source(const struct mig_job *job, struct mig_plan *p)
@@ -435,6 +468,7 @@ void mig_plan_remove_source(const struct mig_job *job, struct mig_plan *p)
     add_all(p, REMOVE_HEAD, N(REMOVE_HEAD), MIG_PHASE_CLEANUP);
     add_per_dataset(p, job, &REMOVE_DATASET, MIG_PHASE_CLEANUP, -1);
     add(p, &REMOVE_END, MIG_PHASE_CLEANUP, -1, -1);
+    add(p, &REMOVE_QUOTA, MIG_PHASE_CLEANUP, -1, -1);
 }
 
 /* The phase a definition's name starts with. */
