@@ -991,6 +991,11 @@ int mig_parse_resume_token(const char *text, char *out, size_t outsz)
     return 1;
 }
 
+uint64_t mig_zfs_send_bytes(const struct mig_zfs_dataset *row)
+{
+    return row->used < row->referenced ? row->used : row->referenced;
+}
+
 int mig_parse_zfs_number(const char *text, uint64_t *out)
 {
     return mig_parse_guid(text, out);

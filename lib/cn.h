@@ -179,6 +179,13 @@ bool mig_zonecfg_same(const char *a, const char *b);
  * not a token (only [0-9a-zA-Z-], at most outsz - 1 bytes).
  */
 int mig_parse_resume_token(const char *text, char *out, size_t outsz);
+/*
+ * What a first send of a dataset moves, about: its referenced bytes, or its
+ * used when less (a clone: what is not its origin's).  Never used alone: it
+ * counts reservations (a volume's whole size) and, for a parent, children.
+ */
+uint64_t mig_zfs_send_bytes(const struct mig_zfs_dataset *row);
+
 /* A numeric property from `zfs get -H -p -o value` (quota: 0 means none): 0, or MIG_EPARSE. */
 int mig_parse_zfs_number(const char *text, uint64_t *out);
 /* A snapshot's guid from `zfs get -H -p -o value guid`: 0 and *guid, or MIG_EPARSE. */

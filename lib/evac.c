@@ -54,16 +54,18 @@ json_t *mig_evac_used_by_vm(const char *out)
     for (int i = 0; i < n; i++) {
         const char *name = rows[i].name;
         const char *slash = strchr(name, '/');
-        if (slash == NULL || strchr(slash + 1, '/') != NULL || strlen(slash + 1) < MIG_UUID_LEN)
+        if (slash == NULL || strlen(slash + 1) < MIG_UUID_LEN)
             continue;
         char uuid[MIG_UUID_LEN + 1];
         memcpy(uuid, slash + 1, MIG_UUID_LEN);
         uuid[MIG_UUID_LEN] = '\0';
         const char *rest = slash + 1 + MIG_UUID_LEN;
-        if (!mig_uuid_valid(uuid) || (*rest != '\0' && strncmp(rest, "-disk", 5) != 0))
+        /* zones/UUID, its children (a bhyve disk, a delegated dataset), zones/UUID-diskN */
+        if (!mig_uuid_valid(uuid) || (*rest != '\0' && *rest != '/' && strncmp(rest, "-disk", 5) != 0))
             continue;
         json_int_t before = json_integer_value(json_object_get(used, uuid));
-        json_object_set_new(used, uuid, json_integer(before + (json_int_t)rows[i].used));
+        json_object_set_new(used, uuid,
+                            json_integer(before + (json_int_t)mig_zfs_send_bytes(&rows[i])));
     }
     free(rows);
     return used;

@@ -52,9 +52,11 @@ void mig_evac_clear(struct mig_evac *e);
 int mig_evac_step(struct mig_act *a);
 
 /*
- * {vm_uuid: bytes} from the pool's `zfs list -H -p -o name,used,...`: a VM's
- * zones/UUID (whose used counts its children and snapshots) plus its
- * zones/UUID-diskN volumes (KVM).  Anything else (images, cores) is not a VM's.
+ * {vm_uuid: bytes} from the pool's `zfs list -H -p -o name,used,referenced,...`:
+ * the data a first send moves (mig_zfs_send_bytes) of a VM's zones/UUID, of
+ * each dataset below it (a bhyve disk, a delegated dataset) and of its
+ * zones/UUID-diskN volumes (KVM).  Anything else (images, cores)
+ * is not a VM's.
  */
 json_t *mig_evac_used_by_vm(const char *zfs_list_out);
 

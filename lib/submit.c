@@ -277,7 +277,11 @@ int mig_submit_step(struct mig_act *a)
             struct mig_zfs_dataset *ds = NULL;
             int n = mig_parse_zfs_list(a->res->out, &ds);
             struct mig_dataset *d = &CTX(a)->datasets[a->i];
-            d->used = n > 0 ? (int64_t)ds[0].used : 0; /* the top's used counts its children */
+            /* What the first send moves: each dataset's data (not the reservations a
+             * bhyve or KVM disk's used counts; for a clone, not its origin's). */
+            d->used = 0;
+            for (int k = 0; k < n; k++)
+                d->used += (int64_t)mig_zfs_send_bytes(&ds[k]);
             if (n > 0 && ds[0].origin[0] != '\0' && strlen(ds[0].origin) < MIG_DATASET_LEN)
                 snprintf(d->origin, sizeof(d->origin), "%s", ds[0].origin);
             /* Any dataset of the tree cloned from the image (a bhyve disk below the zone's

@@ -32,8 +32,9 @@ static void test_used_by_vm(void **state)
                       "zones/not-a-uuid\t5\t5\t-\tfilesystem\n";
     json_t *used = mig_evac_used_by_vm(out);
     assert_non_null(used);
-    /* zones/UUID's used already counts its children: not added twice; cores are not the VM's. */
-    assert_int_equal(json_integer_value(json_object_get(used, VM_A)), 4000);
+    /* What a send moves: each dataset's referenced bytes, its children's too; not its used
+     * (reservations, snapshots); cores are not the VM's. */
+    assert_int_equal(json_integer_value(json_object_get(used, VM_A)), 300 + 3000);
     /* A KVM VM: its zone dataset and every disk volume. */
     assert_int_equal(json_integer_value(json_object_get(used, VM_K)), 27100);
     /* The image (a uuid too) is listed: no VM has it, so nothing asks for it. */
