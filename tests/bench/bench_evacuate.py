@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The evacuation benchmark: how long emptying a CN takes, against the least
+it could take, and against what migd estimated beforehand.
+
+Brings up a 3-CN lab on its own SSH port with N extra joyent zones on cn3
+(bench0.., BENCH_VMS, default 6) holding BENCH_MB of data each (default
+300), and two calibration zones (cal1, cal2).  Every stream is capped at
+BENCH_STREAM_MBPS (transfer.limit_mbps, default 80 Mbit/s = 10 MB/s): the
+lab's CNs share the test machine's two cores, so uncapped parallel streams
+would measure the CPU, not the scheduler; a cap stands for the per-stream
+limit of a real admin network.
+
+1. Calibration: cal1 moves cn3 -> cn1 and cal2 cn3 -> cn2 (full jobs), so
+   migd has measured each pair's rate and the fixed part of a job.  The
+   single-stream rate is the calibration jobs' first round: bytes / time.
+2. `migctl estimate cn3` prints the window migd expects.
+3. `migctl evacuate --to cn1,cn2 --max-parallel P cn3` (P = BENCH_PARALLEL,
+   default 2); the wall time from the evacuation's start to the last job
+   switched is the actual time.
+
+It prints
+
+  lower_bound_s = data bytes / (single-stream rate * P)
+  ratio         = actual / lower_bound          (target <= 1.2)
+  estimate_error = (actual - estimate) / estimate (target within 25%)
+
+Run as root: tests/bench/bench_evacuate.py BUILD_DIR
+"""
+import datetime
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
+sys.path.insert(0, os.path.join(HERE, '..', 'system'))
+import lab as labmod  # noqa: E402
+from migd_daemon import Migd  # noqa: E402
+
+NVMS = int(os.environ.get('BENCH_VMS', 6))
+DATA_MB = int(os.environ.get('BENCH_MB', 300))
+CAL_MB = int(os.environ.get('BENCH_CAL_MB', 100))
+STREAM_MBPS = int(os.environ.get('BENCH_STREAM_MBPS', 80))
+PARALLEL = int(os.environ.get('BENCH_PARALLEL', 2))
+PORT = int(os.environ.get('BENCH_SSH_PORT', 2325))
+
+
+def add_vms():
+    """The bench's zones on cn3, in the seed's table (before the lab is seeded)."""
+    names = ['cal1', 'cal2'] + ['bench%d' % i for i in range(NVMS)]
+    for i, name in enumerate(names):
+        labmod.seed.VM_SPECS.append({'alias': name, 'cn': 3, 'brand': 'joyent',
+                                     'state': 'running',
+                                     'nics': [('external', '192.0.2.%d' % (60 + i), False)]})
+    return names
+
+
+def wait(pred, what, timeout=1800, step=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise RuntimeError('timed out waiting for ' + what)
+
+
+def ms(iso):
+    return datetime.datetime.strptime(iso, '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+        tzinfo=datetime.timezone.utc).timestamp() * 1000
+
+
+def fill(lab, cn, uuid, mb):
+    lab.cn_run(cn, 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync' % (mb, uuid),
+               timeout=900)
+
+
+def main():
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
+    work = tempfile.mkdtemp(prefix='migd-bench-evacuate-')
+    add_vms()
+    lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
+    size = lab._pool_size()
+    lab._pool_size = lambda: size + (NVMS * DATA_MB * 3 << 20)
+    lab.up()
+    d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info',
+             transfer={'mode': 'relay', 'retries': 5, 'limit_mbps': STREAM_MBPS},
+             limits={'max_active_jobs': 8, 'max_jobs_per_cn': 8}).start()
+    try:
+        cn1, cn2, cn3 = lab.cns
+        for i in range(NVMS):
+            fill(lab, cn3, lab.vms['bench%d' % i]['uuid'], DATA_MB)
+        rates = []
+        for alias, dst in (('cal1', cn1), ('cal2', cn2)):
+            fill(lab, cn3, lab.vms[alias]['uuid'], CAL_MB)
+            p = d.ctl('migrate', '-w', lab.vms[alias]['uuid'], dst.hostname)
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr + d.log_text()[-3000:])
+            job = d.job(re.search(r'[0-9a-f-]{36}', p.stdout).group(0))
+            r1 = job['rounds'][0]
+            rates.append(r1['bytes'] * 1000 / r1['duration_ms'])
+            took = (ms(job['finished']) - ms(job['started'])) / 1000
+            print('calibration %s -> %s: %d bytes, first round %d ms (%.2f MB/s), job %.1f s'
+                  % (alias, dst.hostname, r1['bytes'], r1['duration_ms'], rates[-1] / 1e6, took))
+        single = sum(rates) / len(rates)
+
+        p = d.ctl('estimate', '-j', cn3.hostname)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr)
+        est = json.loads(p.stdout)
+        t0 = time.time() * 1000
+        p = d.ctl('evacuate', '-j', '--to', '%s,%s' % (cn1.hostname, cn2.hostname),
+                  '--max-parallel', str(PARALLEL), cn3.hostname)
+        if p.returncode not in (0, 1):
+            raise RuntimeError(p.stderr)
+        ev = json.loads(p.stdout)
+        for e in ev['plan']:
+            print('plan %-8s %-6s %12d bytes -> %-8s %4s s  %s'
+                  % (e['alias'], e['brand'], e['bytes'], e.get('target_hostname') or '-',
+                     e['estimate_s'] if e['estimate_s'] is not None else '-', e['why']))
+        jobs = [e['job_uuid'] for e in ev['plan'] if e.get('job_uuid')]
+
+        def ended():
+            js = [d.job(j) for j in jobs]
+            return js if all(j['state'] not in ('queued', 'running') for j in js) else None
+        done = wait(ended, 'the evacuation')
+        bad = [j for j in done if j['state'] != 'switched']
+        if bad:
+            raise RuntimeError('jobs did not switch: %s' % bad)
+        actual = (max(ms(j['finished']) for j in done) - t0) / 1000
+        data = sum(j['progress']['bytes_sent'] for j in done)
+        lower = data / (single * PARALLEL)
+        record = wait(lambda: (lambda r: r if r['state'] != 'running' else None)(
+            json.loads(d.ctl('evacuate', '-j', cn3.hostname).stdout)), 'the record', 60)
+        print('vms=%d data_bytes=%d stream_cap_MBps=%.2f single_stream_MBps=%.2f parallel=%d'
+              % (len(jobs), data, STREAM_MBPS / 8, single / 1e6, PARALLEL))
+        print('actual_s=%.1f lower_bound_s=%.1f ratio=%.2f' % (actual, lower, actual / lower))
+        print('estimate_s=%d (estimate cn3: %d) actual_s=%.1f estimate_error=%+.0f%% '
+              '(migd recorded %+.0f%%)'
+              % (ev['estimate_s'], est['estimate_s'], actual,
+                 100 * (actual - ev['estimate_s']) / ev['estimate_s'],
+                 100 * (record.get('estimate_error') or 0)))
+    finally:
+        d.stop()
+        lab.down()
+
+
+if __name__ == '__main__':
+    main()
