@@ -26,6 +26,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -462,3 +463,110 @@ def test_random_kills_inside_a_transfer(lab, crash_build, tmp_path, report):
     report.append({'scenario': 'transfer', 'points': 4, 'killed': c.killed, 'resumed': c.resumed,
                    'violations': c.violations})
     assert not c.violations, '\n'.join(c.violations[:20])
+
+
+def evacuation(migd, uuid):
+    """GET /evacuations/UUID on migd's socket (no migctl command shows one by uuid)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(migd.socket)
+        s.sendall(('GET /evacuations/%s HTTP/1.1\r\nHost: migd\r\nConnection: close\r\n\r\n'
+                   % uuid).encode())
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        return None  # migd is starting, or dead
+    finally:
+        s.close()
+    head, _, body = data.partition(b'\r\n\r\n')
+    if b' 200 ' not in head.split(b'\r\n')[0]:
+        return None
+    if b'chunked' in head.lower():
+        out, rest = b'', body
+        while rest:
+            size_line, _, rest = rest.partition(b'\r\n')
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            out, rest = out + rest[:size], rest[size + 2:]
+        body = out
+    return json.loads(body)
+
+
+def test_kills_during_an_evacuation(lab, crash_build, tmp_path, report):
+    """migd is killed while an evacuation's jobs run: at journal points of its
+    jobs (the first job to reach one dies there) and by SIGKILL, started again
+    each time; every job continues and the evacuation completes, each placed VM
+    on the target with its data, never bootable on two CNs."""
+    cn1, cn2 = lab.cns[0], lab.cns[1]
+    migd = Migd(lab, crash_build, tmp_path / 'evacuation',
+                limits={'max_active_jobs': 4, 'max_jobs_per_cn': 2})
+    on_cn1 = [a for a, v in lab.vms.items()
+              if World(lab, v['uuid']).home() is not None
+              and World(lab, v['uuid']).home().n == 1]
+    before = {a: {'sums': lab.file_checksums(cn1, '/zones/%s' % lab.vms[a]['uuid']),
+                  'running': lab.vm_placement(lab.vms[a]['uuid'])[1]['running']}
+              for a in on_cn1}
+    points = ['sync.send@1#0:after-start', 'switch.attach_target:after-act',
+              'switch.record_vmapi:before-start', None]
+    migd.start(env={'MIGD_CRASH_AT': points[0]})
+    p = migd.ctl('evacuate', '-j', '--to', cn2.hostname, '--max-parallel', '2', '--no-reserve',
+                 cn1.hostname)
+    assert p.returncode in (0, 1), p.stderr
+    ev = json.loads(p.stdout)
+    placed = {e['alias']: e for e in ev['plan'] if e['target_uuid']}
+    assert len(placed) >= 3, ev['plan']
+    killed, resumed, hit, violations = 0, 0, 0, []
+    for k, point in enumerate(points[1:]):
+        rc = migd.wait_exit(120)
+        if rc is None:
+            # The point was not reached in time: a SIGKILL stands in for it.
+            migd.proc.send_signal(signal.SIGKILL)
+            migd.wait_exit(10)
+        hit += rc == CRASH_EXIT
+        killed += 1
+        for alias in placed:
+            violations += World(lab, lab.vms[alias]['uuid']).safety(
+                'evacuation kill %d, %s' % (k + 1, alias))
+        migd.start(env={'MIGD_CRASH_AT': point} if point else {})
+        resumed += 1
+    # One more, at a random instant while its jobs move.
+    time.sleep(random.Random(8).uniform(0.5, 2.0))
+    if migd.running():
+        migd.proc.send_signal(signal.SIGKILL)
+        migd.wait_exit(10)
+        killed += 1
+        migd.start()
+        resumed += 1
+    deadline = time.monotonic() + 600
+    state = None
+    while time.monotonic() < deadline:
+        got = evacuation(migd, ev['uuid'])
+        state = got and got['state']
+        if state not in (None, 'running'):
+            break
+        time.sleep(0.5)
+    assert migd.stop() == 0
+    assert hit == len(points) - 1, 'only %d of the crash points were reached' % hit
+    assert state == 'done', got
+    assert got['progress']['done'] == len(placed), got['progress']
+    for alias, e in placed.items():
+        w = World(lab, lab.vms[alias]['uuid'])
+        home = w.home()
+        if home is None or home.n != 2:
+            violations.append('%s held by %s, not cn2' % (alias, home and home.hostname))
+            continue
+        if lab.file_checksums(home, '/zones/%s' % w.uuid) != before[alias]['sums']:
+            violations.append('%s: data on cn2 differs' % alias)
+        if lab.vm_placement(w.uuid)[2]['running'] != before[alias]['running']:
+            violations.append('%s: running state changed' % alias)
+        if w.vmapi()['server_uuid'] != cn2.uuid:
+            violations.append('%s: VMAPI says %s' % (alias, w.vmapi()['server_uuid']))
+    report.append({'scenario': 'evacuation', 'points': len(points) - 1, 'killed': killed,
+                   'resumed': resumed, 'violations': violations})
+    assert not violations, '\n'.join(violations[:20])
