@@ -680,6 +680,8 @@ struct watch_state {
     bool drawn; /* a progress line is on the terminal */
     size_t cols;
     long status;
+    size_t rounds;      /* the rounds already told (one line each, also on a terminal) */
+    bool began;         /* the first event was seen */
 };
 
 static int64_t monotonic_ms(void)
@@ -710,9 +712,35 @@ static bool watch_turned(json_t *a, json_t *b)
     return false;
 }
 
+/* Each round the job finished since the last look: one stamped line, kept on a terminal too. */
+static void watch_rounds(struct watch_state *w, json_t *job)
+{
+    json_t *rounds = out_get(job, "rounds");
+    size_t n = json_array_size(rounds);
+    if (!w->began || n < w->rounds) {
+        w->began = true;
+        /* What came before the watch began is migctl show's to list; a new task
+         * (a rollback) starts its own rounds. */
+        w->rounds = n;
+        return;
+    }
+    for (; w->rounds < n; w->rounds++) {
+        char rl[256];
+        out_round(json_array_get(rounds, w->rounds), rl, sizeof(rl));
+        if (w->tty && w->drawn) {
+            printf("\r\033[K");
+            w->drawn = false;
+            w->shown[0] = '\0';
+        }
+        put_stamp(stdout);
+        printf("%s\n", rl);
+    }
+}
+
 static void watch_show(struct watch_state *w, json_t *job)
 {
     char line[1024];
+    watch_rounds(w, job);
     json_t *esc = out_escaped(job);
     out_progress_line(esc, line, sizeof(line));
     json_decref(esc);

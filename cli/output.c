@@ -575,6 +575,18 @@ static void transfer_words(json_t *obj, char *buf, size_t bufsz)
         snprintf(buf, bufsz, "%s, no cap", t);
 }
 
+void out_round(json_t *r, char *buf, size_t bufsz)
+{
+    char bytes[32], rate[32], pred[48] = "";
+    out_bytes(get_int(r, "bytes", 0), bytes, sizeof(bytes));
+    out_bytes(get_int(r, "rate_bytes_s", 0), rate, sizeof(rate));
+    int64_t p = get_int(r, "predicted_downtime_ms", -1);
+    if (p >= 0)
+        snprintf(pred, sizeof(pred), "; a switch now: about %.1f s down", (double)p / 1000);
+    snprintf(buf, bufsz, "round %lld: %s in %.1f s (%s/s)%s", (long long)get_int(r, "n", 0), bytes,
+             (double)get_int(r, "duration_ms", 0) / 1000, rate, pred);
+}
+
 void out_job_summary(FILE *f, json_t *job)
 {
     char a[32], b[32], line[1024];
@@ -613,9 +625,27 @@ void out_job_summary(FILE *f, json_t *job)
     if (live && activity != NULL && activity[0] != '\0')
         fprintf(f, "now         %s\n", activity);
 
+    json_t *rounds = out_get(job, "rounds");
+    size_t i;
+    json_t *r;
+    json_array_foreach(rounds, i, r)
+    {
+        char rl[256];
+        out_round(r, rl, sizeof(rl));
+        fprintf(f, "%-11s %s\n", i == 0 ? "rounds" : "", rl);
+    }
     int64_t down = get_int(job, "downtime_ms", -1);
-    if (down >= 0)
+    if (down >= 0) {
         fprintf(f, "downtime    %.1f s\n", (double)down / 1000);
+        json_t *parts = out_get(job, "downtime_breakdown.actions");
+        json_t *p;
+        json_array_foreach(parts, i, p)
+            fprintf(f, "            %-32s %6lld ms\n", get_str_or(p, "action", "?"),
+                    (long long)get_int(p, "ms", 0));
+        int64_t daemon = get_int(job, "downtime_breakdown.daemon_ms", -1);
+        if (daemon >= 0)
+            fprintf(f, "            %-32s %6lld ms\n", "migd itself", (long long)daemon);
+    }
     int64_t back = get_int(job, "rollback_downtime_ms", -1);
     if (back >= 0)
         fprintf(f, "rollback    downtime %.1f s\n", (double)back / 1000);

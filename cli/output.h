@@ -94,6 +94,8 @@ void out_progress_line(json_t *job, char *buf, size_t bufsz);
 
 /* Prints the human summary of one (escaped) job: migctl show. */
 void out_job_summary(FILE *f, json_t *job);
+/* One round of a job's rounds[]: "round N: BYTES in S s (RATE/s); a switch now: about P s down". */
+void out_round(json_t *round, char *buf, size_t bufsz);
 /* Prints an (escaped) job's journal (GET /jobs/:uuid/actions) as a table: show -v. */
 void out_actions(FILE *f, json_t *actions);
 /*

@@ -1247,10 +1247,8 @@ static void handle_job_watch(struct control *c, h2o_req_t *req, const char *uuid
      * (nothing moves until rollback or cleanup), ends the stream there.
      */
     watch_set_pending(w, job);
-    enum mig_job_state st;
-    const char *state = json_string_value(json_object_get(job, "state"));
-    if (state != NULL && mig_job_state_parse(state, &st) == 0 &&
-        (mig_job_state_final(st) || st == MIG_JOB_SWITCHED)) {
+    if (engine_job_at_rest(c->d->engine, uuid)) {
+        /* Final, switched, or waiting for finish: the watch ends with this line. */
         w->final_queued = true;
     } else {
         h2o_linklist_insert(&c->watches, &w->link);

@@ -99,6 +99,11 @@ char *engine_metrics_text(struct engine *e, size_t *len);
  */
 typedef void (*engine_watch_fn)(void *arg, json_t *job, bool final);
 void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, void *arg);
+/*
+ * True when a watch of the job ends now: it is final or switched, or waits
+ * for finish with nothing asked of it (as the events' `final` says).
+ */
+bool engine_job_at_rest(struct engine *e, const char *job_uuid);
 void engine_unwatch(struct engine *e, void *handle);
 
 /* evacuate.c */

@@ -134,6 +134,21 @@ void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, v
     return w;
 }
 
+static struct jrun *find_run(struct engine *e, const char *job_uuid);
+
+bool engine_job_at_rest(struct engine *e, const char *job_uuid)
+{
+    struct jrun *r = mig_uuid_valid(job_uuid) ? find_run(e, job_uuid) : NULL;
+    if (r != NULL)
+        return watch_final(r->job);
+    struct mig_job *job = NULL;
+    if (!mig_uuid_valid(job_uuid) || mig_store_job_load(e->d->store, job_uuid, &job) != 0)
+        return true; /* nothing to follow */
+    bool rest = watch_final(job);
+    mig_job_free(job);
+    return rest;
+}
+
 void engine_unwatch(struct engine *e, void *handle)
 {
     for (struct watcher *w = e->watchers; w != NULL; w = w->next)
@@ -643,6 +658,10 @@ static void undo_done(struct jrun *r, int err)
         return;
     }
     jlog(job, MIG_LOG_INFO, "rolled back: the VM is on %s as before", job->source_hostname);
+    /* An aborted job says so, wherever the abort found it (a stream, a wait between rounds). */
+    if (job->abort_requested && job->error_code == NULL)
+        mig_job_set_error(job, "Aborted", "aborted by the operator; rolled back, the VM is on the "
+                                          "source as before");
     apply(r, job->abort_requested ? MIG_EV_ABORT : MIG_EV_FAIL);
     end_run(r);
 }

@@ -313,7 +313,10 @@ json_t *mig_job_to_json(const struct mig_job *job)
         json_pack("{s:I, s:I, s:I, s:o, s:i}", "bytes_sent", (json_int_t)job->progress.bytes_sent,
                   "bytes_total", (json_int_t)job->progress.bytes_total, "rate_bytes_s",
                   (json_int_t)job->progress.rate_bytes_s, "eta_s",
-                  job->progress.eta_s >= 0 ? json_integer(job->progress.eta_s) : json_null(),
+                  /* An ETA only while bytes move: none once done, or unknown. */
+                  job->progress.eta_s >= 0 && job->state == MIG_JOB_RUNNING
+                      ? json_integer(job->progress.eta_s)
+                      : json_null(),
                   "increments", job->progress.increments);
     json_t *error = json_null();
     if (job->error_code != NULL)
@@ -387,6 +390,8 @@ json_t *mig_job_to_record(const struct mig_job *job)
     /* The record keeps the real phase; the public form shows "rollback" while undoing. */
     json_object_set_new(o, "phase", json_string(mig_phase_name(job->phase)));
     json_object_set_new(o, "ctx", mig_job_ctx_to_json(&job->ctx));
+    /* The record keeps the last estimate, which the public form shows only while running. */
+    json_object_set_new(json_object_get(o, "progress"), "eta_s", json_integer(job->progress.eta_s));
     json_object_set_new(o, "task", json_string(task_names[job->task]));
     json_object_set_new(o, "evac_parallel", json_integer(job->evac_parallel));
     json_object_set_new(o, "undoing", json_boolean(job->undoing));

@@ -236,6 +236,15 @@ static void stub_answer(struct stub_submit *s)
     s->cb(s->arg, MIG_EREFUSED, &r, NULL, NULL);
 }
 
+bool engine_job_at_rest(struct engine *e, const char *job_uuid)
+{
+    json_t *job = engine_job_json(e, job_uuid);
+    const char *st = json_string_value(json_object_get(job, "state"));
+    bool rest = st == NULL || strcmp(st, "running") != 0;
+    json_decref(job);
+    return rest && st != NULL && strcmp(st, "queued") != 0;
+}
+
 void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, void *arg)
 {
     json_t *job = engine_job_json(e, job_uuid);

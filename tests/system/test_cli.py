@@ -464,8 +464,6 @@ def test_succeeded_job_shows_100_percent_and_no_eta(migd, finished):
     assert p.stdout.split() == [job[:8], '100%'], p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason='migd: progress.eta_s stays a number once the job is '
-                   'done (issue 9: "ETA null when done or unknown")')
 def test_succeeded_job_json_has_eta_null(migd, finished):
     """migd's side of issue 9 ("ETA null when done"): the JSON that show -j prints as it is."""
     shown = migd.job(finished['succeeded'])
@@ -584,9 +582,6 @@ def test_piped_watch_of_a_30s_job_prints_few_stamped_lines(lab, migd):
     settle(migd, job)
 
 
-@pytest.mark.xfail(strict=True, reason='migd: GET /jobs/:uuid/watch of a job already waiting '
-                   'for finish never ends (handle_job_watch ends the stream at once only for '
-                   'final and switched jobs)')
 def test_watch_of_a_waiting_job_ends_at_once(lab, migd):
     """A job waiting for finish ends the watch (exit 0), also when it already waited."""
     v = lab.vms['stopped0']

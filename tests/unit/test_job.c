@@ -545,8 +545,16 @@ static void test_public_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(p, "bytes_sent")), 123456789012LL);
     assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 223456789012LL);
     assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")), 130000000);
-    assert_int_equal(json_integer_value(json_object_get(p, "eta_s")), 77);
+    /* A failed job moves no bytes: no ETA, whatever was last estimated. */
+    assert_true(json_is_null(json_object_get(p, "eta_s")));
     assert_int_equal(json_integer_value(json_object_get(p, "increments")), 3);
+    job->state = MIG_JOB_RUNNING;
+    json_t *running = mig_job_to_json(job);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(running, "progress"),
+                                                        "eta_s")),
+                     77);
+    json_decref(running);
+    job->state = MIG_JOB_FAILED;
 
     json_t *e = json_object_get(o, "error");
     assert_int_equal(json_object_size(e), 3);
