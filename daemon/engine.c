@@ -65,6 +65,13 @@ struct engine {
     uv_timer_t tick; /* periodic scheduling */
     struct metrics *metrics;
     bool closing;
+    /*
+     * The job rows that cannot be read, found once at start (a row turns bad
+     * only by hands outside migd): listed with the first page of GET /jobs
+     * without a scan of every record per request.
+     */
+    struct mig_bad_job *bad;
+    size_t nbad;
 };
 
 static void schedule(struct engine *e);
@@ -847,15 +854,15 @@ void engine_resume(struct engine *e)
         }
         free(jobs);
     }
-    struct mig_bad_job *bad = NULL;
-    size_t nbad = 0;
-    if (mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0) {
-        for (size_t i = 0; i < nbad; i++)
-            mig_log(MIG_LOG_ERROR, bad[i].uuid, bad[i].vm_uuid,
+    free(e->bad);
+    e->bad = NULL;
+    e->nbad = 0;
+    if (mig_store_job_list_bad(e->d->store, &e->bad, &e->nbad) == 0) {
+        for (size_t i = 0; i < e->nbad; i++)
+            mig_log(MIG_LOG_ERROR, e->bad[i].uuid, e->bad[i].vm_uuid,
                     "job %s (%s) cannot be read: %s; it is not resumed and its VM stays busy "
                     "until an operator looks",
-                    bad[i].uuid, bad[i].state, bad[i].error);
-        free(bad);
+                    e->bad[i].uuid, e->bad[i].state, e->bad[i].error);
     }
     uv_timer_start(&e->tick, on_tick, 0, TICK_MS);
 }
@@ -890,6 +897,8 @@ void engine_free(struct engine *e)
     for (struct watcher *w = e->watchers; w != NULL; w = w->next)
         w->removed = true;
     reap_watchers(e);
+    free(e->bad);
+    e->bad = NULL;
     uv_close((uv_handle_t *)&e->tick, on_tick_closed);
 }
 
@@ -1252,9 +1261,9 @@ json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uui
     }
     free(jobs);
     /* A row that cannot be read is listed (on the first page), never hiding the others. */
-    struct mig_bad_job *bad = NULL;
-    size_t nbad = 0;
-    if (offset == 0 && mig_store_job_list_bad(e->d->store, &bad, &nbad) == 0) {
+    struct mig_bad_job *bad = e->bad;
+    size_t nbad = e->nbad;
+    if (offset == 0) {
         for (size_t i = 0; i < nbad; i++) {
             enum mig_job_state st;
             bool final = mig_job_state_parse(bad[i].state, &st) == 0 && mig_job_state_final(st);
@@ -1267,7 +1276,6 @@ json_t *engine_jobs_json(struct engine *e, const char *state, const char *vm_uui
                                bad[i].vm_uuid, "state", bad[i].state, "error", "code",
                                "UnreadableRecord", "message", bad[i].error));
         }
-        free(bad);
     }
     return out;
 }

@@ -18,6 +18,10 @@ CREATE TABLE evacuations (
 -- "Is this CN being evacuated?" is asked at every `migctl evacuate`.
 CREATE INDEX evacuations_server ON evacuations (server_uuid, state);
 
+-- GET /jobs pages every job in creation order: without an index each page
+-- sorts the whole table (20,000 jobs: 23 ms even for one row).
+CREATE INDEX jobs_created ON jobs (created);
+
 -- The jobs an evacuation queued (a job belongs to at most one).
 ALTER TABLE jobs ADD COLUMN evacuation_uuid TEXT;
 CREATE INDEX jobs_evacuation ON jobs (evacuation_uuid);
