@@ -30,7 +30,8 @@ void mig_submit_clear(struct mig_submit *s)
     mig_act_clear(&s->a);
     json_decref(s->vm);
     json_decref(s->servers);
-    s->vm = s->servers = NULL;
+    json_decref(s->tree);
+    s->vm = s->servers = s->tree = NULL;
     s->src = s->dst = NULL;
 }
 
@@ -280,8 +281,16 @@ int mig_submit_step(struct mig_act *a)
             /* What the first send moves: each dataset's data (not the reservations a
              * bhyve or KVM disk's used counts; for a clone, not its origin's). */
             d->used = 0;
-            for (int k = 0; k < n; k++)
+            if (s->tree == NULL)
+                s->tree = json_array();
+            for (int k = 0; k < n; k++) {
                 d->used += (int64_t)mig_zfs_send_bytes(&ds[k]);
+                /* The dry run shows every dataset the stream carries, with its origin. */
+                json_array_append_new(
+                    s->tree, json_pack("{s:s, s:s, s:I, s:s}", "name", ds[k].name, "origin",
+                                       ds[k].origin, "used", (json_int_t)mig_zfs_send_bytes(&ds[k]),
+                                       "type", ds[k].type));
+            }
             if (n > 0 && ds[0].origin[0] != '\0' && strlen(ds[0].origin) < MIG_DATASET_LEN)
                 snprintf(d->origin, sizeof(d->origin), "%s", ds[0].origin);
             /* Any dataset of the tree cloned from the image (a bhyve disk below the zone's
@@ -318,11 +327,15 @@ json_t *mig_submit_plan(struct mig_submit *s, int limit_mbps)
     if (limit_mbps > 0 && (double)limit_mbps * 1e6 / 8 < rate)
         rate = (double)limit_mbps * 1e6 / 8;
     json_t *datasets = json_array();
-    for (int i = 0; i < job->ctx.ndatasets; i++)
+    for (int i = 0; s->tree == NULL && i < job->ctx.ndatasets; i++)
         json_array_append_new(datasets,
                               json_pack("{s:s, s:s, s:I}", "name", job->ctx.datasets[i].name,
                                         "origin", job->ctx.datasets[i].origin, "used",
                                         (json_int_t)job->ctx.datasets[i].used));
+    if (s->tree != NULL) {
+        json_decref(datasets);
+        datasets = json_deep_copy(s->tree);
+    }
     /* The plan's applies() see whether the VM runs as VMAPI says now. */
     int was = job->vm_was_running;
     const char *state = json_string_value(json_object_get(s->vm, "state"));

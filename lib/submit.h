@@ -21,6 +21,7 @@ struct mig_submit {
     json_t *servers;    /* CNAPI's servers, with capacity and sysinfo */
     json_t *src, *dst;  /* borrowed from servers */
     int64_t disk_mib;   /* what the VM needs on the target */
+    json_t *tree;       /* every dataset sent (a bhyve disk below the zone's too), for the plan */
 };
 
 /* Starts a submission's checks for job (whose vm_uuid or vm_alias and ctx.target_request are set). */
