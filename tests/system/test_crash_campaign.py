@@ -520,7 +520,8 @@ def test_kills_during_an_evacuation(lab, crash_build, tmp_path, report):
     assert p.returncode in (0, 1), p.stderr
     ev = json.loads(p.stdout)
     placed = {e['alias']: e for e in ev['plan'] if e['target_uuid']}
-    assert len(placed) >= 3, ev['plan']
+    # lx0 and bhyve0 at least (the scenarios before may have left web0 and stopped0 on cn2).
+    assert len(placed) >= 2, ev['plan']
     killed, resumed, hit, violations = 0, 0, 0, []
     for k, point in enumerate(points[1:]):
         rc = migd.wait_exit(120)
