@@ -23,6 +23,8 @@ cmake --build "$release" -j"$(nproc)" --target migd migctl
 export MIGD_RELEASE_BUILD_DIR=$release
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Leaks of libraries migd uses, not migd's own: see the file.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp}
 cd "$build"
 ctest --output-on-failure "$@"
 if [ "$fuzz_s" != 0 ]; then

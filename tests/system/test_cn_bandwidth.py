@@ -1,11 +1,13 @@
-"""limits.cn_mbps: the bytes per second leaving or entering one CN, shared
-by every job on it at that moment (one token bucket per CN in the relay).
+"""Bandwidth caps.  limits.cn_mbps: the bytes per second leaving or entering
+one CN, shared by every job on it at that moment (one token bucket per CN in
+the relay); --limit: one job's stream; a direct job with a cap is relayed.
 
 Two jobs move two VMs out of cn1 at the same time, one to cn2 and one to
 cn3 (so only the source is shared); the sum of their rates, sampled from
 the jobs' progress while both send, stays within 10% of the cap, and each
 gets a fair share of it.
 """
+import json
 import re
 import time
 
@@ -76,3 +78,66 @@ def test_two_jobs_out_of_one_cn_share_its_cap(lab, migd):
     assert total <= CAP_BYTES_S * 1.10, 'the CN cap was exceeded'
     assert total >= CAP_BYTES_S * 0.70, 'the cap was far from used: the buckets starve'
     assert min(each) >= 0.3 * total, 'one job took the share of the other: %s' % each
+
+
+@pytest.fixture(scope='module')
+def plain(lab, build_dir, tmp_path_factory):
+    """A migd without a CN cap: the job's own limit is the only one."""
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('plain'))
+
+
+def test_limit_160_holds_a_job_to_20_MBps(lab, plain):
+    """migctl migrate --limit 160 (Mbit/s): the stream, sampled from the job's
+    progress over its whole first send, stays within 10% of 20 MB/s."""
+    v = lab.vms['stopped0']
+    src = [cn for cn in lab.cns if cn.uuid ==
+           lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['server_uuid']][0]
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    lab.cn_run(src, 'head -c 120M /dev/urandom > /zones/%s/root/bulk.bin && sync' % v['uuid'],
+               timeout=300)
+    p = plain.ctl('migrate', '--limit', '160', v['uuid'], dst.hostname)
+    assert p.returncode == 0, p.stderr
+    job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+    samples = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        j = plain.job(job)
+        if j['state'] not in ('queued', 'running'):
+            break
+        if j['phase'] == 'sync' and j['progress']['bytes_sent'] > 0:
+            samples.append((time.monotonic(), j['progress']['bytes_sent']))
+        time.sleep(0.25)
+    j = plain.job(job)
+    assert j['state'] == 'switched', j
+    assert j['limit_mbps'] == 160
+    # The stretch where bytes moved: from the first sample to the last that grew.
+    grew = [s for k, s in enumerate(samples) if k == 0 or s[1] > samples[k - 1][1]]
+    (t0, b0), (t1, b1) = grew[0], grew[-1]
+    rate = (b1 - b0) / (t1 - t0)
+    print('\n--limit 160: %.2f MB/s over %.1f s (%d MB), the cap is 20.00 MB/s'
+          % (rate / 1e6, t1 - t0, (b1 - b0) // 1000000))
+    assert t1 - t0 >= 3, samples
+    assert 0.9 * 20e6 <= rate <= 1.1 * 20e6, rate
+    lab.cn_run(dst, 'rm -f /zones/%s/root/bulk.bin' % v['uuid'])
+
+
+def test_a_direct_job_with_a_limit_runs_through_the_relay_and_says_so(lab, plain):
+    v = lab.vms['web0']
+    src = [cn for cn in lab.cns if cn.uuid ==
+           lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['server_uuid']][0]
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    p = plain.ctl('migrate', '-n', '-j', '--transfer', 'direct', '--limit', '80', v['uuid'],
+                 dst.hostname)
+    assert p.returncode == 0, p.stderr
+    plan = json.loads(p.stdout)['plan']
+    assert plan['transfer'] == 'relay', plan
+    assert 'runs through the relay' in plan['transfer_note'], plan
+    p = plain.ctl('migrate', '-n', '--transfer', 'direct', '--limit', '80', v['uuid'], dst.hostname)
+    assert 'runs through the relay' in p.stdout, p.stdout
+    # The same job for real: relayed, and its log says why.
+    p = plain.ctl('migrate', '-w', '--transfer', 'direct', '--limit', '80', v['uuid'], dst.hostname)
+    assert p.returncode == 0, p.stderr
+    job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+    assert plain.job(job)['transfer'] == 'relay'
+    log = plain.ctl('log', job).stdout
+    assert 'direct transfer asked, but the stream is capped at 80 Mbit/s' in log, log
