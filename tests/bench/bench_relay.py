@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""The relay benchmark: migd's data path against the OpenSSH pipeline.
+"""The relay benchmark: migd's data paths against the OpenSSH pipeline and
+ZFS alone.
 
 Brings up a 3-CN lab on its own SSH port, then in one run:
-  1. migration: writes DATA_MB (default 320) into web0 on cn1 and migrates it
+  1. relay: writes DATA_MB (default 320) into web0 on cn1 and migrates it
      to cn2 with the real migd (`migctl migrate -w`), timing the job's sync
      phase from its log; sampling migd's RSS every 100 ms meanwhile;
+  1b. direct: the same for stopped0 (filled alike) with `--transfer direct`:
+     the source sends straight to the target with the job's key;
   2. pipeline: `ssh cn1 zfs send -R ... | ssh cn2 zfs receive -d zones` of the
      same data (a fresh snapshot of lx0 filled alike, to a pool without it);
+  2b. ZFS alone: the same stream sent and received on cn1 (no SSH): the
+     lab's physical bound;
   3. transport only: relay_bench (the same mig_ssh_relay code migd uses)
      moving `head -c 1G /dev/zero` into `cat > /dev/null`, against
      `ssh src head -c 1G /dev/zero | ssh dst 'cat > /dev/null'`.
@@ -59,7 +64,8 @@ def main():
     try:
         web, lx = lab.vms['web0'], lab.vms['lx0']
         cn1, cn2, cn3 = lab.cns
-        for v in (web, lx):
+        stopped = lab.vms['stopped0']
+        for v in (web, lx, stopped):
             lab.cn_run(cn1, 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync'
                        % (DATA_MB, v['uuid']), timeout=600)
         # 1. migd
@@ -80,13 +86,31 @@ def main():
                 t_start = r['time']
             if r.get('msg', '').startswith('switch:'):
                 t_end = r['time']
-        d.stop()
 
         def ts(s):
             return time.mktime(time.strptime(s[:19], '%Y-%m-%dT%H:%M:%S')) + int(s[20:23]) / 1000
         migd_s = ts(t_end) - ts(t_start)
-        print('migd     migration bytes=%d seconds=%.2f rate_MBps=%.1f max_rss_kB=%d'
+        print('migd     relay     bytes=%d seconds=%.2f rate_MBps=%.1f max_rss_kB=%d'
               % (sent, migd_s, sent / migd_s / 1e6, max(rss)))
+
+        # 1b. direct: the job's sync from its first send to the switch
+        mark = len(d.log_text().splitlines())
+        p = d.ctl('migrate', '-w', '--transfer', 'direct', stopped['uuid'], 'cn2', timeout=1800)
+        assert p.returncode == 0, p.stderr
+        djob = d.job(re.search(r'[0-9a-f-]{36}', p.stdout).group(0))
+        assert djob['transfer'] == 'direct', djob
+        recs = [json.loads(l) for l in d.log_text().splitlines()[mark:] if l.startswith('{')]
+        t_start = t_end = None
+        for r in recs:
+            if '| ssh -T -b' in r.get('msg', '') and t_start is None:
+                t_start = r['time']
+            if r.get('msg', '').startswith('switch:'):
+                t_end = r['time']
+        direct_s = ts(t_end) - ts(t_start)
+        dsent = djob['progress']['bytes_sent']
+        print('migd     direct    bytes=%d seconds=%.2f rate_MBps=%.1f'
+              % (dsent, direct_s, sent / direct_s / 1e6))
+        d.stop()
 
         # 2. OpenSSH pipeline on the same kind of data (lx0, also DATA_MB, to cn3)
         lab.cn_run(cn3, 'imgadm import -q %s' % lx['image_uuid'])
@@ -98,6 +122,15 @@ def main():
         print('openssh  pipeline  bytes~%d seconds=%.2f rate_MBps=%.1f'
               % (sent, pipe_s, sent / pipe_s / 1e6))
         print('ratio migd/openssh (zfs) = %.2f' % (pipe_s / migd_s))
+
+        # 2b. ZFS alone: the same stream, sent and received on cn1
+        zfs_s = timed(lab._nsenter(cn1, 'zfs send -I zones/%s@final zones/%s@bench | '
+                                        'zfs receive zones/benchcopy' % (lx['image_uuid'], lx['uuid'])))
+        print('zfs      alone     bytes~%d seconds=%.2f rate_MBps=%.1f'
+              % (sent, zfs_s, sent / zfs_s / 1e6))
+        print('ratio direct/relay = %.2f (time: relay %.2f s, direct %.2f s)'
+              % (migd_s / direct_s, migd_s, direct_s))
+        print('ratio direct/zfs-alone = %.2f' % (zfs_s / direct_s))
 
         # 3. transport only
         rb = [os.path.join(build, 'tests', 'relay_bench'), '--identity', lab.identity, '--known-hosts',
