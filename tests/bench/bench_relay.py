@@ -49,6 +49,15 @@ def rss_sampler(pid, out, stop):
         time.sleep(0.1)
 
 
+def send_seconds(d, job_uuid):
+    """The first round's sends of a job, from its journal: first start to last end."""
+    def ts(v):
+        return time.mktime(time.strptime(v[:19], '%Y-%m-%dT%H:%M:%S')) + int(v[20:23]) / 1000
+    acts = json.loads(d.ctl('show', '-v', '-j', job_uuid).stdout)['actions']
+    sends = [a for a in acts if a['action'].startswith('sync.send@1')]
+    return ts(max(a['ended'] for a in sends)) - ts(min(a['started'] for a in sends))
+
+
 def timed(argv_or_shell, shell=False):
     t0 = time.monotonic()
     subprocess.run(argv_or_shell, shell=shell, check=True, stdin=subprocess.DEVNULL,
@@ -79,34 +88,16 @@ def main():
         assert p.returncode == 0, p.stderr
         job = d.jobs()[0]
         sent = job['progress']['bytes_sent']
-        recs = [json.loads(l) for l in d.log_text().splitlines() if l.startswith('{')]
-        t_start = t_end = None
-        for r in recs:
-            if r.get('msg', '').startswith('relay ') and t_start is None:
-                t_start = r['time']
-            if r.get('msg', '').startswith('switch:'):
-                t_end = r['time']
-
-        def ts(s):
-            return time.mktime(time.strptime(s[:19], '%Y-%m-%dT%H:%M:%S')) + int(s[20:23]) / 1000
-        migd_s = ts(t_end) - ts(t_start)
+        migd_s = send_seconds(d, job['uuid'])
         print('migd     relay     bytes=%d seconds=%.2f rate_MBps=%.1f max_rss_kB=%d'
               % (sent, migd_s, sent / migd_s / 1e6, max(rss)))
 
-        # 1b. direct: the job's sync from its first send to the switch
-        mark = len(d.log_text().splitlines())
+        # 1b. direct, the same way
         p = d.ctl('migrate', '-w', '--transfer', 'direct', stopped['uuid'], 'cn2', timeout=1800)
         assert p.returncode == 0, p.stderr
         djob = d.job(re.search(r'[0-9a-f-]{36}', p.stdout).group(0))
         assert djob['transfer'] == 'direct', djob
-        recs = [json.loads(l) for l in d.log_text().splitlines()[mark:] if l.startswith('{')]
-        t_start = t_end = None
-        for r in recs:
-            if '| ssh -T -b' in r.get('msg', '') and t_start is None:
-                t_start = r['time']
-            if r.get('msg', '').startswith('switch:'):
-                t_end = r['time']
-        direct_s = ts(t_end) - ts(t_start)
+        direct_s = send_seconds(d, djob['uuid'])
         dsent = djob['progress']['bytes_sent']
         print('migd     direct    bytes=%d seconds=%.2f rate_MBps=%.1f'
               % (dsent, direct_s, sent / direct_s / 1e6))
