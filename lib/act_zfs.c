@@ -269,6 +269,22 @@ static void direct_failure(const struct mig_result *res, char *buf, size_t bufsz
  * there and going forward) or a full one.  With resumable streams on both
  * CNs, an interrupted receive is resumed from its token first.
  */
+/* The job's total with this dataset's size as its listing says now. */
+static void resize(struct mig_act *a)
+{
+    struct mig_zfs_dataset *rows = NULL;
+    int n = mig_parse_zfs_list(a->res->out, &rows);
+    if (n > 0) {
+        int64_t fresh = 0;
+        for (int k = 0; k < n; k++)
+            fresh += (int64_t)mig_zfs_send_bytes(&rows[k]);
+        struct mig_dataset *d = &CTX(a)->datasets[a->item];
+        a->job->progress.bytes_total += fresh - d->used;
+        d->used = fresh;
+    }
+    free(rows);
+}
+
 static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to, bool probe_only)
 {
     char snap[128], prefix[128], name[256];
@@ -290,6 +306,16 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
         if (from == MIG_SIDE_SOURCE && CTX(a)->image_on_target == 1 &&
             CTX(a)->datasets[a->item].origin[0] != '\0')
             snprintf(BASE(a), 256, "%s", CTX(a)->datasets[a->item].origin);
+        if (from == MIG_SIDE_SOURCE) {
+            /*
+             * The first send of the dataset: its size again, now that the round's
+             * snapshot has committed every write (sizes read at submission may
+             * predate the last ones), before any byte moves.
+             */
+            ACT_SSH(a, from, mig_cmd_zfs_list_tree(DS(a)), NULL);
+            if (mig_res_ok(a->res))
+                resize(a);
+        }
         goto send;
     }
     if (lists_snapshot(a->res->out, DS(a), snap)) {

@@ -311,6 +311,11 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
         size_t n = 0;
         for (int i = 0; i < s->ds.nsnap; i++)
             n += (size_t)snprintf(a->out + n, sizeof(a->out) - n, "%s@%s\n", q[0], s->ds.snap[i]);
+    } else if (strncmp(cmd, "zfs list -H -p -o name,used,referenced,origin,type", 50) == 0) {
+        if (!s->ds.exists)
+            return fail_cmd(a, "cannot open: dataset does not exist");
+        snprintf(a->out, sizeof(a->out), "zones/%s\t%d\t%d\t-\tfilesystem\n", VM,
+                 1000 * s->ds.data, 1000 * s->ds.data);
     } else if (strncmp(cmd, "zfs get -H -p -o value 'guid'", 29) == 0) {
         const char *at = strchr(q[1], '@');
         int i = at != NULL && s->ds.exists ? snap_index(&s->ds, at + 1) : -1;
