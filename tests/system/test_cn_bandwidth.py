@@ -122,7 +122,7 @@ def test_limit_160_holds_a_job_to_20_MBps(lab, plain):
 
 
 def test_a_direct_job_with_a_limit_runs_through_the_relay_and_says_so(lab, plain):
-    v = lab.vms['web0']
+    v = lab.vms['bhyve0']  # on cn1 still: the tests before moved web0, lx0 and stopped0
     src = [cn for cn in lab.cns if cn.uuid ==
            lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['server_uuid']][0]
     dst = lab.cns[1] if src.n != 2 else lab.cns[0]
