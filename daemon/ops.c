@@ -97,18 +97,22 @@ static void fail_later(struct ops *o, int err, const char *detail)
     uv_timer_start(&o->timer, on_timer, 0, 0);
 }
 
+/* A direct send's stderr as it comes: zfs send -v's lines are its progress. */
+static void on_stream_stderr(void *arg, const char *data, size_t n)
+{
+    struct ops *o = arg;
+    uint64_t before = mig_send_progress_bytes(&o->sent);
+    mig_send_progress_feed(&o->sent, data, n);
+    uint64_t now = mig_send_progress_bytes(&o->sent);
+    if (now != before && !o->closing && o->progress != NULL)
+        o->progress(o->owner, now);
+}
+
 static void on_ssh_done(void *arg, const struct mig_ssh_result *r)
 {
     struct ops *o = arg;
-    if (o->stream && r->err != NULL) {
-        /* A stream's bytes as zfs send -v counted them (the lines at the end, at least). */
-        struct mig_send_progress p;
-        memset(&p, 0, sizeof(p));
-        mig_send_progress_feed(&p, r->err, r->err_len);
-        o->res.bytes = mig_send_progress_bytes(&p);
-        if (!o->closing && o->progress != NULL && o->res.bytes > 0)
-            o->progress(o->owner, o->res.bytes);
-    }
+    if (o->stream)
+        o->res.bytes = mig_send_progress_bytes(&o->sent);
     o->res.err = r->err_code;
     o->res.exit_status = r->exit_status;
     o->out = copy_text(r->out != NULL ? r->out : "", r->out != NULL ? r->out_len : 0);
@@ -184,13 +188,17 @@ void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job
             snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
             break;
         }
-        /* A stream (a direct send) runs as long as its data takes. */
+        /* A stream (a direct send) runs as long as its data takes, while it shows progress. */
         o->stream = op->progress;
+        memset(&o->sent, 0, sizeof(o->sent));
         mig_log(op->progress ? MIG_LOG_INFO : MIG_LOG_DEBUG, jid, job->vm_uuid, "ssh %s: %s",
                 host, op->cmd);
-        rc = mig_ssh_exec(o->d->ssh, host, op->cmd, op->input,
-                          op->input != NULL ? strlen(op->input) : 0, op->progress ? 0 : 600,
-                          on_ssh_done, o);
+        if (op->progress)
+            rc = mig_ssh_exec_stream(o->d->ssh, host, op->cmd, 600, on_stream_stderr,
+                                     on_ssh_done, o);
+        else
+            rc = mig_ssh_exec(o->d->ssh, host, op->cmd, op->input,
+                              op->input != NULL ? strlen(op->input) : 0, 600, on_ssh_done, o);
         if (rc != 0)
             snprintf(detail, sizeof(detail), "ssh %s: %s", host, mig_strerror(rc));
         break;

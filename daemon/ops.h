@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "act.h"
+#include "cn.h"
 #include "daemon.h"
 
 typedef void (*ops_done_fn)(void *owner, const struct mig_result *res);
@@ -29,6 +30,7 @@ struct ops {
     bool closing;
     bool unsaved;             /* the job is not in the store yet: log without its uuid */
     bool stream;              /* the SSH op is a direct send: its stderr says its progress */
+    struct mig_send_progress sent; /* the stream's progress lines so far */
     void (*on_closed)(void *arg);
     void *closed_arg;
     struct mig_result res; /* the last result; its strings below live until the next op */

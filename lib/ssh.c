@@ -52,6 +52,7 @@ struct capture {
     char *buf;
     size_t len, cap, max;
     bool truncated;
+    bool keep_tail; /* when full, drop the oldest half: a stream's failure is at its end */
 };
 
 enum sess_state { S_CONNECT, S_HANDSHAKE, S_AUTH, S_READY, S_DEAD };
@@ -93,6 +94,8 @@ struct chan {
     bool exited;             /* exit_status is known */
     struct capture out, err;
     int exit_status;
+    mig_ssh_stderr_cb err_tap; /* stderr as it comes too (a stream's progress), or NULL */
+    void *tap_arg;
 };
 
 enum op_kind { OP_EXEC, OP_RELAY };
@@ -113,6 +116,7 @@ struct op {
     struct chan ch;
     mig_ssh_exec_cb exec_cb;
     int timeout_s;
+    int stream_idle_s; /* exec_stream: the deadline moves with each stderr chunk */
     /* relay */
     struct chan src, dst;
     struct mig_pump pump;
@@ -186,6 +190,14 @@ static void capture_init(struct capture *c, size_t max)
 /* Appends what fits under the capture's limit; the rest is dropped (truncated). */
 static void capture_add(struct capture *c, const char *p, size_t n)
 {
+    if (c->keep_tail && c->len + n > c->max && n <= c->max / 2) {
+        size_t keep = c->max / 2;
+        if (c->len > keep) {
+            memmove(c->buf, c->buf + c->len - keep, keep);
+            c->len = keep;
+            c->truncated = true;
+        }
+    }
     if (c->len + n > c->max) {
         c->truncated = true;
         n = c->max - c->len;
@@ -333,6 +345,11 @@ static int chan_read_capture(struct op *op, struct chan *c, int stream, struct c
         ssize_t n = libssh2_channel_read_ex(c->ch, stream, buf, sizeof(buf));
         if (n > 0) {
             capture_add(cap, buf, (size_t)n);
+            if (stream == SSH_EXTENDED_DATA_STDERR && c->err_tap != NULL) {
+                if (op->stream_idle_s > 0)
+                    op->deadline_ms = now_ms(op->pool) + (int64_t)op->stream_idle_s * 1000;
+                c->err_tap(c->tap_arg, buf, (size_t)n);
+            }
             progress = 1;
             continue;
         }
@@ -1449,8 +1466,13 @@ static void on_tick(uv_timer_t *h)
             continue;
         }
         if (op->deadline_ms != 0 && now >= op->deadline_ms) {
-            snprintf(op->detail, sizeof(op->detail), "%s: command timed out after %d s",
-                     op->ch.s->host, op->timeout_s);
+            if (op->stream_idle_s > 0)
+                snprintf(op->detail, sizeof(op->detail),
+                         "%s: the stream showed no progress for %d s", op->ch.s->host,
+                         op->stream_idle_s);
+            else
+                snprintf(op->detail, sizeof(op->detail), "%s: command timed out after %d s",
+                         op->ch.s->host, op->timeout_s);
             op_finish(op, MIG_ETIMEDOUT);
             continue;
         }
@@ -1579,14 +1601,11 @@ static void pool_add_op(struct mig_ssh_pool *pool, struct op *op)
     pool_schedule_tick(pool);
 }
 
-int mig_ssh_exec(struct mig_ssh_pool *pool, const char *host, const char *cmd,
-                 const char *stdin_data, size_t stdin_len, int timeout_s, mig_ssh_exec_cb cb,
-                 void *arg)
+/* An exec operation, not yet in the pool (the caller adds it). */
+static struct op *exec_op(struct mig_ssh_pool *pool, const char *host, const char *cmd,
+                          const char *stdin_data, size_t stdin_len, int timeout_s,
+                          mig_ssh_exec_cb cb, void *arg)
 {
-    if (pool->closing)
-        return MIG_ECANCELED;
-    if (host == NULL || cmd == NULL || cb == NULL)
-        return -EINVAL;
     struct op *op = mig_calloc(1, sizeof(*op));
     op->pool = pool;
     op->kind = OP_EXEC;
@@ -1601,6 +1620,34 @@ int mig_ssh_exec(struct mig_ssh_pool *pool, const char *host, const char *cmd,
         memcpy(op->ch.in, stdin_data, stdin_len);
         op->ch.in_len = stdin_len;
     }
+    return op;
+}
+
+int mig_ssh_exec(struct mig_ssh_pool *pool, const char *host, const char *cmd,
+                 const char *stdin_data, size_t stdin_len, int timeout_s, mig_ssh_exec_cb cb,
+                 void *arg)
+{
+    if (pool->closing)
+        return MIG_ECANCELED;
+    if (host == NULL || cmd == NULL || cb == NULL)
+        return -EINVAL;
+    pool_add_op(pool, exec_op(pool, host, cmd, stdin_data, stdin_len, timeout_s, cb, arg));
+    return 0;
+}
+
+int mig_ssh_exec_stream(struct mig_ssh_pool *pool, const char *host, const char *cmd,
+                        int idle_timeout_s, mig_ssh_stderr_cb on_stderr, mig_ssh_exec_cb cb,
+                        void *arg)
+{
+    if (pool->closing)
+        return MIG_ECANCELED;
+    if (host == NULL || cmd == NULL || cb == NULL || on_stderr == NULL)
+        return -EINVAL;
+    struct op *op = exec_op(pool, host, cmd, NULL, 0, idle_timeout_s, cb, arg);
+    op->stream_idle_s = idle_timeout_s;
+    op->ch.err_tap = on_stderr;
+    op->ch.tap_arg = arg;
+    op->ch.err.keep_tail = true;
     pool_add_op(pool, op);
     return 0;
 }

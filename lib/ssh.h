@@ -74,6 +74,20 @@ int mig_ssh_exec(struct mig_ssh_pool *pool, const char *host, const char *cmd,
                  const char *stdin_data, size_t stdin_len, int timeout_s, mig_ssh_exec_cb cb,
                  void *arg);
 
+/* A chunk of a command's stderr as it arrives (any size, not NUL-terminated). */
+typedef void (*mig_ssh_stderr_cb)(void *arg, const char *data, size_t n);
+
+/*
+ * Like mig_ssh_exec for a long stream run on host (a direct `zfs send |
+ * ssh`): no stdin, no bound on the whole command but idle_timeout_s without
+ * a byte on stderr (its progress lines), each stderr chunk also given to
+ * on_stderr(arg) as it arrives, and the last 64 KiB of stderr kept for the
+ * result (its failure is at its end).
+ */
+int mig_ssh_exec_stream(struct mig_ssh_pool *pool, const char *host, const char *cmd,
+                        int idle_timeout_s, mig_ssh_stderr_cb on_stderr, mig_ssh_exec_cb cb,
+                        void *arg);
+
 struct mig_ssh_relay_result {
     int err_code;          /* 0 or a negative code as for exec */
     uint64_t bytes;        /* bytes moved from source to target */
