@@ -1,0 +1,158 @@
+"""Direct transfer (`--transfer direct`, cn-commands.md "Direct transfer"):
+the source sends straight to the target with a key made for the job.
+
+Through the real binaries against the lab, whose CNs each have their own
+root home (the sshd reads that home's authorized_keys) and /var/tmp: a
+running zone migrated directly with its progress counted from zfs send -v,
+byte for byte, and then no key anywhere; an aborted direct job, a failed
+one and one whose target the head node does not know leave no key either.
+The crash campaign (unit test_executor and the lab's) kills direct jobs at
+every journal point.
+"""
+import json
+import os
+import re
+import shutil
+import time
+
+import pytest
+
+from migd_daemon import Migd, running_migd
+
+DATA_MB = 40
+
+
+@pytest.fixture(scope='module')
+def migd(lab, build_dir, tmp_path_factory):
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
+                            transfer={'mode': 'direct', 'retries': 1, 'limit_mbps': 0},
+                            incremental={'interval_s': 1})
+
+
+def home_of(lab, uuid):
+    server = lab.api('vmapi', 'GET', '/vms/%s' % uuid)[1]['server_uuid']
+    return [cn for cn in lab.cns if cn.uuid == server][0]
+
+
+def keys_left(lab):
+    """Every trace of a job key on every CN: authorized_keys lines, /var/tmp dirs."""
+    left = []
+    for cn in lab.cns:
+        ak = lab.cn_run(cn, 'cat /root/.ssh/authorized_keys 2>/dev/null; true').stdout
+        left += ['%s authorized_keys: %s' % (cn.hostname, l) for l in ak.splitlines()
+                 if 'migd-job-' in l]
+        tmp = lab.cn_run(cn, 'ls -d /var/tmp/migd-* 2>/dev/null; true').stdout
+        left += ['%s: %s' % (cn.hostname, d) for d in tmp.split()]
+    return left
+
+
+def submit(migd, *args):
+    p = migd.ctl('migrate', *args)
+    assert p.returncode == 0, p.stderr
+    return re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+
+
+def wait_state(migd, job, states, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = migd.job(job)
+        if j['state'] in states:
+            return j
+        time.sleep(0.2)
+    raise AssertionError('job never reached %s: %s' % (states, migd.job(job)))
+
+
+def test_running_zone_directly_with_its_progress_and_no_key_left(lab, migd):
+    v = lab.vms['web0']
+    src = home_of(lab, v['uuid'])
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    lab.cn_run(src, 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync'
+               % (DATA_MB, v['uuid']), timeout=300)
+    before = lab.file_checksums(src, '/zones/%s' % v['uuid'])
+    # At 8 MB/s the first send takes ~5 s: zfs send -v prints a line a second.
+    lab.cn_throttle(src, 'zfs', args=r'^send', bytes_per_s=8 << 20, count=1)
+    try:
+        job = submit(migd, v['uuid'], dst.hostname)
+        seen = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            j = migd.job(job)
+            if j['state'] not in ('queued', 'running'):
+                break
+            if j['phase'] == 'sync':
+                seen.append(j['progress']['bytes_sent'])
+            time.sleep(0.2)
+    finally:
+        lab.cn_faults_clear(src)
+    j = migd.job(job)
+    assert j['state'] == 'switched', j
+    assert j['transfer'] == 'direct'
+    # Bytes counted while they moved, from the source's progress lines, never back.
+    moving = [b for b in seen if 0 < b < (DATA_MB << 20)]
+    assert moving, 'no progress while the stream ran: %s' % seen[:50]
+    assert seen == sorted(seen)
+    assert j['progress']['bytes_sent'] >= (DATA_MB - 8) << 20, j['progress']
+    assert lab.file_checksums(dst, '/zones/%s' % v['uuid']) == before
+    # The journal made the key and took it away again, on both CNs.
+    acts = [a['action'] for a in json.loads(migd.ctl('show', '-v', '-j', job).stdout)['actions']]
+    for a in ('prepare.direct_key', 'prepare.direct_target', 'prepare.direct_source',
+              'cleanup.direct_source', 'cleanup.direct_target', 'cleanup.direct_key'):
+        assert a in acts, acts
+    assert keys_left(lab) == []
+    # The stream went from the source straight to the target: the source ran ssh.
+    assert any('| ssh -T -b' in l and src.ip in l for l in migd.log_text().splitlines())
+
+
+def test_aborted_direct_job_leaves_no_key(lab, migd):
+    v = lab.vms['stopped0']
+    src = home_of(lab, v['uuid'])
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    job = submit(migd, '-i', v['uuid'], dst.hostname)
+    wait_state(migd, job, ('waiting',))
+    assert keys_left(lab) != [], 'a waiting direct job holds its key on both CNs'
+    p = migd.ctl('abort', job)
+    assert p.returncode == 0, p.stderr
+    j = wait_state(migd, job, ('aborted', 'failed'))
+    assert j['state'] == 'aborted', j
+    assert keys_left(lab) == []
+
+
+def test_failed_direct_job_leaves_no_key(lab, migd):
+    v = lab.vms['lx0']
+    src = home_of(lab, v['uuid'])
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    # Every receive on the target fails (the forced command of the job's key runs it).
+    lab.cn_fault(dst, 'zfs', args=r'^receive', count=-1, exit=1,
+                 stderr='cannot receive new filesystem stream: checksum mismatch')
+    try:
+        job = submit(migd, v['uuid'], dst.hostname)
+        j = wait_state(migd, job, ('failed', 'aborted', 'switched'))
+    finally:
+        lab.cn_faults_clear(dst)
+    assert j['state'] == 'failed', j
+    assert 'checksum mismatch' in j['error']['message'], j['error']
+    assert keys_left(lab) == []
+    assert home_of(lab, v['uuid']) == src
+
+
+def test_target_unknown_to_the_head_node_is_refused(lab, build_dir, tmp_path):
+    """A head node whose known_hosts lacks the target: refused before any key is made."""
+    v = lab.vms['lx0']
+    src = home_of(lab, v['uuid'])
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    kh = str(tmp_path / 'known_hosts')
+    with open(lab.known_hosts) as f, open(kh, 'w') as out:
+        out.writelines(l for l in f if not l.startswith(('%s ' % dst.ip, '[%s]' % dst.ip)))
+    d = Migd(lab, build_dir, tmp_path / 'migd', transfer={'mode': 'direct'},
+             ssh=dict(lab.migd_config(str(tmp_path))['ssh'], known_hosts=kh)).start()
+    try:
+        p = d.ctl('migrate', v['uuid'], dst.hostname)
+        assert p.returncode == 1, p.stdout
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert 'HostKey' in p.stderr or 'host key' in p.stderr, p.stderr
+        assert d.jobs() == []
+    finally:
+        assert d.stop() == 0
+    assert keys_left(lab) == []
+    shutil.rmtree(str(tmp_path / 'migd'), ignore_errors=True)
+    assert os.path.exists(kh)
