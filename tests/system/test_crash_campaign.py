@@ -127,6 +127,7 @@ class Scenario:
     operator = None      # 'finish', 'abort', 'rollback' or 'cleanup'
     final = 'switched'   # the state the job ends in
     moves = True         # the VM ends on the target
+    extra = ()           # more migctl migrate arguments
 
     def __init__(self, lab, migd, world):
         self.lab, self.migd, self.world = lab, migd, world
@@ -136,8 +137,8 @@ class Scenario:
         self.marker = None  # journal rows before the operator's action
 
     def begin(self, target):
-        args = ['migrate'] + ([self.mode] if self.mode else []) + [self.world.uuid,
-                                                                   target.hostname]
+        args = ['migrate'] + ([self.mode] if self.mode else []) + list(self.extra) + [
+            self.world.uuid, target.hostname]
         p = self.migd.ctl(*args)
         assert p.returncode == 0, p.stderr
         self.job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
@@ -227,6 +228,32 @@ class Cleanup(Scenario):
     name = 'cleanup'
     operator = 'cleanup'
     final = 'succeeded'
+
+
+class Direct(Scenario):
+    """Straight from source to target with the job's key: at every point and at
+    the end, no key may be left once the job has ended."""
+    name = 'direct'
+    extra = ('--transfer', 'direct')
+
+
+class DirectAbort(Scenario):
+    name = 'direct-abort'
+    mode = '-i'
+    operator = 'abort'
+    final = 'aborted'
+    moves = False
+    extra = ('--transfer', 'direct')
+
+
+def job_keys(lab):
+    """What any job key left on the CNs: authorized_keys lines, /var/tmp/migd-* dirs."""
+    left = []
+    for cn in lab.cns:
+        out = lab.cn_run(cn, 'grep -h " migd-job-" /root/.ssh/authorized_keys 2>/dev/null; '
+                             'ls -d /var/tmp/migd-* 2>/dev/null; true').stdout
+        left += ['%s: %s' % (cn.hostname, l[-60:]) for l in out.splitlines() if l.strip()]
+    return left
 
 
 class Campaign:
@@ -361,6 +388,8 @@ class Campaign:
                 problems.append('job snapshots left: %s' % snaps)
         elif snaps:
             problems.append('job snapshots left: %s' % snaps)
+        if job_keys(self.lab):
+            problems.append('job keys left: %s' % job_keys(self.lab))
         if (not self.cls.moves or self.cls.final == 'succeeded') and \
                 (place[other.n]['zone_state'] is not None or place[other.n]['datasets']):
             problems.append('left on %s: %s' % (other.hostname, place[other.n]))
@@ -455,6 +484,14 @@ def test_rollback_of_switched_job(lab, crash_build, tmp_path, report):
 
 def test_cleanup_of_switched_job(lab, crash_build, tmp_path, report):
     run_scenario(lab, crash_build, tmp_path, report, Cleanup)
+
+
+def test_direct_transfer(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Direct)
+
+
+def test_direct_transfer_aborted(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, DirectAbort)
 
 
 def test_random_kills_inside_a_transfer(lab, crash_build, tmp_path, report):
