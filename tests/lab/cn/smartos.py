@@ -1057,7 +1057,10 @@ def front_zfs(args):
         if bad:
             raise Fail("bad property list: invalid property '%s'" % bad[0], 2)
     if sub == 'send':
-        os.execv(REAL_ZFS, [REAL_ZFS, 'send'] + without_flag(rest, 'v', letters)[1])
+        had_v, rest_v = without_flag(rest, 'v', letters)
+        if had_v:
+            return zfs_send_v(rest_v)
+        os.execv(REAL_ZFS, [REAL_ZFS, 'send'] + rest_v)
     if sub in ('receive', 'recv'):
         had_u, rest_u = without_flag(rest, 'u', letters)
         if had_u:
@@ -1065,6 +1068,46 @@ def front_zfs(args):
     if sub == 'destroy':
         return zfs_destroy(rest)
     os.execv(REAL_ZFS, [REAL_ZFS] + args)
+
+
+def nicenum(n):
+    """A size as illumos' zfs prints it: 512, 1K, 4.50K, 12.3M, 100G."""
+    units = 'KMGTPE'
+    if n < 1024:
+        return '%d' % n
+    u, v = 0, n / 1024.0
+    while v >= 1024 and u + 1 < len(units):
+        u, v = u + 1, v / 1024.0
+    if n % (1 << (10 * (u + 1))) == 0:
+        return '%d%s' % (v, units[u])
+    return ('%.2f%s' if v < 10 else '%.1f%s' if v < 100 else '%.0f%s') % (v, units[u])
+
+
+def zfs_send_v(args):
+    """`zfs send -v`: zfs-fuse prints no progress, so the front runs the real
+    send and, as illumos does, writes the header and then once a second
+    `HH:MM:SS<TAB>SIZE<TAB>DS@SNAP` (the bytes sent so far) on stderr.  Like
+    illumos, nothing is printed for the last part of a second."""
+    snap = parse_opts(args, ARG_LETTERS['send'])[2][-1]
+    child = subprocess.Popen([REAL_ZFS, 'send'] + args, stdout=subprocess.PIPE)
+    sys.stderr.write('TIME        SENT   SNAPSHOT\n')
+    sys.stderr.flush()
+    last = [time.monotonic()]
+
+    def progress(sent):
+        now = time.monotonic()
+        if now - last[0] >= 1:
+            last[0] = now
+            sys.stderr.write('%s\t%s\t%s\n' % (time.strftime('%H:%M:%S'), nicenum(sent), snap))
+            sys.stderr.flush()
+    try:
+        copy_chunks(child.stdout.fileno(), sys.stdout.fileno(), 1 << 20, progress)
+    except BrokenPipeError:
+        child.kill()
+    child.stdout.close()
+    rc = child.wait()
+    if rc != 0:
+        sys.exit(rc)
 
 
 def get_props(args):
@@ -1354,8 +1397,18 @@ def run_throttled(bps, stream):
 
 def pump(src, dst, bps):
     """Copy src to dst, sleeping so that the average rate stays at bps."""
-    chunk = max(1024, min(1 << 20, bps // 20))
-    started, sent = time.monotonic(), 0
+    started = time.monotonic()
+
+    def keep_pace(sent):
+        ahead = sent / bps - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    copy_chunks(src, dst, max(1024, min(1 << 20, bps // 20)), keep_pace)
+
+
+def copy_chunks(src, dst, chunk, each):
+    """Copy src to dst until EOF, calling each(bytes so far) after every chunk."""
+    sent = 0
     while True:
         data = os.read(src, chunk)
         if not data:
@@ -1364,9 +1417,7 @@ def pump(src, dst, bps):
         while view:
             view = view[os.write(dst, view):]
         sent += len(data)
-        ahead = sent / bps - (time.monotonic() - started)
-        if ahead > 0:
-            time.sleep(ahead)
+        each(sent)
 
 
 # ---------------------------------------------------------------- dispatch
