@@ -70,6 +70,7 @@ def main():
     work = tempfile.mkdtemp(prefix='migd-bench-')
     lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
     lab.up()
+    d = None
     try:
         web, lx = lab.vms['web0'], lab.vms['lx0']
         cn1, cn2, cn3 = lab.cns
@@ -139,6 +140,8 @@ def main():
               % (1 << 30, ossh_s, (1 << 30) / ossh_s / 1e6))
         print('ratio migd/openssh (transport) = %.2f' % (ossh_s / relay_s))
     finally:
+        if d is not None:
+            d.stop()  # a second stop of a stopped migd does nothing
         lab.down()
 
 
