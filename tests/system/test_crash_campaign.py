@@ -450,7 +450,11 @@ class Campaign:
 
 def run_scenario(lab, crash_build, tmp_path, report, cls):
     c = Campaign(lab, crash_build, tmp_path / cls.name, cls)
-    points, not_reached = c.run()
+    try:
+        points, not_reached = c.run()
+    finally:
+        if c.migd.running():
+            c.migd.kill()  # a failed check must not leave a daemon behind
     report.append({'scenario': cls.name, 'points': len(points), 'killed': c.killed,
                    'resumed': c.resumed, 'violations': c.violations})
     assert not c.violations, '\n'.join(c.violations[:20])
@@ -496,7 +500,11 @@ def test_direct_transfer_aborted(lab, crash_build, tmp_path, report):
 
 def test_random_kills_inside_a_transfer(lab, crash_build, tmp_path, report):
     c = Campaign(lab, crash_build, tmp_path / 'transfer', Full)
-    c.random_kills()
+    try:
+        c.random_kills()
+    finally:
+        if c.migd.running():
+            c.migd.kill()
     report.append({'scenario': 'transfer', 'points': 4, 'killed': c.killed, 'resumed': c.resumed,
                    'violations': c.violations})
     assert not c.violations, '\n'.join(c.violations[:20])
