@@ -1087,14 +1087,19 @@ def zfs_send_v(args):
     """`zfs send -v`: zfs-fuse prints no progress, so the front runs the real
     send and, as illumos does, writes the header and then once a second
     `HH:MM:SS<TAB>SIZE<TAB>DS@SNAP` (the bytes sent so far) on stderr.  Like
-    illumos, nothing is printed for the last part of a second."""
+    illumos, nothing is printed for the last part of a second.  The header
+    waits for the stream's first bytes: a send the real zfs refuses (an option
+    zfs-fuse lacks) prints its refusal alone, as illumos does for a bad flag."""
     snap = parse_opts(args, ARG_LETTERS['send'])[2][-1]
     child = subprocess.Popen([REAL_ZFS, 'send'] + args, stdout=subprocess.PIPE)
-    sys.stderr.write('TIME        SENT   SNAPSHOT\n')
-    sys.stderr.flush()
     last = [time.monotonic()]
+    header = [False]
 
     def progress(sent):
+        if not header[0]:
+            header[0] = True
+            sys.stderr.write('TIME        SENT   SNAPSHOT\n')
+            sys.stderr.flush()
         now = time.monotonic()
         if now - last[0] >= 1:
             last[0] = now
