@@ -86,9 +86,13 @@ def test_incremental_with_a_writer_keeps_every_byte(lab, migd):
     assert place[src.n]['running']
     wait_for(lambda: writer_done(lab, src, done), 'the writer', 60)
     wait_for(lambda: job_of(migd, job_uuid)['progress']['increments'] >= 2, 'rounds after it')
-    job = job_of(migd, job_uuid)
-    # While it waits, the operator is told what finish costs.
-    assert 'migctl finish now means about' in (job['activity'] or ''), job['activity']
+    # While it waits, the operator is told what finish costs.  A round runs
+    # every second (interval_s 1) and its activity names the send meanwhile,
+    # so the forecast is looked for between rounds.
+    job = wait_for(lambda: (lambda j: j if 'migctl finish now means about' in (j['activity'] or '')
+                            else None)(job_of(migd, job_uuid)), 'the forecast between rounds', 30,
+                   step=0.1)
+    assert job['state'] == 'waiting', job
     sums = lab.file_checksums(src, '/zones/%s/root' % v['uuid'])
     assert migd.ctl('finish', job_uuid).returncode == 0
     job = wait_for(lambda: (lambda j: j if j['state'] == 'switched' else None)(
