@@ -476,7 +476,8 @@ static void next_undo(struct exec *x)
         if (st == MIG_ACTION_UNDONE || st < 0)
             continue;
         x->attempt = 0;
-        if ((st == MIG_ACTION_STARTED || st == MIG_ACTION_FAILED) && s->def->probe != NULL) {
+        if ((st == MIG_ACTION_STARTED || st == MIG_ACTION_FAILED) && s->def->probe != NULL &&
+            !(s->def->flags & MIG_ACT_UNDO_BLIND)) {
             /* Started, perhaps never done: undo only what is there. */
             start_fn(x, ST_UNDO_PROBE, s->def->probe);
             return;

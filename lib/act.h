@@ -124,6 +124,8 @@ typedef int (*mig_act_fn)(struct mig_act *a);
 #define MIG_ACT_READ 0x4u     /* reads only: acting again is the probe */
 #define MIG_ACT_BEST_EFFORT 0x8u /* its undo may fail without stopping the undo walk (a leftover, never a risk) */
 #define MIG_ACT_REDO 0x10u       /* no probe needed: it first clears what an earlier attempt left */
+#define MIG_ACT_UNDO_BLIND 0x20u /* its undo is harmless when the act did nothing: a started or
+                                    failed act is undone without asking its probe first */
 
 struct mig_action_def {
     const char *name;  /* "switch.attach_target": phase prefix, then what */

@@ -75,28 +75,41 @@ int act_check_target(struct mig_act *a)
 
 /* ---- the origin image ---- */
 
+/* The image of the action's item (ctx.images). */
+#define IMAGE(a) (&CTX(a)->images[a->item])
+
 int act_import_image(struct mig_act *a)
 {
+    char why[256];
     ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_imgadm_import(CTX(a)->image_uuid), NULL);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_imgadm_import(IMAGE(a)->uuid), NULL);
     if (a->res->err != 0)
-        return mig_act_fail_res(a, "ImportFailed", "imgadm import %s on %s", CTX(a)->image_uuid,
+        return mig_act_fail_res(a, "ImportFailed", "imgadm import %s on %s", IMAGE(a)->uuid,
                                 HOST(a, MIG_SIDE_TARGET));
-    /* Without the image the first send is a full stream: slower, still right. */
-    CTX(a)->image_on_target = a->res->exit_status == 0;
+    if (a->res->exit_status != 0 && IMAGE(a)->required) {
+        /* A disk below the VM's dataset is its clone: the recursive stream cannot
+         * be received without the origin, so stop before any byte moves. */
+        mig_res_why(a->res, why, sizeof(why));
+        return mig_act_fail(a, "ImportFailed",
+                            "target CN %s cannot import image %s, which a disk of the VM is a "
+                            "clone of: %s",
+                            HOST(a, MIG_SIDE_TARGET), IMAGE(a)->uuid, why);
+    }
+    /* Without the image a top dataset's first send is a full stream: slower, still right. */
+    IMAGE(a)->on_target = a->res->exit_status == 0;
     ACT_END(a);
 }
 
 int probe_image(struct mig_act *a)
 {
     ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_imgadm_get(CTX(a)->image_uuid), NULL);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_imgadm_get(IMAGE(a)->uuid), NULL);
     if (a->res->err != 0)
-        return mig_act_fail_res(a, "ProbeFailed", "imgadm get %s on %s", CTX(a)->image_uuid,
+        return mig_act_fail_res(a, "ProbeFailed", "imgadm get %s on %s", IMAGE(a)->uuid,
                                 HOST(a, MIG_SIDE_TARGET));
     if (a->res->exit_status != 0)
         return MIG_ACT_ABSENT;
-    CTX(a)->image_on_target = 1;
+    IMAGE(a)->on_target = 1;
     ACT_END(a);
 }
 
@@ -255,7 +268,8 @@ static void direct_failure(const struct mig_result *res, char *buf, size_t bufsz
  * The scratch layout of a send: the base to send from at BASE ("" for a full
  * stream, "@snap" for one of the job's, "pool/IMG@final" for the origin),
  * a resume token at TOKEN.  a->i: 1 when the receiver already holds this
- * round's snapshot; a->n: the receiver's guid of the compared snapshot.
+ * round's snapshot, 2 when it holds the dataset without any snapshot; a->n:
+ * the receiver's guid of the compared snapshot.
  */
 #define BASE(a) ((a)->scratch)
 #define TOKEN(a) ((a)->scratch + 256)
@@ -303,8 +317,8 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
         /* The receiver has no such dataset. */
         if (probe_only)
             return MIG_ACT_ABSENT;
-        if (from == MIG_SIDE_SOURCE && CTX(a)->image_on_target == 1 &&
-            CTX(a)->datasets[a->item].origin[0] != '\0')
+        if (from == MIG_SIDE_SOURCE &&
+            mig_job_origin_on_target(CTX(a), CTX(a)->datasets[a->item].origin))
             snprintf(BASE(a), 256, "%s", CTX(a)->datasets[a->item].origin);
         if (from == MIG_SIDE_SOURCE) {
             /*
@@ -329,7 +343,10 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
     if (BASE(a)[0] == '\0') {
         if (probe_only)
             return MIG_ACT_ABSENT;
-        goto resume; /* only a resumable partial receive can explain it */
+        if (strspn(a->res->out != NULL ? a->res->out : "", " \t\r\n") ==
+            strlen(a->res->out != NULL ? a->res->out : ""))
+            a->i = 2; /* the dataset, not one snapshot */
+        goto resume; /* a resumable partial receive, or what an interrupted one left */
     }
     /* The same snapshot on both sides: compare guids, never trust a name alone. */
     ACT_SSH(a, to, mig_cmd_zfs_get_snap("guid", DS(a), BASE(a) + 1), NULL);
@@ -369,7 +386,24 @@ resume:
             return send_between(a, from, to, false);
         }
     }
-    if (BASE(a)[0] == '\0' && a->i == 0)
+    if (a->i == 2 && from == MIG_SIDE_SOURCE && a->round == 1) {
+        /*
+         * The target has the dataset and no snapshot at all, and no token: what
+         * this job's first receive left when it was cut (act_check_target proved
+         * there was no such dataset before the job).  An illumos receive without
+         * -s removes it itself; zfs-fuse, killed mid-stream, may not.  Removed,
+         * then sent whole again.
+         */
+        ACT_SSH(a, to, mig_cmd_zfs_destroy(DS(a), true), NULL);
+        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
+            return mig_act_fail_res(a, "SendFailed", "removing what a cut receive left of %s on %s",
+                                    DS(a), HOST(a, to));
+        if (mig_job_origin_on_target(CTX(a), CTX(a)->datasets[a->item].origin))
+            snprintf(BASE(a), 256, "%s", CTX(a)->datasets[a->item].origin);
+        a->i = 0;
+        goto send;
+    }
+    if (BASE(a)[0] == '\0' && a->i != 1)
         return mig_act_fail(a, "NoCommonSnapshot",
                             "%s on %s holds no snapshot of this job; it cannot be sent to "
                             "incrementally",

@@ -164,7 +164,7 @@ struct mig_job *mig_job_new(void)
     job->task = MIG_TASK_MIGRATE;
     snprintf(job->transfer, sizeof(job->transfer), "relay");
     struct mig_job_ctx *c = &job->ctx;
-    c->image_on_target = c->autoboot_before = c->back_was_running = -1;
+    c->autoboot_before = c->back_was_running = -1;
     c->resumable_source = c->resumable_target = -1;
     c->last_delta = -1;
     c->write_bytes_s = -1;
@@ -471,7 +471,11 @@ static int rd_int32(json_t *o, const char *key, int *out)
 /* The ctx's JSON form: every member by name; empty strings and unknowns kept as they are. */
 json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
 {
-    json_t *ds = json_array(), *nics = json_array();
+    json_t *ds = json_array(), *nics = json_array(), *images = json_array();
+    for (int i = 0; i < c->nimages; i++)
+        json_array_append_new(images, json_pack("{s:s, s:i, s:i}", "uuid", c->images[i].uuid,
+                                                "required", c->images[i].required, "on_target",
+                                                c->images[i].on_target));
     for (int i = 0; i < c->ndatasets; i++)
         json_array_append_new(ds, json_pack("{s:s, s:s, s:I}", "name", c->datasets[i].name,
                                             "origin", c->datasets[i].origin, "used",
@@ -482,17 +486,17 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
                                               c->nics[i].network_uuid, "reserved_before",
                                               c->nics[i].reserved_before));
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:o, s:i, s:I, s:I, s:i, s:I, s:s, s:s, s:i, "
-        "s:i, s:i, s:I, s:I}",
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:i, s:I, s:I, s:i, s:I, s:s, s:s, s:i, "
+        "s:i, s:I, s:I}",
         "source_ip", c->source_ip, "target_ip", c->target_ip, "image_uuid", c->image_uuid,
-        "datasets", ds, "nics", nics, "image_on_target", c->image_on_target, "autoboot_before",
+        "datasets", ds, "nics", nics, "images", images, "autoboot_before",
         c->autoboot_before, "resumable_source", c->resumable_source, "resumable_target",
         c->resumable_target, "zonecfg", c->zonecfg != NULL ? json_string(c->zonecfg) : json_null(),
         "rounds", c->rounds, "last_delta", (json_int_t)c->last_delta, "stop_ms",
         (json_int_t)c->stop_ms, "back_was_running", c->back_was_running, "back_stop_ms",
         (json_int_t)c->back_stop_ms, "target_request", c->target_request, "activity", c->activity,
-        "config_changed", c->config_changed, "stalled", c->stalled, "image_needed",
-        c->image_needed, "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
+        "config_changed", c->config_changed, "stalled", c->stalled,
+        "snap_ms", (json_int_t)c->snap_ms, "write_bytes_s",
         (json_int_t)c->write_bytes_s);
     if (o != NULL) {
         json_object_set_new(o, "quota_before", json_integer(c->quota_before));
@@ -549,6 +553,18 @@ static int rd_nic(json_t *item, int i, void *arg)
                : 0;
 }
 
+static int rd_image(json_t *item, int i, void *arg)
+{
+    struct mig_image *m = &((struct mig_job_ctx *)arg)->images[i];
+    m->required = 0;
+    m->on_target = -1;
+    return rd_fixed(item, "uuid", m->uuid, sizeof(m->uuid), true) < 0 ||
+                   rd_int32(item, "required", &m->required) < 0 ||
+                   rd_int32(item, "on_target", &m->on_target) < 0
+               ? MIG_EPARSE
+               : 0;
+}
+
 int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
 {
     if (!json_is_object(j))
@@ -563,7 +579,7 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_fixed(j, "image_uuid", c.image_uuid, sizeof(c.image_uuid), false) < 0 ||
         rd_array(j, "datasets", MIG_MAX_DATASETS, &c.ndatasets, rd_dataset, &c) < 0 ||
         rd_array(j, "nics", MIG_MAX_NICS, &c.nnics, rd_nic, &c) < 0 ||
-        rd_int32(j, "image_on_target", &c.image_on_target) < 0 ||
+        rd_array(j, "images", MIG_MAX_IMAGES, &c.nimages, rd_image, &c) < 0 ||
         rd_int32(j, "autoboot_before", &c.autoboot_before) < 0 ||
         rd_int32(j, "resumable_source", &c.resumable_source) < 0 ||
         rd_int32(j, "resumable_target", &c.resumable_target) < 0 ||
@@ -575,7 +591,6 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_fixed(j, "activity", c.activity, sizeof(c.activity), false) < 0 ||
         rd_int32(j, "config_changed", &c.config_changed) < 0 ||
         rd_int32(j, "stalled", &c.stalled) < 0 || rd_int(j, "snap_ms", &c.snap_ms) < 0 ||
-        rd_int32(j, "image_needed", &c.image_needed) < 0 ||
         rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0 ||
         rd_int(j, "quota_before", &c.quota_before) < 0 ||
         rd_int(j, "reservation_before", &c.reservation_before) < 0 ||
@@ -584,10 +599,61 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         free(zonecfg);
         return MIG_EPARSE;
     }
+    /* A record from before images[]: the VM's image, with what was known of it. */
+    json_t *legacy = json_object_get(j, "image_on_target");
+    if (json_object_get(j, "images") == NULL && json_is_integer(legacy) &&
+        c.image_uuid[0] != '\0') {
+        c.nimages = 1;
+        snprintf(c.images[0].uuid, sizeof(c.images[0].uuid), "%s", c.image_uuid);
+        c.images[0].required = 0;
+        c.images[0].on_target = json_integer_value(legacy) == 1 ? 1 : -1;
+    }
     free(out->zonecfg);
     c.zonecfg = zonecfg;
     *out = c;
     return 0;
+}
+
+/* The IMAGE of "POOL/IMAGE@final", into out; false for any other origin. */
+static bool origin_image(const char *origin, char out[MIG_UUID_LEN + 1])
+{
+    const char *at = strchr(origin, '@'), *slash = strrchr(origin, '/');
+    if (at == NULL || slash == NULL || slash > at || strcmp(at, "@final") != 0 ||
+        at - slash - 1 != MIG_UUID_LEN)
+        return false;
+    memcpy(out, slash + 1, MIG_UUID_LEN);
+    out[MIG_UUID_LEN] = '\0';
+    return mig_uuid_valid(out);
+}
+
+int mig_job_add_image(struct mig_job_ctx *c, const char *origin, bool required)
+{
+    char uuid[MIG_UUID_LEN + 1];
+    if (!origin_image(origin, uuid))
+        return -1;
+    for (int i = 0; i < c->nimages; i++)
+        if (strcmp(c->images[i].uuid, uuid) == 0) {
+            c->images[i].required |= required;
+            return i;
+        }
+    if (c->nimages == MIG_MAX_IMAGES)
+        return -2;
+    struct mig_image *m = &c->images[c->nimages];
+    snprintf(m->uuid, sizeof(m->uuid), "%s", uuid);
+    m->required = required;
+    m->on_target = -1;
+    return c->nimages++;
+}
+
+bool mig_job_origin_on_target(const struct mig_job_ctx *c, const char *origin)
+{
+    char uuid[MIG_UUID_LEN + 1];
+    if (!origin_image(origin, uuid))
+        return false;
+    for (int i = 0; i < c->nimages; i++)
+        if (strcmp(c->images[i].uuid, uuid) == 0)
+            return c->images[i].on_target == 1;
+    return false;
 }
 
 /* Reads the enum-valued members (state, phase, mode) and the error. */

@@ -69,6 +69,7 @@ struct mig_progress {
 enum mig_task { MIG_TASK_MIGRATE, MIG_TASK_RETURN, MIG_TASK_REMOVE_SOURCE, MIG_NTASKS };
 
 #define MIG_MAX_DATASETS 8 /* top-level datasets a VM may have: zones/UUID, KVM disks */
+#define MIG_MAX_IMAGES 8   /* images the VM's datasets may be cloned from */
 #define MIG_MAX_NICS 16
 #define MIG_DATASET_LEN 256
 #define MIG_IP_LEN 64
@@ -78,6 +79,18 @@ struct mig_dataset {
     char name[MIG_DATASET_LEN];   /* "zones/UUID", "zones/UUID-disk0" */
     char origin[MIG_DATASET_LEN]; /* "zones/IMAGE@final", or "" when not a clone */
     int64_t used;                 /* bytes, from zfs list at validation */
+};
+
+/*
+ * An image that a dataset of the VM is a clone of (its origin is
+ * POOL/IMAGE@final): the VM's own, and for bhyve and KVM each disk's, which
+ * may differ.  Imported on the target before the first send, so that send
+ * is an incremental from the image.
+ */
+struct mig_image {
+    char uuid[MIG_UUID_LEN + 1];
+    int required;  /* a dataset below a top one is its clone: a recursive stream needs it */
+    int on_target; /* -1 not known yet, 0 the target could not import it, 1 there */
 };
 
 /* One NIC of the VM, as VMAPI described it at validation. */
@@ -102,8 +115,8 @@ struct mig_job_ctx {
     struct mig_dataset datasets[MIG_MAX_DATASETS];
     int nnics;
     struct mig_nic nics[MIG_MAX_NICS];
-    int image_on_target;  /* the image's @final is on the target: first sends are incremental */
-    int image_needed;     /* a dataset of the VM (a bhyve disk too) is a clone of the image */
+    int nimages;          /* the images the VM's datasets (bhyve disks too) are clones of */
+    struct mig_image images[MIG_MAX_IMAGES];
     int autoboot_before;  /* the source zone's autoboot when the job began */
     int resumable_source; /* the CN supports resumable streams (send -t / receive -s) */
     int resumable_target;
@@ -229,6 +242,16 @@ void mig_job_set_activity(struct mig_job *job, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Replaces ctx.zonecfg with a copy of text (NULL clears). */
 void mig_job_set_zonecfg(struct mig_job *job, const char *text);
+
+/*
+ * Notes the image that origin ("POOL/IMAGE@final") is a snapshot of, once;
+ * required when the clone lies below a top dataset.  Returns its index, -1
+ * when origin is no image's @final (a clone of something else), -2 when
+ * the table is full.
+ */
+int mig_job_add_image(struct mig_job_ctx *ctx, const char *origin, bool required);
+/* True when origin is the @final of an image already on the target. */
+bool mig_job_origin_on_target(const struct mig_job_ctx *ctx, const char *origin);
 
 /* The ctx as JSON (new reference), and back: 0 or MIG_EPARSE (ctx unchanged). */
 json_t *mig_job_ctx_to_json(const struct mig_job_ctx *ctx);

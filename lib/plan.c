@@ -60,23 +60,11 @@ static bool ran_on_target(const struct mig_job *job, int round, int item)
     return job->ctx.back_was_running == 1;
 }
 
-/* The image is worth importing when a dataset was cloned from its @final. */
-static bool needs_image(const struct mig_job *job, int round, int item)
+/* One import per image a dataset of the VM was cloned from (validation lists them). */
+static bool has_image(const struct mig_job *job, int round, int item)
 {
-    (void)round, (void)item;
-    if (job->ctx.image_uuid[0] == '\0')
-        return false;
-    if (job->ctx.image_needed == 1)
-        return true;
-    char suffix[MIG_UUID_LEN + 16];
-    snprintf(suffix, sizeof(suffix), "/%s@final", job->ctx.image_uuid);
-    for (int i = 0; i < job->ctx.ndatasets; i++) {
-        const char *o = job->ctx.datasets[i].origin;
-        size_t ol = strlen(o), sl = strlen(suffix);
-        if (ol > sl && strcmp(o + ol - sl, suffix) == 0)
-            return true;
-    }
-    return false;
+    (void)round;
+    return item >= 0 && item < job->ctx.nimages;
 }
 
 /* ---- the tables ---- */
@@ -105,8 +93,9 @@ static const struct mig_action_def RESERVE_IP = {
     "prepare.reserve_ip", API, "NAPI PUT reserved=true on the IP", 0, nic_needs_reserve,
     probe_reserved_ip, act_reserve_ip, act_restore_ip};
 static const struct mig_action_def IMPORT_IMAGE = {
-    "prepare.import_image", DST, "imgadm import the VM's image, so the first send is incremental",
-    0, needs_image, probe_image, act_import_image, NULL};
+    "prepare.import_image", DST,
+    "imgadm import an image a dataset is cloned from, so its first send is incremental", 0,
+    has_image, probe_image, act_import_image, NULL};
 
 /* bhyve: room for the snapshots under the top dataset's quota (act_quota.c) */
 static bool is_bhyve(const struct mig_job *job, int round, int item)
@@ -139,7 +128,8 @@ static const struct mig_action_def SNAPSHOT = {
     probe_snapshot_source, act_snapshot_source, undo_snapshot_source};
 static const struct mig_action_def SEND = {
     "sync.send", SRC, "zfs send | zfs receive to the target, from the newest common snapshot",
-    MIG_ACT_TRANSFER, NULL, probe_sent_forward, act_send_forward, undo_send_forward};
+    MIG_ACT_TRANSFER | MIG_ACT_UNDO_BLIND, NULL, probe_sent_forward, act_send_forward,
+    undo_send_forward};
 
 /* switch */
 static const struct mig_action_def SWITCH_BEGIN = {
@@ -408,7 +398,8 @@ void mig_plan_prepare(const struct mig_job *job, struct mig_plan *p)
     add_per_nic(p, job, &READ_IP, MIG_PHASE_PREPARE);
     add_per_nic(p, job, &RESERVE_IP, MIG_PHASE_PREPARE);
     add(p, &QUOTA_READ, MIG_PHASE_PREPARE, -1, -1);
-    add(p, &IMPORT_IMAGE, MIG_PHASE_PREPARE, -1, -1);
+    for (int i = 0; i < job->ctx.nimages; i++)
+        add(p, &IMPORT_IMAGE, MIG_PHASE_PREPARE, -1, i);
     add_all(p, DIRECT, N(DIRECT), MIG_PHASE_PREPARE);
 }
 

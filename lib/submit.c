@@ -293,16 +293,18 @@ int mig_submit_step(struct mig_act *a)
             }
             if (n > 0 && ds[0].origin[0] != '\0' && strlen(ds[0].origin) < MIG_DATASET_LEN)
                 snprintf(d->origin, sizeof(d->origin), "%s", ds[0].origin);
-            /* Any dataset of the tree cloned from the image (a bhyve disk below the zone's
-             * dataset too) needs it on the target before the first receive. */
-            char suffix[MIG_UUID_LEN + 16];
-            snprintf(suffix, sizeof(suffix), "/%s@final", CTX(a)->image_uuid);
-            for (int k = 0; k < n && CTX(a)->image_uuid[0] != '\0'; k++) {
-                size_t ol = strlen(ds[k].origin), sl = strlen(suffix);
-                if (ol > sl && strcmp(ds[k].origin + ol - sl, suffix) == 0)
-                    CTX(a)->image_needed = 1;
-            }
+            /* Every image a dataset of the tree is cloned from (each disk's may differ
+             * from the VM's) goes to the target before the first receive; one below
+             * the top dataset must, as the recursive stream carries it as a clone. */
+            bool too_many = false;
+            for (int k = 0; k < n; k++)
+                too_many |= mig_job_add_image(CTX(a), ds[k].origin,
+                                              strcmp(ds[k].name, d->name) != 0) == -2;
             free(ds);
+            if (too_many)
+                return mig_act_fail(a, MIG_RULE_VM_BRAND,
+                                    "VM %s has datasets cloned from more than %d images",
+                                    job->vm_uuid, MIG_MAX_IMAGES);
             if (n < 0)
                 return mig_act_fail(a, "SourceDatasetMissing",
                                     "source CN %s: unreadable zfs list of %s", job->source_hostname,

@@ -231,6 +231,72 @@ def test_kvm_with_two_disks(lab, migd):
     check_rolled_back(lab, 'kvm0', src, dst, before_vm, before_files, mounted)
 
 
+# ---------------------------------------------------------------- disks of other images
+
+def images_on(lab, cn):
+    """The image uuids installed on cn."""
+    out = lab.cn_run(cn, '/usr/sbin/zfs list -H -o name -t snapshot').stdout.split()
+    return {s.split('/')[1].split('@')[0] for s in out
+            if s.endswith('@final') and s.count('/') == 1}
+
+
+def image_missing_on(lab, cn, but=()):
+    """An image of the lab's VMs (all in IMGAPI) that cn has not installed."""
+    have = images_on(lab, cn)
+    missing = {v['image_uuid'] for v in lab.vms.values()} - have - set(but)
+    assert missing, 'every image is on %s already' % cn.hostname
+    return sorted(missing)[0]
+
+
+def add_disk_from_image(lab, cn, u, disk, image, size_mib):
+    """Gives VM u (on cn) a disk cloned from another image's @final, as
+    `vmadm update add_disks` would (the image imported first), with data
+    written into it, and waits until VMAPI lists it."""
+    lab.cn_run(cn, 'imgadm import -q %s' % image)
+    lab.cn_run(cn, 'zfs clone zones/%s@final %s && head -c %dM /dev/urandom > /%s/bulk2.bin && sync'
+               % (image, disk, DATA_MB, disk), timeout=300)
+    script = ('add device\nset match=/dev/zvol/rdsk/%s\nadd property (name=image-uuid,value="%s")\n'
+              'add property (name=size,value="%d")\nadd property (name=model,value="virtio")\nend\n'
+              % (disk, image, size_mib))
+    lab.cn_run(cn, 'zonecfg -z %s -f -' % u, input=script)
+
+    def listed():
+        vm = lab.api('vmapi', 'GET', '/vms/%s' % u)[1]
+        return disk in [d.get('zfs_filesystem') for d in vm.get('disks', [])]
+    deadline = time.monotonic() + 30
+    while not listed():
+        assert time.monotonic() < deadline, 'VMAPI never listed %s' % disk
+        time.sleep(0.3)
+
+
+def test_a_kvm_disk_of_another_image_is_sent_from_it(lab, migd):
+    """kvm0 gets a third disk, a dataset beside its others, cloned from another
+    image than its own, which the target lacks: that image is imported there
+    first and the disk's first send is an incremental from it."""
+    k = lab.vms['kvm0']
+    u = k['uuid']
+    src = [cn for cn in lab.cns if vmadm_get(lab, cn, u, check=False) is not None][0]
+    dst = lab.cns[2] if src.n != 3 else lab.cns[1]
+    image = image_missing_on(lab, dst, but=(k['image_uuid'],))
+    disk2 = 'zones/%s-disk2' % u
+    add_disk_from_image(lab, src, u, disk2, image, 256)
+    before_vm = vmadm_get(lab, src, u)
+    mounted = ['/zones/' + u] + ['/zones/%s-disk%d' % (u, i) for i in range(3)]
+    before_files = {m: lab.file_checksums(src, m) for m in mounted}
+    job = migrate(lab, migd, 'kvm0', dst)
+    check_switched(lab, 'kvm0', src, dst, before_files, mounted)
+    assert zget(lab, dst, 'origin', disk2) == 'zones/%s@final' % image
+    # Its first send started from that image (the command as migd ran it).
+    sent = job['progress']['bytes_sent']
+    full = int(zget(lab, src, 'referenced', disk2))
+    log = migd.log_text()
+    assert re.search(r"zfs send -R -I '?zones/%s@final'? '?%s@migd-%s-" % (image, disk2, job['uuid']),
+                     log), log[-3000:]
+    print('kvm0 with a disk of image %s: sent %d bytes; disk2 references %d' % (image, sent, full))
+    roll_back(lab, migd, job)
+    check_rolled_back(lab, 'kvm0', src, dst, before_vm, before_files, mounted)
+
+
 # ---------------------------------------------------------------- docker
 
 def test_docker_instance_keeps_its_docker_flag(lab, migd):
@@ -333,3 +399,54 @@ def test_fabric_nic_needs_the_underlay(lab, migd):
     roll_back(lab, migd, job)
     check_rolled_back(lab, 'fabric0', src, dst, before_vm, before_files, mounted)
     assert lab.api('napi', 'GET', '/nics?belongs_to_uuid=%s' % u)[1] == nics_before
+
+
+# ---------------------------------------------------------------- bhyve disk of another image
+
+def test_a_bhyve_disk_of_another_image_brings_it(lab, migd):
+    """A disk may come from another image than the VM's (a data disk made from
+    an image): every image any dataset of the VM is a clone of is imported on
+    the target first.  bhyve0's second disk lies below its zone dataset, so the
+    recursive stream cannot be received without its image: a target that
+    cannot import it fails the job in prepare, before a byte moves; one that
+    can receives the disk as a clone of it."""
+    b = lab.vms['bhyve0']
+    u = b['uuid']
+    src = [cn for cn in lab.cns if vmadm_get(lab, cn, u, check=False) is not None][0]
+    dst = lab.cns[1] if src.n != 2 else lab.cns[2]
+    image = image_missing_on(lab, dst, but=(b['image_uuid'],))
+    top, disk1 = 'zones/' + u, 'zones/%s/disk1' % u
+    # Room for the new disk, as vmadm gives it (quota and reservation raised together).
+    for prop in ('quota', 'reservation'):
+        lab.cn_run(src, '/usr/sbin/zfs set %s=%d %s' % (prop, int(zget(lab, src, prop, top)) +
+                                                         (256 << 20), top))
+    add_disk_from_image(lab, src, u, disk1, image, 256)
+    before_vm = vmadm_get(lab, src, u)
+    mounted = ['/zones/%s' % u, '/zones/%s/disk0' % u, '/' + disk1]
+    before_files = {m: lab.file_checksums(src, m) for m in mounted}
+
+    # The target cannot import it: refused in prepare, nothing sent, the VM untouched.
+    lab.cn_fault(dst, 'imgadm', args=r'^import .*%s' % image, count=1, exit=1,
+                 stderr='imgadm import: error (ActiveImageNotFound): lab fault')
+    try:
+        older = ['-D'] if dst.n == 3 else []
+        p = migd.ctl('migrate', '-w', *older, u, dst.hostname)
+        assert p.returncode != 0, p.stdout
+    finally:
+        lab.cn_faults_clear(dst)
+    failed = migd.job(re.search(r'[0-9a-f-]{36}', p.stdout + p.stderr).group(0))
+    assert failed['state'] == 'failed', failed
+    assert failed['error']['code'] == 'ImportFailed', failed['error']
+    assert image in failed['error']['message'] and 'clone' in failed['error']['message']
+    assert failed['progress']['bytes_sent'] == 0, failed['progress']
+    assert lab.vm_placement(u)[dst.n]['datasets'] == []
+    assert vmadm_get(lab, src, u)['state'] == 'running'
+    assert image not in images_on(lab, dst)
+
+    job = migrate(lab, migd, 'bhyve0', dst)
+    check_switched(lab, 'bhyve0', src, dst, before_files, mounted)
+    assert image in images_on(lab, dst)
+    assert zget(lab, dst, 'origin', disk1) == 'zones/%s@final' % image
+    assert zget(lab, dst, 'origin', 'zones/%s/disk0' % u) == 'zones/%s@final' % b['image_uuid']
+    roll_back(lab, migd, job)
+    check_rolled_back(lab, 'bhyve0', src, dst, before_vm, before_files, mounted)

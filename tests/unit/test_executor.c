@@ -71,6 +71,10 @@ struct world {
     unsigned long long next_guid;
     int ops;
     int transient_faults; /* fail this many ops with a transport error */
+    /* Cut this many receives of a new dataset midway: the connection drops and the
+     * target keeps the dataset without a snapshot (as zfs-fuse may). */
+    int cut_receives;
+    int transfer_retries; /* transfer.retries for the rig, 0: the default */
     /* Direct transfer: the job's line in the target's authorized_keys, the source's files. */
     int auth_lines;
     bool job_dir, job_id, job_known_hosts;
@@ -405,6 +409,12 @@ static void run_relay(struct answer *a, int from, const char *send)
     if (!d->ds.exists) {
         memset(&d->ds, 0, sizeof(d->ds));
         d->ds.exists = true;
+        if (W->cut_receives > 0) {
+            W->cut_receives--;
+            a->res.err = MIG_ESSH;
+            snprintf(a->res.detail, sizeof(a->res.detail), "connection dropped mid-stream");
+            return;
+        }
     }
     for (int i = first; i <= upto; i++) {
         assert_true(d->ds.nsnap < MAXSNAP);
@@ -553,6 +563,8 @@ static void rig_open(struct rig *r)
     /* Rounds back to back (a config cannot say 0 s; the engine handles it), three at most. */
     r->cfg->incremental.interval_s = 0;
     r->cfg->incremental.max_rounds = 3;
+    if (W->transfer_retries > 0)
+        r->cfg->transfer.retries = W->transfer_retries;
     char kh[160];
     snprintf(kh, sizeof(kh), "%s/known_hosts", r->dir);
     if (access(kh, R_OK) == 0) {
@@ -665,6 +677,7 @@ static struct mig_job *new_job(enum mig_mode mode)
     c->ndatasets = 1;
     snprintf(c->datasets[0].name, sizeof(c->datasets[0].name), "zones/" VM);
     snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin), "zones/" IMG "@final");
+    mig_job_add_image(c, c->datasets[0].origin, false);
     c->nnics = 2;
     for (int i = 0; i < 2; i++) {
         snprintf(c->nics[i].mac, sizeof(c->nics[i].mac), "%s", MACS[i]);
@@ -1097,6 +1110,38 @@ static void test_transient_failure_retried(void **state)
     cleanup_dir(&fx);
 }
 
+/* A first receive cut midway leaves the dataset with no snapshot: the retry
+ * removes it and sends again, and the job ends as a clean run does. */
+static void test_a_cut_first_receive_is_cleared_and_sent_again(void **state)
+{
+    (void)state;
+    struct fixture fx = {0};
+    char st[16];
+    scenario_setup(&fx, SC_FULL);
+    W->cut_receives = 1;
+    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    assert_int_equal(W->cut_receives, 0);
+    check_outcome(SC_FULL, st, "a cut first receive");
+    cleanup_dir(&fx);
+}
+
+/* When every attempt is cut, the job fails and its undo removes what the cut
+ * receives left: nothing of the VM stays on the target. */
+static void test_a_failed_first_receive_leaves_nothing(void **state)
+{
+    (void)state;
+    struct fixture fx = {0};
+    char st[16];
+    scenario_setup(&fx, SC_FULL);
+    W->cut_receives = 1000;
+    W->transfer_retries = 1;
+    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    assert_string_equal(st, "failed");
+    assert_true(W->cut_receives < 1000);
+    check_world(0, true, "every first receive cut");
+    cleanup_dir(&fx);
+}
+
 int main(void)
 {
     W = mmap(NULL, sizeof(*W), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1106,6 +1151,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clean_runs),
         cmocka_unit_test(test_transient_failure_retried),
+        cmocka_unit_test(test_a_cut_first_receive_is_cleared_and_sent_again),
+        cmocka_unit_test(test_a_failed_first_receive_leaves_nothing),
         cmocka_unit_test(test_campaign_full),
         cmocka_unit_test(test_campaign_stopped),
         cmocka_unit_test(test_campaign_incremental),
