@@ -510,6 +510,52 @@ def test_random_kills_inside_a_transfer(lab, crash_build, tmp_path, report):
     assert not c.violations, '\n'.join(c.violations[:20])
 
 
+def test_what_a_cut_first_receive_left_is_sent_over(lab, crash_build, tmp_path, report):
+    """On zfs-fuse a first receive cut by a kill can leave the new dataset on the
+    target without a snapshot (the random kills above met it once).  Made here
+    on purpose: migd dies as the first send starts, the target is given such a
+    dataset, holding a file, and the restarted job removes it, sends again and
+    ends switched with the source's data; then rolled back, nothing stays."""
+    w = World(lab, lab.vms['web0']['uuid'])
+    src = w.home()
+    dst = lab.cns[1] if src.n == 1 else lab.cns[0]
+    before = w.checksums(src)
+    migd = Migd(lab, crash_build, tmp_path / 'remnant')
+    migd.start(env={'MIGD_CRASH_AT': 'sync.send@1#0:after-start'})
+    p = migd.ctl('migrate', w.uuid, dst.hostname)
+    assert p.returncode == 0, p.stderr
+    job_uuid = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+    assert migd.wait_exit(120) == CRASH_EXIT, migd.log_text()[-3000:]
+    top = 'zones/%s' % w.uuid
+    lab.cn_run(dst, '/usr/sbin/zfs create %s && echo partial > /%s/part.bin' % (top, top))
+    violations = w.safety('cut receive left on %s' % dst.hostname)
+    migd.start()
+    deadline = time.monotonic() + 300
+    job = migd.job(job_uuid)
+    while job['state'] in ('queued', 'running') and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = migd.job(job_uuid)
+    if job['state'] != 'switched':
+        violations.append('ended %s (%s), not switched' % (job['state'], job.get('error')))
+    elif w.checksums(dst) != before:
+        violations.append('the data on %s differs from the source\'s' % dst.hostname)
+    if not violations:
+        p = migd.ctl('rollback', job_uuid)
+        assert p.returncode == 0, p.stderr
+        while migd.job(job_uuid)['state'] not in ('rolled_back', 'failed') and \
+                time.monotonic() < deadline:
+            time.sleep(0.3)
+        if migd.job(job_uuid)['state'] != 'rolled_back' or w.home() != src:
+            violations.append('the rollback ended %s' % migd.job(job_uuid)['state'])
+        elif lab.vm_placement(w.uuid)[dst.n]['datasets']:
+            violations.append('left on %s: %s' % (dst.hostname,
+                                                   lab.vm_placement(w.uuid)[dst.n]['datasets']))
+    assert migd.stop() == 0
+    report.append({'scenario': 'cut-receive', 'points': 1, 'killed': 1, 'resumed': 1,
+                   'violations': violations})
+    assert not violations, '\n'.join(violations)
+
+
 def evacuation(migd, uuid):
     """GET /evacuations/UUID on migd's socket (no migctl command shows one by uuid)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
