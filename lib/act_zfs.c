@@ -86,17 +86,20 @@ int act_import_image(struct mig_act *a)
     if (a->res->err != 0)
         return mig_act_fail_res(a, "ImportFailed", "imgadm import %s on %s", IMAGE(a)->uuid,
                                 HOST(a, MIG_SIDE_TARGET));
-    if (a->res->exit_status != 0 && IMAGE(a)->required) {
-        /* A disk below the VM's dataset is its clone: the recursive stream cannot
-         * be received without the origin, so stop before any byte moves. */
+    if (a->res->exit_status != 0) {
+        /* A dataset of the VM is its clone, and the replication stream carries a
+         * clone as an incremental from its origin: without the image the receive
+         * would fail, so stop before any byte moves.  IMGAPI may be down for a
+         * while: retried, unless the image is unknown to it. */
         mig_res_why(a->res, why, sizeof(why));
-        return mig_act_fail(a, "ImportFailed",
-                            "target CN %s cannot import image %s, which a disk of the VM is a "
-                            "clone of: %s",
-                            HOST(a, MIG_SIDE_TARGET), IMAGE(a)->uuid, why);
+        int rc = mig_act_fail(a, "ImportFailed",
+                              "target CN %s cannot import image %s, which a dataset of the VM is "
+                              "a clone of: %s",
+                              HOST(a, MIG_SIDE_TARGET), IMAGE(a)->uuid, why);
+        a->transient = strstr(why, "NotFound") == NULL && strstr(why, "not found") == NULL;
+        return rc;
     }
-    /* Without the image a top dataset's first send is a full stream: slower, still right. */
-    IMAGE(a)->on_target = a->res->exit_status == 0;
+    IMAGE(a)->on_target = 1;
     ACT_END(a);
 }
 
@@ -370,11 +373,16 @@ resume:
     TOKEN(a)[0] = '\0';
     if (CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1) {
         ACT_SSH(a, to, mig_cmd_zfs_get("receive_resume_token", DS(a)), NULL);
-        if (mig_res_ok(a->res)) {
-            rc = mig_parse_resume_token(a->res->out, TOKEN(a), 256);
-            if (rc < 0)
-                TOKEN(a)[0] = '\0';
+        rc = mig_res_ok(a->res) ? mig_parse_resume_token(a->res->out, TOKEN(a), 256) : -1;
+        if (rc < 0 && a->i == 2) {
+            /* Unknown whether a partial receive waits there: never remove it blind. */
+            rc = mig_act_fail_res(a, "SendFailed", "reading %s's receive_resume_token on %s",
+                                  DS(a), HOST(a, to));
+            a->transient = true;
+            return rc;
         }
+        if (rc < 0)
+            TOKEN(a)[0] = '\0';
         if (TOKEN(a)[0] != '\0') {
             ACT_RELAY(a, from, mig_cmd_zfs_send_resume(TOKEN(a)), to,
                       mig_cmd_zfs_receive_resumable(a->env->pool));
@@ -484,9 +492,33 @@ static int destroy_dataset_on(struct mig_act *a, enum mig_side side, const char 
  */
 int undo_send_forward(struct mig_act *a)
 {
+    char prefix[MIG_DATASET_LEN + 64];
     if (a->round != 1)
         return MIG_ACT_DONE;
-    return destroy_dataset_on(a, MIG_SIDE_TARGET, DS(a));
+    snprintf(prefix, sizeof(prefix), "%s@migd-%s-", DS(a), a->job->uuid);
+    ACT_BEGIN(a);
+    /* Run without the probe (MIG_ACT_UNDO_BLIND): a dataset there that holds a
+     * snapshot this job did not make is somebody else's, and stays. */
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
+    if (a->res->err == 0 && a->res->exit_status != 0 && mig_res_err_has(a->res, "does not exist"))
+        return MIG_ACT_DONE;
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "DestroyFailed", "listing %s's snapshots on %s", DS(a),
+                                HOST(a, MIG_SIDE_TARGET));
+    for (const char *p = a->res->out; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (len > 0 && strncmp(p, prefix, strlen(prefix)) != 0)
+            return mig_act_fail(a, "DestroyRefused",
+                                "%s on %s holds snapshot %.*s, not this job's; left as it is",
+                                DS(a), HOST(a, MIG_SIDE_TARGET), (int)len, p);
+        p = nl != NULL ? nl + 1 : p + len;
+    }
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_destroy(DS(a), true), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
+        return mig_act_fail_res(a, "DestroyFailed", "zfs destroy -r %s on %s", DS(a),
+                                HOST(a, MIG_SIDE_TARGET));
+    ACT_END(a);
 }
 
 /* The source received this round's snapshot of the target's changes: it goes. */

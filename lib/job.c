@@ -473,9 +473,8 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
 {
     json_t *ds = json_array(), *nics = json_array(), *images = json_array();
     for (int i = 0; i < c->nimages; i++)
-        json_array_append_new(images, json_pack("{s:s, s:i, s:i}", "uuid", c->images[i].uuid,
-                                                "required", c->images[i].required, "on_target",
-                                                c->images[i].on_target));
+        json_array_append_new(images, json_pack("{s:s, s:i}", "uuid", c->images[i].uuid,
+                                                "on_target", c->images[i].on_target));
     for (int i = 0; i < c->ndatasets; i++)
         json_array_append_new(ds, json_pack("{s:s, s:s, s:I}", "name", c->datasets[i].name,
                                             "origin", c->datasets[i].origin, "used",
@@ -556,10 +555,9 @@ static int rd_nic(json_t *item, int i, void *arg)
 static int rd_image(json_t *item, int i, void *arg)
 {
     struct mig_image *m = &((struct mig_job_ctx *)arg)->images[i];
-    m->required = 0;
     m->on_target = -1;
-    return rd_fixed(item, "uuid", m->uuid, sizeof(m->uuid), true) < 0 ||
-                   rd_int32(item, "required", &m->required) < 0 ||
+    return !json_is_string(json_object_get(item, "uuid")) ||
+                   rd_fixed(item, "uuid", m->uuid, sizeof(m->uuid), true) < 0 ||
                    rd_int32(item, "on_target", &m->on_target) < 0
                ? MIG_EPARSE
                : 0;
@@ -599,14 +597,22 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         free(zonecfg);
         return MIG_EPARSE;
     }
-    /* A record from before images[]: the VM's image, with what was known of it. */
+    /* A record from before images[]: the VM's image when a dataset was its clone
+     * (image_needed, or the top dataset's origin), with what was known of it. */
     json_t *legacy = json_object_get(j, "image_on_target");
     if (json_object_get(j, "images") == NULL && json_is_integer(legacy) &&
         c.image_uuid[0] != '\0') {
-        c.nimages = 1;
-        snprintf(c.images[0].uuid, sizeof(c.images[0].uuid), "%s", c.image_uuid);
-        c.images[0].required = 0;
-        c.images[0].on_target = json_integer_value(legacy) == 1 ? 1 : -1;
+        char origin[MIG_DATASET_LEN];
+        snprintf(origin, sizeof(origin), "zones/%s@final", c.image_uuid);
+        const char *top = c.ndatasets > 0 ? c.datasets[0].origin : "";
+        const char *at = strchr(top, '/');
+        c.nimages = 0;
+        if (json_integer_value(json_object_get(j, "image_needed")) == 1 ||
+            (at != NULL && strcmp(at, strchr(origin, '/')) == 0)) {
+            c.nimages = 1;
+            snprintf(c.images[0].uuid, sizeof(c.images[0].uuid), "%s", c.image_uuid);
+            c.images[0].on_target = json_integer_value(legacy) == 1 ? 1 : -1;
+        }
     }
     free(out->zonecfg);
     c.zonecfg = zonecfg;
@@ -626,21 +632,18 @@ static bool origin_image(const char *origin, char out[MIG_UUID_LEN + 1])
     return mig_uuid_valid(out);
 }
 
-int mig_job_add_image(struct mig_job_ctx *c, const char *origin, bool required)
+int mig_job_add_image(struct mig_job_ctx *c, const char *origin)
 {
     char uuid[MIG_UUID_LEN + 1];
     if (!origin_image(origin, uuid))
         return -1;
     for (int i = 0; i < c->nimages; i++)
-        if (strcmp(c->images[i].uuid, uuid) == 0) {
-            c->images[i].required |= required;
+        if (strcmp(c->images[i].uuid, uuid) == 0)
             return i;
-        }
     if (c->nimages == MIG_MAX_IMAGES)
         return -2;
     struct mig_image *m = &c->images[c->nimages];
     snprintf(m->uuid, sizeof(m->uuid), "%s", uuid);
-    m->required = required;
     m->on_target = -1;
     return c->nimages++;
 }

@@ -84,13 +84,13 @@ struct mig_dataset {
 /*
  * An image that a dataset of the VM is a clone of (its origin is
  * POOL/IMAGE@final): the VM's own, and for bhyve and KVM each disk's, which
- * may differ.  Imported on the target before the first send, so that send
- * is an incremental from the image.
+ * may differ.  Imported on the target before the first send: a replication
+ * stream (`send -R`) carries a clone as an incremental from its origin, so
+ * the receive needs it.
  */
 struct mig_image {
     char uuid[MIG_UUID_LEN + 1];
-    int required;  /* a dataset below a top one is its clone: a recursive stream needs it */
-    int on_target; /* -1 not known yet, 0 the target could not import it, 1 there */
+    int on_target; /* -1 not known yet, 1 there */
 };
 
 /* One NIC of the VM, as VMAPI described it at validation. */
@@ -244,12 +244,11 @@ void mig_job_set_activity(struct mig_job *job, const char *fmt, ...)
 void mig_job_set_zonecfg(struct mig_job *job, const char *text);
 
 /*
- * Notes the image that origin ("POOL/IMAGE@final") is a snapshot of, once;
- * required when the clone lies below a top dataset.  Returns its index, -1
- * when origin is no image's @final (a clone of something else), -2 when
- * the table is full.
+ * Notes the image that origin ("POOL/IMAGE@final") is a snapshot of, once.
+ * Returns its index, -1 when origin is no image's @final (a clone of
+ * something else), -2 when the table is full.
  */
-int mig_job_add_image(struct mig_job_ctx *ctx, const char *origin, bool required);
+int mig_job_add_image(struct mig_job_ctx *ctx, const char *origin);
 /* True when origin is the @final of an image already on the target. */
 bool mig_job_origin_on_target(const struct mig_job_ctx *ctx, const char *origin);
 

@@ -294,12 +294,25 @@ int mig_submit_step(struct mig_act *a)
             if (n > 0 && ds[0].origin[0] != '\0' && strlen(ds[0].origin) < MIG_DATASET_LEN)
                 snprintf(d->origin, sizeof(d->origin), "%s", ds[0].origin);
             /* Every image a dataset of the tree is cloned from (each disk's may differ
-             * from the VM's) goes to the target before the first receive; one below
-             * the top dataset must, as the recursive stream carries it as a clone. */
-            bool too_many = false;
-            for (int k = 0; k < n; k++)
-                too_many |= mig_job_add_image(CTX(a), ds[k].origin,
-                                              strcmp(ds[k].name, d->name) != 0) == -2;
+             * from the VM's) goes to the target before the first receive: the
+             * replication stream carries a clone as an incremental from its origin.
+             * A clone of anything but an image's @final could not be received. */
+            int bad = -1, too_many = 0;
+            for (int k = 0; k < n; k++) {
+                int rc = ds[k].origin[0] == '\0' ? 0 : mig_job_add_image(CTX(a), ds[k].origin);
+                if (rc == -1 && bad < 0)
+                    bad = k;
+                too_many |= rc == -2;
+            }
+            if (bad >= 0) {
+                char what[2 * MIG_DATASET_LEN + 8];
+                snprintf(what, sizeof(what), "%s (of %s)", ds[bad].name, ds[bad].origin);
+                free(ds);
+                return mig_act_fail(a, MIG_RULE_VM_BRAND,
+                                    "VM %s has dataset %s, a clone of no image; migd sends only "
+                                    "clones of an image's @final",
+                                    job->vm_uuid, what);
+            }
             free(ds);
             if (too_many)
                 return mig_act_fail(a, MIG_RULE_VM_BRAND,

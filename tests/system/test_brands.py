@@ -287,14 +287,34 @@ def test_a_kvm_disk_of_another_image_is_sent_from_it(lab, migd):
     check_switched(lab, 'kvm0', src, dst, before_files, mounted)
     assert zget(lab, dst, 'origin', disk2) == 'zones/%s@final' % image
     # Its first send started from that image (the command as migd ran it).
-    sent = job['progress']['bytes_sent']
-    full = int(zget(lab, src, 'referenced', disk2))
     log = migd.log_text()
     assert re.search(r"zfs send -R -I '?zones/%s@final'? '?%s@migd-%s-" % (image, disk2, job['uuid']),
                      log), log[-3000:]
-    print('kvm0 with a disk of image %s: sent %d bytes; disk2 references %d' % (image, sent, full))
     roll_back(lab, migd, job)
     check_rolled_back(lab, 'kvm0', src, dst, before_vm, before_files, mounted)
+
+    # A disk cloned from a snapshot of another disk (no image) could not be received
+    # on any target: refused in one line, nothing changed.
+    disk3 = 'zones/%s-disk3' % u
+    lab.cn_run(src, 'zfs snapshot zones/%s-disk1@copy && zfs clone zones/%s-disk1@copy %s'
+               % (u, u, disk3))
+    lab.cn_run(src, 'zonecfg -z %s -f -' % u,
+               input='add device\nset match=/dev/zvol/rdsk/%s\nadd property (name=size,value='
+                     '"256")\nend\n' % disk3)
+    deadline = time.monotonic() + 30
+    while disk3 not in [d.get('zfs_filesystem') for d in
+                        lab.api('vmapi', 'GET', '/vms/%s' % u)[1].get('disks', [])]:
+        assert time.monotonic() < deadline, 'VMAPI never listed %s' % disk3
+        time.sleep(0.3)
+    state_before = lab.api_state()
+    jobs_before = migd.jobs()
+    p = migd.ctl('migrate', *(['-D'] if dst.n == 3 else []), u, dst.hostname)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert disk3 in p.stderr and 'a clone of no image' in p.stderr, p.stderr
+    assert migd.jobs() == jobs_before
+    assert lab.api_state() == state_before
+    assert lab.vm_placement(u)[dst.n]['datasets'] == []
 
 
 # ---------------------------------------------------------------- docker

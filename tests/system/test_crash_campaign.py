@@ -539,6 +539,8 @@ def test_what_a_cut_first_receive_left_is_sent_over(lab, crash_build, tmp_path, 
         violations.append('ended %s (%s), not switched' % (job['state'], job.get('error')))
     elif w.checksums(dst) != before:
         violations.append('the data on %s differs from the source\'s' % dst.hostname)
+    elif lab.cn_run(dst, 'test -e /%s/part.bin' % top, check=False).returncode == 0:
+        violations.append('what the cut receive left is still on %s' % dst.hostname)
     if not violations:
         p = migd.ctl('rollback', job_uuid)
         assert p.returncode == 0, p.stderr

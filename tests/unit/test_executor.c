@@ -677,7 +677,7 @@ static struct mig_job *new_job(enum mig_mode mode)
     c->ndatasets = 1;
     snprintf(c->datasets[0].name, sizeof(c->datasets[0].name), "zones/" VM);
     snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin), "zones/" IMG "@final");
-    mig_job_add_image(c, c->datasets[0].origin, false);
+    mig_job_add_image(c, c->datasets[0].origin);
     c->nnics = 2;
     for (int i = 0; i < 2; i++) {
         snprintf(c->nics[i].mac, sizeof(c->nics[i].mac), "%s", MACS[i]);

@@ -255,11 +255,9 @@ static struct mig_job *full_job(void)
     snprintf(c->nics[0].network_uuid, sizeof(c->nics[0].network_uuid),
              "7a1a4b7e-63b8-4e2c-9a3c-2a0f5a8d0c11");
     c->nics[0].reserved_before = 0;
-    assert_int_equal(mig_job_add_image(c, "zones/5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12@final", false),
-                     0);
+    assert_int_equal(mig_job_add_image(c, "zones/5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12@final"), 0);
     c->images[0].on_target = 1;
-    assert_int_equal(mig_job_add_image(c, "zones/7080194a-046b-5103-b946-9dc545e914b1@final", true),
-                     1);
+    assert_int_equal(mig_job_add_image(c, "zones/7080194a-046b-5103-b946-9dc545e914b1@final"), 1);
     c->autoboot_before = 1;
     c->resumable_source = 0;
     c->resumable_target = 1;
@@ -597,24 +595,21 @@ static void test_images(void **state)
     struct mig_job_ctx *c = &job->ctx;
     const char *vm_img = "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@final";
     const char *disk_img = "zones/cbcd9ea0-28a4-5924-938e-25ecbe536f0b@final";
-    assert_int_equal(mig_job_add_image(c, vm_img, false), 0);
-    assert_int_equal(mig_job_add_image(c, disk_img, false), 1);
-    /* Seen again, below a top dataset: still one entry, now required. */
-    assert_int_equal(mig_job_add_image(c, disk_img, true), 1);
+    assert_int_equal(mig_job_add_image(c, vm_img), 0);
+    assert_int_equal(mig_job_add_image(c, disk_img), 1);
+    /* Seen again (another disk of the same image): still one entry. */
+    assert_int_equal(mig_job_add_image(c, disk_img), 1);
     assert_int_equal(c->nimages, 2);
     assert_string_equal(c->images[1].uuid, "cbcd9ea0-28a4-5924-938e-25ecbe536f0b");
-    assert_int_equal(c->images[0].required, 0);
-    assert_int_equal(c->images[1].required, 1);
     assert_int_equal(c->images[1].on_target, -1);
-    /* Not images: no origin, another VM's snapshot, a bad uuid, a pool-less name. */
-    assert_int_equal(mig_job_add_image(c, "", true), -1);
-    assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@snap1", true),
-                     -1);
-    assert_int_equal(mig_job_add_image(c, "zones/not-a-uuid-at-all-xxxxxxxxxxxxxxxx@final", true),
-                     -1);
-    assert_int_equal(mig_job_add_image(c, "c3de3d3d-b265-5a78-baa6-38d3173b7932@final", true), -1);
-    assert_int_equal(mig_job_add_image(c, "zones/x@final/c3de3d3d-b265-5a78-baa6-38d3173b7932", true),
-                     -1);
+    /* Not images: no origin, another snapshot, a 36-character non-uuid, no pool, a
+     * uuid that is not the last component. */
+    assert_int_equal(mig_job_add_image(c, ""), -1);
+    assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@snap1"), -1);
+    assert_int_equal(mig_job_add_image(c, "zones/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz@final"), -1);
+    assert_int_equal(mig_job_add_image(c, "c3de3d3d-b265-5a78-baa6-38d3173b7932@final"), -1);
+    assert_int_equal(mig_job_add_image(c, "zones/x@final/c3de3d3d-b265-5a78-baa6-38d3173b7932"), -1);
+    assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@finalx"), -1);
     assert_int_equal(c->nimages, 2);
     /* A send starts from an origin only once its image is on the target. */
     assert_false(mig_job_origin_on_target(c, disk_img));
@@ -622,18 +617,19 @@ static void test_images(void **state)
     assert_true(mig_job_origin_on_target(c, disk_img));
     assert_false(mig_job_origin_on_target(c, vm_img));
     assert_false(mig_job_origin_on_target(c, "zones/5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12@final"));
+    assert_false(mig_job_origin_on_target(c, ""));
     /* The table is bounded. */
     for (int i = c->nimages; i < MIG_MAX_IMAGES; i++) {
         char o[80];
         snprintf(o, sizeof(o), "zones/00000000-0000-4000-8000-%012d@final", i);
-        assert_int_equal(mig_job_add_image(c, o, false), i);
+        assert_int_equal(mig_job_add_image(c, o), i);
     }
-    assert_int_equal(mig_job_add_image(c, "zones/11111111-2222-4333-8444-555555555555@final", false),
-                     -2);
+    assert_int_equal(mig_job_add_image(c, "zones/11111111-2222-4333-8444-555555555555@final"), -2);
     mig_job_free(job);
 }
 
-/* A record written before images[] reads as the VM's image with what was known of it. */
+/* A record written before images[] reads as the VM's image with what was known of
+ * it, when a dataset was its clone; an entry without a valid uuid is refused. */
 static void test_images_from_an_older_record(void **state)
 {
     (void)state;
@@ -644,8 +640,22 @@ static void test_images_from_an_older_record(void **state)
     assert_int_equal(job->ctx.nimages, 1);
     assert_string_equal(job->ctx.images[0].uuid, "c3de3d3d-b265-5a78-baa6-38d3173b7932");
     assert_int_equal(job->ctx.images[0].on_target, 1);
+    /* The top dataset a clone of it: the same. */
+    json_object_set_new(j, "image_needed", json_integer(0));
+    json_object_set_new(j, "datasets",
+                        json_pack("[{s:s, s:s, s:i}]", "name", "zones/x", "origin",
+                                  "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@final", "used", 1));
+    assert_int_equal(mig_job_ctx_from_json(j, &job->ctx), 0);
+    assert_int_equal(job->ctx.nimages, 1);
+    /* No dataset a clone of it: nothing to import. */
+    json_object_set_new(j, "datasets",
+                        json_pack("[{s:s, s:s, s:i}]", "name", "zones/x", "origin", "", "used", 1));
+    assert_int_equal(mig_job_ctx_from_json(j, &job->ctx), 0);
+    assert_int_equal(job->ctx.nimages, 0);
     /* A malformed entry is refused whole. */
     json_object_set_new(j, "images", json_pack("[{s:s}]", "uuid", "nope"));
+    assert_int_equal(mig_job_ctx_from_json(j, &job->ctx), MIG_EPARSE);
+    json_object_set_new(j, "images", json_pack("[{s:i}]", "on_target", 1));
     assert_int_equal(mig_job_ctx_from_json(j, &job->ctx), MIG_EPARSE);
     json_decref(j);
     mig_job_free(job);
