@@ -240,9 +240,10 @@ bool engine_job_at_rest(struct engine *e, const char *job_uuid)
 {
     json_t *job = engine_job_json(e, job_uuid);
     const char *st = json_string_value(json_object_get(job, "state"));
-    bool rest = st == NULL || strcmp(st, "running") != 0;
+    /* st lives in job: decided before the reference goes. */
+    bool rest = st == NULL || (strcmp(st, "running") != 0 && strcmp(st, "queued") != 0);
     json_decref(job);
-    return rest && st != NULL && strcmp(st, "queued") != 0;
+    return rest;
 }
 
 void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, void *arg)
