@@ -776,23 +776,26 @@ class LabHandler(BaseHTTPRequestHandler):
         if not req.path.startswith("/__lab/"):
             fault, entry = lab.admit(runtime, req)
             if fault is not None:
-                status = self.apply_fault(fault)
+                status = self.apply_fault(fault, entry)
                 if status is not None:
-                    entry["status"] = status
                     return status
         status, payload = lab.answer(runtime, req)
         if entry is not None:
             entry["status"] = status
         return self.send_json(status, payload)
 
-    def apply_fault(self, fault):
-        """Delay, then drop or fail the request; None to serve it normally."""
+    def apply_fault(self, fault, entry):
+        """Delay, then drop or fail the request; None to serve it normally.
+        The log entry gets its status before the client can see the answer,
+        so a test that reads the log right after it never finds it unset."""
         if fault.delay_s > 0:
             time.sleep(fault.delay_s)
         if fault.reset:
+            entry["status"] = "reset"
             self.drop_connection()
             return "reset"
         if fault.status > 0:
+            entry["status"] = fault.status
             return self.send_json(fault.status,
                                   json.dumps(fault.error_body()).encode())
         return None
