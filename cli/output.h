@@ -1,8 +1,10 @@
 /*
  * output.h: how migctl renders jobs for people and scripts: the escaping of
  * every string that came from migd, byte counts, durations, the progress
- * line of `watch`, the human summary of `show`, the dry-run plan, and
- * vmadm-style tables (-o, -s, -H, -p, KEY=VALUE filters) with their checks.
+ * line of `watch`, the human summary of `show`, the dry-run plan, log
+ * records, migctl status, evacuations and estimates, the error line, and
+ * vmadm-style tables (-o, -s, -H, -p, KEY=VALUE filters) with their checks
+ * (output_table.c).
  */
 #ifndef MIGCTL_OUTPUT_H
 #define MIGCTL_OUTPUT_H
@@ -28,6 +30,16 @@ char *out_escape(const char *s);
  */
 json_t *out_escaped(json_t *j);
 
+/* The characters (code points) of s, which out_escape made printable. */
+size_t out_width(const char *s);
+/*
+ * Prints "migctl: ..." (fmt formatted) on one line to stderr, escaped as a
+ * whole: what came from migd or the command line cannot act on the
+ * terminal (out_escape keeps what is escaped already as it is).  migctl's
+ * one way to say what went wrong.
+ */
+void out_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /*
  * A malloc'd copy of s (escaped: printable UTF-8) in at most w characters:
  * a longer one is cut and ends "..." (w < 4: not cut).
@@ -52,6 +64,54 @@ json_t *out_get(json_t *obj, const char *path);
  * (hostname, else server UUID).  Returns a malloc'd string.
  */
 char *out_field(json_t *job, const char *field);
+/*
+ * Percent of the job's bytes sent: 100 once the VM runs on the target, at
+ * most 99 before (a resumed send may pass the estimate), -1 when there is
+ * no total.
+ */
+int out_progress_pct(json_t *job);
+
+/*
+ * The progress line of a job: "sync     412.0 MiB / 1.2 GiB  33%  98.3
+ * MiB/s  ETA 0:09  inc 1" while it sends, what runs while it prepares,
+ * switches, rolls back or cleans up (never a rate), then the state and what
+ * it means.  The error's message is not in it (show and watch print it
+ * once, elsewhere).  Render an escaped job (out_escaped).
+ */
+void out_progress_line(json_t *job, char *buf, size_t bufsz);
+
+/* Prints the human summary of one (escaped) job: migctl show. */
+void out_job_summary(FILE *f, json_t *job);
+/* One round of a job's rounds[]: "round N: BYTES in S s (RATE/s); a switch now: about P s down". */
+void out_round(json_t *round, char *buf, size_t bufsz);
+/* Prints an (escaped) job's journal (GET /jobs/:uuid/actions) as a table: show -v. */
+void out_actions(FILE *f, json_t *actions);
+/*
+ * Prints an (escaped) dry run's plan: the VM, where it goes, the mode, the
+ * transfer and its cap, what becomes of the source copy, the datasets, the
+ * data and the estimate, then one line per action.
+ */
+void out_plan(FILE *f, json_t *plan);
+
+/* A bunyan level's number for its name (any case: "warn", "WARN"), or -1. */
+int out_log_level(const char *name);
+/*
+ * Prints one (escaped) bunyan record on one line: time, level, message,
+ * then " key=value" for each key the line does not show already.
+ */
+void out_log_record(FILE *f, json_t *rec);
+/* Prints migctl status's lines from migd's (escaped) answer to GET /ping. */
+void out_status(FILE *f, json_t *ping, const char *socket_path);
+
+/*
+ * An evacuation (or its plan, state "plan"; or an estimate): who, what moves
+ * and what stays, the window, the progress when it runs, one line per VM
+ * (size, target, estimate, then its state or why it stays), and what needs
+ * an operator.  ev must come through out_escaped (migd's strings made printable).
+ */
+void out_evacuation(FILE *f, json_t *ev);
+
+/* ---- list's tables (output_table.c) ---- */
 
 /*
  * The fields that list accepts in -o, -s and KEY=VALUE filters, as one
@@ -83,28 +143,6 @@ const char *out_filter_state(char **filters, int nfilters);
  */
 json_t *out_project(json_t *job, const char *fields);
 
-/*
- * The progress line of a job: "sync     412.0 MiB / 1.2 GiB  33%  98.3
- * MiB/s  ETA 0:09  inc 1" while it sends, what runs while it prepares,
- * switches, rolls back or cleans up (never a rate), then the state and what
- * it means.  The error's message is not in it (show and watch print it
- * once, elsewhere).  Render an escaped job (out_escaped).
- */
-void out_progress_line(json_t *job, char *buf, size_t bufsz);
-
-/* Prints the human summary of one (escaped) job: migctl show. */
-void out_job_summary(FILE *f, json_t *job);
-/* One round of a job's rounds[]: "round N: BYTES in S s (RATE/s); a switch now: about P s down". */
-void out_round(json_t *round, char *buf, size_t bufsz);
-/* Prints an (escaped) job's journal (GET /jobs/:uuid/actions) as a table: show -v. */
-void out_actions(FILE *f, json_t *actions);
-/*
- * Prints an (escaped) dry run's plan: the VM, where it goes, the mode, the
- * transfer and its cap, what becomes of the source copy, the datasets, the
- * data and the estimate, then one line per action.
- */
-void out_plan(FILE *f, json_t *plan);
-
 struct out_table_opts {
     const char *fields; /* comma-separated job keys */
     const char *sort;   /* comma-separated keys, '-' prefix: descending; NULL: as given */
@@ -129,13 +167,5 @@ void out_sort(json_t *jobs, const char *sort);
 
 /* True when the job matches every KEY=VALUE filter (values compared as rendered). */
 bool out_match(json_t *job, char **filters, int nfilters);
-
-/*
- * An evacuation (or its plan, state "plan"; or an estimate): who, what moves
- * and what stays, the window, the progress when it runs, one line per VM
- * (size, target, estimate, then its state or why it stays), and what needs
- * an operator.  ev must come through out_escaped (migd's strings made printable).
- */
-void out_evacuation(FILE *f, json_t *ev);
 
 #endif

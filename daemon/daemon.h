@@ -1,7 +1,8 @@
 /*
  * daemon.h: the private header of migd, prototypes grouped by the file that
  * defines them.  main.c owns the loop and the long-lived pieces; engine.c
- * runs jobs through the steps of product.md; control.c serves the REST API.
+ * and its engine_*.c run jobs through the steps of product.md; control.c
+ * serves the REST API.
  */
 #ifndef MIGD_DAEMON_H
 #define MIGD_DAEMON_H
@@ -35,7 +36,7 @@ struct migd {
     struct evac_run *evac_runs;      /* evacuations and estimates being planned (evacuate.c) */
 };
 
-/* engine.c */
+/* engine.c and engine_*.c (engine_int.h says which holds what) */
 
 /* Creates the engine; no job moves until engine_resume. */
 int engine_new(struct migd *d, struct engine **out);
@@ -57,12 +58,12 @@ typedef void (*engine_submit_cb)(void *arg, int err, const struct mig_refusal *r
                                  const struct mig_job *job, json_t *plan);
 
 /*
- * Validates and creates a migration job from a POST /jobs body: vm_uuid
- * (uuid or unique alias), target (uuid or hostname; optional), mode,
- * dry_run, allow_older_platform, cleanup_source.  cb runs exactly once, never
- * before this returns.  Returns 0, or a negative code (cb will not run).
+ * Checks a migration as asked (req, borrowed: lib/request.h) and creates its
+ * job (a dry run: only its plan).  cb runs exactly once, never before this
+ * returns.  Returns 0, or a negative code (cb will not run).
  */
-int engine_submit(struct engine *e, json_t *body, engine_submit_cb cb, void *arg);
+struct mig_request;
+int engine_submit(struct engine *e, const struct mig_request *req, engine_submit_cb cb, void *arg);
 
 /*
  * Acts on a job: "finish", "abort", "rollback" or "cleanup".  Returns 0 and
@@ -105,6 +106,15 @@ void *engine_watch(struct engine *e, const char *job_uuid, engine_watch_fn fn, v
  */
 bool engine_job_at_rest(struct engine *e, const char *job_uuid);
 void engine_unwatch(struct engine *e, void *handle);
+/*
+ * "A job's run ended": fn(arg, job) runs each time a job stops moving (it
+ * rests switched or waiting for nothing, or ended), job borrowed for the
+ * call.  The evacuator follows its jobs this way; the engine knows none of
+ * its subscribers.  At most ENGINE_MAX_SUBSCRIBERS.  0 or -ENOSPC.
+ */
+#define ENGINE_MAX_SUBSCRIBERS 4
+typedef void (*engine_ended_fn)(void *arg, const struct mig_job *job);
+int engine_subscribe_ended(struct engine *e, engine_ended_fn fn, void *arg);
 
 /* evacuate.c */
 
@@ -130,7 +140,10 @@ json_t *evac_json(struct migd *d, json_t *record);
 json_t *evac_list_json(struct migd *d);
 /* A job of evacuation evac_uuid ended: the evacuation ends with its last job. */
 void evac_job_ended(struct migd *d, const char *evac_uuid);
-/* At start: an evacuation whose last job ended while migd was down ends now. */
+/*
+ * At start, before any job moves: follows the engine's jobs as they end, and
+ * ends an evacuation whose last job ended while migd was down.
+ */
 void evac_resume(struct migd *d);
 /* At shutdown, before the engine goes: every plan being made answers ShuttingDown. */
 void evac_cancel_all(struct migd *d);

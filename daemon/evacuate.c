@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "evac.h"
+#include "request.h"
 #include "executor.h"
 #include "log.h"
 #include "triton.h"
@@ -130,13 +131,18 @@ static void submit_next(struct evac_run *r)
             json_object_set_new(entry, "job_uuid", json_string(holder));
             continue; /* it has an unfinished job already: not queued twice */
         }
-        json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:i}", "vm_uuid", vm, "target", target,
-                                 "mode", r->mode, "evacuation",
-                                 json_string_value(json_object_get(r->record, "uuid")),
-                                 "max_parallel", r->max_parallel);
+        struct mig_request req;
+        mig_request_init(&req);
+        req.vm = mig_strdup(vm);
+        req.target = mig_strdup(target);
+        if (mig_mode_parse(r->mode, &req.mode) != 0)
+            req.mode = MIG_MODE_FULL;
+        snprintf(req.evacuation, sizeof(req.evacuation), "%s",
+                 json_string_value(json_object_get(r->record, "uuid")));
+        req.max_parallel = r->max_parallel;
         r->submitting = true;
-        int rc = engine_submit(r->d->engine, body, on_submitted, r);
-        json_decref(body);
+        int rc = engine_submit(r->d->engine, &req, on_submitted, r);
+        mig_request_clear(&req);
         if (rc == 0)
             return; /* on_submitted goes on */
         r->submitting = false;
@@ -601,8 +607,16 @@ void evac_cancel_all(struct migd *d)
     }
 }
 
+static void on_job_ended(void *arg, const struct mig_job *job)
+{
+    if (job->evacuation[0] != '\0')
+        evac_job_ended(arg, job->evacuation);
+}
+
 void evac_resume(struct migd *d)
 {
+    if (engine_subscribe_ended(d->engine, on_job_ended, d) != 0)
+        mig_log(MIG_LOG_ERROR, NULL, NULL, "evacuations cannot follow their jobs");
     json_t *all = mig_store_evac_list(d->store);
     size_t i;
     json_t *r;

@@ -18,6 +18,7 @@
 
 #include "err.h"
 #include "executor.h"
+#include "invariant.h"
 #include "log.h"
 #include "util.h"
 
@@ -27,6 +28,7 @@
 #define API_WAIT_MS (300 * 1000)    /* how long a job waits for an API that is down */
 #define FORWARD_PERMANENT_TRIES 5   /* a forward action failing for a non-transient reason */
 #define UNDO_TRIES 6
+#define LEFTOVER_TRIES 2            /* a removal that cannot risk the VM: then a leftover */
 #define PAUSE_RETRY_MS 5000
 
 enum stage {
@@ -86,11 +88,19 @@ static void next_undo(struct exec *x);
 #ifdef MIGD_CRASH_POINTS
 static const char *crash_at;
 static bool crash_armed;
+static void (*crash_witness)(const char *key, const char *point, void *arg);
+static void *crash_witness_arg;
 
 void exec_crash_arm(const char *spec)
 {
     crash_at = spec;
     crash_armed = true;
+}
+
+void exec_crash_witness(void (*fn)(const char *key, const char *point, void *arg), void *arg)
+{
+    crash_witness = fn;
+    crash_witness_arg = arg;
 }
 #endif
 
@@ -99,6 +109,8 @@ void exec_crash_point(const char *key, const char *point)
 #ifdef MIGD_CRASH_POINTS
     if (!crash_armed)
         exec_crash_arm(getenv("MIGD_CRASH_AT"));
+    if (crash_witness != NULL)
+        crash_witness(key, point, crash_witness_arg);
     const char *want = crash_at;
     size_t kl = strlen(key);
     if (want != NULL && strncmp(want, key, kl) == 0 && want[kl] == ':' &&
@@ -117,6 +129,7 @@ void exec_crash_point(const char *key, const char *point)
 
 static const struct mig_step *step(struct exec *x)
 {
+    assert(x->at >= 0 && x->at < x->plan.n);
     return &x->plan.steps[x->at];
 }
 
@@ -137,10 +150,7 @@ static void jcache(struct exec *x, const struct mig_step *s, enum mig_action_sta
             return;
         }
     }
-    struct mig_action_rec *grown = realloc(x->journal, (x->njournal + 1) * sizeof(*grown));
-    if (grown == NULL)
-        abort();
-    x->journal = grown;
+    x->journal = mig_realloc(x->journal, (x->njournal + 1) * sizeof(*x->journal));
     struct mig_action_rec *r = &x->journal[x->njournal++];
     memset(r, 0, sizeof(*r));
     snprintf(r->key, sizeof(r->key), "%s", s->key);
@@ -246,6 +256,7 @@ static void start_fn(struct exec *x, enum stage stage, mig_act_fn fn)
     x->op_ms = 0;
     mig_act_clear(&x->act);
     mig_act_init(&x->act, x->job, &x->env, s->round, s->item);
+    x->act.side = s->def->side;
     if (stage == ST_ACT || stage == ST_UNDO) {
         const char *on = s->def->side == MIG_SIDE_SOURCE || s->def->side == MIG_SIDE_TARGET
                              ? mig_job_side_host(x->job, s->def->side)
@@ -304,6 +315,17 @@ static uint64_t backoff_ms(int attempt)
     return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
 }
 
+/*
+ * Whether a failure now leaves a leftover rather than failing the walk: an
+ * undo of what the def says it leaves, or a removal past the point of no
+ * return (the cleanups: every forward def with `leaves` removes something).
+ * An action that builds (a send, a snapshot, a reservation) fails as ever.
+ */
+static bool leaves_leftover(const struct exec *x, const struct mig_action_def *def)
+{
+    return def->leaves != NULL && (x->undo || (def->flags & MIG_ACT_FORWARD));
+}
+
 /* Whether the current action may be tried again after this failure. */
 static bool may_retry(struct exec *x)
 {
@@ -311,6 +333,8 @@ static bool may_retry(struct exec *x)
     bool transient = x->act.transient;
     if (x->attempt == 0)
         x->first_fail_ms = mig_now_ms();
+    if (leaves_leftover(x, def))
+        return x->attempt < LEFTOVER_TRIES - 1; /* seconds, not minutes: then a leftover */
     if (x->undo)
         return x->attempt < UNDO_TRIES;
     if (def->flags & MIG_ACT_FORWARD)
@@ -352,6 +376,47 @@ static void retry_now(struct exec *x)
         start_fn(x, ST_ACT, def->act);
 }
 
+/* ---- leftovers ---- */
+
+/*
+ * The current action (or undo) could not remove what it should: the job
+ * keeps it as a leftover to retry later (job.h), and the walk goes on.
+ */
+static void note_leftover(struct exec *x)
+{
+    const struct mig_step *s = step(x);
+    struct mig_leftover lo = {.undo = x->undo};
+    /* Where the refused command ran (an undo may act on the other CN than its action). */
+    enum mig_side on = x->act.op.kind != MIG_OP_NONE ? x->act.op.on : s->def->side;
+    snprintf(lo.key, sizeof(lo.key), "%s", s->key);
+    snprintf(lo.cn, sizeof(lo.cn), "%s",
+             on == MIG_SIDE_SOURCE || on == MIG_SIDE_TARGET ? mig_job_side_host(x->job, on)
+             : on == MIG_SIDE_LOCAL                       ? "head node"
+                                                          : "api");
+    snprintf(lo.kind, sizeof(lo.kind), "%s", s->def->leaves);
+    snprintf(lo.name, sizeof(lo.name), "%s",
+             x->act.object[0] != '\0' ? x->act.object : s->def->does);
+    snprintf(lo.reason, sizeof(lo.reason), "%s", x->act.err_msg);
+    if (mig_job_leftover_note(x->job, &lo, mig_now_ms()) != 0)
+        mig_log(MIG_LOG_ERROR, x->job->uuid, x->job->vm_uuid,
+                "too many leftovers to keep; %s %s on %s is not retried: %s", lo.kind, lo.name,
+                lo.cn, lo.reason);
+    else
+        mig_log(MIG_LOG_WARN, x->job->uuid, x->job->vm_uuid,
+                "leftover: %s %s on %s (%s); retried later, the job goes on", lo.kind, lo.name,
+                lo.cn, lo.reason);
+    mig_job_set_activity(x->job, NULL);
+    x->hooks->changed(x->owner);
+}
+
+/* The current action's work is done: a leftover it had is gone. */
+static void clear_leftover(struct exec *x)
+{
+    const struct mig_step *s = step(x);
+    if (leaves_leftover(x, s->def) && mig_job_leftover_clear(x->job, s->key, x->undo))
+        mig_log(MIG_LOG_INFO, x->job->uuid, x->job->vm_uuid, "leftover of %s removed", s->key);
+}
+
 /* ---- the forward walk ---- */
 
 static void after_done(struct exec *x)
@@ -381,6 +446,11 @@ static void forward_failed(struct exec *x)
     }
     if (may_retry(x)) {
         retry_later(x);
+        return;
+    }
+    if (leaves_leftover(x, s->def)) {
+        note_leftover(x);
+        journal(x, MIG_ACTION_FAILED, x->act.err_msg, after_done);
         return;
     }
     x->failed_forward = forward;
@@ -449,6 +519,12 @@ static void undo_failed(struct exec *x)
         retry_later(x);
         return;
     }
+    if (leaves_leftover(x, s->def)) {
+        note_leftover(x);
+        x->attempt = 0;
+        journal(x, MIG_ACTION_FAILED, x->act.err_msg, after_undone);
+        return;
+    }
     if (s->def->flags & MIG_ACT_BEST_EFFORT) {
         /* A leftover, never a risk to the VM: said, and the walk goes on. */
         mig_log(MIG_LOG_WARN, x->job->uuid, x->job->vm_uuid,
@@ -499,6 +575,7 @@ static void on_fn_result(struct exec *x, int rc)
         return;
     case ST_PROBE:
         if (rc == MIG_ACT_DONE) {
+            clear_leftover(x);
             journal(x, MIG_ACTION_DONE, NULL, after_done);
         } else if (rc == MIG_ACT_ABSENT) {
             if (jstatus(x, step(x)->key) == MIG_ACTION_STARTED)
@@ -515,12 +592,14 @@ static void on_fn_result(struct exec *x, int rc)
             return;
         }
         exec_crash_point(step(x)->key, "after-act");
+        clear_leftover(x);
         journal(x, MIG_ACTION_DONE, NULL, after_done);
         return;
     case ST_UNDO_PROBE:
-        if (rc == MIG_ACT_ABSENT)
+        if (rc == MIG_ACT_ABSENT) {
+            clear_leftover(x);
             journal(x, MIG_ACTION_UNDONE, NULL, after_undone);
-        else if (rc == MIG_ACT_DONE)
+        } else if (rc == MIG_ACT_DONE)
             begin_undo(x);
         else
             undo_failed(x);
@@ -531,12 +610,13 @@ static void on_fn_result(struct exec *x, int rc)
             return;
         }
         exec_crash_point(step(x)->key, "undo-after-act");
+        clear_leftover(x);
         journal(x, MIG_ACTION_UNDONE, NULL, after_undone);
         return;
     default:
-        mig_log(MIG_LOG_ERROR, x->job->uuid, x->job->vm_uuid, "executor: result in stage %d",
-                (int)x->stage);
-        return;
+        /* A result nobody waits for: the walk's state is not what the journal says. */
+        MIG_INVARIANT(false, "job %s: an action's result in executor stage %d", x->job->uuid,
+                      (int)x->stage);
     }
 }
 
@@ -650,6 +730,19 @@ void exec_undo(struct exec *x, unsigned phase_mask)
             (s.def->flags & MIG_ACT_FORWARD) || x->plan.n >= MIG_PLAN_MAX)
             continue;
         x->plan.steps[x->plan.n++] = s;
+    }
+    next_undo(x);
+}
+
+void exec_undo_steps(struct exec *x, const struct mig_plan *plan)
+{
+    x->undo = true;
+    x->at = 0;
+    x->plan = *plan;
+    if (load_journal(x) != 0) {
+        mig_job_set_error(x->job, "DatabaseError", "cannot read the job's journal to undo it");
+        finish(x, MIG_EDB);
+        return;
     }
     next_undo(x);
 }

@@ -9,7 +9,9 @@
  * Failures: a transient one is retried with backoff (a transfer up to
  * transfer.retries times, an API call for a bounded time, an action past
  * the point of no return until it succeeds), saying what it waits for in
- * the job's activity; a journal write that fails pauses the walk before its
+ * the job's activity; a removal that cannot risk the VM (its def names what
+ * it leaves) is tried twice within seconds, then becomes a leftover of the
+ * job (job.h) and the walk goes on; a journal write that fails pauses the walk before its
  * next remote action, retrying every few seconds.  The executor knows no
  * action by name; the engine decides what to walk.
  */
@@ -50,6 +52,11 @@ void exec_run(struct exec *x, const struct mig_plan *plan);
  * (bit 1 << phase) that were started and are not undone yet.
  */
 void exec_undo(struct exec *x, unsigned phase_mask);
+/*
+ * Undoes exactly the steps of plan (copied; a job's leftovers left by undos),
+ * as exec_undo would undo each: those the journal shows undone are skipped.
+ */
+void exec_undo_steps(struct exec *x, const struct mig_plan *plan);
 /* Drives one coroutine to its end, without journal or retries (a submission's checks). */
 void exec_call(struct exec *x, mig_act_fn fn, struct mig_act *a);
 /* Sleeps ms (between sync rounds); exec_wake ends it early. */
@@ -82,6 +89,9 @@ void exec_crash_point(const char *key, const char *point);
 #ifdef MIGD_CRASH_POINTS
 /* Sets the crash point instead of MIGD_CRASH_AT (NULL: none). */
 void exec_crash_arm(const char *spec);
+/* Calls fn at every crash point passed, in order (NULL: stop); a test
+ * campaign learns from a clean run where it can kill. */
+void exec_crash_witness(void (*fn)(const char *key, const char *point, void *arg), void *arg);
 #endif
 
 #endif

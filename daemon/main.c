@@ -1,8 +1,9 @@
 /*
  * main.c: migd's entry point.  Parses the command line, loads and checks the
- * configuration, opens the store, creates the long-lived pieces on one libuv
- * loop (HTTP client, SSH pool, engine, control API), and on SIGINT or
- * SIGTERM takes them down in order and waits until every handle is closed.
+ * configuration, opens the store, removes the job keys a crash left, creates
+ * the long-lived pieces on one libuv loop (HTTP client, SSH pool, engine,
+ * control API), and on SIGINT or SIGTERM takes them down in order and waits
+ * until every handle is closed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +15,7 @@
 
 #include "daemon.h"
 #include "err.h"
+#include "keygen.h"
 #include "log.h"
 #include "util.h"
 
@@ -154,8 +156,8 @@ static int migd_start(struct migd_main *m, const char *socket_path)
         mig_log(MIG_LOG_FATAL, NULL, NULL, "cannot serve the control API: %s", err);
         return rc;
     }
-    engine_resume(d->engine);
     evac_resume(d);
+    engine_resume(d->engine);
     return 0;
 }
 
@@ -191,6 +193,33 @@ static const char *check_files(const struct mig_config *cfg, const char *socket_
         }
     }
     return NULL;
+}
+
+/*
+ * Makes the direct transfer's key pairs in the database's directory, which
+ * this daemon alone uses while it holds the database's lock, and removes
+ * the key directories a crash left there: a private key must not outlive
+ * its job.  Called with the lock held, before any job resumes.
+ */
+static void keys_start(const char *db_path)
+{
+    char dir[1024];
+    const char *slash = strrchr(db_path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", slash == db_path ? 1 : (int)(slash - db_path), db_path);
+    if (mig_keygen_set_dir(dir) != 0) {
+        log_warn("the database's directory %s is too long for job keys: they are made in /tmp",
+                 dir);
+        return;
+    }
+    int n = mig_keygen_sweep(dir);
+    if (n < 0)
+        log_warn("cannot look for job key directories left in %s: %s", dir, strerror(-n));
+    else if (n > 0)
+        log_info("removed %d job key director%s left by a crash in %s", n, n == 1 ? "y" : "ies",
+                 dir);
 }
 
 int main(int argc, char **argv)
@@ -296,6 +325,7 @@ int main(int argc, char **argv)
         return 1;
     }
     mig_log_set_sink(on_job_log, &m);
+    keys_start(cfg->db);
 
     rc = uv_loop_init(&m.loop);
     if (rc != 0) {

@@ -12,6 +12,7 @@
 
 #define MAX_PAIRS 256 /* (source, target) CN pairs counted; more are summed as "other" */
 
+/* Upper bounds in ms (what is observed); /metrics shows them in seconds, the base unit. */
 static const int64_t DOWNTIME_BUCKETS[] = {500, 1000, 2000, 5000, 10000, 30000, 60000, 300000};
 static const int64_t DURATION_BUCKETS[] = {10000,   30000,   60000,    300000,
                                            1800000, 3600000, 21600000, 86400000};
@@ -184,10 +185,7 @@ static void put(struct buf *b, const char *fmt, ...)
             return;
         }
         b->cap *= 2;
-        char *grown = realloc(b->p, b->cap);
-        if (grown == NULL)
-            abort();
-        b->p = grown;
+        b->p = mig_realloc(b->p, b->cap);
     }
 }
 
@@ -206,15 +204,16 @@ static void label(char *out, size_t outsz, const char *s)
     out[k] = '\0';
 }
 
+/* A histogram observed in ms, written in seconds (Prometheus's base unit). */
 static void histogram(struct buf *b, const char *name, const char *help,
-                      const struct histogram *h, const int64_t *buckets)
+                      const struct histogram *h, const int64_t *buckets_ms)
 {
     put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (int i = 0; i < NBUCKETS; i++)
-        put(b, "%s_bucket{le=\"%lld\"} %llu\n", name, (long long)buckets[i],
+        put(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)buckets_ms[i] / 1000,
             (unsigned long long)h->counts[i]);
-    put(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.0f\n%s_count %llu\n", name,
-        (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
+    put(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.3f\n%s_count %llu\n", name,
+        (unsigned long long)h->count, name, h->sum / 1000, name, (unsigned long long)h->count);
 }
 
 char *metrics_text(const struct metrics *m, int64_t rate_bytes_s, size_t *len)
@@ -227,28 +226,31 @@ char *metrics_text(const struct metrics *m, int64_t rate_bytes_s, size_t *len)
     put(&b, "# HELP migd_jobs_unreadable Job rows whose record cannot be read.\n"
             "# TYPE migd_jobs_unreadable gauge\nmigd_jobs_unreadable %d\n",
         m->unreadable);
-    int64_t total = m->other_bytes;
-    put(&b, "# HELP migd_bytes_sent Bytes of ZFS streams sent, by source and target CN.\n"
-            "# TYPE migd_bytes_sent counter\n");
+    /*
+     * One counter family by CN pair: Prometheus sums it (sum(migd_bytes_sent_total));
+     * pairs beyond MAX_PAIRS are counted under "(other)", not a hostname.
+     */
+    put(&b, "# HELP migd_bytes_sent_total Bytes of ZFS streams sent, by source and target CN.\n"
+            "# TYPE migd_bytes_sent_total counter\n");
     for (int i = 0; i < m->npairs; i++) {
         char src[160], dst[160];
         label(src, sizeof(src), m->pairs[i].source);
         label(dst, sizeof(dst), m->pairs[i].target);
-        put(&b, "migd_bytes_sent{source=\"%s\",target=\"%s\"} %lld\n", src, dst,
+        put(&b, "migd_bytes_sent_total{source=\"%s\",target=\"%s\"} %lld\n", src, dst,
             (long long)m->pairs[i].bytes);
-        total += m->pairs[i].bytes;
     }
-    put(&b, "# HELP migd_bytes_sent_total Bytes of ZFS streams sent by all jobs.\n"
-            "# TYPE migd_bytes_sent_total counter\nmigd_bytes_sent_total %lld\n",
-        (long long)total);
-    put(&b, "# HELP migd_transfer_rate_bytes The running jobs' current stream rate, bytes/s.\n"
-            "# TYPE migd_transfer_rate_bytes gauge\nmigd_transfer_rate_bytes %lld\n",
+    if (m->other_bytes > 0)
+        put(&b, "migd_bytes_sent_total{source=\"(other)\",target=\"(other)\"} %lld\n",
+            (long long)m->other_bytes);
+    put(&b, "# HELP migd_transfer_rate_bytes_per_second The running jobs' current stream rate.\n"
+            "# TYPE migd_transfer_rate_bytes_per_second gauge\n"
+            "migd_transfer_rate_bytes_per_second %lld\n",
         (long long)rate_bytes_s);
-    histogram(&b, "migd_downtime_ms",
+    histogram(&b, "migd_downtime_seconds",
               "Downtime of switched jobs, from the stop on the source to the VM running on the "
               "target.",
               &m->downtime, DOWNTIME_BUCKETS);
-    histogram(&b, "migd_job_duration_ms", "Jobs' time from start to switched or ended.",
+    histogram(&b, "migd_job_duration_seconds", "Jobs' time from start to switched or ended.",
               &m->duration, DURATION_BUCKETS);
     put(&b, "# HELP migd_evacuations Evacuations of CNs by state.\n"
             "# TYPE migd_evacuations gauge\n");

@@ -3,7 +3,9 @@
  * /metrics never read the database: jobs by state, bytes sent by source and
  * target CN, the current transfer rate, downtime and job duration
  * histograms, evacuations by state.  Loaded once from the store at start, then updated by the
- * engine as jobs change.  Prometheus text format for /metrics.
+ * engine as jobs change.  Prometheus text format for /metrics, in base units
+ * (bytes, seconds) with counters named _total, as `promtool check metrics`
+ * wants.
  */
 #ifndef MIGD_METRICS_H
 #define MIGD_METRICS_H

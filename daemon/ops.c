@@ -3,6 +3,8 @@
  * The result's strings are copies owned here, valid until the next op.  An
  * operation the adapters refuse to start, or a command a builder refused
  * (NULL), completes through the timer so the owner sees one path only.
+ * A serial op (mig_op.serial) waits its turn behind the one running on
+ * the same CN.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,105 @@
 #include "log.h"
 #include "ops.h"
 #include "util.h"
+
+static void start_now(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+                      int http_retries, uint64_t limit_bytes_s);
+
+/*
+ * Serial ops: per CN (its admin IP), the one running and a FIFO of those
+ * waiting.  Module state, as the daemon has one loop; a CN's entry exists
+ * only while one of its serial ops runs.
+ */
+struct serial_wait {
+    struct ops *o;
+    const struct mig_op *op; /* the owner's, kept until its op completes */
+    const struct mig_job *job;
+    int http_retries;
+    uint64_t limit_bytes_s;
+    struct serial_wait *next;
+};
+struct serial_cn {
+    char host[64];
+    struct ops *holder;
+    struct serial_wait *head, *tail;
+    struct serial_cn *next;
+};
+static struct serial_cn *serial_cns;
+
+/* True when op may start now (not serial, or its CN is free: o holds it). */
+static bool serial_admit(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+                         int http_retries, uint64_t limit_bytes_s)
+{
+    const char *host = mig_job_side_ip(job, op->on);
+    if (!op->serial || op->kind != MIG_OP_SSH || host == NULL)
+        return true;
+    struct serial_cn *c = serial_cns;
+    while (c != NULL && strcmp(c->host, host) != 0)
+        c = c->next;
+    if (c == NULL) {
+        c = mig_calloc(1, sizeof(*c));
+        snprintf(c->host, sizeof(c->host), "%s", host);
+        c->next = serial_cns;
+        serial_cns = c;
+    }
+    if (c->holder == NULL) {
+        c->holder = o;
+        return true;
+    }
+    struct serial_wait *w = mig_calloc(1, sizeof(*w));
+    *w = (struct serial_wait){o, op, job, http_retries, limit_bytes_s, NULL};
+    if (c->tail != NULL)
+        c->tail->next = w;
+    else
+        c->head = w;
+    c->tail = w;
+    return false;
+}
+
+/* o's op ended: the CN it held goes to the next waiter, or is forgotten. */
+static void serial_release(struct ops *o)
+{
+    for (struct serial_cn **pc = &serial_cns; *pc != NULL; pc = &(*pc)->next) {
+        struct serial_cn *c = *pc;
+        if (c->holder != o)
+            continue;
+        struct serial_wait *w = c->head;
+        if (w == NULL) {
+            *pc = c->next;
+            free(c);
+            return;
+        }
+        c->head = w->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->holder = w->o;
+        struct serial_wait next = *w;
+        free(w);
+        start_now(next.o, next.op, next.job, next.http_retries, next.limit_bytes_s);
+        return;
+    }
+}
+
+/* Takes o out of a CN's queue; true when it was waiting there. */
+static bool serial_forget(struct ops *o)
+{
+    for (struct serial_cn *c = serial_cns; c != NULL; c = c->next) {
+        struct serial_wait *prev = NULL;
+        for (struct serial_wait *w = c->head; w != NULL; prev = w, w = w->next) {
+            if (w->o != o)
+                continue;
+            if (prev != NULL)
+                prev->next = w->next;
+            else
+                c->head = w->next;
+            if (c->tail == w)
+                c->tail = prev;
+            free(w);
+            return true;
+        }
+    }
+    return false;
+}
 
 static void clear_result(struct ops *o)
 {
@@ -55,6 +156,7 @@ static void on_timer_closed(uv_handle_t *h)
 /* The outstanding operation completed: tell the owner, or finish closing. */
 static void complete(struct ops *o)
 {
+    serial_release(o);
     o->busy = false;
     if (o->closing) {
         clear_result(o);
@@ -135,11 +237,9 @@ static void on_relay_done(void *arg, const struct mig_ssh_relay_result *r)
     o->res.bytes = r->bytes;
     o->res.src_status = r->src.exit_status;
     o->res.dst_status = r->dst.exit_status;
-    /* The side that failed speaks: the receiver first, it says why a stream was refused. */
-    const struct mig_ssh_result *side = r->dst.exit_status != 0 ? &r->dst : &r->src;
-    o->res.exit_status = r->dst.exit_status != 0 ? r->dst.exit_status : r->src.exit_status;
-    if (r->err_code == 0 && r->src.exit_status == 0 && r->dst.exit_status == 0)
-        o->res.exit_status = 0;
+    /* The side that says why (the receiver, unless it only echoes the sender). */
+    const struct mig_ssh_result *side = mig_ssh_relay_speaker(r);
+    o->res.exit_status = side->exit_status;
     o->errout = copy_text(side->err != NULL ? side->err : "", side->err != NULL ? side->err_len : 0);
     snprintf(o->res.detail, sizeof(o->res.detail), "%s", r->detail);
     if (!o->closing && o->progress != NULL)
@@ -173,6 +273,13 @@ void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job
 {
     clear_result(o);
     o->busy = true;
+    if (serial_admit(o, op, job, http_retries, limit_bytes_s))
+        start_now(o, op, job, http_retries, limit_bytes_s);
+}
+
+static void start_now(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+                      int http_retries, uint64_t limit_bytes_s)
+{
     if (o->d->fake_ops != NULL) {
         o->d->fake_ops->run(o->d->fake_ops->arg, o, op, job);
         return;
@@ -271,6 +378,14 @@ void ops_cancel(struct ops *o)
 {
     if (!o->busy)
         return;
+    if (serial_forget(o)) {
+        /* Waiting for its CN: it never started. */
+        o->res.err = MIG_ECANCELED;
+        snprintf(o->res.detail, sizeof(o->res.detail), "canceled");
+        o->deliver = true;
+        uv_timer_start(&o->timer, on_timer, 0, 0);
+        return;
+    }
     if (o->deliver) {
         /* A sleep (or a refused op): end it now. */
         if (o->res.err == 0) {
@@ -289,6 +404,8 @@ void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg)
     o->closing = true;
     o->on_closed = on_closed;
     o->closed_arg = arg;
+    if (serial_forget(o))
+        o->busy = false; /* it never started: no adapter refers to o */
     if (o->busy && !o->deliver) {
         /* An adapter still refers to o: complete() closes the timer when it answers. */
         cancel_adapters(o);

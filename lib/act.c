@@ -42,6 +42,7 @@ void mig_act_init(struct mig_act *a, struct mig_job *job, const struct mig_act_e
     memset(a, 0, sizeof(*a));
     a->job = job;
     a->env = env;
+    a->side = MIG_SIDE_LOCAL;
     a->round = round;
     a->item = item;
 }
@@ -197,4 +198,23 @@ const char *mig_job_side_host(const struct mig_job *job, enum mig_side side)
     if (h != NULL && h[0] != '\0')
         return h;
     return side == MIG_SIDE_SOURCE ? "the source CN" : "the target CN";
+}
+
+void mig_round_text(int round, char *buf, size_t bufsz)
+{
+    if (round == MIG_ROUND_FINAL)
+        snprintf(buf, bufsz, "final");
+    else if (round == MIG_ROUND_BACK)
+        snprintf(buf, bufsz, "back");
+    else if (round == MIG_ROUND_BACK_PRE)
+        snprintf(buf, bufsz, "back1");
+    else
+        snprintf(buf, bufsz, "%d", round);
+}
+
+void mig_snap_name(const struct mig_job *job, int round, char out[128])
+{
+    char r[16];
+    mig_round_text(round, r, sizeof(r));
+    snprintf(out, 128, "migd-%s-%s", job->uuid, r);
 }

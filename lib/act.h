@@ -57,6 +57,12 @@ struct mig_op {
     char *url;
     json_t *body;         /* HTTP body (a reference owned by the op), or NULL */
     bool progress;        /* RELAY: its bytes count toward the job's progress */
+    /*
+     * SSH: at most one serial op runs per CN at a time, in the order they
+     * were started (daemon/ops.c): for edits of one file on the CN that
+     * would race (the direct keys' lines in authorized_keys).
+     */
+    bool serial;
 };
 
 /* Frees what op owns and zeroes it. */
@@ -70,7 +76,9 @@ void mig_op_clear(struct mig_op *op);
  */
 struct mig_result {
     int err;
-    int exit_status;     /* SSH; for RELAY the consumer's, else the producer's when it failed */
+    int exit_status;     /* SSH; for RELAY the side that says why (daemon/ops.c): the consumer's,
+                            or the producer's when it alone failed or the consumer only saw
+                            its stream end */
     const char *out;     /* SSH stdout ("" when none); valid until the next op */
     const char *errout;  /* SSH stderr, or the failing side's stderr of a RELAY */
     long http_status;
@@ -103,6 +111,7 @@ struct mig_act_env {
 struct mig_act {
     struct mig_job *job;            /* read and written (results go into job->ctx) */
     const struct mig_act_env *env;
+    enum mig_side side;             /* where it works: its plan row's side (LOCAL outside a plan) */
     int round;                      /* the instance: round number (sync), -1 for none */
     int item;                       /* the instance: dataset or NIC index, -1 for none */
     int pc;                         /* resume point, 0 at the start */
@@ -111,6 +120,8 @@ struct mig_act {
     const struct mig_result *res;   /* the last operation's result; NULL before the first */
     struct mig_op op;               /* the next operation, when MIG_ACT_OP is answered */
     char scratch[512];              /* kept across operations of one run, never persisted */
+    char object[256];               /* what it works on ("zones/UUID@migd-JOB-1"), named in a
+                                       leftover when it fails; "" for the action's own words */
     bool transient;                 /* with MIG_ACT_FAIL: retrying later may succeed */
     char err_code[48];
     char err_msg[1024];
@@ -137,6 +148,15 @@ struct mig_action_def {
     mig_act_fn probe;  /* NULL: acting again is harmless */
     mig_act_fn act;
     mig_act_fn undo;   /* NULL: nothing to undo */
+    /*
+     * Removals whose failure is never a risk to the VM (after its place is
+     * settled, or in an undo): what kind of thing a failure leaves behind
+     * ("snapshot", "dataset", ...).  Such an action (or undo) is tried a
+     * couple of times within seconds, then its work becomes a leftover of
+     * the job (job.h) retried later, and the walk goes on.  NULL: a failure
+     * stops the walk as the flags say.
+     */
+    const char *leaves;
 };
 
 /* Starts a fresh run of an action function for one instance of the job. */
@@ -211,6 +231,21 @@ void mig_act_http(struct mig_act *a, const char *api, const char *method, char *
         mig_act_relay((a), (from), (producer), (to), (consumer));                                  \
         ACT_AWAIT(a);                                                                              \
     } while (0)
+
+/*
+ * Rounds: 1, 2, ... for the sync rounds; the switch's snapshot is round
+ * MIG_ROUND_FINAL; a rollback sends a round while the VM still runs on the
+ * target (MIG_ROUND_BACK_PRE, "back1"), then the last delta once it is
+ * stopped (MIG_ROUND_BACK, "back").
+ */
+#define MIG_ROUND_FINAL (-2)
+#define MIG_ROUND_BACK (-3)
+#define MIG_ROUND_BACK_PRE (-4)
+
+/* A round's text in keys and snapshot names: "1", "final", "back", "back1". */
+void mig_round_text(int round, char *buf, size_t bufsz);
+/* This job's snapshot name for round (1.., MIG_ROUND_FINAL, MIG_ROUND_BACK) into out. */
+void mig_snap_name(const struct mig_job *job, int round, char out[128]);
 
 /* The admin IP of side (source or target) from the job's ctx. */
 const char *mig_job_side_ip(const struct mig_job *job, enum mig_side side);

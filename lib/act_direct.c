@@ -2,7 +2,8 @@
  * act_direct.c: the actions of a direct transfer (cn-commands.md, "Direct
  * transfer").  The head node makes a key pair for the job, authorizes its
  * public half on the target for one thing only (from the source's admin IP,
- * a forced `zfs receive`, no pty, no forwarding), and gives the source the
+ * `restrict`, a forced command that runs the receive of the job's own
+ * datasets and refuses any other, no pty, no forwarding), and gives the source the
  * private half with a known_hosts holding exactly the keys the head node
  * trusts for the target.  Every piece is journaled like any other action,
  * so an abort, a failure or a crash removes it, and the job's cleanup
@@ -53,21 +54,53 @@ int act_direct_forget(struct mig_act *a)
 
 /* ---- the target's authorized_keys ---- */
 
+/*
+ * The job's key as the target authorizes it: the same line every time for
+ * the same job (its key, source and datasets are in the job), which is what
+ * lets the removal match the whole line.  names must outlive k.
+ */
+static void direct_key(struct mig_act *a, const char *names[MIG_DIRECT_MAX_DATASETS],
+                       struct mig_direct_key *k)
+{
+    int n = CTX(a)->ndatasets;
+    if (n > MIG_DIRECT_MAX_DATASETS)
+        n = MIG_DIRECT_MAX_DATASETS + 1; /* refused by the builder */
+    for (int i = 0; i < n && i < MIG_DIRECT_MAX_DATASETS; i++)
+        names[i] = CTX(a)->datasets[i].name;
+    *k = (struct mig_direct_key){.job_uuid = JOB_UUID(a),
+                                 .src_ip = CTX(a)->source_ip,
+                                 .pubkey_b64 = CTX(a)->direct_pub,
+                                 .datasets = names,
+                                 .ndatasets = n};
+}
+
+/*
+ * The target's serialised edit of authorized_keys (mig_op.serial): migd runs
+ * one at a time per CN; the lock in the command covers other processes.
+ */
+static void ak_edit(struct mig_act *a, char *cmd)
+{
+    mig_act_ssh(a, MIG_SIDE_TARGET, cmd, NULL);
+    a->op.serial = true;
+}
+
 int act_direct_authorize(struct mig_act *a)
 {
+    const char *names[MIG_DIRECT_MAX_DATASETS];
+    struct mig_direct_key k;
+    direct_key(a, names, &k);
     ACT_BEGIN(a);
     if (CTX(a)->direct_pub[0] == '\0')
         return mig_act_fail(a, "DirectKeyFailed", "the job has no key to authorize on %s",
                             HOST(a, MIG_SIDE_TARGET));
     /* Exactly one line of this job, whatever an interrupted attempt left. */
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_unauthorize_key(JOB_UUID(a)), NULL);
+    ak_edit(a, mig_cmd_unauthorize_key(&k));
+    ACT_AWAIT(a);
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "DirectKeyFailed", "cleaning %s's authorized_keys",
                                 HOST(a, MIG_SIDE_TARGET));
-    ACT_SSH(a, MIG_SIDE_TARGET,
-            mig_cmd_authorize_key(JOB_UUID(a), CTX(a)->source_ip, a->env->pool,
-                                  CTX(a)->direct_pub),
-            NULL);
+    ak_edit(a, mig_cmd_authorize_key(&k));
+    ACT_AWAIT(a);
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "DirectKeyFailed",
                                 "authorizing the job's key on %s for the receive only",
@@ -75,10 +108,17 @@ int act_direct_authorize(struct mig_act *a)
     ACT_END(a);
 }
 
+/* No key: nothing was authorized with it (it is made and saved before the authorize). */
 int act_direct_unauthorize(struct mig_act *a)
 {
+    const char *names[MIG_DIRECT_MAX_DATASETS];
+    struct mig_direct_key k;
+    direct_key(a, names, &k);
     ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_unauthorize_key(JOB_UUID(a)), NULL);
+    if (CTX(a)->direct_pub[0] == '\0')
+        return MIG_ACT_DONE;
+    ak_edit(a, mig_cmd_unauthorize_key(&k));
+    ACT_AWAIT(a);
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "DirectKeyFailed",
                                 "removing the job's key from %s's authorized_keys",

@@ -93,14 +93,9 @@ static int make_room(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-int act_room_source(struct mig_act *a)
+int act_room(struct mig_act *a)
 {
-    return make_room(a, MIG_SIDE_SOURCE);
-}
-
-int act_room_target(struct mig_act *a)
-{
-    return make_room(a, MIG_SIDE_TARGET);
+    return make_room(a, a->side);
 }
 
 /* The quota and reservation the VM had, back on `side`. */
@@ -124,28 +119,20 @@ static int restore_on(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-/* The undo of a round's room: only the first round's puts the quota back (its
- * snapshot, undone just before, was the last of the job's on the source). */
-int undo_room_source(struct mig_act *a)
+/*
+ * The undo of a round's room.  On the source only the first round's puts
+ * the quota back (its snapshot, undone just before, was the last of the
+ * job's there); a rollback's room on the target stays with the target's
+ * copy, which the rollback removes.
+ */
+int undo_room(struct mig_act *a)
 {
-    if (a->round != 1)
+    if (a->side != MIG_SIDE_SOURCE || a->round != 1)
         return MIG_ACT_DONE;
     return restore_on(a, MIG_SIDE_SOURCE);
 }
 
-/* A rollback's room on the target stays with the target's copy, which the rollback removes. */
-int undo_room_target(struct mig_act *a)
+int act_quota_restore(struct mig_act *a)
 {
-    (void)a;
-    return MIG_ACT_DONE;
-}
-
-int act_quota_restore_source(struct mig_act *a)
-{
-    return restore_on(a, MIG_SIDE_SOURCE);
-}
-
-int act_quota_restore_target(struct mig_act *a)
-{
-    return restore_on(a, MIG_SIDE_TARGET);
+    return restore_on(a, a->side);
 }

@@ -12,7 +12,6 @@
 #include "actions.h"
 #include "cn.h"
 #include "err.h"
-#include "plan.h"
 #include "util.h"
 
 #define VM(a) ((a)->job->vm_uuid)
@@ -34,14 +33,11 @@ static int detect_resumable(struct mig_act *a, enum mig_side side, int *out)
     ACT_END(a);
 }
 
-int act_features_source(struct mig_act *a)
+int act_features(struct mig_act *a)
 {
-    return detect_resumable(a, MIG_SIDE_SOURCE, &CTX(a)->resumable_source);
-}
-
-int act_features_target(struct mig_act *a)
-{
-    return detect_resumable(a, MIG_SIDE_TARGET, &CTX(a)->resumable_target);
+    return detect_resumable(a, a->side,
+                            a->side == MIG_SIDE_SOURCE ? &CTX(a)->resumable_source
+                                                       : &CTX(a)->resumable_target);
 }
 
 /*
@@ -145,7 +141,7 @@ static int snapshot_on(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-static int probe_snapshot(struct mig_act *a, enum mig_side side)
+static int probe_snapshot_on(struct mig_act *a, enum mig_side side)
 {
     char snap[128];
     mig_snap_name(a->job, a->round, snap);
@@ -163,6 +159,7 @@ static int probe_snapshot(struct mig_act *a, enum mig_side side)
 static int destroy_snapshot_on(struct mig_act *a, enum mig_side side, const char *ds,
                                const char *snap)
 {
+    snprintf(a->object, sizeof(a->object), "%s@%s", ds, snap);
     ACT_BEGIN(a);
     ACT_SSH(a, side, mig_cmd_zfs_destroy_snapshot(ds, snap, true), NULL);
     if (!mig_res_ok(a->res) &&
@@ -173,41 +170,26 @@ static int destroy_snapshot_on(struct mig_act *a, enum mig_side side, const char
     ACT_END(a);
 }
 
-static int undo_snapshot(struct mig_act *a, enum mig_side side)
+static int undo_snapshot_on(struct mig_act *a, enum mig_side side)
 {
     char snap[128];
     mig_snap_name(a->job, a->round, snap);
     return destroy_snapshot_on(a, side, DS(a), snap);
 }
 
-int act_snapshot_source(struct mig_act *a)
+int act_snapshot(struct mig_act *a)
 {
-    return snapshot_on(a, MIG_SIDE_SOURCE);
+    return snapshot_on(a, a->side);
 }
 
-int act_snapshot_target(struct mig_act *a)
+int probe_snapshot(struct mig_act *a)
 {
-    return snapshot_on(a, MIG_SIDE_TARGET);
+    return probe_snapshot_on(a, a->side);
 }
 
-int probe_snapshot_source(struct mig_act *a)
+int undo_snapshot(struct mig_act *a)
 {
-    return probe_snapshot(a, MIG_SIDE_SOURCE);
-}
-
-int probe_snapshot_target(struct mig_act *a)
-{
-    return probe_snapshot(a, MIG_SIDE_TARGET);
-}
-
-int undo_snapshot_source(struct mig_act *a)
-{
-    return undo_snapshot(a, MIG_SIDE_SOURCE);
-}
-
-int undo_snapshot_target(struct mig_act *a)
-{
-    return undo_snapshot(a, MIG_SIDE_TARGET);
+    return undo_snapshot_on(a, a->side);
 }
 
 /* ---- streams ---- */
@@ -245,21 +227,8 @@ static void direct_failure(const struct mig_result *res, char *buf, size_t bufsz
         snprintf(buf, bufsz, "%s", res->detail);
         return;
     }
-    const char *text = res->errout != NULL ? res->errout : "", *best = NULL;
-    size_t best_len = 0;
-    for (const char *p = text; *p != '\0';) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
-        bool noise = len == 0 || (len > 8 && p[2] == ':' && p[5] == ':') ||
-                     strncmp(p, "TIME ", 5) == 0 || strncmp(p, "send from ", 10) == 0 ||
-                     strncmp(p, "full send of ", 13) == 0 ||
-                     strncmp(p, "total estimated size", 20) == 0;
-        if (!noise) {
-            best = p;
-            best_len = len;
-        }
-        p = nl != NULL ? nl + 1 : p + len;
-    }
+    const char *best = NULL;
+    size_t best_len = mig_direct_failure_line(res->errout, &best);
     if (best == NULL)
         snprintf(buf, bufsz, "exit %d", res->exit_status);
     else
@@ -304,7 +273,7 @@ static void resize(struct mig_act *a)
 
 static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to, bool probe_only)
 {
-    char snap[128], prefix[128], name[256];
+    char snap[128], prefix[128], name[256], why[320];
     uint64_t guid = 0;
     int rc;
     mig_snap_name(a->job, a->round, snap);
@@ -366,7 +335,7 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
                             "%s%s differs between %s and %s (guid); no common snapshot to send from",
                             DS(a), BASE(a), HOST(a, from), HOST(a, to));
     if (a->i == 1)
-        return MIG_ACT_DONE; /* sent already */
+        goto settle; /* sent already: what it received must be checked and mounted */
     if (probe_only)
         return MIG_ACT_ABSENT;
 resume:
@@ -385,7 +354,7 @@ resume:
             TOKEN(a)[0] = '\0';
         if (TOKEN(a)[0] != '\0') {
             ACT_RELAY(a, from, mig_cmd_zfs_send_resume(TOKEN(a)), to,
-                      mig_cmd_zfs_receive_resumable(a->env->pool));
+                      mig_cmd_zfs_receive_resumable(DS(a)));
             if (!mig_res_ok(a->res))
                 return mig_act_fail_res(a, "SendFailed", "resuming the stream of %s to %s", DS(a),
                                         HOST(a, to));
@@ -440,17 +409,47 @@ send:
                            a->res->exit_status != 255;
             return rc;
         }
-        return MIG_ACT_DONE;
+        goto settle;
     }
     ACT_RELAY(a, from, mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL), to,
               CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
-                  ? mig_cmd_zfs_receive_resumable(a->env->pool)
-                  : mig_cmd_zfs_receive(a->env->pool, true));
+                  ? mig_cmd_zfs_receive_resumable(DS(a))
+                  : mig_cmd_zfs_receive(DS(a), true));
     if (!mig_res_ok(a->res)) {
         rc = mig_act_fail_res(a, "SendFailed", "sending %s@%s from %s to %s", DS(a), snap,
                               HOST(a, from), HOST(a, to));
         a->transient = a->res->err != -EINVAL && a->res->err != MIG_EHOSTKEY;
         return rc;
+    }
+settle:
+    /*
+     * The receive mounted nothing (-u): every mountpoint the stream brought
+     * is checked, then what the global zone would mount is mounted, parent
+     * first, from a fresh listing each time.  a->n counts the mounts.
+     */
+    for (a->n = 0;; a->n++) {
+        ACT_SSH(a, to, mig_cmd_zfs_list_mounts(DS(a)), NULL);
+        if (!mig_res_ok(a->res))
+            return mig_act_fail_res(a, "SendFailed", "listing what %s received of %s",
+                                    HOST(a, to), DS(a));
+        rc = mig_check_received(a->res->out, DS(a), name, sizeof(name), why, sizeof(why));
+        if (rc == -EPERM)
+            return mig_act_fail(a, "ReceiveRefused",
+                                "%s on %s: %s; nothing of it is mounted", DS(a), HOST(a, to),
+                                why);
+        if (rc < 0)
+            return mig_act_fail(a, "SendFailed", "cannot read the listing of %s on %s", DS(a),
+                                HOST(a, to));
+        if (name[0] == '\0')
+            return MIG_ACT_DONE;
+        if (probe_only)
+            return MIG_ACT_ABSENT; /* received, not mounted yet: acting again mounts it */
+        if (a->n >= 2 * MIG_MAX_DATASETS)
+            return mig_act_fail(a, "SendFailed", "%s on %s stays unmounted", name, HOST(a, to));
+        ACT_SSH(a, to, mig_cmd_zfs_mount(name), NULL);
+        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already mounted")))
+            return mig_act_fail_res(a, "SendFailed", "mounting what %s received of %s",
+                                    HOST(a, to), DS(a));
     }
     ACT_END(a);
 }
@@ -478,6 +477,7 @@ int probe_sent_back(struct mig_act *a)
 /* Destroys a dataset tree on side; one already gone is fine. */
 static int destroy_dataset_on(struct mig_act *a, enum mig_side side, const char *ds)
 {
+    snprintf(a->object, sizeof(a->object), "%s", ds);
     ACT_BEGIN(a);
     ACT_SSH(a, side, mig_cmd_zfs_destroy(ds, true), NULL);
     if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
@@ -495,10 +495,16 @@ int undo_send_forward(struct mig_act *a)
     char prefix[MIG_DATASET_LEN + 64];
     if (a->round != 1)
         return MIG_ACT_DONE;
-    snprintf(prefix, sizeof(prefix), "%s@migd-%s-", DS(a), a->job->uuid);
+    /*
+     * Any migd job's snapshot: this job's, or one an earlier job of the VM
+     * could not remove from the source (a leftover), which this job's
+     * replication stream carried along.
+     */
+    snprintf(prefix, sizeof(prefix), "%s@migd-", DS(a));
+    snprintf(a->object, sizeof(a->object), "%s", DS(a));
     ACT_BEGIN(a);
     /* Run without the probe (MIG_ACT_UNDO_BLIND): a dataset there that holds a
-     * snapshot this job did not make is somebody else's, and stays. */
+     * snapshot no migd stream brought is somebody else's, and stays. */
     ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
     if (a->res->err == 0 && a->res->exit_status != 0 && mig_res_err_has(a->res, "does not exist"))
         return MIG_ACT_DONE;
@@ -510,7 +516,8 @@ int undo_send_forward(struct mig_act *a)
         size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
         if (len > 0 && strncmp(p, prefix, strlen(prefix)) != 0)
             return mig_act_fail(a, "DestroyRefused",
-                                "%s on %s holds snapshot %.*s, not this job's; left as it is",
+                                "%s on %s holds snapshot %.*s, which no migd job made; left as "
+                                "it is",
                                 DS(a), HOST(a, MIG_SIDE_TARGET), (int)len, p);
         p = nl != NULL ? nl + 1 : p + len;
     }
@@ -529,14 +536,9 @@ int undo_send_back(struct mig_act *a)
     return destroy_snapshot_on(a, MIG_SIDE_SOURCE, DS(a), snap);
 }
 
-int act_destroy_dataset_target(struct mig_act *a)
+int act_destroy_dataset(struct mig_act *a)
 {
-    return destroy_dataset_on(a, MIG_SIDE_TARGET, DS(a));
-}
-
-int act_destroy_dataset_source(struct mig_act *a)
-{
-    return destroy_dataset_on(a, MIG_SIDE_SOURCE, DS(a));
+    return destroy_dataset_on(a, a->side, DS(a));
 }
 
 /* ---- the cores dataset ---- */
@@ -570,14 +572,9 @@ static int destroy_cores_on(struct mig_act *a, enum mig_side side)
     return destroy_dataset_on(a, side, a->scratch + 256);
 }
 
-int act_destroy_cores_target(struct mig_act *a)
+int act_destroy_cores(struct mig_act *a)
 {
-    return destroy_cores_on(a, MIG_SIDE_TARGET);
-}
-
-int act_destroy_cores_source(struct mig_act *a)
-{
-    return destroy_cores_on(a, MIG_SIDE_SOURCE);
+    return destroy_cores_on(a, a->side);
 }
 
 /* ---- removing the job's snapshots ---- */
@@ -626,6 +623,8 @@ static int drop_snapshots_on(struct mig_act *a, enum mig_side side, bool keep_fi
             ACT_SSH(a, side,
                     mig_cmd_zfs_destroy_snapshot(CTX(a)->datasets[a->i].name, a->scratch, true),
                     NULL);
+            snprintf(a->object, sizeof(a->object), "%s@%s", CTX(a)->datasets[a->i].name,
+                     a->scratch);
             if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "could not find")))
                 return mig_act_fail_res(a, "DestroyFailed", "zfs destroy %s@%s on %s",
                                         CTX(a)->datasets[a->i].name, a->scratch, HOST(a, side));
@@ -634,22 +633,12 @@ static int drop_snapshots_on(struct mig_act *a, enum mig_side side, bool keep_fi
     ACT_END(a);
 }
 
-int act_trim_snapshots_source(struct mig_act *a)
+int act_trim_snapshots(struct mig_act *a)
 {
-    return drop_snapshots_on(a, MIG_SIDE_SOURCE, true);
+    return drop_snapshots_on(a, a->side, true);
 }
 
-int act_trim_snapshots_target(struct mig_act *a)
+int act_drop_snapshots(struct mig_act *a)
 {
-    return drop_snapshots_on(a, MIG_SIDE_TARGET, true);
-}
-
-int act_drop_snapshots_source(struct mig_act *a)
-{
-    return drop_snapshots_on(a, MIG_SIDE_SOURCE, false);
-}
-
-int act_drop_snapshots_target(struct mig_act *a)
-{
-    return drop_snapshots_on(a, MIG_SIDE_TARGET, false);
+    return drop_snapshots_on(a, a->side, false);
 }

@@ -1,6 +1,6 @@
 /*
  * act_zone.c: the actions on zones and instances (vmadm, zoneadm, zonecfg),
- * each written once for a side and wrapped for the source and the target.
+ * each written once: the side it works on is its plan row's (a->side).
  * What SmartOS refuses is handled as cn-commands.md says: `vmadm start` of
  * a running VM and `vmadm stop` of a stopped one fail (so "already so" is
  * success here), `zonecfg delete` needs a detached zone, a zone is flagged
@@ -47,38 +47,30 @@ static void mark_rollback_downtime(struct mig_job *job)
 
 /* ---- inspecting ---- */
 
-int act_inspect_source(struct mig_act *a)
+/*
+ * vmadm get on the row's side: on the source, whether the VM runs and its
+ * autoboot (what the job puts back); on the target (a rollback), whether
+ * it runs there.
+ */
+int act_inspect(struct mig_act *a)
 {
     char state[32];
     int autoboot;
+    const char *code = a->side == MIG_SIDE_SOURCE ? "SourceVmadmFailed" : "TargetVmadmFailed";
     ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_vmadm_get(VM(a)), NULL);
+    ACT_SSH(a, a->side, mig_cmd_vmadm_get(VM(a)), NULL);
     if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "SourceVmadmFailed", "vmadm get %s on %s", VM(a),
-                                HOST(a, MIG_SIDE_SOURCE));
+        return mig_act_fail_res(a, code, "vmadm get %s on %s", VM(a), HOST(a, a->side));
     if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
-        return mig_act_fail(a, "SourceVmadmFailed", "vmadm get %s on %s printed no VM state",
-                            VM(a), HOST(a, MIG_SIDE_SOURCE));
-    if (a->job->vm_was_running < 0)
-        a->job->vm_was_running = strcmp(state, "running") == 0;
-    a->job->ctx.autoboot_before = autoboot >= 0 ? autoboot : a->job->vm_was_running;
-    ACT_END(a);
-}
-
-int act_inspect_target(struct mig_act *a)
-{
-    char state[32];
-    int autoboot;
-    ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_vmadm_get(VM(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "TargetVmadmFailed", "vmadm get %s on %s", VM(a),
-                                HOST(a, MIG_SIDE_TARGET));
-    if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
-        return mig_act_fail(a, "TargetVmadmFailed", "vmadm get %s on %s printed no VM state",
-                            VM(a), HOST(a, MIG_SIDE_TARGET));
-    if (a->job->ctx.back_was_running < 0)
+        return mig_act_fail(a, code, "vmadm get %s on %s printed no VM state", VM(a),
+                            HOST(a, a->side));
+    if (a->side == MIG_SIDE_SOURCE) {
+        if (a->job->vm_was_running < 0)
+            a->job->vm_was_running = strcmp(state, "running") == 0;
+        a->job->ctx.autoboot_before = autoboot >= 0 ? autoboot : a->job->vm_was_running;
+    } else if (a->job->ctx.back_was_running < 0) {
         a->job->ctx.back_was_running = strcmp(state, "running") == 0;
+    }
     ACT_END(a);
 }
 
@@ -171,80 +163,56 @@ static int ensure_state(struct mig_act *a, enum mig_side side, bool want_running
     ACT_END(a);
 }
 
-int act_stop_source(struct mig_act *a)
+/*
+ * The VM is up again where it now runs: on the target, the switch's
+ * downtime ends; on the source, a rollback's.
+ */
+static void mark_up(struct mig_act *a)
 {
-    return stop_on(a, MIG_SIDE_SOURCE);
-}
-
-int act_stop_target(struct mig_act *a)
-{
-    return stop_on(a, MIG_SIDE_TARGET);
-}
-
-int act_start_source(struct mig_act *a)
-{
-    int rc = start_on(a, MIG_SIDE_SOURCE);
-    if (rc == MIG_ACT_DONE)
-        mark_rollback_downtime(a->job);
-    return rc;
-}
-
-int act_start_target(struct mig_act *a)
-{
-    int rc = start_on(a, MIG_SIDE_TARGET);
-    if (rc == MIG_ACT_DONE)
+    if (a->side == MIG_SIDE_TARGET)
         mark_downtime(a->job);
-    return rc;
-}
-
-int probe_stopped_source(struct mig_act *a)
-{
-    return probe_state(a, MIG_SIDE_SOURCE, false);
-}
-
-int probe_stopped_target(struct mig_act *a)
-{
-    return probe_state(a, MIG_SIDE_TARGET, false);
-}
-
-int probe_running_source(struct mig_act *a)
-{
-    int rc = probe_state(a, MIG_SIDE_SOURCE, true);
-    if (rc == MIG_ACT_DONE)
+    else
         mark_rollback_downtime(a->job);
-    return rc;
 }
 
-int probe_running_target(struct mig_act *a)
+int act_stop(struct mig_act *a)
 {
-    int rc = probe_state(a, MIG_SIDE_TARGET, true);
+    return stop_on(a, a->side);
+}
+
+int act_start(struct mig_act *a)
+{
+    int rc = start_on(a, a->side);
     if (rc == MIG_ACT_DONE)
-        mark_downtime(a->job);
+        mark_up(a);
     return rc;
 }
 
-int undo_stop_source(struct mig_act *a)
+int probe_stopped(struct mig_act *a)
 {
-    if (a->job->vm_was_running != 1)
+    return probe_state(a, a->side, false);
+}
+
+int probe_running(struct mig_act *a)
+{
+    int rc = probe_state(a, a->side, true);
+    if (rc == MIG_ACT_DONE)
+        mark_up(a);
+    return rc;
+}
+
+/* Running again where it was stopped, if it ran there before (the job's or the rollback's). */
+int undo_stop(struct mig_act *a)
+{
+    int ran = a->side == MIG_SIDE_SOURCE ? a->job->vm_was_running : a->job->ctx.back_was_running;
+    if (ran != 1)
         return MIG_ACT_DONE;
-    return ensure_state(a, MIG_SIDE_SOURCE, true);
+    return ensure_state(a, a->side, true);
 }
 
-int undo_stop_target(struct mig_act *a)
+int undo_start(struct mig_act *a)
 {
-    if (a->job->ctx.back_was_running != 1)
-        return MIG_ACT_DONE;
-    return ensure_state(a, MIG_SIDE_TARGET, true);
-}
-
-int undo_start_source(struct mig_act *a)
-{
-    return ensure_state(a, MIG_SIDE_SOURCE, false);
-}
-
-int undo_start_target(struct mig_act *a)
-{
-    return ensure_state(a, MIG_SIDE_TARGET, false);
+    return ensure_state(a, a->side, false);
 }
 
 /* ---- zone configuration ---- */
@@ -317,7 +285,7 @@ int probe_configured_target(struct mig_act *a)
 }
 
 /* DONE when the zone on side is attached (installed or running), else ABSENT. */
-static int probe_attached(struct mig_act *a, enum mig_side side)
+static int attached_on(struct mig_act *a, enum mig_side side)
 {
     int rc;
     ACT_BEGIN(a);
@@ -360,54 +328,29 @@ static int detach_on(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-int act_attach_target(struct mig_act *a)
+int act_attach(struct mig_act *a)
 {
-    return attach_on(a, MIG_SIDE_TARGET);
+    return attach_on(a, a->side);
 }
 
-int act_attach_source(struct mig_act *a)
+int probe_attached(struct mig_act *a)
 {
-    return attach_on(a, MIG_SIDE_SOURCE);
-}
-
-int probe_attached_target(struct mig_act *a)
-{
-    int rc = probe_attached(a, MIG_SIDE_TARGET);
-    if (rc == MIG_ACT_DONE && a->job->vm_was_running != 1)
-        mark_downtime(a->job);
+    int rc = attached_on(a, a->side);
+    if (rc == MIG_ACT_DONE && a->side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
+        mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
     return rc;
 }
 
-int probe_attached_source(struct mig_act *a)
+int act_detach(struct mig_act *a)
 {
-    return probe_attached(a, MIG_SIDE_SOURCE);
-}
-
-int act_detach_target(struct mig_act *a)
-{
-    return detach_on(a, MIG_SIDE_TARGET);
-}
-
-int act_detach_source(struct mig_act *a)
-{
-    return detach_on(a, MIG_SIDE_SOURCE);
+    return detach_on(a, a->side);
 }
 
 /* The probe of a detach: DONE when not attached. */
-static int probe_detached(struct mig_act *a, enum mig_side side)
+int probe_detached(struct mig_act *a)
 {
-    int rc = probe_attached(a, side);
+    int rc = attached_on(a, a->side);
     return rc == MIG_ACT_DONE ? MIG_ACT_ABSENT : rc == MIG_ACT_ABSENT ? MIG_ACT_DONE : rc;
-}
-
-int probe_detached_target(struct mig_act *a)
-{
-    return probe_detached(a, MIG_SIDE_TARGET);
-}
-
-int probe_detached_source(struct mig_act *a)
-{
-    return probe_detached(a, MIG_SIDE_SOURCE);
 }
 
 /* ---- flags: do-not-inventory and autoboot ---- */
@@ -434,148 +377,42 @@ static int flags_result(struct mig_act *a, enum mig_side side)
 }
 
 /*
- * Sets (hide) or lifts the zone's do-not-inventory flag on side unless it
- * is so already: illumos refuses a second attr of the same name.
+ * Flags the zone do-not-inventory unless it is so already: illumos refuses
+ * a second attr of the same name.  (The undo of lifting the target's flag.)
  */
-static int flag_zone(struct mig_act *a, enum mig_side side, bool hide)
+int act_hide(struct mig_act *a)
 {
     int rc;
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, side);
-    if (rc == 1 && hide)
-        return mig_act_fail(a, "ZonecfgFailed", "no zone %s on %s to flag", VM(a), HOST(a, side));
+    ACT_SSH(a, a->side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, a->side);
     if (rc == 1)
-        return MIG_ACT_DONE; /* no zone: nothing reports it */
+        return mig_act_fail(a, "ZonecfgFailed", "no zone %s on %s to flag", VM(a),
+                            HOST(a, a->side));
     if (rc != 0)
         return rc;
-    if ((a->n == 1) == hide)
+    if (a->n == 1)
         return MIG_ACT_DONE;
-    ACT_SSH(a, side,
-            hide ? mig_cmd_zonecfg_do_not_inventory(VM(a)) : mig_cmd_zonecfg_allow_inventory(VM(a)),
-            NULL);
+    ACT_SSH(a, a->side, mig_cmd_zonecfg_do_not_inventory(VM(a)), NULL);
     if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "ZonecfgFailed", "%s do-not-inventory of %s on %s",
-                                hide ? "setting" : "removing", VM(a), HOST(a, side));
+        return mig_act_fail_res(a, "ZonecfgFailed", "setting do-not-inventory of %s on %s", VM(a),
+                                HOST(a, a->side));
     ACT_END(a);
 }
 
-/* DONE when the zone on side is hidden (want) or shown (!want); no zone counts as shown. */
-static int probe_hidden(struct mig_act *a, enum mig_side side, bool want)
+/* DONE when the zone is not flagged do-not-inventory; no zone counts as shown. */
+int probe_shown(struct mig_act *a)
 {
     int rc;
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, side);
+    ACT_SSH(a, a->side, mig_cmd_zonecfg_export(VM(a)), NULL);
+    rc = flags_result(a, a->side);
     if (rc == 1)
-        return want ? MIG_ACT_ABSENT : MIG_ACT_DONE;
+        return MIG_ACT_DONE;
     if (rc != 0)
         return rc;
-    return (a->n == 1) == want ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    return a->n == 1 ? MIG_ACT_ABSENT : MIG_ACT_DONE;
     ACT_END(a);
-}
-
-int act_hide_source(struct mig_act *a)
-{
-    return flag_zone(a, MIG_SIDE_SOURCE, true);
-}
-
-int act_hide_target(struct mig_act *a)
-{
-    return flag_zone(a, MIG_SIDE_TARGET, true);
-}
-
-int act_show_source(struct mig_act *a)
-{
-    return flag_zone(a, MIG_SIDE_SOURCE, false);
-}
-
-int act_show_target(struct mig_act *a)
-{
-    return flag_zone(a, MIG_SIDE_TARGET, false);
-}
-
-int probe_hidden_source(struct mig_act *a)
-{
-    return probe_hidden(a, MIG_SIDE_SOURCE, true);
-}
-
-int probe_hidden_target(struct mig_act *a)
-{
-    return probe_hidden(a, MIG_SIDE_TARGET, true);
-}
-
-int probe_shown_source(struct mig_act *a)
-{
-    return probe_hidden(a, MIG_SIDE_SOURCE, false);
-}
-
-int probe_shown_target(struct mig_act *a)
-{
-    return probe_hidden(a, MIG_SIDE_TARGET, false);
-}
-
-static int set_autoboot(struct mig_act *a, enum mig_side side, bool on)
-{
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_autoboot(VM(a), on), NULL);
-    if (!mig_res_ok(a->res)) {
-        /* Undoing on a side where the zone is gone: nothing boots it. */
-        if (!on && a->res->err == 0 && mig_res_err_has(a->res, "No such"))
-            return MIG_ACT_DONE;
-        return mig_act_fail_res(a, "ZonecfgFailed", "autoboot=%s for %s on %s",
-                                on ? "true" : "false", VM(a), HOST(a, side));
-    }
-    ACT_END(a);
-}
-
-static int probe_autoboot(struct mig_act *a, enum mig_side side, bool want)
-{
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, side);
-    if (rc == 1)
-        return MIG_ACT_ABSENT;
-    if (rc != 0)
-        return rc;
-    return (a->i == 1) == want ? MIG_ACT_DONE : MIG_ACT_ABSENT;
-    ACT_END(a);
-}
-
-int act_autoboot_off_source(struct mig_act *a)
-{
-    return set_autoboot(a, MIG_SIDE_SOURCE, false);
-}
-
-int act_autoboot_off_target(struct mig_act *a)
-{
-    return set_autoboot(a, MIG_SIDE_TARGET, false);
-}
-
-int act_autoboot_restore_source(struct mig_act *a)
-{
-    return set_autoboot(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
-}
-
-int act_autoboot_on_target(struct mig_act *a)
-{
-    return set_autoboot(a, MIG_SIDE_TARGET, true);
-}
-
-int probe_autoboot_off_source(struct mig_act *a)
-{
-    return probe_autoboot(a, MIG_SIDE_SOURCE, false);
-}
-
-int probe_autoboot_off_target(struct mig_act *a)
-{
-    return probe_autoboot(a, MIG_SIDE_TARGET, false);
-}
-
-int probe_autoboot_restored_source(struct mig_act *a)
-{
-    return probe_autoboot(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
 }
 
 /*
@@ -622,7 +459,7 @@ static int disable_on(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-static int probe_disabled(struct mig_act *a, enum mig_side side)
+static int disabled_on(struct mig_act *a, enum mig_side side)
 {
     int rc;
     ACT_BEGIN(a);
@@ -671,36 +508,24 @@ static int probe_enabled(struct mig_act *a, enum mig_side side, bool autoboot)
     ACT_END(a);
 }
 
-int act_disable_source(struct mig_act *a)
+int act_disable(struct mig_act *a)
 {
-    return disable_on(a, MIG_SIDE_SOURCE);
+    return disable_on(a, a->side);
 }
 
-int act_disable_target(struct mig_act *a)
+int probe_disabled(struct mig_act *a)
 {
-    return disable_on(a, MIG_SIDE_TARGET);
+    return disabled_on(a, a->side);
 }
 
-int probe_disabled_source(struct mig_act *a)
+/*
+ * Shown to its agent again: the source as it was before the job (autoboot
+ * as it was), the target as it ran before the rollback (autoboot on).
+ */
+int undo_disable(struct mig_act *a)
 {
-    return probe_disabled(a, MIG_SIDE_SOURCE);
-}
-
-int probe_disabled_target(struct mig_act *a)
-{
-    return probe_disabled(a, MIG_SIDE_TARGET);
-}
-
-/* The source as it was before the job: shown, autoboot as it was. */
-int undo_disable_source(struct mig_act *a)
-{
-    return enable_on(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
-}
-
-/* The target as it ran before the rollback: shown, autoboot on. */
-int undo_disable_target(struct mig_act *a)
-{
-    return enable_on(a, MIG_SIDE_TARGET, true);
+    return enable_on(a, a->side,
+                     a->side == MIG_SIDE_SOURCE ? a->job->ctx.autoboot_before != 0 : true);
 }
 
 /* The rollback gives the source back its autoboot and its agent in one command. */
@@ -781,12 +606,7 @@ static int delete_zone_on(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-int act_delete_zone_source(struct mig_act *a)
+int act_delete_zone(struct mig_act *a)
 {
-    return delete_zone_on(a, MIG_SIDE_SOURCE);
-}
-
-int act_delete_zone_target(struct mig_act *a)
-{
-    return delete_zone_on(a, MIG_SIDE_TARGET);
+    return delete_zone_on(a, a->side);
 }

@@ -2,8 +2,10 @@
  * actions.h: the action functions the tables of plan.c are made of
  * (private to lib/).  act_zone.c: zones and instances (vmadm, zoneadm,
  * zonecfg); act_zfs.c: datasets, snapshots, streams, images; act_api.c:
- * NAPI and VMAPI.  Each is a coroutine over operations (act.h); names end
- * in the side they act on where a function exists for both.
+ * NAPI and VMAPI.  Each is a coroutine over operations (act.h).  A function
+ * that can work on either CN works on its plan row's side (a->side); a
+ * name that ends in _source or _target is a function for that CN alone
+ * (the API ones: the CN the inventory is to name).
  */
 #ifndef MIG_ACTIONS_H
 #define MIG_ACTIONS_H
@@ -11,61 +13,33 @@
 #include "act.h"
 
 /* act_zone.c */
-int act_inspect_source(struct mig_act *a);
-int act_inspect_target(struct mig_act *a);
+int act_inspect(struct mig_act *a); /* source: running? autoboot; target: running? */
 int act_begin_switch(struct mig_act *a);
 int act_begin_return(struct mig_act *a);
-int act_stop_source(struct mig_act *a);
-int act_stop_target(struct mig_act *a);
-int act_start_source(struct mig_act *a);
-int act_start_target(struct mig_act *a);
-int probe_stopped_source(struct mig_act *a);
-int probe_stopped_target(struct mig_act *a);
-int probe_running_source(struct mig_act *a);
-int probe_running_target(struct mig_act *a);
-int undo_stop_source(struct mig_act *a);  /* starts it again if it ran */
-int undo_stop_target(struct mig_act *a);
-int undo_start_source(struct mig_act *a); /* stops it */
-int undo_start_target(struct mig_act *a);
+int act_stop(struct mig_act *a);
+int act_start(struct mig_act *a);
+int probe_stopped(struct mig_act *a);
+int probe_running(struct mig_act *a);
+int undo_stop(struct mig_act *a);  /* starts it again if it ran */
+int undo_start(struct mig_act *a); /* stops it */
 int act_export_config(struct mig_act *a);
 int act_check_config(struct mig_act *a);
-int act_disable_source(struct mig_act *a);
-int act_disable_target(struct mig_act *a);
-int probe_disabled_source(struct mig_act *a);
-int probe_disabled_target(struct mig_act *a);
-int undo_disable_source(struct mig_act *a);
-int undo_disable_target(struct mig_act *a);
+int act_disable(struct mig_act *a);
+int probe_disabled(struct mig_act *a);
+int undo_disable(struct mig_act *a);
 int act_enable_source(struct mig_act *a);
 int probe_enabled_source(struct mig_act *a);
 int undo_enable_source(struct mig_act *a);
 int act_lift_target(struct mig_act *a);
 int act_configure_target(struct mig_act *a);
 int probe_configured_target(struct mig_act *a);
-int act_delete_zone_source(struct mig_act *a); /* flag first, detach if needed, delete */
-int act_delete_zone_target(struct mig_act *a);
-int act_attach_target(struct mig_act *a);
-int act_attach_source(struct mig_act *a);
-int probe_attached_target(struct mig_act *a);
-int probe_attached_source(struct mig_act *a);
-int act_detach_target(struct mig_act *a);
-int act_detach_source(struct mig_act *a);
-int probe_detached_target(struct mig_act *a);
-int probe_detached_source(struct mig_act *a);
-int act_hide_source(struct mig_act *a);
-int act_hide_target(struct mig_act *a);
-int act_show_source(struct mig_act *a);
-int act_show_target(struct mig_act *a);
-int probe_hidden_source(struct mig_act *a);
-int probe_hidden_target(struct mig_act *a);
-int probe_shown_source(struct mig_act *a);
-int probe_shown_target(struct mig_act *a);
-int act_autoboot_off_source(struct mig_act *a);
-int act_autoboot_off_target(struct mig_act *a);
-int act_autoboot_restore_source(struct mig_act *a); /* to autoboot_before */
-int act_autoboot_on_target(struct mig_act *a);
-int probe_autoboot_off_source(struct mig_act *a);
-int probe_autoboot_off_target(struct mig_act *a);
-int probe_autoboot_restored_source(struct mig_act *a);
+int act_delete_zone(struct mig_act *a); /* flag first, detach if needed, delete */
+int act_attach(struct mig_act *a);
+int probe_attached(struct mig_act *a);
+int act_detach(struct mig_act *a);
+int probe_detached(struct mig_act *a);
+int act_hide(struct mig_act *a);
+int probe_shown(struct mig_act *a);
 
 /* act_direct.c: the direct transfer's key (cn-commands.md) */
 bool mig_job_direct(const struct mig_job *job);
@@ -79,25 +53,18 @@ int act_direct_source_remove(struct mig_act *a);
 /* act_quota.c: room for a bhyve VM's snapshots */
 bool mig_job_bhyve(const struct mig_job *job);
 int act_quota_read(struct mig_act *a);
-int act_room_source(struct mig_act *a);
-int act_room_target(struct mig_act *a);
-int undo_room_source(struct mig_act *a);
-int undo_room_target(struct mig_act *a);
-int act_quota_restore_source(struct mig_act *a);
-int act_quota_restore_target(struct mig_act *a);
+int act_room(struct mig_act *a);
+int undo_room(struct mig_act *a);
+int act_quota_restore(struct mig_act *a);
 
 /* act_zfs.c */
-int act_features_source(struct mig_act *a);
-int act_features_target(struct mig_act *a);
+int act_features(struct mig_act *a);
 int act_check_target(struct mig_act *a);
 int act_import_image(struct mig_act *a);
 int probe_image(struct mig_act *a);
-int act_snapshot_source(struct mig_act *a);
-int act_snapshot_target(struct mig_act *a);
-int probe_snapshot_source(struct mig_act *a);
-int probe_snapshot_target(struct mig_act *a);
-int undo_snapshot_source(struct mig_act *a);
-int undo_snapshot_target(struct mig_act *a);
+int act_snapshot(struct mig_act *a);
+int probe_snapshot(struct mig_act *a);
+int undo_snapshot(struct mig_act *a);
 int act_send_forward(struct mig_act *a); /* source -> target */
 int act_send_back(struct mig_act *a);    /* target -> source */
 int probe_sent_forward(struct mig_act *a);
@@ -106,14 +73,10 @@ int undo_send_forward(struct mig_act *a); /* round 1 only: the target's copy goe
 int undo_send_back(struct mig_act *a);    /* the back snapshot on the source goes */
 int act_create_cores(struct mig_act *a);
 int probe_cores(struct mig_act *a);
-int act_destroy_cores_target(struct mig_act *a);
-int act_destroy_cores_source(struct mig_act *a);
-int act_destroy_dataset_target(struct mig_act *a);
-int act_destroy_dataset_source(struct mig_act *a);
-int act_trim_snapshots_source(struct mig_act *a); /* the job's, but the final one */
-int act_trim_snapshots_target(struct mig_act *a);
-int act_drop_snapshots_source(struct mig_act *a); /* every snapshot of the job */
-int act_drop_snapshots_target(struct mig_act *a);
+int act_destroy_cores(struct mig_act *a);
+int act_destroy_dataset(struct mig_act *a);
+int act_trim_snapshots(struct mig_act *a); /* the job's, but the final one */
+int act_drop_snapshots(struct mig_act *a); /* every snapshot of the job */
 
 /* act_api.c */
 int act_read_ip(struct mig_act *a);

@@ -4,7 +4,8 @@
  * place remote command lines are built: every argument is checked against a
  * strict pattern (util.h) and quoted, so no text from an API or a user
  * reaches a remote shell unvalidated.  Builders return a malloc'd command
- * line, or NULL when an argument is invalid.  Pure: no I/O.
+ * line, or NULL when an argument is invalid.  Pure: no I/O.  The builders
+ * are in cn.c (direct transfer's in cn_direct.c), the parsers in cn_parse.c.
  */
 #ifndef MIG_CN_H
 #define MIG_CN_H
@@ -42,8 +43,6 @@ char *mig_cmd_zonecfg_import(const char *vm_uuid, const char *file);
  */
 char *mig_cmd_zonecfg_import_stdin(const char *vm_uuid);
 char *mig_cmd_zonecfg_delete(const char *vm_uuid);
-/* zonecfg -z UUID 'set autoboot=true|false' */
-char *mig_cmd_zonecfg_autoboot(const char *vm_uuid, bool autoboot);
 /* zonecfg -z UUID 'add attr; set name=do-not-inventory; set type=string; set value=true; end' */
 char *mig_cmd_zonecfg_do_not_inventory(const char *vm_uuid);
 /* zonecfg -z UUID 'remove attr name=do-not-inventory' (used by rollback) */
@@ -77,13 +76,34 @@ char *mig_cmd_zfs_snapshot(const char *dataset, const char *snap);
  */
 char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from);
 /*
- * zfs receive [-F] -d POOL (the stream names the datasets).  Mounted, not -u:
- * the cores dataset is created under the zone's mountpoint next, and on illumos
- * a zone dataset mounted later over that non-empty directory would fail.
+ * zfs receive -u [-F] DATASET: the stream lands in exactly this dataset
+ * (what it carries below its top lands below DATASET), whatever names it
+ * holds, and nothing is mounted (-u): a stream also carries properties, and
+ * a `mountpoint` from another CN must not mount anything in this CN's
+ * global zone.  After the receive, mig_cmd_zfs_list_mounts and
+ * mig_check_received say whether the tree may be mounted, and
+ * mig_cmd_zfs_mount mounts it: the cores dataset is created under the
+ * zone's mountpoint next, and on illumos a zone dataset mounted later over
+ * that non-empty directory would fail.
  */
-char *mig_cmd_zfs_receive(const char *pool, bool force);
-/* zfs receive -s -F -d POOL: a resumable receive (only where the CN supports it) */
-char *mig_cmd_zfs_receive_resumable(const char *pool);
+char *mig_cmd_zfs_receive(const char *dataset, bool force);
+/* zfs receive -s -u -F DATASET: a resumable receive (only where the CN supports it) */
+char *mig_cmd_zfs_receive_resumable(const char *dataset);
+/* zfs list -H -o name,type,mountpoint,zoned,canmount,mounted -r DATASET */
+char *mig_cmd_zfs_list_mounts(const char *dataset);
+/* zfs mount DATASET */
+char *mig_cmd_zfs_mount(const char *dataset);
+/*
+ * Checks mig_cmd_zfs_list_mounts output for the tree received into dataset
+ * (the pool mounted at /POOL, as on SmartOS): every row is dataset or below
+ * it, and every filesystem's mountpoint is none, legacy, zoned (mounted by
+ * its zone, inside the zone's root) or /DATASET or a path below it, with no
+ * "." or ".." component.  0 and in next the first filesystem the global
+ * zone would mount that is not mounted yet ("" when none); -EPERM with why
+ * (one line) when a mountpoint points elsewhere; MIG_EPARSE.
+ */
+int mig_check_received(const char *text, const char *dataset, char *next, size_t nextsz,
+                       char *why, size_t whysz);
 /* zfs send -t TOKEN: resumes an interrupted stream (only where the CN supports it) */
 char *mig_cmd_zfs_send_resume(const char *token);
 /* zfs destroy [-r] DATASET; zfs destroy DATASET@SNAP (recursive with -r) */
@@ -96,20 +116,44 @@ char *mig_cmd_cat_zones_index(void);
 
 /*
  * Direct transfer (cn-commands.md): the source sends straight to the target
- * with a key made for one job.  The authorized line is
- *   from="SRC_IP",command="zfs receive -F -d POOL",no-pty,no-port-forwarding,
- *   no-agent-forwarding,no-X11-forwarding ssh-ed25519 KEY migd-job-JOB
- * (one line); mig_direct_key_line writes it to out: 0, -EINVAL when an
- * argument is not valid (KEY: the 68-character base64 of an ed25519 key),
- * -ENAMETOOLONG.
+ * with a key made for one job.  The authorized line is (one line)
+ *   restrict,from="SRC_IP",command="case $SSH_ORIGINAL_COMMAND in
+ *   'zfs receive -u -F DS1') exec zfs receive -u -F DS1;; ... *) echo migd:
+ *   refused >&2; exit 1;; esac",no-pty,no-port-forwarding,no-agent-forwarding,
+ *   no-X11-forwarding ssh-ed25519 KEY migd-job-JOB
+ * so the key runs the receive of the job's own datasets and nothing else;
+ * `restrict` (OpenSSH 7.2) turns off whatever a newer sshd adds, the
+ * explicit no-* say the same to one that predates it.
  */
-int mig_direct_key_line(const char *job_uuid, const char *src_ip, const char *pool,
-                        const char *pubkey_b64, char *out, size_t outsz);
-/* target: appends the line to ~/.ssh/authorized_keys (creating ~/.ssh 0700). */
-char *mig_cmd_authorize_key(const char *job_uuid, const char *src_ip, const char *pool,
-                            const char *pubkey_b64);
-/* target: removes exactly the job's line (temp file and mv: illumos sed has no -i). */
-char *mig_cmd_unauthorize_key(const char *job_uuid);
+struct mig_direct_key {
+    const char *job_uuid;
+    const char *src_ip;               /* the source's admin IP */
+    const char *pubkey_b64;           /* the 68-character base64 of an ed25519 key */
+    const char *const *datasets;      /* the job's datasets on the target */
+    int ndatasets;                    /* 1..MIG_DIRECT_MAX_DATASETS */
+};
+#define MIG_DIRECT_MAX_DATASETS 8
+/* The line, in out: 0, -EINVAL when an argument is not valid, -ENAMETOOLONG. */
+int mig_direct_key_line(const struct mig_direct_key *k, char *out, size_t outsz);
+/* "zfs receive -u -F DS": what the source asks the target's forced command to run. */
+int mig_direct_receive(const char *dataset, char *out, size_t outsz);
+/*
+ * target: adds the job's line to ~/.ssh/authorized_keys (creating ~/.ssh
+ * 0700), after a newline when the file lacks its final one; exits non-zero
+ * unless the line is then there exactly once.  Like the removal, it edits a
+ * copy in ~/.ssh and moves it over the file (illumos' sed has no -i), under
+ * a lock on the CN: the directory ~/.ssh/.migd-lock made with mkdir (atomic;
+ * illumos has no flock(1)) holding its shell's pid, waited for up to about
+ * 30 s, taken over when its holder is dead.
+ */
+char *mig_cmd_authorize_key(const struct mig_direct_key *k);
+/*
+ * target: removes every line that is exactly the job's line (never a line
+ * that merely ends like it), keeping every other line byte for byte; exits
+ * non-zero unless the line is then absent, or when the copy would not hold
+ * all the other lines.  No file, nothing to do.
+ */
+char *mig_cmd_unauthorize_key(const struct mig_direct_key *k);
 /* source: /var/tmp/migd-JOB, 0700; a file in it ("id" or "known_hosts") from stdin; removal. */
 char *mig_cmd_job_dir_create(const char *job_uuid);
 char *mig_cmd_job_file_write(const char *job_uuid, const char *name);
@@ -123,8 +167,19 @@ struct mig_direct_send {
     int port;                          /* ssh.port; 22 adds no -p */
     const char *cipher;                /* NULL: ssh's default */
 };
-/* source: zfs send -R -v ... | ssh ... USER@DST_IP (progress lines on stderr). */
+/*
+ * source: zfs send -R -v ... | ssh -F /dev/null ... USER@DST_IP 'zfs receive
+ * -u -F DS' (progress lines on stderr): none of the source's own ssh
+ * configuration, identities or known hosts, only the job's files.
+ */
 char *mig_cmd_zfs_send_direct(const struct mig_direct_send *d);
+/*
+ * The line of a failed direct send's stderr that says why (`zfs send -v`'s
+ * own progress lines and headers are noise; the send's "Broken pipe" only
+ * echoes the receive's end, so it is taken only when nothing else was
+ * said): its length, with *line at its start, or 0 with *line NULL.
+ */
+size_t mig_direct_failure_line(const char *errout, const char **line);
 
 /* One row of `zfs list -H -p -o name,used,referenced,origin,type`. */
 struct mig_zfs_dataset {

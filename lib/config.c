@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "invariant.h"
 #include "log.h"
 #include "util.h"
 
@@ -29,6 +30,8 @@ enum kind {
     K_INT64,    /* int64_t in [min, max] */
     K_LEVEL,    /* log level name, stored as its bunyan number */
     K_TRANSFER, /* "relay" or "direct" */
+    K_OPT_STRING, /* a non-empty string, or null */
+    K_ON_FAILURE, /* "rollback" or "report" */
 };
 
 struct key {
@@ -79,6 +82,25 @@ static const struct key limits_keys[] = {
     {"max_active_jobs", K_INT, OFF(limits.max_active_jobs), 1, 1000, NULL},
     {"max_jobs_per_cn", K_INT, OFF(limits.max_jobs_per_cn), 1, 1000, NULL},
     {"cn_mbps", K_INT, OFF(limits.cn_mbps), 0, 1000000, NULL},
+    {"switches_per_cn", K_INT, OFF(limits.switches_per_cn), 1, 1000, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key health_keys[] = {
+    {"min_up_s", K_INT, OFF(health.min_up_s), 0, 86400, NULL},
+    {"command", K_OPT_STRING, OFF(health.command), 0, 0, NULL},
+    {"timeout_s", K_INT, OFF(health.timeout_s), 1, 3600, NULL},
+    {"on_failure", K_ON_FAILURE, OFF(health.on_failure), 0, 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key cleanup_keys[] = {
+    {"after_s", K_INT64, OFF(cleanup.after_s), 0, 366LL * 86400, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key placement_keys[] = {
+    {"spread_tag", K_OPT_STRING, OFF(placement.spread_tag), 0, 0, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -92,6 +114,9 @@ static const struct key top_keys[] = {
     {"transfer", K_OBJECT, 0, 0, 0, transfer_keys},
     {"incremental", K_OBJECT, 0, 0, 0, incremental_keys},
     {"limits", K_OBJECT, 0, 0, 0, limits_keys},
+    {"health", K_OBJECT, 0, 0, 0, health_keys},
+    {"cleanup", K_OBJECT, 0, 0, 0, cleanup_keys},
+    {"placement", K_OBJECT, 0, 0, 0, placement_keys},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -120,6 +145,10 @@ static struct mig_config *config_defaults(void)
     c->incremental.max_rounds = 20;
     c->limits.max_active_jobs = 4;
     c->limits.max_jobs_per_cn = 2;
+    c->limits.switches_per_cn = 1;
+    c->health.min_up_s = 30;
+    c->health.timeout_s = 60;
+    c->health.on_failure = mig_strdup("rollback");
     return c;
 }
 
@@ -240,6 +269,24 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         *(int *)(base + k->off) = level;
         return 0;
     }
+    case K_OPT_STRING:
+        if (json_is_null(v)) {
+            set_string((char **)(base + k->off), NULL);
+            return 0;
+        }
+        if (s == NULL || *s == '\0' || !printable(s)) {
+            mig_errf(err, errsz, "\"%s\" must be a non-empty string or null", path);
+            return -EINVAL;
+        }
+        set_string((char **)(base + k->off), s);
+        return 0;
+    case K_ON_FAILURE:
+        if (s == NULL || (strcmp(s, "rollback") != 0 && strcmp(s, "report") != 0)) {
+            mig_errf(err, errsz, "\"%s\" must be \"rollback\" or \"report\"", path);
+            return -EINVAL;
+        }
+        set_string((char **)(base + k->off), s);
+        return 0;
     case K_TRANSFER:
         if (s == NULL || (strcmp(s, "relay") != 0 && strcmp(s, "direct") != 0)) {
             mig_errf(err, errsz, "\"%s\" must be \"relay\" or \"direct\"", path);
@@ -248,7 +295,7 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         set_string((char **)(base + k->off), s);
         return 0;
     }
-    abort();
+    MIG_DIE("config key \"%s\" has no kind the reader knows", path);
 }
 
 /*
@@ -379,5 +426,8 @@ void mig_config_free(struct mig_config *cfg)
     free(cfg->ssh.known_hosts);
     free(cfg->ssh.ciphers);
     free(cfg->transfer.mode);
+    free(cfg->health.command);
+    free(cfg->health.on_failure);
+    free(cfg->placement.spread_tag);
     free(cfg);
 }

@@ -32,20 +32,6 @@ void mig_evac_clear(struct mig_evac *e)
     e->plan = NULL;
 }
 
-static json_t *find_server(json_t *servers, const char *key)
-{
-    size_t i;
-    json_t *s;
-    json_array_foreach(servers, i, s)
-    {
-        const char *u = json_string_value(json_object_get(s, "uuid"));
-        const char *h = json_string_value(json_object_get(s, "hostname"));
-        if ((u != NULL && strcasecmp(u, key) == 0) || (h != NULL && strcmp(h, key) == 0))
-            return s;
-    }
-    return NULL;
-}
-
 json_t *mig_evac_used_by_vm(const char *out)
 {
     json_t *used = json_object();
@@ -80,7 +66,7 @@ int mig_evac_step(struct mig_act *a)
     if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
         return mig_act_fail_res(a, "CnapiError", "cannot list servers from CNAPI");
     e->servers = json_incref(a->res->json);
-    if (e->estimate_only && e->vm[0] == '\0' && find_server(e->servers, e->server) == NULL)
+    if (e->estimate_only && e->vm[0] == '\0' && mig_server_find(e->servers, e->server) == NULL)
         snprintf(e->vm, sizeof(e->vm), "%s", e->server); /* not a CN: an estimate of a VM */
     if (e->vm[0] != '\0') {
         /* One VM's estimate: it and its CN. */
@@ -105,7 +91,7 @@ int mig_evac_step(struct mig_act *a)
         const char *su = json_string_value(json_object_get(json_array_get(e->vms, 0), "server_uuid"));
         snprintf(e->server, sizeof(e->server), "%s", su != NULL ? su : "");
     }
-    e->source = find_server(e->servers, e->server);
+    e->source = mig_server_find(e->servers, e->server);
     if (e->source == NULL)
         return mig_act_fail(a, MIG_RULE_TARGET_UNKNOWN, "CNAPI has no server with uuid or hostname %s",
                             e->server);

@@ -318,10 +318,7 @@ static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *userp)
         size_t cap = x->resp_cap != 0 ? x->resp_cap : 4096;
         while (cap < x->resp_len + n + 1)
             cap *= 2;
-        char *p = realloc(x->resp, cap);
-        if (p == NULL)
-            abort();
-        x->resp = p;
+        x->resp = mig_realloc(x->resp, cap);
         x->resp_cap = cap;
     }
     memcpy(x->resp + x->resp_len, data, n);

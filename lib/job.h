@@ -130,6 +130,8 @@ struct mig_job_ctx {
     int stalled;          /* the rounds stopped shrinking: no more rounds until finish */
     int64_t snap_ms;      /* when the last round's snapshot was taken (write rate) */
     int64_t write_bytes_s; /* the VM's write rate as the last round measured it, -1 */
+    int64_t wake_ms;      /* a job sleeping between rounds wakes then (ms since the epoch);
+                             0: not sleeping (a round runs, or none is due) */
     /*
      * bhyve: the top dataset's quota and reservation when the job began (-1:
      * not read), put back when the job's snapshots are gone (act_quota.c).
@@ -157,6 +159,27 @@ struct mig_round {
     int64_t duration_ms;
     int64_t rate_bytes_s;
     int64_t predicted_downtime_ms;  /* what a switch now would cost, -1: unknown */
+};
+
+/*
+ * What a job could not remove (a snapshot a backup tool holds, a dataset a
+ * CN calls busy, an IP NAPI would not release) once the VM's place was
+ * settled: never the job's outcome, but work left to retry.  It is retried
+ * by running the action named by key again (its undo when undo is set),
+ * with a backoff of up to an hour, across restarts, and at once by
+ * `migctl cleanup JOB`.
+ */
+#define MIG_MAX_LEFTOVERS 16
+struct mig_leftover {
+    char key[128];     /* the journal key of the action whose work is left */
+    bool undo;         /* left by that action's undo */
+    char cn[64];       /* the CN's hostname, or "api" / "head node" */
+    char kind[24];     /* snapshot, dataset, zone, authorized_key, key_dir, key, ip, quota */
+    char name[256];    /* what exactly: "zones/UUID@migd-JOB-1" */
+    char reason[256];  /* the last answer that refused it */
+    int64_t since_ms;  /* when it was first left */
+    int64_t next_ms;   /* the next automatic retry */
+    int tries;         /* retries so far */
 };
 
 /* One action of the switch's downtime window and how long it took. */
@@ -199,11 +222,33 @@ struct mig_job {
     struct mig_part breakdown[MIG_MAX_BREAKDOWN];
     int64_t daemon_ms;     /* the downtime less the remote commands' own time, -1: none */
     int64_t rollback_downtime_ms; /* a rollback's own downtime, -1: none */
+    int nleftovers;
+    struct mig_leftover leftovers[MIG_MAX_LEFTOVERS];
     struct mig_job_ctx ctx; /* owned by the job */
 };
 
 /* Appends (or replaces, same n) a round on record, dropping the oldest when full. */
 void mig_job_log_round(struct mig_job *job, const struct mig_round *r);
+
+/*
+ * Notes (or updates, same key and undo) a leftover of the job at now; the
+ * next automatic retry is set from its tries (30 s doubling, at most an
+ * hour).  A full table keeps the oldest entries and drops the new one
+ * (returns -ENOSPC; the journal still shows the action failed).
+ */
+int mig_job_leftover_note(struct mig_job *job, const struct mig_leftover *lo, int64_t now);
+/* Drops the leftover of key (and undo), if any.  True when there was one. */
+bool mig_job_leftover_clear(struct mig_job *job, const char *key, bool undo);
+/* The earliest next retry of the job's leftovers, 0 when it has none. */
+int64_t mig_job_leftover_due(const struct mig_job *job);
+/* Makes every leftover due at now (the operator asked for a retry). */
+void mig_job_leftover_retry_now(struct mig_job *job, int64_t now);
+/*
+ * Whether a leftover of this kind, left by job, stands in the way of a new
+ * migration of the VM (a dataset or zone left on a CN where the VM is not):
+ * the others are harmless (a snapshot, a key line, an IP still reserved).
+ */
+bool mig_leftover_blocks(const struct mig_job *job, const struct mig_leftover *lo);
 
 /* Allocates a job with a new uuid, state queued, phase validate, empty ctx. */
 struct mig_job *mig_job_new(void);
@@ -215,6 +260,8 @@ const char *mig_phase_name(enum mig_phase p);
 int mig_phase_parse(const char *s, enum mig_phase *out);
 const char *mig_mode_name(enum mig_mode m);
 int mig_mode_parse(const char *s, enum mig_mode *out);
+const char *mig_task_name(enum mig_task t);
+int mig_task_parse(const char *s, enum mig_task *out);
 
 /* True for succeeded, failed, aborted, rolled_back: the job is over. */
 bool mig_job_state_final(enum mig_job_state s);
@@ -252,17 +299,10 @@ int mig_job_add_image(struct mig_job_ctx *ctx, const char *origin);
 /* True when origin is the @final of an image already on the target. */
 bool mig_job_origin_on_target(const struct mig_job_ctx *ctx, const char *origin);
 
-/* The ctx as JSON (new reference), and back: 0 or MIG_EPARSE (ctx unchanged). */
-json_t *mig_job_ctx_to_json(const struct mig_job_ctx *ctx);
-int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *ctx);
-
-/* The public JSON form of product.md.  New reference. */
-json_t *mig_job_to_json(const struct mig_job *job);
 /*
- * The full form kept in the store: the public form plus ctx and the flags.
- * mig_job_from_record parses it back.  Returns 0 or MIG_EPARSE.
+ * The public JSON form of product.md.  New reference.  The stored form is
+ * mig_job_to_record (job_record.h).
  */
-json_t *mig_job_to_record(const struct mig_job *job);
-int mig_job_from_record(json_t *rec, struct mig_job **out);
+json_t *mig_job_to_json(const struct mig_job *job);
 
 #endif

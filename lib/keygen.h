@@ -10,6 +10,25 @@
 #include <stddef.h>
 
 /*
+ * Where key pairs are made from now on: a private directory
+ * "migd-key.XXXXXX" (mkdtemp, 0700) inside dir, removed before each key's
+ * return (default: /tmp).  migd sets it at start to its database's
+ * directory, which only it uses (it holds the database's lock), so that a
+ * start can tell its own leftovers from another process's.  Call it before
+ * any key is made (it is not synchronized).  0, or -ENAMETOOLONG.
+ */
+int mig_keygen_set_dir(const char *dir);
+/*
+ * Removes the key directories a crash left in dir (NULL: the directory set
+ * above): entries named "migd-key." and 6 letters or digits that are
+ * directories (a symbolic link is not followed) owned by this user; their
+ * files are unlinked, then the directory removed.  Logs each one removed
+ * (info) and each one that cannot be (warning).  Returns how many were
+ * removed, or a negative errno when dir cannot be read.
+ */
+int mig_keygen_sweep(const char *dir);
+
+/*
  * A new ed25519 key pair with comment: the private key file's text into
  * priv (privsz bytes), the public key's base64 (68 characters) into pub
  * (pubsz >= 69).  Runs ssh-keygen (from PATH, or MIGD_SSH_KEYGEN) and waits

@@ -71,10 +71,7 @@ int mig_known_host_lines(const char *path, const char *host, int port, char **ou
             continue;
         if (len + (size_t)n + 1 > cap) {
             cap = (len + (size_t)n + 1) * 2;
-            char *grown = realloc(buf, cap);
-            if (grown == NULL)
-                abort();
-            buf = grown;
+            buf = mig_realloc(buf, cap);
         }
         memcpy(buf + len, line, (size_t)n);
         len += (size_t)n;

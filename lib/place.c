@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "err.h"
+#include "invariant.h"
 #include "place.h"
 #include "util.h"
 #include "validate.h"
@@ -73,10 +74,7 @@ static long tag_intern(struct tagtab *t, const char *name)
     }
     if (t->n == t->cap) {
         t->cap = t->cap == 0 ? 16 : 2 * t->cap;
-        char **names = realloc(t->names, t->cap * sizeof(*names));
-        if (names == NULL)
-            abort();
-        t->names = names;
+        t->names = mig_realloc(t->names, t->cap * sizeof(*t->names));
     }
     t->names[t->n] = mig_strdup(name);
     t->slots[tag_slot(t, name)] = (uint32_t)t->n + 1;
@@ -405,7 +403,7 @@ static void judge_cns(struct planner *pl)
     struct mig_place *p = pl->p;
     json_t *probe = json_pack("{s:s, s:I}", "uuid", "", "ram", (json_int_t)PROBE_NEED_MIB);
     if (probe == NULL)
-        abort();
+        MIG_DIE("out of memory");
     json_t *src = pl->in[p->source - p->cns].json;
     pl->elig_cn = mig_calloc(p->ncns, sizeof(*pl->elig_cn));
     for (size_t i = 0; i < p->ncns; i++) {
@@ -860,19 +858,19 @@ static json_t *jstr(const char *s)
 static void set(json_t *o, const char *key, json_t *v)
 {
     if (v == NULL || json_object_set_new(o, key, v) != 0)
-        abort();
+        MIG_DIE("out of memory building the placement's %s", key);
 }
 
 json_t *mig_place_json(const struct mig_place *p)
 {
     json_t *arr = json_array();
     if (arr == NULL)
-        abort();
+        MIG_DIE("out of memory");
     for (size_t i = 0; p != NULL && i < p->nvms; i++) {
         const struct mig_place_vm *v = &p->vms[i];
         json_t *o = json_object();
         if (o == NULL)
-            abort();
+            MIG_DIE("out of memory");
         set(o, "vm_uuid", jstr(v->uuid));
         set(o, "alias", jstr(v->alias));
         set(o, "brand", jstr(v->brand));
@@ -884,7 +882,7 @@ json_t *mig_place_json(const struct mig_place *p)
         set(o, "rule", jstr(v->rule));
         set(o, "why", jstr(v->why));
         if (json_array_append_new(arr, o) != 0)
-            abort();
+            MIG_DIE("out of memory");
     }
     return arr;
 }

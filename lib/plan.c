@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "actions.h"
+#include "invariant.h"
 #include "plan.h"
 #include "util.h"
 
@@ -77,25 +78,25 @@ static bool has_image(const struct mig_job *job, int round, int item)
 /* prepare */
 static const struct mig_action_def PREPARE[] = {
     {"prepare.inspect_source", SRC, "vmadm get: whether the VM runs, its autoboot", MIG_ACT_READ,
-     NULL, NULL, act_inspect_source, NULL},
+     NULL, NULL, act_inspect, NULL, NULL},
     {"prepare.features_source", SRC, "zfs get receive_resume_token: resumable streams?",
-     MIG_ACT_READ, NULL, NULL, act_features_source, NULL},
+     MIG_ACT_READ, NULL, NULL, act_features, NULL, NULL},
     {"prepare.features_target", DST, "zfs get receive_resume_token: resumable streams?",
-     MIG_ACT_READ, NULL, NULL, act_features_target, NULL},
+     MIG_ACT_READ, NULL, NULL, act_features, NULL, NULL},
     {"prepare.check_target", DST, "zfs list: no dataset of the VM is there yet", MIG_ACT_READ,
-     NULL, NULL, act_check_target, NULL},
+     NULL, NULL, act_check_target, NULL, NULL},
 };
 /* per NIC */
 static const struct mig_action_def READ_IP = {
     "prepare.read_ip", API, "NAPI GET the IP: was it reserved before the job?", MIG_ACT_READ,
-    nic_has_ip, NULL, act_read_ip, NULL};
+    nic_has_ip, NULL, act_read_ip, NULL, NULL};
 static const struct mig_action_def RESERVE_IP = {
     "prepare.reserve_ip", API, "NAPI PUT reserved=true on the IP", 0, nic_needs_reserve,
-    probe_reserved_ip, act_reserve_ip, act_restore_ip};
+    probe_reserved_ip, act_reserve_ip, act_restore_ip, "ip"};
 static const struct mig_action_def IMPORT_IMAGE = {
     "prepare.import_image", DST,
     "imgadm import an image a dataset is cloned from, so its first send is incremental", 0,
-    has_image, probe_image, act_import_image, NULL};
+    has_image, probe_image, act_import_image, NULL, NULL};
 
 /* bhyve: room for the snapshots under the top dataset's quota (act_quota.c) */
 static bool is_bhyve(const struct mig_job *job, int round, int item)
@@ -105,44 +106,44 @@ static bool is_bhyve(const struct mig_job *job, int round, int item)
 }
 static const struct mig_action_def QUOTA_READ = {
     "prepare.quota_source", SRC, "zfs get quota, reservation: what to put back at the end",
-    MIG_ACT_READ, is_bhyve, NULL, act_quota_read, NULL};
+    MIG_ACT_READ, is_bhyve, NULL, act_quota_read, NULL, NULL};
 static const struct mig_action_def ROOM = {
     "sync.room", SRC, "zfs set quota: room for the round's snapshot (raised, never lowered)",
-    MIG_ACT_REDO, is_bhyve, NULL, act_room_source, undo_room_source};
+    MIG_ACT_REDO, is_bhyve, NULL, act_room, undo_room, "quota"};
 static const struct mig_action_def SWITCH_ROOM = {
     "switch.room", SRC, "zfs set quota: room for the final snapshot", MIG_ACT_REDO, is_bhyve,
-    NULL, act_room_source, undo_room_source};
+    NULL, act_room, undo_room, "quota"};
 static const struct mig_action_def RETURN_ROOM = {
     "rollback.room", DST, "zfs set quota: room for a snapshot on the target", MIG_ACT_REDO,
-    is_bhyve, NULL, act_room_target, undo_room_target};
+    is_bhyve, NULL, act_room, undo_room, "quota"};
 static const struct mig_action_def RETURN_QUOTA = {
     "rollback.quota_source", SRC, "zfs set quota, reservation: as they were before the job",
-    MIG_ACT_FORWARD, is_bhyve, NULL, act_quota_restore_source, NULL};
+    MIG_ACT_FORWARD, is_bhyve, NULL, act_quota_restore, NULL, "quota"};
 static const struct mig_action_def REMOVE_QUOTA = {
     "cleanup.quota_target", DST, "zfs set quota, reservation: as they were before the job",
-    MIG_ACT_FORWARD, is_bhyve, NULL, act_quota_restore_target, NULL};
+    MIG_ACT_FORWARD, is_bhyve, NULL, act_quota_restore, NULL, "quota"};
 
 /* sync round (per dataset) */
 static const struct mig_action_def SNAPSHOT = {
     "sync.snapshot", SRC, "zfs snapshot -r of the round", MIG_ACT_BEST_EFFORT, NULL,
-    probe_snapshot_source, act_snapshot_source, undo_snapshot_source};
+    probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
 static const struct mig_action_def SEND = {
     "sync.send", SRC, "zfs send | zfs receive to the target, from the newest common snapshot",
     MIG_ACT_TRANSFER | MIG_ACT_UNDO_BLIND, NULL, probe_sent_forward, act_send_forward,
-    undo_send_forward};
+    undo_send_forward, "dataset"};
 
 /* switch */
 static const struct mig_action_def SWITCH_BEGIN = {
-    "switch.begin", LOCAL, "the downtime starts", 0, NULL, NULL, act_begin_switch, NULL};
+    "switch.begin", LOCAL, "the downtime starts", 0, NULL, NULL, act_begin_switch, NULL, NULL};
 static const struct mig_action_def SWITCH_STOP = {
-    "switch.stop_source", SRC, "vmadm stop", 0, was_running, probe_stopped_source,
-    act_stop_source, undo_stop_source};
+    "switch.stop_source", SRC, "vmadm stop", 0, was_running, probe_stopped,
+    act_stop, undo_stop, NULL};
 static const struct mig_action_def SWITCH_SNAPSHOT = {
     "switch.snapshot", SRC, "zfs snapshot -r, final", MIG_ACT_BEST_EFFORT, NULL,
-    probe_snapshot_source, act_snapshot_source, undo_snapshot_source};
+    probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
 static const struct mig_action_def SWITCH_SEND = {
     "switch.send", SRC, "zfs send the last changes to the target", MIG_ACT_TRANSFER, NULL,
-    probe_sent_forward, act_send_forward, NULL};
+    probe_sent_forward, act_send_forward, NULL, NULL};
 /*
  * Staged in the first round, while the VM still runs: the target's zone,
  * configured and flagged do-not-inventory, and its cores dataset (after the
@@ -150,11 +151,11 @@ static const struct mig_action_def SWITCH_SEND = {
  */
 static const struct mig_action_def STAGE[] = {
     {"sync.stage_config", SRC, "zonecfg export, to stage the zone on the target", MIG_ACT_READ,
-     NULL, NULL, act_export_config, NULL},
+     NULL, NULL, act_export_config, NULL, NULL},
     {"sync.stage_target", DST, "zonecfg -f -: the zone, configured and flagged do-not-inventory",
-     0, NULL, probe_configured_target, act_configure_target, act_delete_zone_target},
+     0, NULL, probe_configured_target, act_configure_target, act_delete_zone, "zone"},
     {"sync.stage_cores", DST, "zfs create zones/cores/UUID", MIG_ACT_BEST_EFFORT, NULL,
-     probe_cores, act_create_cores, act_destroy_cores_target},
+     probe_cores, act_create_cores, act_destroy_cores, "dataset"},
 };
 
 static bool config_changed(const struct mig_job *job, int round, int item)
@@ -170,28 +171,28 @@ static bool config_changed(const struct mig_job *job, int round, int item)
  */
 static const struct mig_action_def SWITCH_TAIL[] = {
     {"switch.check_config", SRC, "zonecfg export: did the zone change since it was staged?",
-     MIG_ACT_READ, NULL, NULL, act_check_config, NULL},
+     MIG_ACT_READ, NULL, NULL, act_check_config, NULL, NULL},
     {"switch.unstage_target", DST, "zonecfg delete: the staged zone, when the source's changed",
-     0, config_changed, NULL, act_delete_zone_target, NULL},
+     0, config_changed, NULL, act_delete_zone, NULL, NULL},
     {"switch.restage_target", DST, "zonecfg -f -: the changed configuration, flagged", 0,
-     config_changed, probe_configured_target, act_configure_target, act_delete_zone_target},
+     config_changed, probe_configured_target, act_configure_target, act_delete_zone, NULL},
     {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, NULL, probe_disabled_source, act_disable_source, undo_disable_source},
-    {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached_target,
-     act_attach_target, act_detach_target},
+     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
+    {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached,
+     act_attach, act_detach, NULL},
     {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
-     probe_shown_target, act_lift_target, act_hide_target},
-    {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running_target,
-     act_start_target, undo_start_target},
+     probe_shown, act_lift_target, act_hide, NULL},
+    {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
+     act_start, undo_start, NULL},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",
-     MIG_ACT_FORWARD, NULL, probe_vmapi_target, act_record_vmapi_target, NULL},
+     MIG_ACT_FORWARD, NULL, probe_vmapi_target, act_record_vmapi_target, NULL, NULL},
 };
 static const struct mig_action_def SWITCH_NIC = {
     "switch.record_nic", API, "NAPI PUT cn_uuid=target on the NIC", MIG_ACT_FORWARD, nic_has_mac,
-    probe_nic_target, act_record_nic_target, NULL};
+    probe_nic_target, act_record_nic_target, NULL, NULL};
 static const struct mig_action_def SWITCH_VERIFY = {
     "switch.verify", API, "VMAPI and NAPI both name the target", MIG_ACT_FORWARD | MIG_ACT_READ,
-    NULL, NULL, act_verify_target, NULL};
+    NULL, NULL, act_verify_target, NULL, NULL};
 
 /*
  * Direct transfer (cn-commands.md): the job's own key, authorized on the
@@ -205,33 +206,33 @@ static bool is_direct(const struct mig_job *job, int round, int item)
 }
 static const struct mig_action_def DIRECT[] = {
     {"prepare.direct_key", LOCAL, "ssh-keygen: the job's own ed25519 key pair", 0, is_direct,
-     NULL, act_direct_key, act_direct_forget},
+     NULL, act_direct_key, act_direct_forget, "key"},
     {"prepare.direct_target", DST,
      "authorized_keys: the job's key, from the source's IP, for zfs receive only", MIG_ACT_REDO,
      is_direct,
-     NULL, act_direct_authorize, act_direct_unauthorize},
+     NULL, act_direct_authorize, act_direct_unauthorize, "authorized_key"},
     {"prepare.direct_source", SRC, "/var/tmp/migd-JOB: the job's key and the target's host keys",
-     MIG_ACT_REDO, is_direct, NULL, act_direct_source, act_direct_source_remove},
+     MIG_ACT_REDO, is_direct, NULL, act_direct_source, act_direct_source_remove, "key_dir"},
 };
 static const struct mig_action_def DIRECT_END[] = {
     {"cleanup.direct_source", SRC, "rm -rf /var/tmp/migd-JOB: the job's key", MIG_ACT_FORWARD,
-     is_direct, NULL, act_direct_source_remove, NULL},
+     is_direct, NULL, act_direct_source_remove, NULL, "key_dir"},
     {"cleanup.direct_target", DST, "authorized_keys: the job's line removed", MIG_ACT_FORWARD,
-     is_direct, NULL, act_direct_unauthorize, NULL},
+     is_direct, NULL, act_direct_unauthorize, NULL, "authorized_key"},
     {"cleanup.direct_key", LOCAL, "the job's key forgotten", MIG_ACT_FORWARD, is_direct, NULL,
-     act_direct_forget, NULL},
+     act_direct_forget, NULL, "key"},
 };
 
 /* cleanup after the switch */
 static const struct mig_action_def CLEANUP[] = {
     {"cleanup.snapshots_source", SRC, "zfs destroy the job's snapshots but the final one",
-     MIG_ACT_FORWARD, NULL, NULL, act_trim_snapshots_source, NULL},
+     MIG_ACT_FORWARD, NULL, NULL, act_trim_snapshots, NULL, "snapshot"},
     {"cleanup.snapshots_target", DST, "zfs destroy the job's snapshots but the final one",
-     MIG_ACT_FORWARD, NULL, NULL, act_trim_snapshots_target, NULL},
+     MIG_ACT_FORWARD, NULL, NULL, act_trim_snapshots, NULL, "snapshot"},
 };
 static const struct mig_action_def RESTORE_IP = {
     "cleanup.restore_ip", API, "NAPI PUT reserved back to what it was", MIG_ACT_FORWARD,
-    nic_needs_restore, probe_restored_ip, act_restore_ip, NULL};
+    nic_needs_restore, probe_restored_ip, act_restore_ip, NULL, "ip"};
 
 /*
  * The operator's rollback of a switched job: a migration back, with the same
@@ -240,71 +241,71 @@ static const struct mig_action_def RESTORE_IP = {
  */
 static const struct mig_action_def RETURN_HEAD[] = {
     {"rollback.inspect_target", DST, "vmadm get: whether the VM runs there", MIG_ACT_READ, NULL,
-     NULL, act_inspect_target, NULL},
+     NULL, act_inspect, NULL, NULL},
 };
 static const struct mig_action_def RETURN_PRESNAPSHOT = {
     "rollback.presnapshot", DST, "zfs snapshot -r of what changed on the target, VM running",
-    MIG_ACT_BEST_EFFORT, NULL, probe_snapshot_target, act_snapshot_target, undo_snapshot_target};
+    MIG_ACT_BEST_EFFORT, NULL, probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
 static const struct mig_action_def RETURN_PRESEND = {
     "rollback.presend", DST, "zfs send it back to the source while the VM runs",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
-    undo_send_back};
+    undo_send_back, "dataset"};
 static const struct mig_action_def RETURN_STOP[] = {
     {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
-     NULL},
-    {"rollback.stop_target", DST, "vmadm stop", 0, ran_on_target, probe_stopped_target,
-     act_stop_target, undo_stop_target},
+     NULL, NULL},
+    {"rollback.stop_target", DST, "vmadm stop", 0, ran_on_target, probe_stopped,
+     act_stop, undo_stop, NULL},
 };
 static const struct mig_action_def RETURN_SNAPSHOT = {
     "rollback.snapshot", DST, "zfs snapshot -r of the last changes on the target",
-    MIG_ACT_BEST_EFFORT, NULL, probe_snapshot_target, act_snapshot_target, undo_snapshot_target};
+    MIG_ACT_BEST_EFFORT, NULL, probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
 static const struct mig_action_def RETURN_SEND = {
     "rollback.send", DST, "zfs send the last changes back to the source",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
-    undo_send_back};
+    undo_send_back, "dataset"};
 static const struct mig_action_def RETURN_MID[] = {
     {"rollback.disable_target", DST, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, NULL, probe_disabled_target, act_disable_target, undo_disable_target},
-    {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached_target,
-     act_detach_target, act_attach_target},
+     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
+    {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached,
+     act_detach, act_attach, NULL},
     {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0, NULL,
-     probe_enabled_source, act_enable_source, undo_enable_source},
-    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running_source,
-     act_start_source, undo_start_source},
+     probe_enabled_source, act_enable_source, undo_enable_source, NULL},
+    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running,
+     act_start, undo_start, NULL},
     {"rollback.record_vmapi", API, "VMAPI PUT the source's vmadm get, read it back",
-     MIG_ACT_FORWARD, NULL, probe_vmapi_source, act_record_vmapi_source, NULL},
+     MIG_ACT_FORWARD, NULL, probe_vmapi_source, act_record_vmapi_source, NULL, NULL},
 };
 static const struct mig_action_def RETURN_NIC = {
     "rollback.record_nic", API, "NAPI PUT cn_uuid=source on the NIC", MIG_ACT_FORWARD,
-    nic_has_mac, probe_nic_source, act_record_nic_source, NULL};
+    nic_has_mac, probe_nic_source, act_record_nic_source, NULL, NULL};
 static const struct mig_action_def RETURN_TAIL[] = {
     {"rollback.verify", API, "VMAPI and NAPI both name the source",
-     MIG_ACT_FORWARD | MIG_ACT_READ, NULL, NULL, act_verify_source, NULL},
+     MIG_ACT_FORWARD | MIG_ACT_READ, NULL, NULL, act_verify_source, NULL, NULL},
     {"rollback.delete_target_zone", DST, "zonecfg delete (flagged, detached)", MIG_ACT_FORWARD,
-     NULL, NULL, act_delete_zone_target, NULL},
+     NULL, NULL, act_delete_zone, NULL, "zone"},
     {"rollback.destroy_target_cores", DST, "zfs destroy zones/cores/UUID", MIG_ACT_FORWARD, NULL,
-     NULL, act_destroy_cores_target, NULL},
+     NULL, act_destroy_cores, NULL, "dataset"},
 };
 static const struct mig_action_def RETURN_DATASET = {
     "rollback.destroy_target_dataset", DST, "zfs destroy -r the target's copy", MIG_ACT_FORWARD,
-    NULL, NULL, act_destroy_dataset_target, NULL};
+    NULL, NULL, act_destroy_dataset, NULL, "dataset"};
 static const struct mig_action_def RETURN_END = {
     "rollback.snapshots_source", SRC, "zfs destroy every snapshot of the job", MIG_ACT_FORWARD,
-    NULL, NULL, act_drop_snapshots_source, NULL};
+    NULL, NULL, act_drop_snapshots, NULL, "snapshot"};
 
 /* the operator's cleanup of a switched job's source copy */
 static const struct mig_action_def REMOVE_HEAD[] = {
     {"cleanup.delete_source_zone", SRC, "zonecfg delete (flagged, detached)", MIG_ACT_FORWARD,
-     NULL, NULL, act_delete_zone_source, NULL},
+     NULL, NULL, act_delete_zone, NULL, NULL},
     {"cleanup.destroy_source_cores", SRC, "zfs destroy zones/cores/UUID", MIG_ACT_FORWARD, NULL,
-     NULL, act_destroy_cores_source, NULL},
+     NULL, act_destroy_cores, NULL, "dataset"},
 };
 static const struct mig_action_def REMOVE_DATASET = {
     "cleanup.destroy_source_dataset", SRC, "zfs destroy -r the source's copy", MIG_ACT_FORWARD,
-    NULL, NULL, act_destroy_dataset_source, NULL};
+    NULL, NULL, act_destroy_dataset, NULL, "dataset"};
 static const struct mig_action_def REMOVE_END = {
     "cleanup.final_snapshots_target", DST, "zfs destroy every snapshot of the job", MIG_ACT_FORWARD,
-    NULL, NULL, act_drop_snapshots_target, NULL};
+    NULL, NULL, act_drop_snapshots, NULL, "snapshot"};
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -330,18 +331,6 @@ static const struct {
 
 /* ---- building plans ---- */
 
-static void round_text(int round, char *buf, size_t bufsz)
-{
-    if (round == MIG_ROUND_FINAL)
-        snprintf(buf, bufsz, "final");
-    else if (round == MIG_ROUND_BACK)
-        snprintf(buf, bufsz, "back");
-    else if (round == MIG_ROUND_BACK_PRE)
-        snprintf(buf, bufsz, "back1");
-    else
-        snprintf(buf, bufsz, "%d", round);
-}
-
 /* Fills one instance, with its key. */
 static void step_init(struct mig_step *s, const struct mig_action_def *def, enum mig_phase phase,
                       int round, int item)
@@ -353,7 +342,7 @@ static void step_init(struct mig_step *s, const struct mig_action_def *def, enum
     char r[16] = "", key[128];
     if (round != -1) {
         r[0] = '@';
-        round_text(round, r + 1, sizeof(r) - 1);
+        mig_round_text(round, r + 1, sizeof(r) - 1);
     }
     if (item >= 0)
         snprintf(key, sizeof(key), "%s%s#%d", def->name, r, item);
@@ -365,8 +354,9 @@ static void step_init(struct mig_step *s, const struct mig_action_def *def, enum
 static void add(struct mig_plan *p, const struct mig_action_def *def, enum mig_phase phase,
                 int round, int item)
 {
-    if (p->n >= MIG_PLAN_MAX)
-        abort(); /* the tables are bounded by MIG_MAX_DATASETS and MIG_MAX_NICS */
+    /* The tables are bounded by MIG_MAX_DATASETS and MIG_MAX_NICS. */
+    MIG_INVARIANT(p->n < MIG_PLAN_MAX, "plan of more than %d actions at %s", MIG_PLAN_MAX,
+                  def->name);
     step_init(&p->steps[p->n++], def, phase, round, item);
 }
 
@@ -569,11 +559,4 @@ json_t *mig_plan_describe(const struct mig_job *job)
     describe_plan(out, job, p);
     free(p);
     return out;
-}
-
-void mig_snap_name(const struct mig_job *job, int round, char out[128])
-{
-    char r[16];
-    round_text(round, r, sizeof(r));
-    snprintf(out, 128, "migd-%s-%s", job->uuid, r);
 }

@@ -18,15 +18,6 @@
 #include "act.h"
 #include "job.h"
 
-/*
- * The switch's snapshot is round MIG_ROUND_FINAL; a rollback sends a round
- * while the VM still runs on the target (MIG_ROUND_BACK_PRE, "back1"), then
- * the last delta once it is stopped (MIG_ROUND_BACK, "back").
- */
-#define MIG_ROUND_FINAL (-2)
-#define MIG_ROUND_BACK (-3)
-#define MIG_ROUND_BACK_PRE (-4)
-
 /* One action instance of a plan. */
 struct mig_step {
     const struct mig_action_def *def;
@@ -71,8 +62,5 @@ int mig_plan_step_from_key(const char *key, struct mig_step *out);
  * job left out.  New reference.
  */
 json_t *mig_plan_describe(const struct mig_job *job);
-
-/* This job's snapshot name for round (1.., MIG_ROUND_FINAL, MIG_ROUND_BACK) into out. */
-void mig_snap_name(const struct mig_job *job, int round, char out[128]);
 
 #endif

@@ -1,7 +1,11 @@
 /*
  * ssh.h: the libssh2-on-libuv adapter.  One non-blocking session per CN,
- * driven by a uv_poll_t, reused by every job that needs that CN, with many
- * channels at once.  Host keys are checked against known_hosts before any
+ * driven by a uv_poll_t, reused by every job's short commands to that CN,
+ * with many channels at once; a stream (a relay's two ends, a direct send)
+ * runs on a connection of its owner's own, closed as soon as a stream on it
+ * ends early (OpenSSH keeps a session whose command still runs after its
+ * channel closes: only the connection's end stops an interrupted `zfs send`,
+ * which holds its snapshot until then), or after two idle minutes.  Host keys are checked against known_hosts before any
  * authentication.  Callers see only completions: no EAGAIN, no sockets.
  *
  * Two operations: mig_ssh_exec runs one command and captures its output and
@@ -66,9 +70,11 @@ typedef void (*mig_ssh_exec_cb)(void *arg, const struct mig_ssh_result *res);
 /*
  * Runs cmd on host (an address from CNAPI's "Admin IP", validated by the
  * caller) and writes stdin_data (may be NULL) to its stdin, then EOF.
- * Captures up to 8 MiB of stdout and 64 KiB of stderr.  timeout_s bounds the
- * whole command (0: no bound).  cb runs exactly once, never before this call
- * returns.  Returns 0 or a negative code (then cb does not run).
+ * Captures up to 8 MiB of stdout (more fails the command with MIG_EPARSE: no
+ * caller may parse half an output) and 64 KiB of stderr.  timeout_s bounds
+ * the whole command (0: no bound).  cb runs exactly once, never before this
+ * call returns.  Returns 0 or a negative code (then cb does not run), e.g.
+ * -EMFILE when no socket can be had.
  */
 int mig_ssh_exec(struct mig_ssh_pool *pool, const char *host, const char *cmd,
                  const char *stdin_data, size_t stdin_len, int timeout_s, mig_ssh_exec_cb cb,
@@ -105,11 +111,21 @@ typedef void (*mig_ssh_progress_cb)(void *arg, uint64_t bytes);
 typedef void (*mig_ssh_relay_cb)(void *arg, const struct mig_ssh_relay_result *res);
 
 /*
+ * Which side of a failed relay says why: the consumer first (it says why a
+ * stream was refused), but a consumer that only saw its stream end early
+ * ("failed to read from stream") echoes a producer that failed, which
+ * says why.  &res->src or &res->dst.
+ */
+const struct mig_ssh_result *mig_ssh_relay_speaker(const struct mig_ssh_relay_result *res);
+
+/*
  * Runs src_cmd on src_host and dst_cmd on dst_host and pumps src's stdout to
  * dst's stdin with bounded memory: src is not read while the buffer is full
  * (dst's window closed).  When src's stdout ends, dst's stdin gets EOF.  Both
  * exit statuses and stderrs are reported.  If either side fails, the other
- * channel is closed.  progress(arg, total) runs at most every 250 ms.
+ * channel is closed.  Both ends run on connections of arg's own (reused by
+ * arg's next streams), closed when the relay ends in any failure or
+ * cancellation.  progress(arg, total) runs at most every 250 ms.
  * done runs exactly once.  Returns 0 or a negative code (then done does not run).
  */
 int mig_ssh_relay(struct mig_ssh_pool *pool, const char *src_host, const char *src_cmd,

@@ -1,11 +1,14 @@
 /*
- * store.h: the SQLite store (WAL mode).  The schema lives in schema/NNN-*.sql,
+ * store.h: the SQLite store (WAL mode, synchronous FULL, files 0600).  The schema lives in schema/NNN-*.sql,
  * embedded in the binary at build time and applied in order at open; the
  * database records its version (PRAGMA user_version) and a database newer
- * than this binary is refused.  Jobs, their steps, their events and their
- * log live here.  Every statement uses bound parameters.  Steps, log records
- * and events belong to a saved job (foreign keys): for a job_uuid that was
- * never saved with mig_store_job_save they are refused with MIG_EDB.
+ * than this binary is refused.  Jobs, their log, their action journal,
+ * evacuations and transfer rates live here.  Every statement uses bound
+ * parameters.  Log records and actions belong to a saved job (foreign keys):
+ * for a job_uuid that was never saved with mig_store_job_save they are
+ * refused with MIG_EDB.  Implemented by store.c (open, schema, statements,
+ * transactions, lock), store_jobs.c (jobs, log, journal, leftovers) and
+ * store_evac.c (evacuations, rates), which share store_int.h.
  */
 #ifndef MIG_STORE_H
 #define MIG_STORE_H
@@ -23,13 +26,37 @@ int mig_store_schema_latest(void);
 
 /*
  * Opens (creating if needed, mode 0600) the database at path and migrates it
- * to the latest schema.  A database that cannot be written (read-only file
- * system, read-only file, a WAL database whose writes fail) is refused: a
- * daemon that cannot journal must not act.  Returns 0, MIG_ESCHEMA for a
- * newer database, or MIG_EDB; err gets one line for the operator.
+ * to the latest schema.  The database, its -wal and its -shm are made
+ * private whatever their mode was (group and other access removed; logged),
+ * and SQLite creates its files under umask 077 (the process's umask is
+ * changed for the call: call it before starting threads).  Commits are
+ * durable (synchronous = FULL: a journal entry survives a power loss) and
+ * deleted content is zeroed (secure_delete).  A database that cannot be
+ * written (read-only file system, read-only file, a WAL database whose
+ * writes fail) is refused: a daemon that cannot journal must not act.
+ * Returns 0, MIG_ESCHEMA for a newer database, or MIG_EDB; err gets one line
+ * for the operator.
  */
 int mig_store_open(const char *path, struct mig_store **out, char *err, size_t errsz);
+/*
+ * Copies the whole WAL into the database and truncates the WAL to nothing
+ * (a TRUNCATE checkpoint), so that content deleted since (zeroed in the
+ * database by secure_delete) survives in neither file.  The store does it by
+ * itself at open and whenever a job saved with a direct-transfer private key
+ * (ctx.direct_key) is saved without it (mig_store_job_save outside a
+ * transaction, mig_store_action_save).  Waits up to the busy timeout (5 s)
+ * for another process's readers.  0, -EBUSY (a reader kept it from
+ * finishing; logged) or MIG_EDB.
+ */
+int mig_store_checkpoint(struct mig_store *st);
 void mig_store_close(struct mig_store *st);
+/*
+ * The connection's synchronous level (PRAGMA synchronous: 1 NORMAL, 2 FULL,
+ * as open sets it), or MIG_EDB.  The setter is for tests/bench/bench_store.c,
+ * which measures what FULL costs: migd itself never lowers it.  0 or MIG_EDB.
+ */
+int mig_store_synchronous(struct mig_store *st);
+int mig_store_set_synchronous(struct mig_store *st, int level);
 /* The database's schema version (user_version). */
 int mig_store_version(struct mig_store *st);
 
@@ -71,17 +98,19 @@ struct mig_bad_job {
  */
 int mig_store_job_list_bad(struct mig_store *st, struct mig_bad_job **out, size_t *n);
 /*
+ * The jobs with a leftover due for a retry at now (job.h), earliest first:
+ * at most max uuids into out, their count in *n.  0 or MIG_EDB.
+ */
+int mig_store_leftovers_due(struct mig_store *st, int64_t now, size_t max,
+                            char (*out)[MIG_UUID_LEN + 1], size_t *n);
+/* How many leftovers all jobs have together, or -1 when the database cannot tell. */
+int64_t mig_store_leftover_count(struct mig_store *st);
+/*
  * Finds a job that still holds vm_uuid (mig_job_state_holds_vm).  0 and its
  * uuid in out, -ENOENT when none, MIG_EDB.
  */
 int mig_store_job_holding_vm(struct mig_store *st, const char *vm_uuid,
                              char out[MIG_UUID_LEN + 1]);
-
-/* Records that step (a phase name) of job reached status ("started", "done", "failed"). */
-int mig_store_step_record(struct mig_store *st, const char *job_uuid, const char *step,
-                          const char *status);
-/* The job's steps as a JSON array of {step, status, time}; new reference or NULL. */
-json_t *mig_store_steps(struct mig_store *st, const char *job_uuid);
 
 /* Appends one log record for job (level as bunyan number). */
 int mig_store_log_append(struct mig_store *st, const char *job_uuid, int level, const char *msg);
@@ -158,7 +187,7 @@ json_t *mig_store_actions_json(struct mig_store *st, const char *job_uuid);
 
 /*
  * Takes the daemon's exclusive lock on the database: a lock file beside it
- * (db_path + ".lock", created 0600) locked with fcntl(F_SETLK) for writing
+ * (db_path + ".lock", created 0600, made 0600 if it was wider) locked with fcntl(F_SETLK) for writing
  * and holding the owner's pid as text.  Returns 0 and the open descriptor
  * in *fd (kept open for the life of the daemon: closing it releases the
  * lock); -EBUSY when another process holds it, with that process's pid in
@@ -197,9 +226,5 @@ struct mig_rate {
 };
 void mig_store_rate(struct mig_store *st, const char *source, const char *target,
                     struct mig_rate *out);
-
-/* Appends an event (type, data) for job; data is borrowed. */
-int mig_store_event_append(struct mig_store *st, const char *job_uuid, const char *type,
-                           json_t *data);
 
 #endif

@@ -35,20 +35,6 @@ void mig_submit_clear(struct mig_submit *s)
     s->src = s->dst = NULL;
 }
 
-static json_t *find_server(json_t *servers, const char *key)
-{
-    size_t i;
-    json_t *s;
-    json_array_foreach(servers, i, s)
-    {
-        const char *u = json_string_value(json_object_get(s, "uuid"));
-        const char *h = json_string_value(json_object_get(s, "hostname"));
-        if ((u != NULL && strcasecmp(u, key) == 0) || (h != NULL && strcmp(h, key) == 0))
-            return s;
-    }
-    return NULL;
-}
-
 /* The valid target with the most unreserved RAM, or NULL. */
 static json_t *place(struct mig_submit *s)
 {
@@ -86,6 +72,13 @@ static int64_t vm_disk_mib(json_t *vm)
 static int refused(struct mig_act *a, const struct mig_refusal *r)
 {
     return mig_act_fail(a, r->rule, "%s", r->message);
+}
+
+/* The VM's zpool as VMAPI gives it ("zpool"), else the CNs' pool. */
+static const char *vm_zpool(struct mig_act *a, json_t *vm)
+{
+    const char *pool = json_string_value(json_object_get(vm, "zpool"));
+    return pool != NULL ? pool : a->env->pool;
 }
 
 /*
@@ -204,6 +197,9 @@ int mig_submit_step(struct mig_act *a)
     }
     if (mig_validate_vm(s->vm, NULL, &r) != 0)
         return refused(a, &r);
+    /* Only the VM's own datasets: what is taken here is copied, then destroyed on the source. */
+    if (mig_validate_datasets(s->vm, vm_zpool(a, s->vm), &r) != 0)
+        return refused(a, &r);
     if (!take_datasets(a, s->vm) || !take_nics(a, s->vm))
         return mig_act_fail(a, MIG_RULE_VM_BRAND,
                             "VM %s has datasets or NICs migd cannot move (invalid names, or more "
@@ -222,13 +218,13 @@ int mig_submit_step(struct mig_act *a)
     s->servers = json_incref(a->res->json);
     {
         const char *su = json_string_value(json_object_get(s->vm, "server_uuid"));
-        s->src = su != NULL ? find_server(s->servers, su) : NULL;
+        s->src = su != NULL ? mig_server_find(s->servers, su) : NULL;
         if (s->src == NULL)
             return mig_act_fail(a, "SourceNotFound", "CNAPI does not list the VM's server %s",
                                 su != NULL ? su : "(none)");
         const char *want = CTX(a)->target_request;
         if (want[0] != '\0') {
-            s->dst = find_server(s->servers, want);
+            s->dst = mig_server_find(s->servers, want);
             if (s->dst == NULL)
                 return mig_act_fail(a, MIG_RULE_TARGET_UNKNOWN,
                                     "CNAPI has no server with uuid or hostname %s", want);

@@ -137,11 +137,23 @@ int mig_shell_quote_append(char *dst, size_t dstsz, const char *s)
     return 0;
 }
 
+/*
+ * Out of memory: nothing sane is left to do.  util is the bottom layer
+ * (log and invariant are built on it), so it says so on stderr itself,
+ * where the log goes too, and stops as MIG_DIE does.
+ */
+__attribute__((noreturn)) static void out_of_memory(size_t n)
+{
+    fprintf(stderr, "migd: out of memory (%zu bytes); stopping (jobs resume from the journal)\n",
+            n);
+    abort();
+}
+
 void *mig_malloc(size_t n)
 {
     void *p = malloc(n == 0 ? 1 : n);
     if (p == NULL)
-        abort();
+        out_of_memory(n);
     return p;
 }
 
@@ -149,8 +161,16 @@ void *mig_calloc(size_t n, size_t size)
 {
     void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
     if (p == NULL)
-        abort();
+        out_of_memory(n * size);
     return p;
+}
+
+void *mig_realloc(void *p, size_t n)
+{
+    void *grown = realloc(p, n == 0 ? 1 : n);
+    if (grown == NULL)
+        out_of_memory(n);
+    return grown;
 }
 
 char *mig_strdup(const char *s)
@@ -159,7 +179,7 @@ char *mig_strdup(const char *s)
         return NULL;
     char *d = strdup(s);
     if (d == NULL)
-        abort();
+        out_of_memory(strlen(s) + 1);
     return d;
 }
 
@@ -179,8 +199,11 @@ char *mig_asprintf(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0)
+    if (n < 0) {
+        /* A format this code wrote that the C library refuses: a bug, stop here. */
+        fprintf(stderr, "migd: format \"%s\" cannot be printed; stopping\n", fmt);
         abort();
+    }
     char *s = mig_malloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);

@@ -39,6 +39,8 @@ int mig_shell_quote_append(char *dst, size_t dstsz, const char *s);
 char *mig_strdup(const char *s);
 /* malloc/calloc that abort on failure: migd cannot continue without memory. */
 void *mig_malloc(size_t n);
+/* realloc that stops migd on out of memory (invariant.h), as mig_malloc. */
+void *mig_realloc(void *p, size_t n);
 void *mig_calloc(size_t n, size_t size);
 
 /*

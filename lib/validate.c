@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "err.h"
+#include "invariant.h"
 #include "util.h"
 #include "validate.h"
 
@@ -126,6 +127,20 @@ static void add_names(json_t *tags, json_t *names)
     }
 }
 
+json_t *mig_server_find(json_t *servers, const char *key)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(servers, i, s)
+    {
+        const char *u = json_string_value(json_object_get(s, "uuid"));
+        const char *h = json_string_value(json_object_get(s, "hostname"));
+        if ((u != NULL && strcasecmp(u, key) == 0) || (h != NULL && strcmp(h, key) == 0))
+            return s;
+    }
+    return NULL;
+}
+
 /*
  * The union of "NIC Names" over sysinfo's "Network Interfaces" (and "Link
  * Aggregations", where a real CN lists the tags of an aggregated link).  New
@@ -135,7 +150,7 @@ json_t *mig_server_nic_tags(json_t *server)
 {
     json_t *tags = json_array();
     if (tags == NULL)
-        abort();
+        MIG_DIE("out of memory");
     json_t *sysinfo = json_object_get(server, "sysinfo");
     static const char *const sections[] = {"Network Interfaces", "Link Aggregations"};
     for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
@@ -173,7 +188,7 @@ json_t *mig_server_overlay_tags(json_t *server)
 {
     json_t *tags = json_array();
     if (tags == NULL)
-        abort();
+        MIG_DIE("out of memory");
     const char *ifname;
     json_t *vnic;
     json_object_foreach(
@@ -235,6 +250,77 @@ int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r)
 }
 
 /* True when tags (a JSON array of strings) holds tag. */
+/* rest (after POOL/VM) names a child: "/a[/b...]", no empty, "." or ".." part. */
+static bool child_path(const char *rest)
+{
+    if (*rest != '/')
+        return false;
+    while (*rest == '/') {
+        const char *part = rest + 1;
+        size_t len = strcspn(part, "/");
+        if (len == 0 || (len == 1 && part[0] == '.') ||
+            (len == 2 && part[0] == '.' && part[1] == '.'))
+            return false;
+        rest = part + len;
+    }
+    return *rest == '\0';
+}
+
+/* rest (after POOL/VM) is "-diskN", N one or more decimal digits. */
+static bool kvm_disk_suffix(const char *rest)
+{
+    if (strncmp(rest, "-disk", 5) != 0 || rest[5] == '\0')
+        return false;
+    return strspn(rest + 5, "0123456789") == strlen(rest + 5);
+}
+
+bool mig_dataset_is_vms(const char *name, const char *pool, const char *vm_uuid)
+{
+    if (name == NULL || pool == NULL || vm_uuid == NULL || pool[0] == '\0' ||
+        strchr(pool, '/') != NULL || !mig_uuid_valid(vm_uuid))
+        return false;
+    size_t pl = strlen(pool), ul = strlen(vm_uuid);
+    if (strncmp(name, pool, pl) != 0 || name[pl] != '/' || strncmp(name + pl + 1, vm_uuid, ul) != 0)
+        return false;
+    const char *rest = name + pl + 1 + ul;
+    return *rest == '\0' || child_path(rest) || kvm_disk_suffix(rest);
+}
+
+/* Refuses a name VMAPI gave (any JSON value) unless it is one of the VM's datasets. */
+static int check_owned(json_t *name, const char *pool, const char *uuid, struct mig_refusal *r)
+{
+    if (name == NULL || json_is_null(name))
+        return 0; /* none: zfs_filesystem defaults to POOL/VM, a CD-ROM disk has none */
+    if (mig_dataset_is_vms(json_string_value(name), pool, uuid))
+        return 0;
+    char val[160];
+    const char *u = uuid != NULL ? uuid : "VM";
+    const char *p = pool != NULL ? pool : "POOL";
+    return refuse(r, MIG_RULE_FOREIGN_DATASET,
+                  "VM %s lists dataset %s, which is not its own: migd moves only %s/%s, its "
+                  "children %s/%s/... and its KVM disks %s/%s-diskN; fix the VMAPI record",
+                  u, brief(name, val, sizeof(val)), p, u, p, u, p, u);
+}
+
+int mig_validate_datasets(json_t *vm, const char *pool, struct mig_refusal *r)
+{
+    const char *uuid = str_member(vm, "uuid");
+    int rc = check_owned(json_object_get(vm, "zfs_filesystem"), pool, uuid, r);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(vm, "disks"), i, v)
+    {
+        if (rc == 0)
+            rc = check_owned(json_object_get(v, "zfs_filesystem"), pool, uuid, r);
+    }
+    json_array_foreach(json_object_get(vm, "datasets"), i, v)
+    {
+        if (rc == 0)
+            rc = check_owned(v, pool, uuid, r);
+    }
+    return rc;
+}
+
 static bool has_tag(json_t *tags, const char *tag)
 {
     size_t i;

@@ -31,6 +31,7 @@
 #define MIG_RULE_PLATFORM "TargetPlatformOlder"
 #define MIG_RULE_UNREACHABLE "CnUnreachable"        /* SSH to a CN failed */
 #define MIG_RULE_HOSTKEY "HostKeyMismatch"
+#define MIG_RULE_FOREIGN_DATASET "ForeignDataset"  /* VMAPI lists a dataset not the VM's */
 
 struct mig_refusal {
     const char *rule;  /* one of MIG_RULE_* */
@@ -56,6 +57,28 @@ int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r);
  */
 int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk_mib,
                         bool allow_older, struct mig_refusal *r);
+
+/*
+ * True when name is one of the VM's own datasets in pool: POOL/VM (the zone
+ * dataset), POOL/VM/CHILD[/...] (a bhyve disk such as zones/VM/disk0, a
+ * delegated dataset such as zones/VM/data) or POOL/VM-diskN (a KVM disk, N
+ * decimal digits, as VM.js names them).  The comparison is exact (ZFS names
+ * are case-sensitive); empty, "." and ".." components, and a pool that is not
+ * one plain component, are never accepted.
+ */
+bool mig_dataset_is_vms(const char *name, const char *pool, const char *vm_uuid);
+/*
+ * Checks that every dataset VMAPI lists for the VM is its own
+ * (mig_dataset_is_vms): zfs_filesystem, each disks[].zfs_filesystem and each
+ * name in the delegated datasets[].  pool is the VM's zpool.  migd would copy
+ * and later destroy on the source whatever these name, so a record naming
+ * another VM's dataset is refused (MIG_RULE_FOREIGN_DATASET, the message names
+ * the dataset and the rule).  Returns 0 or MIG_EREFUSED with *r filled.
+ */
+int mig_validate_datasets(json_t *vm, const char *pool, struct mig_refusal *r);
+
+/* The server of CNAPI's list whose UUID (any case) or hostname is key; borrowed, or NULL. */
+json_t *mig_server_find(json_t *servers, const char *key);
 
 /* The server's NIC tags: union of sysinfo interfaces' "NIC Names".  New array. */
 json_t *mig_server_nic_tags(json_t *server);

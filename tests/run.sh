@@ -4,9 +4,10 @@
 # build), and a release build for the valgrind test, then runs every unit,
 # system and crash-campaign test with ctest.  Extra arguments go to ctest
 # (e.g. -L unit, -L system, -L crash, -R lab).  After ctest, the control
-# API's fuzzer (tests/fuzz/fuzz_control.c, built with clang in
-# build-fuzz) runs for MIGD_FUZZ_SECONDS (default 60; 0 skips it); a
-# finding fails the run and leaves its input in the build directory.
+# API's fuzzers (tests/fuzz/fuzz_control.c: one connection; fuzz_conns.c:
+# several at once; built with clang in build-fuzz) share MIGD_FUZZ_SECONDS
+# (default 60, half each; 0 skips them); a finding fails the run and leaves
+# its input in the build directory.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/tests/deps.sh"
@@ -31,11 +32,15 @@ if [ "$fuzz_s" != 0 ]; then
     fuzz=${MIGD_FUZZ_BUILD_DIR:-$top/build-fuzz}
     cmake -S "$top" -B "$fuzz" -DCMAKE_C_COMPILER=clang -DMIGD_FUZZ=ON \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build "$fuzz" -j"$(nproc)" --target fuzz_control
-    corpus=$(mktemp -d)
-    cp "$top"/tests/fuzz/corpus/control/* "$corpus"/
-    ASAN_OPTIONS=detect_leaks=1 "$fuzz/fuzz_control" -max_total_time="$fuzz_s" -timeout=10 \
-        -print_final_stats=1 -artifact_prefix="$fuzz/" -dict="$top/tests/fuzz/control.dict" \
-        "$corpus"
-    rm -rf "$corpus"
+    cmake --build "$fuzz" -j"$(nproc)" --target fuzz_control fuzz_conns
+    # The budget is shared: one connection first, then several at once.
+    half=$(( (fuzz_s + 1) / 2 ))
+    for target in fuzz_control fuzz_conns; do
+        corpus=$(mktemp -d)
+        cp "$top"/tests/fuzz/corpus/"${target#fuzz_}"/* "$corpus"/
+        ASAN_OPTIONS=detect_leaks=1 "$fuzz/$target" -max_total_time="$half" -max_len=131072 \
+            -timeout=10 -print_final_stats=1 -artifact_prefix="$fuzz/$target-" \
+            -dict="$top/tests/fuzz/control.dict" "$corpus"
+        rm -rf "$corpus"
+    done
 fi

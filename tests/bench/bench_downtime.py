@@ -27,13 +27,15 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
 sys.path.insert(0, os.path.join(HERE, '..', 'system'))
 import lab as labmod  # noqa: E402
 from migd_daemon import Migd  # noqa: E402
+from helpers import waiter  # noqa: E402
+
+wait = waiter(300, step=0.1, error=RuntimeError)
 
 RUNS = int(os.environ.get('BENCH_RUNS', 5))
 PORT = int(os.environ.get('BENCH_SSH_PORT', 2323))
@@ -43,16 +45,6 @@ REMOTE = {'stop': ('switch.stop_source',),
           'final_send': ('switch.snapshot@final', 'switch.send@final'),
           'attach': ('switch.attach_target', 'switch.show_target'),
           'start': ('switch.start_target',)}
-
-
-def wait(pred, what, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise RuntimeError('timed out waiting for ' + what)
 
 
 def breakdown(job, actions):

@@ -39,6 +39,9 @@ sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
 sys.path.insert(0, os.path.join(HERE, '..', 'system'))
 import lab as labmod  # noqa: E402
 from migd_daemon import Migd  # noqa: E402
+import helpers  # noqa: E402
+
+wait = helpers.waiter(1800, step=0.5, error=RuntimeError)
 
 NVMS = int(os.environ.get('BENCH_VMS', 6))
 DATA_MB = int(os.environ.get('BENCH_MB', 300))
@@ -58,24 +61,9 @@ def add_vms():
     return names
 
 
-def wait(pred, what, timeout=1800, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise RuntimeError('timed out waiting for ' + what)
-
-
 def ms(iso):
     return datetime.datetime.strptime(iso, '%Y-%m-%dT%H:%M:%S.%fZ').replace(
         tzinfo=datetime.timezone.utc).timestamp() * 1000
-
-
-def fill(lab, cn, uuid, mb):
-    lab.cn_run(cn, 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync' % (mb, uuid),
-               timeout=900)
 
 
 def main():
@@ -92,10 +80,10 @@ def main():
     try:
         cn1, cn2, cn3 = lab.cns
         for i in range(NVMS):
-            fill(lab, cn3, lab.vms['bench%d' % i]['uuid'], DATA_MB)
+            helpers.fill(lab, cn3, lab.vms['bench%d' % i]['uuid'], DATA_MB, timeout=900)
         rates = []
         for alias, dst in (('cal1', cn1), ('cal2', cn2)):
-            fill(lab, cn3, lab.vms[alias]['uuid'], CAL_MB)
+            helpers.fill(lab, cn3, lab.vms[alias]['uuid'], CAL_MB, timeout=900)
             p = d.ctl('migrate', '-w', lab.vms[alias]['uuid'], dst.hostname)
             if p.returncode != 0:
                 raise RuntimeError(p.stderr + d.log_text()[-3000:])

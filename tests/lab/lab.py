@@ -627,6 +627,81 @@ class Lab:
         finally:
             self.cn_run(cn, 'zfs destroy -r %s' % scratch)
 
+    def zfs_hold(self, cn, tag, snapshot):
+        """Put the user hold `tag` on a snapshot (DATASET@NAME) of cn with the
+        CN's `zfs hold`, as an operator or another tool would (see
+        docs/lab.md "ZFS user holds"); raises CommandError if zfs refuses."""
+        self.cn_run(cn, 'zfs hold %s %s' % (_sh_quote(tag), _sh_quote(snapshot)))
+
+    def zfs_release(self, cn, tag, snapshot):
+        """Release the user hold `tag` from a snapshot of cn (`zfs release`)."""
+        self.cn_run(cn, 'zfs release %s %s' % (_sh_quote(tag), _sh_quote(snapshot)))
+
+    def zfs_holds(self, cn, snapshot):
+        """[tag] of the holds on a snapshot of cn, as `zfs holds -H` lists them
+        (user holds, then the `.send-PID-1` of a running `send -R`/`-I`)."""
+        out = self.cn_run(cn, 'zfs holds -H %s' % _sh_quote(snapshot)).stdout
+        return [line.split('\t')[1] for line in out.splitlines()]
+
+    # ------------------------------------------------------------ zone health
+
+    def smf_maintenance(self, cn, uuid, fmri, reason='method_failed', exit_status=95,
+                        description=None, at_boot=False, count=1):
+        """Put SMF service fmri (svc:/NAME:INSTANCE) of zone uuid on cn into
+        maintenance, so that `svcs -z uuid -x` explains it.  Now (the state
+        is written into the zone dataset, so it travels with zfs send), or
+        at_boot: on the zone's next `count` boots on cn (-1: every boot),
+        as a start method failing on that CN would.  reason is the SMF
+        aux_state: method_failed (exit_status 95 is $SMF_EXIT_ERR_FATAL, 0
+        no status), fault_threshold_reached, administrative_request,
+        restarting_too_quickly or none.  See docs/lab.md "Zone health"."""
+        _check_uuid(uuid)
+        if not FMRI_RE.match(fmri):
+            raise LabError('fmri must be svc:/SERVICE:INSTANCE, not %r' % fmri)
+        if reason not in SMF_REASONS:
+            raise LabError('reason must be one of %s' % ', '.join(SMF_REASONS))
+        _check_count(count)
+        req = {'uuid': uuid, 'fmri': fmri, 'aux_state': reason, 'count': count,
+               'exit_status': int(exit_status or 0), 'description': description}
+        return self._lab_request(cn, dict(req, op='smf_boot' if at_boot else 'smf_set'))
+
+    def smf_clear(self, cn, uuid, fmri=None):
+        """`svcadm clear`: the service (all, without fmri) of zone uuid on cn
+        back online; its at_boot knobs on cn are dropped too."""
+        _check_uuid(uuid)
+        return self._lab_request(cn, {'op': 'smf_clear', 'uuid': uuid, 'fmri': fmri})
+
+    def zone_restart_after_boot(self, cn, uuid, delay_s, count=1, stays_down=False):
+        """The next `count` boots (-1: every boot, a reboot loop) of zone uuid
+        on cn make it reboot by itself delay_s seconds later: a new zone id
+        in `zoneadm list -p`, running again (stays_down: halted for good,
+        `vmadm get` says stopped).  delay_s=None removes the knob and any
+        restart still to come."""
+        _check_uuid(uuid)
+        if delay_s is not None:
+            _check_count(count)
+            if not delay_s > 0:
+                raise LabError('delay_s must be positive')
+        return self._lab_request(cn, {'op': 'restart_rule', 'uuid': uuid, 'count': count,
+                                      'delay_s': delay_s, 'stays_down': bool(stays_down)})
+
+    def zone_id(self, cn, uuid):
+        """The zone id of uuid in cn's `zoneadm list -p`, or None if not running."""
+        for line in self.cn_run(cn, 'zoneadm list -p').stdout.splitlines():
+            fields = line.split(':')
+            if fields[1] == uuid:
+                return int(fields[0])
+        return None
+
+    def _lab_request(self, cn, req):
+        code = ('import sys; sys.path.insert(0, "/usr/local/sbin"); import smartos; '
+                'sys.exit(smartos.lab_request())')
+        p = self.cn_run(cn, 'python3 -c %s' % _sh_quote(code), input=json.dumps(req),
+                        check=False)
+        if p.returncode != 0:
+            raise LabError('%s on %s: %s' % (req['op'], cn.hostname, p.stderr.strip()))
+        return json.loads(p.stdout)
+
     def file_checksums(self, cn, dataset_mountpoint):
         """{relative path: sha256} of every file under a mountpoint in cn."""
         out = self.cn_run(cn, 'cd %s && find . -type f -print0 | sort -z | '
@@ -643,6 +718,20 @@ class Lab:
 
 UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 _RULE_IDS = itertools.count(1)
+# the SMF knobs' checks (the emulation, cn/smartos.py, has the same tables)
+FMRI_RE = re.compile(r'^svc:/[A-Za-z0-9][A-Za-z0-9_.,/-]*:[A-Za-z0-9_.,-]+$')
+SMF_REASONS = ('method_failed', 'fault_threshold_reached', 'administrative_request',
+               'restarting_too_quickly', 'none')
+
+
+def _check_uuid(u):
+    if not UUID_RE.match(u or ''):
+        raise LabError('not a UUID: %r' % u)
+
+
+def _check_count(count):
+    if count == 0 or count < -1:
+        raise LabError('count must be positive, or -1 for every boot')
 
 
 class _LockedRules:

@@ -18,6 +18,9 @@ told about the zones on this CN, without being asked.
     as VMAPI last heard of it with state/zone_state "destroyed"; a zone that
     becomes hidden is no longer reported, and its deletion is not reported
     (sdc-vm-agent updateVmapiVm(), knownDniVms).
+  * Every pass it also carries out the zone self-restarts a test asked for
+    (smartos.apply_due_restarts(); see "Zone health" in docs/lab.md): this
+    process lives as long as the CN, as zoneadmd does for a zone.
   * A failed PUT or GET (VMAPI down, slow, 5xx) is retried on a later pass,
     after 0.5 s doubling up to 4 s (sdc-vm-agent: up to 30 s); the agent
     never exits because of VMAPI.
@@ -190,6 +193,9 @@ def main():
     agent = Agent()
     while not stopping:
         try:
+            # the zones' own reboots (zoneadmd's part on SmartOS): a
+            # self-restart that fell due happens even if nobody looks
+            smartos.apply_due_restarts()
             agent.one_pass()
         except Exception as e:  # never die: log and go on, as SMF would restart it
             sys.stderr.write('vm-agent: %s: %s\n' % (type(e).__name__, e))

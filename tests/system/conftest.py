@@ -42,12 +42,21 @@ def wait_for_cn_addresses(ncns, port):
         time.sleep(1)
 
 
-@pytest.fixture(scope='session')
-def lab(tmp_path_factory, request):
+def start_lab(tmp_path_factory, request, cns=3, data_mb=None, **kwargs):
+    """A seeded lab of cns CNs on MIGD_LAB_SSH_PORT, up, and torn down when
+    request's scope ends.  data_mb: MiB written into each VM (default
+    MIGD_LAB_DATA_MB, else 4); kwargs go to lab.Lab."""
     port = int(os.environ.get('MIGD_LAB_SSH_PORT', 22))
-    the_lab = labmod.Lab(str(tmp_path_factory.mktemp('lab')), cns=3, ssh_port=port,
-                         data_mb=float(os.environ.get('MIGD_LAB_DATA_MB', 4)))
+    if data_mb is None:
+        data_mb = float(os.environ.get('MIGD_LAB_DATA_MB', 4))
+    the_lab = labmod.Lab(str(tmp_path_factory.mktemp('lab')), cns=cns, ssh_port=port,
+                         data_mb=data_mb, **kwargs)
     request.addfinalizer(the_lab.down)
-    wait_for_cn_addresses(3, port)
+    wait_for_cn_addresses(cns, port)
     the_lab.up()
     return the_lab
+
+
+@pytest.fixture(scope='session')
+def lab(tmp_path_factory, request):
+    return start_lab(tmp_path_factory, request)

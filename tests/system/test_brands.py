@@ -24,6 +24,7 @@ once more and its source copy is removed (`migctl cleanup`), so that the
 target's space properties can be checked with no job snapshot left: it
 stays on cn3.
 """
+import functools
 import json
 import os
 import re
@@ -31,7 +32,10 @@ import time
 
 import pytest
 
+import helpers
 from migd_daemon import running_migd
+
+wait_state = functools.partial(helpers.wait_state, step=0.3)
 
 DATA_MB = int(os.environ.get('MIGD_TEST_DATA_MB', 8))
 SPACE_PROPS = ('quota', 'reservation', 'refquota', 'refreservation')
@@ -68,16 +72,6 @@ def final_guids(lab, cn, uuid):
     snaps = [s for s in lab.vm_placement(uuid)[cn.n]['snapshots']
              if '@migd-' in s and s.endswith('-final')]
     return {s: zget(lab, cn, 'guid', s) for s in snaps}
-
-
-def wait_state(migd, job_uuid, states, timeout=600):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = migd.job(job_uuid)
-        if job['state'] in states:
-            return job
-        time.sleep(0.3)
-    raise AssertionError('job %s never reached %s: %s' % (job_uuid, states, migd.job(job_uuid)))
 
 
 def migrate(lab, migd, alias, target):

@@ -8,6 +8,7 @@ lines) and on a terminal (one line redrawn, Ctrl-C leaves the job running);
 progress that tells the truth; every string from the API escaped; log
 levels.
 """
+import functools
 import json
 import os
 import re
@@ -20,10 +21,11 @@ import uuid as uuidlib
 
 import pytest
 
+import helpers
+from helpers import UUID, ended, fill, home, other, settle, state_of, submit, wait_for
 from migd_daemon import Migd, running_migd
 
 STAMP = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ')
-UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
 MIGRATE_USAGE = ('usage: migctl migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] '
                  '[--transfer relay|direct] [--limit MBITS] VM [TARGET_CN]')
 LIST_USAGE = 'usage: migctl list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]'
@@ -32,7 +34,7 @@ FIELDS = ('id, uuid, vm_uuid, vm_alias, brand, state, phase, mode, aborting, act
           'progress.increments, source, target, source_hostname, target_hostname, '
           'source_server_uuid, target_server_uuid, transfer, limit_mbps, cleanup_source, '
           'vm_was_running, downtime_ms, rollback_downtime_ms, created, started, finished, '
-          'error.code, error.message, error.phase')
+          'error.code, error.message, error.phase, leftovers')
 
 
 @pytest.fixture(scope='module')
@@ -44,53 +46,7 @@ def migd(lab, build_dir, tmp_path_factory):
 
 # ---- helpers -------------------------------------------------------------
 
-def wait_for(pred, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def state_of(migd, job_uuid):
-    return migd.job(job_uuid)['state']
-
-
-def ended(migd, job_uuid, timeout=300):
-    return wait_for(lambda: (lambda j: j if j['state'] not in ('queued', 'running') else None)(
-        migd.job(job_uuid)), 'job %s to end' % job_uuid, timeout)
-
-
-def wait_state(migd, job_uuid, states, timeout=300):
-    return wait_for(lambda: (lambda j: j if j['state'] in states else None)(migd.job(job_uuid)),
-                    'job %s to be %s' % (job_uuid, ' or '.join(states)), timeout)
-
-
-def submit(migd, *args):
-    p = migd.ctl('migrate', *args)
-    assert p.returncode == 0, p.stderr
-    return UUID.search(p.stdout).group(0)
-
-
-def home(lab, vm_uuid):
-    """The CN that holds the VM (attached, not flagged do-not-inventory)."""
-    held = [n for n, p in lab.vm_placement(vm_uuid).items()
-            if p['zone_state'] == 'installed' and not p['hidden']]
-    assert len(held) == 1, lab.vm_placement(vm_uuid)
-    return lab.cns[held[0] - 1]
-
-
-def other(lab, cn):
-    return lab.cns[1] if cn.n == 1 else lab.cns[0]
-
-
-def settle(migd, job_uuid):
-    """Deletes a switched job's source copy: the VM lives on one CN and is free again."""
-    p = migd.ctl('cleanup', job_uuid)
-    assert p.returncode == 0, p.stderr
-    assert ended(migd, job_uuid)['state'] == 'succeeded'
+wait_state = functools.partial(helpers.wait_state, timeout=300)
 
 
 def abort_and_wait(migd, job_uuid):
@@ -106,11 +62,6 @@ def ctl_bytes(migd, *args):
                           env=env, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
 
 
-def fill(lab, vm_uuid, mb):
-    lab.cn_run(home(lab, vm_uuid), 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync'
-               % (mb, vm_uuid), timeout=300)
-
-
 def unfill(lab, vm_uuid):
     lab.cn_run(home(lab, vm_uuid), 'rm -f /zones/%s/root/bulk.bin' % vm_uuid)
 
@@ -119,7 +70,7 @@ def slow_job(lab, migd, vm_uuid, mb=24, bps=1 << 20):
     """A full job of vm_uuid that sends mb MiB at about bps: (job uuid, source CN, target CN)."""
     src = home(lab, vm_uuid)
     dst = other(lab, src)
-    fill(lab, vm_uuid, mb)
+    fill(lab, src, vm_uuid, mb)
     lab.cn_throttle(src, 'zfs', args=r'^send', bytes_per_s=bps)
     return submit(migd, vm_uuid, dst.hostname), src, dst
 

@@ -6,20 +6,26 @@ logged at info with its rule; 300 parallel submissions against a slow VMAPI
 get 503 with Retry-After beyond the queue, while /ping stays quick, migd
 keeps descriptors to spare and no VM gets two jobs; a watcher that never
 reads does not grow migd's memory; an API that cannot be reached or fails
-is 503 naming it; too many connections are answered 503, not starved.
+is 503 naming it; too many connections are answered 503, not starved; a
+page of GET /jobs is sent in slices (the bytes of the page in one piece) and
+a client that leaves in the middle of one costs nothing.
 """
 import json
 import os
 import re
 import socket
+import sqlite3
 import threading
 import time
+import uuid as uuidlib
 
 import pytest
 
+import helpers
 from migd_daemon import Migd, running_migd
 
-UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
+wait_for = helpers.waiter(300)
+
 # Every lab API client but the CNs' vm-agents (they must keep working).
 NOT_AGENTS = '^(?!vm-agent/)'
 
@@ -163,16 +169,6 @@ def rss_kib(pid):
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p / 100))]
-
-
-def wait_for(pred, what, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError('timed out waiting for ' + what)
 
 
 def clear_api_faults(lab, name):
@@ -499,3 +495,102 @@ def test_api_answering_5xx_is_503_naming_it_and_4xx_stays_409(migd, lab):
     assert_error(ans, 409, 'VmapiError', re.compile(
         r'cannot read VM %s from VMAPI: HTTP 400 InjectedFault: injected fault' % v['uuid']))
     assert migd.jobs() == before
+
+
+# ---- GET /jobs in slices ---------------------------------------------------
+
+def dechunk(body):
+    """The payload of a chunked body, and its number of chunks; fails on a cut one."""
+    out, n = b'', 0
+    while True:
+        size_line, sep, body = body.partition(b'\r\n')
+        assert sep, 'a chunked body cut short'
+        size = int(size_line.split(b';')[0], 16)
+        if size == 0:
+            assert body == b'\r\n', body[:100]
+            return out, n
+        out += body[:size]
+        assert body[size:size + 2] == b'\r\n', body[size:size + 10]
+        body = body[size + 2:]
+        n += 1
+
+
+def test_a_page_of_jobs_goes_in_slices_and_a_client_may_leave(lab, build_dir, tmp_path):
+    d = Migd(lab, build_dir, tmp_path / 'pages').start()
+    assert d.stop() == 0
+    db = sqlite3.connect(d.config['db'])
+    made = []
+    for n in range(350):
+        u, vm = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+        rec = {'uuid': u, 'vm_uuid': vm, 'vm_alias': 'vm%d' % n, 'state': 'succeeded',
+               'phase': 'cleanup', 'mode': 'full', 'brand': 'joyent', 'created_ms': 1000 + n,
+               'source_hostname': 'cn1', 'target_hostname': 'cn2', 'transfer': 'relay',
+               'progress': {'bytes_sent': n, 'bytes_total': 350}}
+        db.execute('INSERT INTO jobs (uuid, vm_uuid, state, phase, mode, created, updated, record)'
+                   ' VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                   (u, vm, 'succeeded', 'cleanup', 'full', 1000 + n, 1000 + n, json.dumps(rec)))
+        made.append(u)
+    # A row that cannot be read, in the middle: listed at the end of the first page.
+    bad = str(uuidlib.uuid4())
+    db.execute('INSERT INTO jobs (uuid, vm_uuid, state, phase, mode, created, updated, record)'
+               ' VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+               (bad, str(uuidlib.uuid4()), 'failed', 'sync', 'full', 1100, 1100, '{not json'))
+    db.commit()
+    db.close()
+    d.start()
+    try:
+        # The store's order: by creation, then insertion (the bad row after made[100]).
+        order = made[:101] + [bad] + made[101:]
+        for query, offset, limit in (('all=true', 0, 1000), ('all=true&limit=150', 0, 150),
+                                     ('all=true&limit=100', 0, 100),
+                                     ('all=true&limit=250&offset=100', 100, 250),
+                                     ('all=true&offset=340', 340, 1000),
+                                     ('all=true&offset=400', 400, 1000)):
+            ans = call(d, 'GET', '/jobs?' + query)
+            assert ans.status == 200 and ans.headers['content-type'] == 'application/json', ans
+            assert ans.headers.get('transfer-encoding') == 'chunked', ans
+            body, chunks = dechunk(ans.body)
+            assert body.endswith(b']\n') and b'\n' not in body[:-1], body[-200:]
+            page = json.loads(body)
+            want = [u for u in order[offset:offset + limit] if u != bad]
+            want += [bad] if offset == 0 else []
+            assert [j['uuid'] for j in page] == want, query
+            if offset == 0:
+                assert page[-1]['error']['code'] == 'UnreadableRecord', page[-1]
+            # One chunk per slice of at most 100 rows of the store (and at least one).
+            rows = min(limit, max(0, len(order) - offset))
+            assert max(1, (rows + 99) // 100) <= chunks <= max(1, (rows + 9) // 10), (query, chunks)
+            # The bytes of the page in one piece: HEAD says its length.
+            head = call(d, 'HEAD', '/jobs?' + query)
+            assert head.status == 200 and int(head.headers['content-length']) == len(body), head
+        page = json.loads(dechunk(call(d, 'GET', '/jobs?state=failed').body)[0])
+        assert [j['uuid'] for j in page] == [bad], page
+        # Clients that leave in the middle of a page: migd frees it and answers the next one.
+        for _ in range(20):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.socket)
+            s.sendall(request('GET', b'/jobs?all=true'))
+            assert s.recv(200)
+            s.close()
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.socket)
+            s.sendall(request('GET', b'/jobs?all=true'))
+            s.close()  # before any answer
+        ans = call(d, 'GET', '/ping')
+        assert ans.status == 200 and ans.json()['jobs']['succeeded'] == 350, ans
+        body, _ = dechunk(call(d, 'GET', '/jobs?all=true&limit=1000').body)
+        assert len(json.loads(body)) == 351
+        # A stop in the middle of pages ends them and exits cleanly.
+        held = []
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.socket)
+            s.sendall(request('GET', b'/jobs?all=true'))
+            held.append(s)
+    finally:
+        rc = d.stop()
+        for s in locals().get('held', []):
+            s.close()
+    assert rc == 0, d.log_text()[-3000:]
+    assert d.sanitizer_reports() == []

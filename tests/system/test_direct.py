@@ -6,17 +6,23 @@ root home (the sshd reads that home's authorized_keys) and /var/tmp: a
 running zone migrated directly with its progress counted from zfs send -v,
 byte for byte, and then no key anywhere; an aborted direct job, a failed
 one and one whose target the head node does not know leave no key either.
+What a source sends is confined: a stream whose dataset carries a child
+with a `mountpoint` outside the zone's tree is received (into the job's
+dataset only, unmounted) and refused, the target's pool as it was; the
+job's key runs the receives of the job's datasets and refuses any other.
 The crash campaign (unit test_executor and the lab's) kills direct jobs at
 every journal point.
 """
 import json
 import os
-import re
+import shlex
 import shutil
 import time
+import uuid
 
 import pytest
 
+from helpers import submit, wait_state
 from migd_daemon import Migd, running_migd
 
 DATA_MB = 40
@@ -44,22 +50,6 @@ def keys_left(lab):
         tmp = lab.cn_run(cn, 'ls -d /var/tmp/migd-* 2>/dev/null; true').stdout
         left += ['%s: %s' % (cn.hostname, d) for d in tmp.split()]
     return left
-
-
-def submit(migd, *args):
-    p = migd.ctl('migrate', *args)
-    assert p.returncode == 0, p.stderr
-    return re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
-
-
-def wait_state(migd, job, states, timeout=600):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        j = migd.job(job)
-        if j['state'] in states:
-            return j
-        time.sleep(0.2)
-    raise AssertionError('job never reached %s: %s' % (states, migd.job(job)))
 
 
 def test_running_zone_directly_with_its_progress_and_no_key_left(lab, migd):
@@ -100,7 +90,8 @@ def test_running_zone_directly_with_its_progress_and_no_key_left(lab, migd):
         assert a in acts, acts
     assert keys_left(lab) == []
     # The stream went from the source straight to the target: the source ran ssh.
-    assert any('| ssh -T -b' in l and src.ip in l for l in migd.log_text().splitlines())
+    assert any('| ssh -F /dev/null -T -b' in l and src.ip in l
+               for l in migd.log_text().splitlines())
 
 
 def test_aborted_direct_job_leaves_no_key(lab, migd):
@@ -156,3 +147,89 @@ def test_target_unknown_to_the_head_node_is_refused(lab, build_dir, tmp_path):
     assert keys_left(lab) == []
     shutil.rmtree(str(tmp_path / 'migd'), ignore_errors=True)
     assert os.path.exists(kh)
+
+
+def pool_listing(lab, cn):
+    return lab.cn_run(cn, 'zfs list -H -o name,mountpoint -r zones').stdout
+
+
+def mounted_at(lab, cn, path):
+    """The filesystems mounted at path on cn (zfs's view and the kernel's)."""
+    zfs = [l for l in lab.cn_run(cn, 'zfs list -H -o mountpoint,mounted').stdout.splitlines()
+           if l == '%s\tyes' % path]
+    kernel = [l for l in lab.cn_run(cn, 'cat /proc/self/mounts').stdout.splitlines()
+              if l.split()[1] == path]
+    return zfs + kernel
+
+
+def test_a_stream_mounting_outside_the_zone_is_refused(lab, migd):
+    """The source's dataset has a child whose mountpoint points out of the
+    zone's tree (what a compromised source could put in its stream): the
+    target receives it with the command migd builds (into the job's dataset,
+    -u), finds the mountpoint, mounts nothing and refuses; the rollback
+    leaves the target's pool exactly as it was."""
+    v = lab.vms['stopped0']
+    src = home_of(lab, v['uuid'])
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    evil = 'zones/%s/evil' % v['uuid']
+    path = '/zones/evil-%s' % uuid.uuid4()
+    lab.cn_run(src, 'zfs create -o mountpoint=%s %s' % (path, evil))
+    try:
+        before = pool_listing(lab, dst)
+        job = submit(migd, v['uuid'], dst.hostname)
+        j = wait_state(migd, job, ('failed', 'aborted', 'switched'))
+        log = migd.log_text()
+    finally:
+        lab.cn_run(src, 'zfs destroy -r %s' % evil)
+    assert j['state'] == 'failed', j
+    assert j['error']['code'] == 'ReceiveRefused', j['error']
+    assert path in j['error']['message'] and evil.split('/', 1)[1] in j['error']['message']
+    # Through the real receive: the explicit destination, nothing mounted by it.
+    assert "'zfs receive -u -F zones/%s'" % v['uuid'] in log
+    assert mounted_at(lab, dst, path) == []
+    assert pool_listing(lab, dst) == before
+    assert keys_left(lab) == []
+    assert home_of(lab, v['uuid']) == src
+
+
+def test_the_job_key_runs_the_job_receives_only(lab, migd):
+    """While a direct job waits, its key (as migd authorized it on the target)
+    and its files on the source run `zfs receive -u -F` of the job's own
+    dataset only: a receive into another dataset, a -d receive into the
+    pool, or any other command are refused before zfs runs, and the target's
+    pool does not change."""
+    v = lab.vms['stopped0']  # lx0 keeps a snapshot the failed job above could not remove
+    src = home_of(lab, v['uuid'])
+    dst = lab.cns[1] if src.n != 2 else lab.cns[0]
+    craft = 'zones/craft%d' % uuid.uuid4().int
+    path = '/zones/evil-%s' % uuid.uuid4()
+    lab.cn_run(src, 'zfs create {c} && zfs create -o mountpoint={p} {c}/evil && '
+                    'zfs snapshot -r {c}@s'.format(c=craft, p=path))
+    job = submit(migd, '-i', v['uuid'], dst.hostname)
+    try:
+        wait_state(migd, job, ('waiting',))
+        before = pool_listing(lab, dst)
+        tmp = '/var/tmp/migd-%s' % job
+        client = ('ssh -F /dev/null -T -b {src} -i {tmp}/id -o IdentitiesOnly=yes '
+                  '-o GlobalKnownHostsFile=/dev/null -o UserKnownHostsFile={tmp}/known_hosts '
+                  '-o StrictHostKeyChecking=yes -o BatchMode=yes -p {port} root@{dst}').format(
+                      src=src.ip, tmp=tmp, port=lab.ssh_port, dst=dst.ip)
+        for remote in ('zfs receive -u -F %s' % craft, 'zfs receive -F -d zones',
+                       'zfs receive -u -F zones/%s-disk0' % v['uuid'],
+                       'zfs receive -u -F zones/%s; touch /var/tmp/x' % v['uuid'],
+                       'touch /var/tmp/not-forced'):
+            p = lab.cn_run(src, 'zfs send -R %s@s | %s %s' % (craft, client, shlex.quote(remote)),
+                           check=False)
+            assert p.returncode != 0, remote
+            assert 'migd: refused' in p.stderr, (remote, p.stderr)
+        assert lab.cn_run(dst, 'ls /var/tmp/x /var/tmp/not-forced', check=False).returncode != 0
+        assert mounted_at(lab, dst, path) == []
+        assert pool_listing(lab, dst) == before
+    finally:
+        p = migd.ctl('abort', job)
+        lab.cn_run(src, 'zfs destroy -r %s' % craft)
+    assert p.returncode == 0, p.stderr
+    j = wait_state(migd, job, ('aborted', 'failed'))
+    assert j['state'] == 'aborted', (j, migd.ctl('show', '-v', job).stdout)
+    assert keys_left(lab) == []
+    assert home_of(lab, v['uuid']) == src

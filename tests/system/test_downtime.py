@@ -4,49 +4,25 @@ one that cannot converge and says so, the staged target zone gone after an
 abort, and a rollback that sends the target's changes back while the VM
 still runs there.
 """
+import functools
 import re
 import time
 
 import pytest
 
-from migd_daemon import Migd
+import helpers
+from helpers import home, other, submit
+from migd_daemon import running_migd
+
+wait_for = helpers.waiter(180)
+settle = functools.partial(helpers.settle, timeout=180, first_end=False)
 
 
 @pytest.fixture(scope='module')
 def migd(lab, build_dir, tmp_path_factory):
-    d = Migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-             incremental={'interval_s': 1, 'auto_switch_bytes': 1 << 20,
-                          'max_downtime_s': 1}).start()
-    yield d
-    assert d.stop() == 0
-    assert d.sanitizer_reports() == []
-
-
-def wait_for(pred, what, timeout=180, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def home(lab, uuid):
-    held = [n for n, p in lab.vm_placement(uuid).items()
-            if p['zone_state'] == 'installed' and not p['hidden']]
-    assert len(held) == 1, lab.vm_placement(uuid)
-    return lab.cns[held[0] - 1]
-
-
-def other(lab, cn):
-    return lab.cns[1] if cn.n == 1 else lab.cns[0]
-
-
-def submit(d, *args):
-    p = d.ctl('migrate', *args)
-    assert p.returncode == 0, p.stderr
-    return re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
+                            incremental={'interval_s': 1, 'auto_switch_bytes': 1 << 20,
+                                         'max_downtime_s': 1})
 
 
 def writer(lab, cn, uuid, seconds, kib_per_tick, name='writes.bin'):
@@ -66,11 +42,6 @@ def writer_done(lab, cn, done):
 
 def job_of(d, uuid):
     return d.job(uuid)
-
-
-def settle(d, job_uuid):
-    assert d.ctl('cleanup', job_uuid).returncode == 0
-    wait_for(lambda: job_of(d, job_uuid)['state'] == 'succeeded', 'the cleanup')
 
 
 def test_incremental_with_a_writer_keeps_every_byte(lab, migd):

@@ -9,6 +9,7 @@ waits and says what for; once the source is stopped an API outage never
 keeps the VM down; a refusal changes nothing; a job whose journal cannot be
 written stops acting until it can.
 """
+import functools
 import json
 import os
 import re
@@ -18,7 +19,14 @@ import time
 
 import pytest
 
+import helpers
+from helpers import home, other, retries_logged, submit
 from migd_daemon import Migd, running_migd
+
+# This module polls every 0.1 s.
+wait_for = helpers.waiter(120, step=0.1)
+ended = functools.partial(helpers.ended, step=0.1)
+settle = functools.partial(helpers.settle, step=0.1)
 
 
 @pytest.fixture(scope='module')
@@ -49,61 +57,10 @@ def drop_ssh_sessions(cn):
     return len(kids)
 
 
-def wait_for(pred, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def ended(migd, job_uuid, timeout=300):
-    return wait_for(lambda: (lambda j: j if j['state'] not in ('queued', 'running') else None)(
-        migd.job(job_uuid)), 'job %s to end' % job_uuid, timeout)
-
-
-def submit(migd, *args):
-    p = migd.ctl('migrate', *args)
-    assert p.returncode == 0, p.stderr
-    return re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
-
-
-def fill(lab, v, mb, name='bulk.bin'):
-    lab.cn_run(v['cn'], 'head -c %dM /dev/urandom > /zones/%s/root/%s && sync'
-               % (mb, v['uuid'], name), timeout=300)
-
-
-def home(lab, uuid):
-    """The CN that holds the VM (attached, not flagged do-not-inventory)."""
-    held = [n for n, p in lab.vm_placement(uuid).items()
-            if p['zone_state'] == 'installed' and not p['hidden']]
-    assert len(held) == 1, lab.vm_placement(uuid)
-    return lab.cns[held[0] - 1]
-
-
-def other(lab, cn):
-    return lab.cns[1] if cn.n == 1 else lab.cns[0]
-
-
-def settle(migd, job_uuid):
-    """Deletes a switched job's source copy, so the VM lives on one CN and is free again."""
-    p = migd.ctl('cleanup', job_uuid)
-    assert p.returncode == 0, p.stderr
-    assert ended(migd, job_uuid)['state'] == 'succeeded'
-
-
-def retries_logged(migd, job_uuid):
-    p = migd.ctl('log', job_uuid)
-    assert p.returncode == 0, p.stderr
-    return [l for l in p.stdout.splitlines() if re.search(r'retry \d+ in', l)]
-
-
 def test_target_drops_ssh_mid_transfer_is_retried(lab, migd):
     v = lab.vms['lx0']
     src, dst = v['cn'], lab.cns[1]
-    fill(lab, v, 120)
+    helpers.fill(lab, v['cn'], v['uuid'], 120)
     sums = lab.file_checksums(src, '/zones/%s/root' % v['uuid'])
     job_uuid = submit(migd, v['uuid'], 'cn2')
     wait_for(lambda: migd.job(job_uuid)['progress']['bytes_sent'] > 8 << 20, 'bytes to flow')
@@ -125,7 +82,7 @@ def test_no_retries_left_rolls_back(lab, build_dir, tmp_path):
     try:
         v = lab.vms['web0']
         src, dst = v['cn'], lab.cns[1]
-        fill(lab, v, 120)
+        helpers.fill(lab, v['cn'], v['uuid'], 120)
         flags = ip_flags(lab, v['uuid'])
         job_uuid = submit(d, v['uuid'], 'cn2')
         wait_for(lambda: d.job(job_uuid)['progress']['bytes_sent'] > 8 << 20, 'bytes to flow')
@@ -149,14 +106,14 @@ def test_no_retries_left_rolls_back(lab, build_dir, tmp_path):
 def test_source_connection_killed_mid_send_resends_only_the_round(lab, migd):
     v = lab.vms['stopped0']
     src, dst = v['cn'], lab.cns[1]
-    fill(lab, v, 60)
+    helpers.fill(lab, v['cn'], v['uuid'], 60)
     job_uuid = submit(migd, '-i', v['uuid'], 'cn2')
     first = wait_for(lambda: (lambda j: j if j['state'] == 'waiting' else None)(
         migd.job(job_uuid)), 'the first round')
     base = first['progress']['bytes_sent']
     assert base > 60 << 20
     # 30 MiB more on the source: the next round sends those only.
-    fill(lab, v, 30, 'more.bin')
+    helpers.fill(lab, v['cn'], v['uuid'], 30, 'more.bin')
     sums = lab.file_checksums(src, '/zones/%s/root' % v['uuid'])
     wait_for(lambda: migd.job(job_uuid)['progress']['bytes_sent'] > base + (6 << 20),
              'the second round to flow')

@@ -682,6 +682,106 @@ def test_zfs_destroy_of_a_running_zones_datasets_is_busy(lab):
     assert p.returncode == 0, p.stderr
 
 
+HOLD_TIME = r'\w{3} \w{3} [ \d]\d [ \d]\d:\d\d \d{4}'
+
+
+def test_zfs_hold_makes_destroy_busy_until_released(lab):
+    """illumos: a held snapshot is EBUSY to destroy, alone or under -r/-R,
+    and nothing is destroyed; `zfs holds -H` lists NAME, TAG, TIMESTAMP."""
+    cn = lab.cns[2]
+    ds = 'zones/hold%d' % uuid.uuid4().int
+    snap, child = ds + '@s1', ds + '/c@s1'
+    busy = 'cannot destroy snapshot %s: dataset is busy\n'
+    lab.cn_run(cn, 'zfs create {d} && zfs create {d}/c && zfs snapshot -r {d}@s1'.format(d=ds))
+    try:
+        p = ssh(lab, cn, 'zfs hold migd-job-1 ' + snap)
+        assert (p.returncode, p.stdout, p.stderr) == (0, '', '')
+        p = ssh(lab, cn, 'zfs destroy ' + snap)
+        assert (p.returncode, p.stderr) == (1, busy % snap)
+        p = ssh(lab, cn, 'zfs holds -H ' + snap)
+        assert p.returncode == 0 and re.match(r'^%s\tmigd-job-1\t%s\n$' % (snap, HOLD_TIME),
+                                              p.stdout), p.stdout
+        p = ssh(lab, cn, 'zfs hold migd-job-1 ' + snap)
+        assert (p.returncode, p.stderr) == (
+            1, "cannot hold snapshot '%s': tag already exists on this dataset\n" % snap)
+        lab.zfs_hold(cn, 'other', child)
+        assert lab.zfs_holds(cn, child) == ['other']
+        for cmd in ('zfs destroy -r ' + ds, 'zfs destroy -R ' + ds):
+            p = ssh(lab, cn, cmd)
+            assert (p.returncode, p.stderr) == (1, busy % snap + busy % child), cmd
+        assert lab.cn_run(cn, 'zfs list -H -o name -t all -r ' + ds).stdout.split() == [
+            ds, snap, ds + '/c', child]
+        lab.zfs_release(cn, 'other', child)
+        p = ssh(lab, cn, 'zfs release migd-job-1 ' + snap)
+        assert (p.returncode, p.stdout, p.stderr) == (0, '', '')
+        p = ssh(lab, cn, 'zfs holds -H ' + snap)
+        assert (p.returncode, p.stdout, p.stderr) == (0, '', '')
+        p = ssh(lab, cn, 'zfs release migd-job-1 ' + snap)
+        assert (p.returncode, p.stderr) == (
+            1, "cannot release hold from snapshot '%s': no such tag on this dataset\n" % snap)
+        p = ssh(lab, cn, 'zfs holds -H %s@gone' % ds)
+        assert (p.returncode, p.stdout, p.stderr) == (
+            1, 'no datasets available\n', "cannot open '%s@gone': dataset does not exist\n" % ds)
+        p = ssh(lab, cn, 'zfs release migd-job-1 %s@gone' % ds)
+        assert (p.returncode, p.stderr) == (
+            1, "cannot release hold from snapshot '%s@gone': dataset does not exist\n" % ds)
+        p = ssh(lab, cn, 'zfs destroy %s && zfs destroy -r %s' % (snap, ds))
+        assert (p.returncode, p.stderr) == (0, '')
+        assert lab.cn_run(cn, 'zfs list ' + ds, check=False).returncode == 1
+    finally:
+        lab.cn_run(cn, 'zfs release other {c}; zfs release migd-job-1 {s}; zfs destroy -r {d}'
+                   .format(c=child, s=snap, d=ds), check=False)
+
+
+def test_zfs_destroy_is_busy_while_a_send_of_the_snapshot_runs(lab):
+    """illumos' send long-holds its snapshot (and `send -R`/`-I` puts a
+    temporary `.send-PID-1` hold on every snapshot of its stream); zfs-fuse
+    alone lets the destroy through, so the front refuses it."""
+    cn = lab.cns[2]
+    ds = 'zones/sendhold%d' % uuid.uuid4().int
+    lab.cn_run(cn, 'zfs create {d} && head -c 4M /dev/urandom > /{d}/f && zfs snapshot {d}@s1 '
+                   '&& zfs snapshot {d}@s2'.format(d=ds))
+    busy = 'cannot destroy snapshot %s: dataset is busy\n'
+    procs = []
+
+    def slow_send(flags, snap):
+        """A send whose reader waits for `go`: it runs until the test lets it."""
+        go = '/var/tmp/go-%s' % uuid.uuid4().hex
+        proc = subprocess.Popen(lab.ssh_argv(cn) + [
+            'zfs send %s %s | (while [ ! -e %s ]; do sleep 0.1; done; cat >/dev/null)'
+            % (flags, snap, go)])
+        proc.go = lambda: lab.cn_run(cn, 'touch %s' % go) and proc.wait(timeout=60)
+        procs.append(proc)
+        # zfs-fuse's zfs cuts its own argv at the '@': match the dataset only
+        wait_for(lambda: lab.cn_run(cn, 'pgrep -f "^/usr/sbin/zfs send .*%s"' % ds,
+                                    check=False).returncode == 0, 'the send to start')
+        return proc
+    try:
+        proc = slow_send('', ds + '@s1')
+        for cmd, out in (('zfs destroy %s@s1' % ds, busy % (ds + '@s1')),
+                         ('zfs destroy -r ' + ds, busy % (ds + '@s1'))):
+            p = ssh(lab, cn, cmd)
+            assert (p.returncode, p.stderr) == (1, out), cmd
+        assert lab.zfs_holds(cn, ds + '@s1') == []  # a long hold is no user hold
+        assert proc.go() == 0
+        proc = slow_send('-R', ds + '@s2')
+        p = ssh(lab, cn, 'zfs holds -H %s@s1 %s@s2' % (ds, ds))
+        tags = re.findall(r'^%s@s([12])\t(\.send-\d+-1)\t%s$' % (ds, HOLD_TIME), p.stdout, re.M)
+        assert p.returncode == 0 and [n for n, _ in tags] == ['1', '2'], p.stdout
+        assert tags[0][1] == tags[1][1]
+        p = ssh(lab, cn, 'zfs destroy %s@s1' % ds)
+        assert (p.returncode, p.stderr) == (1, busy % (ds + '@s1'))
+        assert proc.go() == 0
+        assert lab.zfs_holds(cn, ds + '@s2') == []
+        p = ssh(lab, cn, 'zfs destroy %s@s1 && zfs destroy -r %s' % (ds, ds))
+        assert (p.returncode, p.stderr) == (0, '')
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.go()
+        lab.cn_run(cn, 'zfs destroy -r ' + ds, check=False)
+
+
 def test_cores_dataset_creation(lab):
     cn = lab.cns[2]
     u = str(uuid.uuid4())
@@ -1018,3 +1118,198 @@ def test_vm_placement_says_where_a_vm_is(lab):
     for _ in range(10):
         lab.vm_placement(u)
     assert (time.monotonic() - started) / 10 < 0.5
+
+
+# ---------------------------------------------------------------- zone health (issue 15)
+
+def drop_scratch(lab, cn, u):
+    """Stop, detach, delete a running_scratch() zone and its datasets."""
+    lab.zone_restart_after_boot(cn, u, None)
+    lab.smf_clear(cn, u)
+    lab.cn_run(cn, 'vmadm stop -F {u}; zoneadm -z {u} detach; zonecfg -z {u} delete -F; '
+                   'zfs destroy -r zones/{u}; zfs destroy zones/cores/{u}'.format(u=u),
+               check=False)
+
+
+def test_zoneadm_list_p_shows_running_zones_only_with_their_ids(lab):
+    """illumos zoneadm.c zone_print_list(RUNNING): the global zone, then the
+    kernel's running zones (zone id order), zoneid:zonename:state:zonepath:
+    uuid:brand:ip-type; the ids are those of `zoneadm list -pc`."""
+    cn = lab.cns[0]
+    p = ssh(lab, cn, 'zoneadm list -p')
+    assert p.returncode == 0 and p.stderr == ''
+    lines = p.stdout.splitlines()
+    assert lines[0] == '0:global:running:/::liveimg:shared'
+    rows = [line.split(':') for line in lines[1:]]
+    running = {v['uuid'] for v in lab.vms.values() if v['cn'] is cn and v['state'] == 'running'}
+    assert {r[1] for r in rows} == running and len(rows) == len(running)
+    assert lab.vms['stopped0']['uuid'] not in p.stdout
+    for r in rows:
+        assert len(r) == 7 and r[2] == 'running' and r[3] == '/zones/' + r[1] and r[4] == r[1]
+    ids = [int(r[0]) for r in rows]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) and min(ids) > 0
+    assert {r[1]: r[0] for r in rows} == {
+        z[1]: z[0] for z in (zone_line(lab, cn, u) for u in running)}
+
+
+def test_zone_restart_after_boot_changes_the_zone_id(lab):
+    """A zone that reboots by itself a few seconds after boot: running
+    again with a new zone id; with stays_down it ends stopped (and VMAPI
+    hears of it); a restart due for a boot that was ended by hand does not
+    hit the next boot."""
+    cn = lab.cns[2]
+    u = running_scratch(lab, cn)
+    try:
+        lab.cn_run(cn, 'vmadm stop %s' % u)
+        lab.zone_restart_after_boot(cn, u, 1.5)
+        assert ssh(lab, cn, 'vmadm start %s' % u).returncode == 0
+        booted = time.monotonic()
+        first = lab.zone_id(cn, u)
+        assert first is not None
+        wait_for(lambda: lab.zone_id(cn, u) != first, 'the self-restart', timeout=10)
+        assert time.monotonic() - booted >= 1.4
+        second = lab.zone_id(cn, u)
+        assert second is not None and second > first
+        assert json.loads(ssh(lab, cn, 'vmadm get %s' % u).stdout)['state'] == 'running'
+        time.sleep(2)  # count=1: the reboot was the knob's only one
+        assert lab.zone_id(cn, u) == second
+
+        # a boot ended by hand before its restart fell due: the next boot keeps its id
+        lab.zone_restart_after_boot(cn, u, 1.0)
+        lab.cn_run(cn, 'vmadm stop %s && vmadm start %s && vmadm stop %s && vmadm start %s'
+                   % (u, u, u, u))
+        third = lab.zone_id(cn, u)
+        time.sleep(1.8)
+        assert lab.zone_id(cn, u) == third
+
+        lab.zone_restart_after_boot(cn, u, 1.0, stays_down=True)
+        lab.cn_run(cn, 'vmadm stop %s && vmadm start %s' % (u, u))
+        wait_for(lambda: lab.zone_id(cn, u) is None, 'the zone going down', timeout=10)
+        got = json.loads(ssh(lab, cn, 'vmadm get %s' % u).stdout)
+        assert got['state'] == 'stopped' and got['autoboot'] is True
+        wait_for(lambda: (vmapi_vm(lab, u) or {}).get('state') == 'stopped',
+                 'VMAPI hearing of it')
+    finally:
+        drop_scratch(lab, cn, u)
+
+
+SMF_SINCE = r'\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}'
+
+
+def test_svcs_x_explains_services_in_maintenance(lab):
+    """illumos svcs -x (explain.c print_service()): nothing while all is
+    well; a paragraph per service in maintenance, blank lines between, in
+    FMRI order; `svcadm clear` (smf_clear) brings them back."""
+    cn = lab.cns[2]
+    u = running_scratch(lab, cn)
+    try:
+        lab.cn_run(cn, 'mkdir -p /zones/%s/root' % u)
+        p = ssh(lab, cn, 'svcs -z %s -x' % u)
+        assert (p.returncode, p.stdout, p.stderr) == (0, '', '')
+        lab.smf_maintenance(cn, u, 'svc:/network/http:apache', description='Apache 2 HTTP server')
+        lab.smf_maintenance(cn, u, 'svc:/application/app:default',
+                            reason='administrative_request')
+        p = ssh(lab, cn, 'svcs -z %s -x' % u)
+        assert p.returncode == 0 and p.stderr == '', p.stderr
+        expected = (
+            r'svc:/application/app:default \(\?\)\n'
+            r'  Zone: {u}\n'
+            r' State: maintenance since {t}\n'
+            r'Reason: Maintenance requested by an administrator\.\n'
+            r'   See: http://illumos\.org/msg/SMF-8000-63\n'
+            r'   See: /zones/{u}/root/var/svc/log/application-app:default\.log\n'
+            r'Impact: This service is not running\.\n'
+            r'\n'
+            r'svc:/network/http:apache \(Apache 2 HTTP server\)\n'
+            r'  Zone: {u}\n'
+            r' State: maintenance since {t}\n'
+            r'Reason: Start method exited with \$SMF_EXIT_ERR_FATAL\.\n'
+            r'   See: http://illumos\.org/msg/SMF-8000-KS\n'
+            r'   See: /zones/{u}/root/var/svc/log/network-http:apache\.log\n'
+            r'Impact: This service is not running\.\n').format(u=u, t=SMF_SINCE)
+        assert re.fullmatch(expected, p.stdout), p.stdout
+        # the state is in the zone dataset, as SMF's repository is (raises if not)
+        lab.cn_run(cn, 'test -f /zones/%s/root/etc/svc/lab-smf.json' % u)
+        lab.smf_clear(cn, u, 'svc:/application/app:default')
+        p = ssh(lab, cn, 'svcs -z %s -x' % u)
+        assert p.stdout.splitlines()[0] == 'svc:/network/http:apache (Apache 2 HTTP server)'
+        assert 'application' not in p.stdout
+        lab.smf_clear(cn, u)
+        assert ssh(lab, cn, 'svcs -z %s -x' % u).stdout == ''
+    finally:
+        drop_scratch(lab, cn, u)
+
+
+def test_svcs_x_maintenance_at_boot_and_method_reasons(lab):
+    """An at_boot knob puts the service in maintenance when the zone boots
+    on that CN, not before; the method failure wording of explain.c."""
+    cn = lab.cns[2]
+    u = running_scratch(lab, cn)
+    try:
+        lab.cn_run(cn, 'mkdir -p /zones/%s/root' % u)
+        lab.smf_maintenance(cn, u, 'svc:/site/db:default', exit_status=1, at_boot=True)
+        lab.smf_maintenance(cn, u, 'svc:/site/web:default', exit_status=96, at_boot=True)
+        assert ssh(lab, cn, 'svcs -z %s -x' % u).stdout == ''
+        lab.cn_run(cn, 'vmadm stop %s && vmadm start %s' % (u, u))
+        out = ssh(lab, cn, 'svcs -z %s -x' % u).stdout
+        reasons = [line for line in out.splitlines() if line.startswith('Reason: ')]
+        assert reasons == ['Reason: Start method exited with status 1.',
+                           'Reason: Start method exited with $SMF_EXIT_ERR_CONFIG.']
+        lab.smf_clear(cn, u)
+        lab.cn_run(cn, 'vmadm stop %s && vmadm start %s' % (u, u))  # count=1: used up
+        assert ssh(lab, cn, 'svcs -z %s -x' % u).stdout == ''
+    finally:
+        drop_scratch(lab, cn, u)
+
+
+def test_svcs_x_maintenance_travels_with_the_zone_dataset(lab):
+    """SmartOS keeps a zone's SMF repository in the zone: zfs send carries a
+    service in maintenance to the target, where svcs shows it after boot."""
+    src, dst = lab.cns[2], lab.cns[1]
+    u = running_scratch(lab, src)
+    try:
+        lab.cn_run(src, 'mkdir -p /zones/%s/root' % u)
+        lab.smf_maintenance(src, u, 'svc:/network/http:apache')
+        lab.cn_run(src, 'vmadm stop %s && zfs snapshot zones/%s@move' % (u, u))
+        send = subprocess.Popen(lab.ssh_argv(src) + ['zfs send zones/%s@move' % u],
+                                stdout=subprocess.PIPE)
+        recv = subprocess.run(lab.ssh_argv(dst) + ['zfs receive -u zones/%s' % u],
+                              stdin=send.stdout, capture_output=True, text=True)
+        send.stdout.close()
+        assert send.wait() == 0 and recv.returncode == 0, recv.stderr
+        lab.cn_run(dst, 'cat > /tmp/{u}.zcfg && zonecfg -z {u} -f /tmp/{u}.zcfg && '
+                        'zfs create zones/cores/{u} && zoneadm -z {u} attach && vmadm start {u}'
+                   .format(u=u), input=scratch_config(lab)(u))
+        p = ssh(lab, dst, 'svcs -z %s -x' % u)
+        assert p.returncode == 0
+        assert p.stdout.splitlines()[:2] == ['svc:/network/http:apache (?)', '  Zone: ' + u]
+    finally:
+        drop_scratch(lab, dst, u)
+        drop_scratch(lab, src, u)
+
+
+def test_svcs_z_of_a_zone_without_a_repository_fails_as_illumos(lab):
+    """svcs.c main(): an unknown zone cannot be decorated (`invalid zone`);
+    a zone without a running svc.configd (stopped, or lx/bhyve/kvm: no SMF)
+    has no door to bind to; both exit 1.  Other forms are not emulated."""
+    cn = lab.cns[2]
+    u = running_scratch(lab, cn)
+    x = running_scratch(lab, cn, of='lx0')
+    try:
+        nobody = str(uuid.uuid4())
+        unbound = 'svcs: Could not bind to repository server for zone %s: ' \
+                  'repository server unavailable\n'
+        lab.cn_run(cn, 'vmadm stop %s' % u)
+        for zone, err in ((nobody, "svcs: invalid zone '%s'\n" % nobody),
+                          (u, unbound % u), (x, unbound % x)):
+            p = ssh(lab, cn, 'svcs -z %s -x' % zone)
+            assert (p.returncode, p.stdout, p.stderr) == (1, '', err)
+        for bhyve in ('bhyve0',):
+            vm = lab.vms[bhyve]
+            p = ssh(lab, vm['cn'], 'svcs -z %s -x' % vm['uuid'])
+            assert (p.returncode, p.stderr) == (1, unbound % vm['uuid'])
+        p = ssh(lab, cn, 'svcs -x')
+        assert p.returncode == 2 and p.stdout == ''
+    finally:
+        drop_scratch(lab, cn, u)
+        drop_scratch(lab, cn, x)

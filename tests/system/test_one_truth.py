@@ -8,6 +8,7 @@ others, never stops the daemon.  Operators' actions take effect at once:
 an abort cuts a running transfer; a rollback runs as a job that `watch`
 follows to its end.  And the release binary under valgrind.
 """
+import functools
 import json
 import os
 import re
@@ -17,44 +18,13 @@ import time
 
 import pytest
 
+import helpers
+from helpers import home, other, state_of, submit
 from migd_daemon import Migd
 
-
-def wait_for(pred, what, timeout=120, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def submit(d, *args):
-    p = d.ctl('migrate', *args)
-    assert p.returncode == 0, p.stderr
-    return re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
-
-
-def home(lab, uuid):
-    held = [n for n, p in lab.vm_placement(uuid).items()
-            if p['zone_state'] == 'installed' and not p['hidden']]
-    assert len(held) == 1, lab.vm_placement(uuid)
-    return lab.cns[held[0] - 1]
-
-
-def other(lab, cn):
-    return lab.cns[1] if cn.n == 1 else lab.cns[0]
-
-
-def state_of(d, job_uuid):
-    return d.job(job_uuid)['state']
-
-
-def settle(d, job_uuid):
-    """A switched job's source copy deleted: the VM lives on one CN, free again."""
-    assert d.ctl('cleanup', job_uuid).returncode == 0
-    wait_for(lambda: state_of(d, job_uuid) == 'succeeded', 'the cleanup')
+# This module polls every 0.1 s.
+wait_for = helpers.waiter(120, step=0.1)
+settle = functools.partial(helpers.settle, timeout=120, step=0.1, first_end=False)
 
 
 def test_second_migd_on_the_same_database_refuses(lab, build_dir, tmp_path):

@@ -3,12 +3,15 @@ its source with everything written on the target since the switch, and
 `migctl cleanup` deletes the source copy.  Both through the real binaries
 against the lab.
 """
+import functools
 import json
-import time
 
 import pytest
 
+import helpers
 from migd_daemon import running_migd
+
+wait_state = functools.partial(helpers.wait_state, timeout=300, step=0.3)
 
 
 @pytest.fixture(scope='module')
@@ -23,16 +26,6 @@ def switched(lab, migd, alias):
     job = migd.jobs('vm_uuid=%s' % v['uuid'])[0]
     assert job['state'] == 'switched'
     return v, job['uuid']
-
-
-def wait_state(migd, job_uuid, states, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = migd.job(job_uuid)
-        if job['state'] in states:
-            return job
-        time.sleep(0.3)
-    raise AssertionError('job %s never reached %s: %s' % (job_uuid, states, migd.job(job_uuid)))
 
 
 def vmadm_get(lab, cn, uuid, check=True):

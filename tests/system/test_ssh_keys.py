@@ -25,13 +25,7 @@ DATA_MB = 1
 
 
 def small_lab(request, tmp_path_factory, **kwargs):
-    port = int(os.environ.get('MIGD_LAB_SSH_PORT', 22))
-    the_lab = labmod.Lab(str(tmp_path_factory.mktemp('lab')), cns=2, ssh_port=port,
-                         data_mb=DATA_MB, **kwargs)
-    request.addfinalizer(the_lab.down)
-    conftest.wait_for_cn_addresses(2, port)
-    the_lab.up()
-    return the_lab
+    return conftest.start_lab(tmp_path_factory, request, cns=2, data_mb=DATA_MB, **kwargs)
 
 
 def world(lab):

@@ -85,6 +85,34 @@ def test_capacity(lab, migd, field, rule):
         lab.api_patch('servers', lab.cns[1].uuid, {field: keep})
 
 
+def foreign_record(lab, of, other):
+    """(field, new value, the foreign dataset) for VM `of`: a record that names
+    a dataset of VM `other`, beside or instead of one of its own."""
+    vm = lab.api('vmapi', 'GET', '/vms/%s' % lab.vms[of]['uuid'])[1]
+    o = lab.vms[other]['uuid']
+    if vm.get('disks'):
+        disks = copy.deepcopy(vm['disks'])
+        disks[-1]['zfs_filesystem'] = 'zones/%s/data' % o
+        return 'disks', disks, 'zones/%s/data' % o
+    return 'datasets', vm['datasets'] + ['zones/%s-disk0' % o], 'zones/%s-disk0' % o
+
+
+@pytest.mark.parametrize('of,other', [('kvm0', 'deleg0'), ('deleg0', 'kvm0')])
+def test_dataset_of_another_vm_is_refused(lab, migd, of, other):
+    """A VMAPI record naming another VM's dataset (a KVM disk pointing at
+    deleg0's delegated dataset, a delegated dataset that is kvm0's disk) would
+    get it copied and later destroyed on the source: refused, nothing changes."""
+    u = lab.vms[of]['uuid']
+    field, value, foreign = foreign_record(lab, of, other)
+    keep = lab.api('vmapi', 'GET', '/vms/%s' % u)[1][field]
+    lab.api_patch('vms', u, {field: value})
+    try:
+        msg = refused(lab, migd, 'ForeignDataset', u, 'cn1')
+        assert foreign in msg and u in msg, msg
+    finally:
+        lab.api_patch('vms', u, {field: keep})
+
+
 def test_older_platform_refused_then_allowed_with_D(lab, migd):
     refused(lab, migd, 'TargetPlatformOlder', lab.vms['web0']['uuid'], 'cn3')
     p = migd.ctl('migrate', '-n', '-D', lab.vms['web0']['uuid'], 'cn3')

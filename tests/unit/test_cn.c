@@ -1,4 +1,4 @@
-/* test_cn.c: CN command builders and output parsers (lib/cn.c). */
+/* test_cn.c: CN command builders and output parsers (lib/cn.c, cn_direct.c, cn_parse.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,8 +41,6 @@ static void test_fact_and_instance_commands(void **state)
     expect_cmd(mig_cmd_zonecfg_import(VM, "/var/tmp/migd-" VM ".cfg"),
                "zonecfg -z '" VM "' -f '/var/tmp/migd-" VM ".cfg'");
     expect_cmd(mig_cmd_zonecfg_delete(VM), "zonecfg -z '" VM "' delete -F");
-    expect_cmd(mig_cmd_zonecfg_autoboot(VM, false), "zonecfg -z '" VM "' 'set autoboot=false'");
-    expect_cmd(mig_cmd_zonecfg_autoboot(VM, true), "zonecfg -z '" VM "' 'set autoboot=true'");
     expect_cmd(mig_cmd_zonecfg_do_not_inventory(VM),
                "zonecfg -z '" VM "' 'add attr; set name=do-not-inventory; set type=string; "
                "set value=true; end'");
@@ -75,8 +73,15 @@ static void test_zfs_commands(void **state)
                "zfs send -R -I 'zones/" IMG "@final' 'zones/" VM "@migd-abc-1'");
     expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-2", "@migd-abc-1"),
                "zfs send -R -I '@migd-abc-1' 'zones/" VM "@migd-abc-2'");
-    expect_cmd(mig_cmd_zfs_receive("zones", true), "zfs receive -F -d 'zones'");
-    expect_cmd(mig_cmd_zfs_receive("zones", false), "zfs receive -d 'zones'");
+    /* An explicit destination, never a pool (-d would take any name the stream carries). */
+    expect_cmd(mig_cmd_zfs_receive("zones/" VM, true), "zfs receive -u -F 'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_receive("zones/" VM "-disk0", false),
+               "zfs receive -u 'zones/" VM "-disk0'");
+    assert_null(mig_cmd_zfs_receive("zones", true));
+    expect_cmd(mig_cmd_zfs_list_mounts("zones/" VM),
+               "zfs list -H -o name,type,mountpoint,zoned,canmount,mounted -r 'zones/" VM "'");
+    expect_cmd(mig_cmd_zfs_mount("zones/" VM), "zfs mount 'zones/" VM "'");
+    assert_null(mig_cmd_zfs_mount("zones"));
     expect_cmd(mig_cmd_zfs_destroy("zones/" VM, true), "zfs destroy -r 'zones/" VM "'");
     expect_cmd(mig_cmd_zfs_destroy("zones/" VM "-disk0", false),
                "zfs destroy 'zones/" VM "-disk0'");
@@ -120,7 +125,6 @@ static void test_hostile_uuid_arguments(void **state)
         expect_null(mig_cmd_zoneadm_detach(h), "zoneadm_detach", h);
         expect_null(mig_cmd_zonecfg_export(h), "zonecfg_export", h);
         expect_null(mig_cmd_zonecfg_delete(h), "zonecfg_delete", h);
-        expect_null(mig_cmd_zonecfg_autoboot(h, false), "zonecfg_autoboot", h);
         expect_null(mig_cmd_zonecfg_do_not_inventory(h), "do_not_inventory", h);
         expect_null(mig_cmd_zonecfg_allow_inventory(h), "allow_inventory", h);
         expect_null(mig_cmd_zonecfg_import(h, "/dev/stdin"), "zonecfg_import uuid", h);
@@ -157,6 +161,8 @@ static void test_hostile_zfs_arguments(void **state)
         expect_null(mig_cmd_zfs_send("zones/" VM, h, NULL), "send snap", h);
         expect_null(mig_cmd_zfs_send("zones/" VM, "s2", h), "send from", h);
         expect_null(mig_cmd_zfs_receive(h, true), "receive", h);
+        expect_null(mig_cmd_zfs_list_mounts(h), "list mounts", h);
+        expect_null(mig_cmd_zfs_mount(h), "mount", h);
         expect_null(mig_cmd_zfs_destroy(h, true), "destroy", h);
         expect_null(mig_cmd_zfs_destroy_snapshot(h, "s1", true), "destroy_snapshot ds", h);
         expect_null(mig_cmd_zfs_destroy_snapshot("zones/" VM, h, true), "destroy_snapshot", h);
@@ -340,8 +346,9 @@ static void test_commands_of_the_journaled_actions(void **state)
                "zfs get -H -p -o value 'guid' 'zones/" VM "@migd-1'");
     assert_null(mig_cmd_zfs_get_snap("guid", "zones/" VM, "a b"));
     assert_null(mig_cmd_zfs_get_snap("guid;id", "zones/" VM, "migd-1"));
-    expect_cmd(mig_cmd_zfs_receive_resumable("zones"), "zfs receive -s -F -d 'zones'");
-    assert_null(mig_cmd_zfs_receive_resumable("zones;reboot"));
+    expect_cmd(mig_cmd_zfs_receive_resumable("zones/" VM), "zfs receive -s -u -F 'zones/" VM "'");
+    assert_null(mig_cmd_zfs_receive_resumable("zones"));
+    assert_null(mig_cmd_zfs_receive_resumable("zones/x;reboot"));
 }
 
 static void test_resume_token(void **state)
@@ -419,21 +426,39 @@ static void test_zonecfg_flags(void **state)
 #define JOB "0b1c2d3e-4f50-4a61-8b72-c3d4e5f60718"
 #define KEY "AAAAC3NzaC1lZDI1NTE5AAAAIGq3c1bbq0rW1o1c1m8d0N5b3d0v1cX1ZmQ3n2k4xY7p"
 
+#define RECV_VM "zfs receive -u -F zones/" VM
+#define RECV_DISK "zfs receive -u -F zones/" VM "-disk0"
+#define FORCED                                                                                     \
+    "case $SSH_ORIGINAL_COMMAND in '" RECV_VM "') exec " RECV_VM ";; '" RECV_DISK "') exec "      \
+    RECV_DISK ";; *) echo migd: refused >&2; exit 1;; esac"
+#define LINE                                                                                       \
+    "restrict,from=\"10.1.1.33\",command=\"" FORCED "\",no-pty,no-port-forwarding,"                \
+    "no-agent-forwarding,no-X11-forwarding ssh-ed25519 " KEY " migd-job-" JOB
+
 static void test_direct_transfer_commands(void **state)
 {
     (void)state;
-    char line[512];
-    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones", KEY, line, sizeof(line)), 0);
-    assert_string_equal(line, "from=\"10.1.1.33\",command=\"zfs receive -F -d zones\",no-pty,"
-                              "no-port-forwarding,no-agent-forwarding,no-X11-forwarding "
-                              "ssh-ed25519 " KEY " migd-job-" JOB);
-    expect_cmd(mig_cmd_authorize_key(JOB, "10.1.1.33", "zones", KEY),
-               "mkdir -p -m 700 ~/.ssh && printf '%s\\n' 'from=\"10.1.1.33\",command=\"zfs "
-               "receive -F -d zones\",no-pty,no-port-forwarding,no-agent-forwarding,"
-               "no-X11-forwarding ssh-ed25519 " KEY " migd-job-" JOB "' >> ~/.ssh/authorized_keys");
-    expect_cmd(mig_cmd_unauthorize_key(JOB),
-               "umask 077; f=~/.ssh/authorized_keys; [ ! -f \"$f\" ] || { sed '/ migd-job-" JOB
-               "$/d' \"$f\" > \"$f.migd-" JOB "\" && mv \"$f.migd-" JOB "\" \"$f\"; }");
+    char line[4608];
+    const char *ds[] = {"zones/" VM, "zones/" VM "-disk0"};
+    struct mig_direct_key k = {.job_uuid = JOB, .src_ip = "10.1.1.33", .pubkey_b64 = KEY,
+                               .datasets = ds, .ndatasets = 2};
+    /* restrict, the source only, and a forced command that runs the job's receives only. */
+    assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), 0);
+    assert_string_equal(line, LINE);
+    /* The edits: under the CN's lock, the line quoted once into $l, verified afterwards. */
+    char *auth = mig_cmd_authorize_key(&k);
+    assert_non_null(auth);
+    assert_non_null(strstr(auth, "until mkdir \"$L\" 2>/dev/null; do"));
+    assert_non_null(strstr(auth, "l='restrict,from=\"10.1.1.33\",command=\"case $SSH_ORIGINAL_"
+                                 "COMMAND in '\\''" RECV_VM "'\\'') exec "));
+    assert_non_null(strstr(auth, "[ \"$c\" = 1 ] ||"));
+    free(auth);
+    char *unauth = mig_cmd_unauthorize_key(&k);
+    assert_non_null(unauth);
+    assert_non_null(strstr(unauth, "grep -v -x -F -e \"$l\" \"$f\" > \"$t\""));
+    assert_non_null(strstr(unauth, "[ \"$c\" = 0 ] ||"));
+    assert_null(strstr(unauth, "migd-job-" JOB "$")); /* never a suffix pattern */
+    free(unauth);
     expect_cmd(mig_cmd_job_dir_create(JOB), "mkdir -m 700 '/var/tmp/migd-" JOB "'");
     expect_cmd(mig_cmd_job_file_write(JOB, "id"), "umask 077 && cat > '/var/tmp/migd-" JOB "/id'");
     expect_cmd(mig_cmd_job_file_write(JOB, "known_hosts"),
@@ -442,33 +467,51 @@ static void test_direct_transfer_commands(void **state)
     struct mig_direct_send d = {.dataset = "zones/" VM, .snap = "migd-" JOB "-1", .from = NULL,
                                 .job_uuid = JOB, .src_ip = "10.1.1.33", .dst_ip = "10.1.1.34",
                                 .user = "root", .port = 22, .cipher = NULL};
+    /* None of the source's ssh configuration, identities or known hosts. */
     expect_cmd(mig_cmd_zfs_send_direct(&d),
-               "zfs send -R -v 'zones/" VM "@migd-" JOB "-1' | ssh -T -b '10.1.1.33' -i "
-               "'/var/tmp/migd-" JOB "/id' -o 'UserKnownHostsFile=/var/tmp/migd-" JOB
-               "/known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes 'root@10.1.1.34'");
+               "zfs send -R -v 'zones/" VM "@migd-" JOB "-1' | ssh -F /dev/null -T -b '10.1.1.33' "
+               "-i '/var/tmp/migd-" JOB "/id' -o IdentitiesOnly=yes -o GlobalKnownHostsFile=/dev/null"
+               " -o 'UserKnownHostsFile=/var/tmp/migd-" JOB "/known_hosts' -o "
+               "StrictHostKeyChecking=yes -o BatchMode=yes 'root@10.1.1.34' '" RECV_VM "'");
     d.from = "zones/" IMG "@final";
     d.port = 2222;
     d.cipher = "aes128-gcm@openssh.com";
+    d.dataset = "zones/" VM "-disk0";
     expect_cmd(mig_cmd_zfs_send_direct(&d),
-               "zfs send -R -v -I 'zones/" IMG "@final' 'zones/" VM "@migd-" JOB "-1' | ssh -T "
-               "-b '10.1.1.33' -i '/var/tmp/migd-" JOB "/id' -o 'UserKnownHostsFile=/var/tmp/migd-" JOB
+               "zfs send -R -v -I 'zones/" IMG "@final' 'zones/" VM "-disk0@migd-" JOB "-1' | ssh "
+               "-F /dev/null -T -b '10.1.1.33' -i '/var/tmp/migd-" JOB "/id' -o IdentitiesOnly=yes "
+               "-o GlobalKnownHostsFile=/dev/null -o 'UserKnownHostsFile=/var/tmp/migd-" JOB
                "/known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes -p '2222' -c "
-               "'aes128-gcm@openssh.com' 'root@10.1.1.34'");
+               "'aes128-gcm@openssh.com' 'root@10.1.1.34' '" RECV_DISK "'");
+    d.dataset = "zones/" VM;
 
     /* Nothing unchecked reaches the CN: every argument is refused when it is not what it must be. */
-    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33\",command=\"sh", "zones", KEY, line,
-                                         sizeof(line)),
-                     -EINVAL);
-    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones", "AAAAB3NzaC1yc2E' x", line,
-                                         sizeof(line)),
-                     -EINVAL);
-    assert_int_equal(mig_direct_key_line("../x", "10.1.1.33", "zones", KEY, line, sizeof(line)),
-                     -EINVAL);
-    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones;x", KEY, line, sizeof(line)),
-                     -EINVAL);
-    assert_int_equal(mig_direct_key_line(JOB, "10.1.1.33", "zones", KEY, line, 40), -ENAMETOOLONG);
-    assert_null(mig_cmd_authorize_key(JOB, "host.example", "zones", KEY));
-    assert_null(mig_cmd_unauthorize_key("x' ; reboot"));
+    k.src_ip = "10.1.1.33\",command=\"sh";
+    assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), -EINVAL);
+    k.src_ip = "10.1.1.33";
+    k.pubkey_b64 = "AAAAB3NzaC1yc2E' x";
+    assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), -EINVAL);
+    k.pubkey_b64 = KEY;
+    k.job_uuid = "../x";
+    assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), -EINVAL);
+    assert_null(mig_cmd_unauthorize_key(&k));
+    k.job_uuid = JOB;
+    const char *bad[][1] = {{"zones;x"}, {"zones"}, {"zones/a') exec sh;; x('"}, {"zones/$(id)"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        k.datasets = bad[i];
+        k.ndatasets = 1;
+        assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), -EINVAL);
+        assert_null(mig_cmd_authorize_key(&k));
+    }
+    k.datasets = ds;
+    k.ndatasets = 0;
+    assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), -EINVAL);
+    k.ndatasets = 9;
+    assert_int_equal(mig_direct_key_line(&k, line, sizeof(line)), -EINVAL);
+    k.ndatasets = 2;
+    assert_int_equal(mig_direct_key_line(&k, line, 40), -ENAMETOOLONG);
+    k.src_ip = "host.example";
+    assert_null(mig_cmd_authorize_key(&k));
     assert_null(mig_cmd_job_dir_create("/"));
     assert_null(mig_cmd_job_file_write(JOB, "../../etc/passwd"));
     assert_null(mig_cmd_job_dir_remove(""));
@@ -483,6 +526,51 @@ static void test_direct_transfer_commands(void **state)
     d.dst_ip = "10.1.1.34";
     d.port = 0;
     assert_null(mig_cmd_zfs_send_direct(&d));
+    d.port = 22;
+    d.dataset = "zones";
+    assert_null(mig_cmd_zfs_send_direct(&d));
+}
+
+/* What a receive brought may be mounted only inside the dataset's own tree. */
+static void test_check_received(void **state)
+{
+    (void)state;
+    char next[256], why[320];
+    const char *ok = "zones/" VM "\tfilesystem\t/zones/" VM "\toff\ton\tno\n"
+                     "zones/" VM "/data\tfilesystem\t/data\ton\ton\tno\n"
+                     "zones/" VM "/disk0\tvolume\t-\t-\t-\t-\n"
+                     "zones/" VM "/sub\tfilesystem\t/zones/" VM "/sub\toff\ton\tno\n";
+    assert_int_equal(mig_check_received(ok, "zones/" VM, next, sizeof(next), why, sizeof(why)), 0);
+    assert_string_equal(next, "zones/" VM); /* the parent first; the zoned one is its zone's */
+    const char *mounted = "zones/" VM "\tfilesystem\t/zones/" VM "\toff\ton\tyes\n"
+                          "zones/" VM "/off\tfilesystem\t/zones/" VM "/off\toff\toff\tno\n"
+                          "zones/" VM "/n\tfilesystem\tnone\toff\ton\tno\n"
+                          "zones/" VM "/l\tfilesystem\tlegacy\toff\ton\tno\n";
+    assert_int_equal(
+        mig_check_received(mounted, "zones/" VM, next, sizeof(next), why, sizeof(why)), 0);
+    assert_string_equal(next, "");
+    const char *evil[] = {
+        "zones/" VM "\tfilesystem\t/zones/" VM "\toff\ton\tno\nzones/" VM
+        "/x\tfilesystem\t/etc/evil\toff\ton\tno\n",
+        "zones/" VM "\tfilesystem\t/zones/" VM "-disk0\toff\ton\tno\n",
+        "zones/" VM "\tfilesystem\t/zones/" VM "/../../etc\toff\ton\tno\n",
+        "zones/" VM "\tfilesystem\t/zones/" VM "/./x\toff\ton\tno\n",
+        "zones/" VM "\tfilesystem\t/zones\toff\toff\tno\n", /* canmount=off may be turned on */
+        "zones/other\tfilesystem\t/zones/other\toff\ton\tno\n",
+    };
+    for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
+        assert_int_equal(
+            mig_check_received(evil[i], "zones/" VM, next, sizeof(next), why, sizeof(why)),
+            -EPERM);
+        assert_string_equal(next, "");
+        assert_true(why[0] != '\0');
+    }
+    assert_int_equal(mig_check_received("zones/" VM "\tfilesystem\t/zones/" VM "\toff\n",
+                                        "zones/" VM, next, sizeof(next), why, sizeof(why)),
+                     MIG_EPARSE);
+    assert_int_equal(mig_check_received("zones/" VM "\tfilesystem\trelative\toff\ton\tno\n",
+                                        "zones/" VM, next, sizeof(next), why, sizeof(why)),
+                     MIG_EPARSE);
 }
 
 static void test_send_progress(void **state)
@@ -525,9 +613,38 @@ static void test_send_progress(void **state)
     assert_int_equal(mig_send_progress_bytes(&p), 0);
 }
 
+/* A failed direct send: the receive's words, wherever the send's echo falls. */
+static void test_direct_failure_line_prefers_the_receive(void **state)
+{
+    (void)state;
+    const char *line = NULL;
+    static const char after[] =
+        "TIME        SENT   SNAPSHOT\n21:13:18\t4.1M\tzones/x@migd-1\n"
+        "cannot receive new filesystem stream: checksum mismatch\n"
+        "warning: cannot send 'zones/x@migd-1': Broken pipe\n";
+    static const char before[] =
+        "warning: cannot send 'zones/x@migd-1': Broken pipe\n"
+        "cannot receive new filesystem stream: checksum mismatch\n";
+    static const char only_echo[] = "full send of zones/x@migd-1 estimated size is 4M\n"
+                                    "warning: cannot send 'zones/x@migd-1': Broken pipe\n";
+    static const char noise[] = "TIME        SENT   SNAPSHOT\n\n21:13:18\t4.1M\tzones/x@migd-1\n";
+    size_t n = mig_direct_failure_line(after, &line);
+    assert_int_equal(n, strlen("cannot receive new filesystem stream: checksum mismatch"));
+    assert_memory_equal(line, "cannot receive new filesystem stream: checksum mismatch", n);
+    n = mig_direct_failure_line(before, &line);
+    assert_memory_equal(line, "cannot receive new filesystem stream: checksum mismatch", n);
+    n = mig_direct_failure_line(only_echo, &line);
+    assert_memory_equal(line, "warning: cannot send 'zones/x@migd-1': Broken pipe", n);
+    assert_int_equal(mig_direct_failure_line(noise, &line), 0);
+    assert_null(line);
+    assert_int_equal(mig_direct_failure_line(NULL, &line), 0);
+    assert_null(line);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_direct_failure_line_prefers_the_receive),
         cmocka_unit_test(test_fact_and_instance_commands),
         cmocka_unit_test(test_zfs_commands),
         cmocka_unit_test(test_hostile_uuid_arguments),
@@ -541,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_parse_guid),
         cmocka_unit_test(test_zonecfg_flags),
         cmocka_unit_test(test_direct_transfer_commands),
+        cmocka_unit_test(test_check_received),
         cmocka_unit_test(test_send_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

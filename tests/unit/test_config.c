@@ -45,8 +45,14 @@ static const char product_example[] =
     "    \"keepalive_s\": 15\n"
     "  },\n"
     "  \"transfer\": { \"mode\": \"relay\", \"retries\": 5, \"limit_mbps\": 0 },\n"
-    "  \"incremental\": { \"interval_s\": 60, \"auto_switch_bytes\": 268435456 },\n"
-    "  \"limits\": { \"max_active_jobs\": 4, \"max_jobs_per_cn\": 2 }\n"
+    "  \"incremental\": { \"interval_s\": 60, \"auto_switch_bytes\": 268435456,\n"
+    "                   \"max_downtime_s\": 10, \"max_rounds\": 20 },\n"
+    "  \"limits\": { \"max_active_jobs\": 4, \"max_jobs_per_cn\": 2, \"cn_mbps\": 0,\n"
+    "              \"switches_per_cn\": 1 },\n"
+    "  \"health\": { \"min_up_s\": 30, \"command\": null, \"timeout_s\": 60,\n"
+    "              \"on_failure\": \"rollback\" },\n"
+    "  \"cleanup\": { \"after_s\": 0 },\n"
+    "  \"placement\": { \"spread_tag\": null }\n"
     "}\n";
 
 static struct mig_config *parse_ok(const char *text)
@@ -99,7 +105,40 @@ static void test_defaults(void **state)
     assert_int_equal(c->incremental.auto_switch_bytes, 268435456);
     assert_int_equal(c->limits.max_active_jobs, 4);
     assert_int_equal(c->limits.max_jobs_per_cn, 2);
+    assert_int_equal(c->limits.switches_per_cn, 1);
+    assert_int_equal(c->health.min_up_s, 30);
+    assert_null(c->health.command);
+    assert_int_equal(c->health.timeout_s, 60);
+    assert_string_equal(c->health.on_failure, "rollback");
+    assert_int_equal(c->cleanup.after_s, 0);
+    assert_null(c->placement.spread_tag);
     mig_config_free(c);
+}
+
+/* The keys added with the health gate, cleanup timer, switch spacing and spread tag. */
+static void test_later_keys(void **state)
+{
+    (void)state;
+    struct mig_config *c = parse_ok(
+        "{" APIS ", \"health\": {\"min_up_s\": 0, \"command\": \"/opt/check --vm\","
+        " \"timeout_s\": 5, \"on_failure\": \"report\"}, \"cleanup\": {\"after_s\": 86400},"
+        " \"limits\": {\"switches_per_cn\": 2}, \"placement\": {\"spread_tag\": \"role\"}}");
+    assert_int_equal(c->health.min_up_s, 0);
+    assert_string_equal(c->health.command, "/opt/check --vm");
+    assert_int_equal(c->health.timeout_s, 5);
+    assert_string_equal(c->health.on_failure, "report");
+    assert_int_equal(c->cleanup.after_s, 86400);
+    assert_int_equal(c->limits.switches_per_cn, 2);
+    assert_string_equal(c->placement.spread_tag, "role");
+    mig_config_free(c);
+    expect_error("{" APIS ", \"health\": {\"on_failure\": \"ignore\"}}", -EINVAL,
+                 "\"health.on_failure\" must be \"rollback\" or \"report\"");
+    expect_error("{" APIS ", \"health\": {\"command\": \"\"}}", -EINVAL,
+                 "\"health.command\" must be a non-empty string or null");
+    expect_error("{" APIS ", \"health\": {\"min_up\": 3}}", -EINVAL,
+                 "unknown key \"health.min_up\"");
+    expect_error("{" APIS ", \"cleanup\": {\"after_s\": -1}}", -EINVAL,
+                 "\"cleanup.after_s\" must be an integer between 0 and 31622400");
 }
 
 static void test_product_example(void **state)
@@ -291,6 +330,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_later_keys),
         cmocka_unit_test(test_product_example),
         cmocka_unit_test(test_every_value_taken),
         cmocka_unit_test(test_unknown_keys),

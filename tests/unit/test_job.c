@@ -1,4 +1,8 @@
-/* test_job.c: the job state machine, names, and JSON forms (lib/job.c). */
+/*
+ * test_job.c: the job state machine, names, and JSON forms (lib/job.c); the
+ * record tests here go through lib/job_record.c, whose format test is
+ * test_job_record.c.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +14,7 @@
 
 #include "err.h"
 #include "job.h"
+#include "job_record.h"
 
 /* The transition table of the brief, written out independently of job.c. */
 static const struct {
@@ -472,6 +477,156 @@ static void test_from_record_malformed(void **state)
     json_decref(good);
 }
 
+/* A leftover as the executor notes it. */
+static struct mig_leftover leftover(const char *key, bool undo, const char *cn, const char *kind,
+                                    const char *name)
+{
+    struct mig_leftover lo = {.undo = undo};
+    snprintf(lo.key, sizeof(lo.key), "%s", key);
+    snprintf(lo.cn, sizeof(lo.cn), "%s", cn);
+    snprintf(lo.kind, sizeof(lo.kind), "%s", kind);
+    snprintf(lo.name, sizeof(lo.name), "%s", name);
+    snprintf(lo.reason, sizeof(lo.reason), "dataset is busy");
+    return lo;
+}
+
+static void test_leftovers(void **state)
+{
+    (void)state;
+    struct mig_job *job = mig_job_new();
+    job->source_hostname = mig_strdup("cn1");
+    job->target_hostname = mig_strdup("cn2");
+    job->state = MIG_JOB_ABORTED;
+    assert_int_equal(mig_job_leftover_due(job), 0);
+
+    /* First noted: due 30 s later; each retry that fails doubles the wait, to an hour. */
+    struct mig_leftover a = leftover("sync.snapshot@1#0", true, "cn1", "snapshot", "zones/u@s");
+    struct mig_leftover b = leftover("sync.send@1#0", true, "cn2", "dataset", "zones/u");
+    assert_int_equal(mig_job_leftover_note(job, &a, 1000), 0);
+    assert_int_equal(mig_job_leftover_note(job, &b, 2000), 0);
+    assert_int_equal(job->nleftovers, 2);
+    assert_int_equal(mig_job_leftover_due(job), 1000 + 30000);
+    int64_t wait[] = {60000, 120000, 240000, 480000, 960000, 1920000, 3600000, 3600000};
+    for (size_t i = 0; i < sizeof(wait) / sizeof(wait[0]); i++) {
+        snprintf(a.reason, sizeof(a.reason), "try %zu", i);
+        assert_int_equal(mig_job_leftover_note(job, &a, 10000), 0);
+        assert_int_equal(job->leftovers[0].next_ms, 10000 + wait[i]);
+        assert_int_equal(job->leftovers[0].since_ms, 1000); /* when it was first left */
+        assert_int_equal(job->leftovers[0].tries, (int)i + 1);
+    }
+    assert_string_equal(job->leftovers[0].reason, "try 7");
+    assert_int_equal(job->nleftovers, 2);
+    /* The same key left by the action (not its undo) is another leftover. */
+    struct mig_leftover a2 = a;
+    a2.undo = false;
+    assert_int_equal(mig_job_leftover_note(job, &a2, 3000), 0);
+    assert_int_equal(job->nleftovers, 3);
+    assert_true(mig_job_leftover_clear(job, a2.key, false));
+    assert_false(mig_job_leftover_clear(job, a2.key, false));
+
+    /* A dataset where the VM is not blocks; a snapshot never does. */
+    assert_false(mig_leftover_blocks(job, &job->leftovers[0]));
+    assert_true(mig_leftover_blocks(job, &job->leftovers[1]));
+    job->state = MIG_JOB_SWITCHED; /* the VM is on cn2 now: its dataset there is the VM's */
+    assert_false(mig_leftover_blocks(job, &job->leftovers[1]));
+    struct mig_leftover src = leftover("cleanup.destroy_source_dataset#0", false, "cn1",
+                                       "dataset", "zones/u");
+    assert_true(mig_leftover_blocks(job, &src));
+
+    /* Public JSON: what, where, why, since, when next, whether it blocks. */
+    mig_job_leftover_retry_now(job, 5000);
+    assert_int_equal(mig_job_leftover_due(job), 5000);
+    json_t *o = mig_job_to_json(job);
+    json_t *los = json_object_get(o, "leftovers");
+    assert_int_equal(json_array_size(los), 2);
+    json_t *l1 = json_array_get(los, 1);
+    assert_string_equal(json_string_value(json_object_get(l1, "cn")), "cn2");
+    assert_string_equal(json_string_value(json_object_get(l1, "kind")), "dataset");
+    assert_string_equal(json_string_value(json_object_get(l1, "name")), "zones/u");
+    assert_string_equal(json_string_value(json_object_get(l1, "reason")), "dataset is busy");
+    assert_string_equal(json_string_value(json_object_get(l1, "since")), "1970-01-01T00:00:02.000Z");
+    assert_null(json_object_get(l1, "key")); /* the record's business */
+    json_decref(o);
+
+    /* The record keeps them whole, across a restart. */
+    json_t *rec = mig_job_to_record(job);
+    struct mig_job *back = NULL;
+    assert_int_equal(mig_job_from_record(rec, &back), 0);
+    assert_int_equal(back->nleftovers, 2);
+    for (int i = 0; i < 2; i++) {
+        const struct mig_leftover *x = &job->leftovers[i], *y = &back->leftovers[i];
+        assert_string_equal(x->key, y->key);
+        assert_int_equal(x->undo, y->undo);
+        assert_string_equal(x->cn, y->cn);
+        assert_string_equal(x->kind, y->kind);
+        assert_string_equal(x->name, y->name);
+        assert_string_equal(x->reason, y->reason);
+        assert_int_equal(x->since_ms, y->since_ms);
+        assert_int_equal(x->next_ms, y->next_ms);
+        assert_int_equal(x->tries, y->tries);
+    }
+    json_decref(rec);
+    mig_job_free(back);
+
+    /* Full: the oldest stay, the new one is refused. */
+    while (job->nleftovers < MIG_MAX_LEFTOVERS) {
+        char key[32];
+        snprintf(key, sizeof(key), "k%d", job->nleftovers);
+        struct mig_leftover more = leftover(key, false, "cn1", "snapshot", key);
+        assert_int_equal(mig_job_leftover_note(job, &more, 1), 0);
+    }
+    struct mig_leftover one_more = leftover("k-last", false, "cn1", "snapshot", "x");
+    assert_int_equal(mig_job_leftover_note(job, &one_more, 1), -ENOSPC);
+    mig_job_free(job);
+}
+
+/* At rest a job moves no more bytes: all of it sent once the VM moved, its average rate. */
+static void test_progress_at_rest(void **state)
+{
+    (void)state;
+    struct mig_job *job = mig_job_new();
+    job->progress = (struct mig_progress){.bytes_sent = 105172992, .bytes_total = 105068544,
+                                          .rate_bytes_s = 8845, .eta_s = 3};
+    struct mig_round r1 = {.n = 1, .bytes = 100000000, .duration_ms = 2000};
+    struct mig_round r2 = {.n = 2, .bytes = 5172992, .duration_ms = 1000};
+    mig_job_log_round(job, &r1);
+    mig_job_log_round(job, &r2);
+    job->state = MIG_JOB_RUNNING;
+    json_t *o = mig_job_to_json(job);
+    json_t *p = json_object_get(o, "progress");
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 105068544);
+    assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")), 8845);
+    assert_int_equal(json_integer_value(json_object_get(p, "eta_s")), 3);
+    json_decref(o);
+
+    job->state = MIG_JOB_SWITCHED;
+    o = mig_job_to_json(job);
+    p = json_object_get(o, "progress");
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 105172992);
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_sent")), 105172992);
+    assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")),
+                     105172992LL * 1000 / 3000);
+    assert_true(json_is_null(json_object_get(p, "eta_s")));
+    json_decref(o);
+
+    /* The record keeps what was counted (a rollback goes on from it). */
+    json_t *rec = mig_job_to_record(job);
+    p = json_object_get(rec, "progress");
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 105068544);
+    assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")), 8845);
+    json_decref(rec);
+
+    /* Aborted: the total stays what was planned; no rate without a send on record. */
+    job->state = MIG_JOB_ABORTED;
+    job->nround_log = 0;
+    o = mig_job_to_json(job);
+    p = json_object_get(o, "progress");
+    assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 105068544);
+    assert_true(json_is_null(json_object_get(p, "rate_bytes_s")));
+    json_decref(o);
+    mig_job_free(job);
+}
+
 static void test_public_json(void **state)
 {
     (void)state;
@@ -501,7 +656,8 @@ static void test_public_json(void **state)
                                  "rounds",
                                  "downtime_breakdown",
                                  "rollback_downtime_ms",
-                                 "evacuation"};
+                                 "evacuation",
+                                 "leftovers"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();
@@ -546,8 +702,14 @@ static void test_public_json(void **state)
     assert_int_equal(json_object_size(p), 5);
     assert_int_equal(json_integer_value(json_object_get(p, "bytes_sent")), 123456789012LL);
     assert_int_equal(json_integer_value(json_object_get(p, "bytes_total")), 223456789012LL);
-    assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")), 130000000);
-    /* A failed job moves no bytes: no ETA, whatever was last estimated. */
+    /* A failed job moves no bytes: its rate is its sends' average, and no ETA. */
+    int64_t bytes = 0, ms = 0;
+    for (int i = 0; i < job->nround_log; i++) {
+        bytes += job->round_log[i].bytes;
+        ms += job->round_log[i].duration_ms;
+    }
+    assert_true(ms > 0);
+    assert_int_equal(json_integer_value(json_object_get(p, "rate_bytes_s")), bytes * 1000 / ms);
     assert_true(json_is_null(json_object_get(p, "eta_s")));
     assert_int_equal(json_integer_value(json_object_get(p, "increments")), 3);
     job->state = MIG_JOB_RUNNING;
@@ -697,6 +859,8 @@ int main(void)
         cmocka_unit_test(test_record_has_extras),
         cmocka_unit_test(test_from_record_malformed),
         cmocka_unit_test(test_public_json),
+        cmocka_unit_test(test_leftovers),
+        cmocka_unit_test(test_progress_at_rest),
         cmocka_unit_test(test_images),
         cmocka_unit_test(test_images_from_an_older_record),
         cmocka_unit_test(test_new_job),

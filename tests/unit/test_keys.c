@@ -2,15 +2,21 @@
  * test_keys.c: a direct-transfer job's key pair (lib/keygen.c, real
  * ssh-keygen) and the lines of known_hosts the source is given for the
  * target (lib/known_hosts.c): plain, hashed and [host]:port entries, and
- * nothing of any other host.
+ * nothing of any other host; the directory keys are made in, and the
+ * start-up sweep of the key directories a crash left there.
  */
+#include <dirent.h>
+#include <fcntl.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -48,6 +54,106 @@ static void test_keygen_ed25519(void **state)
                      MIG_EREMOTE);
     assert_non_null(strstr(err, "/nonexistent/ssh-keygen"));
     unsetenv("MIGD_SSH_KEYGEN");
+}
+
+/* Writes text into dir/name (0600), failing the test if it cannot. */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return lstat(path, &sb) == 0;
+}
+
+/* The number of entries in dir besides . and .. */
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/*
+ * Keys are made in the directory set (and nothing is left there); a start's
+ * sweep removes the key directories a crash left, private key and all, and
+ * nothing else: not a look-alike name, not a file of that name, not what a
+ * link of that name points to.
+ */
+static void test_key_dir_and_sweep(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_keys_sweep.XXXXXX", other[] = "/tmp/test_keys_other.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(mkdtemp(other));
+    assert_int_equal(mig_keygen_set_dir(dir), 0);
+    char priv[1024], pub[80], err[256];
+    assert_int_equal(mig_keygen_ed25519("migd-job-z", priv, sizeof(priv), pub, sizeof(pub), err,
+                                        sizeof(err)),
+                     0);
+    assert_int_equal(entries(dir), 0);
+    assert_int_equal(mig_keygen_sweep(dir), 0);
+
+    /* What two crashed jobs left: a whole pair, and a directory ssh-keygen had not filled. */
+    char crashed[600];
+    snprintf(crashed, sizeof(crashed), "%s/migd-key.Ab3xY9", dir);
+    assert_int_equal(mkdir(crashed, 0700), 0);
+    put_file(crashed, "id", priv);
+    put_file(crashed, "id.pub", "ssh-ed25519 AAAA migd-job-z\n");
+    snprintf(crashed, sizeof(crashed), "%s/migd-key.000000", dir);
+    assert_int_equal(mkdir(crashed, 0700), 0);
+    /* Not migd's: names that only look alike, a file, a link to another directory. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/migd-key.toolong", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/migd-key.a-b_cd", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    put_file(dir, "migd-key.FILE01", "not a directory");
+    put_file(other, "id", "someone else's");
+    snprintf(path, sizeof(path), "%s/migd-key.LINK01", dir);
+    assert_int_equal(symlink(other, path), 0);
+
+    assert_int_equal(mig_keygen_sweep(NULL), 2); /* NULL: the directory set */
+    assert_false(exists(dir, "migd-key.Ab3xY9"));
+    assert_false(exists(dir, "migd-key.000000"));
+    assert_true(exists(dir, "migd-key.toolong"));
+    assert_true(exists(dir, "migd-key.a-b_cd"));
+    assert_true(exists(dir, "migd-key.FILE01"));
+    assert_true(exists(dir, "migd-key.LINK01"));
+    assert_true(exists(other, "id"));
+    assert_int_equal(entries(dir), 4);
+    assert_int_equal(mig_keygen_sweep(dir), 0);
+    assert_int_equal(mig_keygen_sweep("/nonexistent/dir"), -ENOENT);
+
+    /* A directory too long for the key's paths is refused, and the old one kept. */
+    char longdir[700];
+    memset(longdir, 'd', sizeof(longdir) - 1);
+    longdir[0] = '/';
+    longdir[sizeof(longdir) - 1] = '\0';
+    assert_int_equal(mig_keygen_set_dir(longdir), -ENAMETOOLONG);
+    assert_int_equal(mig_keygen_ed25519("migd-job-w", priv, sizeof(priv), pub, sizeof(pub), err,
+                                        sizeof(err)),
+                     0);
+    assert_int_equal(entries(dir), 4);
+
+    assert_int_equal(mig_keygen_set_dir("/tmp"), 0);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, other);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* A host key "TYPE BASE64" made by ssh-keygen, of type (ed25519, ecdsa). */
@@ -135,6 +241,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keygen_ed25519),
+        cmocka_unit_test(test_key_dir_and_sweep),
         cmocka_unit_test(test_known_host_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,11 @@
 /*
  * test_store.c: the SQLite store against real database files in a fresh
  * temporary directory: schema creation and versioning, job round trips and
- * queries, steps, log and events, WAL mode, bound parameters, the action
- * journal and its atomicity, the lock file, the file mode, unreadable job
- * rows, and the refusal of a database that cannot be written.
+ * queries, the log, WAL mode, bound parameters, the action
+ * journal and its atomicity, the lock file, the files' modes (new and
+ * existing), a private key wiped from the files once its record forgets
+ * it, unreadable job rows, and the refusal of a database that cannot be
+ * written.
  */
 #ifdef __linux__
 #define _GNU_SOURCE /* unshare(2), for the read-only mount test */
@@ -27,6 +29,7 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "job_record.h"
 #include "log.h"
 #include "schema.h"
 #include "store.h"
@@ -159,8 +162,12 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(mig_store_schema_latest(), mig_schema_nsteps);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                                       " AND name IN ('jobs', 'steps', 'events', 'job_log')"),
+                                       " AND name IN ('jobs', 'actions', 'job_log', 'evacuations')"),
                      4);
+    /* 006 dropped the step history and events nothing wrote. */
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                       " AND name IN ('steps', 'events')"),
+                     0);
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                        " AND name = 'jobs_vm_state'"),
                      1);
@@ -369,7 +376,7 @@ static void test_job_holding_vm(void **state)
     mig_job_free(other);
 }
 
-static void test_steps_and_log_order(void **state)
+static void test_log_order(void **state)
 {
     struct fixture *fx = *state;
     struct mig_store *st = open_ok(fx);
@@ -377,40 +384,6 @@ static void test_steps_and_log_order(void **state)
     struct mig_job *k = full_job(VM_B, MIG_JOB_RUNNING, 1000);
     assert_int_equal(mig_store_job_save(st, j), 0);
     assert_int_equal(mig_store_job_save(st, k), 0);
-
-    static const char *const seq[][2] = {{"validate", "started"}, {"validate", "done"},
-                                         {"prepare", "started"},  {"prepare", "done"},
-                                         {"sync", "started"},     {"sync", "failed"}};
-    for (size_t i = 0; i < 6; i++) {
-        assert_int_equal(mig_store_step_record(st, j->uuid, seq[i][0], seq[i][1]), 0);
-        assert_int_equal(mig_store_step_record(st, k->uuid, "validate", "started"), 0);
-    }
-    json_t *steps = mig_store_steps(st, j->uuid);
-    assert_non_null(steps);
-    assert_int_equal(json_array_size(steps), 6);
-    for (size_t i = 0; i < 6; i++) {
-        json_t *s = json_array_get(steps, i);
-        assert_string_equal(json_string_value(json_object_get(s, "step")), seq[i][0]);
-        assert_string_equal(json_string_value(json_object_get(s, "status")), seq[i][1]);
-        const char *t = json_string_value(json_object_get(s, "time"));
-        assert_non_null(t);
-        assert_int_equal(strlen(t), 24); /* 2024-01-02T03:04:05.678Z */
-        assert_int_equal(t[strlen(t) - 1], 'Z');
-    }
-    json_decref(steps);
-    /* Saving the job again keeps its history (no delete-and-insert cascade). */
-    j->phase = MIG_PHASE_SWITCH;
-    assert_int_equal(mig_store_job_save(st, j), 0);
-    steps = mig_store_steps(st, j->uuid);
-    assert_int_equal(json_array_size(steps), 6);
-    json_decref(steps);
-    steps = mig_store_steps(st, k->uuid);
-    assert_int_equal(json_array_size(steps), 6);
-    json_decref(steps);
-    steps = mig_store_steps(st, "00000000-0000-4000-8000-000000000000");
-    assert_non_null(steps);
-    assert_int_equal(json_array_size(steps), 0);
-    json_decref(steps);
 
     char msg[64];
     for (int i = 0; i < 50; i++) {
@@ -439,35 +412,24 @@ static void test_steps_and_log_order(void **state)
     mig_job_free(k);
 }
 
-static void test_events_append(void **state)
-{
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
-    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
-    assert_int_equal(mig_store_job_save(st, j), 0);
-    json_t *data = json_pack("{s:i, s:s}", "bytes_sent", 4096, "phase", "sync");
-    assert_int_equal(mig_store_event_append(st, j->uuid, "progress", data), 0);
-    assert_int_equal(data->refcount, 1); /* borrowed, not stolen */
-    json_decref(data);
-    assert_int_equal(mig_store_event_append(st, j->uuid, "state", NULL), 0);
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM events"), 2);
-    assert_int_equal(raw_int(fx->path, "SELECT json_extract(data, '$.bytes_sent') FROM events"
-                                       " WHERE type = 'progress'"),
-                     4096);
-    assert_int_equal(raw_int(fx->path, "SELECT data IS NULL FROM events WHERE type = 'state'"), 1);
-    mig_job_free(j);
-}
-
 static void test_rows_need_a_saved_job(void **state)
 {
     struct fixture *fx = *state;
     struct mig_store *st = open_ok(fx);
-    /* foreign_keys is on: steps, log and events of an unknown job are refused. */
+    /* foreign_keys is on: the log of an unknown job is refused. */
     const char *ghost = "00000000-0000-4000-8000-000000000000";
-    assert_int_equal(mig_store_step_record(st, ghost, "validate", "started"), MIG_EDB);
     assert_int_equal(mig_store_log_append(st, ghost, MIG_LOG_INFO, "x"), MIG_EDB);
-    assert_int_equal(mig_store_event_append(st, ghost, "state", NULL), MIG_EDB);
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM steps"), 0);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM job_log"), 0);
+}
+
+/* A journal entry must survive a power loss: the store's connection syncs every commit. */
+static void test_synchronous_full(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    assert_int_equal(mig_store_synchronous(st), 2);
+    assert_int_equal(mig_store_set_synchronous(st, 1), 0);
+    assert_int_equal(mig_store_synchronous(st), 1);
 }
 
 static void test_wal_mode(void **state)
@@ -503,7 +465,6 @@ static void test_sql_metacharacters_round_trip(void **state)
     mig_job_set_zonecfg(j, nasty);
     snprintf(j->ctx.activity, sizeof(j->ctx.activity), "%s", nasty);
     assert_int_equal(mig_store_job_save(st, j), 0);
-    assert_int_equal(mig_store_step_record(st, j->uuid, nasty, nasty), 0);
     assert_int_equal(mig_store_log_append(st, j->uuid, MIG_LOG_INFO, nasty), 0);
 
     struct mig_job *got = NULL;
@@ -514,10 +475,6 @@ static void test_sql_metacharacters_round_trip(void **state)
     assert_same_job(j, got);
     mig_job_free(got);
 
-    json_t *steps = mig_store_steps(st, j->uuid);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(steps, 0), "step")),
-                        nasty);
-    json_decref(steps);
     json_t *log = mig_store_log(st, j->uuid);
     assert_string_equal(json_string_value(json_object_get(json_array_get(log, 0), "msg")), nasty);
     json_decref(log);
@@ -1060,6 +1017,241 @@ static void test_new_database_mode_0600(void **state)
     }
 }
 
+/* Sets path's mode (failing the test if it cannot) and returns nothing. */
+static void chmod_ok(const char *path, mode_t mode)
+{
+    if (chmod(path, mode) != 0)
+        fail_msg("chmod %s: %s", path, strerror(errno));
+}
+
+/* Fails the test unless path's mode is want. */
+static void assert_mode(const char *path, mode_t want)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        fail_msg("stat %s: %s", path, strerror(errno));
+    if ((sb.st_mode & 0777) != want)
+        fail_msg("%s has mode %03o, not %03o", path, (unsigned)(sb.st_mode & 0777), (unsigned)want);
+}
+
+/*
+ * A database left 0644 by an older migd or a restore, its -wal and -shm
+ * (kept by another open connection) and its lock file 0644 too: opening the
+ * store and taking the lock make all four 0600.
+ */
+static void test_existing_files_made_private(void **state)
+{
+    struct fixture *fx = *state;
+    mode_t old = umask(022);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open_v2(fx->path, &other, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                     NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "PRAGMA journal_mode = WAL; CREATE TABLE t (x);"
+                                         " INSERT INTO t VALUES (1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    char p[200];
+    static const char *const suffixes[] = {"", "-wal", "-shm", ".lock"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", fx->path, suffixes[i]);
+        if (i == 3)
+            close(open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        chmod_ok(p, 0644);
+        assert_mode(p, 0644);
+    }
+    umask(old);
+
+    int fd = -1;
+    long holder = 0;
+    char err[256] = "";
+    assert_int_equal(mig_store_lock(fx->path, &fd, &holder, err, sizeof(err)), 0);
+    close(fd);
+    open_ok(fx);
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", fx->path, suffixes[i]);
+        assert_mode(p, 0600);
+    }
+    /* The other connection's data is untouched. */
+    assert_int_equal(raw_int(fx->path, "SELECT x FROM t"), 1);
+    sqlite3_close(other);
+
+    /* A read-only database stays read-only (and is refused), not made writable. */
+    mig_store_close(fx->st);
+    fx->st = NULL;
+    chmod_ok(fx->path, 0444);
+    struct mig_store *st = NULL;
+    if (geteuid() != 0) {
+        assert_int_equal(mig_store_open(fx->path, &st, err, sizeof(err)), MIG_EDB);
+        assert_null(st);
+    } else {
+        /* root writes any file: only the mode can be checked. */
+        assert_int_equal(mig_store_open(fx->path, &st, err, sizeof(err)), 0);
+        mig_store_close(st);
+    }
+    assert_mode(fx->path, 0400);
+}
+
+/* How many times needle occurs in the file at path (0 when it does not exist). */
+static int file_count(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    size_t cap = 1 << 16, len = 0, n;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    fclose(f);
+    size_t nl = strlen(needle);
+    int count = 0;
+    for (size_t i = 0; i + nl <= len; i++)
+        if (memcmp(buf + i, needle, nl) == 0)
+            count++;
+    free(buf);
+    return count;
+}
+
+/* The marker's copies in the database and its WAL. */
+static int db_count(const char *db_path, const char *needle)
+{
+    char wal[200];
+    snprintf(wal, sizeof(wal), "%s-wal", db_path);
+    return file_count(db_path, needle) + file_count(wal, needle);
+}
+
+#define KEY_MARKER "MIGD-TEST-PRIVATE-KEY-MARKER-7f3a9c"
+
+/* Gives the job a private key of a real key's size, with the marker in its middle. */
+static void give_key(struct mig_job *j)
+{
+    char body[400];
+    memset(body, 'k', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    snprintf(j->ctx.direct_key, sizeof(j->ctx.direct_key),
+             "-----BEGIN OPENSSH PRIVATE KEY-----\n%.150s%s%.150s\n"
+             "-----END OPENSSH PRIVATE KEY-----\n",
+             body, KEY_MARKER, body);
+    snprintf(j->ctx.direct_pub, sizeof(j->ctx.direct_pub), "AAAAC3NzaC1lZDI1NTE5AAAAIPUB");
+}
+
+/*
+ * A direct job's private key in its record: journaled while the job runs
+ * (the marker is then in the files, which proves the search can see it),
+ * then forgotten (act_direct_forget) and the forgetting journaled: no byte
+ * of the key is left in the database or its WAL, not even in freed space.
+ */
+static void test_private_key_wiped_after_forget(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *other = full_job(VM_B, MIG_JOB_RUNNING, 2000);
+    assert_int_equal(mig_store_job_save(st, other), 0);
+    /*
+     * Where the key falls in the pages (and so what SQLite would leave
+     * behind in freed space without secure_delete) depends on the record's
+     * size: zone configurations from none to several pages' worth.
+     */
+    static const size_t zonecfg_sizes[] = {0, 900, 1800, 2700, 3600, 5000, 9000};
+    for (size_t z = 0; z < sizeof(zonecfg_sizes) / sizeof(zonecfg_sizes[0]); z++) {
+        struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000 + (int64_t)z);
+        char *zonecfg = malloc(zonecfg_sizes[z] + 1);
+        assert_non_null(zonecfg);
+        memset(zonecfg, 'c', zonecfg_sizes[z]);
+        zonecfg[zonecfg_sizes[z]] = '\0';
+        mig_job_set_zonecfg(j, zonecfg);
+        free(zonecfg);
+        give_key(j);
+        assert_int_equal(mig_store_action_save(st, j, "prepare.direct_key", "prepare", "local",
+                                               MIG_ACTION_DONE, NULL),
+                         0);
+        /* The record is saved again and again while the job runs. */
+        for (int i = 0; i < 10; i++) {
+            j->progress.bytes_sent += 1000;
+            char key[32];
+            snprintf(key, sizeof(key), "sync.send@%d#0", i);
+            assert_int_equal(mig_store_action_save(st, j, key, "sync", "source",
+                                                   MIG_ACTION_STARTED, NULL),
+                             0);
+            assert_int_equal(mig_store_action_save(st, j, key, "sync", "source",
+                                                   MIG_ACTION_DONE, NULL),
+                             0);
+        }
+        assert_true(db_count(fx->path, KEY_MARKER) > 0);
+
+        memset(j->ctx.direct_key, 0, sizeof(j->ctx.direct_key));
+        memset(j->ctx.direct_pub, 0, sizeof(j->ctx.direct_pub));
+        assert_int_equal(mig_store_action_save(st, j, "cleanup.direct_key", "cleanup", "local",
+                                               MIG_ACTION_DONE, NULL),
+                         0);
+        if (db_count(fx->path, KEY_MARKER) != 0)
+            fail_msg("with a zonecfg of %zu bytes, the key is still in the files",
+                     zonecfg_sizes[z]);
+        assert_int_equal(db_count(fx->path, "BEGIN OPENSSH PRIVATE KEY"), 0);
+        struct mig_job *got = NULL;
+        assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
+        assert_same_job(j, got);
+        mig_job_free(got);
+        mig_job_free(j);
+    }
+    /* The other job is intact. */
+    struct mig_job *got = NULL;
+    assert_int_equal(mig_store_job_load(st, other->uuid, &got), 0);
+    assert_same_job(other, got);
+    mig_job_free(got);
+    mig_job_free(other);
+}
+
+/*
+ * The same across a restart: the key was saved before migd stopped, the job
+ * is read again at start, and its key forgotten with a plain job save.  The
+ * wipe leaves the WAL empty, as mig_store_checkpoint does.
+ */
+static void test_private_key_wiped_after_restart(void **state)
+{
+    struct fixture *fx = *state;
+    struct mig_store *st = open_ok(fx);
+    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
+    give_key(j);
+    assert_int_equal(mig_store_job_save(st, j), 0);
+    mig_store_close(st);
+    st = open_ok(fx);
+    assert_true(db_count(fx->path, KEY_MARKER) > 0);
+
+    struct mig_job_filter f = {.all = 1};
+    struct mig_job **jobs = NULL;
+    size_t n = 0;
+    assert_int_equal(mig_store_job_list(st, &f, &jobs, &n), 0);
+    assert_int_equal(n, 1);
+    memset(jobs[0]->ctx.direct_key, 0, sizeof(jobs[0]->ctx.direct_key));
+    assert_int_equal(mig_store_job_save(st, jobs[0]), 0);
+    assert_int_equal(db_count(fx->path, KEY_MARKER), 0);
+
+    /* The WAL is empty after the wipe, and an explicit checkpoint keeps it so. */
+    char wal[200];
+    struct stat sb;
+    snprintf(wal, sizeof(wal), "%s-wal", fx->path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    jobs[0]->progress.bytes_sent++;
+    assert_int_equal(mig_store_job_save(st, jobs[0]), 0);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size > 0);
+    assert_int_equal(mig_store_checkpoint(st), 0);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    mig_job_free(jobs[0]);
+    free(jobs);
+    mig_job_free(j);
+}
+
 /* The uuids of the listed jobs (all states), joined by spaces, into out. */
 static void list_uuids(struct mig_store *st, char *out, size_t outsz)
 {
@@ -1371,10 +1563,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_job_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_holding_vm, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_steps_and_log_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rows_need_a_saved_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_synchronous_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sql_metacharacters_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_2_tables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_schema_1, setup, teardown),
@@ -1383,6 +1575,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_action_save_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_excludes_other_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_database_mode_0600, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_existing_files_made_private, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_key_wiped_after_forget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_key_wiped_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_job_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_unwritable_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_read_only_mount, setup, teardown),

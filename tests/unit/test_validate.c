@@ -469,6 +469,110 @@ static void test_vm_image_uuid(void **state)
     assert_null(mig_vm_image_uuid(NULL));
 }
 
+/* --- the VM's datasets ------------------------------------------------------ */
+
+#define OTHER "7b2c3d4e-2222-4333-8444-555566667777"
+
+static void test_dataset_is_vms(void **state)
+{
+    (void)state;
+    static const char *own[] = {
+        "zones/" VM,          "zones/" VM "/disk0",  "zones/" VM "/data",    "zones/" VM "/data/db",
+        "zones/" VM "-disk0", "zones/" VM "-disk12", "zones/" VM "/cores.x",
+    };
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (!mig_dataset_is_vms(own[i], "zones", VM)) {
+            print_error("refused its own %s\n", own[i]);
+            fail();
+        }
+    static const char *foreign[] = {
+        "zones/" VM "x",            /* another name that starts with the uuid */
+        "zones/" VM "-diskX/../..", /* climbs out */
+        "zones/" VM "-diskX",       /* not a KVM disk name */
+        "zones/" VM "-disk",        /* no disk number */
+        "zones/" VM "-disk0/x",     /* a KVM disk is a volume: no children */
+        "zones/" VM "-disk0 ",
+        "zones/" OTHER, /* another VM's */
+        "zones/" OTHER "-disk0",
+        "zones/" OTHER "/disk0",
+        "zones/6a1b2c3d", /* a prefix of the uuid */
+        "zones/6a1b2c3d-1111-4222-8333-44445555666",
+        "zones2/" VM, /* another pool */
+        "zones",      /* the pool itself */
+        "zones/",
+        "zones/cores/" VM, /* the cores dataset is not sent */
+        "zones/" VM "/",
+        "zones/" VM "//disk0",
+        "zones/" VM "/./disk0",
+        "zones/" VM "/../" OTHER,
+        "zones/" VM "/..",
+        "Zones/" VM,
+        "zones/6A1B2C3D-1111-4222-8333-444455556666",
+        "/zones/" VM,
+        "",
+        "x/zones/" VM,
+    };
+    for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++)
+        if (mig_dataset_is_vms(foreign[i], "zones", VM)) {
+            print_error("accepted foreign %s\n", foreign[i]);
+            fail();
+        }
+    assert_false(mig_dataset_is_vms(NULL, "zones", VM));
+    assert_false(mig_dataset_is_vms("zones/" VM, NULL, VM));
+    assert_false(mig_dataset_is_vms("zones/" VM, "zones", NULL));
+    assert_false(mig_dataset_is_vms("zones/" VM, "", VM));
+    /* A pool is one component: "zones/OTHER" as the pool must not let zones/OTHER/VM in. */
+    assert_false(mig_dataset_is_vms("zones/" OTHER "/" VM, "zones/" OTHER, VM));
+    assert_false(mig_dataset_is_vms("zones/x", "zones", "x"));
+    assert_true(mig_dataset_is_vms("data/" VM "-disk1", "data", VM));
+}
+
+static void test_datasets_accepted(void **state)
+{
+    struct fixture *f = *state;
+    /* No zfs_filesystem at all: migd uses POOL/VM. */
+    assert_int_equal(mig_validate_datasets(f->vm, "zones", &f->r), 0);
+    json_object_set_new(f->vm, "zfs_filesystem", json_string("zones/" VM));
+    json_object_set_new(f->vm, "datasets", json_pack("[s]", "zones/" VM "/data"));
+    json_object_set_new(f->vm, "disks",
+                        json_pack("[{s:s}, {s:s}, {s:s}, {s:n}]", "zfs_filesystem",
+                                  "zones/" VM "-disk0", "zfs_filesystem", "zones/" VM "/disk1",
+                                  "path", "/cdrom.iso", "zfs_filesystem"));
+    assert_int_equal(mig_validate_datasets(f->vm, "zones", &f->r), 0);
+}
+
+static void test_datasets_foreign(void **state)
+{
+    struct fixture *f = *state;
+    json_object_set_new(f->vm, "zfs_filesystem", json_string("zones/" OTHER));
+    expect_refusal(mig_validate_datasets(f->vm, "zones", &f->r), &f->r, MIG_RULE_FOREIGN_DATASET,
+                   "zones/" OTHER, VM, "-diskN", NULL);
+    json_object_set_new(f->vm, "zfs_filesystem", json_string("zones/" VM));
+
+    json_object_set_new(f->vm, "disks",
+                        json_pack("[{s:s}, {s:s}]", "zfs_filesystem", "zones/" VM "-disk0",
+                                  "zfs_filesystem", "zones/" OTHER "-disk0"));
+    expect_refusal(mig_validate_datasets(f->vm, "zones", &f->r), &f->r, MIG_RULE_FOREIGN_DATASET,
+                   "zones/" OTHER "-disk0", NULL);
+    json_object_set_new(f->vm, "disks",
+                        json_pack("[{s:s}]", "zfs_filesystem", "zones/" VM "-diskX/../.."));
+    expect_refusal(mig_validate_datasets(f->vm, "zones", &f->r), &f->r, MIG_RULE_FOREIGN_DATASET,
+                   "zones/" VM "-diskX/../..", NULL);
+    json_object_set_new(f->vm, "disks", json_pack("[{s:i}]", "zfs_filesystem", 7));
+    expect_refusal(mig_validate_datasets(f->vm, "zones", &f->r), &f->r, MIG_RULE_FOREIGN_DATASET,
+                   "7", NULL);
+    json_object_del(f->vm, "disks");
+
+    json_object_set_new(f->vm, "datasets",
+                        json_pack("[s, s]", "zones/" VM "/data", "zones/" OTHER "/data"));
+    expect_refusal(mig_validate_datasets(f->vm, "zones", &f->r), &f->r, MIG_RULE_FOREIGN_DATASET,
+                   "zones/" OTHER "/data", NULL);
+    json_object_set_new(f->vm, "datasets", json_pack("[s]", "zones/" VM "/data"));
+    /* The VM's own names in another pool than its zpool. */
+    expect_refusal(mig_validate_datasets(f->vm, "zones2", &f->r), &f->r, MIG_RULE_FOREIGN_DATASET,
+                   "zones/" VM, "zones2/" VM, NULL);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -486,6 +590,8 @@ int main(void)
         T(test_target_ram),      T(test_target_disk),
         T(test_target_platform), T(test_target_allow_older),
         T(test_server_facts),    T(test_vm_image_uuid),
+        T(test_dataset_is_vms),  T(test_datasets_accepted),
+        T(test_datasets_foreign),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

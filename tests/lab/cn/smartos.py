@@ -2,7 +2,7 @@
 """Emulated SmartOS commands for the migd test lab's compute nodes.
 
 One script, dispatched on the name it is called by (vmadm, zoneadm, zonecfg,
-imgadm, sysinfo, svcadm, the `zfs`/`zpool` fronts that translate illumos
+imgadm, sysinfo, svcadm, svcs, the `zfs`/`zpool` fronts that translate illumos
 flags for zfs-fuse, and a `sed` front that parses options as illumos' sed).  It follows /work/shared/spec/cn-commands.md and keeps
 all state where a SmartOS CN keeps it:
 
@@ -13,7 +13,11 @@ all state where a SmartOS CN keeps it:
                                            imgadm/ manifests, lab.json (CN
                                            settings: image store, VMAPI URL),
                                            agent.log (PUTs to VMAPI),
-                                           faults.json (injected faults)
+                                           faults.json (injected faults),
+                                           smf-boot.json, zone-restarts.json
+                                           (zone health knobs)
+  /zones/UUID/root/etc/svc/lab-smf.json    the zone's SMF services not
+                                           online (in the dataset)
 
 so `vmadm get` is derived, never stored: copying the zone config and the
 datasets to another CN and attaching reproduces the same VM there.  Where
@@ -24,6 +28,7 @@ a test can inject (take_fault()).
 """
 import base64
 import fcntl
+import getopt
 import json
 import os
 import re
@@ -798,6 +803,7 @@ def vmadm_start(uuid):
     zone.props['autoboot'] = 'true'
     save_zone(zone)
     set_running(uuid, True)
+    zone_booted(zone)
     sys.stderr.write('Successfully started VM %s\n' % uuid)
 
 
@@ -839,7 +845,7 @@ def zoneadm_list(flags):
     if 'p' not in flags:
         raise Fail('zoneadm list: the lab supports only -p output', 2)
     running = running_zones()
-    print('0:global:running:/::liveimg:shared')
+    rows = []
     for (name, st, zonepath, uuid), zone in indexed_zones():
         if 'c' not in flags and st != 'installed':
             continue
@@ -847,8 +853,16 @@ def zoneadm_list(flags):
         state = 'running' if zid != '-' else st
         if 'c' not in flags and 'i' not in flags and state != 'running':
             continue
-        print(':'.join([zid, name, state, zonepath, uuid or name,
-                        zone.props.get('brand', ''), zone.props.get('ip-type', 'exclusive')]))
+        rows.append([zid, name, state, zonepath, uuid or name,
+                     zone.props.get('brand', ''), zone.props.get('ip-type', 'exclusive')])
+    if 'c' not in flags and 'i' not in flags:
+        # running zones only: illumos prints the kernel's zone list
+        # (zoneadm.c fetch_zents()), where a zone that booted later, or
+        # rebooted, comes later: zone id order
+        rows.sort(key=lambda r: int(r[0]))
+    print('0:global:running:/::liveimg:shared')
+    for row in rows:
+        print(':'.join(row))
 
 
 def zoneadm_attach(name):
@@ -892,6 +906,268 @@ def zoneadm_main(args):
         if cmd == 'halt':
             return vmadm_stop([name, '-F'])
     raise Fail('zoneadm: unsupported command: %s' % ' '.join(args), 2)
+
+
+# ---------------------------------------------------------------- zone health
+#
+# What migd's health gate looks at after a switch: `svcs -z UUID -x` (the
+# zone's SMF services in maintenance) and the zone id of `zoneadm list -p`
+# (a zone that rebooted by itself has a new one).
+#
+# SMF state lives where SmartOS keeps a zone's SMF repository: inside the
+# zone (its repository is ZONEPATH/root/etc/svc/repository.db), so in the
+# zone dataset, and it travels with `zfs send` like everything else in the
+# zone: a service in maintenance on the source is in maintenance on the
+# target.  The lab's stand-in is ZONEPATH/root/etc/svc/lab-smf.json,
+# {fmri: {state, aux_state, since, exit_status, description}}.
+#
+# Test knobs on this CN (state dir, not in the dataset, as they describe
+# this machine):
+#   smf-boot.json      {uuid: [{fmri, aux_state, exit_status, description,
+#                      count}]}: the zone's next `count` boots here (-1:
+#                      every boot) put the service into maintenance, as a
+#                      start method failing on this CN would
+#   zone-restarts.json {"rules": {uuid: {delay_s, stays_down, count}},
+#                      "due": {uuid: {at, zoneid, stays_down}}}: the next
+#                      `count` boots (-1: every boot, so a reboot loop) make
+#                      the zone reboot by itself delay_s later (a new zone
+#                      id), or halt for good with stays_down
+# The vm-agent (always running, dies with the CN) carries out due restarts
+# every pass, and so does every vmadm/zoneadm/svcs before it answers
+# (apply_due_restarts()).  Tests set the knobs with lab_request().
+
+SMF_BRANDS = ('joyent', 'joyent-minimal')
+SMF_MSG_BASE = 'http://illumos.org/msg/'
+SMF_EXIT_ERR_FATAL, SMF_EXIT_ERR_CONFIG = 95, 96
+STARTD = 'svc:/system/svc/restarter:default'
+FMRI_RE = re.compile(r'^svc:/[A-Za-z0-9][A-Za-z0-9_.,/-]*:[A-Za-z0-9_.,-]+$')
+# aux_state -> (Reason line, diagnosis code), from illumos
+# usr/src/cmd/svc/svcs/explain.c print_reasons(); method failures are
+# worded by smf_method_reason()
+SMF_REASONS = {
+    'administrative_request': ('Maintenance requested by an administrator.', 'SMF-8000-63'),
+    'restarting_too_quickly': ('Restarting too quickly.', 'SMF-8000-L5'),
+    'none': ('Restarter %s gave no explanation.' % STARTD, 'SMF-8000-9C'),
+    'method_failed': (None, None),
+    'fault_threshold_reached': (None, None),
+}
+
+
+def smf_repository(zone):
+    """The lab's stand-in for the zone's SMF repository (in its dataset)."""
+    return os.path.join(zone.props.get('zonepath', '/zones/' + zone.name),
+                        'root', 'etc', 'svc', 'lab-smf.json')
+
+
+def smf_faulted(zone):
+    """{fmri: service} of the zone's services not online."""
+    return read_json(smf_repository(zone), {}) or {}
+
+
+def smf_write(zone, services):
+    path = smf_repository(zone)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, json.dumps(services, indent=2, sort_keys=True))
+
+
+def smf_method_reason(svc):
+    """explain.c print_method_failure(): the start method's exit status."""
+    status, repeated = svc.get('exit_status'), svc.get('aux_state') == 'fault_threshold_reached'
+    if not status:
+        return ('Method failed repeatedly.' if repeated else 'Method failed.'), 'SMF-8000-8Q'
+    how = {SMF_EXIT_ERR_FATAL: 'exited with $SMF_EXIT_ERR_FATAL',
+           SMF_EXIT_ERR_CONFIG: 'exited with $SMF_EXIT_ERR_CONFIG'}.get(
+               status, 'exited with status %d' % status)
+    if repeated:
+        return 'Start method failed repeatedly, last %s.' % how, 'SMF-8000-KS'
+    return 'Start method %s.' % how, 'SMF-8000-KS'
+
+
+def smf_log_name(fmri):
+    """svc.startd's log file of an instance: svc:/a/b:i -> a-b:i.log."""
+    return fmri[len('svc:/'):].replace('/', '-') + '.log'
+
+
+def smf_explain(zone, fmri, svc):
+    """One `svcs -x` paragraph (explain.c print_service()) of a service in
+    maintenance; the zone's root prefixes the log path, as svcs -z does."""
+    reason, code = SMF_REASONS.get(svc.get('aux_state'), ('Unknown.', 'SMF-8000-AR'))
+    if reason is None:
+        reason, code = smf_method_reason(svc)
+    since = time.strftime('%a %b %e %H:%M:%S %Y', time.localtime(svc.get('since', 0)))
+    root = os.path.join(zone.props.get('zonepath', '/zones/' + zone.name), 'root')
+    return ['%s (%s)' % (fmri, svc.get('description') or '?'),
+            '  Zone: %s' % zone.name,
+            ' State: maintenance since %s' % since,
+            'Reason: %s' % reason,
+            '   See: %s%s' % (SMF_MSG_BASE, code),
+            '   See: %s/var/svc/log/%s' % (root, smf_log_name(fmri)),
+            'Impact: This service is not running.']
+
+
+def svcs_args(args):
+    """The zone of `svcs -z ZONE -x` (getopt as svcs.c; -v allowed)."""
+    try:
+        opts, operands = getopt.getopt(args, 'vxz:')
+    except getopt.GetoptError as e:
+        raise Fail('svcs: %s' % e, 2)
+    opts = dict(opts)
+    if '-z' not in opts or '-x' not in opts or operands:
+        raise Fail('svcs: the lab supports only svcs -z ZONE -x', 2)
+    return opts['-z']
+
+
+def svcs_main(args):
+    """`svcs -z ZONE -x`: as svcs.c main() with libscf's zone handle: an
+    unknown zone cannot be decorated ("invalid zone"); a zone without a
+    running svc.configd (not running, or a brand without SMF: lx, bhyve,
+    kvm) has no repository door to bind to; otherwise explain() prints a
+    paragraph per service in maintenance (degraded ones are running:
+    explain.c determine_causes() never lists them without operands)."""
+    name = svcs_args(args)
+    if name == 'global':
+        return
+    zone = load_zone(name) if UUID_RE.match(name) else None
+    if zone is None:
+        raise Fail("svcs: invalid zone '%s'" % name)
+    if name not in running_zones() or zone.props.get('brand') not in SMF_BRANDS:
+        raise Fail('svcs: Could not bind to repository server for zone %s: '
+                   'repository server unavailable' % name)
+    faulted = smf_faulted(zone)
+    paragraphs = [smf_explain(zone, fmri, svc) for fmri, svc in sorted(faulted.items())
+                  if svc.get('state') == 'maintenance']
+    if paragraphs:
+        print('\n\n'.join('\n'.join(p) for p in paragraphs))
+
+
+def zone_booted(zone):
+    """A zone just booted on this CN: apply this CN's boot knobs to it."""
+    boots = read_json(state_path('smf-boot.json'), {}) or {}
+    rules = boots.get(zone.name, [])
+    if rules:
+        services = smf_faulted(zone)
+        for rule in rules:
+            services[rule['fmri']] = {
+                'state': 'maintenance', 'aux_state': rule['aux_state'], 'since': time.time(),
+                'exit_status': rule.get('exit_status'), 'description': rule.get('description')}
+        smf_write(zone, services)
+        boots[zone.name] = used_once(rules)
+        write_atomic(state_path('smf-boot.json'), json.dumps(boots))
+    restarts = read_json(state_path('zone-restarts.json'), {}) or {}
+    rule = restarts.get('rules', {}).get(zone.name)
+    if rule:
+        restarts.setdefault('due', {})[zone.name] = {
+            'at': time.time() + rule['delay_s'], 'zoneid': running_zones()[zone.name],
+            'stays_down': rule['stays_down']}
+        left = used_once([rule])
+        if left:
+            restarts['rules'][zone.name] = left[0]
+        else:
+            del restarts['rules'][zone.name]
+        write_atomic(state_path('zone-restarts.json'), json.dumps(restarts))
+
+
+def used_once(rules):
+    """Rules with one use consumed (count -1: never used up)."""
+    out = []
+    for rule in rules:
+        if rule['count'] == -1 or rule['count'] > 1:
+            out.append(dict(rule, count=rule['count'] - (rule['count'] > 0)))
+    return out
+
+
+def apply_due_restarts():
+    """Reboot (or halt, stays_down) every zone whose self-restart is due and
+    that still runs with the zone id it booted with.  Takes the CN lock:
+    never call it with the lock held."""
+    path = state_path('zone-restarts.json')
+    due = (read_json(path, {}) or {}).get('due', {})
+    if not any(d['at'] <= time.time() for d in due.values()):
+        return
+    with CNLock():
+        restarts = read_json(path, {}) or {}
+        running = running_zones()
+        for name, d in sorted(restarts.get('due', {}).items()):
+            if d['at'] > time.time():
+                continue
+            del restarts['due'][name]
+            write_atomic(path, json.dumps(restarts))
+            if running.get(name) != d['zoneid']:
+                continue  # stopped or restarted meanwhile: nothing to do
+            set_running(name, False)
+            if not d['stays_down']:
+                set_running(name, True)  # a reboot: a new zone id
+                zone = load_zone(name)
+                if zone is not None:
+                    zone_booted(zone)
+                restarts = read_json(path, {}) or {}
+
+
+def lab_request():
+    """The lab's knobs (Lab.smf_maintenance() ...): one JSON request on
+    stdin, carried out under the CN lock; prints a JSON answer."""
+    req = json.load(sys.stdin)
+    try:
+        with CNLock():
+            answer = LAB_OPS[req['op']](req)
+    except Fail as e:
+        sys.stderr.write(str(e) + '\n')
+        return e.code
+    print(json.dumps(answer, sort_keys=True))
+    return 0
+
+
+def lab_smf_set(req):
+    zone = load_zone(req['uuid'])
+    if zone is None:
+        raise Fail('no zone %s on this CN' % req['uuid'])
+    if not os.path.isdir(os.path.join(zone.props.get('zonepath', ''), 'root')):
+        raise Fail('the zone root of %s is not mounted on this CN' % req['uuid'])
+    services = smf_faulted(zone)
+    services[req['fmri']] = {'state': 'maintenance', 'aux_state': req['aux_state'],
+                             'since': time.time(), 'exit_status': req.get('exit_status'),
+                             'description': req.get('description')}
+    smf_write(zone, services)
+    return services
+
+
+def lab_smf_boot(req):
+    boots = read_json(state_path('smf-boot.json'), {}) or {}
+    boots.setdefault(req['uuid'], []).append(
+        {k: req.get(k) for k in ('fmri', 'aux_state', 'exit_status', 'description', 'count')})
+    write_atomic(state_path('smf-boot.json'), json.dumps(boots))
+    return boots[req['uuid']]
+
+
+def lab_smf_clear(req):
+    """`svcadm clear` of one service (or all): also forgets boot knobs."""
+    boots = read_json(state_path('smf-boot.json'), {}) or {}
+    kept = [r for r in boots.pop(req['uuid'], []) if req.get('fmri') not in (None, r['fmri'])]
+    if kept:
+        boots[req['uuid']] = kept
+    write_atomic(state_path('smf-boot.json'), json.dumps(boots))
+    zone = load_zone(req['uuid'])
+    if zone is None or not os.path.exists(smf_repository(zone)):
+        return {}
+    services = {f: s for f, s in smf_faulted(zone).items() if req.get('fmri') not in (None, f)}
+    smf_write(zone, services)
+    return services
+
+
+def lab_restart_rule(req):
+    restarts = read_json(state_path('zone-restarts.json'), {}) or {}
+    rules = restarts.setdefault('rules', {})
+    if req.get('delay_s') is None:
+        rules.pop(req['uuid'], None)
+        restarts.setdefault('due', {}).pop(req['uuid'], None)
+    else:
+        rules[req['uuid']] = {k: req[k] for k in ('delay_s', 'stays_down', 'count')}
+    write_atomic(state_path('zone-restarts.json'), json.dumps(restarts))
+    return restarts
+
+
+LAB_OPS = {'smf_set': lab_smf_set, 'smf_boot': lab_smf_boot, 'smf_clear': lab_smf_clear,
+           'restart_rule': lab_restart_rule}
 
 
 # ---------------------------------------------------------------- imgadm
@@ -1058,6 +1334,7 @@ def front_zfs(args):
             raise Fail("bad property list: invalid property '%s'" % bad[0], 2)
     if sub == 'send':
         had_v, rest_v = without_flag(rest, 'v', letters)
+        register_send(rest_v)
         if had_v:
             return zfs_send_v(rest_v)
         os.execv(REAL_ZFS, [REAL_ZFS, 'send'] + rest_v)
@@ -1067,6 +1344,12 @@ def front_zfs(args):
             return zfs_receive_u(rest_u)
     if sub == 'destroy':
         return zfs_destroy(rest)
+    if sub == 'mount' and rest and not rest[0].startswith('-'):
+        return front_zfs_mount(rest)
+    if sub in ('hold', 'release'):
+        return zfs_hold_release(sub, rest)
+    if sub == 'holds':
+        return zfs_holds(rest)
     os.execv(REAL_ZFS, [REAL_ZFS] + args)
 
 
@@ -1108,9 +1391,9 @@ def zfs_send_v(args):
     try:
         copy_chunks(child.stdout.fileno(), sys.stdout.fileno(), 1 << 20, progress)
     except BrokenPipeError:
-        child.kill()
+        pass
     child.stdout.close()
-    rc = child.wait()
+    rc = end_child(child)
     if rc != 0:
         sys.exit(rc)
 
@@ -1161,15 +1444,72 @@ def mounted_filesystems():
     return {l.split('\t')[0] for l in p.stdout.splitlines() if l.endswith('\tyes')}
 
 
+def front_zfs_mount(args):
+    """`zfs mount FS`: zfs-fuse unmounts a filesystem it receives into where
+    illumos receives online and leaves it mounted; mounting it again then
+    meets the directory its child mount (the cores dataset) made, which
+    illumos never sees.  Only then the mounts inside it step aside while it
+    mounts, and come back on top of it, as they were."""
+    p = run([REAL_ZFS, 'mount'] + args)
+    if p.returncode != 0 and 'directory is not empty' in p.stderr:
+        q = run([REAL_ZFS, 'get', '-H', '-o', 'value', 'mountpoint', args[-1]])
+        top = q.stdout.strip().rstrip('/')
+        lst = run([REAL_ZFS, 'list', '-H', '-o', 'name,mountpoint,mounted', '-t', 'filesystem'])
+        inside = [l.split('\t')[0] for l in lst.stdout.splitlines()
+                  if l.endswith('\tyes') and top and l.split('\t')[1].startswith(top + '/')]
+        for name in sorted(inside, reverse=True):
+            run([REAL_ZFS, 'unmount', name])
+        # What is left are the empty directories those mounts were made on.
+        for root, dirs, files in os.walk(top or '/nonexistent', topdown=False):
+            for d in dirs:
+                try:
+                    os.rmdir(os.path.join(root, d))
+                except OSError:
+                    pass
+        p = run([REAL_ZFS, 'mount'] + args)
+        for name in sorted(inside):
+            run([REAL_ZFS, 'mount', name])
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    sys.exit(p.returncode)
+
+
 def zfs_receive_u(args):
     """`receive -u`: receive (zfs-fuse mounts), then unmount what it mounted.
 
+    migd receives as `zfs receive -u -F DATASET` (an explicit destination,
+    which zfs-fuse takes as illumos does: the stream's top dataset becomes
+    DATASET, its children land below it) and mounts only after checking the
+    mountpoints received.  Where this differs from illumos: zfs-fuse has no
+    -u, so for a moment what arrived is mounted where its `mountpoint` says,
+    inside this CN's mount namespace (its directory is made and stays);
+    illumos mounts nothing.  What a test can see afterwards is the same:
+    nothing of the stream mounted, the properties as received.
+
     The child zfs reads the stream straight from our stdin: no copy here."""
     before = mounted_filesystems()
-    rc = subprocess.call([REAL_ZFS, 'receive'] + args)
+    p = subprocess.run([REAL_ZFS, 'receive'] + args, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    rc = p.returncode
+    err = [l for l in p.stderr.splitlines() if l.strip()]
+    # zfs-fuse remounts a filesystem it received into and says so when that
+    # fails (its directory holds another mount: the cores dataset); the
+    # stream itself is in.  illumos receives into a mounted filesystem
+    # online and, with -u, mounts nothing: no such failure exists there.
+    if rc != 0 and err and all(l.startswith('cannot mount ') for l in err):
+        rc, err = 0, []
+    sys.stdout.write(p.stdout)
+    for line in err:
+        sys.stderr.write(line + '\n')
     if rc == 0:
-        for name in sorted(mounted_filesystems() - before, reverse=True):
+        after = mounted_filesystems()
+        for name in sorted(after - before, reverse=True):
             run([REAL_ZFS, 'unmount', name])
+        # What was mounted before stays mounted, as illumos' online receive
+        # leaves it (over the directory a child mount made, if need be).
+        for name in sorted(before - after):
+            if run([REAL_ZFS, 'mount', name]).returncode != 0:
+                run([REAL_ZFS, 'mount', '-O', name])
     sys.exit(rc)
 
 
@@ -1219,6 +1559,8 @@ def zfs_destroy(args):
     """illumos unmounts before destroying; zfs-fuse answers 'busy' instead."""
     bools, _, operands = parse_opts(args, ARG_LETTERS['destroy'])
     target = operands[-1] if operands else ''
+    if target:
+        refuse_held(target, bools)
     if target and '@' not in target:
         refuse_busy(target, bools)
         p = run([REAL_ZFS, 'list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', target])
@@ -1233,6 +1575,240 @@ def zfs_destroy(args):
     sys.stdout.write(p.stdout)
     sys.stderr.write(p.stderr)
     sys.exit(p.returncode)
+
+
+# ---------------------------------------------------------------- user holds
+# zfs-fuse keeps real user holds (`zfs hold`/`release` work, a held snapshot
+# is not destroyed, `userrefs` counts them) but its `zfs holds` needs a
+# Python module it lacks, and it does not protect a snapshot a running send
+# reads.  So the front records each hold's tag and time in holds.json
+# ({snapshot: {guid, tags: {tag: epoch}}}; the guid tells a snapshot made
+# again under the same name), each running send in sends/PID, and answers
+# `holds` and the destroy refusals itself, with illumos' messages
+# (usr/src/cmd/zfs/zfs_main.c, usr/src/lib/libzfs/common/libzfs_dataset.c).
+
+class HoldsLock(CNLock):
+    """Serialises changes to holds.json (hold and release read-modify-write)."""
+
+    def __enter__(self):
+        self.f = open(state_path('.holds.lock'), 'a')
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+
+def snapshot_guids(names, prop='guid'):
+    """{snapshot: its guid (or another property)} of those that exist."""
+    if not names:
+        return {}
+    p = run([REAL_ZFS, 'get', '-H', '-p', '-o', 'name,value', prop] + list(names))
+    return dict(line.split('\t', 1) for line in p.stdout.splitlines())
+
+
+def same_named_snapshots(snapshot, recursive):
+    """snapshot, and with -r every descendant's snapshot of that name."""
+    if not recursive:
+        return [snapshot]
+    ds, name = snapshot.split('@', 1)
+    p = run([REAL_ZFS, 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', ds])
+    return [n for n in p.stdout.split() if n.endswith('@' + name)] or [snapshot]
+
+
+HOLD_MESSAGES = {'hold': (r"^cannot hold '([^']*)': ", r"cannot hold snapshot '\1': "),
+                 'release': (r"^cannot release '[^']*' from '([^']*)': ",
+                             r"cannot release hold from snapshot '\1': ")}
+
+
+def zfs_hold_release(sub, args):
+    """`zfs hold|release [-r] TAG SNAP...`: the real one, with illumos' words
+    (zfs-fuse says `cannot hold 'S': ...`, `cannot release 'T' from 'S': ...`)
+    and the tag recorded for `zfs holds`.  `release -r` releases the tag from
+    the snapshots that have it, as illumos' zfs_release_one() picks them
+    (zfs-fuse refuses all when the named snapshot lacks it)."""
+    bools, _, operands = parse_opts(args, '')
+    if len(operands) < 2:
+        os.execv(REAL_ZFS, [REAL_ZFS, sub] + args)
+    tag, failed = operands[0], False
+    with HoldsLock():
+        holds = read_json(state_path('holds.json'), {})
+        for snap in operands[1:]:
+            names = same_named_snapshots(snap, 'r' in bools) if '@' in snap else [snap]
+            if sub == 'release' and len(names) > 1:  # only those that have it
+                names = [n for n in names if tag in holds.get(n, {}).get('tags', {})] or [snap]
+            flags = ['-r'] if 'r' in bools and sub == 'hold' else []  # zfs-fuse's release -r fails
+            for name in names if sub == 'release' else [snap]:
+                p = run([REAL_ZFS, sub] + flags + [tag, name])
+                pattern, repl = HOLD_MESSAGES[sub]
+                sys.stderr.write(re.sub(pattern, repl, p.stderr, flags=re.M))
+                failed = failed or p.returncode != 0
+            if p.returncode != 0:
+                continue
+            for name, guid in snapshot_guids(names).items():
+                entry = holds.get(name)
+                if entry is None or entry['guid'] != guid:
+                    entry = holds[name] = {'guid': guid, 'tags': {}}
+                if sub == 'hold':
+                    entry['tags'].setdefault(tag, int(time.time()))
+                else:
+                    entry['tags'].pop(tag, None)
+                if not entry['tags']:
+                    del holds[name]
+        write_atomic(state_path('holds.json'), json.dumps(holds))
+    sys.exit(1 if failed else 0)
+
+
+def holds_of(snapshots):
+    """{snapshot: [(tag, epoch)]}: the user holds recorded and the temporary
+    `.send-PID-1` holds of running `send -R`/`-I`, as illumos lists them."""
+    holds = read_json(state_path('holds.json'), {})
+    guids = snapshot_guids(snapshots)
+    refs = snapshot_guids(snapshots, 'userrefs')  # zfs-fuse's own count has the last word
+    sending = sends_in_progress()
+    out = {}
+    for name in snapshots:
+        entry = holds.get(name)
+        tags = (entry['tags'].items() if entry and entry['guid'] == guids.get(name)
+                and refs.get(name, '0') != '0' else [])
+        temp = [(t, when) for t, when in sending.get(name, []) if t]
+        out[name] = sorted(tags, key=lambda kv: (kv[1], kv[0])) + temp
+    return out
+
+
+def zfs_holds(args):
+    """`zfs holds [-rH] SNAP...` (zfs_do_holds()): `NAME<TAB>TAG<TAB>TIMESTAMP`
+    with -H, else padded columns under a header; a snapshot without holds
+    prints nothing; a missing one `cannot open 'S': dataset does not exist`
+    and exit 1; when no snapshot was found, `no datasets available`."""
+    bools, _, operands = parse_opts(args, '')
+    if not operands:
+        raise Fail('usage:\n\tholds [-rH] <snapshot> ...', 2)
+    found, errors = [], 0
+    for snap in operands:
+        if '@' not in snap:
+            sys.stderr.write("'%s' is not a snapshot\n" % snap)
+            errors += 1
+            continue
+        names = same_named_snapshots(snap, 'r' in bools)
+        existing = snapshot_guids(names)
+        if not existing:
+            sys.stderr.write("cannot open '%s': dataset does not exist\n"
+                             % (snap.split('@')[0] if 'r' in bools else snap))
+            errors += 1
+        found += [n for n in names if n in existing and n not in found]
+    rows = [(n, tag, time.strftime('%a %b %e %k:%M %Y', time.localtime(when)))
+            for n, tags in holds_of(found).items() for tag, when in tags]
+    if 'H' in bools:
+        for row in rows:
+            print('\t'.join(row))
+    else:
+        nw = max([len(n) for n in found] + [0])
+        tw = max([len(r[1]) for r in rows] + [0])
+        for name, tag, when in [('NAME', 'TAG', 'TIMESTAMP')] + rows:
+            print('%-*s  %-*s  %s' % (nw, name, tw, tag, when))
+    if not found:
+        print('no datasets available')
+    sys.exit(1 if errors else 0)
+
+
+# ---------------------------------------------------------------- sends' holds
+# illumos' `zfs send` keeps the snapshot it sends long-held
+# (dsl_dataset_long_hold() in dmu_send), and libzfs' `send -R`/`-I` puts a
+# temporary user hold `.send-PID-1` on every snapshot of the stream for the
+# whole send (zfs_send(), libzfs_sendrecv.c): while it runs, destroying one
+# of them is EBUSY.  The front writes sends/PID before it becomes (execv) or
+# starts the real send; the record counts while that process lives.
+
+def register_send(args):
+    bools, valued, operands = parse_opts(args, ARG_LETTERS['send'])
+    if not operands or '@' not in operands[-1]:
+        return
+    snaps, tag = sent_snapshots(bools, dict(valued), operands[-1])
+    os.makedirs(state_path('sends'), exist_ok=True)
+    write_atomic(state_path('sends', str(os.getpid())),
+                 json.dumps({'snapshots': snaps, 'tag': tag, 'time': int(time.time())}))
+
+
+def sent_snapshots(bools, valued, to):
+    """(the snapshots a send holds, its temporary hold tag or None): the one
+    sent, or for -R/-I every snapshot from the -i/-I one (or the first)
+    through `to`, in `to`'s dataset (-I) or its whole subtree (-R)."""
+    if 'R' not in bools and 'I' not in valued:
+        return [to], None
+    ds = to.split('@')[0]
+    # `get -p`, not `list`: list prints a txg past 999 as "1.07K".
+    p = run([REAL_ZFS, 'get', '-H', '-p', '-o', 'name,value', 'createtxg']
+            + (['-r'] if 'R' in bools else ['-d', '1']) + [ds])
+    txg = dict((n, int(t)) for n, t in (line.split('\t') for line in p.stdout.splitlines())
+               if '@' in n)
+    frm = valued.get('I') or valued.get('i')
+    if frm and frm.startswith('@'):
+        frm = ds + frm
+    if to not in txg:
+        return [to], None
+    low = txg.get(frm, 0) if frm else 0
+    return ([n for n, t in txg.items() if low <= t <= txg[to]],
+            '.send-%d-1' % os.getpid())
+
+
+def send_running(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return b'send' in f.read().split(b'\0')
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def sends_in_progress():
+    """{snapshot: [(temporary tag or None, epoch)]} of the running sends;
+    records of ended ones are removed."""
+    out = {}
+    try:
+        pids = os.listdir(state_path('sends'))
+    except FileNotFoundError:
+        return out
+    for name in pids:
+        path = state_path('sends', name)
+        if not name.isdigit():
+            continue
+        if not send_running(int(name)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            continue
+        rec = read_json(path, {})
+        for snap in rec.get('snapshots', []):
+            out.setdefault(snap, []).append((rec.get('tag'), rec.get('time', 0)))
+    return out
+
+
+def doomed_snapshots(target, bools):
+    """[(snapshot, userrefs)] that `zfs destroy [-r|-R] target` would destroy;
+    [] when zfs refuses on its own (no such dataset, children without -r)."""
+    if '@' in target:
+        ds, name = target.split('@', 1)
+        argv = ['-r', ds] if 'r' in bools else [target]
+        keep = lambda n: n.endswith('@' + name)
+    else:
+        if not {'r', 'R'} & set(bools):
+            return []
+        datasets = set(destroyed_by(target, bools) or [])
+        argv = ['-r', target] if 'R' not in bools else []
+        keep = lambda n: n.split('@')[0] in datasets
+    p = run([REAL_ZFS, 'list', '-H', '-o', 'name,userrefs', '-t', 'snapshot'] + argv)
+    return [(n, int(r)) for n, r in (line.split('\t') for line in p.stdout.splitlines())
+            if keep(n)]
+
+
+def refuse_held(target, bools):
+    """illumos destroys the snapshots first, all or none (lzc_destroy_snaps()):
+    one held (a user hold, unless -d defers it) or read by a running send makes
+    every such snapshot a line `cannot destroy snapshot S: dataset is busy`
+    (zfs_destroy_snaps_nvl()), exit 1, and nothing is destroyed."""
+    sending = sends_in_progress()
+    busy = [n for n, refs in doomed_snapshots(target, bools)
+            if (refs > 0 and 'd' not in bools) or n in sending]
+    if busy:
+        raise Fail('\n'.join('cannot destroy snapshot %s: dataset is busy' % n for n in busy))
 
 
 def size_to_bytes(text):
@@ -1394,10 +1970,24 @@ def run_throttled(bps, stream):
     try:
         pump(src, dst, bps)
     except BrokenPipeError:
-        child.kill()
+        pass
     finally:
         (child.stdin if stream == 'stdin' else child.stdout).close()
-    return child.wait()
+    return end_child(child)
+
+
+def end_child(child):
+    """Wait for a child whose pipe we closed: it ends by itself on EPIPE (or
+    EOF), as a `zfs send` whose reader went away does on illumos.  Never
+    SIGKILL a zfs-fuse `zfs send` at once: killed in the middle of its ioctl,
+    it leaves the send's temporary hold on the snapshot for good ("dataset
+    is busy" long after the send is gone), which illumos never does (its
+    holds go with the process's cleanup fd).  A kill only if it hangs."""
+    try:
+        return child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return child.wait()
 
 
 def pump(src, dst, bps):
@@ -1433,7 +2023,7 @@ def sysinfo_main(args):
 
 COMMANDS = {'vmadm': vmadm_main, 'zoneadm': zoneadm_main, 'zonecfg': zonecfg_main,
             'imgadm': imgadm_main, 'svcadm': svcadm_main, 'sysinfo': sysinfo_main,
-            'zfs': front_zfs, 'zpool': front_zpool, 'sed': sed_main}
+            'svcs': svcs_main, 'zfs': front_zfs, 'zpool': front_zpool, 'sed': sed_main}
 
 
 LOCKED = ('zonecfg', 'zoneadm')
@@ -1448,6 +2038,10 @@ def main():
         rule = take_fault(prog, sys.argv[1:])
         if rule is not None:
             apply_fault(rule)
+        if prog in ('vmadm', 'zoneadm', 'svcs'):
+            # a self-restart that fell due is seen by every command that
+            # looks at running zones, even before the agent carried it out
+            apply_due_restarts()
         if prog in LOCKED or sys.argv[1:2] in (['start'], ['stop'], ['import']):
             with CNLock():
                 COMMANDS[prog](sys.argv[1:])

@@ -1,0 +1,142 @@
+/*
+ * control_evac.c: the handlers of evacuations and estimates: POST
+ * /evacuations (plan, reserve and queue a CN's jobs: evacuate.c), GET
+ * /evacuations[/:uuid] and GET /estimate.  Planning is asynchronous; the
+ * request is reference-counted as a submission is (control_admit.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <h2o.h>
+
+#include "control_int.h"
+#include "err.h"
+#include "util.h"
+
+/* An evacuation or estimate being planned; reference-counted like a submission. */
+struct evac_req {
+    struct control *c;
+    h2o_req_t *req; /* NULL once answered or gone */
+    int status;     /* the answer's status on success */
+};
+
+static void on_evac_req_disposed(void *p)
+{
+    struct evac_req *e = *(struct evac_req **)p;
+    e->req = NULL;
+    h2o_mem_release_shared(e);
+}
+
+static void on_evac_done(void *arg, int err, const char *code, const char *message, json_t *evac)
+{
+    struct evac_req *e = arg;
+    h2o_req_t *req = e->req;
+    e->req = NULL;
+    if (req != NULL) {
+        struct mig_refusal rf = {.rule = code};
+        snprintf(rf.message, sizeof(rf.message), "%s", message != NULL ? message : "");
+        const char *api;
+        if (err == 0) {
+            control_respond_json(req, e->status, json_incref(evac));
+        } else if (err == MIG_EREFUSED && (api = control_refusal_unavailable_api(&rf)) != NULL) {
+            control_respond_error(req, 503, "ServiceUnavailable", "%s is unavailable (%s): %s", api,
+                                  code, rf.message);
+        } else if (err == MIG_EREFUSED) {
+            control_respond_error(req, 409, code != NULL ? code : "Refused", "%s", rf.message);
+        } else {
+            const char *status_code;
+            int status = control_error_status(err, &status_code);
+            control_respond_error(req, status, code != NULL ? code : status_code, "%s",
+                                  rf.message[0] != '\0' ? rf.message : mig_strerror(err));
+        }
+    }
+    struct control *c = e->c;
+    h2o_mem_release_shared(e);
+    control_maybe_finish(c);
+}
+
+/* A reference for the request's pool and one for the callback. */
+static struct evac_req *evac_req_new(struct control *c, h2o_req_t *req, int status)
+{
+    struct evac_req *e = h2o_mem_alloc_shared(NULL, sizeof(*e), NULL);
+    e->c = c;
+    e->req = req;
+    e->status = status;
+    struct evac_req **guard =
+        h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_evac_req_disposed);
+    *guard = e;
+    h2o_mem_addref_shared(e);
+    return e;
+}
+
+void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
+{
+    (void)id;
+    json_error_t jerr;
+    json_t *body = req->entity.base != NULL ? json_loadb(req->entity.base, req->entity.len,
+                                                         JSON_REJECT_DUPLICATES, &jerr)
+                                            : NULL;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        control_respond_error(req, 400, "InvalidContent",
+                              "the body must be a JSON object (server, mode, to, max_parallel, "
+                              "no_reserve, dry_run)");
+        return;
+    }
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 201);
+    int rc = evac_start(c->d, body, on_evac_done, e, err, sizeof(err));
+    json_decref(body);
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e); /* the callback's reference: it will not run */
+        control_respond_error(req, rc == -EINVAL ? 400 : 500,
+                              rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
+                              rc == -EINVAL ? err : mig_strerror(rc));
+    }
+}
+
+void control_estimate(struct control *c, h2o_req_t *req, const char *id)
+{
+    (void)id;
+    struct query_param params[] = {{"of", NULL}, {NULL, NULL}};
+    if (control_parse_query(req, params) != 0)
+        return;
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 200);
+    int rc = estimate_start(c->d, params[0].value, on_evac_done, e, err, sizeof(err));
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e);
+        control_respond_error(req, rc == -EINVAL ? 400 : 500,
+                              rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
+                              rc == -EINVAL ? err : mig_strerror(rc));
+    }
+}
+
+void control_evacuations_list(struct control *c, h2o_req_t *req, const char *id)
+{
+    (void)id;
+    json_t *all = evac_list_json(c->d);
+    if (all == NULL)
+        return control_respond_error(req, 500, "DatabaseError", "cannot read the evacuations");
+    return control_respond_json(req, 200, all);
+}
+
+/* The route takes any segment: a malformed UUID is a 400 here, after the method's 405. */
+void control_evacuation_get(struct control *c, h2o_req_t *req, const char *uuid)
+{
+    if (!mig_uuid_valid(uuid)) {
+        char s[ECHO_MAX + 8];
+        control_echo(uuid, strlen(uuid), s, sizeof(s));
+        return control_respond_error(req, 400, "InvalidArgument",
+                                     "\"%s\" is not an evacuation UUID", s);
+    }
+    json_t *rec = mig_store_evac_load(c->d->store, uuid);
+    if (rec == NULL)
+        return control_respond_error(req, 404, "ResourceNotFound", "no evacuation %s", uuid);
+    json_t *out = evac_json(c->d, rec);
+    json_decref(rec);
+    control_respond_json(req, 200, out);
+}

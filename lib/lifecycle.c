@@ -1,0 +1,280 @@
+/*
+ * lifecycle.c: the course of a job as one table (lifecycle.h).  Each row is
+ * a function of the job's record and the outcome it just had; the rows are
+ * chosen by outcome first, then by task and phase.
+ */
+#include <stddef.h>
+
+#include "lifecycle.h"
+
+#define ALL_MIGRATE_PHASES                                                                         \
+    ((1u << MIG_PHASE_PREPARE) | (1u << MIG_PHASE_SYNC) | (1u << MIG_PHASE_SWITCH))
+
+static struct mig_next next(enum mig_do what)
+{
+    return (struct mig_next){.what = what, .task = -1, .phase = -1, .events = {-1, -1}};
+}
+
+static struct mig_next end_with(enum mig_job_event ev)
+{
+    struct mig_next n = next(MIG_DO_END);
+    n.events[0] = (int)ev;
+    return n;
+}
+
+/* The phases a task's undo walk covers. */
+static unsigned undo_mask(const struct mig_job *job)
+{
+    if (job->task == MIG_TASK_RETURN)
+        return 1u << MIG_PHASE_ROLLBACK;
+    if (job->task == MIG_TASK_MIGRATE)
+        return ALL_MIGRATE_PHASES;
+    return 0;
+}
+
+static struct mig_next undo(const struct mig_job *job)
+{
+    struct mig_next n = next(MIG_DO_UNDO);
+    n.undo_mask = undo_mask(job);
+    return n;
+}
+
+/* The last round's forecast of a switch now, -1 when there is none. */
+static int64_t predicted_ms(const struct mig_job *job)
+{
+    return job->nround_log > 0 ? job->round_log[job->nround_log - 1].predicted_downtime_ms : -1;
+}
+
+/* After a round: switch, wait for finish (no more rounds), or another round. */
+enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH };
+
+static enum sync_next sync_decide(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+{
+    if (job->mode == MIG_MODE_FULL || job->finish_requested)
+        return SYNC_SWITCH;
+    if (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && !job->ctx.stalled &&
+        ((job->ctx.last_delta >= 0 && job->ctx.last_delta < cfg->auto_switch_bytes) ||
+         (predicted_ms(job) >= 0 && predicted_ms(job) <= cfg->max_downtime_ms)))
+        return SYNC_SWITCH;
+    if (job->ctx.stalled || job->ctx.rounds >= cfg->max_rounds)
+        return SYNC_WAIT;
+    return SYNC_ROUND;
+}
+
+/* The switch begins: a waiting job is finished by it. */
+static struct mig_next to_switch(const struct mig_job *job)
+{
+    struct mig_next n = next(MIG_DO_PLAN);
+    n.phase = MIG_PHASE_SWITCH;
+    if (job->state == MIG_JOB_WAITING)
+        n.events[0] = MIG_EV_FINISH;
+    return n;
+}
+
+/* Why a job in sync sleeps. */
+static enum mig_wait wait_reason(const struct mig_job *job, enum sync_next sn)
+{
+    return job->ctx.stalled ? MIG_WAIT_STALLED
+           : sn == SYNC_WAIT ? MIG_WAIT_MAX_ROUNDS
+                             : MIG_WAIT_NEXT_ROUND;
+}
+
+/*
+ * A round just ended (it is on record): switch, or sleep until the next
+ * round or a finish.
+ */
+static struct mig_next sync_step(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+{
+    if (job->abort_requested)
+        return undo(job);
+    enum sync_next sn = sync_decide(job, cfg);
+    if (sn == SYNC_SWITCH)
+        return to_switch(job);
+    struct mig_next n = next(MIG_DO_SLEEP);
+    /* An incremental job, or an auto one that stopped converging, waits for finish. */
+    if ((job->mode == MIG_MODE_INCREMENTAL || job->ctx.stalled) && job->state == MIG_JOB_RUNNING)
+        n.events[0] = MIG_EV_SYNCED;
+    n.sleep_ms = sn == SYNC_WAIT ? cfg->wait_ms : cfg->interval_ms;
+    n.wait = wait_reason(job, sn);
+    return n;
+}
+
+static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg);
+
+/*
+ * Resumed in sync with a round on record: a round in progress (or ended but
+ * not yet on record) goes on; a sleep goes on for what is left of it, or
+ * ends now when it is over or a finish or abort cut it short.
+ */
+static struct mig_next resume_sync(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                   int64_t now)
+{
+    if (job->abort_requested)
+        return undo(job);
+    if (job->ctx.wake_ms == 0)
+        return next(MIG_DO_PLAN);
+    enum sync_next sn = sync_decide(job, cfg);
+    if (now >= job->ctx.wake_ms || sn == SYNC_SWITCH)
+        return on_slept(job, cfg);
+    struct mig_next n = next(MIG_DO_SLEEP);
+    n.sleep_ms = (uint64_t)(job->ctx.wake_ms - now);
+    n.wait = wait_reason(job, sn);
+    return n;
+}
+
+/* Started or resumed: the record alone says where the job is. */
+static struct mig_next on_start(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                int64_t now)
+{
+    if (job->undoing)
+        return undo(job);
+    if (job->task != MIG_TASK_MIGRATE)
+        return next(MIG_DO_PLAN);
+    if (job->abort_requested && job->phase < MIG_PHASE_SWITCH)
+        return undo(job);
+    if (job->phase == MIG_PHASE_VALIDATE) {
+        /* Checked when it was submitted. */
+        struct mig_next n = next(MIG_DO_PLAN);
+        n.phase = MIG_PHASE_PREPARE;
+        return n;
+    }
+    if (job->phase == MIG_PHASE_SYNC && job->ctx.rounds > 0)
+        return resume_sync(job, cfg, now);
+    return next(MIG_DO_PLAN);
+}
+
+/* A plan walked to its end. */
+static struct mig_next on_done(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+{
+    struct mig_next n = next(MIG_DO_PLAN);
+    switch (job->task) {
+    case MIG_TASK_RETURN:
+        n = end_with(MIG_EV_ROLLED_BACK);
+        n.clear_error = true;
+        return n;
+    case MIG_TASK_REMOVE_SOURCE:
+        n = end_with(MIG_EV_CLEANED);
+        n.clear_error = true;
+        return n;
+    default:
+        break;
+    }
+    /* An abort that came as the plan's last action ended: before the switch, it undoes. */
+    if (job->abort_requested && job->phase < MIG_PHASE_SWITCH)
+        return undo(job);
+    switch (job->phase) {
+    case MIG_PHASE_PREPARE:
+        n.phase = MIG_PHASE_SYNC;
+        return n;
+    case MIG_PHASE_SYNC:
+        return sync_step(job, cfg);
+    case MIG_PHASE_SWITCH:
+        n.phase = MIG_PHASE_CLEANUP;
+        return n;
+    default:
+        /* The cleanup after the switch: the job is switched, or goes on to delete the source. */
+        if (job->cleanup_source) {
+            n.task = MIG_TASK_REMOVE_SOURCE;
+            n.events[0] = MIG_EV_SWITCHED;
+            n.events[1] = MIG_EV_REMOVE;
+            return n;
+        }
+        return end_with(MIG_EV_SWITCHED);
+    }
+}
+
+/* A sleep between rounds ended (or was cut short by finish or abort). */
+static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+{
+    if (job->abort_requested)
+        return undo(job);
+    switch (sync_decide(job, cfg)) {
+    case SYNC_SWITCH:
+        return to_switch(job);
+    case SYNC_WAIT: {
+        struct mig_next n = next(MIG_DO_SLEEP);
+        n.sleep_ms = cfg->wait_ms;
+        n.wait = wait_reason(job, SYNC_WAIT);
+        return n;
+    }
+    default:
+        return next(MIG_DO_PLAN);
+    }
+}
+
+/* An action failed (or the walk was cut) before the point of no return. */
+static struct mig_next on_failed(const struct mig_job *job)
+{
+    if (job->task == MIG_TASK_REMOVE_SOURCE) {
+        /* The source copy stays; so does the VM on the target. */
+        struct mig_next n = end_with(MIG_EV_KEPT);
+        n.task = MIG_TASK_MIGRATE;
+        return n;
+    }
+    if (job->task == MIG_TASK_MIGRATE && job->phase == MIG_PHASE_CLEANUP)
+        return end_with(MIG_EV_FAIL);
+    return undo(job);
+}
+
+/* The undo walk ended: the task's outcome. */
+static struct mig_next on_undone(const struct mig_job *job)
+{
+    if (job->task == MIG_TASK_RETURN) {
+        /* The operator's rollback gave up: the VM stays on the target, switched. */
+        struct mig_next n = end_with(MIG_EV_KEPT);
+        n.task = MIG_TASK_MIGRATE;
+        n.phase = MIG_PHASE_CLEANUP;
+        return n;
+    }
+    if (!job->abort_requested)
+        return end_with(MIG_EV_FAIL);
+    /* An aborted job says so, wherever the abort found it (a stream, a wait between rounds). */
+    struct mig_next n = end_with(MIG_EV_ABORT);
+    n.error_code = "Aborted";
+    n.error_message = "aborted by the operator; rolled back, the VM is on the source as before";
+    n.error_if_none = true;
+    return n;
+}
+
+struct mig_next mig_lifecycle_next(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                   enum mig_outcome outcome, int64_t now)
+{
+    switch (outcome) {
+    case MIG_OUT_START:
+        return on_start(job, cfg, now);
+    case MIG_OUT_DONE:
+        return on_done(job, cfg);
+    case MIG_OUT_SLEPT:
+        return on_slept(job, cfg);
+    case MIG_OUT_CANCELED:
+        if (job->abort_requested) {
+            struct mig_next n = undo(job);
+            n.error_code = "Aborted";
+            n.error_message = "aborted by the operator";
+            return n;
+        }
+        return on_failed(job); /* cut by something else: a failure like any */
+    case MIG_OUT_FAILED:
+        return on_failed(job);
+    case MIG_OUT_FAILED_FORWARD: {
+        /* Past the point of no return the VM stays where it now runs. */
+        if (job->task == MIG_TASK_REMOVE_SOURCE)
+            return on_failed(job);
+        return end_with(MIG_EV_FAIL);
+    }
+    case MIG_OUT_UNDONE:
+        return on_undone(job);
+    case MIG_OUT_UNDO_STOPPED:
+        return end_with(MIG_EV_FAIL);
+    default:
+        return end_with(MIG_EV_FAIL);
+    }
+}
+
+const char *mig_outcome_name(enum mig_outcome o)
+{
+    static const char *const names[MIG_NOUTCOMES] = {
+        "start", "done", "slept", "canceled", "failed", "failed_forward", "undone",
+        "undo_stopped"};
+    return (unsigned)o < MIG_NOUTCOMES ? names[o] : "unknown";
+}

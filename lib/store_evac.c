@@ -1,0 +1,151 @@
+/*
+ * store_evac.c: evacuations and transfer rates in the store (store.h).  An
+ * evacuation is kept as the JSON record evacuate.c writes (its columns are
+ * what SQL looks it up by); a rate is the bytes and time of every send
+ * between two CNs, summed, and the jobs' other time, for estimates.
+ */
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include "err.h"
+#include "log.h"
+#include "store.h"
+#include "store_int.h"
+#include "util.h"
+
+int mig_store_evac_save(struct mig_store *st, json_t *evac)
+{
+    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_SAVE);
+    if (s == NULL)
+        return MIG_EDB;
+    char *text = json_dumps(evac, JSON_COMPACT);
+    if (text == NULL)
+        return MIG_EPARSE;
+    int64_t now = mig_now_ms();
+    json_t *created = json_object_get(evac, "created_ms");
+    store_bind_text(s, 1, json_string_value(json_object_get(evac, "uuid")));
+    store_bind_text(s, 2, json_string_value(json_object_get(evac, "server_uuid")));
+    store_bind_text(s, 3, json_string_value(json_object_get(evac, "state")));
+    sqlite3_bind_int64(s, 4, json_is_integer(created) ? json_integer_value(created) : now);
+    sqlite3_bind_int64(s, 5, now);
+    sqlite3_bind_text(s, 6, text, -1, free);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "save evacuation");
+    store_stmt_done(s);
+    return rc;
+}
+
+/* Runs a statement whose rows are JSON records; appends each to out. */
+static int evac_rows(struct mig_store *st, sqlite3_stmt *s, json_t *out)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(s, 0);
+        json_t *j = text != NULL ? json_loads(text, 0, NULL) : NULL;
+        if (j == NULL) {
+            log_error("store %s: an evacuation record is unreadable", st->path);
+            continue;
+        }
+        json_array_append_new(out, j);
+    }
+    int ret = rc == SQLITE_DONE ? 0 : store_db_fail(st, "read evacuations");
+    store_stmt_done(s);
+    return ret;
+}
+
+json_t *mig_store_evac_load(struct mig_store *st, const char *uuid)
+{
+    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_LOAD);
+    if (s == NULL)
+        return NULL;
+    store_bind_text(s, 1, uuid);
+    json_t *a = json_array();
+    json_t *one = NULL;
+    if (evac_rows(st, s, a) == 0 && json_array_size(a) == 1)
+        one = json_incref(json_array_get(a, 0));
+    json_decref(a);
+    return one;
+}
+
+json_t *mig_store_evac_list(struct mig_store *st)
+{
+    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_LIST);
+    if (s == NULL)
+        return NULL;
+    json_t *a = json_array();
+    if (evac_rows(st, s, a) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid)
+{
+    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_OF_SERVER);
+    if (s == NULL)
+        return NULL;
+    store_bind_text(s, 1, server_uuid);
+    json_t *a = json_array();
+    json_t *one = NULL;
+    if (evac_rows(st, s, a) == 0 && json_array_size(a) == 1)
+        one = json_incref(json_array_get(a, 0));
+    json_decref(a);
+    return one;
+}
+
+int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,
+                       int64_t bytes, int64_t ms)
+{
+    if (bytes <= 0 || ms <= 0)
+        return 0;
+    sqlite3_stmt *s = store_stmt_get(st, ST_RATE_ADD);
+    if (s == NULL)
+        return MIG_EDB;
+    store_bind_text(s, 1, source);
+    store_bind_text(s, 2, target);
+    sqlite3_bind_int64(s, 3, bytes);
+    sqlite3_bind_int64(s, 4, ms);
+    sqlite3_bind_int64(s, 5, mig_now_ms());
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "add rate");
+    store_stmt_done(s);
+    return rc;
+}
+
+int mig_store_overhead_add(struct mig_store *st, const char *source, const char *target,
+                           int64_t ms)
+{
+    if (ms < 0)
+        return 0;
+    sqlite3_stmt *s = store_stmt_get(st, ST_OVERHEAD_ADD);
+    if (s == NULL)
+        return MIG_EDB;
+    store_bind_text(s, 1, source);
+    store_bind_text(s, 2, target);
+    sqlite3_bind_int64(s, 3, ms);
+    sqlite3_bind_int64(s, 4, mig_now_ms());
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "add job overhead");
+    store_stmt_done(s);
+    return rc;
+}
+
+void mig_store_rate(struct mig_store *st, const char *source, const char *target,
+                    struct mig_rate *out)
+{
+    out->bytes_s = -1;
+    out->overhead_ms = -1;
+    sqlite3_stmt *s = store_stmt_get(st, ST_RATE_GET);
+    if (s == NULL)
+        return;
+    store_bind_text(s, 1, source);
+    store_bind_text(s, 2, target);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        int64_t bytes = sqlite3_column_int64(s, 0), ms = sqlite3_column_int64(s, 1);
+        int64_t jobs = sqlite3_column_int64(s, 2), other = sqlite3_column_int64(s, 3);
+        if (ms > 0)
+            out->bytes_s = bytes * 1000 / ms;
+        if (jobs > 0)
+            out->overhead_ms = other / jobs;
+    }
+    store_stmt_done(s);
+}

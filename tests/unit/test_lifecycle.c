@@ -1,0 +1,415 @@
+/*
+ * test_lifecycle.c: every row of the job lifecycle table (lib/lifecycle.c),
+ * that each row's transitions are ones the state table allows, and that a
+ * restarted daemon decides as the run it replaces did.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lifecycle.h"
+
+static const struct mig_lifecycle_cfg CFG = {
+    .auto_switch_bytes = 1000,
+    .max_downtime_ms = 10000,
+    .max_rounds = 5,
+    .interval_ms = 60000,
+    .wait_ms = 600000,
+};
+
+#define NOW 1700000000000LL
+
+#define MIGRATE_PHASES                                                                             \
+    ((1u << MIG_PHASE_PREPARE) | (1u << MIG_PHASE_SYNC) | (1u << MIG_PHASE_SWITCH))
+
+/* A job of mode in state, task and phase, with rounds on record. */
+static struct mig_job *job_at(enum mig_mode mode, enum mig_job_state state, enum mig_task task,
+                              enum mig_phase phase, int rounds)
+{
+    struct mig_job *job = mig_job_new();
+    job->mode = mode;
+    job->state = state;
+    job->task = task;
+    job->phase = phase;
+    job->ctx.rounds = rounds;
+    job->ctx.last_delta = -1;
+    return job;
+}
+
+/* Applies a decision's changes as the engine does; false when a transition is refused. */
+static bool apply_next(struct mig_job *job, const struct mig_next *n)
+{
+    job->ctx.wake_ms = n->what == MIG_DO_SLEEP ? NOW + (int64_t)n->sleep_ms : 0;
+    if (n->task >= 0)
+        job->task = (enum mig_task)n->task;
+    if (n->phase >= 0)
+        job->phase = (enum mig_phase)n->phase;
+    for (int i = 0; i < 2 && n->events[i] >= 0; i++)
+        if (mig_job_apply(job, (enum mig_job_event)n->events[i]) != 0)
+            return false;
+    if (n->what == MIG_DO_UNDO)
+        job->undoing = true;
+    return true;
+}
+
+static struct mig_next decide(struct mig_job *job, enum mig_outcome out)
+{
+    struct mig_next n = mig_lifecycle_next(job, &CFG, out, NOW);
+    struct mig_job *copy = mig_job_new();
+    /* Every transition a row asks for is one the state table has. */
+    copy->state = job->state;
+    copy->task = job->task;
+    copy->phase = job->phase;
+    assert_true(apply_next(copy, &n));
+    mig_job_free(copy);
+    return n;
+}
+
+static void expect(const struct mig_next *n, enum mig_do what, int task, int phase, int ev0,
+                   int ev1)
+{
+    assert_int_equal(n->what, what);
+    assert_int_equal(n->task, task);
+    assert_int_equal(n->phase, phase);
+    assert_int_equal(n->events[0], ev0);
+    assert_int_equal(n->events[1], ev1);
+}
+
+static void test_start(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_VALIDATE, 0);
+    struct mig_next n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_PREPARE, -1, -1);
+
+    j->phase = MIG_PHASE_SYNC; /* no round yet: the first */
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+
+    j->phase = MIG_PHASE_SWITCH;
+    j->abort_requested = true; /* too late to abort: the switch goes on */
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+
+    j->phase = MIG_PHASE_PREPARE;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_int_equal(n.undo_mask, MIGRATE_PHASES);
+
+    j->abort_requested = false;
+    j->undoing = true; /* a daemon killed while undoing goes on undoing */
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_int_equal(n.undo_mask, MIGRATE_PHASES);
+
+    j->undoing = false;
+    j->task = MIG_TASK_RETURN;
+    j->phase = MIG_PHASE_ROLLBACK;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    j->undoing = true;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_int_equal(n.undo_mask, 1u << MIG_PHASE_ROLLBACK);
+
+    j->undoing = false;
+    j->task = MIG_TASK_REMOVE_SOURCE;
+    j->phase = MIG_PHASE_CLEANUP;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    mig_job_free(j);
+}
+
+/* Resumed in sync: a round goes on, a sleep goes on for what is left, or ends. */
+static void test_start_in_sync(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_INCREMENTAL, MIG_JOB_WAITING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_SYNC, 2);
+    j->ctx.wake_ms = 0; /* a round was under way */
+    struct mig_next n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    j->ctx.wake_ms = NOW + 25000; /* asleep: 25 s are left */
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, 25000);
+    assert_int_equal(n.wait, MIG_WAIT_NEXT_ROUND);
+    j->ctx.wake_ms = NOW - 1; /* the sleep ended while migd was down: the next round */
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    j->ctx.wake_ms = NOW + 25000;
+    j->finish_requested = true; /* finished while down: the switch, now */
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    j->abort_requested = true;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    mig_job_free(j);
+}
+
+static void test_done_tasks_and_phases(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_PREPARE, 0);
+    struct mig_next n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SYNC, -1, -1);
+
+    j->phase = MIG_PHASE_SYNC;
+    j->ctx.rounds = 1; /* full: one round, then the switch */
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+
+    j->phase = MIG_PHASE_SWITCH;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_CLEANUP, -1, -1);
+
+    j->phase = MIG_PHASE_CLEANUP;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+
+    j->cleanup_source = true; /* --cleanup-source: on to deleting the source copy */
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, -1, MIG_EV_SWITCHED, MIG_EV_REMOVE);
+
+    j->task = MIG_TASK_REMOVE_SOURCE;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_CLEANED, -1);
+    assert_true(n.clear_error);
+
+    j->task = MIG_TASK_RETURN;
+    j->phase = MIG_PHASE_ROLLBACK;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_ROLLED_BACK, -1);
+    assert_true(n.clear_error);
+    mig_job_free(j);
+}
+
+static void test_done_sync_rounds(void **state)
+{
+    (void)state;
+    /* Incremental: in sync after the first round, another round after the interval. */
+    struct mig_job *j = job_at(MIG_MODE_INCREMENTAL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_SYNC, 1);
+    struct mig_next n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.sleep_ms, CFG.interval_ms);
+    assert_int_equal(n.wait, MIG_WAIT_NEXT_ROUND);
+    j->state = MIG_JOB_WAITING; /* already waiting: no second SYNCED */
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    /* max_rounds: no more rounds, a long wait for finish or abort. */
+    j->ctx.rounds = CFG.max_rounds;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, CFG.wait_ms);
+    assert_int_equal(n.wait, MIG_WAIT_MAX_ROUNDS);
+    /* finish: the switch, and the waiting job is finished by it. */
+    j->finish_requested = true;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    /* abort wins over finish before the switch. */
+    j->abort_requested = true;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_int_equal(n.undo_mask, MIGRATE_PHASES);
+    mig_job_free(j);
+
+    /* Auto: never switches after the first round alone. */
+    j = job_at(MIG_MODE_AUTO, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SYNC, 1);
+    j->ctx.last_delta = 10;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.wait, MIG_WAIT_NEXT_ROUND);
+    /* A small delta after an incremental round: switch. */
+    j->ctx.rounds = 2;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    /* A large delta, but a short predicted downtime: switch. */
+    j->ctx.last_delta = 1 << 30;
+    struct mig_round r = {.n = 2, .bytes = 1 << 30, .predicted_downtime_ms = CFG.max_downtime_ms};
+    mig_job_log_round(j, &r);
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    /* Predicted too long: another round. */
+    r.predicted_downtime_ms = CFG.max_downtime_ms + 1;
+    mig_job_log_round(j, &r);
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, CFG.interval_ms);
+    /* Stalled: waits for finish, in state waiting. */
+    j->ctx.stalled = 1;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.sleep_ms, CFG.wait_ms);
+    assert_int_equal(n.wait, MIG_WAIT_STALLED);
+    mig_job_free(j);
+}
+
+static void test_slept(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_INCREMENTAL, MIG_JOB_WAITING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_SYNC, 2);
+    struct mig_next n = decide(j, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1); /* the next round */
+    j->ctx.rounds = CFG.max_rounds;
+    n = decide(j, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, CFG.wait_ms);
+    j->finish_requested = true; /* finish wakes it: the switch */
+    n = decide(j, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    j->abort_requested = true; /* abort wakes it: undo */
+    n = decide(j, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    mig_job_free(j);
+}
+
+static void test_failures(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_SYNC, 0);
+    /* Before the point of no return: the job's rollback. */
+    struct mig_next n = decide(j, MIG_OUT_FAILED);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_int_equal(n.undo_mask, MIGRATE_PHASES);
+    assert_null(n.error_code); /* the executor set the failing action's */
+    /* Canceled by the operator: undone, and it says so. */
+    j->abort_requested = true;
+    n = decide(j, MIG_OUT_CANCELED);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_string_equal(n.error_code, "Aborted");
+    assert_false(n.error_if_none);
+    /* Canceled by something else: a failure like any. */
+    j->abort_requested = false;
+    n = decide(j, MIG_OUT_CANCELED);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_null(n.error_code);
+    /* Past the point of no return: the VM stays where it runs. */
+    j->phase = MIG_PHASE_SWITCH;
+    n = decide(j, MIG_OUT_FAILED_FORWARD);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    j->phase = MIG_PHASE_CLEANUP;
+    n = decide(j, MIG_OUT_FAILED);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    /* The operator's cleanup failed: the source copy stays, the job switched. */
+    j->task = MIG_TASK_REMOVE_SOURCE;
+    n = decide(j, MIG_OUT_FAILED);
+    expect(&n, MIG_DO_END, MIG_TASK_MIGRATE, -1, MIG_EV_KEPT, -1);
+    n = decide(j, MIG_OUT_FAILED_FORWARD);
+    expect(&n, MIG_DO_END, MIG_TASK_MIGRATE, -1, MIG_EV_KEPT, -1);
+    /* The operator's rollback failed before its point of no return: undone. */
+    j->task = MIG_TASK_RETURN;
+    j->phase = MIG_PHASE_ROLLBACK;
+    n = decide(j, MIG_OUT_FAILED);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    assert_int_equal(n.undo_mask, 1u << MIG_PHASE_ROLLBACK);
+    mig_job_free(j);
+}
+
+static void test_undone(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_SYNC, 0);
+    struct mig_next n = decide(j, MIG_OUT_UNDONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    j->abort_requested = true;
+    n = decide(j, MIG_OUT_UNDONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_ABORT, -1);
+    assert_string_equal(n.error_code, "Aborted");
+    assert_true(n.error_if_none); /* an abort during a failure keeps the failure's words */
+    n = decide(j, MIG_OUT_UNDO_STOPPED);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    /* The operator's rollback undone: the VM stays on the target, switched. */
+    j->abort_requested = false;
+    j->task = MIG_TASK_RETURN;
+    j->phase = MIG_PHASE_ROLLBACK;
+    n = decide(j, MIG_OUT_UNDONE);
+    expect(&n, MIG_DO_END, MIG_TASK_MIGRATE, MIG_PHASE_CLEANUP, MIG_EV_KEPT, -1);
+    n = decide(j, MIG_OUT_UNDO_STOPPED);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    mig_job_free(j);
+}
+
+/*
+ * A daemon killed right after a decision was saved and started again
+ * decides (MIG_OUT_START) what the run had decided: the same walk, the same
+ * sleep, the same undo.  Checked over every mode, phase, round count (as a
+ * run leaves them: none before sync) and flag combination whose decision
+ * is not to end.
+ */
+static void test_a_restart_decides_as_the_run_did(void **state)
+{
+    (void)state;
+    static const enum mig_outcome outs[] = {MIG_OUT_DONE, MIG_OUT_SLEPT, MIG_OUT_FAILED,
+                                            MIG_OUT_CANCELED};
+    int checked = 0;
+    for (int mode = MIG_MODE_FULL; mode <= MIG_MODE_AUTO; mode++)
+        for (int phase = MIG_PHASE_PREPARE; phase <= MIG_PHASE_CLEANUP; phase++)
+            /* Records a run can leave: no round before sync, one at least once a round ended. */
+            for (int rounds = phase == MIG_PHASE_PREPARE ? 0 : 1;
+                 rounds <= (phase == MIG_PHASE_PREPARE ? 0 : CFG.max_rounds); rounds++)
+                for (int flags = 0; flags < 16; flags++)
+                    for (size_t o = 0; o < sizeof(outs) / sizeof(outs[0]); o++) {
+                        if (outs[o] == MIG_OUT_SLEPT && phase != MIG_PHASE_SYNC)
+                            continue;
+                        struct mig_job *j =
+                            job_at((enum mig_mode)mode, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                                   (enum mig_phase)phase, rounds);
+                        j->finish_requested = (flags & 1) != 0;
+                        j->abort_requested = (flags & 2) != 0;
+                        j->ctx.stalled = (flags & 4) != 0;
+                        j->ctx.last_delta = (flags & 8) != 0 ? 10 : 1 << 30;
+                        struct mig_next run = mig_lifecycle_next(j, &CFG, outs[o], NOW);
+                        if (run.what == MIG_DO_END || !apply_next(j, &run)) {
+                            mig_job_free(j);
+                            continue;
+                        }
+                        struct mig_next again = mig_lifecycle_next(j, &CFG, MIG_OUT_START, NOW);
+                        if (run.what == MIG_DO_PLAN && again.what == MIG_DO_PLAN) {
+                            /* The same plan: nothing more to change on the record. */
+                            assert_int_equal(again.phase, -1);
+                            assert_int_equal(again.task, -1);
+                        } else {
+                            assert_int_equal(again.what, run.what);
+                            assert_int_equal(again.sleep_ms, run.sleep_ms);
+                            assert_int_equal(again.undo_mask, run.undo_mask);
+                        }
+                        checked++;
+                        mig_job_free(j);
+                    }
+    assert_true(checked > 500);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_equal(mig_outcome_name(MIG_OUT_START), "start");
+    assert_string_equal(mig_outcome_name(MIG_OUT_UNDO_STOPPED), "undo_stopped");
+    assert_string_equal(mig_outcome_name(MIG_NOUTCOMES), "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start),
+        cmocka_unit_test(test_start_in_sync),
+        cmocka_unit_test(test_done_tasks_and_phases),
+        cmocka_unit_test(test_done_sync_rounds),
+        cmocka_unit_test(test_slept),
+        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_undone),
+        cmocka_unit_test(test_a_restart_decides_as_the_run_did),
+        cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
