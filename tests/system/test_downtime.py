@@ -26,14 +26,20 @@ def migd(lab, build_dir, tmp_path_factory):
 
 
 def writer(lab, cn, uuid, seconds, kib_per_tick, name='writes.bin'):
-    """Starts a bounded writer in the VM's dataset: kib_per_tick KiB every 0.2 s.
-    Returns the path of a file that exists once it is done."""
+    """Starts a bounded writer in the VM's dataset: kib_per_tick KiB every 0.2 s,
+    for at most seconds, or until writer_stop().  Returns the path of a file
+    that exists once it is done."""
     done = '/var/tmp/writer-%s.done' % uuid
-    lab.cn_run(cn, 'rm -f %s; nohup sh -c \'n=0; while [ $n -lt %d ]; do '
-                   'head -c %dK /dev/urandom >> /zones/%s/root/%s; sleep 0.2; n=$((n+1)); done; '
-                   'sync; touch %s\' >/dev/null 2>&1 &'
-               % (done, seconds * 5, kib_per_tick, uuid, name, done))
+    lab.cn_run(cn, 'rm -f %s %s.stop; nohup sh -c \'n=0; while [ $n -lt %d ] && [ ! -e %s.stop ]; '
+                   'do head -c %dK /dev/urandom >> /zones/%s/root/%s; sleep 0.2; n=$((n+1)); '
+                   'done; sync; touch %s\' >/dev/null 2>&1 &'
+               % (done, done, seconds * 5, done, kib_per_tick, uuid, name, done))
     return done
+
+
+def writer_stop(lab, cn, done):
+    """Tells the writer whose done file is `done` to stop after its current write."""
+    lab.cn_run(cn, 'touch %s.stop' % done)
 
 
 def writer_done(lab, cn, done):
@@ -111,9 +117,11 @@ def test_a_writer_faster_than_the_link_is_reported_and_waits(lab, migd):
     v = lab.vms['stopped0']
     src = home(lab, v['uuid'])
     dst = other(lab, src)
-    # The source's send carries 1 MiB/s; the VM writes 1.5 MiB/s.
+    # The source's send carries 1 MiB/s; the VM writes 2 MiB/s (less on a
+    # loaded box) until it is told to stop: the rounds grow until three of
+    # them did not shrink, however long the first sync and the rounds take.
     lab.cn_throttle(src, 'zfs', args=r'^send', bytes_per_s=1 << 20)
-    done = writer(lab, src, v['uuid'], seconds=60, kib_per_tick=300)
+    done = writer(lab, src, v['uuid'], seconds=600, kib_per_tick=400)
     try:
         job_uuid = submit(migd, '-a', v['uuid'], dst.hostname)
         job = wait_for(lambda: (lambda j: j if 'not converging' in (j['activity'] or '') else None)(
@@ -128,6 +136,7 @@ def test_a_writer_faster_than_the_link_is_reported_and_waits(lab, migd):
         assert job['state'] == 'waiting' and job['progress']['increments'] == rounds, \
             'it kept looping'
     finally:
+        writer_stop(lab, src, done)
         lab.cn_faults_clear(src)
     wait_for(lambda: writer_done(lab, src, done), 'the writer', 90)
     sums = lab.file_checksums(src, '/zones/%s/root' % v['uuid'])
