@@ -43,7 +43,7 @@ static void print_json(json_t *j, bool one_line)
 
 /* ---- commands ---- */
 
-enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT };
+enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT, OPT_MIN_UP };
 
 /* Parses MBITS for --limit: 0 (no cap) to 1000000.  Returns 0 or -1. */
 static int parse_limit(const char *s, long *out)
@@ -63,6 +63,7 @@ struct migrate_args {
     bool older, watch, cleanup;
     const char *transfer; /* NULL: migd's transfer.mode */
     long limit;           /* -1: migd's transfer.limit_mbps */
+    int64_t min_up;       /* -1: migd's health.min_up_s */
 };
 
 /* Takes migrate's option key (its argument in arg) into ctx: 0, or -1 after a usage error. */
@@ -89,6 +90,13 @@ static int on_migrate_option(void *ctx, int key, const char *arg)
     case OPT_LIMIT:
         if (parse_limit(arg, &a->limit) != 0) {
             opts_usage_error("--limit takes Mbit/s from 0 (no cap) to 1000000, not \"%s\"", arg);
+            return -1;
+        }
+        break;
+    case OPT_MIN_UP:
+        if (mig_duration_parse(arg, 86400, &a->min_up) != 0) {
+            opts_usage_error("--min-up takes a duration up to 24h (30s, 5m, 1h; 0: no health "
+                             "gate), not \"%s\"", arg);
             return -1;
         }
         break;
@@ -123,6 +131,8 @@ static json_t *migrate_body(const struct migrate_args *a, const char *vm, const 
         json_object_set_new(body, "transfer", json_string(a->transfer));
     if (a->limit >= 0)
         json_object_set_new(body, "limit_mbps", json_integer(a->limit));
+    if (a->min_up >= 0)
+        json_object_set_new(body, "min_up_s", json_integer(a->min_up));
     return body;
 }
 
@@ -180,8 +190,9 @@ static int cmd_migrate(int argc, char **argv)
                                              {OPT_CLEANUP_SOURCE, 0, "cleanup-source", false},
                                              {OPT_TRANSFER, 0, "transfer", true},
                                              {OPT_LIMIT, 0, "limit", true},
+                                             {OPT_MIN_UP, 0, "min-up", true},
                                              OPTS_END};
-    struct migrate_args a = {.jobs = {.mode = "full"}, .limit = -1};
+    struct migrate_args a = {.jobs = {.mode = "full"}, .limit = -1, .min_up = -1};
     struct opts o;
     opts_init(&o, argc, argv, table);
     int parsed = migrate_parse(&o, &a);
@@ -736,7 +747,7 @@ struct command {
 static const struct command commands[] = {
     {"migrate", cmd_migrate,
      "migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] [--transfer relay|direct] "
-     "[--limit MBITS] VM [TARGET_CN]",
+     "[--limit MBITS] [--min-up DURATION] VM [TARGET_CN]",
      "Queues a job that moves VM (a UUID, or an alias that is unique) to TARGET_CN\n"
      "(a server UUID or hostname; without it the placement rules pick one).\n"
      "  -i                  incremental: sync, then wait for \"migctl finish\"\n"
@@ -750,6 +761,8 @@ static const struct command commands[] = {
      "                      (default: migd's transfer.mode)\n"
      "  --limit MBITS       cap the job's stream at MBITS Mbit/s, 0 for no cap\n"
      "                      (default: migd's transfer.limit_mbps)\n"
+     "  --min-up DURATION   the health gate: the VM must run this long on the target\n"
+     "                      (30s, 5m, 1h; 0: no gate; default: migd's health.min_up_s)\n"
      "Long options are matched whole, never by a prefix.\n"},
     {"list", cmd_list, "list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]",
      "Lists unfinished jobs in columns that fit 80 characters.\n"

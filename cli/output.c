@@ -396,6 +396,59 @@ void out_progress_line(json_t *job, char *buf, size_t bufsz)
     }
 }
 
+/* One check as a line: "health ok   running: running on cn2". */
+static void health_check_line(json_t *c, char *buf, size_t bufsz)
+{
+    json_t *ok = out_get(c, "ok");
+    snprintf(buf, bufsz, "health %-4s %-8s %s", json_is_null(ok) ? "?" : json_is_true(ok) ? "ok" : "FAIL",
+             get_str_or(c, "name", "?"), get_str_or(c, "detail", ""));
+}
+
+void out_health_key(json_t *health, char *buf, size_t bufsz)
+{
+    size_t n = (size_t)snprintf(buf, bufsz, "%s", get_str_or(health, "state", "?"));
+    json_t *checks = out_get(health, "checks");
+    size_t i;
+    json_t *c;
+    json_array_foreach(checks, i, c)
+    {
+        json_t *ok = out_get(c, "ok");
+        if (n < bufsz)
+            n += (size_t)snprintf(buf + n, bufsz - n, " %s=%s", get_str_or(c, "name", "?"),
+                                  json_is_null(ok) ? "?" : json_is_true(ok) ? "ok" : "fail");
+    }
+}
+
+void out_health_lines(json_t *health, const char *told, char *buf, size_t bufsz)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    json_t *checks = out_get(health, "checks");
+    size_t i;
+    json_t *c;
+    json_array_foreach(checks, i, c)
+    {
+        json_t *ok = out_get(c, "ok");
+        char word[96], line[512];
+        snprintf(word, sizeof(word), " %s=%s", get_str_or(c, "name", "?"),
+                 json_is_null(ok) ? "?" : json_is_true(ok) ? "ok" : "fail");
+        if (strstr(told, word) != NULL)
+            continue; /* told already */
+        health_check_line(c, line, sizeof(line));
+        if (n < bufsz)
+            n += (size_t)snprintf(buf + n, bufsz - n, "%s\n", line);
+    }
+    const char *state = get_str_or(health, "state", "?");
+    if (strcmp(state, "checking") != 0 && strncmp(told, state, strlen(state)) != 0 && n < bufsz) {
+        if (strcmp(state, "failed") == 0)
+            snprintf(buf + n, bufsz - n, "health gate failed: %s\n",
+                     get_str_or(health, "failure", "?"));
+        else
+            snprintf(buf + n, bufsz - n, "health gate %s after %lld s up\n", state,
+                     (long long)get_int(health, "min_up_s", 0));
+    }
+}
+
 /* What the job does with the source copy, in words. */
 static const char *cleanup_words(json_t *obj)
 {
@@ -497,6 +550,20 @@ void out_job_summary(FILE *f, json_t *job)
     for (size_t i = 0; i < 3; i++)
         if (get_str(job, times[i]) != NULL)
             fprintf(f, "%-11s %s\n", times[i], get_str(job, times[i]));
+    json_t *health = out_get(job, "health");
+    if (json_is_object(health)) {
+        fprintf(f, "health      %s, %lld s up wanted, since %s\n", get_str_or(health, "state", "?"),
+                (long long)get_int(health, "min_up_s", 0), get_str_or(health, "since", "-"));
+        json_t *c;
+        json_array_foreach(out_get(health, "checks"), i, c)
+        {
+            char hl[512];
+            health_check_line(c, hl, sizeof(hl));
+            fprintf(f, "            %s (%s)\n", hl + 7, get_str_or(c, "at", "?"));
+        }
+        if (get_str(health, "failure") != NULL)
+            fprintf(f, "            failed: %s\n", get_str(health, "failure"));
+    }
     if (get_str(job, "error.code") != NULL || get_str(job, "error.message") != NULL)
         fprintf(f, "error       %s: %s (phase %s)\n", get_str_or(job, "error.code", "?"),
                 get_str_or(job, "error.message", ""), get_str_or(job, "error.phase", "?"));

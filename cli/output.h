@@ -168,4 +168,13 @@ void out_sort(json_t *jobs, const char *sort);
 /* True when the job matches every KEY=VALUE filter (values compared as rendered). */
 bool out_match(json_t *job, char **filters, int nfilters);
 
+/*
+ * The health gate (a job's "health" object): a key of its state and each
+ * check's verdict ("checking running=ok zone_id=ok"), and the lines that
+ * tell what changed since the key `told` (one per check, then the gate's
+ * end), for watch.
+ */
+void out_health_key(json_t *health, char *buf, size_t bufsz);
+void out_health_lines(json_t *health, const char *told, char *buf, size_t bufsz);
+
 #endif

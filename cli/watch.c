@@ -47,6 +47,7 @@ struct watch_state {
     size_t cols;
     long status;
     size_t rounds; /* the rounds already told (one line each, also on a terminal) */
+    char checks[1024]; /* the health checks' verdicts already told ("name=ok ...") */
     bool began;    /* the first event was seen */
 };
 
@@ -103,10 +104,39 @@ static void watch_rounds(struct watch_state *w, json_t *job)
     }
 }
 
+/* Prints a line for each health check whose verdict changed, and the gate's end. */
+static void watch_health(struct watch_state *w, json_t *job)
+{
+    json_t *health = json_object_get(job, "health");
+    if (!json_is_object(health))
+        return;
+    json_t *esc = out_escaped(health);
+    char now[1024];
+    out_health_key(esc, now, sizeof(now));
+    if (strcmp(now, w->checks) != 0) {
+        char lines[2048];
+        out_health_lines(esc, w->checks, lines, sizeof(lines));
+        if (lines[0] != '\0') {
+            if (w->tty && w->drawn) {
+                printf("\r\033[K");
+                w->drawn = false;
+                w->shown[0] = '\0';
+            }
+            for (char *l = strtok(lines, "\n"); l != NULL; l = strtok(NULL, "\n")) {
+                put_stamp(stdout);
+                printf("%s\n", l);
+            }
+        }
+        snprintf(w->checks, sizeof(w->checks), "%s", now);
+    }
+    json_decref(esc);
+}
+
 static void watch_show(struct watch_state *w, json_t *job)
 {
     char line[1024];
     watch_rounds(w, job);
+    watch_health(w, job);
     json_t *esc = out_escaped(job);
     out_progress_line(esc, line, sizeof(line));
     json_decref(esc);

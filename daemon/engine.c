@@ -164,6 +164,8 @@ static struct mig_lifecycle_cfg lifecycle_cfg(const struct mig_config *cfg)
         .max_rounds = cfg->incremental.max_rounds,
         .interval_ms = (uint64_t)cfg->incremental.interval_s * 1000,
         .wait_ms = WAIT_MS,
+        .health_report = cfg->health.on_failure != NULL &&
+                         strcmp(cfg->health.on_failure, "report") == 0,
     };
 }
 
@@ -198,6 +200,14 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
         else
             mig_job_set_activity(job, "next round in %d s", r->e->d->cfg->incremental.interval_s);
         break;
+    case MIG_WAIT_HEALTH: {
+        const struct mig_health *h = &job->health;
+        int64_t up = h->since_ms > 0 ? (mig_now_ms() - h->since_ms) / 1000 : 0;
+        mig_job_set_activity(job, "health gate: up %lld s of %d s on %s, next look in %llu s",
+                             (long long)up, h->min_up_s, job->target_hostname,
+                             (unsigned long long)((job->ctx.wake_ms - mig_now_ms() + 999) / 1000));
+        break;
+    }
     case MIG_WAIT_NONE:
         break;
     }
@@ -236,6 +246,8 @@ static void plan_now(struct jrun *r, struct mig_plan *p)
         mig_plan_round(job, job->ctx.rounds + 1, p);
     } else if (job->phase == MIG_PHASE_SWITCH) {
         mig_plan_switch(job, p);
+    } else if (job->phase == MIG_PHASE_VERIFY) {
+        mig_plan_verify(job, p);
     } else {
         mig_plan_cleanup(job, p);
     }
@@ -262,14 +274,14 @@ static void decide(struct jrun *r, enum mig_outcome out)
     int64_t now = mig_now_ms();
     struct mig_next n = mig_lifecycle_next(job, &cfg, out, now);
     enum mig_phase was = job->phase;
-    if (n.task >= 0)
-        job->task = (enum mig_task)n.task;
-    if (n.phase >= 0)
-        job->phase = (enum mig_phase)n.phase;
     if (n.clear_error)
         mig_job_clear_error(job);
     if (n.error_code != NULL && (!n.error_if_none || job->error_code == NULL))
         mig_job_set_error(job, n.error_code, n.error_message);
+    if (n.task >= 0)
+        job->task = (enum mig_task)n.task;
+    if (n.phase >= 0)
+        job->phase = (enum mig_phase)n.phase;
     for (int i = 0; i < 2 && n.events[i] >= 0; i++)
         transition(r, (enum mig_job_event)n.events[i]);
     if (job->phase != was)

@@ -664,7 +664,9 @@ int exec_new(struct migd *d, struct mig_job *job, const struct exec_hooks *hooks
                                   .imgapi = d->cfg->apis.imgapi,
                                   .ssh_user = d->cfg->ssh.user,
                                   .ssh_port = d->cfg->ssh.port,
-                                  .known_hosts = d->cfg->ssh.known_hosts};
+                                  .known_hosts = d->cfg->ssh.known_hosts,
+                                  .health_command = d->cfg->health.command,
+                                  .health_timeout_s = (unsigned)d->cfg->health.timeout_s};
     int rc = ops_init(&x->ops, d, x, on_op_done, on_progress);
     if (rc != 0) {
         free(x);

@@ -258,6 +258,37 @@ static void on_http_done(void *arg, const struct mig_http_resp *resp)
     complete(o);
 }
 
+static void on_exec_done(void *arg, const struct local_exec_result *r)
+{
+    struct ops *o = arg;
+    o->exec = NULL;
+    o->res.err = r->err;
+    o->res.exit_status = r->exit_status;
+    o->out = copy_text(r->out, r->out_len);
+    snprintf(o->res.detail, sizeof(o->res.detail), "%s", r->detail);
+    complete(o);
+}
+
+/* A head-node command, with the job in its environment (product.md health.command). */
+static int start_exec(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+                      char *detail, size_t detailsz)
+{
+    char env[4][320];
+    snprintf(env[0], sizeof(env[0]), "MIGD_JOB=%s", job->uuid);
+    snprintf(env[1], sizeof(env[1]), "MIGD_VM_UUID=%s", job->vm_uuid);
+    snprintf(env[2], sizeof(env[2]), "MIGD_SOURCE=%s",
+             job->source_hostname != NULL ? job->source_hostname : "");
+    snprintf(env[3], sizeof(env[3]), "MIGD_TARGET=%s",
+             job->target_hostname != NULL ? job->target_hostname : "");
+    const char *const extra[] = {env[0], env[1], env[2], env[3], NULL};
+    mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "exec on the head node: %s", op->cmd);
+    int rc = local_exec_start(o->d->loop, op->cmd, extra, op->timeout_s > 0 ? op->timeout_s : 60,
+                              on_exec_done, o, &o->exec);
+    if (rc != 0)
+        snprintf(detail, detailsz, "cannot run %s: %s", op->cmd, uv_strerror(rc));
+    return rc;
+}
+
 void ops_fake_deliver(struct ops *o, const struct mig_result *res, const char *out,
                       const char *errout, json_t *json)
 {
@@ -345,6 +376,13 @@ static void start_now(struct ops *o, const struct mig_op *op, const struct mig_j
             snprintf(detail, sizeof(detail), "%s %s: %s", op->method, op->url, mig_strerror(rc));
         break;
     }
+    case MIG_OP_EXEC:
+        if (op->cmd == NULL) {
+            snprintf(detail, sizeof(detail), "no command");
+            break;
+        }
+        rc = start_exec(o, op, job, detail, sizeof(detail));
+        break;
     case MIG_OP_NONE:
         snprintf(detail, sizeof(detail), "no operation");
         break;
@@ -368,6 +406,8 @@ static void cancel_adapters(struct ops *o)
         o->d->fake_ops->cancel(o->d->fake_ops->arg, o);
         return;
     }
+    if (o->exec != NULL)
+        local_exec_cancel(o->exec);
     if (o->d->ssh != NULL)
         mig_ssh_cancel(o->d->ssh, o);
     if (o->d->http != NULL)

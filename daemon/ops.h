@@ -15,6 +15,7 @@
 #include "act.h"
 #include "cn.h"
 #include "daemon.h"
+#include "local_exec.h"
 
 typedef void (*ops_done_fn)(void *owner, const struct mig_result *res);
 typedef void (*ops_progress_fn)(void *owner, uint64_t bytes);
@@ -31,6 +32,7 @@ struct ops {
     bool unsaved;             /* the job is not in the store yet: log without its uuid */
     bool stream;              /* the SSH op is a direct send: its stderr says its progress */
     struct mig_send_progress sent; /* the stream's progress lines so far */
+    struct local_exec *exec;       /* an EXEC op's command while it runs */
     void (*on_closed)(void *arg);
     void *closed_arg;
     struct mig_result res; /* the last result; its strings below live until the next op */

@@ -159,6 +159,15 @@ void mig_act_ssh(struct mig_act *a, enum mig_side side, char *cmd, char *input)
     a->op.input = input;
 }
 
+void mig_act_exec(struct mig_act *a, char *cmd, unsigned timeout_s)
+{
+    mig_op_clear(&a->op);
+    a->op.kind = MIG_OP_EXEC;
+    a->op.on = MIG_SIDE_LOCAL;
+    a->op.cmd = cmd;
+    a->op.timeout_s = timeout_s;
+}
+
 void mig_act_relay(struct mig_act *a, enum mig_side from, char *producer, enum mig_side to,
                    char *consumer)
 {

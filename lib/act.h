@@ -38,6 +38,7 @@ enum mig_op_kind {
     MIG_OP_SSH,   /* a command on one CN */
     MIG_OP_RELAY, /* a producer's stdout on one CN into a consumer's stdin on another */
     MIG_OP_HTTP,  /* a call to a Triton API */
+    MIG_OP_EXEC,  /* a command on the head node (health.command), with the job in its environment */
 };
 
 /*
@@ -63,6 +64,7 @@ struct mig_op {
      * would race (the direct keys' lines in authorized_keys).
      */
     bool serial;
+    unsigned timeout_s; /* EXEC: killed after this long */
 };
 
 /* Frees what op owns and zeroes it. */
@@ -105,6 +107,9 @@ struct mig_act_env {
     const char *ssh_user;
     int ssh_port;
     const char *known_hosts;            /* the head node's known_hosts file */
+    /* The health gate (phase verify). */
+    const char *health_command;         /* health.command, NULL when none */
+    unsigned health_timeout_s;          /* health.timeout_s */
 };
 
 /* One run of an action function: its inputs, its resume point, its output. */
@@ -194,6 +199,8 @@ void mig_act_ssh(struct mig_act *a, enum mig_side side, char *cmd, char *input);
 /* Fills a->op for a relay from side `from` to side `to` (commands taken over). */
 void mig_act_relay(struct mig_act *a, enum mig_side from, char *producer, enum mig_side to,
                    char *consumer);
+/* Fills a->op for a head-node command (cmd taken over), killed after timeout_s. */
+void mig_act_exec(struct mig_act *a, char *cmd, unsigned timeout_s);
 /* Fills a->op for an HTTP call (url and body taken over). */
 void mig_act_http(struct mig_act *a, const char *api, const char *method, char *url,
                   json_t *body);

@@ -18,19 +18,6 @@
 #define VM(a) ((a)->job->vm_uuid)
 #define HOST(a, side) mig_job_side_host((a)->job, (side))
 
-/* The state ("running", "stopped", ...) and autoboot (-1 unknown) from `vmadm get` output. */
-static int parse_vm(const char *out, char *state, size_t statesz, int *autoboot)
-{
-    json_t *vm = json_loads(out != NULL ? out : "", 0, NULL);
-    const char *st = json_string_value(json_object_get(vm, "state"));
-    json_t *ab = json_object_get(vm, "autoboot");
-    int rc = st != NULL ? 0 : MIG_EPARSE;
-    snprintf(state, statesz, "%s", st != NULL ? st : "");
-    *autoboot = json_is_boolean(ab) ? json_is_true(ab) : -1;
-    json_decref(vm);
-    return rc;
-}
-
 /* Sets the job's downtime once: from the stop to now. */
 static void mark_downtime(struct mig_job *job)
 {
@@ -61,7 +48,7 @@ int act_inspect(struct mig_act *a)
     ACT_SSH(a, a->side, mig_cmd_vmadm_get(VM(a)), NULL);
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, code, "vmadm get %s on %s", VM(a), HOST(a, a->side));
-    if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
+    if (mig_parse_vmadm_get(a->res->out, state, sizeof(state), &autoboot) != 0)
         return mig_act_fail(a, code, "vmadm get %s on %s printed no VM state", VM(a),
                             HOST(a, a->side));
     if (a->side == MIG_SIDE_SOURCE) {
@@ -105,7 +92,7 @@ static int running_result(struct mig_act *a, enum mig_side side)
         a->n = 0;
         return 0;
     }
-    if (parse_vm(a->res->out, state, sizeof(state), &autoboot) != 0)
+    if (mig_parse_vmadm_get(a->res->out, state, sizeof(state), &autoboot) != 0)
         return mig_act_fail(a, "ProbeFailed", "vmadm get %s on %s printed no VM state", VM(a),
                             HOST(a, side));
     a->n = strcmp(state, "running") == 0;

@@ -12,6 +12,10 @@
 
 #include "act.h"
 
+/* act_health.c: the health gate (phase verify) */
+int act_health_baseline(struct mig_act *a); /* source, before the stop: svcs in maintenance */
+int act_verify_health(struct mig_act *a);   /* target: one pass of the gate */
+
 /* act_zone.c */
 int act_inspect(struct mig_act *a); /* source: running? autoboot; target: running? */
 int act_begin_switch(struct mig_act *a);

@@ -219,6 +219,20 @@ char *mig_cmd_zoneadm_list(void)
     return mig_strdup("zoneadm list -pc");
 }
 
+char *mig_cmd_zoneadm_running(void)
+{
+    return mig_strdup("zoneadm list -p");
+}
+
+char *mig_cmd_svcs_explain(const char *vm_uuid)
+{
+    struct cmd c = {0};
+    cn_cmd_lit(&c, "svcs -z");
+    cn_cmd_arg(&c, vm_uuid, mig_uuid_valid(vm_uuid));
+    cn_cmd_lit(&c, "-x");
+    return cn_cmd_done(&c);
+}
+
 /* "zoneadm -z 'UUID' SUBCOMMAND" for our own fixed subcommands. */
 static char *zone_cmd(const char *prog, const char *vm_uuid, const char *tail, const char *qtail)
 {

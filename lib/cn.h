@@ -30,6 +30,10 @@ char *mig_cmd_vmadm_start(const char *vm_uuid);
 
 /* zoneadm list -pc; zoneadm -z UUID attach; zoneadm -z UUID detach */
 char *mig_cmd_zoneadm_list(void);
+/* "zoneadm list -p": the running zones, with the zone id each booted with. */
+char *mig_cmd_zoneadm_running(void);
+/* "svcs -z 'UUID' -x": the zone's SMF services in maintenance, explained; NULL for a bad uuid. */
+char *mig_cmd_svcs_explain(const char *vm_uuid);
 char *mig_cmd_zoneadm_attach(const char *vm_uuid);
 char *mig_cmd_zoneadm_detach(const char *vm_uuid);
 
@@ -200,15 +204,22 @@ json_t *mig_parse_lines(const char *text);
 
 /* One row of `zoneadm list -pc`. */
 struct mig_zone {
+    long long zoneid; /* -1 when not running ("-") */
     char zonename[64];
     char state[32];
     char zonepath[256];
     char uuid[64];
     char brand[32];
 };
-/* Finds zone uuid in zoneadm list -pc output; 0 and *out filled, -ENOENT, MIG_EPARSE,
+/* Finds zone uuid in zoneadm list -pc (or -p: running zones) output; 0 and *out filled, -ENOENT, MIG_EPARSE,
  * or -EINVAL when uuid is not a UUID. */
 int mig_parse_zoneadm_find(const char *text, const char *uuid, struct mig_zone *out);
+
+/*
+ * From `vmadm get` output: the VM's state into state ("running",
+ * "stopped", ...) and *autoboot (1, 0, -1 when absent).  0 or MIG_EPARSE.
+ */
+int mig_parse_vmadm_get(const char *text, char *state, size_t statesz, int *autoboot);
 
 /*
  * From `zonecfg -z UUID export` text: *autoboot (1, 0, or -1 when not set)

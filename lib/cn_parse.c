@@ -5,6 +5,7 @@
  * MIG_EPARSE, never a guess.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +240,10 @@ static int on_zone_line(char *line, void *arg)
         return 0;
     struct mig_zone zone;
     memset(&zone, 0, sizeof(zone));
+    char *end;
+    zone.zoneid = strtoll(f[0], &end, 10);
+    if (strcmp(f[0], "-") == 0 || end == f[0] || *end != '\0' || zone.zoneid < 0)
+        zone.zoneid = -1;
     if (!copy_field(zone.zonename, sizeof(zone.zonename), f[1]) ||
         !copy_field(zone.state, sizeof(zone.state), f[2]) ||
         !copy_field(zone.zonepath, sizeof(zone.zonepath), f[3]) ||
@@ -527,4 +532,16 @@ size_t mig_direct_failure_line(const char *errout, const char **line)
     }
     *line = best != NULL ? best : echo;
     return best != NULL ? best_len : echo_len;
+}
+
+int mig_parse_vmadm_get(const char *text, char *state, size_t statesz, int *autoboot)
+{
+    json_t *vm = json_loads(text != NULL ? text : "", 0, NULL);
+    const char *st = json_string_value(json_object_get(vm, "state"));
+    json_t *ab = json_object_get(vm, "autoboot");
+    int rc = st != NULL ? 0 : MIG_EPARSE;
+    snprintf(state, statesz, "%s", st != NULL ? st : "");
+    *autoboot = json_is_boolean(ab) ? json_is_true(ab) : -1;
+    json_decref(vm);
+    return rc;
 }

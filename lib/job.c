@@ -61,7 +61,8 @@ static const char *const state_names[MIG_JOB_NSTATES] = {
 
 static const char *const phase_names[MIG_PHASE_NPHASES] = {
     [MIG_PHASE_VALIDATE] = "validate", [MIG_PHASE_PREPARE] = "prepare", [MIG_PHASE_SYNC] = "sync",
-    [MIG_PHASE_SWITCH] = "switch",     [MIG_PHASE_CLEANUP] = "cleanup",
+    [MIG_PHASE_SWITCH] = "switch",     [MIG_PHASE_VERIFY] = "verify",
+    [MIG_PHASE_CLEANUP] = "cleanup",
     [MIG_PHASE_ROLLBACK] = "rollback",
 };
 
@@ -190,6 +191,7 @@ struct mig_job *mig_job_new(void)
     c->reservation_before = -1;
     job->daemon_ms = -1;
     job->rollback_downtime_ms = -1;
+    mig_health_init(&job->health, 0);
     return job;
 }
 
@@ -483,6 +485,7 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "finished", mig_json_time(job->finished));
     json_object_set_new(o, "error", error);
     json_object_set_new(o, "leftovers", leftovers_json(job));
+    json_object_set_new(o, "health", mig_health_to_json(&job->health));
     return o;
 }
 

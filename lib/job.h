@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "health.h"
 #include "util.h"
 
 enum mig_job_state {
@@ -30,6 +31,8 @@ enum mig_phase {
     MIG_PHASE_SYNC,
     MIG_PHASE_SWITCH,
     MIG_PHASE_CLEANUP,
+    MIG_PHASE_VERIFY,   /* the health gate after the cleanup: the VM runs on the target, watched
+                           (records store phase names, so the order may change) */
     MIG_PHASE_ROLLBACK, /* undoing a task, or the operator's rollback of a switched job */
     MIG_PHASE_NPHASES
 };
@@ -224,6 +227,7 @@ struct mig_job {
     int64_t rollback_downtime_ms; /* a rollback's own downtime, -1: none */
     int nleftovers;
     struct mig_leftover leftovers[MIG_MAX_LEFTOVERS];
+    struct mig_health health;
     struct mig_job_ctx ctx; /* owned by the job */
 };
 

@@ -128,6 +128,10 @@ json_t *mig_job_to_record(const struct mig_job *job)
     json_object_set_new(o, "created_ms", json_integer(job->created));
     json_object_set_new(o, "started_ms", json_integer(job->started));
     json_object_set_new(o, "finished_ms", json_integer(job->finished));
+    /* Written once there is a gate to remember: older records stay as they were. */
+    if (job->health.min_up_s > 0 || job->health.state != MIG_HEALTH_NONE ||
+        job->health.smf_baseline)
+        json_object_set_new(o, "health", mig_health_to_record(&job->health));
     return o;
 }
 
@@ -496,6 +500,8 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_bool(rec, "undoing", &job->undoing) < 0 ||
          rd_int32(rec, "limit_mbps", &job->limit_mbps) < 0 ||
          rd_int32(rec, "evac_parallel", &job->evac_parallel) < 0))
+        rc = MIG_EPARSE;
+    if (rc == 0 && mig_health_from_record(json_object_get(rec, "health"), &job->health) < 0)
         rc = MIG_EPARSE;
     if (rc == 0 && job->uuid[0] == '\0')
         rc = MIG_EPARSE;

@@ -140,17 +140,91 @@ static struct mig_next on_start(const struct mig_job *job, const struct mig_life
     }
     if (job->phase == MIG_PHASE_SYNC && job->ctx.rounds > 0)
         return resume_sync(job, cfg, now);
+    if (job->phase == MIG_PHASE_VERIFY && job->ctx.wake_ms > now) {
+        /* Between two looks of the gate: the rest of the pause. */
+        struct mig_next n = next(MIG_DO_SLEEP);
+        n.sleep_ms = (uint64_t)(job->ctx.wake_ms - now);
+        n.wait = MIG_WAIT_HEALTH;
+        return n;
+    }
     return next(MIG_DO_PLAN);
 }
 
+/* The health gate applies: the VM ran before the job, and the window is not 0. */
+static bool gate_on(const struct mig_job *job)
+{
+    return job->vm_was_running == 1 && job->health.min_up_s > 0;
+}
+
+/* The migration is done (and its gate passed): switched, or on to delete the source. */
+static struct mig_next switched(const struct mig_job *job)
+{
+    /* A failed gate kept by health.on_failure "report" never deletes the source copy. */
+    if (job->cleanup_source && job->health.state != MIG_HEALTH_FAILED) {
+        struct mig_next n = next(MIG_DO_PLAN);
+        n.task = MIG_TASK_REMOVE_SOURCE;
+        n.events[0] = MIG_EV_SWITCHED;
+        n.events[1] = MIG_EV_REMOVE;
+        return n;
+    }
+    return end_with(MIG_EV_SWITCHED);
+}
+
+uint64_t mig_verify_interval_ms(const struct mig_job *job, int64_t now)
+{
+    const struct mig_health *h = &job->health;
+    int64_t ms = (int64_t)h->min_up_s * 100;
+    if (ms < 1000)
+        ms = 1000;
+    if (ms > 60000)
+        ms = 60000;
+    if (h->since_ms > 0) {
+        int64_t left = h->since_ms + (int64_t)h->min_up_s * 1000 - now;
+        if (left > 0 && left < ms)
+            ms = left;
+    }
+    return (uint64_t)ms;
+}
+
+/* The gate failed: roll back by itself (with its rounds), or keep the switch and say so. */
+static struct mig_next gate_failed(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                   const char *why)
+{
+    if (cfg->health_report)
+        return end_with(MIG_EV_SWITCHED);
+    struct mig_next n = next(MIG_DO_PLAN);
+    n.task = MIG_TASK_RETURN;
+    n.phase = MIG_PHASE_ROLLBACK;
+    n.error_code = "HealthCheckFailed";
+    n.error_message = why;
+    (void)job;
+    return n;
+}
+
+/* A pass of the gate ended: passed, failed, or another look after a pause. */
+static struct mig_next verify_step(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                   int64_t now)
+{
+    if (job->health.state == MIG_HEALTH_PASSED)
+        return switched(job);
+    if (job->health.state == MIG_HEALTH_FAILED)
+        return gate_failed(job, cfg, job->health.why);
+    struct mig_next n = next(MIG_DO_SLEEP);
+    n.sleep_ms = mig_verify_interval_ms(job, now);
+    n.wait = MIG_WAIT_HEALTH;
+    return n;
+}
+
 /* A plan walked to its end. */
-static struct mig_next on_done(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+static struct mig_next on_done(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                               int64_t now)
 {
     struct mig_next n = next(MIG_DO_PLAN);
     switch (job->task) {
     case MIG_TASK_RETURN:
         n = end_with(MIG_EV_ROLLED_BACK);
-        n.clear_error = true;
+        /* A rollback the gate asked for keeps saying why. */
+        n.clear_error = job->health.state != MIG_HEALTH_FAILED;
         return n;
     case MIG_TASK_REMOVE_SOURCE:
         n = end_with(MIG_EV_CLEANED);
@@ -171,21 +245,24 @@ static struct mig_next on_done(const struct mig_job *job, const struct mig_lifec
     case MIG_PHASE_SWITCH:
         n.phase = MIG_PHASE_CLEANUP;
         return n;
-    default:
-        /* The cleanup after the switch: the job is switched, or goes on to delete the source. */
-        if (job->cleanup_source) {
-            n.task = MIG_TASK_REMOVE_SOURCE;
-            n.events[0] = MIG_EV_SWITCHED;
-            n.events[1] = MIG_EV_REMOVE;
+    case MIG_PHASE_CLEANUP:
+        if (gate_on(job)) {
+            n.phase = MIG_PHASE_VERIFY;
             return n;
         }
-        return end_with(MIG_EV_SWITCHED);
+        return switched(job);
+    case MIG_PHASE_VERIFY:
+        return verify_step(job, cfg, now);
+    default:
+        return switched(job);
     }
 }
 
 /* A sleep between rounds ended (or was cut short by finish or abort). */
 static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
 {
+    if (job->phase == MIG_PHASE_VERIFY)
+        return next(MIG_DO_PLAN); /* the gate's next look */
     if (job->abort_requested)
         return undo(job);
     switch (sync_decide(job, cfg)) {
@@ -216,6 +293,15 @@ static struct mig_next on_failed(const struct mig_job *job)
     return undo(job);
 }
 
+/* The gate could not look at the target (it stayed unreachable): as a failed check. */
+static struct mig_next on_verify_failed(const struct mig_job *job,
+                                        const struct mig_lifecycle_cfg *cfg)
+{
+    return gate_failed(job, cfg,
+                       job->error_message != NULL ? job->error_message
+                                                  : "the target could not be checked");
+}
+
 /* The undo walk ended: the task's outcome. */
 static struct mig_next on_undone(const struct mig_job *job)
 {
@@ -243,7 +329,7 @@ struct mig_next mig_lifecycle_next(const struct mig_job *job, const struct mig_l
     case MIG_OUT_START:
         return on_start(job, cfg, now);
     case MIG_OUT_DONE:
-        return on_done(job, cfg);
+        return on_done(job, cfg, now);
     case MIG_OUT_SLEPT:
         return on_slept(job, cfg);
     case MIG_OUT_CANCELED:
@@ -255,13 +341,13 @@ struct mig_next mig_lifecycle_next(const struct mig_job *job, const struct mig_l
         }
         return on_failed(job); /* cut by something else: a failure like any */
     case MIG_OUT_FAILED:
-        return on_failed(job);
-    case MIG_OUT_FAILED_FORWARD: {
-        /* Past the point of no return the VM stays where it now runs. */
-        if (job->task == MIG_TASK_REMOVE_SOURCE)
+    case MIG_OUT_FAILED_FORWARD:
+        if (job->task == MIG_TASK_MIGRATE && job->phase == MIG_PHASE_VERIFY)
+            return on_verify_failed(job, cfg);
+        /* Past the point of no return (forward) the VM stays where it now runs. */
+        if (outcome == MIG_OUT_FAILED || job->task == MIG_TASK_REMOVE_SOURCE)
             return on_failed(job);
         return end_with(MIG_EV_FAIL);
-    }
     case MIG_OUT_UNDONE:
         return on_undone(job);
     case MIG_OUT_UNDO_STOPPED:

@@ -42,11 +42,12 @@ enum mig_wait {
     MIG_WAIT_NEXT_ROUND, /* another round after incremental.interval_s */
     MIG_WAIT_STALLED,    /* the rounds stopped shrinking: waits for finish */
     MIG_WAIT_MAX_ROUNDS, /* incremental.max_rounds reached: waits for finish */
+    MIG_WAIT_HEALTH,     /* the health gate: the next look at the VM on the target */
 };
 
 /*
- * What the engine applies to the job in memory, in this order (task, phase,
- * error, events), saves once, then carries out `what`: one durable write
+ * What the engine applies to the job in memory, in this order (error, so
+ * that it names the phase it happened in; task, phase, events), saves once, then carries out `what`: one durable write
  * per decision, so a crash leaves the job before or after it, never halfway.
  */
 struct mig_next {
@@ -70,7 +71,14 @@ struct mig_lifecycle_cfg {
     int max_rounds;            /* incremental.max_rounds */
     uint64_t interval_ms;      /* incremental.interval_s, in ms */
     uint64_t wait_ms;          /* how long a job that does no more rounds sleeps between looks */
+    bool health_report;        /* health.on_failure is "report": a failed gate keeps the switch */
 };
+
+/*
+ * The health gate's pause between two passes: a tenth of the window, at
+ * least 1 s and at most 60 s, and never past the window's end.
+ */
+uint64_t mig_verify_interval_ms(const struct mig_job *job, int64_t now);
 
 /*
  * The decision for job after outcome at now (ms since the epoch).  Pure:

@@ -132,6 +132,26 @@ static const struct mig_action_def SEND = {
     MIG_ACT_TRANSFER | MIG_ACT_UNDO_BLIND, NULL, probe_sent_forward, act_send_forward,
     undo_send_forward, "dataset"};
 
+/* The health gate (health.h): on for a VM that ran, unless min_up is 0. */
+static bool gate_on(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return job->vm_was_running == 1 && job->health.min_up_s > 0;
+}
+
+static bool gate_smf(const struct mig_job *job, int round, int item)
+{
+    return gate_on(job, round, item) && mig_health_smf_brand(job->brand);
+}
+
+static const struct mig_action_def HEALTH_BASELINE = {
+    "switch.health_baseline", SRC, "svcs -z UUID -x: services in maintenance before the stop",
+    MIG_ACT_READ, gate_smf, NULL, act_health_baseline, NULL, NULL};
+static const struct mig_action_def VERIFY_HEALTH = {
+    "verify.health", DST,
+    "vmadm get, zoneadm list -p, svcs -z -x until up health.min_up_s, then health.command",
+    MIG_ACT_READ, gate_on, NULL, act_verify_health, NULL, NULL};
+
 /* switch */
 static const struct mig_action_def SWITCH_BEGIN = {
     "switch.begin", LOCAL, "the downtime starts", 0, NULL, NULL, act_begin_switch, NULL, NULL};
@@ -326,7 +346,8 @@ static const struct {
     {&RETURN_PRESNAPSHOT, 1},      {&RETURN_PRESEND, 1},    {RETURN_STOP, N(RETURN_STOP)},
     {RETURN_MID, N(RETURN_MID)},   {&RETURN_NIC, 1},        {RETURN_TAIL, N(RETURN_TAIL)},
     {&RETURN_DATASET, 1},          {&RETURN_END, 1},        {REMOVE_HEAD, N(REMOVE_HEAD)},
-    {&REMOVE_DATASET, 1},          {&REMOVE_END, 1},
+    {&REMOVE_DATASET, 1},          {&REMOVE_END, 1},        {&HEALTH_BASELINE, 1},
+    {&VERIFY_HEALTH, 1},
 };
 
 /* ---- building plans ---- */
@@ -406,6 +427,7 @@ void mig_plan_round(const struct mig_job *job, int round, struct mig_plan *p)
 void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
 {
     p->n = 0;
+    add(p, &HEALTH_BASELINE, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_ROOM, MIG_PHASE_SWITCH, MIG_ROUND_FINAL, -1);
@@ -422,6 +444,12 @@ void mig_plan_cleanup(const struct mig_job *job, struct mig_plan *p)
     add_all(p, DIRECT_END, N(DIRECT_END), MIG_PHASE_CLEANUP);
     add_all(p, CLEANUP, N(CLEANUP), MIG_PHASE_CLEANUP);
     add_per_nic(p, job, &RESTORE_IP, MIG_PHASE_CLEANUP);
+}
+
+void mig_plan_verify(const struct mig_job *job, struct mig_plan *p)
+{
+    p->n = 0;
+    add(p, &VERIFY_HEALTH, MIG_PHASE_VERIFY, job->health.passes + 1, -1);
 }
 
 void mig_plan_return(const struct mig_job *job, struct mig_plan *p)
@@ -556,6 +584,8 @@ json_t *mig_plan_describe(const struct mig_job *job)
     mig_plan_switch(job, p);
     describe_plan(out, job, p);
     mig_plan_cleanup(job, p);
+    describe_plan(out, job, p);
+    mig_plan_verify(job, p);
     describe_plan(out, job, p);
     free(p);
     return out;

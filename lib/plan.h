@@ -44,6 +44,8 @@ void mig_plan_prepare(const struct mig_job *job, struct mig_plan *p);
 void mig_plan_round(const struct mig_job *job, int round, struct mig_plan *p);
 void mig_plan_switch(const struct mig_job *job, struct mig_plan *p);
 void mig_plan_cleanup(const struct mig_job *job, struct mig_plan *p);
+/* One pass of the health gate (phase verify): its round is the pass's number. */
+void mig_plan_verify(const struct mig_job *job, struct mig_plan *p);
 /* The operator's rollback of a switched job (phase rollback). */
 void mig_plan_return(const struct mig_job *job, struct mig_plan *p);
 /* The operator's cleanup of a switched job's source copy (phase cleanup). */

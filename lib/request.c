@@ -16,6 +16,7 @@ void mig_request_init(struct mig_request *req)
     memset(req, 0, sizeof(*req));
     req->mode = MIG_MODE_FULL;
     req->limit_mbps = -1;
+    req->min_up_s = -1;
 }
 
 void mig_request_clear(struct mig_request *req)
@@ -37,7 +38,8 @@ static const struct {
             {"allow_older_platform", JSON_TRUE, false},
             {"cleanup_source", JSON_TRUE, false},
             {"transfer", JSON_STRING, false},
-            {"limit_mbps", JSON_INTEGER, false}};
+            {"limit_mbps", JSON_INTEGER, false},
+            {"min_up_s", JSON_INTEGER, false}};
 enum { NKEYS = sizeof(KEYS) / sizeof(KEYS[0]) };
 
 /* Every member known, of its type; every required one there.  0 or -EINVAL with err. */
@@ -104,6 +106,13 @@ int mig_request_parse(json_t *body, struct mig_request *req, char *err, size_t e
         snprintf(err, errsz, "limit_mbps must be 0 (no cap) to 1000000 Mbit/s");
         return -EINVAL;
     }
+    json_t *min_up = json_object_get(body, "min_up_s");
+    if (json_is_integer(min_up) &&
+        (json_integer_value(min_up) < 0 || json_integer_value(min_up) > 86400)) {
+        snprintf(err, errsz, "min_up_s must be 0 (no health gate) to 86400 s");
+        return -EINVAL;
+    }
+    req->min_up_s = json_is_integer(min_up) ? (int)json_integer_value(min_up) : -1;
     req->vm = mig_strdup(vm);
     req->target = target != NULL ? mig_strdup(target) : NULL;
     snprintf(req->transfer, sizeof(req->transfer), "%s", transfer != NULL ? transfer : "");

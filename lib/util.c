@@ -210,3 +210,33 @@ char *mig_asprintf(const char *fmt, ...)
     va_end(ap);
     return s;
 }
+
+int mig_duration_parse(const char *s, int64_t max_s, int64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return -EINVAL;
+    int64_t v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (*p - '0');
+        if (v > max_s)
+            return -EINVAL;
+    }
+    int64_t unit = 1;
+    if (*p == 's')
+        unit = 1;
+    else if (*p == 'm')
+        unit = 60;
+    else if (*p == 'h')
+        unit = 3600;
+    else if (*p == 'd')
+        unit = 86400;
+    else if (*p != '\0')
+        return -EINVAL;
+    if (*p != '\0' && p[1] != '\0')
+        return -EINVAL;
+    if (v > max_s / unit)
+        return -EINVAL;
+    *out = v * unit;
+    return 0;
+}

@@ -52,4 +52,11 @@ void mig_errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((form
 /* snprintf into a malloc'd string; aborts on allocation failure. */
 char *mig_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * A duration as the CLI takes it: digits and an optional unit, s, m, h or d
+ * ("90m", "24h", "7d"; plain digits are seconds), at most max_s seconds.
+ * 0 and *out in seconds, or -EINVAL.
+ */
+int mig_duration_parse(const char *s, int64_t max_s, int64_t *out);
+
 #endif

@@ -604,6 +604,9 @@ class Lab:
             'transfer': {'mode': 'relay', 'retries': 5, 'limit_mbps': 0},
             'incremental': {'interval_s': 60, 'auto_switch_bytes': 268435456},
             'limits': {'max_active_jobs': 4, 'max_jobs_per_cn': 2},
+            # The health gate's window: short, so every migration of a running
+            # VM passes through it without slowing the suite (product: 30 s).
+            'health': {'min_up_s': 2},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(cfg.get(key), dict):

@@ -578,6 +578,8 @@ static void rig_open(struct rig *r)
     /* Rounds back to back (a config cannot say 0 s; the engine handles it), three at most. */
     r->cfg->incremental.interval_s = 0;
     r->cfg->incremental.max_rounds = 3;
+    /* The health gate has its own unit tests (test_lifecycle, test_health) and the lab's. */
+    r->cfg->health.min_up_s = 0;
     if (W->transfer_retries > 0)
         r->cfg->transfer.retries = W->transfer_retries;
     char kh[160];

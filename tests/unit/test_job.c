@@ -168,7 +168,8 @@ static void test_names_round_trip(void **state)
         assert_int_equal(mig_job_state_parse(states[s], &out), 0);
         assert_int_equal(out, s);
     }
-    static const char *phases[] = {"validate", "prepare", "sync", "switch", "cleanup", "rollback"};
+    static const char *phases[] = {"validate", "prepare", "sync",    "switch",
+                                   "cleanup",  "verify",  "rollback"};
     for (int p = 0; p < MIG_PHASE_NPHASES; p++) {
         enum mig_phase out = MIG_PHASE_NPHASES;
         assert_string_equal(mig_phase_name((enum mig_phase)p), phases[p]);
@@ -657,7 +658,8 @@ static void test_public_json(void **state)
                                  "downtime_breakdown",
                                  "rollback_downtime_ms",
                                  "evacuation",
-                                 "leftovers"};
+                                 "leftovers",
+                                 "health"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,6 +391,95 @@ static void test_a_restart_decides_as_the_run_did(void **state)
     assert_true(checked > 500);
 }
 
+/* The health gate: entered after the cleanup of a VM that ran, passed, failed, resumed. */
+static void test_health_gate(void **state)
+{
+    (void)state;
+    struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                               MIG_PHASE_CLEANUP, 1);
+    j->vm_was_running = 1;
+    mig_health_init(&j->health, 30);
+    struct mig_next n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_VERIFY, -1, -1);
+
+    /* A VM that did not run, or a window of 0: no gate. */
+    j->vm_was_running = 0;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    j->vm_was_running = 1;
+    j->health.min_up_s = 0;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    j->health.min_up_s = 30;
+
+    /* A pass that saw it healthy but not yet for long: a pause, then another look. */
+    j->phase = MIG_PHASE_VERIFY;
+    j->health.state = MIG_HEALTH_CHECKING;
+    j->health.since_ms = NOW - 5000;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.wait, MIG_WAIT_HEALTH);
+    assert_int_equal(n.sleep_ms, 3000); /* a tenth of the window */
+    j->health.since_ms = NOW - 28500;
+    assert_int_equal(mig_verify_interval_ms(j, NOW), 1500); /* never past the window's end */
+    j->health.min_up_s = 5;
+    j->health.since_ms = NOW - 1000;
+    assert_int_equal(mig_verify_interval_ms(j, NOW), 1000); /* a second at least, inside it */
+    j->health.min_up_s = 30;
+    n = decide(j, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+
+    /* Killed during a pause: the rest of it; past it: the next look at once. */
+    j->ctx.wake_ms = NOW + 2000;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, 2000);
+    j->ctx.wake_ms = NOW - 1;
+    n = decide(j, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    j->ctx.wake_ms = 0;
+
+    /* Passed: switched, or on to delete the source when asked. */
+    j->health.state = MIG_HEALTH_PASSED;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    j->cleanup_source = true;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, -1, MIG_EV_SWITCHED, MIG_EV_REMOVE);
+
+    /* Failed: the job rolls back by itself and says why... */
+    j->health.state = MIG_HEALTH_FAILED;
+    snprintf(j->health.why, sizeof(j->health.why), "zone_id: zone id 9, was 7");
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
+    assert_string_equal(n.error_code, "HealthCheckFailed");
+    assert_string_equal(n.error_message, "zone_id: zone id 9, was 7");
+    /* ... and its rollback ends rolled back with that error kept. */
+    j->task = MIG_TASK_RETURN;
+    j->phase = MIG_PHASE_ROLLBACK;
+    n = decide(j, MIG_OUT_DONE);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_ROLLED_BACK, -1);
+    assert_false(n.clear_error);
+    j->task = MIG_TASK_MIGRATE;
+    j->phase = MIG_PHASE_VERIFY;
+
+    /* With health.on_failure "report" it stays switched, and the source copy stays. */
+    struct mig_lifecycle_cfg report = CFG;
+    report.health_report = true;
+    n = mig_lifecycle_next(j, &report, MIG_OUT_DONE, NOW);
+    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    assert_null(n.error_code);
+
+    /* A target that could not be asked at all (the pass failed for good): as a failed check. */
+    j->health.state = MIG_HEALTH_CHECKING;
+    n = decide(j, MIG_OUT_FAILED);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
+    assert_string_equal(n.error_code, "HealthCheckFailed");
+    n = decide(j, MIG_OUT_FAILED_FORWARD);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
+    mig_job_free(j);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -409,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_undone),
         cmocka_unit_test(test_a_restart_decides_as_the_run_did),
+        cmocka_unit_test(test_health_gate),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,204 @@
+"""The health gate after the switch (product.md "health", phase verify),
+through the real binaries against the lab: a VM that stays up passes and
+only then is the job switched; a zone that restarts by itself, a service
+that is newly in maintenance on the target, or an operator's probe that
+fails rolls the job back by itself (rolled_back, HealthCheckFailed, the VM
+on its source as before); `health.on_failure: report` keeps the switch and
+says why; a migd killed during the gate resumes it where it was.
+"""
+import contextlib
+import os
+import stat
+
+import pytest
+
+import helpers
+from helpers import home, other, settle, submit
+from migd_daemon import running_migd
+
+wait_for = helpers.waiter(120, step=0.1)
+
+MIN_UP = 4  # the window of these tests' migd: long enough to restart a zone in it
+
+
+@contextlib.contextmanager
+def a_migd(lab, build_dir, workdir, **health):
+    gen = running_migd(lab, build_dir, str(workdir), health=dict({'min_up_s': MIN_UP}, **health))
+    d = next(gen)
+    try:
+        yield d
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(gen)
+
+
+@pytest.fixture(scope='module')
+def migd(lab, build_dir, tmp_path_factory):
+    yield from running_migd(lab, build_dir, str(tmp_path_factory.mktemp('migd')),
+                            health={'min_up_s': MIN_UP})
+
+
+def ended(migd, job_uuid, timeout=300):
+    return helpers.ended(migd, job_uuid, timeout, step=0.1)
+
+
+def vmapi_server(lab, uuid):
+    return lab.api('vmapi', 'GET', '/vms/%s' % uuid)[1]['server_uuid']
+
+
+def checks_of(job):
+    return {c['name']: c for c in job['health']['checks']}
+
+
+def test_a_vm_that_stays_up_passes_the_gate_then_is_switched(lab, migd):
+    v = lab.vms['web0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    job_uuid = submit(migd, v['uuid'], dst.hostname)
+    # The VM runs on the target while the gate watches it: running, phase verify.
+    job = wait_for(lambda: (lambda j: j if j['phase'] == 'verify' else None)(
+        migd.job(job_uuid)), 'the gate')
+    assert job['state'] == 'running', job
+    assert lab.vm_placement(v['uuid'])[dst.n]['running']
+    job = ended(migd, job_uuid)
+    assert job['state'] == 'switched', job
+    h = job['health']
+    assert h['state'] == 'passed' and h['min_up_s'] == MIN_UP and h['failure'] is None, h
+    checks = checks_of(job)
+    assert set(checks) == {'running', 'zone_id', 'smf'}, checks  # no health.command set
+    assert all(c['ok'] for c in checks.values()), checks
+    assert checks['zone_id']['detail'].startswith('zone id '), checks
+    # The window ran: the last look came at least min_up_s after the first.
+    assert job['downtime_ms'] < MIN_UP * 1000, job  # the gate is not downtime
+    show = migd.ctl('show', job_uuid).stdout
+    assert 'health      passed, %d s up wanted' % MIN_UP in show, show
+    assert 'ok   zone_id' in show, show
+    settle(migd, job_uuid)
+
+
+def test_a_zone_that_restarts_on_the_target_rolls_back_by_itself(lab, migd):
+    v = lab.vms['lx0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    # Its first boot on the target restarts it 1 s later: a new zone id inside the window.
+    lab.zone_restart_after_boot(dst, v['uuid'], delay_s=1)
+    try:
+        job_uuid = submit(migd, v['uuid'], dst.hostname)
+        job = ended(migd, job_uuid)
+    finally:
+        lab.zone_restart_after_boot(dst, v['uuid'], None)
+    assert job['state'] == 'rolled_back', job
+    assert job['error']['code'] == 'HealthCheckFailed', job['error']
+    assert 'zone_id' in job['error']['message'] and 'restarted' in job['error']['message'], job
+    assert job['health']['state'] == 'failed', job['health']
+    assert checks_of(job)['zone_id']['ok'] is False
+    # Back on its source, running, in the inventory; nothing left on the target.
+    assert home(lab, v['uuid']) == src
+    place = lab.vm_placement(v['uuid'])
+    assert place[src.n]['running'] and place[dst.n]['zone_state'] is None, place
+    assert place[dst.n]['datasets'] == [], place[dst.n]
+    assert vmapi_server(lab, v['uuid']) == src.uuid
+    assert job['rollback_downtime_ms'] is not None
+    show = migd.ctl('show', job_uuid).stdout
+    assert 'FAIL zone_id' in show and 'HealthCheckFailed' in show, show
+
+
+def test_only_a_service_newly_in_maintenance_fails_the_gate(lab, migd):
+    v = lab.vms['web0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    old = 'svc:/site/legacy:default'
+    new = 'svc:/network/http:apache'
+    # Broken on the source before the job: the baseline; it travels with the data.
+    lab.smf_maintenance(src, v['uuid'], old)
+    try:
+        job_uuid = submit(migd, v['uuid'], dst.hostname)
+        job = ended(migd, job_uuid)
+        assert job['state'] == 'switched', job
+        smf = checks_of(job)['smf']
+        assert smf['ok'] and old in smf['detail'], smf
+        settle(migd, job_uuid)
+        # Now a service that fails to start on the new CN only.
+        src, dst = dst, src
+        lab.smf_maintenance(dst, v['uuid'], new, at_boot=True)
+        job_uuid = submit(migd, v['uuid'], dst.hostname)
+        job = ended(migd, job_uuid)
+        assert job['state'] == 'rolled_back', job
+        assert job['error']['code'] == 'HealthCheckFailed'
+        assert new in job['error']['message'] and old not in job['error']['message'], job['error']
+        assert home(lab, v['uuid']) == src
+    finally:
+        lab.smf_clear(src, v['uuid'])
+        lab.smf_clear(dst, v['uuid'])
+
+
+def test_a_failing_health_command_rolls_back_and_a_passing_one_is_run_with_the_job(
+        lab, build_dir, tmp_path):
+    seen = tmp_path / 'seen'
+    probe = tmp_path / 'probe.sh'
+    # The operator's probe: records what it was told, fails while tmp/fail exists.
+    probe.write_text('#!/bin/sh\necho "$MIGD_JOB $MIGD_VM_UUID $MIGD_SOURCE $MIGD_TARGET" >> %s\n'
+                     'if [ -e %s ]; then echo "GET /health: 503"; exit 3; fi\necho fine\n'
+                     % (seen, tmp_path / 'fail'))
+    probe.chmod(probe.stat().st_mode | stat.S_IXUSR)
+    v = lab.vms['web0']
+    with a_migd(lab, build_dir, tmp_path / 'migd', command=str(probe), timeout_s=20) as d:
+        src = home(lab, v['uuid'])
+        dst = other(lab, src)
+        (tmp_path / 'fail').touch()
+        job_uuid = submit(d, v['uuid'], dst.hostname)
+        job = ended(d, job_uuid)
+        assert job['state'] == 'rolled_back', job
+        assert job['error']['code'] == 'HealthCheckFailed'
+        assert 'exit 3: GET /health: 503' in job['error']['message'], job['error']
+        assert home(lab, v['uuid']) == src
+        # It ran once the window was over, with the job in its environment.
+        assert seen.read_text().split() == [job_uuid, v['uuid'], src.hostname, dst.hostname]
+        os.unlink(tmp_path / 'fail')
+        job_uuid = submit(d, v['uuid'], dst.hostname)
+        job = ended(d, job_uuid)
+        assert job['state'] == 'switched', job
+        assert checks_of(job)['command']['ok'] and checks_of(job)['command']['detail'] == \
+            'exit 0: fine', job['health']
+        settle(d, job_uuid)
+
+
+def test_report_keeps_the_switch_and_the_source_copy(lab, build_dir, tmp_path):
+    v = lab.vms['lx0']
+    with a_migd(lab, build_dir, tmp_path / 'migd', on_failure='report') as d:
+        src = home(lab, v['uuid'])
+        dst = other(lab, src)
+        lab.zone_restart_after_boot(dst, v['uuid'], delay_s=1)
+        try:
+            job_uuid = submit(d, '--cleanup-source', v['uuid'], dst.hostname)
+            job = ended(d, job_uuid)
+        finally:
+            lab.zone_restart_after_boot(dst, v['uuid'], None)
+        # Switched, with the failure in health, no error; the source copy is NOT deleted.
+        assert job['state'] == 'switched' and job['error'] is None, job
+        assert job['health']['state'] == 'failed' and 'restarted' in job['health']['failure']
+        place = lab.vm_placement(v['uuid'])
+        assert place[src.n]['zone_state'] == 'installed' and place[src.n]['hidden'], place[src.n]
+        # The operator decides: back to the source.
+        assert d.ctl('rollback', job_uuid).returncode == 0
+        job = helpers.wait_state(d, job_uuid, ('rolled_back', 'switched', 'failed'))
+        assert job['state'] == 'rolled_back', job
+        assert home(lab, v['uuid']) == src
+
+
+def test_a_migd_killed_during_the_gate_resumes_it_where_it_was(lab, build_dir, tmp_path):
+    v = lab.vms['web0']
+    with a_migd(lab, build_dir, tmp_path / 'migd', min_up_s=8) as d:
+        src = home(lab, v['uuid'])
+        dst = other(lab, src)
+        job_uuid = submit(d, v['uuid'], dst.hostname)
+        job = wait_for(lambda: (lambda j: j if j['phase'] == 'verify' and j['health']
+                                and j['health']['since'] else None)(d.job(job_uuid)), 'the gate')
+        since = job['health']['since']
+        d.kill()
+        d.start()
+        job = ended(d, job_uuid)
+        assert job['state'] == 'switched', job
+        # The same window, the same zone: the gate went on, it did not start again.
+        assert job['health']['state'] == 'passed' and job['health']['since'] == since, job
+        settle(d, job_uuid)
