@@ -31,8 +31,7 @@
     "with exactly one unfinished job; one that names no job, or several, is bad\n"                 \
     "usage (exit 2) and the error lists the jobs it could mean.\n"
 
-/* -j output: one JSON text, pretty (show, status) or on one line (list, log). */
-static void print_json(json_t *j, bool one_line)
+void print_json(json_t *j, bool one_line)
 {
     size_t flags = JSON_ENCODE_ANY | JSON_ENSURE_ASCII;
     char *s = json_dumps(j, flags | (one_line ? JSON_COMPACT : JSON_INDENT(2)));
@@ -43,175 +42,6 @@ static void print_json(json_t *j, bool one_line)
 
 /* ---- commands ---- */
 
-enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT, OPT_MIN_UP };
-
-/* Parses MBITS for --limit: 0 (no cap) to 1000000.  Returns 0 or -1. */
-static int parse_limit(const char *s, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > 1000000)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* What migrate was asked. */
-struct migrate_args {
-    struct opts_jobs jobs;
-    bool older, watch, cleanup;
-    const char *transfer; /* NULL: migd's transfer.mode */
-    long limit;           /* -1: migd's transfer.limit_mbps */
-    int64_t min_up;       /* -1: migd's health.min_up_s */
-};
-
-/* Takes migrate's option key (its argument in arg) into ctx: 0, or -1 after a usage error. */
-static int on_migrate_option(void *ctx, int key, const char *arg)
-{
-    struct migrate_args *a = ctx;
-    switch (key) {
-    case 'D':
-        a->older = true;
-        break;
-    case 'w':
-        a->watch = true;
-        break;
-    case OPT_CLEANUP_SOURCE:
-        a->cleanup = true;
-        break;
-    case OPT_TRANSFER:
-        if (strcmp(arg, "relay") != 0 && strcmp(arg, "direct") != 0) {
-            opts_usage_error("--transfer is relay or direct, not \"%s\"", arg);
-            return -1;
-        }
-        a->transfer = arg;
-        break;
-    case OPT_LIMIT:
-        if (parse_limit(arg, &a->limit) != 0) {
-            opts_usage_error("--limit takes Mbit/s from 0 (no cap) to 1000000, not \"%s\"", arg);
-            return -1;
-        }
-        break;
-    case OPT_MIN_UP:
-        if (mig_duration_parse(arg, 86400, &a->min_up) != 0) {
-            opts_usage_error("--min-up takes a duration up to 24h (30s, 5m, 1h; 0: no health "
-                             "gate), not \"%s\"", arg);
-            return -1;
-        }
-        break;
-    }
-    return 0;
-}
-
-/*
- * Reads migrate's words into a and o->operands.  Returns 0, -1 after a
- * usage error was reported, or 1 once -h printed the help.
- */
-static int migrate_parse(struct opts *o, struct migrate_args *a)
-{
-    int ret = opts_read_jobs(o, &a->jobs, on_migrate_option, a, 1, 2, "VM");
-    if (ret == 0 && a->jobs.json && a->watch && !a->jobs.dry) {
-        opts_usage_error("-j and -w exclude each other");
-        return -1;
-    }
-    return ret;
-}
-
-/* POST /jobs's body for VM [TARGET] as a asks (new reference). */
-static json_t *migrate_body(const struct migrate_args *a, const char *vm, const char *target)
-{
-    json_t *body =
-        json_pack("{s:s, s:s, s:b, s:b, s:b}", "vm_uuid", vm, "mode", a->jobs.mode, "dry_run",
-                  a->jobs.dry, "allow_older_platform", a->older, "cleanup_source", a->cleanup);
-    if (target != NULL)
-        json_object_set_new(body, "target", json_string(target));
-    /* Sent only when given: migd's configuration decides otherwise. */
-    if (a->transfer != NULL)
-        json_object_set_new(body, "transfer", json_string(a->transfer));
-    if (a->limit >= 0)
-        json_object_set_new(body, "limit_mbps", json_integer(a->limit));
-    if (a->min_up >= 0)
-        json_object_set_new(body, "min_up_s", json_integer(a->min_up));
-    return body;
-}
-
-/* Prints a dry run's answer resp to the request body. */
-static void print_dry_run(json_t *resp, json_t *body)
-{
-    /* What was asked, where an older migd's plan does not say it. */
-    json_t *plan = json_object_get(resp, "plan");
-    static const char *asked[] = {"cleanup_source", "transfer", "limit_mbps"};
-    for (size_t i = 0; i < sizeof(asked) / sizeof(asked[0]); i++)
-        if (json_is_object(plan) && json_object_get(plan, asked[i]) == NULL &&
-            json_object_get(body, asked[i]) != NULL)
-            json_object_set(plan, asked[i], json_object_get(body, asked[i]));
-    json_t *esc = out_escaped(plan);
-    const char *alias = json_string_value(json_object_get(esc, "vm_alias"));
-    const char *vmu = json_string_value(json_object_get(esc, "vm_uuid"));
-    printf("dry run: %s can be migrated; nothing was changed\n", alias != NULL && alias[0] != '\0'
-                                                                     ? alias
-                                                                 : vmu != NULL ? vmu
-                                                                               : "the VM");
-    out_plan(stdout, esc);
-    json_decref(esc);
-}
-
-/* Says the job migd queued (resp), then watches it when asked; the exit status. */
-static int migrate_queued(json_t *resp, bool watch)
-{
-    json_t *esc = out_escaped(resp);
-    const char *uuid = json_string_value(json_object_get(esc, "uuid"));
-    if (uuid == NULL) {
-        out_fail("migd accepted the job but did not name it");
-        json_decref(esc);
-        return EXIT_FAILED;
-    }
-    char *alias = out_field(esc, "vm_alias"), *src = out_field(esc, "source"),
-         *dst = out_field(esc, "target");
-    const char *vmu = json_string_value(json_object_get(esc, "vm_uuid"));
-    printf("job %s queued: migrating %s (%s) from %s to %s\n", uuid, vmu != NULL ? vmu : "?", alias,
-           src, dst);
-    fflush(stdout);
-    free(alias);
-    free(src);
-    free(dst);
-    int ret = watch ? watch_job(uuid) : EXIT_OK;
-    json_decref(esc);
-    return ret;
-}
-
-static int cmd_migrate(int argc, char **argv)
-{
-    static const struct opts_spec table[] = {OPTS_HELP,
-                                             OPTS_JOBS,
-                                             {'D', 'D', NULL, false},
-                                             {'w', 'w', NULL, false},
-                                             {OPT_CLEANUP_SOURCE, 0, "cleanup-source", false},
-                                             {OPT_TRANSFER, 0, "transfer", true},
-                                             {OPT_LIMIT, 0, "limit", true},
-                                             {OPT_MIN_UP, 0, "min-up", true},
-                                             OPTS_END};
-    struct migrate_args a = {.jobs = {.mode = "full"}, .limit = -1, .min_up = -1};
-    struct opts o;
-    opts_init(&o, argc, argv, table);
-    int parsed = migrate_parse(&o, &a);
-    json_t *body = parsed == 0 ? migrate_body(&a, o.operands[0], o.operands[1]) : NULL;
-    opts_free(&o);
-    if (parsed != 0)
-        return parsed > 0 ? EXIT_OK : EXIT_USAGE;
-    json_t *resp = NULL;
-    int ret = client_call("POST", "/jobs", body, &resp);
-    if (ret == EXIT_OK && a.jobs.json)
-        print_json(resp, false);
-    else if (ret == EXIT_OK && a.jobs.dry)
-        print_dry_run(resp, body);
-    else if (ret == EXIT_OK)
-        ret = migrate_queued(resp, a.watch);
-    json_decref(resp);
-    json_decref(body);
-    return ret;
-}
 
 /* What list was asked; the filters are the operands. */
 struct list_args {
@@ -458,32 +288,66 @@ static int cmd_watch(int argc, char **argv)
 }
 
 /* finish, abort, rollback, cleanup: the action is the command's name. */
-static int cmd_action(int argc, char **argv)
+/* POST /jobs/UUID?action=ACTION for the resolved job; prints migd's sentence. */
+static int post_action(json_t *job, const char *action)
 {
-    json_t *job = NULL;
-    int ret = parse_job_only(argc, argv, &job);
-    if (ret != EXIT_OK)
-        return ret < 0 ? EXIT_OK : ret;
     const char *uuid = resolve_uuid(job);
     if (uuid == NULL) {
         json_decref(job);
         return EXIT_FAILED;
     }
-    char *path = mig_asprintf("/jobs/%s?action=%s", uuid, opts_command_name());
+    char *path = mig_asprintf("/jobs/%s?action=%s", uuid, action);
     json_t *resp = NULL;
-    ret = client_call("POST", path, NULL, &resp);
+    int ret = client_call("POST", path, NULL, &resp);
     free(path);
     if (ret == EXIT_OK) {
         char *msg = out_escape(json_string_value(json_object_get(resp, "message")));
         if (msg != NULL && msg[0] != '\0')
             printf("%s\n", msg); /* migd's sentence names the job */
         else
-            printf("job %s: %s requested\n", uuid, opts_command_name());
+            printf("job %s: %s requested\n", uuid, action);
         free(msg);
         json_decref(resp);
     }
     json_decref(job);
     return ret;
+}
+
+static int cmd_action(int argc, char **argv)
+{
+    json_t *job = NULL;
+    int ret = parse_job_only(argc, argv, &job);
+    if (ret != EXIT_OK)
+        return ret < 0 ? EXIT_OK : ret;
+    return post_action(job, opts_command_name());
+}
+
+/* cleanup JOB [--cancel-timer]: delete the source copy now, or keep it past its timer. */
+static int cmd_cleanup(int argc, char **argv)
+{
+    static const struct opts_spec table[] = {
+        OPTS_HELP, {OPT_CANCEL_TIMER, 0, "cancel-timer", false}, OPTS_END};
+    struct opts o;
+    int ch, ret = EXIT_USAGE;
+    bool help = false, cancel = false;
+    json_t *job = NULL;
+    opts_init(&o, argc, argv, table);
+    while ((ch = opts_next(&o)) > 0) {
+        if (ch == OPT_CANCEL_TIMER)
+            cancel = true;
+        else
+            help = true;
+    }
+    if (help && ch == 0) {
+        opts_help();
+        ret = -1;
+    } else if (ch == 0) {
+        ret = resolve_operand(&o, &job);
+    }
+    opts_free(&o);
+    if (ret != EXIT_OK)
+        return ret < 0 ? EXIT_OK : ret;
+    return post_action(job, cancel ? "cancel_timer" : "cleanup");
 }
 
 /* -l's LEVEL: its number in *min, or -1 after a usage error. */
@@ -747,7 +611,7 @@ struct command {
 static const struct command commands[] = {
     {"migrate", cmd_migrate,
      "migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] [--transfer relay|direct] "
-     "[--limit MBITS] [--min-up DURATION] VM [TARGET_CN]",
+     "[--limit MBITS] [--min-up DURATION] [--cleanup-after DURATION] VM [TARGET_CN]",
      "Queues a job that moves VM (a UUID, or an alias that is unique) to TARGET_CN\n"
      "(a server UUID or hostname; without it the placement rules pick one).\n"
      "  -i                  incremental: sync, then wait for \"migctl finish\"\n"
@@ -763,6 +627,10 @@ static const struct command commands[] = {
      "                      (default: migd's transfer.limit_mbps)\n"
      "  --min-up DURATION   the health gate: the VM must run this long on the target\n"
      "                      (30s, 5m, 1h; 0: no gate; default: migd's health.min_up_s)\n"
+     "  --cleanup-after DURATION\n"
+     "                      delete the source copy this long after the switch and a\n"
+     "                      passed health gate (90m, 24h, 7d; 0: only by hand;\n"
+     "                      default: migd's cleanup.after_s)\n"
      "Long options are matched whole, never by a prefix.\n"},
     {"list", cmd_list, "list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]",
      "Lists unfinished jobs in columns that fit 80 characters.\n"
@@ -799,7 +667,11 @@ static const struct command commands[] = {
      "Stops a job that has not switched and rolls it back.\n" JOB_HELP},
     {"rollback", cmd_action, "rollback JOB",
      "Moves a switched VM back to the source, sending back what changed on the target.\n" JOB_HELP},
-    {"cleanup", cmd_action, "cleanup JOB", "Deletes the source copy of a switched job.\n" JOB_HELP},
+    {"cleanup", cmd_cleanup, "cleanup [--cancel-timer] JOB",
+     "Deletes the source copy of a switched job now (and retries an ended job's\n"
+     "leftovers).\n"
+     "  --cancel-timer  keep the source copy: no deletion by --cleanup-after or\n"
+     "                  cleanup.after_s; only a later \"migctl cleanup\" deletes it\n" JOB_HELP},
     {"log", cmd_log, "log [-l LEVEL] [-j] JOB",
      "Prints the job's log records at LEVEL or above: time, level, message.\n"
      "  -l LEVEL  trace, debug, info (the default), warn, error or fatal\n"

@@ -8,4 +8,17 @@
 /* 0 success, 1 the operation failed or was refused, 2 bad usage. */
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
+#include <jansson.h>
+#include <stdbool.h>
+
+/* -j output: one JSON text, pretty (show, status) or on one line (list, log). */
+void print_json(json_t *j, bool one_line);
+
+/* The commands in files of their own (cmd_NAME.c). */
+int cmd_migrate(int argc, char **argv);
+
+/* Long options' keys, one range per command file. */
+enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT, OPT_MIN_UP, OPT_CLEANUP_AFTER,
+       OPT_CANCEL_TIMER };
+
 #endif

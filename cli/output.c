@@ -500,6 +500,10 @@ void out_job_summary(FILE *f, json_t *job)
     transfer_words(job, line, sizeof(line));
     fprintf(f, "transfer    %s\n", line);
     fprintf(f, "source copy %s\n", cleanup_words(job));
+    if (get_str(job, "cleanup_at") != NULL)
+        fprintf(f, "            deleted at %s by the cleanup timer (\"migctl cleanup --cancel-timer "
+                   "%.8s\" keeps it)\n",
+                get_str(job, "cleanup_at"), get_str_or(job, "uuid", "JOB"));
 
     out_bytes(get_int(job, "progress.bytes_sent", 0), a, sizeof(a));
     out_bytes(get_int(job, "progress.bytes_total", 0), b, sizeof(b));

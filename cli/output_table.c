@@ -22,7 +22,7 @@ static void put_padded(FILE *f, const char *s, size_t w)
 /* ---- list's fields and their checks ---- */
 
 #define STATES "queued,running,waiting,switched,succeeded,failed,aborted,rolled_back"
-#define PHASES "validate,prepare,sync,switch,cleanup,rollback"
+#define PHASES "validate,prepare,sync,switch,cleanup,verify,rollback"
 
 /* The fields of list, with the values a filter may name (NULL: any). */
 static const struct {
@@ -64,6 +64,8 @@ static const struct {
     {"error.message", NULL},
     {"error.phase", PHASES ",-"},
     {"leftovers", NULL},
+    {"cleanup_at", NULL},
+    {"health.state", "none,checking,passed,failed,-"},
 };
 enum { NFIELDS = sizeof(list_fields) / sizeof(list_fields[0]) };
 

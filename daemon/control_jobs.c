@@ -152,13 +152,16 @@ void control_job_action(struct control *c, h2o_req_t *req, const char *uuid)
     const char *action = params[0].value;
     if (action == NULL) {
         control_respond_error(req, 400, "InvalidArgument",
-                              "action is required (finish, abort, rollback or cleanup)");
+                              "action is required (finish, abort, rollback, cleanup or "
+                              "cancel_timer)");
         return;
     }
     if (strcmp(action, "finish") != 0 && strcmp(action, "abort") != 0 &&
-        strcmp(action, "rollback") != 0 && strcmp(action, "cleanup") != 0) {
+        strcmp(action, "rollback") != 0 && strcmp(action, "cleanup") != 0 &&
+        strcmp(action, "cancel_timer") != 0) {
         control_respond_error(req, 400, "InvalidArgument",
-                              "unknown action \"%.*s\" (finish, abort, rollback or cleanup)",
+                              "unknown action \"%.*s\" (finish, abort, rollback, cleanup or "
+                              "cancel_timer)",
                               ECHO_MAX, action);
         return;
     }

@@ -80,6 +80,23 @@ static void count_bytes(struct jrun *r)
 }
 
 /* Applies ev to the job in memory (the transition table decides), counted and logged. */
+/*
+ * A migration just switched (its gate passed): the source copy is deleted
+ * cleanup_after_s from now, by the engine's tick, as `migctl cleanup` does.
+ * Never after a failed gate kept by health.on_failure "report".
+ */
+static void arm_cleanup_timer(struct mig_job *job, enum mig_job_event ev)
+{
+    if (ev != MIG_EV_SWITCHED || job->task != MIG_TASK_MIGRATE || job->cleanup_source ||
+        job->cleanup_after_s <= 0 || job->health.state == MIG_HEALTH_FAILED)
+        return;
+    job->cleanup_at = mig_now_ms() + job->cleanup_after_s * 1000;
+    char when[32];
+    mig_time_iso(job->cleanup_at, when);
+    jlog(job, MIG_LOG_INFO, "the source copy on %s will be deleted at %s (cleanup after %lld s)",
+         job->source_hostname, when, (long long)job->cleanup_after_s);
+}
+
 static void transition(struct jrun *r, enum mig_job_event ev)
 {
     enum mig_job_state before = r->job->state;
@@ -92,6 +109,7 @@ static void transition(struct jrun *r, enum mig_job_event ev)
     if (before != r->job->state)
         jlog(r->job, MIG_LOG_INFO, "job %s: %s -> %s", r->job->uuid, mig_job_state_name(before),
              mig_job_state_name(r->job->state));
+    arm_cleanup_timer(r->job, ev);
 }
 
 /* Applies ev to the job, saves it, tells watchers. */
@@ -468,10 +486,27 @@ void run_start(struct engine *e, struct mig_job *job)
 
 /* ---- the engine: its start, tick and end ---- */
 
+/* Switched jobs whose cleanup timer is due: their source copy goes, as `migctl cleanup`. */
+static void cleanups_due(struct engine *e)
+{
+    char due[8][MIG_UUID_LEN + 1];
+    size_t n = 0;
+    if (mig_store_cleanups_due(e->d->store, mig_now_ms(), 8, due, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (run_find(e, due[i]) != NULL)
+            continue;
+        char msg[512];
+        int rc = engine_action(e, due[i], "cleanup", msg, sizeof(msg));
+        mig_log(rc == 0 ? MIG_LOG_INFO : MIG_LOG_WARN, due[i], NULL, "cleanup timer: %s", msg);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     admit_schedule(t->data);
     leftovers_retry_due(t->data);
+    cleanups_due(t->data);
 }
 
 int engine_new(struct migd *d, struct engine **out)

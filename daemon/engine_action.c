@@ -29,6 +29,8 @@ static int start_task(struct engine *e, struct mig_job *stored, enum mig_task ta
 {
     stored->task = task;
     stored->phase = task == MIG_TASK_RETURN ? MIG_PHASE_ROLLBACK : MIG_PHASE_CLEANUP;
+    /* A cleanup or a rollback, by hand or by the timer, ends the timer: never twice. */
+    stored->cleanup_at = 0;
     mig_job_clear_error(stored);
     mig_job_apply(stored, task == MIG_TASK_RETURN ? MIG_EV_RETURN : MIG_EV_REMOVE);
     int rc = mig_store_job_save(e->d->store, stored);
@@ -71,6 +73,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
     const char *busy = doing(job);
     int rc = 0;
     bool counted_abort = false; /* a queued job aborted here: counted once saved */
+    int64_t timer_before = 0, after_before = 0; /* cancel_timer: put back if not recorded */
     if (r != NULL && r->retrying != 0) {
         snprintf(msg, msgsz, "job %s is retrying its %d leftover(s) now; try again in a few seconds",
                  job->uuid, job->nleftovers);
@@ -151,8 +154,24 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
             mig_job_leftover_retry_now(stored, mig_now_ms());
             return start_task(e, stored, MIG_TASK_REMOVE_SOURCE, msg, msgsz);
         }
+    } else if (strcmp(action, "cancel_timer") == 0) {
+        if (job->cleanup_at == 0 && (job->cleanup_after_s == 0 || job->state == MIG_JOB_SWITCHED ||
+                                     mig_job_state_final(job->state))) {
+            snprintf(msg, msgsz, "job %s has no cleanup timer", job->uuid);
+            rc = -EINVAL;
+        } else {
+            timer_before = job->cleanup_at;
+            after_before = job->cleanup_after_s;
+            job->cleanup_at = 0;
+            job->cleanup_after_s = 0;
+            snprintf(msg, msgsz,
+                     "job %s: cleanup timer canceled; the source copy on %s stays until "
+                     "\"migctl cleanup %s\"",
+                     job->uuid, job->source_hostname, job->uuid);
+        }
     } else {
-        snprintf(msg, msgsz, "unknown action \"%s\": use finish, abort, rollback or cleanup",
+        snprintf(msg, msgsz,
+                 "unknown action \"%s\": use finish, abort, rollback, cleanup or cancel_timer",
                  action);
         rc = -EINVAL;
     }
@@ -160,10 +179,14 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         /* Recorded before it takes effect: a refused write changes nothing. */
         int src = mig_store_job_save(e->d->store, job);
         if (src != 0) {
-            if (strcmp(action, "abort") == 0)
+            if (strcmp(action, "abort") == 0) {
                 job->abort_requested = false;
-            else
+            } else if (strcmp(action, "cancel_timer") == 0) {
+                job->cleanup_at = timer_before;
+                job->cleanup_after_s = after_before;
+            } else {
                 job->finish_requested = false;
+            }
             snprintf(msg, msgsz, "cannot record the %s of job %s: %s; nothing was changed", action,
                      job->uuid, mig_strerror(src));
             mig_job_free(stored);
@@ -173,7 +196,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
             metrics_state(e->metrics, MIG_JOB_QUEUED, MIG_JOB_ABORTED);
         mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "%s", msg);
         watch_notify(e, job);
-        if (r != NULL) {
+        if (r != NULL && strcmp(action, "cancel_timer") != 0) {
             if (strcmp(action, "abort") == 0)
                 exec_interrupt(r->x); /* a stream in flight is cut now */
             else

@@ -486,6 +486,7 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "error", error);
     json_object_set_new(o, "leftovers", leftovers_json(job));
     json_object_set_new(o, "health", mig_health_to_json(&job->health));
+    json_object_set_new(o, "cleanup_at", mig_json_time(job->cleanup_at));
     return o;
 }
 

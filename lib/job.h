@@ -216,6 +216,14 @@ struct mig_job {
     char evacuation[MIG_UUID_LEN + 1]; /* the evacuation that queued it, "" when none */
     int evac_parallel; /* that evacuation's --max-parallel, 0 when none */
     int limit_mbps;   /* the job's stream cap in Mbit/s, 0: none */
+    /*
+     * The cleanup timer: once switched with its health gate passed, the
+     * source copy is deleted cleanup_after_s later (--cleanup-after, else
+     * cleanup.after_s; 0: only by hand).  cleanup_at is when (ms since the
+     * epoch), 0 when no timer runs (none asked, canceled, or used).
+     */
+    int64_t cleanup_after_s;
+    int64_t cleanup_at;
     bool finish_requested; /* incremental: operator asked to finish */
     bool abort_requested;  /* operator asked to abort: shown as "aborting" until aborted */
     bool undoing;          /* walking the journal backwards (a rollback of the task) */

@@ -128,7 +128,11 @@ json_t *mig_job_to_record(const struct mig_job *job)
     json_object_set_new(o, "created_ms", json_integer(job->created));
     json_object_set_new(o, "started_ms", json_integer(job->started));
     json_object_set_new(o, "finished_ms", json_integer(job->finished));
-    /* Written once there is a gate to remember: older records stay as they were. */
+    /* Written when there is a timer or a gate to remember: older records stay as they were. */
+    if (job->cleanup_after_s > 0 || job->cleanup_at > 0) {
+        json_object_set_new(o, "cleanup_after_s", json_integer(job->cleanup_after_s));
+        json_object_set_new(o, "cleanup_at", json_integer(job->cleanup_at));
+    }
     if (job->health.min_up_s > 0 || job->health.state != MIG_HEALTH_NONE ||
         job->health.smf_baseline)
         json_object_set_new(o, "health", mig_health_to_record(&job->health));
@@ -499,7 +503,9 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_bool(rec, "abort_requested", &job->abort_requested) < 0 ||
          rd_bool(rec, "undoing", &job->undoing) < 0 ||
          rd_int32(rec, "limit_mbps", &job->limit_mbps) < 0 ||
-         rd_int32(rec, "evac_parallel", &job->evac_parallel) < 0))
+         rd_int32(rec, "evac_parallel", &job->evac_parallel) < 0 ||
+         rd_int(rec, "cleanup_after_s", &job->cleanup_after_s) < 0 ||
+         rd_int(rec, "cleanup_at", &job->cleanup_at) < 0))
         rc = MIG_EPARSE;
     if (rc == 0 && mig_health_from_record(json_object_get(rec, "health"), &job->health) < 0)
         rc = MIG_EPARSE;

@@ -17,6 +17,7 @@ void mig_request_init(struct mig_request *req)
     req->mode = MIG_MODE_FULL;
     req->limit_mbps = -1;
     req->min_up_s = -1;
+    req->cleanup_after_s = -1;
 }
 
 void mig_request_clear(struct mig_request *req)
@@ -39,7 +40,8 @@ static const struct {
             {"cleanup_source", JSON_TRUE, false},
             {"transfer", JSON_STRING, false},
             {"limit_mbps", JSON_INTEGER, false},
-            {"min_up_s", JSON_INTEGER, false}};
+            {"min_up_s", JSON_INTEGER, false},
+            {"cleanup_after_s", JSON_INTEGER, false}};
 enum { NKEYS = sizeof(KEYS) / sizeof(KEYS[0]) };
 
 /* Every member known, of its type; every required one there.  0 or -EINVAL with err. */
@@ -113,6 +115,13 @@ int mig_request_parse(json_t *body, struct mig_request *req, char *err, size_t e
         return -EINVAL;
     }
     req->min_up_s = json_is_integer(min_up) ? (int)json_integer_value(min_up) : -1;
+    json_t *after = json_object_get(body, "cleanup_after_s");
+    if (json_is_integer(after) &&
+        (json_integer_value(after) < 0 || json_integer_value(after) > 366LL * 86400)) {
+        snprintf(err, errsz, "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)");
+        return -EINVAL;
+    }
+    req->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
     req->vm = mig_strdup(vm);
     req->target = target != NULL ? mig_strdup(target) : NULL;
     snprintf(req->transfer, sizeof(req->transfer), "%s", transfer != NULL ? transfer : "");

@@ -41,15 +41,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_META_OPENED] = "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened', ?1)",
     [ST_JOB_SAVE] = "INSERT INTO jobs (uuid, vm_uuid, state, phase, mode, created, updated, record,"
-                    " evacuation_uuid, leftovers, leftover_due)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                    " evacuation_uuid, leftovers, leftover_due, cleanup_due)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                     " ON CONFLICT (uuid) DO UPDATE SET vm_uuid = excluded.vm_uuid,"
                     " state = excluded.state, phase = excluded.phase, mode = excluded.mode,"
                     " created = excluded.created, updated = excluded.updated,"
                     " record = excluded.record, evacuation_uuid = excluded.evacuation_uuid,"
-                    " leftovers = excluded.leftovers, leftover_due = excluded.leftover_due",
+                    " leftovers = excluded.leftovers, leftover_due = excluded.leftover_due,"
+                    " cleanup_due = excluded.cleanup_due",
     [ST_LEFTOVER_DUE] = "SELECT uuid FROM jobs WHERE leftover_due IS NOT NULL"
                         " AND leftover_due <= ?1 ORDER BY leftover_due LIMIT ?2",
+    [ST_CLEANUP_DUE] = "SELECT uuid FROM jobs WHERE cleanup_due IS NOT NULL"
+                       " AND cleanup_due <= ?1 ORDER BY cleanup_due LIMIT ?2",
     [ST_LEFTOVER_COUNT] = "SELECT coalesce(sum(leftovers), 0) FROM jobs"
                           " WHERE leftover_due IS NOT NULL",
     [ST_JOB_LOAD] = "SELECT uuid, record FROM jobs WHERE uuid = ?1",

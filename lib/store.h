@@ -103,6 +103,12 @@ int mig_store_job_list_bad(struct mig_store *st, struct mig_bad_job **out, size_
  */
 int mig_store_leftovers_due(struct mig_store *st, int64_t now, size_t max,
                             char (*out)[MIG_UUID_LEN + 1], size_t *n);
+/*
+ * The switched jobs whose cleanup timer is due at now (job.h cleanup_at),
+ * earliest first: at most max uuids into out, their count in *n.  0 or MIG_EDB.
+ */
+int mig_store_cleanups_due(struct mig_store *st, int64_t now, size_t max,
+                           char (*out)[MIG_UUID_LEN + 1], size_t *n);
 /* How many leftovers all jobs have together, or -1 when the database cannot tell. */
 int64_t mig_store_leftover_count(struct mig_store *st);
 /*

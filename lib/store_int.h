@@ -40,6 +40,7 @@ enum stmt_id {
     ST_JOB_LIST_STATES,
     ST_LEFTOVER_DUE,
     ST_LEFTOVER_COUNT,
+    ST_CLEANUP_DUE,
     ST_COUNT
 };
 

@@ -99,6 +99,10 @@ static int job_upsert(struct mig_store *st, const struct mig_job *job)
         sqlite3_bind_int64(s, 11, due);
     else
         sqlite3_bind_null(s, 11);
+    if (job->state == MIG_JOB_SWITCHED && job->cleanup_at > 0)
+        sqlite3_bind_int64(s, 12, job->cleanup_at);
+    else
+        sqlite3_bind_null(s, 12);
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "save job");
     store_stmt_done(s);
     return rc;
@@ -321,6 +325,25 @@ int mig_store_leftovers_due(struct mig_store *st, int64_t now, size_t max,
         snprintf(out[(*n)++], MIG_UUID_LEN + 1, "%s", u != NULL ? u : "");
     }
     rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_fail(st, "list leftovers due");
+    store_stmt_done(s);
+    return rc;
+}
+
+int mig_store_cleanups_due(struct mig_store *st, int64_t now, size_t max,
+                           char (*out)[MIG_UUID_LEN + 1], size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = store_stmt_get(st, ST_CLEANUP_DUE);
+    if (s == NULL)
+        return MIG_EDB;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+        const char *u = (const char *)sqlite3_column_text(s, 0);
+        snprintf(out[(*n)++], MIG_UUID_LEN + 1, "%s", u != NULL ? u : "");
+    }
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_fail(st, "list cleanups due");
     store_stmt_done(s);
     return rc;
 }

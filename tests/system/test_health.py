@@ -1,11 +1,16 @@
-"""The health gate after the switch (product.md "health", phase verify),
+"""After the switch: the health gate (product.md "health", phase verify)
+and the cleanup timer.  The gate,
 through the real binaries against the lab: a VM that stays up passes and
 only then is the job switched; a zone that restarts by itself, a service
 that is newly in maintenance on the target, or an operator's probe that
 fails rolls the job back by itself (rolled_back, HealthCheckFailed, the VM
 on its source as before); `health.on_failure: report` keeps the switch and
-says why; a migd killed during the gate resumes it where it was.
+says why; a migd killed during the gate resumes it where it was.  The
+cleanup timer (`--cleanup-after`, `cleanup.after_s`) deletes the source copy
+once the gate passed and the time is up, never before, survives a restart,
+and `migctl cleanup --cancel-timer` keeps the copy.
 """
+import time
 import contextlib
 import os
 import stat
@@ -202,3 +207,58 @@ def test_a_migd_killed_during_the_gate_resumes_it_where_it_was(lab, build_dir, t
         # The same window, the same zone: the gate went on, it did not start again.
         assert job['health']['state'] == 'passed' and job['health']['since'] == since, job
         settle(d, job_uuid)
+
+
+def test_the_timer_deletes_the_source_copy_after_the_gate_not_before(lab, migd):
+    v = lab.vms['web0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    job_uuid = submit(migd, '--cleanup-after', '3s', v['uuid'], dst.hostname)
+    job = wait_for(lambda: (lambda j: j if j['phase'] == 'verify' else None)(
+        migd.job(job_uuid)), 'the gate')
+    assert job['cleanup_at'] is None, job  # not armed before the gate passed
+    job = ended(migd, job_uuid)
+    assert job['state'] == 'switched' and job['cleanup_at'] is not None, job
+    assert job['cleanup_at'] > job['finished'], job
+    listed = migd.ctl('list', '-a', '-H', '-o', 'id,cleanup_at').stdout
+    assert '%s %s' % (job_uuid[:8], job['cleanup_at']) in ' '.join(listed.split()), listed
+    place = lab.vm_placement(v['uuid'])
+    assert place[src.n]['zone_state'] == 'installed' and place[src.n]['hidden'], place[src.n]
+    job = helpers.wait_state(migd, job_uuid, ('succeeded', 'failed'), timeout=120, step=0.2)
+    assert job['state'] == 'succeeded' and job['cleanup_at'] is None, job
+    place = lab.vm_placement(v['uuid'])
+    assert place[src.n]['zone_state'] is None and place[src.n]['datasets'] == [], place[src.n]
+    assert home(lab, v['uuid']) == dst
+
+
+def test_the_timer_survives_a_restart_and_cancel_timer_keeps_the_copy(lab, build_dir, tmp_path):
+    web, lx = lab.vms['web0'], lab.vms['lx0']
+    with a_migd(lab, build_dir, tmp_path / 'migd') as d:
+        d.stop()
+        d.config['cleanup'] = {'after_s': 6}  # the configuration's timer, for every job
+        d.start()
+        src = home(lab, web['uuid'])
+        kept_src = home(lab, lx['uuid'])
+        a = submit(d, web['uuid'], other(lab, src).hostname)
+        b = submit(d, lx['uuid'], other(lab, kept_src).hostname)
+        ja, jb = ended(d, a), ended(d, b)
+        b_switched = time.monotonic()
+        assert ja['state'] == 'switched' and ja['cleanup_at'] is not None, ja
+        assert jb['state'] == 'switched' and jb['cleanup_at'] is not None, jb
+        p = d.ctl('cleanup', '--cancel-timer', b)
+        assert p.returncode == 0 and 'cleanup timer canceled' in p.stdout, p
+        assert d.job(b)['cleanup_at'] is None
+        p = d.ctl('cleanup', '--cancel-timer', b)
+        assert p.returncode == 1 and 'no cleanup timer' in p.stderr, p
+        # Killed before the time is up: the timer is on record.
+        d.kill()
+        d.start()
+        ja = helpers.wait_state(d, a, ('succeeded', 'failed'), timeout=120, step=0.2)
+        assert ja['state'] == 'succeeded', ja
+        assert lab.vm_placement(web['uuid'])[src.n]['zone_state'] is None
+        # The canceled one is still switched, its source copy kept, after its time.
+        time.sleep(max(0.0, b_switched + 8 - time.monotonic()))
+        jb = d.job(b)
+        assert jb['state'] == 'switched' and jb['cleanup_at'] is None, jb
+        assert lab.vm_placement(lx['uuid'])[kept_src.n]['zone_state'] == 'installed'
+        settle(d, b)
