@@ -495,6 +495,7 @@ struct evacuate_args {
     struct opts_jobs jobs;
     bool no_reserve;
     long parallel; /* -1: migd's limits.max_active_jobs */
+    int64_t cleanup_after; /* -1: migd's cleanup.after_s */
     json_t *to;    /* the targets (owned), or NULL: any */
 };
 
@@ -533,6 +534,13 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
     }
     case OPT_TO:
         return evacuate_to(a, arg);
+    case OPT_CLEANUP_AFTER:
+        if (mig_duration_parse(arg, 366LL * 86400, &a->cleanup_after) != 0) {
+            opts_usage_error("--cleanup-after takes a duration up to 366d (90m, 24h, 7d; 0: only "
+                             "by hand), not \"%s\"", arg);
+            return -1;
+        }
+        return 0;
     }
     return 0;
 }
@@ -546,6 +554,8 @@ static json_t *evacuate_body(const struct evacuate_args *a, const char *cn)
         json_object_set(body, "to", a->to);
     if (a->parallel > 0)
         json_object_set_new(body, "max_parallel", json_integer(a->parallel));
+    if (a->cleanup_after >= 0)
+        json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
     return body;
 }
 
@@ -556,8 +566,9 @@ static int cmd_evacuate(int argc, char **argv)
                                              {OPT_TO, 0, "to", true},
                                              {OPT_MAX_PARALLEL, 0, "max-parallel", true},
                                              {OPT_NO_RESERVE, 0, "no-reserve", false},
+                                             {OPT_CLEANUP_AFTER, 0, "cleanup-after", true},
                                              OPTS_END};
-    struct evacuate_args a = {.jobs = {.mode = "full"}, .parallel = -1};
+    struct evacuate_args a = {.jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1};
     struct opts o;
     opts_init(&o, argc, argv, table);
     int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 1, 1, "CN");
@@ -677,7 +688,8 @@ static const struct command commands[] = {
      "  -l LEVEL  trace, debug, info (the default), warn, error or fatal\n"
      "  -j        the records as JSON, one per line\n" JOB_HELP},
     {"evacuate", cmd_evacuate,
-     "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] CN",
+     "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] "
+     "[--cleanup-after DURATION] CN",
      "Empties CN (a server UUID or hostname): marks it reserved in CNAPI, plans a\n"
      "target for every eligible VM on it, queues one job per VM that has none, and\n"
      "prints the plan: each VM's size, target and estimated time, or why it stays\n"
@@ -690,6 +702,9 @@ static const struct command commands[] = {
      "  --to CN[,CN...]     only these targets\n"
      "  --max-parallel N    at most N of its jobs at once (default: limits.max_active_jobs)\n"
      "  --no-reserve        leave the CN open to new VMs\n"
+     "  --cleanup-after DURATION\n"
+     "                      each job deletes its source copy this long after its switch\n"
+     "                      and a passed health gate (default: migd's cleanup.after_s)\n"
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
      "stays (the lines under \"needs attention\" say which and why), 2 bad usage.\n"},
     {"estimate", cmd_estimate, "estimate [-j] VM|CN",

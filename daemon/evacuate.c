@@ -30,6 +30,7 @@ struct evac_run {
     size_t nto;
     char mode[16];
     int max_parallel;
+    int64_t cleanup_after_s; /* --cleanup-after for its jobs, -1: the configuration's */
     bool no_reserve, dry_run, reserving;
     json_t *record;          /* the evacuation as it will be saved */
     size_t next;             /* the plan entry to submit next */
@@ -140,6 +141,7 @@ static void submit_next(struct evac_run *r)
         snprintf(req.evacuation, sizeof(req.evacuation), "%s",
                  json_string_value(json_object_get(r->record, "uuid")));
         req.max_parallel = r->max_parallel;
+        req.cleanup_after_s = r->cleanup_after_s;
         r->submitting = true;
         int rc = engine_submit(r->d->engine, &req, on_submitted, r);
         mig_request_clear(&req);
@@ -299,8 +301,10 @@ static void on_planned(struct evac_run *r, int err)
         /* Run again: nothing is planned anew; VMs left behind without a job are queued. */
         json_decref(r->record);
         r->record = running;
-        r->max_parallel = (int)json_integer_value(
-            json_object_get(json_object_get(running, "options"), "max_parallel"));
+        json_t *opts = json_object_get(running, "options");
+        r->max_parallel = (int)json_integer_value(json_object_get(opts, "max_parallel"));
+        json_t *after = json_object_get(opts, "cleanup_after_s");
+        r->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
         snprintf(r->mode, sizeof(r->mode), "%s",
                  json_string_value(json_object_get(json_object_get(running, "options"), "mode")));
         r->next = 0;
@@ -333,6 +337,9 @@ static void on_planned(struct evac_run *r, int err)
         r->max_parallel, "no_reserve", r->no_reserve, "plan", plan, "bytes", (json_int_t)bytes,
         "estimate_s", (json_int_t)window_s(r, secs, n, bytes), "parallel", lanes(r), "reserved",
         false, "dry_run", r->dry_run);
+    if (r->record != NULL && r->cleanup_after_s >= 0)
+        json_object_set_new(json_object_get(r->record, "options"), "cleanup_after_s",
+                            json_integer(r->cleanup_after_s));
     if (r->dry_run) {
         json_decref(latest);
         answer(r, 0, NULL, NULL);
@@ -398,6 +405,13 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
         mig_errf(err, errsz, "to must be an array of at most 64 CN uuids or hostnames");
         return -EINVAL;
     }
+    json_t *after = json_object_get(body, "cleanup_after_s");
+    if (after != NULL && !json_is_null(after) &&
+        (!json_is_integer(after) || json_integer_value(after) < 0 ||
+         json_integer_value(after) > 366LL * 86400)) {
+        mig_errf(err, errsz, "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)");
+        return -EINVAL;
+    }
     if (parallel != NULL && !json_is_null(parallel) &&
         (!json_is_integer(parallel) || json_integer_value(parallel) < 1 ||
          json_integer_value(parallel) > 1000)) {
@@ -414,6 +428,7 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     r->max_parallel = json_is_integer(parallel) ? (int)json_integer_value(parallel)
                                                 : d->cfg->limits.max_active_jobs;
     r->no_reserve = json_is_true(json_object_get(body, "no_reserve"));
+    r->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
     r->dry_run = json_is_true(json_object_get(body, "dry_run"));
     size_t i;
     json_t *t;

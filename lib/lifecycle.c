@@ -170,6 +170,9 @@ static struct mig_next switched(const struct mig_job *job)
     return end_with(MIG_EV_SWITCHED);
 }
 
+/* Past the window's end by this much: a timer that fires a little early still looks after it. */
+#define VERIFY_SLACK_MS 50
+
 uint64_t mig_verify_interval_ms(const struct mig_job *job, int64_t now)
 {
     const struct mig_health *h = &job->health;
@@ -179,7 +182,8 @@ uint64_t mig_verify_interval_ms(const struct mig_job *job, int64_t now)
     if (ms > 60000)
         ms = 60000;
     if (h->since_ms > 0) {
-        int64_t left = h->since_ms + (int64_t)h->min_up_s * 1000 - now;
+        /* Until just past the window's end: the look after it is the last. */
+        int64_t left = h->since_ms + (int64_t)h->min_up_s * 1000 + VERIFY_SLACK_MS - now;
         if (left > 0 && left < ms)
             ms = left;
     }

@@ -76,7 +76,7 @@ struct mig_lifecycle_cfg {
 
 /*
  * The health gate's pause between two passes: a tenth of the window, at
- * least 1 s and at most 60 s, and never past the window's end.
+ * least 1 s and at most 60 s, and no later than just past the window's end.
  */
 uint64_t mig_verify_interval_ms(const struct mig_job *job, int64_t now);
 

@@ -27,14 +27,15 @@ from migd_daemon import Migd, running_migd
 
 STAMP = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ')
 MIGRATE_USAGE = ('usage: migctl migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] '
-                 '[--transfer relay|direct] [--limit MBITS] VM [TARGET_CN]')
+                 '[--transfer relay|direct] [--limit MBITS] [--min-up DURATION] '
+                 '[--cleanup-after DURATION] VM [TARGET_CN]')
 LIST_USAGE = 'usage: migctl list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]'
 FIELDS = ('id, uuid, vm_uuid, vm_alias, brand, state, phase, mode, aborting, activity, progress, '
           'progress.bytes_sent, progress.bytes_total, progress.rate_bytes_s, progress.eta_s, '
           'progress.increments, source, target, source_hostname, target_hostname, '
           'source_server_uuid, target_server_uuid, transfer, limit_mbps, cleanup_source, '
           'vm_was_running, downtime_ms, rollback_downtime_ms, created, started, finished, '
-          'error.code, error.message, error.phase, leftovers')
+          'error.code, error.message, error.phase, leftovers, cleanup_at, health.state')
 
 
 @pytest.fixture(scope='module')

@@ -114,8 +114,9 @@ def test_evacuate_a_cn_to_two_targets(lab, migd):
         assert p.returncode == 0, p.stderr
 
         rc, ev = evacuate(migd, '--to', '%s,%s' % (cn2.hostname, cn4.hostname),
-                          '--max-parallel', '2', cn1.hostname)
+                          '--max-parallel', '2', '--cleanup-after', '2h', cn1.hostname)
         assert rc == 1, 'skipped VMs need a human: exit 1'
+        assert ev['options']['cleanup_after_s'] == 7200, ev['options']
         by_alias = {e['alias']: e for e in ev['plan']}
         assert set(by_alias) == PLACED | set(STAYS), by_alias.keys()
         for alias in PLACED:
@@ -148,6 +149,8 @@ def test_evacuate_a_cn_to_two_targets(lab, migd):
         assert len(mine) == len(PLACED)
         for j in jobs:
             assert j['state'] == 'switched', (j['vm_alias'], j['error'])
+            # The evacuation's --cleanup-after reached its jobs, not the unrelated one.
+            assert (j['cleanup_at'] is not None) == (j.get('evacuation') == ev['uuid']), j
         for alias in PLACED:
             e = by_alias[alias]
             dst = home(lab, vms[alias]['uuid'])

@@ -60,6 +60,8 @@ struct fside {
     int zone; /* 0 none, 1 configured, 2 installed */
     int cfg;  /* a setting of the zone's configuration ("set max-lwps=N") */
     bool running, autoboot, hidden, cores, image;
+    int zone_id;  /* zoneadm list -p: the id of its current boot */
+    bool flapping; /* the zone restarts by itself between two looks (a new id each time) */
     struct fds ds;
 };
 
@@ -231,6 +233,18 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
             return fail_cmd(a, "Unable to start VM: not installed");
         s->running = true;
         s->autoboot = true;
+        s->zone_id = s->zone_id > 0 ? s->zone_id + 1 : 5;
+    } else if (strcmp(cmd, "zoneadm list -p") == 0) {
+        int n = snprintf(a->out, sizeof(a->out), "0:global:running:/::liveimg:shared\n");
+        if (s->running) {
+            if (s->flapping)
+                s->zone_id++;
+            snprintf(a->out + n, sizeof(a->out) - (size_t)n,
+                     "%d:%s:running:/zones/%s:%s:joyent:excl\n", s->zone_id, VM, VM, VM);
+        }
+    } else if (strncmp(cmd, "svcs -z ", 8) == 0) {
+        if (!s->running)
+            return fail_cmd(a, "svcs: Could not bind to repository server for zone");
     } else if (strcmp(cmd, "zoneadm list -pc") == 0) {
         int n = snprintf(a->out, sizeof(a->out), "0:global:running:/::liveimg:shared\n");
         if (s->zone != 0)
@@ -775,13 +789,20 @@ enum scenario {
     SC_ROLLBACK,
     SC_CLEANUP,
     SC_CHANGED,
-    SC_DIRECT,      /* full, transfer direct */
-    SC_DIRECT_ABORT /* incremental, transfer direct, aborted while waiting */
+    SC_DIRECT,       /* full, transfer direct */
+    SC_DIRECT_ABORT, /* incremental, transfer direct, aborted while waiting */
+    SC_HEALTHY,      /* full, through the health gate: passes */
+    SC_UNHEALTHY,    /* full, the zone restarts on the target in the gate: rolls back by itself */
 };
 
-static const char *const SC_NAMES[] = {"full",    "stopped", "incremental", "auto",
-                                       "abort",   "rollback", "cleanup",    "changed",
-                                       "direct",  "direct-abort"};
+static const char *const SC_NAMES[] = {"full",    "stopped",  "incremental", "auto",
+                                       "abort",   "rollback", "cleanup",     "changed",
+                                       "direct",  "direct-abort", "healthy", "unhealthy"};
+
+static bool sc_gate(enum scenario sc)
+{
+    return sc == SC_HEALTHY || sc == SC_UNHEALTHY;
+}
 
 static bool sc_direct(enum scenario sc)
 {
@@ -821,6 +842,9 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
         fprintf(f, "10.99.99.13 ssh-ed25519 %s\n10.99.99.12 ssh-ed25519 %s\n", pub, pub);
         fclose(f);
     }
+    if (sc_gate(sc))
+        mig_health_init(&job->health, 1); /* a window of 1 s: two looks */
+    W->side[1].flapping = sc == SC_UNHEALTHY;
     snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
     assert_int_equal(mig_store_job_save(st, job), 0);
     mig_job_free(job);
@@ -908,12 +932,15 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
 {
     static const char *const want[] = {"switched", "switched",    "switched",  "switched",
                                        "aborted",  "rolled_back", "succeeded", "switched",
-                                       "switched", "aborted"};
+                                       "switched", "aborted",     "switched",  "rolled_back"};
     if (strcmp(state, want[sc]) != 0)
         fail_msg("%s: ended %s, not %s", label, state, want[sc]);
     bool running = sc != SC_STOPPED;
-    check_world(sc == SC_ABORT || sc == SC_ROLLBACK || sc == SC_DIRECT_ABORT ? 0 : 1, running,
-                label);
+    check_world(sc == SC_ABORT || sc == SC_ROLLBACK || sc == SC_DIRECT_ABORT ||
+                        sc == SC_UNHEALTHY
+                    ? 0
+                    : 1,
+                running, label);
     /* No job key is left anywhere, whatever the outcome. */
     if (W->auth_lines != 0 || W->job_dir)
         fail_msg("%s: the job's key is left behind (%d authorized lines, directory %d)", label,
@@ -931,6 +958,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     case SC_STOPPED:
     case SC_INCREMENTAL:
     case SC_AUTO:
+    case SC_HEALTHY:
         /* Only the final snapshots are left, the source is kept disabled. */
         if (job_snaps(&src->ds) != 1 || job_snaps(&dst->ds) != 1)
             fail_msg("%s: %d and %d job snapshots left", label, job_snaps(&src->ds),
@@ -942,6 +970,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     case SC_ABORT:
     case SC_DIRECT_ABORT:
     case SC_ROLLBACK:
+    case SC_UNHEALTHY:
         if (job_snaps(&src->ds) != 0)
             fail_msg("%s: %d job snapshots left on the source", label, job_snaps(&src->ds));
         if (src->autoboot != running)
@@ -999,7 +1028,7 @@ static void test_clean_runs(void **state)
 {
     (void)state;
     static char keys[200][128];
-    for (int sc = SC_FULL; sc <= SC_DIRECT_ABORT; sc++) {
+    for (int sc = SC_FULL; sc <= SC_UNHEALTHY; sc++) {
         struct fixture fx = {0};
         int n = 0;
         run_clean((enum scenario)sc, &fx, keys, &n);
@@ -1137,6 +1166,18 @@ static void test_campaign_direct_abort(void **state)
     campaign(SC_DIRECT_ABORT);
 }
 
+static void test_campaign_healthy(void **state)
+{
+    (void)state;
+    campaign(SC_HEALTHY);
+}
+
+static void test_campaign_unhealthy(void **state)
+{
+    (void)state;
+    campaign(SC_UNHEALTHY);
+}
+
 /* A transport failure in the middle is retried, not failed. */
 static void test_transient_failure_retried(void **state)
 {
@@ -1205,6 +1246,8 @@ int main(void)
         cmocka_unit_test(test_campaign_config_changed_after_staging),
         cmocka_unit_test(test_campaign_direct),
         cmocka_unit_test(test_campaign_direct_abort),
+        cmocka_unit_test(test_campaign_healthy),
+        cmocka_unit_test(test_campaign_unhealthy),
     };
     /* TEST_FILTER=test_campaign_rollback runs one test (a pattern, as cmocka takes it). */
     if (getenv("TEST_FILTER") != NULL)

@@ -659,7 +659,8 @@ static void test_public_json(void **state)
                                  "rollback_downtime_ms",
                                  "evacuation",
                                  "leftovers",
-                                 "health"};
+                                 "health",
+                                 "cleanup_at"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();

@@ -403,6 +403,39 @@ static void test_round_trip(void **state)
     mig_job_free(job);
 }
 
+/* The health gate and the cleanup timer come back as they were written. */
+static void test_gate_and_timer_round_trip(void **state)
+{
+    (void)state;
+    struct mig_job *job = rich_job();
+    job->cleanup_after_s = 86400;
+    job->cleanup_at = 1700000123456;
+    mig_health_init(&job->health, 30);
+    job->health.state = MIG_HEALTH_CHECKING;
+    job->health.since_ms = 1700000000000;
+    job->health.zone_id = 14;
+    job->health.passes = 3;
+    job->health.smf_baseline = 1;
+    snprintf(job->health.smf_before, sizeof(job->health.smf_before), "svc:/site/x:default");
+    mig_health_note(&job->health, MIG_CHECK_ZONE_ID, true, 1700000003000, "zone id 14");
+    char *text = record_text(job);
+    struct mig_job *back = record_load(text);
+    assert_jobs_equal(back, job);
+    assert_int_equal(back->cleanup_after_s, 86400);
+    assert_int_equal(back->cleanup_at, 1700000123456);
+    assert_int_equal(back->health.state, MIG_HEALTH_CHECKING);
+    assert_int_equal(back->health.min_up_s, 30);
+    assert_int_equal(back->health.since_ms, 1700000000000);
+    assert_int_equal(back->health.zone_id, 14);
+    assert_int_equal(back->health.passes, 3);
+    assert_string_equal(back->health.smf_before, "svc:/site/x:default");
+    assert_int_equal(back->health.checks[MIG_CHECK_ZONE_ID].ok, 1);
+    assert_int_equal(back->health.checks[MIG_CHECK_RUNNING].ok, -1);
+    free(text);
+    mig_job_free(back);
+    mig_job_free(job);
+}
+
 /*
  * The record keeps what the API shows otherwise: the real phase while
  * undoing (the API says "rollback"), and the progress as counted (the API
@@ -435,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_writes_the_old_text),
         cmocka_unit_test(test_old_text_loads_to_the_same_job),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_gate_and_timer_round_trip),
         cmocka_unit_test(test_record_is_not_the_api_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

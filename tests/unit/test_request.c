@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "request.h"
+#include "util.h"
 
 static int parse(const char *text, struct mig_request *req, char *err, size_t errsz)
 {
@@ -33,9 +34,11 @@ static void test_taken(void **state)
     assert_int_equal(parse("{\"vm_uuid\": \"web0\", \"target\": \"cn2\", \"mode\": \"auto\","
                            " \"dry_run\": true, \"allow_older_platform\": true,"
                            " \"cleanup_source\": false, \"transfer\": \"direct\","
-                           " \"limit_mbps\": 160}",
+                           " \"limit_mbps\": 160, \"min_up_s\": 90, \"cleanup_after_s\": 604800}",
                            &req, err, sizeof(err)),
                      0);
+    assert_int_equal(req.min_up_s, 90);
+    assert_int_equal(req.cleanup_after_s, 604800);
     assert_string_equal(req.vm, "web0");
     assert_string_equal(req.target, "cn2");
     assert_int_equal(req.mode, MIG_MODE_AUTO);
@@ -52,6 +55,8 @@ static void test_taken(void **state)
     assert_int_equal(req.mode, MIG_MODE_FULL);
     assert_string_equal(req.transfer, "");
     assert_int_equal(req.limit_mbps, -1);
+    assert_int_equal(req.min_up_s, -1);        /* health.min_up_s */
+    assert_int_equal(req.cleanup_after_s, -1); /* cleanup.after_s */
     mig_request_clear(&req);
     assert_null(req.vm);
 }
@@ -71,6 +76,10 @@ static void test_refused(void **state)
         {"{\"vm_uuid\": \"a\", \"limit_mbps\": -1}", "limit_mbps must be 0 (no cap) to 1000000 Mbit/s"},
         {"{\"vm_uuid\": \"a\", \"mode\": \"fast\"}", "mode \"fast\" is not full, incremental or auto"},
         {"{\"vm_uuid\": \"a\", \"transfer\": \"scp\"}", "transfer \"scp\" is not relay or direct"},
+        {"{\"vm_uuid\": \"a\", \"min_up_s\": 86401}", "min_up_s must be 0 (no health gate) to 86400 s"},
+        {"{\"vm_uuid\": \"a\", \"min_up_s\": \"30s\"}", "min_up_s must be an integer"},
+        {"{\"vm_uuid\": \"a\", \"cleanup_after_s\": -1}",
+         "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)"},
         {"[]", "the body must be a JSON object"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -83,10 +92,34 @@ static void test_refused(void **state)
     }
 }
 
+/* migctl's DURATION (--min-up, --cleanup-after): digits and s, m, h or d. */
+static void test_durations(void **state)
+{
+    (void)state;
+    int64_t v = -1;
+    assert_int_equal(mig_duration_parse("90m", 86400, &v), 0);
+    assert_int_equal(v, 5400);
+    assert_int_equal(mig_duration_parse("24h", 86400, &v), 0);
+    assert_int_equal(v, 86400);
+    assert_int_equal(mig_duration_parse("7d", 366LL * 86400, &v), 0);
+    assert_int_equal(v, 604800);
+    assert_int_equal(mig_duration_parse("45", 86400, &v), 0);
+    assert_int_equal(v, 45);
+    assert_int_equal(mig_duration_parse("0", 86400, &v), 0);
+    assert_int_equal(v, 0);
+    static const char *const bad[] = {"", "m", "-5m", "5 m", "5mm", "5w", "1.5h", "2d", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 17;
+        assert_int_equal(mig_duration_parse(bad[i], 86400, &v), -EINVAL);
+        assert_int_equal(v, 17); /* untouched */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_taken),
+        cmocka_unit_test(test_durations),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
