@@ -707,6 +707,17 @@ static const struct command commands[] = {
      "                      and a passed health gate (default: migd's cleanup.after_s)\n"
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
      "stays (the lines under \"needs attention\" say which and why), 2 bad usage.\n"},
+    {"doctor", cmd_doctor, "doctor [-j] [--fix] [CN ...]",
+     "Finds what migrations left behind on every set-up CN (or the CNs named):\n"
+     "migd-* snapshots of ended jobs, zones where VMAPI does not place the VM (a\n"
+     "switched job's kept copy, a stray copy, or the only one), a VM running on two\n"
+     "CNs or on none, VMAPI naming another CN than the one it runs on, and direct\n"
+     "transfer's keys and key directories of ended jobs; one line each, with the\n"
+     "job that left it and the exact fix.  Read-only.\n"
+     "  -j      the report as JSON\n"
+     "  --fix   not available yet: the fix lines say what to run\n"
+     "Exit status: 0 nothing needs a human (info lines do not), 1 findings, 2 bad\n"
+     "usage.\n"},
     {"estimate", cmd_estimate, "estimate [-j] VM|CN",
      "Prints the data to move and the expected time for a VM (UUID or unique\n"
      "alias) or a whole CN (UUID or hostname): each VM's datasets' used bytes on its\n"

@@ -16,9 +16,10 @@ void print_json(json_t *j, bool one_line);
 
 /* The commands in files of their own (cmd_NAME.c). */
 int cmd_migrate(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 /* Long options' keys, one range per command file. */
 enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT, OPT_MIN_UP, OPT_CLEANUP_AFTER,
-       OPT_CANCEL_TIMER };
+       OPT_CANCEL_TIMER, OPT_FIX };
 
 #endif

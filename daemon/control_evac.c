@@ -1,11 +1,12 @@
 /*
  * control_evac.c: the handlers of evacuations and estimates: POST
  * /evacuations (plan, reserve and queue a CN's jobs: evacuate.c), GET
- * /evacuations[/:uuid] and GET /estimate.  Planning is asynchronous; the
+ * /evacuations[/:uuid], GET /estimate, and GET /doctor (doctor.c).  Planning is asynchronous; the
  * request is reference-counted as a submission is (control_admit.c).
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <h2o.h>
@@ -112,6 +113,32 @@ void control_estimate(struct control *c, h2o_req_t *req, const char *id)
         control_respond_error(req, rc == -EINVAL ? 400 : 500,
                               rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
                               rc == -EINVAL ? err : mig_strerror(rc));
+    }
+}
+
+/* GET /doctor[?cn=CN[,CN...]]: what migrations left behind (doctor.c). */
+void control_doctor(struct control *c, h2o_req_t *req, const char *id)
+{
+    (void)id;
+    struct query_param params[] = {{"cn", NULL}, {NULL, NULL}};
+    if (control_parse_query(req, params) != 0)
+        return;
+    json_t *cns = json_array();
+    if (params[0].value != NULL) {
+        char *list = mig_strdup(params[0].value), *save = NULL;
+        for (char *cn = strtok_r(list, ",", &save); cn != NULL; cn = strtok_r(NULL, ",", &save))
+            json_array_append_new(cns, json_string(cn));
+        free(list);
+    }
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 200);
+    int rc = doctor_start(c->d, cns, on_evac_done, e, err, sizeof(err));
+    json_decref(cns);
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e);
+        control_respond_error(req, rc == -EINVAL ? 400 : 503,
+                              rc == -EINVAL ? "InvalidArgument" : "ServiceUnavailable", "%s", err);
     }
 }
 

@@ -49,6 +49,7 @@ static const struct route routes[] = {
     {"POST", "/evacuations", control_evacuate},
     {"GET", "/evacuations/:id", control_evacuation_get},
     {"GET", "/estimate", control_estimate}, /* ?of=VM or CN */
+    {"GET", "/doctor", control_doctor},     /* ?cn=CN[,CN...] */
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

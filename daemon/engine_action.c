@@ -132,7 +132,16 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         }
     } else if (strcmp(action, "cleanup") == 0 || strcmp(action, "rollback") == 0) {
         bool back = strcmp(action, "rollback") == 0;
-        if (job->state != MIG_JOB_SWITCHED || r != NULL) {
+        if (job->task == MIG_TASK_MIGRATE && job->phase == MIG_PHASE_VERIFY &&
+            job->state == MIG_JOB_RUNNING) {
+            /* The gate rolls back by itself if the VM is not healthy; otherwise it ends soon. */
+            snprintf(msg, msgsz,
+                     "job %s is in its health gate on %s (phase verify, %d s up wanted): it rolls "
+                     "back by itself if a check fails; %s it once it is switched",
+                     job->uuid, job->target_hostname, job->health.min_up_s,
+                     back ? "roll back" : "clean up");
+            rc = -EINVAL;
+        } else if (job->state != MIG_JOB_SWITCHED || r != NULL) {
             snprintf(msg, msgsz, "job %s is %s: only a switched job %s%s", job->uuid,
                      mig_job_state_name(job->state),
                      back ? "can be rolled back"

@@ -219,6 +219,21 @@ char *mig_cmd_zoneadm_list(void)
     return mig_strdup("zoneadm list -pc");
 }
 
+char *mig_cmd_doctor_snapshots(const char *pool)
+{
+    struct cmd c = {0};
+    cn_cmd_lit(&c, "zfs list -H -o name -t snapshot -r");
+    cn_cmd_arg(&c, pool, mig_dataset_valid(pool));
+    return cn_cmd_done(&c);
+}
+
+char *mig_cmd_doctor_keys(void)
+{
+    /* Never fails: no file, no directory is nothing to report. */
+    return mig_strdup("grep -h -o ' migd-job-[0-9a-f-]*$' ~/.ssh/authorized_keys 2>/dev/null; "
+                      "ls -d /var/tmp/migd-* 2>/dev/null; true");
+}
+
 char *mig_cmd_zoneadm_running(void)
 {
     return mig_strdup("zoneadm list -p");

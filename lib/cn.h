@@ -30,6 +30,10 @@ char *mig_cmd_vmadm_start(const char *vm_uuid);
 
 /* zoneadm list -pc; zoneadm -z UUID attach; zoneadm -z UUID detach */
 char *mig_cmd_zoneadm_list(void);
+/* migctl doctor: every snapshot of the pool, one name a line. */
+char *mig_cmd_doctor_snapshots(const char *pool);
+/* migctl doctor: the "migd-job-JOB" ends of authorized_keys lines, and the /var/tmp/migd-* dirs. */
+char *mig_cmd_doctor_keys(void);
 /* "zoneadm list -p": the running zones, with the zone id each booted with. */
 char *mig_cmd_zoneadm_running(void);
 /* "svcs -z 'UUID' -x": the zone's SMF services in maintenance, explained; NULL for a bad uuid. */

@@ -51,6 +51,11 @@ char *mig_url_servers(const char *cnapi)
     return mig_api_url(cnapi, "/servers?extras=capacity,sysinfo");
 }
 
+char *mig_url_vms_active(const char *vmapi, long offset)
+{
+    return mig_api_url(vmapi, "/vms?state=active&limit=1000&offset=%ld", offset < 0 ? 0 : offset);
+}
+
 char *mig_url_ip(const char *napi, const char *network_uuid, const char *ip)
 {
     if (!mig_uuid_valid(network_uuid) || !mig_hostname_valid(ip))

@@ -20,6 +20,8 @@ char *mig_url_vm(const char *vmapi, const char *vm_uuid);
 char *mig_url_vms_by_alias(const char *vmapi, const char *alias);
 /* CNAPI GET /servers?extras=capacity,sysinfo. */
 char *mig_url_servers(const char *cnapi);
+/* VMAPI GET /vms?state=active&limit=1000&offset=N: one page of every active VM. */
+char *mig_url_vms_active(const char *vmapi, long offset);
 /* NAPI GET/PUT /networks/NET/ips/IP. */
 char *mig_url_ip(const char *napi, const char *network_uuid, const char *ip);
 /* NAPI PUT /nics/MAC (the MAC without colons, as NAPI's path wants it). */

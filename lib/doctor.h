@@ -1,0 +1,42 @@
+/*
+ * doctor.h: what migrations left behind, found from what the CNs, VMAPI and
+ * the job records say (product.md "doctor").  Pure: daemon/doctor.c gathers
+ * the facts (one SSH command per CN per kind of fact, one VMAPI call), this
+ * file compares them and says, one finding each, what is wrong, which job
+ * left it when known, how bad it is and the exact fix.
+ */
+#ifndef MIG_DOCTOR_H
+#define MIG_DOCTOR_H
+
+#include <jansson.h>
+
+/*
+ * What one CN said: its hostname and uuid, and the output of
+ * mig_cmd_doctor_snapshots (zfs list of the pool's snapshots),
+ * mig_cmd_zoneadm_list (zoneadm list -pc) and mig_cmd_doctor_keys (migd's
+ * job key lines in authorized_keys, its /var/tmp/migd-* directories).  A
+ * NULL text is a fact that could not be read (err says why).
+ */
+struct mig_doctor_cn {
+    const char *hostname;
+    const char *uuid;
+    const char *snapshots;
+    const char *zones;
+    const char *keys;
+    const char *err;
+};
+
+/*
+ * The findings, as an array of {cn, kind, name, vm_uuid, job, severity,
+ * what, fix}: kind is snapshot, zone, running_twice, not_running,
+ * vmapi_server, authorized_key, key_dir or unreachable; severity info (as
+ * expected for now: a switched job's kept source copy), warning (removable
+ * leftover, or an inventory that is wrong) or critical (a VM that may be
+ * down or doubled, or the only copy of one).  vms is VMAPI's GET /vms
+ * answer (active VMs), jobs an array of jobs in their public JSON form.
+ * New reference.
+ */
+json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t *vms,
+                            json_t *jobs);
+
+#endif

@@ -1,0 +1,112 @@
+"""migctl doctor: what migrations left behind, found on the lab's CNs by
+the real binaries: nothing on a clean lab; then leftovers planted by hand
+(a migd snapshot of a job migd does not know, a direct transfer's key line
+and key directory of an ended job, VMAPI naming the wrong CN) and the
+source copy a switched job keeps, each on one line with its fix.  Exit 0
+when nothing needs a human, 1 when something does; read-only.
+"""
+import json
+import uuid as uuidlib
+
+import pytest
+
+import helpers
+from helpers import home, other, settle, submit
+from migd_daemon import running_migd
+
+
+@pytest.fixture(scope='module')
+def migd(lab, build_dir, tmp_path_factory):
+    yield from running_migd(lab, build_dir, str(tmp_path_factory.mktemp('migd')))
+
+
+def doctor(migd, *args):
+    p = migd.ctl('doctor', '-j', *args)
+    assert p.returncode in (0, 1), p
+    return p.returncode, json.loads(p.stdout)
+
+
+def test_a_clean_lab_has_nothing_to_report(lab, migd):
+    rc, rep = doctor(migd)
+    assert sorted(rep['checked']) == sorted(cn.hostname for cn in lab.cns), rep
+    assert rep['findings'] == [] and rc == 0, rep
+    print('doctor of %d CNs, %d VMs: %d ms' % (len(rep['checked']), rep['vms'], rep['took_ms']))
+    p = migd.ctl('doctor')
+    assert p.returncode == 0 and 'nothing found' in p.stdout, p
+
+
+def test_planted_leftovers_are_found_with_their_fix(lab, migd):
+    web = lab.vms['web0']
+    src = home(lab, web['uuid'])
+    ghost = str(uuidlib.uuid4())  # a job migd never had
+    snap = 'zones/%s@migd-%s-1' % (web['uuid'], ghost)
+    lab.cn_run(src, 'zfs snapshot %s' % snap)
+    cn3 = lab.cns[2]
+    lab.cn_run(cn3, "mkdir -p -m 700 ~/.ssh && printf '%%s\\n' 'ssh-ed25519 AAAA migd-job-%s' "
+               ">> ~/.ssh/authorized_keys && mkdir -p -m 700 /var/tmp/migd-%s" % (ghost, ghost))
+    try:
+        rc, rep = doctor(migd)
+        assert rc == 1, rep
+        by_kind = {}
+        for f in rep['findings']:
+            by_kind.setdefault(f['kind'], []).append(f)
+        s = by_kind['snapshot'][0]
+        assert s['cn'] == src.hostname and s['name'] == snap and s['severity'] == 'warning', s
+        assert 'migd does not know' in s['what'] and s['fix'].startswith('zfs destroy %s' % snap)
+        k = by_kind['authorized_key'][0]
+        assert k['cn'] == cn3.hostname and ghost in k['fix'], k
+        d = by_kind['key_dir'][0]
+        assert d['fix'] == 'rm -rf /var/tmp/migd-%s (on %s)' % (ghost, cn3.hostname), d
+        # Only the CN asked for.
+        rc, rep = doctor(migd, cn3.hostname)
+        assert rep['checked'] == [cn3.hostname] and {f['cn'] for f in rep['findings']} == \
+            {cn3.hostname}, rep
+        # The text form: one line each, then its fix.
+        p = migd.ctl('doctor', src.hostname)
+        assert p.returncode == 1 and ('warning   %s' % src.hostname) in p.stdout, p
+        assert '          fix: zfs destroy %s' % snap in p.stdout, p.stdout
+        # Read-only: all of it is still there.
+        assert snap in lab.vm_placement(web['uuid'])[src.n]['snapshots']
+    finally:
+        lab.cn_run(src, 'zfs destroy %s' % snap)
+        lab.cn_run(cn3, "grep -v ' migd-job-%s$' ~/.ssh/authorized_keys > ~/.ssh/ak.tmp; "
+                   "mv ~/.ssh/ak.tmp ~/.ssh/authorized_keys; rm -rf /var/tmp/migd-%s"
+                   % (ghost, ghost))
+    rc, rep = doctor(migd)
+    assert rc == 0 and rep['findings'] == [], rep
+
+
+def test_a_kept_copy_is_info_and_a_wrong_vmapi_is_a_warning(lab, migd):
+    v = lab.vms['lx0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    job = submit(migd, v['uuid'], dst.hostname)
+    assert helpers.ended(migd, job)['state'] == 'switched'
+    rc, rep = doctor(migd)
+    kept = [f for f in rep['findings'] if f['kind'] == 'zone']
+    assert len(kept) == 1 and kept[0]['severity'] == 'info' and kept[0]['job'] == job, rep
+    assert kept[0]['cn'] == src.hostname and 'migctl cleanup %s' % job in kept[0]['fix'], kept
+    assert rc == 0, 'a kept copy needs no human yet'
+    settle(migd, job)
+    # VMAPI names the wrong CN for a VM that runs: its agent must report it again.
+    before = lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['server_uuid']
+    wrong = other(lab, dst)
+    lab.api_patch('vms', v['uuid'], {'server_uuid': wrong.uuid})
+    try:
+        rc, rep = doctor(migd)
+        f = [x for x in rep['findings'] if x['kind'] == 'vmapi_server']
+        assert rc == 1 and len(f) == 1 and f[0]['cn'] == dst.hostname, rep
+        assert f[0]['fix'] == 'svcadm restart vm-agent (on %s): its agent reports it' \
+            % dst.hostname, f
+    finally:
+        lab.api_patch('vms', v['uuid'], {'server_uuid': before})
+
+
+def test_bad_names_change_nothing(lab, migd):
+    p = migd.ctl('doctor', 'no-such-cn')
+    assert p.returncode == 1 and 'ServerNotFound' in p.stderr, p
+    assert p.stderr.count('\n') == 1, p.stderr
+    p = migd.ctl('doctor', "cn1;reboot")
+    assert p.returncode == 2 and 'is not a CN' in p.stderr, p
+    p = migd.ctl('doctor', '--fix')
+    assert p.returncode == 2 and '--fix is not available' in p.stderr, p

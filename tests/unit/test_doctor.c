@@ -1,0 +1,250 @@
+/*
+ * test_doctor.c: the comparisons of migctl doctor (lib/doctor.c) on facts
+ * as the CNs print them: each kind of finding, its severity and its fix,
+ * and what must never be reported (an unfinished job's own snapshots, a
+ * VM where VMAPI places it, a copy a job is moving now).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "doctor.h"
+
+#define VM "6a1b2c3d-1111-4222-8333-444455556666"
+#define VM2 "7b2c3d4e-2222-4333-8444-555566667777"
+#define CN1 "00000000-0000-0000-0000-0000000000a1"
+#define CN2 "00000000-0000-0000-0000-0000000000a2"
+#define JOB_DONE "11111111-1111-4111-8111-111111111111"
+#define JOB_SWITCHED "22222222-2222-4222-8222-222222222222"
+#define JOB_GHOST "33333333-3333-4333-8333-333333333333"
+
+static const char *ZONE_RUNNING = "0:global:running:/::liveimg:shared\n"
+                                  "7:" VM ":running:/zones/" VM ":" VM ":joyent:excl\n";
+static const char *ZONE_INSTALLED = "0:global:running:/::liveimg:shared\n"
+                                    "-:" VM ":installed:/zones/" VM ":" VM ":joyent:excl\n";
+static const char *NO_ZONES = "0:global:running:/::liveimg:shared\n";
+
+static json_t *vms_on(const char *server, const char *state)
+{
+    return json_pack("[{s:s, s:s, s:s}]", "uuid", VM, "server_uuid", server, "state", state);
+}
+
+static json_t *job(const char *uuid, const char *state, const char *src, const char *dst)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "uuid", uuid, "vm_uuid", VM, "state",
+                     state, "source_hostname", src, "target_hostname", dst, "created",
+                     "2026-12-06T01:00:00.000Z");
+}
+
+/* The one finding of kind, failing unless there is exactly one. */
+static json_t *only(json_t *findings, const char *kind)
+{
+    json_t *hit = NULL;
+    size_t i;
+    json_t *f;
+    int n = 0;
+    json_array_foreach(findings, i, f)
+        if (strcmp(json_string_value(json_object_get(f, "kind")), kind) == 0) {
+            hit = f;
+            n++;
+        }
+    assert_int_equal(n, 1);
+    return hit;
+}
+
+static const char *s(json_t *f, const char *key)
+{
+    return json_string_value(json_object_get(f, key));
+}
+
+static void test_nothing_wrong(void **state)
+{
+    (void)state;
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1, "zones/" VM "@migd-" JOB_SWITCHED "-3\n", ZONE_RUNNING, "", NULL},
+        {"cn2", CN2, "", NO_ZONES, "", NULL},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn2", "cn1"));
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs);
+    /* A switched job's final snapshot is its own; the VM runs where VMAPI says. */
+    assert_int_equal(json_array_size(out), 0);
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+static void test_snapshots_and_keys_of_ended_jobs(void **state)
+{
+    (void)state;
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1,
+         "zones/" VM "@migd-" JOB_DONE "-1\nzones/" VM "@migd-" JOB_GHOST "-2\nzones/" VM
+         "@daily\n",
+         ZONE_RUNNING, " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n", NULL},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs);
+    assert_int_equal(json_array_size(out), 4);
+    size_t i;
+    json_t *f;
+    int snaps = 0;
+    json_array_foreach(out, i, f)
+    {
+        if (strcmp(s(f, "kind"), "snapshot") != 0)
+            continue;
+        snaps++;
+        assert_string_equal(s(f, "severity"), "warning");
+        if (strstr(s(f, "name"), JOB_DONE) != NULL) {
+            assert_string_equal(s(f, "job"), JOB_DONE);
+            assert_non_null(strstr(s(f, "what"), "which ended failed"));
+        } else {
+            assert_true(json_is_null(json_object_get(f, "job")));
+            assert_non_null(strstr(s(f, "what"), "which migd does not know"));
+        }
+        assert_non_null(strstr(s(f, "fix"), "zfs destroy zones/"));
+    }
+    assert_int_equal(snaps, 2); /* not the operator's @daily */
+    json_t *k = only(out, "authorized_key");
+    assert_string_equal(s(k, "job"), JOB_DONE);
+    assert_non_null(strstr(s(k, "fix"), "\" migd-job-" JOB_DONE "\""));
+    json_t *d = only(out, "key_dir");
+    assert_string_equal(s(d, "fix"), "rm -rf /var/tmp/migd-" JOB_GHOST " (on cn1)");
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+static void test_copies_kept_stray_and_only(void **state)
+{
+    (void)state;
+    /* A switched job keeps the source copy: info, with its job. */
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+    };
+    json_t *vms = vms_on(CN2, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn1", "cn2"));
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs);
+    json_t *z = only(out, "zone");
+    assert_string_equal(s(z, "severity"), "info");
+    assert_string_equal(s(z, "job"), JOB_SWITCHED);
+    assert_non_null(strstr(s(z, "fix"), "migctl cleanup " JOB_SWITCHED));
+    json_decref(out);
+    json_decref(jobs);
+
+    /* The job ended (rolled back, failed): a stray copy, removable. */
+    jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn2", "cn1"));
+    out = mig_doctor_findings(cns, 2, vms, jobs);
+    z = only(out, "zone");
+    assert_string_equal(s(z, "severity"), "warning");
+    assert_string_equal(s(z, "job"), JOB_DONE);
+    assert_non_null(strstr(s(z, "fix"), "zonecfg -z " VM " delete -F"));
+    json_decref(out);
+
+    /* VMAPI places it where no zone is: the copy on cn1 is the only one, never removed. */
+    struct mig_doctor_cn alone[] = {
+        {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
+        {"cn2", CN2, "", NO_ZONES, "", NULL},
+    };
+    json_decref(vms);
+    vms = vms_on(CN2, "stopped");
+    out = mig_doctor_findings(alone, 2, vms, jobs);
+    z = only(out, "zone");
+    assert_string_equal(s(z, "severity"), "critical");
+    assert_non_null(strstr(s(z, "fix"), "never removed by migd"));
+    json_decref(out);
+
+    /* A job moves it now: nothing to say about its copies. */
+    json_decref(jobs);
+    jobs = json_pack("[o]", job(JOB_SWITCHED, "running", "cn1", "cn2"));
+    json_decref(vms);
+    vms = vms_on(CN2, "running");
+    out = mig_doctor_findings(cns, 2, vms, jobs);
+    assert_int_equal(json_array_size(out), 0);
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+static void test_running_twice_nowhere_and_elsewhere(void **state)
+{
+    (void)state;
+    json_t *jobs = json_array();
+    struct mig_doctor_cn both[] = {
+        {"cn1", CN1, "", ZONE_RUNNING, "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    json_t *out = mig_doctor_findings(both, 2, vms, jobs);
+    assert_string_equal(s(only(out, "running_twice"), "severity"), "critical");
+    json_decref(out);
+
+    struct mig_doctor_cn none[] = {
+        {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
+        {"cn2", CN2, "", NO_ZONES, "", NULL},
+    };
+    out = mig_doctor_findings(none, 2, vms, jobs);
+    json_t *f = only(out, "not_running");
+    assert_string_equal(s(f, "severity"), "critical");
+    assert_string_equal(s(f, "cn"), "cn1");
+    json_decref(out);
+
+    struct mig_doctor_cn there[] = {
+        {"cn1", CN1, "", NO_ZONES, "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+    };
+    out = mig_doctor_findings(there, 2, vms, jobs);
+    f = only(out, "vmapi_server");
+    assert_string_equal(s(f, "cn"), "cn2");
+    assert_string_equal(s(f, "fix"), "svcadm restart vm-agent (on cn2): its agent reports it");
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+static void test_unreachable_and_unlisted(void **state)
+{
+    (void)state;
+    json_t *jobs = json_array();
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1, NULL, NULL, NULL, "ssh 10.0.0.1: connection refused"},
+        {"cn2", CN2, "", ZONE_INSTALLED, "", NULL},
+    };
+    /* VMAPI places it on a CN that was not checked: a copy, but nobody can say whose. */
+    json_t *vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM, "server_uuid",
+                            "00000000-0000-0000-0000-0000000000a9", "state", "running");
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs);
+    json_t *u = only(out, "unreachable");
+    assert_non_null(strstr(s(u, "what"), "connection refused"));
+    json_t *z = only(out, "zone");
+    assert_string_equal(s(z, "severity"), "warning");
+    assert_non_null(strstr(s(z, "what"), "not checked"));
+    json_decref(out);
+    /* A zone of a VM VMAPI does not list at all: the only copy migd can see. */
+    json_decref(vms);
+    vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM2, "server_uuid", CN2, "state", "running");
+    out = mig_doctor_findings(cns + 1, 1, vms, jobs);
+    assert_string_equal(s(only(out, "zone"), "severity"), "critical");
+    assert_string_equal(s(only(out, "not_running"), "name"), VM2);
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nothing_wrong),
+        cmocka_unit_test(test_snapshots_and_keys_of_ended_jobs),
+        cmocka_unit_test(test_copies_kept_stray_and_only),
+        cmocka_unit_test(test_running_twice_nowhere_and_elsewhere),
+        cmocka_unit_test(test_unreachable_and_unlisted),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
