@@ -310,11 +310,12 @@ int mig_store_job_holding_vm(struct mig_store *st, const char *vm_uuid, char out
     return rc;
 }
 
-int mig_store_leftovers_due(struct mig_store *st, int64_t now, size_t max,
-                            char (*out)[MIG_UUID_LEN + 1], size_t *n)
+/* The uuids a "... due at now" statement lists, earliest first (at most max). */
+static int uuids_due(struct mig_store *st, enum stmt_id which, const char *what, int64_t now,
+                     size_t max, char (*out)[MIG_UUID_LEN + 1], size_t *n)
 {
     *n = 0;
-    sqlite3_stmt *s = store_stmt_get(st, ST_LEFTOVER_DUE);
+    sqlite3_stmt *s = store_stmt_get(st, which);
     if (s == NULL)
         return MIG_EDB;
     sqlite3_bind_int64(s, 1, now);
@@ -324,28 +325,21 @@ int mig_store_leftovers_due(struct mig_store *st, int64_t now, size_t max,
         const char *u = (const char *)sqlite3_column_text(s, 0);
         snprintf(out[(*n)++], MIG_UUID_LEN + 1, "%s", u != NULL ? u : "");
     }
-    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_fail(st, "list leftovers due");
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_fail(st, what);
     store_stmt_done(s);
     return rc;
+}
+
+int mig_store_leftovers_due(struct mig_store *st, int64_t now, size_t max,
+                            char (*out)[MIG_UUID_LEN + 1], size_t *n)
+{
+    return uuids_due(st, ST_LEFTOVER_DUE, "list leftovers due", now, max, out, n);
 }
 
 int mig_store_cleanups_due(struct mig_store *st, int64_t now, size_t max,
                            char (*out)[MIG_UUID_LEN + 1], size_t *n)
 {
-    *n = 0;
-    sqlite3_stmt *s = store_stmt_get(st, ST_CLEANUP_DUE);
-    if (s == NULL)
-        return MIG_EDB;
-    sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
-        const char *u = (const char *)sqlite3_column_text(s, 0);
-        snprintf(out[(*n)++], MIG_UUID_LEN + 1, "%s", u != NULL ? u : "");
-    }
-    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_fail(st, "list cleanups due");
-    store_stmt_done(s);
-    return rc;
+    return uuids_due(st, ST_CLEANUP_DUE, "list cleanups due", now, max, out, n);
 }
 
 int64_t mig_store_leftover_count(struct mig_store *st)
