@@ -1,8 +1,10 @@
 /*
- * cmd_doctor.c: `migctl doctor [-j] [CN ...]`: what migrations left behind
- * on the CNs (GET /doctor), one finding a line with its fix.  Exit 0 when
- * nothing needs a human (info lines, such as a switched job's kept copy,
- * do not), 1 when something does, 2 bad usage: cron can mail it.
+ * cmd_doctor.c: `migctl doctor [-j] [--fix] [CN ...]`: what migrations left
+ * behind on the CNs (GET /doctor), one finding a line with its fix; with
+ * --fix (POST /doctor/fix) what could not lose data is fixed and the rest
+ * is left for a human.  Exit 0 when nothing needs a human (info lines, such
+ * as a switched job's kept copy, do not), 1 when something does (with
+ * --fix: was left), 2 bad usage: cron can mail it.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -53,7 +55,17 @@ static void print_report(FILE *f, json_t *rep)
         if (job != NULL)
             fprintf(f, "]\n");
         fprintf(f, "          fix: %s\n", json_string_value(json_object_get(x, "fix")));
+        json_t *fixed = json_object_get(x, "fixed");
+        if (json_is_true(fixed))
+            fprintf(f, "          fixed\n");
+        else if (json_is_false(fixed))
+            fprintf(f, "          NOT fixed: %s\n", json_string_value(json_object_get(x, "left")));
     }
+    json_t *fixed = json_object_get(rep, "fixed");
+    if (json_is_integer(fixed))
+        fprintf(f, "--fix: %lld fixed; %lld left for a human (the lines without \"fixed\")\n",
+                (long long)json_integer_value(fixed),
+                (long long)json_integer_value(json_object_get(rep, "left")));
 }
 
 int cmd_doctor(int argc, char **argv)
@@ -81,12 +93,6 @@ int cmd_doctor(int argc, char **argv)
         opts_free(&o);
         return EXIT_USAGE;
     }
-    if (fix) {
-        opts_usage_error("--fix is not available in this migd yet: the report's \"fix:\" lines "
-                         "say what to run");
-        opts_free(&o);
-        return EXIT_USAGE;
-    }
     /* The CNs, comma-joined in the query (names are checked by migd against CNAPI). */
     char *cns = mig_strdup("");
     for (int i = 0; i < o.noperands; i++) {
@@ -102,10 +108,11 @@ int cmd_doctor(int argc, char **argv)
         cns = more;
     }
     opts_free(&o);
-    char *path = cns[0] != '\0' ? mig_asprintf("/doctor?cn=%s", cns) : mig_strdup("/doctor");
+    const char *base = fix ? "/doctor/fix" : "/doctor";
+    char *path = cns[0] != '\0' ? mig_asprintf("%s?cn=%s", base, cns) : mig_strdup(base);
     free(cns);
     json_t *rep = NULL;
-    int ret = client_call("GET", path, NULL, &rep);
+    int ret = client_call(fix ? "POST" : "GET", path, NULL, &rep);
     free(path);
     if (ret != EXIT_OK)
         return ret;
@@ -117,8 +124,9 @@ int cmd_doctor(int argc, char **argv)
         json_decref(esc);
     }
     json_t *counts = json_object_get(rep, "counts");
-    bool needs = json_integer_value(json_object_get(counts, "critical")) > 0 ||
-                 json_integer_value(json_object_get(counts, "warning")) > 0;
+    bool needs = fix ? json_integer_value(json_object_get(rep, "left")) > 0
+                     : json_integer_value(json_object_get(counts, "critical")) > 0 ||
+                           json_integer_value(json_object_get(counts, "warning")) > 0;
     json_decref(rep);
     return needs ? EXIT_FAILED : EXIT_OK;
 }

@@ -713,11 +713,12 @@ static const struct command commands[] = {
      "switched job's kept copy, a stray copy, or the only one), a VM running on two\n"
      "CNs or on none, VMAPI naming another CN than the one it runs on, and direct\n"
      "transfer's keys and key directories of ended jobs; one line each, with the\n"
-     "job that left it and the exact fix.  Read-only.\n"
+     "job that left it and the exact fix.  Read-only without --fix.\n"
      "  -j      the report as JSON\n"
-     "  --fix   not available yet: the fix lines say what to run\n"
-     "Exit status: 0 nothing needs a human (info lines do not), 1 findings, 2 bad\n"
-     "usage.\n"},
+     "  --fix   also fix what cannot lose data (a job's snapshots and keys, VMAPI's\n"
+     "          record through the CN's vm-agent); zones are always left to a human\n"
+     "Exit status: 0 nothing needs a human (info lines do not), 1 findings (with\n"
+     "--fix: some left), 2 bad usage.\n"},
     {"estimate", cmd_estimate, "estimate [-j] VM|CN",
      "Prints the data to move and the expected time for a VM (UUID or unique\n"
      "alias) or a whole CN (UUID or hostname): each VM's datasets' used bytes on its\n"

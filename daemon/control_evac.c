@@ -116,10 +116,9 @@ void control_estimate(struct control *c, h2o_req_t *req, const char *id)
     }
 }
 
-/* GET /doctor[?cn=CN[,CN...]]: what migrations left behind (doctor.c). */
-void control_doctor(struct control *c, h2o_req_t *req, const char *id)
+/* GET /doctor[?cn=CN[,CN...]]: what migrations left behind (doctor.c); POST /doctor/fix. */
+static void doctor(struct control *c, h2o_req_t *req, bool fix)
 {
-    (void)id;
     struct query_param params[] = {{"cn", NULL}, {NULL, NULL}};
     if (control_parse_query(req, params) != 0)
         return;
@@ -132,7 +131,7 @@ void control_doctor(struct control *c, h2o_req_t *req, const char *id)
     }
     char err[256];
     struct evac_req *e = evac_req_new(c, req, 200);
-    int rc = doctor_start(c->d, cns, on_evac_done, e, err, sizeof(err));
+    int rc = doctor_start(c->d, cns, fix, on_evac_done, e, err, sizeof(err));
     json_decref(cns);
     if (rc != 0) {
         e->req = NULL;
@@ -140,6 +139,18 @@ void control_doctor(struct control *c, h2o_req_t *req, const char *id)
         control_respond_error(req, rc == -EINVAL ? 400 : 503,
                               rc == -EINVAL ? "InvalidArgument" : "ServiceUnavailable", "%s", err);
     }
+}
+
+void control_doctor(struct control *c, h2o_req_t *req, const char *id)
+{
+    (void)id;
+    doctor(c, req, false);
+}
+
+void control_doctor_fix(struct control *c, h2o_req_t *req, const char *id)
+{
+    (void)id;
+    doctor(c, req, true);
 }
 
 void control_evacuations_list(struct control *c, h2o_req_t *req, const char *id)

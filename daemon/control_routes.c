@@ -50,6 +50,7 @@ static const struct route routes[] = {
     {"GET", "/evacuations/:id", control_evacuation_get},
     {"GET", "/estimate", control_estimate}, /* ?of=VM or CN */
     {"GET", "/doctor", control_doctor},     /* ?cn=CN[,CN...] */
+    {"POST", "/doctor/fix", control_doctor_fix},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -137,10 +137,13 @@ int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char
 /*
  * migctl doctor (GET /doctor, daemon/doctor.c): visits the set-up CNs (all,
  * or those cns names: an array of uuids or hostnames) and answers cb with
- * {checked, vms, findings, counts, took_ms}.  Read-only.  0, or -EINVAL with
- * err (cb never runs).
+ * {checked, vms, findings, counts, took_ms}.  Read-only, unless fix: then
+ * the fixable findings are fixed and the report adds {fixed, left} (and
+ * each finding fixed, or left with why).  0, or -EINVAL / -ENOTSUP with err
+ * (cb never runs).
  */
-int doctor_start(struct migd *d, json_t *cns, evac_cb cb, void *arg, char *err, size_t errsz);
+int doctor_start(struct migd *d, json_t *cns, bool fix, evac_cb cb, void *arg, char *err,
+                 size_t errsz);
 /* An evacuation record with its live progress and what needs an operator.  New reference. */
 json_t *evac_json(struct migd *d, json_t *record);
 /* Every evacuation with its progress.  New reference, NULL on a database error. */

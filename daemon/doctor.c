@@ -4,7 +4,11 @@
  * ones asked) is visited with at most DOCTOR_PARALLEL at once, and on each
  * one SSH command runs per kind of fact (its snapshots, its zones, migd's
  * key lines and directories), never one per instance.  lib/doctor.c
- * compares them with the jobs on record.  Read-only.
+ * compares them with the jobs on record.  Read-only, but for --fix (POST
+ * /doctor/fix): then each fixable finding's command runs on its CN, one
+ * after another, and the report says what was fixed and what was left.
+ * Every fix is idempotent (a snapshot or key already gone is fixed), so a
+ * migd killed midway leaves nothing that the next run does not finish.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -47,6 +51,9 @@ struct doctor_run {
     struct visit *v;
     size_t n, started, ended;
     int64_t t0;
+    bool fix;          /* POST /doctor/fix */
+    json_t *report;    /* while fixing: the report being completed */
+    size_t fixing;     /* the finding being fixed */
 };
 
 static void run_free(struct doctor_run *r)
@@ -59,6 +66,7 @@ static void run_free(struct doctor_run *r)
     free(r->v);
     json_decref(r->want);
     json_decref(r->vms);
+    json_decref(r->report);
     free(r);
 }
 
@@ -92,6 +100,104 @@ static json_t *jobs_json(struct migd *d)
     return out;
 }
 
+/* The command that fixes finding f (NULL: none may), built only from what cn.c validates. */
+static char *fix_command(json_t *f)
+{
+    const char *kind = json_string_value(json_object_get(f, "kind"));
+    const char *name = json_string_value(json_object_get(f, "name"));
+    if (!json_is_true(json_object_get(f, "fixable")) || kind == NULL || name == NULL)
+        return NULL;
+    if (strcmp(kind, "snapshot") == 0) {
+        const char *at = strchr(name, '@');
+        if (at == NULL || (size_t)(at - name) >= 256)
+            return NULL;
+        char ds[256];
+        snprintf(ds, sizeof(ds), "%.*s", (int)(at - name), name);
+        return mig_cmd_zfs_destroy_snapshot(ds, at + 1, false);
+    }
+    if (strcmp(kind, "authorized_key") == 0 && strncmp(name, "migd-job-", 9) == 0)
+        return mig_cmd_unauthorize_job(name + 9);
+    if (strcmp(kind, "key_dir") == 0 && strncmp(name, "/var/tmp/migd-", 14) == 0)
+        return mig_cmd_job_dir_remove(name + 14);
+    if (strcmp(kind, "vmapi_server") == 0)
+        return mig_cmd_svcadm_restart_vm_agent();
+    return NULL;
+}
+
+static void fix_next(struct doctor_run *r);
+
+/* The visit of the CN named host, or NULL. */
+static struct visit *visit_of(struct doctor_run *r, const char *host)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (host != NULL && strcmp(r->v[i].host, host) == 0 && r->v[i].err == NULL)
+            return &r->v[i];
+    return NULL;
+}
+
+static void on_fixed(void *arg, const struct mig_ssh_result *res)
+{
+    struct doctor_run *r = arg;
+    json_t *f = json_array_get(json_object_get(r->report, "findings"), r->fixing);
+    if (res->err_code == 0 && res->exit_status == 0) {
+        json_object_set_new(f, "fixed", json_true());
+    } else {
+        char why[300];
+        if (res->err_code != 0)
+            snprintf(why, sizeof(why), "%s", res->detail);
+        else
+            snprintf(why, sizeof(why), "exit %d: %.*s", res->exit_status,
+                     (int)strcspn(res->err != NULL ? res->err : "", "\n"),
+                     res->err != NULL ? res->err : "");
+        json_object_set_new(f, "fixed", json_false());
+        json_object_set_new(f, "left", json_string(why));
+    }
+    mig_log(MIG_LOG_INFO, NULL, json_string_value(json_object_get(f, "vm_uuid")),
+            "doctor --fix: %s %s on %s: %s", json_string_value(json_object_get(f, "kind")),
+            json_string_value(json_object_get(f, "name")),
+            json_string_value(json_object_get(f, "cn")),
+            json_is_true(json_object_get(f, "fixed"))
+                ? "fixed"
+                : json_string_value(json_object_get(f, "left")));
+    r->fixing++;
+    fix_next(r);
+}
+
+/* Fixes the next fixable finding, or answers once none is left. */
+static void fix_next(struct doctor_run *r)
+{
+    json_t *findings = json_object_get(r->report, "findings");
+    for (; r->fixing < json_array_size(findings); r->fixing++) {
+        json_t *f = json_array_get(findings, r->fixing);
+        char *cmd = fix_command(f);
+        if (cmd == NULL)
+            continue;
+        struct visit *v = visit_of(r, json_string_value(json_object_get(f, "cn")));
+        int rc = v != NULL ? mig_ssh_exec(r->d->ssh, v->ip, cmd, NULL, 0, 120, on_fixed, r)
+                           : -ENOENT;
+        free(cmd);
+        if (rc == 0)
+            return;
+        json_object_set_new(f, "fixed", json_false());
+        json_object_set_new(f, "left", json_string(mig_strerror(rc)));
+    }
+    int fixed = 0, left = 0;
+    size_t i;
+    json_t *f;
+    json_array_foreach(findings, i, f)
+    {
+        const char *sev = json_string_value(json_object_get(f, "severity"));
+        if (json_is_true(json_object_get(f, "fixed")))
+            fixed++;
+        else if (sev != NULL && strcmp(sev, "info") != 0)
+            left++;
+    }
+    json_object_set_new(r->report, "fixed", json_integer(fixed));
+    json_object_set_new(r->report, "left", json_integer(left));
+    r->cb(r->arg, 0, NULL, NULL, r->report);
+    run_free(r);
+}
+
 /* Every CN visited: compare, count, answer. */
 static void finish(struct doctor_run *r)
 {
@@ -123,6 +229,12 @@ static void finish(struct doctor_run *r)
                                counts[0], "took_ms", (json_int_t)(mig_now_ms() - r->t0));
     mig_log(MIG_LOG_INFO, NULL, NULL, "doctor: %zu CN(s), %zu findings (%d critical) in %lld ms",
             r->n, json_array_size(findings), counts[2], (long long)(mig_now_ms() - r->t0));
+    if (r->fix) {
+        r->report = report;
+        r->fixing = 0;
+        fix_next(r);
+        return;
+    }
     r->cb(r->arg, 0, NULL, NULL, report);
     json_decref(report);
     run_free(r);
@@ -283,7 +395,8 @@ static void on_vms(void *arg, const struct mig_http_resp *resp)
         fail(r, rc, NULL, "cannot call the APIs: %s", mig_strerror(rc));
 }
 
-int doctor_start(struct migd *d, json_t *cns, evac_cb cb, void *arg, char *err, size_t errsz)
+int doctor_start(struct migd *d, json_t *cns, bool fix, evac_cb cb, void *arg, char *err,
+                 size_t errsz)
 {
     if (d->ssh == NULL || d->http == NULL) {
         mig_errf(err, errsz, "the doctor needs migd's SSH and HTTP clients");
@@ -301,6 +414,7 @@ int doctor_start(struct migd *d, json_t *cns, evac_cb cb, void *arg, char *err, 
     r->cb = cb;
     r->arg = arg;
     r->t0 = mig_now_ms();
+    r->fix = fix;
     r->vms = json_array();
     r->want = json_array_size(cns) > 0 ? json_deep_copy(cns) : NULL;
     int rc = get(r, mig_url_vms_active(d->cfg->apis.vmapi, 0), on_vms);

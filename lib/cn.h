@@ -116,6 +116,8 @@ int mig_check_received(const char *text, const char *dataset, char *next, size_t
 char *mig_cmd_zfs_send_resume(const char *token);
 /* zfs destroy [-r] DATASET; zfs destroy DATASET@SNAP (recursive with -r) */
 char *mig_cmd_zfs_destroy(const char *dataset, bool recursive);
+/* migctl doctor --fix: every line of the job's key out of authorized_keys (locked edit). */
+char *mig_cmd_unauthorize_job(const char *job_uuid);
 char *mig_cmd_zfs_destroy_snapshot(const char *dataset, const char *snap, bool recursive);
 /* zfs create -o quota=1000m -o compression=gzip -o mountpoint=/zones/UUID/cores zones/cores/UUID */
 char *mig_cmd_zfs_create_cores(const char *pool, const char *vm_uuid);

@@ -161,6 +161,27 @@ char *mig_cmd_unauthorize_key(const struct mig_direct_key *k)
            "[ \"$c\" = 0 ] || { echo \"migd: the job's line is still in $f\" >&2; exit 1; }");
 }
 
+/*
+ * Removes every line of job_uuid's key, whatever the rest of the line
+ * (migctl doctor --fix: the key itself is gone with the job): the lines
+ * that end in " migd-job-JOB", under the same lock and with the same
+ * checks as mig_cmd_unauthorize_key.
+ */
+char *mig_cmd_unauthorize_job(const char *job_uuid)
+{
+    if (!mig_uuid_valid(job_uuid))
+        return NULL;
+    return mig_asprintf(
+        AK_BEGIN "p=' migd-job-%s$'; [ -f \"$f\" ] || exit 0; k=$(grep -c -e \"$p\" \"$f\"); "
+                 "if [ \"${k:-0}\" -gt 0 ]; then a=$(grep -c '' \"$f\"); "
+                 "grep -v -e \"$p\" \"$f\" > \"$t\"; [ $? -le 1 ] || exit 1; "
+                 "[ \"$(grep -c '' \"$t\")\" -eq $((a - k)) ] || "
+                 "{ echo \"migd: $f would lose other lines; left as it is\" >&2; exit 1; }; "
+                 "mv \"$t\" \"$f\" || exit 1; fi; c=$(grep -c -e \"$p\" \"$f\"); "
+                 "[ \"$c\" = 0 ] || { echo \"migd: the job's line is still in $f\" >&2; exit 1; }",
+        job_uuid);
+}
+
 /* "mkdir -m 700 /var/tmp/migd-JOB" */
 char *mig_cmd_job_dir_create(const char *job_uuid)
 {

@@ -45,15 +45,18 @@ static const char *str(json_t *o, const char *key)
     return s != NULL ? s : "";
 }
 
-/* Adds a finding; what and fix printf-style after the fixed members. */
+/* Adds a finding. */
 static void add(struct facts *f, const char *cn, const char *kind, const char *name,
                 const char *vm, const char *job, const char *severity, const char *what,
                 const char *fix)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s}", "cn", cn, "kind", kind,
+    /* What --fix may do by itself: nothing of a VM's data is at stake. */
+    bool fixable = strcmp(kind, "snapshot") == 0 || strcmp(kind, "authorized_key") == 0 ||
+                   strcmp(kind, "key_dir") == 0 || strcmp(kind, "vmapi_server") == 0;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:b}", "cn", cn, "kind", kind,
                           "name", name, "vm_uuid", vm != NULL ? json_string(vm) : json_null(),
                           "job", job != NULL ? json_string(job) : json_null(), "severity",
-                          severity, "what", what, "fix", fix);
+                          severity, "what", what, "fix", fix, "fixable", fixable);
     if (o == NULL)
         MIG_DIE("out of memory");
     json_array_append_new(f->out, o);

@@ -28,12 +28,15 @@ struct mig_doctor_cn {
 
 /*
  * The findings, as an array of {cn, kind, name, vm_uuid, job, severity,
- * what, fix}: kind is snapshot, zone, running_twice, not_running,
+ * what, fix, fixable}: kind is snapshot, zone, running_twice, not_running,
  * vmapi_server, authorized_key, key_dir or unreachable; severity info (as
  * expected for now: a switched job's kept source copy), warning (removable
  * leftover, or an inventory that is wrong) or critical (a VM that may be
  * down or doubled, or the only copy of one).  vms is VMAPI's GET /vms
  * answer (active VMs), jobs an array of jobs in their public JSON form.
+ * fixable: what `doctor --fix` does by itself because no VM's data is at
+ * stake (a job's snapshot or key, VMAPI's record through the CN's agent);
+ * the zones and VMs running twice or nowhere are always left to a human.
  * New reference.
  */
 json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t *vms,

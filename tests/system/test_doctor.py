@@ -3,7 +3,9 @@ the real binaries: nothing on a clean lab; then leftovers planted by hand
 (a migd snapshot of a job migd does not know, a direct transfer's key line
 and key directory of an ended job, VMAPI naming the wrong CN) and the
 source copy a switched job keeps, each on one line with its fix.  Exit 0
-when nothing needs a human, 1 when something does; read-only.
+when nothing needs a human, 1 when something does; read-only without
+--fix, which fixes what cannot lose data and leaves the rest (a held
+snapshot, any zone) for a human.
 """
 import json
 import uuid as uuidlib
@@ -98,6 +100,11 @@ def test_a_kept_copy_is_info_and_a_wrong_vmapi_is_a_warning(lab, migd):
         assert rc == 1 and len(f) == 1 and f[0]['cn'] == dst.hostname, rep
         assert f[0]['fix'] == 'svcadm restart vm-agent (on %s): its agent reports it' \
             % dst.hostname, f
+        # --fix restarts that CN's agent, which puts VMAPI right.
+        rc, rep = doctor(migd, '--fix', dst.hostname)
+        assert rc == 0 and rep['fixed'] == 1, rep
+        helpers.wait_for(lambda: lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]
+                         ['server_uuid'] == dst.uuid, 'VMAPI to name %s again' % dst.hostname, 60)
     finally:
         lab.api_patch('vms', v['uuid'], {'server_uuid': before})
 
@@ -108,5 +115,39 @@ def test_bad_names_change_nothing(lab, migd):
     assert p.stderr.count('\n') == 1, p.stderr
     p = migd.ctl('doctor', "cn1;reboot")
     assert p.returncode == 2 and 'is not a CN' in p.stderr, p
-    p = migd.ctl('doctor', '--fix')
-    assert p.returncode == 2 and '--fix is not available' in p.stderr, p
+    p = migd.ctl('doctor', '--fix', 'no-such-cn')
+    assert p.returncode == 1 and 'ServerNotFound' in p.stderr, p
+
+
+def test_fix_removes_what_cannot_lose_data_and_leaves_the_rest(lab, migd):
+    web = lab.vms['web0']
+    src = home(lab, web['uuid'])
+    ghost = str(uuidlib.uuid4())
+    snap = 'zones/%s@migd-%s-1' % (web['uuid'], ghost)
+    held = 'zones/%s@migd-%s-2' % (web['uuid'], ghost)
+    lab.cn_run(src, 'zfs snapshot %s && zfs snapshot %s' % (snap, held))
+    lab.zfs_hold(src, 'backup', held)
+    cn3 = lab.cns[2]
+    lab.cn_run(cn3, "mkdir -p -m 700 ~/.ssh && printf '%%s\\n' 'ssh-ed25519 AAAA migd-job-%s' "
+               ">> ~/.ssh/authorized_keys && mkdir -p -m 700 /var/tmp/migd-%s" % (ghost, ghost))
+    keys_before = lab.cn_run(cn3, 'cat ~/.ssh/authorized_keys').stdout
+    try:
+        p = migd.ctl('doctor', '--fix')
+        assert p.returncode == 1, p  # the held snapshot is left
+        assert '--fix: 3 fixed; 1 left for a human' in p.stdout, p.stdout
+        assert 'NOT fixed: exit 1' in p.stdout and 'busy' in p.stdout, p.stdout
+        snaps = lab.vm_placement(web['uuid'])[src.n]['snapshots']
+        assert snap not in snaps and held in snaps, snaps
+        # Only the job's line went; every other line of the file is as it was.
+        after = lab.cn_run(cn3, 'cat ~/.ssh/authorized_keys').stdout
+        assert after == ''.join(l + '\n' for l in keys_before.splitlines()
+                                if not l.endswith('migd-job-' + ghost)), after
+        assert lab.cn_run(cn3, 'test -e /var/tmp/migd-%s' % ghost, check=False).returncode != 0
+        lab.cn_run(src, 'zfs release backup %s' % held)
+        rc, rep = doctor(migd, '--fix')
+        assert rc == 0 and rep['fixed'] == 1 and rep['left'] == 0, rep
+        rc, rep = doctor(migd)
+        assert rc == 0 and rep['findings'] == [], rep
+    finally:
+        lab.cn_run(src, 'zfs release backup %s; zfs destroy %s; zfs destroy %s'
+                   % (held, held, snap), check=False)
