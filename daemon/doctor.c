@@ -83,15 +83,22 @@ static void fail(struct doctor_run *r, int err, const char *code, const char *fm
     run_free(r);
 }
 
-/* Every job on record, in the API's form. */
-static json_t *jobs_json(struct migd *d)
+/*
+ * Every job on record, in the API's form; NULL when the database cannot
+ * say (then nothing is compared: every migd snapshot would look orphaned).
+ * *complete: no row is unreadable.
+ */
+static json_t *jobs_json(struct migd *d, bool *complete)
 {
     struct mig_job_filter f = {.all = 1};
     struct mig_job **jobs = NULL;
-    size_t n = 0;
-    json_t *out = json_array();
+    struct mig_bad_job *bad = NULL;
+    size_t n = 0, nbad = 0;
     if (mig_store_job_list(d->store, &f, &jobs, &n) != 0)
-        return out;
+        return NULL;
+    *complete = mig_store_job_list_bad(d->store, &bad, &nbad) == 0 && nbad == 0;
+    free(bad);
+    json_t *out = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(out, mig_job_to_json(jobs[i]));
         mig_job_free(jobs[i]);
@@ -209,8 +216,16 @@ static void finish(struct doctor_run *r)
                                         v->err};
         json_array_append_new(checked, json_string(v->host));
     }
-    json_t *jobs = jobs_json(r->d);
-    json_t *findings = mig_doctor_findings(cns, r->n, r->vms, jobs);
+    bool complete = false;
+    json_t *jobs = jobs_json(r->d, &complete);
+    if (jobs == NULL) {
+        free(cns);
+        json_decref(checked);
+        fail(r, MIG_EDB, "DatabaseError", "cannot read the jobs to compare with; nothing was %s",
+             r->fix ? "fixed" : "judged");
+        return;
+    }
+    json_t *findings = mig_doctor_findings(cns, r->n, r->vms, jobs, complete);
     json_decref(jobs);
     free(cns);
     int counts[3] = {0, 0, 0};

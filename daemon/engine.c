@@ -460,6 +460,13 @@ static void on_exec_finished(void *owner, int err)
         decide(r, MIG_OUT_DONE);
         return;
     }
+    if (job->task == MIG_TASK_MIGRATE && job->phase == MIG_PHASE_VERIFY) {
+        /* The gate could not look at the target: a failed gate, on record as one. */
+        job->health.state = MIG_HEALTH_FAILED;
+        snprintf(job->health.why, sizeof(job->health.why), "the target could not be checked: %s",
+                 job->error_message != NULL ? job->error_message : mig_strerror(err));
+        mig_utf8_scrub(job->health.why);
+    }
     if (err == MIG_ECANCELED && job->abort_requested)
         decide(r, MIG_OUT_CANCELED);
     else

@@ -31,6 +31,7 @@ static int gate_failed(struct mig_act *a, enum mig_health_check c)
     h->state = MIG_HEALTH_FAILED;
     h->passes = a->round;
     snprintf(h->why, sizeof(h->why), "%s: %s", mig_health_check_name(c), h->checks[c].detail);
+    mig_utf8_scrub(h->why);
     return MIG_ACT_DONE;
 }
 
@@ -61,6 +62,32 @@ int act_health_baseline(struct mig_act *a)
     ACT_END(a);
 }
 
+/*
+ * Right after the start on the target: the zone id the gate watches and the
+ * window's start, so that a restart while the cleanup runs counts too.
+ */
+int act_health_start(struct mig_act *a)
+{
+    struct mig_health *h = &a->job->health;
+    struct mig_zone zone;
+    ACT_BEGIN(a);
+    if (h->zone_id >= 0)
+        return MIG_ACT_DONE;
+    ACT_SSH(a, a->side, mig_cmd_zoneadm_running(), NULL);
+    /*
+     * Never a reason to hold the switch up (the inventory comes next): a
+     * target that does not answer, or a zone not listed yet, is the gate's
+     * first look's to take, or to fail.
+     */
+    if (mig_res_ok(a->res) && mig_parse_zoneadm_find(a->res->out, VM(a), &zone) == 0 &&
+        zone.zoneid >= 0) {
+        h->zone_id = zone.zoneid;
+        h->since_ms = mig_now_ms();
+        h->state = MIG_HEALTH_CHECKING;
+    }
+    ACT_END(a);
+}
+
 int act_verify_health(struct mig_act *a)
 {
     struct mig_job *job = a->job;
@@ -69,6 +96,9 @@ int act_verify_health(struct mig_act *a)
     int autoboot;
     struct mig_zone zone;
     ACT_BEGIN(a);
+    /* A verdict on record stands: a pass after a restart never overturns it. */
+    if (h->state == MIG_HEALTH_PASSED || h->state == MIG_HEALTH_FAILED)
+        return MIG_ACT_DONE;
     if (h->state == MIG_HEALTH_NONE)
         h->state = MIG_HEALTH_CHECKING;
     ACT_SSH(a, a->side, mig_cmd_vmadm_get(VM(a)), NULL);

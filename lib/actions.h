@@ -14,6 +14,7 @@
 
 /* act_health.c: the health gate (phase verify) */
 int act_health_baseline(struct mig_act *a); /* source, before the stop: svcs in maintenance */
+int act_health_start(struct mig_act *a);    /* target, after its start: the zone id watched */
 int act_verify_health(struct mig_act *a);   /* target: one pass of the gate */
 
 /* act_zone.c */

@@ -30,6 +30,7 @@ struct facts {
     struct zone_at *zones;
     size_t nzones, cap;
     json_t *out;
+    bool trust_unknown; /* a job migd does not know is no job (no unreadable rows) */
 };
 
 static bool job_finished(json_t *job)
@@ -48,15 +49,25 @@ static const char *str(json_t *o, const char *key)
 /* Adds a finding. */
 static void add(struct facts *f, const char *cn, const char *kind, const char *name,
                 const char *vm, const char *job, const char *severity, const char *what,
-                const char *fix)
+                const char *fix, bool sure)
 {
-    /* What --fix may do by itself: nothing of a VM's data is at stake. */
-    bool fixable = strcmp(kind, "snapshot") == 0 || strcmp(kind, "authorized_key") == 0 ||
-                   strcmp(kind, "key_dir") == 0 || strcmp(kind, "vmapi_server") == 0;
+    /*
+     * What --fix may do by itself: nothing of a VM's data is at stake, and
+     * (sure) the thing is known not to be an unfinished job's.
+     */
+    bool fixable = sure && (strcmp(kind, "snapshot") == 0 || strcmp(kind, "authorized_key") == 0 ||
+                            strcmp(kind, "key_dir") == 0 || strcmp(kind, "vmapi_server") == 0);
+    /* What a CN printed (a name, an error) may be cut mid-character or not UTF-8 at all. */
+    char t[3][512];
+    const char *in[3] = {name, what, fix};
+    for (int i = 0; i < 3; i++) {
+        snprintf(t[i], sizeof(t[i]), "%s", in[i]);
+        mig_utf8_scrub(t[i]);
+    }
     json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:b}", "cn", cn, "kind", kind,
-                          "name", name, "vm_uuid", vm != NULL ? json_string(vm) : json_null(),
+                          "name", t[0], "vm_uuid", vm != NULL ? json_string(vm) : json_null(),
                           "job", job != NULL ? json_string(job) : json_null(), "severity",
-                          severity, "what", what, "fix", fix, "fixable", fixable);
+                          severity, "what", t[1], "fix", t[2], "fixable", fixable);
     if (o == NULL)
         MIG_DIE("out of memory");
     json_array_append_new(f->out, o);
@@ -116,7 +127,7 @@ static void on_snapshot(struct facts *f, size_t cn, const char *name)
     snprintf(fix, sizeof(fix), "zfs destroy %s (on %s; \"zfs holds\" first if it is busy)", name,
              f->cns[cn].hostname);
     add(f, f->cns[cn].hostname, "snapshot", name, str(j, "vm_uuid")[0] ? str(j, "vm_uuid") : NULL,
-        j != NULL ? job : NULL, "warning", what, fix);
+        j != NULL ? job : NULL, "warning", what, fix, j != NULL || f->trust_unknown);
 }
 
 /* zoneid:zonename:state:zonepath:uuid:brand:ip-type */
@@ -166,14 +177,14 @@ static void on_key(struct facts *f, size_t cn, const char *line)
     snprintf(name, sizeof(name), dir ? "/var/tmp/migd-%s" : "migd-job-%s", job);
     add(f, host, dir ? "key_dir" : "authorized_key", name,
         str(j, "vm_uuid")[0] ? str(j, "vm_uuid") : NULL, j != NULL ? job : NULL, "warning", what,
-        fix);
+        fix, j != NULL || f->trust_unknown);
 }
 
 /* The visited CN whose uuid is uuid, or -1. */
 static long cn_of_uuid(const struct facts *f, const char *uuid)
 {
     for (size_t i = 0; i < f->ncns; i++)
-        if (strcmp(f->cns[i].uuid, uuid) == 0)
+        if (f->cns[i].err == NULL && strcmp(f->cns[i].uuid, uuid) == 0)
             return (long)i;
     return -1;
 }
@@ -211,10 +222,29 @@ static json_t *job_of_vm_on(const struct facts *f, const char *vm, const char *h
     return best;
 }
 
+/* Whether a job of vm is on its way (queued, running, waiting): its zones are in motion. */
+static bool vm_in_motion(const struct facts *f, const char *vm)
+{
+    const char *key;
+    json_t *j;
+    json_object_foreach(f->jobs, key, j)
+    {
+        const char *st = str(j, "state");
+        if (strcmp(str(j, "vm_uuid"), vm) == 0 &&
+            (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0 ||
+             strcmp(st, "waiting") == 0))
+            return true;
+    }
+    return false;
+}
+
 /* One VM's zones on every visited CN against where VMAPI places it. */
 static void judge_vm(struct facts *f, const char *vm)
 {
     char what[400], fix[400];
+    /* A switch, a rollback, a cleanup moves it now: what the CNs say is a moment of it. */
+    if (vm_in_motion(f, vm))
+        return;
     json_t *v = json_object_get(f->vms, vm);
     const char *placed = str(v, "server_uuid");
     long home = v != NULL ? cn_of_uuid(f, placed) : -1;
@@ -230,19 +260,26 @@ static void judge_vm(struct facts *f, const char *vm)
         snprintf(fix, sizeof(fix),
                  "stop it (vmadm stop) everywhere but on the CN VMAPI names; never delete a "
                  "copy before comparing their data");
-        add(f, f->cns[running_on].hostname, "running_twice", vm, vm, NULL, "critical", what, fix);
-    } else if (nrunning == 1 && v != NULL && running_on != home) {
+        add(f, f->cns[running_on].hostname, "running_twice", vm, vm, NULL, "critical", what, fix, false);
+    } else if (nrunning == 1 && v == NULL) {
+        snprintf(what, sizeof(what), "VM %s runs on %s, but VMAPI lists no such active VM", vm,
+                 f->cns[running_on].hostname);
+        snprintf(fix, sizeof(fix), "svcadm restart vm-agent (on %s): its agent reports it",
+                 f->cns[running_on].hostname);
+        add(f, f->cns[running_on].hostname, "vmapi_server", vm, vm, NULL, "warning", what, fix,
+            true);
+    } else if (nrunning == 1 && running_on != home) {
         snprintf(what, sizeof(what), "VM %s runs on %s, but VMAPI places it on %s", vm,
                  f->cns[running_on].hostname, placed[0] ? placed : "no server");
         snprintf(fix, sizeof(fix), "svcadm restart vm-agent (on %s): its agent reports it",
                  f->cns[running_on].hostname);
-        add(f, f->cns[running_on].hostname, "vmapi_server", vm, vm, NULL, "warning", what, fix);
+        add(f, f->cns[running_on].hostname, "vmapi_server", vm, vm, NULL, "warning", what, fix, true);
     } else if (nrunning == 0 && home >= 0 && strcmp(str(v, "state"), "running") == 0) {
         snprintf(what, sizeof(what), "VMAPI says VM %s runs on %s, but it runs nowhere", vm,
                  f->cns[home].hostname);
         snprintf(fix, sizeof(fix), "vmadm start %s (on %s), once \"vmadm get\" says why it stopped",
                  vm, f->cns[home].hostname);
-        add(f, f->cns[home].hostname, "not_running", vm, vm, NULL, "critical", what, fix);
+        add(f, f->cns[home].hostname, "not_running", vm, vm, NULL, "critical", what, fix, false);
     }
     /* A zone on a CN other than VMAPI's: kept copy, stray copy, or the only one. */
     for (size_t k = 0; k < f->nzones; k++) {
@@ -261,7 +298,7 @@ static void judge_vm(struct facts *f, const char *vm)
                      "nothing yet: \"migctl cleanup %s\" deletes it, \"migctl rollback %s\" "
                      "returns to it",
                      ju, ju);
-            add(f, host, "zone", vm, vm, ju, "info", what, fix);
+            add(f, host, "zone", vm, vm, ju, "info", what, fix, false);
         } else if (unfinished) {
             continue; /* a job moves it now */
         } else if (v != NULL && home >= 0 && zone_on(f, vm, home) != NULL) {
@@ -274,7 +311,7 @@ static void judge_vm(struct facts *f, const char *vm)
                      "on %s: zoneadm -z %s detach; zonecfg -z %s delete -F; zfs destroy -r "
                      "zones/%s (after checking the copy on %s is the newer)",
                      host, vm, vm, vm, f->cns[home].hostname);
-            add(f, host, "zone", vm, vm, ju, "warning", what, fix);
+            add(f, host, "zone", vm, vm, ju, "warning", what, fix, false);
         } else if (v != NULL && home < 0 && placed[0] != '\0') {
             snprintf(what, sizeof(what),
                      "a copy of VM %s (%s) that it does not run from: VMAPI places it on server "
@@ -282,7 +319,7 @@ static void judge_vm(struct facts *f, const char *vm)
                      vm, z->state, placed);
             snprintf(fix, sizeof(fix), "run migctl doctor with that server too: it tells a "
                                        "stray copy from the only one");
-            add(f, host, "zone", vm, vm, ju, "warning", what, fix);
+            add(f, host, "zone", vm, vm, ju, "warning", what, fix, false);
         } else {
             snprintf(what, sizeof(what),
                      "the only copy of VM %s (%s) that migd can see: VMAPI places it %s%s",
@@ -292,16 +329,16 @@ static void judge_vm(struct facts *f, const char *vm)
                      "never removed by migd: find where VM %s should run; if here, \"svcadm "
                      "restart vm-agent\" on %s corrects VMAPI",
                      vm, host);
-            add(f, host, "zone", vm, vm, ju, "critical", what, fix);
+            add(f, host, "zone", vm, vm, ju, "critical", what, fix, false);
         }
     }
 }
 
 json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t *vms,
-                            json_t *jobs)
+                            json_t *jobs, bool trust_unknown)
 {
     struct facts f = {.cns = cns, .ncns = ncns, .vms = json_object(), .jobs = json_object(),
-                      .out = json_array()};
+                      .out = json_array(), .trust_unknown = trust_unknown};
     size_t i;
     json_t *x;
     json_array_foreach(vms, i, x)
@@ -315,7 +352,7 @@ json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t
             char what[320];
             snprintf(what, sizeof(what), "not checked: %s", cns[c].err);
             add(&f, cns[c].hostname, "unreachable", cns[c].hostname, NULL, NULL, "warning", what,
-                "check the CN's SSH (migctl status), then run migctl doctor again");
+                "check the CN's SSH (migctl status), then run migctl doctor again", false);
             continue;
         }
         each_line(cns[c].snapshots, on_snapshot, &f, c);

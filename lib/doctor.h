@@ -9,6 +9,8 @@
 #define MIG_DOCTOR_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 /*
  * What one CN said: its hostname and uuid, and the output of
@@ -37,9 +39,13 @@ struct mig_doctor_cn {
  * fixable: what `doctor --fix` does by itself because no VM's data is at
  * stake (a job's snapshot or key, VMAPI's record through the CN's agent);
  * the zones and VMs running twice or nowhere are always left to a human.
+ * trust_unknown: every job is on record (no unreadable row), so a thing
+ * of a job migd does not know may be fixed; otherwise only those of jobs
+ * known to have ended.  The zones of a VM that a job is moving now (queued,
+ * running, waiting) are not judged.
  * New reference.
  */
 json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t *vms,
-                            json_t *jobs);
+                            json_t *jobs, bool trust_unknown);
 
 #endif

@@ -12,6 +12,7 @@
 #include "health.h"
 #include "invariant.h"
 #include "json_value.h"
+#include "util.h"
 
 static const char *const check_names[MIG_NCHECKS] = {
     [MIG_CHECK_RUNNING] = "running", [MIG_CHECK_ZONE_ID] = "zone_id",
@@ -63,10 +64,11 @@ void mig_health_note(struct mig_health *h, enum mig_health_check c, bool ok, int
     va_start(ap, fmt);
     vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
     va_end(ap);
-    /* One line: a command's output may have many. */
+    /* One line (a command's output may have many), and valid UTF-8 for JSON. */
     for (char *p = r->detail; *p != '\0'; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
+    mig_utf8_scrub(r->detail);
     r->ok = ok ? 1 : 0;
     r->at_ms = now;
 }

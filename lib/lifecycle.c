@@ -163,6 +163,7 @@ static struct mig_next switched(const struct mig_job *job)
     if (job->cleanup_source && job->health.state != MIG_HEALTH_FAILED) {
         struct mig_next n = next(MIG_DO_PLAN);
         n.task = MIG_TASK_REMOVE_SOURCE;
+        n.phase = MIG_PHASE_CLEANUP;
         n.events[0] = MIG_EV_SWITCHED;
         n.events[1] = MIG_EV_REMOVE;
         return n;
@@ -301,9 +302,11 @@ static struct mig_next on_failed(const struct mig_job *job)
 static struct mig_next on_verify_failed(const struct mig_job *job,
                                         const struct mig_lifecycle_cfg *cfg)
 {
+    /* The engine notes such a failure in health (why) before it asks. */
     return gate_failed(job, cfg,
-                       job->error_message != NULL ? job->error_message
-                                                  : "the target could not be checked");
+                       job->health.why[0] != '\0' ? job->health.why
+                       : job->error_message != NULL ? job->error_message
+                                                    : "the target could not be checked");
 }
 
 /* The undo walk ended: the task's outcome. */

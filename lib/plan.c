@@ -55,10 +55,17 @@ static bool was_running(const struct mig_job *job, int round, int item)
     return job->vm_was_running == 1;
 }
 
+/*
+ * The VM is to run on the source after the rollback: it ran on the target,
+ * or the health gate asked for the rollback of a VM that ran before the job
+ * (it failed the gate precisely by not running there).
+ */
 static bool ran_on_target(const struct mig_job *job, int round, int item)
 {
     (void)round, (void)item;
-    return job->ctx.back_was_running == 1;
+    return job->ctx.back_was_running == 1 ||
+           (job->vm_was_running == 1 && job->error_code != NULL &&
+            strcmp(job->error_code, "HealthCheckFailed") == 0);
 }
 
 /* One import per image a dataset of the VM was cloned from (validation lists them). */
@@ -204,6 +211,8 @@ static const struct mig_action_def SWITCH_TAIL[] = {
      probe_shown, act_lift_target, act_hide, NULL},
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
      act_start, undo_start, NULL},
+    {"switch.health_start", DST, "zoneadm list -p: the zone id the health gate watches",
+     MIG_ACT_READ, gate_on, NULL, act_health_start, NULL, NULL},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",
      MIG_ACT_FORWARD, NULL, probe_vmapi_target, act_record_vmapi_target, NULL, NULL},
 };

@@ -53,6 +53,13 @@ void mig_errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((form
 char *mig_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
+ * Makes s valid UTF-8 in place (JSON strings must be): each byte that does
+ * not begin a well-formed sequence becomes '?' (a cut multi-byte character,
+ * Latin-1 text from a command's output).
+ */
+void mig_utf8_scrub(char *s);
+
+/*
  * A duration as the CLI takes it: digits and an optional unit, s, m, h or d
  * ("90m", "24h", "7d"; plain digits are seconds), at most max_s seconds.
  * 0 and *out in seconds, or -EINVAL.

@@ -70,7 +70,7 @@ static void test_nothing_wrong(void **state)
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn2", "cn1"));
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs);
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
     /* A switched job's final snapshot is its own; the VM runs where VMAPI says. */
     assert_int_equal(json_array_size(out), 0);
     json_decref(out);
@@ -89,7 +89,7 @@ static void test_snapshots_and_keys_of_ended_jobs(void **state)
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
-    json_t *out = mig_doctor_findings(cns, 1, vms, jobs);
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, true);
     assert_int_equal(json_array_size(out), 4);
     size_t i;
     json_t *f;
@@ -130,7 +130,7 @@ static void test_copies_kept_stray_and_only(void **state)
     };
     json_t *vms = vms_on(CN2, "running");
     json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn1", "cn2"));
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs);
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
     json_t *z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "info");
     assert_string_equal(s(z, "job"), JOB_SWITCHED);
@@ -140,7 +140,7 @@ static void test_copies_kept_stray_and_only(void **state)
 
     /* The job ended (rolled back, failed): a stray copy, removable. */
     jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn2", "cn1"));
-    out = mig_doctor_findings(cns, 2, vms, jobs);
+    out = mig_doctor_findings(cns, 2, vms, jobs, true);
     z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "warning");
     assert_string_equal(s(z, "job"), JOB_DONE);
@@ -154,7 +154,7 @@ static void test_copies_kept_stray_and_only(void **state)
     };
     json_decref(vms);
     vms = vms_on(CN2, "stopped");
-    out = mig_doctor_findings(alone, 2, vms, jobs);
+    out = mig_doctor_findings(alone, 2, vms, jobs, true);
     z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "critical");
     assert_non_null(strstr(s(z, "fix"), "never removed by migd"));
@@ -165,7 +165,7 @@ static void test_copies_kept_stray_and_only(void **state)
     jobs = json_pack("[o]", job(JOB_SWITCHED, "running", "cn1", "cn2"));
     json_decref(vms);
     vms = vms_on(CN2, "running");
-    out = mig_doctor_findings(cns, 2, vms, jobs);
+    out = mig_doctor_findings(cns, 2, vms, jobs, true);
     assert_int_equal(json_array_size(out), 0);
     json_decref(out);
     json_decref(vms);
@@ -181,7 +181,7 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
         {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
     };
     json_t *vms = vms_on(CN1, "running");
-    json_t *out = mig_doctor_findings(both, 2, vms, jobs);
+    json_t *out = mig_doctor_findings(both, 2, vms, jobs, true);
     assert_string_equal(s(only(out, "running_twice"), "severity"), "critical");
     json_decref(out);
 
@@ -189,7 +189,7 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
         {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
         {"cn2", CN2, "", NO_ZONES, "", NULL},
     };
-    out = mig_doctor_findings(none, 2, vms, jobs);
+    out = mig_doctor_findings(none, 2, vms, jobs, true);
     json_t *f = only(out, "not_running");
     assert_string_equal(s(f, "severity"), "critical");
     assert_string_equal(s(f, "cn"), "cn1");
@@ -199,7 +199,7 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
         {"cn1", CN1, "", NO_ZONES, "", NULL},
         {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
     };
-    out = mig_doctor_findings(there, 2, vms, jobs);
+    out = mig_doctor_findings(there, 2, vms, jobs, true);
     f = only(out, "vmapi_server");
     assert_string_equal(s(f, "cn"), "cn2");
     assert_string_equal(s(f, "fix"), "svcadm restart vm-agent (on cn2): its agent reports it");
@@ -219,7 +219,7 @@ static void test_unreachable_and_unlisted(void **state)
     /* VMAPI places it on a CN that was not checked: a copy, but nobody can say whose. */
     json_t *vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM, "server_uuid",
                             "00000000-0000-0000-0000-0000000000a9", "state", "running");
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs);
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
     json_t *u = only(out, "unreachable");
     assert_non_null(strstr(s(u, "what"), "connection refused"));
     json_t *z = only(out, "zone");
@@ -229,12 +229,54 @@ static void test_unreachable_and_unlisted(void **state)
     /* A zone of a VM VMAPI does not list at all: the only copy migd can see. */
     json_decref(vms);
     vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM2, "server_uuid", CN2, "state", "running");
-    out = mig_doctor_findings(cns + 1, 1, vms, jobs);
+    out = mig_doctor_findings(cns + 1, 1, vms, jobs, true);
     assert_string_equal(s(only(out, "zone"), "severity"), "critical");
     assert_string_equal(s(only(out, "not_running"), "name"), VM2);
     json_decref(out);
     json_decref(vms);
     json_decref(jobs);
+}
+
+/* Unreadable job rows: a thing of an unknown job is reported, never fixed. */
+static void test_unknown_jobs_are_not_fixed_when_rows_are_unreadable(void **state)
+{
+    (void)state;
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1, "zones/" VM "@migd-" JOB_GHOST "-1\nzones/" VM "@migd-" JOB_DONE "-1\n",
+         ZONE_RUNNING, "", NULL},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_DONE, "aborted", "cn1", "cn2"));
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, false);
+    assert_int_equal(json_array_size(out), 2);
+    size_t i;
+    json_t *f;
+    json_array_foreach(out, i, f)
+        assert_int_equal(json_is_true(json_object_get(f, "fixable")),
+                         strstr(s(f, "name"), JOB_DONE) != NULL);
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+/* A VM that a job moves now (queued, running, waiting) is never judged: its zones are in motion. */
+static void test_a_vm_in_motion_is_not_judged(void **state)
+{
+    (void)state;
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1, "", ZONE_RUNNING, "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    static const char *const states[] = {"queued", "running", "waiting"};
+    for (int k = 0; k < 3; k++) {
+        json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, states[k], "cn1", "cn2"));
+        json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
+        assert_int_equal(json_array_size(out), 0);
+        json_decref(out);
+        json_decref(jobs);
+    }
+    json_decref(vms);
 }
 
 int main(void)
@@ -245,6 +287,8 @@ int main(void)
         cmocka_unit_test(test_copies_kept_stray_and_only),
         cmocka_unit_test(test_running_twice_nowhere_and_elsewhere),
         cmocka_unit_test(test_unreachable_and_unlisted),
+        cmocka_unit_test(test_unknown_jobs_are_not_fixed_when_rows_are_unreadable),
+        cmocka_unit_test(test_a_vm_in_motion_is_not_judged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,7 +177,8 @@ static void test_done_tasks_and_phases(void **state)
 
     j->cleanup_source = true; /* --cleanup-source: on to deleting the source copy */
     n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, -1, MIG_EV_SWITCHED, MIG_EV_REMOVE);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, MIG_PHASE_CLEANUP, MIG_EV_SWITCHED,
+           MIG_EV_REMOVE);
 
     j->task = MIG_TASK_REMOVE_SOURCE;
     n = decide(j, MIG_OUT_DONE);
@@ -445,7 +446,8 @@ static void test_health_gate(void **state)
     expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
     j->cleanup_source = true;
     n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, -1, MIG_EV_SWITCHED, MIG_EV_REMOVE);
+    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, MIG_PHASE_CLEANUP, MIG_EV_SWITCHED,
+           MIG_EV_REMOVE);
 
     /* Failed: the job rolls back by itself and says why... */
     j->health.state = MIG_HEALTH_FAILED;
