@@ -29,7 +29,7 @@
 #include "validate.h"
 
 #define DOCTOR_PARALLEL 8 /* CNs visited at once */
-#define DOCTOR_FACTS 3    /* snapshots, zones, keys */
+#define DOCTOR_FACTS 4    /* snapshots, zones, keys, zone flags */
 #define POOL "zones"
 
 struct doctor_run;
@@ -212,8 +212,8 @@ static void finish(struct doctor_run *r)
     json_t *checked = json_array();
     for (size_t i = 0; i < r->n; i++) {
         struct visit *v = &r->v[i];
-        cns[i] = (struct mig_doctor_cn){v->host, v->uuid, v->text[0], v->text[1], v->text[2],
-                                        v->err};
+        cns[i] = (struct mig_doctor_cn){v->host,    v->uuid,    v->text[0], v->text[1],
+                                        v->text[2], v->text[3], v->err};
         json_array_append_new(checked, json_string(v->host));
     }
     bool complete = false;
@@ -265,8 +265,10 @@ static char *fact_command(int step)
         return mig_cmd_doctor_snapshots(POOL);
     case 1:
         return mig_cmd_zoneadm_list();
-    default:
+    case 2:
         return mig_cmd_doctor_keys();
+    default:
+        return mig_cmd_doctor_zone_flags();
     }
 }
 

@@ -234,6 +234,13 @@ char *mig_cmd_doctor_keys(void)
                       "ls -d /var/tmp/migd-* 2>/dev/null; true");
 }
 
+char *mig_cmd_doctor_zone_flags(void)
+{
+    /* The <zone ... autoboot="..."> line and any do-not-inventory attr of every zone's XML. */
+    return mig_strdup("grep -H -e ' autoboot=' -e '\"do-not-inventory\"' /etc/zones/*.xml "
+                      "2>/dev/null; true");
+}
+
 char *mig_cmd_zoneadm_running(void)
 {
     return mig_strdup("zoneadm list -p");

@@ -34,6 +34,8 @@ char *mig_cmd_zoneadm_list(void);
 char *mig_cmd_doctor_snapshots(const char *pool);
 /* migctl doctor: the "migd-job-JOB" ends of authorized_keys lines, and the /var/tmp/migd-* dirs. */
 char *mig_cmd_doctor_keys(void);
+/* migctl doctor: each zone's autoboot and do-not-inventory, from /etc/zones/UUID.xml. */
+char *mig_cmd_doctor_zone_flags(void);
 /* "zoneadm list -p": the running zones, with the zone id each booted with. */
 char *mig_cmd_zoneadm_running(void);
 /* "svcs -z 'UUID' -x": the zone's SMF services in maintenance, explained; NULL for a bad uuid. */

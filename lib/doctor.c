@@ -20,6 +20,8 @@ struct zone_at {
     char vm[UUID_LEN + 1];
     char state[16];
     int running;
+    int autoboot; /* -1 not known */
+    int hidden;   /* do-not-inventory */
 };
 
 struct facts {
@@ -150,6 +152,25 @@ static void on_zone(struct facts *f, size_t cn, const char *line)
     snprintf(z->vm, sizeof(z->vm), "%s", fields[1]);
     snprintf(z->state, sizeof(z->state), "%s", fields[2]);
     z->running = strcmp(fields[2], "running") == 0;
+    z->autoboot = -1;
+    z->hidden = 0;
+}
+
+/* "/etc/zones/UUID.xml:<zone ... autoboot="B" ...>" or "...:<attr name="do-not-inventory" ...>". */
+static void on_flag(struct facts *f, size_t cn, const char *line)
+{
+    char vm[UUID_LEN + 1];
+    if (!uuid_after(line, "/etc/zones/", vm))
+        return;
+    for (size_t k = 0; k < f->nzones; k++) {
+        struct zone_at *z = &f->zones[k];
+        if (z->cn != cn || strcmp(z->vm, vm) != 0)
+            continue;
+        if (strstr(line, "\"do-not-inventory\"") != NULL)
+            z->hidden = strstr(line, "value=\"true\"") != NULL;
+        else if (strstr(line, " autoboot=\"") != NULL)
+            z->autoboot = strstr(line, " autoboot=\"true\"") != NULL;
+    }
 }
 
 /* " migd-job-JOB" lines of authorized_keys and /var/tmp/migd-JOB directories of ended jobs. */
@@ -281,6 +302,41 @@ static void judge_vm(struct facts *f, const char *vm)
                  vm, f->cns[home].hostname);
         add(f, f->cns[home].hostname, "not_running", vm, vm, NULL, "critical", what, fix, false);
     }
+    /* Bootable on two CNs: after a power cut both would start it. */
+    size_t nboot = 0;
+    long boot_cn = -1;
+    for (size_t k = 0; k < f->nzones; k++)
+        if (strcmp(f->zones[k].vm, vm) == 0 && strcmp(f->zones[k].state, "configured") != 0 &&
+            f->zones[k].autoboot == 1 && !f->zones[k].hidden) {
+            nboot++;
+            if ((long)f->zones[k].cn != home)
+                boot_cn = (long)f->zones[k].cn;
+        }
+    if (nboot > 1 && boot_cn >= 0) {
+        snprintf(what, sizeof(what),
+                 "VM %s is bootable (autoboot, no do-not-inventory) on %zu CNs: a reboot of %s "
+                 "would start a second copy",
+                 vm, nboot, f->cns[boot_cn].hostname);
+        snprintf(fix, sizeof(fix),
+                 "on %s: zonecfg -z %s 'set autoboot=false; add attr; set "
+                 "name=do-not-inventory; set type=string; set value=true; end'",
+                 f->cns[boot_cn].hostname, vm);
+        add(f, f->cns[boot_cn].hostname, "bootable_twice", vm, vm, NULL, "critical", what, fix,
+            false);
+    }
+    /* On VMAPI's CN, a zone migd left hidden or not to be booted. */
+    const struct zone_at *hz = home >= 0 ? zone_on(f, vm, home) : NULL;
+    if (hz != NULL && (hz->hidden || (hz->autoboot == 0 && strcmp(str(v, "state"), "running") == 0))) {
+        snprintf(what, sizeof(what), "VM %s on %s, where VMAPI places it, is %s%s%s", vm,
+                 f->cns[home].hostname, hz->hidden ? "flagged do-not-inventory" : "",
+                 hz->hidden && hz->autoboot == 0 ? " and " : "",
+                 hz->autoboot == 0 ? "not booted at a reboot (autoboot=false)" : "");
+        snprintf(fix, sizeof(fix), "on %s: zonecfg -z %s '%s%s%s'", f->cns[home].hostname, vm,
+                 hz->hidden ? "remove attr name=do-not-inventory" : "",
+                 hz->hidden && hz->autoboot == 0 ? "; " : "",
+                 hz->autoboot == 0 ? "set autoboot=true" : "");
+        add(f, f->cns[home].hostname, "flags", vm, vm, NULL, "warning", what, fix, false);
+    }
     /* A zone on a CN other than VMAPI's: kept copy, stray copy, or the only one. */
     for (size_t k = 0; k < f->nzones; k++) {
         const struct zone_at *z = &f->zones[k];
@@ -358,6 +414,7 @@ json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t
         each_line(cns[c].snapshots, on_snapshot, &f, c);
         each_line(cns[c].zones, on_zone, &f, c);
         each_line(cns[c].keys, on_key, &f, c);
+        each_line(cns[c].flags, on_flag, &f, c);
     }
     /* Each VM once, in the order its first zone was seen. */
     json_t *seen = json_object();

@@ -15,8 +15,9 @@
 /*
  * What one CN said: its hostname and uuid, and the output of
  * mig_cmd_doctor_snapshots (zfs list of the pool's snapshots),
- * mig_cmd_zoneadm_list (zoneadm list -pc) and mig_cmd_doctor_keys (migd's
- * job key lines in authorized_keys, its /var/tmp/migd-* directories).  A
+ * mig_cmd_zoneadm_list (zoneadm list -pc), mig_cmd_doctor_keys (migd's
+ * job key lines in authorized_keys, its /var/tmp/migd-* directories) and
+ * mig_cmd_doctor_zone_flags (each zone's autoboot and do-not-inventory).  A
  * NULL text is a fact that could not be read (err says why).
  */
 struct mig_doctor_cn {
@@ -25,13 +26,15 @@ struct mig_doctor_cn {
     const char *snapshots;
     const char *zones;
     const char *keys;
+    const char *flags; /* mig_cmd_doctor_zone_flags: FILE:LINE, the autoboot and attr lines */
     const char *err;
 };
 
 /*
  * The findings, as an array of {cn, kind, name, vm_uuid, job, severity,
  * what, fix, fixable}: kind is snapshot, zone, running_twice, not_running,
- * vmapi_server, authorized_key, key_dir or unreachable; severity info (as
+ * vmapi_server, bootable_twice, flags, authorized_key, key_dir or
+ * unreachable; severity info (as
  * expected for now: a switched job's kept source copy), warning (removable
  * leftover, or an inventory that is wrong) or critical (a VM that may be
  * down or doubled, or the only copy of one).  vms is VMAPI's GET /vms

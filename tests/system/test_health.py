@@ -108,6 +108,26 @@ def test_a_zone_that_restarts_on_the_target_rolls_back_by_itself(lab, migd):
     assert 'FAIL zone_id' in show and 'HealthCheckFailed' in show, show
 
 
+def test_a_vm_that_stays_down_on_the_target_runs_again_on_its_source(lab, migd):
+    v = lab.vms['web0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    # It halts for good 1 s after its boot on the target: vmadm get says stopped.
+    lab.zone_restart_after_boot(dst, v['uuid'], delay_s=1, stays_down=True)
+    try:
+        job_uuid = submit(migd, v['uuid'], dst.hostname)
+        job = ended(migd, job_uuid)
+    finally:
+        lab.zone_restart_after_boot(dst, v['uuid'], None)
+    assert job['state'] == 'rolled_back' and job['error']['code'] == 'HealthCheckFailed', job
+    assert checks_of(job)['running']['ok'] is False or checks_of(job)['zone_id']['ok'] is False
+    # The rollback started it on the source, where it ran before the job.
+    assert home(lab, v['uuid']) == src
+    assert lab.vm_placement(v['uuid'])[src.n]['running']
+    vm = lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]
+    assert vm['server_uuid'] == src.uuid and vm['state'] == 'running', vm
+
+
 def test_only_a_service_newly_in_maintenance_fails_the_gate(lab, migd):
     v = lab.vms['web0']
     src = home(lab, v['uuid'])

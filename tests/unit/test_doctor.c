@@ -65,8 +65,8 @@ static void test_nothing_wrong(void **state)
 {
     (void)state;
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "zones/" VM "@migd-" JOB_SWITCHED "-3\n", ZONE_RUNNING, "", NULL},
-        {"cn2", CN2, "", NO_ZONES, "", NULL},
+        {"cn1", CN1, "zones/" VM "@migd-" JOB_SWITCHED "-3\n", ZONE_RUNNING, "", "", NULL},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn2", "cn1"));
@@ -85,7 +85,7 @@ static void test_snapshots_and_keys_of_ended_jobs(void **state)
         {"cn1", CN1,
          "zones/" VM "@migd-" JOB_DONE "-1\nzones/" VM "@migd-" JOB_GHOST "-2\nzones/" VM
          "@daily\n",
-         ZONE_RUNNING, " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n", NULL},
+         ZONE_RUNNING, " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n", "", NULL},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
@@ -125,8 +125,8 @@ static void test_copies_kept_stray_and_only(void **state)
     (void)state;
     /* A switched job keeps the source copy: info, with its job. */
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
     };
     json_t *vms = vms_on(CN2, "running");
     json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn1", "cn2"));
@@ -149,8 +149,8 @@ static void test_copies_kept_stray_and_only(void **state)
 
     /* VMAPI places it where no zone is: the copy on cn1 is the only one, never removed. */
     struct mig_doctor_cn alone[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
-        {"cn2", CN2, "", NO_ZONES, "", NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL},
     };
     json_decref(vms);
     vms = vms_on(CN2, "stopped");
@@ -177,8 +177,8 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
     (void)state;
     json_t *jobs = json_array();
     struct mig_doctor_cn both[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *out = mig_doctor_findings(both, 2, vms, jobs, true);
@@ -186,8 +186,8 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
     json_decref(out);
 
     struct mig_doctor_cn none[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", NULL},
-        {"cn2", CN2, "", NO_ZONES, "", NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL},
     };
     out = mig_doctor_findings(none, 2, vms, jobs, true);
     json_t *f = only(out, "not_running");
@@ -196,8 +196,8 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
     json_decref(out);
 
     struct mig_doctor_cn there[] = {
-        {"cn1", CN1, "", NO_ZONES, "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+        {"cn1", CN1, "", NO_ZONES, "", "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
     };
     out = mig_doctor_findings(there, 2, vms, jobs, true);
     f = only(out, "vmapi_server");
@@ -213,8 +213,8 @@ static void test_unreachable_and_unlisted(void **state)
     (void)state;
     json_t *jobs = json_array();
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, NULL, NULL, NULL, "ssh 10.0.0.1: connection refused"},
-        {"cn2", CN2, "", ZONE_INSTALLED, "", NULL},
+        {"cn1", CN1, NULL, NULL, NULL, NULL, "ssh 10.0.0.1: connection refused"},
+        {"cn2", CN2, "", ZONE_INSTALLED, "", "", NULL},
     };
     /* VMAPI places it on a CN that was not checked: a copy, but nobody can say whose. */
     json_t *vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM, "server_uuid",
@@ -237,13 +237,59 @@ static void test_unreachable_and_unlisted(void **state)
     json_decref(jobs);
 }
 
+/* autoboot and do-not-inventory as /etc/zones/UUID.xml has them, through grep -H. */
+#define XML_LINE(ab) "/etc/zones/" VM ".xml:<zone name=\"" VM "\" zonepath=\"/zones/" VM \
+                     "\" autoboot=\"" ab "\" brand=\"joyent\">\n"
+#define DNI_LINE "/etc/zones/" VM ".xml:  <attr name=\"do-not-inventory\" type=\"string\" " \
+                 "value=\"true\" />\n"
+
+static void test_zone_flags(void **state)
+{
+    (void)state;
+    json_t *jobs = json_array();
+    json_t *vms = vms_on(CN2, "running");
+    /* The old copy on cn1 was never disabled: both would boot it. */
+    struct mig_doctor_cn twice[] = {
+        {"cn1", CN1, "", ZONE_INSTALLED, "", XML_LINE("true"), NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("true"), NULL},
+    };
+    json_t *out = mig_doctor_findings(twice, 2, vms, jobs, true);
+    json_t *f = only(out, "bootable_twice");
+    assert_string_equal(s(f, "cn"), "cn1");
+    assert_string_equal(s(f, "severity"), "critical");
+    assert_false(json_is_true(json_object_get(f, "fixable")));
+    json_decref(out);
+
+    /* Disabled and hidden as a job leaves it: only the stray copy is said, not the flags. */
+    struct mig_doctor_cn kept[] = {
+        {"cn1", CN1, "", ZONE_INSTALLED, "", XML_LINE("false") DNI_LINE, NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("true"), NULL},
+    };
+    out = mig_doctor_findings(kept, 2, vms, jobs, true);
+    assert_int_equal(json_array_size(out), 1);
+    assert_string_equal(s(json_array_get(out, 0), "kind"), "zone");
+    json_decref(out);
+
+    /* Where VMAPI places it, a flag left on: the agent ignores it, a reboot leaves it down. */
+    struct mig_doctor_cn left[] = {
+        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("false") DNI_LINE, NULL},
+    };
+    out = mig_doctor_findings(left, 1, vms, jobs, true);
+    f = only(out, "flags");
+    assert_string_equal(s(f, "fix"), "on cn2: zonecfg -z " VM
+                                     " 'remove attr name=do-not-inventory; set autoboot=true'");
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
 /* Unreadable job rows: a thing of an unknown job is reported, never fixed. */
 static void test_unknown_jobs_are_not_fixed_when_rows_are_unreadable(void **state)
 {
     (void)state;
     struct mig_doctor_cn cns[] = {
         {"cn1", CN1, "zones/" VM "@migd-" JOB_GHOST "-1\nzones/" VM "@migd-" JOB_DONE "-1\n",
-         ZONE_RUNNING, "", NULL},
+         ZONE_RUNNING, "", "", NULL},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_DONE, "aborted", "cn1", "cn2"));
@@ -264,8 +310,8 @@ static void test_a_vm_in_motion_is_not_judged(void **state)
 {
     (void)state;
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", NULL},
+        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
     };
     json_t *vms = vms_on(CN1, "running");
     static const char *const states[] = {"queued", "running", "waiting"};
@@ -289,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_and_unlisted),
         cmocka_unit_test(test_unknown_jobs_are_not_fixed_when_rows_are_unreadable),
         cmocka_unit_test(test_a_vm_in_motion_is_not_judged),
+        cmocka_unit_test(test_zone_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
