@@ -79,7 +79,6 @@ static void count_bytes(struct jrun *r)
     r->bytes_counted = r->job->progress.bytes_sent;
 }
 
-/* Applies ev to the job in memory (the transition table decides), counted and logged. */
 /*
  * A migration just switched (its gate passed): the source copy is deleted
  * cleanup_after_s from now, by the engine's tick, as `migctl cleanup` does.
@@ -97,6 +96,7 @@ static void arm_cleanup_timer(struct mig_job *job, enum mig_job_event ev)
          job->source_hostname, when, (long long)job->cleanup_after_s);
 }
 
+/* Applies ev to the job in memory (the transition table decides), counted and logged. */
 static void transition(struct jrun *r, enum mig_job_event ev)
 {
     enum mig_job_state before = r->job->state;
