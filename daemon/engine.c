@@ -463,6 +463,8 @@ static void on_exec_finished(void *owner, int err)
     if (job->task == MIG_TASK_MIGRATE && job->phase == MIG_PHASE_VERIFY) {
         /* The gate could not look at the target: a failed gate, on record as one. */
         job->health.state = MIG_HEALTH_FAILED;
+        if (job->vm_was_running == 1)
+            job->ctx.back_was_running = 1; /* its rollback runs it on the source (act_health.c) */
         snprintf(job->health.why, sizeof(job->health.why), "the target could not be checked: %s",
                  job->error_message != NULL ? job->error_message : mig_strerror(err));
         mig_utf8_scrub(job->health.why);

@@ -30,6 +30,13 @@ static int gate_failed(struct mig_act *a, enum mig_health_check c)
     struct mig_health *h = &a->job->health;
     h->state = MIG_HEALTH_FAILED;
     h->passes = a->round;
+    /*
+     * The rollback that follows runs the VM on its source again, as before
+     * the job, even when it is down on the target (which is why it failed):
+     * rollback.inspect_target keeps this answer.
+     */
+    if (a->job->vm_was_running == 1)
+        a->job->ctx.back_was_running = 1;
     snprintf(h->why, sizeof(h->why), "%s: %s", mig_health_check_name(c), h->checks[c].detail);
     mig_utf8_scrub(h->why);
     return MIG_ACT_DONE;

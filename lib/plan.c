@@ -55,17 +55,11 @@ static bool was_running(const struct mig_job *job, int round, int item)
     return job->vm_was_running == 1;
 }
 
-/*
- * The VM is to run on the source after the rollback: it ran on the target,
- * or the health gate asked for the rollback of a VM that ran before the job
- * (it failed the gate precisely by not running there).
- */
+/* The VM is to run on the source after the rollback (see health.h for a gate's). */
 static bool ran_on_target(const struct mig_job *job, int round, int item)
 {
     (void)round, (void)item;
-    return job->ctx.back_was_running == 1 ||
-           (job->vm_was_running == 1 && job->error_code != NULL &&
-            strcmp(job->error_code, "HealthCheckFailed") == 0);
+    return job->ctx.back_was_running == 1;
 }
 
 /* One import per image a dataset of the VM was cloned from (validation lists them). */
