@@ -29,7 +29,8 @@
 #include "validate.h"
 
 #define DOCTOR_PARALLEL 8 /* CNs visited at once */
-#define DOCTOR_FACTS 4    /* snapshots, zones, keys, zone flags */
+#define DOCTOR_FACTS 5    /* snapshots, zones, keys, zone flags, resume tokens */
+#define DOCTOR_NAPI 8     /* NAPI reads at once */
 #define POOL "zones"
 
 struct doctor_run;
@@ -54,6 +55,10 @@ struct doctor_run {
     bool fix;          /* POST /doctor/fix */
     json_t *report;    /* while fixing: the report being completed */
     size_t fixing;     /* the finding being fixed */
+    json_t *jobs;      /* every job, in the API's form (read once the CNs are visited) */
+    bool complete;     /* no job row is unreadable */
+    json_t *ips;       /* the IPs ended jobs reserved, with what NAPI says now */
+    size_t ip_started, ip_ended;
 };
 
 static void run_free(struct doctor_run *r)
@@ -67,6 +72,8 @@ static void run_free(struct doctor_run *r)
     json_decref(r->want);
     json_decref(r->vms);
     json_decref(r->report);
+    json_decref(r->jobs);
+    json_decref(r->ips);
     free(r);
 }
 
@@ -83,28 +90,85 @@ static void fail(struct doctor_run *r, int err, const char *code, const char *fm
     run_free(r);
 }
 
+static bool ended(const struct mig_job *j)
+{
+    return j->state == MIG_JOB_SUCCEEDED || j->state == MIG_JOB_FAILED ||
+           j->state == MIG_JOB_ABORTED || j->state == MIG_JOB_ROLLED_BACK;
+}
+
 /*
- * Every job on record, in the API's form; NULL when the database cannot
- * say (then nothing is compared: every migd snapshot would look orphaned).
- * *complete: no row is unreadable.
+ * The IPs that ended jobs found unreserved in NAPI and reserved for their
+ * move, one entry per IP (its latest such job), of VMs no job holds now (a
+ * switched job keeps its IPs reserved until its cleanup).  newest: no
+ * later job of the VM found the IP reserved already.
  */
-static json_t *jobs_json(struct migd *d, bool *complete)
+static json_t *ips_to_check(struct mig_job **jobs, size_t n)
+{
+    json_t *busy = json_object(), *by_ip = json_object(), *seen_reserved = json_object();
+    for (size_t i = 0; i < n; i++)
+        if (!ended(jobs[i]))
+            json_object_set_new(busy, jobs[i]->vm_uuid, json_true());
+    for (size_t i = 0; i < n; i++) {
+        const struct mig_job *j = jobs[i];
+        if (!ended(j) || json_object_get(busy, j->vm_uuid) != NULL)
+            continue;
+        for (int k = 0; k < j->ctx.nnics; k++) {
+            const struct mig_nic *nic = &j->ctx.nics[k];
+            char key[MIG_UUID_LEN + MIG_IP_LEN + 2];
+            if (nic->ip[0] == '\0' || nic->reserved_before < 0)
+                continue;
+            snprintf(key, sizeof(key), "%s/%s", nic->network_uuid, nic->ip);
+            json_t *at = json_object_get(nic->reserved_before ? seen_reserved : by_ip, key);
+            json_int_t when = json_integer_value(json_object_get(at, "created"));
+            if (at != NULL && when >= j->created)
+                continue;
+            json_object_set_new(nic->reserved_before ? seen_reserved : by_ip, key,
+                                json_pack("{s:s, s:s, s:s, s:s, s:I}", "job", j->uuid, "vm_uuid",
+                                          j->vm_uuid, "ip", nic->ip, "network_uuid",
+                                          nic->network_uuid, "created", (json_int_t)j->created));
+        }
+    }
+    json_t *out = json_array();
+    const char *key;
+    json_t *e;
+    json_object_foreach(by_ip, key, e)
+    {
+        json_t *later = json_object_get(seen_reserved, key);
+        json_object_set_new(e, "newest",
+                            json_boolean(json_integer_value(json_object_get(later, "created")) <
+                                         json_integer_value(json_object_get(e, "created"))));
+        json_object_del(e, "created");
+        json_array_append(out, e);
+    }
+    json_decref(busy);
+    json_decref(by_ip);
+    json_decref(seen_reserved);
+    return out;
+}
+
+/*
+ * Every job on record, in the API's form, and the IPs to ask NAPI about.
+ * False when the database cannot say (then nothing is compared: every migd
+ * snapshot would look orphaned).
+ */
+static bool load_jobs(struct doctor_run *r)
 {
     struct mig_job_filter f = {.all = 1};
     struct mig_job **jobs = NULL;
     struct mig_bad_job *bad = NULL;
     size_t n = 0, nbad = 0;
-    if (mig_store_job_list(d->store, &f, &jobs, &n) != 0)
-        return NULL;
-    *complete = mig_store_job_list_bad(d->store, &bad, &nbad) == 0 && nbad == 0;
+    if (mig_store_job_list(r->d->store, &f, &jobs, &n) != 0)
+        return false;
+    r->complete = mig_store_job_list_bad(r->d->store, &bad, &nbad) == 0 && nbad == 0;
     free(bad);
-    json_t *out = json_array();
+    r->jobs = json_array();
+    r->ips = ips_to_check(jobs, n);
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(out, mig_job_to_json(jobs[i]));
+        json_array_append_new(r->jobs, mig_job_to_json(jobs[i]));
         mig_job_free(jobs[i]);
     }
     free(jobs);
-    return out;
+    return true;
 }
 
 /* The command that fixes finding f (NULL: none may), built only from what cn.c validates. */
@@ -170,12 +234,62 @@ static void on_fixed(void *arg, const struct mig_ssh_result *res)
     fix_next(r);
 }
 
+static void on_ip_fixed(void *arg, const struct mig_http_resp *resp)
+{
+    /* Told as a command's result, so one place records what was fixed and what was left. */
+    struct mig_ssh_result res = {.err_code = resp->err_code};
+    if (resp->err_code != 0)
+        snprintf(res.detail, sizeof(res.detail), "NAPI: %s", resp->detail);
+    else if (resp->status != 200) {
+        res.err_code = MIG_EHTTP;
+        snprintf(res.detail, sizeof(res.detail), "NAPI answered %ld: %.200s", resp->status,
+                 resp->body != NULL ? resp->body : "");
+    }
+    on_fixed(arg, &res);
+}
+
+/* An ip_reserved finding's fix: NAPI PUT reserved=false on the IP of its entry in r->ips. */
+static int fix_ip(struct doctor_run *r, json_t *f)
+{
+    size_t i;
+    json_t *ip;
+    json_array_foreach(r->ips, i, ip)
+    {
+        char name[160];
+        snprintf(name, sizeof(name), "%s (network %s)",
+                 json_string_value(json_object_get(ip, "ip")),
+                 json_string_value(json_object_get(ip, "network_uuid")));
+        if (strcmp(name, json_string_value(json_object_get(f, "name"))) != 0)
+            continue;
+        char *url = mig_url_ip(r->d->cfg->apis.napi,
+                               json_string_value(json_object_get(ip, "network_uuid")),
+                               json_string_value(json_object_get(ip, "ip")));
+        json_t *body = json_pack("{s:b}", "reserved", 0);
+        struct mig_http_req req = {.method = "PUT", .url = url, .body = body, .retries = -1};
+        int rc = url != NULL ? mig_http_request(r->d->http, &req, on_ip_fixed, r) : -EINVAL;
+        free(url);
+        json_decref(body);
+        return rc;
+    }
+    return -ENOENT;
+}
+
 /* Fixes the next fixable finding, or answers once none is left. */
 static void fix_next(struct doctor_run *r)
 {
     json_t *findings = json_object_get(r->report, "findings");
     for (; r->fixing < json_array_size(findings); r->fixing++) {
         json_t *f = json_array_get(findings, r->fixing);
+        const char *kind = json_string_value(json_object_get(f, "kind"));
+        if (kind != NULL && strcmp(kind, "ip_reserved") == 0 &&
+            json_is_true(json_object_get(f, "fixable"))) {
+            int rc = fix_ip(r, f);
+            if (rc == 0)
+                return;
+            json_object_set_new(f, "fixed", json_false());
+            json_object_set_new(f, "left", json_string(mig_strerror(rc)));
+            continue;
+        }
         char *cmd = fix_command(f);
         if (cmd == NULL)
             continue;
@@ -205,28 +319,20 @@ static void fix_next(struct doctor_run *r)
     run_free(r);
 }
 
-/* Every CN visited: compare, count, answer. */
-static void finish(struct doctor_run *r)
+/* Every fact in: compare, count, answer (or fix first). */
+static void compare(struct doctor_run *r)
 {
     struct mig_doctor_cn *cns = mig_calloc(r->n > 0 ? r->n : 1, sizeof(*cns));
     json_t *checked = json_array();
     for (size_t i = 0; i < r->n; i++) {
         struct visit *v = &r->v[i];
-        cns[i] = (struct mig_doctor_cn){v->host,    v->uuid,    v->text[0], v->text[1],
-                                        v->text[2], v->text[3], v->err};
+        cns[i] = (struct mig_doctor_cn){.hostname = v->host, .uuid = v->uuid,
+                                        .snapshots = v->text[0], .zones = v->text[1],
+                                        .keys = v->text[2], .flags = v->text[3],
+                                        .tokens = v->text[4], .err = v->err};
         json_array_append_new(checked, json_string(v->host));
     }
-    bool complete = false;
-    json_t *jobs = jobs_json(r->d, &complete);
-    if (jobs == NULL) {
-        free(cns);
-        json_decref(checked);
-        fail(r, MIG_EDB, "DatabaseError", "cannot read the jobs to compare with; nothing was %s",
-             r->fix ? "fixed" : "judged");
-        return;
-    }
-    json_t *findings = mig_doctor_findings(cns, r->n, r->vms, jobs, complete);
-    json_decref(jobs);
+    json_t *findings = mig_doctor_findings(cns, r->n, r->vms, r->jobs, r->ips, r->complete);
     free(cns);
     int counts[3] = {0, 0, 0};
     size_t i;
@@ -238,12 +344,15 @@ static void finish(struct doctor_run *r)
                : sev != NULL && strcmp(sev, "warning") == 0 ? 1
                                                              : 0]++;
     }
-    json_t *report = json_pack("{s:o, s:I, s:o, s:{s:i, s:i, s:i}, s:I}", "checked", checked,
-                               "vms", (json_int_t)json_array_size(r->vms), "findings", findings,
+    json_t *report = json_pack("{s:o, s:I, s:I, s:o, s:{s:i, s:i, s:i}, s:I}", "checked", checked,
+                               "vms", (json_int_t)json_array_size(r->vms), "ips",
+                               (json_int_t)json_array_size(r->ips), "findings", findings,
                                "counts", "critical", counts[2], "warning", counts[1], "info",
                                counts[0], "took_ms", (json_int_t)(mig_now_ms() - r->t0));
-    mig_log(MIG_LOG_INFO, NULL, NULL, "doctor: %zu CN(s), %zu findings (%d critical) in %lld ms",
-            r->n, json_array_size(findings), counts[2], (long long)(mig_now_ms() - r->t0));
+    mig_log(MIG_LOG_INFO, NULL, NULL,
+            "doctor: %zu CN(s), %zu IP(s), %zu findings (%d critical) in %lld ms", r->n,
+            json_array_size(r->ips), json_array_size(findings), counts[2],
+            (long long)(mig_now_ms() - r->t0));
     if (r->fix) {
         r->report = report;
         r->fixing = 0;
@@ -253,6 +362,67 @@ static void finish(struct doctor_run *r)
     r->cb(r->arg, 0, NULL, NULL, report);
     json_decref(report);
     run_free(r);
+}
+
+static void ip_next(struct doctor_run *r);
+
+/* One NAPI read of an IP: the run it belongs to, the entry it completes. */
+struct ip_read {
+    struct doctor_run *r;
+    json_t *ip;
+};
+
+static void on_ip(void *arg, const struct mig_http_resp *resp)
+{
+    struct ip_read *rd = arg;
+    struct doctor_run *r = rd->r;
+    json_t *reserved = json_object_get(resp->json, "reserved");
+    if (resp->err_code == 0 && resp->status == 200 && json_is_boolean(reserved))
+        json_object_set(rd->ip, "reserved", reserved);
+    else if (resp->err_code == 0 && resp->status == 404)
+        json_object_set_new(rd->ip, "reserved", json_false()); /* outside its network now */
+    else
+        json_object_set_new(rd->ip, "err",
+                            json_string(resp->err_code != 0 ? resp->detail
+                                                            : "an answer without \"reserved\""));
+    free(rd);
+    r->ip_ended++;
+    ip_next(r);
+}
+
+/* Reads the next IPs from NAPI, DOCTOR_NAPI at once; compares once all are in. */
+static void ip_next(struct doctor_run *r)
+{
+    size_t n = json_array_size(r->ips);
+    while (r->ip_started < n && r->ip_started - r->ip_ended < DOCTOR_NAPI) {
+        json_t *ip = json_array_get(r->ips, r->ip_started++);
+        char *url = mig_url_ip(r->d->cfg->apis.napi,
+                               json_string_value(json_object_get(ip, "network_uuid")),
+                               json_string_value(json_object_get(ip, "ip")));
+        struct mig_http_req req = {.method = "GET", .url = url, .retries = -1};
+        struct ip_read *rd = mig_calloc(1, sizeof(*rd));
+        *rd = (struct ip_read){r, ip};
+        int rc = url != NULL ? mig_http_request(r->d->http, &req, on_ip, rd) : -EINVAL;
+        free(url);
+        if (rc != 0) {
+            free(rd);
+            json_object_set_new(ip, "err", json_string(mig_strerror(rc)));
+            r->ip_ended++;
+        }
+    }
+    if (r->ip_ended == n)
+        compare(r);
+}
+
+/* Every CN visited: read the jobs, then what NAPI says of the IPs they reserved. */
+static void finish(struct doctor_run *r)
+{
+    if (!load_jobs(r)) {
+        fail(r, MIG_EDB, "DatabaseError", "cannot read the jobs to compare with; nothing was %s",
+             r->fix ? "fixed" : "judged");
+        return;
+    }
+    ip_next(r);
 }
 
 static void visit_next(struct doctor_run *r);
@@ -267,9 +437,20 @@ static char *fact_command(int step)
         return mig_cmd_zoneadm_list();
     case 2:
         return mig_cmd_doctor_keys();
-    default:
+    case 3:
         return mig_cmd_doctor_zone_flags();
+    default:
+        return mig_cmd_doctor_resume_tokens(POOL);
     }
+}
+
+/* What the step's command is, for an error. */
+static const char *fact_name(int step)
+{
+    static const char *names[DOCTOR_FACTS] = {"zfs list", "zoneadm list", "grep of the keys",
+                                              "grep of the zones' XML",
+                                              "zfs get receive_resume_token"};
+    return step >= 0 && step < DOCTOR_FACTS ? names[step] : "a command";
 }
 
 static void visit_step(struct visit *v);
@@ -277,17 +458,23 @@ static void visit_step(struct visit *v);
 static void on_fact(void *arg, const struct mig_ssh_result *res)
 {
     struct visit *v = arg;
+    /* A zfs without resumable streams (zfs-fuse, an old platform) has no partial receive. */
+    bool no_tokens = v->step == 4 && res->err_code == 0 && res->exit_status != 0 &&
+                     res->err != NULL && strstr(res->err, "receive_resume_token") != NULL &&
+                     (strstr(res->err, "invalid property") != NULL ||
+                      strstr(res->err, "bad property") != NULL);
     if (res->err_code != 0) {
         v->err = mig_asprintf("ssh %s: %s", v->ip, res->detail);
-    } else if (res->exit_status != 0) {
-        v->err = mig_asprintf("%s on %s exited %d: %.*s", v->step == 0 ? "zfs list" : "zoneadm",
-                              v->host, res->exit_status, (int)(res->err_len > 200 ? 200 : res->err_len),
+    } else if (res->exit_status != 0 && !no_tokens) {
+        v->err = mig_asprintf("%s on %s exited %d: %.*s", fact_name(v->step), v->host,
+                              res->exit_status, (int)(res->err_len > 200 ? 200 : res->err_len),
                               res->err != NULL ? res->err : "");
     } else {
-        char *t = mig_malloc(res->out_len + 1);
-        if (res->out_len > 0)
-            memcpy(t, res->out, res->out_len);
-        t[res->out_len] = '\0';
+        size_t len = no_tokens ? 0 : res->out_len;
+        char *t = mig_malloc(len + 1);
+        if (len > 0)
+            memcpy(t, res->out, len);
+        t[len] = '\0';
         v->text[v->step] = t;
         v->step++;
     }

@@ -222,7 +222,16 @@ char *mig_cmd_zoneadm_list(void)
 char *mig_cmd_doctor_snapshots(const char *pool)
 {
     struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs list -H -o name -t snapshot -r");
+    cn_cmd_lit(&c, "zfs list -H -o name,userrefs -t snapshot -r");
+    cn_cmd_arg(&c, pool, mig_dataset_valid(pool));
+    return cn_cmd_done(&c);
+}
+
+char *mig_cmd_doctor_resume_tokens(const char *pool)
+{
+    /* Snapshots answer "-" too; a zfs without the property refuses it (the doctor reads none). */
+    struct cmd c = {0};
+    cn_cmd_lit(&c, "zfs get -H -o name,value -r receive_resume_token");
     cn_cmd_arg(&c, pool, mig_dataset_valid(pool));
     return cn_cmd_done(&c);
 }

@@ -30,12 +30,14 @@ char *mig_cmd_vmadm_start(const char *vm_uuid);
 
 /* zoneadm list -pc; zoneadm -z UUID attach; zoneadm -z UUID detach */
 char *mig_cmd_zoneadm_list(void);
-/* migctl doctor: every snapshot of the pool, one name a line. */
+/* migctl doctor: every snapshot of the pool and its user holds, NAME<TAB>USERREFS a line. */
 char *mig_cmd_doctor_snapshots(const char *pool);
 /* migctl doctor: the "migd-job-JOB" ends of authorized_keys lines, and the /var/tmp/migd-* dirs. */
 char *mig_cmd_doctor_keys(void);
 /* migctl doctor: each zone's autoboot and do-not-inventory, from /etc/zones/UUID.xml. */
 char *mig_cmd_doctor_zone_flags(void);
+/* migctl doctor: NAME<TAB>TOKEN of every dataset of the pool ("-": no partial receive). */
+char *mig_cmd_doctor_resume_tokens(const char *pool);
 /* "zoneadm list -p": the running zones, with the zone id each booted with. */
 char *mig_cmd_zoneadm_running(void);
 /* "svcs -z 'UUID' -x": the zone's SMF services in maintenance, explained; NULL for a bad uuid. */

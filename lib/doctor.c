@@ -58,7 +58,8 @@ static void add(struct facts *f, const char *cn, const char *kind, const char *n
      * (sure) the thing is known not to be an unfinished job's.
      */
     bool fixable = sure && (strcmp(kind, "snapshot") == 0 || strcmp(kind, "authorized_key") == 0 ||
-                            strcmp(kind, "key_dir") == 0 || strcmp(kind, "vmapi_server") == 0);
+                            strcmp(kind, "key_dir") == 0 || strcmp(kind, "vmapi_server") == 0 ||
+                            strcmp(kind, "ip_reserved") == 0);
     /* What a CN printed (a name, an error) may be cut mid-character or not UTF-8 at all. */
     char t[3][512];
     const char *in[3] = {name, what, fix};
@@ -115,21 +116,41 @@ static void each_line(const char *text, void (*fn)(struct facts *, size_t, const
     }
 }
 
-/* zones/X@migd-JOB-N of a job that ended (or that migd does not know). */
-static void on_snapshot(struct facts *f, size_t cn, const char *name)
+/*
+ * zones/X@migd-JOB-N (with its user holds after a tab) of a job that ended
+ * or that migd does not know.  A held one is another tool's promise (migd
+ * holds nothing): only its owner releases it, so --fix leaves it.
+ */
+static void on_snapshot(struct facts *f, size_t cn, const char *line)
 {
-    char job[UUID_LEN + 1], why[160], what[320], fix[400];
+    char job[UUID_LEN + 1], why[160], what[360], fix[480], name[400];
+    size_t len = strcspn(line, "\t");
+    long holds = line[len] == '\t' ? strtol(line + len + 1, NULL, 10) : 0;
+    snprintf(name, sizeof(name), "%.*s", (int)len, line);
     if (!uuid_after(name, "@migd-", job))
         return;
     json_t *j = json_object_get(f->jobs, job);
     if (j != NULL && !job_finished(j))
         return; /* an unfinished (or switched) job's own */
     whose(j, job, why, sizeof(why));
+    const char *host = f->cns[cn].hostname;
+    const char *vm = str(j, "vm_uuid")[0] ? str(j, "vm_uuid") : NULL;
+    if (holds > 0) {
+        snprintf(what, sizeof(what), "snapshot %s, held by %ld user hold(s) migd did not take",
+                 why, holds);
+        snprintf(fix, sizeof(fix),
+                 "zfs holds -H %s (on %s) names the tags; once their owner is done: zfs release "
+                 "TAG %s; then zfs destroy %s",
+                 name, host, name, name);
+        add(f, host, "held_snapshot", name, vm, j != NULL ? job : NULL, "warning", what, fix,
+            false);
+        return;
+    }
     snprintf(what, sizeof(what), "snapshot %s", why);
     snprintf(fix, sizeof(fix), "zfs destroy %s (on %s; \"zfs holds\" first if it is busy)", name,
-             f->cns[cn].hostname);
-    add(f, f->cns[cn].hostname, "snapshot", name, str(j, "vm_uuid")[0] ? str(j, "vm_uuid") : NULL,
-        j != NULL ? job : NULL, "warning", what, fix, j != NULL || f->trust_unknown);
+             host);
+    add(f, host, "snapshot", name, vm, j != NULL ? job : NULL, "warning", what, fix,
+        j != NULL || f->trust_unknown);
 }
 
 /* zoneid:zonename:state:zonepath:uuid:brand:ip-type */
@@ -390,8 +411,76 @@ static void judge_vm(struct facts *f, const char *vm)
     }
 }
 
+/*
+ * DATASET<TAB>TOKEN: a partial receive waits on DATASET.  Of a VM's
+ * dataset that no unfinished job will resume, it is a leftover (of the
+ * VM's latest job on this CN when there is one).  Never fixed by migd:
+ * `zfs receive -A` is not among its commands (cn-commands.md).
+ */
+static void on_token(struct facts *f, size_t cn, const char *line)
+{
+    char vm[UUID_LEN + 1], ds[300], what[480], fix[400];
+    size_t len = strcspn(line, "\t");
+    const char *token = line[len] == '\t' ? line + len + 1 : "-";
+    if (strcmp(token, "-") == 0 || token[0] == '\0' || len >= sizeof(ds))
+        return;
+    snprintf(ds, sizeof(ds), "%.*s", (int)len, line);
+    if (strchr(ds, '@') != NULL)
+        return;
+    const char *host = f->cns[cn].hostname;
+    bool known_vm = uuid_after(ds, "/", vm);
+    bool unfinished = false;
+    json_t *j = known_vm ? job_of_vm_on(f, vm, host, &unfinished) : NULL;
+    if (known_vm && (unfinished || vm_in_motion(f, vm)))
+        return; /* its job resumes (or ends) that stream */
+    const char *ju = j != NULL ? str(j, "uuid") : NULL;
+    snprintf(what, sizeof(what),
+             "a partial receive into %s waits (receive_resume_token) and no unfinished job "
+             "resumes it%s%s%s",
+             ds, ju != NULL ? "; left by job " : "", ju != NULL ? ju : "",
+             ju != NULL ? (job_finished(j) ? ", which ended" : "") : "");
+    snprintf(fix, sizeof(fix),
+             "zfs receive -A %s (on %s): discards the partial stream; what %s held before it "
+             "stays",
+             ds, host, ds);
+    add(f, host, "resume_token", ds, known_vm ? vm : NULL, ju, "warning", what, fix, false);
+}
+
+/*
+ * NAPI still has an IP reserved that an ended job reserved for its move
+ * (it was not before the job).  Unreserving it loses no data; it is done
+ * by --fix only when no later job of the VM found it reserved already (an
+ * operator may have reserved it since).
+ */
+static void on_ip(struct facts *f, json_t *ip)
+{
+    char name[160], what[400], fix[400];
+    const char *job = str(ip, "job"), *vm = str(ip, "vm_uuid");
+    snprintf(name, sizeof(name), "%s (network %s)", str(ip, "ip"), str(ip, "network_uuid"));
+    if (json_string_value(json_object_get(ip, "err")) != NULL) {
+        snprintf(what, sizeof(what), "IP %s that job %s reserved could not be read: %s", name,
+                 job, str(ip, "err"));
+        add(f, "napi", "ip_reserved", name, vm[0] ? vm : NULL, job[0] ? job : NULL, "warning",
+            what, "run migctl doctor again once NAPI answers", false);
+        return;
+    }
+    if (!json_is_true(json_object_get(ip, "reserved")))
+        return;
+    json_t *j = json_object_get(f->jobs, job);
+    bool newest = json_is_true(json_object_get(ip, "newest"));
+    snprintf(what, sizeof(what),
+             "IP %s is reserved in NAPI: job %s (ended %s) reserved it for the move and it was "
+             "not before%s",
+             name, job, str(j, "state"),
+             newest ? "" : "; a later job of the VM found it reserved, maybe by an operator");
+    snprintf(fix, sizeof(fix), "NAPI PUT /networks/%s/ips/%s {\"reserved\": false}",
+             str(ip, "network_uuid"), str(ip, "ip"));
+    add(f, "napi", "ip_reserved", name, vm[0] ? vm : NULL, job[0] ? job : NULL, "warning", what,
+        fix, newest && j != NULL);
+}
+
 json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t *vms,
-                            json_t *jobs, bool trust_unknown)
+                            json_t *jobs, json_t *ips, bool trust_unknown)
 {
     struct facts f = {.cns = cns, .ncns = ncns, .vms = json_object(), .jobs = json_object(),
                       .out = json_array(), .trust_unknown = trust_unknown};
@@ -416,6 +505,9 @@ json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t
         each_line(cns[c].keys, on_key, &f, c);
         each_line(cns[c].flags, on_flag, &f, c);
     }
+    for (size_t c = 0; c < ncns; c++)
+        if (cns[c].err == NULL)
+            each_line(cns[c].tokens, on_token, &f, c); /* after every CN's zones: whose job */
     /* Each VM once, in the order its first zone was seen. */
     json_t *seen = json_object();
     for (size_t k = 0; k < f.nzones; k++) {
@@ -434,6 +526,8 @@ json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t
             judge_vm(&f, vm);
     }
     json_decref(seen);
+    json_array_foreach(ips, i, x)
+        on_ip(&f, x);
     json_decref(f.vms);
     json_decref(f.jobs);
     free(f.zones);

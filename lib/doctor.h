@@ -14,7 +14,9 @@
 
 /*
  * What one CN said: its hostname and uuid, and the output of
- * mig_cmd_doctor_snapshots (zfs list of the pool's snapshots),
+ * mig_cmd_doctor_snapshots (zfs list of the pool's snapshots, NAME or
+ * NAME<TAB>USERREFS), mig_cmd_doctor_resume_tokens (each dataset's
+ * receive_resume_token; "" where the CN's zfs has no resumable streams),
  * mig_cmd_zoneadm_list (zoneadm list -pc), mig_cmd_doctor_keys (migd's
  * job key lines in authorized_keys, its /var/tmp/migd-* directories) and
  * mig_cmd_doctor_zone_flags (each zone's autoboot and do-not-inventory).  A
@@ -28,6 +30,7 @@ struct mig_doctor_cn {
     const char *keys;
     const char *flags; /* mig_cmd_doctor_zone_flags: FILE:LINE, the autoboot and attr lines */
     const char *err;
+    const char *tokens; /* mig_cmd_doctor_resume_tokens: NAME<TAB>TOKEN, "-" for none */
 };
 
 /*
@@ -39,6 +42,10 @@ struct mig_doctor_cn {
  * leftover, or an inventory that is wrong) or critical (a VM that may be
  * down or doubled, or the only copy of one).  vms is VMAPI's GET /vms
  * answer (active VMs), jobs an array of jobs in their public JSON form.
+ * ips (NULL: none checked) what NAPI says now of the IPs that ended jobs
+ * found unreserved and reserved for their move: [{job, vm_uuid, ip,
+ * network_uuid, reserved (NAPI's flag now, absent: not read), err,
+ * newest (no later job of the VM saw it reserved)}].
  * fixable: what `doctor --fix` does by itself because no VM's data is at
  * stake (a job's snapshot or key, VMAPI's record through the CN's agent);
  * the zones and VMs running twice or nowhere are always left to a human.
@@ -49,6 +56,6 @@ struct mig_doctor_cn {
  * New reference.
  */
 json_t *mig_doctor_findings(const struct mig_doctor_cn *cns, size_t ncns, json_t *vms,
-                            json_t *jobs, bool trust_unknown);
+                            json_t *jobs, json_t *ips, bool trust_unknown);
 
 #endif

@@ -65,12 +65,12 @@ static void test_nothing_wrong(void **state)
 {
     (void)state;
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "zones/" VM "@migd-" JOB_SWITCHED "-3\n", ZONE_RUNNING, "", "", NULL},
-        {"cn2", CN2, "", NO_ZONES, "", "", NULL},
+        {"cn1", CN1, "zones/" VM "@migd-" JOB_SWITCHED "-3\n", ZONE_RUNNING, "", "", NULL, ""},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL, ""},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn2", "cn1"));
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     /* A switched job's final snapshot is its own; the VM runs where VMAPI says. */
     assert_int_equal(json_array_size(out), 0);
     json_decref(out);
@@ -85,11 +85,11 @@ static void test_snapshots_and_keys_of_ended_jobs(void **state)
         {"cn1", CN1,
          "zones/" VM "@migd-" JOB_DONE "-1\nzones/" VM "@migd-" JOB_GHOST "-2\nzones/" VM
          "@daily\n",
-         ZONE_RUNNING, " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n", "", NULL},
+         ZONE_RUNNING, " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n", "", NULL, ""},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
-    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, true);
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 4);
     size_t i;
     json_t *f;
@@ -125,12 +125,12 @@ static void test_copies_kept_stray_and_only(void **state)
     (void)state;
     /* A switched job keeps the source copy: info, with its job. */
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL, ""},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
     };
     json_t *vms = vms_on(CN2, "running");
     json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn1", "cn2"));
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     json_t *z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "info");
     assert_string_equal(s(z, "job"), JOB_SWITCHED);
@@ -140,7 +140,7 @@ static void test_copies_kept_stray_and_only(void **state)
 
     /* The job ended (rolled back, failed): a stray copy, removable. */
     jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn2", "cn1"));
-    out = mig_doctor_findings(cns, 2, vms, jobs, true);
+    out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "warning");
     assert_string_equal(s(z, "job"), JOB_DONE);
@@ -149,12 +149,12 @@ static void test_copies_kept_stray_and_only(void **state)
 
     /* VMAPI places it where no zone is: the copy on cn1 is the only one, never removed. */
     struct mig_doctor_cn alone[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL},
-        {"cn2", CN2, "", NO_ZONES, "", "", NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL, ""},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL, ""},
     };
     json_decref(vms);
     vms = vms_on(CN2, "stopped");
-    out = mig_doctor_findings(alone, 2, vms, jobs, true);
+    out = mig_doctor_findings(alone, 2, vms, jobs, NULL, true);
     z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "critical");
     assert_non_null(strstr(s(z, "fix"), "never removed by migd"));
@@ -165,7 +165,7 @@ static void test_copies_kept_stray_and_only(void **state)
     jobs = json_pack("[o]", job(JOB_SWITCHED, "running", "cn1", "cn2"));
     json_decref(vms);
     vms = vms_on(CN2, "running");
-    out = mig_doctor_findings(cns, 2, vms, jobs, true);
+    out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 0);
     json_decref(out);
     json_decref(vms);
@@ -177,29 +177,29 @@ static void test_running_twice_nowhere_and_elsewhere(void **state)
     (void)state;
     json_t *jobs = json_array();
     struct mig_doctor_cn both[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
+        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
     };
     json_t *vms = vms_on(CN1, "running");
-    json_t *out = mig_doctor_findings(both, 2, vms, jobs, true);
+    json_t *out = mig_doctor_findings(both, 2, vms, jobs, NULL, true);
     assert_string_equal(s(only(out, "running_twice"), "severity"), "critical");
     json_decref(out);
 
     struct mig_doctor_cn none[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL},
-        {"cn2", CN2, "", NO_ZONES, "", "", NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL, ""},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL, ""},
     };
-    out = mig_doctor_findings(none, 2, vms, jobs, true);
+    out = mig_doctor_findings(none, 2, vms, jobs, NULL, true);
     json_t *f = only(out, "not_running");
     assert_string_equal(s(f, "severity"), "critical");
     assert_string_equal(s(f, "cn"), "cn1");
     json_decref(out);
 
     struct mig_doctor_cn there[] = {
-        {"cn1", CN1, "", NO_ZONES, "", "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
+        {"cn1", CN1, "", NO_ZONES, "", "", NULL, ""},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
     };
-    out = mig_doctor_findings(there, 2, vms, jobs, true);
+    out = mig_doctor_findings(there, 2, vms, jobs, NULL, true);
     f = only(out, "vmapi_server");
     assert_string_equal(s(f, "cn"), "cn2");
     assert_string_equal(s(f, "fix"), "svcadm restart vm-agent (on cn2): its agent reports it");
@@ -213,13 +213,13 @@ static void test_unreachable_and_unlisted(void **state)
     (void)state;
     json_t *jobs = json_array();
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, NULL, NULL, NULL, NULL, "ssh 10.0.0.1: connection refused"},
-        {"cn2", CN2, "", ZONE_INSTALLED, "", "", NULL},
+        {"cn1", CN1, NULL, NULL, NULL, NULL, "ssh 10.0.0.1: connection refused", NULL},
+        {"cn2", CN2, "", ZONE_INSTALLED, "", "", NULL, ""},
     };
     /* VMAPI places it on a CN that was not checked: a copy, but nobody can say whose. */
     json_t *vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM, "server_uuid",
                             "00000000-0000-0000-0000-0000000000a9", "state", "running");
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     json_t *u = only(out, "unreachable");
     assert_non_null(strstr(s(u, "what"), "connection refused"));
     json_t *z = only(out, "zone");
@@ -229,7 +229,7 @@ static void test_unreachable_and_unlisted(void **state)
     /* A zone of a VM VMAPI does not list at all: the only copy migd can see. */
     json_decref(vms);
     vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM2, "server_uuid", CN2, "state", "running");
-    out = mig_doctor_findings(cns + 1, 1, vms, jobs, true);
+    out = mig_doctor_findings(cns + 1, 1, vms, jobs, NULL, true);
     assert_string_equal(s(only(out, "zone"), "severity"), "critical");
     assert_string_equal(s(only(out, "not_running"), "name"), VM2);
     json_decref(out);
@@ -250,10 +250,10 @@ static void test_zone_flags(void **state)
     json_t *vms = vms_on(CN2, "running");
     /* The old copy on cn1 was never disabled: both would boot it. */
     struct mig_doctor_cn twice[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", XML_LINE("true"), NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("true"), NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", XML_LINE("true"), NULL, ""},
+        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("true"), NULL, ""},
     };
-    json_t *out = mig_doctor_findings(twice, 2, vms, jobs, true);
+    json_t *out = mig_doctor_findings(twice, 2, vms, jobs, NULL, true);
     json_t *f = only(out, "bootable_twice");
     assert_string_equal(s(f, "cn"), "cn1");
     assert_string_equal(s(f, "severity"), "critical");
@@ -262,19 +262,19 @@ static void test_zone_flags(void **state)
 
     /* Disabled and hidden as a job leaves it: only the stray copy is said, not the flags. */
     struct mig_doctor_cn kept[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", XML_LINE("false") DNI_LINE, NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("true"), NULL},
+        {"cn1", CN1, "", ZONE_INSTALLED, "", XML_LINE("false") DNI_LINE, NULL, ""},
+        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("true"), NULL, ""},
     };
-    out = mig_doctor_findings(kept, 2, vms, jobs, true);
+    out = mig_doctor_findings(kept, 2, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 1);
     assert_string_equal(s(json_array_get(out, 0), "kind"), "zone");
     json_decref(out);
 
     /* Where VMAPI places it, a flag left on: the agent ignores it, a reboot leaves it down. */
     struct mig_doctor_cn left[] = {
-        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("false") DNI_LINE, NULL},
+        {"cn2", CN2, "", ZONE_RUNNING, "", XML_LINE("false") DNI_LINE, NULL, ""},
     };
-    out = mig_doctor_findings(left, 1, vms, jobs, true);
+    out = mig_doctor_findings(left, 1, vms, jobs, NULL, true);
     f = only(out, "flags");
     assert_string_equal(s(f, "fix"), "on cn2: zonecfg -z " VM
                                      " 'remove attr name=do-not-inventory; set autoboot=true'");
@@ -289,11 +289,11 @@ static void test_unknown_jobs_are_not_fixed_when_rows_are_unreadable(void **stat
     (void)state;
     struct mig_doctor_cn cns[] = {
         {"cn1", CN1, "zones/" VM "@migd-" JOB_GHOST "-1\nzones/" VM "@migd-" JOB_DONE "-1\n",
-         ZONE_RUNNING, "", "", NULL},
+         ZONE_RUNNING, "", "", NULL, ""},
     };
     json_t *vms = vms_on(CN1, "running");
     json_t *jobs = json_pack("[o]", job(JOB_DONE, "aborted", "cn1", "cn2"));
-    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, false);
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, false);
     assert_int_equal(json_array_size(out), 2);
     size_t i;
     json_t *f;
@@ -310,19 +310,128 @@ static void test_a_vm_in_motion_is_not_judged(void **state)
 {
     (void)state;
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL},
+        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""},
+        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
     };
     json_t *vms = vms_on(CN1, "running");
     static const char *const states[] = {"queued", "running", "waiting"};
     for (int k = 0; k < 3; k++) {
         json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, states[k], "cn1", "cn2"));
-        json_t *out = mig_doctor_findings(cns, 2, vms, jobs, true);
+        json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
         assert_int_equal(json_array_size(out), 0);
         json_decref(out);
         json_decref(jobs);
     }
     json_decref(vms);
+}
+
+/* A migd snapshot another tool holds is reported, never fixed; an unheld one is fixable. */
+static void test_held_snapshots(void **state)
+{
+    (void)state;
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1,
+         "zones/" VM "@migd-" JOB_DONE "-1\t2\nzones/" VM "@migd-" JOB_DONE "-2\t0\nzones/" VM
+         "@daily\t1\n",
+         ZONE_RUNNING, "", "", NULL, ""},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_DONE, "succeeded", "cn2", "cn1"));
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, true);
+    assert_int_equal(json_array_size(out), 2);
+    json_t *held = only(out, "held_snapshot");
+    assert_string_equal(s(held, "name"), "zones/" VM "@migd-" JOB_DONE "-1");
+    assert_string_equal(s(held, "job"), JOB_DONE);
+    assert_false(json_is_true(json_object_get(held, "fixable")));
+    assert_non_null(strstr(s(held, "what"), "2 user hold(s)"));
+    assert_non_null(strstr(s(held, "fix"), "zfs holds -H zones/" VM "@migd-" JOB_DONE "-1"));
+    json_t *free_one = only(out, "snapshot");
+    assert_string_equal(s(free_one, "name"), "zones/" VM "@migd-" JOB_DONE "-2");
+    assert_true(json_is_true(json_object_get(free_one, "fixable")));
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
+/*
+ * A partial receive no unfinished job will resume is a leftover (never fixed
+ * by migd); one that the VM's running job targets is not; "-" is none.
+ */
+static void test_resume_tokens(void **state)
+{
+    (void)state;
+    const char *tokens = "zones\t-\nzones/" VM "\t1-abc-def\nzones/" VM "@migd-x\t-\n"
+                         "zones/" VM2 "-disk0\t1-0123\n";
+    struct mig_doctor_cn cns[] = {
+        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""},
+        {"cn2", CN2, "", NO_ZONES, "", "", NULL, tokens},
+    };
+    json_t *vms = vms_on(CN1, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
+    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
+    assert_int_equal(json_array_size(out), 2);
+    size_t i;
+    json_t *f;
+    json_array_foreach(out, i, f)
+    {
+        assert_string_equal(s(f, "kind"), "resume_token");
+        assert_string_equal(s(f, "cn"), "cn2");
+        assert_false(json_is_true(json_object_get(f, "fixable")));
+        assert_non_null(strstr(s(f, "fix"), "zfs receive -A "));
+    }
+    assert_string_equal(s(json_array_get(out, 0), "name"), "zones/" VM);
+    assert_string_equal(s(json_array_get(out, 0), "job"), JOB_DONE);
+    assert_string_equal(s(json_array_get(out, 1), "vm_uuid"), VM2);
+    assert_true(json_is_null(json_object_get(json_array_get(out, 1), "job")));
+    json_decref(out);
+    json_decref(jobs);
+    /* A job on its way to cn2 resumes its own stream. */
+    jobs = json_pack("[o]", job(JOB_SWITCHED, "running", "cn1", "cn2"));
+    out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
+    assert_int_equal(json_array_size(out), 1);
+    assert_string_equal(s(json_array_get(out, 0), "vm_uuid"), VM2);
+    json_decref(out);
+    json_decref(jobs);
+    json_decref(vms);
+}
+
+/*
+ * NAPI still holds an IP an ended job reserved: fixable when no later job of
+ * the VM found it reserved; an IP NAPI says is free, or could not say, is
+ * not a leftover (the second is reported as unread).
+ */
+static void test_reserved_ips(void **state)
+{
+    (void)state;
+    struct mig_doctor_cn cns[] = {{"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""}};
+    json_t *vms = vms_on(CN1, "running");
+    json_t *jobs = json_pack("[o]", job(JOB_DONE, "rolled_back", "cn1", "cn2"));
+    json_t *ips = json_pack(
+        "[{s:s, s:s, s:s, s:s, s:b, s:b}, {s:s, s:s, s:s, s:s, s:b, s:b},"
+        " {s:s, s:s, s:s, s:s, s:b, s:b}, {s:s, s:s, s:s, s:s, s:b, s:s}]",
+        "job", JOB_DONE, "vm_uuid", VM, "ip", "192.0.2.10", "network_uuid", CN2, "reserved", 1,
+        "newest", 1, "job", JOB_DONE, "vm_uuid", VM, "ip", "192.0.2.11", "network_uuid", CN2,
+        "reserved", 1, "newest", 0, "job", JOB_DONE, "vm_uuid", VM, "ip", "192.0.2.12",
+        "network_uuid", CN2, "reserved", 0, "newest", 1, "job", JOB_DONE, "vm_uuid", VM, "ip",
+        "192.0.2.13", "network_uuid", CN2, "newest", 1, "err", "NAPI: timed out");
+    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, ips, true);
+    assert_int_equal(json_array_size(out), 3);
+    json_t *a = json_array_get(out, 0), *b = json_array_get(out, 1), *c = json_array_get(out, 2);
+    assert_string_equal(s(a, "kind"), "ip_reserved");
+    assert_string_equal(s(a, "name"), "192.0.2.10 (network " CN2 ")");
+    assert_string_equal(s(a, "job"), JOB_DONE);
+    assert_true(json_is_true(json_object_get(a, "fixable")));
+    assert_non_null(strstr(s(a, "fix"), "/ips/192.0.2.10 {\"reserved\": false}"));
+    assert_string_equal(s(b, "name"), "192.0.2.11 (network " CN2 ")");
+    assert_false(json_is_true(json_object_get(b, "fixable")));
+    assert_non_null(strstr(s(b, "what"), "a later job"));
+    assert_string_equal(s(c, "name"), "192.0.2.13 (network " CN2 ")");
+    assert_false(json_is_true(json_object_get(c, "fixable")));
+    assert_non_null(strstr(s(c, "what"), "timed out"));
+    json_decref(out);
+    json_decref(ips);
+    json_decref(vms);
+    json_decref(jobs);
 }
 
 int main(void)
@@ -336,6 +445,9 @@ int main(void)
         cmocka_unit_test(test_unknown_jobs_are_not_fixed_when_rows_are_unreadable),
         cmocka_unit_test(test_a_vm_in_motion_is_not_judged),
         cmocka_unit_test(test_zone_flags),
+        cmocka_unit_test(test_held_snapshots),
+        cmocka_unit_test(test_resume_tokens),
+        cmocka_unit_test(test_reserved_ips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
