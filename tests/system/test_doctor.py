@@ -136,6 +136,50 @@ def test_an_ip_an_ended_job_left_reserved(lab, migd):
         lab.api('napi', 'PUT', path, {'reserved': False})
 
 
+def test_a_jobs_held_snapshot_is_found_once_the_job_ended(lab, migd):
+    """A backup tool holds a job's first snapshot: the job ends with it as a
+    leftover.  While the job is switched the doctor leaves it to the job;
+    once the job ended, it reports the snapshot as held, naming the job, and
+    --fix leaves it; released, nothing is left to find."""
+    v = lab.vms['stopped0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    lab.cn_fault(src, 'zfs', args=r'^send', exit=None, delay_s=3)  # time to take the hold
+    job = submit(migd, v['uuid'], dst.hostname)
+    first = 'zones/%s@migd-%s-1' % (v['uuid'], job)
+    helpers.wait_for(lambda: lab.cn_run(src, 'zfs list -H -o name -t snapshot %s' % first,
+                                        check=False).returncode == 0, first, 120, step=0.05)
+    lab.zfs_hold(src, 'backup', first)
+    try:
+        assert helpers.ended(migd, job)['state'] == 'switched'
+        rc, rep = doctor(migd)
+        assert [f for f in rep['findings'] if 'snapshot' in f['kind']] == [], rep
+        p = migd.ctl('cleanup', job)
+        assert p.returncode == 0, p.stderr
+        j = helpers.ended(migd, job)
+        assert j['state'] == 'succeeded' and j['leftovers'], j
+        rc, rep = doctor(migd)
+        # The hold also keeps the source dataset (a leftover the job retries), and with it the
+        # job's final snapshot: a plain one, which --fix may destroy.
+        hs = [f for f in rep['findings'] if f['kind'] == 'held_snapshot']
+        assert len(hs) == 1 and all(f['job'] == job for f in rep['findings']
+                                    if f['kind'] == 'snapshot'), (rep, j['leftovers'])
+        [h] = hs
+        assert (h['kind'], h['cn'], h['name'], h['job']) == \
+            ('held_snapshot', src.hostname, first, job), h
+        assert 'ended succeeded' in h['what'] and rc == 1, h
+        rc, rep = doctor(migd, '--fix', src.hostname)
+        assert rep['left'] >= 1 and not [f for f in rep['findings'] if
+                                         f['kind'] == 'held_snapshot' and f.get('fixed')], rep
+        assert first in lab.vm_placement(v['uuid'])[src.n]['snapshots']
+    finally:
+        lab.cn_faults_clear(src)
+        lab.zfs_release(src, 'backup', first)
+    rc, rep = doctor(migd, '--fix', src.hostname)
+    rc, rep = doctor(migd)
+    assert rc == 0 and rep['findings'] == [], rep
+
+
 def test_bad_names_change_nothing(lab, migd):
     p = migd.ctl('doctor', 'no-such-cn')
     assert p.returncode == 1 and 'ServerNotFound' in p.stderr, p
