@@ -4,7 +4,7 @@
 MIGD_DEPS="build-essential cmake pkg-config libuv1-dev libssh2-1-dev
   libcurl4-openssl-dev libjansson-dev libsqlite3-dev libh2o-dev libssl-dev
   libcmocka-dev zfs-fuse openssh-server openssh-client python3 python3-pytest
-  util-linux procps fuse3 sqlite3 curl valgrind prometheus"
+  util-linux procps fuse3 sqlite3 curl valgrind prometheus tzdata"
 # The control API's fuzzer (run.sh, MIGD_FUZZ): clang and its libFuzzer,
 # ASan and UBSan runtimes.
 MIGD_FUZZ_DEPS="clang libclang-rt-14-dev"
