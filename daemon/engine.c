@@ -226,6 +226,17 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
                              (unsigned long long)((job->ctx.wake_ms - mig_now_ms() + 999) / 1000));
         break;
     }
+    case MIG_WAIT_WINDOW: {
+        /* The log and watch say it once per opening: at closes the rest wait for the next. */
+        char spec[MIG_TZ_LEN + 16], when[32];
+        mig_window_format(&job->window, spec, sizeof(spec));
+        int64_t at = mig_switch_allowed_at(job, mig_now_ms());
+        mig_time_iso(at == INT64_MAX ? 0 : at, when);
+        mig_job_set_activity(job, "ready; the switch waits for its window %s: %s%s; %s", spec,
+                             at == INT64_MAX ? "its time zone cannot be read" : "opens ",
+                             at == INT64_MAX ? "" : when, f);
+        break;
+    }
     case MIG_WAIT_NONE:
         break;
     }

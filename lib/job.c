@@ -413,6 +413,25 @@ static void progress_shown(const struct mig_job *job, struct mig_progress *p)
 }
 
 /* Public JSON of product.md "Job model".  New reference; aborts on OOM. */
+/*
+ * {opens, closes, tz} as asked (local HH:MM), and the instants of the
+ * window that is open now or opens next (next_open, next_close); null
+ * without a window.
+ */
+static json_t *window_json(const struct mig_window *w, int64_t now)
+{
+    if (!w->set)
+        return json_null();
+    int64_t o = 0, c = 0;
+    bool known = mig_window_at(w, now, &o, &c) == 0;
+    char opens[8], closes[8];
+    snprintf(opens, sizeof(opens), "%02d:%02d", w->open_min / 60, w->open_min % 60);
+    snprintf(closes, sizeof(closes), "%02d:%02d", w->close_min / 60, w->close_min % 60);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b}", "opens", opens, "closes", closes, "tz",
+                     w->tz, "next_open", known ? mig_json_time(o) : json_null(), "next_close",
+                     known ? mig_json_time(c) : json_null(), "open", known && o <= now);
+}
+
 json_t *mig_job_to_json(const struct mig_job *job)
 {
     struct mig_progress shown;
@@ -487,10 +506,12 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "leftovers", leftovers_json(job));
     json_object_set_new(o, "health", mig_health_to_json(&job->health));
     json_object_set_new(o, "cleanup_at", mig_json_time(job->cleanup_at));
+    json_object_set_new(o, "window", window_json(&job->window, mig_now_ms()));
     return o;
 }
 
 /* --- the images of the ctx ------------------------------------------------ */
+
 
 /* The IMAGE of "POOL/IMAGE@final", into out; false for any other origin. */
 static bool origin_image(const char *origin, char out[MIG_UUID_LEN + 1])

@@ -12,6 +12,7 @@
 
 #include "health.h"
 #include "util.h"
+#include "window.h"
 
 enum mig_job_state {
     MIG_JOB_QUEUED,
@@ -224,6 +225,7 @@ struct mig_job {
      */
     int64_t cleanup_after_s;
     int64_t cleanup_at;
+    struct mig_window window; /* --window: its switch starts only inside it */
     bool finish_requested; /* incremental: operator asked to finish */
     bool abort_requested;  /* operator asked to abort: shown as "aborting" until aborted */
     bool undoing;          /* walking the journal backwards (a rollback of the task) */

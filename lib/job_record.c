@@ -136,6 +136,11 @@ json_t *mig_job_to_record(const struct mig_job *job)
     if (job->health.min_up_s > 0 || job->health.state != MIG_HEALTH_NONE ||
         job->health.smf_baseline)
         json_object_set_new(o, "health", mig_health_to_record(&job->health));
+    if (job->window.set) {
+        char spec[MIG_TZ_LEN + 16];
+        mig_window_format(&job->window, spec, sizeof(spec));
+        json_object_set_new(o, "window", json_string(spec));
+    }
     return o;
 }
 
@@ -508,6 +513,11 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_int(rec, "cleanup_at", &job->cleanup_at) < 0))
         rc = MIG_EPARSE;
     if (rc == 0 && mig_health_from_record(json_object_get(rec, "health"), &job->health) < 0)
+        rc = MIG_EPARSE;
+    /* A window on record passed these checks when it was asked for. */
+    const char *window = json_string_value(json_object_get(rec, "window"));
+    char why[160];
+    if (rc == 0 && window != NULL && mig_window_parse(window, &job->window, why, sizeof(why)) != 0)
         rc = MIG_EPARSE;
     if (rc == 0 && job->uuid[0] == '\0')
         rc = MIG_EPARSE;

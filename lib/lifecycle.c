@@ -4,6 +4,7 @@
  * chosen by outcome first, then by task and phase.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lifecycle.h"
 
@@ -45,20 +46,67 @@ static int64_t predicted_ms(const struct mig_job *job)
     return job->nround_log > 0 ? job->round_log[job->nround_log - 1].predicted_downtime_ms : -1;
 }
 
-/* After a round: switch, wait for finish (no more rounds), or another round. */
-enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH };
-
-static enum sync_next sync_decide(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+/*
+ * When a switch may start, at or after now: now inside the job's window
+ * (or without one) when the predicted switch ends before the window
+ * closes; else when the next window that it fits opens.
+ */
+int64_t mig_switch_allowed_at(const struct mig_job *job, int64_t now)
 {
-    if (job->mode == MIG_MODE_FULL || job->finish_requested)
-        return SYNC_SWITCH;
-    if (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && !job->ctx.stalled &&
-        ((job->ctx.last_delta >= 0 && job->ctx.last_delta < cfg->auto_switch_bytes) ||
-         (predicted_ms(job) >= 0 && predicted_ms(job) <= cfg->max_downtime_ms)))
-        return SYNC_SWITCH;
+    int64_t opens = 0, closes = 0;
+    if (!job->window.set)
+        return now;
+    if (mig_window_at(&job->window, now, &opens, &closes) != 0)
+        return INT64_MAX; /* no zone rules: never a guess */
+    int64_t p = predicted_ms(job) > 0 ? predicted_ms(job) : 0;
+    if (opens <= now && now + p <= closes)
+        return now;
+    if (opens <= now && mig_window_at(&job->window, closes, &opens, &closes) != 0)
+        return INT64_MAX;
+    return opens;
+}
+
+/*
+ * After a round: switch, wait for finish (no more rounds), another round,
+ * or rounds until the window opens (ready to switch outside it).
+ */
+enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH, SYNC_WINDOW };
+
+static enum sync_next sync_decide(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                  int64_t now)
+{
+    bool ready = job->mode == MIG_MODE_FULL || job->finish_requested ||
+                 (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && !job->ctx.stalled &&
+                  ((job->ctx.last_delta >= 0 && job->ctx.last_delta < cfg->auto_switch_bytes) ||
+                   (predicted_ms(job) >= 0 && predicted_ms(job) <= cfg->max_downtime_ms)));
+    if (ready)
+        return mig_switch_allowed_at(job, now) <= now ? SYNC_SWITCH : SYNC_WINDOW;
     if (job->ctx.stalled || job->ctx.rounds >= cfg->max_rounds)
         return SYNC_WAIT;
     return SYNC_ROUND;
+}
+
+/* Whether the job may do another round (it converges, and max_rounds is not reached). */
+static bool more_rounds(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+{
+    return !job->ctx.stalled && job->ctx.rounds < cfg->max_rounds;
+}
+
+/*
+ * How long a job outside its window sleeps: until the next round (rounds
+ * keep the final delta small), never past the opening; with no more rounds
+ * to do, straight to the opening.
+ */
+static uint64_t window_sleep_ms(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                int64_t now)
+{
+    int64_t at = mig_switch_allowed_at(job, now);
+    uint64_t until = at > now ? (uint64_t)(at - now) : 0;
+    if (at == INT64_MAX)
+        until = cfg->wait_ms; /* the zone could not be read: look again later */
+    if (more_rounds(job, cfg) && cfg->interval_ms < until)
+        return cfg->interval_ms;
+    return until;
 }
 
 /* The switch begins: a waiting job is finished by it. */
@@ -74,32 +122,41 @@ static struct mig_next to_switch(const struct mig_job *job)
 /* Why a job in sync sleeps. */
 static enum mig_wait wait_reason(const struct mig_job *job, enum sync_next sn)
 {
-    return job->ctx.stalled ? MIG_WAIT_STALLED
-           : sn == SYNC_WAIT ? MIG_WAIT_MAX_ROUNDS
-                             : MIG_WAIT_NEXT_ROUND;
+    return sn == SYNC_WINDOW     ? MIG_WAIT_WINDOW
+           : job->ctx.stalled    ? MIG_WAIT_STALLED
+           : sn == SYNC_WAIT     ? MIG_WAIT_MAX_ROUNDS
+                                 : MIG_WAIT_NEXT_ROUND;
 }
 
 /*
  * A round just ended (it is on record): switch, or sleep until the next
  * round or a finish.
  */
-static struct mig_next sync_step(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+static struct mig_next sync_step(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                 int64_t now)
 {
     if (job->abort_requested)
         return undo(job);
-    enum sync_next sn = sync_decide(job, cfg);
+    enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
         return to_switch(job);
     struct mig_next n = next(MIG_DO_SLEEP);
-    /* An incremental job, or an auto one that stopped converging, waits for finish. */
-    if ((job->mode == MIG_MODE_INCREMENTAL || job->ctx.stalled) && job->state == MIG_JOB_RUNNING)
+    /*
+     * An incremental job, an auto one that stopped converging, and one ready
+     * but outside its window rest waiting.
+     */
+    if ((job->mode == MIG_MODE_INCREMENTAL || job->ctx.stalled || sn == SYNC_WINDOW) &&
+        job->state == MIG_JOB_RUNNING)
         n.events[0] = MIG_EV_SYNCED;
-    n.sleep_ms = sn == SYNC_WAIT ? cfg->wait_ms : cfg->interval_ms;
+    n.sleep_ms = sn == SYNC_WINDOW ? window_sleep_ms(job, cfg, now)
+                 : sn == SYNC_WAIT ? cfg->wait_ms
+                                   : cfg->interval_ms;
     n.wait = wait_reason(job, sn);
     return n;
 }
 
-static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg);
+static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                int64_t now);
 
 /*
  * Resumed in sync with a round on record: a round in progress (or ended but
@@ -113,9 +170,9 @@ static struct mig_next resume_sync(const struct mig_job *job, const struct mig_l
         return undo(job);
     if (job->ctx.wake_ms == 0)
         return next(MIG_DO_PLAN);
-    enum sync_next sn = sync_decide(job, cfg);
+    enum sync_next sn = sync_decide(job, cfg, now);
     if (now >= job->ctx.wake_ms || sn == SYNC_SWITCH)
-        return on_slept(job, cfg);
+        return on_slept(job, cfg, now);
     struct mig_next n = next(MIG_DO_SLEEP);
     n.sleep_ms = (uint64_t)(job->ctx.wake_ms - now);
     n.wait = wait_reason(job, sn);
@@ -246,7 +303,7 @@ static struct mig_next on_done(const struct mig_job *job, const struct mig_lifec
         n.phase = MIG_PHASE_SYNC;
         return n;
     case MIG_PHASE_SYNC:
-        return sync_step(job, cfg);
+        return sync_step(job, cfg, now);
     case MIG_PHASE_SWITCH:
         n.phase = MIG_PHASE_CLEANUP;
         return n;
@@ -264,24 +321,23 @@ static struct mig_next on_done(const struct mig_job *job, const struct mig_lifec
 }
 
 /* A sleep between rounds ended (or was cut short by finish or abort). */
-static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+static struct mig_next on_slept(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                int64_t now)
 {
     if (job->phase == MIG_PHASE_VERIFY)
         return next(MIG_DO_PLAN); /* the gate's next look */
     if (job->abort_requested)
         return undo(job);
-    switch (sync_decide(job, cfg)) {
-    case SYNC_SWITCH:
+    enum sync_next sn = sync_decide(job, cfg, now);
+    if (sn == SYNC_SWITCH)
         return to_switch(job);
-    case SYNC_WAIT: {
-        struct mig_next n = next(MIG_DO_SLEEP);
-        n.sleep_ms = cfg->wait_ms;
-        n.wait = wait_reason(job, SYNC_WAIT);
-        return n;
-    }
-    default:
+    /* Outside the window, rounds go on while incremental.max_rounds allows. */
+    if (sn == SYNC_ROUND || (sn == SYNC_WINDOW && more_rounds(job, cfg)))
         return next(MIG_DO_PLAN);
-    }
+    struct mig_next n = next(MIG_DO_SLEEP);
+    n.sleep_ms = sn == SYNC_WINDOW ? window_sleep_ms(job, cfg, now) : cfg->wait_ms;
+    n.wait = wait_reason(job, sn);
+    return n;
 }
 
 /* An action failed (or the walk was cut) before the point of no return. */
@@ -338,7 +394,7 @@ struct mig_next mig_lifecycle_next(const struct mig_job *job, const struct mig_l
     case MIG_OUT_DONE:
         return on_done(job, cfg, now);
     case MIG_OUT_SLEPT:
-        return on_slept(job, cfg);
+        return on_slept(job, cfg, now);
     case MIG_OUT_CANCELED:
         if (job->abort_requested) {
             struct mig_next n = undo(job);

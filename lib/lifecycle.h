@@ -43,6 +43,7 @@ enum mig_wait {
     MIG_WAIT_STALLED,    /* the rounds stopped shrinking: waits for finish */
     MIG_WAIT_MAX_ROUNDS, /* incremental.max_rounds reached: waits for finish */
     MIG_WAIT_HEALTH,     /* the health gate: the next look at the VM on the target */
+    MIG_WAIT_WINDOW,     /* ready to switch, outside its window: rounds until it opens */
 };
 
 /*
@@ -79,6 +80,14 @@ struct mig_lifecycle_cfg {
  * least 1 s and at most 60 s, and no later than just past the window's end.
  */
 uint64_t mig_verify_interval_ms(const struct mig_job *job, int64_t now);
+
+/*
+ * When the job's switch may start, at or after now (ms since the epoch):
+ * now without a window, or inside it when the last round's predicted
+ * downtime ends before it closes; else the opening of the next window it
+ * fits in.  INT64_MAX when the window's zone cannot be read.
+ */
+int64_t mig_switch_allowed_at(const struct mig_job *job, int64_t now);
 
 /*
  * The decision for job after outcome at now (ms since the epoch).  Pure:

@@ -41,7 +41,8 @@ static const struct {
             {"transfer", JSON_STRING, false},
             {"limit_mbps", JSON_INTEGER, false},
             {"min_up_s", JSON_INTEGER, false},
-            {"cleanup_after_s", JSON_INTEGER, false}};
+            {"cleanup_after_s", JSON_INTEGER, false},
+            {"window", JSON_STRING, false}};
 enum { NKEYS = sizeof(KEYS) / sizeof(KEYS[0]) };
 
 /* Every member known, of its type; every required one there.  0 or -EINVAL with err. */
@@ -122,6 +123,14 @@ int mig_request_parse(json_t *body, struct mig_request *req, char *err, size_t e
         return -EINVAL;
     }
     req->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
+    const char *window = json_string_value(json_object_get(body, "window"));
+    if (window != NULL) {
+        char why[160];
+        if (mig_window_parse(window, &req->window, why, sizeof(why)) != 0) {
+            snprintf(err, errsz, "window \"%.*s\": %s", ECHO_MAX, window, why);
+            return -EINVAL;
+        }
+    }
     req->vm = mig_strdup(vm);
     req->target = target != NULL ? mig_strdup(target) : NULL;
     snprintf(req->transfer, sizeof(req->transfer), "%s", transfer != NULL ? transfer : "");

@@ -12,6 +12,7 @@
 
 #include "job.h"
 #include "util.h"
+#include "window.h"
 
 struct mig_request {
     char *vm;             /* the VM's UUID, or an alias (the checks resolve it); owned */
@@ -22,6 +23,7 @@ struct mig_request {
     int limit_mbps;       /* the stream cap in Mbit/s; -1: the configuration's */
     int min_up_s;         /* the health gate's window (--min-up); -1: health.min_up_s */
     int64_t cleanup_after_s; /* the cleanup timer (--cleanup-after); -1: cleanup.after_s */
+    struct mig_window window; /* --window: the switch only inside it (set: false: any time) */
     /* From an evacuation only (never from the API): its uuid and --max-parallel. */
     char evacuation[MIG_UUID_LEN + 1];
     int max_parallel;
@@ -34,7 +36,7 @@ void mig_request_clear(struct mig_request *req);
 
 /*
  * Parses a POST /jobs body (product.md: vm_uuid, target, mode, dry_run,
- * allow_older_platform, cleanup_source, transfer, limit_mbps, min_up_s, cleanup_after_s) into req.  0,
+ * allow_older_platform, cleanup_source, transfer, limit_mbps, min_up_s, cleanup_after_s, window) into req.  0,
  * or -EINVAL with one line in err naming the member and what is wrong
  * (unknown key, wrong type, a required key missing, a value out of range);
  * values are echoed cut to a bounded length.  req (initialized) is cleared

@@ -660,7 +660,8 @@ static void test_public_json(void **state)
                                  "evacuation",
                                  "leftovers",
                                  "health",
-                                 "cleanup_at"};
+                                 "cleanup_at",
+                                 "window"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();
