@@ -15,6 +15,7 @@
 #include "resolve.h"
 #include "util.h"
 #include "watch.h"
+#include "window.h"
 
 /* Parses MBITS for --limit: 0 (no cap) to 1000000.  Returns 0 or -1. */
 static int parse_limit(const char *s, long *out)
@@ -36,6 +37,7 @@ struct migrate_args {
     long limit;           /* -1: migd's transfer.limit_mbps */
     int64_t min_up;       /* -1: migd's health.min_up_s */
     int64_t cleanup_after; /* -1: migd's cleanup.after_s */
+    const char *window;   /* --window HH:MM-HH:MM[,TZ], NULL: switch at any time */
 };
 
 /* Takes migrate's option key (its argument in arg) into ctx: 0, or -1 after a usage error. */
@@ -72,6 +74,16 @@ static int on_migrate_option(void *ctx, int key, const char *arg)
             return -1;
         }
         break;
+    case OPT_WINDOW: {
+        struct mig_window w;
+        char why[160];
+        if (mig_window_parse(arg, &w, why, sizeof(why)) != 0) {
+            opts_usage_error("--window \"%s\": %s", arg, why);
+            return -1;
+        }
+        a->window = arg;
+        break;
+    }
     case OPT_MIN_UP:
         if (mig_duration_parse(arg, 86400, &a->min_up) != 0) {
             opts_usage_error("--min-up takes a duration up to 24h (30s, 5m, 1h; 0: no health "
@@ -114,6 +126,8 @@ static json_t *migrate_body(const struct migrate_args *a, const char *vm, const 
         json_object_set_new(body, "min_up_s", json_integer(a->min_up));
     if (a->cleanup_after >= 0)
         json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
+    if (a->window != NULL)
+        json_object_set_new(body, "window", json_string(a->window));
     return body;
 }
 
@@ -173,6 +187,7 @@ int cmd_migrate(int argc, char **argv)
                                              {OPT_LIMIT, 0, "limit", true},
                                              {OPT_MIN_UP, 0, "min-up", true},
                                              {OPT_CLEANUP_AFTER, 0, "cleanup-after", true},
+                                             {OPT_WINDOW, 0, "window", true},
                                              OPTS_END};
     struct migrate_args a = {
         .jobs = {.mode = "full"}, .limit = -1, .min_up = -1, .cleanup_after = -1};

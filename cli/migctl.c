@@ -622,7 +622,8 @@ struct command {
 static const struct command commands[] = {
     {"migrate", cmd_migrate,
      "migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] [--transfer relay|direct] "
-     "[--limit MBITS] [--min-up DURATION] [--cleanup-after DURATION] VM [TARGET_CN]",
+     "[--limit MBITS] [--min-up DURATION] [--cleanup-after DURATION] "
+     "[--window HH:MM-HH:MM[,TZ]] VM [TARGET_CN]",
      "Queues a job that moves VM (a UUID, or an alias that is unique) to TARGET_CN\n"
      "(a server UUID or hostname; without it the placement rules pick one).\n"
      "  -i                  incremental: sync, then wait for \"migctl finish\"\n"
@@ -642,6 +643,10 @@ static const struct command commands[] = {
      "                      delete the source copy this long after the switch and a\n"
      "                      passed health gate (90m, 24h, 7d; 0: only by hand;\n"
      "                      default: migd's cleanup.after_s)\n"
+     "  --window HH:MM-HH:MM[,TZ]\n"
+     "                      switch only inside this daily window (TZ an IANA name,\n"
+     "                      default UTC); copies run at any time, and a job ready\n"
+     "                      before it rests waiting, syncing every incremental.interval_s\n"
      "Long options are matched whole, never by a prefix.\n"},
     {"list", cmd_list, "list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]",
      "Lists unfinished jobs in columns that fit 80 characters.\n"

@@ -20,6 +20,6 @@ int cmd_doctor(int argc, char **argv);
 
 /* Long options' keys, one range per command file. */
 enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT, OPT_MIN_UP, OPT_CLEANUP_AFTER,
-       OPT_CANCEL_TIMER, OPT_FIX };
+       OPT_CANCEL_TIMER, OPT_FIX, OPT_WINDOW };
 
 #endif

@@ -504,6 +504,12 @@ void out_job_summary(FILE *f, json_t *job)
         fprintf(f, "            deleted at %s by the cleanup timer (\"migctl cleanup --cancel-timer "
                    "%.8s\" keeps it)\n",
                 get_str(job, "cleanup_at"), get_str_or(job, "uuid", "JOB"));
+    if (get_str(job, "window.opens") != NULL)
+        fprintf(f, "window      %s-%s %s: the switch only inside it; %s %s, closes %s\n",
+                get_str(job, "window.opens"), get_str_or(job, "window.closes", "?"),
+                get_str_or(job, "window.tz", "UTC"),
+                json_is_true(out_get(job, "window.open")) ? "open since" : "opens",
+                get_str_or(job, "window.next_open", "?"), get_str_or(job, "window.next_close", "?"));
 
     out_bytes(get_int(job, "progress.bytes_sent", 0), a, sizeof(a));
     out_bytes(get_int(job, "progress.bytes_total", 0), b, sizeof(b));

@@ -158,6 +158,7 @@ int engine_submit(struct engine *e, const struct mig_request *req, engine_submit
     job->limit_mbps = req->limit_mbps >= 0 ? req->limit_mbps : e->d->cfg->transfer.limit_mbps;
     job->cleanup_after_s =
         req->cleanup_after_s >= 0 ? req->cleanup_after_s : e->d->cfg->cleanup.after_s;
+    job->window = req->window;
     mig_health_init(&job->health,
                     req->min_up_s >= 0 ? req->min_up_s : e->d->cfg->health.min_up_s);
     snprintf(job->transfer, sizeof(job->transfer), "%s",

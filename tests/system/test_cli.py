@@ -28,7 +28,7 @@ from migd_daemon import Migd, running_migd
 STAMP = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ')
 MIGRATE_USAGE = ('usage: migctl migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] '
                  '[--transfer relay|direct] [--limit MBITS] [--min-up DURATION] '
-                 '[--cleanup-after DURATION] VM [TARGET_CN]')
+                 '[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] VM [TARGET_CN]')
 LIST_USAGE = 'usage: migctl list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]'
 FIELDS = ('id, uuid, vm_uuid, vm_alias, brand, state, phase, mode, aborting, activity, progress, '
           'progress.bytes_sent, progress.bytes_total, progress.rate_bytes_s, progress.eta_s, '

@@ -482,6 +482,79 @@ static void test_health_gate(void **state)
     mig_job_free(j);
 }
 
+/* NOW is 2023-11-14 22:13:20 UTC. */
+static struct mig_job *windowed(const char *spec, enum mig_job_state st, int rounds)
+{
+    struct mig_job *job = job_at(MIG_MODE_FULL, st, MIG_TASK_MIGRATE, MIG_PHASE_SYNC, rounds);
+    char err[160];
+    assert_int_equal(mig_window_parse(spec, &job->window, err, sizeof(err)), 0);
+    return job;
+}
+
+/*
+ * Ready to switch outside its window: rests waiting, a round every
+ * interval, never sleeping past the opening (straight to it once no more
+ * rounds may run); inside, it switches; one whose predicted downtime would
+ * end after the close waits for the next window; a restart sleeps on.
+ */
+static void test_window(void **state)
+{
+    (void)state;
+    struct mig_job *job = windowed("23:00-01:00", MIG_JOB_RUNNING, 1);
+    assert_int_equal(mig_switch_allowed_at(job, NOW), NOW + 2800000);
+    struct mig_next n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.sleep_ms, CFG.interval_ms);
+    assert_int_equal(n.wait, MIG_WAIT_WINDOW);
+    /* The sleep ended, still shut: another round (the job stays waiting). */
+    job->state = MIG_JOB_WAITING;
+    job->ctx.rounds = 2;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.wait, MIG_WAIT_WINDOW);
+    /* No more rounds allowed: straight to the opening. */
+    job->ctx.rounds = CFG.max_rounds;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, 2800000);
+    /* A restart in that sleep sleeps what is left of it. */
+    job->ctx.wake_ms = NOW + 1000000;
+    n = decide(job, MIG_OUT_START);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, 1000000);
+    assert_int_equal(n.wait, MIG_WAIT_WINDOW);
+    mig_job_free(job);
+
+    /* Inside 22:00-23:00: the switch, finishing the waiting job. */
+    job = windowed("22:00-23:00", MIG_JOB_WAITING, 3);
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    /* ... unless the forecast says it would end after 23:00: then tomorrow's. */
+    job->nround_log = 1;
+    job->round_log[0].predicted_downtime_ms = 50 * 60000;
+    assert_int_equal(mig_switch_allowed_at(job, NOW), NOW - 800000 + 86400000);
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    job->round_log[0].predicted_downtime_ms = 40 * 60000;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    mig_job_free(job);
+
+    /* An incremental job's finish waits for the window too. */
+    job = windowed("23:00-01:00", MIG_JOB_WAITING, 3);
+    job->mode = MIG_MODE_INCREMENTAL;
+    job->finish_requested = true;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    /* Without a window: at once. */
+    job->window.set = false;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    mig_job_free(job);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -502,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_undone),
         cmocka_unit_test(test_a_restart_decides_as_the_run_did),
         cmocka_unit_test(test_health_gate),
+        cmocka_unit_test(test_window),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,92 @@
+"""Maintenance windows (`migrate --window HH:MM-HH:MM[,TZ]`): copies run at
+any time, the switch only inside the window.  A job ready before it rests
+`waiting` with its window in the JSON, `show` and the activity, keeps
+syncing every incremental.interval_s, and switches once the window opens,
+not before.  Bad windows are usage errors that change nothing.
+"""
+import datetime
+import json
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from helpers import home, other, settle, submit
+from migd_daemon import running_migd
+
+INTERVAL_S = 4
+
+
+@pytest.fixture(scope='module')
+def migd(lab, build_dir, tmp_path_factory):
+    yield from running_migd(lab, build_dir, str(tmp_path_factory.mktemp('migd')),
+                            incremental={'interval_s': INTERVAL_S},
+                            health={'min_up_s': 0})
+
+
+def window_from(start, minutes, tz_offset_h=0):
+    """HH:MM-HH:MM opening at start (a UTC datetime on a minute), in a zone
+    tz_offset_h hours east of UTC (Etc/GMT-N is N hours east)."""
+    local = start + datetime.timedelta(hours=tz_offset_h)
+    end = local + datetime.timedelta(minutes=minutes)
+    spec = '%02d:%02d-%02d:%02d' % (local.hour, local.minute, end.hour, end.minute)
+    return spec + (',Etc/GMT-%d' % tz_offset_h if tz_offset_h else '')
+
+
+def test_the_switch_waits_for_its_window(lab, migd):
+    v = lab.vms['web0']
+    src = home(lab, v['uuid'])
+    dst = other(lab, src)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # The next minute at least 30 s away: the copy ends well before it.
+    opens = (now + datetime.timedelta(seconds=90)).replace(second=0, microsecond=0)
+    spec = window_from(opens, 3, tz_offset_h=5)
+    job = submit(migd, '--window', spec, v['uuid'], dst.hostname)
+
+    def waiting():
+        j = migd.job(job)
+        return j if j['state'] == 'waiting' else None
+    j = helpers.wait_for(waiting, 'the job to rest waiting', 120)
+    assert time.time() < opens.timestamp(), 'the copy ended after the window opened: retry'
+    w = j['window']
+    assert (w['opens'], w['tz'], w['open']) == (spec[:5], 'Etc/GMT-5', False), w
+    assert w['next_open'] == opens.strftime('%Y-%m-%dT%H:%M:%S.000Z'), w
+    assert 'waits for its window %s' % spec in j['activity'], j['activity']
+    assert j['phase'] == 'sync', j
+    show = migd.ctl('show', job).stdout
+    assert 'window      %s-%s Etc/GMT-5: the switch only inside it; opens' % (
+        spec[:5], spec[6:11]) in show, show
+    # It keeps syncing while it waits.
+    rounds = len(j['rounds'])
+    helpers.wait_for(lambda: len(migd.job(job)['rounds']) > rounds, 'another round',
+                     INTERVAL_S * 10)
+    # Still syncing, not switching, right up to the opening.
+    while time.time() < opens.timestamp() - 2:
+        j = migd.job(job)
+        assert (j['state'], j['phase']) == ('waiting', 'sync'), j
+        time.sleep(0.5)
+    end = helpers.wait_for(lambda: (lambda j: j if j['state'] not in (
+        'queued', 'running', 'waiting') else None)(migd.job(job)), 'the switch', 300)
+    assert end['state'] == 'switched' and end['window']['open'], end
+    assert len(end['rounds']) >= 3, end['rounds']
+    settle(migd, job)
+
+
+def test_bad_windows_are_usage_errors(lab, migd):
+    v = lab.vms['lx0']
+    before = len(migd.jobs())
+    for bad, why in (('25:00-01:00', 'HH:MM-HH:MM'), ('10:00-10:00', 'empty'),
+                     ('10:00-11:00,Mars/Olympus', 'time zone'),
+                     ('10:00-11:00,Europe/Berlin;reboot', 'time zone')):
+        p = migd.ctl('migrate', '--window', bad, v['uuid'])
+        assert p.returncode == 2 and why in p.stderr, (bad, p)
+        assert p.stderr.count('\n') == 1, p.stderr
+    # The API says the same, and queues nothing.
+    p = subprocess.run(['curl', '-s', '--unix-socket', migd.socket, '-X', 'POST',
+                        '-H', 'Content-Type: application/json', '-w', '\n%{http_code}',
+                        '-d', json.dumps({'vm_uuid': v['uuid'], 'window': '10:00'}),
+                        'http://migd/jobs'], capture_output=True, text=True)
+    body, status = p.stdout.rsplit('\n', 1)
+    assert status == '400' and 'window' in json.loads(body)['message'], p.stdout
+    assert len(migd.jobs()) == before
