@@ -21,6 +21,7 @@
 #include "resolve.h"
 #include "util.h"
 #include "watch.h"
+#include "window.h"
 
 #define MIGCTL_DEFAULT_SOCKET "/var/run/migd.sock"
 #define LIST_DEFAULT_FIELDS "id,vm_alias,state,phase,progress,source,target"
@@ -496,6 +497,7 @@ struct evacuate_args {
     bool no_reserve;
     long parallel; /* -1: migd's limits.max_active_jobs */
     int64_t cleanup_after; /* -1: migd's cleanup.after_s */
+    const char *window;    /* --window for its jobs, NULL: none */
     json_t *to;    /* the targets (owned), or NULL: any */
 };
 
@@ -541,6 +543,16 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
             return -1;
         }
         return 0;
+    case OPT_WINDOW: {
+        struct mig_window w;
+        char why[160];
+        if (mig_window_parse(arg, &w, why, sizeof(why)) != 0) {
+            opts_usage_error("--window \"%s\": %s", arg, why);
+            return -1;
+        }
+        a->window = arg;
+        return 0;
+    }
     }
     return 0;
 }
@@ -556,6 +568,8 @@ static json_t *evacuate_body(const struct evacuate_args *a, const char *cn)
         json_object_set_new(body, "max_parallel", json_integer(a->parallel));
     if (a->cleanup_after >= 0)
         json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
+    if (a->window != NULL)
+        json_object_set_new(body, "window", json_string(a->window));
     return body;
 }
 
@@ -567,6 +581,7 @@ static int cmd_evacuate(int argc, char **argv)
                                              {OPT_MAX_PARALLEL, 0, "max-parallel", true},
                                              {OPT_NO_RESERVE, 0, "no-reserve", false},
                                              {OPT_CLEANUP_AFTER, 0, "cleanup-after", true},
+                                             {OPT_WINDOW, 0, "window", true},
                                              OPTS_END};
     struct evacuate_args a = {.jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1};
     struct opts o;
@@ -694,7 +709,7 @@ static const struct command commands[] = {
      "  -j        the records as JSON, one per line\n" JOB_HELP},
     {"evacuate", cmd_evacuate,
      "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] "
-     "[--cleanup-after DURATION] CN",
+     "[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] CN",
      "Empties CN (a server UUID or hostname): marks it reserved in CNAPI, plans a\n"
      "target for every eligible VM on it, queues one job per VM that has none, and\n"
      "prints the plan: each VM's size, target and estimated time, or why it stays\n"
@@ -710,6 +725,8 @@ static const struct command commands[] = {
      "  --cleanup-after DURATION\n"
      "                      each job deletes its source copy this long after its switch\n"
      "                      and a passed health gate (default: migd's cleanup.after_s)\n"
+     "  --window HH:MM-HH:MM[,TZ]\n"
+     "                      its jobs copy at any time and switch only inside this window\n"
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
      "stays (the lines under \"needs attention\" say which and why), 2 bad usage.\n"},
     {"doctor", cmd_doctor, "doctor [-j] [--fix] [CN ...]",

@@ -82,7 +82,7 @@ void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
         json_decref(body);
         control_respond_error(req, 400, "InvalidContent",
                               "the body must be a JSON object (server, mode, to, max_parallel, "
-                              "no_reserve, dry_run, cleanup_after_s)");
+                              "no_reserve, dry_run, cleanup_after_s, window)");
         return;
     }
     char err[256];

@@ -31,6 +31,7 @@ struct evac_run {
     char mode[16];
     int max_parallel;
     int64_t cleanup_after_s; /* --cleanup-after for its jobs, -1: the configuration's */
+    struct mig_window window; /* --window for its jobs (set: false: none) */
     bool no_reserve, dry_run, reserving;
     json_t *record;          /* the evacuation as it will be saved */
     size_t next;             /* the plan entry to submit next */
@@ -142,6 +143,7 @@ static void submit_next(struct evac_run *r)
                  json_string_value(json_object_get(r->record, "uuid")));
         req.max_parallel = r->max_parallel;
         req.cleanup_after_s = r->cleanup_after_s;
+        req.window = r->window;
         r->submitting = true;
         int rc = engine_submit(r->d->engine, &req, on_submitted, r);
         mig_request_clear(&req);
@@ -305,6 +307,10 @@ static void on_planned(struct evac_run *r, int err)
         r->max_parallel = (int)json_integer_value(json_object_get(opts, "max_parallel"));
         json_t *after = json_object_get(opts, "cleanup_after_s");
         r->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
+        const char *window = json_string_value(json_object_get(opts, "window"));
+        char why[160];
+        if (window == NULL || mig_window_parse(window, &r->window, why, sizeof(why)) != 0)
+            r->window.set = false;
         snprintf(r->mode, sizeof(r->mode), "%s",
                  json_string_value(json_object_get(json_object_get(running, "options"), "mode")));
         r->next = 0;
@@ -340,6 +346,11 @@ static void on_planned(struct evac_run *r, int err)
     if (r->record != NULL && r->cleanup_after_s >= 0)
         json_object_set_new(json_object_get(r->record, "options"), "cleanup_after_s",
                             json_integer(r->cleanup_after_s));
+    if (r->record != NULL && r->window.set) {
+        char spec[MIG_TZ_LEN + 16];
+        mig_window_format(&r->window, spec, sizeof(spec));
+        json_object_set_new(json_object_get(r->record, "options"), "window", json_string(spec));
+    }
     if (r->dry_run) {
         json_decref(latest);
         answer(r, 0, NULL, NULL);
@@ -412,6 +423,19 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
         mig_errf(err, errsz, "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)");
         return -EINVAL;
     }
+    json_t *window = json_object_get(body, "window");
+    struct mig_window win = {.set = false};
+    if (window != NULL && !json_is_null(window)) {
+        char why[160];
+        if (!json_is_string(window)) {
+            mig_errf(err, errsz, "window must be a string HH:MM-HH:MM[,TZ]");
+            return -EINVAL;
+        }
+        if (mig_window_parse(json_string_value(window), &win, why, sizeof(why)) != 0) {
+            mig_errf(err, errsz, "window \"%.64s\": %s", json_string_value(window), why);
+            return -EINVAL;
+        }
+    }
     if (parallel != NULL && !json_is_null(parallel) &&
         (!json_is_integer(parallel) || json_integer_value(parallel) < 1 ||
          json_integer_value(parallel) > 1000)) {
@@ -429,6 +453,7 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
                                                 : d->cfg->limits.max_active_jobs;
     r->no_reserve = json_is_true(json_object_get(body, "no_reserve"));
     r->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
+    r->window = win;
     r->dry_run = json_is_true(json_object_get(body, "dry_run"));
     size_t i;
     json_t *t;

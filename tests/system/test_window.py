@@ -90,3 +90,15 @@ def test_bad_windows_are_usage_errors(lab, migd):
     body, status = p.stdout.rsplit('\n', 1)
     assert status == '400' and 'window' in json.loads(body)['message'], p.stdout
     assert len(migd.jobs()) == before
+
+
+def test_an_evacuation_passes_its_window_to_its_jobs(lab, migd):
+    """The window is one of the evacuation's options (kept across re-runs,
+    given to every job it queues); a bad one is refused before anything."""
+    cn = lab.cns[1]
+    p = migd.ctl('evacuate', '-n', '-j', '--window', '01:00-03:00,Europe/Berlin', cn.hostname)
+    assert p.returncode in (0, 1), p.stderr
+    ev = json.loads(p.stdout)
+    assert ev['options']['window'] == '01:00-03:00,Europe/Berlin', ev['options']
+    p = migd.ctl('evacuate', '-n', '--window', '01:00-03:00,Nowhere/Else', cn.hostname)
+    assert p.returncode == 2 and 'time zone' in p.stderr, p
