@@ -15,7 +15,6 @@
 #include "resolve.h"
 #include "util.h"
 #include "watch.h"
-#include "window.h"
 
 /* Parses MBITS for --limit: 0 (no cap) to 1000000.  Returns 0 or -1. */
 static int parse_limit(const char *s, long *out)
@@ -74,16 +73,11 @@ static int on_migrate_option(void *ctx, int key, const char *arg)
             return -1;
         }
         break;
-    case OPT_WINDOW: {
-        struct mig_window w;
-        char why[160];
-        if (mig_window_parse(arg, &w, why, sizeof(why)) != 0) {
-            opts_usage_error("--window \"%s\": %s", arg, why);
+    case OPT_WINDOW:
+        if (opts_window(arg) != 0)
             return -1;
-        }
         a->window = arg;
         break;
-    }
     case OPT_MIN_UP:
         if (mig_duration_parse(arg, 86400, &a->min_up) != 0) {
             opts_usage_error("--min-up takes a duration up to 24h (30s, 5m, 1h; 0: no health "

@@ -21,7 +21,6 @@
 #include "resolve.h"
 #include "util.h"
 #include "watch.h"
-#include "window.h"
 
 #define MIGCTL_DEFAULT_SOCKET "/var/run/migd.sock"
 #define LIST_DEFAULT_FIELDS "id,vm_alias,state,phase,progress,source,target"
@@ -543,16 +542,11 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
             return -1;
         }
         return 0;
-    case OPT_WINDOW: {
-        struct mig_window w;
-        char why[160];
-        if (mig_window_parse(arg, &w, why, sizeof(why)) != 0) {
-            opts_usage_error("--window \"%s\": %s", arg, why);
+    case OPT_WINDOW:
+        if (opts_window(arg) != 0)
             return -1;
-        }
         a->window = arg;
         return 0;
-    }
     }
     return 0;
 }

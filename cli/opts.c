@@ -12,6 +12,7 @@
 #include "opts.h"
 #include "output.h"
 #include "util.h"
+#include "window.h"
 
 /* The command being run, for its usage lines and -h. */
 static struct {
@@ -206,4 +207,15 @@ int opts_read_jobs(struct opts *o, struct opts_jobs *j,
             return -1;
     }
     return key < 0 || opts_operands(o, min, max, what) != EXIT_OK ? -1 : 0;
+}
+
+int opts_window(const char *arg)
+{
+    struct mig_window w;
+    char why[160];
+    if (mig_window_parse(arg, &w, why, sizeof(why)) != 0) {
+        opts_usage_error("--window \"%s\": %s", arg, why);
+        return -1;
+    }
+    return 0;
 }

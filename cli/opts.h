@@ -22,6 +22,8 @@ const char *opts_command_name(void);
  * usage.  Returns EXIT_USAGE.
  */
 int opts_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* --window's HH:MM-HH:MM[,TZ], checked as migd will: 0, or -1 after a usage error. */
+int opts_window(const char *arg);
 /* Prints the command's usage and help on stdout.  Returns EXIT_OK. */
 int opts_help(void);
 
