@@ -187,6 +187,40 @@ static struct mig_lifecycle_cfg lifecycle_cfg(const struct mig_config *cfg)
     };
 }
 
+/* Whether a job's run switches now: the VM's downtime, into or out of its two CNs. */
+static bool switching(const struct jrun *r)
+{
+    const struct mig_job *j = r->job;
+    return j->state == MIG_JOB_RUNNING && r->retrying == 0 && !j->undoing &&
+           ((j->task == MIG_TASK_MIGRATE && j->phase == MIG_PHASE_SWITCH) ||
+                           (j->task == MIG_TASK_RETURN && j->phase == MIG_PHASE_ROLLBACK));
+}
+
+/*
+ * Another job whose switch holds one of job's CNs, when their number on
+ * one CN reaches limits.switches_per_cn (else NULL): its switch waits.
+ */
+static const struct mig_job *switch_slot_holder(struct engine *e, const struct jrun *me)
+{
+    const char *cns[2] = {me->job->source_server_uuid, me->job->target_server_uuid};
+    for (int k = 0; k < 2; k++) {
+        int n = 0;
+        const struct mig_job *holder = NULL;
+        for (const struct jrun *o = e->runs; o != NULL; o = o->next) {
+            if (o == me || !switching(o))
+                continue;
+            if (strcmp(o->job->source_server_uuid, cns[k]) == 0 ||
+                strcmp(o->job->target_server_uuid, cns[k]) == 0) {
+                n++;
+                holder = o->job;
+            }
+        }
+        if (holder != NULL && n >= e->d->cfg->limits.switches_per_cn)
+            return holder;
+    }
+    return NULL;
+}
+
 /* The last round's forecast, for the operator. */
 static void forecast_text(const struct mig_job *job, char *buf, size_t bufsz)
 {
@@ -235,6 +269,19 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
         mig_job_set_activity(job, "ready; the switch waits for its window %s: %s%s; %s", spec,
                              at == INT64_MAX ? "its time zone cannot be read" : "opens ",
                              at == INT64_MAX ? "" : when, f);
+        break;
+    }
+    case MIG_WAIT_SWITCH_SLOT: {
+        const struct mig_job *h = switch_slot_holder(r->e, r);
+        if (strncmp(job->ctx.activity, "ready; the switch waits for job", 31) != 0)
+            jlog(job, MIG_LOG_INFO, "ready; the switch waits for job %s's switch "
+                                    "(limits.switches_per_cn %d)",
+                 h != NULL ? h->uuid : "?", r->e->d->cfg->limits.switches_per_cn);
+        mig_job_set_activity(job, "ready; the switch waits for job %s's switch (%s to %s): "
+                                  "limits.switches_per_cn %d",
+                             h != NULL ? h->uuid : "?", h != NULL ? h->source_hostname : "?",
+                             h != NULL ? h->target_hostname : "?",
+                             r->e->d->cfg->limits.switches_per_cn);
         break;
     }
     case MIG_WAIT_NONE:
@@ -300,6 +347,7 @@ static void decide(struct jrun *r, enum mig_outcome out)
 {
     struct mig_job *job = r->job;
     struct mig_lifecycle_cfg cfg = lifecycle_cfg(r->e->d->cfg);
+    cfg.switch_slot_taken = switch_slot_holder(r->e, r) != NULL;
     int64_t now = mig_now_ms();
     struct mig_next n = mig_lifecycle_next(job, &cfg, out, now);
     enum mig_phase was = job->phase;

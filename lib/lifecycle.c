@@ -109,9 +109,18 @@ static uint64_t window_sleep_ms(const struct mig_job *job, const struct mig_life
     return until;
 }
 
-/* The switch begins: a waiting job is finished by it. */
-static struct mig_next to_switch(const struct mig_job *job)
+/*
+ * The switch begins: a waiting job is finished by it.  While other
+ * switches hold its CNs' slots it waits (in its state) and asks again.
+ */
+static struct mig_next to_switch(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
 {
+    if (cfg->switch_slot_taken) {
+        struct mig_next n = next(MIG_DO_SLEEP);
+        n.sleep_ms = MIG_SWITCH_SLOT_RETRY_MS;
+        n.wait = MIG_WAIT_SWITCH_SLOT;
+        return n;
+    }
     struct mig_next n = next(MIG_DO_PLAN);
     n.phase = MIG_PHASE_SWITCH;
     if (job->state == MIG_JOB_WAITING)
@@ -139,7 +148,7 @@ static struct mig_next sync_step(const struct mig_job *job, const struct mig_lif
         return undo(job);
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
-        return to_switch(job);
+        return to_switch(job, cfg);
     struct mig_next n = next(MIG_DO_SLEEP);
     /*
      * An incremental job, an auto one that stopped converging, and one ready
@@ -330,7 +339,7 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
         return undo(job);
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
-        return to_switch(job);
+        return to_switch(job, cfg);
     /* Outside the window, rounds go on while incremental.max_rounds allows. */
     if (sn == SYNC_ROUND || (sn == SYNC_WINDOW && more_rounds(job, cfg)))
         return next(MIG_DO_PLAN);

@@ -44,7 +44,11 @@ enum mig_wait {
     MIG_WAIT_MAX_ROUNDS, /* incremental.max_rounds reached: waits for finish */
     MIG_WAIT_HEALTH,     /* the health gate: the next look at the VM on the target */
     MIG_WAIT_WINDOW,     /* ready to switch, outside its window: rounds until it opens */
+    MIG_WAIT_SWITCH_SLOT, /* ready to switch: another switch holds its CN (switches_per_cn) */
 };
+
+/* How long a job waiting for a switch slot sleeps before it asks again. */
+#define MIG_SWITCH_SLOT_RETRY_MS 1000
 
 /*
  * What the engine applies to the job in memory, in this order (error, so
@@ -73,6 +77,11 @@ struct mig_lifecycle_cfg {
     uint64_t interval_ms;      /* incremental.interval_s, in ms */
     uint64_t wait_ms;          /* how long a job that does no more rounds sleeps between looks */
     bool health_report;        /* health.on_failure is "report": a failed gate keeps the switch */
+    /*
+     * Not a setting but the engine's view at this decision: other jobs'
+     * switches into or out of this job's CNs fill limits.switches_per_cn.
+     */
+    bool switch_slot_taken;
 };
 
 /*

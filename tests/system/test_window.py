@@ -102,3 +102,38 @@ def test_an_evacuation_passes_its_window_to_its_jobs(lab, migd):
     assert ev['options']['window'] == '01:00-03:00,Europe/Berlin', ev['options']
     p = migd.ctl('evacuate', '-n', '--window', '01:00-03:00,Nowhere/Else', cn.hostname)
     assert p.returncode == 2 and 'time zone' in p.stderr, p
+
+
+def phase_times(migd, job):
+    """{phase: time it was entered} from the job's log."""
+    p = migd.ctl('log', '-j', job)
+    assert p.returncode == 0, p.stderr
+    out = {}
+    for line in p.stdout.splitlines():
+        rec = json.loads(line)
+        if rec.get('msg', '').startswith('phase '):
+            out.setdefault(rec['msg'][6:], rec['time'])
+    return out
+
+
+def test_switches_out_of_one_cn_take_turns(lab, migd):
+    """limits.switches_per_cn (1 here, the default): two jobs off one CN copy
+    at once but switch one after the other."""
+    a, b = lab.vms['lx0'], lab.vms['stopped0']
+    src = home(lab, a['uuid'])
+    assert home(lab, b['uuid']) == src
+    dst = other(lab, src)
+    # The first attach on the target takes 5 s: the other job is ready meanwhile.
+    lab.cn_fault(dst, 'zoneadm', args='attach', exit=None, delay_s=5)
+    try:
+        jobs = [submit(migd, v['uuid'], dst.hostname) for v in (a, b)]
+        ends = [helpers.ended(migd, j) for j in jobs]
+    finally:
+        lab.cn_faults_clear(dst)
+    assert [e['state'] for e in ends] == ['switched', 'switched'], ends
+    spans = sorted((t['switch'], t['cleanup']) for t in (phase_times(migd, j) for j in jobs))
+    assert spans[0][1] <= spans[1][0], 'the switches overlapped: %s' % spans
+    waited = [j for j in jobs if 'the switch waits for job' in migd.ctl('log', j).stdout]
+    assert len(waited) == 1, "one job waited for the other's switch"
+    for j in jobs:
+        settle(migd, j)

@@ -555,6 +555,40 @@ static void test_window(void **state)
     mig_job_free(job);
 }
 
+/*
+ * limits.switches_per_cn: while other switches hold its CNs, a job ready
+ * to switch sleeps a second in its state and asks again; then it switches.
+ */
+static void test_switch_slot(void **state)
+{
+    (void)state;
+    struct mig_lifecycle_cfg busy = CFG;
+    busy.switch_slot_taken = true;
+    struct mig_job *job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                                 MIG_PHASE_SYNC, 1);
+    struct mig_next n = mig_lifecycle_next(job, &busy, MIG_OUT_DONE, NOW);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.sleep_ms, MIG_SWITCH_SLOT_RETRY_MS);
+    assert_int_equal(n.wait, MIG_WAIT_SWITCH_SLOT);
+    n = mig_lifecycle_next(job, &busy, MIG_OUT_SLEPT, NOW);
+    assert_int_equal(n.wait, MIG_WAIT_SWITCH_SLOT);
+    /* A restart in that sleep asks again at once (the slot is the engine's view now). */
+    job->ctx.wake_ms = NOW + 500;
+    n = mig_lifecycle_next(job, &busy, MIG_OUT_START, NOW);
+    assert_int_equal(n.wait, MIG_WAIT_SWITCH_SLOT);
+    n = decide(job, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    /* A waiting incremental job asked to finish keeps waiting meanwhile. */
+    job->state = MIG_JOB_WAITING;
+    job->mode = MIG_MODE_INCREMENTAL;
+    job->finish_requested = true;
+    n = mig_lifecycle_next(job, &busy, MIG_OUT_SLEPT, NOW);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    mig_job_free(job);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -576,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_a_restart_decides_as_the_run_did),
         cmocka_unit_test(test_health_gate),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_switch_slot),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
