@@ -375,6 +375,10 @@ void out_progress_line(json_t *job, char *buf, size_t bufsz)
         /* No stream to measure (or the switch's last short one): say what runs. */
         snprintf(buf, bufsz, "%-8s %s", phase,
                  activity != NULL && activity[0] != '\0' ? activity : phase_words(phase));
+    } else if (strcmp(state, "waiting") == 0 && activity != NULL &&
+               strncmp(activity, "ready; ", 7) == 0) {
+        /* It switches by itself, once its window or a switch slot allows. */
+        snprintf(buf, bufsz, "waiting  %s", activity + 7);
     } else if (strcmp(state, "waiting") == 0) {
         snprintf(buf, bufsz, "waiting  in sync, %s sent, inc %lld: \"migctl finish\" switches it%s",
                  sent, (long long)inc, what);
@@ -594,8 +598,11 @@ void out_job_summary(FILE *f, json_t *job)
     const char *uuid = get_str_or(job, "uuid", "JOB");
     if (json_array_size(los) > 0 && strcmp(state, "switched") != 0)
         fprintf(f, "next        \"migctl cleanup %s\" retries the leftovers now\n", uuid);
-    if (strcmp(state, "waiting") == 0)
-        fprintf(f, "next        \"migctl finish %s\" switches it\n", uuid);
+    if (strcmp(state, "waiting") == 0 && activity != NULL && strncmp(activity, "ready; ", 7) == 0)
+        fprintf(f, "next        nothing: it switches by itself (see activity)\n");
+    else if (strcmp(state, "waiting") == 0)
+        fprintf(f, "next        \"migctl finish %s\" switches it%s\n", uuid,
+                get_str(job, "window.opens") != NULL ? " inside its window" : "");
     else if (strcmp(state, "switched") == 0)
         fprintf(f,
                 "next        \"migctl cleanup %s\" deletes the source copy; "

@@ -241,7 +241,8 @@ static int watch_verdict(struct watch_state *w)
                   uuid, dst != NULL ? dst : "the target", uuid, uuid);
         ret = EXIT_OK;
     } else if (strcmp(state, "waiting") == 0) {
-        watch_say(w, "job %s is in sync: \"migctl finish %s\" switches it", uuid, uuid);
+        watch_say(w, "job %s is in sync: \"migctl finish %s\" switches it%s", uuid, uuid,
+                  json_is_object(json_object_get(job, "window")) ? " inside its window" : "");
         ret = EXIT_OK;
     } else if (strcmp(state, "succeeded") == 0) {
         watch_say(w, "job %s succeeded: the VM runs on %s", uuid, dst != NULL ? dst : "the target");

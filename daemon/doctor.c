@@ -377,8 +377,12 @@ static void on_ip(void *arg, const struct mig_http_resp *resp)
     struct ip_read *rd = arg;
     struct doctor_run *r = rd->r;
     json_t *reserved = json_object_get(resp->json, "reserved");
-    if (resp->err_code == 0 && resp->status == 200 && json_is_boolean(reserved))
+    if (resp->err_code == 0 && resp->status == 200 && json_is_boolean(reserved)) {
         json_object_set(rd->ip, "reserved", reserved);
+        json_t *owner = json_object_get(resp->json, "belongs_to_uuid");
+        if (json_is_string(owner))
+            json_object_set(rd->ip, "belongs_to_uuid", owner);
+    }
     else if (resp->err_code == 0 && resp->status == 404)
         json_object_set_new(rd->ip, "reserved", json_false()); /* outside its network now */
     else

@@ -261,7 +261,7 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
         break;
     }
     case MIG_WAIT_WINDOW: {
-        /* The log and watch say it once per opening: at closes the rest wait for the next. */
+        /* At a window's close the jobs not yet switched wait for the next one: it says when. */
         char spec[MIG_TZ_LEN + 16], when[32];
         mig_window_format(&job->window, spec, sizeof(spec));
         int64_t at = mig_switch_allowed_at(job, mig_now_ms());

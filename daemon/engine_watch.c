@@ -11,13 +11,14 @@
 
 /*
  * The job is done moving for a watcher: it ended, switched, or waits for
- * finish (and is neither finishing nor aborting).
+ * finish (and is neither finishing nor aborting).  A full or auto job
+ * waiting for its window is still on its way: it switches by itself.
  */
 static bool watch_final(const struct mig_job *job)
 {
     return mig_job_state_final(job->state) || job->state == MIG_JOB_SWITCHED ||
            (job->state == MIG_JOB_WAITING && !job->abort_requested && !job->finish_requested &&
-            !job->undoing);
+            !job->undoing && (job->mode == MIG_MODE_INCREMENTAL || !job->window.set));
 }
 
 static void reap_watchers(struct engine *e)

@@ -307,9 +307,9 @@ static void on_planned(struct evac_run *r, int err)
         r->max_parallel = (int)json_integer_value(json_object_get(opts, "max_parallel"));
         json_t *after = json_object_get(opts, "cleanup_after_s");
         r->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
+        /* Its jobs keep its window even if the zone went missing (they then wait, saying why). */
         const char *window = json_string_value(json_object_get(opts, "window"));
-        char why[160];
-        if (window == NULL || mig_window_parse(window, &r->window, why, sizeof(why)) != 0)
+        if (window == NULL || mig_window_parse_saved(window, &r->window) != 0)
             r->window.set = false;
         snprintf(r->mode, sizeof(r->mode), "%s",
                  json_string_value(json_object_get(json_object_get(running, "options"), "mode")));

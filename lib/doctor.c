@@ -467,6 +467,10 @@ static void on_ip(struct facts *f, json_t *ip)
     if (!json_is_true(json_object_get(ip, "reserved")))
         return;
     json_t *j = json_object_get(f->jobs, job);
+    /* NAPI gave it to another instance since: never ours to release. */
+    const char *owner = str(ip, "belongs_to_uuid");
+    if (owner[0] != '\0' && strcmp(owner, vm) != 0)
+        return;
     bool newest = json_is_true(json_object_get(ip, "newest"));
     snprintf(what, sizeof(what),
              "IP %s is reserved in NAPI: job %s (ended %s) reserved it for the move and it was "

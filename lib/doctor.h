@@ -44,7 +44,9 @@ struct mig_doctor_cn {
  * answer (active VMs), jobs an array of jobs in their public JSON form.
  * ips (NULL: none checked) what NAPI says now of the IPs that ended jobs
  * found unreserved and reserved for their move: [{job, vm_uuid, ip,
- * network_uuid, reserved (NAPI's flag now, absent: not read), err,
+ * network_uuid, reserved (NAPI's flag now, absent: not read),
+ * belongs_to_uuid (NAPI's, when it names an instance: another one's IP is
+ * no leftover), err,
  * newest (no later job of the VM saw it reserved)}].
  * fixable: what `doctor --fix` does by itself because no VM's data is at
  * stake (a job's snapshot or key, VMAPI's record through the CN's agent);

@@ -516,8 +516,7 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
         rc = MIG_EPARSE;
     /* A window on record passed these checks when it was asked for. */
     const char *window = json_string_value(json_object_get(rec, "window"));
-    char why[160];
-    if (rc == 0 && window != NULL && mig_window_parse(window, &job->window, why, sizeof(why)) != 0)
+    if (rc == 0 && window != NULL && mig_window_parse_saved(window, &job->window) != 0)
         rc = MIG_EPARSE;
     if (rc == 0 && job->uuid[0] == '\0')
         rc = MIG_EPARSE;

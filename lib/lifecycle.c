@@ -58,7 +58,8 @@ int64_t mig_switch_allowed_at(const struct mig_job *job, int64_t now)
         return now;
     if (mig_window_at(&job->window, now, &opens, &closes) != 0)
         return INT64_MAX; /* no zone rules: never a guess */
-    int64_t p = predicted_ms(job) > 0 ? predicted_ms(job) : 0;
+    /* Without a forecast yet (a full job's first round), a switch is taken to last a minute. */
+    int64_t p = predicted_ms(job) >= 0 ? predicted_ms(job) : 60000;
     if (opens <= now && now + p <= closes)
         return now;
     if (opens <= now && mig_window_at(&job->window, closes, &opens, &closes) != 0)
@@ -75,8 +76,14 @@ enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH, SYNC_WINDOW };
 static enum sync_next sync_decide(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                   int64_t now)
 {
+    /*
+     * The rounds of a job waiting for its window repeat one interval's
+     * writes and so look stalled: with a window, a stall does not take back
+     * an auto job's readiness.
+     */
     bool ready = job->mode == MIG_MODE_FULL || job->finish_requested ||
-                 (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 && !job->ctx.stalled &&
+                 (job->mode == MIG_MODE_AUTO && job->ctx.rounds >= 2 &&
+                  (!job->ctx.stalled || job->window.set) &&
                   ((job->ctx.last_delta >= 0 && job->ctx.last_delta < cfg->auto_switch_bytes) ||
                    (predicted_ms(job) >= 0 && predicted_ms(job) <= cfg->max_downtime_ms)));
     if (ready)
@@ -86,16 +93,11 @@ static enum sync_next sync_decide(const struct mig_job *job, const struct mig_li
     return SYNC_ROUND;
 }
 
-/* Whether the job may do another round (it converges, and max_rounds is not reached). */
-static bool more_rounds(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
-{
-    return !job->ctx.stalled && job->ctx.rounds < cfg->max_rounds;
-}
-
 /*
- * How long a job outside its window sleeps: until the next round (rounds
- * keep the final delta small), never past the opening; with no more rounds
- * to do, straight to the opening.
+ * How long a job ready to switch outside its window sleeps: until its next
+ * round, never past the opening.  It does a round every interval however
+ * far the opening (incremental.max_rounds and a stall do not stop them:
+ * each keeps the final delta at one interval's writes).
  */
 static uint64_t window_sleep_ms(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                 int64_t now)
@@ -104,9 +106,7 @@ static uint64_t window_sleep_ms(const struct mig_job *job, const struct mig_life
     uint64_t until = at > now ? (uint64_t)(at - now) : 0;
     if (at == INT64_MAX)
         until = cfg->wait_ms; /* the zone could not be read: look again later */
-    if (more_rounds(job, cfg) && cfg->interval_ms < until)
-        return cfg->interval_ms;
-    return until;
+    return cfg->interval_ms < until ? cfg->interval_ms : until;
 }
 
 /*
@@ -340,11 +340,11 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
         return to_switch(job, cfg);
-    /* Outside the window, rounds go on while incremental.max_rounds allows. */
-    if (sn == SYNC_ROUND || (sn == SYNC_WINDOW && more_rounds(job, cfg)))
+    /* Outside the window, a round after each sleep. */
+    if (sn == SYNC_ROUND || sn == SYNC_WINDOW)
         return next(MIG_DO_PLAN);
     struct mig_next n = next(MIG_DO_SLEEP);
-    n.sleep_ms = sn == SYNC_WINDOW ? window_sleep_ms(job, cfg, now) : cfg->wait_ms;
+    n.sleep_ms = cfg->wait_ms;
     n.wait = wait_reason(job, sn);
     return n;
 }

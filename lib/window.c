@@ -48,7 +48,7 @@ static int hhmm(const char *s, int *min)
     return 5;
 }
 
-int mig_window_parse(const char *spec, struct mig_window *w, char *err, size_t errsz)
+static int parse(const char *spec, struct mig_window *w, char *err, size_t errsz, bool lookup)
 {
     struct mig_window out = {.set = true};
     int n1 = spec != NULL ? hhmm(spec, &out.open_min) : 0;
@@ -63,7 +63,7 @@ int mig_window_parse(const char *spec, struct mig_window *w, char *err, size_t e
         return -EINVAL;
     }
     const char *tz = *rest == ',' ? rest + 1 : "UTC";
-    if (strlen(tz) >= sizeof(out.tz) || !tz_known(tz)) {
+    if (strlen(tz) >= sizeof(out.tz) || (lookup && !tz_known(tz))) {
         snprintf(err, errsz, "\"%.64s\" is not a time zone this host knows (an IANA name such "
                              "as Europe/Berlin)", tz);
         return -EINVAL;
@@ -71,6 +71,17 @@ int mig_window_parse(const char *spec, struct mig_window *w, char *err, size_t e
     snprintf(out.tz, sizeof(out.tz), "%s", tz);
     *w = out;
     return 0;
+}
+
+int mig_window_parse(const char *spec, struct mig_window *w, char *err, size_t errsz)
+{
+    return parse(spec, w, err, errsz, true);
+}
+
+int mig_window_parse_saved(const char *spec, struct mig_window *w)
+{
+    char err[160];
+    return parse(spec, w, err, sizeof(err), false);
 }
 
 void mig_window_format(const struct mig_window *w, char *buf, size_t bufsz)

@@ -35,6 +35,13 @@ struct mig_window {
  */
 int mig_window_parse(const char *spec, struct mig_window *w, char *err, size_t errsz);
 
+/*
+ * The same for a window on record (a job's, an evacuation's): the zone's
+ * name is not looked up, so a job whose zone went missing still loads
+ * (mig_window_at then fails, and its switch waits, saying why).
+ */
+int mig_window_parse_saved(const char *spec, struct mig_window *w);
+
 /* "HH:MM-HH:MM,TZ" into buf. */
 void mig_window_format(const struct mig_window *w, char *buf, size_t bufsz);
 

@@ -414,6 +414,10 @@ static void test_reserved_ips(void **state)
         "reserved", 1, "newest", 0, "job", JOB_DONE, "vm_uuid", VM, "ip", "192.0.2.12",
         "network_uuid", CN2, "reserved", 0, "newest", 1, "job", JOB_DONE, "vm_uuid", VM, "ip",
         "192.0.2.13", "network_uuid", CN2, "newest", 1, "err", "NAPI: timed out");
+    /* An IP NAPI gave to another instance since is none of the job's business. */
+    json_array_append_new(ips, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:s}", "job", JOB_DONE,
+                                         "vm_uuid", VM, "ip", "192.0.2.14", "network_uuid", CN2,
+                                         "reserved", 1, "newest", 1, "belongs_to_uuid", VM2));
     json_t *out = mig_doctor_findings(cns, 1, vms, jobs, ips, true);
     assert_int_equal(json_array_size(out), 3);
     json_t *a = json_array_get(out, 0), *b = json_array_get(out, 1), *c = json_array_get(out, 2);

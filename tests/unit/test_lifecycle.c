@@ -514,10 +514,17 @@ static void test_window(void **state)
     n = decide(job, MIG_OUT_DONE);
     expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_WINDOW);
-    /* No more rounds allowed: straight to the opening. */
-    job->ctx.rounds = CFG.max_rounds;
+    /* incremental.max_rounds and a stall do not stop them: each keeps the final delta small. */
+    job->ctx.rounds = CFG.max_rounds + 3;
+    job->ctx.stalled = true;
     n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    /* Never sleeping past the opening. */
+    job->ctx.rounds = 2;
+    job->ctx.stalled = false;
+    struct mig_lifecycle_cfg slow = CFG;
+    slow.interval_ms = 3600000;
+    n = mig_lifecycle_next(job, &slow, MIG_OUT_DONE, NOW);
     assert_int_equal(n.sleep_ms, 2800000);
     /* A restart in that sleep sleeps what is left of it. */
     job->ctx.wake_ms = NOW + 1000000;
@@ -538,6 +545,25 @@ static void test_window(void **state)
     n = decide(job, MIG_OUT_SLEPT);
     expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
     job->round_log[0].predicted_downtime_ms = 40 * 60000;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    mig_job_free(job);
+
+    /* Without a forecast, a switch is taken to last a minute: 22:13:20 + 60 s > 22:14. */
+    job = windowed("22:00-22:14", MIG_JOB_RUNNING, 1);
+    n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.wait, MIG_WAIT_WINDOW);
+    mig_job_free(job);
+    job = windowed("22:00-22:15", MIG_JOB_RUNNING, 1);
+    n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    mig_job_free(job);
+    /* An auto job ready once stays ready while its window rounds look stalled. */
+    job = windowed("22:00-23:00", MIG_JOB_WAITING, 4);
+    job->mode = MIG_MODE_AUTO;
+    job->ctx.stalled = true;
+    job->ctx.last_delta = 10;
     n = decide(job, MIG_OUT_SLEPT);
     expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     mig_job_free(job);
