@@ -90,12 +90,6 @@ static void fail(struct doctor_run *r, int err, const char *code, const char *fm
     run_free(r);
 }
 
-static bool ended(const struct mig_job *j)
-{
-    return j->state == MIG_JOB_SUCCEEDED || j->state == MIG_JOB_FAILED ||
-           j->state == MIG_JOB_ABORTED || j->state == MIG_JOB_ROLLED_BACK;
-}
-
 /*
  * The IPs that ended jobs found unreserved in NAPI and reserved for their
  * move, one entry per IP (its latest such job), of VMs no job holds now (a
@@ -106,11 +100,11 @@ static json_t *ips_to_check(struct mig_job **jobs, size_t n)
 {
     json_t *busy = json_object(), *by_ip = json_object(), *seen_reserved = json_object();
     for (size_t i = 0; i < n; i++)
-        if (!ended(jobs[i]))
+        if (!mig_job_state_final(jobs[i]->state))
             json_object_set_new(busy, jobs[i]->vm_uuid, json_true());
     for (size_t i = 0; i < n; i++) {
         const struct mig_job *j = jobs[i];
-        if (!ended(j) || json_object_get(busy, j->vm_uuid) != NULL)
+        if (!mig_job_state_final(j->state) || json_object_get(busy, j->vm_uuid) != NULL)
             continue;
         for (int k = 0; k < j->ctx.nnics; k++) {
             const struct mig_nic *nic = &j->ctx.nics[k];

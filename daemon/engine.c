@@ -193,7 +193,7 @@ static bool switching(const struct jrun *r)
     const struct mig_job *j = r->job;
     return j->state == MIG_JOB_RUNNING && r->retrying == 0 && !j->undoing &&
            ((j->task == MIG_TASK_MIGRATE && j->phase == MIG_PHASE_SWITCH) ||
-                           (j->task == MIG_TASK_RETURN && j->phase == MIG_PHASE_ROLLBACK));
+            (j->task == MIG_TASK_RETURN && j->phase == MIG_PHASE_ROLLBACK));
 }
 
 /*
@@ -262,7 +262,7 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
     }
     case MIG_WAIT_WINDOW: {
         /* At a window's close the jobs not yet switched wait for the next one: it says when. */
-        char spec[MIG_TZ_LEN + 16], when[32];
+        char spec[MIG_WINDOW_SPEC_LEN], when[32];
         mig_window_format(&job->window, spec, sizeof(spec));
         int64_t at = mig_switch_allowed_at(job, mig_now_ms());
         mig_time_iso(at == INT64_MAX ? 0 : at, when);

@@ -347,7 +347,7 @@ static void on_planned(struct evac_run *r, int err)
         json_object_set_new(json_object_get(r->record, "options"), "cleanup_after_s",
                             json_integer(r->cleanup_after_s));
     if (r->record != NULL && r->window.set) {
-        char spec[MIG_TZ_LEN + 16];
+        char spec[MIG_WINDOW_SPEC_LEN];
         mig_window_format(&r->window, spec, sizeof(spec));
         json_object_set_new(json_object_get(r->record, "options"), "window", json_string(spec));
     }

@@ -412,7 +412,6 @@ static void progress_shown(const struct mig_job *job, struct mig_progress *p)
     p->eta_s = -1;
 }
 
-/* Public JSON of product.md "Job model".  New reference; aborts on OOM. */
 /*
  * {opens, closes, tz} as asked (local HH:MM), and the instants of the
  * window that is open now or opens next (next_open, next_close); null
@@ -432,6 +431,7 @@ static json_t *window_json(const struct mig_window *w, int64_t now)
                      known ? mig_json_time(c) : json_null(), "open", known && o <= now);
 }
 
+/* Public JSON of product.md "Job model".  New reference; aborts on OOM. */
 json_t *mig_job_to_json(const struct mig_job *job)
 {
     struct mig_progress shown;
@@ -511,7 +511,6 @@ json_t *mig_job_to_json(const struct mig_job *job)
 }
 
 /* --- the images of the ctx ------------------------------------------------ */
-
 
 /* The IMAGE of "POOL/IMAGE@final", into out; false for any other origin. */
 static bool origin_image(const char *origin, char out[MIG_UUID_LEN + 1])

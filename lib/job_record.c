@@ -137,7 +137,7 @@ json_t *mig_job_to_record(const struct mig_job *job)
         job->health.smf_baseline)
         json_object_set_new(o, "health", mig_health_to_record(&job->health));
     if (job->window.set) {
-        char spec[MIG_TZ_LEN + 16];
+        char spec[MIG_WINDOW_SPEC_LEN];
         mig_window_format(&job->window, spec, sizeof(spec));
         json_object_set_new(o, "window", json_string(spec));
     }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #define MIG_TZ_LEN 64
+#define MIG_WINDOW_SPEC_LEN (MIG_TZ_LEN + 16) /* mig_window_format's "HH:MM-HH:MM,TZ" */
 
 struct mig_window {
     bool set;         /* false: no window (switch at any time) */
