@@ -588,7 +588,7 @@ static void on_vms(void *arg, const struct mig_http_resp *resp)
     }
     json_array_extend(r->vms, resp->json);
     int rc;
-    if (json_array_size(resp->json) >= 1000)
+    if (json_array_size(resp->json) >= MIG_VMAPI_PAGE)
         rc = get(r, mig_url_vms_active(r->d->cfg->apis.vmapi, (long)json_array_size(r->vms)),
                  on_vms);
     else

@@ -192,6 +192,10 @@ int engine_submit(struct engine *e, const struct mig_request *req, engine_submit
     s->next = e->submissions;
     e->submissions = s;
     mig_submit_init(&s->sub, job, exec_env(s->x));
+    if (req->target == NULL) { /* migd places it: by the rules an evacuation places by */
+        s->sub.spread_tag = e->d->cfg->placement.spread_tag;
+        s->sub.avoid = mig_store_evac_draining(e->d->store);
+    }
     exec_call(s->x, mig_submit_step, &s->sub.a);
     return 0;
 }

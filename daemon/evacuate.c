@@ -480,6 +480,8 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     r->ev.nto = r->nto;
     r->ev.allow_older_platform = json_is_true(json_object_get(body, "allow_older_platform"));
     r->ev.estimate_only = estimate;
+    r->ev.spread_tag = d->cfg->placement.spread_tag;
+    r->ev.avoid = mig_store_evac_draining(d->store);
     exec_call(r->x, mig_evac_step, &r->ev.a);
     return 0;
 }

@@ -41,7 +41,7 @@ struct mig_config {
         int max_active_jobs;
         int max_jobs_per_cn;
         int cn_mbps; /* cap in Mbit/s into or out of one CN, shared by its jobs; 0: none */
-        int switches_per_cn; /* switches into or out of one CN at once (not enforced yet) */
+        int switches_per_cn; /* switches into or out of one CN at once */
     } limits;
     struct {
         int min_up_s;      /* the instance healthy this long on the target (phase verify) */
@@ -53,7 +53,7 @@ struct mig_config {
         int64_t after_s;   /* delete the source copy this long after a passed gate; 0: by hand */
     } cleanup;
     struct {
-        char *spread_tag;  /* instances sharing this tag's value kept apart (not enforced yet) */
+        char *spread_tag;  /* instances sharing this tag's value kept apart */
     } placement;
 };
 

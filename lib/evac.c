@@ -26,8 +26,10 @@ void mig_evac_clear(struct mig_evac *e)
     json_decref(e->servers);
     json_decref(e->vms);
     json_decref(e->used);
+    json_decref(e->others);
+    json_decref(e->avoid);
     mig_place_free(e->plan);
-    e->servers = e->vms = e->used = NULL;
+    e->servers = e->vms = e->used = e->others = e->avoid = NULL;
     e->source = NULL;
     e->plan = NULL;
 }
@@ -124,12 +126,29 @@ int mig_evac_step(struct mig_act *a)
                                                                : MIG_RULE_UNREACHABLE,
                                 "cannot list the datasets of %s", a->job->source_hostname);
     e->used = mig_evac_used_by_vm(a->res->out);
+    /* placement.spread_tag: where the rest of each group runs, from every active VM. */
+    if (e->spread_tag != NULL && e->spread_tag[0] != '\0') {
+        e->others = json_array();
+        do {
+            ACT_HTTP(a, "VMAPI", "GET",
+                     mig_url_vms_active(a->env->vmapi, (long)json_array_size(e->others)), NULL);
+            if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
+                return mig_act_fail_res(a, "VmapiError",
+                                        "cannot list the active VMs from VMAPI (for "
+                                        "placement.spread_tag)");
+            e->page = json_array_size(a->res->json);
+            json_array_extend(e->others, a->res->json);
+        } while (e->page == MIG_VMAPI_PAGE);
+    }
     {
         struct mig_place_opts opts = {.source = a->job->source_server_uuid,
                                       .to = e->to,
                                       .nto = e->nto,
                                       .allow_older_platform = e->allow_older_platform,
-                                      .admin_uuid = NULL};
+                                      .admin_uuid = NULL,
+                                      .spread_tag = e->spread_tag,
+                                      .others = e->others,
+                                      .avoid = e->avoid};
         struct mig_refusal r;
         int rc = mig_place_plan(e->servers, e->vms, &opts, &e->plan, &r);
         if (rc == MIG_EREFUSED)

@@ -32,11 +32,15 @@ struct mig_evac {
     bool allow_older_platform;
     bool estimate_only;         /* server may name a VM instead (migctl estimate VM|CN) */
     char vm[64];                /* set when the plan is of one VM (uuid or alias) */
+    const char *spread_tag;     /* placement.spread_tag, NULL: none (then others stays NULL) */
+    json_t *avoid;              /* CN uuids in unfinished evacuations' sets; owned; may be NULL */
     /* results */
     json_t *servers;            /* CNAPI's servers */
     json_t *source;             /* borrowed from servers */
     json_t *vms;                /* VMAPI's VMs on the CN (active) */
     json_t *used;               /* {vm_uuid: bytes} from the CN's zfs list */
+    json_t *others;             /* with spread_tag: every active VM (VMAPI, page by page) */
+    size_t page;                /* VMs the last page of others held */
     struct mig_place *plan;
 };
 

@@ -15,79 +15,14 @@
 #include <strings.h>
 
 #include "err.h"
+#include "intern.h"
 #include "invariant.h"
 #include "place.h"
+#include "spread.h"
 #include "util.h"
 #include "validate.h"
 
-/* ---- NIC tags as small ids ------------------------------------------------ */
-
-/* An interning table: tag name <-> id (0, 1, ...), open addressing. */
-struct tagtab {
-    char **names;    /* id -> name, owned */
-    size_t n, cap;   /* ids in use, room in names */
-    uint32_t *slots; /* id + 1, or 0 for an empty slot; nslots is a power of two */
-    size_t nslots;
-};
-
-/* FNV-1a: tags are short and few, anything even will do. */
-static uint32_t hash_str(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
-/* The slot where name is, or the empty slot where it would go. */
-static size_t tag_slot(const struct tagtab *t, const char *name)
-{
-    size_t mask = t->nslots - 1;
-    size_t i = hash_str(name) & mask;
-    while (t->slots[i] != 0 && strcmp(t->names[t->slots[i] - 1], name) != 0)
-        i = (i + 1) & mask;
-    return i;
-}
-
-/* The id of name, or -1 when no server has it. */
-static long tag_find(const struct tagtab *t, const char *name)
-{
-    if (t->nslots == 0)
-        return -1;
-    uint32_t v = t->slots[tag_slot(t, name)];
-    return v == 0 ? -1 : (long)v - 1;
-}
-
-/* The id of name, added when new. */
-static long tag_intern(struct tagtab *t, const char *name)
-{
-    long id = tag_find(t, name);
-    if (id >= 0)
-        return id;
-    if (2 * (t->n + 1) > t->nslots) { /* keep the table at most half full */
-        size_t nslots = t->nslots == 0 ? 16 : 2 * t->nslots;
-        free(t->slots);
-        t->slots = mig_calloc(nslots, sizeof(*t->slots));
-        t->nslots = nslots;
-        for (size_t k = 0; k < t->n; k++)
-            t->slots[tag_slot(t, t->names[k])] = (uint32_t)k + 1;
-    }
-    if (t->n == t->cap) {
-        t->cap = t->cap == 0 ? 16 : 2 * t->cap;
-        t->names = mig_realloc(t->names, t->cap * sizeof(*t->names));
-    }
-    t->names[t->n] = mig_strdup(name);
-    t->slots[tag_slot(t, name)] = (uint32_t)t->n + 1;
-    return (long)t->n++;
-}
-
-static void tag_clear(struct tagtab *t)
-{
-    for (size_t k = 0; k < t->n; k++)
-        free(t->names[k]);
-    free(t->names);
-    free(t->slots);
-}
+/* ---- tag sets as bitsets of interned ids (intern.h) ---------------------- */
 
 static void bit_set(uint64_t *words, long id)
 {
@@ -230,7 +165,7 @@ struct planner {
     const struct mig_place_opts *opts;
     struct cn_in *in;   /* ncns servers, in the plan's order */
     bool *in_scope;     /* per CN: opts->to names it (all true without to) */
-    struct tagtab tags; /* every NIC tag any server has */
+    struct mig_intern tags; /* every NIC tag any server has */
     size_t nwords;      /* uint64_t words per tag set */
     uint64_t *have;     /* ncns * nwords: each CN's tags */
 
@@ -242,6 +177,10 @@ struct planner {
     uint64_t *elig_tags; /* nelig * nwords */
     uint64_t *elig_any;  /* nwords: union of the eligible CNs' tags */
     uint64_t *need;      /* nwords: the VM being placed */
+
+    /* placement.spread_tag: who runs where, and per CN the group member it runs (for one VM). */
+    struct mig_spread spread;
+    const char **mate_on; /* ncns */
 
     /* Why a VM finds no eligible CN at all: the same for every VM. */
     const char *none_rule;
@@ -322,7 +261,7 @@ static void read_servers(struct planner *pl, json_t *servers)
         json_decref(overlays);
         json_array_foreach(tags[i], k, t)
         {
-            tag_intern(&pl->tags, json_string_value(t));
+            mig_intern_add(&pl->tags, json_string_value(t));
         }
     }
     pl->nwords = pl->tags.n / 64 + 1;
@@ -332,7 +271,7 @@ static void read_servers(struct planner *pl, json_t *servers)
         json_t *t;
         json_array_foreach(tags[i], k, t)
         {
-            bit_set(pl->have + i * pl->nwords, tag_find(&pl->tags, json_string_value(t)));
+            bit_set(pl->have + i * pl->nwords, mig_intern_find(&pl->tags, json_string_value(t)));
         }
         json_decref(tags[i]);
     }
@@ -397,6 +336,41 @@ static int mark_scope(struct planner *pl, struct mig_refusal *r)
  */
 #define PROBE_NEED_MIB (-((int64_t)1 << 50))
 
+/* True when opts->avoid names the CN uuid. */
+static bool avoided(const struct planner *pl, const char *uuid)
+{
+    size_t i;
+    json_t *u;
+    json_array_foreach(pl->opts->avoid, i, u)
+    {
+        if (json_is_string(u) && strcasecmp(json_string_value(u), uuid) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Where the members of each spread group run now, from opts->others. */
+static void read_spread(struct planner *pl)
+{
+    mig_spread_init(&pl->spread, pl->opts->spread_tag);
+    pl->mate_on = mig_calloc(pl->p->ncns, sizeof(*pl->mate_on));
+    if (pl->spread.tag == NULL)
+        return;
+    size_t i;
+    json_t *vm;
+    json_array_foreach(pl->opts->others, i, vm)
+    {
+        const char *on = str_member(vm, "server_uuid");
+        const char *who = str_member(vm, "alias");
+        if (who == NULL || who[0] == '\0')
+            who = str_member(vm, "uuid");
+        long g = on != NULL && who != NULL ? mig_spread_group(&pl->spread, vm) : -1;
+        long c = g >= 0 ? find_cn(pl, on) : -1;
+        if (c >= 0)
+            mig_spread_add(&pl->spread, g, (size_t)c, who);
+    }
+}
+
 /* Decides which CNs may receive VMs of this plan, and why the others may not. */
 static void judge_cns(struct planner *pl)
 {
@@ -414,8 +388,14 @@ static void judge_cns(struct planner *pl)
             c->why = say("%s is not in the target list", c->hostname);
             continue;
         }
-        if (mig_validate_target(probe, src, pl->in[i].json, PROBE_NEED_MIB,
-                                pl->opts->allow_older_platform, &r) == 0) {
+        bool ok = mig_validate_target(probe, src, pl->in[i].json, PROBE_NEED_MIB,
+                                      pl->opts->allow_older_platform, &r) == 0;
+        if ((ok || strcmp(r.rule, MIG_RULE_TARGET_SAME) != 0) && avoided(pl, c->uuid)) {
+            c->rule = MIG_PLACE_RULE_EVACUATING;
+            c->why = say("%s is being evacuated (an unfinished evacuation drains it)", c->hostname);
+            continue;
+        }
+        if (ok) {
             c->eligible = true;
             pl->elig_cn[pl->nelig++] = i;
             continue;
@@ -557,7 +537,7 @@ static const char *vm_need(struct planner *pl, json_t *vm)
         if (tag == NULL)
             continue;
         char key[160];
-        long id = tag_find(&pl->tags, tag_key(tag, key, sizeof(key)));
+        long id = mig_intern_find(&pl->tags, tag_key(tag, key, sizeof(key)));
         if (id < 0)
             return tag;
         bit_set(pl->need, id);
@@ -575,7 +555,7 @@ static const char *tag_not_eligible(struct planner *pl, json_t *vm)
         const char *tag = str_member(nic, "nic_tag");
         char key[160];
         if (tag != NULL &&
-            !bit_get(pl->elig_any, tag_find(&pl->tags, tag_key(tag, key, sizeof(key)))))
+            !bit_get(pl->elig_any, mig_intern_find(&pl->tags, tag_key(tag, key, sizeof(key)))))
             return tag;
     }
     return NULL;
@@ -611,6 +591,32 @@ static const char *planned_note(const struct mig_place_cn *c, char *buf, size_t 
     return buf;
 }
 
+/*
+ * The CNs a VM's spread group keeps it from, for its reason: "another
+ * role=db of its owner: cn1 (db0), cn2 (db2) and 1 more".
+ */
+static void spread_note(struct planner *pl, json_t *vm, const size_t *cn, size_t n, char *buf,
+                        size_t size)
+{
+    char value[64];
+    size_t len = (size_t)snprintf(buf, size, "another %s=%s of its owner:", pl->spread.tag,
+                                  mig_spread_value(&pl->spread, vm, value, sizeof(value)));
+    long group = mig_spread_group(&pl->spread, vm);
+    const struct mig_spread_group *mates = mig_spread_members(&pl->spread, group);
+    for (size_t k = 0; k < n && k < 3 && len < size; k++) {
+        const char *who = "?";
+        for (size_t m = 0; m < mates->n; m++)
+            if (mates->m[m].cn == cn[k]) {
+                who = mates->m[m].who;
+                break;
+            }
+        len += (size_t)snprintf(buf + len, size - len, "%s %s (%.40s)", k > 0 ? "," : "",
+                                pl->p->cns[cn[k]].hostname, who);
+    }
+    if (n > 3 && len < size)
+        snprintf(buf + len, size - len, " and %zu more", n - 3);
+}
+
 /* Places one VM that may migrate: a target, or the rule that stops it. */
 static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
 {
@@ -634,7 +640,11 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
      */
     const size_t nw = pl->nwords;
     long best = -1, max_ram = -1, max_disk = -1;
-    size_t ntags = 0, nram = 0, nfit = 0, ties = 0;
+    size_t ntags = 0, nram = 0, nfit = 0, ties = 0, napart = 0, apart[3];
+    long group = mig_spread_group(&pl->spread, vm);
+    const struct mig_spread_group *mates = mig_spread_members(&pl->spread, group);
+    for (size_t m = 0; m < mates->n; m++)
+        pl->mate_on[mates->m[m].cn] = mates->m[m].who;
     for (size_t k = 0; k < pl->nelig; k++) {
         if (!bits_cover(pl->elig_tags + k * nw, pl->need, nw))
             continue;
@@ -648,6 +658,12 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
             max_disk = (long)k;
         if (pl->elig_disk[k] < v->disk_mib)
             continue;
+        if (pl->mate_on[pl->elig_cn[k]] != NULL) { /* it fits, but runs one of its group */
+            if (napart < 3)
+                apart[napart] = pl->elig_cn[k];
+            napart++;
+            continue;
+        }
         nfit++;
         if (best < 0 || pl->elig_ram[k] > pl->elig_ram[best]) {
             best = (long)k;
@@ -656,6 +672,12 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
             ties++;
         }
     }
+
+    for (size_t m = 0; m < mates->n; m++)
+        pl->mate_on[mates->m[m].cn] = NULL;
+    char spread[200] = "";
+    if (napart > 0)
+        spread_note(pl, vm, apart, napart, spread, sizeof(spread));
 
     if (ntags == 0) {
         const char *missing = tag_not_eligible(pl, vm);
@@ -681,7 +703,7 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
                      planned_note(c, note, sizeof(note)));
         return;
     }
-    if (nfit == 0) {
+    if (nfit == 0 && napart == 0) {
         const struct mig_place_cn *c = &p->cns[pl->elig_cn[max_disk]];
         v->rule = MIG_RULE_DISK;
         v->why = say("needs %s disk, the most free on a CN with room for its RAM is %s on %s%s",
@@ -690,7 +712,16 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
         return;
     }
 
+    if (nfit == 0) { /* napart > 0: only its group keeps it from a CN */
+        v->rule = MIG_PLACE_RULE_SPREAD;
+        v->why = say("VM %s stays: every CN that fits runs %s", vm_label(v, label, sizeof(label)),
+                     spread);
+        return;
+    }
+
     struct mig_place_cn *c = &p->cns[pl->elig_cn[best]];
+    mig_spread_add(&pl->spread, group, pl->elig_cn[best],
+                   v->alias != NULL && v->alias[0] != '\0' ? v->alias : v->uuid);
     pl->elig_ram[best] -= v->ram_mib;
     pl->elig_disk[best] -= v->disk_mib;
     c->ram_free_mib -= v->ram_mib;
@@ -705,12 +736,15 @@ static void place_vm(struct planner *pl, struct mig_place_vm *v, json_t *vm)
                  ties == 1 ? "" : "s");
     vm_tags(vm, tags, sizeof(tags));
     const char *has = tags[0] != '\0' ? "has NIC tags " : "needs no NIC tag";
+    char away[220] = "";
+    if (napart > 0)
+        snprintf(away, sizeof(away), "; not beside %s", spread);
     if (nfit == 1)
-        v->why = say("the only CN that fits: %s RAM free after placement; %s%s",
-                     gib(c->ram_free_mib, a, sizeof(a)), has, tags);
+        v->why = say("the only CN that fits: %s RAM free after placement; %s%s%s",
+                     gib(c->ram_free_mib, a, sizeof(a)), has, tags, away);
     else
-        v->why = say("most free RAM after placement: %s, the best of %zu CNs that fit%s; %s%s",
-                     gib(c->ram_free_mib, a, sizeof(a)), nfit, tie, has, tags);
+        v->why = say("most free RAM after placement: %s, the best of %zu CNs that fit%s; %s%s%s",
+                     gib(c->ram_free_mib, a, sizeof(a)), nfit, tie, has, tags, away);
 }
 
 /* Decides one VM: skipped by a VM rule or for being elsewhere, or placed. */
@@ -741,7 +775,7 @@ static void planner_clear(struct planner *pl)
 {
     free(pl->in);
     free(pl->in_scope);
-    tag_clear(&pl->tags);
+    mig_intern_clear(&pl->tags);
     free(pl->have);
     free(pl->elig_cn);
     free(pl->elig_ram);
@@ -750,6 +784,8 @@ static void planner_clear(struct planner *pl)
     free(pl->elig_any);
     free(pl->need);
     free(pl->none_why);
+    free(pl->mate_on);
+    mig_spread_clear(&pl->spread);
 }
 
 int mig_place_plan(json_t *servers, json_t *vms, const struct mig_place_opts *opts,
@@ -775,6 +811,7 @@ int mig_place_plan(json_t *servers, json_t *vms, const struct mig_place_opts *op
         return 0;
     }
     judge_cns(&pl);
+    read_spread(&pl);
     if (pl.nelig == 0)
         explain_none(&pl);
 
@@ -832,57 +869,4 @@ void mig_place_free(struct mig_place *p)
     free(p->cns);
     free(p->vms);
     free(p);
-}
-
-/*
- * A JSON string of s, or null for NULL.  Our messages cut names at a byte
- * count, which may split a UTF-8 character; jansson refuses such a string,
- * so then every byte outside ASCII becomes '?'.
- */
-static json_t *jstr(const char *s)
-{
-    if (s == NULL)
-        return json_null();
-    json_t *j = json_string(s);
-    if (j == NULL) {
-        char *copy = mig_strdup(s);
-        for (char *q = copy; *q != '\0'; q++)
-            if ((unsigned char)*q >= 0x80)
-                *q = '?';
-        j = json_string(copy);
-        free(copy);
-    }
-    return j;
-}
-
-static void set(json_t *o, const char *key, json_t *v)
-{
-    if (v == NULL || json_object_set_new(o, key, v) != 0)
-        MIG_DIE("out of memory building the placement's %s", key);
-}
-
-json_t *mig_place_json(const struct mig_place *p)
-{
-    json_t *arr = json_array();
-    if (arr == NULL)
-        MIG_DIE("out of memory");
-    for (size_t i = 0; p != NULL && i < p->nvms; i++) {
-        const struct mig_place_vm *v = &p->vms[i];
-        json_t *o = json_object();
-        if (o == NULL)
-            MIG_DIE("out of memory");
-        set(o, "vm_uuid", jstr(v->uuid));
-        set(o, "alias", jstr(v->alias));
-        set(o, "brand", jstr(v->brand));
-        set(o, "ram", json_integer(v->ram_mib));
-        set(o, "disk_mib", json_integer(v->disk_mib));
-        set(o, "target_uuid", jstr(v->target != NULL ? v->target->uuid : NULL));
-        set(o, "target_hostname", jstr(v->target != NULL ? v->target->hostname : NULL));
-        set(o, "skipped", json_boolean(v->skipped));
-        set(o, "rule", jstr(v->rule));
-        set(o, "why", jstr(v->why));
-        if (json_array_append_new(arr, o) != 0)
-            MIG_DIE("out of memory");
-    }
-    return arr;
 }

@@ -22,6 +22,8 @@
 #define MIG_PLACE_RULE_NOT_ON_SOURCE "VmNotOnSource"   /* VMAPI puts the VM on another CN */
 #define MIG_PLACE_RULE_NOT_IN_TO "NotInTargetList"     /* a CN outside opts.to */
 #define MIG_PLACE_RULE_NO_TARGET "NoEligibleTarget"    /* CNs excluded for several rules */
+#define MIG_PLACE_RULE_EVACUATING "TargetBeingEvacuated" /* in an unfinished evacuation's set */
+#define MIG_PLACE_RULE_SPREAD "SpreadConflict" /* every CN that fits runs one of its group */
 
 struct mig_place_opts {
     /*
@@ -34,6 +36,20 @@ struct mig_place_opts {
     size_t nto;
     bool allow_older_platform; /* -D: a target may run an older platform */
     const char *admin_uuid;    /* VMs it owns are core zones (mig_validate_vm); may be NULL */
+    /*
+     * placement.spread_tag (NULL: none).  VMs of one owner with the same
+     * value of this tag (spread.h) never go to one CN, nor to a CN that runs
+     * one of them already (as others says); when every CN that fits runs
+     * one, the VM stays, with MIG_PLACE_RULE_SPREAD and the CNs named.
+     */
+    const char *spread_tag;
+    json_t *others; /* VMAPI's active VMs on any CN (borrowed; NULL: none known) */
+    /*
+     * CN uuids no VM may go to (borrowed JSON array of strings; may be
+     * NULL): every CN of an unfinished evacuation's set, which will be
+     * drained itself (MIG_PLACE_RULE_EVACUATING).
+     */
+    json_t *avoid;
 };
 
 /* One CNAPI server as the plan sees it.  Strings are owned by the plan. */

@@ -215,6 +215,12 @@ int mig_store_evac_save(struct mig_store *st, json_t *evac);
 json_t *mig_store_evac_load(struct mig_store *st, const char *uuid);
 /* All evacuations, oldest first, as an array. */
 json_t *mig_store_evac_list(struct mig_store *st);
+/*
+ * The CNs that unfinished (running) evacuations drain, a new array of
+ * uuids (empty when none, or the store cannot be read): no plan puts a VM
+ * there (place.h's avoid).
+ */
+json_t *mig_store_evac_draining(struct mig_store *st);
 /* The latest evacuation of server_uuid (running or ended), if any. */
 json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid);
 

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 #include "log.h"
@@ -78,6 +79,23 @@ json_t *mig_store_evac_list(struct mig_store *st)
         return NULL;
     }
     return a;
+}
+
+json_t *mig_store_evac_draining(struct mig_store *st)
+{
+    json_t *out = json_array();
+    json_t *all = mig_store_evac_list(st);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(all, i, ev)
+    {
+        const char *state = json_string_value(json_object_get(ev, "state"));
+        json_t *uuid = json_object_get(ev, "server_uuid");
+        if (state != NULL && strcmp(state, "running") == 0 && json_is_string(uuid))
+            json_array_append(out, uuid);
+    }
+    json_decref(all);
+    return out;
 }
 
 json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid)

@@ -9,6 +9,7 @@
 
 #include "cn.h"
 #include "err.h"
+#include "place.h"
 #include "plan.h"
 #include "submit.h"
 #include "triton.h"
@@ -31,29 +32,44 @@ void mig_submit_clear(struct mig_submit *s)
     json_decref(s->vm);
     json_decref(s->servers);
     json_decref(s->tree);
-    s->vm = s->servers = s->tree = NULL;
+    json_decref(s->avoid);
+    json_decref(s->others);
+    s->vm = s->servers = s->tree = s->avoid = s->others = NULL;
     s->src = s->dst = NULL;
 }
 
-/* The valid target with the most unreserved RAM, or NULL. */
-static json_t *place(struct mig_submit *s)
+/*
+ * Where the VM goes when no target is named: the placement planner's plan
+ * of this one VM (place.h), so that `migrate VM` and `evacuate CN` choose by
+ * the same rules (capacity, NIC tags, CNs being drained, spread_tag).  NULL
+ * with *why filled when no CN may take it.
+ */
+static json_t *place(struct mig_submit *s, struct mig_refusal *why)
 {
+    json_t *vms = json_pack("[O]", s->vm);
+    struct mig_place_opts opts = {
+        .source = json_string_value(json_object_get(s->src, "uuid")),
+        .allow_older_platform = s->a.job->allow_older_platform,
+        .spread_tag = s->spread_tag,
+        .others = s->others,
+        .avoid = s->avoid,
+    };
+    struct mig_place *plan = NULL;
     json_t *best = NULL;
-    int64_t best_ram = -1;
-    size_t i;
-    json_t *srv;
-    json_array_foreach(s->servers, i, srv)
-    {
-        struct mig_refusal ignore;
-        if (mig_validate_target(s->vm, s->src, srv, s->disk_mib, s->a.job->allow_older_platform,
-                                &ignore) != 0)
-            continue;
-        int64_t ram = json_integer_value(json_object_get(srv, "unreserved_ram"));
-        if (ram > best_ram) {
-            best = srv;
-            best_ram = ram;
+    why->rule = MIG_PLACE_RULE_NO_TARGET;
+    snprintf(why->message, sizeof(why->message), "no CN may take the VM; name a target CN");
+    if (mig_place_plan(s->servers, vms, &opts, &plan, why) == 0) {
+        const struct mig_place_vm *v = plan->nvms == 1 ? &plan->vms[0] : NULL;
+        if (v != NULL && v->target != NULL) {
+            best = mig_server_find(s->servers, v->target->uuid);
+        } else {
+            why->rule = v != NULL && v->rule != NULL ? v->rule : MIG_PLACE_RULE_NO_TARGET;
+            snprintf(why->message, sizeof(why->message), "%s; name a target CN",
+                     v != NULL && v->why != NULL ? v->why : "no CN may take the VM");
         }
     }
+    mig_place_free(plan);
+    json_decref(vms);
     return best;
 }
 
@@ -216,6 +232,20 @@ int mig_submit_step(struct mig_act *a)
     if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
         return mig_act_fail_res(a, "CnapiError", "cannot list servers from CNAPI");
     s->servers = json_incref(a->res->json);
+    /* placement.spread_tag, when migd picks the target: where the VM's group runs. */
+    if (CTX(a)->target_request[0] == '\0' && s->spread_tag != NULL && s->spread_tag[0] != '\0') {
+        s->others = json_array();
+        do {
+            ACT_HTTP(a, "VMAPI", "GET",
+                     mig_url_vms_active(a->env->vmapi, (long)json_array_size(s->others)), NULL);
+            if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
+                return mig_act_fail_res(a, "VmapiError",
+                                        "cannot list the active VMs from VMAPI (for "
+                                        "placement.spread_tag)");
+            s->page = json_array_size(a->res->json);
+            json_array_extend(s->others, a->res->json);
+        } while (s->page == MIG_VMAPI_PAGE);
+    }
     {
         const char *su = json_string_value(json_object_get(s->vm, "server_uuid"));
         s->src = su != NULL ? mig_server_find(s->servers, su) : NULL;
@@ -229,10 +259,9 @@ int mig_submit_step(struct mig_act *a)
                 return mig_act_fail(a, MIG_RULE_TARGET_UNKNOWN,
                                     "CNAPI has no server with uuid or hostname %s", want);
         } else {
-            s->dst = place(s);
+            s->dst = place(s, &r);
             if (s->dst == NULL)
-                return mig_act_fail(a, MIG_RULE_TARGET_UNKNOWN,
-                                    "no CN can take VM %s; name a target", job->vm_uuid);
+                return refused(a, &r);
         }
         if (mig_validate_target(s->vm, s->src, s->dst, s->disk_mib, job->allow_older_platform,
                                 &r) != 0)

@@ -22,6 +22,11 @@ struct mig_submit {
     json_t *src, *dst;  /* borrowed from servers */
     int64_t disk_mib;   /* what the VM needs on the target */
     json_t *tree;       /* every dataset sent (a bhyve disk below the zone's too), for the plan */
+    /* Inputs of the placement when no target is named (place.h): set before the first step. */
+    const char *spread_tag; /* placement.spread_tag; NULL: none */
+    json_t *avoid;          /* CN uuids being drained (owned; may be NULL) */
+    json_t *others;         /* with spread_tag and no target: every active VM */
+    size_t page;            /* VMs in the last page of others */
 };
 
 /* Starts a submission's checks for job (whose vm_uuid or vm_alias and ctx.target_request are set). */

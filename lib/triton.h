@@ -20,6 +20,8 @@ char *mig_url_vm(const char *vmapi, const char *vm_uuid);
 char *mig_url_vms_by_alias(const char *vmapi, const char *alias);
 /* CNAPI GET /servers?extras=capacity,sysinfo. */
 char *mig_url_servers(const char *cnapi);
+/* VMAPI's largest page of a VM list: a shorter page is the last. */
+#define MIG_VMAPI_PAGE 1000
 /* VMAPI GET /vms?state=active&limit=1000&offset=N: one page of every active VM. */
 char *mig_url_vms_active(const char *vmapi, long offset);
 /* NAPI GET/PUT /networks/NET/ips/IP. */

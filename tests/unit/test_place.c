@@ -961,6 +961,95 @@ static void replay_agrees(struct fixture *f, const struct mig_place *p)
     free(disk);
 }
 
+/* --- placement.spread_tag and CNs being evacuated ----------------------------------- */
+
+/* VM n with tags.role = role, owned by owner, on CN on (another CN than the source: VMAPI's list). */
+static json_t *tagged(int n, const char *alias, const char *role, const char *owner, int on)
+{
+    json_t *v = vm(n, alias, GIB, 10, "");
+    json_object_set_new(json_object_get(v, "tags"), "role", json_string(role));
+    json_object_set_new(v, "owner_uuid", json_string(owner));
+    json_object_set_new(v, "server_uuid", json_string(CNU(on)));
+    return v;
+}
+
+static void test_spread_tag(void **state)
+{
+    struct fixture *f = *state;
+    add_source(f);
+    add(f->servers, cn(2, "cn2", 64 * GIB, 1000 * GIB, ""));
+    add(f->servers, cn(3, "cn3", 48 * GIB, 1000 * GIB, ""));
+    add(f->servers, cn(4, "cn4", 32 * GIB, 1000 * GIB, ""));
+    add(f->vms, tagged(1, "db1", "db", OWNER, 1));
+    add(f->vms, tagged(2, "db2", "db", OWNER, 1));
+    add(f->vms, tagged(3, "web1", "web", OWNER, 1));
+    /* Where the rest of the datacenter runs: and the VMs being placed, as VMAPI lists them too. */
+    json_t *others = json_deep_copy(f->vms);
+    add(others, tagged(10, "db0", "db", OWNER, 2));
+    add(others, tagged(11, "theirs", "db", ADMIN, 3)); /* another owner's db: no bar */
+    add(others, tagged(12, "web0", "web", OWNER, 4));
+    f->o.spread_tag = "role";
+    f->o.others = others;
+
+    const struct mig_place *p = plan(f);
+    expect_target(p, 1, 3,
+                  "most free RAM after placement: 47 GiB, the best of 2 CNs that fit; needs no "
+                  "NIC tag; not beside another role=db of its owner: cn2 (db0)");
+    expect_target(p, 2, 4, NULL); /* cn2 runs db0, cn3 now db1 */
+    expect_target(p, 3, 2, NULL); /* cn4 runs web0 */
+    assert_non_null(strstr(vm_of(p, 3)->why, "not beside another role=web of its owner: cn4 (web0)"));
+
+    /* A fourth db has nowhere to go apart from the others: it stays, and says who is where. */
+    add(f->vms, tagged(4, "db3", "db", OWNER, 1));
+    p = plan(f);
+    char why[512];
+    snprintf(why, sizeof(why),
+             "VM db3 (%s) stays: every CN that fits runs another role=db of its owner: cn2 "
+             "(db0), cn3 (db1), cn4 (db2)",
+             VMU(4));
+    expect_none(p, 4, false, MIG_PLACE_RULE_SPREAD, why);
+    assert_int_equal(p->nplaced, 3);
+    assert_int_equal(p->nunplaced, 1);
+
+    /* Capacity is said before the spread: a VM too large for every CN says so. */
+    json_object_set_new(json_array_get(f->vms, 3), "ram", json_integer(100 * GIB));
+    p = plan(f);
+    assert_string_equal(vm_of(p, 4)->rule, MIG_RULE_RAM);
+
+    /* Without the tag set, the group means nothing: every VM goes to the CN with most RAM free. */
+    f->o.spread_tag = NULL;
+    json_object_set_new(json_array_get(f->vms, 3), "ram", json_integer(GIB));
+    p = plan(f);
+    assert_int_equal(p->nplaced, 4);
+    expect_target(p, 1, 2, NULL);
+    expect_target(p, 2, 2, NULL);
+    json_decref(others);
+}
+
+static void test_cns_being_evacuated(void **state)
+{
+    struct fixture *f = *state;
+    add_source(f);
+    add(f->servers, cn(2, "cn2", 32 * GIB, 1000 * GIB, "external"));
+    add(f->servers, cn(3, "cn3", 64 * GIB, 1000 * GIB, "external")); /* most RAM, but drained next */
+    add(f->vms, vm(1, "web", GIB, 10, "external"));
+    json_t *avoid = json_pack("[s, s]", CNU(1), CNU(3));
+    f->o.avoid = avoid;
+    const struct mig_place *p = plan(f);
+    expect_target(p, 1, 2, "the only CN that fits: 31 GiB RAM free after placement; has NIC tags external");
+    expect_excluded(p, 3, MIG_PLACE_RULE_EVACUATING,
+                    "cn3 is being evacuated (an unfinished evacuation drains it)");
+    expect_excluded(p, 1, MIG_RULE_TARGET_SAME, "cn1 is the source CN"); /* not "evacuated" */
+
+    /* Only drained CNs left: the VM stays and the plan says why. */
+    json_array_append_new(avoid, json_string(CNU(2)));
+    p = plan(f);
+    expect_none(p, 1, false, MIG_PLACE_RULE_EVACUATING, /* the rule they share */
+                "no eligible target CN among 2: cn2 TargetBeingEvacuated, cn3 "
+                "TargetBeingEvacuated");
+    json_decref(avoid);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -980,6 +1069,8 @@ int main(void)
         T(test_bad_input),
         T(test_agrees_with_validate),
         T(test_agrees_with_validate_on_fabrics),
+        T(test_spread_tag),
+        T(test_cns_being_evacuated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
