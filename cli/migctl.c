@@ -471,11 +471,14 @@ static void print_evacuation(json_t *ev, bool json)
         return;
     }
     json_t *esc = out_escaped(ev);
-    out_evacuation(stdout, esc);
+    if (json_is_true(json_object_get(esc, "rolling")))
+        out_rolling(stdout, esc);
+    else
+        out_evacuation(stdout, esc);
     json_decref(esc);
 }
 
-enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE };
+enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM };
 
 /*
  * An evacuation's exit status for cron: 0 nothing needs a human (done, or
@@ -485,6 +488,10 @@ enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE };
 static int evacuation_status(json_t *ev)
 {
     const char *state = json_string_value(json_object_get(ev, "state"));
+    /* A rolling drain, for cron: 0 once every CN is drained (or a clean plan), 1 until then. */
+    if (json_is_true(json_object_get(ev, "rolling")) && state != NULL &&
+        strcmp(state, "done") != 0 && strcmp(state, "plan") != 0)
+        return EXIT_FAILED;
     if (state != NULL && strcmp(state, "failed") == 0)
         return EXIT_FAILED;
     return json_array_size(json_object_get(ev, "attention")) > 0 ? EXIT_FAILED : EXIT_OK;
@@ -498,7 +505,42 @@ struct evacuate_args {
     int64_t cleanup_after; /* -1: migd's cleanup.after_s */
     const char *window;    /* --window for its jobs, NULL: none */
     json_t *to;    /* the targets (owned), or NULL: any */
+    long max_cns;  /* --max-cns: a rolling drain, N CNs at once; -1: not asked */
+    json_t *cns;   /* the CNs from --cns-from (owned), or NULL */
 };
+
+/* --cns-from FILE: one CN per line (blank lines and # comments skipped). 0, or -1 after a usage error. */
+static int evacuate_cns_from(struct evacuate_args *a, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        opts_usage_error("--cns-from %s: %s", path, strerror(errno));
+        return -1;
+    }
+    json_decref(a->cns);
+    a->cns = json_array();
+    char line[512];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        char *p = line, *end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        end = p + strcspn(p, "#\r\n");
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        *end = '\0';
+        if (*p == '\0')
+            continue;
+        if (strlen(p) >= 256 || strpbrk(p, " \t") != NULL) {
+            opts_usage_error("--cns-from %s: \"%.64s\" is not a CN uuid or hostname", path, p);
+            rc = -1;
+        } else {
+            json_array_append_new(a->cns, json_string(p));
+        }
+    }
+    fclose(f);
+    return rc;
+}
 
 /* --to's CN[,CN...] into a->to: 0, or -1 after a usage error. */
 static int evacuate_to(struct evacuate_args *a, const char *arg)
@@ -535,6 +577,17 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
     }
     case OPT_TO:
         return evacuate_to(a, arg);
+    case OPT_MAX_CNS: {
+        char *end = NULL;
+        a->max_cns = strtol(arg, &end, 10);
+        if (arg[0] == '\0' || *end != '\0' || a->max_cns < 1 || a->max_cns > 64) {
+            opts_usage_error("--max-cns takes 1 to 64 CNs drained at once, not \"%s\"", arg);
+            return -1;
+        }
+        return 0;
+    }
+    case OPT_CNS_FROM:
+        return evacuate_cns_from(a, arg);
     case OPT_CLEANUP_AFTER:
         if (mig_duration_parse(arg, 366LL * 86400, &a->cleanup_after) != 0) {
             opts_usage_error("--cleanup-after takes a duration up to 366d (90m, 24h, 7d; 0: only "
@@ -551,11 +604,33 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
     return 0;
 }
 
-/* POST /evacuations's body for CN as a asks (new reference). */
-static json_t *evacuate_body(const struct evacuate_args *a, const char *cn)
+/*
+ * POST /evacuations's body for the CNs (operands, then --cns-from's) as a
+ * asks (new reference): one CN is `server`; several, or --max-cns, a
+ * rolling drain's `servers`.  NULL after a usage error.
+ */
+static json_t *evacuate_body(const struct evacuate_args *a, char **operands, int n)
 {
-    json_t *body = json_pack("{s:s, s:s, s:b, s:b}", "server", cn, "mode", a->jobs.mode, "dry_run",
-                             a->jobs.dry, "no_reserve", a->no_reserve);
+    json_t *cns = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(cns, json_string(operands[i]));
+    if (a->cns != NULL)
+        json_array_extend(cns, a->cns);
+    if (json_array_size(cns) == 0 || json_array_size(cns) > 64) {
+        opts_usage_error(json_array_size(cns) == 0 ? "missing CN (or --cns-from FILE)"
+                                                   : "at most 64 CNs in one evacuation");
+        json_decref(cns);
+        return NULL;
+    }
+    json_t *body = json_pack("{s:s, s:b, s:b}", "mode", a->jobs.mode, "dry_run", a->jobs.dry,
+                             "no_reserve", a->no_reserve);
+    if (json_array_size(cns) == 1 && a->max_cns < 0 && a->cns == NULL) {
+        json_object_set(body, "server", json_array_get(cns, 0));
+    } else {
+        json_object_set(body, "servers", cns);
+        json_object_set_new(body, "max_cns", json_integer(a->max_cns > 0 ? a->max_cns : 1));
+    }
+    json_decref(cns);
     if (a->to != NULL)
         json_object_set(body, "to", a->to);
     if (a->parallel > 0)
@@ -576,13 +651,19 @@ static int cmd_evacuate(int argc, char **argv)
                                              {OPT_NO_RESERVE, 0, "no-reserve", false},
                                              {OPT_CLEANUP_AFTER, 0, "cleanup-after", true},
                                              {OPT_WINDOW, 0, "window", true},
+                                             {OPT_MAX_CNS, 0, "max-cns", true},
+                                             {OPT_CNS_FROM, 0, "cns-from", true},
                                              OPTS_END};
-    struct evacuate_args a = {.jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1};
+    struct evacuate_args a = {
+        .jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1, .max_cns = -1};
     struct opts o;
     opts_init(&o, argc, argv, table);
-    int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 1, 1, "CN");
-    json_t *body = parsed == 0 ? evacuate_body(&a, o.operands[0]) : NULL;
+    int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 0, 64, "CN");
+    json_t *body = parsed == 0 ? evacuate_body(&a, o.operands, o.noperands) : NULL;
+    if (parsed == 0 && body == NULL)
+        parsed = -1;
     json_decref(a.to);
+    json_decref(a.cns);
     opts_free(&o);
     if (parsed != 0)
         return parsed > 0 ? EXIT_OK : EXIT_USAGE;
@@ -703,13 +784,17 @@ static const struct command commands[] = {
      "  -j        the records as JSON, one per line\n" JOB_HELP},
     {"evacuate", cmd_evacuate,
      "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] "
-     "[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] CN",
+     "[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] [--max-cns N] [--cns-from FILE] "
+     "CN [CN ...]",
      "Empties CN (a server UUID or hostname): marks it reserved in CNAPI, plans a\n"
      "target for every eligible VM on it, queues one job per VM that has none, and\n"
      "prints the plan: each VM's size, target and estimated time, or why it stays\n"
      "(core and NAT zones, no target with room or with its NIC tags), and the\n"
      "window.  Run again (from cron), it queues nothing twice and prints the\n"
      "progress; once the evacuation ended with nothing new to move, its report.\n"
+     "Several CNs (or --max-cns) are a rolling drain: all are reserved and no VM\n"
+     "moves onto any of them; at most N are drained at once, the next starts when\n"
+     "one is empty, planned then.  The plan gives each CN's turn and the whole ETA.\n"
      "  -n                  the plan only: nothing queued, nothing reserved\n"
      "  -i | -a             incremental or automatic incremental jobs\n"
      "  -j                  the evacuation as JSON\n"
@@ -721,8 +806,11 @@ static const struct command commands[] = {
      "                      and a passed health gate (default: migd's cleanup.after_s)\n"
      "  --window HH:MM-HH:MM[,TZ]\n"
      "                      its jobs copy at any time and switch only inside this window\n"
+     "  --max-cns N         a rolling drain: at most N of the CNs at once (default 1)\n"
+     "  --cns-from FILE     the CNs, one per line (# comments), after those named\n"
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
-     "stays (the lines under \"needs attention\" say which and why), 2 bad usage.\n"},
+     "stays (the lines under \"needs attention\" say which and why), 2 bad usage; a\n"
+     "rolling drain: 0 every CN drained, 1 still draining or something stays.\n"},
     {"doctor", cmd_doctor, "doctor [-j] [--fix] [CN ...]",
      "Finds what migrations left behind on every set-up CN (or the CNs named):\n"
      "migd-* snapshots of ended jobs, zones where VMAPI does not place the VM (a\n"

@@ -1,7 +1,8 @@
 /*
  * output.c: migctl's rendering of jobs: escaping, units, fields, the
- * progress line, summary, plan, log records, status, evacuations and the
- * error line (see output.h; list's tables are in output_table.c).
+ * progress line, summary, plan, log records, status and the error line
+ * (see output.h; list's tables are in output_table.c, evacuations in
+ * output_evac.c).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -757,97 +758,4 @@ void out_status(FILE *f, json_t *ping, const char *socket_path)
     if (bad > 0)
         fprintf(f, "%lld job record%s cannot be read: see \"migctl list -a\" and migd's log\n",
                 (long long)bad, bad == 1 ? "" : "s");
-}
-
-/* ---- evacuations and estimates ---- */
-
-static json_int_t int_of(json_t *o, const char *key, json_int_t def)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? json_integer_value(v) : def;
-}
-
-static const char *str_of(json_t *o, const char *key, const char *def)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s != NULL ? s : def;
-}
-
-void out_evacuation(FILE *f, json_t *ev)
-{
-    json_t *plan = json_object_get(ev, "plan");
-    json_t *progress = json_object_get(ev, "progress");
-    const char *state = str_of(ev, "state", "?");
-    bool planned = strcmp(state, "plan") == 0;
-    char size[32], window[32], sent[32], eta[32];
-    size_t moving = 0, stays = 0, i;
-    json_t *e;
-    json_array_foreach(plan, i, e)
-    {
-        if (json_string_value(json_object_get(e, "target_uuid")) != NULL)
-            moving++;
-        else
-            stays++;
-    }
-    out_bytes(int_of(ev, "bytes", 0), size, sizeof(size));
-    out_duration(int_of(ev, "estimate_s", -1), window, sizeof(window));
-    if (planned)
-        fprintf(f, "plan to evacuate %s (%s); nothing was queued or reserved\n",
-                str_of(ev, "hostname", "?"), str_of(ev, "server_uuid", "?"));
-    else
-        fprintf(f, "evacuation %s of %s (%s): %s; %s\n", str_of(ev, "uuid", "?"),
-                str_of(ev, "hostname", "?"), str_of(ev, "server_uuid", "?"), state,
-                json_is_true(json_object_get(ev, "reserved"))
-                    ? "the CN is reserved in CNAPI (lift it yourself when done)"
-                    : "the CN is not reserved");
-    fprintf(f, "%zu VMs: %zu to move (%s), %zu stay; estimated window %s with %lld at once\n",
-            moving + stays, moving, size, stays, window,
-            (long long)int_of(ev, "parallel", int_of(json_object_get(ev, "options"), "max_parallel", 1)));
-    if (json_is_object(progress) && !planned) {
-        out_bytes(int_of(progress, "bytes_sent", 0), sent, sizeof(sent));
-        out_duration(int_of(progress, "eta_s", -1), eta, sizeof(eta));
-        fprintf(f, "progress: %lld done, %lld moving, %lld failed; %s of %s sent; eta %s\n",
-                (long long)int_of(progress, "done", 0), (long long)int_of(progress, "moving", 0),
-                (long long)int_of(progress, "failed", 0), sent, size, eta);
-    }
-    json_t *err = json_object_get(ev, "estimate_error");
-    if (json_is_number(err)) {
-        char took[32];
-        out_duration(int_of(ev, "took_s", -1), took, sizeof(took));
-        fprintf(f, "took %s; the estimate was %s (%+.0f%%)\n", took, window,
-                100.0 * json_number_value(err));
-    }
-    fprintf(f, "%-8s  %-16s  %-7s  %10s  %-12s  %7s  %s\n", "VM", "ALIAS", "BRAND", "SIZE",
-            "TARGET", "EST", planned ? "WHY" : "STATE / WHY");
-    json_array_foreach(plan, i, e)
-    {
-        const char *vm = str_of(e, "vm_uuid", "?");
-        char *alias = out_cut(str_of(e, "alias", "-"), 16);
-        char *target = out_cut(str_of(e, "target_hostname", "-"), 12);
-        char est[32];
-        out_bytes(int_of(e, "bytes", 0), size, sizeof(size));
-        out_duration(int_of(e, "estimate_s", -1), est, sizeof(est));
-        char what[300];
-        const char *st = json_string_value(json_object_get(e, "state"));
-        json_t *refused = json_object_get(e, "refused");
-        if (st != NULL) {
-            char done[32];
-            out_bytes(int_of(e, "bytes_sent", 0), done, sizeof(done));
-            snprintf(what, sizeof(what), "%s (%s sent)", st, done);
-        } else if (json_is_object(refused)) {
-            snprintf(what, sizeof(what), "not queued: %s", str_of(refused, "message", "?"));
-        } else {
-            snprintf(what, sizeof(what), "%s", str_of(e, "why", ""));
-        }
-        fprintf(f, "%-8.8s  %-16s  %-7.7s  %10s  %-12s  %7s  %s\n", vm, alias,
-                str_of(e, "brand", "-"), size, target, est, what);
-        free(alias);
-        free(target);
-    }
-    json_t *attention = json_object_get(ev, "attention");
-    if (json_array_size(attention) > 0) {
-        fprintf(f, "needs attention:\n");
-        json_array_foreach(attention, i, e)
-            fprintf(f, "  %s\n", json_string_value(e) != NULL ? json_string_value(e) : "");
-    }
 }

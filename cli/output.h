@@ -110,6 +110,12 @@ void out_status(FILE *f, json_t *ping, const char *socket_path);
  * an operator.  ev must come through out_escaped (migd's strings made printable).
  */
 void out_evacuation(FILE *f, json_t *ev);
+/*
+ * A rolling drain (several CNs, max_cns at once): its state, every CN's
+ * turn with when it starts and how long it takes, then each CN's
+ * evacuation.  Escaped as out_evacuation's.
+ */
+void out_rolling(FILE *f, json_t *drain);
 
 /* ---- list's tables (output_table.c) ---- */
 

@@ -81,15 +81,22 @@ void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
     if (!json_is_object(body)) {
         json_decref(body);
         control_respond_error(req, 400, "InvalidContent",
-                              "the body must be a JSON object (server, mode, to, max_parallel, "
-                              "no_reserve, dry_run, cleanup_after_s, window)");
+                              "the body must be a JSON object (server or servers, max_cns, mode, "
+                              "to, max_parallel, no_reserve, dry_run, cleanup_after_s, window)");
         return;
     }
     char err[256];
     struct evac_req *e = evac_req_new(c, req, 201);
-    int rc = evac_start(c->d, body, on_evac_done, e, err, sizeof(err));
+    /* servers[]: a rolling drain of several CNs (evac_rolling.c); server: one CN. */
+    int rc = json_object_get(body, "servers") != NULL
+                 ? rolling_start(c->d, body, on_evac_done, e, err, sizeof(err))
+                 : evac_start(c->d, body, on_evac_done, e, err, sizeof(err));
     json_decref(body);
-    if (rc != 0) {
+    if (rc == -EEXIST) {
+        e->req = NULL;
+        h2o_mem_release_shared(e);
+        control_respond_error(req, 409, "EvacuationRunning", "%s", err);
+    } else if (rc != 0) {
         e->req = NULL;
         h2o_mem_release_shared(e); /* the callback's reference: it will not run */
         control_respond_error(req, rc == -EINVAL ? 400 : 500,
@@ -172,8 +179,12 @@ void control_evacuation_get(struct control *c, h2o_req_t *req, const char *uuid)
                                      "\"%s\" is not an evacuation UUID", s);
     }
     json_t *rec = mig_store_evac_load(c->d->store, uuid);
-    if (rec == NULL)
+    if (rec == NULL) {
+        json_t *drain = rolling_json(c->d, uuid); /* a rolling drain: every CN's evacuation */
+        if (drain != NULL)
+            return control_respond_json(req, 200, drain);
         return control_respond_error(req, 404, "ResourceNotFound", "no evacuation %s", uuid);
+    }
     json_t *out = evac_json(c->d, rec);
     json_decref(rec);
     control_respond_json(req, 200, out);

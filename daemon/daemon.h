@@ -34,6 +34,7 @@ struct migd {
     int64_t started_ms;
     const struct ops_fake *fake_ops; /* unit tests: stands in for ssh and http (ops.h); NULL */
     struct evac_run *evac_runs;      /* evacuations and estimates being planned (evacuate.c) */
+    struct rolling_run *rolling_runs; /* rolling drains being planned (evac_rolling.c) */
 };
 
 /* engine.c and engine_*.c (engine_int.h says which holds what) */
@@ -157,6 +158,26 @@ void evac_job_ended(struct migd *d, const char *evac_uuid);
 void evac_resume(struct migd *d);
 /* At shutdown, before the engine goes: every plan being made answers ShuttingDown. */
 void evac_cancel_all(struct migd *d);
+/* True while an evacuation of server_uuid is being planned or queued (its run is in flight). */
+bool evac_planning(struct migd *d, const char *server_uuid);
+
+/* evac_rolling.c */
+
+/*
+ * A rolling drain (POST /evacuations with servers[] and max_cns): every CN
+ * is planned with the others avoided, reserved, and recorded as one
+ * evacuation each, "queued" but for the first max_cns, which start; when
+ * one ends, the next queued CN starts with a fresh plan.  Run again with the
+ * same CNs, it queues nothing new and answers the progress.  cb runs once.
+ * 0, or -EINVAL with a line in err.
+ */
+int rolling_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz);
+/* The rolling drain uuid with every CN's evacuation and progress, or NULL.  New reference. */
+json_t *rolling_json(struct migd *d, const char *uuid);
+/* At start, after evac_resume: follows the drains' jobs and starts CNs whose turn came. */
+void rolling_resume(struct migd *d);
+/* At shutdown, with evac_cancel_all: every drain being planned answers ShuttingDown. */
+void rolling_cancel_all(struct migd *d);
 
 /* control.c */
 

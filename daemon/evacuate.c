@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "err.h"
 #include "evac.h"
@@ -291,6 +292,42 @@ static size_t queueable(struct evac_run *r)
     return n;
 }
 
+/* A plan's bytes and window (the VMs that move, smallest first, on the evacuation's lanes). */
+static void plan_totals(struct evac_run *r, json_t *plan, int64_t *bytes, int64_t *window)
+{
+    int64_t secs[512];
+    size_t n = 0, i;
+    json_t *e;
+    *bytes = 0;
+    json_array_foreach(plan, i, e)
+    {
+        if (json_is_integer(json_object_get(e, "estimate_s")) && n < 512) {
+            secs[n++] = json_integer_value(json_object_get(e, "estimate_s"));
+            *bytes += json_integer_value(json_object_get(e, "bytes"));
+        }
+    }
+    *window = window_s(r, secs, n, *bytes);
+}
+
+/*
+ * A rolling drain's CN whose turn came (evac_rolling.c marked it running
+ * with "replan"): the plan made when the drain was asked is replaced by one
+ * made now, when the CNs drained before it have taken their share of the
+ * targets.
+ */
+static void replan(struct evac_run *r, json_t *record)
+{
+    json_t *plan = plan_record(r);
+    int64_t bytes, window;
+    plan_totals(r, plan, &bytes, &window);
+    json_object_set_new(record, "plan", plan);
+    json_object_set_new(record, "bytes", json_integer(bytes));
+    json_object_set_new(record, "estimate_s", json_integer(window));
+    json_object_set_new(record, "parallel", json_integer(lanes(r)));
+    json_object_set_new(record, "started_ms", json_integer(mig_now_ms()));
+    json_object_del(record, "replan");
+}
+
 static void on_planned(struct evac_run *r, int err)
 {
     if (err != 0) {
@@ -299,6 +336,18 @@ static void on_planned(struct evac_run *r, int err)
     }
     json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
     json_t *running = is_running(latest) ? latest : NULL;
+    const char *was = json_string_value(json_object_get(latest, "state"));
+    if (was != NULL && strcmp(was, "queued") == 0 && !r->dry_run) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "%s waits its turn in rolling evacuation %s; run migctl evacuate with the same "
+                 "CNs to see it",
+                 r->carrier->source_hostname,
+                 json_string_value(json_object_get(json_object_get(latest, "rolling"), "uuid")));
+        json_decref(latest);
+        answer(r, MIG_EREFUSED, "EvacuationQueued", msg);
+        return;
+    }
     if (running != NULL && !r->dry_run) {
         /* Run again: nothing is planned anew; VMs left behind without a job are queued. */
         json_decref(r->record);
@@ -313,6 +362,13 @@ static void on_planned(struct evac_run *r, int err)
             r->window.set = false;
         snprintf(r->mode, sizeof(r->mode), "%s",
                  json_string_value(json_object_get(json_object_get(running, "options"), "mode")));
+        if (json_is_true(json_object_get(running, "replan"))) {
+            replan(r, running);
+            if (mig_store_evac_save(r->d->store, running) != 0) {
+                answer(r, MIG_EDB, "DatabaseError", "cannot record the evacuation's new plan");
+                return;
+            }
+        }
         r->next = 0;
         submit_next(r);
         return;
@@ -323,25 +379,15 @@ static void on_planned(struct evac_run *r, int err)
     for (size_t i = 0; i < r->nto; i++)
         json_array_append_new(to, json_string(r->to[i]));
     json_t *plan = plan_record(r);
-    int64_t secs[512];
-    size_t n = 0;
-    int64_t bytes = 0;
-    size_t i;
-    json_t *e;
-    json_array_foreach(plan, i, e)
-    {
-        if (json_is_integer(json_object_get(e, "estimate_s")) && n < 512) {
-            secs[n++] = json_integer_value(json_object_get(e, "estimate_s"));
-            bytes += json_integer_value(json_object_get(e, "bytes"));
-        }
-    }
+    int64_t bytes, window;
+    plan_totals(r, plan, &bytes, &window);
     r->record = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:o, s:i, s:b}, s:o, s:I, s:I, s:i, s:b, s:b}", "uuid",
         uuid, "server_uuid", r->carrier->source_server_uuid, "hostname",
         r->carrier->source_hostname, "state", r->dry_run ? "plan" : "running", "created_ms",
         (json_int_t)mig_now_ms(), "options", "mode", r->mode, "to", to, "max_parallel",
         r->max_parallel, "no_reserve", r->no_reserve, "plan", plan, "bytes", (json_int_t)bytes,
-        "estimate_s", (json_int_t)window_s(r, secs, n, bytes), "parallel", lanes(r), "reserved",
+        "estimate_s", (json_int_t)window, "parallel", lanes(r), "reserved",
         false, "dry_run", r->dry_run);
     if (r->record != NULL && r->cleanup_after_s >= 0)
         json_object_set_new(json_object_get(r->record, "options"), "cleanup_after_s",
@@ -402,6 +448,7 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     const char *mode = json_string_value(json_object_get(body, "mode"));
     json_t *to = json_object_get(body, "to");
     json_t *parallel = json_object_get(body, "max_parallel");
+    json_t *avoid = json_object_get(body, "avoid");
     enum mig_mode m;
     if (server == NULL || server[0] == '\0' || strlen(server) >= 256) {
         mig_errf(err, errsz, "server (the CN to evacuate, uuid or hostname) is required");
@@ -415,6 +462,20 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
         (!json_is_array(to) || json_array_size(to) > 64)) {
         mig_errf(err, errsz, "to must be an array of at most 64 CN uuids or hostnames");
         return -EINVAL;
+    }
+    if (avoid != NULL && !json_is_null(avoid) &&
+        (!json_is_array(avoid) || json_array_size(avoid) > 64)) {
+        mig_errf(err, errsz, "avoid must be an array of at most 64 CN uuids or hostnames");
+        return -EINVAL;
+    }
+    size_t ai;
+    json_t *an;
+    json_array_foreach(avoid, ai, an)
+    {
+        if (!json_is_string(an)) {
+            mig_errf(err, errsz, "avoid must hold strings");
+            return -EINVAL;
+        }
     }
     json_t *after = json_object_get(body, "cleanup_after_s");
     if (after != NULL && !json_is_null(after) &&
@@ -482,6 +543,7 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     r->ev.estimate_only = estimate;
     r->ev.spread_tag = d->cfg->placement.spread_tag;
     r->ev.avoid = mig_store_evac_draining(d->store);
+    json_array_extend(r->ev.avoid, avoid); /* a rolling drain's other CNs, by name */
     exec_call(r->x, mig_evac_step, &r->ev.a);
     return 0;
 }
@@ -599,7 +661,8 @@ json_t *evac_list_json(struct migd *d)
 void evac_job_ended(struct migd *d, const char *evac_uuid)
 {
     json_t *rec = mig_store_evac_load(d->store, evac_uuid);
-    if (!is_running(rec)) {
+    if (!is_running(rec) || json_is_true(json_object_get(rec, "replan"))) {
+        /* ended already, or a rolling drain's CN whose plan is being made (evac_rolling.c) */
         json_decref(rec);
         return;
     }
@@ -614,7 +677,10 @@ void evac_job_ended(struct migd *d, const char *evac_uuid)
     }
     /* Every job has ended: the window it took against the one estimated. */
     int64_t now = mig_now_ms();
-    int64_t took = (now - json_integer_value(json_object_get(rec, "created_ms"))) / 1000;
+    json_t *began = json_object_get(rec, "started_ms"); /* a rolling drain's CN: when its turn came */
+    if (!json_is_integer(began))
+        began = json_object_get(rec, "created_ms");
+    int64_t took = (now - json_integer_value(began)) / 1000;
     int64_t est = json_integer_value(json_object_get(rec, "estimate_s"));
     const char *end = failed > 0 ? "failed" : "done";
     json_object_set_new(rec, "state", json_string(end));
@@ -629,6 +695,15 @@ void evac_job_ended(struct migd *d, const char *evac_uuid)
                 (long long)est);
     }
     json_decref(rec);
+}
+
+bool evac_planning(struct migd *d, const char *server_uuid)
+{
+    for (struct evac_run *r = d->evac_runs; r != NULL; r = r->next_run)
+        if (strcasecmp(r->ev.server, server_uuid) == 0 ||
+            strcasecmp(r->carrier->source_server_uuid, server_uuid) == 0)
+            return true;
+    return false;
 }
 
 void evac_cancel_all(struct migd *d)

@@ -84,6 +84,7 @@ static void migd_shutdown(struct migd_main *m)
         m->pieces_open--;
     }
     evac_cancel_all(d);
+    rolling_cancel_all(d);
     if (d->engine != NULL) {
         engine_free(d->engine);
         d->engine = NULL;
@@ -157,6 +158,7 @@ static int migd_start(struct migd_main *m, const char *socket_path)
         return rc;
     }
     evac_resume(d);
+    rolling_resume(d);
     engine_resume(d->engine);
     return 0;
 }

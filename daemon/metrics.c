@@ -37,14 +37,14 @@ struct metrics {
     int npairs;
     int64_t other_bytes;
     struct histogram downtime, duration;
-    int64_t evacuations[3]; /* running, done, failed */
+    int64_t evacuations[4]; /* queued (a rolling drain's CN awaiting its turn), running, done, failed */
 };
 
-static const char *const EVAC_STATES[] = {"running", "done", "failed"};
+static const char *const EVAC_STATES[] = {"queued", "running", "done", "failed"};
 
 static int evac_index(const char *state)
 {
-    for (int i = 0; state != NULL && i < 3; i++)
+    for (int i = 0; state != NULL && i < 4; i++)
         if (strcmp(state, EVAC_STATES[i]) == 0)
             return i;
     return -1;
@@ -254,7 +254,7 @@ char *metrics_text(const struct metrics *m, int64_t rate_bytes_s, size_t *len)
               &m->duration, DURATION_BUCKETS);
     put(&b, "# HELP migd_evacuations Evacuations of CNs by state.\n"
             "# TYPE migd_evacuations gauge\n");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         put(&b, "migd_evacuations{state=\"%s\"} %lld\n", EVAC_STATES[i],
             (long long)m->evacuations[i]);
     *len = b.len;

@@ -181,6 +181,11 @@ int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int64_t overhead_ms,
 
 int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel)
 {
+    return mig_estimate_starts(seconds, n, parallel, NULL);
+}
+
+int64_t mig_estimate_starts(const int64_t *seconds, size_t n, int parallel, int64_t *starts)
+{
     if (parallel < 1)
         parallel = 1;
     int64_t lanes[64] = {0};
@@ -191,6 +196,8 @@ int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel)
         for (int l = 1; l < parallel; l++)
             if (lanes[l] < lanes[best])
                 best = l;
+        if (starts != NULL)
+            starts[i] = lanes[best];
         lanes[best] += seconds[i];
     }
     int64_t span = 0;

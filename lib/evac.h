@@ -79,5 +79,10 @@ int64_t mig_estimate_s(int64_t bytes, int64_t rate_bytes_s, int64_t overhead_ms,
  * lanes, each starting as soon as a lane frees: the makespan.
  */
 int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel);
+/*
+ * The same, also giving when each one starts (starts[i], seconds from the
+ * beginning; starts may be NULL): a rolling drain's CNs on max_cns lanes.
+ */
+int64_t mig_estimate_starts(const int64_t *seconds, size_t n, int parallel, int64_t *starts);
 
 #endif

@@ -336,14 +336,15 @@ static int mark_scope(struct planner *pl, struct mig_refusal *r)
  */
 #define PROBE_NEED_MIB (-((int64_t)1 << 50))
 
-/* True when opts->avoid names the CN uuid. */
-static bool avoided(const struct planner *pl, const char *uuid)
+/* True when opts->avoid names the CN (by uuid, any case, or hostname). */
+static bool avoided(const struct planner *pl, const struct mig_place_cn *c)
 {
     size_t i;
     json_t *u;
     json_array_foreach(pl->opts->avoid, i, u)
     {
-        if (json_is_string(u) && strcasecmp(json_string_value(u), uuid) == 0)
+        const char *name = json_string_value(u);
+        if (name != NULL && (strcasecmp(name, c->uuid) == 0 || strcmp(name, c->hostname) == 0))
             return true;
     }
     return false;
@@ -390,7 +391,7 @@ static void judge_cns(struct planner *pl)
         }
         bool ok = mig_validate_target(probe, src, pl->in[i].json, PROBE_NEED_MIB,
                                       pl->opts->allow_older_platform, &r) == 0;
-        if ((ok || strcmp(r.rule, MIG_RULE_TARGET_SAME) != 0) && avoided(pl, c->uuid)) {
+        if ((ok || strcmp(r.rule, MIG_RULE_TARGET_SAME) != 0) && avoided(pl, c)) {
             c->rule = MIG_PLACE_RULE_EVACUATING;
             c->why = say("%s is being evacuated (an unfinished evacuation drains it)", c->hostname);
             continue;

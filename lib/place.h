@@ -45,9 +45,10 @@ struct mig_place_opts {
     const char *spread_tag;
     json_t *others; /* VMAPI's active VMs on any CN (borrowed; NULL: none known) */
     /*
-     * CN uuids no VM may go to (borrowed JSON array of strings; may be
-     * NULL): every CN of an unfinished evacuation's set, which will be
-     * drained itself (MIG_PLACE_RULE_EVACUATING).
+     * CNs no VM may go to, by uuid or hostname (borrowed JSON array of
+     * strings; may be NULL): every CN of an unfinished evacuation, running
+     * or queued in a rolling drain, which will be drained itself
+     * (MIG_PLACE_RULE_EVACUATING).
      */
     json_t *avoid;
 };

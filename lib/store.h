@@ -216,7 +216,8 @@ json_t *mig_store_evac_load(struct mig_store *st, const char *uuid);
 /* All evacuations, oldest first, as an array. */
 json_t *mig_store_evac_list(struct mig_store *st);
 /*
- * The CNs that unfinished (running) evacuations drain, a new array of
+ * The CNs that unfinished evacuations drain (running, or queued in a
+ * rolling drain), a new array of
  * uuids (empty when none, or the store cannot be read): no plan puts a VM
  * there (place.h's avoid).
  */

@@ -91,7 +91,8 @@ json_t *mig_store_evac_draining(struct mig_store *st)
     {
         const char *state = json_string_value(json_object_get(ev, "state"));
         json_t *uuid = json_object_get(ev, "server_uuid");
-        if (state != NULL && strcmp(state, "running") == 0 && json_is_string(uuid))
+        if (state != NULL && (strcmp(state, "running") == 0 || strcmp(state, "queued") == 0) &&
+            json_is_string(uuid))
             json_array_append(out, uuid);
     }
     json_decref(all);

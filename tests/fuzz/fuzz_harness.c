@@ -344,6 +344,21 @@ void evac_job_ended(struct migd *d, const char *evac_uuid)
     (void)evac_uuid;
 }
 
+/* A rolling drain answers as its first CN's evacuation would. */
+int rolling_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err, size_t errsz)
+{
+    (void)d;
+    return stub_evac(json_string_value(json_array_get(json_object_get(body, "servers"), 0)), cb,
+                     arg, err, errsz);
+}
+
+json_t *rolling_json(struct migd *d, const char *uuid)
+{
+    (void)d;
+    (void)uuid;
+    return NULL;
+}
+
 
 /* ---- the server, once ---- */
 

@@ -1,0 +1,115 @@
+"""A rolling drain (migctl evacuate CN CN --max-cns N) through the real
+binaries against a 4-CN lab (cn3 runs an older platform, so the only
+target of cn1's and cn2's VMs is cn4).
+
+cn1 and cn2 are drained together, one at a time: both are reserved in CNAPI
+from the first minute, no VM of cn1 lands on cn2 (which is drained next),
+cn2 waits its turn in state queued, and a re-run from cron queues nothing
+new and reports the progress.
+"""
+import json
+
+import pytest
+
+import conftest
+import helpers
+from migd_daemon import running_migd
+
+wait_for = helpers.waiter(900, step=0.5)
+
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory, request):
+    return conftest.start_lab(tmp_path_factory, request, cns=4)
+
+
+@pytest.fixture(scope='module')
+def migd(lab, build_dir, tmp_path_factory):
+    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+
+
+def ctl_json(migd, *args):
+    p = migd.ctl(*args)
+    assert p.returncode in (0, 1), '%s: %d %s' % (args, p.returncode, p.stderr)
+    return p.returncode, json.loads(p.stdout)
+
+
+def drain_of(migd, uuid):
+    raw = helpers.unix_get(migd.socket, '/evacuations/%s' % uuid)
+    return json.loads(raw.split(b'\r\n\r\n', 1)[1])
+
+
+def moved(cn_evac):
+    return [e for e in cn_evac['plan'] if e.get('target_uuid')]
+
+
+def test_rolling_drain_of_two_cns_one_at_a_time(lab, migd, tmp_path):
+    cn1, cn2, cn4 = lab.cns[0], lab.cns[1], lab.cns[3]
+    cns = tmp_path / 'cns'
+    cns.write_text('# tonight\n%s\n\n%s   # then this one\n' % (cn1.hostname, cn2.hostname))
+
+    # The plan: both CNs, in order, none a target of the other; cn2 starts
+    # when cn1 is expected to end, and the whole is the sum of the two.
+    rc, plan = ctl_json(migd, 'evacuate', '-n', '-j', '--max-cns', '1', '--cns-from', str(cns))
+    assert plan['rolling'] is True and plan['state'] == 'plan', plan
+    assert [c['server_uuid'] for c in plan['cns']] == [cn1.uuid, cn2.uuid], plan
+    for c in plan['cns']:
+        assert moved(c), c['plan']
+        for e in moved(c):
+            assert e['target_uuid'] == cn4.uuid, e
+    first, second = plan['cns']
+    assert first['starts_after_s'] == 0 and second['starts_after_s'] == first['estimate_s']
+    assert plan['estimate_s'] == first['estimate_s'] + second['estimate_s'], plan
+    text = migd.ctl('evacuate', '-n', '--max-cns', '1', cn1.hostname, cn2.hostname).stdout
+    assert 'plan of a rolling evacuation of 2 CNs, 1 at once' in text, text
+    print('\n' + text)
+
+    jobs_before = len(migd.jobs())
+    rc, drain = ctl_json(migd, 'evacuate', '-j', '--max-cns', '1', cn1.hostname, cn2.hostname)
+    assert rc == 1 and drain['state'] == 'running', drain  # 1: still draining
+    uuid = drain['uuid']
+    assert [c['state'] for c in drain['cns']] == ['running', 'queued'], drain
+    # Every CN of the set is reserved from the first minute.
+    for cn in (cn1, cn2):
+        assert lab.api('cnapi', 'GET', '/servers/%s' % cn.uuid)[1]['reserved'] is True, cn
+    try:
+        # cn2 alone is refused while it waits its turn in the drain.
+        p = migd.ctl('evacuate', cn2.hostname)
+        assert p.returncode == 1 and 'waits its turn' in p.stderr, (p.returncode, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        # A CN of the drain in another set is refused, and nothing changes.
+        p = migd.ctl('evacuate', '--max-cns', '1', cn2.hostname, lab.cns[2].hostname)
+        assert p.returncode == 1 and 'being evacuated already' in p.stderr, p.stderr
+
+        # Never two CNs at once; the re-run from cron queues nothing new.
+        seen = []
+
+        def ended():
+            d = drain_of(migd, uuid)
+            states = [c['state'] for c in d['cns']]
+            seen.append(states)
+            assert states.count('running') <= 1, states
+            return d if d['state'] != 'running' else None
+        rc, again = ctl_json(migd, 'evacuate', '-j', '--max-cns', '1', cn1.hostname, cn2.hostname)
+        assert again['uuid'] == uuid, again
+        final = wait_for(ended, 'the rolling drain to end')
+    finally:
+        for cn in (cn1, cn2):
+            lab.api('cnapi', 'POST', '/servers/%s' % cn.uuid, {'reserved': False})
+    assert final['state'] == 'done', final['attention']
+    assert ['done', 'running'] in seen, seen  # cn2's turn, seen while it drained
+    assert [c['state'] for c in final['cns']] == ['done', 'done'], final
+    # Each VM moved once: no VM of cn1 went to cn2 and on again.
+    jobs = migd.jobs()
+    queued = sum(len(moved(c)) for c in final['cns'])
+    assert len(jobs) - jobs_before == queued, (len(jobs), jobs_before, queued)
+    for c in final['cns']:
+        for e in moved(c):
+            assert e['state'] in ('switched', 'succeeded'), e
+            vm = lab.api('vmapi', 'GET', '/vms/%s' % e['vm_uuid'])[1]
+            assert vm['server_uuid'] == cn4.uuid, (e['alias'], vm['server_uuid'])
+    # cn2's turn began when cn1's ended, with a plan made then.
+    assert final['cns'][1]['started_ms'] >= final['cns'][0]['finished_ms'], final['cns']
+    p = migd.ctl('evacuate', '--max-cns', '1', cn1.hostname, cn2.hostname)
+    assert 'rolling evacuation %s of 2 CNs, 1 at once: done' % uuid in p.stdout, p.stdout
+    print(p.stdout)
