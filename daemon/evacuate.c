@@ -119,6 +119,32 @@ static void on_submitted(void *arg, int err, const struct mig_refusal *rf,
     submit_next(r);
 }
 
+/*
+ * A VM of the plan has an unfinished job already: true when that job moves
+ * it off this CN (the evacuation takes it as its own); else the VM came here
+ * by a job not yet ended (switched, its source copy kept), which must be
+ * cleaned up or rolled back first: the entry says so and nothing is queued.
+ */
+static bool held_off_this_cn(struct evac_run *r, json_t *entry, const char *holder)
+{
+    json_t *job = engine_job_json(r->d->engine, holder);
+    const char *source = json_string_value(json_object_get(job, "source_server_uuid"));
+    bool ours = source != NULL && strcasecmp(source, r->carrier->source_server_uuid) == 0;
+    if (!ours) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "job %s, which moved it here, is %s: clean it up (migctl cleanup) or roll it "
+                 "back first",
+                 holder, json_string_value(json_object_get(job, "state")) != NULL
+                             ? json_string_value(json_object_get(job, "state"))
+                             : "unfinished");
+        json_object_set_new(entry, "refused",
+                            json_pack("{s:s, s:s}", "code", "VmBusy", "message", msg));
+    }
+    json_decref(job);
+    return ours;
+}
+
 /* Queues the next placed VM that has no job yet; then saves and answers. */
 static void submit_next(struct evac_run *r)
 {
@@ -131,6 +157,8 @@ static void submit_next(struct evac_run *r)
             continue; /* stays (a reason says why), or queued already */
         char holder[MIG_UUID_LEN + 1];
         if (mig_store_job_holding_vm(r->d->store, vm, holder) == 0) {
+            if (!held_off_this_cn(r, entry, holder))
+                continue;
             json_object_set_new(entry, "job_uuid", json_string(holder));
             continue; /* it has an unfinished job already: not queued twice */
         }

@@ -217,9 +217,9 @@ json_t *mig_store_evac_load(struct mig_store *st, const char *uuid);
 json_t *mig_store_evac_list(struct mig_store *st);
 /*
  * The CNs that unfinished evacuations drain (running, or queued in a
- * rolling drain), a new array of
- * uuids (empty when none, or the store cannot be read): no plan puts a VM
- * there (place.h's avoid).
+ * rolling drain) and every CN of a rolling drain that has not ended, a new
+ * array of uuids (empty when none, or the store cannot be read): no plan
+ * puts a VM there (place.h's avoid).
  */
 json_t *mig_store_evac_draining(struct mig_store *st);
 /* The latest evacuation of server_uuid (running or ended), if any. */

@@ -81,20 +81,38 @@ json_t *mig_store_evac_list(struct mig_store *st)
     return a;
 }
 
+static bool evac_unfinished(json_t *ev)
+{
+    const char *state = json_string_value(json_object_get(ev, "state"));
+    return state != NULL && (strcmp(state, "running") == 0 || strcmp(state, "queued") == 0);
+}
+
+static const char *evac_drain(json_t *ev)
+{
+    return json_string_value(json_object_get(json_object_get(ev, "rolling"), "uuid"));
+}
+
 json_t *mig_store_evac_draining(struct mig_store *st)
 {
     json_t *out = json_array();
     json_t *all = mig_store_evac_list(st);
+    json_t *drains = json_object(); /* rolling drains with a CN unfinished */
     size_t i;
     json_t *ev;
     json_array_foreach(all, i, ev)
     {
-        const char *state = json_string_value(json_object_get(ev, "state"));
+        if (evac_unfinished(ev) && evac_drain(ev) != NULL)
+            json_object_set_new(drains, evac_drain(ev), json_true());
+    }
+    json_array_foreach(all, i, ev)
+    {
         json_t *uuid = json_object_get(ev, "server_uuid");
-        if (state != NULL && (strcmp(state, "running") == 0 || strcmp(state, "queued") == 0) &&
-            json_is_string(uuid))
+        /* a drain's CN stays out of every plan until the whole drain ends, drained or not */
+        bool in_drain = evac_drain(ev) != NULL && json_object_get(drains, evac_drain(ev)) != NULL;
+        if ((evac_unfinished(ev) || in_drain) && json_is_string(uuid))
             json_array_append(out, uuid);
     }
+    json_decref(drains);
     json_decref(all);
     return out;
 }
