@@ -84,12 +84,33 @@ static void test_window_on_lanes(void **state)
     assert_int_equal(mig_estimate_window_s(many, 100, 1000), 2);
 }
 
+/* A rolling drain's CNs on max_cns lanes: when each starts, and the whole. */
+static void test_starts_on_lanes(void **state)
+{
+    (void)state;
+    const int64_t cns[] = {300, 100, 200};
+    int64_t starts[3] = {-1, -1, -1};
+    /* One at a time: each starts when the one before ends. */
+    assert_int_equal(mig_estimate_starts(cns, 3, 1, starts), 600);
+    assert_int_equal(starts[0], 0);
+    assert_int_equal(starts[1], 300);
+    assert_int_equal(starts[2], 400);
+    /* Two at once: the third takes the lane that frees first (the 100 s one). */
+    assert_int_equal(mig_estimate_starts(cns, 3, 2, starts), 300);
+    assert_int_equal(starts[0], 0);
+    assert_int_equal(starts[1], 0);
+    assert_int_equal(starts[2], 100);
+    /* No starts wanted: the window alone, as mig_estimate_window_s. */
+    assert_int_equal(mig_estimate_starts(cns, 3, 2, NULL), mig_estimate_window_s(cns, 3, 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_used_by_vm),
         cmocka_unit_test(test_estimate_of_one_vm),
         cmocka_unit_test(test_window_on_lanes),
+        cmocka_unit_test(test_starts_on_lanes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
