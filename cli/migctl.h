@@ -17,6 +17,11 @@ void print_json(json_t *j, bool one_line);
 /* The commands in files of their own (cmd_NAME.c). */
 int cmd_migrate(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_evacuate(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+/* An evacuation, a drain, its plan or an estimate: as JSON, or for people. */
+void print_evacuation(json_t *ev, bool json);
 
 /* Long options' keys, one range per command file. */
 enum { OPT_CLEANUP_SOURCE = 256, OPT_TRANSFER, OPT_LIMIT, OPT_MIN_UP, OPT_CLEANUP_AFTER,

@@ -189,3 +189,34 @@ void control_evacuation_get(struct control *c, h2o_req_t *req, const char *uuid)
     json_decref(rec);
     control_respond_json(req, 200, out);
 }
+
+/* POST /evacuations/:id/pause and /resume: an evacuation, or a drain whole (evac_pause.c). */
+static void pause_or_resume(struct control *c, h2o_req_t *req, const char *uuid, bool pause)
+{
+    if (!mig_uuid_valid(uuid)) {
+        char s[ECHO_MAX + 8];
+        control_echo(uuid, strlen(uuid), s, sizeof(s));
+        return control_respond_error(req, 400, "InvalidArgument",
+                                     "\"%s\" is not an evacuation UUID", s);
+    }
+    char err[256];
+    json_t *out = NULL;
+    int rc = evac_pause(c->d, uuid, pause, &out, err, sizeof(err));
+    if (rc == 0)
+        return control_respond_json(req, 200, out);
+    if (rc == -ENOENT)
+        return control_respond_error(req, 404, "ResourceNotFound", "%s", err);
+    if (rc == -EALREADY)
+        return control_respond_error(req, 409, "EvacuationEnded", "%s", err);
+    control_respond_error(req, 500, "DatabaseError", "%s", err);
+}
+
+void control_evacuation_pause(struct control *c, h2o_req_t *req, const char *id)
+{
+    pause_or_resume(c, req, id, true);
+}
+
+void control_evacuation_resume(struct control *c, h2o_req_t *req, const char *id)
+{
+    pause_or_resume(c, req, id, false);
+}

@@ -48,6 +48,8 @@ static const struct route routes[] = {
     {"GET", "/evacuations", control_evacuations_list},
     {"POST", "/evacuations", control_evacuate},
     {"GET", "/evacuations/:id", control_evacuation_get},
+    {"POST", "/evacuations/:id/pause", control_evacuation_pause},
+    {"POST", "/evacuations/:id/resume", control_evacuation_resume},
     {"GET", "/estimate", control_estimate}, /* ?of=VM or CN */
     {"GET", "/doctor", control_doctor},     /* ?cn=CN[,CN...] */
     {"POST", "/doctor/fix", control_doctor_fix},

@@ -116,6 +116,13 @@ void engine_unwatch(struct engine *e, void *handle);
 #define ENGINE_MAX_SUBSCRIBERS 4
 typedef void (*engine_ended_fn)(void *arg, const struct mig_job *job);
 int engine_subscribe_ended(struct engine *e, engine_ended_fn fn, void *arg);
+/*
+ * Evacuation evac_uuid paused (held) or resumed: while held, its queued
+ * jobs do not start and its jobs ready to switch do not (their rounds go
+ * on); on release they go on at once.  In memory: the evacuator keeps it
+ * on record and tells the engine again at start.
+ */
+void engine_hold(struct engine *e, const char *evac_uuid, bool held);
 
 /* evacuate.c */
 
@@ -178,6 +185,21 @@ json_t *rolling_json(struct migd *d, const char *uuid);
 void rolling_resume(struct migd *d);
 /* At shutdown, with evac_cancel_all: every drain being planned answers ShuttingDown. */
 void rolling_cancel_all(struct migd *d);
+/* Starts the CNs of drain uuid whose turn has come (after a resume). */
+void rolling_resume_turns(struct migd *d, const char *uuid);
+
+/* evac_pause.c */
+
+/*
+ * Pauses (pause) or resumes the evacuation uuid, or every CN of the drain
+ * uuid: on record, then the engine holds or releases its jobs.  0 and *out
+ * the evacuation or drain (new reference); -ENOENT, -EALREADY (it ended)
+ * or MIG_EDB with a line in err.
+ */
+int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char *err,
+               size_t errsz);
+/* At start, before any job moves: the engine holds the paused evacuations' jobs again. */
+void evac_pause_resume(struct migd *d);
 
 /* control.c */
 

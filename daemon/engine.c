@@ -284,6 +284,15 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
                              r->e->d->cfg->limits.switches_per_cn);
         break;
     }
+    case MIG_WAIT_PAUSED:
+        if (strncmp(job->ctx.activity, "ready; paused", 13) != 0)
+            jlog(job, MIG_LOG_INFO, "ready; the switch waits: evacuation %s is paused",
+                 job->evacuation);
+        mig_job_set_activity(job, "ready; paused with evacuation %s (migctl resume %s): a round "
+                                  "every %d s; %s",
+                             job->evacuation, job->evacuation,
+                             r->e->d->cfg->incremental.interval_s, f);
+        break;
     case MIG_WAIT_NONE:
         break;
     }
@@ -348,6 +357,7 @@ static void decide(struct jrun *r, enum mig_outcome out)
     struct mig_job *job = r->job;
     struct mig_lifecycle_cfg cfg = lifecycle_cfg(r->e->d->cfg);
     cfg.switch_slot_taken = switch_slot_holder(r->e, r) != NULL;
+    cfg.held = admit_held(r->e, job);
     int64_t now = mig_now_ms();
     struct mig_next n = mig_lifecycle_next(job, &cfg, out, now);
     enum mig_phase was = job->phase;
@@ -582,6 +592,7 @@ int engine_new(struct migd *d, struct engine **out)
     struct engine *e = mig_calloc(1, sizeof(*e));
     e->d = d;
     e->metrics = metrics_load(d->store);
+    e->held = json_object();
     if (e->metrics == NULL) {
         free(e);
         return MIG_EDB;
@@ -624,6 +635,7 @@ void engine_resume(struct engine *e)
                     "until an operator looks",
                     e->bad[i].uuid, e->bad[i].state, e->bad[i].error);
     }
+    e->resumed = true;
     uv_timer_start(&e->tick, on_tick, 0, TICK_MS);
 }
 
@@ -631,6 +643,7 @@ static void on_tick_closed(uv_handle_t *h)
 {
     struct engine *e = h->data;
     metrics_free(e->metrics);
+    json_decref(e->held);
     free(e);
 }
 

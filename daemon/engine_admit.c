@@ -9,6 +9,30 @@
 #include "engine_int.h"
 #include "util.h"
 
+bool admit_held(const struct engine *e, const struct mig_job *job)
+{
+    return job->evacuation[0] != '\0' && json_object_get(e->held, job->evacuation) != NULL;
+}
+
+void engine_hold(struct engine *e, const char *evac_uuid, bool held)
+{
+    if (held) {
+        json_object_set_new(e->held, evac_uuid, json_true());
+        if (e->resumed)
+            admit_schedule(e); /* its queued jobs say why they wait */
+        return;
+    }
+    if (json_object_get(e->held, evac_uuid) == NULL)
+        return;
+    json_object_del(e->held, evac_uuid);
+    /* Its jobs resting between rounds decide now: a ready one switches. */
+    for (struct jrun *r = e->runs; r != NULL; r = r->next)
+        if (r->sleeping && !r->ending && strcmp(r->job->evacuation, evac_uuid) == 0)
+            exec_wake(r->x);
+    if (e->resumed)
+        admit_schedule(e);
+}
+
 /* Jobs being worked on. */
 int admit_active(struct engine *e)
 {
@@ -36,6 +60,11 @@ static void waits_for(struct engine *e, const struct mig_job *job, int active, c
 {
     const struct mig_config *cfg = e->d->cfg;
     why[0] = '\0';
+    if (admit_held(e, job)) {
+        snprintf(why, whysz, "waits: its evacuation %s is paused (migctl resume %s)",
+                 job->evacuation, job->evacuation);
+        return;
+    }
     if (active >= cfg->limits.max_active_jobs) {
         snprintf(why, whysz, "waits for limits.max_active_jobs: %d running", active);
         return;

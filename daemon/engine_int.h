@@ -80,6 +80,8 @@ struct engine {
         void *arg;
     } ended[ENGINE_MAX_SUBSCRIBERS]; /* who hears that a job's run ended */
     int nended;
+    json_t *held; /* {evacuation uuid: true}: the paused evacuations (engine_hold) */
+    bool resumed; /* engine_resume ran: the jobs on record have their runs; scheduling may start */
 };
 
 #define jlog(job, level, ...) mig_log(level, (job)->uuid, (job)->vm_uuid, __VA_ARGS__)
@@ -108,6 +110,8 @@ void run_start(struct engine *e, struct mig_job *job);
 int admit_active(struct engine *e);
 /* Starts queued jobs, oldest first, within the limits; those that wait say for what. */
 void admit_schedule(struct engine *e);
+/* True when job belongs to a paused evacuation: it does not start, and does not switch. */
+bool admit_held(const struct engine *e, const struct mig_job *job);
 
 /* engine_leftovers.c */
 

@@ -187,8 +187,10 @@ static json_t *view(struct migd *d, const char *uuid, json_t *evacs, int max_cns
     size_t i;
     json_t *ev;
     json_array_foreach(cns, i, ev) json_object_set_new(ev, "starts_after_s", json_integer(starts[i]));
-    const char *state = dry_run             ? "plan"
-                        : counts[0] + counts[1] > 0 ? "running"
+    bool paused = false;
+    json_array_foreach(cns, i, ev) paused = paused || json_is_true(json_object_get(ev, "paused"));
+    const char *state = dry_run                 ? "plan"
+                        : counts[0] + counts[1] > 0 ? (paused ? "paused" : "running")
                         : counts[3] > 0     ? "failed"
                                             : "done";
     return json_pack("{s:s?, s:b, s:s, s:i, s:o, s:I, s:I, s:b, s:b, s:o, s:{s:i, s:i, s:i, s:i, "
@@ -279,8 +281,8 @@ static void advance(struct migd *d, const char *set)
     {
         if (running >= max_cns)
             break;
-        if (strcmp(state_of(ev), "queued") != 0)
-            continue;
+        if (strcmp(state_of(ev), "queued") != 0 || json_is_true(json_object_get(ev, "paused")))
+            continue; /* running or ended; or the drain is paused: no turn starts */
         json_object_set_new(ev, "state", json_string("running"));
         json_object_set_new(ev, "replan", json_true());
         if (mig_store_evac_save(d->store, ev) != 0)
@@ -582,6 +584,11 @@ int rolling_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err
     if (rc != 0)
         run_free(rr);
     return rc;
+}
+
+void rolling_resume_turns(struct migd *d, const char *uuid)
+{
+    advance(d, uuid);
 }
 
 /* ---- restarts and shutdown ---- */

@@ -599,6 +599,9 @@ int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char
 json_t *evac_json(struct migd *d, json_t *record)
 {
     json_t *out = json_deep_copy(record);
+    /* Paused (migctl pause): on record it runs still; people and scripts see "paused". */
+    if (is_running(record) && json_is_true(json_object_get(record, "paused")))
+        json_object_set_new(out, "state", json_string("paused"));
     json_t *plan = json_object_get(out, "plan");
     json_t *attention = json_array();
     int64_t bytes = 0, sent = 0, rate = 0;
@@ -762,6 +765,7 @@ void evac_resume(struct migd *d)
 {
     if (engine_subscribe_ended(d->engine, on_job_ended, d) != 0)
         mig_log(MIG_LOG_ERROR, NULL, NULL, "evacuations cannot follow their jobs");
+    evac_pause_resume(d);
     json_t *all = mig_store_evac_list(d->store);
     size_t i;
     json_t *r;

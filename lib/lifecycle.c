@@ -87,7 +87,7 @@ static enum sync_next sync_decide(const struct mig_job *job, const struct mig_li
                   ((job->ctx.last_delta >= 0 && job->ctx.last_delta < cfg->auto_switch_bytes) ||
                    (predicted_ms(job) >= 0 && predicted_ms(job) <= cfg->max_downtime_ms)));
     if (ready)
-        return mig_switch_allowed_at(job, now) <= now ? SYNC_SWITCH : SYNC_WINDOW;
+        return !cfg->held && mig_switch_allowed_at(job, now) <= now ? SYNC_SWITCH : SYNC_WINDOW;
     if (job->ctx.stalled || job->ctx.rounds >= cfg->max_rounds)
         return SYNC_WAIT;
     return SYNC_ROUND;
@@ -102,6 +102,8 @@ static enum sync_next sync_decide(const struct mig_job *job, const struct mig_li
 static uint64_t window_sleep_ms(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                 int64_t now)
 {
+    if (cfg->held)
+        return cfg->interval_ms; /* paused: a round every interval until it resumes */
     int64_t at = mig_switch_allowed_at(job, now);
     uint64_t until = at > now ? (uint64_t)(at - now) : 0;
     if (at == INT64_MAX)
@@ -129,9 +131,11 @@ static struct mig_next to_switch(const struct mig_job *job, const struct mig_lif
 }
 
 /* Why a job in sync sleeps. */
-static enum mig_wait wait_reason(const struct mig_job *job, enum sync_next sn)
+static enum mig_wait wait_reason(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                 enum sync_next sn)
 {
-    return sn == SYNC_WINDOW     ? MIG_WAIT_WINDOW
+    return sn == SYNC_WINDOW && cfg->held ? MIG_WAIT_PAUSED
+           : sn == SYNC_WINDOW   ? MIG_WAIT_WINDOW
            : job->ctx.stalled    ? MIG_WAIT_STALLED
            : sn == SYNC_WAIT     ? MIG_WAIT_MAX_ROUNDS
                                  : MIG_WAIT_NEXT_ROUND;
@@ -160,7 +164,7 @@ static struct mig_next sync_step(const struct mig_job *job, const struct mig_lif
     n.sleep_ms = sn == SYNC_WINDOW ? window_sleep_ms(job, cfg, now)
                  : sn == SYNC_WAIT ? cfg->wait_ms
                                    : cfg->interval_ms;
-    n.wait = wait_reason(job, sn);
+    n.wait = wait_reason(job, cfg, sn);
     return n;
 }
 
@@ -184,7 +188,7 @@ static struct mig_next resume_sync(const struct mig_job *job, const struct mig_l
         return on_slept(job, cfg, now);
     struct mig_next n = next(MIG_DO_SLEEP);
     n.sleep_ms = (uint64_t)(job->ctx.wake_ms - now);
-    n.wait = wait_reason(job, sn);
+    n.wait = wait_reason(job, cfg, sn);
     return n;
 }
 
@@ -345,7 +349,7 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
         return next(MIG_DO_PLAN);
     struct mig_next n = next(MIG_DO_SLEEP);
     n.sleep_ms = cfg->wait_ms;
-    n.wait = wait_reason(job, sn);
+    n.wait = wait_reason(job, cfg, sn);
     return n;
 }
 

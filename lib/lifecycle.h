@@ -45,6 +45,7 @@ enum mig_wait {
     MIG_WAIT_HEALTH,     /* the health gate: the next look at the VM on the target */
     MIG_WAIT_WINDOW,     /* ready to switch, outside its window: rounds until it opens */
     MIG_WAIT_SWITCH_SLOT, /* ready to switch: another switch holds its CN (switches_per_cn) */
+    MIG_WAIT_PAUSED,     /* ready to switch, its evacuation paused: rounds until it resumes */
 };
 
 /* How long a job waiting for a switch slot sleeps before it asks again. */
@@ -82,6 +83,12 @@ struct mig_lifecycle_cfg {
      * switches into or out of this job's CNs fill limits.switches_per_cn.
      */
     bool switch_slot_taken;
+    /*
+     * Also the engine's view: the job's evacuation is paused (migctl pause
+     * EVAC).  A switch does not start; the rounds go on every interval, as
+     * outside a window, so that the final delta stays small.
+     */
+    bool held;
 };
 
 /*

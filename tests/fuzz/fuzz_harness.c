@@ -352,6 +352,16 @@ int rolling_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err
                      arg, err, errsz);
 }
 
+int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char *err,
+               size_t errsz)
+{
+    (void)d;
+    (void)pause;
+    *out = NULL;
+    mig_errf(err, errsz, "no evacuation %s", uuid);
+    return -ENOENT;
+}
+
 json_t *rolling_json(struct migd *d, const char *uuid)
 {
     (void)d;

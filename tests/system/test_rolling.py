@@ -8,6 +8,7 @@ cn2 waits its turn in state queued, and a re-run from cron queues nothing
 new and reports the progress.
 """
 import json
+import time
 
 import pytest
 
@@ -37,6 +38,15 @@ def ctl_json(migd, *args):
 def drain_of(migd, uuid):
     raw = helpers.unix_get(migd.socket, '/evacuations/%s' % uuid)
     return json.loads(raw.split(b'\r\n\r\n', 1)[1])
+
+
+def clean_up_switched(migd, keep=()):
+    """migctl cleanup of every switched job (the source copies go), but keep's VMs'."""
+    for job in migd.jobs():
+        if job['state'] == 'switched' and job['vm_uuid'] not in keep:
+            p = migd.ctl('cleanup', job['uuid'])
+            assert p.returncode == 0, p.stderr
+            helpers.wait_state(migd, job['uuid'], ('succeeded',))
 
 
 def moved(cn_evac):
@@ -123,11 +133,7 @@ def test_a_drain_killed_mid_way_resumes_from_the_store(lab, migd):
     # has not ended, is not taken for one of the drain's and stays, saying why.
     cn1, cn2, cn4 = lab.cns[0], lab.cns[1], lab.cns[3]
     web0 = lab.vms['web0']['uuid']
-    for job in migd.jobs():
-        if job['state'] == 'switched' and job['vm_uuid'] != web0:
-            p = migd.ctl('cleanup', job['uuid'])
-            assert p.returncode == 0, p.stderr
-            helpers.wait_state(migd, job['uuid'], ('succeeded',))
+    clean_up_switched(migd, keep=(web0,))
     jobs_before = len(migd.jobs())
     rc, drain = ctl_json(migd, 'evacuate', '-j', '--max-cns', '1', '--no-reserve',
                          cn4.hostname, cn2.hostname)
@@ -151,3 +157,52 @@ def test_a_drain_killed_mid_way_resumes_from_the_store(lab, migd):
     assert lab.api('vmapi', 'GET', '/vms/%s' % web0)[1]['server_uuid'] == cn4.uuid
     # Each VM once, though migd was killed while its jobs ran.
     assert len(migd.jobs()) - jobs_before == 7
+
+
+def test_pause_and_resume_an_evacuation_across_a_restart(lab, migd):
+    # cn1 holds the VMs the previous test moved there; one job at a time.
+    cn1 = lab.cns[0]
+    clean_up_switched(migd)
+    rc, ev = ctl_json(migd, 'evacuate', '-j', '--no-reserve', '--max-parallel', '1', cn1.hostname)
+    uuid = ev['uuid']
+    jobs = [e['job_uuid'] for e in ev['plan'] if e.get('job_uuid')]
+    assert len(jobs) >= 3, ev['plan']
+    p = migd.ctl('pause', uuid)
+    assert p.returncode == 0 and ': paused;' in p.stdout, (p.returncode, p.stdout, p.stderr)
+
+    def states():
+        return {j: migd.job(j) for j in jobs}
+
+    # The job that had started copies on and rests waiting; the rest do not start.
+    def resting():
+        now = states()
+        held = [j for j in now.values() if j['state'] == 'waiting' and
+                'paused with evacuation' in (j.get('activity') or '')]
+        return now if held else None
+    now = wait_for(resting, 'a job of the paused evacuation to rest waiting', timeout=120)
+    assert all(j['state'] in ('queued', 'waiting') for j in now.values()), now
+    queued = [j for j in now.values() if j['state'] == 'queued']
+    assert queued and all('is paused' in (j.get('activity') or '') for j in queued), queued
+
+    # A restart keeps the pause: state paused, nothing switches.
+    assert migd.stop() == 0
+    migd.start()
+    assert drain_of(migd, uuid)['state'] == 'paused'
+    rounds_before = {j: len(s.get('rounds') or []) for j, s in states().items()}
+    time.sleep(4)
+    after = states()
+    assert all(j['state'] in ('queued', 'waiting') for j in after.values()), after
+    # A job resting paused still does its rounds (here every incremental.interval_s).
+    assert all(len(after[j].get('rounds') or []) >= rounds_before[j] for j in jobs)
+
+    p = migd.ctl('resume', uuid)
+    assert p.returncode == 0 and ': running;' in p.stdout, (p.returncode, p.stdout, p.stderr)
+    final = wait_for(lambda: (lambda d: d if d['state'] not in ('running', 'paused') else None)(
+        drain_of(migd, uuid)), 'the resumed evacuation to end')
+    assert final['state'] == 'done', final['attention']
+    for j in jobs:
+        assert migd.job(j)['state'] in ('switched', 'succeeded'), migd.job(j)
+    # An ended evacuation cannot be paused: a one-line refusal, exit 1.
+    p = migd.ctl('pause', uuid)
+    assert p.returncode == 1 and 'has ended' in p.stderr, (p.returncode, p.stderr)
+    assert migd.ctl('pause', 'not-a-uuid').returncode == 1

@@ -615,6 +615,45 @@ static void test_switch_slot(void **state)
     mig_job_free(job);
 }
 
+/*
+ * A paused evacuation (migctl pause): its job ready to switch does not; it
+ * rests waiting and does a round every interval (abort still undoes), and
+ * switches at the first decision once the pause is lifted.
+ */
+static void test_paused_evacuation(void **state)
+{
+    (void)state;
+    struct mig_lifecycle_cfg held = CFG;
+    held.held = true;
+    struct mig_job *job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                                 MIG_PHASE_SYNC, 1);
+    struct mig_next n = mig_lifecycle_next(job, &held, MIG_OUT_DONE, NOW);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.sleep_ms, CFG.interval_ms);
+    assert_int_equal(n.wait, MIG_WAIT_PAUSED);
+    assert_true(apply_next(job, &n));
+    assert_int_equal(job->state, MIG_JOB_WAITING);
+    /* Its sleep ends: another round, never the switch. */
+    n = mig_lifecycle_next(job, &held, MIG_OUT_SLEPT, NOW + (int64_t)CFG.interval_ms);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    n = mig_lifecycle_next(job, &held, MIG_OUT_DONE, NOW);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.wait, MIG_WAIT_PAUSED);
+    /* A restart while paused sleeps on; an auto job converged is held the same way. */
+    job->ctx.wake_ms = NOW + 1000;
+    n = mig_lifecycle_next(job, &held, MIG_OUT_START, NOW);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.wait, MIG_WAIT_PAUSED);
+    /* Resumed (the engine wakes it): the switch begins, finishing the wait. */
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    /* An abort while paused undoes, as always. */
+    job->abort_requested = true;
+    n = mig_lifecycle_next(job, &held, MIG_OUT_SLEPT, NOW);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    mig_job_free(job);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -637,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_health_gate),
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_switch_slot),
+        cmocka_unit_test(test_paused_evacuation),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

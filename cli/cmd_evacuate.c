@@ -1,0 +1,280 @@
+/*
+ * cmd_evacuate.c: migctl evacuate (one CN, or a rolling drain of several)
+ * and migctl pause|resume of an evacuation.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "migctl.h"
+#include "opts.h"
+#include "output.h"
+#include "util.h"
+
+/* An evacuation, its plan or an estimate: as JSON, or for people. */
+void print_evacuation(json_t *ev, bool json)
+{
+    if (json) {
+        print_json(ev, false);
+        return;
+    }
+    json_t *esc = out_escaped(ev);
+    if (json_is_true(json_object_get(esc, "rolling")))
+        out_rolling(stdout, esc);
+    else
+        out_evacuation(stdout, esc);
+    json_decref(esc);
+}
+
+enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM };
+
+/*
+ * An evacuation's exit status for cron: 0 nothing needs a human (done, or
+ * progressing, or a plan where everything can move), 1 something failed or
+ * stays.
+ */
+static int evacuation_status(json_t *ev)
+{
+    const char *state = json_string_value(json_object_get(ev, "state"));
+    /* A rolling drain, for cron: 0 once every CN is drained (or a clean plan), 1 until then. */
+    if (json_is_true(json_object_get(ev, "rolling")) && state != NULL &&
+        strcmp(state, "done") != 0 && strcmp(state, "plan") != 0)
+        return EXIT_FAILED;
+    if (state != NULL && strcmp(state, "failed") == 0)
+        return EXIT_FAILED;
+    return json_array_size(json_object_get(ev, "attention")) > 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+/* What evacuate was asked. */
+struct evacuate_args {
+    struct opts_jobs jobs;
+    bool no_reserve;
+    long parallel; /* -1: migd's limits.max_active_jobs */
+    int64_t cleanup_after; /* -1: migd's cleanup.after_s */
+    const char *window;    /* --window for its jobs, NULL: none */
+    json_t *to;    /* the targets (owned), or NULL: any */
+    long max_cns;  /* --max-cns: a rolling drain, N CNs at once; -1: not asked */
+    json_t *cns;   /* the CNs from --cns-from (owned), or NULL */
+};
+
+/* --cns-from FILE: one CN per line (blank lines and # comments skipped). 0, or -1 after a usage error. */
+static int evacuate_cns_from(struct evacuate_args *a, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        opts_usage_error("--cns-from %s: %s", path, strerror(errno));
+        return -1;
+    }
+    json_decref(a->cns);
+    a->cns = json_array();
+    char line[512];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        char *p = line, *end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        end = p + strcspn(p, "#\r\n");
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        *end = '\0';
+        if (*p == '\0')
+            continue;
+        if (strlen(p) >= 256 || strpbrk(p, " \t") != NULL) {
+            opts_usage_error("--cns-from %s: \"%.64s\" is not a CN uuid or hostname", path, p);
+            rc = -1;
+        } else {
+            json_array_append_new(a->cns, json_string(p));
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* --to's CN[,CN...] into a->to: 0, or -1 after a usage error. */
+static int evacuate_to(struct evacuate_args *a, const char *arg)
+{
+    json_decref(a->to);
+    a->to = json_array();
+    char *list = mig_strdup(arg), *save = NULL;
+    for (char *cn = strtok_r(list, ",", &save); cn != NULL; cn = strtok_r(NULL, ",", &save))
+        json_array_append_new(a->to, json_string(cn));
+    free(list);
+    if (json_array_size(a->to) == 0) {
+        opts_usage_error("--to takes CN[,CN...], not \"%s\"", arg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes evacuate's option key (its argument in arg) into ctx: 0, or -1 after a usage error. */
+static int on_evacuate_option(void *ctx, int key, const char *arg)
+{
+    struct evacuate_args *a = ctx;
+    switch (key) {
+    case OPT_NO_RESERVE:
+        a->no_reserve = true;
+        return 0;
+    case OPT_MAX_PARALLEL: {
+        char *end = NULL;
+        a->parallel = strtol(arg, &end, 10);
+        if (arg[0] == '\0' || *end != '\0' || a->parallel < 1 || a->parallel > 1000) {
+            opts_usage_error("--max-parallel takes 1 to 1000 jobs at once, not \"%s\"", arg);
+            return -1;
+        }
+        return 0;
+    }
+    case OPT_TO:
+        return evacuate_to(a, arg);
+    case OPT_MAX_CNS: {
+        char *end = NULL;
+        a->max_cns = strtol(arg, &end, 10);
+        if (arg[0] == '\0' || *end != '\0' || a->max_cns < 1 || a->max_cns > 64) {
+            opts_usage_error("--max-cns takes 1 to 64 CNs drained at once, not \"%s\"", arg);
+            return -1;
+        }
+        return 0;
+    }
+    case OPT_CNS_FROM:
+        return evacuate_cns_from(a, arg);
+    case OPT_CLEANUP_AFTER:
+        if (mig_duration_parse(arg, 366LL * 86400, &a->cleanup_after) != 0) {
+            opts_usage_error("--cleanup-after takes a duration up to 366d (90m, 24h, 7d; 0: only "
+                             "by hand), not \"%s\"", arg);
+            return -1;
+        }
+        return 0;
+    case OPT_WINDOW:
+        if (opts_window(arg) != 0)
+            return -1;
+        a->window = arg;
+        return 0;
+    }
+    return 0;
+}
+
+/*
+ * POST /evacuations's body for the CNs (operands, then --cns-from's) as a
+ * asks (new reference): one CN is `server`; several, or --max-cns, a
+ * rolling drain's `servers`.  NULL after a usage error.
+ */
+static json_t *evacuate_body(const struct evacuate_args *a, char **operands, int n)
+{
+    json_t *cns = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(cns, json_string(operands[i]));
+    if (a->cns != NULL)
+        json_array_extend(cns, a->cns);
+    if (json_array_size(cns) == 0 || json_array_size(cns) > 64) {
+        opts_usage_error(json_array_size(cns) == 0 ? "missing CN (or --cns-from FILE)"
+                                                   : "at most 64 CNs in one evacuation");
+        json_decref(cns);
+        return NULL;
+    }
+    json_t *body = json_pack("{s:s, s:b, s:b}", "mode", a->jobs.mode, "dry_run", a->jobs.dry,
+                             "no_reserve", a->no_reserve);
+    if (json_array_size(cns) == 1 && a->max_cns < 0 && a->cns == NULL) {
+        json_object_set(body, "server", json_array_get(cns, 0));
+    } else {
+        json_object_set(body, "servers", cns);
+        json_object_set_new(body, "max_cns", json_integer(a->max_cns > 0 ? a->max_cns : 1));
+    }
+    json_decref(cns);
+    if (a->to != NULL)
+        json_object_set(body, "to", a->to);
+    if (a->parallel > 0)
+        json_object_set_new(body, "max_parallel", json_integer(a->parallel));
+    if (a->cleanup_after >= 0)
+        json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
+    if (a->window != NULL)
+        json_object_set_new(body, "window", json_string(a->window));
+    return body;
+}
+
+int cmd_evacuate(int argc, char **argv)
+{
+    static const struct opts_spec table[] = {OPTS_HELP,
+                                             OPTS_JOBS,
+                                             {OPT_TO, 0, "to", true},
+                                             {OPT_MAX_PARALLEL, 0, "max-parallel", true},
+                                             {OPT_NO_RESERVE, 0, "no-reserve", false},
+                                             {OPT_CLEANUP_AFTER, 0, "cleanup-after", true},
+                                             {OPT_WINDOW, 0, "window", true},
+                                             {OPT_MAX_CNS, 0, "max-cns", true},
+                                             {OPT_CNS_FROM, 0, "cns-from", true},
+                                             OPTS_END};
+    struct evacuate_args a = {
+        .jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1, .max_cns = -1};
+    struct opts o;
+    opts_init(&o, argc, argv, table);
+    int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 0, 64, "CN");
+    json_t *body = parsed == 0 ? evacuate_body(&a, o.operands, o.noperands) : NULL;
+    if (parsed == 0 && body == NULL)
+        parsed = -1;
+    json_decref(a.to);
+    json_decref(a.cns);
+    opts_free(&o);
+    if (parsed != 0)
+        return parsed > 0 ? EXIT_OK : EXIT_USAGE;
+    json_t *resp = NULL;
+    int ret = client_call("POST", "/evacuations", body, &resp);
+    json_decref(body);
+    if (ret != EXIT_OK)
+        return ret;
+    print_evacuation(resp, a.jobs.json);
+    ret = evacuation_status(resp);
+    json_decref(resp);
+    return ret;
+}
+
+
+/* migctl pause|resume EVAC: POST /evacuations/EVAC/pause|resume. */
+static int pause_or_resume(int argc, char **argv, const char *verb)
+{
+    static const struct opts_spec table[] = {OPTS_HELP, {'j', 'j', NULL, false}, OPTS_END};
+    bool json = false;
+    struct opts o;
+    opts_init(&o, argc, argv, table);
+    int key;
+    while ((key = opts_next(&o)) > 0) {
+        if (key == 'h') {
+            opts_help();
+            opts_free(&o);
+            return EXIT_OK;
+        }
+        json = json || key == 'j';
+    }
+    if (key < 0 || opts_operands(&o, 1, 1, "EVAC") != EXIT_OK) {
+        opts_free(&o);
+        return EXIT_USAGE;
+    }
+    char *id = mig_strdup(o.operands[0]);
+    opts_free(&o);
+    if (!mig_uuid_valid(id)) {
+        fprintf(stderr, "migctl: \"%s\" is not an evacuation UUID (pausing a single job is not "
+                        "built yet: pause its evacuation)\n", id);
+        free(id);
+        return EXIT_FAILED;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/evacuations/%s/%s", id, verb);
+    free(id);
+    json_t *resp = NULL;
+    int ret = client_call("POST", path, NULL, &resp);
+    if (ret == EXIT_OK)
+        print_evacuation(resp, json);
+    json_decref(resp);
+    return ret;
+}
+
+int cmd_pause(int argc, char **argv)
+{
+    return pause_or_resume(argc, argv, "pause");
+}
+
+int cmd_resume(int argc, char **argv)
+{
+    return pause_or_resume(argc, argv, "resume");
+}
