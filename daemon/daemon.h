@@ -165,6 +165,10 @@ void evac_job_ended(struct migd *d, const char *evac_uuid);
 void evac_resume(struct migd *d);
 /* At shutdown, before the engine goes: every plan being made answers ShuttingDown. */
 void evac_cancel_all(struct migd *d);
+/* True when an evacuation (its record, or evac_json's view) has not ended: running, paused or queued. */
+bool evac_unfinished(json_t *evac);
+/* The entries of plan with a target whose VM has no unfinished job: what queuing it would add. */
+size_t evac_queueable(struct migd *d, json_t *plan);
 /* True while an evacuation of server_uuid is being planned or queued (its run is in flight). */
 bool evac_planning(struct migd *d, const char *server_uuid);
 

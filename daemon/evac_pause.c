@@ -16,12 +16,6 @@
 #include "store.h"
 #include "util.h"
 
-static bool unfinished(json_t *ev)
-{
-    const char *s = json_string_value(json_object_get(ev, "state"));
-    return s != NULL && (strcmp(s, "running") == 0 || strcmp(s, "queued") == 0);
-}
-
 /* The evacuations uuid names: itself, or a drain's CNs.  New array; empty when none. */
 static json_t *named(struct migd *d, const char *uuid)
 {
@@ -53,7 +47,7 @@ int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char 
     }
     size_t i, open = 0;
     json_t *ev;
-    json_array_foreach(evacs, i, ev) open += unfinished(ev) ? 1 : 0;
+    json_array_foreach(evacs, i, ev) open += evac_unfinished(ev) ? 1 : 0;
     if (open == 0) {
         json_decref(evacs);
         mig_errf(err, errsz, "evacuation %s has ended: nothing to %s", uuid,
@@ -62,7 +56,7 @@ int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char 
     }
     json_array_foreach(evacs, i, ev)
     {
-        if (!unfinished(ev))
+        if (!evac_unfinished(ev))
             continue;
         json_object_set_new(ev, "paused", json_boolean(pause));
         if (mig_store_evac_save(d->store, ev) != 0) {
@@ -74,7 +68,7 @@ int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char 
     /* On record first: the engine hears it once a restart would too. */
     json_array_foreach(evacs, i, ev)
     {
-        if (unfinished(ev))
+        if (evac_unfinished(ev))
             engine_hold(d->engine, json_string_value(json_object_get(ev, "uuid")), pause);
     }
     mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s %s", uuid, pause ? "paused" : "resumed");
@@ -95,7 +89,7 @@ void evac_pause_resume(struct migd *d)
     json_t *ev;
     json_array_foreach(all, i, ev)
     {
-        if (unfinished(ev) && json_is_true(json_object_get(ev, "paused")))
+        if (evac_unfinished(ev) && json_is_true(json_object_get(ev, "paused")))
             engine_hold(d->engine, json_string_value(json_object_get(ev, "uuid")), true);
     }
     json_decref(all);

@@ -89,10 +89,6 @@ static const char *state_of(json_t *evac)
     return s != NULL ? s : "";
 }
 
-static bool unfinished(json_t *evac)
-{
-    return strcmp(state_of(evac), "running") == 0 || strcmp(state_of(evac), "queued") == 0;
-}
 
 /* The CNs' evacuations of drain uuid, in the drain's order (new array; empty when none). */
 static json_t *members(struct migd *d, const char *uuid)
@@ -235,7 +231,7 @@ static void on_activated(void *arg, int err, const char *code, const char *messa
                 "rolling evacuation %s: %s could not start: %s (a run of migctl evacuate with "
                 "the same CNs, or a restart, tries again)",
                 act->set, act->hostname, message != NULL ? message : mig_strerror(err));
-    else if (err == 0 && !unfinished(evac))
+    else if (err == 0 && !evac_unfinished(evac))
         advance(act->d, act->set); /* nothing to move there: its turn ended at once */
     free(act);
 }
@@ -377,23 +373,12 @@ static void on_reserved(void *owner, int err)
 
 static const struct exec_hooks reserve_hooks = {on_exec_changed, on_reserved};
 
-/* VMs of the plans with a target and no unfinished job: what a new drain would queue. */
+/* VMs of the CNs' plans with a target and no unfinished job: what a new drain would queue. */
 static size_t queueable(struct rolling_run *rr)
 {
-    size_t n = 0, i, k;
-    json_t *p, *e;
-    json_array_foreach(rr->plans, i, p)
-    {
-        json_array_foreach(json_object_get(p, "plan"), k, e)
-        {
-            char holder[MIG_UUID_LEN + 1];
-            if (json_string_value(json_object_get(e, "target_uuid")) != NULL &&
-                mig_store_job_holding_vm(rr->d->store,
-                                         json_string_value(json_object_get(e, "vm_uuid")),
-                                         holder) != 0)
-                n++;
-        }
-    }
+    size_t n = 0, i;
+    json_t *p;
+    json_array_foreach(rr->plans, i, p) n += evac_queueable(rr->d, json_object_get(p, "plan"));
     return n;
 }
 
@@ -524,7 +509,7 @@ int rolling_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err
     json_t *ev, *n;
     json_array_foreach(all, i, ev)
     {
-        if (!unfinished(ev))
+        if (!evac_unfinished(ev))
             continue;
         json_array_foreach(names, k, n)
         {
@@ -556,7 +541,7 @@ int rolling_start(struct migd *d, json_t *body, evac_cb cb, void *arg, char *err
     /* The latest ended drain of these CNs (a re-run after the end reports it if nothing is new). */
     json_array_foreach(all, i, ev)
     {
-        if (set_of(ev) == NULL || unfinished(ev))
+        if (set_of(ev) == NULL || evac_unfinished(ev))
             continue;
         json_t *evacs = members(d, set_of(ev));
         if (same_cns(names, evacs)) {
@@ -618,7 +603,7 @@ void rolling_resume(struct migd *d)
     json_array_foreach(all, i, ev)
     {
         const char *set = set_of(ev);
-        if (set == NULL || !unfinished(ev) || json_object_get(seen, set) != NULL)
+        if (set == NULL || !evac_unfinished(ev) || json_object_get(seen, set) != NULL)
             continue;
         json_object_set_new(seen, set, json_true());
         char copy[MIG_UUID_LEN + 1];

@@ -303,21 +303,26 @@ static void on_reserved(struct evac_run *r, int err, bool reserved)
     submit_next(r);
 }
 
-/* The VMs of the new plan that have a target and no unfinished job: what it would queue. */
-static size_t queueable(struct evac_run *r)
+size_t evac_queueable(struct migd *d, json_t *plan)
 {
     size_t n = 0, i;
     json_t *e;
-    json_array_foreach(json_object_get(r->record, "plan"), i, e)
+    json_array_foreach(plan, i, e)
     {
         char holder[MIG_UUID_LEN + 1];
         if (json_string_value(json_object_get(e, "target_uuid")) != NULL &&
-            mig_store_job_holding_vm(r->d->store,
-                                     json_string_value(json_object_get(e, "vm_uuid")),
+            mig_store_job_holding_vm(d->store, json_string_value(json_object_get(e, "vm_uuid")),
                                      holder) != 0)
             n++;
     }
     return n;
+}
+
+bool evac_unfinished(json_t *evac)
+{
+    const char *s = json_string_value(json_object_get(evac, "state"));
+    return s != NULL &&
+           (strcmp(s, "running") == 0 || strcmp(s, "queued") == 0 || strcmp(s, "paused") == 0);
 }
 
 /* A plan's bytes and window (the VMs that move, smallest first, on the evacuation's lanes). */
@@ -430,7 +435,7 @@ static void on_planned(struct evac_run *r, int err)
         answer(r, 0, NULL, NULL);
         return;
     }
-    if (latest != NULL && queueable(r) == 0) {
+    if (latest != NULL && evac_queueable(r->d, json_object_get(r->record, "plan")) == 0) {
         /*
          * Run again after the evacuation ended, with nothing new to move (the
          * VMs left stay for the reasons it gave): its report, not a new one.
