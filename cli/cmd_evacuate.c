@@ -12,6 +12,7 @@
 #include "migctl.h"
 #include "opts.h"
 #include "output.h"
+#include "resolve.h"
 #include "util.h"
 
 /* An evacuation, its plan or an estimate: as JSON, or for people. */
@@ -230,7 +231,52 @@ int cmd_evacuate(int argc, char **argv)
 }
 
 
-/* migctl pause|resume EVAC: POST /evacuations/EVAC/pause|resume. */
+/*
+ * pause|resume of an evacuation (POST /evacuations/ID/VERB): EXIT_OK after
+ * printing it, EXIT_FAILED after reporting a refusal, or -ENOENT (nothing
+ * reported) when migd has no evacuation ID, which may then name a job.
+ */
+static int evacuation_verb(const char *id, const char *verb, bool json)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/evacuations/%s/%s", id, verb);
+    json_t *resp = NULL;
+    long status = 0;
+    int ret = client_request("POST", path, NULL, &status, &resp);
+    if (ret == EXIT_OK && status == 404) {
+        ret = -ENOENT;
+    } else if (ret == EXIT_OK && status / 100 == 2) {
+        print_evacuation(resp, json);
+    } else if (ret == EXIT_OK) {
+        client_report_api_error(status, resp);
+        ret = EXIT_FAILED;
+    }
+    json_decref(resp);
+    return ret;
+}
+
+/* pause|resume of a resolved job (reference taken), the job as JSON after it. */
+static int job_verb_json(json_t *job, const char *verb)
+{
+    const char *uuid = resolve_uuid(job);
+    int ret = EXIT_FAILED;
+    if (uuid != NULL) {
+        char *act = mig_asprintf("/jobs/%s?action=%s", uuid, verb);
+        char *get = mig_asprintf("/jobs/%s", uuid);
+        json_t *resp = NULL, *now = NULL;
+        ret = client_call("POST", act, NULL, &resp);
+        if (ret == EXIT_OK && (ret = client_call("GET", get, NULL, &now)) == EXIT_OK)
+            print_json(now, false);
+        json_decref(resp);
+        json_decref(now);
+        free(act);
+        free(get);
+    }
+    json_decref(job);
+    return ret;
+}
+
+/* migctl pause|resume EVAC|JOB: an evacuation (or drain) by UUID, else a job as resolve.h names it. */
 static int pause_or_resume(int argc, char **argv, const char *verb)
 {
     static const struct opts_spec table[] = {OPTS_HELP, {'j', 'j', NULL, false}, OPTS_END};
@@ -246,26 +292,17 @@ static int pause_or_resume(int argc, char **argv, const char *verb)
         }
         json = json || key == 'j';
     }
-    if (key < 0 || opts_operands(&o, 1, 1, "EVAC") != EXIT_OK) {
+    if (key < 0 || opts_operands(&o, 1, 1, "EVAC|JOB") != EXIT_OK) {
         opts_free(&o);
         return EXIT_USAGE;
     }
     char *id = mig_strdup(o.operands[0]);
     opts_free(&o);
-    if (!mig_uuid_valid(id)) {
-        fprintf(stderr, "migctl: \"%s\" is not an evacuation UUID (pausing a single job is not "
-                        "built yet: pause its evacuation)\n", id);
-        free(id);
-        return EXIT_FAILED;
-    }
-    char path[128];
-    snprintf(path, sizeof(path), "/evacuations/%s/%s", id, verb);
+    int ret = mig_uuid_valid(id) ? evacuation_verb(id, verb, json) : -ENOENT;
+    json_t *job = NULL;
+    if (ret == -ENOENT && (ret = resolve_job(id, &job)) == EXIT_OK)
+        ret = json ? job_verb_json(job, verb) : post_action(job, verb);
     free(id);
-    json_t *resp = NULL;
-    int ret = client_call("POST", path, NULL, &resp);
-    if (ret == EXIT_OK)
-        print_evacuation(resp, json);
-    json_decref(resp);
     return ret;
 }
 

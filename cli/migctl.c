@@ -287,9 +287,8 @@ static int cmd_watch(int argc, char **argv)
     return ret < 0 ? EXIT_OK : ret;
 }
 
-/* finish, abort, rollback, cleanup: the action is the command's name. */
-/* POST /jobs/UUID?action=ACTION for the resolved job; prints migd's sentence. */
-static int post_action(json_t *job, const char *action)
+/* finish, abort, rollback, cleanup, pause, resume: the action is the command's name. */
+int post_action(json_t *job, const char *action)
 {
     const char *uuid = resolve_uuid(job);
     if (uuid == NULL) {
@@ -596,16 +595,20 @@ static const struct command commands[] = {
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
      "stays (the lines under \"needs attention\" say which and why), 2 bad usage; a\n"
      "rolling drain: 0 every CN drained, 1 still draining or something stays.\n"},
-    {"pause", cmd_pause, "pause [-j] EVAC",
+    {"pause", cmd_pause, "pause [-j] EVAC|JOB",
      "Pauses an evacuation (or a rolling drain, whole): it starts no new job and no\n"
      "new switch; its jobs that are copying go on, and one ready to switch rests\n"
      "waiting, a round every incremental.interval_s so that its last delta stays\n"
      "small.  Its state reads \"paused\", also after a restart of migd.\n"
-     "  -j  the evacuation as JSON\n"},
-    {"resume", cmd_resume, "resume [-j] EVAC",
+     "Pauses a job (not yet in its switch): a queued one does not start; a running\n"
+     "one ends the round it is in and rests waiting, without rounds; a first send\n"
+     "in flight is cut and, on resume, goes on from what the target holds.\n"
+     "  -j  the evacuation (or job) as JSON\n"},
+    {"resume", cmd_resume, "resume [-j] EVAC|JOB",
      "Resumes a paused evacuation or drain: its queued jobs start within the\n"
-     "limits, its ready jobs switch, a drain's next CN takes its turn.\n"
-     "  -j  the evacuation as JSON\n"},
+     "limits, its ready jobs switch, a drain's next CN takes its turn.  Resumes a\n"
+     "paused job: it starts, or does its next round (or its switch) now.\n"
+     "  -j  the evacuation (or job) as JSON\n"},
     {"doctor", cmd_doctor, "doctor [-j] [--fix] [CN ...]",
      "Finds what migrations left behind on every set-up CN (or the CNs named):\n"
      "migd-* snapshots of ended jobs, zones where VMAPI does not place the VM (a\n"

@@ -20,6 +20,11 @@ int cmd_doctor(int argc, char **argv);
 int cmd_evacuate(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
+/*
+ * POST /jobs/UUID?action=ACTION for a resolved job (resolve.h; the
+ * reference is taken); prints migd's sentence.  An exit status.
+ */
+int post_action(json_t *job, const char *action);
 /* An evacuation, a drain, its plan or an estimate: as JSON, or for people. */
 void print_evacuation(json_t *ev, bool json);
 

@@ -359,6 +359,8 @@ void out_progress_line(json_t *job, char *buf, size_t bufsz)
 
     if (live && json_is_true(out_get(job, "aborting"))) {
         snprintf(buf, bufsz, "aborting in %s%s", phase, what);
+    } else if (live && json_is_true(out_get(job, "paused"))) {
+        snprintf(buf, bufsz, "paused in %s%s", phase, what);
     } else if (strcmp(state, "queued") == 0) {
         snprintf(buf, bufsz, "queued%s", what);
     } else if (strcmp(state, "running") == 0 && strcmp(phase, "sync") == 0) {
@@ -498,7 +500,9 @@ void out_job_summary(FILE *f, json_t *job)
             alias != NULL ? " (" : "", alias != NULL ? alias : "", alias != NULL ? ")" : "",
             get_str_or(job, "brand", ""));
     fprintf(f, "state       %s (phase %s)%s\n", state, get_str_or(job, "phase", "?"),
-            live && json_is_true(out_get(job, "aborting")) ? ", aborting" : "");
+            live && json_is_true(out_get(job, "aborting")) ? ", aborting"
+            : live && json_is_true(out_get(job, "paused")) ? ", paused"
+                                                            : "");
     fprintf(f, "mode        %s\n", get_str_or(job, "mode", "?"));
     fprintf(f, "source      %s\n", side_name(job, "source"));
     fprintf(f, "target      %s\n", side_name(job, "target"));

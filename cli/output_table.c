@@ -38,6 +38,7 @@ static const struct {
     {"phase", PHASES},
     {"mode", "full,incremental,auto"},
     {"aborting", "true,false"},
+    {"paused", "true,false"},
     {"activity", NULL},
     {"progress", NULL},
     {"progress.bytes_sent", NULL},

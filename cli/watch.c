@@ -69,10 +69,10 @@ static void put_stamp(FILE *f)
     fputs(buf, f);
 }
 
-/* True when state, phase, round or aborting differ: a line of its own. */
+/* True when state, phase, round, aborting or paused differ: a line of its own. */
 static bool watch_turned(json_t *a, json_t *b)
 {
-    static const char *keys[] = {"state", "phase", "progress.increments", "aborting"};
+    static const char *keys[] = {"state", "phase", "progress.increments", "aborting", "paused"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (!json_equal(out_get(a, keys[i]), out_get(b, keys[i])))
             return true;

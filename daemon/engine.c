@@ -293,6 +293,18 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
                              job->evacuation, job->evacuation,
                              r->e->d->cfg->incremental.interval_s, f);
         break;
+    case MIG_WAIT_JOB_PAUSED:
+        if (strncmp(job->ctx.activity, "paused", 6) != 0)
+            jlog(job, MIG_LOG_INFO, "paused after %d round(s); waits for migctl resume %s",
+                 job->ctx.rounds, job->uuid);
+        if (job->ctx.rounds == 0)
+            mig_job_set_activity(job, "paused before its first send ended (migctl resume %s): it "
+                                      "goes on from what %s holds",
+                                 job->uuid, job->target_hostname);
+        else
+            mig_job_set_activity(job, "paused after %d round(s) (migctl resume %s); %s",
+                                 job->ctx.rounds, job->uuid, f);
+        break;
     case MIG_WAIT_NONE:
         break;
     }
@@ -538,7 +550,7 @@ static void on_exec_finished(void *owner, int err)
                  job->error_message != NULL ? job->error_message : mig_strerror(err));
         mig_utf8_scrub(job->health.why);
     }
-    if (err == MIG_ECANCELED && job->abort_requested)
+    if (err == MIG_ECANCELED && (job->abort_requested || job->paused))
         decide(r, MIG_OUT_CANCELED);
     else
         decide(r, exec_failed_forward(r->x) ? MIG_OUT_FAILED_FORWARD : MIG_OUT_FAILED);

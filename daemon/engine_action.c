@@ -12,6 +12,12 @@
 #include "util.h"
 
 /* What a running job is busy with, for a refusal. */
+/* The job is walking its first send now (the one thing a pause cuts). */
+static bool first_send(const struct mig_job *job, const struct jrun *r)
+{
+    return r != NULL && !r->sleeping && job->phase == MIG_PHASE_SYNC && job->ctx.rounds == 0;
+}
+
 static const char *doing(const struct mig_job *job)
 {
     if (job->undoing)
@@ -21,6 +27,49 @@ static const char *doing(const struct mig_job *job)
     if (job->task == MIG_TASK_REMOVE_SOURCE)
         return "is deleting its source copy (phase cleanup)";
     return NULL;
+}
+
+/*
+ * migctl pause|resume JOB: marks the job (saved by the caller).  A paused
+ * job ends the round it is in and rests waiting (the lifecycle's
+ * rest_paused); only its first send is cut, as nothing of a later round is
+ * lost by waiting for its end.  0 or -EINVAL with msg saying why.
+ */
+static int mark_paused(struct mig_job *job, const struct jrun *r, bool pause, char *msg,
+                       size_t msgsz)
+{
+    if (!mig_job_pausable(job)) {
+        snprintf(msg, msgsz,
+                 "job %s is %s in phase %s%s: only a migration that has not begun its switch "
+                 "can be paused or resumed",
+                 job->uuid, mig_job_state_name(job->state),
+                 mig_phase_name(mig_job_shown_phase(job)), job->abort_requested ? ", aborting" : "");
+        return -EINVAL;
+    }
+    if (job->paused == pause) {
+        if (!pause && job->evacuation[0] != '\0')
+            snprintf(msg, msgsz, "job %s is not paused (if its evacuation is: migctl resume %s)",
+                     job->uuid, job->evacuation);
+        else
+            snprintf(msg, msgsz, "job %s is %s", job->uuid, pause ? "already paused" : "not paused");
+        return -EINVAL;
+    }
+    job->paused = pause;
+    if (!pause)
+        snprintf(msg, msgsz, "job %s: resumed", job->uuid);
+    else if (job->state == MIG_JOB_QUEUED)
+        snprintf(msg, msgsz, "job %s: paused; it does not start until migctl resume %s", job->uuid,
+                 job->uuid);
+    else if (first_send(job, r))
+        snprintf(msg, msgsz,
+                 "job %s: paused; its first send is cut, and goes on from what %s holds on "
+                 "migctl resume %s",
+                 job->uuid, job->target_hostname, job->uuid);
+    else
+        snprintf(msg, msgsz,
+                 "job %s: paused; it ends the round it is in, then waits for migctl resume %s",
+                 job->uuid, job->uuid);
+    return 0;
 }
 
 /* Starts a switched job's rollback or cleanup as a running task. */
@@ -178,9 +227,12 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
                      "\"migctl cleanup %s\"",
                      job->uuid, job->source_hostname, job->uuid);
         }
+    } else if (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0) {
+        rc = mark_paused(job, r, strcmp(action, "pause") == 0, msg, msgsz);
     } else {
         snprintf(msg, msgsz,
-                 "unknown action \"%s\": use finish, abort, rollback, cleanup or cancel_timer",
+                 "unknown action \"%s\": use finish, abort, rollback, cleanup, cancel_timer, "
+                 "pause or resume",
                  action);
         rc = -EINVAL;
     }
@@ -193,6 +245,8 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
             } else if (strcmp(action, "cancel_timer") == 0) {
                 job->cleanup_at = timer_before;
                 job->cleanup_after_s = after_before;
+            } else if (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0) {
+                job->paused = !job->paused;
             } else {
                 job->finish_requested = false;
             }
@@ -207,9 +261,13 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         watch_notify(e, job);
         if (r != NULL && strcmp(action, "cancel_timer") != 0) {
             if (strcmp(action, "abort") == 0)
-                exec_interrupt(r->x); /* a stream in flight is cut now */
+                exec_interrupt(r->x, "interrupted by the operator's abort"); /* cut now */
+            else if (strcmp(action, "pause") == 0 && first_send(job, r))
+                exec_interrupt(r->x, "interrupted by the operator's pause");
             else
-                exec_wake(r->x);
+                exec_wake(r->x); /* a resting job decides again: rests paused, or goes on */
+        } else if (r == NULL && strcmp(action, "resume") == 0) {
+            admit_schedule(e); /* a queued job may start now */
         }
     }
     mig_job_free(stored);

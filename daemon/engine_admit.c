@@ -60,6 +60,10 @@ static void waits_for(struct engine *e, const struct mig_job *job, int active, c
 {
     const struct mig_config *cfg = e->d->cfg;
     why[0] = '\0';
+    if (job->paused) {
+        snprintf(why, whysz, "waits: paused (migctl resume %s)", job->uuid);
+        return;
+    }
     if (admit_held(e, job)) {
         snprintf(why, whysz, "waits: its evacuation %s is paused (migctl resume %s)",
                  job->evacuation, job->evacuation);

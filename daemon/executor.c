@@ -68,6 +68,7 @@ struct exec {
     int attempt;
     int64_t first_fail_ms;
     bool interrupted;
+    const char *interrupted_by; /* the journal's words for it: "the operator's abort" */
     bool failed_forward;
     struct mig_action_rec *journal; /* the job's journal as last read and written */
     size_t njournal;
@@ -364,7 +365,7 @@ static void retry_now(struct exec *x)
     const struct mig_action_def *def = step(x)->def;
     mig_job_set_activity(x->job, NULL);
     if (!x->undo && x->interrupted && !(def->flags & MIG_ACT_FORWARD)) {
-        journal(x, MIG_ACTION_FAILED, "interrupted by the operator's abort", finish_canceled);
+        journal(x, MIG_ACTION_FAILED, x->interrupted_by, finish_canceled);
         return;
     }
     if (x->undo)
@@ -441,7 +442,7 @@ static void forward_failed(struct exec *x)
     const struct mig_step *s = step(x);
     bool forward = (s->def->flags & MIG_ACT_FORWARD) != 0;
     if (x->interrupted && !forward) {
-        journal(x, MIG_ACTION_FAILED, "interrupted by the operator's abort", finish_canceled);
+        journal(x, MIG_ACTION_FAILED, x->interrupted_by, finish_canceled);
         return;
     }
     if (may_retry(x)) {
@@ -700,6 +701,7 @@ void exec_run(struct exec *x, const struct mig_plan *plan)
     x->undo = false;
     x->failed_forward = false;
     x->streamed = 0;
+    x->interrupted = false; /* a pause cut the walk before: this one goes on */
     if (load_journal(x) != 0) {
         /* The journal cannot be read: acting blind is what it exists to prevent. */
         mig_job_set_error(x->job, "DatabaseError", "cannot read the job's journal");
@@ -770,9 +772,10 @@ void exec_wake(struct exec *x)
         ops_cancel(&x->ops);
 }
 
-void exec_interrupt(struct exec *x)
+void exec_interrupt(struct exec *x, const char *why)
 {
     x->interrupted = true;
+    x->interrupted_by = why;
     switch (x->stage) {
     case ST_PROBE:
     case ST_ACT:

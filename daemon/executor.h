@@ -64,11 +64,13 @@ void exec_sleep(struct exec *x, uint64_t ms);
 /* Ends a sleep now; finished(0) follows. */
 void exec_wake(struct exec *x);
 /*
- * The operator aborted: the operation in flight is canceled (a stream is cut
- * within a tick), a retry wait ends, and the walk finishes with
- * MIG_ECANCELED, except past the point of no return, where it goes on.
+ * The operator aborted (or paused a first send): the operation in flight is
+ * canceled (a stream is cut within a tick), a retry wait ends, and the walk
+ * finishes with MIG_ECANCELED, except past the point of no return, where it
+ * goes on.  why (static) is what the journal says of the cut action, e.g.
+ * "interrupted by the operator's abort".  The next exec_run walks again.
  */
-void exec_interrupt(struct exec *x);
+void exec_interrupt(struct exec *x, const char *why);
 
 /* What the action functions know of the daemon (pool, API URLs); valid while x lives. */
 const struct mig_act_env *exec_env(const struct exec *x);

@@ -244,6 +244,14 @@ int mig_job_apply(struct mig_job *job, enum mig_job_event ev)
 }
 
 /* Replaces the job's error with copies of code and message, in the current phase. */
+bool mig_job_pausable(const struct mig_job *job)
+{
+    return job->task == MIG_TASK_MIGRATE && !job->abort_requested && !job->undoing &&
+           job->phase < MIG_PHASE_SWITCH &&
+           (job->state == MIG_JOB_QUEUED || job->state == MIG_JOB_RUNNING ||
+            job->state == MIG_JOB_WAITING);
+}
+
 void mig_job_set_error(struct mig_job *job, const char *code, const char *message)
 {
     char *c = mig_strdup(code);
@@ -473,6 +481,8 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "transfer", json_string(job->transfer));
     json_object_set_new(o, "limit_mbps", json_integer(job->limit_mbps));
     json_object_set_new(o, "evacuation", mig_json_field(job->evacuation));
+    /* migctl pause JOB: only while it could still go on (an ended job is not paused). */
+    json_object_set_new(o, "paused", json_boolean(job->paused && mig_job_pausable(job)));
     json_t *rounds = json_array();
     for (int i = 0; i < job->nround_log; i++) {
         const struct mig_round *r = &job->round_log[i];

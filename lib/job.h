@@ -228,6 +228,12 @@ struct mig_job {
     struct mig_window window; /* --window: its switch starts only inside it */
     bool finish_requested; /* incremental: operator asked to finish */
     bool abort_requested;  /* operator asked to abort: shown as "aborting" until aborted */
+    /*
+     * migctl pause JOB: it starts no round and no switch until resumed (a
+     * queued job does not start; a first send in flight is cut and later
+     * goes on from what the target holds).
+     */
+    bool paused;
     bool undoing;          /* walking the journal backwards (a rollback of the task) */
     int nround_log;
     struct mig_round round_log[MIG_MAX_ROUND_LOG];
@@ -290,6 +296,12 @@ bool mig_job_state_holds_vm(enum mig_job_state s);
 int mig_job_apply(struct mig_job *job, enum mig_job_event ev);
 /* The state (state, ev) leads to, or -1 when not allowed. */
 int mig_job_next_state(enum mig_job_state state, enum mig_job_event ev);
+
+/*
+ * True when migctl pause may hold the job: a migration that has not begun
+ * its switch, is not aborting and has not ended.
+ */
+bool mig_job_pausable(const struct mig_job *job);
 
 /* Sets the job's error (copies strings) with the current phase. */
 void mig_job_set_error(struct mig_job *job, const char *code, const char *message);

@@ -125,6 +125,7 @@ json_t *mig_job_to_record(const struct mig_job *job)
     json_object_set_new(o, "allow_older_platform", json_boolean(job->allow_older_platform));
     json_object_set_new(o, "finish_requested", json_boolean(job->finish_requested));
     json_object_set_new(o, "abort_requested", json_boolean(job->abort_requested));
+    json_object_set_new(o, "paused", json_boolean(job->paused));
     json_object_set_new(o, "created_ms", json_integer(job->created));
     json_object_set_new(o, "started_ms", json_integer(job->started));
     json_object_set_new(o, "finished_ms", json_integer(job->finished));
@@ -506,6 +507,7 @@ int mig_job_from_record(json_t *rec, struct mig_job **out)
          rd_bool(rec, "cleanup_source", &job->cleanup_source) < 0 ||
          rd_bool(rec, "finish_requested", &job->finish_requested) < 0 ||
          rd_bool(rec, "abort_requested", &job->abort_requested) < 0 ||
+         rd_bool(rec, "paused", &job->paused) < 0 ||
          rd_bool(rec, "undoing", &job->undoing) < 0 ||
          rd_int32(rec, "limit_mbps", &job->limit_mbps) < 0 ||
          rd_int32(rec, "evac_parallel", &job->evac_parallel) < 0 ||

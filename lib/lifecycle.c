@@ -40,6 +40,26 @@ static struct mig_next undo(const struct mig_job *job)
     return n;
 }
 
+/* migctl pause JOB holds the job now (a migration that has not begun its switch). */
+static bool paused(const struct mig_job *job)
+{
+    return job->paused && mig_job_pausable(job);
+}
+
+/*
+ * A paused job rests waiting: no round, no switch.  It looks again now and
+ * then (a resume wakes it at once, so the look only bounds a lost wake).
+ */
+static struct mig_next rest_paused(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg)
+{
+    struct mig_next n = next(MIG_DO_SLEEP);
+    if (job->state == MIG_JOB_RUNNING)
+        n.events[0] = MIG_EV_SYNCED;
+    n.sleep_ms = cfg->wait_ms;
+    n.wait = MIG_WAIT_JOB_PAUSED;
+    return n;
+}
+
 /* The last round's forecast of a switch now, -1 when there is none. */
 static int64_t predicted_ms(const struct mig_job *job)
 {
@@ -76,6 +96,9 @@ enum sync_next { SYNC_ROUND, SYNC_WAIT, SYNC_SWITCH, SYNC_WINDOW };
 static enum sync_next sync_decide(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                   int64_t now)
 {
+    /* A first send cut by a pause is done again (from what the target holds) before anything. */
+    if (job->ctx.rounds == 0)
+        return SYNC_ROUND;
     /*
      * The rounds of a job waiting for its window repeat one interval's
      * writes and so look stalled: with a window, a stall does not take back
@@ -150,6 +173,8 @@ static struct mig_next sync_step(const struct mig_job *job, const struct mig_lif
 {
     if (job->abort_requested)
         return undo(job);
+    if (paused(job))
+        return rest_paused(job, cfg);
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
         return to_switch(job, cfg);
@@ -181,6 +206,8 @@ static struct mig_next resume_sync(const struct mig_job *job, const struct mig_l
 {
     if (job->abort_requested)
         return undo(job);
+    if (paused(job))
+        return rest_paused(job, cfg);
     if (job->ctx.wake_ms == 0)
         return next(MIG_DO_PLAN);
     enum sync_next sn = sync_decide(job, cfg, now);
@@ -208,6 +235,8 @@ static struct mig_next on_start(const struct mig_job *job, const struct mig_life
         n.phase = MIG_PHASE_PREPARE;
         return n;
     }
+    if (job->phase == MIG_PHASE_SYNC && paused(job))
+        return rest_paused(job, cfg); /* paused before the restart, perhaps in its first send */
     if (job->phase == MIG_PHASE_SYNC && job->ctx.rounds > 0)
         return resume_sync(job, cfg, now);
     if (job->phase == MIG_PHASE_VERIFY && job->ctx.wake_ms > now) {
@@ -313,6 +342,8 @@ static struct mig_next on_done(const struct mig_job *job, const struct mig_lifec
         return undo(job);
     switch (job->phase) {
     case MIG_PHASE_PREPARE:
+        if (paused(job))
+            n = rest_paused(job, cfg); /* ready for the first send, which waits */
         n.phase = MIG_PHASE_SYNC;
         return n;
     case MIG_PHASE_SYNC:
@@ -341,6 +372,8 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
         return next(MIG_DO_PLAN); /* the gate's next look */
     if (job->abort_requested)
         return undo(job);
+    if (paused(job))
+        return rest_paused(job, cfg);
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
         return to_switch(job, cfg);
@@ -415,6 +448,9 @@ struct mig_next mig_lifecycle_next(const struct mig_job *job, const struct mig_l
             n.error_message = "aborted by the operator";
             return n;
         }
+        /* A pause cuts only a first send: the job rests, and sends again from what the target holds. */
+        if (paused(job) && job->phase == MIG_PHASE_SYNC)
+            return rest_paused(job, cfg);
         return on_failed(job); /* cut by something else: a failure like any */
     case MIG_OUT_FAILED:
     case MIG_OUT_FAILED_FORWARD:

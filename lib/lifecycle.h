@@ -21,7 +21,7 @@ enum mig_outcome {
     MIG_OUT_START,          /* started or resumed: decide from the record alone */
     MIG_OUT_DONE,           /* its plan walked to its end (a round is on record) */
     MIG_OUT_SLEPT,          /* a sleep between rounds ended, or was cut short */
-    MIG_OUT_CANCELED,       /* the walk was interrupted (the operator's abort) */
+    MIG_OUT_CANCELED,       /* the walk was interrupted (an abort; a pause of a first send) */
     MIG_OUT_FAILED,         /* an action failed before the point of no return */
     MIG_OUT_FAILED_FORWARD, /* an action failed past it: the VM stays where it runs */
     MIG_OUT_UNDONE,         /* the undo walk ended */
@@ -46,6 +46,7 @@ enum mig_wait {
     MIG_WAIT_WINDOW,     /* ready to switch, outside its window: rounds until it opens */
     MIG_WAIT_SWITCH_SLOT, /* ready to switch: another switch holds its CN (switches_per_cn) */
     MIG_WAIT_PAUSED,     /* ready to switch, its evacuation paused: rounds until it resumes */
+    MIG_WAIT_JOB_PAUSED, /* migctl pause JOB: no round, no switch until migctl resume */
 };
 
 /* How long a job waiting for a switch slot sleeps before it asks again. */

@@ -654,6 +654,86 @@ static void test_paused_evacuation(void **state)
     mig_job_free(job);
 }
 
+/*
+ * migctl pause JOB: a first send cut by it rests the job waiting (no undo),
+ * a restart keeps it resting, and the resume sends again before anything
+ * else, even for a full job that would otherwise switch now.  A job paused
+ * mid-round ends the round and rests without rounds; one paused during its
+ * prepare rests before its first send; an abort still undoes.
+ */
+static void test_paused_job(void **state)
+{
+    (void)state;
+    struct mig_job *job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
+                                 MIG_PHASE_SYNC, 0);
+    job->paused = true;
+    struct mig_next n = decide(job, MIG_OUT_CANCELED);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
+    assert_int_equal(n.sleep_ms, CFG.wait_ms);
+    assert_true(apply_next(job, &n));
+    assert_int_equal(job->state, MIG_JOB_WAITING);
+    /* Its looks while paused, and a restart, rest on. */
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
+    n = decide(job, MIG_OUT_START);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    job->ctx.wake_ms = 0; /* killed in its first send before the cut was on record */
+    n = decide(job, MIG_OUT_START);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    /* Resumed: the first send again (a full job with no round must not switch). */
+    job->paused = false;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    n = decide(job, MIG_OUT_START);
+    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    /* A cut without a pause or an abort is a failure, undone. */
+    n = decide(job, MIG_OUT_CANCELED);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    mig_job_free(job);
+
+    /* An auto job paused mid-round: the round ends, then it rests, with no more rounds. */
+    job = job_at(MIG_MODE_AUTO, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SYNC, 3);
+    job->ctx.last_delta = 10; /* converged: it would switch now */
+    job->paused = true;
+    n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
+    assert_true(apply_next(job, &n));
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    job->ctx.wake_ms = NOW + 1000;
+    n = decide(job, MIG_OUT_START);
+    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    /* An abort while paused undoes. */
+    job->abort_requested = true;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    job->abort_requested = false;
+    /* Resumed: the switch at once (it had converged). */
+    job->paused = false;
+    n = decide(job, MIG_OUT_SLEPT);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    mig_job_free(job);
+
+    /* Paused during its prepare: ready for the first send, which waits. */
+    job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_PREPARE, 0);
+    job->paused = true;
+    n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_SLEEP, -1, MIG_PHASE_SYNC, MIG_EV_SYNCED, -1);
+    assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
+    mig_job_free(job);
+
+    /* Past the start of its switch a pause does not hold it (and migd refuses it). */
+    job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SWITCH, 1);
+    job->paused = true;
+    assert_false(mig_job_pausable(job));
+    n = decide(job, MIG_OUT_DONE);
+    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_CLEANUP, -1, -1);
+    mig_job_free(job);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -677,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_switch_slot),
         cmocka_unit_test(test_paused_evacuation),
+        cmocka_unit_test(test_paused_job),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

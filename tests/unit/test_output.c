@@ -160,6 +160,17 @@ static void test_progress_line(void **state)
     out_progress_line(job, line, sizeof(line));
     assert_string_equal(line, "aborting in sync");
     json_decref(job);
+    job = job_in("waiting", "sync", 1, 2);
+    json_object_set_new(job, "paused", json_true());
+    out_progress_line(job, line, sizeof(line));
+    assert_string_equal(line, "paused in sync");
+    json_decref(job);
+    /* An ended job is not shown paused, whatever its record says. */
+    job = job_in("aborted", "sync", 1, 2);
+    json_object_set_new(job, "paused", json_true());
+    out_progress_line(job, line, sizeof(line));
+    assert_true(strstr(line, "paused") == NULL);
+    json_decref(job);
 }
 
 /* The text written to f (a tmpfile), malloc'd; f is closed. */
