@@ -144,6 +144,18 @@ void control_job_log(struct control *c, h2o_req_t *req, const char *uuid)
 
 /* ---- POST /jobs/:uuid?action= ---- */
 
+#define JOB_ACTIONS "finish, abort, rollback, cleanup, cancel_timer, pause or resume"
+
+static bool job_action_known(const char *action)
+{
+    static const char *const known[] = {"finish", "abort",        "rollback", "cleanup",
+                                        "cancel_timer", "pause", "resume"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(action, known[i]) == 0)
+            return true;
+    return false;
+}
+
 void control_job_action(struct control *c, h2o_req_t *req, const char *uuid)
 {
     struct query_param params[] = {{"action", NULL}, {NULL, NULL}};
@@ -151,17 +163,11 @@ void control_job_action(struct control *c, h2o_req_t *req, const char *uuid)
         return;
     const char *action = params[0].value;
     if (action == NULL) {
-        control_respond_error(req, 400, "InvalidArgument",
-                              "action is required (finish, abort, rollback, cleanup or "
-                              "cancel_timer)");
+        control_respond_error(req, 400, "InvalidArgument", "action is required (" JOB_ACTIONS ")");
         return;
     }
-    if (strcmp(action, "finish") != 0 && strcmp(action, "abort") != 0 &&
-        strcmp(action, "rollback") != 0 && strcmp(action, "cleanup") != 0 &&
-        strcmp(action, "cancel_timer") != 0) {
-        control_respond_error(req, 400, "InvalidArgument",
-                              "unknown action \"%.*s\" (finish, abort, rollback, cleanup or "
-                              "cancel_timer)",
+    if (!job_action_known(action)) {
+        control_respond_error(req, 400, "InvalidArgument", "unknown action \"%.*s\" (" JOB_ACTIONS ")",
                               ECHO_MAX, action);
         return;
     }

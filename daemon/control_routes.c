@@ -41,7 +41,7 @@ static const struct route routes[] = {
     {"GET", "/jobs", control_jobs_list},
     {"POST", "/jobs", control_jobs_submit},
     {"GET", "/jobs/:job", control_job_get},
-    {"POST", "/jobs/:job", control_job_action}, /* ?action=finish|abort|rollback|cleanup|cancel_timer */
+    {"POST", "/jobs/:job", control_job_action}, /* ?action=finish|abort|rollback|cleanup|cancel_timer|pause|resume */
     {"GET", "/jobs/:job/watch", control_job_watch},
     {"GET", "/jobs/:job/log", control_job_log},
     {"GET", "/jobs/:job/actions", control_job_actions},
