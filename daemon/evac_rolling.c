@@ -279,10 +279,13 @@ static void advance(struct migd *d, const char *set)
             break;
         if (strcmp(state_of(ev), "queued") != 0 || json_is_true(json_object_get(ev, "paused")))
             continue; /* running or ended; or the drain is paused: no turn starts */
+        /* The crash campaign's points between two CNs: the turn not yet on record, and on it. */
+        exec_crash_point("rolling.turn", "before-start");
         json_object_set_new(ev, "state", json_string("running"));
         json_object_set_new(ev, "replan", json_true());
         if (mig_store_evac_save(d->store, ev) != 0)
             break;
+        exec_crash_point("rolling.turn", "after-start");
         engine_count_evacuation(d->engine, "queued", "running");
         mig_log(MIG_LOG_INFO, NULL, NULL, "rolling evacuation %s: the turn of %s (%lld of %zu)",
                 set, json_string_value(json_object_get(ev, "hostname")),

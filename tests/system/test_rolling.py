@@ -8,6 +8,7 @@ cn2 waits its turn in state queued, and a re-run from cron queues nothing
 new and reports the progress.
 """
 import json
+import sqlite3
 import time
 
 import pytest
@@ -47,6 +48,16 @@ def clean_up_switched(migd, keep=()):
             p = migd.ctl('cleanup', job['uuid'])
             assert p.returncode == 0, p.stderr
             helpers.wait_state(migd, job['uuid'], ('succeeded',))
+
+
+def turns_offline(migd, drain):
+    """(state, replan) of each CN of the drain, in its order, read from migd's
+    database while migd is down."""
+    with sqlite3.connect(migd.config['db']) as db:
+        evs = [json.loads(row[0]) for row in db.execute('SELECT record FROM evacuations')]
+    mine = sorted((e for e in evs if (e.get('rolling') or {}).get('uuid') == drain),
+                  key=lambda e: e['rolling']['index'])
+    return [(e['state'], bool(e.get('replan'))) for e in mine]
 
 
 def moved(cn_evac):
@@ -125,12 +136,18 @@ def test_rolling_drain_of_two_cns_one_at_a_time(lab, migd, tmp_path):
     print(p.stdout)
 
 
+CRASH_EXIT = 99  # a test build's migd at its MIGD_CRASH_AT point
+
+
 def test_a_drain_killed_mid_way_resumes_from_the_store(lab, migd):
     # The first test left every VM that moves on cn4, each by a job that
     # rests switched (its source copy kept).  All but web0's are cleaned up;
     # then cn4 and cn2 are drained: their VMs go to cn1 (cn4, drained first,
     # is no target of cn2's until the whole drain ends), but web0, whose job
     # has not ended, is not taken for one of the drain's and stays, saying why.
+    # migd is killed three times: by SIGKILL while cn4's jobs run, then (the
+    # crash campaign's points) between the two CNs: once cn4's turn ended
+    # before cn2's is on record, and once it is on record before its plan.
     cn1, cn2, cn4 = lab.cns[0], lab.cns[1], lab.cns[3]
     web0 = lab.vms['web0']['uuid']
     clean_up_switched(migd, keep=(web0,))
@@ -141,6 +158,14 @@ def test_a_drain_killed_mid_way_resumes_from_the_store(lab, migd):
     assert [c['state'] for c in drain['cns']] == ['running', 'queued'], drain
     wait_for(lambda: drain_of(migd, uuid)['progress']['moving'] > 0, 'cn4 to be draining')
     migd.kill()  # SIGKILL: no goodbye
+    migd.start(env={'MIGD_CRASH_AT': 'rolling.turn:before-start'})
+    assert migd.wait_exit(600) == CRASH_EXIT, migd.log_text()[-3000:]
+    # Between the two CNs: cn4's turn is over, cn2's not on record.
+    assert turns_offline(migd, uuid) == [('failed', False), ('queued', False)]
+    migd.start(env={'MIGD_CRASH_AT': 'rolling.turn:after-start'}, wait=False)
+    assert migd.wait_exit(60) == CRASH_EXIT, migd.log_text()[-3000:]
+    # cn2's turn on record, its plan not made: the restart plans it.
+    assert turns_offline(migd, uuid) == [('failed', False), ('running', True)]
     migd.start()
     final = wait_for(lambda: (lambda d: d if d['state'] != 'running' else None)(
         drain_of(migd, uuid)), 'the resumed drain to end')
@@ -205,4 +230,6 @@ def test_pause_and_resume_an_evacuation_across_a_restart(lab, migd):
     # An ended evacuation cannot be paused: a one-line refusal, exit 1.
     p = migd.ctl('pause', uuid)
     assert p.returncode == 1 and 'has ended' in p.stderr, (p.returncode, p.stderr)
-    assert migd.ctl('pause', 'not-a-uuid').returncode == 1
+    # What names neither an evacuation nor a job is a usage error, as for every JOB.
+    p = migd.ctl('pause', 'not-a-uuid')
+    assert p.returncode == 2 and 'no job matches "not-a-uuid"' in p.stderr, (p.returncode, p.stderr)
