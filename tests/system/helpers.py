@@ -6,6 +6,7 @@ tests/system on sys.path).  Where the copies this replaced differed (poll
 step, default timeout, exception type), the difference is a parameter, so
 each caller keeps what it had.
 """
+import datetime
 import re
 import socket
 import time
@@ -109,6 +110,15 @@ def fill(lab, cn, vm_uuid, mb, name='bulk.bin', timeout=300):
     """Writes mb MiB of random data to /NAME in the VM's root on cn, synced."""
     lab.cn_run(cn, 'head -c %dM /dev/urandom > /zones/%s/root/%s && sync'
                % (mb, vm_uuid, name), timeout=timeout)
+
+
+def window_from(start, minutes, tz_offset_h=0):
+    """HH:MM-HH:MM opening at start (a UTC datetime on a minute), in a zone
+    tz_offset_h hours east of UTC (Etc/GMT-N is N hours east)."""
+    local = start + datetime.timedelta(hours=tz_offset_h)
+    end = local + datetime.timedelta(minutes=minutes)
+    spec = '%02d:%02d-%02d:%02d' % (local.hour, local.minute, end.hour, end.minute)
+    return spec + (',Etc/GMT-%d' % tz_offset_h if tz_offset_h else '')
 
 
 def retries_logged(migd, job_uuid):

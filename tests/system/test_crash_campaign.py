@@ -21,6 +21,7 @@ The VM moves back and forth between cn1 and cn2: a chain that ends
 switched is cleaned up (`migctl cleanup`), so the next one starts from the
 VM's new home.
 """
+import datetime
 import json
 import os
 import random
@@ -32,6 +33,7 @@ import time
 
 import pytest
 
+import helpers
 from migd_daemon import Migd
 
 POINTS = ('before-start', 'after-start', 'after-act')
@@ -143,9 +145,12 @@ class Scenario:
         assert p.returncode == 0, p.stderr
         self.job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
         self.acted = False
+        self.step = 0
 
     def operate(self, job):
         """Acts when the job waits for the operator; True when it did."""
+        if self.steps:
+            return self.operate_steps(job)
         if self.acted or self.operator is None:
             return False
         ready = {'finish': job['state'] == 'waiting' and job['progress']['increments'] >= 1,
@@ -161,6 +166,28 @@ class Scenario:
         # request is recorded before anything acts): the restart continues it.
         assert p.returncode == 0 or self.migd.wait_exit(10) == CRASH_EXIT, \
             '%s: %s' % (self.operator, p.stderr)
+        return True
+
+    steps = ()    # instead of one operator: these, in order, each when it is ready
+    restart = None  # the campaign's SIGKILL and restart (still armed), for a 'kill' step
+
+    def step_ready(self, name, job):
+        raise NotImplementedError
+
+    def operate_steps(self, job):
+        if self.step >= len(self.steps) or not self.step_ready(self.steps[self.step], job):
+            return False
+        name = self.steps[self.step]
+        if name == 'kill':
+            self.step += 1
+            self.restart()
+            return True
+        p = self.migd.ctl(name, self.job)
+        if p.returncode == 0 or 'already' in p.stderr:
+            self.step += 1
+        else:
+            # Armed, migd may die answering (the request is on record or not: asked again).
+            assert self.migd.wait_exit(10) == CRASH_EXIT, '%s: %s' % (name, p.stderr)
         return True
 
     def ended(self, job):
@@ -246,6 +273,24 @@ class DirectAbort(Scenario):
     extra = ('--transfer', 'direct')
 
 
+class Paused(Scenario):
+    """An incremental job paused after its first round, killed (SIGKILL)
+    while it rests paused, resumed, then finished: at every journal point,
+    the pause holds across the restarts and the job ends switched."""
+    name = 'paused'
+    mode = '-i'
+    steps = ('pause', 'kill', 'resume', 'finish')
+
+    def step_ready(self, name, job):
+        if name == 'pause':
+            return job['state'] == 'waiting' and job['progress']['increments'] >= 1
+        if name == 'kill':
+            return job['paused'] and 'paused after' in (job['activity'] or '')
+        if name == 'resume':
+            return job['paused']
+        return job['state'] == 'waiting' and not job['paused']
+
+
 def job_keys(lab):
     """What any job key left on the CNs: authorized_keys lines, /var/tmp/migd-* dirs."""
     left = []
@@ -266,6 +311,8 @@ class Campaign:
                          incremental={'interval_s': 1, 'auto_switch_bytes': 1 << 20})
         self.cls = scenario_cls
         self.sc = scenario_cls(lab, self.migd, self.world)
+        self.sc.restart = self.restart_armed
+        self.armed = None
         self.violations = []
         self.killed = 0
         self.resumed = 0
@@ -276,8 +323,18 @@ class Campaign:
 
     def start(self, point):
         """Starts migd armed with point; it may die there before it answers."""
+        self.armed = point
         env = {'MIGD_CRASH_AT': '%s:%s' % point} if point else {}
         self.migd.start(env=env, wait=False)
+
+    def restart_armed(self):
+        """SIGKILL now (a scenario's step), checked, and started again armed as it was."""
+        self.migd.proc.send_signal(signal.SIGKILL)
+        self.migd.wait_exit(10)
+        self.killed += 1
+        self.violations += self.world.safety('SIGKILL by %s' % self.cls.name)
+        self.start(self.armed)
+        self.resumed += 1
 
     def job(self):
         """The job, or None while migd is not answering (starting, or dead)."""
@@ -502,6 +559,56 @@ def test_rollback_of_switched_job(lab, crash_build, tmp_path, report):
 
 def test_cleanup_of_switched_job(lab, crash_build, tmp_path, report):
     run_scenario(lab, crash_build, tmp_path, report, Cleanup)
+
+
+def test_paused_job(lab, crash_build, tmp_path, report):
+    run_scenario(lab, crash_build, tmp_path, report, Paused)
+
+
+def test_a_job_waiting_for_its_window_killed(lab, crash_build, tmp_path, report):
+    """An auto job ready before its window rests waiting; migd is SIGKILLed
+    twice while it waits and started again: it still waits with its window
+    (never a switch before the opening), and switches inside the window with
+    every invariant of the campaign."""
+    c = Campaign(lab, crash_build, tmp_path / 'window', Auto)
+    source = c.world.home()
+    target = c.other(source)
+    before = {'sums': c.world.checksums(source), 'ips': c.world.ip_flags(),
+              'running': lab.vm_placement(c.world.uuid)[source.n]['running']}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    opens = (now + datetime.timedelta(seconds=90)).replace(second=0, microsecond=0)
+    spec = helpers.window_from(opens, 3)
+    c.sc.extra = ('--window', spec)
+    c.migd.start()
+    c.sc.begin(target)
+    job = c.sc.job
+    helpers.wait_job(c.migd, job, lambda j: j['state'] == 'waiting' and
+                     'waits for its window' in (j['activity'] or ''), 'the job to wait', 120)
+    rng = random.Random(9)
+    try:
+        for k in range(2):
+            c.restart_armed()
+            assert c.ready(), 'migd did not come back'
+            j = c.migd.job(job)
+            assert time.time() < opens.timestamp(), 'the kills ran into the window: retry'
+            assert (j['state'], j['phase'], j['window']['opens']) == ('waiting', 'sync', spec[:5]), j
+            time.sleep(rng.uniform(1, 5))
+        while time.time() < opens.timestamp() - 2:
+            j = c.migd.job(job)
+            assert (j['state'], j['phase']) == ('waiting', 'sync'), j
+            time.sleep(0.5)
+        end = helpers.wait_job(c.migd, job, lambda j: c.sc.ended(j), 'the switch', 300)
+        assert c.migd.stop() == 0
+        c.check_end(end, source, target, before)
+        if end['state'] == 'switched':
+            c.tidy(end)
+    finally:
+        if c.migd.running():
+            c.migd.kill()
+    report.append({'scenario': 'window', 'points': 0, 'killed': c.killed, 'resumed': c.resumed,
+                   'violations': c.violations})
+    assert not c.violations, '\n'.join(c.violations[:20])
+    assert c.killed == 2
 
 
 def test_direct_transfer(lab, crash_build, tmp_path, report):

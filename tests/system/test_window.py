@@ -25,15 +25,6 @@ def migd(lab, build_dir, tmp_path_factory):
                             health={'min_up_s': 0})
 
 
-def window_from(start, minutes, tz_offset_h=0):
-    """HH:MM-HH:MM opening at start (a UTC datetime on a minute), in a zone
-    tz_offset_h hours east of UTC (Etc/GMT-N is N hours east)."""
-    local = start + datetime.timedelta(hours=tz_offset_h)
-    end = local + datetime.timedelta(minutes=minutes)
-    spec = '%02d:%02d-%02d:%02d' % (local.hour, local.minute, end.hour, end.minute)
-    return spec + (',Etc/GMT-%d' % tz_offset_h if tz_offset_h else '')
-
-
 def test_the_switch_waits_for_its_window(lab, migd):
     v = lab.vms['web0']
     src = home(lab, v['uuid'])
@@ -41,7 +32,7 @@ def test_the_switch_waits_for_its_window(lab, migd):
     now = datetime.datetime.now(datetime.timezone.utc)
     # The next minute at least 30 s away: the copy ends well before it.
     opens = (now + datetime.timedelta(seconds=90)).replace(second=0, microsecond=0)
-    spec = window_from(opens, 3, tz_offset_h=5)
+    spec = helpers.window_from(opens, 3, tz_offset_h=5)
     job = submit(migd, '--window', spec, v['uuid'], dst.hostname)
 
     def waiting():
