@@ -113,33 +113,35 @@ void control_job_get(struct control *c, h2o_req_t *req, const char *uuid)
         control_respond_json(req, 200, job);
 }
 
-/* GET /jobs/:uuid/actions: the journal, for migctl show -v. */
-void control_job_actions(struct control *c, h2o_req_t *req, const char *uuid)
+/*
+ * Answers {"job": uuid, key: what read_part gives} for a job migd knows (404
+ * otherwise), or 500 with code when the store cannot read its `what`.
+ */
+static void respond_job_part(struct control *c, h2o_req_t *req, const char *uuid, const char *key,
+                             json_t *(*read_part)(struct mig_store *st, const char *job_uuid),
+                             const char *code, const char *what)
 {
     json_t *job = find_job(c, req, uuid);
     if (job == NULL)
         return;
     json_decref(job);
-    json_t *actions = mig_store_actions_json(c->d->store, uuid);
-    if (actions == NULL) {
-        control_respond_error(req, 500, "DatabaseError", "cannot read the journal of job %s", uuid);
+    json_t *part = read_part(c->d->store, uuid);
+    if (part == NULL) {
+        control_respond_error(req, 500, code, "cannot read the %s of job %s", what, uuid);
         return;
     }
-    control_respond_json(req, 200, json_pack("{s:s, s:o}", "job", uuid, "actions", actions));
+    control_respond_json(req, 200, json_pack("{s:s, s:o}", "job", uuid, key, part));
+}
+
+/* GET /jobs/:uuid/actions: the journal, for migctl show -v. */
+void control_job_actions(struct control *c, h2o_req_t *req, const char *uuid)
+{
+    respond_job_part(c, req, uuid, "actions", mig_store_actions_json, "DatabaseError", "journal");
 }
 
 void control_job_log(struct control *c, h2o_req_t *req, const char *uuid)
 {
-    json_t *job = find_job(c, req, uuid);
-    if (job == NULL)
-        return;
-    json_decref(job);
-    json_t *log = mig_store_log(c->d->store, uuid);
-    if (log == NULL) {
-        control_respond_error(req, 500, "InternalError", "cannot read the log of job %s", uuid);
-        return;
-    }
-    control_respond_json(req, 200, json_pack("{s:s, s:o}", "job", uuid, "log", log));
+    respond_job_part(c, req, uuid, "log", mig_store_log, "InternalError", "log");
 }
 
 /* ---- POST /jobs/:uuid?action= ---- */

@@ -18,6 +18,7 @@
 #include "err.h"
 #include "evac.h"
 #include "executor.h"
+#include "json_sort.h"
 #include "log.h"
 #include "triton.h"
 #include "util.h"
@@ -89,6 +90,12 @@ static const char *state_of(json_t *evac)
     return s != NULL ? s : "";
 }
 
+/* A drain's evacuation x comes after y: by rolling.index. */
+static bool later_in_drain(json_t *x, json_t *y)
+{
+    return json_integer_value(json_object_get(json_object_get(x, "rolling"), "index")) >
+           json_integer_value(json_object_get(json_object_get(y, "rolling"), "index"));
+}
 
 /* The CNs' evacuations of drain uuid, in the drain's order (new array; empty when none). */
 static json_t *members(struct migd *d, const char *uuid)
@@ -103,19 +110,7 @@ static json_t *members(struct migd *d, const char *uuid)
             json_array_append(out, ev);
     }
     json_decref(all);
-    /* insertion sort by rolling.index: a drain has at most ROLLING_MAX_CNS CNs */
-    size_t n = json_array_size(out);
-    for (size_t a = 1; a < n; a++) {
-        for (size_t b = a; b > 0; b--) {
-            json_t *x = json_array_get(out, b - 1), *y = json_array_get(out, b);
-            if (json_integer_value(json_object_get(json_object_get(x, "rolling"), "index")) <=
-                json_integer_value(json_object_get(json_object_get(y, "rolling"), "index")))
-                break;
-            json_incref(x);
-            json_array_set(out, b - 1, y);
-            json_array_set_new(out, b, x);
-        }
-    }
+    mig_json_sort(out, later_in_drain);
     return out;
 }
 

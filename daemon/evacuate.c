@@ -17,6 +17,7 @@
 #include "evac.h"
 #include "request.h"
 #include "executor.h"
+#include "json_sort.h"
 #include "log.h"
 #include "triton.h"
 #include "util.h"
@@ -197,6 +198,16 @@ static void submit_next(struct evac_run *r)
     answer(r, 0, NULL, NULL);
 }
 
+/* Plan row x goes after y: a VM that stays after one that moves, a bigger after a smaller. */
+static bool moves_later(json_t *x, json_t *y)
+{
+    bool xs = json_string_value(json_object_get(x, "target_uuid")) == NULL;
+    bool ys = json_string_value(json_object_get(y, "target_uuid")) == NULL;
+    int64_t xb = json_integer_value(json_object_get(x, "bytes"));
+    int64_t yb = json_integer_value(json_object_get(y, "bytes"));
+    return (xs && !ys) || (xs == ys && xb > yb);
+}
+
 /* The plan as the evacuation records it: one entry per VM, smallest first. */
 static json_t *plan_record(struct evac_run *r)
 {
@@ -236,23 +247,7 @@ static json_t *plan_record(struct evac_run *r)
     }
     json_decref(placed);
     /* Smallest first, so the CN empties steadily; the VMs that stay at the end. */
-    size_t n = json_array_size(out);
-    for (size_t a = 1; a < n; a++) {
-        for (size_t b = a; b > 0; b--) {
-            json_t *x = json_array_get(out, b - 1), *y = json_array_get(out, b);
-            bool xs = json_string_value(json_object_get(x, "target_uuid")) == NULL;
-            bool ys = json_string_value(json_object_get(y, "target_uuid")) == NULL;
-            int64_t xb = json_integer_value(json_object_get(x, "bytes"));
-            int64_t yb = json_integer_value(json_object_get(y, "bytes"));
-            if ((xs && !ys) || (xs == ys && xb > yb)) {
-                json_incref(x);
-                json_array_set(out, b - 1, y);
-                json_array_set_new(out, b, x);
-            } else {
-                break;
-            }
-        }
-    }
+    mig_json_sort(out, moves_later);
     return out;
 }
 

@@ -9,6 +9,7 @@
 
 #include "act.h"
 #include "err.h"
+#include "triton.h"
 #include "util.h"
 
 const char *mig_side_name(enum mig_side side)
@@ -95,6 +96,17 @@ bool mig_res_ok(const struct mig_result *res)
 bool mig_res_http_ok(const struct mig_result *res)
 {
     return res != NULL && res->err == 0 && res->http_status >= 200 && res->http_status < 300;
+}
+
+int mig_act_take_vms_page(struct mig_act *a, json_t *all)
+{
+    if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
+        return mig_act_fail_res(a, "VmapiError",
+                                "cannot list the active VMs from VMAPI (for "
+                                "placement.spread_tag)");
+    size_t page = json_array_size(a->res->json);
+    json_array_extend(all, a->res->json);
+    return page == MIG_VMAPI_PAGE;
 }
 
 bool mig_res_err_has(const struct mig_result *res, const char *needle)

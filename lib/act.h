@@ -189,6 +189,12 @@ void mig_res_why(const struct mig_result *res, char *buf, size_t bufsz);
 bool mig_res_ok(const struct mig_result *res);
 /* The last HTTP call answered 2xx. */
 bool mig_res_http_ok(const struct mig_result *res);
+/*
+ * After a GET of mig_url_vms_active (placement.spread_tag's list of every
+ * active VM): appends the page in a->res to all; 1 when it was full, so
+ * another may follow, 0 after the last, MIG_ACT_FAIL when VMAPI sent none.
+ */
+int mig_act_take_vms_page(struct mig_act *a, json_t *all);
 /* The last command's stderr contains needle (case-sensitive). */
 bool mig_res_err_has(const struct mig_result *res, const char *needle);
 /* A transport failure or a 5xx: worth trying again. */

@@ -99,39 +99,43 @@ static int running_result(struct mig_act *a, enum mig_side side)
     return 0;
 }
 
-static int stop_on(struct mig_act *a, enum mig_side side)
+/* `vmadm start` (want_running) or `vmadm stop` of the VM. */
+static char *state_cmd(struct mig_act *a, bool want_running)
 {
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_vmadm_stop(VM(a), false), NULL);
-    /* Stopped already (by a first attempt, or by someone): the effect is there. */
-    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "not running")))
-        return mig_act_fail_res(a, "StopFailed", "vmadm stop %s on %s", VM(a), HOST(a, side));
-    ACT_END(a);
+    return want_running ? mig_cmd_vmadm_start(VM(a)) : mig_cmd_vmadm_stop(VM(a), false);
 }
 
-static int start_on(struct mig_act *a, enum mig_side side)
+/*
+ * After state_cmd ran on side: 0, or MIG_ACT_FAIL.  A start of a running VM
+ * and a stop of a stopped one fail in vmadm, yet the effect is there (a
+ * first attempt, or someone else, made it so).
+ */
+static int state_cmd_result(struct mig_act *a, enum mig_side side, bool want_running)
 {
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_vmadm_start(VM(a)), NULL);
-    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already running")))
-        return mig_act_fail_res(a, "StartFailed", "vmadm start %s on %s", VM(a), HOST(a, side));
-    ACT_END(a);
+    if (mig_res_ok(a->res) ||
+        (a->res->err == 0 &&
+         mig_res_err_has(a->res, want_running ? "already running" : "not running")))
+        return 0;
+    return mig_act_fail_res(a, want_running ? "StartFailed" : "StopFailed", "vmadm %s %s on %s",
+                            want_running ? "start" : "stop", VM(a), HOST(a, side));
 }
 
-/* DONE when the VM on side runs (want_running) or does not, else ABSENT. */
-static int probe_state(struct mig_act *a, enum mig_side side, bool want_running)
+/* Starts (want_running) or stops the VM on side, without asking first. */
+static int change_state(struct mig_act *a, enum mig_side side, bool want_running)
 {
     int rc;
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_vmadm_get(VM(a)), NULL);
-    if ((rc = running_result(a, side)) != 0)
+    ACT_SSH(a, side, state_cmd(a, want_running), NULL);
+    if ((rc = state_cmd_result(a, side, want_running)) != 0)
         return rc;
-    return (a->n == 1) == want_running ? MIG_ACT_DONE : MIG_ACT_ABSENT;
     ACT_END(a);
 }
 
-/* Brings the VM on side to running (or not) unless it is so already. */
-static int ensure_state(struct mig_act *a, enum mig_side side, bool want_running)
+/*
+ * DONE when the VM on side runs (want_running) or does not; otherwise
+ * ABSENT for a probe, or, with change, DONE once start or stop made it so.
+ */
+static int reach_state(struct mig_act *a, enum mig_side side, bool want_running, bool change)
 {
     int rc;
     ACT_BEGIN(a);
@@ -140,13 +144,11 @@ static int ensure_state(struct mig_act *a, enum mig_side side, bool want_running
         return rc;
     if ((a->n == 1) == want_running)
         return MIG_ACT_DONE;
-    ACT_SSH(a, side, want_running ? mig_cmd_vmadm_start(VM(a)) : mig_cmd_vmadm_stop(VM(a), false),
-            NULL);
-    if (!mig_res_ok(a->res) &&
-        !(a->res->err == 0 &&
-          mig_res_err_has(a->res, want_running ? "already running" : "not running")))
-        return mig_act_fail_res(a, want_running ? "StartFailed" : "StopFailed", "vmadm %s %s on %s",
-                                want_running ? "start" : "stop", VM(a), HOST(a, side));
+    if (!change)
+        return MIG_ACT_ABSENT;
+    ACT_SSH(a, side, state_cmd(a, want_running), NULL);
+    if ((rc = state_cmd_result(a, side, want_running)) != 0)
+        return rc;
     ACT_END(a);
 }
 
@@ -164,12 +166,12 @@ static void mark_up(struct mig_act *a)
 
 int act_stop(struct mig_act *a)
 {
-    return stop_on(a, a->side);
+    return change_state(a, a->side, false);
 }
 
 int act_start(struct mig_act *a)
 {
-    int rc = start_on(a, a->side);
+    int rc = change_state(a, a->side, true);
     if (rc == MIG_ACT_DONE)
         mark_up(a);
     return rc;
@@ -177,12 +179,12 @@ int act_start(struct mig_act *a)
 
 int probe_stopped(struct mig_act *a)
 {
-    return probe_state(a, a->side, false);
+    return reach_state(a, a->side, false, false);
 }
 
 int probe_running(struct mig_act *a)
 {
-    int rc = probe_state(a, a->side, true);
+    int rc = reach_state(a, a->side, true, false);
     if (rc == MIG_ACT_DONE)
         mark_up(a);
     return rc;
@@ -194,12 +196,12 @@ int undo_stop(struct mig_act *a)
     int ran = a->side == MIG_SIDE_SOURCE ? a->job->vm_was_running : a->job->ctx.back_was_running;
     if (ran != 1)
         return MIG_ACT_DONE;
-    return ensure_state(a, a->side, true);
+    return reach_state(a, a->side, true, true);
 }
 
 int undo_start(struct mig_act *a)
 {
-    return ensure_state(a, a->side, false);
+    return reach_state(a, a->side, false, true);
 }
 
 /* ---- zone configuration ---- */

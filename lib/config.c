@@ -193,6 +193,27 @@ static void set_string(char **p, const char *v)
     *p = mig_strdup(v);
 }
 
+/* Where s is one of two words: stores it at p, else names both in err. */
+static int take_word(const char *s, const char *a, const char *b, char **p, const char *path,
+                     char *err, size_t errsz)
+{
+    if (s == NULL || (strcmp(s, a) != 0 && strcmp(s, b) != 0)) {
+        mig_errf(err, errsz, "\"%s\" must be \"%s\" or \"%s\"", path, a, b);
+        return -EINVAL;
+    }
+    set_string(p, s);
+    return 0;
+}
+
+/* The full name of key name inside prefix ("" at the top), as errors show it. */
+static void key_path(char *path, size_t size, const char *prefix, const char *name)
+{
+    if (*prefix != '\0')
+        snprintf(path, size, "%s.%s", prefix, name);
+    else
+        snprintf(path, size, "%s", name);
+}
+
 static int walk(json_t *obj, const struct key *keys, const char *prefix, struct mig_config *c,
                 char *err, size_t errsz);
 
@@ -201,7 +222,13 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
                 size_t errsz)
 {
     char *base = (char *)c;
+    char **str = (char **)(base + k->off);
     const char *s = json_string_value(v);
+    /* null is how a file says "none" for the optional strings. */
+    if (json_is_null(v) && (k->kind == K_CIPHERS || k->kind == K_OPT_STRING)) {
+        set_string(str, NULL);
+        return 0;
+    }
     switch (k->kind) {
     case K_OBJECT:
         if (!json_is_object(v)) {
@@ -214,19 +241,15 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
             mig_errf(err, errsz, "\"%s\" must be a non-empty string", path);
             return -EINVAL;
         }
-        set_string((char **)(base + k->off), s);
+        set_string(str, s);
         return 0;
     case K_CIPHERS:
-        if (json_is_null(v)) {
-            set_string((char **)(base + k->off), NULL);
-            return 0;
-        }
         if (s == NULL || !ciphers_valid(s)) {
             mig_errf(err, errsz,
                     "\"%s\" must be a comma-separated list of algorithm names (or null)", path);
             return -EINVAL;
         }
-        set_string((char **)(base + k->off), s);
+        set_string(str, s);
         return 0;
     case K_URL:
         if (s == NULL || !url_valid(s)) {
@@ -237,8 +260,8 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         char *url = mig_strdup(s);
         for (size_t n = strlen(url); n > 0 && url[n - 1] == '/'; n--)
             url[n - 1] = '\0';
-        free(*(char **)(base + k->off));
-        *(char **)(base + k->off) = url;
+        free(*str);
+        *str = url;
         return 0;
     case K_INT:
     case K_INT64: {
@@ -270,30 +293,16 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         return 0;
     }
     case K_OPT_STRING:
-        if (json_is_null(v)) {
-            set_string((char **)(base + k->off), NULL);
-            return 0;
-        }
         if (s == NULL || *s == '\0' || !printable(s)) {
             mig_errf(err, errsz, "\"%s\" must be a non-empty string or null", path);
             return -EINVAL;
         }
-        set_string((char **)(base + k->off), s);
+        set_string(str, s);
         return 0;
     case K_ON_FAILURE:
-        if (s == NULL || (strcmp(s, "rollback") != 0 && strcmp(s, "report") != 0)) {
-            mig_errf(err, errsz, "\"%s\" must be \"rollback\" or \"report\"", path);
-            return -EINVAL;
-        }
-        set_string((char **)(base + k->off), s);
-        return 0;
+        return take_word(s, "rollback", "report", str, path, err, errsz);
     case K_TRANSFER:
-        if (s == NULL || (strcmp(s, "relay") != 0 && strcmp(s, "direct") != 0)) {
-            mig_errf(err, errsz, "\"%s\" must be \"relay\" or \"direct\"", path);
-            return -EINVAL;
-        }
-        set_string((char **)(base + k->off), s);
-        return 0;
+        return take_word(s, "relay", "direct", str, path, err, errsz);
     }
     MIG_DIE("config key \"%s\" has no kind the reader knows", path);
 }
@@ -316,10 +325,7 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
         while (k->name != NULL && strcmp(k->name, name) != 0)
             k++;
         if (k->name == NULL) {
-            if (*prefix != '\0')
-                snprintf(path, sizeof(path), "%s.%s", prefix, name);
-            else
-                snprintf(path, sizeof(path), "%s", name);
+            key_path(path, sizeof(path), prefix, name);
             /* A key may hold quotes or newlines: quote it as JSON does, on one line. */
             json_t *js = json_string(path);
             char *quoted = js != NULL ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
@@ -330,10 +336,7 @@ static int walk(json_t *obj, const struct key *keys, const char *prefix, struct 
         }
     }
     for (const struct key *k = keys; k->name != NULL; k++) {
-        if (*prefix != '\0')
-            snprintf(path, sizeof(path), "%s.%s", prefix, k->name);
-        else
-            snprintf(path, sizeof(path), "%s", k->name);
+        key_path(path, sizeof(path), prefix, k->name);
         v = json_object_get(obj, k->name);
         int rc;
         if (v != NULL) {

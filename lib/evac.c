@@ -63,6 +63,7 @@ int mig_evac_step(struct mig_act *a)
 {
     struct mig_evac *e = E(a);
     struct mig_job_ctx *c = &a->job->ctx;
+    int more; /* another page of active VMs to ask for */
     ACT_BEGIN(a);
     ACT_HTTP(a, "CNAPI", "GET", mig_url_servers(a->env->cnapi), NULL);
     if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
@@ -132,13 +133,9 @@ int mig_evac_step(struct mig_act *a)
         do {
             ACT_HTTP(a, "VMAPI", "GET",
                      mig_url_vms_active(a->env->vmapi, (long)json_array_size(e->others)), NULL);
-            if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
-                return mig_act_fail_res(a, "VmapiError",
-                                        "cannot list the active VMs from VMAPI (for "
-                                        "placement.spread_tag)");
-            e->page = json_array_size(a->res->json);
-            json_array_extend(e->others, a->res->json);
-        } while (e->page == MIG_VMAPI_PAGE);
+            if ((more = mig_act_take_vms_page(a, e->others)) < 0)
+                return more;
+        } while (more);
     }
     {
         struct mig_place_opts opts = {.source = a->job->source_server_uuid,

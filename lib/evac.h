@@ -40,7 +40,6 @@ struct mig_evac {
     json_t *vms;                /* VMAPI's VMs on the CN (active) */
     json_t *used;               /* {vm_uuid: bytes} from the CN's zfs list */
     json_t *others;             /* with spread_tag: every active VM (VMAPI, page by page) */
-    size_t page;                /* VMs the last page of others held */
     struct mig_place *plan;
 };
 

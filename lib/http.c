@@ -103,13 +103,21 @@ static void maybe_free(struct mig_http *http)
 
 /* ---- sockets and the curl timer ---- */
 
+/*
+ * The close of one of http's handles is over: frees the struct that held it
+ * (owner), and http itself when that was the last close it waited for.
+ */
+static void handle_closed(struct mig_http *http, void *owner)
+{
+    free(owner);
+    http->pending_closes--;
+    maybe_free(http);
+}
+
 static void on_sock_closed(uv_handle_t *handle)
 {
     struct http_sock *s = handle->data;
-    struct mig_http *http = s->http;
-    free(s);
-    http->pending_closes--;
-    maybe_free(http);
+    handle_closed(s->http, s);
 }
 
 /*
@@ -234,10 +242,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 static void on_xfer_closed(uv_handle_t *handle)
 {
     struct http_xfer *x = handle->data;
-    struct mig_http *http = x->http;
-    free(x);
-    http->pending_closes--;
-    maybe_free(http);
+    handle_closed(x->http, x);
 }
 
 /* Releases everything but the struct itself, which on_xfer_closed frees. */

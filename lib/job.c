@@ -454,11 +454,8 @@ json_t *mig_job_to_json(const struct mig_job *job)
                       ? json_integer(job->progress.eta_s)
                       : json_null(),
                   "increments", job->progress.increments);
-    json_t *error = json_null();
-    if (job->error_code != NULL)
-        error =
-            json_pack("{s:s, s:o, s:s}", "code", job->error_code, "message",
-                      mig_json_str(job->error_message), "phase", mig_phase_name(job->error_phase));
+    json_t *error =
+        mig_json_error(job->error_code, job->error_message, mig_phase_name(job->error_phase));
     json_t *o = json_object();
     if (progress == NULL || error == NULL || o == NULL)
         MIG_DIE("out of memory");

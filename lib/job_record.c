@@ -76,11 +76,8 @@ json_t *mig_job_to_record(const struct mig_job *job)
         "{s:I, s:I, s:I, s:I, s:i}", "bytes_sent", (json_int_t)p->bytes_sent, "bytes_total",
         (json_int_t)p->bytes_total, "rate_bytes_s", (json_int_t)p->rate_bytes_s, "eta_s",
         (json_int_t)p->eta_s, "increments", p->increments);
-    json_t *error = json_null();
-    if (job->error_code != NULL)
-        error =
-            json_pack("{s:s, s:o, s:s}", "code", job->error_code, "message",
-                      mig_json_str(job->error_message), "phase", mig_phase_name(job->error_phase));
+    json_t *error =
+        mig_json_error(job->error_code, job->error_message, mig_phase_name(job->error_phase));
     json_t *o = json_object();
     if (progress == NULL || error == NULL || o == NULL)
         MIG_DIE("out of memory");

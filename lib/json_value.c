@@ -1,4 +1,4 @@
-/* json_value.c: null for what is not known yet (json_value.h). */
+/* json_value.c: null for what is not known yet, and a job's error (json_value.h). */
 #include "json_value.h"
 #include "util.h"
 
@@ -24,4 +24,12 @@ json_t *mig_json_time(int64_t ms)
 json_t *mig_json_count(int64_t v)
 {
     return v >= 0 ? json_integer(v) : json_null();
+}
+
+json_t *mig_json_error(const char *code, const char *message, const char *phase)
+{
+    if (code == NULL)
+        return json_null();
+    return json_pack("{s:s, s:o, s:s}", "code", code, "message", mig_json_str(message), "phase",
+                     phase);
 }

@@ -198,23 +198,6 @@ static long find_cn(const struct planner *pl, const char *key)
     return -1;
 }
 
-static int refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
-{
-    if (r == NULL)
-        return MIG_EREFUSED;
-    r->rule = rule;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->message, sizeof(r->message), fmt, ap);
-    va_end(ap);
-    for (char *p = r->message; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
-    return MIG_EREFUSED;
-}
-
 /* Reads the servers into p->cns (sorted) and their NIC tags into bitsets. */
 static void read_servers(struct planner *pl, json_t *servers)
 {
@@ -293,17 +276,17 @@ static int find_source(struct planner *pl, json_t *vms, struct mig_refusal *r)
         if (key == NULL) {
             if (json_array_size(vms) == 0)
                 return 0; /* nothing to move, nothing to say */
-            return refuse(r, MIG_PLACE_RULE_SOURCE_UNKNOWN,
-                          "no source CN: none was given and no VM has a server_uuid; name the "
-                          "CN to evacuate");
+            return mig_refuse(r, MIG_PLACE_RULE_SOURCE_UNKNOWN,
+                              "no source CN: none was given and no VM has a server_uuid; name the "
+                              "CN to evacuate");
         }
     }
     long i = find_cn(pl, key);
     if (i < 0)
-        return refuse(r, MIG_PLACE_RULE_SOURCE_UNKNOWN,
-                      "source CN %.64s is not among CNAPI's servers; check the CN uuid or "
-                      "hostname",
-                      key);
+        return mig_refuse(r, MIG_PLACE_RULE_SOURCE_UNKNOWN,
+                          "source CN %.64s is not among CNAPI's servers; check the CN uuid or "
+                          "hostname",
+                          key);
     pl->p->source = &pl->p->cns[i];
     return 0;
 }
@@ -318,10 +301,10 @@ static int mark_scope(struct planner *pl, struct mig_refusal *r)
         const char *key = pl->opts->to[k];
         long i = key != NULL ? find_cn(pl, key) : -1;
         if (i < 0)
-            return refuse(r, MIG_RULE_TARGET_UNKNOWN,
-                          "target CN %.64s is not among CNAPI's servers; check the CN uuid or "
-                          "hostname in the target list",
-                          key != NULL ? key : "(null)");
+            return mig_refuse(r, MIG_RULE_TARGET_UNKNOWN,
+                              "target CN %.64s is not among CNAPI's servers; check the CN uuid or "
+                              "hostname in the target list",
+                              key != NULL ? key : "(null)");
         pl->in_scope[i] = true;
     }
     return 0;

@@ -171,6 +171,34 @@ void store_stmt_done(sqlite3_stmt *s)
     sqlite3_clear_bindings(s);
 }
 
+/*
+ * Every list the store reads has one shape: step until done, one JSON value
+ * per row; a failed step must drop what was read, not hand out half a list.
+ */
+json_t *store_rows_json(struct mig_store *st, enum stmt_id id, const char *key,
+                        json_t *(*row)(struct mig_store *st, sqlite3_stmt *s), const char *what)
+{
+    sqlite3_stmt *s = store_stmt_get(st, id);
+    if (s == NULL)
+        return NULL;
+    if (key != NULL)
+        store_bind_text(s, 1, key);
+    json_t *a = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        json_t *v = row(st, s);
+        if (v != NULL)
+            json_array_append_new(a, v);
+    }
+    if (rc != SQLITE_DONE) {
+        store_db_fail(st, what);
+        json_decref(a);
+        a = NULL;
+    }
+    store_stmt_done(s);
+    return a;
+}
+
 /* Binds text, or NULL when s is NULL.  SQLITE_TRANSIENT: s may not outlive the call. */
 int store_bind_text(sqlite3_stmt *s, int i, const char *v)
 {

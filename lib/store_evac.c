@@ -37,48 +37,35 @@ int mig_store_evac_save(struct mig_store *st, json_t *evac)
 }
 
 /* Runs a statement whose rows are JSON records; appends each to out. */
-static int evac_rows(struct mig_store *st, sqlite3_stmt *s, json_t *out)
+/* One evacuation's record; NULL (and a log line) when it is unreadable, so the rest still load. */
+static json_t *evac_row(struct mig_store *st, sqlite3_stmt *s)
 {
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *text = (const char *)sqlite3_column_text(s, 0);
-        json_t *j = text != NULL ? json_loads(text, 0, NULL) : NULL;
-        if (j == NULL) {
-            log_error("store %s: an evacuation record is unreadable", st->path);
-            continue;
-        }
-        json_array_append_new(out, j);
-    }
-    int ret = rc == SQLITE_DONE ? 0 : store_db_fail(st, "read evacuations");
-    store_stmt_done(s);
-    return ret;
+    const char *text = (const char *)sqlite3_column_text(s, 0);
+    json_t *j = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    if (j == NULL)
+        log_error("store %s: an evacuation record is unreadable", st->path);
+    return j;
 }
 
-json_t *mig_store_evac_load(struct mig_store *st, const char *uuid)
+/* The one evacuation statement id finds for key; NULL for none, several or an error. */
+static json_t *evac_one(struct mig_store *st, enum stmt_id id, const char *key)
 {
-    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_LOAD);
-    if (s == NULL)
-        return NULL;
-    store_bind_text(s, 1, uuid);
-    json_t *a = json_array();
+    json_t *a = store_rows_json(st, id, key, evac_row, "read evacuations");
     json_t *one = NULL;
-    if (evac_rows(st, s, a) == 0 && json_array_size(a) == 1)
+    if (a != NULL && json_array_size(a) == 1)
         one = json_incref(json_array_get(a, 0));
     json_decref(a);
     return one;
 }
 
+json_t *mig_store_evac_load(struct mig_store *st, const char *uuid)
+{
+    return evac_one(st, ST_EVAC_LOAD, uuid);
+}
+
 json_t *mig_store_evac_list(struct mig_store *st)
 {
-    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_LIST);
-    if (s == NULL)
-        return NULL;
-    json_t *a = json_array();
-    if (evac_rows(st, s, a) != 0) {
-        json_decref(a);
-        return NULL;
-    }
-    return a;
+    return store_rows_json(st, ST_EVAC_LIST, NULL, evac_row, "read evacuations");
 }
 
 static bool evac_unfinished(json_t *ev)
@@ -119,16 +106,7 @@ json_t *mig_store_evac_draining(struct mig_store *st)
 
 json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid)
 {
-    sqlite3_stmt *s = store_stmt_get(st, ST_EVAC_OF_SERVER);
-    if (s == NULL)
-        return NULL;
-    store_bind_text(s, 1, server_uuid);
-    json_t *a = json_array();
-    json_t *one = NULL;
-    if (evac_rows(st, s, a) == 0 && json_array_size(a) == 1)
-        one = json_incref(json_array_get(a, 0));
-    json_decref(a);
-    return one;
+    return evac_one(st, ST_EVAC_OF_SERVER, server_uuid);
 }
 
 int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,

@@ -68,6 +68,13 @@ struct mig_store {
 sqlite3_stmt *store_stmt_get(struct mig_store *st, enum stmt_id id);
 /* Resets a statement after use so that it holds no lock and no bound text. */
 void store_stmt_done(sqlite3_stmt *s);
+/*
+ * Runs statement id (key bound to ?1, none when NULL) and returns a new array
+ * of row(st, s) for each row, a NULL from row leaving that row out; NULL
+ * (and a log line naming what) when the statement fails.
+ */
+json_t *store_rows_json(struct mig_store *st, enum stmt_id id, const char *key,
+                        json_t *(*row)(struct mig_store *st, sqlite3_stmt *s), const char *what);
 /* Binds text, or NULL when v is NULL.  SQLITE_TRANSIENT: v may not outlive the call. */
 int store_bind_text(sqlite3_stmt *s, int i, const char *v);
 /* Logs a failed statement and returns MIG_EDB. */

@@ -368,25 +368,17 @@ int mig_store_log_append(struct mig_store *st, const char *job_uuid, int level, 
     return rc;
 }
 
+/* One line of a job's log. */
+static json_t *log_row(struct mig_store *st, sqlite3_stmt *s)
+{
+    (void)st;
+    return json_pack("{s:o, s:i, s:o}", "time", store_time_column(s, 0), "level",
+                     sqlite3_column_int(s, 1), "msg", store_text_column(s, 2));
+}
+
 json_t *mig_store_log(struct mig_store *st, const char *job_uuid)
 {
-    sqlite3_stmt *s = store_stmt_get(st, ST_LOG_LIST);
-    if (s == NULL)
-        return NULL;
-    store_bind_text(s, 1, job_uuid);
-    json_t *a = json_array();
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        json_array_append_new(a, json_pack("{s:o, s:i, s:o}", "time", store_time_column(s, 0), "level",
-                                           sqlite3_column_int(s, 1), "msg", store_text_column(s, 2)));
-    }
-    if (rc != SQLITE_DONE) {
-        store_db_fail(st, "read log");
-        json_decref(a);
-        a = NULL;
-    }
-    store_stmt_done(s);
-    return a;
+    return store_rows_json(st, ST_LOG_LIST, job_uuid, log_row, "read log");
 }
 
 /* --- the action journal -------------------------------------------------- */
@@ -548,36 +540,29 @@ static json_t *time_or_null(sqlite3_stmt *s, int col)
     return sqlite3_column_type(s, col) == SQLITE_NULL ? json_null() : store_time_column(s, col);
 }
 
+/* One action of the journal as migctl show -v prints it. */
+static json_t *action_row(struct mig_store *st, sqlite3_stmt *s)
+{
+    (void)st;
+    bool ended = sqlite3_column_type(s, 6) != SQLITE_NULL;
+    bool started = sqlite3_column_type(s, 5) != SQLITE_NULL;
+    json_t *duration = started && ended
+                           ? json_integer(sqlite3_column_int64(s, 6) - sqlite3_column_int64(s, 5))
+                           : json_null();
+    json_t *error =
+        sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() : store_text_column(s, 9);
+    json_t *op = sqlite3_column_type(s, 10) == SQLITE_NULL
+                     ? json_null()
+                     : json_integer(sqlite3_column_int64(s, 10));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "action",
+                     store_text_column(s, 0), "phase", store_text_column(s, 1), "side",
+                     store_text_column(s, 2), "status", store_text_column(s, 3), "started",
+                     time_or_null(s, 5), "ended", time_or_null(s, 6), "duration_ms", duration,
+                     "op_ms", op, "undo_started", time_or_null(s, 7), "undo_ended",
+                     time_or_null(s, 8), "error", error);
+}
+
 json_t *mig_store_actions_json(struct mig_store *st, const char *job_uuid)
 {
-    sqlite3_stmt *s = store_stmt_get(st, ST_ACTION_LIST);
-    if (s == NULL)
-        return NULL;
-    store_bind_text(s, 1, job_uuid);
-    json_t *a = json_array();
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        bool ended = sqlite3_column_type(s, 6) != SQLITE_NULL;
-        bool started = sqlite3_column_type(s, 5) != SQLITE_NULL;
-        json_t *duration =
-            started && ended ? json_integer(sqlite3_column_int64(s, 6) - sqlite3_column_int64(s, 5))
-                             : json_null();
-        json_t *error = sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() : store_text_column(s, 9);
-        json_t *op = sqlite3_column_type(s, 10) == SQLITE_NULL ? json_null()
-                                                                : json_integer(sqlite3_column_int64(s, 10));
-        json_array_append_new(
-            a, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "action",
-                         store_text_column(s, 0), "phase", store_text_column(s, 1), "side", store_text_column(s, 2),
-                         "status", store_text_column(s, 3), "started", time_or_null(s, 5), "ended",
-                         time_or_null(s, 6), "duration_ms", duration, "op_ms", op,
-                         "undo_started", time_or_null(s, 7), "undo_ended", time_or_null(s, 8),
-                         "error", error));
-    }
-    if (rc != SQLITE_DONE) {
-        store_db_fail(st, "read actions");
-        json_decref(a);
-        a = NULL;
-    }
-    store_stmt_done(s);
-    return a;
+    return store_rows_json(st, ST_ACTION_LIST, job_uuid, action_row, "read actions");
 }

@@ -172,6 +172,7 @@ int mig_submit_step(struct mig_act *a)
     struct mig_job *job = JOB(a);
     struct mig_refusal r;
     char why[384];
+    int more; /* another page of active VMs to ask for */
     ACT_BEGIN(a);
     /* The VM: by uuid, or by alias when exactly one active VM has it. */
     if (mig_uuid_valid(job->vm_uuid)) {
@@ -238,13 +239,9 @@ int mig_submit_step(struct mig_act *a)
         do {
             ACT_HTTP(a, "VMAPI", "GET",
                      mig_url_vms_active(a->env->vmapi, (long)json_array_size(s->others)), NULL);
-            if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
-                return mig_act_fail_res(a, "VmapiError",
-                                        "cannot list the active VMs from VMAPI (for "
-                                        "placement.spread_tag)");
-            s->page = json_array_size(a->res->json);
-            json_array_extend(s->others, a->res->json);
-        } while (s->page == MIG_VMAPI_PAGE);
+            if ((more = mig_act_take_vms_page(a, s->others)) < 0)
+                return more;
+        } while (more);
     }
     {
         const char *su = json_string_value(json_object_get(s->vm, "server_uuid"));

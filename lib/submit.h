@@ -26,7 +26,6 @@ struct mig_submit {
     const char *spread_tag; /* placement.spread_tag; NULL: none */
     json_t *avoid;          /* CN uuids being drained (owned; may be NULL) */
     json_t *others;         /* with spread_tag and no target: every active VM */
-    size_t page;            /* VMs in the last page of others */
 };
 
 /* Starts a submission's checks for job (whose vm_uuid or vm_alias and ctx.target_request are set). */

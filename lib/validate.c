@@ -15,10 +15,7 @@
 #include "util.h"
 #include "validate.h"
 
-/* Fills *r (when not NULL) and returns MIG_EREFUSED.  The message is kept on one line. */
-static int refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
+int mig_refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
 {
     if (r == NULL)
         return MIG_EREFUSED;
@@ -206,46 +203,46 @@ int mig_validate_vm(json_t *vm, const char *admin_uuid, struct mig_refusal *r)
 {
     char name[160], val[128];
     if (!json_is_object(vm))
-        return refuse(r, MIG_RULE_VM_UNKNOWN, "VMAPI has no such VM; check the uuid or alias");
+        return mig_refuse(r, MIG_RULE_VM_UNKNOWN, "VMAPI has no such VM; check the uuid or alias");
     const char *uuid = str_member(vm, "uuid");
     if (!mig_uuid_valid(uuid))
-        return refuse(r, MIG_RULE_VM_UUID, "VMAPI returned a VM with an invalid uuid %s",
-                      brief(json_object_get(vm, "uuid"), val, sizeof(val)));
+        return mig_refuse(r, MIG_RULE_VM_UUID, "VMAPI returned a VM with an invalid uuid %s",
+                          brief(json_object_get(vm, "uuid"), val, sizeof(val)));
     vm_label(vm, name, sizeof(name));
 
     const char *state = str_member(vm, "state");
     if (state == NULL || (strcmp(state, "running") != 0 && strcmp(state, "stopped") != 0))
-        return refuse(r, MIG_RULE_VM_STATE,
-                      "VM %s is %s; only running or stopped VMs can be migrated", name,
-                      state != NULL ? state : "in no known state");
+        return mig_refuse(r, MIG_RULE_VM_STATE,
+                          "VM %s is %s; only running or stopped VMs can be migrated", name,
+                          state != NULL ? state : "in no known state");
 
     const char *brand = str_member(vm, "brand");
     if (!mig_brand_supported(brand))
-        return refuse(r, MIG_RULE_VM_BRAND,
-                      "VM %s has brand %s, which migd does not migrate "
-                      "(supported: joyent, joyent-minimal, lx, bhyve, kvm)",
-                      name, brief(json_object_get(vm, "brand"), val, sizeof(val)));
+        return mig_refuse(r, MIG_RULE_VM_BRAND,
+                          "VM %s has brand %s, which migd does not migrate "
+                          "(supported: joyent, joyent-minimal, lx, bhyve, kvm)",
+                          name, brief(json_object_get(vm, "brand"), val, sizeof(val)));
 
     json_t *role = json_object_get(json_object_get(vm, "tags"), "smartdc_role");
     if (role != NULL && !json_is_null(role))
-        return refuse(r, MIG_RULE_VM_CORE,
-                      "VM %s is a Triton core zone (tags.smartdc_role=%s); core zones are "
-                      "moved with Triton's own tools, not migd",
-                      name, brief(role, val, sizeof(val)));
+        return mig_refuse(r, MIG_RULE_VM_CORE,
+                          "VM %s is a Triton core zone (tags.smartdc_role=%s); core zones are "
+                          "moved with Triton's own tools, not migd",
+                          name, brief(role, val, sizeof(val)));
     const char *owner = str_member(vm, "owner_uuid");
     if (admin_uuid != NULL && owner != NULL && strcasecmp(owner, admin_uuid) == 0)
-        return refuse(r, MIG_RULE_VM_CORE,
-                      "VM %s is owned by the admin user %s, so it is a Triton core zone; core "
-                      "zones are moved with Triton's own tools, not migd",
-                      name, owner);
+        return mig_refuse(r, MIG_RULE_VM_CORE,
+                          "VM %s is owned by the admin user %s, so it is a Triton core zone; core "
+                          "zones are moved with Triton's own tools, not migd",
+                          name, owner);
 
     json_t *nat =
         json_object_get(json_object_get(vm, "internal_metadata"), "com.joyent:ipnat_subnet");
     if (nat != NULL)
-        return refuse(r, MIG_RULE_VM_NAT,
-                      "VM %s is a NAT zone (internal_metadata com.joyent:ipnat_subnet=%s); "
-                      "Triton recreates NAT zones itself, they are not migrated",
-                      name, brief(nat, val, sizeof(val)));
+        return mig_refuse(r, MIG_RULE_VM_NAT,
+                          "VM %s is a NAT zone (internal_metadata com.joyent:ipnat_subnet=%s); "
+                          "Triton recreates NAT zones itself, they are not migrated",
+                          name, brief(nat, val, sizeof(val)));
     return 0;
 }
 
@@ -296,10 +293,10 @@ static int check_owned(json_t *name, const char *pool, const char *uuid, struct 
     char val[160];
     const char *u = uuid != NULL ? uuid : "VM";
     const char *p = pool != NULL ? pool : "POOL";
-    return refuse(r, MIG_RULE_FOREIGN_DATASET,
-                  "VM %s lists dataset %s, which is not its own: migd moves only %s/%s, its "
-                  "children %s/%s/... and its KVM disks %s/%s-diskN; fix the VMAPI record",
-                  u, brief(name, val, sizeof(val)), p, u, p, u, p, u);
+    return mig_refuse(r, MIG_RULE_FOREIGN_DATASET,
+                      "VM %s lists dataset %s, which is not its own: migd moves only %s/%s, its "
+                      "children %s/%s/... and its KVM disks %s/%s-diskN; fix the VMAPI record",
+                      u, brief(name, val, sizeof(val)), p, u, p, u, p, u);
 }
 
 int mig_validate_datasets(json_t *vm, const char *pool, struct mig_refusal *r)
@@ -389,16 +386,16 @@ static int check_capacity(json_t *target, const char *key, const char *what, con
 {
     json_t *have = json_object_get(target, key);
     if (!json_is_number(have))
-        return refuse(r, rule,
-                      "target %s reports no %s (CNAPI capacity missing), so VM %s's %lld MiB "
-                      "of %s cannot be checked; retry when CNAPI has it",
-                      tname, key, vname, (long long)need, what);
+        return mig_refuse(r, rule,
+                          "target %s reports no %s (CNAPI capacity missing), so VM %s's %lld MiB "
+                          "of %s cannot be checked; retry when CNAPI has it",
+                          tname, key, vname, (long long)need, what);
     double mib = json_number_value(have);
     if (mib < (double)need)
-        return refuse(r, rule,
-                      "target %s has %.0f MiB of unreserved %s, VM %s needs %lld MiB; pick "
-                      "another CN or free %s on it",
-                      tname, mib, what, vname, (long long)need, what);
+        return mig_refuse(r, rule,
+                          "target %s has %.0f MiB of unreserved %s, VM %s needs %lld MiB; pick "
+                          "another CN or free %s on it",
+                          tname, mib, what, vname, (long long)need, what);
     return 0;
 }
 
@@ -409,8 +406,8 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
     char vname[160], tname[80], sname[80], buf[256];
     vm_label(vm, vname, sizeof(vname));
     if (!json_is_object(target) || str_member(target, "uuid") == NULL)
-        return refuse(r, MIG_RULE_TARGET_UNKNOWN,
-                      "CNAPI has no such target server; check the CN uuid or hostname");
+        return mig_refuse(r, MIG_RULE_TARGET_UNKNOWN,
+                          "CNAPI has no such target server; check the CN uuid or hostname");
     cn_label(target, tname, sizeof(tname));
     cn_label(source, sname, sizeof(sname));
 
@@ -419,36 +416,37 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
     if (suuid == NULL)
         suuid = str_member(vm, "server_uuid");
     if (suuid != NULL && strcasecmp(tuuid, suuid) == 0)
-        return refuse(r, MIG_RULE_TARGET_SAME,
-                      "target %s is the CN that VM %s already runs on; pick another CN", tname,
-                      vname);
+        return mig_refuse(r, MIG_RULE_TARGET_SAME,
+                          "target %s is the CN that VM %s already runs on; pick another CN", tname,
+                          vname);
 
     if (json_is_true(json_object_get(target, "headnode")))
-        return refuse(r, MIG_RULE_TARGET_HEADNODE,
-                      "target %s is the head node; VMs are not migrated to the head node", tname);
+        return mig_refuse(r, MIG_RULE_TARGET_HEADNODE,
+                          "target %s is the head node; VMs are not migrated to the head node",
+                          tname);
 
     if (!json_is_true(json_object_get(target, "setup")))
-        return refuse(r, MIG_RULE_TARGET_SETUP,
-                      "target %s is not set up (setup=%s); set it up or pick another CN", tname,
-                      brief(json_object_get(target, "setup"), buf, sizeof(buf)));
+        return mig_refuse(r, MIG_RULE_TARGET_SETUP,
+                          "target %s is not set up (setup=%s); set it up or pick another CN", tname,
+                          brief(json_object_get(target, "setup"), buf, sizeof(buf)));
 
     const char *status = str_member(target, "status");
     if (status == NULL || strcmp(status, "running") != 0)
-        return refuse(r, MIG_RULE_TARGET_RUNNING,
-                      "target %s has status %s, not running; bring it back or pick another CN",
-                      tname, brief(json_object_get(target, "status"), buf, sizeof(buf)));
+        return mig_refuse(r, MIG_RULE_TARGET_RUNNING,
+                          "target %s has status %s, not running; bring it back or pick another CN",
+                          tname, brief(json_object_get(target, "status"), buf, sizeof(buf)));
 
     if (json_is_true(json_object_get(target, "reserved")))
-        return refuse(r, MIG_RULE_TARGET_RESERVED,
-                      "target %s is reserved; unreserve it in CNAPI or pick another CN", tname);
+        return mig_refuse(r, MIG_RULE_TARGET_RESERVED,
+                          "target %s is reserved; unreserve it in CNAPI or pick another CN", tname);
 
     json_t *tags = mig_server_nic_tags(target);
     const char *missing = missing_nic_tag(vm, tags);
     if (missing != NULL) {
-        int rc = refuse(r, MIG_RULE_NIC_TAG,
-                        "target %s lacks NIC tag %s used by VM %s; its tags are: %s; add the "
-                        "tag or pick another CN",
-                        tname, missing, vname, join_tags(tags, buf, sizeof(buf)));
+        int rc = mig_refuse(r, MIG_RULE_NIC_TAG,
+                            "target %s lacks NIC tag %s used by VM %s; its tags are: %s; add the "
+                            "tag or pick another CN",
+                            tname, missing, vname, join_tags(tags, buf, sizeof(buf)));
         json_decref(tags);
         return rc;
     }
@@ -458,12 +456,13 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
     tags = mig_server_overlay_tags(target);
     missing = missing_overlay(vm, tags, rule, sizeof(rule));
     if (missing != NULL) {
-        int rc = refuse(r, MIG_RULE_UNDERLAY,
-                        "target %s has no underlay for the fabric NIC %s of VM %s: none of its "
-                        "interfaces carries overlay tag %s (it carries: %s; Triton gives a CN "
-                        "with NIC tag sdc_underlay an sdc_underlay0 vnic that does); set up its "
-                        "underlay or pick another CN",
-                        tname, missing, vname, rule, join_tags(tags, buf, sizeof(buf)));
+        int rc =
+            mig_refuse(r, MIG_RULE_UNDERLAY,
+                       "target %s has no underlay for the fabric NIC %s of VM %s: none of its "
+                       "interfaces carries overlay tag %s (it carries: %s; Triton gives a CN "
+                       "with NIC tag sdc_underlay an sdc_underlay0 vnic that does); set up its "
+                       "underlay or pick another CN",
+                       tname, missing, vname, rule, join_tags(tags, buf, sizeof(buf)));
         json_decref(tags);
         return rc;
     }
@@ -482,13 +481,14 @@ int mig_validate_target(json_t *vm, json_t *source, json_t *target, int64_t disk
     const char *tplat = str_member(target, "current_platform");
     const char *splat = str_member(source, "current_platform");
     if (tplat == NULL || splat == NULL)
-        return refuse(r, MIG_RULE_PLATFORM,
-                      "cannot compare platforms: target %s reports %s, source %s reports %s; "
-                      "use -D to allow",
-                      tname, tplat != NULL ? tplat : "none", sname, splat != NULL ? splat : "none");
+        return mig_refuse(r, MIG_RULE_PLATFORM,
+                          "cannot compare platforms: target %s reports %s, source %s reports %s; "
+                          "use -D to allow",
+                          tname, tplat != NULL ? tplat : "none", sname,
+                          splat != NULL ? splat : "none");
     if (strcmp(tplat, splat) < 0)
-        return refuse(r, MIG_RULE_PLATFORM,
-                      "target %s runs platform %s, older than the source's %s; use -D to allow",
-                      tname, tplat, splat);
+        return mig_refuse(r, MIG_RULE_PLATFORM,
+                          "target %s runs platform %s, older than the source's %s; use -D to allow",
+                          tname, tplat, splat);
     return 0;
 }

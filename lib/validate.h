@@ -39,6 +39,14 @@ struct mig_refusal {
 };
 
 /*
+ * Fills *r (when not NULL) with rule and the printf-style message, kept on
+ * one line, and returns MIG_EREFUSED: every refusal of validate.c and
+ * place.c is made so.
+ */
+int mig_refuse(struct mig_refusal *r, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
  * Checks the VM on its own: state, brand, core zone (tags.smartdc_role, or
  * owner_uuid equal to admin_uuid when admin_uuid is not NULL), NAT zone.
  * Returns 0 when it may migrate, MIG_EREFUSED with *r filled otherwise.
