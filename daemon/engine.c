@@ -232,6 +232,15 @@ static void forecast_text(const struct mig_job *job, char *buf, size_t bufsz)
 }
 
 /* What a job waiting between rounds says it waits for. */
+/* Logs a wait the job rests in, once: a round between two looks does not tell it again. */
+static void tell_once(struct jrun *r, const char *waits)
+{
+    if (strcmp(r->told, waits) == 0)
+        return;
+    jlog(r->job, MIG_LOG_INFO, "%s", waits);
+    snprintf(r->told, sizeof(r->told), "%s", waits);
+}
+
 static void say_wait(struct jrun *r, enum mig_wait wait)
 {
     struct mig_job *job = r->job;
@@ -266,17 +275,21 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
         mig_window_format(&job->window, spec, sizeof(spec));
         int64_t at = mig_switch_allowed_at(job, mig_now_ms());
         mig_time_iso(at == INT64_MAX ? 0 : at, when);
-        mig_job_set_activity(job, "ready; the switch waits for its window %s: %s%s; %s", spec,
-                             at == INT64_MAX ? "its time zone cannot be read" : "opens ",
-                             at == INT64_MAX ? "" : when, f);
+        char waits[160];
+        snprintf(waits, sizeof(waits), "ready; the switch waits for its window %s: %s%s", spec,
+                 at == INT64_MAX ? "its time zone cannot be read" : "opens ",
+                 at == INT64_MAX ? "" : when);
+        tell_once(r, waits); /* when it became ready, and when a window closed on it */
+        mig_job_set_activity(job, "%s; %s", waits, f);
         break;
     }
     case MIG_WAIT_SWITCH_SLOT: {
         const struct mig_job *h = switch_slot_holder(r->e, r);
-        if (strncmp(job->ctx.activity, "ready; the switch waits for job", 31) != 0)
-            jlog(job, MIG_LOG_INFO, "ready; the switch waits for job %s's switch "
-                                    "(limits.switches_per_cn %d)",
+        char waits[160];
+        snprintf(waits, sizeof(waits),
+                 "ready; the switch waits for job %s's switch (limits.switches_per_cn %d)",
                  h != NULL ? h->uuid : "?", r->e->d->cfg->limits.switches_per_cn);
+        tell_once(r, waits);
         mig_job_set_activity(job, "ready; the switch waits for job %s's switch (%s to %s): "
                                   "limits.switches_per_cn %d",
                              h != NULL ? h->uuid : "?", h != NULL ? h->source_hostname : "?",
@@ -284,19 +297,22 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
                              r->e->d->cfg->limits.switches_per_cn);
         break;
     }
-    case MIG_WAIT_PAUSED:
-        if (strncmp(job->ctx.activity, "ready; paused", 13) != 0)
-            jlog(job, MIG_LOG_INFO, "ready; the switch waits: evacuation %s is paused",
+    case MIG_WAIT_PAUSED: {
+        char waits[160];
+        snprintf(waits, sizeof(waits), "ready; the switch waits: evacuation %s is paused",
                  job->evacuation);
+        tell_once(r, waits);
         mig_job_set_activity(job, "ready; paused with evacuation %s (migctl resume %s): a round "
                                   "every %d s; %s",
                              job->evacuation, job->evacuation,
                              r->e->d->cfg->incremental.interval_s, f);
         break;
-    case MIG_WAIT_JOB_PAUSED:
-        if (strncmp(job->ctx.activity, "paused", 6) != 0)
-            jlog(job, MIG_LOG_INFO, "paused after %d round(s); waits for migctl resume %s",
+    }
+    case MIG_WAIT_JOB_PAUSED: {
+        char waits[160];
+        snprintf(waits, sizeof(waits), "paused after %d round(s); waits for migctl resume %s",
                  job->ctx.rounds, job->uuid);
+        tell_once(r, waits);
         if (job->ctx.rounds == 0)
             mig_job_set_activity(job, "paused before its first send ended (migctl resume %s): it "
                                       "goes on from what %s holds",
@@ -305,6 +321,7 @@ static void say_wait(struct jrun *r, enum mig_wait wait)
             mig_job_set_activity(job, "paused after %d round(s) (migctl resume %s); %s",
                                  job->ctx.rounds, job->uuid, f);
         break;
+    }
     case MIG_WAIT_NONE:
         break;
     }

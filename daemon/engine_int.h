@@ -44,6 +44,7 @@ struct jrun {
     int retrying;            /* a job at rest retrying its leftovers: 1 forward ones, 2 undo
                                 ones, 0 not (it holds no VM and counts in no limit) */
     bool ending;
+    char told[200];          /* the last wait the log was told of: each is logged once */
     struct jrun *next;
 };
 

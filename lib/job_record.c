@@ -122,7 +122,6 @@ json_t *mig_job_to_record(const struct mig_job *job)
     json_object_set_new(o, "allow_older_platform", json_boolean(job->allow_older_platform));
     json_object_set_new(o, "finish_requested", json_boolean(job->finish_requested));
     json_object_set_new(o, "abort_requested", json_boolean(job->abort_requested));
-    json_object_set_new(o, "paused", json_boolean(job->paused));
     json_object_set_new(o, "created_ms", json_integer(job->created));
     json_object_set_new(o, "started_ms", json_integer(job->started));
     json_object_set_new(o, "finished_ms", json_integer(job->finished));
@@ -139,6 +138,8 @@ json_t *mig_job_to_record(const struct mig_job *job)
         mig_window_format(&job->window, spec, sizeof(spec));
         json_object_set_new(o, "window", json_string(spec));
     }
+    if (job->paused)
+        json_object_set_new(o, "paused", json_true());
     return o;
 }
 

@@ -25,6 +25,17 @@ It prints
   estimate_error = (actual - estimate) / estimate (target within 25%)
 
 Run as root: tests/bench/bench_evacuate.py BUILD_DIR
+
+With `spacing` after BUILD_DIR it measures limits.switches_per_cn instead:
+a 4-CN lab with SPACING_VMS (6) running zones of SPACING_MB (20) on cn4,
+evacuated to cn1 with --max-parallel 3 and switches_per_cn 6 (no spacing:
+the three copies end together and switch together), rolled back, then
+evacuated again with switches_per_cn 1 (the default: one switch into or
+out of a CN at once).  It prints every job's downtime in each run, the longest, and when
+the last switch ended:
+
+  spacing=off downtime_ms=[...] longest_ms=N last_switch_s=S
+  spacing=on  downtime_ms=[...] longest_ms=N last_switch_s=S
 """
 import datetime
 import json
@@ -136,5 +147,67 @@ def main():
         lab.down()
 
 
+SPACING_VMS = int(os.environ.get('SPACING_VMS', 6))
+SPACING_MB = int(os.environ.get('SPACING_MB', 20))
+
+
+def spacing_run(lab, build, work, name, per_cn, src, dst, back):
+    """Evacuates src to dst (--max-parallel 3) with switches_per_cn per_cn,
+    then (back) rolls every job back; the downtimes, sorted."""
+    d = Migd(lab, build, os.path.join(work, 'migd-' + name), log_level='info',
+             transfer={'mode': 'relay', 'retries': 5, 'limit_mbps': STREAM_MBPS},
+             limits={'max_active_jobs': 8, 'max_jobs_per_cn': 8, 'switches_per_cn': per_cn},
+             health={'min_up_s': 0}).start()
+    try:
+        t0 = time.time() * 1000
+        p = d.ctl('evacuate', '-j', '--no-reserve', '--to', dst.hostname, '--max-parallel', '3',
+                  src.hostname)
+        if p.returncode not in (0, 1):
+            raise RuntimeError(p.stderr)
+        jobs = [e['job_uuid'] for e in json.loads(p.stdout)['plan'] if e.get('job_uuid')]
+
+        def ended():
+            js = [d.job(j) for j in jobs]
+            return js if all(j['state'] not in ('queued', 'running', 'waiting')
+                             for j in js) else None
+        done = wait(ended, 'the evacuation of %s' % src.hostname)
+        if any(j['state'] != 'switched' for j in done):
+            raise RuntimeError('jobs did not switch: %s' % [j.get('error') for j in done])
+        for j in done if back else ():  # home again, for the next run
+            d.ctl('rollback', j['uuid'])
+        wait(lambda: not back or all(d.job(j)['state'] == 'rolled_back' for j in jobs),
+             'the rollbacks')
+        downtimes = sorted(j['downtime_ms'] for j in done)
+        last = (max(ms(j['finished']) for j in done) - t0) / 1000
+        print('spacing=%-3s switches_per_cn=%d downtime_ms=%s longest_ms=%d last_switch_s=%.1f'
+              % (name, per_cn, downtimes, downtimes[-1], last))
+        return downtimes
+    finally:
+        d.stop()
+
+
+def spacing(build):
+    work = tempfile.mkdtemp(prefix='migd-bench-spacing-')
+    for i in range(SPACING_VMS):
+        labmod.seed.VM_SPECS.append({'alias': 'space%d' % i, 'cn': 4, 'brand': 'joyent',
+                                     'state': 'running',
+                                     'nics': [('external', '192.0.2.%d' % (80 + i), False)]})
+    lab = labmod.Lab(os.path.join(work, 'lab'), cns=4, ssh_port=PORT, data_mb=1)
+    lab.up()
+    try:
+        cn1, cn4 = lab.cns[0], lab.cns[3]
+        for i in range(SPACING_VMS):
+            helpers.fill(lab, cn4, lab.vms['space%d' % i]['uuid'], SPACING_MB, timeout=900)
+        off = spacing_run(lab, build, work, 'off', SPACING_VMS, cn4, cn1, back=True)
+        on = spacing_run(lab, build, work, 'on', 1, cn4, cn1, back=False)
+        print('vms=%d data_mb=%d max_parallel=3 longest_ms off=%d on=%d'
+              % (SPACING_VMS, SPACING_MB, off[-1], on[-1]))
+    finally:
+        lab.down()
+
+
 if __name__ == '__main__':
-    main()
+    if len(sys.argv) > 2 and sys.argv[2] == 'spacing':
+        spacing(os.path.abspath(sys.argv[1]))
+    else:
+        main()

@@ -128,3 +128,63 @@ def test_switches_out_of_one_cn_take_turns(lab, migd):
     assert len(waited) == 1, "one job waited for the other's switch"
     for j in jobs:
         settle(migd, j)
+
+
+def test_a_window_that_closes_mid_queue(lab, migd):
+    """Three jobs off one CN in a window that closes about 40 s after they
+    are submitted; each switch takes 20 s (a slow attach on the target) and
+    they switch one at a time (limits.switches_per_cn 1).  The first switches
+    inside the window; no switch starts after it closes; the one still
+    waiting then says, in its activity and its log, that it waits for the
+    next day's opening."""
+    a, b, c = lab.vms['web0'], lab.vms['lx0'], lab.vms['stopped0']
+    src = home(lab, a['uuid'])
+    assert home(lab, b['uuid']) == src and home(lab, c['uuid']) == src
+    dst = other(lab, src)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    closes = (now + datetime.timedelta(seconds=95)).replace(second=0, microsecond=0)
+    if (closes - now).total_seconds() > 45:
+        time.sleep((closes - now).total_seconds() - 45)  # 35-45 s left at the submission
+    opens = closes - datetime.timedelta(minutes=10)
+    spec = helpers.window_from(opens, 10)
+    lab.cn_fault(dst, 'zoneadm', args='attach', count=-1, exit=None, delay_s=20)
+    try:
+        jobs = [submit(migd, '--window', spec, v['uuid'], dst.hostname) for v in (a, b, c)]
+        helpers.wait_for(lambda: time.time() > closes.timestamp() + 3, 'the window to close',
+                         120)
+        now_jobs = [migd.job(j) for j in jobs]
+        resting = [j for j in now_jobs if j['state'] == 'waiting']
+        assert resting, 'all three switched before the window closed: %s' % [
+            (j['state'], j['phase']) for j in now_jobs]
+        tomorrow = (opens + datetime.timedelta(days=1)).strftime('%Y-%m-%dT%H:%M:%S.000Z')
+        for j in resting:
+            assert j['phase'] == 'sync' and j['window']['next_open'] == tomorrow, j['window']
+            # Between its rounds (it keeps doing them), its activity says when it switches.
+            helpers.wait_job(migd, j['uuid'],
+                             lambda x: 'opens %s' % tomorrow in (x['activity'] or ''),
+                             'the activity to name the next opening', INTERVAL_S * 5)
+            log = migd.ctl('log', j['uuid']).stdout.splitlines()
+            told = [line for line in log if 'waits for its window %s' % spec in line and
+                    'opens %s' % tomorrow in line]
+            assert told, log
+            # Each wait is told once, though the job does rounds meanwhile: a line
+            # repeats only after another wait came between.
+            waits = [line.split(' ', 2)[2] for line in log if 'the switch waits' in line]
+            assert all(a != b for a, b in zip(waits, waits[1:])), waits
+        ends = [helpers.wait_job(migd, j, lambda x: x['state'] != 'running' and
+                                 x['phase'] != 'switch', 'the switch in flight to end', 120)
+                for j in jobs]
+    finally:
+        lab.cn_faults_clear(dst)
+    switched = [e for e in ends if e['state'] == 'switched']
+    assert switched, 'no switch inside the window'
+    for e in switched:
+        assert phase_times(migd, e['uuid'])['switch'] < closes.strftime('%Y-%m-%dT%H:%M:%S'), \
+            'a switch started after the window closed'
+    assert [e['state'] for e in ends].count('waiting') == len(resting)
+    for e in ends:
+        if e['state'] == 'waiting':
+            assert migd.ctl('abort', e['uuid']).returncode == 0
+            helpers.wait_state(migd, e['uuid'], ('aborted',))
+        else:
+            settle(migd, e['uuid'])

@@ -661,7 +661,8 @@ static void test_public_json(void **state)
                                  "leftovers",
                                  "health",
                                  "cleanup_at",
-                                 "window"};
+                                 "window",
+                                 "paused"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 
     struct mig_job *job = full_job();
@@ -679,6 +680,12 @@ static void test_public_json(void **state)
     assert_string_equal(json_string_value(json_object_get(rec, "phase")), "switch");
     json_decref(rec);
     assert_true(json_is_true(json_object_get(o, "aborting")));
+    /* An ended job is never shown paused, whatever its record says. */
+    job->paused = true;
+    json_t *ended = mig_job_to_json(job);
+    assert_true(json_is_false(json_object_get(ended, "paused")));
+    json_decref(ended);
+    job->paused = false;
     assert_string_equal(json_string_value(json_object_get(o, "activity")), "sending zones/x");
     assert_true(json_is_true(json_object_get(o, "cleanup_source")));
     assert_string_equal(json_string_value(json_object_get(o, "transfer")), "direct");

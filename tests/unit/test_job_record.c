@@ -256,6 +256,7 @@ static void assert_jobs_equal(const struct mig_job *a, const struct mig_job *b)
     assert_int_equal(a->limit_mbps, b->limit_mbps);
     assert_int_equal(a->finish_requested, b->finish_requested);
     assert_int_equal(a->abort_requested, b->abort_requested);
+    assert_int_equal(a->paused, b->paused);
     assert_int_equal(a->undoing, b->undoing);
     assert_int_equal(a->nround_log, b->nround_log);
     for (int i = 0; i < a->nround_log; i++) {
@@ -436,6 +437,25 @@ static void test_gate_and_timer_round_trip(void **state)
     mig_job_free(job);
 }
 
+/* migctl pause JOB is on record only while set: an older record is a job that is not paused. */
+static void test_paused_round_trip(void **state)
+{
+    (void)state;
+    struct mig_job *job = fresh_job();
+    char *text = record_text(job);
+    assert_null(strstr(text, "paused"));
+    free(text);
+    job->paused = true;
+    text = record_text(job);
+    assert_non_null(strstr(text, "\"paused\":true"));
+    struct mig_job *back = record_load(text);
+    assert_true(back->paused);
+    assert_jobs_equal(back, job);
+    free(text);
+    mig_job_free(back);
+    mig_job_free(job);
+}
+
 /*
  * The record keeps what the API shows otherwise: the real phase while
  * undoing (the API says "rollback"), and the progress as counted (the API
@@ -469,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_old_text_loads_to_the_same_job),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_gate_and_timer_round_trip),
+        cmocka_unit_test(test_paused_round_trip),
         cmocka_unit_test(test_record_is_not_the_api_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
