@@ -30,7 +30,7 @@ void print_evacuation(json_t *ev, bool json)
     json_decref(esc);
 }
 
-enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM };
+enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM, OPT_UNRESERVE };
 
 /*
  * An evacuation's exit status for cron: 0 nothing needs a human (done, or
@@ -59,6 +59,7 @@ struct evacuate_args {
     json_t *to;    /* the targets (owned), or NULL: any */
     long max_cns;  /* --max-cns: a rolling drain, N CNs at once; -1: not asked */
     json_t *cns;   /* the CNs from --cns-from (owned), or NULL */
+    bool unreserve; /* --unreserve EVAC: give an ended evacuation's CNs back */
 };
 
 /* --cns-from FILE: one CN per line (blank lines and # comments skipped). 0, or -1 after a usage error. */
@@ -117,6 +118,9 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
     switch (key) {
     case OPT_NO_RESERVE:
         a->no_reserve = true;
+        return 0;
+    case OPT_UNRESERVE:
+        a->unreserve = true;
         return 0;
     case OPT_MAX_PARALLEL: {
         char *end = NULL;
@@ -194,6 +198,23 @@ static json_t *evacuate_body(const struct evacuate_args *a, char **operands, int
     return body;
 }
 
+/* --unreserve EVAC: POST /evacuations/EVAC/unreserve; the evacuation or drain after it. */
+static int unreserve(const struct opts *o, bool json)
+{
+    if (o->noperands != 1 || !mig_uuid_valid(o->operands[0])) {
+        opts_usage_error("--unreserve takes one evacuation (or drain) UUID, as evacuate printed it");
+        return EXIT_USAGE;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/evacuations/%s/unreserve", o->operands[0]);
+    json_t *resp = NULL;
+    int ret = client_call("POST", path, NULL, &resp);
+    if (ret == EXIT_OK)
+        print_evacuation(resp, json);
+    json_decref(resp);
+    return ret;
+}
+
 int cmd_evacuate(int argc, char **argv)
 {
     static const struct opts_spec table[] = {OPTS_HELP,
@@ -205,12 +226,20 @@ int cmd_evacuate(int argc, char **argv)
                                              {OPT_WINDOW, 0, "window", true},
                                              {OPT_MAX_CNS, 0, "max-cns", true},
                                              {OPT_CNS_FROM, 0, "cns-from", true},
+                                             {OPT_UNRESERVE, 0, "unreserve", false},
                                              OPTS_END};
     struct evacuate_args a = {
         .jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1, .max_cns = -1};
     struct opts o;
     opts_init(&o, argc, argv, table);
     int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 0, 64, "CN");
+    if (parsed == 0 && a.unreserve) {
+        int ret = unreserve(&o, a.jobs.json);
+        json_decref(a.to);
+        json_decref(a.cns);
+        opts_free(&o);
+        return ret;
+    }
     json_t *body = parsed == 0 ? evacuate_body(&a, o.operands, o.noperands) : NULL;
     if (parsed == 0 && body == NULL)
         parsed = -1;

@@ -569,7 +569,7 @@ static const struct command commands[] = {
     {"evacuate", cmd_evacuate,
      "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] "
      "[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] [--max-cns N] [--cns-from FILE] "
-     "CN [CN ...]",
+     "CN [CN ...] | --unreserve EVAC",
      "Empties CN (a server UUID or hostname): marks it reserved in CNAPI, plans a\n"
      "target for every eligible VM on it, queues one job per VM that has none, and\n"
      "prints the plan: each VM's size, target and estimated time, or why it stays\n"
@@ -592,6 +592,9 @@ static const struct command commands[] = {
      "                      its jobs copy at any time and switch only inside this window\n"
      "  --max-cns N         a rolling drain: at most N of the CNs at once (default 1)\n"
      "  --cns-from FILE     the CNs, one per line (# comments), after those named\n"
+     "  --unreserve EVAC    once evacuation (or drain) EVAC ended, its CNs are back in\n"
+     "                      service: mark them not reserved in CNAPI (migd never does it\n"
+     "                      by itself)\n"
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
      "stays (the lines under \"needs attention\" say which and why), 2 bad usage; a\n"
      "rolling drain: 0 every CN drained, 1 still draining or something stays.\n"},

@@ -220,3 +220,26 @@ void control_evacuation_resume(struct control *c, h2o_req_t *req, const char *id
 {
     pause_or_resume(c, req, id, false);
 }
+
+/* POST /evacuations/:id/unreserve: its CNs given back in CNAPI once it ended (evac_unreserve.c). */
+void control_evacuation_unreserve(struct control *c, h2o_req_t *req, const char *uuid)
+{
+    if (!mig_uuid_valid(uuid)) {
+        char s[ECHO_MAX + 8];
+        control_echo(uuid, strlen(uuid), s, sizeof(s));
+        return control_respond_error(req, 400, "InvalidArgument",
+                                     "\"%s\" is not an evacuation UUID", s);
+    }
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 200);
+    int rc = evac_unreserve(c->d, uuid, on_evac_done, e, err, sizeof(err));
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e);
+        control_respond_error(req, rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 500,
+                              rc == -ENOENT  ? "ResourceNotFound"
+                              : rc == -EBUSY ? "EvacuationRunning"
+                                             : "InternalError",
+                              "%s", err);
+    }
+}

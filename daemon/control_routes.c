@@ -50,6 +50,7 @@ static const struct route routes[] = {
     {"GET", "/evacuations/:id", control_evacuation_get},
     {"POST", "/evacuations/:id/pause", control_evacuation_pause},
     {"POST", "/evacuations/:id/resume", control_evacuation_resume},
+    {"POST", "/evacuations/:id/unreserve", control_evacuation_unreserve},
     {"GET", "/estimate", control_estimate}, /* ?of=VM or CN */
     {"GET", "/doctor", control_doctor},     /* ?cn=CN[,CN...] */
     {"POST", "/doctor/fix", control_doctor_fix},

@@ -35,6 +35,7 @@ struct migd {
     const struct ops_fake *fake_ops; /* unit tests: stands in for ssh and http (ops.h); NULL */
     struct evac_run *evac_runs;      /* evacuations and estimates being planned (evacuate.c) */
     struct rolling_run *rolling_runs; /* rolling drains being planned (evac_rolling.c) */
+    struct unreserve_run *unreserve_runs; /* evacuations' CNs being given back (evac_unreserve.c) */
 };
 
 /* engine.c and engine_*.c (engine_int.h says which holds what) */
@@ -192,7 +193,25 @@ void rolling_cancel_all(struct migd *d);
 /* Starts the CNs of drain uuid whose turn has come (after a resume). */
 void rolling_resume_turns(struct migd *d, const char *uuid);
 
+/* cn_reserve.c */
+
+struct cn_reserve;
+/* The CNs' reservation was set (err 0), or could not be, at the CN code and message say. */
+typedef void (*cn_reserve_cb)(void *arg, int err, const char *code, const char *message);
+/*
+ * Marks the CNs (uuids, an array of strings) reserved or not in CNAPI, one
+ * after the other; cb once done.  The handle is the caller's to free
+ * (cn_reserve_free, which also stops it, then without cb); NULL when it
+ * could not start.
+ */
+struct cn_reserve *cn_reserve_start(struct migd *d, json_t *uuids, bool reserved, cn_reserve_cb cb,
+                                    void *arg);
+void cn_reserve_free(struct cn_reserve *r);
+
 /* evac_pause.c */
+
+/* The evacuations uuid names: itself, or every CN's of the drain uuid.  New array; empty when none. */
+json_t *evac_named(struct migd *d, const char *uuid);
 
 /*
  * Pauses (pause) or resumes the evacuation uuid, or every CN of the drain
@@ -204,6 +223,19 @@ int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char 
                size_t errsz);
 /* At start, before any job moves: the engine holds the paused evacuations' jobs again. */
 void evac_pause_resume(struct migd *d);
+
+/* evac_unreserve.c */
+
+/*
+ * migctl evacuate --unreserve EVAC: the CNs of the evacuation uuid (or of
+ * every CN of the drain uuid), once it has ended, are marked not reserved in
+ * CNAPI and on its record; cb answers with the evacuation or drain.  Returns
+ * 0 (cb follows), -ENOENT or -EBUSY (not ended) with a line in err.
+ */
+int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char *err,
+                   size_t errsz);
+/* At shutdown: every unreserve in flight answers ShuttingDown. */
+void evac_unreserve_cancel_all(struct migd *d);
 
 /* control.c */
 

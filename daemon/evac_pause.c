@@ -16,8 +16,7 @@
 #include "store.h"
 #include "util.h"
 
-/* The evacuations uuid names: itself, or a drain's CNs.  New array; empty when none. */
-static json_t *named(struct migd *d, const char *uuid)
+json_t *evac_named(struct migd *d, const char *uuid)
 {
     json_t *out = json_array();
     json_t *all = mig_store_evac_list(d->store);
@@ -39,7 +38,7 @@ int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char 
                size_t errsz)
 {
     *out = NULL;
-    json_t *evacs = named(d, uuid);
+    json_t *evacs = evac_named(d, uuid);
     if (json_array_size(evacs) == 0) {
         json_decref(evacs);
         mig_errf(err, errsz, "no evacuation %s", uuid);

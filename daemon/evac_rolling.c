@@ -25,14 +25,6 @@
 
 #define ROLLING_MAX_CNS 64
 
-/* The reservation of every CN of a new drain: one CNAPI update each (safe to repeat). */
-struct reserve_all {
-    struct mig_act a; /* first member: the coroutine receives &ra->a */
-    json_t *uuids;    /* the CNs' uuids (owned) */
-    size_t i;
-    bool init;        /* a was set up (mig_act_init) */
-};
-
 /* A drain being planned and recorded (POST /evacuations with servers[]). */
 struct rolling_run {
     struct migd *d;
@@ -42,9 +34,7 @@ struct rolling_run {
     json_t *ended; /* the last drain of these CNs, ended: a re-run with nothing new reports it */
     int max_cns;
     bool dry_run, no_reserve;
-    struct mig_job *carrier; /* the exec's job for the reservations; never saved */
-    struct exec *x;
-    struct reserve_all res;
+    struct cn_reserve *res; /* the reservation of every CN, in flight, or NULL */
     evac_cb cb;
     void *arg;
     struct rolling_run *next_run; /* in d->rolling_runs */
@@ -58,11 +48,7 @@ static void run_free(struct rolling_run *rr)
             break;
         }
     }
-    exec_free(rr->x);
-    if (rr->res.init)
-        mig_act_clear(&rr->res.a);
-    json_decref(rr->res.uuids);
-    mig_job_free(rr->carrier);
+    cn_reserve_free(rr->res);
     json_decref(rr->body);
     json_decref(rr->plans);
     json_decref(rr->ended);
@@ -294,22 +280,6 @@ static void advance(struct migd *d, const char *set)
 
 /* ---- a new drain: plan every CN, reserve them all, record, start the first turns ---- */
 
-static int reserve_all_step(struct mig_act *a)
-{
-    struct reserve_all *ra = (struct reserve_all *)a;
-    ACT_BEGIN(a);
-    for (ra->i = 0; ra->i < json_array_size(ra->uuids); ra->i++) {
-        ACT_HTTP(a, "CNAPI", "POST",
-                 mig_api_url(a->env->cnapi, "/servers/%s",
-                             json_string_value(json_array_get(ra->uuids, ra->i))),
-                 json_pack("{s:b}", "reserved", 1));
-        if (!mig_res_http_ok(a->res))
-            return mig_act_fail_res(a, "CnapiError", "cannot mark %s reserved in CNAPI",
-                                    json_string_value(json_array_get(ra->uuids, ra->i)));
-    }
-    ACT_END(a);
-}
-
 /* The drain's records: one evacuation per CN, all queued, then the first turns. */
 static void record(struct rolling_run *rr, bool reserved)
 {
@@ -354,22 +324,15 @@ static void record(struct rolling_run *rr, bool reserved)
         run_answer(rr, 0, NULL, NULL, out);
 }
 
-static void on_exec_changed(void *owner)
+static void on_reserved(void *arg, int err, const char *code, const char *message)
 {
-    (void)owner;
-}
-
-static void on_reserved(void *owner, int err)
-{
-    struct rolling_run *rr = owner;
+    struct rolling_run *rr = arg;
     if (err != 0) {
-        run_answer(rr, MIG_EREFUSED, rr->res.a.err_code, rr->res.a.err_msg, NULL);
+        run_answer(rr, MIG_EREFUSED, code, message, NULL);
         return;
     }
     record(rr, true);
 }
-
-static const struct exec_hooks reserve_hooks = {on_exec_changed, on_reserved};
 
 /* VMs of the CNs' plans with a target and no unfinished job: what a new drain would queue. */
 static size_t queueable(struct rolling_run *rr)
@@ -396,20 +359,15 @@ static void planned(struct rolling_run *rr)
         record(rr, false);
         return;
     }
-    rr->res.uuids = json_array();
+    json_t *uuids = json_array();
     size_t i;
     json_t *p;
     json_array_foreach(rr->plans, i, p)
-        json_array_append(rr->res.uuids, json_object_get(p, "server_uuid"));
-    rr->carrier = mig_job_new();
-    int rc = exec_new(rr->d, rr->carrier, &reserve_hooks, rr, &rr->x);
-    if (rc != 0) {
-        run_answer(rr, rc, "InternalError", mig_strerror(rc), NULL);
-        return;
-    }
-    mig_act_init(&rr->res.a, rr->carrier, exec_env(rr->x), -1, -1);
-    rr->res.init = true;
-    exec_call(rr->x, reserve_all_step, &rr->res.a);
+        json_array_append(uuids, json_object_get(p, "server_uuid"));
+    rr->res = cn_reserve_start(rr->d, uuids, true, on_reserved, rr);
+    json_decref(uuids);
+    if (rr->res == NULL)
+        run_answer(rr, -ENOMEM, "InternalError", mig_strerror(-ENOMEM), NULL);
 }
 
 static int plan_next(struct rolling_run *rr, char *err, size_t errsz);

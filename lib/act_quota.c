@@ -46,7 +46,7 @@ static int read_number(struct mig_act *a, int64_t *out, const char *prop, enum m
 /* prepare: the source's quota and reservation as they are, before anything changes. */
 int act_quota_read(struct mig_act *a)
 {
-    int64_t v;
+    int64_t v = 0;
     ACT_BEGIN(a);
     ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zfs_get("quota", TOP(a)), NULL);
     if (read_number(a, &v, "quota", MIG_SIDE_SOURCE) != 0)

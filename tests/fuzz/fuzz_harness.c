@@ -369,6 +369,16 @@ json_t *rolling_json(struct migd *d, const char *uuid)
     return NULL;
 }
 
+int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char *err,
+                   size_t errsz)
+{
+    (void)d;
+    (void)cb;
+    (void)arg;
+    mig_errf(err, errsz, "no evacuation %s", uuid);
+    return -ENOENT;
+}
+
 
 /* ---- the server, once ---- */
 

@@ -101,6 +101,10 @@ def test_rolling_drain_of_two_cns_one_at_a_time(lab, migd, tmp_path):
         # A CN of the drain in another set is refused, and nothing changes.
         p = migd.ctl('evacuate', '--max-cns', '1', cn2.hostname, lab.cns[2].hostname)
         assert p.returncode == 1 and 'being evacuated already' in p.stderr, p.stderr
+        # A drain still running keeps its CNs reserved.
+        p = migd.ctl('evacuate', '--unreserve', uuid)
+        assert p.returncode == 1 and 'still being evacuated' in p.stderr, (p.returncode, p.stderr)
+        assert lab.api('cnapi', 'GET', '/servers/%s' % cn1.uuid)[1]['reserved'] is True
 
         # Never two CNs at once; the re-run from cron queues nothing new.
         seen = []
@@ -114,6 +118,16 @@ def test_rolling_drain_of_two_cns_one_at_a_time(lab, migd, tmp_path):
         rc, again = ctl_json(migd, 'evacuate', '-j', '--max-cns', '1', cn1.hostname, cn2.hostname)
         assert again['uuid'] == uuid, again
         final = wait_for(ended, 'the rolling drain to end')
+        # Drained, the CNs stay reserved (down for their maintenance) until the
+        # operator gives them back.
+        for cn in (cn1, cn2):
+            assert lab.api('cnapi', 'GET', '/servers/%s' % cn.uuid)[1]['reserved'] is True, cn
+        rc, back = ctl_json(migd, 'evacuate', '-j', '--unreserve', uuid)
+        assert rc == 0 and [c['reserved'] for c in back['cns']] == [False, False], back
+        for cn in (cn1, cn2):
+            assert lab.api('cnapi', 'GET', '/servers/%s' % cn.uuid)[1]['reserved'] is False, cn
+        p = migd.ctl('evacuate', '--unreserve', 'cn1')
+        assert p.returncode == 2 and 'evacuation (or drain) UUID' in p.stderr, p.stderr
     finally:
         for cn in (cn1, cn2):
             lab.api('cnapi', 'POST', '/servers/%s' % cn.uuid, {'reserved': False})
