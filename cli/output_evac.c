@@ -42,11 +42,13 @@ void out_evacuation(FILE *f, json_t *ev)
         fprintf(f, "plan to evacuate %s (%s); nothing was queued or reserved\n",
                 str_of(ev, "hostname", "?"), str_of(ev, "server_uuid", "?"));
     else
-        fprintf(f, "evacuation %s of %s (%s): %s; %s\n", str_of(ev, "uuid", "?"),
+        fprintf(f, "evacuation %s of %s (%s): %s; %s%s%s\n", str_of(ev, "uuid", "?"),
                 str_of(ev, "hostname", "?"), str_of(ev, "server_uuid", "?"), state,
                 json_is_true(json_object_get(ev, "reserved"))
-                    ? "the CN is reserved in CNAPI (lift it yourself when done)"
-                    : "the CN is not reserved");
+                    ? "the CN is reserved in CNAPI (once it is back: migctl evacuate --unreserve "
+                    : "the CN is not reserved",
+                json_is_true(json_object_get(ev, "reserved")) ? str_of(ev, "uuid", "?") : "",
+                json_is_true(json_object_get(ev, "reserved")) ? ")" : "");
     fprintf(f, "%zu VMs: %zu to move (%s), %zu stay; estimated window %s with %lld at once\n",
             moving + stays, moving, size, stays, window,
             (long long)int_of(ev, "parallel", int_of(json_object_get(ev, "options"), "max_parallel", 1)));
@@ -113,12 +115,15 @@ void out_rolling(FILE *f, json_t *drain)
                    "reserved\n",
                 json_array_size(cns), (long long)int_of(drain, "max_cns", 1));
     else
-        fprintf(f, "rolling evacuation %s of %zu CNs, %lld at once: %s; %s\n",
+        fprintf(f, "rolling evacuation %s of %zu CNs, %lld at once: %s; %s%s%s\n",
                 str_of(drain, "uuid", "?"), json_array_size(cns),
                 (long long)int_of(drain, "max_cns", 1), state,
                 json_is_true(json_object_get(drain, "reserved"))
-                    ? "every CN is reserved in CNAPI (lift it yourself when done)"
-                    : "the CNs are not reserved");
+                    ? "its CNs are reserved in CNAPI (once they are back: migctl evacuate "
+                      "--unreserve "
+                    : "the CNs are not reserved",
+                json_is_true(json_object_get(drain, "reserved")) ? str_of(drain, "uuid", "?") : "",
+                json_is_true(json_object_get(drain, "reserved")) ? ")" : "");
     fprintf(f, "%s to move; estimated %s in all\n", size, window);
     if (!planned) {
         out_bytes(int_of(p, "bytes_sent", 0), sent, sizeof(sent));
