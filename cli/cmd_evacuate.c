@@ -30,7 +30,8 @@ void print_evacuation(json_t *ev, bool json)
     json_decref(esc);
 }
 
-enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM, OPT_UNRESERVE };
+enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM, OPT_UNRESERVE,
+       OPT_RETURN };
 
 /*
  * An evacuation's exit status for cron: 0 nothing needs a human (done, or
@@ -60,6 +61,7 @@ struct evacuate_args {
     long max_cns;  /* --max-cns: a rolling drain, N CNs at once; -1: not asked */
     json_t *cns;   /* the CNs from --cns-from (owned), or NULL */
     bool unreserve; /* --unreserve EVAC: give an ended evacuation's CNs back */
+    bool back;      /* --return EVAC: its VMs back to their CNs */
 };
 
 /* --cns-from FILE: one CN per line (blank lines and # comments skipped). 0, or -1 after a usage error. */
@@ -121,6 +123,9 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
         return 0;
     case OPT_UNRESERVE:
         a->unreserve = true;
+        return 0;
+    case OPT_RETURN:
+        a->back = true;
         return 0;
     case OPT_MAX_PARALLEL: {
         char *end = NULL;
@@ -215,6 +220,33 @@ static int unreserve(const struct opts *o, bool json)
     return ret;
 }
 
+/* --return EVAC: POST /evacuations/EVAC/return with the jobs' options; the return's plan or progress. */
+static int return_home(const struct evacuate_args *a, const struct opts *o)
+{
+    if (o->noperands != 1 || !mig_uuid_valid(o->operands[0]) || a->unreserve) {
+        opts_usage_error("--return takes one evacuation (or drain) UUID, as evacuate printed it");
+        return EXIT_USAGE;
+    }
+    json_t *body = json_pack("{s:s, s:b}", "mode", a->jobs.mode, "dry_run", a->jobs.dry);
+    if (a->parallel > 0)
+        json_object_set_new(body, "max_parallel", json_integer(a->parallel));
+    if (a->cleanup_after >= 0)
+        json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
+    if (a->window != NULL)
+        json_object_set_new(body, "window", json_string(a->window));
+    char path[128];
+    snprintf(path, sizeof(path), "/evacuations/%s/return", o->operands[0]);
+    json_t *resp = NULL;
+    int ret = client_call("POST", path, body, &resp);
+    json_decref(body);
+    if (ret == EXIT_OK) {
+        print_evacuation(resp, a->jobs.json);
+        ret = evacuation_status(resp);
+    }
+    json_decref(resp);
+    return ret;
+}
+
 int cmd_evacuate(int argc, char **argv)
 {
     static const struct opts_spec table[] = {OPTS_HELP,
@@ -227,14 +259,15 @@ int cmd_evacuate(int argc, char **argv)
                                              {OPT_MAX_CNS, 0, "max-cns", true},
                                              {OPT_CNS_FROM, 0, "cns-from", true},
                                              {OPT_UNRESERVE, 0, "unreserve", false},
+                                             {OPT_RETURN, 0, "return", false},
                                              OPTS_END};
     struct evacuate_args a = {
         .jobs = {.mode = "full"}, .parallel = -1, .cleanup_after = -1, .max_cns = -1};
     struct opts o;
     opts_init(&o, argc, argv, table);
     int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 0, 64, "CN");
-    if (parsed == 0 && a.unreserve) {
-        int ret = unreserve(&o, a.jobs.json);
+    if (parsed == 0 && (a.unreserve || a.back)) {
+        int ret = a.back ? return_home(&a, &o) : unreserve(&o, a.jobs.json);
         json_decref(a.to);
         json_decref(a.cns);
         opts_free(&o);

@@ -569,7 +569,7 @@ static const struct command commands[] = {
     {"evacuate", cmd_evacuate,
      "evacuate [-n] [-i | -a] [-j] [--to CN[,CN...]] [--max-parallel N] [--no-reserve] "
      "[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] [--max-cns N] [--cns-from FILE] "
-     "CN [CN ...] | --unreserve EVAC",
+     "CN [CN ...] | --unreserve EVAC | --return EVAC",
      "Empties CN (a server UUID or hostname): marks it reserved in CNAPI, plans a\n"
      "target for every eligible VM on it, queues one job per VM that has none, and\n"
      "prints the plan: each VM's size, target and estimated time, or why it stays\n"
@@ -595,6 +595,10 @@ static const struct command commands[] = {
      "  --unreserve EVAC    once evacuation (or drain) EVAC ended, its CNs are back in\n"
      "                      service: mark them not reserved in CNAPI (migd never does it\n"
      "                      by itself)\n"
+     "  --return EVAC       once EVAC ended and its CNs run again: give them back, and\n"
+     "                      move every VM it moved that still runs where it put it back\n"
+     "                      to its CN (-n: the plan; -i, -a, --max-parallel, --window,\n"
+     "                      --cleanup-after apply to its jobs)\n"
      "Exit status: 0 nothing needs a human (done or progressing), 1 a VM failed or\n"
      "stays (the lines under \"needs attention\" say which and why), 2 bad usage; a\n"
      "rolling drain: 0 every CN drained, 1 still draining or something stays.\n"},

@@ -243,3 +243,37 @@ void control_evacuation_unreserve(struct control *c, h2o_req_t *req, const char 
                               "%s", err);
     }
 }
+
+/* POST /evacuations/:id/return: its VMs back to their CNs (evac_return.c). */
+void control_evacuation_return(struct control *c, h2o_req_t *req, const char *uuid)
+{
+    if (!mig_uuid_valid(uuid)) {
+        char s[ECHO_MAX + 8];
+        control_echo(uuid, strlen(uuid), s, sizeof(s));
+        return control_respond_error(req, 400, "InvalidArgument",
+                                     "\"%s\" is not an evacuation UUID", s);
+    }
+    json_error_t jerr;
+    json_t *body = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len,
+                                                    JSON_REJECT_DUPLICATES, &jerr)
+                                       : json_object();
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return control_respond_error(req, 400, "InvalidContent",
+                                     "the body must be a JSON object (dry_run, mode, max_parallel, "
+                                     "window, cleanup_after_s)");
+    }
+    char err[256];
+    struct evac_req *e = evac_req_new(c, req, 201);
+    int rc = evac_return(c->d, uuid, body, on_evac_done, e, err, sizeof(err));
+    json_decref(body);
+    if (rc != 0) {
+        e->req = NULL;
+        h2o_mem_release_shared(e);
+        control_respond_error(req, rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 400,
+                              rc == -ENOENT  ? "ResourceNotFound"
+                              : rc == -EBUSY ? "EvacuationRunning"
+                                             : "InvalidArgument",
+                              "%s", err);
+    }
+}

@@ -172,6 +172,7 @@ control_handler_fn control_jobs_list, control_jobs_submit, control_job_get, cont
 /* control_evac.c */
 control_handler_fn control_evacuations_list, control_evacuation_get, control_evacuate,
     control_evacuation_pause, control_evacuation_resume, control_evacuation_unreserve,
+    control_evacuation_return,
     control_estimate, control_doctor, control_doctor_fix;
 
 /* control_status.c */

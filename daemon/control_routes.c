@@ -51,6 +51,7 @@ static const struct route routes[] = {
     {"POST", "/evacuations/:id/pause", control_evacuation_pause},
     {"POST", "/evacuations/:id/resume", control_evacuation_resume},
     {"POST", "/evacuations/:id/unreserve", control_evacuation_unreserve},
+    {"POST", "/evacuations/:id/return", control_evacuation_return},
     {"GET", "/estimate", control_estimate}, /* ?of=VM or CN */
     {"GET", "/doctor", control_doctor},     /* ?cn=CN[,CN...] */
     {"POST", "/doctor/fix", control_doctor_fix},

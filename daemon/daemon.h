@@ -36,6 +36,7 @@ struct migd {
     struct evac_run *evac_runs;      /* evacuations and estimates being planned (evacuate.c) */
     struct rolling_run *rolling_runs; /* rolling drains being planned (evac_rolling.c) */
     struct unreserve_run *unreserve_runs; /* evacuations' CNs being given back (evac_unreserve.c) */
+    struct return_run *return_runs;       /* returns being planned (evac_return.c) */
 };
 
 /* engine.c and engine_*.c (engine_int.h says which holds what) */
@@ -166,6 +167,15 @@ void evac_job_ended(struct migd *d, const char *evac_uuid);
 void evac_resume(struct migd *d);
 /* At shutdown, before the engine goes: every plan being made answers ShuttingDown. */
 void evac_cancel_all(struct migd *d);
+/*
+ * Records and queues the jobs of an evacuation made elsewhere (a return,
+ * evac_return.c): record has uuid, server_uuid, hostname, options (mode,
+ * max_parallel, cleanup_after_s, window) and a plan whose entries name
+ * vm_uuid and target_uuid.  cb answers as evac_start's.  0.
+ */
+int evac_queue(struct migd *d, json_t *record, evac_cb cb, void *arg);
+/* True when an evacuation record is a return of another's VMs ("kind": "return"). */
+bool evac_is_return(json_t *evac);
 /* True when an evacuation (its record, or evac_json's view) has not ended: running, paused or queued. */
 bool evac_unfinished(json_t *evac);
 /* The entries of plan with a target whose VM has no unfinished job: what queuing it would add. */
@@ -236,6 +246,22 @@ int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char
                    size_t errsz);
 /* At shutdown: every unreserve in flight answers ShuttingDown. */
 void evac_unreserve_cancel_all(struct migd *d);
+
+/* evac_return.c */
+
+/*
+ * migctl evacuate --return EVAC: once the evacuation uuid (or every CN of
+ * the drain uuid) has ended and its CNs run again, the VMs it moved that
+ * still run where it put them go back to their CNs, as a return record
+ * ("kind": "return") with a plan and jobs (body: dry_run, mode,
+ * max_parallel, window, cleanup_after_s); its CNs are given back in CNAPI
+ * first.  Asked again, the return on record.  0 (cb follows), or -ENOENT,
+ * -EBUSY (not ended), -EINVAL with a line in err.
+ */
+int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
+                size_t errsz);
+/* At shutdown: every return being planned answers ShuttingDown. */
+void evac_return_cancel_all(struct migd *d);
 
 /* control.c */
 

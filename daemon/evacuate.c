@@ -130,7 +130,9 @@ static bool held_off_this_cn(struct evac_run *r, json_t *entry, const char *hold
 {
     json_t *job = engine_job_json(r->d->engine, holder);
     const char *source = json_string_value(json_object_get(job, "source_server_uuid"));
-    bool ours = source != NULL && strcasecmp(source, r->carrier->source_server_uuid) == 0;
+    /* A return (no CN of its own) takes no job as its own. */
+    bool ours = r->carrier != NULL && source != NULL &&
+                strcasecmp(source, r->carrier->source_server_uuid) == 0;
     if (!ours) {
         char msg[300];
         snprintf(msg, sizeof(msg),
@@ -292,7 +294,8 @@ static void on_reserved(struct evac_run *r, int err, bool reserved)
     }
     engine_count_evacuation(r->d->engine, NULL, "running");
     mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s of %s: %zu VMs planned",
-            json_string_value(json_object_get(r->record, "uuid")), r->carrier->source_hostname,
+            json_string_value(json_object_get(r->record, "uuid")),
+            json_string_value(json_object_get(r->record, "hostname")),
             json_array_size(json_object_get(r->record, "plan")));
     r->next = 0;
     submit_next(r);
@@ -311,6 +314,12 @@ size_t evac_queueable(struct migd *d, json_t *plan)
             n++;
     }
     return n;
+}
+
+bool evac_is_return(json_t *evac)
+{
+    const char *kind = json_string_value(json_object_get(evac, "kind"));
+    return kind != NULL && strcmp(kind, "return") == 0;
 }
 
 bool evac_unfinished(json_t *evac)
@@ -363,6 +372,11 @@ static void on_planned(struct evac_run *r, int err)
         return;
     }
     json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
+    if (evac_is_return(latest)) {
+        /* The CN's VMs coming home (evac_return.c): no evacuation of it to go on with. */
+        json_decref(latest);
+        latest = NULL;
+    }
     json_t *running = is_running(latest) ? latest : NULL;
     const char *was = json_string_value(json_object_get(latest, "state"));
     if (was != NULL && strcmp(was, "queued") == 0 && !r->dry_run) {
@@ -573,6 +587,30 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     r->ev.avoid = mig_store_evac_draining(d->store);
     json_array_extend(r->ev.avoid, avoid); /* a rolling drain's other CNs, by name */
     exec_call(r->x, mig_evac_step, &r->ev.a);
+    return 0;
+}
+
+int evac_queue(struct migd *d, json_t *record, evac_cb cb, void *arg)
+{
+    struct evac_run *r = mig_calloc(1, sizeof(*r));
+    r->d = d;
+    r->cb = cb;
+    r->arg = arg;
+    r->next_run = d->evac_runs;
+    d->evac_runs = r;
+    r->record = json_incref(record);
+    json_t *opts = json_object_get(record, "options");
+    const char *mode = json_string_value(json_object_get(opts, "mode"));
+    snprintf(r->mode, sizeof(r->mode), "%s", mode != NULL ? mode : "full");
+    json_t *parallel = json_object_get(opts, "max_parallel");
+    r->max_parallel = json_is_integer(parallel) ? (int)json_integer_value(parallel)
+                                                : d->cfg->limits.max_active_jobs;
+    json_t *after = json_object_get(opts, "cleanup_after_s");
+    r->cleanup_after_s = json_is_integer(after) ? json_integer_value(after) : -1;
+    const char *window = json_string_value(json_object_get(opts, "window"));
+    if (window == NULL || mig_window_parse_saved(window, &r->window) != 0)
+        r->window.set = false;
+    on_reserved(r, 0, json_is_true(json_object_get(record, "reserved")));
     return 0;
 }
 

@@ -369,6 +369,17 @@ json_t *rolling_json(struct migd *d, const char *uuid)
     return NULL;
 }
 
+int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
+                size_t errsz)
+{
+    (void)d;
+    (void)body;
+    (void)cb;
+    (void)arg;
+    mig_errf(err, errsz, "no evacuation %s", uuid);
+    return -ENOENT;
+}
+
 int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char *err,
                    size_t errsz)
 {

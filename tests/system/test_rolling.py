@@ -247,3 +247,65 @@ def test_pause_and_resume_an_evacuation_across_a_restart(lab, migd):
     # What names neither an evacuation nor a job is a usage error, as for every JOB.
     p = migd.ctl('pause', 'not-a-uuid')
     assert p.returncode == 2 and 'no job matches "not-a-uuid"' in p.stderr, (p.returncode, p.stderr)
+
+
+def test_return_home_after_an_evacuation(lab, migd):
+    """migctl evacuate --return EVAC after the evacuation of cn1 (the test
+    before): its CNs are given back, and the VMs it moved that still run
+    where it put them go back to cn1, with a plan first (-n).  One VM whose
+    job still keeps its copy on cn1 (switched) stays, told to roll back; one
+    moved since by someone else stays, named."""
+    cn1 = lab.cns[0]
+    evacs = json.loads(helpers.unix_get(migd.socket, '/evacuations').split(b'\r\n\r\n', 1)[1])
+    ev = max((e for e in evacs if e['server_uuid'] == cn1.uuid and not e.get('rolling')
+              and e.get('kind') != 'return'), key=lambda e: e['created_ms'])
+    assert ev['state'] == 'done', ev['state']
+    left = [e for e in ev['plan'] if e.get('job_uuid')]
+    assert len(left) >= 3, ev['plan']
+    # A plain zone is moved on by hand (fabric0, say, needs an underlay cn4 lacks).
+    moved_since = [e for e in left if e['alias'] in ('lx0', 'stopped0', 'web0')][0]
+    others = [e for e in left if e is not moved_since]
+    kept, home = others[0], others[1:]
+    clean_up_switched(migd, keep=(kept['vm_uuid'],))
+    # Someone moves one of them on, by hand.
+    now_on = lab.api('vmapi', 'GET', '/vms/%s' % moved_since['vm_uuid'])[1]['server_uuid']
+    elsewhere = [cn for cn in (lab.cns[1], lab.cns[3]) if cn.uuid != now_on][0]
+    p = migd.ctl('migrate', '-w', moved_since['vm_uuid'], elsewhere.hostname)
+    assert p.returncode == 0, p.stderr
+    clean_up_switched(migd, keep=(kept['vm_uuid'],))
+    lab.api('cnapi', 'POST', '/servers/%s' % cn1.uuid, {'reserved': True})
+    jobs_before = len(migd.jobs())
+
+    rc, plan = ctl_json(migd, 'evacuate', '-n', '-j', '--return', ev['uuid'])
+    assert plan['state'] == 'plan' and plan['kind'] == 'return', plan
+    by_vm = {e['vm_uuid']: e for e in plan['plan']}
+    assert all(by_vm[e['vm_uuid']]['target_uuid'] == cn1.uuid for e in home), plan['plan']
+    assert by_vm[kept['vm_uuid']]['target_uuid'] is None
+    assert 'migctl rollback %s' % kept['job_uuid'] in by_vm[kept['vm_uuid']]['why']
+    assert by_vm[moved_since['vm_uuid']]['target_uuid'] is None
+    assert 'moved since by someone else' in by_vm[moved_since['vm_uuid']]['why']
+    assert elsewhere.hostname in by_vm[moved_since['vm_uuid']]['why']
+    assert len(migd.jobs()) == jobs_before  # a plan queues nothing
+    assert lab.api('cnapi', 'GET', '/servers/%s' % cn1.uuid)[1]['reserved'] is True
+
+    p = migd.ctl('evacuate', '-j', '--max-parallel', '2', '--return', ev['uuid'])
+    assert p.returncode in (0, 1) and p.stdout, (p.returncode, p.stderr)
+    back = json.loads(p.stdout)
+    assert back['kind'] == 'return' and back['returns'] == ev['uuid'], back
+    assert lab.api('cnapi', 'GET', '/servers/%s' % cn1.uuid)[1]['reserved'] is False
+    final = wait_for(lambda: (lambda d: d if d['state'] not in ('running', 'paused') else None)(
+        drain_of(migd, back['uuid'])), 'the return to end')
+    assert final['state'] == 'done', final['attention']
+    for e in home:
+        vm = lab.api('vmapi', 'GET', '/vms/%s' % e['vm_uuid'])[1]
+        assert vm['server_uuid'] == cn1.uuid, (e['alias'], vm['server_uuid'])
+    assert lab.api('vmapi', 'GET', '/vms/%s' % moved_since['vm_uuid'])[1]['server_uuid'] == \
+        elsewhere.uuid
+    assert len(migd.jobs()) - jobs_before == len(home)
+    # Asked again (cron): the return on record, nothing queued anew.
+    rc, again = ctl_json(migd, 'evacuate', '-j', '--return', ev['uuid'])
+    assert again['uuid'] == back['uuid'] and len(migd.jobs()) - jobs_before == len(home)
+    text = migd.ctl('evacuate', '--return', ev['uuid']).stdout
+    assert 'return %s of evacuation %s: done' % (back['uuid'], ev['uuid']) in text, text
+    p = migd.ctl('evacuate', '--return', 'cn1')
+    assert p.returncode == 2, p.stderr
