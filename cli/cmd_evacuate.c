@@ -165,6 +165,17 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
     return 0;
 }
 
+/* What the evacuation's (or homecoming's) jobs take: --max-parallel, --cleanup-after, --window. */
+static void put_job_options(json_t *body, const struct evacuate_args *a)
+{
+    if (a->parallel > 0)
+        json_object_set_new(body, "max_parallel", json_integer(a->parallel));
+    if (a->cleanup_after >= 0)
+        json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
+    if (a->window != NULL)
+        json_object_set_new(body, "window", json_string(a->window));
+}
+
 /*
  * POST /evacuations's body for the CNs (operands, then --cns-from's) as a
  * asks (new reference): one CN is `server`; several, or --max-cns, a
@@ -194,22 +205,24 @@ static json_t *evacuate_body(const struct evacuate_args *a, char **operands, int
     json_decref(cns);
     if (a->to != NULL)
         json_object_set(body, "to", a->to);
-    if (a->parallel > 0)
-        json_object_set_new(body, "max_parallel", json_integer(a->parallel));
-    if (a->cleanup_after >= 0)
-        json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
-    if (a->window != NULL)
-        json_object_set_new(body, "window", json_string(a->window));
+    put_job_options(body, a);
     return body;
+}
+
+/* The one operand of --unreserve or --return is an evacuation's UUID; false after saying not. */
+static bool one_evacuation(const struct opts *o, const char *flag)
+{
+    if (o->noperands == 1 && mig_uuid_valid(o->operands[0]))
+        return true;
+    opts_usage_error("%s takes one evacuation (or drain) UUID, as evacuate printed it", flag);
+    return false;
 }
 
 /* --unreserve EVAC: POST /evacuations/EVAC/unreserve; the evacuation or drain after it. */
 static int unreserve(const struct opts *o, bool json)
 {
-    if (o->noperands != 1 || !mig_uuid_valid(o->operands[0])) {
-        opts_usage_error("--unreserve takes one evacuation (or drain) UUID, as evacuate printed it");
+    if (!one_evacuation(o, "--unreserve"))
         return EXIT_USAGE;
-    }
     char path[128];
     snprintf(path, sizeof(path), "/evacuations/%s/unreserve", o->operands[0]);
     json_t *resp = NULL;
@@ -220,20 +233,17 @@ static int unreserve(const struct opts *o, bool json)
     return ret;
 }
 
-/* --return EVAC: POST /evacuations/EVAC/return with the jobs' options; the return's plan or progress. */
+/* --return EVAC: POST /evacuations/EVAC/return with its jobs' options; the homecoming's plan or progress. */
 static int return_home(const struct evacuate_args *a, const struct opts *o)
 {
-    if (o->noperands != 1 || !mig_uuid_valid(o->operands[0]) || a->unreserve) {
-        opts_usage_error("--return takes one evacuation (or drain) UUID, as evacuate printed it");
+    if (a->unreserve) {
+        opts_usage_error("--return gives the CNs back itself: not with --unreserve");
         return EXIT_USAGE;
     }
+    if (!one_evacuation(o, "--return"))
+        return EXIT_USAGE;
     json_t *body = json_pack("{s:s, s:b}", "mode", a->jobs.mode, "dry_run", a->jobs.dry);
-    if (a->parallel > 0)
-        json_object_set_new(body, "max_parallel", json_integer(a->parallel));
-    if (a->cleanup_after >= 0)
-        json_object_set_new(body, "cleanup_after_s", json_integer(a->cleanup_after));
-    if (a->window != NULL)
-        json_object_set_new(body, "window", json_string(a->window));
+    put_job_options(body, a);
     char path[128];
     snprintf(path, sizeof(path), "/evacuations/%s/return", o->operands[0]);
     json_t *resp = NULL;

@@ -38,14 +38,14 @@ void out_evacuation(FILE *f, json_t *ev)
     }
     out_bytes(int_of(ev, "bytes", 0), size, sizeof(size));
     out_duration(int_of(ev, "estimate_s", -1), window, sizeof(window));
-    bool back = strcmp(str_of(ev, "kind", ""), "return") == 0;
+    bool back = strcmp(str_of(ev, "kind", ""), "homecoming") == 0;
     if (back && planned)
-        fprintf(f, "plan of the return of evacuation %s: the VMs back to the CNs they left; "
+        fprintf(f, "plan of the homecoming of evacuation %s: the VMs back to the CNs they left; "
                    "nothing was queued or given back\n",
-                str_of(ev, "returns", "?"));
+                str_of(ev, "homecoming_of", "?"));
     else if (back)
-        fprintf(f, "return %s of evacuation %s: %s; its CNs are not reserved\n",
-                str_of(ev, "uuid", "?"), str_of(ev, "returns", "?"), state);
+        fprintf(f, "homecoming %s of evacuation %s: %s; its CNs are not reserved\n",
+                str_of(ev, "uuid", "?"), str_of(ev, "homecoming_of", "?"), state);
     else if (planned)
         fprintf(f, "plan to evacuate %s (%s); nothing was queued or reserved\n",
                 str_of(ev, "hostname", "?"), str_of(ev, "server_uuid", "?"));

@@ -169,15 +169,25 @@ void control_evacuations_list(struct control *c, h2o_req_t *req, const char *id)
     return control_respond_json(req, 200, all);
 }
 
-/* The route takes any segment: a malformed UUID is a 400 here, after the method's 405. */
+/*
+ * The routes take any segment: a malformed UUID is a 400 here, after the
+ * method's 405.  False once answered so.
+ */
+static bool evac_uuid_ok(h2o_req_t *req, const char *uuid)
+{
+    if (mig_uuid_valid(uuid))
+        return true;
+    char s[ECHO_MAX + 8];
+    control_echo(uuid, strlen(uuid), s, sizeof(s));
+    control_respond_error(req, 400, "InvalidArgument", "\"%s\" is not an evacuation UUID", s);
+    return false;
+}
+
+
 void control_evacuation_get(struct control *c, h2o_req_t *req, const char *uuid)
 {
-    if (!mig_uuid_valid(uuid)) {
-        char s[ECHO_MAX + 8];
-        control_echo(uuid, strlen(uuid), s, sizeof(s));
-        return control_respond_error(req, 400, "InvalidArgument",
-                                     "\"%s\" is not an evacuation UUID", s);
-    }
+    if (!evac_uuid_ok(req, uuid))
+        return;
     json_t *rec = mig_store_evac_load(c->d->store, uuid);
     if (rec == NULL) {
         json_t *drain = rolling_json(c->d, uuid); /* a rolling drain: every CN's evacuation */
@@ -193,12 +203,8 @@ void control_evacuation_get(struct control *c, h2o_req_t *req, const char *uuid)
 /* POST /evacuations/:id/pause and /resume: an evacuation, or a drain whole (evac_pause.c). */
 static void pause_or_resume(struct control *c, h2o_req_t *req, const char *uuid, bool pause)
 {
-    if (!mig_uuid_valid(uuid)) {
-        char s[ECHO_MAX + 8];
-        control_echo(uuid, strlen(uuid), s, sizeof(s));
-        return control_respond_error(req, 400, "InvalidArgument",
-                                     "\"%s\" is not an evacuation UUID", s);
-    }
+    if (!evac_uuid_ok(req, uuid))
+        return;
     char err[256];
     json_t *out = NULL;
     int rc = evac_pause(c->d, uuid, pause, &out, err, sizeof(err));
@@ -224,12 +230,8 @@ void control_evacuation_resume(struct control *c, h2o_req_t *req, const char *id
 /* POST /evacuations/:id/unreserve: its CNs given back in CNAPI once it ended (evac_unreserve.c). */
 void control_evacuation_unreserve(struct control *c, h2o_req_t *req, const char *uuid)
 {
-    if (!mig_uuid_valid(uuid)) {
-        char s[ECHO_MAX + 8];
-        control_echo(uuid, strlen(uuid), s, sizeof(s));
-        return control_respond_error(req, 400, "InvalidArgument",
-                                     "\"%s\" is not an evacuation UUID", s);
-    }
+    if (!evac_uuid_ok(req, uuid))
+        return;
     char err[256];
     struct evac_req *e = evac_req_new(c, req, 200);
     int rc = evac_unreserve(c->d, uuid, on_evac_done, e, err, sizeof(err));
@@ -244,15 +246,11 @@ void control_evacuation_unreserve(struct control *c, h2o_req_t *req, const char 
     }
 }
 
-/* POST /evacuations/:id/return: its VMs back to their CNs (evac_return.c). */
+/* POST /evacuations/:id/return: its VMs back to their CNs (evac_homecoming.c). */
 void control_evacuation_return(struct control *c, h2o_req_t *req, const char *uuid)
 {
-    if (!mig_uuid_valid(uuid)) {
-        char s[ECHO_MAX + 8];
-        control_echo(uuid, strlen(uuid), s, sizeof(s));
-        return control_respond_error(req, 400, "InvalidArgument",
-                                     "\"%s\" is not an evacuation UUID", s);
-    }
+    if (!evac_uuid_ok(req, uuid))
+        return;
     json_error_t jerr;
     json_t *body = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len,
                                                     JSON_REJECT_DUPLICATES, &jerr)
@@ -265,7 +263,7 @@ void control_evacuation_return(struct control *c, h2o_req_t *req, const char *uu
     }
     char err[256];
     struct evac_req *e = evac_req_new(c, req, 201);
-    int rc = evac_return(c->d, uuid, body, on_evac_done, e, err, sizeof(err));
+    int rc = evac_homecoming(c->d, uuid, body, on_evac_done, e, err, sizeof(err));
     json_decref(body);
     if (rc != 0) {
         e->req = NULL;

@@ -36,7 +36,7 @@ struct migd {
     struct evac_run *evac_runs;      /* evacuations and estimates being planned (evacuate.c) */
     struct rolling_run *rolling_runs; /* rolling drains being planned (evac_rolling.c) */
     struct unreserve_run *unreserve_runs; /* evacuations' CNs being given back (evac_unreserve.c) */
-    struct return_run *return_runs;       /* returns being planned (evac_return.c) */
+    struct homecoming_run *homecoming_runs; /* homecomings being planned (evac_homecoming.c) */
 };
 
 /* engine.c and engine_*.c (engine_int.h says which holds what) */
@@ -168,14 +168,22 @@ void evac_resume(struct migd *d);
 /* At shutdown, before the engine goes: every plan being made answers ShuttingDown. */
 void evac_cancel_all(struct migd *d);
 /*
- * Records and queues the jobs of an evacuation made elsewhere (a return,
- * evac_return.c): record has uuid, server_uuid, hostname, options (mode,
+ * Records and queues the jobs of an evacuation made elsewhere (a
+ * homecoming, evac_homecoming.c): record has uuid, server_uuid, hostname, options (mode,
  * max_parallel, cleanup_after_s, window) and a plan whose entries name
  * vm_uuid and target_uuid.  cb answers as evac_start's.  0.
  */
 int evac_queue(struct migd *d, json_t *record, evac_cb cb, void *arg);
-/* True when an evacuation record is a return of another's VMs ("kind": "return"). */
-bool evac_is_return(json_t *evac);
+/*
+ * Checks the options an evacuation gives its jobs (body: mode,
+ * cleanup_after_s, window, max_parallel); the window into win.  0, or
+ * -EINVAL with a line in err.
+ */
+int evac_options_check(json_t *body, struct mig_window *win, char *err, size_t errsz);
+/* Orders an evacuation's plan (entries with target_uuid, bytes): smallest first, those that stay last. */
+void evac_plan_sort(json_t *plan);
+/* True when an evacuation record is a homecoming of another's VMs ("kind": "homecoming"). */
+bool evac_is_homecoming(json_t *evac);
 /* True when an evacuation (its record, or evac_json's view) has not ended: running, paused or queued. */
 bool evac_unfinished(json_t *evac);
 /* The entries of plan with a target whose VM has no unfinished job: what queuing it would add. */
@@ -220,8 +228,11 @@ void cn_reserve_free(struct cn_reserve *r);
 
 /* evac_pause.c */
 
-/* The evacuations uuid names: itself, or every CN's of the drain uuid.  New array; empty when none. */
-json_t *evac_named(struct migd *d, const char *uuid);
+/*
+ * The evacuations uuid names: itself, or every CN's of the drain uuid.  New
+ * array; NULL with "no evacuation UUID" in err when none.
+ */
+json_t *evac_named(struct migd *d, const char *uuid, char *err, size_t errsz);
 
 /*
  * Pauses (pause) or resumes the evacuation uuid, or every CN of the drain
@@ -247,21 +258,21 @@ int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char
 /* At shutdown: every unreserve in flight answers ShuttingDown. */
 void evac_unreserve_cancel_all(struct migd *d);
 
-/* evac_return.c */
+/* evac_homecoming.c */
 
 /*
  * migctl evacuate --return EVAC: once the evacuation uuid (or every CN of
  * the drain uuid) has ended and its CNs run again, the VMs it moved that
- * still run where it put them go back to their CNs, as a return record
- * ("kind": "return") with a plan and jobs (body: dry_run, mode,
+ * still run where it put them go back to their CNs, as a homecoming record
+ * ("kind": "homecoming") with a plan and jobs (body: dry_run, mode,
  * max_parallel, window, cleanup_after_s); its CNs are given back in CNAPI
- * first.  Asked again, the return on record.  0 (cb follows), or -ENOENT,
+ * first.  Asked again, the homecoming on record.  0 (cb follows), or -ENOENT,
  * -EBUSY (not ended), -EINVAL with a line in err.
  */
-int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
+int evac_homecoming(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
                 size_t errsz);
-/* At shutdown: every return being planned answers ShuttingDown. */
-void evac_return_cancel_all(struct migd *d);
+/* At shutdown: every homecoming being planned answers ShuttingDown. */
+void evac_homecoming_cancel_all(struct migd *d);
 
 /* control.c */
 

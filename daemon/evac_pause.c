@@ -16,7 +16,7 @@
 #include "store.h"
 #include "util.h"
 
-json_t *evac_named(struct migd *d, const char *uuid)
+json_t *evac_named(struct migd *d, const char *uuid, char *err, size_t errsz)
 {
     json_t *out = json_array();
     json_t *all = mig_store_evac_list(d->store);
@@ -31,6 +31,11 @@ json_t *evac_named(struct migd *d, const char *uuid)
             json_array_append(out, ev);
     }
     json_decref(all);
+    if (json_array_size(out) == 0) {
+        json_decref(out);
+        mig_errf(err, errsz, "no evacuation %s", uuid);
+        return NULL;
+    }
     return out;
 }
 
@@ -38,12 +43,9 @@ int evac_pause(struct migd *d, const char *uuid, bool pause, json_t **out, char 
                size_t errsz)
 {
     *out = NULL;
-    json_t *evacs = evac_named(d, uuid);
-    if (json_array_size(evacs) == 0) {
-        json_decref(evacs);
-        mig_errf(err, errsz, "no evacuation %s", uuid);
+    json_t *evacs = evac_named(d, uuid, err, errsz);
+    if (evacs == NULL)
         return -ENOENT;
-    }
     size_t i, open = 0;
     json_t *ev;
     json_array_foreach(evacs, i, ev) open += evac_unfinished(ev) ? 1 : 0;

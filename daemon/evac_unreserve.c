@@ -84,12 +84,9 @@ static void on_unreserved(void *arg, int err, const char *code, const char *mess
 int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char *err,
                    size_t errsz)
 {
-    json_t *evacs = evac_named(d, uuid);
-    if (json_array_size(evacs) == 0) {
-        json_decref(evacs);
-        mig_errf(err, errsz, "no evacuation %s", uuid);
+    json_t *evacs = evac_named(d, uuid, err, errsz);
+    if (evacs == NULL)
         return -ENOENT;
-    }
     json_t *uuids = json_array();
     size_t i;
     json_t *ev;

@@ -59,6 +59,18 @@ static void evac_unlink(struct evac_run *r)
     }
 }
 
+/* A new run in d->evac_runs, answering cb. */
+static struct evac_run *run_new(struct migd *d, evac_cb cb, void *arg)
+{
+    struct evac_run *r = mig_calloc(1, sizeof(*r));
+    r->d = d;
+    r->cb = cb;
+    r->arg = arg;
+    r->next_run = d->evac_runs;
+    d->evac_runs = r;
+    return r;
+}
+
 static void evac_free(struct evac_run *r)
 {
     evac_unlink(r);
@@ -248,9 +260,14 @@ static json_t *plan_record(struct evac_run *r)
         json_array_append_new(out, e);
     }
     json_decref(placed);
-    /* Smallest first, so the CN empties steadily; the VMs that stay at the end. */
-    mig_json_sort(out, moves_later);
+    evac_plan_sort(out);
     return out;
+}
+
+void evac_plan_sort(json_t *plan)
+{
+    /* Smallest first, so the CN empties steadily; the VMs that stay at the end. */
+    mig_json_sort(plan, moves_later);
 }
 
 /*
@@ -316,10 +333,10 @@ size_t evac_queueable(struct migd *d, json_t *plan)
     return n;
 }
 
-bool evac_is_return(json_t *evac)
+bool evac_is_homecoming(json_t *evac)
 {
     const char *kind = json_string_value(json_object_get(evac, "kind"));
-    return kind != NULL && strcmp(kind, "return") == 0;
+    return kind != NULL && strcmp(kind, "homecoming") == 0;
 }
 
 bool evac_unfinished(json_t *evac)
@@ -372,8 +389,8 @@ static void on_planned(struct evac_run *r, int err)
         return;
     }
     json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
-    if (evac_is_return(latest)) {
-        /* The CN's VMs coming home (evac_return.c): no evacuation of it to go on with. */
+    if (evac_is_homecoming(latest)) {
+        /* The CN's VMs coming home (evac_homecoming.c): no evacuation of it to go on with. */
         json_decref(latest);
         latest = NULL;
     }
@@ -483,6 +500,44 @@ static void on_exec_finished(void *owner, int err)
 
 static const struct exec_hooks hooks = {on_exec_changed, on_exec_finished};
 
+int evac_options_check(json_t *body, struct mig_window *win, char *err, size_t errsz)
+{
+    const char *mode = json_string_value(json_object_get(body, "mode"));
+    enum mig_mode m;
+    if (mode != NULL && mig_mode_parse(mode, &m) != 0) {
+        mig_errf(err, errsz, "mode \"%.32s\" is not full, incremental or auto", mode);
+        return -EINVAL;
+    }
+    json_t *after = json_object_get(body, "cleanup_after_s");
+    if (after != NULL && !json_is_null(after) &&
+        (!json_is_integer(after) || json_integer_value(after) < 0 ||
+         json_integer_value(after) > 366LL * 86400)) {
+        mig_errf(err, errsz, "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)");
+        return -EINVAL;
+    }
+    json_t *window = json_object_get(body, "window");
+    win->set = false;
+    if (window != NULL && !json_is_null(window)) {
+        char why[160];
+        if (!json_is_string(window)) {
+            mig_errf(err, errsz, "window must be a string HH:MM-HH:MM[,TZ]");
+            return -EINVAL;
+        }
+        if (mig_window_parse(json_string_value(window), win, why, sizeof(why)) != 0) {
+            mig_errf(err, errsz, "window \"%.64s\": %s", json_string_value(window), why);
+            return -EINVAL;
+        }
+    }
+    json_t *parallel = json_object_get(body, "max_parallel");
+    if (parallel != NULL && !json_is_null(parallel) &&
+        (!json_is_integer(parallel) || json_integer_value(parallel) < 1 ||
+         json_integer_value(parallel) > 1000)) {
+        mig_errf(err, errsz, "max_parallel must be 1 to 1000");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *arg, char *err,
                  size_t errsz)
 {
@@ -491,15 +546,14 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
     json_t *to = json_object_get(body, "to");
     json_t *parallel = json_object_get(body, "max_parallel");
     json_t *avoid = json_object_get(body, "avoid");
-    enum mig_mode m;
     if (server == NULL || server[0] == '\0' || strlen(server) >= 256) {
         mig_errf(err, errsz, "server (the CN to evacuate, uuid or hostname) is required");
         return -EINVAL;
     }
-    if (mode != NULL && mig_mode_parse(mode, &m) != 0) {
-        mig_errf(err, errsz, "mode \"%s\" is not full, incremental or auto", mode);
-        return -EINVAL;
-    }
+    struct mig_window win = {.set = false};
+    int orc = evac_options_check(body, &win, err, errsz);
+    if (orc != 0)
+        return orc;
     if (to != NULL && !json_is_null(to) &&
         (!json_is_array(to) || json_array_size(to) > 64)) {
         mig_errf(err, errsz, "to must be an array of at most 64 CN uuids or hostnames");
@@ -520,37 +574,7 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
         }
     }
     json_t *after = json_object_get(body, "cleanup_after_s");
-    if (after != NULL && !json_is_null(after) &&
-        (!json_is_integer(after) || json_integer_value(after) < 0 ||
-         json_integer_value(after) > 366LL * 86400)) {
-        mig_errf(err, errsz, "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)");
-        return -EINVAL;
-    }
-    json_t *window = json_object_get(body, "window");
-    struct mig_window win = {.set = false};
-    if (window != NULL && !json_is_null(window)) {
-        char why[160];
-        if (!json_is_string(window)) {
-            mig_errf(err, errsz, "window must be a string HH:MM-HH:MM[,TZ]");
-            return -EINVAL;
-        }
-        if (mig_window_parse(json_string_value(window), &win, why, sizeof(why)) != 0) {
-            mig_errf(err, errsz, "window \"%.64s\": %s", json_string_value(window), why);
-            return -EINVAL;
-        }
-    }
-    if (parallel != NULL && !json_is_null(parallel) &&
-        (!json_is_integer(parallel) || json_integer_value(parallel) < 1 ||
-         json_integer_value(parallel) > 1000)) {
-        mig_errf(err, errsz, "max_parallel must be 1 to 1000");
-        return -EINVAL;
-    }
-    struct evac_run *r = mig_calloc(1, sizeof(*r));
-    r->d = d;
-    r->cb = cb;
-    r->arg = arg;
-    r->next_run = d->evac_runs;
-    d->evac_runs = r;
+    struct evac_run *r = run_new(d, cb, arg);
     snprintf(r->mode, sizeof(r->mode), "%s", mode != NULL ? mode : "full");
     r->max_parallel = json_is_integer(parallel) ? (int)json_integer_value(parallel)
                                                 : d->cfg->limits.max_active_jobs;
@@ -592,12 +616,7 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
 
 int evac_queue(struct migd *d, json_t *record, evac_cb cb, void *arg)
 {
-    struct evac_run *r = mig_calloc(1, sizeof(*r));
-    r->d = d;
-    r->cb = cb;
-    r->arg = arg;
-    r->next_run = d->evac_runs;
-    d->evac_runs = r;
+    struct evac_run *r = run_new(d, cb, arg);
     r->record = json_incref(record);
     json_t *opts = json_object_get(record, "options");
     const char *mode = json_string_value(json_object_get(opts, "mode"));

@@ -86,7 +86,7 @@ static void migd_shutdown(struct migd_main *m)
     evac_cancel_all(d);
     rolling_cancel_all(d);
     evac_unreserve_cancel_all(d);
-    evac_return_cancel_all(d);
+    evac_homecoming_cancel_all(d);
     if (d->engine != NULL) {
         engine_free(d->engine);
         d->engine = NULL;

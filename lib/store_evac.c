@@ -96,9 +96,9 @@ json_t *mig_store_evac_draining(struct mig_store *st)
         json_t *uuid = json_object_get(ev, "server_uuid");
         /* a drain's CN stays out of every plan until the whole drain ends, drained or not */
         bool in_drain = evac_drain(ev) != NULL && json_object_get(drains, evac_drain(ev)) != NULL;
-        /* a return brings VMs to its CN: that CN is not being emptied */
+        /* a homecoming brings VMs to its CN: that CN is not being emptied */
         const char *kind = json_string_value(json_object_get(ev, "kind"));
-        bool back = kind != NULL && strcmp(kind, "return") == 0;
+        bool back = kind != NULL && strcmp(kind, "homecoming") == 0;
         if ((evac_unfinished(ev) || in_drain) && !back && json_is_string(uuid))
             json_array_append(out, uuid);
     }

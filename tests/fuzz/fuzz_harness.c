@@ -369,7 +369,7 @@ json_t *rolling_json(struct migd *d, const char *uuid)
     return NULL;
 }
 
-int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
+int evac_homecoming(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
                 size_t errsz)
 {
     (void)d;

@@ -258,7 +258,7 @@ def test_return_home_after_an_evacuation(lab, migd):
     cn1 = lab.cns[0]
     evacs = json.loads(helpers.unix_get(migd.socket, '/evacuations').split(b'\r\n\r\n', 1)[1])
     ev = max((e for e in evacs if e['server_uuid'] == cn1.uuid and not e.get('rolling')
-              and e.get('kind') != 'return'), key=lambda e: e['created_ms'])
+              and e.get('kind') != 'homecoming'), key=lambda e: e['created_ms'])
     assert ev['state'] == 'done', ev['state']
     left = [e for e in ev['plan'] if e.get('job_uuid')]
     assert len(left) >= 3, ev['plan']
@@ -277,7 +277,7 @@ def test_return_home_after_an_evacuation(lab, migd):
     jobs_before = len(migd.jobs())
 
     rc, plan = ctl_json(migd, 'evacuate', '-n', '-j', '--return', ev['uuid'])
-    assert plan['state'] == 'plan' and plan['kind'] == 'return', plan
+    assert plan['state'] == 'plan' and plan['kind'] == 'homecoming', plan
     by_vm = {e['vm_uuid']: e for e in plan['plan']}
     assert all(by_vm[e['vm_uuid']]['target_uuid'] == cn1.uuid for e in home), plan['plan']
     assert by_vm[kept['vm_uuid']]['target_uuid'] is None
@@ -291,10 +291,10 @@ def test_return_home_after_an_evacuation(lab, migd):
     p = migd.ctl('evacuate', '-j', '--max-parallel', '2', '--return', ev['uuid'])
     assert p.returncode in (0, 1) and p.stdout, (p.returncode, p.stderr)
     back = json.loads(p.stdout)
-    assert back['kind'] == 'return' and back['returns'] == ev['uuid'], back
+    assert back['kind'] == 'homecoming' and back['homecoming_of'] == ev['uuid'], back
     assert lab.api('cnapi', 'GET', '/servers/%s' % cn1.uuid)[1]['reserved'] is False
     final = wait_for(lambda: (lambda d: d if d['state'] not in ('running', 'paused') else None)(
-        drain_of(migd, back['uuid'])), 'the return to end')
+        drain_of(migd, back['uuid'])), 'the homecoming to end')
     assert final['state'] == 'done', final['attention']
     for e in home:
         vm = lab.api('vmapi', 'GET', '/vms/%s' % e['vm_uuid'])[1]
@@ -306,6 +306,6 @@ def test_return_home_after_an_evacuation(lab, migd):
     rc, again = ctl_json(migd, 'evacuate', '-j', '--return', ev['uuid'])
     assert again['uuid'] == back['uuid'] and len(migd.jobs()) - jobs_before == len(home)
     text = migd.ctl('evacuate', '--return', ev['uuid']).stdout
-    assert 'return %s of evacuation %s: done' % (back['uuid'], ev['uuid']) in text, text
+    assert 'homecoming %s of evacuation %s: done' % (back['uuid'], ev['uuid']) in text, text
     p = migd.ctl('evacuate', '--return', 'cn1')
     assert p.returncode == 2, p.stderr

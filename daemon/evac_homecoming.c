@@ -1,9 +1,11 @@
 /*
- * evac_return.c: migctl evacuate --return EVAC (POST /evacuations/ID/return).
- * After the maintenance, the VMs that an evacuation (or every CN of a
- * rolling drain) moved off its CNs go back, each to the CN it left, with a
- * plan, an ETA, the window and the limits asked: a record of its own
- * ("kind": "return", "returns": EVAC) whose jobs evacuate.c queues and
+ * evac_homecoming.c: migctl evacuate --return EVAC (POST /evacuations/ID/return),
+ * the homecoming of an evacuation (docs/glossary.md; not the *return* task,
+ * which is one switched job's rollback).  After the maintenance, the VMs
+ * that an evacuation (or every CN of a rolling drain) moved off its CNs go
+ * back, each to the CN it left, with a plan, an ETA, the window and the
+ * limits asked: a record of its own ("kind": "homecoming", "homecoming_of":
+ * EVAC) whose jobs evacuate.c queues and
  * follows like an evacuation's, so that pause, resume, progress and a
  * restart work the same.
  *
@@ -11,9 +13,9 @@
  * since by someone else, or gone, stays, and the plan names it.  A VM whose
  * job still keeps its copy on the CN (switched) stays too, and is told its
  * cheaper way home, the job's rollback, which sends only what changed.  The
- * CNs must be back in service (CNAPI: running); the return gives them back
+ * CNs must be back in service (CNAPI: running); the homecoming gives them back
  * (not reserved) before any job is queued, as `--unreserve` does.  One
- * return per evacuation: asked again, it reports the one on record.
+ * homecoming per evacuation: asked again, it reports the one on record.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,13 +26,12 @@
 #include "err.h"
 #include "evac.h"
 #include "executor.h"
-#include "json_sort.h"
 #include "log.h"
 #include "store.h"
 #include "triton.h"
 #include "util.h"
 
-/* What the return reads from the APIs before it plans: the CNs' status, each VM's place. */
+/* What the homecoming reads from the APIs before it plans: the CNs' status, each VM's place. */
 struct ret_check {
     struct mig_act a; /* first member: the coroutine receives &c->a */
     json_t *cns;      /* the evacuations' CNs: [{uuid, hostname}] (owned) */
@@ -40,7 +41,7 @@ struct ret_check {
     bool init;
 };
 
-struct return_run {
+struct homecoming_run {
     struct migd *d;
     char evac[MIG_UUID_LEN + 1]; /* as asked: an evacuation or a drain */
     json_t *evacs;               /* its evacuations (owned) */
@@ -53,12 +54,12 @@ struct return_run {
     json_t *record;
     evac_cb cb;
     void *arg;
-    struct return_run *next;
+    struct homecoming_run *next;
 };
 
-static void run_free(struct return_run *r)
+static void run_free(struct homecoming_run *r)
 {
-    for (struct return_run **pp = &r->d->return_runs; *pp != NULL; pp = &(*pp)->next) {
+    for (struct homecoming_run **pp = &r->d->homecoming_runs; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == r) {
             *pp = r->next;
             break;
@@ -79,7 +80,7 @@ static void run_free(struct return_run *r)
 }
 
 /* Answers (out: a new reference, or NULL) and ends the run. */
-static void run_answer(struct return_run *r, int err, const char *code, const char *msg,
+static void run_answer(struct homecoming_run *r, int err, const char *code, const char *msg,
                        json_t *out)
 {
     r->cb(r->arg, err, code, msg, out);
@@ -195,7 +196,7 @@ static int check_step(struct mig_act *a)
  * target.  A switched job keeps the VM's copy on that CN: it stays, told
  * to roll back.  The CNs into c->cns.
  */
-static void gather(struct return_run *r)
+static void gather(struct homecoming_run *r)
 {
     struct ret_check *c = &r->chk;
     c->cns = json_array();
@@ -240,18 +241,8 @@ static void gather(struct return_run *r)
     }
 }
 
-/* Plan row x goes after y: a VM that stays after one that goes back, a bigger after a smaller. */
-static bool goes_later(json_t *x, json_t *y)
-{
-    bool xs = json_string_value(json_object_get(x, "target_uuid")) == NULL;
-    bool ys = json_string_value(json_object_get(y, "target_uuid")) == NULL;
-    int64_t xb = json_integer_value(json_object_get(x, "bytes"));
-    int64_t yb = json_integer_value(json_object_get(y, "bytes"));
-    return (xs && !ys) || (xs == ys && xb > yb);
-}
-
-/* The return's record: its plan (smallest first), bytes, estimate on its lanes. */
-static json_t *make_record(struct return_run *r)
+/* The homecoming's record: its plan (smallest first), bytes, estimate on its lanes. */
+static json_t *make_record(struct homecoming_run *r)
 {
     const struct mig_config *cfg = r->d->cfg;
     int lanes = (int)json_integer_value(json_object_get(r->options, "max_parallel"));
@@ -280,13 +271,13 @@ static json_t *make_record(struct return_run *r)
             secs[n++] = s;
         bytes += b;
     }
-    mig_json_sort(r->chk.moves, goes_later);
+    evac_plan_sort(r->chk.moves);
     char uuid[MIG_UUID_LEN + 1];
     mig_uuid_new(uuid);
     json_t *first = json_array_get(r->chk.cns, 0);
     json_t *rec = json_pack(
         "{s:s, s:s, s:s, s:O, s:O, s:s, s:I, s:O, s:O, s:I, s:I, s:i, s:b, s:b}", "uuid", uuid,
-        "kind", "return", "returns", r->evac, "server_uuid", json_object_get(first, "uuid"),
+        "kind", "homecoming", "homecoming_of", r->evac, "server_uuid", json_object_get(first, "uuid"),
         "hostname", json_object_get(first, "hostname"), "state", r->dry_run ? "plan" : "running",
         "created_ms", (json_int_t)mig_now_ms(), "options", r->options, "plan", r->chk.moves,
         "bytes", (json_int_t)bytes, "estimate_s",
@@ -298,13 +289,13 @@ static json_t *make_record(struct return_run *r)
 
 static void on_queued(void *arg, int err, const char *code, const char *message, json_t *evac)
 {
-    struct return_run *r = arg;
+    struct homecoming_run *r = arg;
     run_answer(r, err, code, message, json_incref(evac));
 }
 
 static void on_unreserved(void *arg, int err, const char *code, const char *message)
 {
-    struct return_run *r = arg;
+    struct homecoming_run *r = arg;
     if (err != 0) {
         run_answer(r, MIG_EREFUSED, code, message, NULL);
         return;
@@ -316,7 +307,7 @@ static void on_unreserved(void *arg, int err, const char *code, const char *mess
         json_object_set_new(ev, "reserved", json_false());
         mig_store_evac_save(r->d->store, ev); /* the report only: CNAPI has it right */
     }
-    mig_log(MIG_LOG_INFO, NULL, NULL, "return %s of evacuation %s: %zu VMs planned",
+    mig_log(MIG_LOG_INFO, NULL, NULL, "homecoming %s of evacuation %s: %zu VMs planned",
             json_string_value(json_object_get(r->record, "uuid")), r->evac,
             json_array_size(json_object_get(r->record, "plan")));
     evac_queue(r->d, r->record, on_queued, r);
@@ -324,7 +315,7 @@ static void on_unreserved(void *arg, int err, const char *code, const char *mess
 
 static void on_checked(void *owner, int err)
 {
-    struct return_run *r = owner;
+    struct homecoming_run *r = owner;
     if (err != 0) {
         run_answer(r, MIG_EREFUSED, r->chk.a.err_code, r->chk.a.err_msg, NULL);
         return;
@@ -363,8 +354,8 @@ static void on_changed(void *owner)
 
 static const struct exec_hooks hooks = {on_changed, on_checked};
 
-/* The return of evac on record, or NULL.  New reference. */
-static json_t *return_of(struct migd *d, const char *evac)
+/* The homecoming of evac on record, or NULL.  New reference. */
+static json_t *homecoming_of(struct migd *d, const char *evac)
 {
     json_t *all = mig_store_evac_list(d->store);
     json_t *found = NULL;
@@ -372,8 +363,8 @@ static json_t *return_of(struct migd *d, const char *evac)
     json_t *ev;
     json_array_foreach(all, i, ev)
     {
-        const char *of = json_string_value(json_object_get(ev, "returns"));
-        if (evac_is_return(ev) && of != NULL && strcmp(of, evac) == 0)
+        const char *of = json_string_value(json_object_get(ev, "homecoming_of"));
+        if (evac_is_homecoming(ev) && of != NULL && strcmp(of, evac) == 0)
             found = ev;
     }
     json_incref(found);
@@ -381,69 +372,44 @@ static json_t *return_of(struct migd *d, const char *evac)
     return found;
 }
 
-/* The options the return's jobs take: as asked, checked. 0, or -EINVAL with err. */
+/* The options the homecoming's jobs take: as asked, checked. 0, or -EINVAL with err. */
 static int read_options(json_t *body, json_t **out, char *err, size_t errsz)
 {
-    const char *mode = json_string_value(json_object_get(body, "mode"));
-    enum mig_mode m;
-    if (mode != NULL && mig_mode_parse(mode, &m) != 0) {
-        mig_errf(err, errsz, "mode \"%.32s\" is not full, incremental or auto", mode);
-        return -EINVAL;
-    }
-    json_t *parallel = json_object_get(body, "max_parallel");
-    if (parallel != NULL && !json_is_null(parallel) &&
-        (!json_is_integer(parallel) || json_integer_value(parallel) < 1 ||
-         json_integer_value(parallel) > 1000)) {
-        mig_errf(err, errsz, "max_parallel must be 1 to 1000");
-        return -EINVAL;
-    }
-    json_t *window = json_object_get(body, "window");
     struct mig_window win;
-    char why[160];
-    if (window != NULL && !json_is_null(window) &&
-        (!json_is_string(window) ||
-         mig_window_parse(json_string_value(window), &win, why, sizeof(why)) != 0)) {
-        mig_errf(err, errsz, "window must be HH:MM-HH:MM[,TZ]%s%s", json_is_string(window) ? ": " : "",
-                 json_is_string(window) ? why : "");
-        return -EINVAL;
-    }
-    json_t *after = json_object_get(body, "cleanup_after_s");
-    if (after != NULL && !json_is_null(after) &&
-        (!json_is_integer(after) || json_integer_value(after) < 0 ||
-         json_integer_value(after) > 366LL * 86400)) {
-        mig_errf(err, errsz, "cleanup_after_s must be 0 (only by hand) to 31622400 s (366 days)");
-        return -EINVAL;
-    }
+    int rc = evac_options_check(body, &win, err, errsz);
+    if (rc != 0)
+        return rc;
+    const char *mode = json_string_value(json_object_get(body, "mode"));
     *out = json_pack("{s:s}", "mode", mode != NULL ? mode : "full");
+    json_t *parallel = json_object_get(body, "max_parallel");
     if (json_is_integer(parallel))
         json_object_set(*out, "max_parallel", parallel);
-    if (json_is_string(window)) {
+    if (win.set) {
         char spec[MIG_WINDOW_SPEC_LEN];
         mig_window_format(&win, spec, sizeof(spec));
         json_object_set_new(*out, "window", json_string(spec));
     }
+    json_t *after = json_object_get(body, "cleanup_after_s");
     if (json_is_integer(after))
         json_object_set(*out, "cleanup_after_s", after);
     return 0;
 }
 
-int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
+int evac_homecoming(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void *arg, char *err,
                 size_t errsz)
 {
     json_t *options = NULL;
     int rc = read_options(body, &options, err, errsz);
     if (rc != 0)
         return rc;
-    json_t *evacs = evac_named(d, uuid);
+    json_t *evacs = evac_named(d, uuid, err, errsz);
     size_t i;
     json_t *ev;
-    rc = json_array_size(evacs) == 0 ? -ENOENT : 0;
-    if (rc != 0)
-        mig_errf(err, errsz, "no evacuation %s", uuid);
+    rc = evacs == NULL ? -ENOENT : 0;
     json_array_foreach(evacs, i, ev)
     {
-        if (rc == 0 && evac_is_return(ev)) {
-            mig_errf(err, errsz, "%s is a return itself; name the evacuation it returns", uuid);
+        if (rc == 0 && evac_is_homecoming(ev)) {
+            mig_errf(err, errsz, "%s is a homecoming itself; name the evacuation it brings home", uuid);
             rc = -EINVAL;
         } else if (rc == 0 && evac_unfinished(ev)) {
             mig_errf(err, errsz,
@@ -455,12 +421,12 @@ int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void
             rc = -EBUSY;
         }
     }
-    json_t *done = rc == 0 ? return_of(d, uuid) : NULL;
+    json_t *done = rc == 0 ? homecoming_of(d, uuid) : NULL;
     if (rc != 0 || done != NULL) {
         json_decref(evacs);
         json_decref(options);
         if (done != NULL) {
-            /* Asked again (cron): the return on record, not a second one. */
+            /* Asked again (cron): the homecoming on record, not a second one. */
             json_t *out = evac_json(d, done);
             json_decref(done);
             cb(arg, 0, NULL, NULL, out);
@@ -468,7 +434,7 @@ int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void
         }
         return rc;
     }
-    struct return_run *r = mig_calloc(1, sizeof(*r));
+    struct homecoming_run *r = mig_calloc(1, sizeof(*r));
     r->d = d;
     snprintf(r->evac, sizeof(r->evac), "%s", uuid);
     r->evacs = evacs;
@@ -476,8 +442,8 @@ int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void
     r->dry_run = json_is_true(json_object_get(body, "dry_run"));
     r->cb = cb;
     r->arg = arg;
-    r->next = d->return_runs;
-    d->return_runs = r;
+    r->next = d->homecoming_runs;
+    d->homecoming_runs = r;
     gather(r);
     r->carrier = mig_job_new();
     rc = exec_new(d, r->carrier, &hooks, r, &r->x);
@@ -492,8 +458,8 @@ int evac_return(struct migd *d, const char *uuid, json_t *body, evac_cb cb, void
     return 0;
 }
 
-void evac_return_cancel_all(struct migd *d)
+void evac_homecoming_cancel_all(struct migd *d)
 {
-    while (d->return_runs != NULL)
-        run_answer(d->return_runs, MIG_ECANCELED, "ShuttingDown", "migd is shutting down", NULL);
+    while (d->homecoming_runs != NULL)
+        run_answer(d->homecoming_runs, MIG_ECANCELED, "ShuttingDown", "migd is shutting down", NULL);
 }
