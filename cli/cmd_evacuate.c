@@ -219,8 +219,15 @@ static bool one_evacuation(const struct opts *o, const char *flag)
 }
 
 /* --unreserve EVAC: POST /evacuations/EVAC/unreserve; the evacuation or drain after it. */
-static int unreserve(const struct opts *o, bool json)
+static int unreserve(const struct evacuate_args *a, const struct opts *o)
 {
+    bool json = a->jobs.json;
+    if (a->jobs.dry || a->to != NULL || a->cns != NULL || a->parallel > 0 || a->window != NULL ||
+        a->cleanup_after >= 0 || a->max_cns > 0 || a->no_reserve) {
+        /* -n above all: elsewhere it changes nothing, and this would change CNAPI. */
+        opts_usage_error("--unreserve takes only -j and the evacuation's UUID");
+        return EXIT_USAGE;
+    }
     if (!one_evacuation(o, "--unreserve"))
         return EXIT_USAGE;
     char path[128];
@@ -277,7 +284,7 @@ int cmd_evacuate(int argc, char **argv)
     opts_init(&o, argc, argv, table);
     int parsed = opts_read_jobs(&o, &a.jobs, on_evacuate_option, &a, 0, 64, "CN");
     if (parsed == 0 && (a.unreserve || a.back)) {
-        int ret = a.back ? return_home(&a, &o) : unreserve(&o, a.jobs.json);
+        int ret = a.back ? return_home(&a, &o) : unreserve(&a, &o);
         json_decref(a.to);
         json_decref(a.cns);
         opts_free(&o);

@@ -58,6 +58,8 @@ static const struct exec_hooks hooks = {on_changed, on_finished};
 struct cn_reserve *cn_reserve_start(struct migd *d, json_t *uuids, bool reserved, cn_reserve_cb cb,
                                     void *arg)
 {
+    if (json_array_size(uuids) == 0)
+        return NULL; /* nothing to walk: the callback would come before the caller holds r */
     struct cn_reserve *r = mig_calloc(1, sizeof(*r));
     r->uuids = json_incref(uuids);
     r->reserved = reserved;

@@ -268,10 +268,15 @@ void control_evacuation_return(struct control *c, h2o_req_t *req, const char *uu
     if (rc != 0) {
         e->req = NULL;
         h2o_mem_release_shared(e);
-        control_respond_error(req, rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 400,
-                              rc == -ENOENT  ? "ResourceNotFound"
-                              : rc == -EBUSY ? "EvacuationRunning"
-                                             : "InvalidArgument",
+        control_respond_error(req,
+                              rc == -ENOENT   ? 404
+                              : rc == -EBUSY  ? 409
+                              : rc == -EINVAL ? 400
+                                              : 500,
+                              rc == -ENOENT   ? "ResourceNotFound"
+                              : rc == -EBUSY  ? "EvacuationRunning"
+                              : rc == -EINVAL ? "InvalidArgument"
+                                              : "InternalError",
                               "%s", err);
     }
 }

@@ -220,7 +220,7 @@ typedef void (*cn_reserve_cb)(void *arg, int err, const char *code, const char *
  * Marks the CNs (uuids, an array of strings) reserved or not in CNAPI, one
  * after the other; cb once done.  The handle is the caller's to free
  * (cn_reserve_free, which also stops it, then without cb); NULL when it
- * could not start.
+ * could not start, or uuids is empty.
  */
 struct cn_reserve *cn_reserve_start(struct migd *d, json_t *uuids, bool reserved, cn_reserve_cb cb,
                                     void *arg);
@@ -255,6 +255,12 @@ void evac_pause_resume(struct migd *d);
  */
 int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char *err,
                    size_t errsz);
+/*
+ * True (0) when none of the evacuations' CNs is being emptied: each has
+ * ended and no unfinished evacuation or drain holds its CN again; else
+ * -EBUSY with a line in err.  What --unreserve and --return ask first.
+ */
+int evac_cns_free(struct migd *d, json_t *evacs, char *err, size_t errsz);
 /* At shutdown: every unreserve in flight answers ShuttingDown. */
 void evac_unreserve_cancel_all(struct migd *d);
 

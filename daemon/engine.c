@@ -534,6 +534,8 @@ static void on_exec_finished(void *owner, int err)
         return;
     }
     count_bytes(r);
+    bool cut_by_pause = r->cut_by_pause; /* this walk's, whatever its end */
+    r->cut_by_pause = false;
     if (job->undoing) {
         job->undoing = false;
         decide(r, err != 0 ? MIG_OUT_UNDO_STOPPED : MIG_OUT_UNDONE);
@@ -566,6 +568,11 @@ static void on_exec_finished(void *owner, int err)
         snprintf(job->health.why, sizeof(job->health.why), "the target could not be checked: %s",
                  job->error_message != NULL ? job->error_message : mig_strerror(err));
         mig_utf8_scrub(job->health.why);
+    }
+    if (err == MIG_ECANCELED && !job->abort_requested && cut_by_pause && !job->paused) {
+        /* Resumed before the pause's cut took effect: the round goes on, from what the target holds. */
+        run_plan(r);
+        return;
     }
     if (err == MIG_ECANCELED && (job->abort_requested || job->paused))
         decide(r, MIG_OUT_CANCELED);

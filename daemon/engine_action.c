@@ -55,6 +55,8 @@ static int mark_paused(struct mig_job *job, const struct jrun *r, bool pause, ch
         return -EINVAL;
     }
     job->paused = pause;
+    if (!pause && job->ctx.wake_ms > 0)
+        job->ctx.wake_ms = mig_now_ms(); /* its paused rest is over: a restart goes on at once */
     if (!pause)
         snprintf(msg, msgsz, "job %s: resumed", job->uuid);
     else if (job->state == MIG_JOB_QUEUED)
@@ -123,6 +125,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
     int rc = 0;
     bool counted_abort = false; /* a queued job aborted here: counted once saved */
     int64_t timer_before = 0, after_before = 0; /* cancel_timer: put back if not recorded */
+    bool paused_before = job->paused;           /* an abort ends a pause: put back likewise */
     if (r != NULL && r->retrying != 0) {
         snprintf(msg, msgsz, "job %s is retrying its %d leftover(s) now; try again in a few seconds",
                  job->uuid, job->nleftovers);
@@ -159,6 +162,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         if (job->state == MIG_JOB_QUEUED && r == NULL) {
             mig_job_set_error(job, "Aborted", "aborted by the operator before it started");
             mig_job_apply(job, MIG_EV_ABORT);
+            job->paused = false;
             counted_abort = true;
             snprintf(msg, msgsz, "job %s aborted before it started; nothing was changed",
                      job->uuid);
@@ -169,6 +173,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
                 rc = -EINVAL;
             } else {
                 job->abort_requested = true;
+                job->paused = false; /* the undo walks, paused or not */
                 snprintf(msg, msgsz, "job %s: aborting; what was sent to %s will be removed",
                          job->uuid, job->target_hostname);
             }
@@ -242,6 +247,7 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         if (src != 0) {
             if (strcmp(action, "abort") == 0) {
                 job->abort_requested = false;
+                job->paused = paused_before;
             } else if (strcmp(action, "cancel_timer") == 0) {
                 job->cleanup_at = timer_before;
                 job->cleanup_after_s = after_before;
@@ -262,9 +268,10 @@ int engine_action(struct engine *e, const char *job_uuid, const char *action, ch
         if (r != NULL && strcmp(action, "cancel_timer") != 0) {
             if (strcmp(action, "abort") == 0)
                 exec_interrupt(r->x, "interrupted by the operator's abort"); /* cut now */
-            else if (strcmp(action, "pause") == 0 && first_send(job, r))
+            else if (strcmp(action, "pause") == 0 && first_send(job, r)) {
+                r->cut_by_pause = true; /* a resume before the cut ends lets the send go on */
                 exec_interrupt(r->x, "interrupted by the operator's pause");
-            else
+            } else
                 exec_wake(r->x); /* a resting job decides again: rests paused, or goes on */
         } else if (r == NULL && strcmp(action, "resume") == 0) {
             admit_schedule(e); /* a queued job may start now */

@@ -45,6 +45,7 @@ struct jrun {
                                 ones, 0 not (it holds no VM and counts in no limit) */
     bool ending;
     char told[200];          /* the last wait the log was told of: each is logged once */
+    bool cut_by_pause;       /* its walk was interrupted by a pause (the first send) */
     struct jrun *next;
 };
 

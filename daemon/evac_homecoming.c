@@ -364,7 +364,7 @@ static json_t *homecoming_of(struct migd *d, const char *evac)
     json_array_foreach(all, i, ev)
     {
         const char *of = json_string_value(json_object_get(ev, "homecoming_of"));
-        if (evac_is_homecoming(ev) && of != NULL && strcmp(of, evac) == 0)
+        if (found == NULL && evac_is_homecoming(ev) && of != NULL && strcmp(of, evac) == 0)
             found = ev;
     }
     json_incref(found);
@@ -411,13 +411,14 @@ int evac_homecoming(struct migd *d, const char *uuid, json_t *body, evac_cb cb, 
         if (rc == 0 && evac_is_homecoming(ev)) {
             mig_errf(err, errsz, "%s is a homecoming itself; name the evacuation it brings home", uuid);
             rc = -EINVAL;
-        } else if (rc == 0 && evac_unfinished(ev)) {
-            mig_errf(err, errsz,
-                     "%s is still being evacuated (evacuation %s, %s): its VMs go back once it "
-                     "has ended",
-                     json_string_value(json_object_get(ev, "hostname")),
-                     json_string_value(json_object_get(ev, "uuid")),
-                     json_string_value(json_object_get(ev, "state")));
+        }
+    }
+    if (rc == 0)
+        rc = evac_cns_free(d, evacs, err, errsz);
+    for (struct homecoming_run *h = d->homecoming_runs; rc == 0 && h != NULL; h = h->next) {
+        if (strcmp(h->evac, uuid) == 0) {
+            mig_errf(err, errsz, "the homecoming of %s is being planned now; ask again in a moment",
+                     uuid);
             rc = -EBUSY;
         }
     }

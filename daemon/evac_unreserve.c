@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "daemon.h"
 #include "err.h"
@@ -81,31 +82,57 @@ static void on_unreserved(void *arg, int err, const char *code, const char *mess
     run_free(u);
 }
 
+int evac_cns_free(struct migd *d, json_t *evacs, char *err, size_t errsz)
+{
+    json_t *draining = mig_store_evac_draining(d->store);
+    size_t i, k;
+    json_t *ev, *cn;
+    int rc = 0;
+    json_array_foreach(evacs, i, ev)
+    {
+        const char *host = json_string_value(json_object_get(ev, "hostname"));
+        if (evac_unfinished(ev)) {
+            /* A CN still being emptied keeps its reservation: nothing may land on it. */
+            mig_errf(err, errsz,
+                     "%s is still being evacuated (evacuation %s, %s): its CN stays reserved "
+                     "until the evacuation ends",
+                     host, json_string_value(json_object_get(ev, "uuid")),
+                     json_string_value(json_object_get(ev, "state")));
+            rc = -EBUSY;
+            break;
+        }
+        json_array_foreach(draining, k, cn)
+        {
+            if (strcasecmp(json_string_value(cn),
+                           json_string_value(json_object_get(ev, "server_uuid"))) == 0) {
+                mig_errf(err, errsz,
+                         "%s is being evacuated again, by another evacuation or drain that has "
+                         "not ended: it stays reserved, and nothing comes back to it",
+                         host);
+                rc = -EBUSY;
+            }
+        }
+        if (rc != 0)
+            break;
+    }
+    json_decref(draining);
+    return rc;
+}
+
 int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char *err,
                    size_t errsz)
 {
     json_t *evacs = evac_named(d, uuid, err, errsz);
     if (evacs == NULL)
         return -ENOENT;
+    if (evac_cns_free(d, evacs, err, errsz) != 0) {
+        json_decref(evacs);
+        return -EBUSY;
+    }
     json_t *uuids = json_array();
     size_t i;
     json_t *ev;
-    json_array_foreach(evacs, i, ev)
-    {
-        if (evac_unfinished(ev)) {
-            /* A CN still being emptied keeps its reservation: nothing may land on it. */
-            mig_errf(err, errsz,
-                     "%s is still being evacuated (evacuation %s, %s): its CN stays reserved "
-                     "until the evacuation ends",
-                     json_string_value(json_object_get(ev, "hostname")),
-                     json_string_value(json_object_get(ev, "uuid")),
-                     json_string_value(json_object_get(ev, "state")));
-            json_decref(uuids);
-            json_decref(evacs);
-            return -EBUSY;
-        }
-        json_array_append(uuids, json_object_get(ev, "server_uuid"));
-    }
+    json_array_foreach(evacs, i, ev) json_array_append(uuids, json_object_get(ev, "server_uuid"));
     struct unreserve_run *u = mig_calloc(1, sizeof(*u));
     u->d = d;
     snprintf(u->uuid, sizeof(u->uuid), "%s", uuid);

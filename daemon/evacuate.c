@@ -389,8 +389,20 @@ static void on_planned(struct evac_run *r, int err)
         return;
     }
     json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
+    if (evac_is_homecoming(latest) && evac_unfinished(latest) && !r->dry_run) {
+        /* VMs are coming home to it (evac_homecoming.c): emptying it now would fight them. */
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "VMs are coming home to %s (homecoming %s of evacuation %s); wait for it to end, "
+                 "or pause it, first",
+                 r->carrier->source_hostname, json_string_value(json_object_get(latest, "uuid")),
+                 json_string_value(json_object_get(latest, "homecoming_of")));
+        json_decref(latest);
+        answer(r, MIG_EREFUSED, "EvacuationRunning", msg);
+        return;
+    }
     if (evac_is_homecoming(latest)) {
-        /* The CN's VMs coming home (evac_homecoming.c): no evacuation of it to go on with. */
+        /* An ended homecoming: no evacuation of the CN to go on with. */
         json_decref(latest);
         latest = NULL;
     }
@@ -789,7 +801,7 @@ bool evac_planning(struct migd *d, const char *server_uuid)
 {
     for (struct evac_run *r = d->evac_runs; r != NULL; r = r->next_run)
         if (strcasecmp(r->ev.server, server_uuid) == 0 ||
-            strcasecmp(r->carrier->source_server_uuid, server_uuid) == 0)
+            (r->carrier != NULL && strcasecmp(r->carrier->source_server_uuid, server_uuid) == 0))
             return true;
     return false;
 }

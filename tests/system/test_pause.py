@@ -9,7 +9,9 @@ rounds does no round until resumed.  What cannot be paused is refused in one
 line and changes nothing.
 """
 import json
+import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -118,3 +120,24 @@ def test_a_job_paused_between_rounds_does_no_round_until_resumed(lab, migd):
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert migd.ctl('cleanup', job).returncode == 0
     helpers.wait_state(migd, job, ('succeeded', 'switched'), timeout=120)
+
+
+def test_a_pause_resumed_at_once_lets_the_first_send_go_on(lab, migd):
+    """pause and resume back to back while the first send runs: whether the
+    cut took effect before the resume or not, the send goes on and the job
+    switches; nothing is rolled back."""
+    v = lab.vms['lx0']
+    u, dst = v['uuid'], helpers.other(lab, helpers.home(lab, v['uuid']))
+    helpers.fill(lab, helpers.home(lab, u), u, 16)
+    job = submitted(migd.ctl('migrate', '--limit', '32', u, dst.hostname))
+    helpers.wait_job(migd, job, lambda j: j['progress']['bytes_sent'] > 2 * MB,
+                     'the first send to move bytes', timeout=120, step=0.1)
+    env = dict(os.environ, MIGD_SOCKET=migd.socket)
+    ctl = os.path.join(migd.build_dir, 'migctl')
+    # One shell, so the two requests follow each other as closely as migctl allows.
+    p = subprocess.run('%s pause %s && %s resume %s' % (ctl, job, ctl, job), shell=True,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    done = helpers.wait_state(migd, job, ('switched', 'failed', 'aborted'), timeout=300)
+    assert done['state'] == 'switched', (done.get('error'), migd.log_text()[-3000:])
+    assert done['paused'] is False and not done.get('error'), done
