@@ -30,7 +30,7 @@ MIGRATE_USAGE = ('usage: migctl migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup
                  '[--transfer relay|direct] [--limit MBITS] [--min-up DURATION] '
                  '[--cleanup-after DURATION] [--window HH:MM-HH:MM[,TZ]] VM [TARGET_CN]')
 LIST_USAGE = 'usage: migctl list [-a] [-l] [-H] [-p] [-o FIELDS] [-s SORT] [-j] [KEY=VALUE ...]'
-FIELDS = ('id, uuid, vm_uuid, vm_alias, brand, state, phase, mode, aborting, activity, progress, '
+FIELDS = ('id, uuid, vm_uuid, vm_alias, brand, state, phase, mode, aborting, paused, activity, progress, '
           'progress.bytes_sent, progress.bytes_total, progress.rate_bytes_s, progress.eta_s, '
           'progress.increments, source, target, source_hostname, target_hostname, '
           'source_server_uuid, target_server_uuid, transfer, limit_mbps, cleanup_source, '
