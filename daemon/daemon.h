@@ -37,6 +37,7 @@ struct migd {
     struct rolling_run *rolling_runs; /* rolling drains being planned (evac_rolling.c) */
     struct unreserve_run *unreserve_runs; /* evacuations' CNs being given back (evac_unreserve.c) */
     struct homecoming_run *homecoming_runs; /* homecomings being planned (evac_homecoming.c) */
+    bool rollbacks_waiting; /* a homecoming's rollback may wait to start (homecoming_rollbacks.c) */
 };
 
 /* engine.c and engine_*.c (engine_int.h says which holds what) */
@@ -118,6 +119,24 @@ void engine_unwatch(struct engine *e, void *handle);
 #define ENGINE_MAX_SUBSCRIBERS 4
 typedef void (*engine_ended_fn)(void *arg, const struct mig_job *job);
 int engine_subscribe_ended(struct engine *e, engine_ended_fn fn, void *arg);
+/*
+ * fn(arg) runs on each of the engine's ticks (every few seconds), once the
+ * jobs on record are resumed: for what waits on the clock (a window) rather
+ * than on a job.  At most ENGINE_MAX_SUBSCRIBERS.  0 or -ENOSPC.
+ */
+typedef void (*engine_tick_fn)(void *arg);
+int engine_subscribe_tick(struct engine *e, engine_tick_fn fn, void *arg);
+/* How many jobs switch now into or out of CN cn (limits.switches_per_cn counts them). */
+int engine_switches_on(struct engine *e, const char *cn);
+/*
+ * The rollback of switched job job_uuid as a homecoming's (evac_homecoming.c):
+ * the job is re-tagged with the homecoming's uuid and --max-parallel in the
+ * same write that starts its return, so the homecoming follows it from then
+ * on.  0 with msg; -ENOENT; -EINVAL when the job is not switched at rest;
+ * MIG_EDB.
+ */
+int engine_return_home(struct engine *e, const char *job_uuid, const char *homecoming,
+                       int parallel, char *msg, size_t msgsz);
 /*
  * Evacuation evac_uuid paused (held) or resumed: while held, its queued
  * jobs do not start and its jobs ready to switch do not (their rounds go
@@ -261,6 +280,8 @@ int evac_unreserve(struct migd *d, const char *uuid, evac_cb cb, void *arg, char
  * -EBUSY with a line in err.  What --unreserve and --return ask first.
  */
 int evac_cns_free(struct migd *d, json_t *evacs, char *err, size_t errsz);
+/* The evacuations' records say their CNs are not reserved (CNAPI has it already): 0 or MIG_EDB. */
+int evac_mark_unreserved(struct migd *d, json_t *evacs);
 /* At shutdown: every unreserve in flight answers ShuttingDown. */
 void evac_unreserve_cancel_all(struct migd *d);
 
@@ -279,6 +300,17 @@ int evac_homecoming(struct migd *d, const char *uuid, json_t *body, evac_cb cb, 
                 size_t errsz);
 /* At shutdown: every homecoming being planned answers ShuttingDown. */
 void evac_homecoming_cancel_all(struct migd *d);
+
+/* homecoming_rollbacks.c */
+
+/*
+ * Starts the homecomings' rollbacks (switched jobs brought home by their
+ * rollback) that may start now: not paused, within --max-parallel, a free
+ * switch slot, inside the window.  Runs on every engine tick and job end.
+ */
+void homecoming_rollbacks_due(struct migd *d);
+/* At start: look on every engine tick (the homecomings on record first). */
+void homecoming_rollbacks_follow(struct migd *d);
 
 /* control.c */
 

@@ -196,6 +196,16 @@ static bool switching(const struct jrun *r)
             (j->task == MIG_TASK_RETURN && j->phase == MIG_PHASE_ROLLBACK));
 }
 
+int engine_switches_on(struct engine *e, const char *cn)
+{
+    int n = 0;
+    for (const struct jrun *o = e->runs; o != NULL; o = o->next)
+        if (switching(o) && (strcmp(o->job->source_server_uuid, cn) == 0 ||
+                             strcmp(o->job->target_server_uuid, cn) == 0))
+            n++;
+    return n;
+}
+
 /*
  * Another job whose switch holds one of job's CNs, when their number on
  * one CN reaches limits.switches_per_cn (else NULL): its switch waits.
@@ -618,9 +628,12 @@ static void cleanups_due(struct engine *e)
 
 static void on_tick(uv_timer_t *t)
 {
-    admit_schedule(t->data);
-    leftovers_retry_due(t->data);
-    cleanups_due(t->data);
+    struct engine *e = t->data;
+    admit_schedule(e);
+    leftovers_retry_due(e);
+    cleanups_due(e);
+    for (int i = 0; i < e->nticks; i++)
+        e->ticks[i].fn(e->ticks[i].arg);
 }
 
 int engine_new(struct migd *d, struct engine **out)

@@ -105,6 +105,33 @@ static int start_task(struct engine *e, struct mig_job *stored, enum mig_task ta
     return 0;
 }
 
+int engine_return_home(struct engine *e, const char *job_uuid, const char *homecoming,
+                       int parallel, char *msg, size_t msgsz)
+{
+    struct mig_job *stored = NULL;
+    if (!mig_uuid_valid(job_uuid))
+        return -ENOENT;
+    int rc = mig_store_job_load(e->d->store, job_uuid, &stored);
+    if (rc != 0) {
+        snprintf(msg, msgsz, "job %s cannot be read from the database: %s", job_uuid,
+                 mig_strerror(rc));
+        return rc == -ENOENT ? rc : MIG_EDB;
+    }
+    if (stored->state != MIG_JOB_SWITCHED || run_find(e, job_uuid) != NULL) {
+        snprintf(msg, msgsz, "job %s is %s: only a switched job at rest can be rolled back",
+                 job_uuid, mig_job_state_name(stored->state));
+        mig_job_free(stored);
+        return -EINVAL;
+    }
+    snprintf(stored->evacuation, sizeof(stored->evacuation), "%s", homecoming);
+    stored->evac_parallel = parallel;
+    snprintf(msg, msgsz,
+             "job %s: homecoming %s moves %s back to %s; what changed on %s is sent back first",
+             stored->uuid, homecoming, stored->vm_uuid, stored->source_hostname,
+             stored->target_hostname);
+    return start_task(e, stored, MIG_TASK_RETURN, msg, msgsz);
+}
+
 int engine_action(struct engine *e, const char *job_uuid, const char *action, char *msg,
                   size_t msgsz)
 {

@@ -82,6 +82,11 @@ struct engine {
         void *arg;
     } ended[ENGINE_MAX_SUBSCRIBERS]; /* who hears that a job's run ended */
     int nended;
+    struct {
+        engine_tick_fn fn;
+        void *arg;
+    } ticks[ENGINE_MAX_SUBSCRIBERS]; /* who looks again on each tick */
+    int nticks;
     json_t *held; /* {evacuation uuid: true}: the paused evacuations (engine_hold) */
     bool resumed; /* engine_resume ran: the jobs on record have their runs; scheduling may start */
 };

@@ -13,12 +13,12 @@
 
 json_t *engine_job_json(struct engine *e, const char *job_uuid)
 {
+    if (job_uuid == NULL || !mig_uuid_valid(job_uuid))
+        return NULL;
     struct jrun *r = run_find(e, job_uuid);
     if (r != NULL)
         return mig_job_to_json(r->job);
     struct mig_job *job = NULL;
-    if (!mig_uuid_valid(job_uuid))
-        return NULL;
     int rc = mig_store_job_load(e->d->store, job_uuid, &job);
     if (rc == MIG_EPARSE)
         return json_pack("{s:s, s:{s:s, s:s}}", "uuid", job_uuid, "error", "code",

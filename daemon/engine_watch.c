@@ -93,6 +93,16 @@ int engine_subscribe_ended(struct engine *e, engine_ended_fn fn, void *arg)
     return 0;
 }
 
+int engine_subscribe_tick(struct engine *e, engine_tick_fn fn, void *arg)
+{
+    if (e->nticks == ENGINE_MAX_SUBSCRIBERS)
+        return -ENOSPC;
+    e->ticks[e->nticks].fn = fn;
+    e->ticks[e->nticks].arg = arg;
+    e->nticks++;
+    return 0;
+}
+
 void engine_unwatch(struct engine *e, void *handle)
 {
     for (struct watcher *w = e->watchers; w != NULL; w = w->next)

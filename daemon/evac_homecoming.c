@@ -11,8 +11,9 @@
  *
  * Only a VM that still runs where the evacuation put it goes back: one moved
  * since by someone else, or gone, stays, and the plan names it.  A VM whose
- * job still keeps its copy on the CN (switched) stays too, and is told its
- * cheaper way home, the job's rollback, which sends only what changed.  The
+ * job still keeps its copy on the CN (switched) goes home by that job's
+ * rollback, which sends only what changed ("by": "rollback"; started by
+ * homecoming_rollbacks.c when the window and the limits allow).  The
  * CNs must be back in service (CNAPI: running); the homecoming gives them back
  * (not reserved) before any job is queued, as `--unreserve` does.  One
  * homecoming per evacuation: asked again, it reports the one on record.
@@ -193,8 +194,8 @@ static int check_step(struct mig_act *a)
 /*
  * The VMs that left the evacuations' CNs: one entry each from the plans'
  * jobs that moved them (switched or succeeded), with the CN it left as its
- * target.  A switched job keeps the VM's copy on that CN: it stays, told
- * to roll back.  The CNs into c->cns.
+ * target.  A switched job keeps the VM's copy on that CN: its entry goes
+ * home by the job's rollback.  The CNs into c->cns.
  */
 static void gather(struct homecoming_run *r)
 {
@@ -228,12 +229,9 @@ static void gather(struct homecoming_run *r)
                                   "target_uuid", home, "target_hostname", host, "left_by",
                                   job_uuid);
             if (strcmp(st, "switched") == 0) {
-                char why[300];
-                snprintf(why, sizeof(why),
-                         "job %s is switched and keeps its copy on %s: migctl rollback %s brings "
-                         "it back sending only what changed (or migctl cleanup %s, then return)",
-                         job_uuid, host, job_uuid, job_uuid);
-                stays(m, why);
+                /* Its copy is still home: the job's rollback (homecoming_rollbacks.c) takes it. */
+                json_object_set_new(m, "by", json_string("rollback"));
+                json_object_set_new(m, "job_uuid", json_string(job_uuid));
             }
             json_array_append_new(c->moves, m);
             json_decref(job);
@@ -264,9 +262,16 @@ static json_t *make_record(struct homecoming_run *r)
         int64_t b = json_integer_value(json_object_get(e, "bytes"));
         int64_t s = mig_estimate_s(b, rate.bytes_s, rate.overhead_ms, cfg->transfer.limit_mbps);
         json_object_set_new(e, "estimate_s", json_integer(s));
-        json_object_set_new(e, "why", json_sprintf("back to %s, which it left in evacuation %s",
-                                                   json_string_value(json_object_get(e, "target_hostname")),
-                                                   r->evac));
+        const char *home = json_string_value(json_object_get(e, "target_hostname"));
+        if (json_object_get(e, "by") != NULL)
+            json_object_set_new(
+                e, "why",
+                json_sprintf("back to %s, which it left in evacuation %s, by the rollback of job "
+                             "%s: its copy there is kept, only what changed is sent",
+                             home, r->evac, json_string_value(json_object_get(e, "job_uuid"))));
+        else
+            json_object_set_new(e, "why", json_sprintf("back to %s, which it left in evacuation %s",
+                                                       home, r->evac));
         if (n < 512)
             secs[n++] = s;
         bytes += b;
@@ -290,7 +295,30 @@ static json_t *make_record(struct homecoming_run *r)
 static void on_queued(void *arg, int err, const char *code, const char *message, json_t *evac)
 {
     struct homecoming_run *r = arg;
+    r->d->rollbacks_waiting = true;
+    homecoming_rollbacks_due(r->d); /* the rollbacks that may start now */
     run_answer(r, err, code, message, json_incref(evac));
+}
+
+/*
+ * The switched jobs it brings home by their rollback keep their copy here
+ * until then: a cleanup timer would delete it.  Canceled, and said.
+ */
+static void keep_copies(struct homecoming_run *r)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(r->record, "plan"), i, e)
+    {
+        const char *job = json_string_value(json_object_get(e, "job_uuid"));
+        if (json_object_get(e, "by") == NULL || job == NULL ||
+            json_string_value(json_object_get(e, "target_uuid")) == NULL)
+            continue;
+        char msg[400];
+        if (engine_action(r->d->engine, job, "cancel_timer", msg, sizeof(msg)) == 0)
+            mig_log(MIG_LOG_INFO, job, NULL, "homecoming %s brings it home by its rollback: %s",
+                    json_string_value(json_object_get(r->record, "uuid")), msg);
+    }
 }
 
 static void on_unreserved(void *arg, int err, const char *code, const char *message)
@@ -300,16 +328,11 @@ static void on_unreserved(void *arg, int err, const char *code, const char *mess
         run_answer(r, MIG_EREFUSED, code, message, NULL);
         return;
     }
-    size_t i;
-    json_t *ev;
-    json_array_foreach(r->evacs, i, ev)
-    {
-        json_object_set_new(ev, "reserved", json_false());
-        mig_store_evac_save(r->d->store, ev); /* the report only: CNAPI has it right */
-    }
+    evac_mark_unreserved(r->d, r->evacs); /* the report only: CNAPI has it right */
     mig_log(MIG_LOG_INFO, NULL, NULL, "homecoming %s of evacuation %s: %zu VMs planned",
             json_string_value(json_object_get(r->record, "uuid")), r->evac,
             json_array_size(json_object_get(r->record, "plan")));
+    keep_copies(r);
     evac_queue(r->d, r->record, on_queued, r);
 }
 

@@ -59,27 +59,34 @@ static void on_unreserved(void *arg, int err, const char *code, const char *mess
         run_free(u);
         return;
     }
-    size_t i;
-    json_t *ev;
-    json_array_foreach(u->evacs, i, ev)
-    {
-        json_object_set_new(ev, "reserved", json_false());
-        if (mig_store_evac_save(u->d->store, ev) != 0) {
-            u->cb(u->arg, MIG_EDB, "DatabaseError",
-                  "the CNs are not reserved in CNAPI any more, but the evacuation's record could "
-                  "not say so",
-                  NULL);
-            run_free(u);
-            return;
-        }
-        mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s: %s is not reserved any more",
-                json_string_value(json_object_get(ev, "uuid")),
-                json_string_value(json_object_get(ev, "hostname")));
+    if (evac_mark_unreserved(u->d, u->evacs) != 0) {
+        u->cb(u->arg, MIG_EDB, "DatabaseError",
+              "the CNs are not reserved in CNAPI any more, but the evacuation's record could "
+              "not say so",
+              NULL);
+        run_free(u);
+        return;
     }
     json_t *out = view(u);
     u->cb(u->arg, out != NULL ? 0 : MIG_EDB, "DatabaseError", "cannot read the evacuation", out);
     json_decref(out);
     run_free(u);
+}
+
+int evac_mark_unreserved(struct migd *d, json_t *evacs)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evacs, i, ev)
+    {
+        json_object_set_new(ev, "reserved", json_false());
+        if (mig_store_evac_save(d->store, ev) != 0)
+            return MIG_EDB;
+        mig_log(MIG_LOG_INFO, NULL, NULL, "evacuation %s: %s is not reserved any more",
+                json_string_value(json_object_get(ev, "uuid")),
+                json_string_value(json_object_get(ev, "hostname")));
+    }
+    return 0;
 }
 
 int evac_cns_free(struct migd *d, json_t *evacs, char *err, size_t errsz)

@@ -389,20 +389,21 @@ static void on_planned(struct evac_run *r, int err)
         return;
     }
     json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
-    if (evac_is_homecoming(latest) && evac_unfinished(latest) && !r->dry_run) {
-        /* VMs are coming home to it (evac_homecoming.c): emptying it now would fight them. */
-        char msg[300];
-        snprintf(msg, sizeof(msg),
-                 "VMs are coming home to %s (homecoming %s of evacuation %s); wait for it to end, "
-                 "or pause it, first",
-                 r->carrier->source_hostname, json_string_value(json_object_get(latest, "uuid")),
-                 json_string_value(json_object_get(latest, "homecoming_of")));
-        json_decref(latest);
-        answer(r, MIG_EREFUSED, "EvacuationRunning", msg);
-        return;
-    }
     if (evac_is_homecoming(latest)) {
-        /* An ended homecoming: no evacuation of the CN to go on with. */
+        if (evac_unfinished(latest) && !r->dry_run) {
+            /* VMs are coming home to it (evac_homecoming.c): emptying it now would fight them. */
+            char msg[300];
+            snprintf(msg, sizeof(msg),
+                     "VMs are coming home to %s (homecoming %s of evacuation %s); wait for it to "
+                     "end, or pause it, first",
+                     r->carrier->source_hostname,
+                     json_string_value(json_object_get(latest, "uuid")),
+                     json_string_value(json_object_get(latest, "homecoming_of")));
+            json_decref(latest);
+            answer(r, MIG_EREFUSED, "EvacuationRunning", msg);
+            return;
+        }
+        /* A homecoming is no evacuation of the CN to go on with. */
         json_decref(latest);
         latest = NULL;
     }
@@ -665,6 +666,11 @@ int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char
 
 /* ---- progress ---- */
 
+static bool is(const char *st, const char *name)
+{
+    return st != NULL && strcmp(st, name) == 0;
+}
+
 json_t *evac_json(struct migd *d, json_t *record)
 {
     json_t *out = json_deep_copy(record);
@@ -709,11 +715,12 @@ json_t *evac_json(struct migd *d, json_t *record)
         json_object_set_new(e, "phase", json_incref(json_object_get(job, "phase")));
         json_object_set_new(e, "bytes_sent", json_integer(s_bytes));
         queued++;
-        if (st != NULL && (strcmp(st, "switched") == 0 || strcmp(st, "succeeded") == 0)) {
+        enum mig_evac_outcome outcome =
+            mig_evac_entry_outcome(json_string_value(json_object_get(record, "uuid")), e, job);
+        if (outcome == MIG_EVAC_DONE) {
             done++;
             sent += json_integer_value(json_object_get(e, "bytes"));
-        } else if (st != NULL && (strcmp(st, "failed") == 0 || strcmp(st, "aborted") == 0 ||
-                                  strcmp(st, "rolled_back") == 0)) {
+        } else if (outcome == MIG_EVAC_FAILED) {
             failed++;
             json_array_append_new(
                 attention, json_sprintf("%s (%s): job %s %s: %s", alias ? alias : "", vm,
@@ -725,7 +732,9 @@ json_t *evac_json(struct migd *d, json_t *record)
                                             : "no error recorded"));
         } else {
             moving++;
-            sent += s_bytes < json_integer_value(json_object_get(e, "bytes"))
+            /* A homecoming's rollback not started yet has sent nothing of its way back. */
+            if (!is(st, "switched"))
+                sent += s_bytes < json_integer_value(json_object_get(e, "bytes"))
                         ? s_bytes
                         : json_integer_value(json_object_get(e, "bytes"));
             rate += json_integer_value(json_object_get(p, "rate_bytes_s"));
@@ -828,6 +837,7 @@ static void on_job_ended(void *arg, const struct mig_job *job)
 {
     if (job->evacuation[0] != '\0')
         evac_job_ended(arg, job->evacuation);
+    homecoming_rollbacks_due(arg); /* a lane or a switch slot may be free now */
 }
 
 void evac_resume(struct migd *d)
@@ -835,6 +845,7 @@ void evac_resume(struct migd *d)
     if (engine_subscribe_ended(d->engine, on_job_ended, d) != 0)
         mig_log(MIG_LOG_ERROR, NULL, NULL, "evacuations cannot follow their jobs");
     evac_pause_resume(d);
+    homecoming_rollbacks_follow(d);
     json_t *all = mig_store_evac_list(d->store);
     size_t i;
     json_t *r;

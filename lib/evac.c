@@ -203,3 +203,29 @@ int64_t mig_estimate_starts(const int64_t *seconds, size_t n, int parallel, int6
             span = lanes[l];
     return span;
 }
+
+static bool is(const char *st, const char *name)
+{
+    return st != NULL && strcmp(st, name) == 0;
+}
+
+enum mig_evac_outcome mig_evac_entry_outcome(const char *record_uuid, json_t *entry, json_t *job)
+{
+    const char *st = json_string_value(json_object_get(job, "state"));
+    const char *tag = json_string_value(json_object_get(job, "evacuation"));
+    bool mine = tag != NULL && record_uuid != NULL && strcmp(tag, record_uuid) == 0;
+    if (is(json_string_value(json_object_get(entry, "by")), "rollback")) {
+        /* A homecoming's rollback: done once rolled back; switched after its try, it gave up. */
+        if (is(st, "rolled_back"))
+            return MIG_EVAC_DONE;
+        if ((is(st, "switched") && mine) || is(st, "succeeded") || is(st, "failed") ||
+            is(st, "aborted"))
+            return MIG_EVAC_FAILED;
+        return MIG_EVAC_MOVING;
+    }
+    if (is(st, "switched") || is(st, "succeeded") || (is(st, "rolled_back") && !mine))
+        return MIG_EVAC_DONE;
+    if (is(st, "failed") || is(st, "aborted") || is(st, "rolled_back"))
+        return MIG_EVAC_FAILED;
+    return MIG_EVAC_MOVING;
+}

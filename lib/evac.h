@@ -84,4 +84,15 @@ int64_t mig_estimate_window_s(const int64_t *seconds, size_t n, int parallel);
  */
 int64_t mig_estimate_starts(const int64_t *seconds, size_t n, int parallel, int64_t *starts);
 
+/*
+ * How far an evacuation's plan entry got, from its job's public JSON (a job
+ * that cannot be read counts as moving, as before): still moving (queued, at work, or a homecoming's rollback
+ * not started yet: "by": "rollback" with the job switched and not tagged
+ * by record_uuid), done, or failed.  A job re-tagged by another record (a
+ * homecoming took its rollback) is no longer record_uuid's to follow: it
+ * left, as that record wanted, and counts as done there.
+ */
+enum mig_evac_outcome { MIG_EVAC_MOVING, MIG_EVAC_DONE, MIG_EVAC_FAILED };
+enum mig_evac_outcome mig_evac_entry_outcome(const char *record_uuid, json_t *entry, json_t *job);
+
 #endif

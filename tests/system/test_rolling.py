@@ -7,6 +7,7 @@ from the first minute, no VM of cn1 lands on cn2 (which is drained next),
 cn2 waits its turn in state queued, and a re-run from cron queues nothing
 new and reports the progress.
 """
+import datetime
 import json
 import sqlite3
 import time
@@ -252,9 +253,11 @@ def test_pause_and_resume_an_evacuation_across_a_restart(lab, migd):
 def test_return_home_after_an_evacuation(lab, migd):
     """migctl evacuate --return EVAC after the evacuation of cn1 (the test
     before): its CNs are given back, and the VMs it moved that still run
-    where it put them go back to cn1, with a plan first (-n).  One VM whose
-    job still keeps its copy on cn1 (switched) stays, told to roll back; one
-    moved since by someone else stays, named."""
+    where it put them go back to cn1, with a plan first (-n), inside the
+    window asked.  One VM whose job still keeps its copy on cn1 (switched)
+    goes home by that job's rollback, which waits for the window too; one
+    moved since by someone else stays, named.  migd is killed while the
+    rollback waits."""
     cn1 = lab.cns[0]
     evacs = json.loads(helpers.unix_get(migd.socket, '/evacuations').split(b'\r\n\r\n', 1)[1])
     ev = max((e for e in evacs if e['server_uuid'] == cn1.uuid and not e.get('rolling')
@@ -280,22 +283,50 @@ def test_return_home_after_an_evacuation(lab, migd):
     assert plan['state'] == 'plan' and plan['kind'] == 'homecoming', plan
     by_vm = {e['vm_uuid']: e for e in plan['plan']}
     assert all(by_vm[e['vm_uuid']]['target_uuid'] == cn1.uuid for e in home), plan['plan']
-    assert by_vm[kept['vm_uuid']]['target_uuid'] is None
-    assert 'migctl rollback %s' % kept['job_uuid'] in by_vm[kept['vm_uuid']]['why']
+    k = by_vm[kept['vm_uuid']]
+    assert (k['target_uuid'], k['by'], k['job_uuid']) == (cn1.uuid, 'rollback', kept['job_uuid'])
+    assert 'by the rollback of job %s' % kept['job_uuid'] in k['why'], k
     assert by_vm[moved_since['vm_uuid']]['target_uuid'] is None
     assert 'moved since by someone else' in by_vm[moved_since['vm_uuid']]['why']
     assert elsewhere.hostname in by_vm[moved_since['vm_uuid']]['why']
     assert len(migd.jobs()) == jobs_before  # a plan queues nothing
     assert lab.api('cnapi', 'GET', '/servers/%s' % cn1.uuid)[1]['reserved'] is True
 
-    p = migd.ctl('evacuate', '-j', '--max-parallel', '2', '--return', ev['uuid'])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    opens = (now + datetime.timedelta(seconds=75)).replace(second=0, microsecond=0)
+    spec = helpers.window_from(opens, 5)
+    p = migd.ctl('evacuate', '-j', '--max-parallel', '2', '--window', spec,
+                 '--return', ev['uuid'])
     assert p.returncode in (0, 1) and p.stdout, (p.returncode, p.stderr)
     back = json.loads(p.stdout)
     assert back['kind'] == 'homecoming' and back['homecoming_of'] == ev['uuid'], back
     assert lab.api('cnapi', 'GET', '/servers/%s' % cn1.uuid)[1]['reserved'] is False
+    # Before the window, the rollback waits (said on its plan entry: for the
+    # window, or for a lane the copies waiting for it hold), the job at rest.
+    entry = lambda: [e for e in drain_of(migd, back['uuid'])['plan']
+                     if e['vm_uuid'] == kept['vm_uuid']][0]
+    waits = wait_for(lambda: entry().get('waits'), 'the rollback to say it waits', 60)
+    assert ('waits for its window' in waits or
+            "waits for the homecoming's --max-parallel 2: 2 running" in waits), waits
+    # Killed while it waits: the restart takes the waiting rollback up again.
+    migd.kill()
+    migd.start()
+    while time.time() < opens.timestamp() - 2:
+        assert migd.job(kept['job_uuid'])['state'] == 'switched'
+        time.sleep(0.5)
     final = wait_for(lambda: (lambda d: d if d['state'] not in ('running', 'paused') else None)(
         drain_of(migd, back['uuid'])), 'the homecoming to end')
     assert final['state'] == 'done', final['attention']
+    # Rolled back inside the window, followed by the homecoming.
+    j = migd.job(kept['job_uuid'])
+    assert (j['state'], j['evacuation']) == ('rolled_back', back['uuid']), j
+    ended = datetime.datetime.strptime(j['finished'], '%Y-%m-%dT%H:%M:%S.%fZ')
+    assert ended.replace(tzinfo=datetime.timezone.utc) >= opens, (j['finished'], spec)
+    vm = lab.api('vmapi', 'GET', '/vms/%s' % kept['vm_uuid'])[1]
+    assert vm['server_uuid'] == cn1.uuid, vm['server_uuid']
+    assert 'waits' not in entry()
+    # The evacuation that moved it still counts it as moved (it left, then came home).
+    assert drain_of(migd, ev['uuid'])['progress']['failed'] == 0
     for e in home:
         vm = lab.api('vmapi', 'GET', '/vms/%s' % e['vm_uuid'])[1]
         assert vm['server_uuid'] == cn1.uuid, (e['alias'], vm['server_uuid'])

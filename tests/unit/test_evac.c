@@ -104,6 +104,44 @@ static void test_starts_on_lanes(void **state)
     assert_int_equal(mig_estimate_starts(cns, 3, 2, NULL), mig_estimate_window_s(cns, 3, 2));
 }
 
+/* outcome of (entry by, job state, job's tag) in record "E" */
+static enum mig_evac_outcome outcome(const char *by, const char *state, const char *tag)
+{
+    json_t *entry = by != NULL ? json_pack("{s:s}", "by", by) : json_object();
+    json_t *job = state != NULL ? json_pack("{s:s, s:s}", "state", state, "evacuation", tag) : NULL;
+    enum mig_evac_outcome o = mig_evac_entry_outcome("E", entry, job);
+    json_decref(entry);
+    json_decref(job);
+    return o;
+}
+
+static void test_entry_outcome(void **state)
+{
+    (void)state;
+    /* An evacuation's job: it left once switched or succeeded. */
+    assert_int_equal(outcome(NULL, "queued", "E"), MIG_EVAC_MOVING);
+    assert_int_equal(outcome(NULL, "running", "E"), MIG_EVAC_MOVING);
+    assert_int_equal(outcome(NULL, "waiting", "E"), MIG_EVAC_MOVING);
+    assert_int_equal(outcome(NULL, "switched", "E"), MIG_EVAC_DONE);
+    assert_int_equal(outcome(NULL, "succeeded", "E"), MIG_EVAC_DONE);
+    assert_int_equal(outcome(NULL, "failed", "E"), MIG_EVAC_FAILED);
+    assert_int_equal(outcome(NULL, "aborted", "E"), MIG_EVAC_FAILED);
+    /* Rolled back under its own tag (its health gate, or by hand): it did not leave. */
+    assert_int_equal(outcome(NULL, "rolled_back", "E"), MIG_EVAC_FAILED);
+    /* Rolled back by a homecoming (re-tagged H): it left, then came home. */
+    assert_int_equal(outcome(NULL, "rolled_back", "H"), MIG_EVAC_DONE);
+    assert_int_equal(outcome(NULL, NULL, NULL), MIG_EVAC_MOVING);
+    /* A homecoming's rollback (record "E" is the homecoming here). */
+    assert_int_equal(outcome("rollback", "switched", "X"), MIG_EVAC_MOVING); /* not started */
+    assert_int_equal(outcome("rollback", "running", "E"), MIG_EVAC_MOVING);
+    assert_int_equal(outcome("rollback", "rolled_back", "E"), MIG_EVAC_DONE);
+    /* Rolled back by hand meanwhile (its tag untouched): home all the same. */
+    assert_int_equal(outcome("rollback", "rolled_back", "X"), MIG_EVAC_DONE);
+    assert_int_equal(outcome("rollback", "switched", "E"), MIG_EVAC_FAILED); /* gave up */
+    /* Cleaned up by hand meanwhile: its copy is gone, it cannot roll back. */
+    assert_int_equal(outcome("rollback", "succeeded", "X"), MIG_EVAC_FAILED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -111,6 +149,7 @@ int main(void)
         cmocka_unit_test(test_estimate_of_one_vm),
         cmocka_unit_test(test_window_on_lanes),
         cmocka_unit_test(test_starts_on_lanes),
+        cmocka_unit_test(test_entry_outcome),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
