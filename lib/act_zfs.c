@@ -271,8 +271,18 @@ static void resize(struct mig_act *a)
     free(rows);
 }
 
-static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to, bool probe_only)
+/*
+ * What send_between is asked: send (act), tell whether the send happened
+ * (probe), or only find the base of the switch's final send before the
+ * stop (act_find_final_base), so that the downtime window need not.
+ */
+enum send_mode { SEND_ACT, SEND_PROBE, SEND_FIND_BASE };
+
+static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
+                        enum send_mode mode)
 {
+    bool probe_only = mode == SEND_PROBE;
+    struct mig_dataset *ds = &CTX(a)->datasets[a->item];
     char snap[128], prefix[128], name[256], why[320];
     uint64_t guid = 0;
     int rc;
@@ -281,12 +291,26 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
     ACT_BEGIN(a);
     BASE(a)[0] = '\0';
     a->i = 0;
+    if (mode == SEND_ACT && a->round == MIG_ROUND_FINAL && from == MIG_SIDE_SOURCE &&
+        ds->final_base[0] != '\0') {
+        /*
+         * Found and compared by guid before the stop, in this run: nothing
+         * but migd touches the target's unattached copy since, and the
+         * receive itself refuses a base that is not the target's newest.
+         * Once only: a retry of the send asks again.
+         */
+        snprintf(BASE(a), 256, "@%s", ds->final_base);
+        ds->final_base[0] = '\0';
+        goto send;
+    }
     ACT_SSH(a, to, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
     if (a->res->err != 0 || (a->res->exit_status != 0 && !mig_res_err_has(a->res, "does not exist")))
         return mig_act_fail_res(a, "SendFailed", "listing %s's snapshots on %s", DS(a),
                                 HOST(a, to));
     if (a->res->exit_status != 0) {
         /* The receiver has no such dataset. */
+        if (mode == SEND_FIND_BASE)
+            return MIG_ACT_DONE; /* the send finds out again, and says so */
         if (probe_only)
             return MIG_ACT_ABSENT;
         if (from == MIG_SIDE_SOURCE &&
@@ -313,6 +337,8 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
             snprintf(BASE(a), 256, "@%s", name);
     }
     if (BASE(a)[0] == '\0') {
+        if (mode == SEND_FIND_BASE)
+            return MIG_ACT_DONE;
         if (probe_only)
             return MIG_ACT_ABSENT;
         if (strspn(a->res->out != NULL ? a->res->out : "", " \t\r\n") ==
@@ -334,6 +360,11 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
         return mig_act_fail(a, "NoCommonSnapshot",
                             "%s%s differs between %s and %s (guid); no common snapshot to send from",
                             DS(a), BASE(a), HOST(a, from), HOST(a, to));
+    if (mode == SEND_FIND_BASE) {
+        if (a->i != 1)
+            snprintf(ds->final_base, sizeof(ds->final_base), "%s", BASE(a) + 1);
+        return MIG_ACT_DONE;
+    }
     if (a->i == 1)
         goto settle; /* sent already: what it received must be checked and mounted */
     if (probe_only)
@@ -425,7 +456,8 @@ settle:
     /*
      * The receive mounted nothing (-u): every mountpoint the stream brought
      * is checked, then what the global zone would mount is mounted, parent
-     * first, from a fresh listing each time.  a->n counts the mounts.
+     * first, from a fresh listing each time; the last one needs no listing
+     * after it (a mount changes no other row).  a->n counts the mounts.
      */
     for (a->n = 0;; a->n++) {
         ACT_SSH(a, to, mig_cmd_zfs_list_mounts(DS(a)), NULL);
@@ -433,6 +465,7 @@ settle:
             return mig_act_fail_res(a, "SendFailed", "listing what %s received of %s",
                                     HOST(a, to), DS(a));
         rc = mig_check_received(a->res->out, DS(a), name, sizeof(name), why, sizeof(why));
+        a->i = rc; /* how many are left to mount, this one included */
         if (rc == -EPERM)
             return mig_act_fail(a, "ReceiveRefused",
                                 "%s on %s: %s; nothing of it is mounted", DS(a), HOST(a, to),
@@ -450,28 +483,37 @@ settle:
         if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already mounted")))
             return mig_act_fail_res(a, "SendFailed", "mounting what %s received of %s",
                                     HOST(a, to), DS(a));
+        if (a->i == 1)
+            break; /* the last one: mounted */
     }
     ACT_END(a);
 }
 
 int act_send_forward(struct mig_act *a)
 {
-    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, false);
+    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, SEND_ACT);
 }
 
 int act_send_back(struct mig_act *a)
 {
-    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, false);
+    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, SEND_ACT);
 }
 
 int probe_sent_forward(struct mig_act *a)
 {
-    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, true);
+    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, SEND_PROBE);
 }
 
 int probe_sent_back(struct mig_act *a)
 {
-    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, true);
+    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, SEND_PROBE);
+}
+
+int act_find_final_base(struct mig_act *a)
+{
+    if (a->pc == 0)
+        CTX(a)->datasets[a->item].final_base[0] = '\0';
+    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, SEND_FIND_BASE);
 }
 
 /* Destroys a dataset tree on side; one already gone is fine. */

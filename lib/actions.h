@@ -73,6 +73,13 @@ int undo_snapshot(struct mig_act *a);
 int act_send_forward(struct mig_act *a); /* source -> target */
 int act_send_back(struct mig_act *a);    /* target -> source */
 int probe_sent_forward(struct mig_act *a);
+/*
+ * Before the stop: the final send's base (the newest snapshot of the job
+ * both sides hold, guids compared), kept in memory for that send, which
+ * then skips the three reads in the downtime window.  Finding none is not
+ * a failure: the send looks again and says why.
+ */
+int act_find_final_base(struct mig_act *a);
 int probe_sent_back(struct mig_act *a);
 int undo_send_forward(struct mig_act *a); /* round 1 only: the target's copy goes */
 int undo_send_back(struct mig_act *a);    /* the back snapshot on the source goes */

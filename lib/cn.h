@@ -110,8 +110,9 @@ char *mig_cmd_zfs_mount(const char *dataset);
  * (the pool mounted at /POOL, as on SmartOS): every row is dataset or below
  * it, and every filesystem's mountpoint is none, legacy, zoned (mounted by
  * its zone, inside the zone's root) or /DATASET or a path below it, with no
- * "." or ".." component.  0 and in next the first filesystem the global
- * zone would mount that is not mounted yet ("" when none); -EPERM with why
+ * "." or ".." component.  The number of filesystems the global zone would
+ * mount that are not mounted yet, with the first of them in next ("" and 0
+ * when none); -EPERM with why
  * (one line) when a mountpoint points elsewhere; MIG_EPARSE.
  */
 int mig_check_received(const char *text, const char *dataset, char *next, size_t nextsz,

@@ -392,6 +392,7 @@ struct received {
     size_t nextsz;
     char *why;
     size_t whysz;
+    int pending; /* the filesystems the global zone would mount that are not mounted */
 };
 
 /* One row: name type mountpoint zoned canmount mounted. */
@@ -418,8 +419,11 @@ static int on_received_line(char *line, void *arg)
                  r->dataset);
         return -EPERM;
     }
-    if (path && r->next[0] == '\0' && strcmp(f[4], "on") == 0 && strcmp(f[5], "no") == 0)
-        snprintf(r->next, r->nextsz, "%s", f[0]);
+    if (path && strcmp(f[4], "on") == 0 && strcmp(f[5], "no") == 0) {
+        if (r->next[0] == '\0')
+            snprintf(r->next, r->nextsz, "%s", f[0]);
+        r->pending++;
+    }
     return 0;
 }
 
@@ -430,11 +434,11 @@ int mig_check_received(const char *text, const char *dataset, char *next, size_t
     why[0] = '\0';
     if (text == NULL || !mig_dataset_valid(dataset))
         return MIG_EPARSE;
-    struct received r = {dataset, next, nextsz, why, whysz};
+    struct received r = {dataset, next, nextsz, why, whysz, 0};
     int rc = each_line(text, on_received_line, &r);
     if (rc != 0)
         next[0] = '\0';
-    return rc;
+    return rc != 0 ? rc : r.pending;
 }
 
 int mig_parse_resume_token(const char *text, char *out, size_t outsz)

@@ -83,6 +83,12 @@ struct mig_dataset {
     char name[MIG_DATASET_LEN];   /* "zones/UUID", "zones/UUID-disk0" */
     char origin[MIG_DATASET_LEN]; /* "zones/IMAGE@final", or "" when not a clone */
     int64_t used;                 /* bytes, from zfs list at validation */
+    /*
+     * In memory only (never in the record, so a restart asks again): the
+     * switch's final send's base ("migd-JOB-N"), found before the stop
+     * (act_find_final_base); "" when not found or used already.
+     */
+    char final_base[128];
 };
 
 /*

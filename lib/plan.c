@@ -186,17 +186,27 @@ static bool config_changed(const struct mig_job *job, int round, int item)
 }
 
 /*
- * The downtime window holds only: stop, the final snapshot and send, a
- * check that the staged configuration still holds, disabling the source
- * (one command), attach, lifting the target's flag, start.
+ * Before the stop, what needs no stopped VM: a check that the staged
+ * configuration still holds (restaged if not), and the final send's base.
  */
-static const struct mig_action_def SWITCH_TAIL[] = {
+static const struct mig_action_def SWITCH_CHECK[] = {
     {"switch.check_config", SRC, "zonecfg export: did the zone change since it was staged?",
      MIG_ACT_READ, NULL, NULL, act_check_config, NULL, NULL},
     {"switch.unstage_target", DST, "zonecfg delete: the staged zone, when the source's changed",
      0, config_changed, NULL, act_delete_zone, NULL, NULL},
     {"switch.restage_target", DST, "zonecfg -f -: the changed configuration, flagged", 0,
      config_changed, probe_configured_target, act_configure_target, act_delete_zone, NULL},
+};
+static const struct mig_action_def SWITCH_BASE = {
+    "switch.find_base", SRC, "zfs list, zfs get guid: the final send's base, before the stop",
+    MIG_ACT_READ, NULL, NULL, act_find_final_base, NULL, NULL};
+
+/*
+ * The downtime window holds only: stop, the final snapshot and send,
+ * disabling the source (one command), attach, lifting the target's flag,
+ * start.
+ */
+static const struct mig_action_def SWITCH_TAIL[] = {
     {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
      0, NULL, probe_disabled, act_disable, undo_disable, NULL},
     {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached,
@@ -341,6 +351,7 @@ static const struct {
     {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
     {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
+    {SWITCH_CHECK, N(SWITCH_CHECK)}, {&SWITCH_BASE, 1},
     {STAGE, N(STAGE)},             {DIRECT, N(DIRECT)},     {DIRECT_END, N(DIRECT_END)},
     {&QUOTA_READ, 1},              {&ROOM, 1},              {&SWITCH_ROOM, 1},
     {&RETURN_ROOM, 1},             {&RETURN_QUOTA, 1},      {&REMOVE_QUOTA, 1},
@@ -431,6 +442,8 @@ void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
 {
     p->n = 0;
     add(p, &HEALTH_BASELINE, MIG_PHASE_SWITCH, -1, -1);
+    add_all(p, SWITCH_CHECK, N(SWITCH_CHECK), MIG_PHASE_SWITCH);
+    add_per_dataset(p, job, &SWITCH_BASE, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_ROOM, MIG_PHASE_SWITCH, MIG_ROUND_FINAL, -1);
