@@ -104,6 +104,8 @@ static bool pace(struct migd *d, json_t *hc)
     json_t *parallel = json_object_get(opts, "max_parallel");
     int lanes = json_is_integer(parallel) ? (int)json_integer_value(parallel)
                                           : d->cfg->limits.max_active_jobs;
+    if (lanes < 1 || lanes > d->cfg->limits.max_active_jobs)
+        lanes = d->cfg->limits.max_active_jobs; /* as its plan's estimate counts them */
     struct mig_window win = {.set = false};
     const char *spec = json_string_value(json_object_get(opts, "window"));
     if (spec != NULL && mig_window_parse_saved(spec, &win) != 0)
