@@ -507,7 +507,11 @@ void out_job_summary(FILE *f, json_t *job)
     fprintf(f, "source      %s\n", side_name(job, "source"));
     fprintf(f, "target      %s\n", side_name(job, "target"));
     transfer_words(job, line, sizeof(line));
-    fprintf(f, "transfer    %s\n", line);
+    json_t *compressed = out_get(job, "send_compressed");
+    fprintf(f, "transfer    %s%s\n", line,
+            json_is_true(compressed)    ? "; compressed sends (zfs send -c on both CNs)"
+            : json_is_false(compressed) ? "; plain sends (a CN's zfs has no send -c)"
+                                        : "");
     fprintf(f, "source copy %s\n", cleanup_words(job));
     if (get_str(job, "cleanup_at") != NULL)
         fprintf(f, "            deleted at %s by the cleanup timer (\"migctl cleanup --cancel-timer "

@@ -21,23 +21,29 @@
 
 /* ---- what a CN supports ---- */
 
-/* Resumable streams are detected by asking for the property; an older zfs refuses it. */
-static int detect_resumable(struct mig_act *a, enum mig_side side, int *out)
-{
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zfs_get("receive_resume_token", a->env->pool), NULL);
-    if (a->res->err != 0)
-        return mig_act_fail_res(a, "ProbeFailed", "asking %s's zfs for resumable streams",
-                                HOST(a, side));
-    *out = a->res->exit_status == 0;
-    ACT_END(a);
-}
-
+/*
+ * What the side's zfs supports, asked once in prepare and kept on record so
+ * that every round sends alike.  Resumable streams: by asking for the
+ * property, which an older zfs refuses.  Compressed sends: by `zfs send -c`
+ * with nothing to send, which such a zfs refuses only for the missing
+ * snapshot (an answer it does not give is taken as no).
+ */
 int act_features(struct mig_act *a)
 {
-    return detect_resumable(a, a->side,
-                            a->side == MIG_SIDE_SOURCE ? &CTX(a)->resumable_source
-                                                       : &CTX(a)->resumable_target);
+    bool src = a->side == MIG_SIDE_SOURCE;
+    ACT_BEGIN(a);
+    ACT_SSH(a, a->side, mig_cmd_zfs_get("receive_resume_token", a->env->pool), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "asking %s's zfs for resumable streams",
+                                HOST(a, a->side));
+    *(src ? &CTX(a)->resumable_source : &CTX(a)->resumable_target) = a->res->exit_status == 0;
+    ACT_SSH(a, a->side, mig_cmd_zfs_send_c_probe(), NULL);
+    if (a->res->err != 0)
+        return mig_act_fail_res(a, "ProbeFailed", "asking %s's zfs for compressed sends",
+                                HOST(a, a->side));
+    *(src ? &CTX(a)->compressed_source : &CTX(a)->compressed_target) =
+        a->res->exit_status != 0 && mig_parse_send_c_probe(a->res->errout) == 1;
+    ACT_END(a);
 }
 
 /*
@@ -427,7 +433,8 @@ send:
                                     .dst_ip = CTX(a)->target_ip,
                                     .user = a->env->ssh_user,
                                     .port = a->env->ssh_port,
-                                    .cipher = NULL};
+                                    .cipher = NULL,
+                                    .compressed = mig_job_compressed(a->job)};
         mig_act_ssh(a, MIG_SIDE_SOURCE, mig_cmd_zfs_send_direct(&d), NULL);
         a->op.progress = true;
         ACT_AWAIT(a);
@@ -442,7 +449,10 @@ send:
         }
         goto settle;
     }
-    ACT_RELAY(a, from, mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL), to,
+    ACT_RELAY(a, from,
+              mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL,
+                               mig_job_compressed(a->job)),
+              to,
               CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
                   ? mig_cmd_zfs_receive_resumable(DS(a))
                   : mig_cmd_zfs_receive(DS(a), true));

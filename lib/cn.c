@@ -417,10 +417,10 @@ char *mig_cmd_zfs_snapshot(const char *dataset, const char *snap)
 }
 
 /* "zfs send -R [-I 'FROM'] 'DS@SNAP'"; from NULL for a full stream. */
-char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from)
+char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from, bool compressed)
 {
     struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs send -R");
+    cn_cmd_lit(&c, compressed ? "zfs send -R -c" : "zfs send -R");
     if (from != NULL) {
         cn_cmd_lit(&c, "-I");
         cn_cmd_arg(&c, from, cn_from_snapshot_valid(from));
@@ -473,6 +473,11 @@ bool cn_token_char(char ch)
 }
 
 /* "zfs send -t 'TOKEN'" */
+char *mig_cmd_zfs_send_c_probe(void)
+{
+    return mig_strdup("zfs send -c");
+}
+
 char *mig_cmd_zfs_send_resume(const char *token)
 {
     struct cmd c = {0};

@@ -86,7 +86,18 @@ char *mig_cmd_zfs_snapshot(const char *dataset, const char *snap);
  * zfs send -R [-I FROM] DATASET@SNAP.  from: NULL for a full stream, a full
  * snapshot name "pool/ds@snap" (an origin image's @final) or a short "@snap".
  */
-char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from);
+char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from, bool compressed);
+/*
+ * zfs send -c, with nothing to send: whether the CN's zfs knows compressed
+ * sends, from what it refuses (mig_parse_send_c_probe).  It sends nothing.
+ */
+char *mig_cmd_zfs_send_c_probe(void);
+/*
+ * What mig_cmd_zfs_send_c_probe's stderr says: 1 when zfs took -c and only
+ * missed the snapshot, 0 when it refused the option, MIG_EPARSE when it
+ * said neither (then migd sends without -c: never assumed).
+ */
+int mig_parse_send_c_probe(const char *err);
 /*
  * zfs receive -u [-F] DATASET: the stream lands in exactly this dataset
  * (what it carries below its top lands below DATASET), whatever names it
@@ -181,6 +192,7 @@ struct mig_direct_send {
     const char *user;                  /* ssh.user */
     int port;                          /* ssh.port; 22 adds no -p */
     const char *cipher;                /* NULL: ssh's default */
+    bool compressed;                   /* zfs send -c (both CNs' zfs support it) */
 };
 /*
  * source: zfs send -R -v ... | ssh -F /dev/null ... USER@DST_IP 'zfs receive

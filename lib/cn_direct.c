@@ -225,7 +225,7 @@ char *mig_cmd_zfs_send_direct(const struct mig_direct_send *d)
     struct cmd c = {0};
     char recv[300];
     bool job_ok = mig_uuid_valid(d->job_uuid);
-    cn_cmd_lit(&c, "zfs send -R -v");
+    cn_cmd_lit(&c, d->compressed ? "zfs send -R -c -v" : "zfs send -R -v");
     if (d->from != NULL) {
         cn_cmd_lit(&c, "-I");
         cn_cmd_arg(&c, d->from, cn_from_snapshot_valid(d->from));

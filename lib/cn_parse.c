@@ -441,6 +441,18 @@ int mig_check_received(const char *text, const char *dataset, char *next, size_t
     return rc != 0 ? rc : r.pending;
 }
 
+int mig_parse_send_c_probe(const char *err)
+{
+    if (err == NULL)
+        return MIG_EPARSE;
+    /* illumos' getopt names the option it does not know before anything else. */
+    if (strstr(err, "invalid option 'c'") != NULL)
+        return 0;
+    if (strstr(err, "missing snapshot argument") != NULL)
+        return 1;
+    return MIG_EPARSE;
+}
+
 int mig_parse_resume_token(const char *text, char *out, size_t outsz)
 {
     if (text == NULL)

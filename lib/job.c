@@ -185,6 +185,7 @@ struct mig_job *mig_job_new(void)
     struct mig_job_ctx *c = &job->ctx;
     c->autoboot_before = c->back_was_running = -1;
     c->resumable_source = c->resumable_target = -1;
+    c->compressed_source = c->compressed_target = -1;
     c->last_delta = -1;
     c->write_bytes_s = -1;
     c->quota_before = -1;
@@ -476,6 +477,11 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "activity", mig_json_field(job->ctx.activity));
     json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
     json_object_set_new(o, "transfer", json_string(job->transfer));
+    /* zfs send -c: null until prepare asked both CNs, then the same for every round. */
+    json_object_set_new(o, "send_compressed",
+                        job->ctx.compressed_source < 0 || job->ctx.compressed_target < 0
+                            ? json_null()
+                            : json_boolean(mig_job_compressed(job)));
     json_object_set_new(o, "limit_mbps", json_integer(job->limit_mbps));
     json_object_set_new(o, "evacuation", mig_json_field(job->evacuation));
     /* migctl pause JOB: only while it could still go on (an ended job is not paused). */
@@ -556,4 +562,9 @@ bool mig_job_origin_on_target(const struct mig_job_ctx *c, const char *origin)
         if (strcmp(c->images[i].uuid, uuid) == 0)
             return c->images[i].on_target == 1;
     return false;
+}
+
+bool mig_job_compressed(const struct mig_job *job)
+{
+    return job->ctx.compressed_source == 1 && job->ctx.compressed_target == 1;
 }

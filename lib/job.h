@@ -130,6 +130,9 @@ struct mig_job_ctx {
     int autoboot_before;  /* the source zone's autoboot when the job began */
     int resumable_source; /* the CN supports resumable streams (send -t / receive -s) */
     int resumable_target;
+    /* the CN's zfs knows compressed sends (send -c); -1 before prepare asked (act_features) */
+    int compressed_source;
+    int compressed_target;
     char *zonecfg;        /* the source's zonecfg export, taken at the switch; NULL before */
     int rounds;           /* snapshot rounds sent before the switch (1, 2, ...) */
     int64_t last_delta;   /* bytes of the last incremental round; -1 before one */
@@ -336,5 +339,11 @@ bool mig_job_origin_on_target(const struct mig_job_ctx *ctx, const char *origin)
  * mig_job_to_record (job_record.h).
  */
 json_t *mig_job_to_json(const struct mig_job *job);
+
+/*
+ * Whether the job's sends are compressed (zfs send -c): both CNs' zfs
+ * support it, as prepare found; decided once, so every round sends alike.
+ */
+bool mig_job_compressed(const struct mig_job *job);
 
 #endif

@@ -241,6 +241,11 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
         json_object_set_new(o, "reservation_before", json_integer(c->reservation_before));
         json_object_set_new(o, "wake_ms", json_integer(c->wake_ms));
     }
+    /* Each once prepare asked its CN (older records, and jobs before it, have neither). */
+    if (o != NULL && c->compressed_source >= 0)
+        json_object_set_new(o, "compressed_source", json_integer(c->compressed_source));
+    if (o != NULL && c->compressed_target >= 0)
+        json_object_set_new(o, "compressed_target", json_integer(c->compressed_target));
     if (o != NULL && c->direct_pub[0] != '\0') {
         json_object_set_new(o, "direct_key", json_string(c->direct_key));
         json_object_set_new(o, "direct_pub", json_string(c->direct_pub));
@@ -332,6 +337,8 @@ int mig_job_ctx_from_json(json_t *j, struct mig_job_ctx *out)
         rd_int(j, "write_bytes_s", &c.write_bytes_s) < 0 || rd_int(j, "wake_ms", &c.wake_ms) < 0 ||
         rd_int(j, "quota_before", &c.quota_before) < 0 ||
         rd_int(j, "reservation_before", &c.reservation_before) < 0 ||
+        rd_int32(j, "compressed_source", &c.compressed_source) < 0 ||
+        rd_int32(j, "compressed_target", &c.compressed_target) < 0 ||
         rd_fixed(j, "direct_key", c.direct_key, sizeof(c.direct_key), false) < 0 ||
         rd_fixed(j, "direct_pub", c.direct_pub, sizeof(c.direct_pub), false) < 0) {
         free(zonecfg);

@@ -80,9 +80,11 @@ static bool has_image(const struct mig_job *job, int round, int item)
 static const struct mig_action_def PREPARE[] = {
     {"prepare.inspect_source", SRC, "vmadm get: whether the VM runs, its autoboot", MIG_ACT_READ,
      NULL, NULL, act_inspect, NULL, NULL},
-    {"prepare.features_source", SRC, "zfs get receive_resume_token: resumable streams?",
+    {"prepare.features_source", SRC,
+     "zfs get receive_resume_token, zfs send -c: resumable and compressed streams?",
      MIG_ACT_READ, NULL, NULL, act_features, NULL, NULL},
-    {"prepare.features_target", DST, "zfs get receive_resume_token: resumable streams?",
+    {"prepare.features_target", DST,
+     "zfs get receive_resume_token, zfs send -c: resumable and compressed streams?",
      MIG_ACT_READ, NULL, NULL, act_features, NULL, NULL},
     {"prepare.check_target", DST, "zfs list: no dataset of the VM is there yet", MIG_ACT_READ,
      NULL, NULL, act_check_target, NULL, NULL},

@@ -544,6 +544,19 @@ class Lab:
         return self._add_cn_rule(cn, {'prog': prog, 'args': args, 'count': count,
                                       'throttle_bps': int(bytes_per_s), 'stream': stream})
 
+    def cn_zfs_features(self, cn, **features):
+        """Optional zfs features cn's `zfs` front offers on top of zfs-fuse,
+        as a newer illumos zfs would: send_c=True makes `zfs send -c`
+        accepted (docs/lab.md).  Kept in the CN's state; False turns one
+        off again."""
+        unknown = set(features) - {'send_c'}
+        if unknown:
+            raise LabError('unknown zfs features: %s' % ', '.join(sorted(unknown)))
+        path = os.path.join(cn.dir, 'state', 'features.json')
+        now = _read_json(path) or {}
+        now.update(features)
+        _write_json(path, now)
+
     def cn_faults_clear(self, cn):
         with self._cn_rules(cn) as rules:
             rules.clear()

@@ -60,7 +60,7 @@ def test_running_zone_directly_with_its_progress_and_no_key_left(lab, migd):
                % (DATA_MB, v['uuid']), timeout=300)
     before = lab.file_checksums(src, '/zones/%s' % v['uuid'])
     # At 8 MB/s the first send takes ~5 s: zfs send -v prints a line a second.
-    lab.cn_throttle(src, 'zfs', args=r'^send', bytes_per_s=8 << 20, count=1)
+    lab.cn_throttle(src, 'zfs', args=r'^send -R', bytes_per_s=8 << 20, count=1)
     try:
         job = submit(migd, v['uuid'], dst.hostname)
         seen = []

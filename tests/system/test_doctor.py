@@ -144,7 +144,7 @@ def test_a_jobs_held_snapshot_is_found_once_the_job_ended(lab, migd):
     v = lab.vms['stopped0']
     src = home(lab, v['uuid'])
     dst = other(lab, src)
-    lab.cn_fault(src, 'zfs', args=r'^send', exit=None, delay_s=3)  # time to take the hold
+    lab.cn_fault(src, 'zfs', args=r'^send -R', exit=None, delay_s=3)  # time to take the hold
     job = submit(migd, v['uuid'], dst.hostname)
     first = 'zones/%s@migd-%s-1' % (v['uuid'], job)
     helpers.wait_for(lambda: lab.cn_run(src, 'zfs list -H -o name -t snapshot %s' % first,

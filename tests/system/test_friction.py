@@ -133,7 +133,7 @@ def test_held_snapshot_leaves_a_switched_job_switched(lab, migd):
     src = v['cn']
     dst = other(lab, src)
     # The first send waits 3 s: time to take the hold between snapshot and send.
-    lab.cn_fault(src, 'zfs', args=r'^send', exit=None, delay_s=3)
+    lab.cn_fault(src, 'zfs', args=r'^send -R', exit=None, delay_s=3)
     job_uuid = submit(migd, v['uuid'], dst.hostname)
     first = snap_of(v, job_uuid, 1)
     hold_when_made(lab, src, first)

@@ -101,7 +101,7 @@ def test_metrics_pass_promtool_after_a_direct_migration(lab, migd):
     # A direct stream's bytes are counted from zfs send -v's lines, printed once
     # a second (none for the last part of a second, as illumos): the first send
     # is held to 1 MiB/s so that it lasts seconds, not a fraction of one.
-    lab.cn_throttle(src, 'zfs', args=r'^send', bytes_per_s=1 << 20, count=1, stream='stdout')
+    lab.cn_throttle(src, 'zfs', args=r'^send -R', bytes_per_s=1 << 20, count=1, stream='stdout')
     try:
         p = migd.ctl('migrate', '-i', '--transfer', 'direct', v['uuid'], dst.hostname)
         assert p.returncode == 0, p.stderr

@@ -67,12 +67,13 @@ static void test_zfs_commands(void **state)
                "zfs set 'refquota=none' 'zones/" VM "-disk0'");
     expect_cmd(mig_cmd_zfs_snapshot("zones/" VM, "migd-abc-1"),
                "zfs snapshot -r 'zones/" VM "@migd-abc-1'");
-    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-1", NULL),
+    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-1", NULL, false),
                "zfs send -R 'zones/" VM "@migd-abc-1'");
-    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-1", "zones/" IMG "@final"),
+    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-1", "zones/" IMG "@final", false),
                "zfs send -R -I 'zones/" IMG "@final' 'zones/" VM "@migd-abc-1'");
-    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-2", "@migd-abc-1"),
-               "zfs send -R -I '@migd-abc-1' 'zones/" VM "@migd-abc-2'");
+    expect_cmd(mig_cmd_zfs_send("zones/" VM, "migd-abc-2", "@migd-abc-1", true),
+               "zfs send -R -c -I '@migd-abc-1' 'zones/" VM "@migd-abc-2'");
+    expect_cmd(mig_cmd_zfs_send_c_probe(), "zfs send -c");
     /* An explicit destination, never a pool (-d would take any name the stream carries). */
     expect_cmd(mig_cmd_zfs_receive("zones/" VM, true), "zfs receive -u -F 'zones/" VM "'");
     expect_cmd(mig_cmd_zfs_receive("zones/" VM "-disk0", false),
@@ -157,9 +158,9 @@ static void test_hostile_zfs_arguments(void **state)
         expect_null(mig_cmd_zfs_set("quota", "10g", h), "set dataset", h);
         expect_null(mig_cmd_zfs_snapshot(h, "s1"), "snapshot dataset", h);
         expect_null(mig_cmd_zfs_snapshot("zones/" VM, h), "snapshot name", h);
-        expect_null(mig_cmd_zfs_send(h, "s1", NULL), "send dataset", h);
-        expect_null(mig_cmd_zfs_send("zones/" VM, h, NULL), "send snap", h);
-        expect_null(mig_cmd_zfs_send("zones/" VM, "s2", h), "send from", h);
+        expect_null(mig_cmd_zfs_send(h, "s1", NULL, false), "send dataset", h);
+        expect_null(mig_cmd_zfs_send("zones/" VM, h, NULL, true), "send snap", h);
+        expect_null(mig_cmd_zfs_send("zones/" VM, "s2", h, false), "send from", h);
         expect_null(mig_cmd_zfs_receive(h, true), "receive", h);
         expect_null(mig_cmd_zfs_list_mounts(h), "list mounts", h);
         expect_null(mig_cmd_zfs_mount(h), "mount", h);
@@ -168,10 +169,10 @@ static void test_hostile_zfs_arguments(void **state)
         expect_null(mig_cmd_zfs_destroy_snapshot("zones/" VM, h, true), "destroy_snapshot", h);
     }
     /* Snapshot-shaped hostile input. */
-    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "@$(id)"), "send from", "@$(id)");
-    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x@"), "send from", "empty snap");
-    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x"), "send from", "no @");
-    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x@a@b"), "send from", "two @");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "@$(id)", true), "send from", "@$(id)");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x@", true), "send from", "empty snap");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x", true), "send from", "no @");
+    expect_null(mig_cmd_zfs_send("zones/" VM, "s2", "zones/x@a@b", true), "send from", "two @");
     expect_null(mig_cmd_zfs_snapshot("zones/" VM, "a@b"), "snapshot", "a@b");
     expect_null(mig_cmd_zfs_snapshot("zones/" VM "@s", "s"), "snapshot", "@ in dataset");
     expect_null(mig_cmd_zfs_set("quota", "10g;id", "zones/" VM), "set value", ";");
@@ -477,13 +478,15 @@ static void test_direct_transfer_commands(void **state)
     d.port = 2222;
     d.cipher = "aes128-gcm@openssh.com";
     d.dataset = "zones/" VM "-disk0";
+    d.compressed = true;
     expect_cmd(mig_cmd_zfs_send_direct(&d),
-               "zfs send -R -v -I 'zones/" IMG "@final' 'zones/" VM "-disk0@migd-" JOB "-1' | ssh "
+               "zfs send -R -c -v -I 'zones/" IMG "@final' 'zones/" VM "-disk0@migd-" JOB "-1' | ssh "
                "-F /dev/null -T -b '10.1.1.33' -i '/var/tmp/migd-" JOB "/id' -o IdentitiesOnly=yes "
                "-o GlobalKnownHostsFile=/dev/null -o 'UserKnownHostsFile=/var/tmp/migd-" JOB
                "/known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes -p '2222' -c "
                "'aes128-gcm@openssh.com' 'root@10.1.1.34' '" RECV_DISK "'");
     d.dataset = "zones/" VM;
+    d.compressed = false;
 
     /* Nothing unchecked reaches the CN: every argument is refused when it is not what it must be. */
     k.src_ip = "10.1.1.33\",command=\"sh";
@@ -573,6 +576,21 @@ static void test_check_received(void **state)
                      MIG_EPARSE);
 }
 
+/* zfs send -c with nothing to send: which refusal says whether -c is known. */
+static void test_send_c_probe(void **state)
+{
+    (void)state;
+    assert_int_equal(mig_parse_send_c_probe("invalid option 'c'\nusage:\n\tsend [-DnPpRv] ..."),
+                     0);
+    assert_int_equal(mig_parse_send_c_probe("missing snapshot argument\nusage:\n\tsend "
+                                            "[-DnPpRvLec] [-[iI] snapshot] <snapshot>"),
+                     1);
+    assert_int_equal(mig_parse_send_c_probe("cannot open 'zones': permission denied"),
+                     MIG_EPARSE);
+    assert_int_equal(mig_parse_send_c_probe(""), MIG_EPARSE);
+    assert_int_equal(mig_parse_send_c_probe(NULL), MIG_EPARSE);
+}
+
 static void test_send_progress(void **state)
 {
     (void)state;
@@ -659,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_zonecfg_flags),
         cmocka_unit_test(test_direct_transfer_commands),
         cmocka_unit_test(test_check_received),
+        cmocka_unit_test(test_send_c_probe),
         cmocka_unit_test(test_send_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -321,6 +321,9 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
         s->autoboot = false;
     } else if (strstr(cmd, "receive_resume_token") != NULL) {
         return fail_cmd(a, "bad property list: invalid property 'receive_resume_token'");
+    } else if (strcmp(cmd, "zfs send -c") == 0) {
+        /* The fake CN's zfs, like zfs-fuse, has no compressed sends. */
+        return fail_cmd(a, "invalid option 'c'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>");
     } else if (strncmp(cmd, "zfs list -H -o name -t snapshot -d 1", 36) == 0) {
         if (strstr(q[0], "/cores/") != NULL) {
             if (!s->cores)

@@ -653,6 +653,7 @@ static void test_public_json(void **state)
                                  "activity",
                                  "cleanup_source",
                                  "transfer",
+                                 "send_compressed",
                                  "limit_mbps",
                                  "rounds",
                                  "downtime_breakdown",
@@ -680,6 +681,18 @@ static void test_public_json(void **state)
     assert_string_equal(json_string_value(json_object_get(rec, "phase")), "switch");
     json_decref(rec);
     assert_true(json_is_true(json_object_get(o, "aborting")));
+    /* zfs send -c: unknown until prepare asked both CNs, then both must support it. */
+    assert_true(json_is_null(json_object_get(o, "send_compressed")));
+    job->ctx.compressed_source = 1;
+    job->ctx.compressed_target = 0;
+    json_t *half = mig_job_to_json(job);
+    assert_true(json_is_false(json_object_get(half, "send_compressed")));
+    json_decref(half);
+    job->ctx.compressed_target = 1;
+    json_t *both = mig_job_to_json(job);
+    assert_true(json_is_true(json_object_get(both, "send_compressed")));
+    json_decref(both);
+    job->ctx.compressed_source = job->ctx.compressed_target = -1;
     /* An ended job is never shown paused, whatever its record says. */
     job->paused = true;
     json_t *ended = mig_job_to_json(job);

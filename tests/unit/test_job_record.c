@@ -313,6 +313,8 @@ static void assert_jobs_equal(const struct mig_job *a, const struct mig_job *b)
     assert_int_equal(c->autoboot_before, d->autoboot_before);
     assert_int_equal(c->resumable_source, d->resumable_source);
     assert_int_equal(c->resumable_target, d->resumable_target);
+    assert_int_equal(c->compressed_source, d->compressed_source);
+    assert_int_equal(c->compressed_target, d->compressed_target);
     if (c->zonecfg == NULL || d->zonecfg == NULL)
         assert_ptr_equal(c->zonecfg, d->zonecfg);
     else
@@ -438,6 +440,25 @@ static void test_gate_and_timer_round_trip(void **state)
 }
 
 /* migctl pause JOB is on record only while set: an older record is a job that is not paused. */
+/* zfs send -c as prepare found it: on record once known, so every round sends alike. */
+static void test_compressed_round_trip(void **state)
+{
+    (void)state;
+    struct mig_job *job = fresh_job();
+    char *text = record_text(job);
+    assert_null(strstr(text, "compressed"));
+    free(text);
+    job->ctx.compressed_source = 1;
+    job->ctx.compressed_target = 0;
+    text = record_text(job);
+    assert_non_null(strstr(text, "\"compressed_source\":1,\"compressed_target\":0"));
+    struct mig_job *back = record_load(text);
+    assert_jobs_equal(back, job);
+    free(text);
+    mig_job_free(back);
+    mig_job_free(job);
+}
+
 static void test_paused_round_trip(void **state)
 {
     (void)state;
@@ -490,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_gate_and_timer_round_trip),
         cmocka_unit_test(test_paused_round_trip),
+        cmocka_unit_test(test_compressed_round_trip),
         cmocka_unit_test(test_record_is_not_the_api_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1333,6 +1333,7 @@ def front_zfs(args):
         if bad:
             raise Fail("bad property list: invalid property '%s'" % bad[0], 2)
     if sub == 'send':
+        rest = send_c_front(rest, letters)
         had_v, rest_v = without_flag(rest, 'v', letters)
         register_send(rest_v)
         if had_v:
@@ -1351,6 +1352,22 @@ def front_zfs(args):
     if sub == 'holds':
         return zfs_holds(rest)
     os.execv(REAL_ZFS, [REAL_ZFS] + args)
+
+
+def send_c_front(args, letters):
+    """`zfs send -c` on a CN whose zfs the lab says knows it (features.json
+    `send_c`, set by Lab.cn_zfs_features): zfs-fuse cannot compress a
+    stream, so the front drops `-c` and sends it as it is (a receiver of a
+    compressed stream takes a plain one too); with nothing to send it
+    answers as such an illumos zfs does.  Otherwise `-c` stays, and
+    zfs-fuse refuses it as an older illumos zfs does (`invalid option 'c'`)."""
+    if not (read_json(state_path('features.json'), {}) or {}).get('send_c'):
+        return args
+    had_c, rest = without_flag(args, 'c', letters)
+    if had_c and not parse_opts(rest, letters)[2]:
+        raise Fail('missing snapshot argument\nusage:\n\tsend [-DnPpRvLec] '
+                   '[-[iI] snapshot] <snapshot>', 2)
+    return rest
 
 
 def nicenum(n):
