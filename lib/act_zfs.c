@@ -433,7 +433,7 @@ send:
                                     .dst_ip = CTX(a)->target_ip,
                                     .user = a->env->ssh_user,
                                     .port = a->env->ssh_port,
-                                    .cipher = NULL,
+                                    .cipher = MIG_DIRECT_CIPHERS,
                                     .compressed = mig_job_compressed(a->job)};
         mig_act_ssh(a, MIG_SIDE_SOURCE, mig_cmd_zfs_send_direct(&d), NULL);
         a->op.progress = true;

@@ -191,9 +191,18 @@ struct mig_direct_send {
     const char *src_ip, *dst_ip;       /* admin IPs from CNAPI */
     const char *user;                  /* ssh.user */
     int port;                          /* ssh.port; 22 adds no -p */
-    const char *cipher;                /* NULL: ssh's default */
+    const char *cipher;                /* ssh -c: one or a list in order; NULL: ssh's default */
     bool compressed;                   /* zfs send -c (both CNs' zfs support it) */
 };
+/*
+ * The direct stream's ciphers, in order: ssh takes the first that both the
+ * source's client and the target's sshd offer.  AES-GCM first: a CN's CPU
+ * has AES instructions (every x86-64 CPU that runs SmartOS's bhyve has
+ * them), where it is the fastest (the lab: 1.70 s/GiB against 2.21 for
+ * chacha20-poly1305, 2.75 for aes128-ctr with umac); chacha20-poly1305,
+ * ssh's own default, where an older ssh lacks it.
+ */
+#define MIG_DIRECT_CIPHERS "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
 /*
  * source: zfs send -R -v ... | ssh -F /dev/null ... USER@DST_IP 'zfs receive
  * -u -F DS' (progress lines on stderr): none of the source's own ssh

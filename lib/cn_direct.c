@@ -38,6 +38,12 @@ static bool ed25519_key_valid(const char *s)
 }
 
 /* A user name for ssh: [a-z_][a-z0-9_-]*, as useradd allows. */
+/* A cipher, or ssh's comma-separated list of them in order of preference. */
+static bool cipher_char(char ch)
+{
+    return cn_prop_char(ch) || ch == ',';
+}
+
 static bool user_char(char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
@@ -248,7 +254,7 @@ char *mig_cmd_zfs_send_direct(const struct mig_direct_send *d)
     }
     if (d->cipher != NULL) {
         cn_cmd_lit(&c, "-c");
-        cn_cmd_arg(&c, d->cipher, cn_token_valid(d->cipher, 64, cn_prop_char));
+        cn_cmd_arg(&c, d->cipher, cn_token_valid(d->cipher, 96, cipher_char));
     }
     bool dst_ok = ip_valid(d->dst_ip) && cn_token_valid(d->user, 32, user_char);
     cn_cmd_argf(&c, dst_ok, "%s@%s", dst_ok ? d->user : "", dst_ok ? d->dst_ip : "");

@@ -520,6 +520,14 @@ static void test_direct_transfer_commands(void **state)
     assert_null(mig_cmd_job_dir_remove(""));
     d.cipher = "aes; id";
     assert_null(mig_cmd_zfs_send_direct(&d));
+    d.cipher = "aes128-gcm@openssh.com,$(id)";
+    assert_null(mig_cmd_zfs_send_direct(&d));
+    /* The preference list ssh negotiates from, as one argument. */
+    d.cipher = MIG_DIRECT_CIPHERS;
+    char *cmd = mig_cmd_zfs_send_direct(&d);
+    assert_non_null(cmd);
+    assert_non_null(strstr(cmd, " -c 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com' "));
+    free(cmd);
     d.cipher = NULL;
     d.user = "root@evil";
     assert_null(mig_cmd_zfs_send_direct(&d));
