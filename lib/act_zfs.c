@@ -297,8 +297,7 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
     ACT_BEGIN(a);
     BASE(a)[0] = '\0';
     a->i = 0;
-    if (mode == SEND_ACT && a->round == MIG_ROUND_FINAL && from == MIG_SIDE_SOURCE &&
-        ds->final_base[0] != '\0') {
+    if (mode == SEND_ACT && ds->final_base[0] != '\0' && ds->final_base_round == a->round) {
         /*
          * Found and compared by guid before the stop, in this run: nothing
          * but migd touches the target's unattached copy since, and the
@@ -367,8 +366,10 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
                             "%s%s differs between %s and %s (guid); no common snapshot to send from",
                             DS(a), BASE(a), HOST(a, from), HOST(a, to));
     if (mode == SEND_FIND_BASE) {
-        if (a->i != 1)
+        if (a->i != 1) {
             snprintf(ds->final_base, sizeof(ds->final_base), "%s", BASE(a) + 1);
+            ds->final_base_round = a->round;
+        }
         return MIG_ACT_DONE;
     }
     if (a->i == 1)
@@ -524,6 +525,13 @@ int act_find_final_base(struct mig_act *a)
     if (a->pc == 0)
         CTX(a)->datasets[a->item].final_base[0] = '\0';
     return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, SEND_FIND_BASE);
+}
+
+int act_find_back_base(struct mig_act *a)
+{
+    if (a->pc == 0)
+        CTX(a)->datasets[a->item].final_base[0] = '\0';
+    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, SEND_FIND_BASE);
 }
 
 /* Destroys a dataset tree on side; one already gone is fine. */

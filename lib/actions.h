@@ -80,6 +80,8 @@ int probe_sent_forward(struct mig_act *a);
  * a failure: the send looks again and says why.
  */
 int act_find_final_base(struct mig_act *a);
+/* The same for a return's last send back (target to source), before its stop on the target. */
+int act_find_back_base(struct mig_act *a);
 int probe_sent_back(struct mig_act *a);
 int undo_send_forward(struct mig_act *a); /* round 1 only: the target's copy goes */
 int undo_send_back(struct mig_act *a);    /* the back snapshot on the source goes */

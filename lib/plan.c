@@ -285,6 +285,9 @@ static const struct mig_action_def RETURN_PRESEND = {
     "rollback.presend", DST, "zfs send it back to the source while the VM runs",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
     undo_send_back, "dataset"};
+static const struct mig_action_def RETURN_BASE = {
+    "rollback.find_base", DST, "zfs list, zfs get guid: the last send back's base, before the stop",
+    MIG_ACT_READ, NULL, NULL, act_find_back_base, NULL, NULL};
 static const struct mig_action_def RETURN_STOP[] = {
     {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
      NULL, NULL},
@@ -353,7 +356,7 @@ static const struct {
     {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
     {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
-    {SWITCH_CHECK, N(SWITCH_CHECK)}, {&SWITCH_BASE, 1},
+    {SWITCH_CHECK, N(SWITCH_CHECK)}, {&SWITCH_BASE, 1},  {&RETURN_BASE, 1},
     {STAGE, N(STAGE)},             {DIRECT, N(DIRECT)},     {DIRECT_END, N(DIRECT_END)},
     {&QUOTA_READ, 1},              {&ROOM, 1},              {&SWITCH_ROOM, 1},
     {&RETURN_ROOM, 1},             {&RETURN_QUOTA, 1},      {&REMOVE_QUOTA, 1},
@@ -477,6 +480,7 @@ void mig_plan_return(const struct mig_job *job, struct mig_plan *p)
     add(p, &RETURN_ROOM, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE, -1);
     add_per_dataset(p, job, &RETURN_PRESNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE);
     add_per_dataset(p, job, &RETURN_PRESEND, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK_PRE);
+    add_per_dataset(p, job, &RETURN_BASE, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);
     add_all(p, RETURN_STOP, N(RETURN_STOP), MIG_PHASE_ROLLBACK);
     add(p, &RETURN_ROOM, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK, -1);
     add_per_dataset(p, job, &RETURN_SNAPSHOT, MIG_PHASE_ROLLBACK, MIG_ROUND_BACK);

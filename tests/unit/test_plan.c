@@ -170,6 +170,9 @@ static void test_orders_carry_the_safety_rules(void **state)
     assert_true(at(&p, "rollback.presend") < at(&p, "rollback.stop_target"));
     assert_true(at(&p, "rollback.stop_target") < at(&p, "rollback.snapshot"));
     assert_true(at(&p, "rollback.begin") < at(&p, "rollback.stop_target"));
+    /* The last send back's base is found while the VM still runs on the target. */
+    assert_true(at(&p, "rollback.presend") < at(&p, "rollback.find_base"));
+    assert_true(at(&p, "rollback.find_base") < at(&p, "rollback.begin"));
     /* The target's copy goes only after the source runs and the inventory names it. */
     assert_true(at(&p, "rollback.verify") < at(&p, "rollback.delete_target_zone"));
     assert_true(at(&p, "rollback.delete_target_zone") < at(&p, "rollback.destroy_target_dataset"));
