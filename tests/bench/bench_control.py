@@ -6,7 +6,7 @@ Brings up a 3-CN lab on its own SSH port and a migd, and:
      writes it; stops migd and stores JOBS (default 20,000) copies of that
      row as finished jobs (new job and VM uuids, created one ms apart)
      straight into migd's SQLite database; starts migd again;
-  2. writes DATA_MB (default 96) into web0 and throttles `zfs send` on every
+  2. writes DATA_MB (default 160) into web0 and throttles `zfs send` on every
      CN to RATE_MIB (default 4) MiB/s, as a link would;
   3. idle: migrates web0 to the other CN (`migctl migrate -w`) with nothing
      else asking migd, and cleans it up;
