@@ -96,6 +96,34 @@ static void waits_for(struct migd *d, const struct mig_window *win, json_t *job,
     }
 }
 
+/*
+ * The plan entries' waits onto the homecoming as it is on record now: a
+ * rollback started above may have ended at once and the homecoming with it
+ * (evac_job_ended saved it), which the copy read before must not undo.
+ */
+static void save_waits(struct migd *d, json_t *hc)
+{
+    json_t *now = mig_store_evac_load(d->store, json_string_value(json_object_get(hc, "uuid")));
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(now, "plan"), i, e)
+    {
+        json_t *mine = json_array_get(json_object_get(hc, "plan"), i);
+        const char *a = json_string_value(json_object_get(e, "vm_uuid"));
+        const char *b = json_string_value(json_object_get(mine, "vm_uuid"));
+        if (a == NULL || b == NULL || strcmp(a, b) != 0)
+            continue;
+        json_t *waits = json_object_get(mine, "waits");
+        if (waits != NULL)
+            json_object_set(e, "waits", waits);
+        else
+            json_object_del(e, "waits");
+    }
+    if (now != NULL)
+        mig_store_evac_save(d->store, now);
+    json_decref(now);
+}
+
 /* Starts what may start of one running homecoming; true when a rollback still waits. */
 static bool pace(struct migd *d, json_t *hc)
 {
@@ -156,7 +184,7 @@ static bool pace(struct migd *d, json_t *hc)
         }
     }
     if (changed)
-        mig_store_evac_save(d->store, hc);
+        save_waits(d, hc);
     return waiting;
 }
 

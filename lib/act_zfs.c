@@ -299,10 +299,10 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
     a->i = 0;
     if (mode == SEND_ACT && ds->final_base[0] != '\0' && ds->final_base_round == a->round) {
         /*
-         * Found and compared by guid before the stop, in this run: nothing
-         * but migd touches the target's unattached copy since, and the
-         * receive itself refuses a base that is not the target's newest.
-         * Once only: a retry of the send asks again.
+         * Found and compared by guid before the stop, in this run, with no
+         * partial receive waiting (act_find_final_base): nothing but this
+         * job touches the receiver's copy since.  Once only: a retry of the
+         * send asks again, from the start.
          */
         snprintf(BASE(a), 256, "@%s", ds->final_base);
         ds->final_base[0] = '\0';
@@ -366,10 +366,16 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
                             "%s%s differs between %s and %s (guid); no common snapshot to send from",
                             DS(a), BASE(a), HOST(a, from), HOST(a, to));
     if (mode == SEND_FIND_BASE) {
-        if (a->i != 1) {
-            snprintf(ds->final_base, sizeof(ds->final_base), "%s", BASE(a) + 1);
-            ds->final_base_round = a->round;
+        if (a->i == 1)
+            return MIG_ACT_DONE; /* sent already: the send settles it */
+        if (CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1) {
+            /* A partial receive waiting there is the send's to resume: no base kept. */
+            ACT_SSH(a, to, mig_cmd_zfs_get("receive_resume_token", DS(a)), NULL);
+            if (!mig_res_ok(a->res) || mig_parse_resume_token(a->res->out, TOKEN(a), 256) != 0)
+                return MIG_ACT_DONE;
         }
+        snprintf(ds->final_base, sizeof(ds->final_base), "%s", BASE(a) + 1);
+        ds->final_base_round = a->round;
         return MIG_ACT_DONE;
     }
     if (a->i == 1)
@@ -434,11 +440,20 @@ send:
                                     .dst_ip = CTX(a)->target_ip,
                                     .user = a->env->ssh_user,
                                     .port = a->env->ssh_port,
-                                    .cipher = MIG_DIRECT_CIPHERS,
+                                    .cipher = CTX(a)->direct_plain_cipher ? NULL
+                                                                          : MIG_DIRECT_CIPHERS,
                                     .compressed = mig_job_compressed(a->job)};
         mig_act_ssh(a, MIG_SIDE_SOURCE, mig_cmd_zfs_send_direct(&d), NULL);
         a->op.progress = true;
         ACT_AWAIT(a);
+        if (!mig_res_ok(a->res) && !CTX(a)->direct_plain_cipher && a->res->err == 0 &&
+            (mig_res_err_has(a->res, "no matching cipher") ||
+             mig_res_err_has(a->res, "Unknown cipher"))) {
+            /* An ssh or sshd without those ciphers: again at once, with ssh's own choice. */
+            CTX(a)->direct_plain_cipher = 1;
+            a->pc = 0;
+            return send_between(a, from, to, mode);
+        }
         if (!mig_res_ok(a->res)) {
             char why[300];
             direct_failure(a->res, why, sizeof(why));

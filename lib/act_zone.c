@@ -423,6 +423,20 @@ int act_check_config(struct mig_act *a)
     ACT_END(a);
 }
 
+int act_recheck_config(struct mig_act *a)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zonecfg_export(VM(a)), NULL);
+    if (!mig_res_ok(a->res) || a->res->out[0] == '\0')
+        return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg export of %s on %s", VM(a),
+                                HOST(a, MIG_SIDE_SOURCE));
+    if (!mig_zonecfg_same(a->res->out, a->job->ctx.zonecfg)) {
+        a->job->ctx.config_changed = 2;
+        mig_job_set_zonecfg(a->job, a->res->out);
+    }
+    ACT_END(a);
+}
+
 /*
  * Disables the zone on side in one command: autoboot off and hidden from
  * the CN's agent.  zonecfg runs every subcommand even when one fails, so a

@@ -80,6 +80,12 @@ int probe_sent_forward(struct mig_act *a);
  * a failure: the send looks again and says why.
  */
 int act_find_final_base(struct mig_act *a);
+/*
+ * After the stop, when the check before it found the zone changed (and
+ * restaged it): zonecfg export again; a change since is restaged in the
+ * window (ctx.config_changed 2).
+ */
+int act_recheck_config(struct mig_act *a);
 /* The same for a return's last send back (target to source), before its stop on the target. */
 int act_find_back_base(struct mig_act *a);
 int probe_sent_back(struct mig_act *a);

@@ -223,7 +223,11 @@ enum mig_evac_outcome mig_evac_entry_outcome(const char *record_uuid, json_t *en
             return MIG_EVAC_FAILED;
         return MIG_EVAC_MOVING;
     }
-    if (is(st, "switched") || is(st, "succeeded") || (is(st, "rolled_back") && !mine))
+    /* Re-tagged by another record that rolls it back (a homecoming): it left, then went home. */
+    const char *phase = json_string_value(json_object_get(job, "phase"));
+    if (tag != NULL && !mine && (is(phase, "rollback") || is(st, "rolled_back")))
+        return MIG_EVAC_DONE;
+    if (is(st, "switched") || is(st, "succeeded"))
         return MIG_EVAC_DONE;
     if (is(st, "failed") || is(st, "aborted") || is(st, "rolled_back"))
         return MIG_EVAC_FAILED;

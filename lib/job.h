@@ -136,6 +136,8 @@ struct mig_job_ctx {
     /* the CN's zfs knows compressed sends (send -c); -1 before prepare asked (act_features) */
     int compressed_source;
     int compressed_target;
+    /* In memory only: the CNs' ssh refused MIG_DIRECT_CIPHERS once; ssh chooses from then on. */
+    int direct_plain_cipher;
     char *zonecfg;        /* the source's zonecfg export, taken at the switch; NULL before */
     int rounds;           /* snapshot rounds sent before the switch (1, 2, ...) */
     int64_t last_delta;   /* bytes of the last incremental round; -1 before one */

@@ -199,6 +199,24 @@ static const struct mig_action_def SWITCH_CHECK[] = {
     {"switch.restage_target", DST, "zonecfg -f -: the changed configuration, flagged", 0,
      config_changed, probe_configured_target, act_configure_target, act_delete_zone, NULL},
 };
+static bool config_changed_again(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return job->ctx.config_changed == 2;
+}
+
+/*
+ * After the stop, only when the zone changed before it: changed again
+ * since?  Then staged once more, inside the window.
+ */
+static const struct mig_action_def SWITCH_RECHECK[] = {
+    {"switch.recheck_config", SRC, "zonecfg export: changed again since the check before the stop?",
+     MIG_ACT_READ, config_changed, NULL, act_recheck_config, NULL, NULL},
+    {"switch.unstage_again", DST, "zonecfg delete: the staged zone, when it changed again", 0,
+     config_changed_again, NULL, act_delete_zone, NULL, NULL},
+    {"switch.restage_again", DST, "zonecfg -f -: the configuration as it is now, flagged", 0,
+     config_changed_again, probe_configured_target, act_configure_target, act_delete_zone, NULL},
+};
 static const struct mig_action_def SWITCH_BASE = {
     "switch.find_base", SRC, "zfs list, zfs get guid: the final send's base, before the stop",
     MIG_ACT_READ, NULL, NULL, act_find_final_base, NULL, NULL};
@@ -357,6 +375,7 @@ static const struct {
     {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
     {SWITCH_CHECK, N(SWITCH_CHECK)}, {&SWITCH_BASE, 1},  {&RETURN_BASE, 1},
+    {SWITCH_RECHECK, N(SWITCH_RECHECK)},
     {STAGE, N(STAGE)},             {DIRECT, N(DIRECT)},     {DIRECT_END, N(DIRECT_END)},
     {&QUOTA_READ, 1},              {&ROOM, 1},              {&SWITCH_ROOM, 1},
     {&RETURN_ROOM, 1},             {&RETURN_QUOTA, 1},      {&REMOVE_QUOTA, 1},
@@ -451,6 +470,7 @@ void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
     add_per_dataset(p, job, &SWITCH_BASE, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
+    add_all(p, SWITCH_RECHECK, N(SWITCH_RECHECK), MIG_PHASE_SWITCH);
     add(p, &SWITCH_ROOM, MIG_PHASE_SWITCH, MIG_ROUND_FINAL, -1);
     add_per_dataset(p, job, &SWITCH_SNAPSHOT, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add_per_dataset(p, job, &SWITCH_SEND, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import helpers
 from migd_daemon import running_migd
 
 DATA_MB = int(os.environ.get('MIGD_TEST_DATA_MB', 24))
@@ -154,3 +155,27 @@ def test_plan_and_journal_come_from_one_table(lab, migd):
         assert a['started'] and a['ended'] and isinstance(a['duration_ms'], int), a
     text = migd.ctl('show', '-v', job_uuid).stdout
     assert re.search(r'switch\.attach_target\s+target\s+done', text), text
+
+
+def test_a_zone_changed_while_the_job_waits_is_staged_again(lab, migd):
+    """The configuration check runs before the stop: a zone changed while an
+    incremental job waits is restaged on the target before the downtime
+    starts, and looked at once more after the stop (it did not change
+    again, so nothing is restaged inside the window)."""
+    v = vm(lab, 'deleg0')
+    src = v['cn']
+    dst = [cn for cn in lab.cns if cn.n != src.n][0]
+    p = migd.ctl('migrate', '-i', v['uuid'], dst.hostname)
+    assert p.returncode == 0, p.stderr
+    job_uuid = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
+    helpers.wait_state(migd, job_uuid, ('waiting',))
+    lab.cn_run(src, "zonecfg -z %s 'add attr; set name=migd-test; set type=string; "
+                    "set value=changed; end'" % v['uuid'])
+    assert migd.ctl('finish', job_uuid).returncode == 0
+    job = helpers.wait_state(migd, job_uuid, ('switched',))
+    assert 'migd-test' in lab.cn_run(dst, 'zonecfg -z %s export' % v['uuid']).stdout
+    names = [a['action'] for a in json.loads(migd.ctl('show', '-v', '-j', job_uuid).stdout)['actions']]
+    assert names.index('switch.restage_target') < names.index('switch.begin'), names
+    assert 'switch.recheck_config' in names and 'switch.restage_again' not in names, names
+    window = [p['action'] for p in job['downtime_breakdown']['actions']]
+    assert 'switch.check_config' not in window and 'switch.restage_target' not in window, window

@@ -104,15 +104,23 @@ static void test_starts_on_lanes(void **state)
     assert_int_equal(mig_estimate_starts(cns, 3, 2, NULL), mig_estimate_window_s(cns, 3, 2));
 }
 
-/* outcome of (entry by, job state, job's tag) in record "E" */
-static enum mig_evac_outcome outcome(const char *by, const char *state, const char *tag)
+/* outcome of (entry by, job state and phase, job's tag) in record "E" */
+static enum mig_evac_outcome outcome_in(const char *by, const char *state, const char *phase,
+                                        const char *tag)
 {
     json_t *entry = by != NULL ? json_pack("{s:s}", "by", by) : json_object();
-    json_t *job = state != NULL ? json_pack("{s:s, s:s}", "state", state, "evacuation", tag) : NULL;
+    json_t *job = state != NULL ? json_pack("{s:s, s:s, s:s}", "state", state, "phase", phase,
+                                            "evacuation", tag)
+                                : NULL;
     enum mig_evac_outcome o = mig_evac_entry_outcome("E", entry, job);
     json_decref(entry);
     json_decref(job);
     return o;
+}
+
+static enum mig_evac_outcome outcome(const char *by, const char *state, const char *tag)
+{
+    return outcome_in(by, state, "sync", tag);
 }
 
 static void test_entry_outcome(void **state)
@@ -130,6 +138,10 @@ static void test_entry_outcome(void **state)
     assert_int_equal(outcome(NULL, "rolled_back", "E"), MIG_EVAC_FAILED);
     /* Rolled back by a homecoming (re-tagged H): it left, then came home. */
     assert_int_equal(outcome(NULL, "rolled_back", "H"), MIG_EVAC_DONE);
+    assert_int_equal(outcome_in(NULL, "running", "rollback", "H"), MIG_EVAC_DONE); /* going home */
+    assert_int_equal(outcome(NULL, "switched", "H"), MIG_EVAC_DONE); /* its rollback gave up */
+    /* Another record's job still migrating (taken as its own): not this one's to count done. */
+    assert_int_equal(outcome_in(NULL, "running", "sync", "H"), MIG_EVAC_MOVING);
     assert_int_equal(outcome(NULL, NULL, NULL), MIG_EVAC_MOVING);
     /* A homecoming's rollback (record "E" is the homecoming here). */
     assert_int_equal(outcome("rollback", "switched", "X"), MIG_EVAC_MOVING); /* not started */
