@@ -405,11 +405,11 @@ int probe_shown(struct mig_act *a)
 }
 
 /*
- * The switch asks whether the source's zone changed since it was staged on
- * the target (autoboot aside: vmadm stop changes it); a change is applied
- * by the next two actions (unstage, restage).
+ * Whether the source's zone changed since it was last staged on the target
+ * (autoboot aside: vmadm stop changes it): ctx.config_changed = mark when it
+ * did, and the export becomes what is staged next.
  */
-int act_check_config(struct mig_act *a)
+static int compare_config(struct mig_act *a, int mark)
 {
     ACT_BEGIN(a);
     ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zonecfg_export(VM(a)), NULL);
@@ -417,24 +417,21 @@ int act_check_config(struct mig_act *a)
         return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg export of %s on %s", VM(a),
                                 HOST(a, MIG_SIDE_SOURCE));
     if (!mig_zonecfg_same(a->res->out, a->job->ctx.zonecfg)) {
-        a->job->ctx.config_changed = 1;
+        a->job->ctx.config_changed = mark;
         mig_job_set_zonecfg(a->job, a->res->out);
     }
     ACT_END(a);
 }
 
+/* Before the stop: a change is applied by the next two actions (unstage, restage). */
+int act_check_config(struct mig_act *a)
+{
+    return compare_config(a, 1);
+}
+
 int act_recheck_config(struct mig_act *a)
 {
-    ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zonecfg_export(VM(a)), NULL);
-    if (!mig_res_ok(a->res) || a->res->out[0] == '\0')
-        return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg export of %s on %s", VM(a),
-                                HOST(a, MIG_SIDE_SOURCE));
-    if (!mig_zonecfg_same(a->res->out, a->job->ctx.zonecfg)) {
-        a->job->ctx.config_changed = 2;
-        mig_job_set_zonecfg(a->job, a->res->out);
-    }
-    ACT_END(a);
+    return compare_config(a, 2);
 }
 
 /*
