@@ -128,6 +128,8 @@ typedef void (*engine_tick_fn)(void *arg);
 int engine_subscribe_tick(struct engine *e, engine_tick_fn fn, void *arg);
 /* How many jobs switch now into or out of CN cn (limits.switches_per_cn counts them). */
 int engine_switches_on(struct engine *e, const char *cn);
+/* How many jobs of evacuation evac_uuid are being worked on (its --max-parallel counts them). */
+int engine_evac_runs(struct engine *e, const char *evac_uuid);
 /*
  * The rollback of switched job job_uuid as a homecoming's (evac_homecoming.c):
  * the job is re-tagged with the homecoming's uuid and --max-parallel in the

@@ -196,14 +196,27 @@ static bool switching(const struct jrun *r)
             (j->task == MIG_TASK_RETURN && j->phase == MIG_PHASE_ROLLBACK));
 }
 
-int engine_switches_on(struct engine *e, const char *cn)
+/* The runs but `me` (NULL: none) that switch into or out of cn; the last of them in *holder. */
+static int switches_on(struct engine *e, const char *cn, const struct jrun *me,
+                       const struct mig_job **holder)
 {
     int n = 0;
-    for (const struct jrun *o = e->runs; o != NULL; o = o->next)
-        if (switching(o) && (strcmp(o->job->source_server_uuid, cn) == 0 ||
-                             strcmp(o->job->target_server_uuid, cn) == 0))
+    for (const struct jrun *o = e->runs; o != NULL; o = o->next) {
+        if (o == me || !switching(o))
+            continue;
+        if (strcmp(o->job->source_server_uuid, cn) == 0 ||
+            strcmp(o->job->target_server_uuid, cn) == 0) {
             n++;
+            *holder = o->job;
+        }
+    }
     return n;
+}
+
+int engine_switches_on(struct engine *e, const char *cn)
+{
+    const struct mig_job *holder = NULL;
+    return switches_on(e, cn, NULL, &holder);
 }
 
 /*
@@ -214,17 +227,8 @@ static const struct mig_job *switch_slot_holder(struct engine *e, const struct j
 {
     const char *cns[2] = {me->job->source_server_uuid, me->job->target_server_uuid};
     for (int k = 0; k < 2; k++) {
-        int n = 0;
         const struct mig_job *holder = NULL;
-        for (const struct jrun *o = e->runs; o != NULL; o = o->next) {
-            if (o == me || !switching(o))
-                continue;
-            if (strcmp(o->job->source_server_uuid, cns[k]) == 0 ||
-                strcmp(o->job->target_server_uuid, cns[k]) == 0) {
-                n++;
-                holder = o->job;
-            }
-        }
+        int n = switches_on(e, cns[k], me, &holder);
         if (holder != NULL && n >= e->d->cfg->limits.switches_per_cn)
             return holder;
     }

@@ -33,6 +33,15 @@ void engine_hold(struct engine *e, const char *evac_uuid, bool held)
         admit_schedule(e);
 }
 
+int engine_evac_runs(struct engine *e, const char *evac_uuid)
+{
+    int n = 0;
+    for (struct jrun *r = e->runs; r != NULL; r = r->next)
+        if (!r->ending && strcmp(r->job->evacuation, evac_uuid) == 0)
+            n++;
+    return n;
+}
+
 /* Jobs being worked on. */
 int admit_active(struct engine *e)
 {
@@ -74,10 +83,7 @@ static void waits_for(struct engine *e, const struct mig_job *job, int active, c
         return;
     }
     if (job->evacuation[0] != '\0' && job->evac_parallel > 0) {
-        int n = 0;
-        for (struct jrun *r = e->runs; r != NULL; r = r->next)
-            if (!r->ending && strcmp(r->job->evacuation, job->evacuation) == 0)
-                n++;
+        int n = engine_evac_runs(e, job->evacuation);
         if (n >= job->evac_parallel) {
             snprintf(why, whysz, "waits for the evacuation's --max-parallel %d: %d running",
                      job->evac_parallel, n);

@@ -666,11 +666,6 @@ int estimate_start(struct migd *d, const char *what, evac_cb cb, void *arg, char
 
 /* ---- progress ---- */
 
-static bool is(const char *st, const char *name)
-{
-    return st != NULL && strcmp(st, name) == 0;
-}
-
 json_t *evac_json(struct migd *d, json_t *record)
 {
     json_t *out = json_deep_copy(record);
@@ -733,10 +728,10 @@ json_t *evac_json(struct migd *d, json_t *record)
         } else {
             moving++;
             /* A homecoming's rollback not started yet has sent nothing of its way back. */
-            if (!is(st, "switched"))
+            if (outcome == MIG_EVAC_MOVING)
                 sent += s_bytes < json_integer_value(json_object_get(e, "bytes"))
-                        ? s_bytes
-                        : json_integer_value(json_object_get(e, "bytes"));
+                            ? s_bytes
+                            : json_integer_value(json_object_get(e, "bytes"));
             rate += json_integer_value(json_object_get(p, "rate_bytes_s"));
         }
         json_decref(job);

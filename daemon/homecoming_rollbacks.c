@@ -18,45 +18,11 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "evac.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
-
-static bool state_is(json_t *job, const char *state)
-{
-    const char *st = json_string_value(json_object_get(job, "state"));
-    return st != NULL && strcmp(st, state) == 0;
-}
-
-static bool tagged(json_t *job, const char *homecoming)
-{
-    const char *tag = json_string_value(json_object_get(job, "evacuation"));
-    return tag != NULL && strcmp(tag, homecoming) == 0;
-}
-
-/*
- * The homecoming's jobs at work now (running, waiting): the lanes the
- * scheduler fills from its queued jobs by the same count, so a rollback
- * takes the next lane that frees, as a queued job does.
- */
-static int moving(struct migd *d, json_t *hc, const char *uuid)
-{
-    int n = 0;
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(hc, "plan"), i, e)
-    {
-        const char *job_uuid = json_string_value(json_object_get(e, "job_uuid"));
-        if (job_uuid == NULL)
-            continue; /* stays, or not queued */
-        json_t *job = engine_job_json(d->engine, job_uuid);
-        if (tagged(job, uuid) && (state_is(job, "running") || state_is(job, "waiting")))
-            n++;
-        json_decref(job);
-    }
-    return n;
-}
 
 /* Why the switched job cannot roll back now, into why; "" when it can. */
 static void waits_for(struct migd *d, const struct mig_window *win, json_t *job, char *why,
@@ -139,19 +105,19 @@ static bool pace(struct migd *d, json_t *hc)
     if (spec != NULL && mig_window_parse_saved(spec, &win) != 0)
         win.set = false;
     bool paused = json_is_true(json_object_get(hc, "paused"));
-    int n = moving(d, hc, uuid);
+    /* Counted as the scheduler fills lanes from queued jobs: a rollback takes the next that frees. */
+    int n = engine_evac_runs(d->engine, uuid);
     bool waiting = false, changed = false;
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(hc, "plan"), i, e)
     {
-        const char *by = json_string_value(json_object_get(e, "by"));
         const char *job_uuid = json_string_value(json_object_get(e, "job_uuid"));
-        if (by == NULL || strcmp(by, "rollback") != 0 || job_uuid == NULL)
-            continue;
+        if (job_uuid == NULL || json_string_value(json_object_get(e, "target_uuid")) == NULL)
+            continue; /* not queued, or it stays (moved since by someone else, gone) */
         json_t *job = engine_job_json(d->engine, job_uuid);
-        if (!state_is(job, "switched") || tagged(job, uuid)) {
-            json_decref(job); /* started (or ended) already */
+        if (mig_evac_entry_outcome(uuid, e, job) != MIG_EVAC_WAITING) {
+            json_decref(job); /* not a rollback, or started (or ended) already */
             continue;
         }
         waiting = true;

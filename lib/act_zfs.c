@@ -279,8 +279,8 @@ static void resize(struct mig_act *a)
 
 /*
  * What send_between is asked: send (act), tell whether the send happened
- * (probe), or only find the base of the switch's final send before the
- * stop (act_find_final_base), so that the downtime window need not.
+ * (probe), or only find the base of a downtime's send before the stop
+ * (act_find_base), so that the downtime window need not.
  */
 enum send_mode { SEND_ACT, SEND_PROBE, SEND_FIND_BASE };
 
@@ -300,7 +300,7 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
     if (mode == SEND_ACT && ds->final_base[0] != '\0' && ds->final_base_round == a->round) {
         /*
          * Found and compared by guid before the stop, in this run, with no
-         * partial receive waiting (act_find_final_base): nothing but this
+         * partial receive waiting (act_find_base): nothing but this
          * job touches the receiver's copy since.  Once only: a retry of the
          * send asks again, from the start.
          */
@@ -535,18 +535,12 @@ int probe_sent_back(struct mig_act *a)
     return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, SEND_PROBE);
 }
 
-int act_find_final_base(struct mig_act *a)
+int act_find_base(struct mig_act *a)
 {
     if (a->pc == 0)
         CTX(a)->datasets[a->item].final_base[0] = '\0';
-    return send_between(a, MIG_SIDE_SOURCE, MIG_SIDE_TARGET, SEND_FIND_BASE);
-}
-
-int act_find_back_base(struct mig_act *a)
-{
-    if (a->pc == 0)
-        CTX(a)->datasets[a->item].final_base[0] = '\0';
-    return send_between(a, MIG_SIDE_TARGET, MIG_SIDE_SOURCE, SEND_FIND_BASE);
+    enum mig_side to = a->side == MIG_SIDE_SOURCE ? MIG_SIDE_TARGET : MIG_SIDE_SOURCE;
+    return send_between(a, a->side, to, SEND_FIND_BASE);
 }
 
 /* Destroys a dataset tree on side; one already gone is fine. */

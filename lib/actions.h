@@ -74,20 +74,20 @@ int act_send_forward(struct mig_act *a); /* source -> target */
 int act_send_back(struct mig_act *a);    /* target -> source */
 int probe_sent_forward(struct mig_act *a);
 /*
- * Before the stop: the final send's base (the newest snapshot of the job
- * both sides hold, guids compared), kept in memory for that send, which
- * then skips the three reads in the downtime window.  Finding none is not
- * a failure: the send looks again and says why.
+ * Before the stop: the base of the send inside the downtime (the newest
+ * snapshot of the job both sides hold, guids compared), from the row's
+ * side to the other: the switch's final send (source), a return's last
+ * send back (target).  Kept in memory for that send, which then skips the
+ * three reads in the window.  Finding none is not a failure: the send
+ * looks again and says why.
  */
-int act_find_final_base(struct mig_act *a);
+int act_find_base(struct mig_act *a);
 /*
  * After the stop, when the check before it found the zone changed (and
  * restaged it): zonecfg export again; a change since is restaged in the
  * window (ctx.config_changed 2).
  */
 int act_recheck_config(struct mig_act *a);
-/* The same for a return's last send back (target to source), before its stop on the target. */
-int act_find_back_base(struct mig_act *a);
 int probe_sent_back(struct mig_act *a);
 int undo_send_forward(struct mig_act *a); /* round 1 only: the target's copy goes */
 int undo_send_back(struct mig_act *a);    /* the back snapshot on the source goes */

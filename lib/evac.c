@@ -221,7 +221,7 @@ enum mig_evac_outcome mig_evac_entry_outcome(const char *record_uuid, json_t *en
         if ((is(st, "switched") && mine) || is(st, "succeeded") || is(st, "failed") ||
             is(st, "aborted"))
             return MIG_EVAC_FAILED;
-        return MIG_EVAC_MOVING;
+        return is(st, "switched") ? MIG_EVAC_WAITING : MIG_EVAC_MOVING;
     }
     /* Re-tagged by another record that rolls it back (a homecoming): it left, then went home. */
     const char *phase = json_string_value(json_object_get(job, "phase"));

@@ -86,13 +86,14 @@ int64_t mig_estimate_starts(const int64_t *seconds, size_t n, int parallel, int6
 
 /*
  * How far an evacuation's plan entry got, from its job's public JSON (a job
- * that cannot be read counts as moving, as before): still moving (queued, at work, or a homecoming's rollback
- * not started yet: "by": "rollback" with the job switched and not tagged
- * by record_uuid), done, or failed.  A job re-tagged by another record (a
- * homecoming took its rollback) is no longer record_uuid's to follow: it
- * left, as that record wanted, and counts as done there.
+ * that cannot be read counts as moving): still moving (queued, at work),
+ * waiting (a homecoming's rollback not started yet: "by": "rollback" with
+ * the job switched and not tagged by record_uuid; homecoming_rollbacks.c
+ * starts it), done, or failed.  A job that another record rolls back (a
+ * homecoming) is no longer record_uuid's to follow: it left, as that
+ * record wanted, and counts as done there.
  */
-enum mig_evac_outcome { MIG_EVAC_MOVING, MIG_EVAC_DONE, MIG_EVAC_FAILED };
+enum mig_evac_outcome { MIG_EVAC_MOVING, MIG_EVAC_WAITING, MIG_EVAC_DONE, MIG_EVAC_FAILED };
 enum mig_evac_outcome mig_evac_entry_outcome(const char *record_uuid, json_t *entry, json_t *job);
 
 #endif

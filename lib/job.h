@@ -87,8 +87,7 @@ struct mig_dataset {
      * In memory only (never in the record, so a restart asks again): the
      * base ("migd-JOB-N") of the send of round final_base_round (the
      * switch's final one, or a return's last one back), found before the
-     * stop (act_find_final_base, act_find_back_base); "" when not found or
-     * used already.
+     * stop (act_find_base); "" when not found or used already.
      */
     char final_base[128];
     int final_base_round;

@@ -219,7 +219,7 @@ static const struct mig_action_def SWITCH_RECHECK[] = {
 };
 static const struct mig_action_def SWITCH_BASE = {
     "switch.find_base", SRC, "zfs list, zfs get guid: the final send's base, before the stop",
-    MIG_ACT_READ, NULL, NULL, act_find_final_base, NULL, NULL};
+    MIG_ACT_READ, NULL, NULL, act_find_base, NULL, NULL};
 
 /*
  * The downtime window holds only: stop, the final snapshot and send,
@@ -305,7 +305,7 @@ static const struct mig_action_def RETURN_PRESEND = {
     undo_send_back, "dataset"};
 static const struct mig_action_def RETURN_BASE = {
     "rollback.find_base", DST, "zfs list, zfs get guid: the last send back's base, before the stop",
-    MIG_ACT_READ, NULL, NULL, act_find_back_base, NULL, NULL};
+    MIG_ACT_READ, NULL, NULL, act_find_base, NULL, NULL};
 static const struct mig_action_def RETURN_STOP[] = {
     {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
      NULL, NULL},

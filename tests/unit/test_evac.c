@@ -144,7 +144,7 @@ static void test_entry_outcome(void **state)
     assert_int_equal(outcome_in(NULL, "running", "sync", "H"), MIG_EVAC_MOVING);
     assert_int_equal(outcome(NULL, NULL, NULL), MIG_EVAC_MOVING);
     /* A homecoming's rollback (record "E" is the homecoming here). */
-    assert_int_equal(outcome("rollback", "switched", "X"), MIG_EVAC_MOVING); /* not started */
+    assert_int_equal(outcome("rollback", "switched", "X"), MIG_EVAC_WAITING); /* not started */
     assert_int_equal(outcome("rollback", "running", "E"), MIG_EVAC_MOVING);
     assert_int_equal(outcome("rollback", "rolled_back", "E"), MIG_EVAC_DONE);
     /* Rolled back by hand meanwhile (its tag untouched): home all the same. */
