@@ -428,57 +428,81 @@ static void start(struct ctx *ctx, struct call *c, const char *method, const cha
     assert_false(c->r.done); /* never before the call returns */
 }
 
+/*
+ * Most tests make one call against a fresh server: one_start sets up the loop,
+ * the client, the scripted server and the URL of path on it (a test may change
+ * the server or the URL before one_run); one_run makes the call, releases
+ * body (the request must hold its own copy) and runs the loop to the end;
+ * one_free frees what the call and the URL hold.
+ */
+struct one {
+    struct ctx ctx;
+    struct call c;
+    char *url;
+};
+
+static void one_start(struct one *t, const struct step *steps, int nsteps, const char *path)
+{
+    ctx_init(&t->ctx, 1);
+    srv_start(&t->ctx.srv, &t->ctx.loop, steps, nsteps);
+    t->url = srv_url(&t->ctx.srv, path);
+}
+
+static void one_run(struct one *t, const char *method, json_t *body, long timeout_ms, long total_ms,
+                    int retries)
+{
+    start(&t->ctx, &t->c, method, t->url, body, timeout_ms, total_ms, retries);
+    json_decref(body); /* the request holds its own copy */
+    ctx_run(&t->ctx);
+}
+
+static void one_free(struct one *t)
+{
+    call_free(&t->c);
+    free(t->url);
+}
+
 /* ---- tests ---- */
 
 static void test_get_json(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 200, "{\"uuid\":\"x\",\"ram\":1024}", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/vms/x");
-    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/vms/x");
+    one_run(&t, "GET", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.calls, 1);
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 200);
-    assert_int_equal(c.r.attempts, 1);
-    assert_non_null(c.r.json);
-    assert_string_equal(json_string_value(json_object_get(c.r.json, "uuid")), "x");
-    assert_int_equal(json_integer_value(json_object_get(c.r.json, "ram")), 1024);
-    assert_string_equal(ctx.srv.last_method, "GET");
-    assert_string_equal(ctx.srv.last_path, "/vms/x");
-    assert_non_null(strstr(ctx.srv.last_headers, "accept: application/json"));
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.calls, 1);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 200);
+    assert_int_equal(t.c.r.attempts, 1);
+    assert_non_null(t.c.r.json);
+    assert_string_equal(json_string_value(json_object_get(t.c.r.json, "uuid")), "x");
+    assert_int_equal(json_integer_value(json_object_get(t.c.r.json, "ram")), 1024);
+    assert_string_equal(t.ctx.srv.last_method, "GET");
+    assert_string_equal(t.ctx.srv.last_path, "/vms/x");
+    assert_non_null(strstr(t.ctx.srv.last_headers, "accept: application/json"));
+    one_free(&t);
 }
 
 static void test_put_body_exact(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 200, "{\"ok\":true}", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/nics/90b8d0575370");
+    struct one t;
+    one_start(&t, steps, 1, "/nics/90b8d0575370");
     json_t *body = json_pack("{s:s, s:b, s:i}", "cn_uuid", "564d-abc", "reserved", 1, "n", 7);
-    start(&ctx, &c, "PUT", url, body, 0, 0, -1);
-    json_decref(body); /* the request holds its own copy */
-    ctx_run(&ctx);
+    one_run(&t, "PUT", body, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 200);
-    assert_string_equal(ctx.srv.last_method, "PUT");
-    assert_string_equal(ctx.srv.last_path, "/nics/90b8d0575370");
-    assert_string_equal(ctx.srv.last_body, "{\"cn_uuid\":\"564d-abc\",\"reserved\":true,\"n\":7}");
-    assert_non_null(strstr(ctx.srv.last_headers, "content-type: application/json"));
-    assert_null(strstr(ctx.srv.last_headers, "expect:"));
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 200);
+    assert_string_equal(t.ctx.srv.last_method, "PUT");
+    assert_string_equal(t.ctx.srv.last_path, "/nics/90b8d0575370");
+    assert_string_equal(t.ctx.srv.last_body,
+                        "{\"cn_uuid\":\"564d-abc\",\"reserved\":true,\"n\":7}");
+    assert_non_null(strstr(t.ctx.srv.last_headers, "content-type: application/json"));
+    assert_null(strstr(t.ctx.srv.last_headers, "expect:"));
+    one_free(&t);
 }
 
 static void test_503_twice_then_200(void **state)
@@ -489,69 +513,53 @@ static void test_503_twice_then_200(void **state)
         {ANSWER, 503, "{\"code\":\"ServiceUnavailable\"}", 0},
         {ANSWER, 200, "{\"state\":\"running\"}", 0},
     };
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 3);
-    char *url = srv_url(&ctx.srv, "/vms/y");
-    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 3, "/vms/y");
+    one_run(&t, "GET", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 200);
-    assert_int_equal(c.r.attempts, 3);
-    assert_int_equal(ctx.srv.requests, 3);
-    assert_string_equal(json_string_value(json_object_get(c.r.json, "state")), "running");
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 200);
+    assert_int_equal(t.c.r.attempts, 3);
+    assert_int_equal(t.ctx.srv.requests, 3);
+    assert_string_equal(json_string_value(json_object_get(t.c.r.json, "state")), "running");
     /* Two backoffs: at least 250 + 500 ms. */
-    assert_true(c.r.done_ms - ctx.start_ms >= 750);
-    call_free(&c);
-    free(url);
+    assert_true(t.c.r.done_ms - t.ctx.start_ms >= 750);
+    one_free(&t);
 }
 
 static void test_503_exhausted_is_an_answer(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 503, "{\"code\":\"ServiceUnavailable\"}", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/vms/z");
-    start(&ctx, &c, "DELETE", url, NULL, 0, 0, 1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/vms/z");
+    one_run(&t, "DELETE", NULL, 0, 0, 1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 503);
-    assert_int_equal(c.r.attempts, 2);
-    assert_int_equal(ctx.srv.requests, 2);
-    assert_string_equal(ctx.srv.last_method, "DELETE");
-    assert_non_null(strstr(c.r.detail, "HTTP 503 (after 2 attempts)"));
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 503);
+    assert_int_equal(t.c.r.attempts, 2);
+    assert_int_equal(t.ctx.srv.requests, 2);
+    assert_string_equal(t.ctx.srv.last_method, "DELETE");
+    assert_non_null(strstr(t.c.r.detail, "HTTP 503 (after 2 attempts)"));
+    one_free(&t);
 }
 
 static void test_post_503_not_retried(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 503, "{\"code\":\"ServiceUnavailable\"}", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/servers/s1");
+    struct one t;
+    one_start(&t, steps, 1, "/servers/s1");
     json_t *body = json_pack("{s:b}", "reserved", 1);
-    start(&ctx, &c, "POST", url, body, 0, 0, -1);
-    json_decref(body);
-    ctx_run(&ctx);
+    one_run(&t, "POST", body, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 503);
-    assert_int_equal(c.r.attempts, 1);
-    assert_int_equal(ctx.srv.requests, 1);
-    assert_string_equal(ctx.srv.last_method, "POST");
-    assert_string_equal(ctx.srv.last_body, "{\"reserved\":true}");
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 503);
+    assert_int_equal(t.c.r.attempts, 1);
+    assert_int_equal(t.ctx.srv.requests, 1);
+    assert_string_equal(t.ctx.srv.last_method, "POST");
+    assert_string_equal(t.ctx.srv.last_body, "{\"reserved\":true}");
+    one_free(&t);
 }
 
 static void test_404_not_retried(void **state)
@@ -559,20 +567,15 @@ static void test_404_not_retried(void **state)
     (void)state;
     static const struct step steps[] = {
         {ANSWER, 404, "{\"code\":\"ResourceNotFound\",\"message\":\"VM not found\"}", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/vms/nope");
-    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/vms/nope");
+    one_run(&t, "GET", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 404);
-    assert_int_equal(c.r.attempts, 1);
-    assert_string_equal(json_string_value(json_object_get(c.r.json, "code")), "ResourceNotFound");
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 404);
+    assert_int_equal(t.c.r.attempts, 1);
+    assert_string_equal(json_string_value(json_object_get(t.c.r.json, "code")), "ResourceNotFound");
+    one_free(&t);
 }
 
 /* A port that was just bound and released, so nothing listens there. */
@@ -599,156 +602,123 @@ static void test_connection_refused(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 200, "{}", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1); /* unused; finish_all stops it */
-    char *url = mig_asprintf("http://127.0.0.1:%d/vms/x", closed_port());
-    start(&ctx, &c, "GET", url, NULL, 0, 0, 3);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/unused"); /* the server is unused; finish_all stops it */
+    free(t.url);
+    t.url = mig_asprintf("http://127.0.0.1:%d/vms/x", closed_port());
+    one_run(&t, "GET", NULL, 0, 0, 3);
 
-    assert_int_equal(c.r.err, MIG_EHTTP);
-    assert_int_equal(c.r.status, 0);
-    assert_int_equal(c.r.attempts, 4);
-    assert_null(c.r.json);
-    assert_int_equal(c.r.body_len, 0);
-    uint64_t elapsed = c.r.done_ms - ctx.start_ms;
+    assert_int_equal(t.c.r.err, MIG_EHTTP);
+    assert_int_equal(t.c.r.status, 0);
+    assert_int_equal(t.c.r.attempts, 4);
+    assert_null(t.c.r.json);
+    assert_int_equal(t.c.r.body_len, 0);
+    uint64_t elapsed = t.c.r.done_ms - t.ctx.start_ms;
     assert_true(elapsed >= 250 + 500 + 1000);
     assert_true(elapsed < 1750 * 5 / 4 + 1500);
     char want[256];
-    snprintf(want, sizeof(want), "GET %s: Connection refused (after 4 attempts)", url);
-    assert_string_equal(c.r.detail, want);
-    call_free(&c);
-    free(url);
+    snprintf(want, sizeof(want), "GET %s: Connection refused (after 4 attempts)", t.url);
+    assert_string_equal(t.c.r.detail, want);
+    one_free(&t);
 }
 
 static void test_attempt_timeout(void **state)
 {
     (void)state;
     static const struct step steps[] = {{HANG, 0, NULL, 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/vms/slow");
-    start(&ctx, &c, "GET", url, NULL, 200, 0, 1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/vms/slow");
+    one_run(&t, "GET", NULL, 200, 0, 1);
 
-    assert_int_equal(c.r.err, MIG_ETIMEDOUT);
-    assert_int_equal(c.r.attempts, 2);
-    assert_int_equal(ctx.srv.requests, 2);
-    uint64_t elapsed = c.r.done_ms - ctx.start_ms;
+    assert_int_equal(t.c.r.err, MIG_ETIMEDOUT);
+    assert_int_equal(t.c.r.attempts, 2);
+    assert_int_equal(t.ctx.srv.requests, 2);
+    uint64_t elapsed = t.c.r.done_ms - t.ctx.start_ms;
     assert_true(elapsed >= 200 + 250 + 200);
     assert_true(elapsed < 3000);
-    assert_non_null(strstr(c.r.detail, "(after 2 attempts)"));
-    call_free(&c);
-    free(url);
+    assert_non_null(strstr(t.c.r.detail, "(after 2 attempts)"));
+    one_free(&t);
 }
 
 static void test_total_time_bounds_retries(void **state)
 {
     (void)state;
     static const struct step steps[] = {{HANG, 0, NULL, 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/vms/slow");
-    start(&ctx, &c, "GET", url, NULL, 300, 1000, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/vms/slow");
+    one_run(&t, "GET", NULL, 300, 1000, -1);
 
-    assert_int_equal(c.r.err, MIG_ETIMEDOUT);
-    assert_true(c.r.attempts >= 2);
-    assert_true(c.r.attempts < 6);
-    uint64_t elapsed = c.r.done_ms - ctx.start_ms;
+    assert_int_equal(t.c.r.err, MIG_ETIMEDOUT);
+    assert_true(t.c.r.attempts >= 2);
+    assert_true(t.c.r.attempts < 6);
+    uint64_t elapsed = t.c.r.done_ms - t.ctx.start_ms;
     assert_true(elapsed < 1000 + 200);
-    call_free(&c);
-    free(url);
+    one_free(&t);
 }
 
 static void test_closed_without_answer_retried(void **state)
 {
     (void)state;
     static const struct step steps[] = {{CLOSE, 0, NULL, 0}, {ANSWER, 200, "[1,2,3]", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 2);
-    char *url = srv_url(&ctx.srv, "/vms?state=active");
-    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 2, "/vms?state=active");
+    one_run(&t, "GET", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 200);
-    assert_int_equal(c.r.attempts, 2);
-    assert_true(json_is_array(c.r.json));
-    assert_int_equal(json_array_size(c.r.json), 3);
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 200);
+    assert_int_equal(t.c.r.attempts, 2);
+    assert_true(json_is_array(t.c.r.json));
+    assert_int_equal(json_array_size(t.c.r.json), 3);
+    one_free(&t);
 }
 
 static void test_non_json_body(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 200, "hello, not json", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/ping");
-    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/ping");
+    one_run(&t, "GET", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 200);
-    assert_null(c.r.json);
-    assert_int_equal(c.r.body_len, strlen("hello, not json"));
-    assert_string_equal(c.r.body, "hello, not json");
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 200);
+    assert_null(t.c.r.json);
+    assert_int_equal(t.c.r.body_len, strlen("hello, not json"));
+    assert_string_equal(t.c.r.body, "hello, not json");
+    one_free(&t);
 }
 
 static void test_empty_body(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 204, "", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    char *url = srv_url(&ctx.srv, "/servers/s1");
-    start(&ctx, &c, "POST", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/servers/s1");
+    one_run(&t, "POST", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.err, 0);
-    assert_int_equal(c.r.status, 204);
-    assert_null(c.r.json);
-    assert_int_equal(c.r.body_len, 0);
-    assert_string_equal(c.r.body, "");
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, 0);
+    assert_int_equal(t.c.r.status, 204);
+    assert_null(t.c.r.json);
+    assert_int_equal(t.c.r.body_len, 0);
+    assert_string_equal(t.c.r.body, "");
+    one_free(&t);
 }
 
 static void test_body_too_large(void **state)
 {
     (void)state;
     static const struct step steps[] = {{ANSWER, 200, "", 0}};
-    struct ctx ctx;
-    struct call c;
-    ctx_init(&ctx, 1);
-    srv_start(&ctx.srv, &ctx.loop, steps, 1);
-    ctx.srv.fill = 16u * 1024 * 1024 + 1;
-    char *url = srv_url(&ctx.srv, "/images/big");
-    start(&ctx, &c, "GET", url, NULL, 0, 0, -1);
-    ctx_run(&ctx);
+    struct one t;
+    one_start(&t, steps, 1, "/images/big");
+    t.ctx.srv.fill = 16u * 1024 * 1024 + 1;
+    one_run(&t, "GET", NULL, 0, 0, -1);
 
-    assert_int_equal(c.r.err, MIG_EHTTP);
-    assert_int_equal(c.r.attempts, 1); /* not a transient failure */
-    assert_int_equal(ctx.srv.requests, 1);
-    assert_null(c.r.json);
-    assert_non_null(strstr(c.r.detail, "answer larger than 16777216 bytes"));
-    call_free(&c);
-    free(url);
+    assert_int_equal(t.c.r.err, MIG_EHTTP);
+    assert_int_equal(t.c.r.attempts, 1); /* not a transient failure */
+    assert_int_equal(t.ctx.srv.requests, 1);
+    assert_null(t.c.r.json);
+    assert_non_null(strstr(t.c.r.detail, "answer larger than 16777216 bytes"));
+    one_free(&t);
 }
 
 #define NCONCURRENT 50
@@ -808,18 +778,25 @@ static void on_seq_response(void *arg, const struct mig_http_resp *resp)
     }
 }
 
+/* Makes the NSEQ requests for path in a row against a server that answers {} to each. */
+static void seq_run(struct seq *s, const char *path, bool no_keepalive)
+{
+    static const struct step steps[] = {{ANSWER, 200, "{}", 0}};
+    ctx_init(&s->ctx, NSEQ);
+    s->done = s->ok = 0;
+    srv_start(&s->ctx.srv, &s->ctx.loop, steps, 1);
+    s->ctx.srv.no_keepalive = no_keepalive;
+    s->url = srv_url(&s->ctx.srv, path);
+    struct mig_http_req req = {.method = "GET", .url = s->url, .retries = -1};
+    assert_int_equal(mig_http_request(s->ctx.http, &req, on_seq_response, s), 0);
+    ctx_run(&s->ctx);
+}
+
 static void test_keepalive_reuse(void **state)
 {
     (void)state;
-    static const struct step steps[] = {{ANSWER, 200, "{}", 0}};
     struct seq s;
-    ctx_init(&s.ctx, NSEQ);
-    s.done = s.ok = 0;
-    srv_start(&s.ctx.srv, &s.ctx.loop, steps, 1);
-    s.url = srv_url(&s.ctx.srv, "/vms/k");
-    struct mig_http_req req = {.method = "GET", .url = s.url, .retries = -1};
-    assert_int_equal(mig_http_request(s.ctx.http, &req, on_seq_response, &s), 0);
-    ctx_run(&s.ctx);
+    seq_run(&s, "/vms/k", false);
 
     assert_int_equal(s.ok, NSEQ);
     assert_int_equal(s.ctx.srv.requests, NSEQ);
@@ -835,16 +812,8 @@ static void test_keepalive_reuse(void **state)
 static void test_fresh_connection_each_time(void **state)
 {
     (void)state;
-    static const struct step steps[] = {{ANSWER, 200, "{}", 0}};
     struct seq s;
-    ctx_init(&s.ctx, NSEQ);
-    s.done = s.ok = 0;
-    srv_start(&s.ctx.srv, &s.ctx.loop, steps, 1);
-    s.ctx.srv.no_keepalive = true;
-    s.url = srv_url(&s.ctx.srv, "/vms/c");
-    struct mig_http_req req = {.method = "GET", .url = s.url, .retries = -1};
-    assert_int_equal(mig_http_request(s.ctx.http, &req, on_seq_response, &s), 0);
-    ctx_run(&s.ctx);
+    seq_run(&s, "/vms/c", true);
 
     assert_int_equal(s.ok, NSEQ);
     assert_int_equal(s.ctx.srv.requests, NSEQ);
