@@ -15,6 +15,7 @@
 #include "err.h"
 #include "job.h"
 #include "job_record.h"
+#include "job_fixture.h"
 
 /* The transition table of the brief, written out independently of job.c. */
 static const struct {
@@ -216,166 +217,27 @@ static void test_set_error(void **state)
 static struct mig_job *full_job(void)
 {
     struct mig_job *job = mig_job_new();
-    strcpy(job->vm_uuid, "6a1b2c3d-1111-4222-8333-444455556666");
+    job_fixture_fill(job);
     job->vm_alias = mig_strdup("web01");
     strcpy(job->brand, "joyent-minimal");
-    strcpy(job->source_server_uuid, "00000000-0000-0000-0000-0000000000a1");
-    strcpy(job->target_server_uuid, "00000000-0000-0000-0000-0000000000a2");
-    job->source_hostname = mig_strdup("cn1");
-    job->target_hostname = mig_strdup("cn2");
     job->mode = MIG_MODE_AUTO;
     job->state = MIG_JOB_FAILED;
-    job->phase = MIG_PHASE_SWITCH;
-    job->progress = (struct mig_progress){.bytes_sent = 123456789012LL,
-                                          .bytes_total = 223456789012LL,
-                                          .rate_bytes_s = 130000000,
-                                          .eta_s = 77,
-                                          .increments = 3};
-    job->vm_was_running = 1;
-    job->downtime_ms = 4321;
-    job->created = 1707350400123LL;
-    job->started = 1707350401456LL;
-    job->finished = 1707350499789LL;
     mig_job_set_error(job, "RemoteFailed", "zfs receive exited 1 on cn2");
-    job->dry_run = true;
-    job->allow_older_platform = true;
-    job->cleanup_source = true;
-    job->finish_requested = true;
-    job->abort_requested = true;
-    job->undoing = true;
-    job->task = MIG_TASK_RETURN;
-    job->limit_mbps = 160;
-    snprintf(job->transfer, sizeof(job->transfer), "direct");
     struct mig_job_ctx *c = &job->ctx;
-    snprintf(c->source_ip, sizeof(c->source_ip), "10.99.99.11");
-    snprintf(c->target_ip, sizeof(c->target_ip), "10.99.99.12");
-    snprintf(c->image_uuid, sizeof(c->image_uuid), "5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12");
-    c->ndatasets = 2;
-    snprintf(c->datasets[0].name, sizeof(c->datasets[0].name), "zones/x");
     snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin), "zones/img@final");
-    c->datasets[0].used = 123456789012LL;
-    snprintf(c->datasets[1].name, sizeof(c->datasets[1].name), "zones/x-disk0");
-    c->nnics = 1;
-    snprintf(c->nics[0].mac, sizeof(c->nics[0].mac), "90:b8:d0:01:02:03");
-    snprintf(c->nics[0].ip, sizeof(c->nics[0].ip), "10.0.0.5");
-    snprintf(c->nics[0].network_uuid, sizeof(c->nics[0].network_uuid),
-             "7a1a4b7e-63b8-4e2c-9a3c-2a0f5a8d0c11");
-    c->nics[0].reserved_before = 0;
     assert_int_equal(mig_job_add_image(c, "zones/5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12@final"), 0);
     c->images[0].on_target = 1;
     assert_int_equal(mig_job_add_image(c, "zones/7080194a-046b-5103-b946-9dc545e914b1@final"), 1);
-    c->autoboot_before = 1;
-    c->resumable_source = 0;
-    c->resumable_target = 1;
-    mig_job_set_zonecfg(job, "create -b\nset zonepath=\"/zones/x\"\n");
-    c->rounds = 3;
-    c->last_delta = 4096;
-    c->stop_ms = 1707350450000LL;
-    c->back_was_running = 0;
-    c->back_stop_ms = 1707350460000LL;
-    snprintf(c->target_request, sizeof(c->target_request), "cn2");
-    mig_job_set_activity(job, "sending %s", "zones/x");
-    c->config_changed = 1;
-    c->stalled = 1;
-    c->snap_ms = 1707350440000LL;
-    c->write_bytes_s = 40000000;
-    struct mig_round r1 = {1, 1000000, 2000, 500000, -1}, r2 = {2, 4096, 100, 40960, 2100};
-    mig_job_log_round(job, &r1);
-    mig_job_log_round(job, &r2);
-    job->nbreakdown = 2;
-    snprintf(job->breakdown[0].action, sizeof(job->breakdown[0].action), "switch.stop_source");
-    job->breakdown[0].ms = 42;
-    snprintf(job->breakdown[1].action, sizeof(job->breakdown[1].action), "switch.start_target");
-    job->breakdown[1].ms = 51;
-    job->daemon_ms = 9;
-    job->rollback_downtime_ms = 777;
     return job;
-}
-
-static void assert_same_job(const struct mig_job *a, const struct mig_job *b)
-{
-    assert_string_equal(a->uuid, b->uuid);
-    assert_string_equal(a->vm_uuid, b->vm_uuid);
-    if (a->vm_alias == NULL)
-        assert_null(b->vm_alias);
-    else
-        assert_string_equal(a->vm_alias, b->vm_alias);
-    assert_string_equal(a->brand, b->brand);
-    assert_string_equal(a->source_server_uuid, b->source_server_uuid);
-    assert_string_equal(a->target_server_uuid, b->target_server_uuid);
-    if (a->source_hostname == NULL)
-        assert_null(b->source_hostname);
-    else
-        assert_string_equal(a->source_hostname, b->source_hostname);
-    if (a->target_hostname == NULL)
-        assert_null(b->target_hostname);
-    else
-        assert_string_equal(a->target_hostname, b->target_hostname);
-    assert_int_equal(a->mode, b->mode);
-    assert_int_equal(a->state, b->state);
-    assert_int_equal(a->phase, b->phase);
-    assert_memory_equal(&a->progress, &b->progress, sizeof(a->progress));
-    assert_int_equal(a->vm_was_running, b->vm_was_running);
-    assert_int_equal(a->downtime_ms, b->downtime_ms);
-    assert_int_equal(a->created, b->created);
-    assert_int_equal(a->started, b->started);
-    assert_int_equal(a->finished, b->finished);
-    if (a->error_code == NULL) {
-        assert_null(b->error_code);
-    } else {
-        assert_string_equal(a->error_code, b->error_code);
-        if (a->error_message == NULL)
-            assert_null(b->error_message);
-        else
-            assert_string_equal(a->error_message, b->error_message);
-        assert_int_equal(a->error_phase, b->error_phase);
-    }
-    assert_int_equal(a->dry_run, b->dry_run);
-    assert_int_equal(a->allow_older_platform, b->allow_older_platform);
-    assert_int_equal(a->cleanup_source, b->cleanup_source);
-    assert_int_equal(a->finish_requested, b->finish_requested);
-    assert_int_equal(a->abort_requested, b->abort_requested);
-    assert_int_equal(a->undoing, b->undoing);
-    assert_int_equal(a->nround_log, b->nround_log);
-    for (int i = 0; i < a->nround_log; i++) {
-        assert_int_equal(a->round_log[i].n, b->round_log[i].n);
-        assert_int_equal(a->round_log[i].bytes, b->round_log[i].bytes);
-        assert_int_equal(a->round_log[i].duration_ms, b->round_log[i].duration_ms);
-        assert_int_equal(a->round_log[i].rate_bytes_s, b->round_log[i].rate_bytes_s);
-        assert_int_equal(a->round_log[i].predicted_downtime_ms,
-                         b->round_log[i].predicted_downtime_ms);
-    }
-    assert_int_equal(a->nbreakdown, b->nbreakdown);
-    for (int i = 0; i < a->nbreakdown; i++) {
-        assert_string_equal(a->breakdown[i].action, b->breakdown[i].action);
-        assert_int_equal(a->breakdown[i].ms, b->breakdown[i].ms);
-    }
-    assert_int_equal(a->daemon_ms, b->daemon_ms);
-    assert_int_equal(a->rollback_downtime_ms, b->rollback_downtime_ms);
-    assert_int_equal(a->task, b->task);
-    assert_int_equal(a->limit_mbps, b->limit_mbps);
-    assert_string_equal(a->transfer, b->transfer);
-    json_t *ca = mig_job_ctx_to_json(&a->ctx), *cb = mig_job_ctx_to_json(&b->ctx);
-    assert_true(json_equal(ca, cb));
-    json_decref(ca);
-    json_decref(cb);
 }
 
 /* to_record -> text -> from_record gives the same job. */
 static void round_trip(struct mig_job *job)
 {
-    json_t *rec = mig_job_to_record(job);
-    char *text = json_dumps(rec, JSON_COMPACT);
-    json_decref(rec);
-    assert_non_null(text);
-    json_t *back = json_loads(text, 0, NULL);
+    char *text = record_text(job);
+    struct mig_job *copy = record_load(text);
     free(text);
-    assert_non_null(back);
-    struct mig_job *copy = NULL;
-    assert_int_equal(mig_job_from_record(back, &copy), 0);
-    json_decref(back);
-    assert_non_null(copy);
-    assert_same_job(job, copy);
+    assert_jobs_equal(job, copy);
     /* ctx is the copy's own: changing it does not touch the original. */
     if (job->ctx.zonecfg != NULL)
         assert_ptr_not_equal(copy->ctx.zonecfg, job->ctx.zonecfg);
@@ -530,8 +392,8 @@ static void test_leftovers(void **state)
     assert_true(mig_leftover_blocks(job, &job->leftovers[1]));
     job->state = MIG_JOB_SWITCHED; /* the VM is on cn2 now: its dataset there is the VM's */
     assert_false(mig_leftover_blocks(job, &job->leftovers[1]));
-    struct mig_leftover src = leftover("cleanup.destroy_source_dataset#0", false, "cn1",
-                                       "dataset", "zones/u");
+    struct mig_leftover src =
+        leftover("cleanup.destroy_source_dataset#0", false, "cn1", "dataset", "zones/u");
     assert_true(mig_leftover_blocks(job, &src));
 
     /* Public JSON: what, where, why, since, when next, whether it blocks. */
@@ -545,7 +407,8 @@ static void test_leftovers(void **state)
     assert_string_equal(json_string_value(json_object_get(l1, "kind")), "dataset");
     assert_string_equal(json_string_value(json_object_get(l1, "name")), "zones/u");
     assert_string_equal(json_string_value(json_object_get(l1, "reason")), "dataset is busy");
-    assert_string_equal(json_string_value(json_object_get(l1, "since")), "1970-01-01T00:00:02.000Z");
+    assert_string_equal(json_string_value(json_object_get(l1, "since")),
+                        "1970-01-01T00:00:02.000Z");
     assert_null(json_object_get(l1, "key")); /* the record's business */
     json_decref(o);
 
@@ -554,18 +417,8 @@ static void test_leftovers(void **state)
     struct mig_job *back = NULL;
     assert_int_equal(mig_job_from_record(rec, &back), 0);
     assert_int_equal(back->nleftovers, 2);
-    for (int i = 0; i < 2; i++) {
-        const struct mig_leftover *x = &job->leftovers[i], *y = &back->leftovers[i];
-        assert_string_equal(x->key, y->key);
-        assert_int_equal(x->undo, y->undo);
-        assert_string_equal(x->cn, y->cn);
-        assert_string_equal(x->kind, y->kind);
-        assert_string_equal(x->name, y->name);
-        assert_string_equal(x->reason, y->reason);
-        assert_int_equal(x->since_ms, y->since_ms);
-        assert_int_equal(x->next_ms, y->next_ms);
-        assert_int_equal(x->tries, y->tries);
-    }
+    for (int i = 0; i < 2; i++)
+        assert_leftovers_equal(&job->leftovers[i], &back->leftovers[i]);
     json_decref(rec);
     mig_job_free(back);
 
@@ -586,8 +439,8 @@ static void test_progress_at_rest(void **state)
 {
     (void)state;
     struct mig_job *job = mig_job_new();
-    job->progress = (struct mig_progress){.bytes_sent = 105172992, .bytes_total = 105068544,
-                                          .rate_bytes_s = 8845, .eta_s = 3};
+    job->progress = (struct mig_progress){
+        .bytes_sent = 105172992, .bytes_total = 105068544, .rate_bytes_s = 8845, .eta_s = 3};
     struct mig_round r1 = {.n = 1, .bytes = 100000000, .duration_ms = 2000};
     struct mig_round r2 = {.n = 2, .bytes = 5172992, .duration_ms = 1000};
     mig_job_log_round(job, &r1);
@@ -706,9 +559,9 @@ static void test_public_json(void **state)
     json_t *rounds = json_object_get(o, "rounds");
     assert_int_equal(json_array_size(rounds), 2);
     assert_true(json_is_null(json_object_get(json_array_get(rounds, 0), "predicted_downtime_ms")));
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(rounds, 1),
-                                                        "predicted_downtime_ms")),
-                     2100);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(rounds, 1), "predicted_downtime_ms")),
+        2100);
     json_t *bd = json_object_get(o, "downtime_breakdown");
     assert_int_equal(json_integer_value(json_object_get(bd, "daemon_ms")), 9);
     assert_string_equal(json_string_value(json_object_get(
@@ -738,9 +591,8 @@ static void test_public_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(p, "increments")), 3);
     job->state = MIG_JOB_RUNNING;
     json_t *running = mig_job_to_json(job);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(running, "progress"),
-                                                        "eta_s")),
-                     77);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(running, "progress"), "eta_s")), 77);
     json_decref(running);
     job->state = MIG_JOB_FAILED;
 
@@ -794,7 +646,8 @@ static void test_images(void **state)
     assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@snap1"), -1);
     assert_int_equal(mig_job_add_image(c, "zones/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz@final"), -1);
     assert_int_equal(mig_job_add_image(c, "c3de3d3d-b265-5a78-baa6-38d3173b7932@final"), -1);
-    assert_int_equal(mig_job_add_image(c, "zones/x@final/c3de3d3d-b265-5a78-baa6-38d3173b7932"), -1);
+    assert_int_equal(mig_job_add_image(c, "zones/x@final/c3de3d3d-b265-5a78-baa6-38d3173b7932"),
+                     -1);
     assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@finalx"), -1);
     assert_int_equal(c->nimages, 2);
     /* A send starts from an origin only once its image is on the target. */
