@@ -32,16 +32,11 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid as uuidlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
-sys.path.insert(0, os.path.join(HERE, '..', 'system'))
-import lab as labmod  # noqa: E402
-from migd_daemon import Migd  # noqa: E402
-from helpers import home, waiter  # noqa: E402
+from benchlab import build_dir, lab_up, migd_up
+from helpers import home, waiter  # from tests/system, on the path benchlab set
 
 wait = waiter(600, step=0.1, error=RuntimeError)
 
@@ -165,12 +160,9 @@ def pct(values, p):
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
-    work = tempfile.mkdtemp(prefix='migd-bench-control-')
-    lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
-    lab.up()
-    d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info',
-             incremental={'interval_s': 3600}).start()
+    build = build_dir()
+    work, lab = lab_up('migd-bench-control-', 3, PORT)
+    d = migd_up(lab, build, work, incremental={'interval_s': 3600})
     try:
         # 1. A record as migd writes it, then JOBS of them.
         small = lab.vms['stopped0']['uuid']

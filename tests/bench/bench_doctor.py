@@ -21,17 +21,11 @@ Run as root: tests/bench/bench_doctor.py BUILD_DIR
 import json
 import os
 import statistics
-import sys
-import tempfile
 import time
 import uuid as uuidlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
-sys.path.insert(0, os.path.join(HERE, '..', 'system'))
-import lab as labmod  # noqa: E402
-from migd_daemon import Migd  # noqa: E402
-from helpers import home  # noqa: E402
+from benchlab import build_dir, labmod, lab_up, migd_up
+from helpers import home  # from tests/system, on the path benchlab set
 
 NVMS = int(os.environ.get('BENCH_VMS', 100))
 NSNAPS = int(os.environ.get('BENCH_SNAPS', 40))
@@ -62,14 +56,12 @@ def doctor(d, *cns):
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
-    work = tempfile.mkdtemp(prefix='migd-bench-doctor-')
+    build = build_dir()
     nvms = add_vms()
     t0 = time.monotonic()
-    lab = labmod.Lab(os.path.join(work, 'lab'), cns=CNS, ssh_port=PORT, data_mb=1)
-    lab.up()
+    work, lab = lab_up('migd-bench-doctor-', CNS, PORT)
     print('lab: %d CNs, %d VMs up in %.0f s' % (CNS, nvms, time.monotonic() - t0))
-    d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info').start()
+    d = migd_up(lab, build, work)
     try:
         ghost = str(uuidlib.uuid4())
         bulk = [v for a, v in lab.vms.items() if a.startswith('bulk')][:NSNAPS]

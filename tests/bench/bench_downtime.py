@@ -63,15 +63,10 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
-sys.path.insert(0, os.path.join(HERE, '..', 'system'))
-import lab as labmod  # noqa: E402
-from migd_daemon import Migd  # noqa: E402
-from helpers import waiter  # noqa: E402
+from benchlab import build_dir, lab_up, migd_up
+from helpers import waiter  # from tests/system, on the path benchlab set
 
 wait = waiter(300, step=0.1, error=RuntimeError)
 
@@ -313,11 +308,9 @@ def hand_runs(lab, work, here):
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
-    work = tempfile.mkdtemp(prefix='migd-bench-downtime-')
-    lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
-    lab.up()
-    d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info').start()
+    build = build_dir()
+    work, lab = lab_up('migd-bench-downtime-', 3, PORT)
+    d = migd_up(lab, build, work)
     try:
         rows, here = migd_runs(lab, d, lab.vms['web0']['cn'])
         d.stop()  # idle from here on; the hand runs need no migd

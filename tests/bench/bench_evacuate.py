@@ -45,12 +45,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
-sys.path.insert(0, os.path.join(HERE, '..', 'system'))
-import lab as labmod  # noqa: E402
-from migd_daemon import Migd  # noqa: E402
-import helpers  # noqa: E402
+from benchlab import build_dir, labmod, lab_up, migd_up, new_lab
+import helpers  # from tests/system, on the path benchlab set
 
 wait = helpers.waiter(1800, step=0.5, error=RuntimeError)
 
@@ -78,16 +74,16 @@ def ms(iso):
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
+    build = build_dir()
     work = tempfile.mkdtemp(prefix='migd-bench-evacuate-')
     add_vms()
-    lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
+    lab = new_lab(work, 3, PORT)
     size = lab._pool_size()
     lab._pool_size = lambda: size + (NVMS * DATA_MB * 3 << 20)
     lab.up()
-    d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info',
-             transfer={'mode': 'relay', 'retries': 5, 'limit_mbps': STREAM_MBPS},
-             limits={'max_active_jobs': 8, 'max_jobs_per_cn': 8}).start()
+    d = migd_up(lab, build, work,
+                transfer={'mode': 'relay', 'retries': 5, 'limit_mbps': STREAM_MBPS},
+                limits={'max_active_jobs': 8, 'max_jobs_per_cn': 8})
     try:
         cn1, cn2, cn3 = lab.cns
         for i in range(NVMS):
@@ -154,10 +150,10 @@ SPACING_MB = int(os.environ.get('SPACING_MB', 20))
 def spacing_run(lab, build, work, name, per_cn, src, dst, back):
     """Evacuates src to dst (--max-parallel 3) with switches_per_cn per_cn,
     then (back) rolls every job back; the downtimes, sorted."""
-    d = Migd(lab, build, os.path.join(work, 'migd-' + name), log_level='info',
-             transfer={'mode': 'relay', 'retries': 5, 'limit_mbps': STREAM_MBPS},
-             limits={'max_active_jobs': 8, 'max_jobs_per_cn': 8, 'switches_per_cn': per_cn},
-             health={'min_up_s': 0}).start()
+    d = migd_up(lab, build, work, 'migd-' + name,
+                transfer={'mode': 'relay', 'retries': 5, 'limit_mbps': STREAM_MBPS},
+                limits={'max_active_jobs': 8, 'max_jobs_per_cn': 8, 'switches_per_cn': per_cn},
+                health={'min_up_s': 0})
     try:
         t0 = time.time() * 1000
         p = d.ctl('evacuate', '-j', '--no-reserve', '--to', dst.hostname, '--max-parallel', '3',
@@ -187,13 +183,11 @@ def spacing_run(lab, build, work, name, per_cn, src, dst, back):
 
 
 def spacing(build):
-    work = tempfile.mkdtemp(prefix='migd-bench-spacing-')
     for i in range(SPACING_VMS):
         labmod.seed.VM_SPECS.append({'alias': 'space%d' % i, 'cn': 4, 'brand': 'joyent',
                                      'state': 'running',
                                      'nics': [('external', '192.0.2.%d' % (80 + i), False)]})
-    lab = labmod.Lab(os.path.join(work, 'lab'), cns=4, ssh_port=PORT, data_mb=1)
-    lab.up()
+    work, lab = lab_up('migd-bench-spacing-', 4, PORT)
     try:
         cn1, cn4 = lab.cns[0], lab.cns[3]
         for i in range(SPACING_VMS):

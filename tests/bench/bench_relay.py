@@ -26,17 +26,11 @@ import os
 import re
 import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'lab'))
-sys.path.insert(0, os.path.join(HERE, '..', 'system'))
-import lab as labmod  # noqa: E402
-from migd_daemon import Migd  # noqa: E402
-from helpers import waiter  # noqa: E402
+from benchlab import build_dir, lab_up, migd_up
+from helpers import waiter  # from tests/system, on the path benchlab set
 
 DATA_MB = int(os.environ.get('BENCH_DATA_MB', 320))
 PORT = int(os.environ.get('BENCH_SSH_PORT', 2322))
@@ -106,10 +100,8 @@ def show(name, runs):
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
-    work = tempfile.mkdtemp(prefix='migd-bench-')
-    lab = labmod.Lab(os.path.join(work, 'lab'), cns=3, ssh_port=PORT, data_mb=1)
-    lab.up()
+    build = build_dir()
+    work, lab = lab_up('migd-bench-', 3, PORT)
     d = None
     try:
         web, lx = lab.vms['web0'], lab.vms['lx0']
@@ -119,7 +111,7 @@ def main():
             lab.cn_run(cn1, 'head -c %dM /dev/urandom > /zones/%s/root/bulk.bin && sync'
                        % (DATA_MB, v['uuid']), timeout=600)
         # 1. migd: relay (web0) and direct (stopped0), back and forth
-        d = Migd(lab, build, os.path.join(work, 'migd'), log_level='info').start()
+        d = migd_up(lab, build, work)
         relay, rss = migrate_runs(d, lab, web, 'relay', RUNS)
         relay_s = show('migd relay', relay)
         print('migd relay         max_rss_kB=%d' % max(rss))
