@@ -106,6 +106,21 @@ def other(lab, cn):
     return lab.cns[1] if cn.n == 1 else lab.cns[0]
 
 
+def vm_and_cns(lab, alias):
+    """The lab's VM alias, the CN that holds it (home) and another CN (other):
+    where most tests start a migration from and to."""
+    v = lab.vms[alias]
+    src = home(lab, v['uuid'])
+    return v, src, other(lab, src)
+
+
+def fail_receives(lab, cn, count):
+    """Makes cn's next count zfs receives (-1: every one) exit 1 with a checksum
+    mismatch: the receive failure the tests provoke on a target."""
+    lab.cn_fault(cn, 'zfs', args=r'^receive', count=count, exit=1,
+                 stderr='cannot receive new filesystem stream: checksum mismatch')
+
+
 def fill(lab, cn, vm_uuid, mb, name='bulk.bin', timeout=300):
     """Writes mb MiB of random data to /NAME in the VM's root on cn, synced."""
     lab.cn_run(cn, 'head -c %dM /dev/urandom > /zones/%s/root/%s && sync'

@@ -22,7 +22,8 @@ import uuid as uuidlib
 import pytest
 
 import helpers
-from helpers import UUID, ended, fill, home, other, settle, state_of, submit, wait_for
+from helpers import (UUID, ended, fail_receives, fill, home, other, settle, state_of, submit,
+                     vm_and_cns, wait_for)
 from migd_daemon import Migd, running_migd
 
 STAMP = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ')
@@ -110,8 +111,7 @@ def test_flag_given_a_value_is_refused_by_its_name(lab, migd):
 
 
 def test_dry_run_plan_shows_what_the_flags_do_to_data(lab, migd):
-    v = lab.vms['lx0']
-    dst = other(lab, home(lab, v['uuid']))
+    v, _, dst = vm_and_cns(lab, 'lx0')
     before = migd.jobs()
     p = migd.ctl('migrate', '-n', v['uuid'], dst.hostname)
     assert p.returncode == 0, p.stderr
@@ -145,8 +145,7 @@ def test_dry_run_plan_shows_what_the_flags_do_to_data(lab, migd):
 # ---- naming jobs ---------------------------------------------------------
 
 def test_finish_show_and_cleanup_by_alias_prefix_and_vm_uuid(lab, migd):
-    v = lab.vms['stopped0']
-    dst = other(lab, home(lab, v['uuid']))
+    v, _, dst = vm_and_cns(lab, 'stopped0')
     job = submit(migd, '-i', v['uuid'], dst.hostname)
     wait_for(lambda: state_of(migd, job) == 'waiting', 'the first round')
     for name in (job[:8], job[:13], v['uuid'], 'stopped0', job):
@@ -180,8 +179,7 @@ def test_finish_show_and_cleanup_by_alias_prefix_and_vm_uuid(lab, migd):
 
 
 def test_abort_by_vm_uuid(lab, migd):
-    v = lab.vms['stopped0']
-    dst = other(lab, home(lab, v['uuid']))
+    v, _, dst = vm_and_cns(lab, 'stopped0')
     job = submit(migd, '-i', v['uuid'], dst.hostname)
     wait_for(lambda: state_of(migd, job) == 'waiting', 'the first round')
     p = migd.ctl('abort', v['uuid'])
@@ -433,10 +431,8 @@ def test_error_message_shown_once(stored):
 
 
 def test_log_filters_by_level(lab, migd):
-    v = lab.vms['lx0']
-    dst = other(lab, home(lab, v['uuid']))
-    lab.cn_fault(dst, 'zfs', args=r'^receive', count=1, exit=1,
-                 stderr='cannot receive new filesystem stream: checksum mismatch')
+    v, _, dst = vm_and_cns(lab, 'lx0')
+    fail_receives(lab, dst, 1)
     try:
         job = submit(migd, v['uuid'], dst.hostname)
         assert ended(migd, job)['state'] == 'switched'

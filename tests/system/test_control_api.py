@@ -407,16 +407,9 @@ def test_watchers_that_never_read_keep_rss_bounded(migd, lab):
         lines, reader_done = [], threading.Event()
 
         def read_all():
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(migd.socket)
-            s.sendall(request('GET', b'/jobs/%s/watch' % job.encode()))
-            buf = b''
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-            lines.extend(l for l in buf.split(b'\n') if l.startswith(b'{'))
+            ans = exchange(migd.socket, request('GET', b'/jobs/%s/watch' % job.encode()),
+                           timeout=None, shut=False)
+            lines.extend(l for l in ans.raw.split(b'\n') if l.startswith(b'{'))
             reader_done.set()
 
         reader = threading.Thread(target=read_all)
@@ -468,30 +461,28 @@ def test_unreachable_vmapi_is_503_naming_vmapi(lab, build_dir, tmp_path):
         assert d.sanitizer_reports() == []
 
 
+def submit_under_api_fault(migd, lab, v, api, path, status, count):
+    """POST /jobs for VM v to cn2 while api answers migd's GETs of path (a
+    regex) with status, count times (-1: every time); the answer."""
+    lab.api_fault(api, 'GET', path, status, count=count, user_agent=NOT_AGENTS)
+    try:
+        return call(migd, 'POST', '/jobs', {'vm_uuid': v['uuid'], 'target': 'cn2'}, timeout=120)
+    finally:
+        clear_api_faults(lab, api)
+
+
 def test_api_answering_5xx_is_503_naming_it_and_4xx_stays_409(migd, lab):
     v = lab.vms['lx0']
     before = migd.jobs()
-    lab.api_fault('cnapi', 'GET', '^/servers', 503, count=-1, user_agent=NOT_AGENTS)
-    try:
-        ans = call(migd, 'POST', '/jobs', {'vm_uuid': v['uuid'], 'target': 'cn2'}, timeout=120)
-    finally:
-        clear_api_faults(lab, 'cnapi')
+    ans = submit_under_api_fault(migd, lab, v, 'cnapi', '^/servers', 503, -1)
     assert_error(ans, 503, 'ServiceUnavailable', re.compile(
         r'CNAPI is unavailable \(CnapiError\): cannot list servers from CNAPI: HTTP 503 '
         r'ServiceUnavailableError: injected fault.*'))
-    lab.api_fault('vmapi', 'GET', '^/vms/', 500, count=-1, user_agent=NOT_AGENTS)
-    try:
-        ans = call(migd, 'POST', '/jobs', {'vm_uuid': v['uuid'], 'target': 'cn2'}, timeout=120)
-    finally:
-        clear_api_faults(lab, 'vmapi')
+    ans = submit_under_api_fault(migd, lab, v, 'vmapi', '^/vms/', 500, -1)
     assert_error(ans, 503, 'ServiceUnavailable', re.compile(
         r'VMAPI is unavailable \(VmapiError\): cannot read VM %s from VMAPI: HTTP 500 .*' % v['uuid']))
     # An API's considered answer (a 4xx) is a refusal by its rule, as before.
-    lab.api_fault('vmapi', 'GET', '^/vms/', 400, count=1, user_agent=NOT_AGENTS)
-    try:
-        ans = call(migd, 'POST', '/jobs', {'vm_uuid': v['uuid'], 'target': 'cn2'}, timeout=120)
-    finally:
-        clear_api_faults(lab, 'vmapi')
+    ans = submit_under_api_fault(migd, lab, v, 'vmapi', '^/vms/', 400, 1)
     assert_error(ans, 409, 'VmapiError', re.compile(
         r'cannot read VM %s from VMAPI: HTTP 400 InjectedFault: injected fault' % v['uuid']))
     assert migd.jobs() == before

@@ -27,7 +27,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -533,36 +532,22 @@ def run_scenario(lab, crash_build, tmp_path, report, cls):
     assert c.killed >= len(points) - len(c.clock_skipped)
 
 
-def test_full_running_zone(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Full)
+# The scenarios, in the report's order, each a test of its own.
+SCENARIOS = [
+    pytest.param(Full, id='full_running_zone'),
+    pytest.param(Stopped, id='full_stopped_zone'),
+    pytest.param(Incremental, id='incremental_through_finish'),
+    pytest.param(Auto, id='auto'),
+    pytest.param(Abort, id='abort_while_waiting'),
+    pytest.param(Rollback, id='rollback_of_switched_job'),
+    pytest.param(Cleanup, id='cleanup_of_switched_job'),
+    pytest.param(Paused, id='paused_job'),
+]
 
 
-def test_full_stopped_zone(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Stopped)
-
-
-def test_incremental_through_finish(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Incremental)
-
-
-def test_auto(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Auto)
-
-
-def test_abort_while_waiting(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Abort)
-
-
-def test_rollback_of_switched_job(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Rollback)
-
-
-def test_cleanup_of_switched_job(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Cleanup)
-
-
-def test_paused_job(lab, crash_build, tmp_path, report):
-    run_scenario(lab, crash_build, tmp_path, report, Paused)
+@pytest.mark.parametrize('cls', SCENARIOS)
+def test_scenario(lab, crash_build, tmp_path, report, cls):
+    run_scenario(lab, crash_build, tmp_path, report, cls)
 
 
 def test_a_job_waiting_for_its_window_killed(lab, crash_build, tmp_path, report):
@@ -681,22 +666,10 @@ def test_what_a_cut_first_receive_left_is_sent_over(lab, crash_build, tmp_path, 
 
 def evacuation(migd, uuid):
     """GET /evacuations/UUID on migd's socket (no migctl command shows one by uuid)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
     try:
-        s.connect(migd.socket)
-        s.sendall(('GET /evacuations/%s HTTP/1.1\r\nHost: migd\r\nConnection: close\r\n\r\n'
-                   % uuid).encode())
-        data = b''
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = helpers.unix_get(migd.socket, '/evacuations/%s' % uuid, timeout=10)
     except OSError:
         return None  # migd is starting, or dead
-    finally:
-        s.close()
     head, _, body = data.partition(b'\r\n\r\n')
     if b' 200 ' not in head.split(b'\r\n')[0]:
         return None

@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 
-from helpers import submit, wait_state
+from helpers import fail_receives, submit, wait_state
 from migd_daemon import Migd, running_migd
 
 DATA_MB = 40
@@ -113,8 +113,7 @@ def test_failed_direct_job_leaves_no_key(lab, migd):
     src = home_of(lab, v['uuid'])
     dst = lab.cns[1] if src.n != 2 else lab.cns[0]
     # Every receive on the target fails (the forced command of the job's key runs it).
-    lab.cn_fault(dst, 'zfs', args=r'^receive', count=-1, exit=1,
-                 stderr='cannot receive new filesystem stream: checksum mismatch')
+    fail_receives(lab, dst, -1)
     try:
         job = submit(migd, v['uuid'], dst.hostname)
         j = wait_state(migd, job, ('failed', 'aborted', 'switched'))

@@ -13,7 +13,7 @@ import uuid as uuidlib
 import pytest
 
 import helpers
-from helpers import home, other, settle, submit
+from helpers import home, other, settle, submit, vm_and_cns
 from migd_daemon import running_migd
 
 
@@ -79,9 +79,7 @@ def test_planted_leftovers_are_found_with_their_fix(lab, migd):
 
 
 def test_a_kept_copy_is_info_and_a_wrong_vmapi_is_a_warning(lab, migd):
-    v = lab.vms['lx0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'lx0')
     job = submit(migd, v['uuid'], dst.hostname)
     assert helpers.ended(migd, job)['state'] == 'switched'
     rc, rep = doctor(migd)
@@ -141,9 +139,7 @@ def test_a_jobs_held_snapshot_is_found_once_the_job_ended(lab, migd):
     leftover.  While the job is switched the doctor leaves it to the job;
     once the job ended, it reports the snapshot as held, naming the job, and
     --fix leaves it; released, nothing is left to find."""
-    v = lab.vms['stopped0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'stopped0')
     lab.cn_fault(src, 'zfs', args=r'^send -R', exit=None, delay_s=3)  # time to take the hold
     job = submit(migd, v['uuid'], dst.hostname)
     first = 'zones/%s@migd-%s-1' % (v['uuid'], job)

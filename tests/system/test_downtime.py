@@ -11,7 +11,7 @@ import time
 import pytest
 
 import helpers
-from helpers import home, other, submit
+from helpers import submit, vm_and_cns
 from migd_daemon import running_migd
 
 wait_for = helpers.waiter(180)
@@ -51,9 +51,7 @@ def job_of(d, uuid):
 
 
 def test_incremental_with_a_writer_keeps_every_byte(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     done = writer(lab, src, v['uuid'], seconds=8, kib_per_tick=256)
     job_uuid = submit(migd, '-i', v['uuid'], dst.hostname)
     wait_for(lambda: job_of(migd, job_uuid)['state'] == 'waiting', 'the first round')
@@ -93,9 +91,7 @@ def test_incremental_with_a_writer_keeps_every_byte(lab, migd):
 
 
 def test_auto_switches_once_the_writer_stops(lab, migd):
-    v = lab.vms['lx0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'lx0')
     done = writer(lab, src, v['uuid'], seconds=6, kib_per_tick=512)
     t0 = time.monotonic()
     job_uuid = submit(migd, '-a', v['uuid'], dst.hostname)
@@ -114,9 +110,7 @@ def test_auto_switches_once_the_writer_stops(lab, migd):
 
 
 def test_a_writer_faster_than_the_link_is_reported_and_waits(lab, migd):
-    v = lab.vms['stopped0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'stopped0')
     # The source's send carries 1 MiB/s; the VM writes 2 MiB/s (less on a
     # loaded box) until it is told to stop: the rounds grow until three of
     # them did not shrink, however long the first sync and the rounds take.
@@ -147,9 +141,7 @@ def test_a_writer_faster_than_the_link_is_reported_and_waits(lab, migd):
 
 
 def test_staged_configuration_is_gone_after_an_abort(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     job_uuid = submit(migd, '-i', v['uuid'], dst.hostname)
     wait_for(lambda: job_of(migd, job_uuid)['state'] == 'waiting', 'the first round')
     place = lab.vm_placement(v['uuid'])
@@ -166,9 +158,7 @@ def test_staged_configuration_is_gone_after_an_abort(lab, migd):
 
 
 def test_rollback_sends_the_changes_back_while_the_vm_runs(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     p = migd.ctl('migrate', '-w', v['uuid'], dst.hostname)
     assert p.returncode == 0, p.stderr
     job_uuid = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import helpers
-from helpers import home, other, retries_logged, submit
+from helpers import fail_receives, home, other, retries_logged, submit, vm_and_cns
 from migd_daemon import Migd, running_migd
 
 # This module polls every 0.1 s.
@@ -133,10 +133,8 @@ def test_source_connection_killed_mid_send_resends_only_the_round(lab, migd):
 
 
 def test_target_receive_failing_once_is_retried(lab, migd):
-    v = lab.vms['lx0']
-    dst = other(lab, home(lab, v['uuid']))
-    lab.cn_fault(dst, 'zfs', args=r'^receive', count=1, exit=1,
-                 stderr='cannot receive new filesystem stream: checksum mismatch')
+    v, _, dst = vm_and_cns(lab, 'lx0')
+    fail_receives(lab, dst, 1)
     try:
         job_uuid = submit(migd, v['uuid'], dst.hostname)
         job = ended(migd, job_uuid)
@@ -170,8 +168,7 @@ def test_napi_503_five_times_is_waited_out(lab, migd):
 
 
 def test_vmapi_down_20s_during_the_switch(lab, migd):
-    v = lab.vms['web0']
-    dst = other(lab, home(lab, v['uuid']))
+    v, _, dst = vm_and_cns(lab, 'web0')
     job_uuid = submit(migd, v['uuid'], dst.hostname)
     wait_for(lambda: migd.job(job_uuid)['phase'] == 'switch', 'the switch', 300)
     t0 = time.monotonic()

@@ -18,7 +18,7 @@ import stat
 import pytest
 
 import helpers
-from helpers import home, other, settle, submit
+from helpers import home, other, settle, submit, vm_and_cns
 from migd_daemon import running_migd
 
 wait_for = helpers.waiter(120, step=0.1)
@@ -56,9 +56,7 @@ def checks_of(job):
 
 
 def test_a_vm_that_stays_up_passes_the_gate_then_is_switched(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     job_uuid = submit(migd, v['uuid'], dst.hostname)
     # The VM runs on the target while the gate watches it: running, phase verify.
     job = wait_for(lambda: (lambda j: j if j['phase'] == 'verify' else None)(
@@ -82,9 +80,7 @@ def test_a_vm_that_stays_up_passes_the_gate_then_is_switched(lab, migd):
 
 
 def test_a_zone_that_restarts_on_the_target_rolls_back_by_itself(lab, migd):
-    v = lab.vms['lx0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'lx0')
     # Its first boot on the target restarts it 1 s later: a new zone id inside the window.
     lab.zone_restart_after_boot(dst, v['uuid'], delay_s=1)
     try:
@@ -109,9 +105,7 @@ def test_a_zone_that_restarts_on_the_target_rolls_back_by_itself(lab, migd):
 
 
 def test_a_vm_that_stays_down_on_the_target_runs_again_on_its_source(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     # It halts for good 1 s after its boot on the target: vmadm get says stopped.
     lab.zone_restart_after_boot(dst, v['uuid'], delay_s=1, stays_down=True)
     try:
@@ -129,9 +123,7 @@ def test_a_vm_that_stays_down_on_the_target_runs_again_on_its_source(lab, migd):
 
 
 def test_only_a_service_newly_in_maintenance_fails_the_gate(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     old = 'svc:/site/legacy:default'
     new = 'svc:/network/http:apache'
     # Broken on the source before the job: the baseline; it travels with the data.
@@ -230,9 +222,7 @@ def test_a_migd_killed_during_the_gate_resumes_it_where_it_was(lab, build_dir, t
 
 
 def test_the_timer_deletes_the_source_copy_after_the_gate_not_before(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     job_uuid = submit(migd, '--cleanup-after', '3s', v['uuid'], dst.hostname)
     job = wait_for(lambda: (lambda j: j if j['phase'] == 'verify' else None)(
         migd.job(job_uuid)), 'the gate')

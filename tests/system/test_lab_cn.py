@@ -51,6 +51,17 @@ def wait_for(pred, what, timeout=10):
         time.sleep(0.1)
 
 
+def send_receive(lab, src, dst, send_cmd, recv_cmd, send_stderr=None):
+    """Pipes send_cmd on src into recv_cmd on dst, each over ssh (as migd's
+    relay does); asserts both exit 0.  send_stderr: the send's stderr (Popen's)."""
+    send = subprocess.Popen(lab.ssh_argv(src) + [send_cmd], stdout=subprocess.PIPE,
+                            stderr=send_stderr)
+    recv = subprocess.run(lab.ssh_argv(dst) + [recv_cmd], stdin=send.stdout,
+                          capture_output=True, text=True)
+    send.stdout.close()
+    assert send.wait() == 0 and recv.returncode == 0, recv.stderr
+
+
 def zone_line(lab, cn, u):
     for line in lab.cn_run(cn, 'zoneadm list -pc').stdout.splitlines():
         if line.split(':')[1] == u:
@@ -588,12 +599,8 @@ def test_zfs_send_v_and_receive_u_translate(lab):
     lab.cn_run(src, 'zfs snapshot -r %s' % snap)
     target = 'zones/recvu%d' % uuid.uuid4().int
     try:
-        send = subprocess.Popen(lab.ssh_argv(src) + ['zfs send -v -p %s' % snap],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        recv = subprocess.run(lab.ssh_argv(dst) + ['zfs receive -u -F %s' % target],
-                              stdin=send.stdout, capture_output=True, text=True)
-        send.stdout.close()
-        assert send.wait() == 0 and recv.returncode == 0, recv.stderr
+        send_receive(lab, src, dst, 'zfs send -v -p %s' % snap, 'zfs receive -u -F %s' % target,
+                     send_stderr=subprocess.PIPE)
         assert zget(lab, dst, 'mounted', target) == 'no'
         assert zget(lab, dst, 'referenced', target) == zget(lab, src, 'referenced', snap)
     finally:
@@ -626,12 +633,7 @@ def test_zfs_get_guid_of_a_snapshot_survives_send(lab):
     try:
         p = ssh(lab, src, 'zfs get -H -p -o value guid %s' % snap)
         assert p.returncode == 0 and re.match(r'^\d+\n$', p.stdout), p.stderr
-        send = subprocess.Popen(lab.ssh_argv(src) + ['zfs send %s' % snap],
-                                stdout=subprocess.PIPE)
-        recv = subprocess.run(lab.ssh_argv(dst) + ['zfs receive -u %s' % target],
-                              stdin=send.stdout, capture_output=True, text=True)
-        send.stdout.close()
-        assert send.wait() == 0 and recv.returncode == 0, recv.stderr
+        send_receive(lab, src, dst, 'zfs send %s' % snap, 'zfs receive -u %s' % target)
         got = ssh(lab, dst, 'zfs get -H -p -o value guid %s@guidcheck' % target).stdout
         assert got == p.stdout
     finally:
@@ -1271,12 +1273,7 @@ def test_svcs_x_maintenance_travels_with_the_zone_dataset(lab):
         lab.cn_run(src, 'mkdir -p /zones/%s/root' % u)
         lab.smf_maintenance(src, u, 'svc:/network/http:apache')
         lab.cn_run(src, 'vmadm stop %s && zfs snapshot zones/%s@move' % (u, u))
-        send = subprocess.Popen(lab.ssh_argv(src) + ['zfs send zones/%s@move' % u],
-                                stdout=subprocess.PIPE)
-        recv = subprocess.run(lab.ssh_argv(dst) + ['zfs receive -u zones/%s' % u],
-                              stdin=send.stdout, capture_output=True, text=True)
-        send.stdout.close()
-        assert send.wait() == 0 and recv.returncode == 0, recv.stderr
+        send_receive(lab, src, dst, 'zfs send zones/%s@move' % u, 'zfs receive -u zones/%s' % u)
         lab.cn_run(dst, 'cat > /tmp/{u}.zcfg && zonecfg -z {u} -f /tmp/{u}.zcfg && '
                         'zfs create zones/cores/{u} && zoneadm -z {u} attach && vmadm start {u}'
                    .format(u=u), input=scratch_config(lab)(u))

@@ -19,7 +19,7 @@ import time
 import pytest
 
 import helpers
-from helpers import home, other, state_of, submit
+from helpers import home, other, state_of, submit, vm_and_cns
 from migd_daemon import Migd
 
 # This module polls every 0.1 s.
@@ -62,6 +62,18 @@ def small_fs(tmp_path):
     subprocess.run(['umount', '-l', str(mnt)], check=False)
 
 
+def pauses_and_moves_nothing(lab, d, job_uuid, vm_uuid, timeout, still_s, what):
+    """Waits up to timeout s for the job's activity to say it is paused (while
+    what: a storage fault), prints it, then checks that nothing of the VM
+    moves for still_s s."""
+    paused = wait_for(lambda: (lambda j: j if 'paused' in (j['activity'] or '') else None)(
+        d.job(job_uuid)), 'the job to pause', timeout)
+    print('while %s: %s' % (what, paused['activity']))
+    place = lab.vm_placement(vm_uuid)
+    time.sleep(still_s)
+    assert lab.vm_placement(vm_uuid) == place, 'something moved while %s' % what
+
+
 def test_full_disk_makes_abort_answer_500_and_nothing_moves(lab, build_dir, tmp_path, small_fs):
     d = Migd(lab, build_dir, tmp_path / 'migd', incremental={'interval_s': 1})
     d.config['db'] = str(small_fs / 'migd.sqlite')
@@ -78,12 +90,7 @@ def test_full_disk_makes_abort_answer_500_and_nothing_moves(lab, build_dir, tmp_
         assert 'DatabaseError' in p.stderr and 'nothing was changed' in p.stderr, p.stderr
         job = d.job(job_uuid)
         assert job['aborting'] is False and job['state'] == 'waiting', job
-        paused = wait_for(lambda: (lambda j: j if 'paused' in (j['activity'] or '') else None)(
-            d.job(job_uuid)), 'the job to pause', 30)
-        print('while the disk is full: %s' % paused['activity'])
-        place = lab.vm_placement(v['uuid'])
-        time.sleep(4)
-        assert lab.vm_placement(v['uuid']) == place, 'something moved while the disk was full'
+        pauses_and_moves_nothing(lab, d, job_uuid, v['uuid'], 30, 4, 'the disk is full')
         # Space is back: the abort is taken and the job rolls back.
         filler.unlink()
         assert d.ctl('abort', job_uuid).returncode == 0
@@ -119,12 +126,7 @@ def test_read_only_database_pauses_the_job(lab, build_dir, tmp_path):
         # The database becomes read-only (immutable: root cannot write it either).
         for f in files:
             subprocess.run(['chattr', '+i', f], check=True)
-        paused = wait_for(lambda: (lambda j: j if 'paused' in (j['activity'] or '') else None)(
-            d.job(job_uuid)), 'the job to pause', 60)
-        print('while the database is read-only: %s' % paused['activity'])
-        place = lab.vm_placement(v['uuid'])
-        time.sleep(6)
-        assert lab.vm_placement(v['uuid']) == place, 'something moved while read-only'
+        pauses_and_moves_nothing(lab, d, job_uuid, v['uuid'], 60, 6, 'the database is read-only')
         assert d.job(job_uuid)['state'] == 'running'
         for f in files:
             subprocess.run(['chattr', '-i', f], check=True)
@@ -214,9 +216,7 @@ def test_unreadable_job_row_is_reported_and_hides_nothing(lab, build_dir, tmp_pa
 
 def test_abort_during_a_long_send_ends_within_10_s(lab, build_dir, tmp_path):
     d = Migd(lab, build_dir, tmp_path / 'migd', transfer={'limit_mbps': 24}).start()
-    v = lab.vms['lx0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'lx0')
     lab.cn_run(src, 'head -c 200M /dev/urandom > /zones/%s/root/bulk.bin && sync' % v['uuid'],
                timeout=300)
     try:

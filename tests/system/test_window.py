@@ -12,7 +12,7 @@ import time
 import pytest
 
 import helpers
-from helpers import home, other, settle, submit
+from helpers import home, other, settle, submit, vm_and_cns
 from migd_daemon import running_migd
 
 INTERVAL_S = 4
@@ -26,9 +26,7 @@ def migd(lab, build_dir, tmp_path_factory):
 
 
 def test_the_switch_waits_for_its_window(lab, migd):
-    v = lab.vms['web0']
-    src = home(lab, v['uuid'])
-    dst = other(lab, src)
+    v, src, dst = vm_and_cns(lab, 'web0')
     now = datetime.datetime.now(datetime.timezone.utc)
     # The next minute at least 30 s away: the copy ends well before it.
     opens = (now + datetime.timedelta(seconds=90)).replace(second=0, microsecond=0)
