@@ -79,6 +79,20 @@ static void expect_error(const char *text, int want_rc, const char *want)
     assert_null(strchr(err, '\n'));
 }
 
+/* A text the parser must refuse: its return code and a part of its message. */
+struct bad_config {
+    const char *text;
+    int rc;
+    const char *msg;
+};
+
+/* expect_error for each case in turn. */
+static void expect_errors(const struct bad_config *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        expect_error(cases[i].text, cases[i].rc, cases[i].msg);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -131,14 +145,16 @@ static void test_later_keys(void **state)
     assert_int_equal(c->limits.switches_per_cn, 2);
     assert_string_equal(c->placement.spread_tag, "role");
     mig_config_free(c);
-    expect_error("{" APIS ", \"health\": {\"on_failure\": \"ignore\"}}", -EINVAL,
-                 "\"health.on_failure\" must be \"rollback\" or \"report\"");
-    expect_error("{" APIS ", \"health\": {\"command\": \"\"}}", -EINVAL,
-                 "\"health.command\" must be a non-empty string or null");
-    expect_error("{" APIS ", \"health\": {\"min_up\": 3}}", -EINVAL,
-                 "unknown key \"health.min_up\"");
-    expect_error("{" APIS ", \"cleanup\": {\"after_s\": -1}}", -EINVAL,
-                 "\"cleanup.after_s\" must be an integer between 0 and 31622400");
+    const struct bad_config cases[] = {
+        {"{" APIS ", \"health\": {\"on_failure\": \"ignore\"}}", -EINVAL,
+         "\"health.on_failure\" must be \"rollback\" or \"report\""},
+        {"{" APIS ", \"health\": {\"command\": \"\"}}", -EINVAL,
+         "\"health.command\" must be a non-empty string or null"},
+        {"{" APIS ", \"health\": {\"min_up\": 3}}", -EINVAL, "unknown key \"health.min_up\""},
+        {"{" APIS ", \"cleanup\": {\"after_s\": -1}}", -EINVAL,
+         "\"cleanup.after_s\" must be an integer between 0 and 31622400"},
+    };
+    expect_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_product_example(void **state)
@@ -194,52 +210,58 @@ static void test_every_value_taken(void **state)
 static void test_unknown_keys(void **state)
 {
     (void)state;
-    expect_error("{" APIS ", \"datacentre\": \"x\"}", -EINVAL, "unknown key \"datacentre\"");
-    expect_error("{" APIS ", \"ssh\": {\"prot\": 22}}", -EINVAL, "unknown key \"ssh.prot\"");
-    expect_error("{" APIS ", \"limits\": {\"max_active_jobs\": 2, \"max_jobs\": 1}}", -EINVAL,
-                 "unknown key \"limits.max_jobs\"");
-    expect_error("{\"apis\": {\"vmapi\": \"http://a\", \"cnapi\": \"http://a\", \"napi\": "
-                 "\"http://a\", \"imgapi\": \"http://a\", \"papi\": \"http://a\"}}",
-                 -EINVAL, "unknown key \"apis.papi\"");
-    /* A typo is reported as a typo, not as the key it was meant to be. */
-    expect_error("{\"apis\": {\"vmapi\": \"http://a\", \"cnap\": \"http://a\"}}", -EINVAL,
-                 "unknown key \"apis.cnap\"");
-    /* A key with quotes or a newline is quoted, keeping the message on one line. */
-    expect_error("{" APIS ", \"a\\\"b\\nc\": 1}", -EINVAL, "unknown key \"a\\\"b\\nc\"");
+    const struct bad_config cases[] = {
+        {"{" APIS ", \"datacentre\": \"x\"}", -EINVAL, "unknown key \"datacentre\""},
+        {"{" APIS ", \"ssh\": {\"prot\": 22}}", -EINVAL, "unknown key \"ssh.prot\""},
+        {"{" APIS ", \"limits\": {\"max_active_jobs\": 2, \"max_jobs\": 1}}", -EINVAL,
+         "unknown key \"limits.max_jobs\""},
+        {"{\"apis\": {\"vmapi\": \"http://a\", \"cnapi\": \"http://a\", \"napi\": "
+         "\"http://a\", \"imgapi\": \"http://a\", \"papi\": \"http://a\"}}",
+         -EINVAL, "unknown key \"apis.papi\""},
+        /* A typo is reported as a typo, not as the key it was meant to be. */
+        {"{\"apis\": {\"vmapi\": \"http://a\", \"cnap\": \"http://a\"}}", -EINVAL,
+         "unknown key \"apis.cnap\""},
+        /* A key with quotes or a newline is quoted, keeping the message on one line. */
+        {"{" APIS ", \"a\\\"b\\nc\": 1}", -EINVAL, "unknown key \"a\\\"b\\nc\""},
+    };
+    expect_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_wrong_types_and_ranges(void **state)
 {
     (void)state;
     const char *port_msg = "\"ssh.port\" must be an integer between 1 and 65535";
-    expect_error("{" APIS ", \"ssh\": {\"port\": \"22\"}}", -EINVAL, port_msg);
-    expect_error("{" APIS ", \"ssh\": {\"port\": 22.0}}", -EINVAL, port_msg);
-    expect_error("{" APIS ", \"ssh\": {\"port\": 0}}", -EINVAL, port_msg);
-    expect_error("{" APIS ", \"ssh\": {\"port\": 65536}}", -EINVAL, port_msg);
-    expect_error("{" APIS ", \"ssh\": {\"port\": null}}", -EINVAL, port_msg);
-    expect_error("{" APIS ", \"ssh\": []}", -EINVAL, "\"ssh\" must be an object");
-    expect_error("{" APIS ", \"db\": 5}", -EINVAL, "\"db\" must be a non-empty string");
-    expect_error("{" APIS ", \"socket\": \"\"}", -EINVAL, "\"socket\" must be a non-empty string");
-    expect_error("{" APIS ", \"ssh\": {\"user\": \"ro\\not\"}}", -EINVAL,
-                 "\"ssh.user\" must be a non-empty string");
-    expect_error("{" APIS ", \"log_level\": \"loud\"}", -EINVAL, "\"log_level\" must be one of");
-    expect_error("{" APIS ", \"log_level\": 30}", -EINVAL, "\"log_level\" must be one of");
-    expect_error("{" APIS ", \"transfer\": {\"mode\": \"udp\"}}", -EINVAL,
-                 "\"transfer.mode\" must be \"relay\" or \"direct\"");
-    expect_error("{" APIS ", \"transfer\": {\"retries\": true}}", -EINVAL,
-                 "\"transfer.retries\" must be an integer between 0 and 100");
-    expect_error("{" APIS ", \"transfer\": {\"limit_mbps\": -1}}", -EINVAL,
-                 "\"transfer.limit_mbps\" must be an integer between 0 and");
-    expect_error("{" APIS ", \"incremental\": {\"auto_switch_bytes\": 0}}", -EINVAL,
-                 "\"incremental.auto_switch_bytes\" must be an integer of at least 1");
-    expect_error("{" APIS ", \"incremental\": {\"interval_s\": 0}}", -EINVAL,
-                 "\"incremental.interval_s\" must be an integer between 1 and 86400");
-    expect_error("{" APIS ", \"limits\": {\"max_jobs_per_cn\": 0}}", -EINVAL,
-                 "\"limits.max_jobs_per_cn\" must be an integer between 1 and 1000");
-    expect_error("{" APIS ", \"ssh\": {\"ciphers\": \"aes128-ctr,,x\"}}", -EINVAL,
-                 "\"ssh.ciphers\" must be a comma-separated list");
-    expect_error("{" APIS ", \"ssh\": {\"ciphers\": \"aes; rm -rf /\"}}", -EINVAL,
-                 "\"ssh.ciphers\" must be a comma-separated list");
+    const struct bad_config cases[] = {
+        {"{" APIS ", \"ssh\": {\"port\": \"22\"}}", -EINVAL, port_msg},
+        {"{" APIS ", \"ssh\": {\"port\": 22.0}}", -EINVAL, port_msg},
+        {"{" APIS ", \"ssh\": {\"port\": 0}}", -EINVAL, port_msg},
+        {"{" APIS ", \"ssh\": {\"port\": 65536}}", -EINVAL, port_msg},
+        {"{" APIS ", \"ssh\": {\"port\": null}}", -EINVAL, port_msg},
+        {"{" APIS ", \"ssh\": []}", -EINVAL, "\"ssh\" must be an object"},
+        {"{" APIS ", \"db\": 5}", -EINVAL, "\"db\" must be a non-empty string"},
+        {"{" APIS ", \"socket\": \"\"}", -EINVAL, "\"socket\" must be a non-empty string"},
+        {"{" APIS ", \"ssh\": {\"user\": \"ro\\not\"}}", -EINVAL,
+         "\"ssh.user\" must be a non-empty string"},
+        {"{" APIS ", \"log_level\": \"loud\"}", -EINVAL, "\"log_level\" must be one of"},
+        {"{" APIS ", \"log_level\": 30}", -EINVAL, "\"log_level\" must be one of"},
+        {"{" APIS ", \"transfer\": {\"mode\": \"udp\"}}", -EINVAL,
+         "\"transfer.mode\" must be \"relay\" or \"direct\""},
+        {"{" APIS ", \"transfer\": {\"retries\": true}}", -EINVAL,
+         "\"transfer.retries\" must be an integer between 0 and 100"},
+        {"{" APIS ", \"transfer\": {\"limit_mbps\": -1}}", -EINVAL,
+         "\"transfer.limit_mbps\" must be an integer between 0 and"},
+        {"{" APIS ", \"incremental\": {\"auto_switch_bytes\": 0}}", -EINVAL,
+         "\"incremental.auto_switch_bytes\" must be an integer of at least 1"},
+        {"{" APIS ", \"incremental\": {\"interval_s\": 0}}", -EINVAL,
+         "\"incremental.interval_s\" must be an integer between 1 and 86400"},
+        {"{" APIS ", \"limits\": {\"max_jobs_per_cn\": 0}}", -EINVAL,
+         "\"limits.max_jobs_per_cn\" must be an integer between 1 and 1000"},
+        {"{" APIS ", \"ssh\": {\"ciphers\": \"aes128-ctr,,x\"}}", -EINVAL,
+         "\"ssh.ciphers\" must be a comma-separated list"},
+        {"{" APIS ", \"ssh\": {\"ciphers\": \"aes; rm -rf /\"}}", -EINVAL,
+         "\"ssh.ciphers\" must be a comma-separated list"},
+    };
+    expect_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_apis_required(void **state)
@@ -270,13 +292,16 @@ static void test_apis_required(void **state)
 static void test_malformed_json(void **state)
 {
     (void)state;
-    expect_error("{\"db\": }", MIG_EPARSE, "invalid JSON at line 1");
-    expect_error("{" APIS ",\n\"db\": \"/a\",\n\"db\": \"/b\"}", MIG_EPARSE, "duplicate");
-    expect_error("", MIG_EPARSE, "invalid JSON");
-    expect_error("{" APIS "} trailing", MIG_EPARSE, "invalid JSON");
-    expect_error("[1, 2]", -EINVAL, "must be a JSON object");
-    /* Duplicate keys inside a nested object too. */
-    expect_error("{" APIS ", \"ssh\": {\"port\": 22, \"port\": 2222}}", MIG_EPARSE, "duplicate");
+    const struct bad_config cases[] = {
+        {"{\"db\": }", MIG_EPARSE, "invalid JSON at line 1"},
+        {"{" APIS ",\n\"db\": \"/a\",\n\"db\": \"/b\"}", MIG_EPARSE, "duplicate"},
+        {"", MIG_EPARSE, "invalid JSON"},
+        {"{" APIS "} trailing", MIG_EPARSE, "invalid JSON"},
+        {"[1, 2]", -EINVAL, "must be a JSON object"},
+        /* Duplicate keys inside a nested object too. */
+        {"{" APIS ", \"ssh\": {\"port\": 22, \"port\": 2222}}", MIG_EPARSE, "duplicate"},
+    };
+    expect_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_load_file(void **state)
@@ -329,16 +354,11 @@ static void test_shipped_example(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_later_keys),
-        cmocka_unit_test(test_product_example),
-        cmocka_unit_test(test_every_value_taken),
-        cmocka_unit_test(test_unknown_keys),
-        cmocka_unit_test(test_wrong_types_and_ranges),
-        cmocka_unit_test(test_apis_required),
-        cmocka_unit_test(test_malformed_json),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_shipped_example),
+        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_later_keys),
+        cmocka_unit_test(test_product_example), cmocka_unit_test(test_every_value_taken),
+        cmocka_unit_test(test_unknown_keys),    cmocka_unit_test(test_wrong_types_and_ranges),
+        cmocka_unit_test(test_apis_required),   cmocka_unit_test(test_malformed_json),
+        cmocka_unit_test(test_load_file),       cmocka_unit_test(test_shipped_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
