@@ -392,8 +392,8 @@ static void test_leftovers(void **state)
     assert_true(mig_leftover_blocks(job, &job->leftovers[1]));
     job->state = MIG_JOB_SWITCHED; /* the VM is on cn2 now: its dataset there is the VM's */
     assert_false(mig_leftover_blocks(job, &job->leftovers[1]));
-    struct mig_leftover src =
-        leftover("cleanup.destroy_source_dataset#0", false, "cn1", "dataset", "zones/u");
+    struct mig_leftover src = leftover("cleanup.destroy_source_dataset#0", false, "cn1",
+                                       "dataset", "zones/u");
     assert_true(mig_leftover_blocks(job, &src));
 
     /* Public JSON: what, where, why, since, when next, whether it blocks. */
@@ -407,8 +407,7 @@ static void test_leftovers(void **state)
     assert_string_equal(json_string_value(json_object_get(l1, "kind")), "dataset");
     assert_string_equal(json_string_value(json_object_get(l1, "name")), "zones/u");
     assert_string_equal(json_string_value(json_object_get(l1, "reason")), "dataset is busy");
-    assert_string_equal(json_string_value(json_object_get(l1, "since")),
-                        "1970-01-01T00:00:02.000Z");
+    assert_string_equal(json_string_value(json_object_get(l1, "since")), "1970-01-01T00:00:02.000Z");
     assert_null(json_object_get(l1, "key")); /* the record's business */
     json_decref(o);
 
@@ -439,8 +438,8 @@ static void test_progress_at_rest(void **state)
 {
     (void)state;
     struct mig_job *job = mig_job_new();
-    job->progress = (struct mig_progress){
-        .bytes_sent = 105172992, .bytes_total = 105068544, .rate_bytes_s = 8845, .eta_s = 3};
+    job->progress = (struct mig_progress){.bytes_sent = 105172992, .bytes_total = 105068544,
+                                          .rate_bytes_s = 8845, .eta_s = 3};
     struct mig_round r1 = {.n = 1, .bytes = 100000000, .duration_ms = 2000};
     struct mig_round r2 = {.n = 2, .bytes = 5172992, .duration_ms = 1000};
     mig_job_log_round(job, &r1);
@@ -559,9 +558,9 @@ static void test_public_json(void **state)
     json_t *rounds = json_object_get(o, "rounds");
     assert_int_equal(json_array_size(rounds), 2);
     assert_true(json_is_null(json_object_get(json_array_get(rounds, 0), "predicted_downtime_ms")));
-    assert_int_equal(
-        json_integer_value(json_object_get(json_array_get(rounds, 1), "predicted_downtime_ms")),
-        2100);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rounds, 1),
+                                                        "predicted_downtime_ms")),
+                     2100);
     json_t *bd = json_object_get(o, "downtime_breakdown");
     assert_int_equal(json_integer_value(json_object_get(bd, "daemon_ms")), 9);
     assert_string_equal(json_string_value(json_object_get(
@@ -591,8 +590,9 @@ static void test_public_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(p, "increments")), 3);
     job->state = MIG_JOB_RUNNING;
     json_t *running = mig_job_to_json(job);
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(running, "progress"), "eta_s")), 77);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(running, "progress"),
+                                                        "eta_s")),
+                     77);
     json_decref(running);
     job->state = MIG_JOB_FAILED;
 
@@ -646,8 +646,7 @@ static void test_images(void **state)
     assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@snap1"), -1);
     assert_int_equal(mig_job_add_image(c, "zones/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz@final"), -1);
     assert_int_equal(mig_job_add_image(c, "c3de3d3d-b265-5a78-baa6-38d3173b7932@final"), -1);
-    assert_int_equal(mig_job_add_image(c, "zones/x@final/c3de3d3d-b265-5a78-baa6-38d3173b7932"),
-                     -1);
+    assert_int_equal(mig_job_add_image(c, "zones/x@final/c3de3d3d-b265-5a78-baa6-38d3173b7932"), -1);
     assert_int_equal(mig_job_add_image(c, "zones/c3de3d3d-b265-5a78-baa6-38d3173b7932@finalx"), -1);
     assert_int_equal(c->nimages, 2);
     /* A send starts from an origin only once its image is on the target. */

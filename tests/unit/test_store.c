@@ -93,6 +93,15 @@ static int raw_int(const char *path, const char *sql)
     return v;
 }
 
+/* How many of names (an SQL list: "('a', 'b')") the database has of type (table, index). */
+static int schema_count(const char *path, const char *type, const char *names)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM sqlite_master WHERE type = '%s' AND name IN %s", type, names);
+    return raw_int(path, sql);
+}
+
 /* A job with every field set to something other than its default. */
 static struct mig_job *full_job(const char *vm_uuid, enum mig_job_state state, int64_t created)
 {
@@ -161,16 +170,11 @@ static void test_open_creates_schema(void **state)
     assert_true(mig_store_schema_latest() >= 1);
     assert_int_equal(mig_store_schema_latest(), mig_schema_nsteps);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                                       " AND name IN ('jobs', 'actions', 'job_log', 'evacuations')"),
-                     4);
+    assert_int_equal(
+        schema_count(fx->path, "table", "('jobs', 'actions', 'job_log', 'evacuations')"), 4);
     /* 006 dropped the step history and events nothing wrote. */
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                                       " AND name IN ('steps', 'events')"),
-                     0);
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
-                                       " AND name = 'jobs_vm_state'"),
-                     1);
+    assert_int_equal(schema_count(fx->path, "table", "('steps', 'events')"), 0);
+    assert_int_equal(schema_count(fx->path, "index", "('jobs_vm_state')"), 1);
 }
 
 static void test_reopen_is_idempotent(void **state)
@@ -516,12 +520,8 @@ static void test_schema_2_tables(void **state)
     struct fixture *fx = *state;
     open_ok(fx);
     assert_true(mig_store_schema_latest() >= 2);
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                                       " AND name IN ('actions', 'meta')"),
-                     2);
-    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
-                                       " AND name = 'actions_job_seq'"),
-                     1);
+    assert_int_equal(schema_count(fx->path, "table", "('actions', 'meta')"), 2);
+    assert_int_equal(schema_count(fx->path, "index", "('actions_job_seq')"), 1);
     /* The writability probe left its row. */
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM meta WHERE key = 'opened'"
                                        " AND value LIKE '____-__-__T__:__:__.___Z'"),
