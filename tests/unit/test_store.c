@@ -160,6 +160,15 @@ static void assert_same_job(const struct mig_job *a, const struct mig_job *b)
     json_decref(rb);
 }
 
+/* The job stored under want's uuid loads, and is want. */
+static void assert_stored(struct mig_store *st, const struct mig_job *want)
+{
+    struct mig_job *got = NULL;
+    assert_int_equal(mig_store_job_load(st, want->uuid, &got), 0);
+    assert_same_job(want, got);
+    mig_job_free(got);
+}
+
 #define VM_A "aaaaaaaa-0000-4000-8000-000000000001"
 #define VM_B "bbbbbbbb-0000-4000-8000-000000000002"
 
@@ -188,10 +197,7 @@ static void test_reopen_is_idempotent(void **state)
 
     st = open_ok(fx);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
-    struct mig_job *got = NULL;
-    assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
-    assert_same_job(j, got);
-    mig_job_free(got);
+    assert_stored(st, j);
     mig_job_free(j);
 }
 
@@ -563,10 +569,7 @@ static void test_upgrade_from_schema_1(void **state)
 
     struct mig_store *st = open_ok(fx);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
-    struct mig_job *got = NULL;
-    assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
-    assert_same_job(j, got);
-    mig_job_free(got);
+    assert_stored(st, j);
     assert_int_equal(
         mig_store_action_save(st, j, "sync.send@1#0", "sync", "source", MIG_ACTION_STARTED, NULL),
         0);
@@ -1195,17 +1198,11 @@ static void test_private_key_wiped_after_forget(void **state)
             fail_msg("with a zonecfg of %zu bytes, the key is still in the files",
                      zonecfg_sizes[z]);
         assert_int_equal(db_count(fx->path, "BEGIN OPENSSH PRIVATE KEY"), 0);
-        struct mig_job *got = NULL;
-        assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
-        assert_same_job(j, got);
-        mig_job_free(got);
+        assert_stored(st, j);
         mig_job_free(j);
     }
     /* The other job is intact. */
-    struct mig_job *got = NULL;
-    assert_int_equal(mig_store_job_load(st, other->uuid, &got), 0);
-    assert_same_job(other, got);
-    mig_job_free(got);
+    assert_stored(st, other);
     mig_job_free(other);
 }
 
@@ -1541,10 +1538,7 @@ static void test_open_refuses_read_only_mount(void **state)
 
     /* Outside the namespace nothing changed. */
     st = open_ok(fx);
-    struct mig_job *got = NULL;
-    assert_int_equal(mig_store_job_load(st, j->uuid, &got), 0);
-    assert_same_job(j, got);
-    mig_job_free(got);
+    assert_stored(st, j);
     mig_job_free(j);
 #else
     (void)state;
