@@ -183,6 +183,21 @@ static void expect_none(const struct mig_place *p, int vmn, bool skipped, const 
     assert_string_equal(v->why, why);
 }
 
+/* expect_none with the reason formatted from fmt (a VM's uuid, mostly). */
+static void expect_nonef(const struct mig_place *p, int vmn, bool skipped, const char *rule,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void expect_nonef(const struct mig_place *p, int vmn, bool skipped, const char *rule,
+                         const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    expect_none(p, vmn, skipped, rule, why);
+}
+
 /* --- NIC tags ------------------------------------------------------------------ */
 
 static void test_nic_tags(void **state)
@@ -206,16 +221,13 @@ static void test_nic_tags(void **state)
     expect_target(p, 1, 2,
                   "the only CN that fits: 63 GiB RAM free after placement; has NIC tags "
                   "external");
-    char why[512];
-    snprintf(why, sizeof(why), "no eligible target CN has NIC tag storage, which VM db (%s) uses",
-             VMU(2));
-    expect_none(p, 2, false, MIG_RULE_NIC_TAG, why);
-    snprintf(why, sizeof(why), "no CN has NIC tag backup, which VM bak (%s) uses", VMU(3));
-    expect_none(p, 3, false, MIG_RULE_NIC_TAG, why);
-    snprintf(why, sizeof(why),
-             "no eligible target CN has all the NIC tags of VM both (%s): external, internal",
-             VMU(4));
-    expect_none(p, 4, false, MIG_RULE_NIC_TAG, why);
+    expect_nonef(p, 2, false, MIG_RULE_NIC_TAG,
+                 "no eligible target CN has NIC tag storage, which VM db (%s) uses", VMU(2));
+    expect_nonef(p, 3, false, MIG_RULE_NIC_TAG, "no CN has NIC tag backup, which VM bak (%s) uses",
+                 VMU(3));
+    expect_nonef(p, 4, false, MIG_RULE_NIC_TAG,
+                 "no eligible target CN has all the NIC tags of VM both (%s): external, internal",
+                 VMU(4));
     expect_target(p, 5, 3,
                   "the only CN that fits: 63 GiB RAM free after placement; has NIC tags "
                   "internal");
@@ -268,12 +280,10 @@ static void test_fabric(void **state)
                   "tags sdc_overlay/4151198");
     expect_target(p, 2, 2, NULL);
     expect_target(p, 3, 4, NULL);
-    char why[512];
-    snprintf(why, sizeof(why),
-             "no CN has an underlay carrying overlay tag user_overlay, which the fabric NIC "
-             "user_overlay/5 of VM nobody (%s) needs",
-             VMU(4));
-    expect_none(p, 4, false, MIG_RULE_UNDERLAY, why);
+    expect_nonef(p, 4, false, MIG_RULE_UNDERLAY,
+                 "no CN has an underlay carrying overlay tag user_overlay, which the fabric NIC "
+                 "user_overlay/5 of VM nobody (%s) needs",
+                 VMU(4));
     expect_target(p, 5, 3, NULL);
 
     /* Only cn3 and cn4 allowed: the underlay is missing among the eligible CNs. */
@@ -281,20 +291,19 @@ static void test_fabric(void **state)
     f->o.to = to;
     f->o.nto = 2;
     p = plan(f);
-    snprintf(why, sizeof(why),
-             "no eligible target CN has an underlay carrying overlay tag sdc_overlay, which the "
-             "fabric NIC sdc_overlay/4151198 of VM fab (%s) needs",
-             VMU(1));
-    expect_none(p, 1, false, MIG_RULE_UNDERLAY, why);
-    /* Each NIC's need is met by some CN, not both by one: the NIC tag rule lists them. */
-    snprintf(why, sizeof(why),
-             "no eligible target CN has all the NIC tags of VM both (%s): external, "
-             "sdc_overlay/4151198",
-             VMU(2));
+    expect_nonef(
+        p, 1, false, MIG_RULE_UNDERLAY,
+        "no eligible target CN has an underlay carrying overlay tag sdc_overlay, which the "
+        "fabric NIC sdc_overlay/4151198 of VM fab (%s) needs",
+        VMU(1));
     /* cn4 (sorted fourth) carries sdc_overlay too, but not the external tag. */
     with_underlay(json_array_get(f->servers, 3), "other_overlay,sdc_overlay");
     p = plan(f);
-    expect_none(p, 2, false, MIG_RULE_NIC_TAG, why);
+    /* Each NIC's need is met by some CN, not both by one: the NIC tag rule lists them. */
+    expect_nonef(p, 2, false, MIG_RULE_NIC_TAG,
+                 "no eligible target CN has all the NIC tags of VM both (%s): external, "
+                 "sdc_overlay/4151198",
+                 VMU(2));
     expect_target(p, 1, 4, NULL);
 }
 
@@ -677,34 +686,31 @@ static void test_skipped_vms(void **state)
     f->o.admin_uuid = ADMIN;
     const struct mig_place *p = plan(f);
 
-    char why[512];
-    snprintf(why, sizeof(why),
-             "VM vmapi0 (%s) is a Triton core zone (tags.smartdc_role=vmapi); core zones are "
-             "moved with Triton's own tools, not migd",
-             VMU(1));
-    expect_none(p, 1, true, MIG_RULE_VM_CORE, why);
-    snprintf(why, sizeof(why),
-             "VM nat0 (%s) is a NAT zone (internal_metadata com.joyent:ipnat_subnet=10.0.0.0/24); "
-             "Triton recreates NAT zones itself, they are not migrated",
-             VMU(2));
-    expect_none(p, 2, true, MIG_RULE_VM_NAT, why);
-    snprintf(why, sizeof(why),
-             "VM adminvm (%s) is owned by the admin user " ADMIN ", so it is a Triton core zone; "
-             "core zones are moved with Triton's own tools, not migd",
-             VMU(3));
-    expect_none(p, 3, true, MIG_RULE_VM_CORE, why);
-    snprintf(why, sizeof(why),
-             "VM prov (%s) is provisioning; only running or stopped VMs can be migrated", VMU(4));
-    expect_none(p, 4, true, MIG_RULE_VM_STATE, why);
-    snprintf(why, sizeof(why),
-             "VM dock (%s) has brand docker, which migd does not migrate (supported: joyent, "
-             "joyent-minimal, lx, bhyve, kvm)",
-             VMU(5));
-    expect_none(p, 5, true, MIG_RULE_VM_BRAND, why);
-    snprintf(why, sizeof(why),
-             "VM elsewhere (%s) is on CN cn2, not on the source cn1; plan it from the CN it is on",
-             VMU(6));
-    expect_none(p, 6, true, MIG_PLACE_RULE_NOT_ON_SOURCE, why);
+    expect_nonef(p, 1, true, MIG_RULE_VM_CORE,
+                 "VM vmapi0 (%s) is a Triton core zone (tags.smartdc_role=vmapi); core zones are "
+                 "moved with Triton's own tools, not migd",
+                 VMU(1));
+    expect_nonef(
+        p, 2, true, MIG_RULE_VM_NAT,
+        "VM nat0 (%s) is a NAT zone (internal_metadata com.joyent:ipnat_subnet=10.0.0.0/24); "
+        "Triton recreates NAT zones itself, they are not migrated",
+        VMU(2));
+    expect_nonef(p, 3, true, MIG_RULE_VM_CORE,
+                 "VM adminvm (%s) is owned by the admin user " ADMIN
+                 ", so it is a Triton core zone; "
+                 "core zones are moved with Triton's own tools, not migd",
+                 VMU(3));
+    expect_nonef(p, 4, true, MIG_RULE_VM_STATE,
+                 "VM prov (%s) is provisioning; only running or stopped VMs can be migrated",
+                 VMU(4));
+    expect_nonef(p, 5, true, MIG_RULE_VM_BRAND,
+                 "VM dock (%s) has brand docker, which migd does not migrate (supported: joyent, "
+                 "joyent-minimal, lx, bhyve, kvm)",
+                 VMU(5));
+    expect_nonef(
+        p, 6, true, MIG_PLACE_RULE_NOT_ON_SOURCE,
+        "VM elsewhere (%s) is on CN cn2, not on the source cn1; plan it from the CN it is on",
+        VMU(6));
     expect_target(p, 7, 2,
                   "the only CN that fits: 61 GiB RAM free after placement; has NIC tags "
                   "external");
@@ -1002,12 +1008,10 @@ static void test_spread_tag(void **state)
     /* A fourth db has nowhere to go apart from the others: it stays, and says who is where. */
     add(f->vms, tagged(4, "db3", "db", OWNER, 1));
     p = plan(f);
-    char why[512];
-    snprintf(why, sizeof(why),
-             "VM db3 (%s) stays: every CN that fits runs another role=db of its owner: cn2 "
-             "(db0), cn3 (db1), cn4 (db2)",
-             VMU(4));
-    expect_none(p, 4, false, MIG_PLACE_RULE_SPREAD, why);
+    expect_nonef(p, 4, false, MIG_PLACE_RULE_SPREAD,
+                 "VM db3 (%s) stays: every CN that fits runs another role=db of its owner: cn2 "
+                 "(db0), cn3 (db1), cn4 (db2)",
+                 VMU(4));
     assert_int_equal(p->nplaced, 3);
     assert_int_equal(p->nunplaced, 1);
 
