@@ -107,6 +107,15 @@ static json_t *job_in(const char *state, const char *phase, json_int_t sent, jso
                      "limit_mbps", 0, "error");
 }
 
+/* The job's progress line is want; the job is released. */
+static void expect_progress_line(json_t *job, const char *want)
+{
+    char line[1024];
+    out_progress_line(job, line, sizeof(line));
+    assert_string_equal(line, want);
+    json_decref(job);
+}
+
 static void assert_field(json_t *job, const char *field, const char *want)
 {
     char *got = out_field(job, field);
@@ -148,23 +157,15 @@ static void test_progress_line(void **state)
     job = job_in("running", "switch", 40 << 20, 100 << 20);
     json_object_set_new(job, "activity",
                         json_string("switch.attach_target on cn2: zoneadm attach"));
-    out_progress_line(job, line, sizeof(line));
-    assert_string_equal(line, "switch   switch.attach_target on cn2: zoneadm attach");
-    json_decref(job);
+    expect_progress_line(job, "switch   switch.attach_target on cn2: zoneadm attach");
     job = job_in("succeeded", "cleanup", 97, 100);
-    out_progress_line(job, line, sizeof(line));
-    assert_string_equal(line, "succeeded 100%  97 B sent; the VM runs on cn2");
-    json_decref(job);
+    expect_progress_line(job, "succeeded 100%  97 B sent; the VM runs on cn2");
     job = job_in("running", "sync", 1, 2);
     json_object_set_new(job, "aborting", json_true());
-    out_progress_line(job, line, sizeof(line));
-    assert_string_equal(line, "aborting in sync");
-    json_decref(job);
+    expect_progress_line(job, "aborting in sync");
     job = job_in("waiting", "sync", 1, 2);
     json_object_set_new(job, "paused", json_true());
-    out_progress_line(job, line, sizeof(line));
-    assert_string_equal(line, "paused in sync");
-    json_decref(job);
+    expect_progress_line(job, "paused in sync");
     /* An ended job is not shown paused, whatever its record says. */
     job = job_in("aborted", "sync", 1, 2);
     json_object_set_new(job, "paused", json_true());
