@@ -81,7 +81,8 @@ struct mig_result {
     int exit_status;     /* SSH; for RELAY the side that says why (daemon/ops.c): the consumer's,
                             or the producer's when it alone failed or the consumer only saw
                             its stream end */
-    const char *out;     /* SSH stdout ("" when none); valid until the next op */
+    const char *out;     /* SSH stdout, RELAY the consumer's ("" when none); valid until the
+                            next op */
     const char *errout;  /* SSH stderr, or the failing side's stderr of a RELAY */
     long http_status;
     json_t *json;        /* HTTP body parsed, or NULL; borrowed */
@@ -122,6 +123,9 @@ struct mig_act {
     int pc;                         /* resume point, 0 at the start */
     int i;                          /* a loop index kept across operations */
     int64_t n;                      /* a number kept across operations */
+    int part;                       /* an action made of parts (act_zone.c's merged commands):
+                                       which part runs; each part's pc starts at 0 */
+    char why[256];                  /* a merged command's failure, for the careful path's verdict */
     const struct mig_result *res;   /* the last operation's result; NULL before the first */
     struct mig_op op;               /* the next operation, when MIG_ACT_OP is answered */
     char scratch[512];              /* kept across operations of one run, never persisted */
@@ -144,7 +148,7 @@ typedef int (*mig_act_fn)(struct mig_act *a);
                                     failed act is undone without asking its probe first */
 
 struct mig_action_def {
-    const char *name;  /* "switch.attach_target": phase prefix, then what */
+    const char *name;  /* "switch.attach_show_target": phase prefix, then what */
     enum mig_side side;
     const char *does;  /* one line for the operator: what it does and where */
     unsigned flags;

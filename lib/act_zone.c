@@ -610,3 +610,112 @@ int act_delete_zone(struct mig_act *a)
 {
     return delete_zone_on(a, a->side);
 }
+
+/* ---- merged commands: two of the switch's steps in one remote exec ---- */
+
+/*
+ * The switch's window runs no more remote commands than the hand procedure
+ * does (stop, snapshot, send, attach, start): the source's stop carries its
+ * disabling, the target's attach the lifting of its flag, each pair joined
+ * by && in one exec, so the second runs only after the first succeeded.
+ * Any other answer takes the careful path: each part as its own action
+ * would, asking first and doing only what is not so yet.  A resume or a
+ * retry probes the pair (both parts there, or ABSENT) and acts again, which
+ * goes down the same careful path when the first part is already done.
+ */
+
+/* Runs first, then (once it answers DONE) second, each from its own start; a->part says where. */
+static int two_parts(struct mig_act *a, mig_act_fn first, mig_act_fn second)
+{
+    if (a->part == 0)
+        a->part = 1;
+    if (a->part == 1) {
+        int rc = first(a);
+        if (rc != MIG_ACT_DONE)
+            return rc;
+        a->part = 2;
+        a->pc = 0;
+    }
+    return second(a);
+}
+
+/* After the merged command failed: its first part was done (DONE) or a failure saying why. */
+static int merged_first_part(struct mig_act *a, mig_act_fn probe, const char *code,
+                             const char *what)
+{
+    int rc = probe(a);
+    if (rc == MIG_ACT_ABSENT)
+        return mig_act_fail(a, code, "%s %s on %s: %s", what, VM(a), HOST(a, a->side), a->why);
+    return rc;
+}
+
+/* Starts the careful path after the merged command (in a->res) failed. */
+static void take_careful_path(struct mig_act *a)
+{
+    mig_res_why(a->res, a->why, sizeof(a->why));
+    a->part = 1;
+    a->pc = 0;
+}
+
+static int stopped_or_fail(struct mig_act *a)
+{
+    return merged_first_part(a, probe_stopped, "StopFailed", "vmadm stop");
+}
+
+/* vmadm stop, then autoboot off and do-not-inventory: the source's side of the switch. */
+int act_stop_disable(struct mig_act *a)
+{
+    if (a->part != 0)
+        return two_parts(a, stopped_or_fail, act_disable);
+    ACT_BEGIN(a);
+    ACT_SSH(a, a->side, mig_cmd_vmadm_stop_disable(VM(a)), NULL);
+    if (mig_res_ok(a->res))
+        return MIG_ACT_DONE;
+    take_careful_path(a);
+    return two_parts(a, stopped_or_fail, act_disable);
+    ACT_END(a);
+}
+
+int probe_stop_disabled(struct mig_act *a)
+{
+    return two_parts(a, probe_stopped, probe_disabled);
+}
+
+/* Shown to its agent again (autoboot as it was), then started if it ran: in undo order. */
+int undo_stop_disable(struct mig_act *a)
+{
+    return two_parts(a, undo_disable, undo_stop);
+}
+
+static int attached_or_fail(struct mig_act *a)
+{
+    return merged_first_part(a, probe_attached, "AttachFailed", "zoneadm attach of");
+}
+
+/* zoneadm attach, then the do-not-inventory flag lifted: the target's side of the switch. */
+int act_attach_show(struct mig_act *a)
+{
+    if (a->part != 0)
+        return two_parts(a, attached_or_fail, act_lift_target);
+    ACT_BEGIN(a);
+    ACT_SSH(a, a->side, mig_cmd_zoneadm_attach_show(VM(a)), NULL);
+    if (mig_res_ok(a->res)) {
+        if (a->side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
+            mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
+        return MIG_ACT_DONE;
+    }
+    take_careful_path(a);
+    return two_parts(a, attached_or_fail, act_lift_target);
+    ACT_END(a);
+}
+
+int probe_attached_shown(struct mig_act *a)
+{
+    return two_parts(a, probe_attached, probe_shown);
+}
+
+/* Flagged again, then detached: in undo order. */
+int undo_attach_show(struct mig_act *a)
+{
+    return two_parts(a, act_hide, act_detach);
+}

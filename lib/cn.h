@@ -66,6 +66,20 @@ char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid);
 char *mig_cmd_zonecfg_disable(const char *vm_uuid);
 /* Undoes it in one command: zonecfg -z UUID 'set autoboot=X; remove attr name=do-not-inventory'. */
 char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot);
+/*
+ * Two commands in one exec, "FIRST && SECOND": the second runs only when the
+ * first exited 0, and the exit status is the first failure's.  Takes both
+ * (either may be NULL: a builder refused an argument, and the result is NULL).
+ */
+char *mig_cmd_and(char *first, char *second);
+/*
+ * The switch's two merged commands (cn-commands.md's commands joined by &&,
+ * the second only after the first succeeded): "vmadm stop 'UUID' && zonecfg
+ * -z 'UUID' '<disable>'" and "zoneadm -z 'UUID' attach && zonecfg -z 'UUID'
+ * 'remove attr name=do-not-inventory'"; NULL for a bad uuid.
+ */
+char *mig_cmd_vmadm_stop_disable(const char *vm_uuid);
+char *mig_cmd_zoneadm_attach_show(const char *vm_uuid);
 
 /* svcadm restart vm-agent */
 char *mig_cmd_svcadm_restart_vm_agent(void);
@@ -267,7 +281,8 @@ char *mig_zonecfg_hidden(const char *text);
 
 /*
  * True when two exports configure the same zone: equal line by line but for
- * "set autoboot=" lines (vmadm stop and start change those).
+ * the flags, "set autoboot=" lines (vmadm stop and start change those) and
+ * a do-not-inventory attr block (the switch's stop sets it on the source).
  */
 bool mig_zonecfg_same(const char *a, const char *b);
 

@@ -158,9 +158,23 @@ static const struct mig_action_def VERIFY_HEALTH = {
 /* switch */
 static const struct mig_action_def SWITCH_BEGIN = {
     "switch.begin", LOCAL, "the downtime starts", 0, NULL, NULL, act_begin_switch, NULL, NULL};
+/*
+ * The source's stop carries its disabling (act_zone.c's merged commands): a
+ * running VM's switch runs no more remote commands than the hand procedure.
+ */
 static const struct mig_action_def SWITCH_STOP = {
-    "switch.stop_source", SRC, "vmadm stop", 0, was_running, probe_stopped,
-    act_stop, undo_stop, NULL};
+    "switch.stop_disable_source", SRC,
+    "vmadm stop, then zonecfg: autoboot=false and do-not-inventory, one exec",
+    MIG_ACT_UNDO_BLIND, was_running, probe_stop_disabled, act_stop_disable, undo_stop_disable,
+    NULL};
+/* Rows no plan runs any more, kept so that a journal an older migd wrote is undone whole. */
+static bool retired(const struct mig_job *job, int round, int item)
+{
+    (void)job, (void)round, (void)item;
+    return false;
+}
+static const struct mig_action_def SWITCH_STOP_RETIRED = {
+    "switch.stop_source", SRC, "vmadm stop", 0, retired, probe_stopped, act_stop, undo_stop, NULL};
 static const struct mig_action_def SWITCH_SNAPSHOT = {
     "switch.snapshot", SRC, "zfs snapshot -r, final", MIG_ACT_BEST_EFFORT, NULL,
     probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
@@ -221,18 +235,27 @@ static const struct mig_action_def SWITCH_BASE = {
     "switch.find_base", SRC, "zfs list, zfs get guid: the final send's base, before the stop",
     MIG_ACT_READ, NULL, NULL, act_find_base, NULL, NULL};
 
+static bool was_stopped(const struct mig_job *job, int round, int item)
+{
+    return !was_running(job, round, item);
+}
+
 /*
- * The downtime window holds only: stop, the final snapshot and send,
- * disabling the source (one command), attach, lifting the target's flag,
- * start.
+ * The downtime window holds only: the stop (with the source's disabling),
+ * the final snapshot and send, the attach (with the lifting of the target's
+ * flag), the start: the hand procedure's five commands.  A stopped VM's
+ * source is disabled on its own.
  */
 static const struct mig_action_def SWITCH_TAIL[] = {
     {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
-    {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached,
-     act_attach, act_detach, NULL},
-    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
-     probe_shown, act_lift_target, act_hide, NULL},
+     0, was_stopped, probe_disabled, act_disable, undo_disable, NULL},
+    {"switch.attach_show_target", DST,
+     "zoneadm attach, then zonecfg remove attr do-not-inventory, one exec", MIG_ACT_UNDO_BLIND,
+     NULL, probe_attached_shown, act_attach_show, undo_attach_show, NULL},
+    {"switch.attach_target", DST, "zoneadm attach", 0, retired, probe_attached, act_attach,
+     act_detach, NULL},
+    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, retired, probe_shown,
+     act_lift_target, act_hide, NULL},
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
      act_start, undo_start, NULL},
     {"switch.health_start", DST, "zoneadm list -p: the zone id the health gate watches",
@@ -372,7 +395,7 @@ static const struct {
 } TABLES[] = {
     {PREPARE, N(PREPARE)},         {&READ_IP, 1},           {&RESERVE_IP, 1},
     {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
-    {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
+    {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1}, {&SWITCH_STOP_RETIRED, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
     {SWITCH_CHECK, N(SWITCH_CHECK)}, {&SWITCH_BASE, 1},  {&RETURN_BASE, 1},
     {SWITCH_RECHECK, N(SWITCH_RECHECK)},
@@ -470,6 +493,7 @@ void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
     add_per_dataset(p, job, &SWITCH_BASE, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
+    add(p, &SWITCH_STOP_RETIRED, MIG_PHASE_SWITCH, -1, -1);
     add_all(p, SWITCH_RECHECK, N(SWITCH_RECHECK), MIG_PHASE_SWITCH);
     add(p, &SWITCH_ROOM, MIG_PHASE_SWITCH, MIG_ROUND_FINAL, -1);
     add_per_dataset(p, job, &SWITCH_SNAPSHOT, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);

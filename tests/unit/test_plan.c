@@ -131,18 +131,34 @@ static void test_orders_carry_the_safety_rules(void **state)
     static struct mig_plan p;
     struct mig_job *job = job_with(1, 1);
     mig_plan_switch(job, &p);
-    /* The source is stopped before its final snapshot, disabled before the target is attached. */
-    assert_true(at(&p, "switch.stop_source") < at(&p, "switch.snapshot"));
-    assert_true(at(&p, "switch.send") < at(&p, "switch.attach_target"));
-    assert_true(at(&p, "switch.disable_source") < at(&p, "switch.attach_target"));
-    assert_true(at(&p, "switch.disable_source") < at(&p, "switch.show_target"));
-    assert_true(at(&p, "switch.check_config") < at(&p, "switch.attach_target"));
+    /*
+     * The source is stopped before its final snapshot, disabled before the
+     * target is attached (a running VM's in the same exec as its stop, a
+     * stopped VM's by disable_source).
+     */
+    assert_true(at(&p, "switch.stop_disable_source") < at(&p, "switch.snapshot"));
+    assert_true(at(&p, "switch.send") < at(&p, "switch.attach_show_target"));
+    assert_true(at(&p, "switch.disable_source") < at(&p, "switch.attach_show_target"));
+    assert_true(at(&p, "switch.check_config") < at(&p, "switch.attach_show_target"));
     /* What needs no stopped VM runs before the downtime starts. */
     assert_true(at(&p, "switch.check_config") < at(&p, "switch.begin"));
     assert_true(at(&p, "switch.restage_target") < at(&p, "switch.begin"));
     assert_true(at(&p, "switch.find_base") < at(&p, "switch.begin"));
-    assert_true(at(&p, "switch.stop_source") < at(&p, "switch.recheck_config"));
-    assert_true(at(&p, "switch.restage_again") < at(&p, "switch.attach_target"));
+    assert_true(at(&p, "switch.stop_disable_source") < at(&p, "switch.recheck_config"));
+    assert_true(at(&p, "switch.restage_again") < at(&p, "switch.attach_show_target"));
+    /*
+     * A running zone's window runs the hand procedure's five remote actions,
+     * no more: stop, snapshot, send, attach, start.
+     */
+    job->vm_was_running = 1;
+    int remote = 0;
+    for (int i = at(&p, "switch.begin"); i <= at(&p, "switch.start_target"); i++) {
+        const struct mig_action_def *d = p.steps[i].def;
+        if ((d->side == MIG_SIDE_SOURCE || d->side == MIG_SIDE_TARGET) &&
+            (d->applies == NULL || d->applies(job, p.steps[i].round, p.steps[i].item)))
+            remote++;
+    }
+    assert_int_equal(remote, 5);
     /* Staged while the VM runs: nothing of the zone's setup is left in the window. */
     for (int i = at(&p, "switch.begin"); i < at(&p, "switch.start_target"); i++) {
         const char *k = p.steps[i].key;
@@ -201,20 +217,25 @@ static void test_dry_run_lists_what_applies(void **state)
     job->ctx.nics[1].reserved_before = 1; /* nothing to reserve for it */
     job->vm_was_running = 0;
     json_t *a = mig_plan_describe(job);
-    bool stop = false, reserve1 = false, attach = false;
+    bool stop = false, disable = false, retired = false, reserve1 = false, attach = false;
     size_t i;
     json_t *s;
     json_array_foreach(a, i, s)
     {
         const char *key = json_string_value(json_object_get(s, "action"));
-        stop = stop || strcmp(key, "switch.stop_source") == 0;
+        stop = stop || strncmp(key, "switch.stop", 11) == 0;
+        disable = disable || strcmp(key, "switch.disable_source") == 0;
+        retired = retired || strcmp(key, "switch.attach_target") == 0 ||
+                  strcmp(key, "switch.show_target") == 0;
         reserve1 = reserve1 || strcmp(key, "prepare.reserve_ip#1") == 0;
-        if (strcmp(key, "switch.attach_target") == 0) {
+        if (strcmp(key, "switch.attach_show_target") == 0) {
             attach = true;
             assert_string_equal(json_string_value(json_object_get(s, "on")), "cn2");
         }
     }
     assert_false(stop);     /* a stopped VM is not stopped */
+    assert_true(disable);   /* but its source is disabled, on its own */
+    assert_false(retired);  /* rows kept for older journals are never planned */
     assert_false(reserve1); /* an IP reserved before is left as it is */
     assert_true(attach);
     json_decref(a);
