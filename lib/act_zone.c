@@ -649,12 +649,25 @@ static int merged_first_part(struct mig_act *a, mig_act_fn probe, const char *co
     return rc;
 }
 
-/* Starts the careful path after the merged command (in a->res) failed. */
-static void take_careful_path(struct mig_act *a)
+/*
+ * The act of a merged pair: cmd (both parts joined by &&) in one exec; on
+ * any other answer, the careful path: first (which fails, saying why the
+ * merged command did, when its part is not there), then second.
+ */
+static int act_merged(struct mig_act *a, char *(*cmd)(const char *vm_uuid), mig_act_fn first,
+                      mig_act_fn second)
 {
+    if (a->part != 0)
+        return two_parts(a, first, second);
+    ACT_BEGIN(a);
+    ACT_SSH(a, a->side, cmd(VM(a)), NULL);
+    if (mig_res_ok(a->res))
+        return MIG_ACT_DONE;
     mig_res_why(a->res, a->why, sizeof(a->why));
     a->part = 1;
     a->pc = 0;
+    return two_parts(a, first, second);
+    ACT_END(a);
 }
 
 static int stopped_or_fail(struct mig_act *a)
@@ -665,15 +678,7 @@ static int stopped_or_fail(struct mig_act *a)
 /* vmadm stop, then autoboot off and do-not-inventory: the source's side of the switch. */
 int act_stop_disable(struct mig_act *a)
 {
-    if (a->part != 0)
-        return two_parts(a, stopped_or_fail, act_disable);
-    ACT_BEGIN(a);
-    ACT_SSH(a, a->side, mig_cmd_vmadm_stop_disable(VM(a)), NULL);
-    if (mig_res_ok(a->res))
-        return MIG_ACT_DONE;
-    take_careful_path(a);
-    return two_parts(a, stopped_or_fail, act_disable);
-    ACT_END(a);
+    return act_merged(a, mig_cmd_vmadm_stop_disable, stopped_or_fail, act_disable);
 }
 
 int probe_stop_disabled(struct mig_act *a)
@@ -695,18 +700,10 @@ static int attached_or_fail(struct mig_act *a)
 /* zoneadm attach, then the do-not-inventory flag lifted: the target's side of the switch. */
 int act_attach_show(struct mig_act *a)
 {
-    if (a->part != 0)
-        return two_parts(a, attached_or_fail, act_lift_target);
-    ACT_BEGIN(a);
-    ACT_SSH(a, a->side, mig_cmd_zoneadm_attach_show(VM(a)), NULL);
-    if (mig_res_ok(a->res)) {
-        if (a->side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
-            mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
-        return MIG_ACT_DONE;
-    }
-    take_careful_path(a);
-    return two_parts(a, attached_or_fail, act_lift_target);
-    ACT_END(a);
+    int rc = act_merged(a, mig_cmd_zoneadm_attach_show, attached_or_fail, act_lift_target);
+    if (rc == MIG_ACT_DONE && a->side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
+        mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
+    return rc;
 }
 
 int probe_attached_shown(struct mig_act *a)
