@@ -654,13 +654,13 @@ static int merged_first_part(struct mig_act *a, mig_act_fn probe, const char *co
  * any other answer, the careful path: first (which fails, saying why the
  * merged command did, when its part is not there), then second.
  */
-static int act_merged(struct mig_act *a, char *(*cmd)(const char *vm_uuid), mig_act_fn first,
+static int act_merged(struct mig_act *a, char *(*cmd)(const struct mig_act *a), mig_act_fn first,
                       mig_act_fn second)
 {
     if (a->part != 0)
         return two_parts(a, first, second);
     ACT_BEGIN(a);
-    ACT_SSH(a, a->side, cmd(VM(a)), NULL);
+    ACT_SSH(a, a->side, cmd(a), NULL);
     if (mig_res_ok(a->res))
         return MIG_ACT_DONE;
     mig_res_why(a->res, a->why, sizeof(a->why));
@@ -675,10 +675,18 @@ static int stopped_or_fail(struct mig_act *a)
     return merged_first_part(a, probe_stopped, "StopFailed", "vmadm stop");
 }
 
-/* vmadm stop, then autoboot off and do-not-inventory: the source's side of the switch. */
+static char *stop_disable_cmd(const struct mig_act *a)
+{
+    return mig_cmd_vmadm_stop_disable(VM(a));
+}
+
+/*
+ * vmadm stop, then autoboot off and do-not-inventory: the side the VM
+ * leaves (the source in a switch, the target in a rollback).
+ */
 int act_stop_disable(struct mig_act *a)
 {
-    return act_merged(a, mig_cmd_vmadm_stop_disable, stopped_or_fail, act_disable);
+    return act_merged(a, stop_disable_cmd, stopped_or_fail, act_disable);
 }
 
 int probe_stop_disabled(struct mig_act *a)
@@ -697,10 +705,15 @@ static int attached_or_fail(struct mig_act *a)
     return merged_first_part(a, probe_attached, "AttachFailed", "zoneadm attach of");
 }
 
+static char *attach_show_cmd(const struct mig_act *a)
+{
+    return mig_cmd_zoneadm_attach_show(VM(a));
+}
+
 /* zoneadm attach, then the do-not-inventory flag lifted: the target's side of the switch. */
 int act_attach_show(struct mig_act *a)
 {
-    int rc = act_merged(a, mig_cmd_zoneadm_attach_show, attached_or_fail, act_lift_target);
+    int rc = act_merged(a, attach_show_cmd, attached_or_fail, act_lift_target);
     if (rc == MIG_ACT_DONE && a->side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
         mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
     return rc;
@@ -715,4 +728,35 @@ int probe_attached_shown(struct mig_act *a)
 int undo_attach_show(struct mig_act *a)
 {
     return two_parts(a, act_hide, act_detach);
+}
+
+static char *enable_start_cmd(const struct mig_act *a)
+{
+    return mig_cmd_and(mig_cmd_zonecfg_enable(VM(a), a->job->ctx.autoboot_before != 0),
+                       mig_cmd_vmadm_start(VM(a)));
+}
+
+static int enabled_or_fail(struct mig_act *a)
+{
+    return merged_first_part(a, probe_enabled_source, "EnableFailed", "zonecfg enable of");
+}
+
+/* A rollback gives the source back its autoboot and its agent, then starts it: one exec. */
+int act_enable_start_source(struct mig_act *a)
+{
+    int rc = act_merged(a, enable_start_cmd, enabled_or_fail, act_start);
+    if (rc == MIG_ACT_DONE)
+        mark_up(a);
+    return rc;
+}
+
+int probe_enabled_running_source(struct mig_act *a)
+{
+    return two_parts(a, probe_enabled_source, probe_running);
+}
+
+/* Stopped again, then disabled: in undo order. */
+int undo_enable_start_source(struct mig_act *a)
+{
+    return two_parts(a, undo_start, undo_enable_source);
 }

@@ -332,8 +332,12 @@ static const struct mig_action_def RETURN_BASE = {
 static const struct mig_action_def RETURN_STOP[] = {
     {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
      NULL, NULL},
-    {"rollback.stop_target", DST, "vmadm stop", 0, ran_on_target, probe_stopped,
-     act_stop, undo_stop, NULL},
+    {"rollback.stop_disable_target", DST,
+     "vmadm stop, then zonecfg: autoboot=false and do-not-inventory, one exec",
+     MIG_ACT_UNDO_BLIND, ran_on_target, probe_stop_disabled, act_stop_disable, undo_stop_disable,
+     NULL},
+    {"rollback.stop_target", DST, "vmadm stop", 0, retired, probe_stopped, act_stop, undo_stop,
+     NULL},
 };
 static const struct mig_action_def RETURN_SNAPSHOT = {
     "rollback.snapshot", DST, "zfs snapshot -r of the last changes on the target",
@@ -342,15 +346,28 @@ static const struct mig_action_def RETURN_SEND = {
     "rollback.send", DST, "zfs send the last changes back to the source",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
     undo_send_back, "dataset"};
+static bool stopped_on_target(const struct mig_job *job, int round, int item)
+{
+    return !ran_on_target(job, round, item);
+}
+/*
+ * The rollback's window, as the switch's: a VM that ran on the target is
+ * stopped and disabled there in one exec, enabled and started on the source
+ * in one; one that did not is disabled and enabled on its own.
+ */
 static const struct mig_action_def RETURN_MID[] = {
     {"rollback.disable_target", DST, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
+     0, stopped_on_target, probe_disabled, act_disable, undo_disable, NULL},
     {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached,
      act_detach, act_attach, NULL},
-    {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0, NULL,
-     probe_enabled_source, act_enable_source, undo_enable_source, NULL},
-    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running,
-     act_start, undo_start, NULL},
+    {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0,
+     stopped_on_target, probe_enabled_source, act_enable_source, undo_enable_source, NULL},
+    {"rollback.enable_start_source", SRC,
+     "zonecfg: autoboot as it was, no do-not-inventory, then vmadm start, one exec",
+     MIG_ACT_UNDO_BLIND, ran_on_target, probe_enabled_running_source, act_enable_start_source,
+     undo_enable_start_source, NULL},
+    {"rollback.start_source", SRC, "vmadm start", 0, retired, probe_running, act_start,
+     undo_start, NULL},
     {"rollback.record_vmapi", API, "VMAPI PUT the source's vmadm get, read it back",
      MIG_ACT_FORWARD, NULL, probe_vmapi_source, act_record_vmapi_source, NULL, NULL},
 };

@@ -183,14 +183,32 @@ static void test_orders_carry_the_safety_rules(void **state)
     assert_true((p.steps[at(&p, "switch.start_target")].def->flags & MIG_ACT_FORWARD) == 0);
 
     mig_plan_return(job, &p);
-    /* Back: the target is made unbootable before the source is enabled. */
+    /*
+     * Back: the target is made unbootable before the source is enabled (a VM
+     * that ran there: in its stop's exec; the source enabled in its start's).
+     */
     assert_true(at(&p, "rollback.disable_target") < at(&p, "rollback.enable_source"));
+    assert_true(at(&p, "rollback.stop_disable_target") < at(&p, "rollback.enable_start_source"));
     assert_true(at(&p, "rollback.detach_target") < at(&p, "rollback.enable_source"));
+    assert_true(at(&p, "rollback.detach_target") < at(&p, "rollback.enable_start_source"));
     assert_true(at(&p, "rollback.send") < at(&p, "rollback.detach_target"));
     /* A round goes back while the VM still runs on the target; it stops for the last delta. */
-    assert_true(at(&p, "rollback.presend") < at(&p, "rollback.stop_target"));
-    assert_true(at(&p, "rollback.stop_target") < at(&p, "rollback.snapshot"));
-    assert_true(at(&p, "rollback.begin") < at(&p, "rollback.stop_target"));
+    assert_true(at(&p, "rollback.presend") < at(&p, "rollback.stop_disable_target"));
+    assert_true(at(&p, "rollback.stop_disable_target") < at(&p, "rollback.snapshot"));
+    assert_true(at(&p, "rollback.begin") < at(&p, "rollback.stop_disable_target"));
+    /*
+     * Its window, for a VM that ran on the target: stop, snapshot, send,
+     * detach, start; no more remote actions.
+     */
+    job->ctx.back_was_running = 1;
+    int back_remote = 0;
+    for (int i = at(&p, "rollback.begin"); i <= at(&p, "rollback.start_source"); i++) {
+        const struct mig_action_def *d = p.steps[i].def;
+        if ((d->side == MIG_SIDE_SOURCE || d->side == MIG_SIDE_TARGET) &&
+            (d->applies == NULL || d->applies(job, p.steps[i].round, p.steps[i].item)))
+            back_remote++;
+    }
+    assert_int_equal(back_remote, 5);
     /* The last send back's base is found while the VM still runs on the target. */
     assert_true(at(&p, "rollback.presend") < at(&p, "rollback.find_base"));
     assert_true(at(&p, "rollback.find_base") < at(&p, "rollback.begin"));
