@@ -123,9 +123,8 @@ struct mig_act {
     int pc;                         /* resume point, 0 at the start */
     int i;                          /* a loop index kept across operations */
     int64_t n;                      /* a number kept across operations */
-    int part;                       /* an action made of parts (act_zone.c's merged commands):
-                                       which part runs; each part's pc starts at 0 */
-    char why[256];                  /* a merged command's failure, for the careful path's verdict */
+    int part;                       /* a function made of sub-steps (send_between): which one
+                                       runs; each sub-step's pc starts at 0 */
     const struct mig_result *res;   /* the last operation's result; NULL before the first */
     struct mig_op op;               /* the next operation, when MIG_ACT_OP is answered */
     char scratch[512];              /* kept across operations of one run, never persisted */
@@ -148,7 +147,7 @@ typedef int (*mig_act_fn)(struct mig_act *a);
                                     failed act is undone without asking its probe first */
 
 struct mig_action_def {
-    const char *name;  /* "switch.attach_show_target": phase prefix, then what */
+    const char *name;  /* "switch.attach_target": phase prefix, then what */
     enum mig_side side;
     const char *does;  /* one line for the operator: what it does and where */
     unsigned flags;

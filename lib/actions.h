@@ -45,17 +45,6 @@ int act_detach(struct mig_act *a);
 int probe_detached(struct mig_act *a);
 int act_hide(struct mig_act *a);
 int probe_shown(struct mig_act *a);
-/* The switch's merged commands: stop and disable the source; attach and show the target. */
-int act_stop_disable(struct mig_act *a);
-int probe_stop_disabled(struct mig_act *a);
-int undo_stop_disable(struct mig_act *a);
-/* A rollback's: stop and disable the target (the same as the source's above); enable and start the source. */
-int act_enable_start_source(struct mig_act *a);
-int probe_enabled_running_source(struct mig_act *a);
-int undo_enable_start_source(struct mig_act *a);
-int act_attach_show(struct mig_act *a);
-int probe_attached_shown(struct mig_act *a);
-int undo_attach_show(struct mig_act *a);
 
 /* act_direct.c: the direct transfer's key (cn-commands.md) */
 bool mig_job_direct(const struct mig_job *job);

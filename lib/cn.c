@@ -348,16 +348,6 @@ char *mig_cmd_and(char *first, char *second)
     return out;
 }
 
-char *mig_cmd_vmadm_stop_disable(const char *vm_uuid)
-{
-    return mig_cmd_and(mig_cmd_vmadm_stop(vm_uuid, false), mig_cmd_zonecfg_disable(vm_uuid));
-}
-
-char *mig_cmd_zoneadm_attach_show(const char *vm_uuid)
-{
-    return mig_cmd_and(mig_cmd_zoneadm_attach(vm_uuid), mig_cmd_zonecfg_allow_inventory(vm_uuid));
-}
-
 /* Autoboot as given and shown to the CN's agent again, in one zonecfg command. */
 char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot)
 {

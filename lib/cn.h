@@ -72,14 +72,6 @@ char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot);
  * (either may be NULL: a builder refused an argument, and the result is NULL).
  */
 char *mig_cmd_and(char *first, char *second);
-/*
- * The switch's two merged commands (cn-commands.md's commands joined by &&,
- * the second only after the first succeeded): "vmadm stop 'UUID' && zonecfg
- * -z 'UUID' '<disable>'" and "zoneadm -z 'UUID' attach && zonecfg -z 'UUID'
- * 'remove attr name=do-not-inventory'"; NULL for a bad uuid.
- */
-char *mig_cmd_vmadm_stop_disable(const char *vm_uuid);
-char *mig_cmd_zoneadm_attach_show(const char *vm_uuid);
 
 /* svcadm restart vm-agent */
 char *mig_cmd_svcadm_restart_vm_agent(void);

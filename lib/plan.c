@@ -158,23 +158,9 @@ static const struct mig_action_def VERIFY_HEALTH = {
 /* switch */
 static const struct mig_action_def SWITCH_BEGIN = {
     "switch.begin", LOCAL, "the downtime starts", 0, NULL, NULL, act_begin_switch, NULL, NULL};
-/*
- * The source's stop carries its disabling (act_zone.c's merged commands): a
- * running VM's switch runs no more remote commands than the hand procedure.
- */
 static const struct mig_action_def SWITCH_STOP = {
-    "switch.stop_disable_source", SRC,
-    "vmadm stop, then zonecfg: autoboot=false and do-not-inventory, one exec",
-    MIG_ACT_UNDO_BLIND, was_running, probe_stop_disabled, act_stop_disable, undo_stop_disable,
-    NULL};
-/* Rows no plan runs any more, kept so that a journal an older migd wrote is undone whole. */
-static bool retired(const struct mig_job *job, int round, int item)
-{
-    (void)job, (void)round, (void)item;
-    return false;
-}
-static const struct mig_action_def SWITCH_STOP_RETIRED = {
-    "switch.stop_source", SRC, "vmadm stop", 0, retired, probe_stopped, act_stop, undo_stop, NULL};
+    "switch.stop_source", SRC, "vmadm stop", 0, was_running, probe_stopped,
+    act_stop, undo_stop, NULL};
 static const struct mig_action_def SWITCH_SNAPSHOT = {
     "switch.snapshot", SRC, "zfs snapshot -r, final", MIG_ACT_BEST_EFFORT, NULL,
     probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
@@ -235,29 +221,25 @@ static const struct mig_action_def SWITCH_BASE = {
     "switch.find_base", SRC, "zfs list, zfs get guid: the final send's base, before the stop",
     MIG_ACT_READ, NULL, NULL, act_find_base, NULL, NULL};
 
-static bool was_stopped(const struct mig_job *job, int round, int item)
-{
-    return !was_running(job, round, item);
-}
-
 /*
- * The downtime window holds only: the stop (with the source's disabling),
- * the final snapshot and send, the attach (with the lifting of the target's
- * flag), the start: the hand procedure's five commands.  A stopped VM's
- * source is disabled on its own.
+ * The downtime window holds only what the hand procedure times: stop, the
+ * final snapshot and send, attach, start.  The inventory's hand-over comes
+ * after the start, as in the manual procedure: the source is disabled
+ * (autoboot off, hidden from its agent; vmadm stop turned its autoboot off
+ * already), then the target's flag is lifted, so that no instant has the
+ * VM bootable and shown on two CNs.  Meanwhile the target runs hidden and
+ * the source is stopped: its agent may report it stopped, which the
+ * record in VMAPI that follows puts right.
  */
 static const struct mig_action_def SWITCH_TAIL[] = {
-    {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, was_stopped, probe_disabled, act_disable, undo_disable, NULL},
-    {"switch.attach_show_target", DST,
-     "zoneadm attach, then zonecfg remove attr do-not-inventory, one exec", MIG_ACT_UNDO_BLIND,
-     NULL, probe_attached_shown, act_attach_show, undo_attach_show, NULL},
-    {"switch.attach_target", DST, "zoneadm attach", 0, retired, probe_attached, act_attach,
-     act_detach, NULL},
-    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, retired, probe_shown,
-     act_lift_target, act_hide, NULL},
+    {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached,
+     act_attach, act_detach, NULL},
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
      act_start, undo_start, NULL},
+    {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
+     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
+    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
+     probe_shown, act_lift_target, act_hide, NULL},
     {"switch.health_start", DST, "zoneadm list -p: the zone id the health gate watches",
      MIG_ACT_READ, gate_on, NULL, act_health_start, NULL, NULL},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",
@@ -332,12 +314,8 @@ static const struct mig_action_def RETURN_BASE = {
 static const struct mig_action_def RETURN_STOP[] = {
     {"rollback.begin", LOCAL, "the rollback's downtime starts", 0, NULL, NULL, act_begin_return,
      NULL, NULL},
-    {"rollback.stop_disable_target", DST,
-     "vmadm stop, then zonecfg: autoboot=false and do-not-inventory, one exec",
-     MIG_ACT_UNDO_BLIND, ran_on_target, probe_stop_disabled, act_stop_disable, undo_stop_disable,
-     NULL},
-    {"rollback.stop_target", DST, "vmadm stop", 0, retired, probe_stopped, act_stop, undo_stop,
-     NULL},
+    {"rollback.stop_target", DST, "vmadm stop", 0, ran_on_target, probe_stopped,
+     act_stop, undo_stop, NULL},
 };
 static const struct mig_action_def RETURN_SNAPSHOT = {
     "rollback.snapshot", DST, "zfs snapshot -r of the last changes on the target",
@@ -346,28 +324,21 @@ static const struct mig_action_def RETURN_SEND = {
     "rollback.send", DST, "zfs send the last changes back to the source",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
     undo_send_back, "dataset"};
-static bool stopped_on_target(const struct mig_job *job, int round, int item)
-{
-    return !ran_on_target(job, round, item);
-}
 /*
- * The rollback's window, as the switch's: a VM that ran on the target is
- * stopped and disabled there in one exec, enabled and started on the source
- * in one; one that did not is disabled and enabled on its own.
+ * The rollback's window, as the switch's: stop, snapshot, send, start.  The
+ * source's copy starts hidden (it was flagged at the switch); then the
+ * target is disabled and detached, and only then the source is shown again
+ * with its autoboot as it was.
  */
 static const struct mig_action_def RETURN_MID[] = {
+    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running,
+     act_start, undo_start, NULL},
     {"rollback.disable_target", DST, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, stopped_on_target, probe_disabled, act_disable, undo_disable, NULL},
+     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
     {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached,
      act_detach, act_attach, NULL},
-    {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0,
-     stopped_on_target, probe_enabled_source, act_enable_source, undo_enable_source, NULL},
-    {"rollback.enable_start_source", SRC,
-     "zonecfg: autoboot as it was, no do-not-inventory, then vmadm start, one exec",
-     MIG_ACT_UNDO_BLIND, ran_on_target, probe_enabled_running_source, act_enable_start_source,
-     undo_enable_start_source, NULL},
-    {"rollback.start_source", SRC, "vmadm start", 0, retired, probe_running, act_start,
-     undo_start, NULL},
+    {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0, NULL,
+     probe_enabled_source, act_enable_source, undo_enable_source, NULL},
     {"rollback.record_vmapi", API, "VMAPI PUT the source's vmadm get, read it back",
      MIG_ACT_FORWARD, NULL, probe_vmapi_source, act_record_vmapi_source, NULL, NULL},
 };
@@ -412,7 +383,7 @@ static const struct {
 } TABLES[] = {
     {PREPARE, N(PREPARE)},         {&READ_IP, 1},           {&RESERVE_IP, 1},
     {&IMPORT_IMAGE, 1},            {&SNAPSHOT, 1},          {&SEND, 1},
-    {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1}, {&SWITCH_STOP_RETIRED, 1},       {&SWITCH_SNAPSHOT, 1},
+    {&SWITCH_BEGIN, 1},            {&SWITCH_STOP, 1},       {&SWITCH_SNAPSHOT, 1},
     {&SWITCH_SEND, 1},             {SWITCH_TAIL, N(SWITCH_TAIL)}, {&SWITCH_NIC, 1},
     {SWITCH_CHECK, N(SWITCH_CHECK)}, {&SWITCH_BASE, 1},  {&RETURN_BASE, 1},
     {SWITCH_RECHECK, N(SWITCH_RECHECK)},
@@ -510,7 +481,6 @@ void mig_plan_switch(const struct mig_job *job, struct mig_plan *p)
     add_per_dataset(p, job, &SWITCH_BASE, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);
     add(p, &SWITCH_BEGIN, MIG_PHASE_SWITCH, -1, -1);
     add(p, &SWITCH_STOP, MIG_PHASE_SWITCH, -1, -1);
-    add(p, &SWITCH_STOP_RETIRED, MIG_PHASE_SWITCH, -1, -1);
     add_all(p, SWITCH_RECHECK, N(SWITCH_RECHECK), MIG_PHASE_SWITCH);
     add(p, &SWITCH_ROOM, MIG_PHASE_SWITCH, MIG_ROUND_FINAL, -1);
     add_per_dataset(p, job, &SWITCH_SNAPSHOT, MIG_PHASE_SWITCH, MIG_ROUND_FINAL);

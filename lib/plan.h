@@ -8,7 +8,7 @@
  *
  * Keys: the action's name, then "@R" for a round and "#I" for an item
  * (dataset or NIC index): "sync.send@2#0", "prepare.reserve_ip#1",
- * "switch.attach_show_target".
+ * "switch.attach_target".
  */
 #ifndef MIG_PLAN_H
 #define MIG_PLAN_H

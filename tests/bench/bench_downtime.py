@@ -79,12 +79,9 @@ RUNS = int(os.environ.get('BENCH_RUNS', 5))
 PORT = int(os.environ.get('BENCH_SSH_PORT', 2323))
 
 # The remote commands of a switch the issue counts, by action name prefix.
-# The stop's exec carries the source's disabling, the attach's the lifting of
-# the target's flag (merged commands); older migd ran each on its own.
-REMOTE = {'stop': ('switch.stop_disable_source', 'switch.stop_source'),
+REMOTE = {'stop': ('switch.stop_source',),
           'final_send': ('switch.snapshot@final', 'switch.send@final'),
-          'attach': ('switch.attach_show_target', 'switch.attach_target',
-                     'switch.show_target'),
+          'attach': ('switch.attach_target', 'switch.show_target'),
           'start': ('switch.start_target',)}
 
 
@@ -93,7 +90,7 @@ def breakdown(job, actions):
     window = []
     inside = False
     for a in actions:
-        if a['action'].startswith('switch.stop'):
+        if a['action'] == 'switch.stop_source':
             inside = True
         if inside:
             window.append(a)

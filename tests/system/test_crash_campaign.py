@@ -726,7 +726,7 @@ def test_kills_during_an_evacuation(lab, crash_build, tmp_path, report):
     before = {a: {'sums': lab.file_checksums(cn1, '/zones/%s' % lab.vms[a]['uuid']),
                   'running': lab.vm_placement(lab.vms[a]['uuid'])[1]['running']}
               for a in on_cn1}
-    points = ['sync.send@1#0:after-start', 'switch.attach_show_target:after-act',
+    points = ['sync.send@1#0:after-start', 'switch.attach_target:after-act',
               'switch.record_vmapi:before-start', None]
     migd.start(env={'MIGD_CRASH_AT': points[0]})
     p = migd.ctl('evacuate', '-j', '--to', cn2.hostname, '--max-parallel', '2', '--no-reserve',

@@ -135,14 +135,13 @@ def test_plan_and_journal_come_from_one_table(lab, migd):
     lines = p.stdout.splitlines()
     planned = [l.split()[0] for l in lines if re.match(r'^\s+[a-z]+\.[a-z_]+', l)]
     assert planned[0] == 'prepare.inspect_source', p.stdout
-    for key in ('sync.send@1#0', 'switch.attach_show_target', 'switch.record_vmapi'):
+    for key in ('sync.send@1#0', 'switch.attach_target', 'switch.record_vmapi'):
         assert key in planned, p.stdout
     # A stopped VM is neither stopped nor started; attach runs on the target.
-    assert not [k for k in planned if k.startswith('switch.stop')], planned
-    assert 'switch.start_target' not in planned
-    attach = [l for l in lines if 'switch.attach_show_target' in l][0]
+    assert 'switch.stop_source' not in planned and 'switch.start_target' not in planned
+    attach = [l for l in lines if 'switch.attach_target' in l][0]
     assert dst.hostname in attach.split()
-    assert planned.index('switch.disable_source') < planned.index('switch.attach_show_target')
+    assert planned.index('switch.disable_source') < planned.index('switch.show_target')
     # The job's journal after a real run: the same actions, each done, with times.
     p = migd.ctl('migrate', '-w', v['uuid'], dst.hostname)
     assert p.returncode == 0, p.stderr
@@ -155,7 +154,7 @@ def test_plan_and_journal_come_from_one_table(lab, migd):
         assert a['status'] == 'done', a
         assert a['started'] and a['ended'] and isinstance(a['duration_ms'], int), a
     text = migd.ctl('show', '-v', job_uuid).stdout
-    assert re.search(r'switch\.attach_show_target\s+target\s+done', text), text
+    assert re.search(r'switch\.attach_target\s+target\s+done', text), text
 
 
 def test_a_zone_changed_while_the_job_waits_is_staged_again(lab, migd):

@@ -213,16 +213,6 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
 {
     if (run_direct(a, side, cmd, input))
         return;
-    const char *and = strstr(cmd, " && ");
-    if (and != NULL) {
-        /* Two commands in one exec (the switch's merged ones): the second after the first's 0. */
-        char first[512];
-        snprintf(first, sizeof(first), "%.*s", (int)(and - cmd), cmd);
-        run_ssh(a, side, first, input);
-        if (a->res.exit_status == 0)
-            run_ssh(a, side, and + 4, NULL);
-        return;
-    }
     struct fside *s = &W->side[side];
     char q[4][160];
     int nq = quoted(cmd, q, 4);
@@ -1247,30 +1237,8 @@ static void test_a_failed_first_receive_leaves_nothing(void **state)
     cleanup_dir(&fx);
 }
 
-/*
- * A merged command whose second part fails (the stop done, the disabling
- * not; the attach done, the flag not lifted) is finished by the careful
- * path: the first part is found done, only the second runs again.
- */
-static void test_a_half_done_merged_command_is_finished(void **state)
-{
-    (void)state;
-    static const char *const second_parts[] = {"'set autoboot=false; add attr",
-                                               "'remove attr name=do-not-inventory'"};
-    for (size_t i = 0; i < sizeof(second_parts) / sizeof(second_parts[0]); i++) {
-        struct fixture fx = {0};
-        char st[16];
-        scenario_setup(&fx, SC_FULL);
-        snprintf(W->fail_once, sizeof(W->fail_once), "%s", second_parts[i]);
-        drive_to_end(&fx, SC_FULL, st, sizeof(st));
-        assert_string_equal(W->fail_once, ""); /* the failure happened */
-        check_outcome(SC_FULL, st, second_parts[i]);
-        cleanup_dir(&fx);
-    }
-}
-
-/* A stop that fails in the merged command fails the switch, and the VM runs on at the source. */
-static void test_a_failed_merged_stop_rolls_back(void **state)
+/* A stop that fails fails the switch: the VM runs on at the source, shown and bootable. */
+static void test_a_failed_stop_rolls_back(void **state)
 {
     (void)state;
     struct fixture fx = {0};
@@ -1296,8 +1264,7 @@ int main(void)
         cmocka_unit_test(test_transient_failure_retried),
         cmocka_unit_test(test_a_cut_first_receive_is_cleared_and_sent_again),
         cmocka_unit_test(test_a_failed_first_receive_leaves_nothing),
-        cmocka_unit_test(test_a_half_done_merged_command_is_finished),
-        cmocka_unit_test(test_a_failed_merged_stop_rolls_back),
+        cmocka_unit_test(test_a_failed_stop_rolls_back),
         cmocka_unit_test(test_campaign_full),
         cmocka_unit_test(test_campaign_stopped),
         cmocka_unit_test(test_campaign_incremental),

@@ -125,6 +125,20 @@ static int at(const struct mig_plan *p, const char *name)
     return -1;
 }
 
+/* The remote actions that apply to job from the step named from to the one named to. */
+static int remote_in_window(const struct mig_job *job, const struct mig_plan *p, const char *from,
+                            const char *to)
+{
+    int n = 0;
+    for (int i = at(p, from); i <= at(p, to); i++) {
+        const struct mig_action_def *d = p->steps[i].def;
+        if ((d->side == MIG_SIDE_SOURCE || d->side == MIG_SIDE_TARGET) &&
+            (d->applies == NULL || d->applies(job, p->steps[i].round, p->steps[i].item)))
+            n++;
+    }
+    return n;
+}
+
 static void test_orders_carry_the_safety_rules(void **state)
 {
     (void)state;
@@ -133,32 +147,26 @@ static void test_orders_carry_the_safety_rules(void **state)
     mig_plan_switch(job, &p);
     /*
      * The source is stopped before its final snapshot, disabled before the
-     * target is attached (a running VM's in the same exec as its stop, a
-     * stopped VM's by disable_source).
+     * target is shown: never bootable and shown on two CNs at once.
      */
-    assert_true(at(&p, "switch.stop_disable_source") < at(&p, "switch.snapshot"));
-    assert_true(at(&p, "switch.send") < at(&p, "switch.attach_show_target"));
-    assert_true(at(&p, "switch.disable_source") < at(&p, "switch.attach_show_target"));
-    assert_true(at(&p, "switch.check_config") < at(&p, "switch.attach_show_target"));
+    assert_true(at(&p, "switch.stop_source") < at(&p, "switch.snapshot"));
+    assert_true(at(&p, "switch.send") < at(&p, "switch.attach_target"));
+    assert_true(at(&p, "switch.disable_source") < at(&p, "switch.show_target"));
+    /* The downtime ends at the start: the inventory's hand-over comes after it. */
+    assert_true(at(&p, "switch.start_target") < at(&p, "switch.disable_source"));
+    assert_true(at(&p, "switch.check_config") < at(&p, "switch.attach_target"));
     /* What needs no stopped VM runs before the downtime starts. */
     assert_true(at(&p, "switch.check_config") < at(&p, "switch.begin"));
     assert_true(at(&p, "switch.restage_target") < at(&p, "switch.begin"));
     assert_true(at(&p, "switch.find_base") < at(&p, "switch.begin"));
-    assert_true(at(&p, "switch.stop_disable_source") < at(&p, "switch.recheck_config"));
-    assert_true(at(&p, "switch.restage_again") < at(&p, "switch.attach_show_target"));
+    assert_true(at(&p, "switch.stop_source") < at(&p, "switch.recheck_config"));
+    assert_true(at(&p, "switch.restage_again") < at(&p, "switch.attach_target"));
     /*
      * A running zone's window runs the hand procedure's five remote actions,
      * no more: stop, snapshot, send, attach, start.
      */
     job->vm_was_running = 1;
-    int remote = 0;
-    for (int i = at(&p, "switch.begin"); i <= at(&p, "switch.start_target"); i++) {
-        const struct mig_action_def *d = p.steps[i].def;
-        if ((d->side == MIG_SIDE_SOURCE || d->side == MIG_SIDE_TARGET) &&
-            (d->applies == NULL || d->applies(job, p.steps[i].round, p.steps[i].item)))
-            remote++;
-    }
-    assert_int_equal(remote, 5);
+    assert_int_equal(remote_in_window(job, &p, "switch.begin", "switch.start_target"), 5);
     /* Staged while the VM runs: nothing of the zone's setup is left in the window. */
     for (int i = at(&p, "switch.begin"); i < at(&p, "switch.start_target"); i++) {
         const char *k = p.steps[i].key;
@@ -183,32 +191,18 @@ static void test_orders_carry_the_safety_rules(void **state)
     assert_true((p.steps[at(&p, "switch.start_target")].def->flags & MIG_ACT_FORWARD) == 0);
 
     mig_plan_return(job, &p);
-    /*
-     * Back: the target is made unbootable before the source is enabled (a VM
-     * that ran there: in its stop's exec; the source enabled in its start's).
-     */
+    /* Back: the target is made unbootable before the source is enabled. */
     assert_true(at(&p, "rollback.disable_target") < at(&p, "rollback.enable_source"));
-    assert_true(at(&p, "rollback.stop_disable_target") < at(&p, "rollback.enable_start_source"));
     assert_true(at(&p, "rollback.detach_target") < at(&p, "rollback.enable_source"));
-    assert_true(at(&p, "rollback.detach_target") < at(&p, "rollback.enable_start_source"));
+    /* Its window ends at the source's start (the source's copy is still hidden then). */
+    job->ctx.back_was_running = 1;
+    assert_true(at(&p, "rollback.start_source") < at(&p, "rollback.disable_target"));
+    assert_int_equal(remote_in_window(job, &p, "rollback.begin", "rollback.start_source"), 4);
     assert_true(at(&p, "rollback.send") < at(&p, "rollback.detach_target"));
     /* A round goes back while the VM still runs on the target; it stops for the last delta. */
-    assert_true(at(&p, "rollback.presend") < at(&p, "rollback.stop_disable_target"));
-    assert_true(at(&p, "rollback.stop_disable_target") < at(&p, "rollback.snapshot"));
-    assert_true(at(&p, "rollback.begin") < at(&p, "rollback.stop_disable_target"));
-    /*
-     * Its window, for a VM that ran on the target: stop, snapshot, send,
-     * detach, start; no more remote actions.
-     */
-    job->ctx.back_was_running = 1;
-    int back_remote = 0;
-    for (int i = at(&p, "rollback.begin"); i <= at(&p, "rollback.start_source"); i++) {
-        const struct mig_action_def *d = p.steps[i].def;
-        if ((d->side == MIG_SIDE_SOURCE || d->side == MIG_SIDE_TARGET) &&
-            (d->applies == NULL || d->applies(job, p.steps[i].round, p.steps[i].item)))
-            back_remote++;
-    }
-    assert_int_equal(back_remote, 5);
+    assert_true(at(&p, "rollback.presend") < at(&p, "rollback.stop_target"));
+    assert_true(at(&p, "rollback.stop_target") < at(&p, "rollback.snapshot"));
+    assert_true(at(&p, "rollback.begin") < at(&p, "rollback.stop_target"));
     /* The last send back's base is found while the VM still runs on the target. */
     assert_true(at(&p, "rollback.presend") < at(&p, "rollback.find_base"));
     assert_true(at(&p, "rollback.find_base") < at(&p, "rollback.begin"));
@@ -235,25 +229,20 @@ static void test_dry_run_lists_what_applies(void **state)
     job->ctx.nics[1].reserved_before = 1; /* nothing to reserve for it */
     job->vm_was_running = 0;
     json_t *a = mig_plan_describe(job);
-    bool stop = false, disable = false, retired = false, reserve1 = false, attach = false;
+    bool stop = false, reserve1 = false, attach = false;
     size_t i;
     json_t *s;
     json_array_foreach(a, i, s)
     {
         const char *key = json_string_value(json_object_get(s, "action"));
-        stop = stop || strncmp(key, "switch.stop", 11) == 0;
-        disable = disable || strcmp(key, "switch.disable_source") == 0;
-        retired = retired || strcmp(key, "switch.attach_target") == 0 ||
-                  strcmp(key, "switch.show_target") == 0;
+        stop = stop || strcmp(key, "switch.stop_source") == 0;
         reserve1 = reserve1 || strcmp(key, "prepare.reserve_ip#1") == 0;
-        if (strcmp(key, "switch.attach_show_target") == 0) {
+        if (strcmp(key, "switch.attach_target") == 0) {
             attach = true;
             assert_string_equal(json_string_value(json_object_get(s, "on")), "cn2");
         }
     }
     assert_false(stop);     /* a stopped VM is not stopped */
-    assert_true(disable);   /* but its source is disabled, on its own */
-    assert_false(retired);  /* rows kept for older journals are never planned */
     assert_false(reserve1); /* an IP reserved before is left as it is */
     assert_true(attach);
     json_decref(a);
