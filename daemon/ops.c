@@ -241,6 +241,8 @@ static void on_relay_done(void *arg, const struct mig_ssh_relay_result *r)
     const struct mig_ssh_result *side = mig_ssh_relay_speaker(r);
     o->res.exit_status = side->exit_status;
     o->errout = copy_text(side->err != NULL ? side->err : "", side->err != NULL ? side->err_len : 0);
+    /* What the consumer printed (a receive's exec may list what it received). */
+    o->out = copy_text(r->dst.out != NULL ? r->dst.out : "", r->dst.out != NULL ? r->dst.out_len : 0);
     snprintf(o->res.detail, sizeof(o->res.detail), "%s", r->detail);
     if (!o->closing && o->progress != NULL)
         o->progress(o->owner, r->bytes);

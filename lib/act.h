@@ -81,7 +81,8 @@ struct mig_result {
     int exit_status;     /* SSH; for RELAY the side that says why (daemon/ops.c): the consumer's,
                             or the producer's when it alone failed or the consumer only saw
                             its stream end */
-    const char *out;     /* SSH stdout ("" when none); valid until the next op */
+    const char *out;     /* SSH stdout, RELAY the consumer's ("" when none); valid until the
+                            next op */
     const char *errout;  /* SSH stderr, or the failing side's stderr of a RELAY */
     long http_status;
     json_t *json;        /* HTTP body parsed, or NULL; borrowed */
@@ -122,6 +123,8 @@ struct mig_act {
     int pc;                         /* resume point, 0 at the start */
     int i;                          /* a loop index kept across operations */
     int64_t n;                      /* a number kept across operations */
+    int part;                       /* a function made of sub-steps (send_between): which one
+                                       runs; each sub-step's pc starts at 0 */
     const struct mig_result *res;   /* the last operation's result; NULL before the first */
     struct mig_op op;               /* the next operation, when MIG_ACT_OP is answered */
     char scratch[512];              /* kept across operations of one run, never persisted */

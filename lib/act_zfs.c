@@ -284,12 +284,69 @@ static void resize(struct mig_act *a)
  */
 enum send_mode { SEND_ACT, SEND_PROBE, SEND_FIND_BASE };
 
+/* send_between's parts (a->part): the send itself, then the settling of what arrived. */
+enum { PART_SEND, PART_SETTLE, PART_SETTLE_LISTED };
+
+/*
+ * What a receive brought, settled.  The receive mounted nothing (-u): every
+ * mountpoint the stream brought is checked, then what the global zone would
+ * mount is mounted, parent first, from a fresh listing each time; the last
+ * one needs no listing after it (a mount changes no other row).  With
+ * PART_SETTLE_LISTED the first listing is in a->res already: the receive's
+ * own exec printed it.  a->n counts the mounts.
+ */
+static int settle_received(struct mig_act *a, enum mig_side to, bool probe_only)
+{
+    char name[256], why[320];
+    int rc;
+    ACT_BEGIN(a);
+    for (a->n = 0;; a->n++) {
+        if (a->n > 0 || a->part != PART_SETTLE_LISTED)
+            ACT_SSH(a, to, mig_cmd_zfs_list_mounts(DS(a)), NULL);
+        if (!mig_res_ok(a->res))
+            return mig_act_fail_res(a, "SendFailed", "listing what %s received of %s",
+                                    HOST(a, to), DS(a));
+        rc = mig_check_received(a->res->out, DS(a), name, sizeof(name), why, sizeof(why));
+        a->i = rc; /* how many are left to mount, this one included */
+        if (rc == -EPERM)
+            return mig_act_fail(a, "ReceiveRefused",
+                                "%s on %s: %s; nothing of it is mounted", DS(a), HOST(a, to),
+                                why);
+        if (rc < 0)
+            return mig_act_fail(a, "SendFailed", "cannot read the listing of %s on %s", DS(a),
+                                HOST(a, to));
+        if (name[0] == '\0')
+            return MIG_ACT_DONE;
+        if (probe_only)
+            return MIG_ACT_ABSENT; /* received, not mounted yet: acting again mounts it */
+        if (a->n >= 2 * MIG_MAX_DATASETS)
+            return mig_act_fail(a, "SendFailed", "%s on %s stays unmounted", name, HOST(a, to));
+        ACT_SSH(a, to, mig_cmd_zfs_mount(name), NULL);
+        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already mounted")))
+            return mig_act_fail_res(a, "SendFailed", "mounting what %s received of %s",
+                                    HOST(a, to), DS(a));
+        if (a->i == 1)
+            break; /* the last one: mounted */
+    }
+    ACT_END(a);
+}
+
+/* Goes on to settle_received, with the first listing in a->res (listed) or not. */
+static int settle(struct mig_act *a, enum mig_side to, bool probe_only, bool listed)
+{
+    a->part = listed ? PART_SETTLE_LISTED : PART_SETTLE;
+    a->pc = 0;
+    return settle_received(a, to, probe_only);
+}
+
 static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
                         enum send_mode mode)
 {
     bool probe_only = mode == SEND_PROBE;
+    if (a->part != PART_SEND)
+        return settle_received(a, to, probe_only);
     struct mig_dataset *ds = &CTX(a)->datasets[a->item];
-    char snap[128], prefix[128], name[256], why[320];
+    char snap[128], prefix[128], name[256];
     uint64_t guid = 0;
     int rc;
     mig_snap_name(a->job, a->round, snap);
@@ -378,8 +435,8 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
         ds->final_base_round = a->round;
         return MIG_ACT_DONE;
     }
-    if (a->i == 1)
-        goto settle; /* sent already: what it received must be checked and mounted */
+    if (a->i == 1) /* sent already: what it received must be checked and mounted */
+        return settle(a, to, probe_only, false);
     if (probe_only)
         return MIG_ACT_ABSENT;
 resume:
@@ -463,55 +520,24 @@ send:
                            a->res->exit_status != 255;
             return rc;
         }
-        goto settle;
+        return settle(a, to, probe_only, false);
     }
+    /* The receive's exec lists what it brought once it succeeded: no command more. */
     ACT_RELAY(a, from,
               mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL,
                                mig_job_compressed(a->job)),
               to,
-              CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
-                  ? mig_cmd_zfs_receive_resumable(DS(a))
-                  : mig_cmd_zfs_receive(DS(a), true));
+              mig_cmd_and(CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
+                              ? mig_cmd_zfs_receive_resumable(DS(a))
+                              : mig_cmd_zfs_receive(DS(a), true),
+                          mig_cmd_zfs_list_mounts(DS(a))));
     if (!mig_res_ok(a->res)) {
         rc = mig_act_fail_res(a, "SendFailed", "sending %s@%s from %s to %s", DS(a), snap,
                               HOST(a, from), HOST(a, to));
         a->transient = a->res->err != -EINVAL && a->res->err != MIG_EHOSTKEY;
         return rc;
     }
-settle:
-    /*
-     * The receive mounted nothing (-u): every mountpoint the stream brought
-     * is checked, then what the global zone would mount is mounted, parent
-     * first, from a fresh listing each time; the last one needs no listing
-     * after it (a mount changes no other row).  a->n counts the mounts.
-     */
-    for (a->n = 0;; a->n++) {
-        ACT_SSH(a, to, mig_cmd_zfs_list_mounts(DS(a)), NULL);
-        if (!mig_res_ok(a->res))
-            return mig_act_fail_res(a, "SendFailed", "listing what %s received of %s",
-                                    HOST(a, to), DS(a));
-        rc = mig_check_received(a->res->out, DS(a), name, sizeof(name), why, sizeof(why));
-        a->i = rc; /* how many are left to mount, this one included */
-        if (rc == -EPERM)
-            return mig_act_fail(a, "ReceiveRefused",
-                                "%s on %s: %s; nothing of it is mounted", DS(a), HOST(a, to),
-                                why);
-        if (rc < 0)
-            return mig_act_fail(a, "SendFailed", "cannot read the listing of %s on %s", DS(a),
-                                HOST(a, to));
-        if (name[0] == '\0')
-            return MIG_ACT_DONE;
-        if (probe_only)
-            return MIG_ACT_ABSENT; /* received, not mounted yet: acting again mounts it */
-        if (a->n >= 2 * MIG_MAX_DATASETS)
-            return mig_act_fail(a, "SendFailed", "%s on %s stays unmounted", name, HOST(a, to));
-        ACT_SSH(a, to, mig_cmd_zfs_mount(name), NULL);
-        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already mounted")))
-            return mig_act_fail_res(a, "SendFailed", "mounting what %s received of %s",
-                                    HOST(a, to), DS(a));
-        if (a->i == 1)
-            break; /* the last one: mounted */
-    }
+    return settle(a, to, probe_only, true);
     ACT_END(a);
 }
 

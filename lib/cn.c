@@ -340,6 +340,14 @@ char *mig_cmd_zonecfg_disable(const char *vm_uuid)
                     "set value=true; end");
 }
 
+char *mig_cmd_and(char *first, char *second)
+{
+    char *out = first != NULL && second != NULL ? mig_asprintf("%s && %s", first, second) : NULL;
+    free(first);
+    free(second);
+    return out;
+}
+
 /* Autoboot as given and shown to the CN's agent again, in one zonecfg command. */
 char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot)
 {

@@ -66,6 +66,12 @@ char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid);
 char *mig_cmd_zonecfg_disable(const char *vm_uuid);
 /* Undoes it in one command: zonecfg -z UUID 'set autoboot=X; remove attr name=do-not-inventory'. */
 char *mig_cmd_zonecfg_enable(const char *vm_uuid, bool autoboot);
+/*
+ * Two commands in one exec, "FIRST && SECOND": the second runs only when the
+ * first exited 0, and the exit status is the first failure's.  Takes both
+ * (either may be NULL: a builder refused an argument, and the result is NULL).
+ */
+char *mig_cmd_and(char *first, char *second);
 
 /* svcadm restart vm-agent */
 char *mig_cmd_svcadm_restart_vm_agent(void);
@@ -267,7 +273,8 @@ char *mig_zonecfg_hidden(const char *text);
 
 /*
  * True when two exports configure the same zone: equal line by line but for
- * "set autoboot=" lines (vmadm stop and start change those).
+ * the flags, "set autoboot=" lines (vmadm stop and start change those) and
+ * a do-not-inventory attr block (the switch's stop sets it on the source).
  */
 bool mig_zonecfg_same(const char *a, const char *b);
 

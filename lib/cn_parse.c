@@ -347,16 +347,54 @@ char *mig_zonecfg_hidden(const char *text)
                         text != NULL ? text : "", nl ? "\n" : "");
 }
 
+/* The start of the line after the one at p (or its end). */
+static const char *next_line(const char *p)
+{
+    size_t n = strcspn(p, "\n");
+    return p + n + (p[n] != '\0');
+}
+
+/* Whether the line at p, indented or not, is text (a value in double quotes or not). */
+static bool line_is(const char *p, const char *text)
+{
+    p += strspn(p, " \t");
+    size_t n = strcspn(p, "\n"), t = strlen(text);
+    if (n == t)
+        return strncmp(p, text, n) == 0;
+    const char *eq = strchr(text, '=');
+    size_t k = eq != NULL ? (size_t)(eq - text) + 1 : 0;
+    return eq != NULL && n == t + 2 && strncmp(p, text, k) == 0 && p[k] == '"' &&
+           strncmp(p + k + 1, text + k, t - k) == 0 && p[n - 1] == '"';
+}
+
+/*
+ * Past the lines that are flags, not configuration: "set autoboot=" (vmadm
+ * stop and start change it) and a do-not-inventory attr block (the switch
+ * sets it on the source in the same exec as the stop).
+ */
+static const char *past_flags(const char *p)
+{
+    for (;;) {
+        if (strncmp(p + strspn(p, " \t"), "set autoboot=", 13) == 0) {
+            p = next_line(p);
+        } else if (line_is(p, "add attr") && line_is(next_line(p), "set name=do-not-inventory")) {
+            const char *q = next_line(next_line(p));
+            while (*q != '\0' && !line_is(q, "end"))
+                q = next_line(q);
+            p = next_line(q);
+        } else {
+            return p;
+        }
+    }
+}
+
 bool mig_zonecfg_same(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)
         return a == b;
     for (;;) {
-        /* Skip the autoboot lines: vmadm stop and start change them, nothing else does. */
-        while (strncmp(a, "set autoboot=", 13) == 0)
-            a += strcspn(a, "\n") + (a[strcspn(a, "\n")] != '\0');
-        while (strncmp(b, "set autoboot=", 13) == 0)
-            b += strcspn(b, "\n") + (b[strcspn(b, "\n")] != '\0');
+        a = past_flags(a);
+        b = past_flags(b);
         size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
         if (la != lb || strncmp(a, b, la) != 0)
             return false;

@@ -222,19 +222,24 @@ static const struct mig_action_def SWITCH_BASE = {
     MIG_ACT_READ, NULL, NULL, act_find_base, NULL, NULL};
 
 /*
- * The downtime window holds only: stop, the final snapshot and send,
- * disabling the source (one command), attach, lifting the target's flag,
- * start.
+ * The downtime window holds only what the hand procedure times: stop, the
+ * final snapshot and send, attach, start.  The inventory's hand-over comes
+ * after the start, as in the manual procedure: the source is disabled
+ * (autoboot off, hidden from its agent; vmadm stop turned its autoboot off
+ * already), then the target's flag is lifted, so that no instant has the
+ * VM bootable and shown on two CNs.  Meanwhile the target runs hidden and
+ * the source is stopped: its agent may report it stopped, which the
+ * record in VMAPI that follows puts right.
  */
 static const struct mig_action_def SWITCH_TAIL[] = {
-    {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
-     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
     {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached,
      act_attach, act_detach, NULL},
-    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
-     probe_shown, act_lift_target, act_hide, NULL},
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
      act_start, undo_start, NULL},
+    {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
+     0, NULL, probe_disabled, act_disable, undo_disable, NULL},
+    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
+     probe_shown, act_lift_target, act_hide, NULL},
     {"switch.health_start", DST, "zoneadm list -p: the zone id the health gate watches",
      MIG_ACT_READ, gate_on, NULL, act_health_start, NULL, NULL},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",
@@ -319,15 +324,21 @@ static const struct mig_action_def RETURN_SEND = {
     "rollback.send", DST, "zfs send the last changes back to the source",
     MIG_ACT_TRANSFER | MIG_ACT_BEST_EFFORT, NULL, probe_sent_back, act_send_back,
     undo_send_back, "dataset"};
+/*
+ * The rollback's window, as the switch's: stop, snapshot, send, start.  The
+ * source's copy starts hidden (it was flagged at the switch); then the
+ * target is disabled and detached, and only then the source is shown again
+ * with its autoboot as it was.
+ */
 static const struct mig_action_def RETURN_MID[] = {
+    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running,
+     act_start, undo_start, NULL},
     {"rollback.disable_target", DST, "zonecfg: autoboot=false and do-not-inventory, one command",
      0, NULL, probe_disabled, act_disable, undo_disable, NULL},
     {"rollback.detach_target", DST, "zoneadm detach", 0, NULL, probe_detached,
      act_detach, act_attach, NULL},
     {"rollback.enable_source", SRC, "zonecfg: autoboot as it was, no do-not-inventory", 0, NULL,
      probe_enabled_source, act_enable_source, undo_enable_source, NULL},
-    {"rollback.start_source", SRC, "vmadm start", 0, ran_on_target, probe_running,
-     act_start, undo_start, NULL},
     {"rollback.record_vmapi", API, "VMAPI PUT the source's vmadm get, read it back",
      MIG_ACT_FORWARD, NULL, probe_vmapi_source, act_record_vmapi_source, NULL, NULL},
 };

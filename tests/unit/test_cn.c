@@ -424,6 +424,38 @@ static void test_zonecfg_flags(void **state)
     free(nonl);
 }
 
+/* A configuration is compared without its flags: autoboot and do-not-inventory. */
+static void test_zonecfg_same(void **state)
+{
+    (void)state;
+    const char *ran = "create -b\nset zonepath=/zones/x\nset autoboot=true\nadd attr\n"
+                      "set name=alias\nset type=string\nset value=\"d2ViMA==\"\nend\n";
+    /* As the switch's stop leaves it: autoboot off, the flag added (last, or indented). */
+    const char *stopped = "create -b\nset zonepath=/zones/x\nset autoboot=false\nadd attr\n"
+                          "set name=alias\nset type=string\nset value=\"d2ViMA==\"\nend\n"
+                          "add attr\n\tset name=\"do-not-inventory\"\n\tset type=string\n"
+                          "\tset value=\"true\"\nend\n";
+    assert_true(mig_zonecfg_same(ran, stopped));
+    assert_true(mig_zonecfg_same(stopped, ran));
+    char *hidden = mig_zonecfg_hidden(ran);
+    assert_true(mig_zonecfg_same(hidden, ran));
+    free(hidden);
+    /* Anything else is a change: another attr, another value, a line more or less. */
+    const char *alias = "create -b\nset zonepath=/zones/x\nset autoboot=true\nadd attr\n"
+                        "set name=alias\nset type=string\nset value=\"b3RoZXI=\"\nend\n";
+    assert_false(mig_zonecfg_same(ran, alias));
+    const char *more = "create -b\nset zonepath=/zones/x\nset autoboot=true\nadd attr\n"
+                       "set name=alias\nset type=string\nset value=\"d2ViMA==\"\nend\n"
+                       "set max-lwps=4000\n";
+    assert_false(mig_zonecfg_same(ran, more));
+    assert_false(mig_zonecfg_same(more, ran));
+    const char *other_attr = "create -b\nset zonepath=/zones/x\nadd attr\nset name=owner\n"
+                             "set type=string\nset value=x\nend\n";
+    assert_false(mig_zonecfg_same("create -b\nset zonepath=/zones/x\n", other_attr));
+    assert_true(mig_zonecfg_same(NULL, NULL));
+    assert_false(mig_zonecfg_same(ran, NULL));
+}
+
 #define JOB "0b1c2d3e-4f50-4a61-8b72-c3d4e5f60718"
 #define KEY "AAAAC3NzaC1lZDI1NTE5AAAAIGq3c1bbq0rW1o1c1m8d0N5b3d0v1cX1ZmQ3n2k4xY7p"
 
@@ -683,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_resume_token),
         cmocka_unit_test(test_parse_guid),
         cmocka_unit_test(test_zonecfg_flags),
+        cmocka_unit_test(test_zonecfg_same),
         cmocka_unit_test(test_direct_transfer_commands),
         cmocka_unit_test(test_check_received),
         cmocka_unit_test(test_send_c_probe),

@@ -78,6 +78,7 @@ struct world {
      * target keeps the dataset without a snapshot (as zfs-fuse may). */
     int cut_receives;
     int transfer_retries; /* transfer.retries for the rig, 0: the default */
+    char fail_once[48];   /* the next command holding this text fails once (exit 1) */
     /* Direct transfer: the job's line in the target's authorized_keys, the source's files. */
     int auth_lines;
     bool job_dir, job_id, job_known_hosts;
@@ -216,6 +217,10 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
     char q[4][160];
     int nq = quoted(cmd, q, 4);
     a->res.exit_status = 0;
+    if (W->fail_once[0] != '\0' && strstr(cmd, W->fail_once) != NULL) {
+        W->fail_once[0] = '\0';
+        return fail_cmd(a, "injected: the command failed once");
+    }
     if (strncmp(cmd, "vmadm get", 9) == 0) {
         if (s->zone == 0)
             return fail_cmd(a, "vmadm: No such zone");
@@ -535,6 +540,10 @@ static void fake_run(void *arg, struct ops *o, const struct mig_op *op, const st
         assert_non_null(op->cmd);
         assert_non_null(op->cmd2);
         run_relay(&f->ans, op->on == MIG_SIDE_TARGET, op->cmd);
+        /* The receive's exec may list what it received: after a receive that succeeded. */
+        const char *then = strstr(op->cmd2, " && ");
+        if (then != NULL && f->ans.res.err == 0 && f->ans.res.exit_status == 0)
+            run_ssh(&f->ans, op->to == MIG_SIDE_TARGET, then + 4, NULL);
     } else {
         assert_non_null(op->url);
         run_http(&f->ans, op);
@@ -1228,6 +1237,22 @@ static void test_a_failed_first_receive_leaves_nothing(void **state)
     cleanup_dir(&fx);
 }
 
+/* A stop that fails fails the switch: the VM runs on at the source, shown and bootable. */
+static void test_a_failed_stop_rolls_back(void **state)
+{
+    (void)state;
+    struct fixture fx = {0};
+    char st[16];
+    scenario_setup(&fx, SC_FULL);
+    snprintf(W->fail_once, sizeof(W->fail_once), "vmadm stop");
+    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    assert_string_equal(W->fail_once, "");
+    assert_string_equal(st, "failed");
+    check_world(0, true, "a failed stop");
+    assert_true(W->side[0].autoboot && !W->side[0].hidden);
+    cleanup_dir(&fx);
+}
+
 int main(void)
 {
     W = mmap(NULL, sizeof(*W), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1239,6 +1264,7 @@ int main(void)
         cmocka_unit_test(test_transient_failure_retried),
         cmocka_unit_test(test_a_cut_first_receive_is_cleared_and_sent_again),
         cmocka_unit_test(test_a_failed_first_receive_leaves_nothing),
+        cmocka_unit_test(test_a_failed_stop_rolls_back),
         cmocka_unit_test(test_campaign_full),
         cmocka_unit_test(test_campaign_stopped),
         cmocka_unit_test(test_campaign_incremental),

@@ -125,17 +125,35 @@ static int at(const struct mig_plan *p, const char *name)
     return -1;
 }
 
+/* The remote actions that apply to job from the step named from to the one named to. */
+static int remote_in_window(const struct mig_job *job, const struct mig_plan *p, const char *from,
+                            const char *to)
+{
+    int n = 0;
+    for (int i = at(p, from); i <= at(p, to); i++) {
+        const struct mig_action_def *d = p->steps[i].def;
+        if ((d->side == MIG_SIDE_SOURCE || d->side == MIG_SIDE_TARGET) &&
+            (d->applies == NULL || d->applies(job, p->steps[i].round, p->steps[i].item)))
+            n++;
+    }
+    return n;
+}
+
 static void test_orders_carry_the_safety_rules(void **state)
 {
     (void)state;
     static struct mig_plan p;
     struct mig_job *job = job_with(1, 1);
     mig_plan_switch(job, &p);
-    /* The source is stopped before its final snapshot, disabled before the target is attached. */
+    /*
+     * The source is stopped before its final snapshot, disabled before the
+     * target is shown: never bootable and shown on two CNs at once.
+     */
     assert_true(at(&p, "switch.stop_source") < at(&p, "switch.snapshot"));
     assert_true(at(&p, "switch.send") < at(&p, "switch.attach_target"));
-    assert_true(at(&p, "switch.disable_source") < at(&p, "switch.attach_target"));
     assert_true(at(&p, "switch.disable_source") < at(&p, "switch.show_target"));
+    /* The downtime ends at the start: the inventory's hand-over comes after it. */
+    assert_true(at(&p, "switch.start_target") < at(&p, "switch.disable_source"));
     assert_true(at(&p, "switch.check_config") < at(&p, "switch.attach_target"));
     /* What needs no stopped VM runs before the downtime starts. */
     assert_true(at(&p, "switch.check_config") < at(&p, "switch.begin"));
@@ -143,6 +161,12 @@ static void test_orders_carry_the_safety_rules(void **state)
     assert_true(at(&p, "switch.find_base") < at(&p, "switch.begin"));
     assert_true(at(&p, "switch.stop_source") < at(&p, "switch.recheck_config"));
     assert_true(at(&p, "switch.restage_again") < at(&p, "switch.attach_target"));
+    /*
+     * A running zone's window runs the hand procedure's five remote actions,
+     * no more: stop, snapshot, send, attach, start.
+     */
+    job->vm_was_running = 1;
+    assert_int_equal(remote_in_window(job, &p, "switch.begin", "switch.start_target"), 5);
     /* Staged while the VM runs: nothing of the zone's setup is left in the window. */
     for (int i = at(&p, "switch.begin"); i < at(&p, "switch.start_target"); i++) {
         const char *k = p.steps[i].key;
@@ -170,6 +194,10 @@ static void test_orders_carry_the_safety_rules(void **state)
     /* Back: the target is made unbootable before the source is enabled. */
     assert_true(at(&p, "rollback.disable_target") < at(&p, "rollback.enable_source"));
     assert_true(at(&p, "rollback.detach_target") < at(&p, "rollback.enable_source"));
+    /* Its window ends at the source's start (the source's copy is still hidden then). */
+    job->ctx.back_was_running = 1;
+    assert_true(at(&p, "rollback.start_source") < at(&p, "rollback.disable_target"));
+    assert_int_equal(remote_in_window(job, &p, "rollback.begin", "rollback.start_source"), 4);
     assert_true(at(&p, "rollback.send") < at(&p, "rollback.detach_target"));
     /* A round goes back while the VM still runs on the target; it stops for the last delta. */
     assert_true(at(&p, "rollback.presend") < at(&p, "rollback.stop_target"));
