@@ -253,7 +253,7 @@ static char *url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, size_t 
     return out;
 }
 
-/* Answers 400 naming what (the path, the query string) unless s is UTF-8 without NUL: 0 or -EINVAL. */
+/* 0 when s is UTF-8 without NUL; else -EINVAL once a 400 named what (the path, the query). */
 static int check_text(h2o_req_t *req, const char *s, size_t len, const char *what)
 {
     if (!utf8_valid(s, len)) {

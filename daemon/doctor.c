@@ -533,8 +533,7 @@ static bool got_list(struct doctor_run *r, const struct mig_http_resp *resp, con
 {
     if (resp->err_code == 0 && resp->status == 200 && json_is_array(resp->json))
         return true;
-    fail(r, MIG_EREFUSED, code, "%s: %s", call,
-         resp->err_code != 0 ? resp->detail : what);
+    fail(r, MIG_EREFUSED, code, "%s: %s", call, resp->err_code != 0 ? resp->detail : what);
     return false;
 }
 

@@ -41,14 +41,14 @@ int mig_shell_quote_append(char *dst, size_t dstsz, const char *s);
  * daemon's runs and the ssh pool's sessions are such lists, of many types:
  * one macro unlinks them all.
  */
-#define MIG_LIST_UNLINK(headp, elm, next)                                                         \
-    do {                                                                                       \
-        for (__typeof__(elm) *pp_ = (headp); *pp_ != NULL; pp_ = &(*pp_)->next) {              \
-            if (*pp_ == (elm)) {                                                               \
-                *pp_ = (elm)->next;                                                            \
-                break;                                                                         \
-            }                                                                                  \
-        }                                                                                      \
+#define MIG_LIST_UNLINK(headp, elm, next)                                                          \
+    do {                                                                                           \
+        for (__typeof__(elm) *pp_ = (headp); *pp_ != NULL; pp_ = &(*pp_)->next) {                  \
+            if (*pp_ == (elm)) {                                                                   \
+                *pp_ = (elm)->next;                                                                \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* Duplicates s (NULL gives NULL); aborts on allocation failure. */
