@@ -113,6 +113,14 @@ static int evacuate_to(struct evacuate_args *a, const char *arg)
     return 0;
 }
 
+/* A count option's argument (--max-parallel, --max-cns): 1 to max in *out, 0; else -1. */
+static int count_option(const char *arg, long max, long *out)
+{
+    char *end = NULL;
+    *out = strtol(arg, &end, 10);
+    return arg[0] == '\0' || *end != '\0' || *out < 1 || *out > max ? -1 : 0;
+}
+
 /* Takes evacuate's option key (its argument in arg) into ctx: 0, or -1 after a usage error. */
 static int on_evacuate_option(void *ctx, int key, const char *arg)
 {
@@ -127,26 +135,20 @@ static int on_evacuate_option(void *ctx, int key, const char *arg)
     case OPT_RETURN:
         a->back = true;
         return 0;
-    case OPT_MAX_PARALLEL: {
-        char *end = NULL;
-        a->parallel = strtol(arg, &end, 10);
-        if (arg[0] == '\0' || *end != '\0' || a->parallel < 1 || a->parallel > 1000) {
+    case OPT_MAX_PARALLEL:
+        if (count_option(arg, 1000, &a->parallel) != 0) {
             opts_usage_error("--max-parallel takes 1 to 1000 jobs at once, not \"%s\"", arg);
             return -1;
         }
         return 0;
-    }
     case OPT_TO:
         return evacuate_to(a, arg);
-    case OPT_MAX_CNS: {
-        char *end = NULL;
-        a->max_cns = strtol(arg, &end, 10);
-        if (arg[0] == '\0' || *end != '\0' || a->max_cns < 1 || a->max_cns > 64) {
+    case OPT_MAX_CNS:
+        if (count_option(arg, 64, &a->max_cns) != 0) {
             opts_usage_error("--max-cns takes 1 to 64 CNs drained at once, not \"%s\"", arg);
             return -1;
         }
         return 0;
-    }
     case OPT_CNS_FROM:
         return evacuate_cns_from(a, arg);
     case OPT_CLEANUP_AFTER:

@@ -320,12 +320,24 @@ char *out_field(json_t *job, const char *field)
 
 /* ---- progress, summary, journal, plan ---- */
 
+/* A name migd uses (a phase, a mode) and what it means to an operator. */
+struct words {
+    const char *name, *words;
+};
+
+/* The words for name in table t of n entries, "" when it has none. */
+static const char *words_of(const struct words *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, t[i].name) == 0)
+            return t[i].words;
+    return "";
+}
+
 /* What a phase does, for a moment when migd names no action. */
 static const char *phase_words(const char *phase)
 {
-    static const struct {
-        const char *phase, *words;
-    } words[] = {
+    static const struct words words[] = {
         {"validate", "checking the VM and the target"},
         {"prepare", "preparing the target"},
         {"sync", "sending the VM's datasets"},
@@ -333,10 +345,7 @@ static const char *phase_words(const char *phase)
         {"cleanup", "cleaning up"},
         {"rollback", "moving the VM back to the source"},
     };
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcmp(phase, words[i].phase) == 0)
-            return words[i].words;
-    return "";
+    return words_of(words, sizeof(words) / sizeof(words[0]), phase);
 }
 
 void out_progress_line(json_t *job, char *buf, size_t bufsz)
@@ -640,18 +649,14 @@ void out_actions(FILE *f, json_t *actions)
 
 void out_plan(FILE *f, json_t *plan)
 {
-    static const struct {
-        const char *mode, *words;
-    } modes[] = {
+    static const struct words modes[] = {
         {"full", "one send while the VM runs, then the switch"},
         {"incremental", "sends until in sync, then waits for \"migctl finish\" to switch"},
         {"auto", "sends until the last delta is small, then switches by itself"},
     };
     char total[32], line[256];
-    const char *mode = get_str_or(plan, "mode", "?"), *words = "";
-    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-        if (strcmp(mode, modes[i].mode) == 0)
-            words = modes[i].words;
+    const char *mode = get_str_or(plan, "mode", "?");
+    const char *words = words_of(modes, sizeof(modes) / sizeof(modes[0]), mode);
     out_bytes(get_int(plan, "bytes_total", 0), total, sizeof(total));
     fprintf(f, "  vm        %s (%s, %s)\n", get_str_or(plan, "vm_uuid", "?"),
             get_str_or(plan, "vm_alias", ""), get_str_or(plan, "brand", "?"));

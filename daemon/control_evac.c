@@ -71,6 +71,13 @@ static struct evac_req *evac_req_new(struct control *c, h2o_req_t *req, int stat
     return e;
 }
 
+/* The start refused at once: the callback's reference goes unused, and the handler answers. */
+static void evac_req_refused(struct evac_req *e)
+{
+    e->req = NULL;
+    h2o_mem_release_shared(e);
+}
+
 void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
 {
     (void)id;
@@ -93,8 +100,7 @@ void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
                  : evac_start(c->d, body, on_evac_done, e, err, sizeof(err));
     json_decref(body);
     if (rc == -EEXIST) {
-        e->req = NULL;
-        h2o_mem_release_shared(e);
+        evac_req_refused(e);
         control_respond_error(req, 409, "EvacuationRunning", "%s", err);
     } else if (rc != 0) {
         e->req = NULL;
@@ -115,8 +121,7 @@ void control_estimate(struct control *c, h2o_req_t *req, const char *id)
     struct evac_req *e = evac_req_new(c, req, 200);
     int rc = estimate_start(c->d, params[0].value, on_evac_done, e, err, sizeof(err));
     if (rc != 0) {
-        e->req = NULL;
-        h2o_mem_release_shared(e);
+        evac_req_refused(e);
         control_respond_error(req, rc == -EINVAL ? 400 : 500,
                               rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
                               rc == -EINVAL ? err : mig_strerror(rc));
@@ -141,8 +146,7 @@ static void doctor(struct control *c, h2o_req_t *req, bool fix)
     int rc = doctor_start(c->d, cns, fix, on_evac_done, e, err, sizeof(err));
     json_decref(cns);
     if (rc != 0) {
-        e->req = NULL;
-        h2o_mem_release_shared(e);
+        evac_req_refused(e);
         control_respond_error(req, rc == -EINVAL ? 400 : 503,
                               rc == -EINVAL ? "InvalidArgument" : "ServiceUnavailable", "%s", err);
     }
@@ -236,8 +240,7 @@ void control_evacuation_unreserve(struct control *c, h2o_req_t *req, const char 
     struct evac_req *e = evac_req_new(c, req, 200);
     int rc = evac_unreserve(c->d, uuid, on_evac_done, e, err, sizeof(err));
     if (rc != 0) {
-        e->req = NULL;
-        h2o_mem_release_shared(e);
+        evac_req_refused(e);
         control_respond_error(req, rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 500,
                               rc == -ENOENT  ? "ResourceNotFound"
                               : rc == -EBUSY ? "EvacuationRunning"
@@ -266,8 +269,7 @@ void control_evacuation_return(struct control *c, h2o_req_t *req, const char *uu
     int rc = evac_homecoming(c->d, uuid, body, on_evac_done, e, err, sizeof(err));
     json_decref(body);
     if (rc != 0) {
-        e->req = NULL;
-        h2o_mem_release_shared(e);
+        evac_req_refused(e);
         control_respond_error(req,
                               rc == -ENOENT   ? 404
                               : rc == -EBUSY  ? 409

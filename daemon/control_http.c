@@ -253,19 +253,25 @@ static char *url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, size_t 
     return out;
 }
 
+/* 0 when s is UTF-8 without NUL; else -EINVAL once a 400 named what (the path, the query). */
+static int check_text(h2o_req_t *req, const char *s, size_t len, const char *what)
+{
+    if (!utf8_valid(s, len)) {
+        control_respond_error(req, 400, "InvalidArgument", "%s is not valid UTF-8", what);
+        return -EINVAL;
+    }
+    if (memchr(s, '\0', len) != NULL) {
+        control_respond_error(req, 400, "InvalidArgument", "%s holds a NUL byte", what);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* The path and the query must be UTF-8 without NUL (control_int.h). */
 int control_check_request_text(h2o_req_t *req)
 {
-    const char *path = req->path_normalized.base;
-    size_t plen = req->path_normalized.len;
-    if (!utf8_valid(path, plen)) {
-        control_respond_error(req, 400, "InvalidArgument", "the path is not valid UTF-8");
+    if (check_text(req, req->path_normalized.base, req->path_normalized.len, "the path") != 0)
         return -EINVAL;
-    }
-    if (memchr(path, '\0', plen) != NULL) {
-        control_respond_error(req, 400, "InvalidArgument", "the path holds a NUL byte");
-        return -EINVAL;
-    }
     if (req->query_at == SIZE_MAX)
         return 0;
     const char *q = req->path.base + req->query_at + 1;
@@ -278,15 +284,7 @@ int control_check_request_text(h2o_req_t *req)
         return -EINVAL;
     }
     /* UTF-8 split at ASCII '&' and '=' stays UTF-8: checking the whole checks each part. */
-    if (!utf8_valid(decoded, dlen)) {
-        control_respond_error(req, 400, "InvalidArgument", "the query string is not valid UTF-8");
-        return -EINVAL;
-    }
-    if (memchr(decoded, '\0', dlen) != NULL) {
-        control_respond_error(req, 400, "InvalidArgument", "the query string holds a NUL byte");
-        return -EINVAL;
-    }
-    return 0;
+    return check_text(req, decoded, dlen, "the query string");
 }
 
 /* The query string into params, refusing names not in it (control_int.h). */

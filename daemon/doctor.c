@@ -523,14 +523,26 @@ static bool asked(struct doctor_run *r, const char *uuid, const char *host)
     return false;
 }
 
+/*
+ * The doctor reads CNAPI's servers and VMAPI's VMs as lists: true when resp
+ * is one, else false once the run failed as code, naming call and what the
+ * answer should have been.
+ */
+static bool got_list(struct doctor_run *r, const struct mig_http_resp *resp, const char *code,
+                     const char *call, const char *what)
+{
+    if (resp->err_code == 0 && resp->status == 200 && json_is_array(resp->json))
+        return true;
+    fail(r, MIG_EREFUSED, code, "%s: %s", call, resp->err_code != 0 ? resp->detail : what);
+    return false;
+}
+
 static void on_servers(void *arg, const struct mig_http_resp *resp)
 {
     struct doctor_run *r = arg;
-    if (resp->err_code != 0 || resp->status != 200 || !json_is_array(resp->json)) {
-        fail(r, MIG_EREFUSED, "CNAPIUnavailable", "CNAPI GET /servers: %s",
-             resp->err_code != 0 ? resp->detail : "an answer that is not a list of servers");
+    if (!got_list(r, resp, "CNAPIUnavailable", "CNAPI GET /servers",
+                  "an answer that is not a list of servers"))
         return;
-    }
     size_t i;
     json_t *s;
     r->v = mig_calloc(json_array_size(resp->json) + 1, sizeof(*r->v));
@@ -581,11 +593,9 @@ static int get(struct doctor_run *r, char *url, mig_http_cb cb)
 static void on_vms(void *arg, const struct mig_http_resp *resp)
 {
     struct doctor_run *r = arg;
-    if (resp->err_code != 0 || resp->status != 200 || !json_is_array(resp->json)) {
-        fail(r, MIG_EREFUSED, "VMAPIUnavailable", "VMAPI GET /vms: %s",
-             resp->err_code != 0 ? resp->detail : "an answer that is not a list of VMs");
+    if (!got_list(r, resp, "VMAPIUnavailable", "VMAPI GET /vms",
+                  "an answer that is not a list of VMs"))
         return;
-    }
     json_array_extend(r->vms, resp->json);
     int rc;
     if (json_array_size(resp->json) >= MIG_VMAPI_PAGE)

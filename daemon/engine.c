@@ -122,12 +122,7 @@ static void apply(struct jrun *r, enum mig_job_event ev)
 
 static void unlink_run(struct engine *e, struct jrun *r)
 {
-    for (struct jrun **pp = &e->runs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == r) {
-            *pp = r->next;
-            return;
-        }
-    }
+    MIG_LIST_UNLINK(&e->runs, r, next);
 }
 
 /* Ends a run: the final word to watchers, then frees it and lets the next job start. */

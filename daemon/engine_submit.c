@@ -15,12 +15,7 @@
 
 static void unlink_submission(struct engine *e, struct submission *s)
 {
-    for (struct submission **pp = &e->submissions; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            return;
-        }
-    }
+    MIG_LIST_UNLINK(&e->submissions, s, next);
 }
 
 static void on_submit_changed(void *owner)

@@ -60,12 +60,7 @@ struct homecoming_run {
 
 static void run_free(struct homecoming_run *r)
 {
-    for (struct homecoming_run **pp = &r->d->homecoming_runs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
-    }
+    MIG_LIST_UNLINK(&r->d->homecoming_runs, r, next);
     exec_free(r->x);
     if (r->chk.init)
         mig_act_clear(&r->chk.a);

@@ -42,12 +42,7 @@ struct rolling_run {
 
 static void run_free(struct rolling_run *rr)
 {
-    for (struct rolling_run **pp = &rr->d->rolling_runs; *pp != NULL; pp = &(*pp)->next_run) {
-        if (*pp == rr) {
-            *pp = rr->next_run;
-            break;
-        }
-    }
+    MIG_LIST_UNLINK(&rr->d->rolling_runs, rr, next_run);
     cn_reserve_free(rr->res);
     json_decref(rr->body);
     json_decref(rr->plans);

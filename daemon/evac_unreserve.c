@@ -30,12 +30,7 @@ struct unreserve_run {
 
 static void run_free(struct unreserve_run *u)
 {
-    for (struct unreserve_run **pp = &u->d->unreserve_runs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == u) {
-            *pp = u->next;
-            break;
-        }
-    }
+    MIG_LIST_UNLINK(&u->d->unreserve_runs, u, next);
     cn_reserve_free(u->res);
     json_decref(u->evacs);
     free(u);

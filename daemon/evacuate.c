@@ -51,12 +51,7 @@ static bool is_running(json_t *record)
 
 static void evac_unlink(struct evac_run *r)
 {
-    for (struct evac_run **pp = &r->d->evac_runs; *pp != NULL; pp = &(*pp)->next_run) {
-        if (*pp == r) {
-            *pp = r->next_run;
-            break;
-        }
-    }
+    MIG_LIST_UNLINK(&r->d->evac_runs, r, next_run);
 }
 
 /* A new run in d->evac_runs, answering cb. */

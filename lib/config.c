@@ -413,24 +413,27 @@ int mig_config_load(const char *path, struct mig_config **out, char *err, size_t
     return rc;
 }
 
+/* The kinds whose member is a malloc'd string (char *), NULL when unset. */
+static bool kind_is_string(enum kind kind)
+{
+    return kind != K_OBJECT && kind != K_INT && kind != K_INT64 && kind != K_LEVEL;
+}
+
+/* Frees the string members keys name: the table is the one list of what c holds. */
+static void free_strings(struct mig_config *c, const struct key *keys)
+{
+    for (const struct key *k = keys; k->name != NULL; k++) {
+        if (k->kind == K_OBJECT)
+            free_strings(c, k->sub);
+        else if (kind_is_string(k->kind))
+            free(*(char **)((char *)c + k->off));
+    }
+}
+
 void mig_config_free(struct mig_config *cfg)
 {
     if (cfg == NULL)
         return;
-    free(cfg->datacenter);
-    free(cfg->db);
-    free(cfg->socket);
-    free(cfg->apis.vmapi);
-    free(cfg->apis.cnapi);
-    free(cfg->apis.napi);
-    free(cfg->apis.imgapi);
-    free(cfg->ssh.user);
-    free(cfg->ssh.identity);
-    free(cfg->ssh.known_hosts);
-    free(cfg->ssh.ciphers);
-    free(cfg->transfer.mode);
-    free(cfg->health.command);
-    free(cfg->health.on_failure);
-    free(cfg->placement.spread_tag);
+    free_strings(cfg, top_keys);
     free(cfg);
 }

@@ -149,13 +149,32 @@ json_t *mig_job_to_record(const struct mig_job *job)
  * Readers for mig_job_from_record.  Each returns 0 or MIG_EPARSE; a missing
  * or null member leaves the default in place.
  */
+
+/*
+ * The one rule of every reader: *v is member key of o, NULL when it is
+ * missing or null (the default stays); MIG_EPARSE when it is there but not
+ * of type want (JSON_TRUE stands for a boolean, true or false).
+ */
+static int rd_member(json_t *o, const char *key, json_type want, json_t **v)
+{
+    *v = json_object_get(o, key);
+    if (*v == NULL || json_is_null(*v)) {
+        *v = NULL;
+        return 0;
+    }
+    json_type t = json_is_boolean(*v) ? JSON_TRUE : json_typeof(*v);
+    return t == want ? 0 : MIG_EPARSE;
+}
+
 static int rd_fixed(json_t *o, const char *key, char *buf, size_t size, bool uuid)
 {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
+    json_t *v;
+    if (rd_member(o, key, JSON_STRING, &v) < 0)
+        return MIG_EPARSE;
+    if (v == NULL)
         return 0;
     const char *s = json_string_value(v);
-    if (s == NULL || strlen(s) >= size || (uuid && !mig_uuid_valid(s)))
+    if (strlen(s) >= size || (uuid && !mig_uuid_valid(s)))
         return MIG_EPARSE;
     strcpy(buf, s);
     return 0;
@@ -163,36 +182,31 @@ static int rd_fixed(json_t *o, const char *key, char *buf, size_t size, bool uui
 
 static int rd_str(json_t *o, const char *key, char **out)
 {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return MIG_EPARSE;
-    free(*out);
-    *out = mig_strdup(json_string_value(v));
-    return 0;
+    json_t *v;
+    int rc = rd_member(o, key, JSON_STRING, &v);
+    if (rc == 0 && v != NULL) {
+        free(*out);
+        *out = mig_strdup(json_string_value(v));
+    }
+    return rc;
 }
 
 static int rd_int(json_t *o, const char *key, int64_t *out)
 {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v))
-        return MIG_EPARSE;
-    *out = (int64_t)json_integer_value(v);
-    return 0;
+    json_t *v;
+    int rc = rd_member(o, key, JSON_INTEGER, &v);
+    if (rc == 0 && v != NULL)
+        *out = (int64_t)json_integer_value(v);
+    return rc;
 }
 
 static int rd_bool(json_t *o, const char *key, bool *out)
 {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_boolean(v))
-        return MIG_EPARSE;
-    *out = json_is_true(v);
-    return 0;
+    json_t *v;
+    int rc = rd_member(o, key, JSON_TRUE, &v);
+    if (rc == 0 && v != NULL)
+        *out = json_is_true(v);
+    return rc;
 }
 
 /* An int member within [INT32_MIN, INT32_MAX]. */
@@ -259,10 +273,12 @@ json_t *mig_job_ctx_to_json(const struct mig_job_ctx *c)
 static int rd_array(json_t *o, const char *key, int max, int *n,
                     int (*fn)(json_t *item, int i, void *arg), void *arg)
 {
-    json_t *a = json_object_get(o, key);
-    if (a == NULL || json_is_null(a))
+    json_t *a;
+    if (rd_member(o, key, JSON_ARRAY, &a) < 0)
+        return MIG_EPARSE;
+    if (a == NULL)
         return 0;
-    if (!json_is_array(a) || json_array_size(a) > (size_t)max)
+    if (json_array_size(a) > (size_t)max)
         return MIG_EPARSE;
     size_t i;
     json_t *item;
@@ -454,11 +470,12 @@ static int rd_timings(json_t *rec, struct mig_job *job)
     if (rd_array(rec, "rounds", MIG_MAX_ROUND_LOG, &job->nround_log, rd_round, job) < 0 ||
         rd_int(rec, "rollback_downtime_ms", &job->rollback_downtime_ms) < 0)
         return MIG_EPARSE;
-    json_t *b = json_object_get(rec, "downtime_breakdown");
-    if (b == NULL || json_is_null(b))
+    json_t *b;
+    if (rd_member(rec, "downtime_breakdown", JSON_OBJECT, &b) < 0)
+        return MIG_EPARSE;
+    if (b == NULL)
         return 0;
-    if (!json_is_object(b) ||
-        rd_array(b, "actions", MIG_MAX_BREAKDOWN, &job->nbreakdown, rd_part, job) < 0 ||
+    if (rd_array(b, "actions", MIG_MAX_BREAKDOWN, &job->nbreakdown, rd_part, job) < 0 ||
         rd_int(b, "daemon_ms", &job->daemon_ms) < 0)
         return MIG_EPARSE;
     return 0;

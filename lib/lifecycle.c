@@ -60,6 +60,22 @@ static struct mig_next rest_paused(const struct mig_job *job, const struct mig_l
     return n;
 }
 
+/*
+ * In sync, an operator's abort and then a pause come before any round or
+ * switch: true with *n what they decide, false when neither was asked.
+ */
+static bool sync_held(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                      struct mig_next *n)
+{
+    if (job->abort_requested)
+        *n = undo(job);
+    else if (paused(job))
+        *n = rest_paused(job, cfg);
+    else
+        return false;
+    return true;
+}
+
 /* The last round's forecast of a switch now, -1 when there is none. */
 static int64_t predicted_ms(const struct mig_job *job)
 {
@@ -171,10 +187,9 @@ static enum mig_wait wait_reason(const struct mig_job *job, const struct mig_lif
 static struct mig_next sync_step(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                  int64_t now)
 {
-    if (job->abort_requested)
-        return undo(job);
-    if (paused(job))
-        return rest_paused(job, cfg);
+    struct mig_next held;
+    if (sync_held(job, cfg, &held))
+        return held;
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
         return to_switch(job, cfg);
@@ -204,10 +219,9 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
 static struct mig_next resume_sync(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                    int64_t now)
 {
-    if (job->abort_requested)
-        return undo(job);
-    if (paused(job))
-        return rest_paused(job, cfg);
+    struct mig_next held;
+    if (sync_held(job, cfg, &held))
+        return held;
     if (job->ctx.wake_ms == 0)
         return next(MIG_DO_PLAN);
     enum sync_next sn = sync_decide(job, cfg, now);
@@ -370,10 +384,9 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
 {
     if (job->phase == MIG_PHASE_VERIFY)
         return next(MIG_DO_PLAN); /* the gate's next look */
-    if (job->abort_requested)
-        return undo(job);
-    if (paused(job))
-        return rest_paused(job, cfg);
+    struct mig_next held;
+    if (sync_held(job, cfg, &held))
+        return held;
     enum sync_next sn = sync_decide(job, cfg, now);
     if (sn == SYNC_SWITCH)
         return to_switch(job, cfg);

@@ -97,12 +97,7 @@ void ssh_sess_fail(struct session *s, int err, const char *detail)
     if (s->st == S_READY && err != MIG_ECANCELED && strcmp(detail, "session retired") != 0)
         log_warn("ssh: session to %s failed: %s", s->host, detail);
     s->st = S_DEAD;
-    for (struct session **pp = &pool->sessions; *pp; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
-    }
+    MIG_LIST_UNLINK(&pool->sessions, s, next);
     for (struct op *op = pool->ops; op; op = op->next) {
         if (op->finished || (op->s[0] != s && op->s[1] != s))
             continue;

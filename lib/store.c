@@ -526,6 +526,12 @@ int store_tx_exec(struct mig_store *st, enum stmt_id id, const char *what)
     sqlite3_stmt *s = store_stmt_get(st, id);
     if (s == NULL)
         return MIG_EDB;
+    return store_step_done(st, s, what);
+}
+
+/* Every write of the store is one step that must end the statement: one place says so. */
+int store_step_done(struct mig_store *st, sqlite3_stmt *s, const char *what)
+{
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, what);
     store_stmt_done(s);
     return rc;

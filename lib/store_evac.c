@@ -31,9 +31,7 @@ int mig_store_evac_save(struct mig_store *st, json_t *evac)
     sqlite3_bind_int64(s, 4, json_is_integer(created) ? json_integer_value(created) : now);
     sqlite3_bind_int64(s, 5, now);
     sqlite3_bind_text(s, 6, text, -1, free);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "save evacuation");
-    store_stmt_done(s);
-    return rc;
+    return store_step_done(st, s, "save evacuation");
 }
 
 /* Runs a statement whose rows are JSON records; appends each to out. */
@@ -125,9 +123,7 @@ int mig_store_rate_add(struct mig_store *st, const char *source, const char *tar
     sqlite3_bind_int64(s, 3, bytes);
     sqlite3_bind_int64(s, 4, ms);
     sqlite3_bind_int64(s, 5, mig_now_ms());
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "add rate");
-    store_stmt_done(s);
-    return rc;
+    return store_step_done(st, s, "add rate");
 }
 
 int mig_store_overhead_add(struct mig_store *st, const char *source, const char *target,
@@ -142,9 +138,7 @@ int mig_store_overhead_add(struct mig_store *st, const char *source, const char 
     store_bind_text(s, 2, target);
     sqlite3_bind_int64(s, 3, ms);
     sqlite3_bind_int64(s, 4, mig_now_ms());
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "add job overhead");
-    store_stmt_done(s);
-    return rc;
+    return store_step_done(st, s, "add job overhead");
 }
 
 void mig_store_rate(struct mig_store *st, const char *source, const char *target,

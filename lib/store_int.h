@@ -81,6 +81,11 @@ int store_bind_text(sqlite3_stmt *s, int i, const char *v);
 int store_db_fail(struct mig_store *st, const char *what);
 /* Runs one of the cached transaction statements (BEGIN, COMMIT, ROLLBACK); 0 or MIG_EDB. */
 int store_tx_exec(struct mig_store *st, enum stmt_id id, const char *what);
+/*
+ * Steps s, bound by the caller, once: a write that returns no row.  Resets s
+ * (store_stmt_done) either way; 0, or MIG_EDB with a log line naming what.
+ */
+int store_step_done(struct mig_store *st, sqlite3_stmt *s, const char *what);
 /* Copies a text column into buf (size bufsz), "" for NULL. */
 void store_copy_column(sqlite3_stmt *s, int col, char *buf, size_t bufsz);
 /* The ISO 8601 form of a ms column, as a new JSON string. */

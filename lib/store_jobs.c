@@ -103,9 +103,7 @@ static int job_upsert(struct mig_store *st, const struct mig_job *job)
         sqlite3_bind_int64(s, 12, job->cleanup_at);
     else
         sqlite3_bind_null(s, 12);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "save job");
-    store_stmt_done(s);
-    return rc;
+    return store_step_done(st, s, "save job");
 }
 
 int mig_store_job_save(struct mig_store *st, const struct mig_job *job)
@@ -363,9 +361,7 @@ int mig_store_log_append(struct mig_store *st, const char *job_uuid, int level, 
     sqlite3_bind_int64(s, 2, mig_now_ms());
     sqlite3_bind_int(s, 3, level);
     store_bind_text(s, 4, msg != NULL ? msg : "");
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "append log");
-    store_stmt_done(s);
-    return rc;
+    return store_step_done(st, s, "append log");
 }
 
 /* One line of a job's log. */
@@ -447,9 +443,7 @@ static int action_upsert(struct mig_store *st, const char *job_uuid, const char 
     store_bind_text(s, 10, error);
     if (op_ms >= 0)
         sqlite3_bind_int64(s, 13, op_ms);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_db_fail(st, "save action");
-    store_stmt_done(s);
-    return rc;
+    return store_step_done(st, s, "save action");
 }
 
 int mig_store_action_save(struct mig_store *st, const struct mig_job *job, const char *key,

@@ -35,6 +35,22 @@ bool mig_hostname_valid(const char *s);
  */
 int mig_shell_quote_append(char *dst, size_t dstsz, const char *s);
 
+/*
+ * Unlinks elm from the singly linked list whose head pointer is at headp,
+ * chained through elm's member next; nothing when elm is not on it.  The
+ * daemon's runs and the ssh pool's sessions are such lists, of many types:
+ * one macro unlinks them all.
+ */
+#define MIG_LIST_UNLINK(headp, elm, next)                                                          \
+    do {                                                                                           \
+        for (__typeof__(elm) *pp_ = (headp); *pp_ != NULL; pp_ = &(*pp_)->next) {                  \
+            if (*pp_ == (elm)) {                                                                   \
+                *pp_ = (elm)->next;                                                                \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
 /* Duplicates s (NULL gives NULL); aborts on allocation failure. */
 char *mig_strdup(const char *s);
 /* malloc/calloc that abort on failure: migd cannot continue without memory. */
