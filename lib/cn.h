@@ -274,7 +274,7 @@ char *mig_zonecfg_hidden(const char *text);
 /*
  * True when two exports configure the same zone: equal line by line but for
  * the flags, "set autoboot=" lines (vmadm stop and start change those) and
- * a do-not-inventory attr block (the switch's stop sets it on the source).
+ * a do-not-inventory attr block (a flag that hides a zone, not part of it).
  */
 bool mig_zonecfg_same(const char *a, const char *b);
 

@@ -369,8 +369,8 @@ static bool line_is(const char *p, const char *text)
 
 /*
  * Past the lines that are flags, not configuration: "set autoboot=" (vmadm
- * stop and start change it) and a do-not-inventory attr block (the switch
- * sets it on the source in the same exec as the stop).
+ * stop and start change it) and a do-not-inventory attr block (the flag
+ * migd, an operator or another tool sets to hide a zone from its agent).
  */
 static const char *past_flags(const char *p)
 {
