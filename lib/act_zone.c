@@ -229,7 +229,7 @@ int act_configure_target(struct mig_act *a)
         return mig_act_fail(a, "ZonecfgFailed", "no exported configuration of %s to apply",
                             VM(a));
     ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zonecfg_import_stdin(VM(a)),
-            mig_zonecfg_hidden(a->job->ctx.zonecfg));
+            mig_zonecfg_staged(a->job->ctx.zonecfg));
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "ZonecfgFailed", "zonecfg -z %s -f - on %s", VM(a),
                                 HOST(a, MIG_SIDE_TARGET));
@@ -292,8 +292,6 @@ static int attach_on(struct mig_act *a, enum mig_side side)
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "AttachFailed", "zoneadm -z %s attach on %s", VM(a),
                                 HOST(a, side));
-    if (side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
-        mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
     ACT_END(a);
 }
 
@@ -324,10 +322,7 @@ int act_attach(struct mig_act *a)
 
 int probe_attached(struct mig_act *a)
 {
-    int rc = attached_on(a, a->side);
-    if (rc == MIG_ACT_DONE && a->side == MIG_SIDE_TARGET && a->job->vm_was_running != 1)
-        mark_downtime(a->job); /* a stopped VM is "up" once installed on the target */
-    return rc;
+    return attached_on(a, a->side);
 }
 
 int act_detach(struct mig_act *a)
@@ -386,21 +381,6 @@ int act_hide(struct mig_act *a)
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "ZonecfgFailed", "setting do-not-inventory of %s on %s", VM(a),
                                 HOST(a, a->side));
-    ACT_END(a);
-}
-
-/* DONE when the zone is not flagged do-not-inventory; no zone counts as shown. */
-int probe_shown(struct mig_act *a)
-{
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, a->side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, a->side);
-    if (rc == 1)
-        return MIG_ACT_DONE;
-    if (rc != 0)
-        return rc;
-    return a->n == 1 ? MIG_ACT_ABSENT : MIG_ACT_DONE;
     ACT_END(a);
 }
 
@@ -548,17 +528,33 @@ int undo_enable_source(struct mig_act *a)
 }
 
 /*
- * Lifts the target's do-not-inventory flag in one command (its probe, on a
- * resume, reads the export); a flag already gone is the effect.
+ * The target's autoboot once the VM is its: on after vmadm start (which
+ * set it), else as the source's was before the job (it was staged off).
  */
-int act_lift_target(struct mig_act *a)
+static bool target_autoboot(const struct mig_job *job)
 {
-    ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zonecfg_allow_inventory(VM(a)), NULL);
-    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "No such")))
-        return mig_act_fail_res(a, "ZonecfgFailed", "removing do-not-inventory of %s on %s", VM(a),
-                                HOST(a, MIG_SIDE_TARGET));
-    ACT_END(a);
+    return job->vm_was_running == 1 || job->ctx.autoboot_before != 0;
+}
+
+/*
+ * The inventory's hand-over: the target shown to its agent, with its
+ * autoboot, in one command.  A stopped VM is "up" from then on: its
+ * downtime ends here.
+ */
+int act_show_target(struct mig_act *a)
+{
+    int rc = enable_on(a, MIG_SIDE_TARGET, target_autoboot(a->job));
+    if (rc == MIG_ACT_DONE && a->job->vm_was_running != 1)
+        mark_downtime(a->job);
+    return rc;
+}
+
+int probe_shown_target(struct mig_act *a)
+{
+    int rc = probe_enabled(a, MIG_SIDE_TARGET, target_autoboot(a->job));
+    if (rc == MIG_ACT_DONE && a->job->vm_was_running != 1)
+        mark_downtime(a->job);
+    return rc;
 }
 
 /* ---- deleting a zone ---- */

@@ -35,7 +35,8 @@ int undo_disable(struct mig_act *a);
 int act_enable_source(struct mig_act *a);
 int probe_enabled_source(struct mig_act *a);
 int undo_enable_source(struct mig_act *a);
-int act_lift_target(struct mig_act *a);
+int act_show_target(struct mig_act *a);
+int probe_shown_target(struct mig_act *a);
 int act_configure_target(struct mig_act *a);
 int probe_configured_target(struct mig_act *a);
 int act_delete_zone(struct mig_act *a); /* flag first, detach if needed, delete */
@@ -44,7 +45,6 @@ int probe_attached(struct mig_act *a);
 int act_detach(struct mig_act *a);
 int probe_detached(struct mig_act *a);
 int act_hide(struct mig_act *a);
-int probe_shown(struct mig_act *a);
 
 /* act_direct.c: the direct transfer's key (cn-commands.md) */
 bool mig_job_direct(const struct mig_job *job);

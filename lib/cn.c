@@ -326,12 +326,6 @@ char *mig_cmd_zonecfg_do_not_inventory(const char *vm_uuid)
                     "add attr; set name=do-not-inventory; set type=string; set value=true; end");
 }
 
-/* Undoes mig_cmd_zonecfg_do_not_inventory (rollback). */
-char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid)
-{
-    return zone_cmd("zonecfg", vm_uuid, NULL, "remove attr name=do-not-inventory");
-}
-
 /* Autoboot off and hidden from the CN's agent, in one zonecfg command. */
 char *mig_cmd_zonecfg_disable(const char *vm_uuid)
 {

@@ -57,8 +57,6 @@ char *mig_cmd_zonecfg_import_stdin(const char *vm_uuid);
 char *mig_cmd_zonecfg_delete(const char *vm_uuid);
 /* zonecfg -z UUID 'add attr; set name=do-not-inventory; set type=string; set value=true; end' */
 char *mig_cmd_zonecfg_do_not_inventory(const char *vm_uuid);
-/* zonecfg -z UUID 'remove attr name=do-not-inventory' (used by rollback) */
-char *mig_cmd_zonecfg_allow_inventory(const char *vm_uuid);
 /*
  * Disables a zone in one command: zonecfg -z UUID 'set autoboot=false; add
  * attr; set name=do-not-inventory; set type=string; set value=true; end'.
@@ -265,11 +263,14 @@ int mig_parse_vmadm_get(const char *text, char *state, size_t statesz, int *auto
  */
 int mig_parse_zonecfg_flags(const char *text, int *autoboot, bool *hidden);
 /*
- * A copy of an exported configuration that carries the do-not-inventory
- * attr exactly once (appended when absent), so the zone it creates is never
- * reported by the CN's agent before migd lifts the flag.  malloc'd.
+ * The target's copy of an exported configuration, as staged: the
+ * do-not-inventory attr exactly once (appended when absent) and autoboot
+ * off (appended unless off already), so the zone it creates is never
+ * reported by the CN's agent before migd lifts the flag, and, attached
+ * before the switch's stop, never boots on its own while the source runs
+ * (a reboot of the target CN).  A staged text stages to itself.  malloc'd.
  */
-char *mig_zonecfg_hidden(const char *text);
+char *mig_zonecfg_staged(const char *text);
 
 /*
  * True when two exports configure the same zone: equal line by line but for

@@ -334,17 +334,20 @@ int mig_parse_zonecfg_flags(const char *text, int *autoboot, bool *hidden)
     return 0;
 }
 
-char *mig_zonecfg_hidden(const char *text)
+char *mig_zonecfg_staged(const char *text)
 {
-    int autoboot;
+    int autoboot = -1;
     bool hidden = false;
-    if (mig_parse_zonecfg_flags(text, &autoboot, &hidden) == 0 && hidden)
-        return mig_strdup(text);
+    if (mig_parse_zonecfg_flags(text, &autoboot, &hidden) != 0)
+        autoboot = -1, hidden = false;
     size_t n = text != NULL ? strlen(text) : 0;
     bool nl = n > 0 && text[n - 1] != '\n';
-    return mig_asprintf("%s%sadd attr\nset name=do-not-inventory\nset type=string\n"
-                        "set value=true\nend\n",
-                        text != NULL ? text : "", nl ? "\n" : "");
+    /* A later `set autoboot` overrides an earlier one: zonecfg runs its lines in order. */
+    return mig_asprintf("%s%s%s%s", text != NULL ? text : "", nl ? "\n" : "",
+                        hidden ? ""
+                               : "add attr\nset name=do-not-inventory\nset type=string\n"
+                                 "set value=true\nend\n",
+                        autoboot == 0 ? "" : "set autoboot=false\n");
 }
 
 /* The start of the line after the one at p (or its end). */

@@ -175,8 +175,9 @@ static const struct mig_action_def SWITCH_SEND = {
 static const struct mig_action_def STAGE[] = {
     {"sync.stage_config", SRC, "zonecfg export, to stage the zone on the target", MIG_ACT_READ,
      NULL, NULL, act_export_config, NULL, NULL},
-    {"sync.stage_target", DST, "zonecfg -f -: the zone, configured and flagged do-not-inventory",
-     0, NULL, probe_configured_target, act_configure_target, act_delete_zone, "zone"},
+    {"sync.stage_target", DST,
+     "zonecfg -f -: the zone, configured, flagged do-not-inventory, autoboot off", 0, NULL,
+     probe_configured_target, act_configure_target, act_delete_zone, "zone"},
     {"sync.stage_cores", DST, "zfs create zones/cores/UUID", MIG_ACT_BEST_EFFORT, NULL,
      probe_cores, act_create_cores, act_destroy_cores, "dataset"},
 };
@@ -189,7 +190,10 @@ static bool config_changed(const struct mig_job *job, int round, int item)
 
 /*
  * Before the stop, what needs no stopped VM: a check that the staged
- * configuration still holds (restaged if not), and the final send's base.
+ * configuration still holds (restaged if not), the staged zone attached
+ * (hidden and autoboot off, it neither shows nor boots while the source
+ * runs; what it mounts, the zone's root, was received and checked in the
+ * first round and is mounted since), and the final send's base.
  */
 static const struct mig_action_def SWITCH_CHECK[] = {
     {"switch.check_config", SRC, "zonecfg export: did the zone change since it was staged?",
@@ -198,6 +202,8 @@ static const struct mig_action_def SWITCH_CHECK[] = {
      0, config_changed, NULL, act_delete_zone, NULL, NULL},
     {"switch.restage_target", DST, "zonecfg -f -: the changed configuration, flagged", 0,
      config_changed, probe_configured_target, act_configure_target, act_delete_zone, NULL},
+    {"switch.attach_target", DST, "zoneadm attach, before the stop: hidden, autoboot off", 0,
+     NULL, probe_attached, act_attach, act_detach, NULL},
 };
 static bool config_changed_again(const struct mig_job *job, int round, int item)
 {
@@ -207,7 +213,8 @@ static bool config_changed_again(const struct mig_job *job, int round, int item)
 
 /*
  * After the stop, only when the zone changed before it: changed again
- * since?  Then staged once more, inside the window.
+ * since?  Then staged once more, inside the window: deleted (detached
+ * first: act_delete_zone), configured and attached again.
  */
 static const struct mig_action_def SWITCH_RECHECK[] = {
     {"switch.recheck_config", SRC, "zonecfg export: changed again since the check before the stop?",
@@ -216,30 +223,31 @@ static const struct mig_action_def SWITCH_RECHECK[] = {
      config_changed_again, NULL, act_delete_zone, NULL, NULL},
     {"switch.restage_again", DST, "zonecfg -f -: the configuration as it is now, flagged", 0,
      config_changed_again, probe_configured_target, act_configure_target, act_delete_zone, NULL},
+    {"switch.attach_again", DST, "zoneadm attach: the zone as staged again", 0,
+     config_changed_again, probe_attached, act_attach, act_detach, NULL},
 };
 static const struct mig_action_def SWITCH_BASE = {
     "switch.find_base", SRC, "zfs list, zfs get guid: the final send's base, before the stop",
     MIG_ACT_READ, NULL, NULL, act_find_base, NULL, NULL};
 
 /*
- * The downtime window holds only what the hand procedure times: stop, the
- * final snapshot and send, attach, start.  The inventory's hand-over comes
- * after the start, as in the manual procedure: the source is disabled
- * (autoboot off, hidden from its agent; vmadm stop turned its autoboot off
- * already), then the target's flag is lifted, so that no instant has the
- * VM bootable and shown on two CNs.  Meanwhile the target runs hidden and
- * the source is stopped: its agent may report it stopped, which the
- * record in VMAPI that follows puts right.
+ * The downtime window holds less than the hand procedure times: stop, the
+ * final snapshot and send, start (the zone was attached before the stop).
+ * The inventory's hand-over comes after the start, as in the manual
+ * procedure: the source is disabled (autoboot off, hidden from its agent;
+ * vmadm stop turned its autoboot off already), then the target is shown
+ * with its autoboot, so that no instant has the VM bootable and shown on
+ * two CNs.  Meanwhile the target runs hidden and the source is stopped:
+ * its agent may report it stopped, which the record in VMAPI that follows
+ * puts right.
  */
 static const struct mig_action_def SWITCH_TAIL[] = {
-    {"switch.attach_target", DST, "zoneadm attach", 0, NULL, probe_attached,
-     act_attach, act_detach, NULL},
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
      act_start, undo_start, NULL},
     {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
      0, NULL, probe_disabled, act_disable, undo_disable, NULL},
-    {"switch.show_target", DST, "zonecfg remove attr do-not-inventory", 0, NULL,
-     probe_shown, act_lift_target, act_hide, NULL},
+    {"switch.show_target", DST, "zonecfg: autoboot as the VM's, no do-not-inventory, one command",
+     0, NULL, probe_shown_target, act_show_target, act_hide, NULL},
     {"switch.health_start", DST, "zoneadm list -p: the zone id the health gate watches",
      MIG_ACT_READ, gate_on, NULL, act_health_start, NULL, NULL},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",

@@ -9,7 +9,10 @@ before each job).  For each run it reads the job's journal (`migctl show -v
 -j`) and prints the downtime and its parts:
 
   remote_ms   the remote commands of the downtime window that the issue
-              names: stop, final snapshot and send, attach, start
+              names: stop, final snapshot and send, attach, start (migd
+              attaches the staged zone, hidden and autoboot off, before
+              the stop: its attach is 0 unless the zone changed in the
+              window and was staged and attached again there)
   other_ms    the other actions inside the window (each named, with its ms)
   daemon_ms   the downtime less the remote commands' own durations (the
               job's downtime_breakdown.daemon_ms when migd reports it; else
@@ -76,7 +79,7 @@ PORT = int(os.environ.get('BENCH_SSH_PORT', 2323))
 # The remote commands of a switch the issue counts, by action name prefix.
 REMOTE = {'stop': ('switch.stop_source',),
           'final_send': ('switch.snapshot@final', 'switch.send@final'),
-          'attach': ('switch.attach_target', 'switch.show_target'),
+          'attach': ('switch.attach_target', 'switch.attach_again', 'switch.show_target'),
           'start': ('switch.start_target',)}
 
 

@@ -107,9 +107,16 @@ class World:
         holders = [n for n, p in place.items()
                    if p['zone_state'] == 'installed' and not p['hidden']]
         running = [n for n, p in place.items() if p['running']]
+        # product.md: never attached and bootable on both CNs, hidden or not
+        # (a CN that reboots boots an attached zone with autoboot on).
+        autobooting = [n for n, p in place.items()
+                       if p['zone_state'] == 'installed' and p['autoboot']]
         problems = []
         if len(holders) > 1:
             problems.append('%s: bootable on CNs %s at once' % (where, holders))
+        if len(autobooting) > 1:
+            problems.append('%s: attached with autoboot on, on CNs %s at once'
+                            % (where, autobooting))
         if len(running) > 1:
             problems.append('%s: running on CNs %s at once' % (where, running))
         top = 'zones/%s' % self.uuid

@@ -44,8 +44,10 @@ static void test_fact_and_instance_commands(void **state)
     expect_cmd(mig_cmd_zonecfg_do_not_inventory(VM),
                "zonecfg -z '" VM "' 'add attr; set name=do-not-inventory; set type=string; "
                "set value=true; end'");
-    expect_cmd(mig_cmd_zonecfg_allow_inventory(VM),
-               "zonecfg -z '" VM "' 'remove attr name=do-not-inventory'");
+    expect_cmd(mig_cmd_zonecfg_enable(VM, true),
+               "zonecfg -z '" VM "' 'set autoboot=true; remove attr name=do-not-inventory'");
+    expect_cmd(mig_cmd_zonecfg_enable(VM, false),
+               "zonecfg -z '" VM "' 'set autoboot=false; remove attr name=do-not-inventory'");
     expect_cmd(mig_cmd_svcadm_restart_vm_agent(), "svcadm restart vm-agent");
     expect_cmd(mig_cmd_cat_zones_index(), "cat /etc/zones/index");
 }
@@ -127,7 +129,6 @@ static void test_hostile_uuid_arguments(void **state)
         expect_null(mig_cmd_zonecfg_export(h), "zonecfg_export", h);
         expect_null(mig_cmd_zonecfg_delete(h), "zonecfg_delete", h);
         expect_null(mig_cmd_zonecfg_do_not_inventory(h), "do_not_inventory", h);
-        expect_null(mig_cmd_zonecfg_allow_inventory(h), "allow_inventory", h);
         expect_null(mig_cmd_zonecfg_import(h, "/dev/stdin"), "zonecfg_import uuid", h);
         expect_null(mig_cmd_zonecfg_import(VM, h), "zonecfg_import file", h);
         expect_null(mig_cmd_zfs_create_cores("zones", h), "create_cores uuid", h);
@@ -410,18 +411,32 @@ static void test_zonecfg_flags(void **state)
     assert_false(hidden);
     assert_int_equal(autoboot, -1);
 
-    /* The target's copy carries the flag exactly once, appended when absent. */
-    char *once = mig_zonecfg_hidden(plain);
+    /* The target's copy carries the flag exactly once and autoboot off, appended when not so. */
+    char *once = mig_zonecfg_staged(plain);
     assert_int_equal(mig_parse_zonecfg_flags(once, &autoboot, &hidden), 0);
     assert_true(hidden);
+    assert_int_equal(autoboot, 0);
     assert_non_null(strstr(once, plain));
-    char *again = mig_zonecfg_hidden(once);
+    char *again = mig_zonecfg_staged(once);
     assert_string_equal(again, once);
     free(once);
     free(again);
-    char *nonl = mig_zonecfg_hidden("create -b");
+    char *nonl = mig_zonecfg_staged("create -b");
     assert_non_null(strstr(nonl, "create -b\nadd attr\n"));
     free(nonl);
+    /* A running zone's export (autoboot on) is staged with autoboot off, set last. */
+    const char *on = "create -b\nset autoboot=true\nset zonepath=/zones/x\n";
+    char *staged = mig_zonecfg_staged(on);
+    assert_int_equal(mig_parse_zonecfg_flags(staged, &autoboot, &hidden), 0);
+    assert_int_equal(autoboot, 0);
+    assert_true(hidden);
+    assert_string_equal(staged + strlen(staged) - strlen("end\nset autoboot=false\n"),
+                        "end\nset autoboot=false\n");
+    free(staged);
+    /* Flagged already, autoboot off already: nothing is added. */
+    char *kept = mig_zonecfg_staged(flagged);
+    assert_string_equal(kept, flagged);
+    free(kept);
 }
 
 /* A configuration is compared without its flags: autoboot and do-not-inventory. */
@@ -437,7 +452,7 @@ static void test_zonecfg_same(void **state)
                           "\tset value=\"true\"\nend\n";
     assert_true(mig_zonecfg_same(ran, stopped));
     assert_true(mig_zonecfg_same(stopped, ran));
-    char *hidden = mig_zonecfg_hidden(ran);
+    char *hidden = mig_zonecfg_staged(ran);
     assert_true(mig_zonecfg_same(hidden, ran));
     free(hidden);
     /* Anything else is a change: another attr, another value, a line more or less. */
