@@ -55,7 +55,8 @@ def migrate_and_check(lab, migd, alias, target_n):
     v = vm(lab, alias)
     src, dst = v['cn'], lab.cns[target_n - 1]
     u = v['uuid']
-    was_running = vmadm_get(lab, src, u)['state'] == 'running'
+    got = vmadm_get(lab, src, u)
+    was_running, autoboot_before = got['state'] == 'running', got['autoboot']
     if v['brand'] in ('joyent', 'joyent-minimal', 'lx'):
         add_data(lab, v, DATA_MB)
     before = lab.file_checksums(src, '/zones/%s' % u)
@@ -76,6 +77,10 @@ def migrate_and_check(lab, migd, alias, target_n):
     assert after == before
     # Running on the target only if it ran before; the source disabled, its datasets kept.
     assert vmadm_get(lab, dst, u)['state'] == ('running' if was_running else 'stopped')
+    # Staged and attached with autoboot off, the target ends with the VM's autoboot, shown.
+    dst_cfg = lab.cn_run(dst, 'zonecfg -z %s export' % u).stdout
+    assert vmadm_get(lab, dst, u)['autoboot'] is (was_running or autoboot_before), dst_cfg
+    assert 'do-not-inventory' not in dst_cfg
     src_cfg = lab.cn_run(src, 'zonecfg -z %s export' % u).stdout
     assert 'set autoboot=false' in src_cfg
     assert 'do-not-inventory' in src_cfg
