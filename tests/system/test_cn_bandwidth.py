@@ -86,20 +86,21 @@ def plain(lab, build_dir, tmp_path_factory):
     yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('plain'))
 
 
-def test_limit_80_holds_a_job_to_10_MBps(lab, plain):
-    """migctl migrate --limit 80 (Mbit/s): the stream, sampled from the job's
-    progress over its whole first send, stays within 10% of 10 MB/s.  The
+def test_limit_40_holds_a_job_to_5_MBps(lab, plain):
+    """migctl migrate --limit 40 (Mbit/s): the stream, sampled from the job's
+    progress over its whole first send, stays within 10% of 5 MB/s.  The
     cap is one the lab sustains with room to spare: on CI's two loaded
     cores the whole stack (ASan migd, two sshd, two zfs-fuse, the Python
-    fronts) moved a --limit 160 stream at 15-17 MB/s, which measured the
-    lab, not the cap."""
+    fronts) moved a --limit 160 stream at 15-17 MB/s, and on a slower
+    machine of the same kind a --limit 80 one at 8.96 MB/s: both measured
+    the lab, not the cap."""
     v = lab.vms['stopped0']
     src = [cn for cn in lab.cns if cn.uuid ==
            lab.api('vmapi', 'GET', '/vms/%s' % v['uuid'])[1]['server_uuid']][0]
     dst = lab.cns[1] if src.n != 2 else lab.cns[0]
     lab.cn_run(src, 'head -c 80M /dev/urandom > /zones/%s/root/bulk.bin && sync' % v['uuid'],
                timeout=300)
-    p = plain.ctl('migrate', '--limit', '80', v['uuid'], dst.hostname)
+    p = plain.ctl('migrate', '--limit', '40', v['uuid'], dst.hostname)
     assert p.returncode == 0, p.stderr
     job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
     samples = []
@@ -113,15 +114,15 @@ def test_limit_80_holds_a_job_to_10_MBps(lab, plain):
         time.sleep(0.25)
     j = plain.job(job)
     assert j['state'] == 'switched', j
-    assert j['limit_mbps'] == 80
+    assert j['limit_mbps'] == 40
     # The stretch where bytes moved: from the first sample to the last that grew.
     grew = [s for k, s in enumerate(samples) if k == 0 or s[1] > samples[k - 1][1]]
     (t0, b0), (t1, b1) = grew[0], grew[-1]
     rate = (b1 - b0) / (t1 - t0)
-    print('\n--limit 80: %.2f MB/s over %.1f s (%d MB), the cap is 10.00 MB/s'
+    print('\n--limit 40: %.2f MB/s over %.1f s (%d MB), the cap is 5.00 MB/s'
           % (rate / 1e6, t1 - t0, (b1 - b0) // 1000000))
     assert t1 - t0 >= 3, samples
-    assert 0.9 * 10e6 <= rate <= 1.1 * 10e6, rate
+    assert 0.9 * 5e6 <= rate <= 1.1 * 5e6, rate
     lab.cn_run(dst, 'rm -f /zones/%s/root/bulk.bin' % v['uuid'])
 
 
