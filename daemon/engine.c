@@ -496,7 +496,8 @@ static void record_breakdown(struct jrun *r)
     size_t n = 0;
     if (mig_store_actions(r->e->d->store, job->uuid, &rows, &n) != 0)
         return;
-    const char *last = job->vm_was_running == 1 ? "switch.start_target" : "switch.attach_target";
+    /* Where the downtime ends (act_zone.c): a running VM's start, a stopped VM's hand-over. */
+    const char *last = job->vm_was_running == 1 ? "switch.start_target" : "switch.show_target";
     int64_t op_total = 0, send_from = 0, send_to = 0;
     bool inside = false;
     job->nbreakdown = 0;

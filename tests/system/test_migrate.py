@@ -70,6 +70,11 @@ def migrate_and_check(lab, migd, alias, target_n):
     assert job['vm_uuid'] == u and job['target_server_uuid'] == dst.uuid
     assert job['vm_was_running'] is was_running
     assert isinstance(job['downtime_ms'], int) and job['downtime_ms'] > 0
+    # The breakdown covers the window and stops where the downtime ends: a
+    # running VM's start, a stopped VM's hand-over to the target.
+    window = [p['action'] for p in job['downtime_breakdown']['actions']]
+    assert window[0] == 'switch.begin', window
+    assert window[-1] == ('switch.start_target' if was_running else 'switch.show_target'), window
     assert job['progress']['bytes_sent'] > 0
 
     # Identical data on the target, file by file.
