@@ -536,25 +536,23 @@ static bool target_autoboot(const struct mig_job *job)
     return job->vm_was_running == 1 || job->ctx.autoboot_before != 0;
 }
 
-/*
- * The inventory's hand-over: the target shown to its agent, with its
- * autoboot, in one command.  A stopped VM is "up" from then on: its
- * downtime ends here.
- */
-int act_show_target(struct mig_act *a)
+/* A stopped VM is "up" once the target is shown: its downtime ends there. */
+static int shown_target(struct mig_act *a, int rc)
 {
-    int rc = enable_on(a, MIG_SIDE_TARGET, target_autoboot(a->job));
     if (rc == MIG_ACT_DONE && a->job->vm_was_running != 1)
         mark_downtime(a->job);
     return rc;
 }
 
+/* The inventory's hand-over: the target shown to its agent, with its autoboot, in one command. */
+int act_show_target(struct mig_act *a)
+{
+    return shown_target(a, enable_on(a, MIG_SIDE_TARGET, target_autoboot(a->job)));
+}
+
 int probe_shown_target(struct mig_act *a)
 {
-    int rc = probe_enabled(a, MIG_SIDE_TARGET, target_autoboot(a->job));
-    if (rc == MIG_ACT_DONE && a->job->vm_was_running != 1)
-        mark_downtime(a->job);
-    return rc;
+    return shown_target(a, probe_enabled(a, MIG_SIDE_TARGET, target_autoboot(a->job)));
 }
 
 /* ---- deleting a zone ---- */
