@@ -361,30 +361,6 @@ static int flags_result(struct mig_act *a, enum mig_side side)
 }
 
 /*
- * Flags the zone do-not-inventory unless it is so already: illumos refuses
- * a second attr of the same name.  (The undo of lifting the target's flag.)
- */
-int act_hide(struct mig_act *a)
-{
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, a->side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, a->side);
-    if (rc == 1)
-        return mig_act_fail(a, "ZonecfgFailed", "no zone %s on %s to flag", VM(a),
-                            HOST(a, a->side));
-    if (rc != 0)
-        return rc;
-    if (a->n == 1)
-        return MIG_ACT_DONE;
-    ACT_SSH(a, a->side, mig_cmd_zonecfg_do_not_inventory(VM(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "ZonecfgFailed", "setting do-not-inventory of %s on %s", VM(a),
-                                HOST(a, a->side));
-    ACT_END(a);
-}
-
-/*
  * Whether the source's zone changed since it was last staged on the target
  * (autoboot aside: vmadm stop changes it): ctx.config_changed = mark when it
  * did, and the export becomes what is staged next.

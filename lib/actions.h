@@ -44,7 +44,6 @@ int act_attach(struct mig_act *a);
 int probe_attached(struct mig_act *a);
 int act_detach(struct mig_act *a);
 int probe_detached(struct mig_act *a);
-int act_hide(struct mig_act *a);
 
 /* act_direct.c: the direct transfer's key (cn-commands.md) */
 bool mig_job_direct(const struct mig_job *job);

@@ -241,13 +241,19 @@ static const struct mig_action_def SWITCH_BASE = {
  * its agent may report it stopped, which the record in VMAPI that follows
  * puts right.
  */
+/*
+ * Undone in reverse, the source is shown and bootable again before the
+ * target is stopped (vmadm start turned its autoboot on): so the undo of the
+ * show disables the target first, even when the show failed midway
+ * (MIG_ACT_UNDO_BLIND: disabling a disabled zone changes nothing).
+ */
 static const struct mig_action_def SWITCH_TAIL[] = {
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
      act_start, undo_start, NULL},
     {"switch.disable_source", SRC, "zonecfg: autoboot=false and do-not-inventory, one command",
      0, NULL, probe_disabled, act_disable, undo_disable, NULL},
     {"switch.show_target", DST, "zonecfg: autoboot as the VM's, no do-not-inventory, one command",
-     0, NULL, probe_shown_target, act_show_target, act_hide, NULL},
+     MIG_ACT_UNDO_BLIND, NULL, probe_shown_target, act_show_target, act_disable, NULL},
     {"switch.health_start", DST, "zoneadm list -p: the zone id the health gate watches",
      MIG_ACT_READ, gate_on, NULL, act_health_start, NULL, NULL},
     {"switch.record_vmapi", API, "VMAPI PUT the target's vmadm get, read it back",

@@ -82,6 +82,10 @@ struct world {
     /* Direct transfer: the job's line in the target's authorized_keys, the source's files. */
     int auth_lines;
     bool job_dir, job_id, job_known_hosts;
+    /* product.md: never attached and bootable on both CNs; the first command after which
+     * both were, and how many such commands. */
+    int both_bootable;
+    char both_bootable_after[160];
 };
 
 static struct world *W;
@@ -209,7 +213,7 @@ static bool run_direct(struct answer *a, int side, const char *cmd, const char *
     return true;
 }
 
-static void run_ssh(struct answer *a, int side, const char *cmd, const char *input)
+static void apply_ssh(struct answer *a, int side, const char *cmd, const char *input)
 {
     if (run_direct(a, side, cmd, input))
         return;
@@ -283,7 +287,11 @@ static void run_ssh(struct answer *a, int side, const char *cmd, const char *inp
         if (input == NULL || strstr(input, "create") == NULL)
             return fail_cmd(a, "zonecfg: no configuration on stdin");
         s->zone = 1;
-        s->autoboot = strstr(input, "set autoboot=true") != NULL;
+        /* As zonecfg, a later set overrides an earlier one. */
+        const char *ab = NULL;
+        for (const char *p = input; (p = strstr(p, "set autoboot=")) != NULL; p++)
+            ab = p;
+        s->autoboot = ab != NULL && strncmp(ab, "set autoboot=true", 17) == 0;
         const char *lwps = strstr(input, "set max-lwps=");
         s->cfg = lwps != NULL ? atoi(lwps + 13) : -1;
         /* The zone must be created hidden: the agent would report it otherwise. */
@@ -462,6 +470,16 @@ static void run_relay(struct answer *a, int from, const char *send)
     d->ds.data = s->ds.snapdata[upto];
     a->res.bytes = 1000u * (unsigned)(upto - first + 1);
     a->res.src_status = a->res.dst_status = 0;
+}
+
+/* Runs a command on a side's CN, then checks product.md's rule on the world it leaves. */
+static void run_ssh(struct answer *a, int side, const char *cmd, const char *input)
+{
+    apply_ssh(a, side, cmd, input);
+    const struct fside *s = W->side;
+    if (s[0].zone == 2 && s[0].autoboot && s[1].zone == 2 && s[1].autoboot &&
+        W->both_bootable++ == 0)
+        snprintf(W->both_bootable_after, sizeof(W->both_bootable_after), "%s", cmd);
 }
 
 static int nic_of(const char *mac_or_url)
@@ -788,6 +806,9 @@ static void check_world(int on, bool was_running, const char *label)
     if (on == 0 && (o->zone != 0 || o->ds.exists || o->cores))
         fail_msg("%s: the target keeps zone %d, dataset %d, cores %d", label, o->zone,
                  o->ds.exists, o->cores);
+    if (W->both_bootable != 0)
+        fail_msg("%s: attached with autoboot on both CNs after %d commands, first after `%s`",
+                 label, W->both_bootable, W->both_bootable_after);
 }
 
 /* ---- scenarios ---- */
@@ -1253,6 +1274,46 @@ static void test_a_failed_stop_rolls_back(void **state)
     cleanup_dir(&fx);
 }
 
+/*
+ * A switch that fails after the stop, at each command of its hand-over
+ * (the target's start, the source's disable, the target's show), is undone:
+ * the VM is back on the source as it was, shown, with its autoboot, and at
+ * no moment of the undo were both copies attached with autoboot on
+ * (check_world), though vmadm start turned the target's on.
+ */
+static void test_a_failed_hand_over_rolls_back(void **state)
+{
+    (void)state;
+    static const struct {
+        enum scenario sc;
+        const char *fails;
+    } cases[] = {
+        {SC_FULL, "vmadm start"},
+        {SC_FULL, "set autoboot=false; add attr"},
+        {SC_FULL, "remove attr name=do-not-inventory"},
+        {SC_STOPPED, "set autoboot=false; add attr"},
+        {SC_STOPPED, "remove attr name=do-not-inventory"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct fixture fx = {0};
+        char st[16], label[96];
+        bool running = cases[k].sc == SC_FULL;
+        snprintf(label, sizeof(label), "%s, `%s` failed", SC_NAMES[cases[k].sc], cases[k].fails);
+        scenario_setup(&fx, cases[k].sc);
+        snprintf(W->fail_once, sizeof(W->fail_once), "%s", cases[k].fails);
+        drive_to_end(&fx, cases[k].sc, st, sizeof(st));
+        if (W->fail_once[0] != '\0')
+            fail_msg("%s: no command failed", label);
+        if (strcmp(st, "failed") != 0)
+            fail_msg("%s: ended %s", label, st);
+        check_world(0, running, label);
+        if (W->side[0].autoboot != running || W->side[0].hidden)
+            fail_msg("%s: the source's autoboot %d, hidden %d", label, W->side[0].autoboot,
+                     W->side[0].hidden);
+        cleanup_dir(&fx);
+    }
+}
+
 int main(void)
 {
     W = mmap(NULL, sizeof(*W), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1265,6 +1326,7 @@ int main(void)
         cmocka_unit_test(test_a_cut_first_receive_is_cleared_and_sent_again),
         cmocka_unit_test(test_a_failed_first_receive_leaves_nothing),
         cmocka_unit_test(test_a_failed_stop_rolls_back),
+        cmocka_unit_test(test_a_failed_hand_over_rolls_back),
         cmocka_unit_test(test_campaign_full),
         cmocka_unit_test(test_campaign_stopped),
         cmocka_unit_test(test_campaign_incremental),
