@@ -27,6 +27,7 @@ See docs/lab.md for what is emulated, every zfs translation, and the faults
 a test can inject (take_fault()).
 """
 import base64
+import errno
 import fcntl
 import getopt
 import json
@@ -2019,16 +2020,37 @@ def pump(src, dst, bps):
 
 
 def copy_chunks(src, dst, chunk, each):
-    """Copy src to dst until EOF, calling each(bytes so far) after every chunk."""
+    """Copy src to dst until EOF, calling each(bytes so far) after every chunk.
+
+    The fronts that count a stream (send -v, throttles) sit in a path that on
+    illumos has no extra hop, so the copy must cost next to nothing: the
+    bytes move pipe to fd in the kernel (splice; src is a pipe), through a
+    pipe grown to the chunk so that the writer is not woken every 64 KiB.
+    Where splice cannot serve (neither end a pipe), a plain copy."""
+    try:
+        fcntl.fcntl(src, getattr(fcntl, 'F_SETPIPE_SZ', 1031), max(chunk, 1 << 16))
+    except OSError:
+        pass
     sent = 0
+    spliced = hasattr(os, 'splice')
     while True:
-        data = os.read(src, chunk)
-        if not data:
+        if spliced:
+            try:
+                n = os.splice(src, dst, chunk)
+            except OSError as e:
+                if e.errno != errno.EINVAL or sent:
+                    raise
+                spliced = False
+                continue
+        else:
+            data = os.read(src, chunk)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view):]
+            n = len(data)
+        if not n:
             return
-        view = memoryview(data)
-        while view:
-            view = view[os.write(dst, view):]
-        sent += len(data)
+        sent += n
         each(sent)
 
 
