@@ -116,13 +116,7 @@ int cmd_doctor(int argc, char **argv)
     free(path);
     if (ret != EXIT_OK)
         return ret;
-    if (json) {
-        print_json(rep, false);
-    } else {
-        json_t *esc = out_escaped(rep);
-        print_report(stdout, esc);
-        json_decref(esc);
-    }
+    print_answer(rep, json, print_report);
     json_t *counts = json_object_get(rep, "counts");
     bool needs = fix ? json_integer_value(json_object_get(rep, "left")) > 0
                      : json_integer_value(json_object_get(counts, "critical")) > 0 ||

@@ -15,19 +15,29 @@
 #include "resolve.h"
 #include "util.h"
 
+/* An evacuation (escaped) for people: a drain's view, or one CN's. */
+static void print_evacuation_for_people(FILE *f, json_t *esc)
+{
+    if (json_is_true(json_object_get(esc, "rolling")))
+        out_rolling(f, esc);
+    else
+        out_evacuation(f, esc);
+}
+
 /* An evacuation, its plan or an estimate: as JSON, or for people. */
 void print_evacuation(json_t *ev, bool json)
 {
-    if (json) {
-        print_json(ev, false);
-        return;
-    }
-    json_t *esc = out_escaped(ev);
-    if (json_is_true(json_object_get(esc, "rolling")))
-        out_rolling(stdout, esc);
-    else
-        out_evacuation(stdout, esc);
-    json_decref(esc);
+    print_answer(ev, json, print_evacuation_for_people);
+}
+
+int call_evacuation(const char *method, const char *path, bool json)
+{
+    json_t *resp = NULL;
+    int ret = client_call(method, path, NULL, &resp);
+    if (ret == EXIT_OK)
+        print_evacuation(resp, json);
+    json_decref(resp);
+    return ret;
 }
 
 enum { OPT_TO = 300, OPT_MAX_PARALLEL, OPT_NO_RESERVE, OPT_MAX_CNS, OPT_CNS_FROM, OPT_UNRESERVE,
@@ -113,56 +123,43 @@ static int evacuate_to(struct evacuate_args *a, const char *arg)
     return 0;
 }
 
-/* A count option's argument (--max-parallel, --max-cns): 1 to max in *out, 0; else -1. */
-static int count_option(const char *arg, long max, long *out)
+/*
+ * A count option's argument (--max-parallel, --max-cns): 0 with 1 to max
+ * in *out; else -1 after the usage error "<what>, not \"ARG\"".
+ */
+static int count_option(const char *arg, long max, const char *what, long *out)
 {
     char *end = NULL;
     *out = strtol(arg, &end, 10);
-    return arg[0] == '\0' || *end != '\0' || *out < 1 || *out > max ? -1 : 0;
+    if (arg[0] == '\0' || *end != '\0' || *out < 1 || *out > max) {
+        opts_usage_error("%s, not \"%s\"", what, arg);
+        return -1;
+    }
+    return 0;
 }
 
 /* Takes evacuate's option key (its argument in arg) into ctx: 0, or -1 after a usage error. */
 static int on_evacuate_option(void *ctx, int key, const char *arg)
 {
     struct evacuate_args *a = ctx;
+    /* The flags, as pause_or_resume takes -j: each only turns its own on. */
+    a->no_reserve = a->no_reserve || key == OPT_NO_RESERVE;
+    a->unreserve = a->unreserve || key == OPT_UNRESERVE;
+    a->back = a->back || key == OPT_RETURN;
     switch (key) {
-    case OPT_NO_RESERVE:
-        a->no_reserve = true;
-        return 0;
-    case OPT_UNRESERVE:
-        a->unreserve = true;
-        return 0;
-    case OPT_RETURN:
-        a->back = true;
-        return 0;
     case OPT_MAX_PARALLEL:
-        if (count_option(arg, 1000, &a->parallel) != 0) {
-            opts_usage_error("--max-parallel takes 1 to 1000 jobs at once, not \"%s\"", arg);
-            return -1;
-        }
-        return 0;
+        return count_option(arg, 1000, "--max-parallel takes 1 to 1000 jobs at once",
+                            &a->parallel);
     case OPT_TO:
         return evacuate_to(a, arg);
     case OPT_MAX_CNS:
-        if (count_option(arg, 64, &a->max_cns) != 0) {
-            opts_usage_error("--max-cns takes 1 to 64 CNs drained at once, not \"%s\"", arg);
-            return -1;
-        }
-        return 0;
+        return count_option(arg, 64, "--max-cns takes 1 to 64 CNs drained at once", &a->max_cns);
     case OPT_CNS_FROM:
         return evacuate_cns_from(a, arg);
     case OPT_CLEANUP_AFTER:
-        if (mig_duration_parse(arg, 366LL * 86400, &a->cleanup_after) != 0) {
-            opts_usage_error("--cleanup-after takes a duration up to 366d (90m, 24h, 7d; 0: only "
-                             "by hand), not \"%s\"", arg);
-            return -1;
-        }
-        return 0;
+        return opts_cleanup_after(arg, &a->cleanup_after);
     case OPT_WINDOW:
-        if (opts_window(arg) != 0)
-            return -1;
-        a->window = arg;
-        return 0;
+        return opts_window(arg, &a->window);
     }
     return 0;
 }
@@ -234,12 +231,7 @@ static int unreserve(const struct evacuate_args *a, const struct opts *o)
         return EXIT_USAGE;
     char path[128];
     snprintf(path, sizeof(path), "/evacuations/%s/unreserve", o->operands[0]);
-    json_t *resp = NULL;
-    int ret = client_call("POST", path, NULL, &resp);
-    if (ret == EXIT_OK)
-        print_evacuation(resp, json);
-    json_decref(resp);
-    return ret;
+    return call_evacuation("POST", path, json);
 }
 
 /* --return EVAC: POST /evacuations/EVAC/return with its jobs' options; the homecoming's plan or progress. */
@@ -364,21 +356,11 @@ static int pause_or_resume(int argc, char **argv, const char *verb)
     bool json = false;
     struct opts o;
     opts_init(&o, argc, argv, table);
-    int key;
-    while ((key = opts_next(&o)) > 0) {
-        if (key == 'h') {
-            opts_help();
-            opts_free(&o);
-            return EXIT_OK;
-        }
-        json = json || key == 'j';
-    }
-    if (key < 0 || opts_operands(&o, 1, 1, "EVAC|JOB") != EXIT_OK) {
-        opts_free(&o);
-        return EXIT_USAGE;
-    }
-    char *id = mig_strdup(o.operands[0]);
+    int parsed = opts_read(&o, opts_on_json, &json, 1, 1, "EVAC|JOB");
+    char *id = parsed == 0 ? mig_strdup(o.operands[0]) : NULL;
     opts_free(&o);
+    if (parsed != 0)
+        return parsed > 0 ? EXIT_OK : EXIT_USAGE;
     int ret = mig_uuid_valid(id) ? evacuation_verb(id, verb, json) : -ENOENT;
     json_t *job = NULL;
     if (ret == -ENOENT && (ret = resolve_job(id, &job)) == EXIT_OK)

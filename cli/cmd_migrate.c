@@ -43,16 +43,11 @@ struct migrate_args {
 static int on_migrate_option(void *ctx, int key, const char *arg)
 {
     struct migrate_args *a = ctx;
+    /* The flags, as pause_or_resume takes -j: each only turns its own on. */
+    a->older = a->older || key == 'D';
+    a->watch = a->watch || key == 'w';
+    a->cleanup = a->cleanup || key == OPT_CLEANUP_SOURCE;
     switch (key) {
-    case 'D':
-        a->older = true;
-        break;
-    case 'w':
-        a->watch = true;
-        break;
-    case OPT_CLEANUP_SOURCE:
-        a->cleanup = true;
-        break;
     case OPT_TRANSFER:
         if (strcmp(arg, "relay") != 0 && strcmp(arg, "direct") != 0) {
             opts_usage_error("--transfer is relay or direct, not \"%s\"", arg);
@@ -67,17 +62,9 @@ static int on_migrate_option(void *ctx, int key, const char *arg)
         }
         break;
     case OPT_CLEANUP_AFTER:
-        if (mig_duration_parse(arg, 366LL * 86400, &a->cleanup_after) != 0) {
-            opts_usage_error("--cleanup-after takes a duration up to 366d (90m, 24h, 7d; 0: only "
-                             "by hand), not \"%s\"", arg);
-            return -1;
-        }
-        break;
+        return opts_cleanup_after(arg, &a->cleanup_after);
     case OPT_WINDOW:
-        if (opts_window(arg) != 0)
-            return -1;
-        a->window = arg;
-        break;
+        return opts_window(arg, &a->window);
     case OPT_MIN_UP:
         if (mig_duration_parse(arg, 86400, &a->min_up) != 0) {
             opts_usage_error("--min-up takes a duration up to 24h (30s, 5m, 1h; 0: no health "

@@ -40,6 +40,17 @@ void print_json(json_t *j, bool one_line)
     free(s);
 }
 
+void print_answer(json_t *j, bool json, void (*human)(FILE *f, json_t *esc))
+{
+    if (json) {
+        print_json(j, false);
+        return;
+    }
+    json_t *esc = out_escaped(j);
+    human(stdout, esc);
+    json_decref(esc);
+}
+
 /* ---- commands ---- */
 
 
@@ -53,29 +64,16 @@ struct list_args {
 /* Takes list's option key (its argument in arg) into a. */
 static void list_option(struct list_args *a, int key, const char *arg)
 {
-    switch (key) {
-    case 'a':
-        a->all = true;
-        break;
-    case 'l':
-        a->lng = true;
-        break;
-    case 'H':
-        a->header = false;
-        break;
-    case 'o':
+    /* The flags, as pause_or_resume takes -j: each only turns its own on (-H off). */
+    a->all = a->all || key == 'a';
+    a->lng = a->lng || key == 'l';
+    a->json = a->json || key == 'j';
+    a->parsable = a->parsable || key == 'p';
+    a->header = a->header && key != 'H';
+    if (key == 'o')
         a->fields = arg;
-        break;
-    case 's':
+    else if (key == 's')
         a->sort = arg;
-        break;
-    case 'j':
-        a->json = true;
-        break;
-    case 'p':
-        a->parsable = true;
-        break;
-    }
 }
 
 /*
@@ -218,36 +216,42 @@ static void print_show(json_t *job, json_t *actions, bool json)
     }
 }
 
+/* What show was asked: -j, -v. */
+struct show_args {
+    bool json, verbose;
+};
+
+/* Takes show's option key into ctx (struct show_args): 0. */
+static int on_show_option(void *ctx, int key, const char *arg)
+{
+    struct show_args *a = ctx;
+    (void)arg;
+    a->json = a->json || key == 'j';
+    a->verbose = a->verbose || key == 'v';
+    return 0;
+}
+
 static int cmd_show(int argc, char **argv)
 {
     static const struct opts_spec table[] = {
         OPTS_HELP, {'j', 'j', NULL, false}, {'v', 'v', NULL, false}, OPTS_END};
-    bool json = false, verbose = false;
+    struct show_args a = {false, false};
     struct opts o;
-    int ch, ret = EXIT_USAGE;
-    opts_init(&o, argc, argv, table);
-    while ((ch = opts_next(&o)) > 0) {
-        if (ch == 'h') {
-            opts_free(&o);
-            return opts_help();
-        }
-        if (ch == 'j')
-            json = true;
-        else if (ch == 'v')
-            verbose = true;
-    }
     json_t *job = NULL, *actions = NULL;
-    if (ch < 0 || (ret = resolve_operand(&o, &job)) != EXIT_OK)
+    opts_init(&o, argc, argv, table);
+    int parsed = opts_read(&o, on_show_option, &a, 1, 1, "JOB");
+    int ret = parsed > 0 ? EXIT_OK : parsed < 0 ? EXIT_USAGE : resolve_job(o.operands[0], &job);
+    opts_free(&o);
+    if (parsed != 0 || ret != EXIT_OK)
         goto out;
     const char *uuid = resolve_uuid(job);
     if (uuid == NULL)
         ret = EXIT_FAILED;
-    else if (!verbose || (ret = fetch_actions(uuid, &actions)) == EXIT_OK)
-        print_show(job, actions, json);
+    else if (!a.verbose || (ret = fetch_actions(uuid, &actions)) == EXIT_OK)
+        print_show(job, actions, a.json);
 out:
     json_decref(actions);
     json_decref(job);
-    opts_free(&o);
     return ret;
 }
 
@@ -389,52 +393,43 @@ static int print_log(const char *uuid, int min, bool json)
     return ret;
 }
 
+/* What log was asked: -j, -l's level. */
+struct log_args {
+    bool json;
+    int min;
+};
+
+/* Takes log's option key (its argument in arg) into ctx (struct log_args): as log_level. */
+static int on_log_option(void *ctx, int key, const char *arg)
+{
+    struct log_args *a = ctx;
+    a->json = a->json || key == 'j';
+    return key == 'l' ? log_level(arg, &a->min) : 0;
+}
+
 static int cmd_log(int argc, char **argv)
 {
     static const struct opts_spec table[] = {
         OPTS_HELP, {'j', 'j', NULL, false}, {'l', 'l', NULL, true}, OPTS_END};
-    bool json = false;
-    int min = 30; /* info */
+    struct log_args a = {false, 30 /* info */};
     struct opts o;
-    int ch, ret = EXIT_USAGE;
     json_t *job = NULL;
     opts_init(&o, argc, argv, table);
-    while ((ch = opts_next(&o)) > 0) {
-        if (ch == 'h') {
-            opts_free(&o);
-            return opts_help();
-        }
-        if (ch == 'j')
-            json = true;
-        else if (ch == 'l' && log_level(o.arg, &min) != 0)
-            goto out;
-    }
-    if (ch < 0 || (ret = resolve_operand(&o, &job)) != EXIT_OK)
-        goto out;
-    const char *uuid = resolve_uuid(job);
-    ret = uuid != NULL ? print_log(uuid, min, json) : EXIT_FAILED;
-out:
-    json_decref(job);
+    int parsed = opts_read(&o, on_log_option, &a, 1, 1, "JOB");
+    int ret = parsed > 0 ? EXIT_OK : parsed < 0 ? EXIT_USAGE : resolve_job(o.operands[0], &job);
     opts_free(&o);
+    if (parsed == 0 && ret == EXIT_OK) {
+        const char *uuid = resolve_uuid(job);
+        ret = uuid != NULL ? print_log(uuid, a.min, a.json) : EXIT_FAILED;
+    }
+    json_decref(job);
     return ret;
 }
 
-/*
- * Reads the words of a command whose one option is -j (status, estimate)
- * and that takes min to max operands (what: the one missing).  Returns 0,
- * -1 after a usage error was reported, or 1 once -h printed the help.
- */
-static int parse_json_only(struct opts *o, bool *json, int min, int max, const char *what)
+/* status's lines for people (ping escaped), naming the socket migctl asked. */
+static void print_status(FILE *f, json_t *ping)
 {
-    int ch;
-    while ((ch = opts_next(o)) > 0) {
-        if (ch == 'h') {
-            opts_help();
-            return 1;
-        }
-        *json = true;
-    }
-    return ch != 0 || opts_operands(o, min, max, what) != EXIT_OK ? -1 : 0;
+    out_status(f, ping, client_socket());
 }
 
 static int cmd_status(int argc, char **argv)
@@ -443,7 +438,7 @@ static int cmd_status(int argc, char **argv)
     bool json = false;
     struct opts o;
     opts_init(&o, argc, argv, table);
-    int parsed = parse_json_only(&o, &json, 0, 0, NULL);
+    int parsed = opts_read(&o, opts_on_json, &json, 0, 0, NULL);
     opts_free(&o);
     if (parsed != 0)
         return parsed > 0 ? EXIT_OK : EXIT_USAGE;
@@ -451,13 +446,7 @@ static int cmd_status(int argc, char **argv)
     int ret = client_call("GET", "/ping", NULL, &ping);
     if (ret != EXIT_OK)
         return ret;
-    if (json) {
-        print_json(ping, false);
-    } else {
-        json_t *esc = out_escaped(ping);
-        out_status(stdout, esc, client_socket());
-        json_decref(esc);
-    }
+    print_answer(ping, json, print_status);
     json_decref(ping);
     return EXIT_OK;
 }
@@ -468,7 +457,7 @@ static int cmd_estimate(int argc, char **argv)
     bool json = false;
     struct opts o;
     opts_init(&o, argc, argv, table);
-    int parsed = parse_json_only(&o, &json, 1, 1, "VM or CN");
+    int parsed = opts_read(&o, opts_on_json, &json, 1, 1, "VM or CN");
     char *what = parsed == 0 ? curl_easy_escape(NULL, o.operands[0], 0) : NULL;
     opts_free(&o);
     if (parsed != 0)
@@ -476,12 +465,7 @@ static int cmd_estimate(int argc, char **argv)
     char path[512];
     snprintf(path, sizeof(path), "/estimate?of=%s", what != NULL ? what : "");
     curl_free(what);
-    json_t *resp = NULL;
-    int ret = client_call("GET", path, NULL, &resp);
-    if (ret == EXIT_OK)
-        print_evacuation(resp, json);
-    json_decref(resp);
-    return ret;
+    return call_evacuation("GET", path, json);
 }
 
 /* ---- the table of commands, and main ---- */

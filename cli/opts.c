@@ -189,16 +189,11 @@ static int jobs_take(struct opts_jobs *j, int key)
     }
 }
 
-int opts_read_jobs(struct opts *o, struct opts_jobs *j,
-                   int (*on_option)(void *ctx, int key, const char *arg), void *ctx, int min,
-                   int max, const char *what)
+int opts_read(struct opts *o, int (*on_option)(void *ctx, int key, const char *arg), void *ctx,
+              int min, int max, const char *what)
 {
-    int key, took;
+    int key;
     while ((key = opts_next(o)) > 0) {
-        if ((took = jobs_take(j, key)) > 0)
-            continue;
-        if (took < 0)
-            return -1;
         if (key == 'h') {
             opts_help();
             return 1;
@@ -209,12 +204,56 @@ int opts_read_jobs(struct opts *o, struct opts_jobs *j,
     return key < 0 || opts_operands(o, min, max, what) != EXIT_OK ? -1 : 0;
 }
 
-int opts_window(const char *arg)
+int opts_on_json(void *ctx, int key, const char *arg)
+{
+    (void)key;
+    (void)arg;
+    *(bool *)ctx = true;
+    return 0;
+}
+
+/* What opts_read_jobs hands opts_read: OPTS_JOBS' flags, then the command's own options. */
+struct jobs_reading {
+    struct opts_jobs *j;
+    int (*on_option)(void *ctx, int key, const char *arg);
+    void *ctx;
+};
+
+/* OPTS_JOBS' keys into r->j, the others to the command's on_option: as on_option. */
+static int on_jobs_option(void *ctx, int key, const char *arg)
+{
+    struct jobs_reading *r = ctx;
+    int took = jobs_take(r->j, key);
+    if (took != 0)
+        return took > 0 ? 0 : -1;
+    return r->on_option(r->ctx, key, arg);
+}
+
+int opts_read_jobs(struct opts *o, struct opts_jobs *j,
+                   int (*on_option)(void *ctx, int key, const char *arg), void *ctx, int min,
+                   int max, const char *what)
+{
+    struct jobs_reading r = {j, on_option, ctx};
+    return opts_read(o, on_jobs_option, &r, min, max, what);
+}
+
+int opts_window(const char *arg, const char **out)
 {
     struct mig_window w;
     char why[160];
     if (mig_window_parse(arg, &w, why, sizeof(why)) != 0) {
         opts_usage_error("--window \"%s\": %s", arg, why);
+        return -1;
+    }
+    *out = arg;
+    return 0;
+}
+
+int opts_cleanup_after(const char *arg, int64_t *out)
+{
+    if (mig_duration_parse(arg, 366LL * 86400, out) != 0) {
+        opts_usage_error("--cleanup-after takes a duration up to 366d (90m, 24h, 7d; 0: only "
+                         "by hand), not \"%s\"", arg);
         return -1;
     }
     return 0;

@@ -7,6 +7,7 @@
 #define MIGCTL_OPTS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * Sets the command being run (strings borrowed, kept for the run): its
@@ -22,8 +23,16 @@ const char *opts_command_name(void);
  * usage.  Returns EXIT_USAGE.
  */
 int opts_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* --window's HH:MM-HH:MM[,TZ], checked as migd will: 0, or -1 after a usage error. */
-int opts_window(const char *arg);
+/*
+ * --window's HH:MM-HH:MM[,TZ], checked as migd will: 0 with arg (borrowed)
+ * in *out, or -1 after a usage error (*out untouched).
+ */
+int opts_window(const char *arg, const char **out);
+/*
+ * --cleanup-after's DURATION (migrate and evacuate take the same, up to
+ * 366d): 0 with its seconds in *out, or -1 after a usage error.
+ */
+int opts_cleanup_after(const char *arg, int64_t *out);
 /* Prints the command's usage and help on stdout.  Returns EXIT_OK. */
 int opts_help(void);
 
@@ -85,6 +94,22 @@ int opts_next(struct opts *o);
  */
 int opts_operands(const struct opts *o, int min, int max, const char *what);
 
+/*
+ * Reads the rest of a command's words: -h prints the help at once, every
+ * other option goes to on_option(ctx, key, its argument or NULL), which
+ * returns 0 or -1 after reporting a usage error; then checks that there
+ * are min to max operands (what: the one missing).  Returns 0, -1 after a
+ * usage error was reported, or 1 once -h printed the help.
+ */
+int opts_read(struct opts *o, int (*on_option)(void *ctx, int key, const char *arg), void *ctx,
+              int min, int max, const char *what);
+
+/*
+ * opts_read's on_option for a command whose one option is -j (status,
+ * estimate, pause, resume): sets the bool at ctx.  Returns 0.
+ */
+int opts_on_json(void *ctx, int key, const char *arg);
+
 /* The options of migrate and evacuate that say how their jobs move: -i, -a, -n, -j. */
 #define OPTS_JOBS                                                                                  \
     {'i', 'i', NULL, false}, {'a', 'a', NULL, false}, {'n', 'n', NULL, false},                     \
@@ -100,12 +125,8 @@ struct opts_jobs {
 };
 
 /*
- * Reads the words of a command whose table has OPTS_JOBS: those options go
- * into j, -h prints the help at once, every other option goes to
- * on_option(ctx, key, its argument or NULL), which returns 0 or -1 after
- * reporting a usage error; then checks that there are min to max operands
- * (what: the one missing).  Returns 0, -1 after a usage error was
- * reported, or 1 once -h printed the help.
+ * opts_read for a command whose table has OPTS_JOBS: those options go into
+ * j, the others as opts_read says.  Returns as opts_read.
  */
 int opts_read_jobs(struct opts *o, struct opts_jobs *j,
                    int (*on_option)(void *ctx, int key, const char *arg), void *ctx, int min,
