@@ -262,27 +262,32 @@ static bool attached_state(const char *state)
     return strcmp(state, "installed") == 0 || strcmp(state, "running") == 0;
 }
 
-int probe_configured_target(struct mig_act *a)
+static bool configured_state(const char *state)
 {
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zoneadm_list(), NULL);
-    if ((rc = zone_state_result(a, MIG_SIDE_TARGET)) != 0)
-        return rc;
-    return a->scratch[0] != '\0' ? MIG_ACT_DONE : MIG_ACT_ABSENT;
-    ACT_END(a);
+    return state[0] != '\0';
 }
 
-/* DONE when the zone on side is attached (installed or running), else ABSENT. */
-static int attached_on(struct mig_act *a, enum mig_side side)
+/* DONE when the zone's state on side (zone_state_result's, "" for none) is one want() accepts. */
+static int zone_state_is(struct mig_act *a, enum mig_side side, bool (*want)(const char *state))
 {
     int rc;
     ACT_BEGIN(a);
     ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
     if ((rc = zone_state_result(a, side)) != 0)
         return rc;
-    return attached_state(a->scratch) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    return want(a->scratch) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
     ACT_END(a);
+}
+
+int probe_configured_target(struct mig_act *a)
+{
+    return zone_state_is(a, MIG_SIDE_TARGET, configured_state);
+}
+
+/* DONE when the zone on side is attached (installed or running), else ABSENT. */
+static int attached_on(struct mig_act *a, enum mig_side side)
+{
+    return zone_state_is(a, side, attached_state);
 }
 
 static int attach_on(struct mig_act *a, enum mig_side side)
@@ -391,31 +396,46 @@ int act_recheck_config(struct mig_act *a)
 }
 
 /*
- * Disables the zone on side in one command: autoboot off and hidden from
- * the CN's agent.  zonecfg runs every subcommand even when one fails, so a
- * failure is judged by what the export then shows.
+ * Whether the flags flags_result read are hidden (do-not-inventory set,
+ * autoboot off) or, when !hidden, shown with the given autoboot.
  */
-static int disable_on(struct mig_act *a, enum mig_side side)
+static bool flags_are(const struct mig_act *a, bool hidden, bool autoboot)
 {
+    return a->n == (hidden ? 1 : 0) && a->i == (!hidden && autoboot ? 1 : 0);
+}
+
+/*
+ * Hides the zone on side (autoboot off, hidden from the CN's agent) or shows
+ * it again with the given autoboot, in one command.  zonecfg runs every
+ * subcommand even when one fails, so a failure is judged by what the export
+ * then shows.  No zone: a failed hide, a show with nothing to do.
+ */
+static int set_flags(struct mig_act *a, enum mig_side side, bool hidden, bool autoboot)
+{
+    const char *code = hidden ? "DisableFailed" : "EnableFailed";
     int rc;
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_disable(VM(a)), NULL);
+    ACT_SSH(a, side,
+            hidden ? mig_cmd_zonecfg_disable(VM(a)) : mig_cmd_zonecfg_enable(VM(a), autoboot),
+            NULL);
     if (mig_res_ok(a->res))
         return MIG_ACT_DONE;
     ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
     rc = flags_result(a, side);
+    if (rc == 1)
+        return hidden ? mig_act_fail(a, code, "no zone %s on %s", VM(a), HOST(a, side))
+                      : MIG_ACT_DONE;
     if (rc != 0)
-        return rc == 1 ? mig_act_fail(a, "DisableFailed", "no zone %s on %s", VM(a),
-                                      HOST(a, side))
-                       : rc;
-    if (a->n == 1 && a->i == 0)
+        return rc;
+    if (flags_are(a, hidden, autoboot))
         return MIG_ACT_DONE;
-    return mig_act_fail(a, "DisableFailed", "zone %s on %s: autoboot %d, do-not-inventory %s",
-                        VM(a), HOST(a, side), a->i, a->n == 1 ? "set" : "not set");
+    return mig_act_fail(a, code, "zone %s on %s: autoboot %d, do-not-inventory %s", VM(a),
+                        HOST(a, side), a->i, a->n == 1 ? "set" : "not set");
     ACT_END(a);
 }
 
-static int disabled_on(struct mig_act *a, enum mig_side side)
+/* The probe of set_flags: DONE when the zone on side has those flags; no zone: ABSENT. */
+static int probe_flags(struct mig_act *a, enum mig_side side, bool hidden, bool autoboot)
 {
     int rc;
     ACT_BEGIN(a);
@@ -425,43 +445,19 @@ static int disabled_on(struct mig_act *a, enum mig_side side)
         return MIG_ACT_ABSENT;
     if (rc != 0)
         return rc;
-    return a->n == 1 && a->i == 0 ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    return flags_are(a, hidden, autoboot) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
     ACT_END(a);
+}
+
+static int disable_on(struct mig_act *a, enum mig_side side)
+{
+    return set_flags(a, side, true, false);
 }
 
 /* Shown to its agent again with the given autoboot, in one command; no zone: nothing to do. */
 static int enable_on(struct mig_act *a, enum mig_side side, bool autoboot)
 {
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_enable(VM(a), autoboot), NULL);
-    if (mig_res_ok(a->res))
-        return MIG_ACT_DONE;
-    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, side);
-    if (rc == 1)
-        return MIG_ACT_DONE;
-    if (rc != 0)
-        return rc;
-    if (a->n == 0 && a->i == (autoboot ? 1 : 0))
-        return MIG_ACT_DONE;
-    return mig_act_fail(a, "EnableFailed", "zone %s on %s: autoboot %d, do-not-inventory %s",
-                        VM(a), HOST(a, side), a->i, a->n == 1 ? "set" : "not set");
-    ACT_END(a);
-}
-
-static int probe_enabled(struct mig_act *a, enum mig_side side, bool autoboot)
-{
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
-    rc = flags_result(a, side);
-    if (rc == 1)
-        return MIG_ACT_ABSENT;
-    if (rc != 0)
-        return rc;
-    return a->n == 0 && a->i == (autoboot ? 1 : 0) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
-    ACT_END(a);
+    return set_flags(a, side, false, autoboot);
 }
 
 int act_disable(struct mig_act *a)
@@ -471,7 +467,7 @@ int act_disable(struct mig_act *a)
 
 int probe_disabled(struct mig_act *a)
 {
-    return disabled_on(a, a->side);
+    return probe_flags(a, a->side, true, false);
 }
 
 /*
@@ -495,7 +491,7 @@ int act_enable_source(struct mig_act *a)
 
 int probe_enabled_source(struct mig_act *a)
 {
-    return probe_enabled(a, MIG_SIDE_SOURCE, a->job->ctx.autoboot_before != 0);
+    return probe_flags(a, MIG_SIDE_SOURCE, false, a->job->ctx.autoboot_before != 0);
 }
 
 int undo_enable_source(struct mig_act *a)
@@ -528,7 +524,7 @@ int act_show_target(struct mig_act *a)
 
 int probe_shown_target(struct mig_act *a)
 {
-    return shown_target(a, probe_enabled(a, MIG_SIDE_TARGET, target_autoboot(a->job)));
+    return shown_target(a, probe_flags(a, MIG_SIDE_TARGET, false, target_autoboot(a->job)));
 }
 
 /* ---- deleting a zone ---- */
