@@ -10,6 +10,7 @@
 
 #include "cn.h"
 #include "err.h"
+#include "unit.h"
 
 #define VM "6a1b2c3d-1111-4222-8333-444455556666"
 #define IMG "9d4ed5b8-ec9c-11e2-bfc9-3b3e2ea5a0c2"
@@ -714,27 +715,22 @@ static void test_direct_failure_line_prefers_the_receive(void **state)
     assert_null(line);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_direct_failure_line_prefers_the_receive),
-        cmocka_unit_test(test_fact_and_instance_commands),
-        cmocka_unit_test(test_zfs_commands),
-        cmocka_unit_test(test_hostile_uuid_arguments),
-        cmocka_unit_test(test_hostile_zfs_arguments),
-        cmocka_unit_test(test_parse_zfs_list),
-        cmocka_unit_test(test_parse_lines),
-        cmocka_unit_test(test_parse_zoneadm),
-        cmocka_unit_test(test_parse_zpool),
-        cmocka_unit_test(test_commands_of_the_journaled_actions),
-        cmocka_unit_test(test_resume_token),
-        cmocka_unit_test(test_parse_guid),
-        cmocka_unit_test(test_zonecfg_flags),
-        cmocka_unit_test(test_zonecfg_same),
-        cmocka_unit_test(test_direct_transfer_commands),
-        cmocka_unit_test(test_check_received),
-        cmocka_unit_test(test_send_c_probe),
-        cmocka_unit_test(test_send_progress),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_direct_failure_line_prefers_the_receive),
+               cmocka_unit_test(test_fact_and_instance_commands),
+               cmocka_unit_test(test_zfs_commands),
+               cmocka_unit_test(test_hostile_uuid_arguments),
+               cmocka_unit_test(test_hostile_zfs_arguments),
+               cmocka_unit_test(test_parse_zfs_list),
+               cmocka_unit_test(test_parse_lines),
+               cmocka_unit_test(test_parse_zoneadm),
+               cmocka_unit_test(test_parse_zpool),
+               cmocka_unit_test(test_commands_of_the_journaled_actions),
+               cmocka_unit_test(test_resume_token),
+               cmocka_unit_test(test_parse_guid),
+               cmocka_unit_test(test_zonecfg_flags),
+               cmocka_unit_test(test_zonecfg_same),
+               cmocka_unit_test(test_direct_transfer_commands),
+               cmocka_unit_test(test_check_received),
+               cmocka_unit_test(test_send_c_probe),
+               cmocka_unit_test(test_send_progress))

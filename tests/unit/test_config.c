@@ -18,6 +18,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "unit.h"
 
 #define APIS                                                                                       \
     "\"apis\": {\"vmapi\": \"http://vmapi.test\", \"cnapi\": \"http://cnapi.test\","               \
@@ -351,19 +352,14 @@ static void test_shipped_example(void **state)
     mig_config_free(c);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_later_keys),
-        cmocka_unit_test(test_product_example),
-        cmocka_unit_test(test_every_value_taken),
-        cmocka_unit_test(test_unknown_keys),
-        cmocka_unit_test(test_wrong_types_and_ranges),
-        cmocka_unit_test(test_apis_required),
-        cmocka_unit_test(test_malformed_json),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_shipped_example),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_defaults),
+               cmocka_unit_test(test_later_keys),
+               cmocka_unit_test(test_product_example),
+               cmocka_unit_test(test_every_value_taken),
+               cmocka_unit_test(test_unknown_keys),
+               cmocka_unit_test(test_wrong_types_and_ranges),
+               cmocka_unit_test(test_apis_required),
+               cmocka_unit_test(test_malformed_json),
+               cmocka_unit_test(test_load_file),
+               cmocka_unit_test(test_shipped_example))

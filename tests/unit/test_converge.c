@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "converge.h"
+#include "unit.h"
 
 static void test_forecast(void **state)
 {
@@ -63,11 +64,6 @@ static void test_stalled(void **state)
     assert_true(mig_stalled(steady, 5, -1, -1));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forecast),
-        cmocka_unit_test(test_stalled),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_forecast),
+               cmocka_unit_test(test_stalled))

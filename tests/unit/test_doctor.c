@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "doctor.h"
+#include "unit.h"
 
 #define VM "6a1b2c3d-1111-4222-8333-444455556666"
 #define VM2 "7b2c3d4e-2222-4333-8444-555566667777"
@@ -438,20 +439,15 @@ static void test_reserved_ips(void **state)
     json_decref(jobs);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nothing_wrong),
-        cmocka_unit_test(test_snapshots_and_keys_of_ended_jobs),
-        cmocka_unit_test(test_copies_kept_stray_and_only),
-        cmocka_unit_test(test_running_twice_nowhere_and_elsewhere),
-        cmocka_unit_test(test_unreachable_and_unlisted),
-        cmocka_unit_test(test_unknown_jobs_are_not_fixed_when_rows_are_unreadable),
-        cmocka_unit_test(test_a_vm_in_motion_is_not_judged),
-        cmocka_unit_test(test_zone_flags),
-        cmocka_unit_test(test_held_snapshots),
-        cmocka_unit_test(test_resume_tokens),
-        cmocka_unit_test(test_reserved_ips),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_nothing_wrong),
+               cmocka_unit_test(test_snapshots_and_keys_of_ended_jobs),
+               cmocka_unit_test(test_copies_kept_stray_and_only),
+               cmocka_unit_test(test_running_twice_nowhere_and_elsewhere),
+               cmocka_unit_test(test_unreachable_and_unlisted),
+               cmocka_unit_test(test_unknown_jobs_are_not_fixed_when_rows_are_unreadable),
+               cmocka_unit_test(test_a_vm_in_motion_is_not_judged),
+               cmocka_unit_test(test_zone_flags),
+               cmocka_unit_test(test_held_snapshots),
+               cmocka_unit_test(test_resume_tokens),
+               cmocka_unit_test(test_reserved_ips))

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "evac.h"
+#include "unit.h"
 
 #define VM_A "1f0e9d3a-5c2b-4e6f-8a7b-0c1d2e3f4a5b"
 #define VM_K "2a1b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d"
@@ -154,14 +155,9 @@ static void test_entry_outcome(void **state)
     assert_int_equal(outcome("rollback", "succeeded", "X"), MIG_EVAC_FAILED);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_used_by_vm),
-        cmocka_unit_test(test_estimate_of_one_vm),
-        cmocka_unit_test(test_window_on_lanes),
-        cmocka_unit_test(test_starts_on_lanes),
-        cmocka_unit_test(test_entry_outcome),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_used_by_vm),
+               cmocka_unit_test(test_estimate_of_one_vm),
+               cmocka_unit_test(test_window_on_lanes),
+               cmocka_unit_test(test_starts_on_lanes),
+               cmocka_unit_test(test_entry_outcome))

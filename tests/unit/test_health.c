@@ -16,6 +16,7 @@
 
 #include "cn.h"
 #include "health.h"
+#include "unit.h"
 
 /* Two services in maintenance and one paragraph in another state, as svcs -z UUID -x prints. */
 static const char SVCS[] =
@@ -151,12 +152,7 @@ static void test_record_round_trip(void **state)
     json_decref(bad);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_smf_parse),        cmocka_unit_test(test_new_faults),
-        cmocka_unit_test(test_zone_id),          cmocka_unit_test(test_brands),
-        cmocka_unit_test(test_record_round_trip),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_smf_parse),        cmocka_unit_test(test_new_faults),
+               cmocka_unit_test(test_zone_id),          cmocka_unit_test(test_brands),
+               cmocka_unit_test(test_record_round_trip))

@@ -17,6 +17,7 @@
 
 #include "invariant.h"
 #include "util.h"
+#include "unit.h"
 
 /* Runs fn in a child with stderr into a pipe; its wait status, its stderr in buf. */
 static int run_child(void (*fn)(void), char *buf, size_t bufsz)
@@ -94,12 +95,7 @@ static void test_out_of_memory_says_so(void **state)
     assert_non_null(strstr(err, "out of memory"));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_broken_invariant_stops_with_its_words),
-        cmocka_unit_test(test_kept_invariant_goes_on),
-        cmocka_unit_test(test_out_of_memory_says_so),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_broken_invariant_stops_with_its_words),
+               cmocka_unit_test(test_kept_invariant_goes_on),
+               cmocka_unit_test(test_out_of_memory_says_so))

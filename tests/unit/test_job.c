@@ -16,6 +16,7 @@
 #include "job.h"
 #include "job_record.h"
 #include "job_fixture.h"
+#include "unit.h"
 
 /* The transition table of the brief, written out independently of job.c. */
 static const struct {
@@ -721,25 +722,20 @@ static void test_new_job(void **state)
     mig_job_free(NULL);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_allowed_transition),
-        cmocka_unit_test(test_table_is_exactly_the_allowed_set),
-        cmocka_unit_test(test_refused_transitions_leave_job_unchanged),
-        cmocka_unit_test(test_times),
-        cmocka_unit_test(test_final_and_holds_vm),
-        cmocka_unit_test(test_names_round_trip),
-        cmocka_unit_test(test_set_error),
-        cmocka_unit_test(test_record_round_trip),
-        cmocka_unit_test(test_record_has_extras),
-        cmocka_unit_test(test_from_record_malformed),
-        cmocka_unit_test(test_public_json),
-        cmocka_unit_test(test_leftovers),
-        cmocka_unit_test(test_progress_at_rest),
-        cmocka_unit_test(test_images),
-        cmocka_unit_test(test_images_from_an_older_record),
-        cmocka_unit_test(test_new_job),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_every_allowed_transition),
+               cmocka_unit_test(test_table_is_exactly_the_allowed_set),
+               cmocka_unit_test(test_refused_transitions_leave_job_unchanged),
+               cmocka_unit_test(test_times),
+               cmocka_unit_test(test_final_and_holds_vm),
+               cmocka_unit_test(test_names_round_trip),
+               cmocka_unit_test(test_set_error),
+               cmocka_unit_test(test_record_round_trip),
+               cmocka_unit_test(test_record_has_extras),
+               cmocka_unit_test(test_from_record_malformed),
+               cmocka_unit_test(test_public_json),
+               cmocka_unit_test(test_leftovers),
+               cmocka_unit_test(test_progress_at_rest),
+               cmocka_unit_test(test_images),
+               cmocka_unit_test(test_images_from_an_older_record),
+               cmocka_unit_test(test_new_job))

@@ -19,6 +19,7 @@
 #include "job.h"
 #include "job_record.h"
 #include "job_fixture.h"
+#include "unit.h"
 
 /*
  * A job with every member set, ctx included, and values a default never has:
@@ -293,16 +294,11 @@ static void test_record_is_not_the_api_form(void **state)
     mig_job_free(job);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_writes_the_old_text),
-        cmocka_unit_test(test_old_text_loads_to_the_same_job),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_gate_and_timer_round_trip),
-        cmocka_unit_test(test_paused_round_trip),
-        cmocka_unit_test(test_compressed_round_trip),
-        cmocka_unit_test(test_record_is_not_the_api_form),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_writes_the_old_text),
+               cmocka_unit_test(test_old_text_loads_to_the_same_job),
+               cmocka_unit_test(test_round_trip),
+               cmocka_unit_test(test_gate_and_timer_round_trip),
+               cmocka_unit_test(test_paused_round_trip),
+               cmocka_unit_test(test_compressed_round_trip),
+               cmocka_unit_test(test_record_is_not_the_api_form))

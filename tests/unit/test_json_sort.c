@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "json_sort.h"
+#include "unit.h"
 
 /* By "n" alone: rows that tie must keep their order ("tag" tells them apart). */
 static bool bigger_n(json_t *x, json_t *y)
@@ -49,11 +50,6 @@ static void test_empty_and_one(void **state)
     json_decref(a);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sorts_and_keeps_ties),
-        cmocka_unit_test(test_empty_and_one),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_sorts_and_keeps_ties),
+               cmocka_unit_test(test_empty_and_one))

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "cn.h"
+#include "unit.h"
 
 #define ROUNDS 50
 
@@ -285,13 +286,8 @@ static void test_stale_and_live_locks(void **state)
     expect_no_leftovers(f);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_two_jobs_racing_keep_every_other_line),
-        cmocka_unit_test(test_repeats_and_no_file),
-        cmocka_unit_test(test_a_doubled_line_is_reported_and_removed),
-        cmocka_unit_test(test_stale_and_live_locks),
-    };
-    return cmocka_run_group_tests(tests, setup, teardown);
-}
+UNIT_TEST_MAIN(setup, teardown,
+               cmocka_unit_test(test_two_jobs_racing_keep_every_other_line),
+               cmocka_unit_test(test_repeats_and_no_file),
+               cmocka_unit_test(test_a_doubled_line_is_reported_and_removed),
+               cmocka_unit_test(test_stale_and_live_locks))

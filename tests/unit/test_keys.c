@@ -24,6 +24,7 @@
 #include "err.h"
 #include "keygen.h"
 #include "known_hosts.h"
+#include "unit.h"
 
 static void test_keygen_ed25519(void **state)
 {
@@ -237,12 +238,7 @@ static void test_known_host_lines(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keygen_ed25519),
-        cmocka_unit_test(test_key_dir_and_sweep),
-        cmocka_unit_test(test_known_host_lines),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_keygen_ed25519),
+               cmocka_unit_test(test_key_dir_and_sweep),
+               cmocka_unit_test(test_known_host_lines))

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "lifecycle.h"
+#include "unit.h"
 
 static const struct mig_lifecycle_cfg CFG = {
     .auto_switch_bytes = 1000,
@@ -742,23 +743,18 @@ static void test_names(void **state)
     assert_string_equal(mig_outcome_name(MIG_NOUTCOMES), "unknown");
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_start),
-        cmocka_unit_test(test_start_in_sync),
-        cmocka_unit_test(test_done_tasks_and_phases),
-        cmocka_unit_test(test_done_sync_rounds),
-        cmocka_unit_test(test_slept),
-        cmocka_unit_test(test_failures),
-        cmocka_unit_test(test_undone),
-        cmocka_unit_test(test_a_restart_decides_as_the_run_did),
-        cmocka_unit_test(test_health_gate),
-        cmocka_unit_test(test_window),
-        cmocka_unit_test(test_switch_slot),
-        cmocka_unit_test(test_paused_evacuation),
-        cmocka_unit_test(test_paused_job),
-        cmocka_unit_test(test_names),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_start),
+               cmocka_unit_test(test_start_in_sync),
+               cmocka_unit_test(test_done_tasks_and_phases),
+               cmocka_unit_test(test_done_sync_rounds),
+               cmocka_unit_test(test_slept),
+               cmocka_unit_test(test_failures),
+               cmocka_unit_test(test_undone),
+               cmocka_unit_test(test_a_restart_decides_as_the_run_did),
+               cmocka_unit_test(test_health_gate),
+               cmocka_unit_test(test_window),
+               cmocka_unit_test(test_switch_slot),
+               cmocka_unit_test(test_paused_evacuation),
+               cmocka_unit_test(test_paused_job),
+               cmocka_unit_test(test_names))

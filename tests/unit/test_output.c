@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "output.h"
+#include "unit.h"
 
 static void assert_escaped(const char *in, const char *want)
 {
@@ -287,19 +288,14 @@ static void test_table_fits_80(void **state)
     json_decref(jobs);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_escape),
-        cmocka_unit_test(test_escaped_tree),
-        cmocka_unit_test(test_cut),
-        cmocka_unit_test(test_units),
-        cmocka_unit_test(test_progress_field),
-        cmocka_unit_test(test_progress_line),
-        cmocka_unit_test(test_summary_error_once_and_the_asked),
-        cmocka_unit_test(test_list_check),
-        cmocka_unit_test(test_project),
-        cmocka_unit_test(test_table_fits_80),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_escape),
+               cmocka_unit_test(test_escaped_tree),
+               cmocka_unit_test(test_cut),
+               cmocka_unit_test(test_units),
+               cmocka_unit_test(test_progress_field),
+               cmocka_unit_test(test_progress_line),
+               cmocka_unit_test(test_summary_error_once_and_the_asked),
+               cmocka_unit_test(test_list_check),
+               cmocka_unit_test(test_project),
+               cmocka_unit_test(test_table_fits_80))

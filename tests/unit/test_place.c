@@ -18,6 +18,7 @@
 #include "err.h"
 #include "place.h"
 #include "validate.h"
+#include "unit.h"
 
 #define PLAT "20240208T000000Z"
 #define OLDPLAT "20230101T000000Z"
@@ -1056,25 +1057,20 @@ static void test_cns_being_evacuated(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        T(test_nic_tags),
-        T(test_fabric),
-        T(test_ram_never_overcommitted),
-        T(test_disk_never_overcommitted),
-        T(test_to_honoured),
-        T(test_ties_broken_by_hostname_then_uuid),
-        T(test_same_input_same_plan),
-        T(test_largest_first),
-        T(test_excluded_cns),
-        T(test_skipped_vms),
-        T(test_one_vm),
-        T(test_bad_input),
-        T(test_agrees_with_validate),
-        T(test_agrees_with_validate_on_fabrics),
-        T(test_spread_tag),
-        T(test_cns_being_evacuated),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               T(test_nic_tags),
+               T(test_fabric),
+               T(test_ram_never_overcommitted),
+               T(test_disk_never_overcommitted),
+               T(test_to_honoured),
+               T(test_ties_broken_by_hostname_then_uuid),
+               T(test_same_input_same_plan),
+               T(test_largest_first),
+               T(test_excluded_cns),
+               T(test_skipped_vms),
+               T(test_one_vm),
+               T(test_bad_input),
+               T(test_agrees_with_validate),
+               T(test_agrees_with_validate_on_fabrics),
+               T(test_spread_tag),
+               T(test_cns_being_evacuated))

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "plan.h"
+#include "unit.h"
 
 static struct mig_job *job_with(int ndatasets, int nnics)
 {
@@ -255,13 +256,8 @@ static void test_dry_run_lists_what_applies(void **state)
     mig_job_free(job);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keys_are_unique_and_name_their_instance),
-        cmocka_unit_test(test_every_change_can_be_probed_and_undone),
-        cmocka_unit_test(test_orders_carry_the_safety_rules),
-        cmocka_unit_test(test_dry_run_lists_what_applies),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_keys_are_unique_and_name_their_instance),
+               cmocka_unit_test(test_every_change_can_be_probed_and_undone),
+               cmocka_unit_test(test_orders_carry_the_safety_rules),
+               cmocka_unit_test(test_dry_run_lists_what_applies))

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "pump.h"
+#include "unit.h"
 
 /* The byte at offset off of the test stream: a hash, so any shift shows. */
 static unsigned char stream_byte(uint64_t off)
@@ -341,18 +342,13 @@ static void test_blocked_flags(void **state)
     mig_pump_free(&p);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backpressure),
-        cmocka_unit_test(test_integrity),
-        cmocka_unit_test(test_integrity_tiny_buffer),
-        cmocka_unit_test(test_eof_waits_for_drain),
-        cmocka_unit_test(test_eof_empty),
-        cmocka_unit_test(test_error_source),
-        cmocka_unit_test(test_error_sink),
-        cmocka_unit_test(test_budget),
-        cmocka_unit_test(test_blocked_flags),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_backpressure),
+               cmocka_unit_test(test_integrity),
+               cmocka_unit_test(test_integrity_tiny_buffer),
+               cmocka_unit_test(test_eof_waits_for_drain),
+               cmocka_unit_test(test_eof_empty),
+               cmocka_unit_test(test_error_source),
+               cmocka_unit_test(test_error_sink),
+               cmocka_unit_test(test_budget),
+               cmocka_unit_test(test_blocked_flags))

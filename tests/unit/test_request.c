@@ -14,6 +14,7 @@
 
 #include "request.h"
 #include "util.h"
+#include "unit.h"
 
 static int parse(const char *text, struct mig_request *req, char *err, size_t errsz)
 {
@@ -115,12 +116,7 @@ static void test_durations(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_taken),
-        cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_refused),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_taken),
+               cmocka_unit_test(test_durations),
+               cmocka_unit_test(test_refused))

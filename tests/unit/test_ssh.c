@@ -22,6 +22,7 @@
 
 #include "err.h"
 #include "ssh.h"
+#include "unit.h"
 
 struct outcome {
     int calls;
@@ -145,11 +146,6 @@ static void test_relay_speaker(void **state)
     assert_ptr_equal(mig_ssh_relay_speaker(&r), &r.src);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_relay_speaker),
-        cmocka_unit_test(test_no_descriptor_fails_the_operation_not_migd),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               cmocka_unit_test(test_relay_speaker),
+               cmocka_unit_test(test_no_descriptor_fails_the_operation_not_migd))

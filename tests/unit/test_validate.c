@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "validate.h"
+#include "unit.h"
 
 #define VM "6a1b2c3d-1111-4222-8333-444455556666"
 #define IMG "9d4ed5b8-ec9c-11e2-bfc9-3b3e2ea5a0c2"
@@ -575,23 +576,31 @@ static void test_datasets_foreign(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        T(test_vm_accepted),     T(test_vm_unknown),
-        T(test_vm_uuid),         T(test_vm_state),
-        T(test_vm_brand),        T(test_vm_core_zone),
-        T(test_vm_nat_zone),     T(test_vm_message_is_one_line),
-        T(test_target_accepted), T(test_target_unknown),
-        T(test_target_same),     T(test_target_headnode),
-        T(test_target_setup),    T(test_target_running),
-        T(test_target_reserved), T(test_target_nic_tag),
-        T(test_target_fabric),   T(test_nic_tag_overlay),
-        T(test_target_ram),      T(test_target_disk),
-        T(test_target_platform), T(test_target_allow_older),
-        T(test_server_facts),    T(test_vm_image_uuid),
-        T(test_dataset_is_vms),  T(test_datasets_accepted),
-        T(test_datasets_foreign),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+UNIT_TEST_MAIN(NULL, NULL,
+               T(test_vm_accepted),
+               T(test_vm_unknown),
+               T(test_vm_uuid),
+               T(test_vm_state),
+               T(test_vm_brand),
+               T(test_vm_core_zone),
+               T(test_vm_nat_zone),
+               T(test_vm_message_is_one_line),
+               T(test_target_accepted),
+               T(test_target_unknown),
+               T(test_target_same),
+               T(test_target_headnode),
+               T(test_target_setup),
+               T(test_target_running),
+               T(test_target_reserved),
+               T(test_target_nic_tag),
+               T(test_target_fabric),
+               T(test_nic_tag_overlay),
+               T(test_target_ram),
+               T(test_target_disk),
+               T(test_target_platform),
+               T(test_target_allow_older),
+               T(test_server_facts),
+               T(test_vm_image_uuid),
+               T(test_dataset_is_vms),
+               T(test_datasets_accepted),
+               T(test_datasets_foreign))

@@ -1,0 +1,25 @@
+/*
+ * unit.h: what the unit tests would otherwise each write again: a main() that
+ * runs the file's cmocka tests as one group, and the count of a table's cases.
+ */
+#ifndef MIGD_TEST_UNIT_H
+#define MIGD_TEST_UNIT_H
+
+/*
+ * Defines main(): runs the tests given after group_setup and group_teardown
+ * (cmocka_unit_test(...) entries, in order) as one cmocka group, calling
+ * group_setup before the first and group_teardown after the last (either may
+ * be NULL), and returns cmocka's count of failed tests.  Include <cmocka.h>
+ * first.
+ */
+#define UNIT_TEST_MAIN(group_setup, group_teardown, ...)                                           \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        const struct CMUnitTest tests[] = {__VA_ARGS__};                                           \
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);                         \
+    }
+
+/* The number of elements of the array a (an array, not a pointer). */
+#define UNIT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
