@@ -199,52 +199,22 @@ static int verify(struct mig_act *a, enum mig_side side)
     ACT_END(a);
 }
 
-int act_record_vmapi_target(struct mig_act *a)
-{
-    return record_vmapi(a, MIG_SIDE_TARGET);
-}
+/*
+ * The plan's entry points (actions.h): NAME_target and NAME_source run fn
+ * on that side, e.g. act_verify_target is verify(a, MIG_SIDE_TARGET).
+ */
+#define ON_EACH_SIDE(name, fn)                                                                     \
+    int name##_target(struct mig_act *a)                                                           \
+    {                                                                                              \
+        return fn(a, MIG_SIDE_TARGET);                                                             \
+    }                                                                                              \
+    int name##_source(struct mig_act *a)                                                           \
+    {                                                                                              \
+        return fn(a, MIG_SIDE_SOURCE);                                                             \
+    }
 
-int act_record_vmapi_source(struct mig_act *a)
-{
-    return record_vmapi(a, MIG_SIDE_SOURCE);
-}
-
-int probe_vmapi_target(struct mig_act *a)
-{
-    return probe_vmapi(a, MIG_SIDE_TARGET);
-}
-
-int probe_vmapi_source(struct mig_act *a)
-{
-    return probe_vmapi(a, MIG_SIDE_SOURCE);
-}
-
-int act_record_nic_target(struct mig_act *a)
-{
-    return record_nic(a, MIG_SIDE_TARGET);
-}
-
-int act_record_nic_source(struct mig_act *a)
-{
-    return record_nic(a, MIG_SIDE_SOURCE);
-}
-
-int probe_nic_target(struct mig_act *a)
-{
-    return probe_nic(a, MIG_SIDE_TARGET);
-}
-
-int probe_nic_source(struct mig_act *a)
-{
-    return probe_nic(a, MIG_SIDE_SOURCE);
-}
-
-int act_verify_target(struct mig_act *a)
-{
-    return verify(a, MIG_SIDE_TARGET);
-}
-
-int act_verify_source(struct mig_act *a)
-{
-    return verify(a, MIG_SIDE_SOURCE);
-}
+ON_EACH_SIDE(act_record_vmapi, record_vmapi)
+ON_EACH_SIDE(probe_vmapi, probe_vmapi)
+ON_EACH_SIDE(act_record_nic, record_nic)
+ON_EACH_SIDE(probe_nic, probe_nic)
+ON_EACH_SIDE(act_verify, verify)
