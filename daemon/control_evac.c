@@ -103,8 +103,7 @@ void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
         evac_req_refused(e);
         control_respond_error(req, 409, "EvacuationRunning", "%s", err);
     } else if (rc != 0) {
-        e->req = NULL;
-        h2o_mem_release_shared(e); /* the callback's reference: it will not run */
+        evac_req_refused(e);
         control_respond_error(req, rc == -EINVAL ? 400 : 500,
                               rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
                               rc == -EINVAL ? err : mig_strerror(rc));

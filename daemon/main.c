@@ -74,15 +74,18 @@ static void on_piece_closed(void *arg)
 static void migd_shutdown(struct migd_main *m)
 {
     struct migd *d = &m->d;
+    struct control *c = d->control;
+    struct mig_ssh_pool *ssh = d->ssh;
+    struct mig_http *http = d->http;
     m->stopping = true;
-    m->pieces_open = 3;
-    if (d->control != NULL) {
-        struct control *c = d->control;
-        d->control = NULL;
+    /*
+     * One count per piece that is there to close, and one held here until
+     * each was asked to: the signals stay open until the last piece closed.
+     */
+    m->pieces_open = 1 + (c != NULL) + (ssh != NULL) + (http != NULL);
+    d->control = NULL;
+    if (c != NULL)
         control_stop(c, on_piece_closed, m);
-    } else {
-        m->pieces_open--;
-    }
     evac_cancel_all(d);
     rolling_cancel_all(d);
     evac_unreserve_cancel_all(d);
@@ -91,24 +94,13 @@ static void migd_shutdown(struct migd_main *m)
         engine_free(d->engine);
         d->engine = NULL;
     }
-    if (d->ssh != NULL) {
-        struct mig_ssh_pool *ssh = d->ssh;
-        d->ssh = NULL;
+    d->ssh = NULL;
+    if (ssh != NULL)
         mig_ssh_pool_close(ssh, on_piece_closed, m);
-    } else {
-        m->pieces_open--;
-    }
-    if (d->http != NULL) {
-        struct mig_http *http = d->http;
-        d->http = NULL;
+    d->http = NULL;
+    if (http != NULL)
         mig_http_close(http, on_piece_closed, m);
-    } else {
-        m->pieces_open--;
-    }
-    if (m->pieces_open == 0) {
-        m->pieces_open = 1;
-        on_piece_closed(m);
-    }
+    on_piece_closed(m); /* the count held here */
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
