@@ -340,11 +340,16 @@ def vm_matches_state(vm, wanted):
     return state == wanted
 
 
+def find_row(lab, table, key, message):
+    """The row of table under key, or the API's 404 with message."""
+    row = lab.dc.tables[table].get(key)
+    if row is None:
+        raise not_found(message)
+    return row
+
+
 def vmapi_get_vm(lab, req):
-    vm = lab.dc.tables["vms"].get(req.params["uuid"])
-    if vm is None:
-        raise not_found("VM not found")
-    return Reply(200, vm)
+    return Reply(200, find_row(lab, "vms", req.params["uuid"], "VM not found"))
 
 
 def vmapi_list_filters(query):
@@ -444,10 +449,7 @@ def cnapi_list_servers(lab, req):
 
 
 def cnapi_find_server(lab, uuid):
-    server = lab.dc.tables["servers"].get(uuid)
-    if server is None:
-        raise not_found("Server not found")
-    return server
+    return find_row(lab, "servers", uuid, "Server not found")
 
 
 def cnapi_get_server(lab, req):
@@ -495,10 +497,7 @@ NIC_FILTERS = ("belongs_to_uuid", "belongs_to_type", "owner_uuid", "cn_uuid",
 
 
 def napi_find_network(lab, uuid):
-    network = lab.dc.tables["networks"].get(uuid)
-    if network is None:
-        raise not_found("network not found")
-    return network
+    return find_row(lab, "networks", uuid, "network not found")
 
 
 def napi_ip_in_network(network, text):
@@ -579,10 +578,7 @@ def napi_list_nics(lab, req):
 
 
 def napi_find_nic(lab, path_mac):
-    nic = lab.dc.tables["nics"].get(mac_key(path_mac) or "")
-    if nic is None:
-        raise not_found("nic not found")
-    return nic
+    return find_row(lab, "nics", mac_key(path_mac) or "", "nic not found")
 
 
 def napi_get_nic(lab, req):
@@ -621,10 +617,7 @@ NAPI_ROUTES = [
 
 
 def imgapi_get_image(lab, req):
-    image = lab.dc.tables["images"].get(req.params["uuid"])
-    if image is None:
-        raise not_found("Image not found")
-    return Reply(200, image)
+    return Reply(200, find_row(lab, "images", req.params["uuid"], "Image not found"))
 
 
 IMGAPI_ROUTES = [
