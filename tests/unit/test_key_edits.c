@@ -264,16 +264,12 @@ static void test_stale_and_live_locks(void **state)
         _exit(0);
     reap(dead);
     assert_int_equal(mkdir(lock, 0700), 0);
-    FILE *fp = fopen(pidfile, "w");
-    fprintf(fp, "%d\n", (int)dead);
-    fclose(fp);
+    unit_write_file(pidfile, "%d\n", (int)dead);
     assert_int_equal(reap(spawn(f, f->auth[0])), 0);
     expect_file(f, true, false, false);
     /* A live holder: the edit waits until it lets go. */
     assert_int_equal(mkdir(lock, 0700), 0);
-    fp = fopen(pidfile, "w");
-    fprintf(fp, "%d\n", (int)getpid());
-    fclose(fp);
+    unit_write_file(pidfile, "%d\n", (int)getpid());
     pid_t waiting = spawn(f, f->unauth[0]);
     usleep(600 * 1000);
     int st;

@@ -187,14 +187,8 @@ static void test_known_host_lines(void **state)
     snprintf(plain, sizeof(plain), "%s/plain", dir);
     /* 10.0.0.1: an ed25519 key in plain text and an ECDSA key under a hashed name;
      * 10.0.0.2: another key; [10.0.0.1]:2222 a third. */
-    FILE *f = fopen(plain, "w");
-    assert_non_null(f);
-    fprintf(f, "10.0.0.2 %s\n10.0.0.1 %s\n[10.0.0.1]:2222 %s\n", b_ed, a_ed, c_ed);
-    fclose(f);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, "10.0.0.1 %s\n", a_ec);
-    fclose(f);
+    unit_write_file(plain, "10.0.0.2 %s\n10.0.0.1 %s\n[10.0.0.1]:2222 %s\n", b_ed, a_ed, c_ed);
+    unit_write_file(path, "10.0.0.1 %s\n", a_ec);
     snprintf(cmd, sizeof(cmd), "ssh-keygen -q -H -f %s >/dev/null 2>&1 && cat %s >> %s", path,
              plain, path);
     assert_int_equal(system(cmd), 0);

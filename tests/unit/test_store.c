@@ -33,6 +33,7 @@
 #include "log.h"
 #include "schema.h"
 #include "store.h"
+#include "unit.h"
 
 struct fixture {
     char dir[64];
@@ -973,10 +974,7 @@ static void test_lock_excludes_other_processes(void **state)
      */
     char lp[200];
     snprintf(lp, sizeof(lp), "%s.lock", fx->path);
-    FILE *f = fopen(lp, "w");
-    assert_non_null(f);
-    fputs("99999999999999999\n", f);
-    fclose(f);
+    unit_write_file(lp, "99999999999999999\n");
     assert_int_equal(mig_store_lock(fx->path, &fd, &holder, err, sizeof(err)), 0);
     snprintf(want, sizeof(want), "%ld\n", (long)getpid());
     read_lock_file(fd, text, sizeof(text));

@@ -1,6 +1,7 @@
 /*
  * unit.h: what the unit tests would otherwise each write again: a main() that
- * runs the file's cmocka tests as one group, and the count of a table's cases.
+ * runs the file's cmocka tests as one group, the count of a table's cases, and
+ * a file written in one call.
  */
 #ifndef MIGD_TEST_UNIT_H
 #define MIGD_TEST_UNIT_H
@@ -21,5 +22,12 @@
 
 /* The number of elements of the array a (an array, not a pointer). */
 #define UNIT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Writes the printf-style text to path, replacing what it held (created
+ * 0666 & ~umask); fails the test, naming path, when it cannot.
+ */
+void unit_write_file(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif
