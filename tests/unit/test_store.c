@@ -69,9 +69,10 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Opens the fixture's store, failing the test on error. */
-static struct mig_store *open_ok(struct fixture *fx)
+/* Opens the store of the test's fixture (*state), failing the test on error. */
+static struct mig_store *open_ok(void **state)
 {
+    struct fixture *fx = *state;
     char err[256] = "";
     int rc = mig_store_open(fx->path, &fx->st, err, sizeof(err));
     if (rc != 0)
@@ -146,6 +147,15 @@ static struct mig_job *full_job(const char *vm_uuid, enum mig_job_state state, i
     return j;
 }
 
+/* full_job(vm_uuid, state, created), saved in st; fails the test when the save does. */
+static struct mig_job *saved_job(struct mig_store *st, const char *vm_uuid,
+                                 enum mig_job_state state, int64_t created)
+{
+    struct mig_job *j = full_job(vm_uuid, state, created);
+    assert_int_equal(mig_store_job_save(st, j), 0);
+    return j;
+}
+
 static void assert_same_job(const struct mig_job *a, const struct mig_job *b)
 {
     json_t *ra = mig_job_to_record(a);
@@ -176,7 +186,7 @@ static void assert_stored(struct mig_store *st, const struct mig_job *want)
 static void test_open_creates_schema(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     assert_true(mig_store_schema_latest() >= 1);
     assert_int_equal(mig_store_schema_latest(), mig_schema_nsteps);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
@@ -190,13 +200,12 @@ static void test_open_creates_schema(void **state)
 static void test_reopen_is_idempotent(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
-    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
-    assert_int_equal(mig_store_job_save(st, j), 0);
+    struct mig_store *st = open_ok(state);
+    struct mig_job *j = saved_job(st, VM_A, MIG_JOB_RUNNING, 1000);
     mig_store_close(st);
     fx->st = NULL;
 
-    st = open_ok(fx);
+    st = open_ok(state);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
     assert_stored(st, j);
     mig_job_free(j);
@@ -243,7 +252,7 @@ static void test_not_a_database(void **state)
 static void test_job_round_trip(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     struct mig_job *j = full_job(VM_A, MIG_JOB_FAILED, 5000);
     mig_job_set_error(j, "SendFailed", "zfs send exited 1");
     j->finished = 9000;
@@ -313,8 +322,7 @@ static void check_list(struct mig_store *st, const char *state, const char *vm, 
 
 static void test_job_list_filters(void **state)
 {
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     /* Saved out of creation order: the list must sort oldest first. */
     struct {
         const char *vm;
@@ -326,8 +334,7 @@ static void test_job_list_filters(void **state)
         {VM_B, MIG_JOB_ABORTED, 3000}, {VM_B, MIG_JOB_SWITCHED, 6000},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        struct mig_job *j = full_job(rows[i].vm, rows[i].state, rows[i].created);
-        assert_int_equal(mig_store_job_save(st, j), 0);
+        struct mig_job *j = saved_job(st, rows[i].vm, rows[i].state, rows[i].created);
         mig_job_free(j);
     }
     check_list(st, NULL, NULL, 0, "B/running A/queued B/switched");
@@ -352,17 +359,13 @@ static void test_job_list_filters(void **state)
 
 static void test_job_holding_vm(void **state)
 {
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     char holder[MIG_UUID_LEN + 1];
     assert_int_equal(mig_store_job_holding_vm(st, VM_A, holder), -ENOENT);
 
-    struct mig_job *done = full_job(VM_A, MIG_JOB_SUCCEEDED, 1000);
-    struct mig_job *failed = full_job(VM_A, MIG_JOB_ROLLED_BACK, 2000);
-    struct mig_job *other = full_job(VM_B, MIG_JOB_RUNNING, 3000);
-    assert_int_equal(mig_store_job_save(st, done), 0);
-    assert_int_equal(mig_store_job_save(st, failed), 0);
-    assert_int_equal(mig_store_job_save(st, other), 0);
+    struct mig_job *done = saved_job(st, VM_A, MIG_JOB_SUCCEEDED, 1000);
+    struct mig_job *failed = saved_job(st, VM_A, MIG_JOB_ROLLED_BACK, 2000);
+    struct mig_job *other = saved_job(st, VM_B, MIG_JOB_RUNNING, 3000);
     /* Only finished jobs for A, and B's job does not count. */
     assert_int_equal(mig_store_job_holding_vm(st, VM_A, holder), -ENOENT);
     assert_int_equal(mig_store_job_holding_vm(st, VM_B, holder), 0);
@@ -389,12 +392,9 @@ static void test_job_holding_vm(void **state)
 
 static void test_log_order(void **state)
 {
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
-    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
-    struct mig_job *k = full_job(VM_B, MIG_JOB_RUNNING, 1000);
-    assert_int_equal(mig_store_job_save(st, j), 0);
-    assert_int_equal(mig_store_job_save(st, k), 0);
+    struct mig_store *st = open_ok(state);
+    struct mig_job *j = saved_job(st, VM_A, MIG_JOB_RUNNING, 1000);
+    struct mig_job *k = saved_job(st, VM_B, MIG_JOB_RUNNING, 1000);
 
     char msg[64];
     for (int i = 0; i < 50; i++) {
@@ -426,7 +426,7 @@ static void test_log_order(void **state)
 static void test_rows_need_a_saved_job(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     /* foreign_keys is on: the log of an unknown job is refused. */
     const char *ghost = "00000000-0000-4000-8000-000000000000";
     assert_int_equal(mig_store_log_append(st, ghost, MIG_LOG_INFO, "x"), MIG_EDB);
@@ -436,8 +436,7 @@ static void test_rows_need_a_saved_job(void **state)
 /* A journal entry must survive a power loss: the store's connection syncs every commit. */
 static void test_synchronous_full(void **state)
 {
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     assert_int_equal(mig_store_synchronous(st), 2);
     assert_int_equal(mig_store_set_synchronous(st, 1), 0);
     assert_int_equal(mig_store_synchronous(st), 1);
@@ -446,9 +445,8 @@ static void test_synchronous_full(void **state)
 static void test_wal_mode(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
-    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
-    assert_int_equal(mig_store_job_save(st, j), 0);
+    struct mig_store *st = open_ok(state);
+    struct mig_job *j = saved_job(st, VM_A, MIG_JOB_RUNNING, 1000);
     mig_job_free(j);
 
     sqlite3 *db = NULL;
@@ -468,7 +466,7 @@ static void test_wal_mode(void **state)
 static void test_sql_metacharacters_round_trip(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     static const char nasty[] = "web'); DROP TABLE jobs; -- \"quoted\" \\ %s %n ? ?1 :x @y $z ;";
     struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
     free(j->vm_alias);
@@ -525,7 +523,7 @@ static int raw_exec(const char *path, const char *sql, const char *p1, const cha
 static void test_schema_2_tables(void **state)
 {
     struct fixture *fx = *state;
-    open_ok(fx);
+    open_ok(state);
     assert_true(mig_store_schema_latest() >= 2);
     assert_int_equal(schema_count(fx->path, "table", "('actions', 'meta')"), 2);
     assert_int_equal(schema_count(fx->path, "index", "('actions_job_seq')"), 1);
@@ -568,7 +566,7 @@ static void test_upgrade_from_schema_1(void **state)
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'actions'"),
                      0);
 
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     assert_int_equal(mig_store_version(st), mig_store_schema_latest());
     assert_stored(st, j);
     assert_int_equal(
@@ -616,8 +614,7 @@ static struct mig_action_rec *action_row(struct mig_store *st, const char *job_u
 
 static void test_action_journal_round_trip(void **state)
 {
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
     struct mig_job *k = full_job(VM_B, MIG_JOB_RUNNING, 2000);
     assert_int_equal(mig_store_job_save(st, j), 0);
@@ -803,7 +800,7 @@ static void assert_saved(struct mig_store *st, const char *uuid, int64_t bytes_s
 static void test_action_save_is_atomic(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
     j->progress.bytes_sent = 1;
     j->phase = MIG_PHASE_SYNC;
@@ -865,7 +862,7 @@ static void test_action_save_is_atomic(void **state)
     /* And what was committed is what a new connection reads. */
     mig_store_close(st);
     st = fx->st = NULL;
-    st = open_ok(fx);
+    st = open_ok(state);
     assert_saved(st, j->uuid, 2, MIG_PHASE_SWITCH);
     assert_int_equal(mig_store_actions(st, j->uuid, &recs, &n), 0);
     assert_int_equal(n, 1);
@@ -994,7 +991,7 @@ static void test_new_database_mode_0600(void **state)
     struct fixture *fx = *state;
     /* With no umask at all, only migd's own mode keeps the files private. */
     mode_t old = umask(0);
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
     int rc = mig_store_job_save(st, j);
     mig_job_free(j);
@@ -1068,7 +1065,7 @@ static void test_existing_files_made_private(void **state)
     char err[256] = "";
     assert_int_equal(mig_store_lock(fx->path, &fd, &holder, err, sizeof(err)), 0);
     close(fd);
-    open_ok(fx);
+    open_ok(state);
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         snprintf(p, sizeof(p), "%s%s", fx->path, suffixes[i]);
         assert_mode(p, 0600);
@@ -1152,9 +1149,8 @@ static void give_key(struct mig_job *j)
 static void test_private_key_wiped_after_forget(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
-    struct mig_job *other = full_job(VM_B, MIG_JOB_RUNNING, 2000);
-    assert_int_equal(mig_store_job_save(st, other), 0);
+    struct mig_store *st = open_ok(state);
+    struct mig_job *other = saved_job(st, VM_B, MIG_JOB_RUNNING, 2000);
     /*
      * Where the key falls in the pages (and so what SQLite would leave
      * behind in freed space without secure_delete) depends on the record's
@@ -1212,12 +1208,12 @@ static void test_private_key_wiped_after_forget(void **state)
 static void test_private_key_wiped_after_restart(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
     give_key(j);
     assert_int_equal(mig_store_job_save(st, j), 0);
     mig_store_close(st);
-    st = open_ok(fx);
+    st = open_ok(state);
     assert_true(db_count(fx->path, KEY_MARKER) > 0);
 
     struct mig_job_filter f = {.all = 1};
@@ -1265,7 +1261,7 @@ static void list_uuids(struct mig_store *st, char *out, size_t outsz)
 static void test_unreadable_job_row(void **state)
 {
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     struct mig_job *good1 = full_job(VM_A, MIG_JOB_SUCCEEDED, 1000);
     struct mig_job *bad = full_job(VM_B, MIG_JOB_RUNNING, 2000);
     struct mig_job *notjob = full_job(VM_A, MIG_JOB_QUEUED, 3000);
@@ -1347,8 +1343,7 @@ static void test_unreadable_job_row(void **state)
 
 static void test_evacuations_and_rates(void **state)
 {
-    struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
+    struct mig_store *st = open_ok(state);
     /* Nothing yet. */
     assert_null(mig_store_evac_latest(st, CN_A));
     json_t *first = json_pack("{s:s, s:s, s:s, s:I, s:[]}", "uuid",
@@ -1405,7 +1400,7 @@ static void test_evacuations_and_rates(void **state)
 static void test_open_refuses_unwritable_database(void **state)
 {
     struct fixture *fx = *state;
-    open_ok(fx);
+    open_ok(state);
     mig_store_close(fx->st);
     fx->st = NULL;
     /*
@@ -1508,9 +1503,8 @@ static void test_open_refuses_read_only_mount(void **state)
 {
 #ifdef __linux__
     struct fixture *fx = *state;
-    struct mig_store *st = open_ok(fx);
-    struct mig_job *j = full_job(VM_A, MIG_JOB_RUNNING, 1000);
-    assert_int_equal(mig_store_job_save(st, j), 0);
+    struct mig_store *st = open_ok(state);
+    struct mig_job *j = saved_job(st, VM_A, MIG_JOB_RUNNING, 1000);
     mig_store_close(st);
     fx->st = NULL;
 
@@ -1535,7 +1529,7 @@ static void test_open_refuses_read_only_mount(void **state)
     assert_non_null(strstr(res.err2, "Read-only file system"));
 
     /* Outside the namespace nothing changed. */
-    st = open_ok(fx);
+    st = open_ok(state);
     assert_stored(st, j);
     mig_job_free(j);
 #else
