@@ -134,7 +134,7 @@ void run_end(struct jrun *r)
     unlink_run(e, r);
     if (r->retrying == 0)
         for (int i = 0; i < e->nended; i++)
-            e->ended[i].fn(e->ended[i].arg, r->job);
+            e->ended[i].ended(e->ended[i].arg, r->job);
     exec_free(r->x);
     mig_job_free(r->job);
     free(r);
@@ -633,7 +633,7 @@ static void on_tick(uv_timer_t *t)
     leftovers_retry_due(e);
     cleanups_due(e);
     for (int i = 0; i < e->nticks; i++)
-        e->ticks[i].fn(e->ticks[i].arg);
+        e->ticks[i].tick(e->ticks[i].arg);
 }
 
 int engine_new(struct migd *d, struct engine **out)

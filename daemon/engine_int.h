@@ -61,6 +61,13 @@ struct submission {
     struct submission *next;
 };
 
+/* One subscriber of a list of the engine: ended for "job ended"'s, tick for the ticks'. */
+struct engine_subscriber {
+    engine_ended_fn ended;
+    engine_tick_fn tick;
+    void *arg;
+};
+
 struct engine {
     struct migd *d;
     struct jrun *runs;
@@ -77,15 +84,9 @@ struct engine {
      */
     struct mig_bad_job *bad;
     size_t nbad;
-    struct {
-        engine_ended_fn fn;
-        void *arg;
-    } ended[ENGINE_MAX_SUBSCRIBERS]; /* who hears that a job's run ended */
+    struct engine_subscriber ended[ENGINE_MAX_SUBSCRIBERS]; /* who hears that a job's run ended */
     int nended;
-    struct {
-        engine_tick_fn fn;
-        void *arg;
-    } ticks[ENGINE_MAX_SUBSCRIBERS]; /* who looks again on each tick */
+    struct engine_subscriber ticks[ENGINE_MAX_SUBSCRIBERS]; /* who looks again on each tick */
     int nticks;
     json_t *held; /* {evacuation uuid: true}: the paused evacuations (engine_hold) */
     bool resumed; /* engine_resume ran: the jobs on record have their runs; scheduling may start */

@@ -83,24 +83,23 @@ bool engine_job_at_rest(struct engine *e, const char *job_uuid)
     return rest;
 }
 
+/* Adds sub to list, n of its ENGINE_MAX_SUBSCRIBERS in use: 0, or -ENOSPC when it is full. */
+static int subscribe(struct engine_subscriber *list, int *n, struct engine_subscriber sub)
+{
+    if (*n == ENGINE_MAX_SUBSCRIBERS)
+        return -ENOSPC;
+    list[(*n)++] = sub;
+    return 0;
+}
+
 int engine_subscribe_ended(struct engine *e, engine_ended_fn fn, void *arg)
 {
-    if (e->nended == ENGINE_MAX_SUBSCRIBERS)
-        return -ENOSPC;
-    e->ended[e->nended].fn = fn;
-    e->ended[e->nended].arg = arg;
-    e->nended++;
-    return 0;
+    return subscribe(e->ended, &e->nended, (struct engine_subscriber){.ended = fn, .arg = arg});
 }
 
 int engine_subscribe_tick(struct engine *e, engine_tick_fn fn, void *arg)
 {
-    if (e->nticks == ENGINE_MAX_SUBSCRIBERS)
-        return -ENOSPC;
-    e->ticks[e->nticks].fn = fn;
-    e->ticks[e->nticks].arg = arg;
-    e->nticks++;
-    return 0;
+    return subscribe(e->ticks, &e->nticks, (struct engine_subscriber){.tick = fn, .arg = arg});
 }
 
 void engine_unwatch(struct engine *e, void *handle)
