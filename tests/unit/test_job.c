@@ -16,6 +16,7 @@
 #include "job.h"
 #include "job_record.h"
 #include "job_fixture.h"
+#include "json_expect.h"
 #include "unit.h"
 
 /* The transition table of the brief, written out independently of job.c. */
@@ -404,11 +405,11 @@ static void test_leftovers(void **state)
     json_t *los = json_object_get(o, "leftovers");
     assert_int_equal(json_array_size(los), 2);
     json_t *l1 = json_array_get(los, 1);
-    assert_string_equal(json_string_value(json_object_get(l1, "cn")), "cn2");
-    assert_string_equal(json_string_value(json_object_get(l1, "kind")), "dataset");
-    assert_string_equal(json_string_value(json_object_get(l1, "name")), "zones/u");
-    assert_string_equal(json_string_value(json_object_get(l1, "reason")), "dataset is busy");
-    assert_string_equal(json_string_value(json_object_get(l1, "since")), "1970-01-01T00:00:02.000Z");
+    assert_json_strs(l1, "cn", "cn2",
+                         "kind", "dataset",
+                         "name", "zones/u",
+                         "reason", "dataset is busy",
+                         "since", "1970-01-01T00:00:02.000Z", NULL);
     assert_null(json_object_get(l1, "key")); /* the record's business */
     json_decref(o);
 
@@ -524,14 +525,14 @@ static void test_public_json(void **state)
     assert_int_equal(json_object_size(o), nkeys);
     for (size_t i = 0; i < nkeys; i++)
         assert_non_null(json_object_get(o, keys[i]));
-    assert_string_equal(json_string_value(json_object_get(o, "uuid")), job->uuid);
-    assert_string_equal(json_string_value(json_object_get(o, "vm_alias")), "web01");
-    assert_string_equal(json_string_value(json_object_get(o, "mode")), "auto");
-    assert_string_equal(json_string_value(json_object_get(o, "state")), "failed");
+    assert_json_strs(o, "uuid", job->uuid,
+                        "vm_alias", "web01",
+                        "mode", "auto",
+                        "state", "failed", NULL);
     /* Undoing shows as the rollback phase; the record keeps the phase it undoes. */
-    assert_string_equal(json_string_value(json_object_get(o, "phase")), "rollback");
+    assert_json_str(o, "phase", "rollback");
     json_t *rec = mig_job_to_record(job);
-    assert_string_equal(json_string_value(json_object_get(rec, "phase")), "switch");
+    assert_json_str(rec, "phase", "switch");
     json_decref(rec);
     assert_true(json_is_true(json_object_get(o, "aborting")));
     /* zfs send -c: unknown until prepare asked both CNs, then both must support it. */
@@ -552,9 +553,9 @@ static void test_public_json(void **state)
     assert_true(json_is_false(json_object_get(ended, "paused")));
     json_decref(ended);
     job->paused = false;
-    assert_string_equal(json_string_value(json_object_get(o, "activity")), "sending zones/x");
+    assert_json_str(o, "activity", "sending zones/x");
     assert_true(json_is_true(json_object_get(o, "cleanup_source")));
-    assert_string_equal(json_string_value(json_object_get(o, "transfer")), "direct");
+    assert_json_str(o, "transfer", "direct");
     assert_int_equal(json_integer_value(json_object_get(o, "limit_mbps")), 160);
     json_t *rounds = json_object_get(o, "rounds");
     assert_int_equal(json_array_size(rounds), 2);
@@ -570,10 +571,8 @@ static void test_public_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "rollback_downtime_ms")), 777);
     assert_true(json_is_true(json_object_get(o, "vm_was_running")));
     assert_int_equal(json_integer_value(json_object_get(o, "downtime_ms")), 4321);
-    assert_string_equal(json_string_value(json_object_get(o, "created")),
-                        "2024-02-08T00:00:00.123Z");
-    assert_string_equal(json_string_value(json_object_get(o, "finished")),
-                        "2024-02-08T00:01:39.789Z");
+    assert_json_strs(o, "created", "2024-02-08T00:00:00.123Z",
+                        "finished", "2024-02-08T00:01:39.789Z", NULL);
 
     json_t *p = json_object_get(o, "progress");
     assert_int_equal(json_object_size(p), 5);
@@ -599,10 +598,9 @@ static void test_public_json(void **state)
 
     json_t *e = json_object_get(o, "error");
     assert_int_equal(json_object_size(e), 3);
-    assert_string_equal(json_string_value(json_object_get(e, "code")), "RemoteFailed");
-    assert_string_equal(json_string_value(json_object_get(e, "message")),
-                        "zfs receive exited 1 on cn2");
-    assert_string_equal(json_string_value(json_object_get(e, "phase")), "switch");
+    assert_json_strs(e, "code", "RemoteFailed",
+                        "message", "zfs receive exited 1 on cn2",
+                        "phase", "switch", NULL);
     /* Internal members stay out of the public form. */
     assert_null(json_object_get(o, "ctx"));
     assert_null(json_object_get(o, "finish_requested"));
@@ -619,8 +617,8 @@ static void test_public_json(void **state)
     assert_true(json_is_null(json_object_get(o, "finished")));
     assert_true(json_is_null(json_object_get(o, "error")));
     assert_true(json_is_string(json_object_get(o, "created")));
-    assert_string_equal(json_string_value(json_object_get(o, "state")), "queued");
-    assert_string_equal(json_string_value(json_object_get(o, "phase")), "validate");
+    assert_json_strs(o, "state", "queued",
+                        "phase", "validate", NULL);
     assert_true(json_is_null(json_object_get(json_object_get(o, "progress"), "eta_s")));
     json_decref(o);
     mig_job_free(job);

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "schema.h"
 #include "store.h"
+#include "json_expect.h"
 #include "unit.h"
 
 struct fixture {
@@ -408,7 +409,7 @@ static void test_log_order(void **state)
     for (int i = 0; i < 50; i++) {
         json_t *r = json_array_get(log, (size_t)i);
         snprintf(msg, sizeof(msg), "line %d", i);
-        assert_string_equal(json_string_value(json_object_get(r, "msg")), msg);
+        assert_json_str(r, "msg", msg);
         assert_int_equal(json_integer_value(json_object_get(r, "level")),
                          i % 2 ? MIG_LOG_WARN : MIG_LOG_INFO);
         assert_true(json_is_string(json_object_get(r, "time")));
@@ -738,32 +739,32 @@ static void test_action_journal_round_trip(void **state)
     assert_non_null(a);
     assert_int_equal(json_array_size(a), 3);
     json_t *o = json_array_get(a, 0);
-    assert_string_equal(json_string_value(json_object_get(o, "action")), "prepare.snapshot");
-    assert_string_equal(json_string_value(json_object_get(o, "phase")), "prepare");
-    assert_string_equal(json_string_value(json_object_get(o, "side")), "source");
-    assert_string_equal(json_string_value(json_object_get(o, "status")), "undone");
+    assert_json_strs(o, "action", "prepare.snapshot",
+                        "phase", "prepare",
+                        "side", "source",
+                        "status", "undone", NULL);
     char iso[32];
     mig_time_iso(recs[0].started_ms, iso);
-    assert_string_equal(json_string_value(json_object_get(o, "started")), iso);
+    assert_json_str(o, "started", iso);
     mig_time_iso(recs[0].ended_ms, iso);
-    assert_string_equal(json_string_value(json_object_get(o, "ended")), iso);
+    assert_json_str(o, "ended", iso);
     assert_int_equal(json_integer_value(json_object_get(o, "duration_ms")),
                      recs[0].ended_ms - recs[0].started_ms);
     assert_true(json_is_integer(json_object_get(o, "duration_ms")));
     mig_time_iso(recs[0].undo_ended_ms, iso);
-    assert_string_equal(json_string_value(json_object_get(o, "undo_ended")), iso);
+    assert_json_str(o, "undo_ended", iso);
     assert_true(json_is_string(json_object_get(o, "undo_started")));
     assert_true(json_is_null(json_object_get(o, "error")));
 
     o = json_array_get(a, 1);
-    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
-    assert_string_equal(json_string_value(json_object_get(o, "error")), "receive: dataset exists");
+    assert_json_strs(o, "status", "failed",
+                        "error", "receive: dataset exists", NULL);
     assert_true(json_is_integer(json_object_get(o, "duration_ms")));
     assert_true(json_is_null(json_object_get(o, "undo_started")));
 
     o = json_array_get(a, 2);
-    assert_string_equal(json_string_value(json_object_get(o, "action")), "switch.attach");
-    assert_string_equal(json_string_value(json_object_get(o, "status")), "started");
+    assert_json_strs(o, "action", "switch.attach",
+                        "status", "started", NULL);
     assert_int_equal(strlen(json_string_value(json_object_get(o, "started"))), 24);
     assert_true(json_is_null(json_object_get(o, "ended")));
     assert_true(json_is_null(json_object_get(o, "duration_ms")));
@@ -1357,8 +1358,7 @@ static void test_evacuations_and_rates(void **state)
     assert_int_equal(mig_store_evac_save(st, first), 0); /* an update, not a second row */
     assert_int_equal(mig_store_evac_save(st, second), 0);
     json_t *latest = mig_store_evac_latest(st, CN_A);
-    assert_string_equal(json_string_value(json_object_get(latest, "uuid")),
-                        "0a0a0a0a-0000-4000-8000-000000000002");
+    assert_json_str(latest, "uuid", "0a0a0a0a-0000-4000-8000-000000000002");
     json_decref(latest);
     assert_null(mig_store_evac_latest(st, CN_B));
     json_t *all = mig_store_evac_list(st);
