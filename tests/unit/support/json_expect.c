@@ -17,22 +17,26 @@ static bool member_is(const json_t *o, const char *key, const char *want, const 
     return *got != NULL && strcmp(*got, want) == 0;
 }
 
-/* Fails the test, saying which member held what instead of want. */
-static void fail_member(const char *key, const char *got, const char *want)
+/* Fails the test at file:line, saying which member held what instead of want. */
+static void fail_member(const char *file, int line, const char *key, const char *got,
+                        const char *want)
 {
     if (got == NULL)
-        fail_msg("member %s: not a string, want \"%s\"", key, want);
-    fail_msg("member %s: \"%s\", want \"%s\"", key, got, want);
+        print_error("member %s: not a string, want \"%s\"\n", key, want);
+    else
+        print_error("member %s: \"%s\", want \"%s\"\n", key, got, want);
+    _fail(file, line);
 }
 
-void assert_json_str(const json_t *o, const char *key, const char *want)
+void json_expect_str(const char *file, int line, const json_t *o, const char *key,
+                     const char *want)
 {
     const char *got;
     if (!member_is(o, key, want, &got))
-        fail_member(key, got, want);
+        fail_member(file, line, key, got, want);
 }
 
-void assert_json_strs(const json_t *o, ...)
+void json_expect_strs(const char *file, int line, const json_t *o, ...)
 {
     va_list ap;
     va_start(ap, o);
@@ -41,7 +45,7 @@ void assert_json_strs(const json_t *o, ...)
         const char *want = va_arg(ap, const char *), *got;
         if (!member_is(o, key, want, &got)) {
             va_end(ap);
-            fail_member(key, got, want);
+            fail_member(file, line, key, got, want);
         }
     }
     va_end(ap);
