@@ -90,69 +90,32 @@ static int name_lookup(const char *const *names, int n, const char *s)
     return -EINVAL;
 }
 
-/* Returns the job's state name, or "unknown" for an out-of-range value. */
-const char *mig_job_state_name(enum mig_job_state s)
-{
-    return ((unsigned)s < MIG_JOB_NSTATES) ? state_names[s] : "unknown";
-}
+/*
+ * The name and the parser of each enum the record and the API spell out
+ * (job.h): PREFIX_name returns the name, or "unknown" for an out-of-range
+ * value; PREFIX_parse puts the value named s into *out and returns 0, or
+ * -EINVAL with *out untouched.  Defined here: mig_job_state_name and
+ * _parse, mig_phase_name and _parse, mig_mode_name and _parse,
+ * mig_task_name and _parse.
+ */
+#define NAMED_ENUM(prefix, type, names, n)                                                         \
+    const char *prefix##_name(type v)                                                              \
+    {                                                                                              \
+        return ((unsigned)v < (unsigned)(n)) ? names[v] : "unknown";                               \
+    }                                                                                              \
+    int prefix##_parse(const char *s, type *out)                                                   \
+    {                                                                                              \
+        int i = name_lookup(names, (n), s);                                                        \
+        if (i < 0)                                                                                 \
+            return i;                                                                              \
+        *out = (type)i;                                                                            \
+        return 0;                                                                                  \
+    }
 
-/* Parses a state name into *out; 0 or -EINVAL (*out untouched). */
-int mig_job_state_parse(const char *s, enum mig_job_state *out)
-{
-    int i = name_lookup(state_names, MIG_JOB_NSTATES, s);
-    if (i < 0)
-        return i;
-    *out = (enum mig_job_state)i;
-    return 0;
-}
-
-/* Returns the phase name, or "unknown" for an out-of-range value. */
-const char *mig_phase_name(enum mig_phase p)
-{
-    return ((unsigned)p < MIG_PHASE_NPHASES) ? phase_names[p] : "unknown";
-}
-
-/* Parses a phase name into *out; 0 or -EINVAL (*out untouched). */
-int mig_phase_parse(const char *s, enum mig_phase *out)
-{
-    int i = name_lookup(phase_names, MIG_PHASE_NPHASES, s);
-    if (i < 0)
-        return i;
-    *out = (enum mig_phase)i;
-    return 0;
-}
-
-/* Returns the mode name, or "unknown" for an out-of-range value. */
-const char *mig_mode_name(enum mig_mode m)
-{
-    return ((unsigned)m < (unsigned)NMODES) ? mode_names[m] : "unknown";
-}
-
-/* Parses a mode name into *out; 0 or -EINVAL (*out untouched). */
-int mig_mode_parse(const char *s, enum mig_mode *out)
-{
-    int i = name_lookup(mode_names, NMODES, s);
-    if (i < 0)
-        return i;
-    *out = (enum mig_mode)i;
-    return 0;
-}
-
-/* Returns the task's name, or "unknown" for an out-of-range value. */
-const char *mig_task_name(enum mig_task t)
-{
-    return ((unsigned)t < MIG_NTASKS) ? task_names[t] : "unknown";
-}
-
-/* Parses a task name into *out; 0 or -EINVAL (*out untouched). */
-int mig_task_parse(const char *s, enum mig_task *out)
-{
-    int i = name_lookup(task_names, MIG_NTASKS, s);
-    if (i < 0)
-        return i;
-    *out = (enum mig_task)i;
-    return 0;
-}
+NAMED_ENUM(mig_job_state, enum mig_job_state, state_names, MIG_JOB_NSTATES)
+NAMED_ENUM(mig_phase, enum mig_phase, phase_names, MIG_PHASE_NPHASES)
+NAMED_ENUM(mig_mode, enum mig_mode, mode_names, NMODES)
+NAMED_ENUM(mig_task, enum mig_task, task_names, MIG_NTASKS)
 
 /* A final state: the job is over and the table has no row leaving it. */
 bool mig_job_state_final(enum mig_job_state s)
@@ -440,6 +403,75 @@ static json_t *window_json(const struct mig_window *w, int64_t now)
                      known ? mig_json_time(c) : json_null(), "open", known && o <= now);
 }
 
+/* The rounds on record, oldest first. */
+static json_t *rounds_json(const struct mig_job *job)
+{
+    json_t *rounds = json_array();
+    for (int i = 0; i < job->nround_log; i++) {
+        const struct mig_round *r = &job->round_log[i];
+        json_array_append_new(
+            rounds, json_pack("{s:i, s:I, s:I, s:I, s:o}", "n", r->n, "bytes", (json_int_t)r->bytes,
+                              "duration_ms", (json_int_t)r->duration_ms, "rate_bytes_s",
+                              (json_int_t)r->rate_bytes_s, "predicted_downtime_ms",
+                              mig_json_count(r->predicted_downtime_ms)));
+    }
+    return rounds;
+}
+
+/* The switch's window action by action, or null when there was none. */
+static json_t *breakdown_json(const struct mig_job *job)
+{
+    if (job->nbreakdown == 0)
+        return json_null();
+    json_t *parts = json_array();
+    for (int i = 0; i < job->nbreakdown; i++)
+        json_array_append_new(parts, json_pack("{s:s, s:I}", "action", job->breakdown[i].action,
+                                               "ms", (json_int_t)job->breakdown[i].ms));
+    return json_pack("{s:o, s:o}", "actions", parts, "daemon_ms", mig_json_count(job->daemon_ms));
+}
+
+/* The members both forms share, first (job.h); the record keeps job->phase. */
+void mig_job_json_head(json_t *o, const struct mig_job *job, enum mig_phase phase)
+{
+    json_object_set_new(o, "uuid", json_string(job->uuid));
+    json_object_set_new(o, "vm_uuid", mig_json_field(job->vm_uuid));
+    json_object_set_new(o, "vm_alias", mig_json_str(job->vm_alias));
+    json_object_set_new(o, "brand", mig_json_field(job->brand));
+    json_object_set_new(o, "source_server_uuid", mig_json_field(job->source_server_uuid));
+    json_object_set_new(o, "target_server_uuid", mig_json_field(job->target_server_uuid));
+    json_object_set_new(o, "source_hostname", mig_json_str(job->source_hostname));
+    json_object_set_new(o, "target_hostname", mig_json_str(job->target_hostname));
+    json_object_set_new(o, "mode", json_string(mig_mode_name(job->mode)));
+    json_object_set_new(o, "state", json_string(mig_job_state_name(job->state)));
+    json_object_set_new(o, "phase", json_string(mig_phase_name(phase)));
+    json_object_set_new(o, "aborting",
+                        json_boolean(job->abort_requested && job->state != MIG_JOB_ABORTED));
+    json_object_set_new(o, "activity", mig_json_field(job->ctx.activity));
+    json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
+    json_object_set_new(o, "transfer", json_string(job->transfer));
+}
+
+/* The members both forms share, later: rounds, downtimes, times, error (job.h). */
+void mig_job_json_outcome(json_t *o, const struct mig_job *job, json_t *progress)
+{
+    json_object_set_new(o, "rounds", rounds_json(job));
+    json_object_set_new(o, "downtime_breakdown", breakdown_json(job));
+    json_object_set_new(o, "rollback_downtime_ms", mig_json_count(job->rollback_downtime_ms));
+    json_object_set_new(o, "progress", progress);
+    json_object_set_new(o, "vm_was_running",
+                        job->vm_was_running < 0 ? json_null()
+                                                : json_boolean(job->vm_was_running != 0));
+    json_object_set_new(o, "downtime_ms", mig_json_count(job->downtime_ms));
+    json_object_set_new(o, "created", mig_json_time(job->created));
+    json_object_set_new(o, "started", mig_json_time(job->started));
+    json_object_set_new(o, "finished", mig_json_time(job->finished));
+    json_t *error =
+        mig_json_error(job->error_code, job->error_message, mig_phase_name(job->error_phase));
+    if (error == NULL)
+        MIG_DIE("out of memory");
+    json_object_set_new(o, "error", error);
+}
+
 /* Public JSON of product.md "Job model".  New reference; aborts on OOM. */
 json_t *mig_job_to_json(const struct mig_job *job)
 {
@@ -455,28 +487,11 @@ json_t *mig_job_to_json(const struct mig_job *job)
                       ? json_integer(job->progress.eta_s)
                       : json_null(),
                   "increments", job->progress.increments);
-    json_t *error =
-        mig_json_error(job->error_code, job->error_message, mig_phase_name(job->error_phase));
     json_t *o = json_object();
-    if (progress == NULL || error == NULL || o == NULL)
+    if (progress == NULL || o == NULL)
         MIG_DIE("out of memory");
 
-    json_object_set_new(o, "uuid", json_string(job->uuid));
-    json_object_set_new(o, "vm_uuid", mig_json_field(job->vm_uuid));
-    json_object_set_new(o, "vm_alias", mig_json_str(job->vm_alias));
-    json_object_set_new(o, "brand", mig_json_field(job->brand));
-    json_object_set_new(o, "source_server_uuid", mig_json_field(job->source_server_uuid));
-    json_object_set_new(o, "target_server_uuid", mig_json_field(job->target_server_uuid));
-    json_object_set_new(o, "source_hostname", mig_json_str(job->source_hostname));
-    json_object_set_new(o, "target_hostname", mig_json_str(job->target_hostname));
-    json_object_set_new(o, "mode", json_string(mig_mode_name(job->mode)));
-    json_object_set_new(o, "state", json_string(mig_job_state_name(job->state)));
-    json_object_set_new(o, "phase", json_string(mig_phase_name(mig_job_shown_phase(job))));
-    json_object_set_new(o, "aborting",
-                        json_boolean(job->abort_requested && job->state != MIG_JOB_ABORTED));
-    json_object_set_new(o, "activity", mig_json_field(job->ctx.activity));
-    json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
-    json_object_set_new(o, "transfer", json_string(job->transfer));
+    mig_job_json_head(o, job, mig_job_shown_phase(job));
     /* zfs send -c: null until prepare asked both CNs, then the same for every round. */
     json_object_set_new(o, "send_compressed",
                         job->ctx.compressed_source < 0 || job->ctx.compressed_target < 0
@@ -486,36 +501,7 @@ json_t *mig_job_to_json(const struct mig_job *job)
     json_object_set_new(o, "evacuation", mig_json_field(job->evacuation));
     /* migctl pause JOB: only while it could still go on (an ended job is not paused). */
     json_object_set_new(o, "paused", json_boolean(job->paused && mig_job_pausable(job)));
-    json_t *rounds = json_array();
-    for (int i = 0; i < job->nround_log; i++) {
-        const struct mig_round *r = &job->round_log[i];
-        json_array_append_new(
-            rounds, json_pack("{s:i, s:I, s:I, s:I, s:o}", "n", r->n, "bytes", (json_int_t)r->bytes,
-                              "duration_ms", (json_int_t)r->duration_ms, "rate_bytes_s",
-                              (json_int_t)r->rate_bytes_s, "predicted_downtime_ms",
-                              mig_json_count(r->predicted_downtime_ms)));
-    }
-    json_object_set_new(o, "rounds", rounds);
-    json_t *breakdown = json_null();
-    if (job->nbreakdown > 0) {
-        json_t *parts = json_array();
-        for (int i = 0; i < job->nbreakdown; i++)
-            json_array_append_new(parts, json_pack("{s:s, s:I}", "action", job->breakdown[i].action,
-                                                   "ms", (json_int_t)job->breakdown[i].ms));
-        breakdown = json_pack("{s:o, s:o}", "actions", parts, "daemon_ms",
-                              mig_json_count(job->daemon_ms));
-    }
-    json_object_set_new(o, "downtime_breakdown", breakdown);
-    json_object_set_new(o, "rollback_downtime_ms", mig_json_count(job->rollback_downtime_ms));
-    json_object_set_new(o, "progress", progress);
-    json_object_set_new(o, "vm_was_running",
-                        job->vm_was_running < 0 ? json_null()
-                                                : json_boolean(job->vm_was_running != 0));
-    json_object_set_new(o, "downtime_ms", mig_json_count(job->downtime_ms));
-    json_object_set_new(o, "created", mig_json_time(job->created));
-    json_object_set_new(o, "started", mig_json_time(job->started));
-    json_object_set_new(o, "finished", mig_json_time(job->finished));
-    json_object_set_new(o, "error", error);
+    mig_job_json_outcome(o, job, progress);
     json_object_set_new(o, "leftovers", leftovers_json(job));
     json_object_set_new(o, "health", mig_health_to_json(&job->health));
     json_object_set_new(o, "cleanup_at", mig_json_time(job->cleanup_at));

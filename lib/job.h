@@ -345,6 +345,19 @@ bool mig_job_origin_on_target(const struct mig_job_ctx *ctx, const char *origin)
 json_t *mig_job_to_json(const struct mig_job *job);
 
 /*
+ * What the public form and the record (job_record.c) write alike, in the
+ * order both always wrote it, on o (members set, nothing returned; aborts
+ * on OOM).  mig_job_json_head: "uuid" to "state", then "phase" as given
+ * (the API shows one the record does not keep), then "aborting",
+ * "activity", "cleanup_source", "transfer".  mig_job_json_outcome:
+ * "rounds", "downtime_breakdown", "rollback_downtime_ms", "progress" (the
+ * caller's, stolen), "vm_was_running", "downtime_ms", "created",
+ * "started", "finished", "error".
+ */
+void mig_job_json_head(json_t *o, const struct mig_job *job, enum mig_phase phase);
+void mig_job_json_outcome(json_t *o, const struct mig_job *job, json_t *progress);
+
+/*
  * Whether the job's sends are compressed (zfs send -c): both CNs' zfs
  * support it, as prepare found; decided once, so every round sends alike.
  */

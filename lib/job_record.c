@@ -20,33 +20,6 @@
 
 /* --- writing ------------------------------------------------------------ */
 
-/* The rounds on record, oldest first. */
-static json_t *rounds_record(const struct mig_job *job)
-{
-    json_t *rounds = json_array();
-    for (int i = 0; i < job->nround_log; i++) {
-        const struct mig_round *r = &job->round_log[i];
-        json_array_append_new(
-            rounds, json_pack("{s:i, s:I, s:I, s:I, s:o}", "n", r->n, "bytes", (json_int_t)r->bytes,
-                              "duration_ms", (json_int_t)r->duration_ms, "rate_bytes_s",
-                              (json_int_t)r->rate_bytes_s, "predicted_downtime_ms",
-                              mig_json_count(r->predicted_downtime_ms)));
-    }
-    return rounds;
-}
-
-/* The switch's window action by action, or null when there was none. */
-static json_t *breakdown_record(const struct mig_job *job)
-{
-    if (job->nbreakdown == 0)
-        return json_null();
-    json_t *parts = json_array();
-    for (int i = 0; i < job->nbreakdown; i++)
-        json_array_append_new(parts, json_pack("{s:s, s:I}", "action", job->breakdown[i].action,
-                                               "ms", (json_int_t)job->breakdown[i].ms));
-    return json_pack("{s:o, s:o}", "actions", parts, "daemon_ms", mig_json_count(job->daemon_ms));
-}
-
 /* Leftovers whole: which action to retry, and when. */
 static json_t *leftovers_record(const struct mig_job *job)
 {
@@ -76,43 +49,15 @@ json_t *mig_job_to_record(const struct mig_job *job)
         "{s:I, s:I, s:I, s:I, s:i}", "bytes_sent", (json_int_t)p->bytes_sent, "bytes_total",
         (json_int_t)p->bytes_total, "rate_bytes_s", (json_int_t)p->rate_bytes_s, "eta_s",
         (json_int_t)p->eta_s, "increments", p->increments);
-    json_t *error =
-        mig_json_error(job->error_code, job->error_message, mig_phase_name(job->error_phase));
     json_t *o = json_object();
-    if (progress == NULL || error == NULL || o == NULL)
+    if (progress == NULL || o == NULL)
         MIG_DIE("out of memory");
 
     /* The order of the members is the order they were always written in. */
-    json_object_set_new(o, "uuid", json_string(job->uuid));
-    json_object_set_new(o, "vm_uuid", mig_json_field(job->vm_uuid));
-    json_object_set_new(o, "vm_alias", mig_json_str(job->vm_alias));
-    json_object_set_new(o, "brand", mig_json_field(job->brand));
-    json_object_set_new(o, "source_server_uuid", mig_json_field(job->source_server_uuid));
-    json_object_set_new(o, "target_server_uuid", mig_json_field(job->target_server_uuid));
-    json_object_set_new(o, "source_hostname", mig_json_str(job->source_hostname));
-    json_object_set_new(o, "target_hostname", mig_json_str(job->target_hostname));
-    json_object_set_new(o, "mode", json_string(mig_mode_name(job->mode)));
-    json_object_set_new(o, "state", json_string(mig_job_state_name(job->state)));
-    json_object_set_new(o, "phase", json_string(mig_phase_name(job->phase)));
-    json_object_set_new(o, "aborting",
-                        json_boolean(job->abort_requested && job->state != MIG_JOB_ABORTED));
-    json_object_set_new(o, "activity", mig_json_field(job->ctx.activity));
-    json_object_set_new(o, "cleanup_source", json_boolean(job->cleanup_source));
-    json_object_set_new(o, "transfer", json_string(job->transfer));
+    mig_job_json_head(o, job, job->phase);
     json_object_set_new(o, "limit_mbps", json_integer(job->limit_mbps));
     json_object_set_new(o, "evacuation", mig_json_field(job->evacuation));
-    json_object_set_new(o, "rounds", rounds_record(job));
-    json_object_set_new(o, "downtime_breakdown", breakdown_record(job));
-    json_object_set_new(o, "rollback_downtime_ms", mig_json_count(job->rollback_downtime_ms));
-    json_object_set_new(o, "progress", progress);
-    json_object_set_new(o, "vm_was_running",
-                        job->vm_was_running < 0 ? json_null()
-                                                : json_boolean(job->vm_was_running != 0));
-    json_object_set_new(o, "downtime_ms", mig_json_count(job->downtime_ms));
-    json_object_set_new(o, "created", mig_json_time(job->created));
-    json_object_set_new(o, "started", mig_json_time(job->started));
-    json_object_set_new(o, "finished", mig_json_time(job->finished));
-    json_object_set_new(o, "error", error);
+    mig_job_json_outcome(o, job, progress);
     json_object_set_new(o, "leftovers", leftovers_record(job));
     json_object_set_new(o, "ctx", mig_job_ctx_to_json(&job->ctx));
     json_object_set_new(o, "task", json_string(mig_task_name(job->task)));
