@@ -7,6 +7,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,24 +41,14 @@ static struct mig_job *rich_job(void)
     strcpy(job->evacuation, "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d");
     job->evac_parallel = 3;
     job->nleftovers = 2;
-    job->leftovers[0] = (struct mig_leftover){.key = "cleanup.snapshots",
-                                              .undo = false,
-                                              .cn = "cn1",
-                                              .kind = "snapshot",
-                                              .name = "zones/x@migd-1",
-                                              .reason = "dataset is busy",
-                                              .since_ms = 1707350500000LL,
-                                              .next_ms = 1707350530000LL,
-                                              .tries = 2};
-    job->leftovers[1] = (struct mig_leftover){.key = "prepare.reserve_ips",
-                                              .undo = true,
-                                              .cn = "api",
-                                              .kind = "ip",
-                                              .name = "10.0.0.5",
-                                              .reason = "NAPI said 503",
-                                              .since_ms = 1707350501000LL,
-                                              .next_ms = 1707350561000LL,
-                                              .tries = 0};
+    job->leftovers[0] = (struct mig_leftover){
+        .key = "cleanup.snapshots", .undo = false, .cn = "cn1", .kind = "snapshot",
+        .name = "zones/x@migd-1", .reason = "dataset is busy",
+        .since_ms = 1707350500000LL, .next_ms = 1707350530000LL, .tries = 2};
+    job->leftovers[1] = (struct mig_leftover){
+        .key = "prepare.reserve_ips", .undo = true, .cn = "api", .kind = "ip",
+        .name = "10.0.0.5", .reason = "NAPI said 503",
+        .since_ms = 1707350501000LL, .next_ms = 1707350561000LL, .tries = 0};
     struct mig_job_ctx *c = &job->ctx;
     snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin),
              "zones/5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12@final");
@@ -150,17 +141,27 @@ static const char old_fresh[] =
     "nish_requested\":false,\"abort_requested\":false,\"created_ms\":1707350400000,\"started_"
     "ms\":0,\"finished_ms\":0}";
 
+/* The jobs whose records migd wrote before the codec, and the text it wrote. */
+static const struct {
+    struct mig_job *(*make)(void);
+    const char *text;
+} olds[] = {{rich_job, old_rich}, {fresh_job, old_fresh}};
+
+/* Fails the test unless job's record text is want, byte for byte. */
+static void assert_record_text(const struct mig_job *job, const char *want)
+{
+    char *text = record_text(job);
+    assert_string_equal(text, want);
+    free(text);
+}
+
 /* The codec writes today exactly the text the old code path wrote. */
 static void test_writes_the_old_text(void **state)
 {
     (void)state;
-    struct mig_job *(*make[])(void) = {rich_job, fresh_job};
-    const char *old[] = {old_rich, old_fresh};
-    for (size_t i = 0; i < 2; i++) {
-        struct mig_job *job = make[i]();
-        char *text = record_text(job);
-        assert_string_equal(text, old[i]);
-        free(text);
+    for (size_t i = 0; i < UNIT_COUNT(olds); i++) {
+        struct mig_job *job = olds[i].make();
+        assert_record_text(job, olds[i].text);
         mig_job_free(job);
     }
 }
@@ -169,16 +170,12 @@ static void test_writes_the_old_text(void **state)
 static void test_old_text_loads_to_the_same_job(void **state)
 {
     (void)state;
-    struct mig_job *(*make[])(void) = {rich_job, fresh_job};
-    const char *old[] = {old_rich, old_fresh};
-    for (size_t i = 0; i < 2; i++) {
-        struct mig_job *want = make[i]();
-        struct mig_job *got = record_load(old[i]);
+    for (size_t i = 0; i < UNIT_COUNT(olds); i++) {
+        struct mig_job *want = olds[i].make();
+        struct mig_job *got = record_load(olds[i].text);
         assert_jobs_equal(got, want);
         /* and saved again, it is the same text: a load and save changes nothing */
-        char *again = record_text(got);
-        assert_string_equal(again, old[i]);
-        free(again);
+        assert_record_text(got, olds[i].text);
         mig_job_free(got);
         mig_job_free(want);
     }
@@ -189,11 +186,7 @@ static void test_round_trip(void **state)
 {
     (void)state;
     struct mig_job *job = rich_job();
-    char *text = record_text(job);
-    struct mig_job *back = record_load(text);
-    assert_jobs_equal(back, job);
-    free(text);
-    mig_job_free(back);
+    mig_job_free(record_round_trip(job));
     mig_job_free(job);
 }
 
@@ -212,9 +205,7 @@ static void test_gate_and_timer_round_trip(void **state)
     job->health.smf_baseline = 1;
     snprintf(job->health.smf_before, sizeof(job->health.smf_before), "svc:/site/x:default");
     mig_health_note(&job->health, MIG_CHECK_ZONE_ID, true, 1700000003000, "zone id 14");
-    char *text = record_text(job);
-    struct mig_job *back = record_load(text);
-    assert_jobs_equal(back, job);
+    struct mig_job *back = record_round_trip(job);
     assert_int_equal(back->cleanup_after_s, 86400);
     assert_int_equal(back->cleanup_at, 1700000123456);
     assert_int_equal(back->health.state, MIG_HEALTH_CHECKING);
@@ -225,45 +216,42 @@ static void test_gate_and_timer_round_trip(void **state)
     assert_string_equal(back->health.smf_before, "svc:/site/x:default");
     assert_int_equal(back->health.checks[MIG_CHECK_ZONE_ID].ok, 1);
     assert_int_equal(back->health.checks[MIG_CHECK_RUNNING].ok, -1);
-    free(text);
     mig_job_free(back);
     mig_job_free(job);
 }
 
-/* migctl pause JOB is on record only while set: an older record is a job that is not paused. */
+/* Whether the record text of job holds needle. */
+static bool record_holds(const struct mig_job *job, const char *needle)
+{
+    char *text = record_text(job);
+    bool holds = strstr(text, needle) != NULL;
+    free(text);
+    return holds;
+}
+
 /* zfs send -c as prepare found it: on record once known, so every round sends alike. */
 static void test_compressed_round_trip(void **state)
 {
     (void)state;
     struct mig_job *job = fresh_job();
-    char *text = record_text(job);
-    assert_null(strstr(text, "compressed"));
-    free(text);
+    assert_false(record_holds(job, "compressed"));
     job->ctx.compressed_source = 1;
     job->ctx.compressed_target = 0;
-    text = record_text(job);
-    assert_non_null(strstr(text, "\"compressed_source\":1,\"compressed_target\":0"));
-    struct mig_job *back = record_load(text);
-    assert_jobs_equal(back, job);
-    free(text);
-    mig_job_free(back);
+    assert_true(record_holds(job, "\"compressed_source\":1,\"compressed_target\":0"));
+    mig_job_free(record_round_trip(job));
     mig_job_free(job);
 }
 
+/* migctl pause JOB is on record only while set: an older record is a job that is not paused. */
 static void test_paused_round_trip(void **state)
 {
     (void)state;
     struct mig_job *job = fresh_job();
-    char *text = record_text(job);
-    assert_null(strstr(text, "paused"));
-    free(text);
+    assert_false(record_holds(job, "paused"));
     job->paused = true;
-    text = record_text(job);
-    assert_non_null(strstr(text, "\"paused\":true"));
-    struct mig_job *back = record_load(text);
+    assert_true(record_holds(job, "\"paused\":true"));
+    struct mig_job *back = record_round_trip(job);
     assert_true(back->paused);
-    assert_jobs_equal(back, job);
-    free(text);
     mig_job_free(back);
     mig_job_free(job);
 }

@@ -241,3 +241,12 @@ struct mig_job *record_load(const char *text)
     assert_non_null(job);
     return job;
 }
+
+struct mig_job *record_round_trip(const struct mig_job *job)
+{
+    char *text = record_text(job);
+    struct mig_job *back = record_load(text);
+    free(text);
+    assert_jobs_equal(back, job);
+    return back;
+}

@@ -29,4 +29,10 @@ char *record_text(const struct mig_job *job);
 /* A job loaded from a record's text; fails the test when it does not load. */
 struct mig_job *record_load(const char *text);
 
+/*
+ * The job job's record text loads back to, after checking that it equals job
+ * member by member (assert_jobs_equal); the caller frees it.
+ */
+struct mig_job *record_round_trip(const struct mig_job *job);
+
 #endif
