@@ -147,6 +147,28 @@ bool cn_from_snapshot_valid(const char *s)
     return mig_dataset_valid(ds);
 }
 
+/* "WORDS 'ARG'": our words and one argument, quoted; NULL when !valid. */
+static char *lit_arg(const char *words, const char *arg, bool valid)
+{
+    struct cmd c = {0};
+    cn_cmd_lit(&c, words);
+    cn_cmd_arg(&c, arg, valid);
+    return cn_cmd_done(&c);
+}
+
+/* A dataset below its pool: what migd receives into, mounts or destroys, never a bare pool. */
+static bool child_valid(const char *dataset)
+{
+    return mig_dataset_valid(dataset) && !cn_pool_valid(dataset);
+}
+
+/* Appends 'DS@SNAP'; marks the command bad when either part is invalid. */
+static void snap_arg(struct cmd *c, const char *dataset, const char *snap)
+{
+    bool ok = mig_dataset_valid(dataset) && mig_snapname_valid(snap);
+    cn_cmd_argf(c, ok, "%s@%s", ok ? dataset : "", ok ? snap : "");
+}
+
 /* --- facts ----------------------------------------------------------------- */
 
 /* "sysinfo" */
@@ -158,28 +180,19 @@ char *mig_cmd_sysinfo(void)
 /* "zpool list -H -p -o name,size,free 'POOL'"; NULL for a bad pool name. */
 char *mig_cmd_zpool_list(const char *pool)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zpool list -H -p -o name,size,free");
-    cn_cmd_arg(&c, pool, cn_pool_valid(pool));
-    return cn_cmd_done(&c);
+    return lit_arg("zpool list -H -p -o name,size,free", pool, cn_pool_valid(pool));
 }
 
 /* "imgadm get 'UUID'"; NULL for a bad uuid. */
 char *mig_cmd_imgadm_get(const char *image_uuid)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "imgadm get");
-    cn_cmd_arg(&c, image_uuid, mig_uuid_valid(image_uuid));
-    return cn_cmd_done(&c);
+    return lit_arg("imgadm get", image_uuid, mig_uuid_valid(image_uuid));
 }
 
 /* "imgadm import -q 'UUID'"; NULL for a bad uuid. */
 char *mig_cmd_imgadm_import(const char *image_uuid)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "imgadm import -q");
-    cn_cmd_arg(&c, image_uuid, mig_uuid_valid(image_uuid));
-    return cn_cmd_done(&c);
+    return lit_arg("imgadm import -q", image_uuid, mig_uuid_valid(image_uuid));
 }
 
 /* --- instances ----------------------------------------------------------- */
@@ -187,10 +200,7 @@ char *mig_cmd_imgadm_import(const char *image_uuid)
 /* "vmadm get 'UUID'"; NULL for a bad uuid. */
 char *mig_cmd_vmadm_get(const char *vm_uuid)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "vmadm get");
-    cn_cmd_arg(&c, vm_uuid, mig_uuid_valid(vm_uuid));
-    return cn_cmd_done(&c);
+    return lit_arg("vmadm get", vm_uuid, mig_uuid_valid(vm_uuid));
 }
 
 /* "vmadm stop 'UUID'" or "vmadm stop 'UUID' -F"; NULL for a bad uuid. */
@@ -207,10 +217,7 @@ char *mig_cmd_vmadm_stop(const char *vm_uuid, bool force)
 /* "vmadm start 'UUID'"; NULL for a bad uuid. */
 char *mig_cmd_vmadm_start(const char *vm_uuid)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "vmadm start");
-    cn_cmd_arg(&c, vm_uuid, mig_uuid_valid(vm_uuid));
-    return cn_cmd_done(&c);
+    return lit_arg("vmadm start", vm_uuid, mig_uuid_valid(vm_uuid));
 }
 
 /* "zoneadm list -pc" */
@@ -221,19 +228,14 @@ char *mig_cmd_zoneadm_list(void)
 
 char *mig_cmd_doctor_snapshots(const char *pool)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs list -H -o name,userrefs -t snapshot -r");
-    cn_cmd_arg(&c, pool, mig_dataset_valid(pool));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs list -H -o name,userrefs -t snapshot -r", pool, mig_dataset_valid(pool));
 }
 
 char *mig_cmd_doctor_resume_tokens(const char *pool)
 {
     /* Snapshots answer "-" too; a zfs without the property refuses it (the doctor reads none). */
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs get -H -o name,value -r receive_resume_token");
-    cn_cmd_arg(&c, pool, mig_dataset_valid(pool));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs get -H -o name,value -r receive_resume_token", pool,
+                   mig_dataset_valid(pool));
 }
 
 char *mig_cmd_doctor_keys(void)
@@ -361,19 +363,14 @@ char *mig_cmd_svcadm_restart_vm_agent(void)
 /* "zfs list -H -p -o name,used,referenced,origin,type -r -t filesystem,volume 'DS'" */
 char *mig_cmd_zfs_list_tree(const char *dataset)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs list -H -p -o name,used,referenced,origin,type -r -t filesystem,volume");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs list -H -p -o name,used,referenced,origin,type -r -t filesystem,volume",
+                   dataset, mig_dataset_valid(dataset));
 }
 
 /* "zfs list -H -o name -t snapshot -d 1 'DS'" */
 char *mig_cmd_zfs_list_snapshots(const char *dataset)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs list -H -o name -t snapshot -d 1");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs list -H -o name -t snapshot -d 1", dataset, mig_dataset_valid(dataset));
 }
 
 /* "zfs get -H -p -o value 'PROP' 'DS'" */
@@ -392,8 +389,7 @@ char *mig_cmd_zfs_get_snap(const char *property, const char *dataset, const char
     struct cmd c = {0};
     cn_cmd_lit(&c, "zfs get -H -p -o value");
     cn_cmd_arg(&c, property, prop_valid(property));
-    bool ok = mig_dataset_valid(dataset) && mig_snapname_valid(snap);
-    cn_cmd_argf(&c, ok, "%s@%s", ok ? dataset : "", ok ? snap : "");
+    snap_arg(&c, dataset, snap);
     return cn_cmd_done(&c);
 }
 
@@ -413,8 +409,7 @@ char *mig_cmd_zfs_snapshot(const char *dataset, const char *snap)
 {
     struct cmd c = {0};
     cn_cmd_lit(&c, "zfs snapshot -r");
-    bool ok = mig_dataset_valid(dataset) && mig_snapname_valid(snap);
-    cn_cmd_argf(&c, ok, "%s@%s", ok ? dataset : "", ok ? snap : "");
+    snap_arg(&c, dataset, snap);
     return cn_cmd_done(&c);
 }
 
@@ -427,45 +422,33 @@ char *mig_cmd_zfs_send(const char *dataset, const char *snap, const char *from, 
         cn_cmd_lit(&c, "-I");
         cn_cmd_arg(&c, from, cn_from_snapshot_valid(from));
     }
-    bool ok = mig_dataset_valid(dataset) && mig_snapname_valid(snap);
-    cn_cmd_argf(&c, ok, "%s@%s", ok ? dataset : "", ok ? snap : "");
+    snap_arg(&c, dataset, snap);
     return cn_cmd_done(&c);
 }
 
 /* "zfs receive -u [-F] 'DS'" (see cn.h: an explicit destination, nothing mounted) */
 char *mig_cmd_zfs_receive(const char *dataset, bool force)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, force ? "zfs receive -u -F" : "zfs receive -u");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset) && !cn_pool_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg(force ? "zfs receive -u -F" : "zfs receive -u", dataset, child_valid(dataset));
 }
 
 /* "zfs receive -s -u -F 'DS'" */
 char *mig_cmd_zfs_receive_resumable(const char *dataset)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs receive -s -u -F");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset) && !cn_pool_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs receive -s -u -F", dataset, child_valid(dataset));
 }
 
 /* "zfs list -H -o name,type,mountpoint,zoned,canmount,mounted -r 'DS'" */
 char *mig_cmd_zfs_list_mounts(const char *dataset)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs list -H -o name,type,mountpoint,zoned,canmount,mounted -r");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs list -H -o name,type,mountpoint,zoned,canmount,mounted -r", dataset,
+                   mig_dataset_valid(dataset));
 }
 
 /* "zfs mount 'DS'" */
 char *mig_cmd_zfs_mount(const char *dataset)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, "zfs mount");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset) && !cn_pool_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg("zfs mount", dataset, child_valid(dataset));
 }
 
 /* A resume token: 1..1023 of [0-9a-zA-Z-] (zfs prints hex fields joined by '-'). */
@@ -494,10 +477,7 @@ char *mig_cmd_zfs_send_resume(const char *token)
 /* "zfs destroy [-r] 'DS'".  A bare pool is refused: migd never destroys one. */
 char *mig_cmd_zfs_destroy(const char *dataset, bool recursive)
 {
-    struct cmd c = {0};
-    cn_cmd_lit(&c, recursive ? "zfs destroy -r" : "zfs destroy");
-    cn_cmd_arg(&c, dataset, mig_dataset_valid(dataset) && !cn_pool_valid(dataset));
-    return cn_cmd_done(&c);
+    return lit_arg(recursive ? "zfs destroy -r" : "zfs destroy", dataset, child_valid(dataset));
 }
 
 /* "zfs destroy [-r] 'DS@SNAP'" */
@@ -505,8 +485,7 @@ char *mig_cmd_zfs_destroy_snapshot(const char *dataset, const char *snap, bool r
 {
     struct cmd c = {0};
     cn_cmd_lit(&c, recursive ? "zfs destroy -r" : "zfs destroy");
-    bool ok = mig_dataset_valid(dataset) && mig_snapname_valid(snap);
-    cn_cmd_argf(&c, ok, "%s@%s", ok ? dataset : "", ok ? snap : "");
+    snap_arg(&c, dataset, snap);
     return cn_cmd_done(&c);
 }
 
