@@ -110,16 +110,26 @@ json_t *mig_store_evac_latest(struct mig_store *st, const char *server_uuid)
     return evac_one(st, ST_EVAC_OF_SERVER, server_uuid);
 }
 
+/* Statement id with the pair of CNs bound as ?1 (source) and ?2 (target); NULL on error. */
+static sqlite3_stmt *pair_stmt(struct mig_store *st, enum stmt_id id, const char *source,
+                               const char *target)
+{
+    sqlite3_stmt *s = store_stmt_get(st, id);
+    if (s != NULL) {
+        store_bind_text(s, 1, source);
+        store_bind_text(s, 2, target);
+    }
+    return s;
+}
+
 int mig_store_rate_add(struct mig_store *st, const char *source, const char *target,
                        int64_t bytes, int64_t ms)
 {
     if (bytes <= 0 || ms <= 0)
         return 0;
-    sqlite3_stmt *s = store_stmt_get(st, ST_RATE_ADD);
+    sqlite3_stmt *s = pair_stmt(st, ST_RATE_ADD, source, target);
     if (s == NULL)
         return MIG_EDB;
-    store_bind_text(s, 1, source);
-    store_bind_text(s, 2, target);
     sqlite3_bind_int64(s, 3, bytes);
     sqlite3_bind_int64(s, 4, ms);
     sqlite3_bind_int64(s, 5, mig_now_ms());
@@ -131,11 +141,9 @@ int mig_store_overhead_add(struct mig_store *st, const char *source, const char 
 {
     if (ms < 0)
         return 0;
-    sqlite3_stmt *s = store_stmt_get(st, ST_OVERHEAD_ADD);
+    sqlite3_stmt *s = pair_stmt(st, ST_OVERHEAD_ADD, source, target);
     if (s == NULL)
         return MIG_EDB;
-    store_bind_text(s, 1, source);
-    store_bind_text(s, 2, target);
     sqlite3_bind_int64(s, 3, ms);
     sqlite3_bind_int64(s, 4, mig_now_ms());
     return store_step_done(st, s, "add job overhead");
@@ -146,11 +154,9 @@ void mig_store_rate(struct mig_store *st, const char *source, const char *target
 {
     out->bytes_s = -1;
     out->overhead_ms = -1;
-    sqlite3_stmt *s = store_stmt_get(st, ST_RATE_GET);
+    sqlite3_stmt *s = pair_stmt(st, ST_RATE_GET, source, target);
     if (s == NULL)
         return;
-    store_bind_text(s, 1, source);
-    store_bind_text(s, 2, target);
     if (sqlite3_step(s) == SQLITE_ROW) {
         int64_t bytes = sqlite3_column_int64(s, 0), ms = sqlite3_column_int64(s, 1);
         int64_t jobs = sqlite3_column_int64(s, 2), other = sqlite3_column_int64(s, 3);
