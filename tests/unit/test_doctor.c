@@ -41,6 +41,33 @@ static json_t *job(const char *uuid, const char *state, const char *src, const c
                      "2026-12-06T01:00:00.000Z");
 }
 
+/* A one-job list: job(uuid, state, src, dst). */
+static json_t *one_job(const char *uuid, const char *state, const char *src, const char *dst)
+{
+    return json_pack("[o]", job(uuid, state, src, dst));
+}
+
+/* cn1 or cn2 (n) with these zones, and no snapshots, keys, flags, error or resume tokens. */
+static struct mig_doctor_cn cn_zones(int n, const char *zones)
+{
+    return (struct mig_doctor_cn){n == 1 ? "cn1" : "cn2", n == 1 ? CN1 : CN2, "", zones, "", "",
+                                  NULL, ""};
+}
+
+/* cn1 running the VM, with these snapshots and authorized keys (and no flags, error or tokens). */
+static struct mig_doctor_cn cn1_snapshots(const char *snapshots, const char *keys)
+{
+    return (struct mig_doctor_cn){"cn1", CN1, snapshots, ZONE_RUNNING, keys, "", NULL, ""};
+}
+
+/* Drops the references held on a doctor run's findings, VMs and jobs. */
+static void release(json_t *out, json_t *vms, json_t *jobs)
+{
+    json_decref(out);
+    json_decref(vms);
+    json_decref(jobs);
+}
+
 /* The one finding of kind, failing unless there is exactly one. */
 static json_t *only(json_t *findings, const char *kind)
 {
@@ -65,31 +92,25 @@ static const char *s(json_t *f, const char *key)
 static void test_nothing_wrong(void **state)
 {
     (void)state;
-    struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "zones/" VM "@migd-" JOB_SWITCHED "-3\n", ZONE_RUNNING, "", "", NULL, ""},
-        {"cn2", CN2, "", NO_ZONES, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn cns[] = {cn1_snapshots("zones/" VM "@migd-" JOB_SWITCHED "-3\n", ""),
+                                  cn_zones(2, NO_ZONES)};
     json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn2", "cn1"));
+    json_t *jobs = one_job(JOB_SWITCHED, "switched", "cn2", "cn1");
     json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     /* A switched job's final snapshot is its own; the VM runs where VMAPI says. */
     assert_int_equal(json_array_size(out), 0);
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 static void test_snapshots_and_keys_of_ended_jobs(void **state)
 {
     (void)state;
-    struct mig_doctor_cn cns[] = {
-        {"cn1", CN1,
-         "zones/" VM "@migd-" JOB_DONE "-1\nzones/" VM "@migd-" JOB_GHOST "-2\nzones/" VM
-         "@daily\n",
-         ZONE_RUNNING, " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n", "", NULL, ""},
-    };
+    const char *snapshots = "zones/" VM "@migd-" JOB_DONE "-1\nzones/" VM "@migd-" JOB_GHOST
+                        "-2\nzones/" VM "@daily\n";
+    const char *keys = " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n";
+    struct mig_doctor_cn cns[] = {cn1_snapshots(snapshots, keys)};
     json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
+    json_t *jobs = one_job(JOB_DONE, "failed", "cn1", "cn2");
     json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 4);
     size_t i;
@@ -116,21 +137,16 @@ static void test_snapshots_and_keys_of_ended_jobs(void **state)
     assert_non_null(strstr(s(k, "fix"), "\" migd-job-" JOB_DONE "\""));
     json_t *d = only(out, "key_dir");
     assert_string_equal(s(d, "fix"), "rm -rf /var/tmp/migd-" JOB_GHOST " (on cn1)");
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 static void test_copies_kept_stray_and_only(void **state)
 {
     (void)state;
     /* A switched job keeps the source copy: info, with its job. */
-    struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL, ""},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn cns[] = {cn_zones(1, ZONE_INSTALLED), cn_zones(2, ZONE_RUNNING)};
     json_t *vms = vms_on(CN2, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, "switched", "cn1", "cn2"));
+    json_t *jobs = one_job(JOB_SWITCHED, "switched", "cn1", "cn2");
     json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     json_t *z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "info");
@@ -140,7 +156,7 @@ static void test_copies_kept_stray_and_only(void **state)
     json_decref(jobs);
 
     /* The job ended (rolled back, failed): a stray copy, removable. */
-    jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn2", "cn1"));
+    jobs = one_job(JOB_DONE, "failed", "cn2", "cn1");
     out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     z = only(out, "zone");
     assert_string_equal(s(z, "severity"), "warning");
@@ -149,10 +165,7 @@ static void test_copies_kept_stray_and_only(void **state)
     json_decref(out);
 
     /* VMAPI places it where no zone is: the copy on cn1 is the only one, never removed. */
-    struct mig_doctor_cn alone[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL, ""},
-        {"cn2", CN2, "", NO_ZONES, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn alone[] = {cn_zones(1, ZONE_INSTALLED), cn_zones(2, NO_ZONES)};
     json_decref(vms);
     vms = vms_on(CN2, "stopped");
     out = mig_doctor_findings(alone, 2, vms, jobs, NULL, true);
@@ -163,50 +176,37 @@ static void test_copies_kept_stray_and_only(void **state)
 
     /* A job moves it now: nothing to say about its copies. */
     json_decref(jobs);
-    jobs = json_pack("[o]", job(JOB_SWITCHED, "running", "cn1", "cn2"));
+    jobs = one_job(JOB_SWITCHED, "running", "cn1", "cn2");
     json_decref(vms);
     vms = vms_on(CN2, "running");
     out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 0);
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 static void test_running_twice_nowhere_and_elsewhere(void **state)
 {
     (void)state;
     json_t *jobs = json_array();
-    struct mig_doctor_cn both[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn both[] = {cn_zones(1, ZONE_RUNNING), cn_zones(2, ZONE_RUNNING)};
     json_t *vms = vms_on(CN1, "running");
     json_t *out = mig_doctor_findings(both, 2, vms, jobs, NULL, true);
     assert_string_equal(s(only(out, "running_twice"), "severity"), "critical");
     json_decref(out);
 
-    struct mig_doctor_cn none[] = {
-        {"cn1", CN1, "", ZONE_INSTALLED, "", "", NULL, ""},
-        {"cn2", CN2, "", NO_ZONES, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn none[] = {cn_zones(1, ZONE_INSTALLED), cn_zones(2, NO_ZONES)};
     out = mig_doctor_findings(none, 2, vms, jobs, NULL, true);
     json_t *f = only(out, "not_running");
     assert_string_equal(s(f, "severity"), "critical");
     assert_string_equal(s(f, "cn"), "cn1");
     json_decref(out);
 
-    struct mig_doctor_cn there[] = {
-        {"cn1", CN1, "", NO_ZONES, "", "", NULL, ""},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn there[] = {cn_zones(1, NO_ZONES), cn_zones(2, ZONE_RUNNING)};
     out = mig_doctor_findings(there, 2, vms, jobs, NULL, true);
     f = only(out, "vmapi_server");
     assert_string_equal(s(f, "cn"), "cn2");
     assert_string_equal(s(f, "fix"), "svcadm restart vm-agent (on cn2): its agent reports it");
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 static void test_unreachable_and_unlisted(void **state)
@@ -215,7 +215,7 @@ static void test_unreachable_and_unlisted(void **state)
     json_t *jobs = json_array();
     struct mig_doctor_cn cns[] = {
         {"cn1", CN1, NULL, NULL, NULL, NULL, "ssh 10.0.0.1: connection refused", NULL},
-        {"cn2", CN2, "", ZONE_INSTALLED, "", "", NULL, ""},
+        cn_zones(2, ZONE_INSTALLED),
     };
     /* VMAPI places it on a CN that was not checked: a copy, but nobody can say whose. */
     json_t *vms = json_pack("[{s:s, s:s, s:s}]", "uuid", VM, "server_uuid",
@@ -233,9 +233,7 @@ static void test_unreachable_and_unlisted(void **state)
     out = mig_doctor_findings(cns + 1, 1, vms, jobs, NULL, true);
     assert_string_equal(s(only(out, "zone"), "severity"), "critical");
     assert_string_equal(s(only(out, "not_running"), "name"), VM2);
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 /* autoboot and do-not-inventory as /etc/zones/UUID.xml has them, through grep -H. */
@@ -279,9 +277,7 @@ static void test_zone_flags(void **state)
     f = only(out, "flags");
     assert_string_equal(s(f, "fix"), "on cn2: zonecfg -z " VM
                                      " 'remove attr name=do-not-inventory; set autoboot=true'");
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 /* Unreadable job rows: a thing of an unknown job is reported, never fixed. */
@@ -289,11 +285,9 @@ static void test_unknown_jobs_are_not_fixed_when_rows_are_unreadable(void **stat
 {
     (void)state;
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "zones/" VM "@migd-" JOB_GHOST "-1\nzones/" VM "@migd-" JOB_DONE "-1\n",
-         ZONE_RUNNING, "", "", NULL, ""},
-    };
+        cn1_snapshots("zones/" VM "@migd-" JOB_GHOST "-1\nzones/" VM "@migd-" JOB_DONE "-1\n", "")};
     json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_DONE, "aborted", "cn1", "cn2"));
+    json_t *jobs = one_job(JOB_DONE, "aborted", "cn1", "cn2");
     json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, false);
     assert_int_equal(json_array_size(out), 2);
     size_t i;
@@ -301,23 +295,18 @@ static void test_unknown_jobs_are_not_fixed_when_rows_are_unreadable(void **stat
     json_array_foreach(out, i, f)
         assert_int_equal(json_is_true(json_object_get(f, "fixable")),
                          strstr(s(f, "name"), JOB_DONE) != NULL);
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 /* A VM that a job moves now (queued, running, waiting) is never judged: its zones are in motion. */
 static void test_a_vm_in_motion_is_not_judged(void **state)
 {
     (void)state;
-    struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""},
-        {"cn2", CN2, "", ZONE_RUNNING, "", "", NULL, ""},
-    };
+    struct mig_doctor_cn cns[] = {cn_zones(1, ZONE_RUNNING), cn_zones(2, ZONE_RUNNING)};
     json_t *vms = vms_on(CN1, "running");
     static const char *const states[] = {"queued", "running", "waiting"};
     for (int k = 0; k < 3; k++) {
-        json_t *jobs = json_pack("[o]", job(JOB_SWITCHED, states[k], "cn1", "cn2"));
+        json_t *jobs = one_job(JOB_SWITCHED, states[k], "cn1", "cn2");
         json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
         assert_int_equal(json_array_size(out), 0);
         json_decref(out);
@@ -330,14 +319,11 @@ static void test_a_vm_in_motion_is_not_judged(void **state)
 static void test_held_snapshots(void **state)
 {
     (void)state;
-    struct mig_doctor_cn cns[] = {
-        {"cn1", CN1,
-         "zones/" VM "@migd-" JOB_DONE "-1\t2\nzones/" VM "@migd-" JOB_DONE "-2\t0\nzones/" VM
-         "@daily\t1\n",
-         ZONE_RUNNING, "", "", NULL, ""},
-    };
+    const char *snapshots = "zones/" VM "@migd-" JOB_DONE "-1\t2\nzones/" VM "@migd-" JOB_DONE
+                        "-2\t0\nzones/" VM "@daily\t1\n";
+    struct mig_doctor_cn cns[] = {cn1_snapshots(snapshots, "")};
     json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_DONE, "succeeded", "cn2", "cn1"));
+    json_t *jobs = one_job(JOB_DONE, "succeeded", "cn2", "cn1");
     json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 2);
     json_t *held = only(out, "held_snapshot");
@@ -349,9 +335,7 @@ static void test_held_snapshots(void **state)
     json_t *free_one = only(out, "snapshot");
     assert_string_equal(s(free_one, "name"), "zones/" VM "@migd-" JOB_DONE "-2");
     assert_true(json_is_true(json_object_get(free_one, "fixable")));
-    json_decref(out);
-    json_decref(vms);
-    json_decref(jobs);
+    release(out, vms, jobs);
 }
 
 /*
@@ -364,11 +348,11 @@ static void test_resume_tokens(void **state)
     const char *tokens = "zones\t-\nzones/" VM "\t1-abc-def\nzones/" VM "@migd-x\t-\n"
                          "zones/" VM2 "-disk0\t1-0123\n";
     struct mig_doctor_cn cns[] = {
-        {"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""},
+        cn_zones(1, ZONE_RUNNING),
         {"cn2", CN2, "", NO_ZONES, "", "", NULL, tokens},
     };
     json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_DONE, "failed", "cn1", "cn2"));
+    json_t *jobs = one_job(JOB_DONE, "failed", "cn1", "cn2");
     json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 2);
     size_t i;
@@ -387,7 +371,7 @@ static void test_resume_tokens(void **state)
     json_decref(out);
     json_decref(jobs);
     /* A job on its way to cn2 resumes its own stream. */
-    jobs = json_pack("[o]", job(JOB_SWITCHED, "running", "cn1", "cn2"));
+    jobs = one_job(JOB_SWITCHED, "running", "cn1", "cn2");
     out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     assert_int_equal(json_array_size(out), 1);
     assert_string_equal(s(json_array_get(out, 0), "vm_uuid"), VM2);
@@ -404,9 +388,9 @@ static void test_resume_tokens(void **state)
 static void test_reserved_ips(void **state)
 {
     (void)state;
-    struct mig_doctor_cn cns[] = {{"cn1", CN1, "", ZONE_RUNNING, "", "", NULL, ""}};
+    struct mig_doctor_cn cns[] = {cn_zones(1, ZONE_RUNNING)};
     json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = json_pack("[o]", job(JOB_DONE, "rolled_back", "cn1", "cn2"));
+    json_t *jobs = one_job(JOB_DONE, "rolled_back", "cn1", "cn2");
     json_t *ips = json_pack(
         "[{s:s, s:s, s:s, s:s, s:b, s:b}, {s:s, s:s, s:s, s:s, s:b, s:b},"
         " {s:s, s:s, s:s, s:s, s:b, s:b}, {s:s, s:s, s:s, s:s, s:b, s:s}]",
