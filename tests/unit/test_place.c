@@ -139,24 +139,35 @@ static struct mig_place *plan(struct fixture *f)
     return f->p;
 }
 
-static const struct mig_place_vm *vm_of(const struct mig_place *p, int n)
+/*
+ * The index of the element whose uuid is u in the n elements at base (each
+ * size bytes, its char *uuid at uuid_off); fails the test, naming what and u,
+ * when there is none.
+ */
+static size_t index_of(const void *base, size_t n, size_t size, size_t uuid_off, const char *u,
+                       const char *what)
 {
-    const char *u = VMU(n);
-    for (size_t i = 0; i < p->nvms; i++)
-        if (strcmp(p->vms[i].uuid, u) == 0)
-            return &p->vms[i];
-    fail_msg("VM %s is not in the plan", u);
-    return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *elem = (const char *)base + i * size;
+        if (strcmp(*(char *const *)(elem + uuid_off), u) == 0)
+            return i;
+    }
+    fail_msg("%s %s is not in the plan", what, u);
+    return 0;
 }
 
+/* VM n of the plan, failing the test when it is not in it. */
+static const struct mig_place_vm *vm_of(const struct mig_place *p, int n)
+{
+    return &p->vms[index_of(p->vms, p->nvms, sizeof(p->vms[0]),
+                            offsetof(struct mig_place_vm, uuid), VMU(n), "VM")];
+}
+
+/* CN n of the plan, failing the test when it is not in it. */
 static const struct mig_place_cn *cn_of(const struct mig_place *p, int n)
 {
-    const char *u = CNU(n);
-    for (size_t i = 0; i < p->ncns; i++)
-        if (strcmp(p->cns[i].uuid, u) == 0)
-            return &p->cns[i];
-    fail_msg("CN %s is not in the plan", u);
-    return NULL;
+    return &p->cns[index_of(p->cns, p->ncns, sizeof(p->cns[0]),
+                            offsetof(struct mig_place_cn, uuid), CNU(n), "CN")];
 }
 
 /* VM n goes to CN n, for the reason why (NULL: not checked). */
