@@ -77,12 +77,14 @@ static void direct_key(struct mig_act *a, const char *names[MIG_DIRECT_MAX_DATAS
 /*
  * The target's serialised edit of authorized_keys (mig_op.serial): migd runs
  * one at a time per CN; the lock in the command covers other processes.
+ * Like ACT_SSH, it resumes with the answer in a->res.
  */
-static void ak_edit(struct mig_act *a, char *cmd)
-{
-    mig_act_ssh(a, MIG_SIDE_TARGET, cmd, NULL);
-    a->op.serial = true;
-}
+#define AK_EDIT(a, cmd)                                                                            \
+    do {                                                                                           \
+        mig_act_ssh((a), MIG_SIDE_TARGET, (cmd), NULL);                                            \
+        (a)->op.serial = true;                                                                     \
+        ACT_AWAIT(a);                                                                              \
+    } while (0)
 
 int act_direct_authorize(struct mig_act *a)
 {
@@ -94,13 +96,11 @@ int act_direct_authorize(struct mig_act *a)
         return mig_act_fail(a, "DirectKeyFailed", "the job has no key to authorize on %s",
                             HOST(a, MIG_SIDE_TARGET));
     /* Exactly one line of this job, whatever an interrupted attempt left. */
-    ak_edit(a, mig_cmd_unauthorize_key(&k));
-    ACT_AWAIT(a);
+    AK_EDIT(a, mig_cmd_unauthorize_key(&k));
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "DirectKeyFailed", "cleaning %s's authorized_keys",
                                 HOST(a, MIG_SIDE_TARGET));
-    ak_edit(a, mig_cmd_authorize_key(&k));
-    ACT_AWAIT(a);
+    AK_EDIT(a, mig_cmd_authorize_key(&k));
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "DirectKeyFailed",
                                 "authorizing the job's key on %s for the receive only",
@@ -117,8 +117,7 @@ int act_direct_unauthorize(struct mig_act *a)
     ACT_BEGIN(a);
     if (CTX(a)->direct_pub[0] == '\0')
         return MIG_ACT_DONE;
-    ak_edit(a, mig_cmd_unauthorize_key(&k));
-    ACT_AWAIT(a);
+    AK_EDIT(a, mig_cmd_unauthorize_key(&k));
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "DirectKeyFailed",
                                 "removing the job's key from %s's authorized_keys",
