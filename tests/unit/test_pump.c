@@ -126,187 +126,203 @@ static ssize_t fake_write(void *arg, const char *buf, size_t len)
 
 static const struct mig_pump_io fake_io = {fake_read, fake_write};
 
+/* A pump and the fake source and sink it moves a stream between. */
+struct rig {
+    struct mig_pump p;
+    struct fake_src s;
+    struct fake_dst d;
+};
+
+/* Makes r's pump of cap bytes between source s and sink d (s.p is set to the pump). */
+static void rig_init(struct rig *r, size_t cap, struct fake_src s, struct fake_dst d)
+{
+    r->s = s;
+    r->s.p = &r->p;
+    r->d = d;
+    assert_int_equal(mig_pump_init(&r->p, cap), 0);
+}
+
+/* mig_pump_run on r with budget (0: no budget). */
+static int run(struct rig *r, uint64_t budget)
+{
+    return mig_pump_run(&r->p, &fake_io, &r->s, &r->d, budget);
+}
+
 /* A full buffer and a blocked sink: the source is not read again, memory stays at cap. */
 static void test_backpressure(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 4096), 0);
-    struct fake_src s = {.p = &p, .total = UINT64_MAX, .max_chunk = 1000, .seed = 1};
-    struct fake_dst d = {.blocked = true};
+    struct rig r;
+    rig_init(&r, 4096, (struct fake_src){.total = UINT64_MAX, .max_chunk = 1000, .seed = 1},
+             (struct fake_dst){.blocked = true});
 
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 0);
-    assert_int_equal(p.bytes_in, 4096);
-    assert_int_equal(p.len, 4096);
-    assert_int_equal(p.bytes_out, 0);
-    assert_true(p.dst_blocked);
-    assert_false(mig_pump_wants_read(&p));
-    assert_true(mig_pump_wants_write(&p));
-    unsigned reads = s.calls;
+    assert_int_equal(run(&r, 0), 0);
+    assert_int_equal(r.p.bytes_in, 4096);
+    assert_int_equal(r.p.len, 4096);
+    assert_int_equal(r.p.bytes_out, 0);
+    assert_true(r.p.dst_blocked);
+    assert_false(mig_pump_wants_read(&r.p));
+    assert_true(mig_pump_wants_write(&r.p));
+    unsigned reads = r.s.calls;
     for (int i = 0; i < 100; i++)
-        assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 0);
-    assert_int_equal(s.calls, reads); /* full: never read while blocked */
-    assert_int_equal(p.bytes_in, 4096);
+        assert_int_equal(run(&r, 0), 0);
+    assert_int_equal(r.s.calls, reads); /* full: never read while blocked */
+    assert_int_equal(r.p.bytes_in, 4096);
 
     /* The sink opens: the buffer drains and is refilled up to the budget. */
-    d.blocked = false;
-    uint64_t before = p.bytes_in;
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 10000), 0);
-    assert_int_equal(p.bytes_in - before, 10000);
-    assert_int_equal(p.bytes_out, p.bytes_in);
-    assert_int_equal(d.mismatches, 0);
-    assert_true(s.max_inflight <= 4096);
-    mig_pump_free(&p);
+    r.d.blocked = false;
+    uint64_t before = r.p.bytes_in;
+    assert_int_equal(run(&r, 10000), 0);
+    assert_int_equal(r.p.bytes_in - before, 10000);
+    assert_int_equal(r.p.bytes_out, r.p.bytes_in);
+    assert_int_equal(r.d.mismatches, 0);
+    assert_true(r.s.max_inflight <= 4096);
+    mig_pump_free(&r.p);
 }
 
 /* Several MB with odd chunk sizes and random blocking on both sides arrive intact. */
 static void test_integrity(void **state)
 {
     (void)state;
-    struct mig_pump p;
     const uint64_t total = 5u * 1024 * 1024 + 12345;
-    assert_int_equal(mig_pump_init(&p, 65536 + 7), 0);
-    struct fake_src s = {
-        .p = &p, .total = total, .max_chunk = 9001, .block_one_in = 5, .seed = 42};
-    struct fake_dst d = {.max_chunk = 7777, .block_one_in = 4, .seed = 7};
+    struct rig r;
+    rig_init(&r, 65536 + 7,
+             (struct fake_src){.total = total, .max_chunk = 9001, .block_one_in = 5, .seed = 42},
+             (struct fake_dst){.max_chunk = 7777, .block_one_in = 4, .seed = 7});
 
     int rc = 0;
     unsigned runs = 0;
-    while ((rc = mig_pump_run(&p, &fake_io, &s, &d, 0)) == 0)
+    while ((rc = run(&r, 0)) == 0)
         assert_true(++runs < 10000000);
     assert_int_equal(rc, 1);
-    assert_int_equal(d.off, total);
-    assert_int_equal(d.mismatches, 0);
-    assert_int_equal(p.bytes_in, total);
-    assert_int_equal(p.bytes_out, total);
-    assert_true(s.max_inflight <= p.cap);
+    assert_int_equal(r.d.off, total);
+    assert_int_equal(r.d.mismatches, 0);
+    assert_int_equal(r.p.bytes_in, total);
+    assert_int_equal(r.p.bytes_out, total);
+    assert_true(r.s.max_inflight <= r.p.cap);
     /* Blocking really happened on both sides, and the pump came back for more. */
-    assert_true(s.eagains > 100);
-    assert_true(d.eagains > 100);
+    assert_true(r.s.eagains > 100);
+    assert_true(r.d.eagains > 100);
     assert_true(runs > 10);
     /* Once ended it stays ended and touches nothing. */
-    unsigned r = s.calls, w = d.calls;
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 1);
-    assert_int_equal(s.calls, r);
-    assert_int_equal(d.calls, w);
-    mig_pump_free(&p);
+    unsigned reads = r.s.calls, writes = r.d.calls;
+    assert_int_equal(run(&r, 0), 1);
+    assert_int_equal(r.s.calls, reads);
+    assert_int_equal(r.d.calls, writes);
+    mig_pump_free(&r.p);
 }
 
 /* A tiny buffer against a stream much larger than it. */
 static void test_integrity_tiny_buffer(void **state)
 {
     (void)state;
-    struct mig_pump p;
     const uint64_t total = 3u * 1024 * 1024 + 1;
-    assert_int_equal(mig_pump_init(&p, 13), 0);
-    struct fake_src s = {.p = &p, .total = total, .max_chunk = 11, .block_one_in = 3, .seed = 9};
-    struct fake_dst d = {.max_chunk = 5, .block_one_in = 2, .seed = 3};
+    struct rig r;
+    rig_init(&r, 13,
+             (struct fake_src){.total = total, .max_chunk = 11, .block_one_in = 3, .seed = 9},
+             (struct fake_dst){.max_chunk = 5, .block_one_in = 2, .seed = 3});
     int rc;
-    while ((rc = mig_pump_run(&p, &fake_io, &s, &d, 0)) == 0)
+    while ((rc = run(&r, 0)) == 0)
         ;
     assert_int_equal(rc, 1);
-    assert_int_equal(d.off, total);
-    assert_int_equal(d.mismatches, 0);
-    assert_true(s.max_inflight <= 13);
-    mig_pump_free(&p);
+    assert_int_equal(r.d.off, total);
+    assert_int_equal(r.d.mismatches, 0);
+    assert_true(r.s.max_inflight <= 13);
+    mig_pump_free(&r.p);
 }
 
 /* EOF from the source is reported (1) only once every byte has been written. */
 static void test_eof_waits_for_drain(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 1024), 0);
-    struct fake_src s = {.p = &p, .total = 500};
-    struct fake_dst d = {.blocked = true};
+    struct rig r;
+    rig_init(&r, 1024, (struct fake_src){.total = 500}, (struct fake_dst){.blocked = true});
 
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 0);
-    assert_true(p.src_eof);
-    assert_int_equal(p.len, 500);
-    assert_false(mig_pump_wants_read(&p));
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 0);
+    assert_int_equal(run(&r, 0), 0);
+    assert_true(r.p.src_eof);
+    assert_int_equal(r.p.len, 500);
+    assert_false(mig_pump_wants_read(&r.p));
+    assert_int_equal(run(&r, 0), 0);
 
-    d.blocked = false;
-    d.max_chunk = 200; /* several writes needed */
-    d.seed = 5;
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 1);
-    assert_int_equal(d.off, 500);
-    assert_int_equal(d.mismatches, 0);
-    assert_false(mig_pump_wants_write(&p));
-    mig_pump_free(&p);
+    r.d.blocked = false;
+    r.d.max_chunk = 200; /* several writes needed */
+    r.d.seed = 5;
+    assert_int_equal(run(&r, 0), 1);
+    assert_int_equal(r.d.off, 500);
+    assert_int_equal(r.d.mismatches, 0);
+    assert_false(mig_pump_wants_write(&r.p));
+    mig_pump_free(&r.p);
 }
 
 /* An empty stream ends at once. */
 static void test_eof_empty(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 64), 0);
-    struct fake_src s = {.p = &p, .total = 0};
-    struct fake_dst d = {0};
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 1);
-    assert_int_equal(d.calls, 0);
-    assert_int_equal(p.bytes_out, 0);
-    mig_pump_free(&p);
+    struct rig r;
+    rig_init(&r, 64, (struct fake_src){.total = 0}, (struct fake_dst){0});
+    assert_int_equal(run(&r, 0), 1);
+    assert_int_equal(r.d.calls, 0);
+    assert_int_equal(r.p.bytes_out, 0);
+    mig_pump_free(&r.p);
 }
 
 /* A source error stops the pump, is kept, and no further I/O happens. */
 static void test_error_source(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 4096), 0);
-    struct fake_src s = {
-        .p = &p, .total = UINT64_MAX, .max_chunk = 300, .seed = 3, .fail_at = 10000,
-        .fail_code = MIG_ESSH};
-    struct fake_dst d = {.max_chunk = 100, .seed = 4};
+    struct rig r;
+    rig_init(&r, 4096,
+             (struct fake_src){.total = UINT64_MAX,
+                               .max_chunk = 300,
+                               .seed = 3,
+                               .fail_at = 10000,
+                               .fail_code = MIG_ESSH},
+             (struct fake_dst){.max_chunk = 100, .seed = 4});
     int rc;
-    while ((rc = mig_pump_run(&p, &fake_io, &s, &d, 0)) == 0)
+    while ((rc = run(&r, 0)) == 0)
         ;
     assert_int_equal(rc, MIG_ESSH);
-    assert_int_equal(p.error, MIG_ESSH);
-    assert_int_equal(p.bytes_in, 10000);
-    assert_int_equal(d.mismatches, 0);
-    unsigned r = s.calls, w = d.calls;
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), MIG_ESSH);
-    assert_int_equal(s.calls, r);
-    assert_int_equal(d.calls, w);
-    assert_false(mig_pump_wants_read(&p));
-    assert_false(mig_pump_wants_write(&p));
-    mig_pump_free(&p);
+    assert_int_equal(r.p.error, MIG_ESSH);
+    assert_int_equal(r.p.bytes_in, 10000);
+    assert_int_equal(r.d.mismatches, 0);
+    unsigned reads = r.s.calls, writes = r.d.calls;
+    assert_int_equal(run(&r, 0), MIG_ESSH);
+    assert_int_equal(r.s.calls, reads);
+    assert_int_equal(r.d.calls, writes);
+    assert_false(mig_pump_wants_read(&r.p));
+    assert_false(mig_pump_wants_write(&r.p));
+    mig_pump_free(&r.p);
 }
 
 /* A sink error is propagated the same way. */
 static void test_error_sink(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 4096), 0);
-    struct fake_src s = {.p = &p, .total = 100000, .seed = 3};
-    struct fake_dst d = {.fail_code = -EPIPE};
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), -EPIPE);
-    assert_int_equal(p.error, -EPIPE);
-    assert_int_equal(p.bytes_out, 0);
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), -EPIPE);
-    mig_pump_free(&p);
+    struct rig r;
+    rig_init(&r, 4096, (struct fake_src){.total = 100000, .seed = 3},
+             (struct fake_dst){.fail_code = -EPIPE});
+    assert_int_equal(run(&r, 0), -EPIPE);
+    assert_int_equal(r.p.error, -EPIPE);
+    assert_int_equal(r.p.bytes_out, 0);
+    assert_int_equal(run(&r, 0), -EPIPE);
+    mig_pump_free(&r.p);
 }
 
 /* The budget bounds the bytes read per run, exactly, and the stream still completes. */
 static void test_budget(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 65536), 0);
     const uint64_t total = 100000;
-    struct fake_src s = {.p = &p, .total = total, .max_chunk = 777, .seed = 11};
-    struct fake_dst d = {0};
+    struct rig r;
+    rig_init(&r, 65536, (struct fake_src){.total = total, .max_chunk = 777, .seed = 11},
+             (struct fake_dst){0});
 
     unsigned runs = 0;
     int rc;
     for (;;) {
-        uint64_t before = p.bytes_in;
-        rc = mig_pump_run(&p, &fake_io, &s, &d, 1000);
-        uint64_t got = p.bytes_in - before;
+        uint64_t before = r.p.bytes_in;
+        rc = run(&r, 1000);
+        uint64_t got = r.p.bytes_in - before;
         assert_true(got <= 1000);
         if (rc != 0)
             break;
@@ -316,30 +332,28 @@ static void test_budget(void **state)
     }
     assert_int_equal(rc, 1);
     assert_int_equal(runs, total / 1000);
-    assert_int_equal(d.off, total);
-    assert_int_equal(d.mismatches, 0);
-    mig_pump_free(&p);
+    assert_int_equal(r.d.off, total);
+    assert_int_equal(r.d.mismatches, 0);
+    mig_pump_free(&r.p);
 }
 
 /* The blocked flags say which side stopped the pump. */
 static void test_blocked_flags(void **state)
 {
     (void)state;
-    struct mig_pump p;
-    assert_int_equal(mig_pump_init(&p, 100), 0);
-    struct fake_src s = {.p = &p, .total = 50};
-    struct fake_dst d = {0};
-    s.block_one_in = 1; /* always EAGAIN */
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 0);
-    assert_true(p.src_blocked);
-    assert_false(p.dst_blocked);
-    assert_true(mig_pump_wants_read(&p));
-    assert_false(mig_pump_wants_write(&p));
-    s.block_one_in = 0;
-    assert_int_equal(mig_pump_run(&p, &fake_io, &s, &d, 0), 1);
-    assert_false(p.src_blocked);
-    assert_int_equal(d.off, 50);
-    mig_pump_free(&p);
+    struct rig r;
+    rig_init(&r, 100, (struct fake_src){.total = 50}, (struct fake_dst){0});
+    r.s.block_one_in = 1; /* always EAGAIN */
+    assert_int_equal(run(&r, 0), 0);
+    assert_true(r.p.src_blocked);
+    assert_false(r.p.dst_blocked);
+    assert_true(mig_pump_wants_read(&r.p));
+    assert_false(mig_pump_wants_write(&r.p));
+    r.s.block_one_in = 0;
+    assert_int_equal(run(&r, 0), 1);
+    assert_false(r.p.src_blocked);
+    assert_int_equal(r.d.off, 50);
+    mig_pump_free(&r.p);
 }
 
 UNIT_TEST_MAIN(NULL, NULL,
