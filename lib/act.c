@@ -162,45 +162,46 @@ int mig_act_fail_res(struct mig_act *a, const char *code, const char *fmt, ...)
     return MIG_ACT_FAIL;
 }
 
-void mig_act_ssh(struct mig_act *a, enum mig_side side, char *cmd, char *input)
+/* a's next operation, cleared and set to kind on side on; the caller fills in the rest. */
+static struct mig_op *op_new(struct mig_act *a, enum mig_op_kind kind, enum mig_side on)
 {
     mig_op_clear(&a->op);
-    a->op.kind = MIG_OP_SSH;
-    a->op.on = side;
-    a->op.cmd = cmd;
-    a->op.input = input;
+    a->op.kind = kind;
+    a->op.on = on;
+    return &a->op;
+}
+
+void mig_act_ssh(struct mig_act *a, enum mig_side side, char *cmd, char *input)
+{
+    struct mig_op *op = op_new(a, MIG_OP_SSH, side);
+    op->cmd = cmd;
+    op->input = input;
 }
 
 void mig_act_exec(struct mig_act *a, char *cmd, unsigned timeout_s)
 {
-    mig_op_clear(&a->op);
-    a->op.kind = MIG_OP_EXEC;
-    a->op.on = MIG_SIDE_LOCAL;
-    a->op.cmd = cmd;
-    a->op.timeout_s = timeout_s;
+    struct mig_op *op = op_new(a, MIG_OP_EXEC, MIG_SIDE_LOCAL);
+    op->cmd = cmd;
+    op->timeout_s = timeout_s;
 }
 
 void mig_act_relay(struct mig_act *a, enum mig_side from, char *producer, enum mig_side to,
                    char *consumer)
 {
-    mig_op_clear(&a->op);
-    a->op.kind = MIG_OP_RELAY;
-    a->op.on = from;
-    a->op.to = to;
-    a->op.cmd = producer;
-    a->op.cmd2 = consumer;
-    a->op.progress = true;
+    struct mig_op *op = op_new(a, MIG_OP_RELAY, from);
+    op->to = to;
+    op->cmd = producer;
+    op->cmd2 = consumer;
+    op->progress = true;
 }
 
 void mig_act_http(struct mig_act *a, const char *api, const char *method, char *url, json_t *body)
 {
-    mig_op_clear(&a->op);
-    a->op.kind = MIG_OP_HTTP;
-    a->op.on = MIG_SIDE_API;
-    a->op.api = api;
-    a->op.method = method;
-    a->op.url = url;
-    a->op.body = body;
+    struct mig_op *op = op_new(a, MIG_OP_HTTP, MIG_SIDE_API);
+    op->api = api;
+    op->method = method;
+    op->url = url;
+    op->body = body;
 }
 
 const char *mig_job_side_ip(const struct mig_job *job, enum mig_side side)
