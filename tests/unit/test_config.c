@@ -67,6 +67,17 @@ static struct mig_config *parse_ok(const char *text)
     return c;
 }
 
+/* The config file at path, loaded; fails the test with the loader's message when it does not. */
+static struct mig_config *load_ok(const char *path)
+{
+    struct mig_config *c = NULL;
+    char err[512] = "";
+    int rc = mig_config_load(path, &c, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: %s", path, err);
+    return c;
+}
+
 /* Parsing text fails with rc and a one-line message containing want. */
 static void expect_error(const char *text, int want_rc, const char *want)
 {
@@ -385,7 +396,7 @@ static void test_load_file(void **state)
     assert_non_null(strstr(err, "unknown key \"ssh.prot\""));
 
     unit_write_file(path, "%s", product_example);
-    assert_int_equal(mig_config_load(path, &c, err, sizeof(err)), 0);
+    c = load_ok(path);
     assert_string_equal(c->datacenter, "us-east-1");
     mig_config_free(c);
     unlink(path);
@@ -396,11 +407,7 @@ static void test_shipped_example(void **state)
 {
     (void)state;
     /* etc/migd.json sits next to schema/ in the source tree. */
-    struct mig_config *c = NULL;
-    char err[512] = "";
-    int rc = mig_config_load(MIGD_SCHEMA_DIR "/../etc/migd.json", &c, err, sizeof(err));
-    if (rc != 0)
-        fail_msg("etc/migd.json: %s", err);
+    struct mig_config *c = load_ok(MIGD_SCHEMA_DIR "/../etc/migd.json");
     assert_string_equal(c->transfer.mode, "relay");
     assert_non_null(c->apis.vmapi);
     mig_config_free(c);
