@@ -82,49 +82,76 @@ static void expect(const struct mig_next *n, enum mig_do what, int task, int pha
     assert_int_equal(n->events[1], ev1);
 }
 
+/* decide(job, out), checked by expect(); returns the decision for further checks. */
+static struct mig_next expect_next(struct mig_job *job, enum mig_outcome out, enum mig_do what,
+                                   int task, int phase, int ev0, int ev1)
+{
+    struct mig_next n = decide(job, out);
+    expect(&n, what, task, phase, ev0, ev1);
+    return n;
+}
+
+/*
+ * mig_lifecycle_next(job, cfg, out, now), checked by expect() (without
+ * decide()'s check of its transitions); returns the decision.
+ */
+static struct mig_next expect_next_under(struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                                         enum mig_outcome out, int64_t now, enum mig_do what,
+                                         int task, int phase, int ev0, int ev1)
+{
+    struct mig_next n = mig_lifecycle_next(job, cfg, out, now);
+    expect(&n, what, task, phase, ev0, ev1);
+    return n;
+}
+
+/* The decision n sleeps sleep_ms, waiting for the reason wait. */
+static void expect_sleep(const struct mig_next *n, int64_t sleep_ms, enum mig_wait wait)
+{
+    assert_int_equal(n->sleep_ms, sleep_ms);
+    assert_int_equal(n->wait, wait);
+}
+
+/* A full migration's job in sync after its round: ready to switch. */
+static struct mig_job *ready_to_switch(void)
+{
+    return job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SYNC, 1);
+}
+
 static void test_start(void **state)
 {
     (void)state;
     struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
                                MIG_PHASE_VALIDATE, 0);
-    struct mig_next n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_PREPARE, -1, -1);
+    struct mig_next n = expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, MIG_PHASE_PREPARE, -1, -1);
 
     j->phase = MIG_PHASE_SYNC; /* no round yet: the first */
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
 
     j->phase = MIG_PHASE_SWITCH;
     j->abort_requested = true; /* too late to abort: the switch goes on */
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
 
     j->phase = MIG_PHASE_PREPARE;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_START, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_int_equal(n.undo_mask, MIGRATE_PHASES);
 
     j->abort_requested = false;
     j->undoing = true; /* a daemon killed while undoing goes on undoing */
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_START, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_int_equal(n.undo_mask, MIGRATE_PHASES);
 
     j->undoing = false;
     j->task = MIG_TASK_RETURN;
     j->phase = MIG_PHASE_ROLLBACK;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
     j->undoing = true;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_START, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_int_equal(n.undo_mask, 1u << MIG_PHASE_ROLLBACK);
 
     j->undoing = false;
     j->task = MIG_TASK_REMOVE_SOURCE;
     j->phase = MIG_PHASE_CLEANUP;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
     mig_job_free(j);
 }
 
@@ -135,23 +162,17 @@ static void test_start_in_sync(void **state)
     struct mig_job *j = job_at(MIG_MODE_INCREMENTAL, MIG_JOB_WAITING, MIG_TASK_MIGRATE,
                                MIG_PHASE_SYNC, 2);
     j->ctx.wake_ms = 0; /* a round was under way */
-    struct mig_next n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    struct mig_next n = expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
     j->ctx.wake_ms = NOW + 25000; /* asleep: 25 s are left */
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
-    assert_int_equal(n.sleep_ms, 25000);
-    assert_int_equal(n.wait, MIG_WAIT_NEXT_ROUND);
+    n = expect_next(j, MIG_OUT_START, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_sleep(&n, 25000, MIG_WAIT_NEXT_ROUND);
     j->ctx.wake_ms = NOW - 1; /* the sleep ended while migd was down: the next round */
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
     j->ctx.wake_ms = NOW + 25000;
     j->finish_requested = true; /* finished while down: the switch, now */
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     j->abort_requested = true;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_UNDO, -1, -1, -1, -1);
     mig_job_free(j);
 }
 
@@ -160,36 +181,29 @@ static void test_done_tasks_and_phases(void **state)
     (void)state;
     struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
                                MIG_PHASE_PREPARE, 0);
-    struct mig_next n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SYNC, -1, -1);
+    struct mig_next n = expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_SYNC, -1, -1);
 
     j->phase = MIG_PHASE_SYNC;
     j->ctx.rounds = 1; /* full: one round, then the switch */
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
 
     j->phase = MIG_PHASE_SWITCH;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_CLEANUP, -1, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_CLEANUP, -1, -1);
 
     j->phase = MIG_PHASE_CLEANUP;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
 
     j->cleanup_source = true; /* --cleanup-source: on to deleting the source copy */
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, MIG_PHASE_CLEANUP, MIG_EV_SWITCHED,
-           MIG_EV_REMOVE);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, MIG_PHASE_CLEANUP,
+                MIG_EV_SWITCHED, MIG_EV_REMOVE);
 
     j->task = MIG_TASK_REMOVE_SOURCE;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_CLEANED, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_CLEANED, -1);
     assert_true(n.clear_error);
 
     j->task = MIG_TASK_RETURN;
     j->phase = MIG_PHASE_ROLLBACK;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_ROLLED_BACK, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_ROLLED_BACK, -1);
     assert_true(n.clear_error);
     mig_job_free(j);
 }
@@ -200,58 +214,45 @@ static void test_done_sync_rounds(void **state)
     /* Incremental: in sync after the first round, another round after the interval. */
     struct mig_job *j = job_at(MIG_MODE_INCREMENTAL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
                                MIG_PHASE_SYNC, 1);
-    struct mig_next n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
-    assert_int_equal(n.sleep_ms, CFG.interval_ms);
-    assert_int_equal(n.wait, MIG_WAIT_NEXT_ROUND);
+    struct mig_next n = expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    expect_sleep(&n, CFG.interval_ms, MIG_WAIT_NEXT_ROUND);
     j->state = MIG_JOB_WAITING; /* already waiting: no second SYNCED */
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, -1, -1);
     /* max_rounds: no more rounds, a long wait for finish or abort. */
     j->ctx.rounds = CFG.max_rounds;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
-    assert_int_equal(n.sleep_ms, CFG.wait_ms);
-    assert_int_equal(n.wait, MIG_WAIT_MAX_ROUNDS);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_sleep(&n, CFG.wait_ms, MIG_WAIT_MAX_ROUNDS);
     /* finish: the switch, and the waiting job is finished by it. */
     j->finish_requested = true;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     /* abort wins over finish before the switch. */
     j->abort_requested = true;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_int_equal(n.undo_mask, MIGRATE_PHASES);
     mig_job_free(j);
 
     /* Auto: never switches after the first round alone. */
     j = job_at(MIG_MODE_AUTO, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SYNC, 1);
     j->ctx.last_delta = 10;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_NEXT_ROUND);
     /* A small delta after an incremental round: switch. */
     j->ctx.rounds = 2;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
     /* A large delta, but a short predicted downtime: switch. */
     j->ctx.last_delta = 1 << 30;
     struct mig_round r = {.n = 2, .bytes = 1 << 30, .predicted_downtime_ms = CFG.max_downtime_ms};
     mig_job_log_round(j, &r);
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
     /* Predicted too long: another round. */
     r.predicted_downtime_ms = CFG.max_downtime_ms + 1;
     mig_job_log_round(j, &r);
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.sleep_ms, CFG.interval_ms);
     /* Stalled: waits for finish, in state waiting. */
     j->ctx.stalled = 1;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
-    assert_int_equal(n.sleep_ms, CFG.wait_ms);
-    assert_int_equal(n.wait, MIG_WAIT_STALLED);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    expect_sleep(&n, CFG.wait_ms, MIG_WAIT_STALLED);
     mig_job_free(j);
 }
 
@@ -260,18 +261,15 @@ static void test_slept(void **state)
     (void)state;
     struct mig_job *j = job_at(MIG_MODE_INCREMENTAL, MIG_JOB_WAITING, MIG_TASK_MIGRATE,
                                MIG_PHASE_SYNC, 2);
-    struct mig_next n = decide(j, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1); /* the next round */
+    struct mig_next n =
+        expect_next(j, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1); /* the next round */
     j->ctx.rounds = CFG.max_rounds;
-    n = decide(j, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_SLEPT, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.sleep_ms, CFG.wait_ms);
     j->finish_requested = true; /* finish wakes it: the switch */
-    n = decide(j, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(j, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     j->abort_requested = true; /* abort wakes it: undo */
-    n = decide(j, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_SLEPT, MIG_DO_UNDO, -1, -1, -1, -1);
     mig_job_free(j);
 }
 
@@ -281,39 +279,31 @@ static void test_failures(void **state)
     struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
                                MIG_PHASE_SYNC, 0);
     /* Before the point of no return: the job's rollback. */
-    struct mig_next n = decide(j, MIG_OUT_FAILED);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    struct mig_next n = expect_next(j, MIG_OUT_FAILED, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_int_equal(n.undo_mask, MIGRATE_PHASES);
     assert_null(n.error_code); /* the executor set the failing action's */
     /* Canceled by the operator: undone, and it says so. */
     j->abort_requested = true;
-    n = decide(j, MIG_OUT_CANCELED);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_CANCELED, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_string_equal(n.error_code, "Aborted");
     assert_false(n.error_if_none);
     /* Canceled by something else: a failure like any. */
     j->abort_requested = false;
-    n = decide(j, MIG_OUT_CANCELED);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_CANCELED, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_null(n.error_code);
     /* Past the point of no return: the VM stays where it runs. */
     j->phase = MIG_PHASE_SWITCH;
-    n = decide(j, MIG_OUT_FAILED_FORWARD);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    expect_next(j, MIG_OUT_FAILED_FORWARD, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
     j->phase = MIG_PHASE_CLEANUP;
-    n = decide(j, MIG_OUT_FAILED);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    expect_next(j, MIG_OUT_FAILED, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
     /* The operator's cleanup failed: the source copy stays, the job switched. */
     j->task = MIG_TASK_REMOVE_SOURCE;
-    n = decide(j, MIG_OUT_FAILED);
-    expect(&n, MIG_DO_END, MIG_TASK_MIGRATE, -1, MIG_EV_KEPT, -1);
-    n = decide(j, MIG_OUT_FAILED_FORWARD);
-    expect(&n, MIG_DO_END, MIG_TASK_MIGRATE, -1, MIG_EV_KEPT, -1);
+    expect_next(j, MIG_OUT_FAILED, MIG_DO_END, MIG_TASK_MIGRATE, -1, MIG_EV_KEPT, -1);
+    expect_next(j, MIG_OUT_FAILED_FORWARD, MIG_DO_END, MIG_TASK_MIGRATE, -1, MIG_EV_KEPT, -1);
     /* The operator's rollback failed before its point of no return: undone. */
     j->task = MIG_TASK_RETURN;
     j->phase = MIG_PHASE_ROLLBACK;
-    n = decide(j, MIG_OUT_FAILED);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_FAILED, MIG_DO_UNDO, -1, -1, -1, -1);
     assert_int_equal(n.undo_mask, 1u << MIG_PHASE_ROLLBACK);
     mig_job_free(j);
 }
@@ -323,23 +313,19 @@ static void test_undone(void **state)
     (void)state;
     struct mig_job *j = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
                                MIG_PHASE_SYNC, 0);
-    struct mig_next n = decide(j, MIG_OUT_UNDONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    struct mig_next n = expect_next(j, MIG_OUT_UNDONE, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
     j->abort_requested = true;
-    n = decide(j, MIG_OUT_UNDONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_ABORT, -1);
+    n = expect_next(j, MIG_OUT_UNDONE, MIG_DO_END, -1, -1, MIG_EV_ABORT, -1);
     assert_string_equal(n.error_code, "Aborted");
     assert_true(n.error_if_none); /* an abort during a failure keeps the failure's words */
-    n = decide(j, MIG_OUT_UNDO_STOPPED);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    expect_next(j, MIG_OUT_UNDO_STOPPED, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
     /* The operator's rollback undone: the VM stays on the target, switched. */
     j->abort_requested = false;
     j->task = MIG_TASK_RETURN;
     j->phase = MIG_PHASE_ROLLBACK;
-    n = decide(j, MIG_OUT_UNDONE);
-    expect(&n, MIG_DO_END, MIG_TASK_MIGRATE, MIG_PHASE_CLEANUP, MIG_EV_KEPT, -1);
-    n = decide(j, MIG_OUT_UNDO_STOPPED);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
+    expect_next(j, MIG_OUT_UNDONE, MIG_DO_END, MIG_TASK_MIGRATE, MIG_PHASE_CLEANUP, MIG_EV_KEPT,
+                -1);
+    expect_next(j, MIG_OUT_UNDO_STOPPED, MIG_DO_END, -1, -1, MIG_EV_FAIL, -1);
     mig_job_free(j);
 }
 
@@ -401,25 +387,21 @@ static void test_health_gate(void **state)
                                MIG_PHASE_CLEANUP, 1);
     j->vm_was_running = 1;
     mig_health_init(&j->health, 30);
-    struct mig_next n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_VERIFY, -1, -1);
+    struct mig_next n = expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_VERIFY, -1, -1);
 
     /* A VM that did not run, or a window of 0: no gate. */
     j->vm_was_running = 0;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
     j->vm_was_running = 1;
     j->health.min_up_s = 0;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
     j->health.min_up_s = 30;
 
     /* A pass that saw it healthy but not yet for long: a pause, then another look. */
     j->phase = MIG_PHASE_VERIFY;
     j->health.state = MIG_HEALTH_CHECKING;
     j->health.since_ms = NOW - 5000;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_HEALTH);
     assert_int_equal(n.sleep_ms, 3000); /* a tenth of the window */
     j->health.since_ms = NOW - 28500;
@@ -428,40 +410,33 @@ static void test_health_gate(void **state)
     j->health.since_ms = NOW - 1000;
     assert_int_equal(mig_verify_interval_ms(j, NOW), 1000); /* a second at least, inside it */
     j->health.min_up_s = 30;
-    n = decide(j, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1);
 
     /* Killed during a pause: the rest of it; past it: the next look at once. */
     j->ctx.wake_ms = NOW + 2000;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next(j, MIG_OUT_START, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.sleep_ms, 2000);
     j->ctx.wake_ms = NOW - 1;
-    n = decide(j, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(j, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
     j->ctx.wake_ms = 0;
 
     /* Passed: switched, or on to delete the source when asked. */
     j->health.state = MIG_HEALTH_PASSED;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
     j->cleanup_source = true;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, MIG_PHASE_CLEANUP, MIG_EV_SWITCHED,
-           MIG_EV_REMOVE);
+    expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, MIG_TASK_REMOVE_SOURCE, MIG_PHASE_CLEANUP,
+                MIG_EV_SWITCHED, MIG_EV_REMOVE);
 
     /* Failed: the job rolls back by itself and says why... */
     j->health.state = MIG_HEALTH_FAILED;
     snprintf(j->health.why, sizeof(j->health.why), "zone_id: zone id 9, was 7");
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
     assert_string_equal(n.error_code, "HealthCheckFailed");
     assert_string_equal(n.error_message, "zone_id: zone id 9, was 7");
     /* ... and its rollback ends rolled back with that error kept. */
     j->task = MIG_TASK_RETURN;
     j->phase = MIG_PHASE_ROLLBACK;
-    n = decide(j, MIG_OUT_DONE);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_ROLLED_BACK, -1);
+    n = expect_next(j, MIG_OUT_DONE, MIG_DO_END, -1, -1, MIG_EV_ROLLED_BACK, -1);
     assert_false(n.clear_error);
     j->task = MIG_TASK_MIGRATE;
     j->phase = MIG_PHASE_VERIFY;
@@ -469,17 +444,15 @@ static void test_health_gate(void **state)
     /* With health.on_failure "report" it stays switched, and the source copy stays. */
     struct mig_lifecycle_cfg report = CFG;
     report.health_report = true;
-    n = mig_lifecycle_next(j, &report, MIG_OUT_DONE, NOW);
-    expect(&n, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
+    n = expect_next_under(j, &report, MIG_OUT_DONE, NOW, MIG_DO_END, -1, -1, MIG_EV_SWITCHED, -1);
     assert_null(n.error_code);
 
     /* A target that could not be asked at all (the pass failed for good): as a failed check. */
     j->health.state = MIG_HEALTH_CHECKING;
-    n = decide(j, MIG_OUT_FAILED);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
+    n = expect_next(j, MIG_OUT_FAILED, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
     assert_string_equal(n.error_code, "HealthCheckFailed");
-    n = decide(j, MIG_OUT_FAILED_FORWARD);
-    expect(&n, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1, -1);
+    expect_next(j, MIG_OUT_FAILED_FORWARD, MIG_DO_PLAN, MIG_TASK_RETURN, MIG_PHASE_ROLLBACK, -1,
+                -1);
     mig_job_free(j);
 }
 
@@ -503,23 +476,18 @@ static void test_window(void **state)
     (void)state;
     struct mig_job *job = windowed("23:00-01:00", MIG_JOB_RUNNING, 1);
     assert_int_equal(mig_switch_allowed_at(job, NOW), NOW + 2800000);
-    struct mig_next n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
-    assert_int_equal(n.sleep_ms, CFG.interval_ms);
-    assert_int_equal(n.wait, MIG_WAIT_WINDOW);
+    struct mig_next n = expect_next(job, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    expect_sleep(&n, CFG.interval_ms, MIG_WAIT_WINDOW);
     /* The sleep ended, still shut: another round (the job stays waiting). */
     job->state = MIG_JOB_WAITING;
     job->ctx.rounds = 2;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
-    n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1);
+    n = expect_next(job, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_WINDOW);
     /* incremental.max_rounds and a stall do not stop them: each keeps the final delta small. */
     job->ctx.rounds = CFG.max_rounds + 3;
     job->ctx.stalled = true;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1);
     /* Never sleeping past the opening. */
     job->ctx.rounds = 2;
     job->ctx.stalled = false;
@@ -529,56 +497,46 @@ static void test_window(void **state)
     assert_int_equal(n.sleep_ms, 2800000);
     /* A restart in that sleep sleeps what is left of it. */
     job->ctx.wake_ms = NOW + 1000000;
-    n = decide(job, MIG_OUT_START);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
-    assert_int_equal(n.sleep_ms, 1000000);
-    assert_int_equal(n.wait, MIG_WAIT_WINDOW);
+    n = expect_next(job, MIG_OUT_START, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_sleep(&n, 1000000, MIG_WAIT_WINDOW);
     mig_job_free(job);
 
     /* Inside 22:00-23:00: the switch, finishing the waiting job. */
     job = windowed("22:00-23:00", MIG_JOB_WAITING, 3);
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     /* ... unless the forecast says it would end after 23:00: then tomorrow's. */
     job->nround_log = 1;
     job->round_log[0].predicted_downtime_ms = 50 * 60000;
     assert_int_equal(mig_switch_allowed_at(job, NOW), NOW - 800000 + 86400000);
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1);
     job->round_log[0].predicted_downtime_ms = 40 * 60000;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     mig_job_free(job);
 
     /* Without a forecast, a switch is taken to last a minute: 22:13:20 + 60 s > 22:14. */
     job = windowed("22:00-22:14", MIG_JOB_RUNNING, 1);
-    n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    n = expect_next(job, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
     assert_int_equal(n.wait, MIG_WAIT_WINDOW);
     mig_job_free(job);
     job = windowed("22:00-22:15", MIG_JOB_RUNNING, 1);
-    n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    expect_next(job, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
     mig_job_free(job);
     /* An auto job ready once stays ready while its window rounds look stalled. */
     job = windowed("22:00-23:00", MIG_JOB_WAITING, 4);
     job->mode = MIG_MODE_AUTO;
     job->ctx.stalled = true;
     job->ctx.last_delta = 10;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     mig_job_free(job);
 
     /* An incremental job's finish waits for the window too. */
     job = windowed("23:00-01:00", MIG_JOB_WAITING, 3);
     job->mode = MIG_MODE_INCREMENTAL;
     job->finish_requested = true;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1);
     /* Without a window: at once. */
     job->window.set = false;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     mig_job_free(job);
 }
 
@@ -591,28 +549,23 @@ static void test_switch_slot(void **state)
     (void)state;
     struct mig_lifecycle_cfg busy = CFG;
     busy.switch_slot_taken = true;
-    struct mig_job *job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
-                                 MIG_PHASE_SYNC, 1);
-    struct mig_next n = mig_lifecycle_next(job, &busy, MIG_OUT_DONE, NOW);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
-    assert_int_equal(n.sleep_ms, MIG_SWITCH_SLOT_RETRY_MS);
-    assert_int_equal(n.wait, MIG_WAIT_SWITCH_SLOT);
+    struct mig_job *job = ready_to_switch();
+    struct mig_next n =
+        expect_next_under(job, &busy, MIG_OUT_DONE, NOW, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_sleep(&n, MIG_SWITCH_SLOT_RETRY_MS, MIG_WAIT_SWITCH_SLOT);
     n = mig_lifecycle_next(job, &busy, MIG_OUT_SLEPT, NOW);
     assert_int_equal(n.wait, MIG_WAIT_SWITCH_SLOT);
     /* A restart in that sleep asks again at once (the slot is the engine's view now). */
     job->ctx.wake_ms = NOW + 500;
     n = mig_lifecycle_next(job, &busy, MIG_OUT_START, NOW);
     assert_int_equal(n.wait, MIG_WAIT_SWITCH_SLOT);
-    n = decide(job, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
+    expect_next(job, MIG_OUT_START, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, -1, -1);
     /* A waiting incremental job asked to finish keeps waiting meanwhile. */
     job->state = MIG_JOB_WAITING;
     job->mode = MIG_MODE_INCREMENTAL;
     job->finish_requested = true;
-    n = mig_lifecycle_next(job, &busy, MIG_OUT_SLEPT, NOW);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next_under(job, &busy, MIG_OUT_SLEPT, NOW, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     mig_job_free(job);
 }
 
@@ -626,32 +579,26 @@ static void test_paused_evacuation(void **state)
     (void)state;
     struct mig_lifecycle_cfg held = CFG;
     held.held = true;
-    struct mig_job *job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
-                                 MIG_PHASE_SYNC, 1);
-    struct mig_next n = mig_lifecycle_next(job, &held, MIG_OUT_DONE, NOW);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
-    assert_int_equal(n.sleep_ms, CFG.interval_ms);
-    assert_int_equal(n.wait, MIG_WAIT_PAUSED);
+    struct mig_job *job = ready_to_switch();
+    struct mig_next n =
+        expect_next_under(job, &held, MIG_OUT_DONE, NOW, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    expect_sleep(&n, CFG.interval_ms, MIG_WAIT_PAUSED);
     assert_true(apply_next(job, &n));
     assert_int_equal(job->state, MIG_JOB_WAITING);
     /* Its sleep ends: another round, never the switch. */
-    n = mig_lifecycle_next(job, &held, MIG_OUT_SLEPT, NOW + (int64_t)CFG.interval_ms);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
-    n = mig_lifecycle_next(job, &held, MIG_OUT_DONE, NOW);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next_under(job, &held, MIG_OUT_SLEPT, NOW + (int64_t)CFG.interval_ms, MIG_DO_PLAN,
+                      -1, -1, -1, -1);
+    n = expect_next_under(job, &held, MIG_OUT_DONE, NOW, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_PAUSED);
     /* A restart while paused sleeps on; an auto job converged is held the same way. */
     job->ctx.wake_ms = NOW + 1000;
-    n = mig_lifecycle_next(job, &held, MIG_OUT_START, NOW);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next_under(job, &held, MIG_OUT_START, NOW, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_PAUSED);
     /* Resumed (the engine wakes it): the switch begins, finishing the wait. */
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     /* An abort while paused undoes, as always. */
     job->abort_requested = true;
-    n = mig_lifecycle_next(job, &held, MIG_OUT_SLEPT, NOW);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    expect_next_under(job, &held, MIG_OUT_SLEPT, NOW, MIG_DO_UNDO, -1, -1, -1, -1);
     mig_job_free(job);
 }
 
@@ -668,61 +615,48 @@ static void test_paused_job(void **state)
     struct mig_job *job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE,
                                  MIG_PHASE_SYNC, 0);
     job->paused = true;
-    struct mig_next n = decide(job, MIG_OUT_CANCELED);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    struct mig_next n = expect_next(job, MIG_OUT_CANCELED, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
     assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
     assert_int_equal(n.sleep_ms, CFG.wait_ms);
     assert_true(apply_next(job, &n));
     assert_int_equal(job->state, MIG_JOB_WAITING);
     /* Its looks while paused, and a restart, rest on. */
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    n = expect_next(job, MIG_OUT_SLEPT, MIG_DO_SLEEP, -1, -1, -1, -1);
     assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
-    n = decide(job, MIG_OUT_START);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_START, MIG_DO_SLEEP, -1, -1, -1, -1);
     job->ctx.wake_ms = 0; /* killed in its first send before the cut was on record */
-    n = decide(job, MIG_OUT_START);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_START, MIG_DO_SLEEP, -1, -1, -1, -1);
     /* Resumed: the first send again (a full job with no round must not switch). */
     job->paused = false;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
-    n = decide(job, MIG_OUT_START);
-    expect(&n, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_START, MIG_DO_PLAN, -1, -1, -1, -1);
     /* A cut without a pause or an abort is a failure, undone. */
-    n = decide(job, MIG_OUT_CANCELED);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_CANCELED, MIG_DO_UNDO, -1, -1, -1, -1);
     mig_job_free(job);
 
     /* An auto job paused mid-round: the round ends, then it rests, with no more rounds. */
     job = job_at(MIG_MODE_AUTO, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SYNC, 3);
     job->ctx.last_delta = 10; /* converged: it would switch now */
     job->paused = true;
-    n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
+    n = expect_next(job, MIG_OUT_DONE, MIG_DO_SLEEP, -1, -1, MIG_EV_SYNCED, -1);
     assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
     assert_true(apply_next(job, &n));
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_SLEEP, -1, -1, -1, -1);
     job->ctx.wake_ms = NOW + 1000;
-    n = decide(job, MIG_OUT_START);
-    expect(&n, MIG_DO_SLEEP, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_START, MIG_DO_SLEEP, -1, -1, -1, -1);
     /* An abort while paused undoes. */
     job->abort_requested = true;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_UNDO, -1, -1, -1, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_UNDO, -1, -1, -1, -1);
     job->abort_requested = false;
     /* Resumed: the switch at once (it had converged). */
     job->paused = false;
-    n = decide(job, MIG_OUT_SLEPT);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
+    expect_next(job, MIG_OUT_SLEPT, MIG_DO_PLAN, -1, MIG_PHASE_SWITCH, MIG_EV_FINISH, -1);
     mig_job_free(job);
 
     /* Paused during its prepare: ready for the first send, which waits. */
     job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_PREPARE, 0);
     job->paused = true;
-    n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_SLEEP, -1, MIG_PHASE_SYNC, MIG_EV_SYNCED, -1);
+    n = expect_next(job, MIG_OUT_DONE, MIG_DO_SLEEP, -1, MIG_PHASE_SYNC, MIG_EV_SYNCED, -1);
     assert_int_equal(n.wait, MIG_WAIT_JOB_PAUSED);
     mig_job_free(job);
 
@@ -730,8 +664,7 @@ static void test_paused_job(void **state)
     job = job_at(MIG_MODE_FULL, MIG_JOB_RUNNING, MIG_TASK_MIGRATE, MIG_PHASE_SWITCH, 1);
     job->paused = true;
     assert_false(mig_job_pausable(job));
-    n = decide(job, MIG_OUT_DONE);
-    expect(&n, MIG_DO_PLAN, -1, MIG_PHASE_CLEANUP, -1, -1);
+    expect_next(job, MIG_OUT_DONE, MIG_DO_PLAN, -1, MIG_PHASE_CLEANUP, -1, -1);
     mig_job_free(job);
 }
 
