@@ -36,6 +36,7 @@
 #include "ops.h"
 #include "plan.h"
 #include "store.h"
+#include "unit.h"
 
 #define VM "4f0a1c2e-6b7d-4e8f-9a0b-1c2d3e4f5a6b"
 #define IMG "5e4d0f36-9d35-11ee-a9c2-0b1f2a6c1e12"
@@ -870,10 +871,7 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
                                             sizeof(err)),
                          0);
         snprintf(path, sizeof(path), "%s/known_hosts", fx->rig.dir);
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        fprintf(f, "10.99.99.13 ssh-ed25519 %s\n10.99.99.12 ssh-ed25519 %s\n", pub, pub);
-        fclose(f);
+        unit_write_file(path, "10.99.99.13 ssh-ed25519 %s\n10.99.99.12 ssh-ed25519 %s\n", pub, pub);
     }
     if (sc_gate(sc))
         mig_health_init(&job->health, 1); /* a window of 1 s: two looks */
@@ -1017,12 +1015,21 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     }
 }
 
-/* The journal of the job: its keys in order. */
-static int journal_keys(struct fixture *fx, char keys[][128], int max)
+/* The fixture's database, opened; fails the test when it does not open. */
+static struct mig_store *open_store(const struct fixture *fx)
 {
     char err[256];
     struct mig_store *st;
-    assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
+    int rc = mig_store_open(fx->rig.db, &st, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: %s", fx->rig.db, err);
+    return st;
+}
+
+/* The journal of the job: its keys in order. */
+static int journal_keys(struct fixture *fx, char keys[][128], int max)
+{
+    struct mig_store *st = open_store(fx);
     struct mig_action_rec *recs = NULL;
     size_t n = 0;
     assert_int_equal(mig_store_actions(st, fx->uuid, &recs, &n), 0);
@@ -1043,10 +1050,8 @@ static void run_clean(enum scenario sc, struct fixture *fx, char keys[][128], in
     *nkeys = journal_keys(fx, keys, 200);
     if (sc_direct(sc)) {
         /* The key is forgotten by the job too. */
-        char err[256];
-        struct mig_store *st;
+        struct mig_store *st = open_store(fx);
         struct mig_job *job = NULL;
-        assert_int_equal(mig_store_open(fx->rig.db, &st, err, sizeof(err)), 0);
         assert_int_equal(mig_store_job_load(st, fx->uuid, &job), 0);
         assert_string_equal(job->ctx.direct_pub, "");
         assert_string_equal(job->ctx.direct_key, "");
@@ -1211,19 +1216,35 @@ static void test_campaign_unhealthy(void **state)
     campaign(SC_UNHEALTHY);
 }
 
+/*
+ * Drives SC_FULL to its end, in a fixture of its own that it then removes,
+ * after setting the world's faults: transient_faults, cut_receives and
+ * transfer_retries, each left as the scenario sets it when negative.
+ * OUT: st (16 bytes), the job's final state.
+ */
+static void run_full_with_faults(int transient_faults, int cut_receives, int transfer_retries,
+                                 char *st)
+{
+    struct fixture fx = {0};
+    scenario_setup(&fx, SC_FULL);
+    if (transient_faults >= 0)
+        W->transient_faults = transient_faults;
+    if (cut_receives >= 0)
+        W->cut_receives = cut_receives;
+    if (transfer_retries >= 0)
+        W->transfer_retries = transfer_retries;
+    drive_to_end(&fx, SC_FULL, st, 16);
+    cleanup_dir(&fx);
+}
+
 /* A transport failure in the middle is retried, not failed. */
 static void test_transient_failure_retried(void **state)
 {
     (void)state;
-    struct fixture fx = {0};
     char st[16];
-    scenario_setup(&fx, SC_FULL);
-    W->transient_faults = 0;
     /* The first op of the prepare phase fails once with a dropped connection. */
-    W->transient_faults = 1;
-    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    run_full_with_faults(1, -1, -1, st);
     check_outcome(SC_FULL, st, "transient");
-    cleanup_dir(&fx);
 }
 
 /* A first receive cut midway leaves the dataset with no snapshot: the retry
@@ -1231,14 +1252,10 @@ static void test_transient_failure_retried(void **state)
 static void test_a_cut_first_receive_is_cleared_and_sent_again(void **state)
 {
     (void)state;
-    struct fixture fx = {0};
     char st[16];
-    scenario_setup(&fx, SC_FULL);
-    W->cut_receives = 1;
-    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    run_full_with_faults(-1, 1, -1, st);
     assert_int_equal(W->cut_receives, 0);
     check_outcome(SC_FULL, st, "a cut first receive");
-    cleanup_dir(&fx);
 }
 
 /* When every attempt is cut, the job fails and its undo removes what the cut
@@ -1246,16 +1263,11 @@ static void test_a_cut_first_receive_is_cleared_and_sent_again(void **state)
 static void test_a_failed_first_receive_leaves_nothing(void **state)
 {
     (void)state;
-    struct fixture fx = {0};
     char st[16];
-    scenario_setup(&fx, SC_FULL);
-    W->cut_receives = 1000;
-    W->transfer_retries = 1;
-    drive_to_end(&fx, SC_FULL, st, sizeof(st));
+    run_full_with_faults(-1, 1000, 1, st);
     assert_string_equal(st, "failed");
     assert_true(W->cut_receives < 1000);
     check_world(0, true, "every first receive cut");
-    cleanup_dir(&fx);
 }
 
 /* A stop that fails fails the switch: the VM runs on at the source, shown and bootable. */
