@@ -963,6 +963,7 @@ static int quiet_log(void **state)
     return 0;
 }
 
+/* A test of one call, given its struct one by one_setup and rid of it by one_teardown. */
 #define ONE(fn) cmocka_unit_test_setup_teardown(fn, one_setup, one_teardown)
 
 UNIT_TEST_MAIN(quiet_log, NULL,
