@@ -1,8 +1,10 @@
 /*
- * control_evac.c: the handlers of evacuations and estimates: POST
- * /evacuations (plan, reserve and queue a CN's jobs: evacuate.c), GET
- * /evacuations[/:uuid], GET /estimate, and GET /doctor (doctor.c).  Planning is asynchronous; the
- * request is reference-counted as a submission is (control_admit.c).
+ * control_evac.c: the handlers of evacuations, estimates and the doctor:
+ * POST /evacuations (plan, reserve and queue a CN's jobs: evacuate.c), GET
+ * /evacuations[/:id], POST /evacuations/:id/{pause,resume,unreserve,return}
+ * (return: the homecoming), GET /estimate, GET /doctor and POST /doctor/fix
+ * (doctor.c).  Planning is asynchronous; the request is reference-counted
+ * as a submission is (control_admit.c).
  */
 #include <errno.h>
 #include <stdio.h>
