@@ -239,13 +239,10 @@ static const struct mig_action_def SWITCH_BASE = {
  * with its autoboot, so that no instant has the VM bootable and shown on
  * two CNs.  Meanwhile the target runs hidden and the source is stopped:
  * its agent may report it stopped, which the record in VMAPI that follows
- * puts right.
- */
-/*
- * Undone in reverse, the source is shown and bootable again before the
- * target is stopped (vmadm start turned its autoboot on): so the undo of the
- * show disables the target first, even when the show failed midway
- * (MIG_ACT_UNDO_BLIND: disabling a disabled zone changes nothing).
+ * puts right.  Undone in reverse, the source is shown and bootable again
+ * before the target is stopped (vmadm start turned its autoboot on): so the
+ * undo of the show disables the target first, even when the show failed
+ * midway (MIG_ACT_UNDO_BLIND: disabling a disabled zone changes nothing).
  */
 static const struct mig_action_def SWITCH_TAIL[] = {
     {"switch.start_target", DST, "vmadm start", 0, was_running, probe_running,
