@@ -20,15 +20,24 @@
 #include "control_int.h"
 #include "log.h"
 
-/* A GET /jobs/:uuid/watch stream. */
-struct watch {
+/*
+ * What a page and a watch stream share: h2o's generator, the request, and
+ * the one buffer h2o is sending (it takes one send at a time and reads the
+ * buffer until it calls proceed).  Lives in the request's pool.
+ */
+struct stream {
     h2o_generator_t super;
     struct control *c;
-    h2o_req_t *req; /* NULL once the final chunk is handed over or the request is gone */
+    h2o_req_t *req; /* NULL once the final piece is handed over or the request is gone */
+    char *inflight; /* the buffer h2o is sending; freed on proceed or disposal */
+};
+
+/* A GET /jobs/:uuid/watch stream. */
+struct watch {
+    struct stream s;
     void *handle;   /* engine_watch handle; NULL when not (or no longer) registered */
     char *pending;  /* the latest line not yet handed to h2o (one at most) */
     size_t pending_len;
-    char *inflight; /* the buffer h2o is sending; freed on proceed or disposal */
     bool sending;
     bool final_queued;
     h2o_linklist_t link;
@@ -39,9 +48,7 @@ struct watch {
  * per loop turn (see "GET /jobs" below).
  */
 struct jobs_page {
-    h2o_generator_t super;
-    struct control *c;
-    h2o_req_t *req;              /* NULL once the last slice is handed over or the client is gone */
+    struct stream s;
     const char *state, *vm_uuid; /* the filter: the request's pool strings, or NULL */
     bool all;
     int64_t next;        /* the offset of the next slice */
@@ -50,11 +57,68 @@ struct jobs_page {
     int64_t unreadable;  /* rows the store cannot read, as the engine counts them */
     int64_t skipped;     /* rows the slices so far came short by */
     bool started;        /* the response has started (its head goes with the first slice) */
-    char *inflight;      /* the slice h2o is sending; freed on proceed or disposal */
     h2o_linklist_t link; /* in c->pages while waiting for its next slice */
 };
 
 static void on_slice(uv_idle_t *idle);
+
+/* ---- streams ---- */
+
+/* Makes buf (taken) the buffer in flight, freeing the one h2o has sent. */
+static void stream_hand(struct stream *s, char *buf)
+{
+    free(s->inflight);
+    s->inflight = buf;
+}
+
+/*
+ * The request's pool is cleared: the stream goes with it.  Its stop lets
+ * go of all it holds but the buffer in flight, which h2o may still be
+ * reading when it gives up; nothing reads it now.
+ */
+static void on_stream_disposed(void *arg)
+{
+    struct stream *s = arg;
+    s->super.stop(&s->super, s->req);
+    stream_hand(s, NULL);
+}
+
+/*
+ * A zeroed stream of size bytes (a struct that begins with its struct
+ * stream) answering req for c, in req's pool.  h2o calls on_proceed once it
+ * sent a piece and on_stop when it gives up; on_stop also runs when the
+ * pool is cleared.
+ */
+static void *stream_new(struct control *c, h2o_req_t *req, size_t size,
+                        void (*on_proceed)(h2o_generator_t *, h2o_req_t *),
+                        void (*on_stop)(h2o_generator_t *, h2o_req_t *))
+{
+    struct stream *s = h2o_mem_alloc_shared(&req->pool, size, on_stream_disposed);
+    memset(s, 0, size);
+    s->super.proceed = on_proceed;
+    s->super.stop = on_stop;
+    s->c = c;
+    s->req = req;
+    return s;
+}
+
+/* Starts s's 200 answer of content type type; its body follows in pieces. */
+static void stream_respond(struct stream *s, const char *type)
+{
+    h2o_req_t *req = s->req;
+    req->res.status = 200;
+    req->res.reason = control_status_reason(200);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
+    h2o_start_response(req, &s->super);
+}
+
+/* h2o sent the buffer in flight (its proceed on self): frees it.  Returns the stream. */
+static struct stream *stream_sent(h2o_generator_t *self)
+{
+    struct stream *s = CONTAINER_OF(self, struct stream, super);
+    stream_hand(s, NULL);
+    return s;
+}
 
 /* ---- GET /jobs ---- */
 
@@ -145,7 +209,7 @@ static int64_t slice_size(const struct control *c)
 /* Waits for a turn of the slicer. */
 static void page_queue(struct jobs_page *p)
 {
-    struct control *c = p->c;
+    struct control *c = p->s.c;
     h2o_linklist_insert(&c->pages, &p->link);
     if (!uv_is_active((uv_handle_t *)&c->slicer))
         uv_idle_start(&c->slicer, on_slice);
@@ -154,8 +218,8 @@ static void page_queue(struct jobs_page *p)
 /* Ends a page that cannot go on: a 503 or 500 before its head, a cut answer after it. */
 static void page_fail(struct jobs_page *p, int status, const char *code, const char *msg)
 {
-    h2o_req_t *req = p->req;
-    p->req = NULL;
+    h2o_req_t *req = p->s.req;
+    p->s.req = NULL;
     if (!p->started) {
         control_respond_error(req, status, code, "%s", msg);
         return;
@@ -167,7 +231,7 @@ static void page_fail(struct jobs_page *p, int status, const char *code, const c
 /* Builds the page's next slice and hands it to h2o (the last one as final). */
 static void page_send_slice(struct jobs_page *p)
 {
-    struct control *c = p->c;
+    struct control *c = p->s.c;
     uint64_t t0 = uv_hrtime();
     int64_t n = slice_size(c);
     if (n > p->left)
@@ -205,19 +269,14 @@ static void page_send_slice(struct jobs_page *p)
             page_append(p, &b, p->tail, 0, json_array_size(p->tail));
         outbuf_add(p->started || b.len != 0 ? "]\n" : "[]\n", p->started || b.len != 0 ? 2 : 3, &b);
     }
-    h2o_req_t *req = p->req;
+    h2o_req_t *req = p->s.req;
     if (!p->started) {
         p->started = true;
-        req->res.status = 200;
-        req->res.reason = control_status_reason(200);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                       H2O_STRLIT("application/json"));
-        h2o_start_response(req, &p->super);
+        stream_respond(&p->s, "application/json");
     }
-    free(p->inflight);
-    p->inflight = b.p;
+    stream_hand(&p->s, b.p);
     if (last)
-        p->req = NULL; /* h2o calls neither proceed nor stop after the final send */
+        p->s.req = NULL; /* h2o calls neither proceed nor stop after the final send */
     h2o_iovec_t buf = h2o_iovec_init(b.p, b.len);
     h2o_send(req, &buf, 1, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
     if (n >= JOBS_SLICE_MIN) {
@@ -244,36 +303,23 @@ static void on_slice(uv_idle_t *idle)
 static void on_page_proceed(h2o_generator_t *self, h2o_req_t *req)
 {
     (void)req;
-    struct jobs_page *p = CONTAINER_OF(self, struct jobs_page, super);
-    free(p->inflight);
-    p->inflight = NULL;
-    if (p->req == NULL)
+    struct jobs_page *p = CONTAINER_OF(stream_sent(self), struct jobs_page, s);
+    if (p->s.req == NULL)
         return;
-    if (p->c->stopping)
+    if (p->s.c->stopping)
         page_fail(p, 503, "ServiceUnavailable", "migd is shutting down");
     else
         page_queue(p);
 }
 
-/* h2o gives up the answer (the client went away): no more slices. */
+/* h2o gives up the answer (the client went away), or the pool is cleared: no more slices. */
 static void on_page_stop(h2o_generator_t *self, h2o_req_t *req)
 {
     (void)req;
-    struct jobs_page *p = CONTAINER_OF(self, struct jobs_page, super);
-    p->req = NULL;
+    struct jobs_page *p = CONTAINER_OF(self, struct jobs_page, s.super);
+    p->s.req = NULL;
     if (h2o_linklist_is_linked(&p->link))
         h2o_linklist_unlink(&p->link);
-}
-
-/* The request's pool is cleared: p goes with it. */
-static void on_page_disposed(void *arg)
-{
-    struct jobs_page *p = arg;
-    p->req = NULL;
-    if (h2o_linklist_is_linked(&p->link))
-        h2o_linklist_unlink(&p->link);
-    free(p->inflight);
-    p->inflight = NULL;
     json_decref(p->tail);
     p->tail = NULL;
 }
@@ -282,12 +328,8 @@ static void on_page_disposed(void *arg)
 void control_page_start(struct control *c, h2o_req_t *req, const char *state, const char *vm_uuid,
                         bool all, int64_t limit, int64_t offset)
 {
-    struct jobs_page *p = h2o_mem_alloc_shared(&req->pool, sizeof(*p), on_page_disposed);
-    memset(p, 0, sizeof(*p));
-    p->super.proceed = on_page_proceed;
-    p->super.stop = on_page_stop;
-    p->c = c;
-    p->req = req;
+    struct jobs_page *p =
+        stream_new(c, req, sizeof(*p), on_page_proceed, on_page_stop);
     p->state = state;
     p->vm_uuid = vm_uuid;
     p->all = all;
@@ -304,11 +346,18 @@ void control_page_start(struct control *c, h2o_req_t *req, const char *state, co
 static void watch_unregister(struct watch *w)
 {
     if (w->handle != NULL) {
-        engine_unwatch(w->c->d->engine, w->handle);
+        engine_unwatch(w->s.c->d->engine, w->handle);
         w->handle = NULL;
     }
     if (h2o_linklist_is_linked(&w->link))
         h2o_linklist_unlink(&w->link);
+}
+
+/* The stream's request is gone, or has its final send: no more events. */
+static void watch_drop(struct watch *w)
+{
+    w->s.req = NULL;
+    watch_unregister(w);
 }
 
 /* Queues the job's JSON as the one pending line, replacing an older one not yet sent. */
@@ -333,12 +382,11 @@ static void watch_set_pending(struct watch *w, json_t *job)
 /* Hands the pending line to h2o unless a send is in flight (h2o allows one). */
 static void watch_flush(struct watch *w)
 {
-    if (w->req == NULL || w->sending || (w->pending_len == 0 && !w->final_queued))
+    if (w->s.req == NULL || w->sending || (w->pending_len == 0 && !w->final_queued))
         return;
-    h2o_req_t *req = w->req;
+    h2o_req_t *req = w->s.req;
     h2o_iovec_t buf = h2o_iovec_init(w->pending, w->pending_len);
-    free(w->inflight);
-    w->inflight = w->pending;
+    stream_hand(&w->s, w->pending);
     w->pending = NULL;
     w->pending_len = 0;
     w->sending = true;
@@ -346,8 +394,7 @@ static void watch_flush(struct watch *w)
     if (w->final_queued) {
         /* h2o stops calling proceed/stop after the final send; inflight is freed on disposal. */
         state = H2O_SEND_STATE_FINAL;
-        w->req = NULL;
-        watch_unregister(w);
+        watch_drop(w);
     }
     h2o_send(req, &buf, buf.len != 0 ? 1 : 0, state);
 }
@@ -355,7 +402,7 @@ static void watch_flush(struct watch *w)
 static void on_watch_event(void *arg, json_t *job, bool final)
 {
     struct watch *w = arg;
-    if (w->req == NULL || w->final_queued)
+    if (w->s.req == NULL || w->final_queued)
         return;
     watch_set_pending(w, job);
     if (final) {
@@ -369,47 +416,27 @@ static void on_watch_event(void *arg, json_t *job, bool final)
 static void on_watch_proceed(h2o_generator_t *self, h2o_req_t *req)
 {
     (void)req;
-    struct watch *w = CONTAINER_OF(self, struct watch, super);
-    free(w->inflight);
-    w->inflight = NULL;
+    struct watch *w = CONTAINER_OF(stream_sent(self), struct watch, s);
     w->sending = false;
     watch_flush(w);
 }
 
-/* h2o gives up the stream (the client went away): no more sends. */
+/* h2o gives up the stream (the client went away), or the pool is cleared: no more sends. */
 static void on_watch_stop(h2o_generator_t *self, h2o_req_t *req)
 {
     (void)req;
-    struct watch *w = CONTAINER_OF(self, struct watch, super);
-    w->req = NULL;
-    watch_unregister(w);
-}
-
-static void on_watch_disposed(void *p)
-{
-    struct watch *w = p;
-    w->req = NULL;
-    watch_unregister(w);
+    struct watch *w = CONTAINER_OF(self, struct watch, s.super);
+    watch_drop(w);
     free(w->pending);
-    free(w->inflight);
-    w->pending = w->inflight = NULL;
+    w->pending = NULL;
 }
 
 /* A watch stream, its first line job (control_int.h). */
 void control_watch_start(struct control *c, h2o_req_t *req, const char *uuid, json_t *job)
 {
-    struct watch *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), on_watch_disposed);
-    memset(w, 0, sizeof(*w));
-    w->super.proceed = on_watch_proceed;
-    w->super.stop = on_watch_stop;
-    w->c = c;
-    w->req = req;
-
-    req->res.status = 200;
-    req->res.reason = "OK";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/x-ndjson"));
-    h2o_start_response(req, &w->super);
+    struct watch *w =
+        stream_new(c, req, sizeof(*w), on_watch_proceed, on_watch_stop);
+    stream_respond(&w->s, "application/x-ndjson");
 
     /*
      * The first line is the job as it is now.  A job that is over, or switched
