@@ -73,11 +73,16 @@ static struct evac_req *evac_req_new(struct control *c, h2o_req_t *req, int stat
     return e;
 }
 
-/* The start refused at once: the callback's reference goes unused, and the handler answers. */
-static void evac_req_refused(struct evac_req *e)
+/*
+ * The start refused at once: the callback's reference goes unused, and the
+ * request is answered status and code, with msg.
+ */
+static void evac_req_refused(struct evac_req *e, int status, const char *code, const char *msg)
 {
+    h2o_req_t *req = e->req;
     e->req = NULL;
     h2o_mem_release_shared(e);
+    control_respond_error(req, status, code, "%s", msg);
 }
 
 void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
@@ -101,15 +106,12 @@ void control_evacuate(struct control *c, h2o_req_t *req, const char *id)
                  ? rolling_start(c->d, body, on_evac_done, e, err, sizeof(err))
                  : evac_start(c->d, body, on_evac_done, e, err, sizeof(err));
     json_decref(body);
-    if (rc == -EEXIST) {
-        evac_req_refused(e);
-        control_respond_error(req, 409, "EvacuationRunning", "%s", err);
-    } else if (rc != 0) {
-        evac_req_refused(e);
-        control_respond_error(req, rc == -EINVAL ? 400 : 500,
-                              rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
-                              rc == -EINVAL ? err : mig_strerror(rc));
-    }
+    if (rc == -EEXIST)
+        evac_req_refused(e, 409, "EvacuationRunning", err);
+    else if (rc == -EINVAL)
+        evac_req_refused(e, 400, "InvalidArgument", err);
+    else if (rc != 0)
+        evac_req_refused(e, 500, "InternalError", mig_strerror(rc));
 }
 
 void control_estimate(struct control *c, h2o_req_t *req, const char *id)
@@ -121,12 +123,10 @@ void control_estimate(struct control *c, h2o_req_t *req, const char *id)
     char err[256];
     struct evac_req *e = evac_req_new(c, req, 200);
     int rc = estimate_start(c->d, params[0].value, on_evac_done, e, err, sizeof(err));
-    if (rc != 0) {
-        evac_req_refused(e);
-        control_respond_error(req, rc == -EINVAL ? 400 : 500,
-                              rc == -EINVAL ? "InvalidArgument" : "InternalError", "%s",
-                              rc == -EINVAL ? err : mig_strerror(rc));
-    }
+    if (rc == -EINVAL)
+        evac_req_refused(e, 400, "InvalidArgument", err);
+    else if (rc != 0)
+        evac_req_refused(e, 500, "InternalError", mig_strerror(rc));
 }
 
 /* GET /doctor[?cn=CN[,CN...]]: what migrations left behind (doctor.c); POST /doctor/fix. */
@@ -146,11 +146,10 @@ static void doctor(struct control *c, h2o_req_t *req, bool fix)
     struct evac_req *e = evac_req_new(c, req, 200);
     int rc = doctor_start(c->d, cns, fix, on_evac_done, e, err, sizeof(err));
     json_decref(cns);
-    if (rc != 0) {
-        evac_req_refused(e);
-        control_respond_error(req, rc == -EINVAL ? 400 : 503,
-                              rc == -EINVAL ? "InvalidArgument" : "ServiceUnavailable", "%s", err);
-    }
+    if (rc == -EINVAL)
+        evac_req_refused(e, 400, "InvalidArgument", err);
+    else if (rc != 0)
+        evac_req_refused(e, 503, "ServiceUnavailable", err);
 }
 
 void control_doctor(struct control *c, h2o_req_t *req, const char *id)
@@ -240,14 +239,12 @@ void control_evacuation_unreserve(struct control *c, h2o_req_t *req, const char 
     char err[256];
     struct evac_req *e = evac_req_new(c, req, 200);
     int rc = evac_unreserve(c->d, uuid, on_evac_done, e, err, sizeof(err));
-    if (rc != 0) {
-        evac_req_refused(e);
-        control_respond_error(req, rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : 500,
-                              rc == -ENOENT  ? "ResourceNotFound"
-                              : rc == -EBUSY ? "EvacuationRunning"
-                                             : "InternalError",
-                              "%s", err);
-    }
+    if (rc == -ENOENT)
+        evac_req_refused(e, 404, "ResourceNotFound", err);
+    else if (rc == -EBUSY)
+        evac_req_refused(e, 409, "EvacuationRunning", err);
+    else if (rc != 0)
+        evac_req_refused(e, 500, "InternalError", err);
 }
 
 /* POST /evacuations/:id/return: its VMs back to their CNs (evac_homecoming.c). */
@@ -269,17 +266,12 @@ void control_evacuation_return(struct control *c, h2o_req_t *req, const char *uu
     struct evac_req *e = evac_req_new(c, req, 201);
     int rc = evac_homecoming(c->d, uuid, body, on_evac_done, e, err, sizeof(err));
     json_decref(body);
-    if (rc != 0) {
-        evac_req_refused(e);
-        control_respond_error(req,
-                              rc == -ENOENT   ? 404
-                              : rc == -EBUSY  ? 409
-                              : rc == -EINVAL ? 400
-                                              : 500,
-                              rc == -ENOENT   ? "ResourceNotFound"
-                              : rc == -EBUSY  ? "EvacuationRunning"
-                              : rc == -EINVAL ? "InvalidArgument"
-                                              : "InternalError",
-                              "%s", err);
-    }
+    if (rc == -ENOENT)
+        evac_req_refused(e, 404, "ResourceNotFound", err);
+    else if (rc == -EBUSY)
+        evac_req_refused(e, 409, "EvacuationRunning", err);
+    else if (rc == -EINVAL)
+        evac_req_refused(e, 400, "InvalidArgument", err);
+    else if (rc != 0)
+        evac_req_refused(e, 500, "InternalError", err);
 }
