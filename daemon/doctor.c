@@ -524,6 +524,19 @@ static bool asked(struct doctor_run *r, const char *uuid, const char *host)
 }
 
 /*
+ * GETs url (taken; NULL when it could not be built), with the HTTP
+ * client's default retries, for cb with r.  0, or a negative errno when it
+ * cannot start.
+ */
+static int get(struct doctor_run *r, char *url, mig_http_cb cb)
+{
+    struct mig_http_req req = {.method = "GET", .url = url, .retries = -1};
+    int rc = url != NULL ? mig_http_request(r->d->http, &req, cb, r) : -EINVAL;
+    free(url);
+    return rc;
+}
+
+/*
  * The doctor reads CNAPI's servers and VMAPI's VMs as lists: true when resp
  * is one, else false once the run failed as code, naming call and what the
  * answer should have been.
@@ -578,16 +591,6 @@ static void on_servers(void *arg, const struct mig_http_resp *resp)
         return;
     }
     visit_next(r);
-}
-
-static void on_vms(void *arg, const struct mig_http_resp *resp);
-
-static int get(struct doctor_run *r, char *url, mig_http_cb cb)
-{
-    struct mig_http_req req = {.method = "GET", .url = url, .retries = -1};
-    int rc = url != NULL ? mig_http_request(r->d->http, &req, cb, r) : -EINVAL;
-    free(url);
-    return rc;
 }
 
 static void on_vms(void *arg, const struct mig_http_resp *resp)
