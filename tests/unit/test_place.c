@@ -127,6 +127,14 @@ static void add_source(struct fixture *f)
     add(f->servers, cn(1, "cn1", 256 * GIB, 4000 * GIB, "admin,external,internal,storage"));
 }
 
+/* The head node hn, as CNAPI lists it: never a target. */
+static void add_headnode(struct fixture *f, int n, int64_t ram_mib, const char *tags)
+{
+    json_t *hn = cn(n, "hn", ram_mib, 1000 * GIB, tags);
+    json_object_set_new(hn, "headnode", json_true());
+    add(f->servers, hn);
+}
+
 /* Plans with f->o and expects success. */
 static struct mig_place *plan(struct fixture *f)
 {
@@ -137,6 +145,17 @@ static struct mig_place *plan(struct fixture *f)
     assert_non_null(f->p);
     assert_int_equal(f->p->nplaced + f->p->nskipped + f->p->nunplaced, f->p->nvms);
     return f->p;
+}
+
+/* Plans with f->o and expects the whole plan refused, with rule and message. */
+static void expect_refused(struct fixture *f, const char *rule, const char *message)
+{
+    mig_place_free(f->p);
+    f->p = NULL;
+    assert_int_equal(mig_place_plan(f->servers, f->vms, &f->o, &f->p, &f->r), MIG_EREFUSED);
+    assert_null(f->p);
+    assert_string_equal(f->r.rule, rule);
+    assert_string_equal(f->r.message, message);
 }
 
 /*
@@ -218,9 +237,7 @@ static void test_nic_tags(void **state)
     add_source(f);
     add(f->servers, cn(2, "cn2", 64 * GIB, 1000 * GIB, "admin,external"));
     add(f->servers, cn(3, "cn3", 64 * GIB, 1000 * GIB, "admin,internal"));
-    json_t *hn = cn(4, "hn", 64 * GIB, 1000 * GIB, "admin,external,internal,storage");
-    json_object_set_new(hn, "headnode", json_true());
-    add(f->servers, hn);
+    add_headnode(f, 4, 64 * GIB, "admin,external,internal,storage");
 
     add(f->vms, vm(1, "web", GIB, 10, "external"));
     add(f->vms, vm(2, "db", GIB, 10, "external,storage"));    /* only the source and hn */
@@ -424,9 +441,7 @@ static void test_to_honoured(void **state)
     add(f->servers, cn(2, "cn2", 128 * GIB, 1000 * GIB, "external"));
     add(f->servers, cn(3, "cn3", 64 * GIB, 1000 * GIB, "external"));
     add(f->servers, cn(4, "cn4", 64 * GIB, 1000 * GIB, "external"));
-    json_t *hn = cn(5, "hn", 512 * GIB, 1000 * GIB, "external");
-    json_object_set_new(hn, "headnode", json_true());
-    add(f->servers, hn);
+    add_headnode(f, 5, 512 * GIB, "external");
     add(f->vms, vm(1, "a", GIB, 10, "external"));
     add(f->vms, vm(2, "b", GIB, 10, "external"));
 
@@ -463,13 +478,9 @@ static void test_to_honoured(void **state)
     const char *bad[] = {"cn3", "cn9"};
     f->o.to = bad;
     f->o.nto = 2;
-    mig_place_free(f->p);
-    f->p = NULL;
-    assert_int_equal(mig_place_plan(f->servers, f->vms, &f->o, &f->p, &f->r), MIG_EREFUSED);
-    assert_null(f->p);
-    assert_string_equal(f->r.rule, MIG_RULE_TARGET_UNKNOWN);
-    assert_string_equal(f->r.message, "target CN cn9 is not among CNAPI's servers; check the CN "
-                                      "uuid or hostname in the target list");
+    expect_refused(f, MIG_RULE_TARGET_UNKNOWN,
+                   "target CN cn9 is not among CNAPI's servers; check the CN uuid or hostname in "
+                   "the target list");
 }
 
 /* --- determinism ------------------------------------------------------------------- */
@@ -593,8 +604,7 @@ static void add_excluded(struct fixture *f)
     json_object_set_new(s, "current_platform", json_string(OLDPLAT));
     add(f->servers, s = cn(7, "cn7", 64 * GIB, 1000 * GIB, "external"));
     json_object_del(s, "unreserved_ram");
-    add(f->servers, s = cn(9, "hn", 512 * GIB, 1000 * GIB, "external"));
-    json_object_set_new(s, "headnode", json_true());
+    add_headnode(f, 9, 512 * GIB, "external");
 }
 
 static void expect_excluded(const struct mig_place *p, int n, const char *rule, const char *why)
@@ -777,17 +787,12 @@ static void test_one_vm(void **state)
 
     /* A VM that names no CN, and no source given: nothing to plan from. */
     json_object_del(json_array_get(f->vms, 0), "server_uuid");
-    mig_place_free(f->p);
-    f->p = NULL;
-    assert_int_equal(mig_place_plan(f->servers, f->vms, &f->o, &f->p, &f->r), MIG_EREFUSED);
-    assert_null(f->p);
-    assert_string_equal(f->r.rule, MIG_PLACE_RULE_SOURCE_UNKNOWN);
-    assert_string_equal(f->r.message, "no source CN: none was given and no VM has a server_uuid; "
-                                      "name the CN to evacuate");
+    expect_refused(f, MIG_PLACE_RULE_SOURCE_UNKNOWN,
+                   "no source CN: none was given and no VM has a server_uuid; name the CN to "
+                   "evacuate");
     f->o.source = "cn42";
-    assert_int_equal(mig_place_plan(f->servers, f->vms, &f->o, &f->p, &f->r), MIG_EREFUSED);
-    assert_string_equal(f->r.message, "source CN cn42 is not among CNAPI's servers; check the CN "
-                                      "uuid or hostname");
+    expect_refused(f, MIG_PLACE_RULE_SOURCE_UNKNOWN,
+                   "source CN cn42 is not among CNAPI's servers; check the CN uuid or hostname");
 
     /* No VM, no source: an empty plan. */
     json_array_clear(f->vms);
