@@ -68,6 +68,29 @@ static void release(json_t *out, json_t *vms, json_t *jobs)
     json_decref(jobs);
 }
 
+/*
+ * Doctor's findings on the n CNs cns, with VMAPI placing the VM running on
+ * cn1 and jobs (released here) the jobs migd knows; trust_unknown as
+ * mig_doctor_findings takes it.
+ */
+static json_t *findings_on_cn1(const struct mig_doctor_cn *cns, size_t n, json_t *jobs,
+                               bool trust_unknown)
+{
+    json_t *vms = vms_on(CN1, "running");
+    json_t *out = mig_doctor_findings(cns, n, vms, jobs, NULL, trust_unknown);
+    json_decref(vms);
+    json_decref(jobs);
+    return out;
+}
+
+/* findings_on_cn1(cns, n, jobs, true) finds nothing. */
+static void expect_no_findings(const struct mig_doctor_cn *cns, size_t n, json_t *jobs)
+{
+    json_t *out = findings_on_cn1(cns, n, jobs, true);
+    assert_int_equal(json_array_size(out), 0);
+    json_decref(out);
+}
+
 /* The one finding of kind, failing unless there is exactly one. */
 static json_t *only(json_t *findings, const char *kind)
 {
@@ -94,12 +117,8 @@ static void test_nothing_wrong(void **state)
     (void)state;
     struct mig_doctor_cn cns[] = {cn1_snapshots("zones/" VM "@migd-" JOB_SWITCHED "-3\n", ""),
                                   cn_zones(2, NO_ZONES)};
-    json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = one_job(JOB_SWITCHED, "switched", "cn2", "cn1");
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
     /* A switched job's final snapshot is its own; the VM runs where VMAPI says. */
-    assert_int_equal(json_array_size(out), 0);
-    release(out, vms, jobs);
+    expect_no_findings(cns, 2, one_job(JOB_SWITCHED, "switched", "cn2", "cn1"));
 }
 
 static void test_snapshots_and_keys_of_ended_jobs(void **state)
@@ -109,9 +128,7 @@ static void test_snapshots_and_keys_of_ended_jobs(void **state)
                         "-2\nzones/" VM "@daily\n";
     const char *keys = " migd-job-" JOB_DONE "\n/var/tmp/migd-" JOB_GHOST "\n";
     struct mig_doctor_cn cns[] = {cn1_snapshots(snapshots, keys)};
-    json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = one_job(JOB_DONE, "failed", "cn1", "cn2");
-    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, true);
+    json_t *out = findings_on_cn1(cns, 1, one_job(JOB_DONE, "failed", "cn1", "cn2"), true);
     assert_int_equal(json_array_size(out), 4);
     size_t i;
     json_t *f;
@@ -137,7 +154,7 @@ static void test_snapshots_and_keys_of_ended_jobs(void **state)
     assert_non_null(strstr(s(k, "fix"), "\" migd-job-" JOB_DONE "\""));
     json_t *d = only(out, "key_dir");
     assert_string_equal(s(d, "fix"), "rm -rf /var/tmp/migd-" JOB_GHOST " (on cn1)");
-    release(out, vms, jobs);
+    json_decref(out);
 }
 
 static void test_copies_kept_stray_and_only(void **state)
@@ -286,16 +303,14 @@ static void test_unknown_jobs_are_not_fixed_when_rows_are_unreadable(void **stat
     (void)state;
     struct mig_doctor_cn cns[] = {
         cn1_snapshots("zones/" VM "@migd-" JOB_GHOST "-1\nzones/" VM "@migd-" JOB_DONE "-1\n", "")};
-    json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = one_job(JOB_DONE, "aborted", "cn1", "cn2");
-    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, false);
+    json_t *out = findings_on_cn1(cns, 1, one_job(JOB_DONE, "aborted", "cn1", "cn2"), false);
     assert_int_equal(json_array_size(out), 2);
     size_t i;
     json_t *f;
     json_array_foreach(out, i, f)
         assert_int_equal(json_is_true(json_object_get(f, "fixable")),
                          strstr(s(f, "name"), JOB_DONE) != NULL);
-    release(out, vms, jobs);
+    json_decref(out);
 }
 
 /* A VM that a job moves now (queued, running, waiting) is never judged: its zones are in motion. */
@@ -303,16 +318,9 @@ static void test_a_vm_in_motion_is_not_judged(void **state)
 {
     (void)state;
     struct mig_doctor_cn cns[] = {cn_zones(1, ZONE_RUNNING), cn_zones(2, ZONE_RUNNING)};
-    json_t *vms = vms_on(CN1, "running");
     static const char *const states[] = {"queued", "running", "waiting"};
-    for (int k = 0; k < 3; k++) {
-        json_t *jobs = one_job(JOB_SWITCHED, states[k], "cn1", "cn2");
-        json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
-        assert_int_equal(json_array_size(out), 0);
-        json_decref(out);
-        json_decref(jobs);
-    }
-    json_decref(vms);
+    for (int k = 0; k < 3; k++)
+        expect_no_findings(cns, 2, one_job(JOB_SWITCHED, states[k], "cn1", "cn2"));
 }
 
 /* A migd snapshot another tool holds is reported, never fixed; an unheld one is fixable. */
@@ -322,9 +330,7 @@ static void test_held_snapshots(void **state)
     const char *snapshots = "zones/" VM "@migd-" JOB_DONE "-1\t2\nzones/" VM "@migd-" JOB_DONE
                         "-2\t0\nzones/" VM "@daily\t1\n";
     struct mig_doctor_cn cns[] = {cn1_snapshots(snapshots, "")};
-    json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = one_job(JOB_DONE, "succeeded", "cn2", "cn1");
-    json_t *out = mig_doctor_findings(cns, 1, vms, jobs, NULL, true);
+    json_t *out = findings_on_cn1(cns, 1, one_job(JOB_DONE, "succeeded", "cn2", "cn1"), true);
     assert_int_equal(json_array_size(out), 2);
     json_t *held = only(out, "held_snapshot");
     assert_string_equal(s(held, "name"), "zones/" VM "@migd-" JOB_DONE "-1");
@@ -335,7 +341,7 @@ static void test_held_snapshots(void **state)
     json_t *free_one = only(out, "snapshot");
     assert_string_equal(s(free_one, "name"), "zones/" VM "@migd-" JOB_DONE "-2");
     assert_true(json_is_true(json_object_get(free_one, "fixable")));
-    release(out, vms, jobs);
+    json_decref(out);
 }
 
 /*
@@ -351,9 +357,7 @@ static void test_resume_tokens(void **state)
         cn_zones(1, ZONE_RUNNING),
         {"cn2", CN2, "", NO_ZONES, "", "", NULL, tokens},
     };
-    json_t *vms = vms_on(CN1, "running");
-    json_t *jobs = one_job(JOB_DONE, "failed", "cn1", "cn2");
-    json_t *out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
+    json_t *out = findings_on_cn1(cns, 2, one_job(JOB_DONE, "failed", "cn1", "cn2"), true);
     assert_int_equal(json_array_size(out), 2);
     size_t i;
     json_t *f;
@@ -369,15 +373,11 @@ static void test_resume_tokens(void **state)
     assert_string_equal(s(json_array_get(out, 1), "vm_uuid"), VM2);
     assert_true(json_is_null(json_object_get(json_array_get(out, 1), "job")));
     json_decref(out);
-    json_decref(jobs);
     /* A job on its way to cn2 resumes its own stream. */
-    jobs = one_job(JOB_SWITCHED, "running", "cn1", "cn2");
-    out = mig_doctor_findings(cns, 2, vms, jobs, NULL, true);
+    out = findings_on_cn1(cns, 2, one_job(JOB_SWITCHED, "running", "cn1", "cn2"), true);
     assert_int_equal(json_array_size(out), 1);
     assert_string_equal(s(json_array_get(out, 0), "vm_uuid"), VM2);
     json_decref(out);
-    json_decref(jobs);
-    json_decref(vms);
 }
 
 /*
