@@ -15,7 +15,6 @@
 
 struct cn_reserve {
     struct mig_act a; /* first member: the coroutine receives &r->a */
-    struct mig_job *carrier; /* the exec's job: the ops need one; never saved */
     struct exec *x;
     json_t *uuids;    /* the CNs' uuids (owned) */
     size_t i;
@@ -65,12 +64,11 @@ struct cn_reserve *cn_reserve_start(struct migd *d, json_t *uuids, bool reserved
     r->reserved = reserved;
     r->cb = cb;
     r->arg = arg;
-    r->carrier = mig_job_new();
-    if (exec_new(d, r->carrier, &hooks, r, &r->x) != 0) {
+    if (exec_new_calls(d, NULL, &hooks, r, &r->x) != 0) {
         cn_reserve_free(r);
         return NULL;
     }
-    mig_act_init(&r->a, r->carrier, exec_env(r->x), -1, -1);
+    mig_act_init(&r->a, NULL, exec_env(r->x), -1, -1);
     r->init = true;
     exec_call(r->x, reserve_step, &r->a);
     return r;
@@ -84,6 +82,5 @@ void cn_reserve_free(struct cn_reserve *r)
     if (r->init)
         mig_act_clear(&r->a);
     json_decref(r->uuids);
-    mig_job_free(r->carrier);
     free(r);
 }

@@ -48,7 +48,6 @@ struct homecoming_run {
     json_t *evacs;               /* its evacuations (owned) */
     json_t *options;             /* mode, max_parallel, window, cleanup_after_s (owned) */
     bool dry_run;
-    struct mig_job *carrier; /* the exec's job: the API calls need one; never saved */
     struct exec *x;
     struct ret_check chk;
     struct cn_reserve *res;
@@ -68,7 +67,6 @@ static void run_free(struct homecoming_run *r)
     json_decref(r->chk.moves);
     json_decref(r->chk.down);
     cn_reserve_free(r->res);
-    mig_job_free(r->carrier);
     json_decref(r->evacs);
     json_decref(r->options);
     json_decref(r->record);
@@ -464,14 +462,13 @@ int evac_homecoming(struct migd *d, const char *uuid, json_t *body, evac_cb cb, 
     r->next = d->homecoming_runs;
     d->homecoming_runs = r;
     gather(r);
-    r->carrier = mig_job_new();
-    rc = exec_new(d, r->carrier, &hooks, r, &r->x);
+    rc = exec_new_calls(d, NULL, &hooks, r, &r->x);
     if (rc != 0) {
         run_free(r);
         mig_errf(err, errsz, "cannot start: %s", mig_strerror(rc));
         return rc;
     }
-    mig_act_init(&r->chk.a, r->carrier, exec_env(r->x), -1, -1);
+    mig_act_init(&r->chk.a, NULL, exec_env(r->x), -1, -1);
     r->chk.init = true;
     exec_call(r->x, check_step, &r->chk.a);
     return 0;

@@ -24,7 +24,6 @@
 
 struct evac_run {
     struct migd *d;
-    struct mig_job *carrier; /* carries the CN's address for the ops; never saved */
     struct exec *x;
     struct mig_evac ev;
     char *to_store[64];      /* the --to list, owned */
@@ -73,7 +72,6 @@ static void evac_free(struct evac_run *r)
     mig_evac_clear(&r->ev);
     for (size_t i = 0; i < r->nto; i++)
         free(r->to_store[i]);
-    mig_job_free(r->carrier);
     json_decref(r->record);
     free(r);
 }
@@ -91,13 +89,13 @@ static void answer(struct evac_run *r, int err, const char *code, const char *ms
 /* The reservation: POST CNAPI /servers/UUID {"reserved": true} (an update: safe to repeat). */
 static int reserve_step(struct mig_act *a)
 {
+    const struct mig_evac *e = (const struct mig_evac *)a; /* a is r->ev.a, its first member */
     ACT_BEGIN(a);
-    ACT_HTTP(a, "CNAPI", "POST",
-             mig_api_url(a->env->cnapi, "/servers/%s", a->job->source_server_uuid),
+    ACT_HTTP(a, "CNAPI", "POST", mig_api_url(a->env->cnapi, "/servers/%s", e->source_uuid),
              json_pack("{s:b}", "reserved", 1));
     if (!mig_res_http_ok(a->res))
         return mig_act_fail_res(a, "CnapiError", "cannot mark %s reserved in CNAPI",
-                                a->job->source_hostname);
+                                e->source_hostname);
     ACT_END(a);
 }
 
@@ -138,8 +136,8 @@ static bool held_off_this_cn(struct evac_run *r, json_t *entry, const char *hold
     json_t *job = engine_job_json(r->d->engine, holder);
     const char *source = json_string_value(json_object_get(job, "source_server_uuid"));
     /* A return (no CN of its own) takes no job as its own. */
-    bool ours = r->carrier != NULL && source != NULL &&
-                strcasecmp(source, r->carrier->source_server_uuid) == 0;
+    bool ours = r->ev.source_uuid[0] != '\0' && source != NULL &&
+                strcasecmp(source, r->ev.source_uuid) == 0;
     if (!ours) {
         char msg[300];
         snprintf(msg, sizeof(msg),
@@ -239,7 +237,7 @@ static json_t *plan_record(struct evac_run *r)
         const char *target = json_string_value(json_object_get(p, "target_uuid"));
         struct mig_rate rate = {-1, -1};
         if (target != NULL)
-            mig_store_rate(r->d->store, r->carrier->source_server_uuid, target, &rate);
+            mig_store_rate(r->d->store, r->ev.source_uuid, target, &rate);
         json_t *e = json_deep_copy(p);
         json_object_set_new(e, "bytes", json_integer(bytes));
         json_object_set_new(e, "estimate_s",
@@ -383,7 +381,7 @@ static void on_planned(struct evac_run *r, int err)
         answer(r, MIG_EREFUSED, r->ev.a.err_code, r->ev.a.err_msg);
         return;
     }
-    json_t *latest = mig_store_evac_latest(r->d->store, r->carrier->source_server_uuid);
+    json_t *latest = mig_store_evac_latest(r->d->store, r->ev.source_uuid);
     if (evac_is_homecoming(latest)) {
         if (evac_unfinished(latest) && !r->dry_run) {
             /* VMs are coming home to it (evac_homecoming.c): emptying it now would fight them. */
@@ -391,7 +389,7 @@ static void on_planned(struct evac_run *r, int err)
             snprintf(msg, sizeof(msg),
                      "VMs are coming home to %s (homecoming %s of evacuation %s); wait for it to "
                      "end, or pause it, first",
-                     r->carrier->source_hostname,
+                     r->ev.source_hostname,
                      json_string_value(json_object_get(latest, "uuid")),
                      json_string_value(json_object_get(latest, "homecoming_of")));
             json_decref(latest);
@@ -409,7 +407,7 @@ static void on_planned(struct evac_run *r, int err)
         snprintf(msg, sizeof(msg),
                  "%s waits its turn in rolling evacuation %s; run migctl evacuate with the same "
                  "CNs to see it",
-                 r->carrier->source_hostname,
+                 r->ev.source_hostname,
                  json_string_value(json_object_get(json_object_get(latest, "rolling"), "uuid")));
         json_decref(latest);
         answer(r, MIG_EREFUSED, "EvacuationQueued", msg);
@@ -450,8 +448,8 @@ static void on_planned(struct evac_run *r, int err)
     plan_totals(r, plan, &bytes, &window);
     r->record = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:{s:s, s:o, s:i, s:b}, s:o, s:I, s:I, s:i, s:b, s:b}", "uuid",
-        uuid, "server_uuid", r->carrier->source_server_uuid, "hostname",
-        r->carrier->source_hostname, "state", r->dry_run ? "plan" : "running", "created_ms",
+        uuid, "server_uuid", r->ev.source_uuid, "hostname",
+        r->ev.source_hostname, "state", r->dry_run ? "plan" : "running", "created_ms",
         (json_int_t)mig_now_ms(), "options", "mode", r->mode, "to", to, "max_parallel",
         r->max_parallel, "no_reserve", r->no_reserve, "plan", plan, "bytes", (json_int_t)bytes,
         "estimate_s", (json_int_t)window, "parallel", lanes(r), "reserved",
@@ -486,7 +484,7 @@ static void on_planned(struct evac_run *r, int err)
     }
     r->reserving = true;
     mig_act_clear(&r->ev.a);
-    mig_act_init(&r->ev.a, r->carrier, exec_env(r->x), -1, -1);
+    mig_act_init(&r->ev.a, NULL, exec_env(r->x), -1, -1);
     exec_call(r->x, reserve_step, &r->ev.a);
 }
 
@@ -603,13 +601,12 @@ static int begin(struct migd *d, json_t *body, bool estimate, evac_cb cb, void *
         r->to[r->nto] = r->to_store[r->nto];
         r->nto++;
     }
-    r->carrier = mig_job_new();
-    int rc = exec_new(d, r->carrier, &hooks, r, &r->x);
+    int rc = exec_new_calls(d, &r->ev.peers, &hooks, r, &r->x);
     if (rc != 0) {
         evac_free(r);
         return rc;
     }
-    mig_evac_init(&r->ev, r->carrier, exec_env(r->x));
+    mig_evac_init(&r->ev, exec_env(r->x));
     snprintf(r->ev.server, sizeof(r->ev.server), "%s", server);
     r->ev.to = r->to;
     r->ev.nto = r->nto;
@@ -800,7 +797,7 @@ bool evac_planning(struct migd *d, const char *server_uuid)
 {
     for (struct evac_run *r = d->evac_runs; r != NULL; r = r->next_run)
         if (strcasecmp(r->ev.server, server_uuid) == 0 ||
-            (r->carrier != NULL && strcasecmp(r->carrier->source_server_uuid, server_uuid) == 0))
+            (r->ev.source_uuid[0] != '\0' && strcasecmp(r->ev.source_uuid, server_uuid) == 0))
             return true;
     return false;
 }

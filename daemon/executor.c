@@ -52,7 +52,8 @@ struct pending {
 
 struct exec {
     struct migd *d;
-    struct mig_job *job;
+    struct mig_job *job;            /* NULL: an executor of calls only (exec_new_calls) */
+    const struct mig_peers *peers;  /* without a job: where its calls go (the owner's) */
     const struct exec_hooks *hooks;
     void *owner;
     struct ops ops;
@@ -282,19 +283,24 @@ static void drive(struct exec *x)
         return;
     }
     struct mig_op *op = &x->cur->op;
+    x->op_started_ms = mig_now_ms();
+    if (x->job == NULL) {
+        ops_start(&x->ops, op, x->peers, http_retries(x), 0);
+        return;
+    }
     if (op->kind == MIG_OP_RELAY || op->progress) {
         x->relay_base = (uint64_t)x->job->progress.bytes_sent;
         x->relay_started_ms = mig_now_ms();
     }
     uint64_t limit = (uint64_t)x->job->limit_mbps * 1000000 / 8;
-    x->op_started_ms = mig_now_ms();
-    ops_start(&x->ops, op, x->job, http_retries(x), limit);
+    struct mig_peers peers = mig_job_peers(x->job);
+    ops_start(&x->ops, op, &peers, http_retries(x), limit);
 }
 
 static void on_progress(void *owner, uint64_t bytes)
 {
     struct exec *x = owner;
-    if (x->cur == NULL || !x->cur->op.progress)
+    if (x->cur == NULL || !x->cur->op.progress || x->job == NULL)
         return;
     struct mig_progress *p = &x->job->progress;
     p->bytes_sent = (int64_t)(x->relay_base + bytes);
@@ -568,6 +574,30 @@ static void next_undo(struct exec *x)
 
 /* ---- completions ---- */
 
+/* What the action (or its undo) is for is so now, by its probe or its act: journal it. */
+static void achieved(struct exec *x, bool undo)
+{
+    clear_leftover(x);
+    if (undo)
+        journal(x, MIG_ACTION_UNDONE, NULL, after_undone);
+    else
+        journal(x, MIG_ACTION_DONE, NULL, after_done);
+}
+
+/* The action (or its undo) itself ended: done, or failed. */
+static void acted(struct exec *x, int rc, bool undo)
+{
+    if (rc == MIG_ACT_FAIL) {
+        if (undo)
+            undo_failed(x);
+        else
+            forward_failed(x);
+        return;
+    }
+    exec_crash_point(step(x)->key, undo ? "undo-after-act" : "after-act");
+    achieved(x, undo);
+}
+
 static void on_fn_result(struct exec *x, int rc)
 {
     switch (x->stage) {
@@ -575,49 +605,33 @@ static void on_fn_result(struct exec *x, int rc)
         finish(x, rc == MIG_ACT_DONE ? 0 : MIG_EREFUSED);
         return;
     case ST_PROBE:
-        if (rc == MIG_ACT_DONE) {
-            clear_leftover(x);
-            journal(x, MIG_ACTION_DONE, NULL, after_done);
-        } else if (rc == MIG_ACT_ABSENT) {
-            if (jstatus(x, step(x)->key) == MIG_ACTION_STARTED)
-                begin_act(x);
-            else
-                journal(x, MIG_ACTION_STARTED, NULL, begin_act);
-        } else {
+        if (rc == MIG_ACT_DONE)
+            achieved(x, false);
+        else if (rc != MIG_ACT_ABSENT)
             forward_failed(x);
-        }
+        else if (jstatus(x, step(x)->key) == MIG_ACTION_STARTED)
+            begin_act(x);
+        else
+            journal(x, MIG_ACTION_STARTED, NULL, begin_act);
         return;
     case ST_ACT:
-        if (rc == MIG_ACT_FAIL) {
-            forward_failed(x);
-            return;
-        }
-        exec_crash_point(step(x)->key, "after-act");
-        clear_leftover(x);
-        journal(x, MIG_ACTION_DONE, NULL, after_done);
+        acted(x, rc, false);
         return;
     case ST_UNDO_PROBE:
-        if (rc == MIG_ACT_ABSENT) {
-            clear_leftover(x);
-            journal(x, MIG_ACTION_UNDONE, NULL, after_undone);
-        } else if (rc == MIG_ACT_DONE)
+        if (rc == MIG_ACT_ABSENT)
+            achieved(x, true);
+        else if (rc == MIG_ACT_DONE)
             begin_undo(x);
         else
             undo_failed(x);
         return;
     case ST_UNDO:
-        if (rc == MIG_ACT_FAIL) {
-            undo_failed(x);
-            return;
-        }
-        exec_crash_point(step(x)->key, "undo-after-act");
-        clear_leftover(x);
-        journal(x, MIG_ACTION_UNDONE, NULL, after_undone);
+        acted(x, rc, true);
         return;
     default:
         /* A result nobody waits for: the walk's state is not what the journal says. */
-        MIG_INVARIANT(false, "job %s: an action's result in executor stage %d", x->job->uuid,
-                      (int)x->stage);
+        MIG_INVARIANT(false, "job %s: an action's result in executor stage %d",
+                      x->job != NULL ? x->job->uuid : "(none)", (int)x->stage);
     }
 }
 
@@ -640,7 +654,7 @@ static void on_op_done(void *owner, const struct mig_result *res)
         break;
     }
     x->op_ms += mig_now_ms() - x->op_started_ms;
-    if (x->cur->op.kind == MIG_OP_RELAY || x->cur->op.progress) {
+    if ((x->cur->op.kind == MIG_OP_RELAY || x->cur->op.progress) && x->job != NULL) {
         x->streamed += res->bytes;
         x->job->progress.bytes_sent = (int64_t)(x->relay_base + res->bytes);
     }
@@ -650,12 +664,13 @@ static void on_op_done(void *owner, const struct mig_result *res)
 
 /* ---- the API ---- */
 
-int exec_new(struct migd *d, struct mig_job *job, const struct exec_hooks *hooks, void *owner,
-             struct exec **out)
+static int exec_alloc(struct migd *d, struct mig_job *job, const struct mig_peers *peers,
+                      const struct exec_hooks *hooks, void *owner, struct exec **out)
 {
     struct exec *x = mig_calloc(1, sizeof(*x));
     x->d = d;
     x->job = job;
+    x->peers = peers;
     x->hooks = hooks;
     x->owner = owner;
     x->env = (struct mig_act_env){.pool = POOL,
@@ -678,6 +693,19 @@ int exec_new(struct migd *d, struct mig_job *job, const struct exec_hooks *hooks
     return 0;
 }
 
+int exec_new(struct migd *d, struct mig_job *job, const struct exec_hooks *hooks, void *owner,
+             struct exec **out)
+{
+    return exec_alloc(d, job, NULL, hooks, owner, out);
+}
+
+int exec_new_calls(struct migd *d, const struct mig_peers *peers, const struct exec_hooks *hooks,
+                   void *owner, struct exec **out)
+{
+    static const struct mig_peers no_cn; /* API calls only */
+    return exec_alloc(d, NULL, peers != NULL ? peers : &no_cn, hooks, owner, out);
+}
+
 static void on_ops_closed(void *arg)
 {
     struct exec *x = arg;
@@ -696,6 +724,7 @@ void exec_free(struct exec *x)
 
 void exec_run(struct exec *x, const struct mig_plan *plan)
 {
+    assert(x->job != NULL); /* a walk has a journal: only a job's executor walks */
     x->plan = *plan;
     x->at = 0;
     x->undo = false;
@@ -713,6 +742,7 @@ void exec_run(struct exec *x, const struct mig_plan *plan)
 
 void exec_undo(struct exec *x, unsigned phase_mask)
 {
+    assert(x->job != NULL); /* a walk has a journal: only a job's executor walks */
     x->undo = true;
     x->at = 0;
     x->plan.n = 0;
@@ -740,6 +770,7 @@ void exec_undo(struct exec *x, unsigned phase_mask)
 
 void exec_undo_steps(struct exec *x, const struct mig_plan *plan)
 {
+    assert(x->job != NULL); /* a walk has a journal: only a job's executor walks */
     x->undo = true;
     x->at = 0;
     x->plan = *plan;

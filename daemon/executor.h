@@ -42,6 +42,14 @@ struct exec_hooks {
 /* Creates an executor for job (borrowed: the owner keeps it alive).  0 or a negative code. */
 int exec_new(struct migd *d, struct mig_job *job, const struct exec_hooks *hooks, void *owner,
              struct exec **out);
+/*
+ * Creates an executor of calls only (exec_call, exec_sleep): no job, no
+ * journal, no walk.  Its operations go where peers say (borrowed: the owner
+ * keeps it alive and may fill it in as a call learns an address); NULL for
+ * API calls alone.  An evacuation reads its CN this way.  0 or a negative code.
+ */
+int exec_new_calls(struct migd *d, const struct mig_peers *peers, const struct exec_hooks *hooks,
+                   void *owner, struct exec **out);
 /* Stops whatever runs (nothing more reaches the owner) and frees x once the loop lets go. */
 void exec_free(struct exec *x);
 

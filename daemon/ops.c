@@ -15,7 +15,7 @@
 #include "ops.h"
 #include "util.h"
 
-static void start_now(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+static void start_now(struct ops *o, const struct mig_op *op, const struct mig_peers *peers,
                       int http_retries, uint64_t limit_bytes_s);
 
 /*
@@ -26,7 +26,7 @@ static void start_now(struct ops *o, const struct mig_op *op, const struct mig_j
 struct serial_wait {
     struct ops *o;
     const struct mig_op *op; /* the owner's, kept until its op completes */
-    const struct mig_job *job;
+    struct mig_peers peers;  /* its strings the owner's, as op's */
     int http_retries;
     uint64_t limit_bytes_s;
     struct serial_wait *next;
@@ -40,10 +40,10 @@ struct serial_cn {
 static struct serial_cn *serial_cns;
 
 /* True when op may start now (not serial, or its CN is free: o holds it). */
-static bool serial_admit(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+static bool serial_admit(struct ops *o, const struct mig_op *op, const struct mig_peers *peers,
                          int http_retries, uint64_t limit_bytes_s)
 {
-    const char *host = mig_job_side_ip(job, op->on);
+    const char *host = mig_peers_ip(peers, op->on);
     if (!op->serial || op->kind != MIG_OP_SSH || host == NULL)
         return true;
     struct serial_cn *c = serial_cns;
@@ -60,7 +60,7 @@ static bool serial_admit(struct ops *o, const struct mig_op *op, const struct mi
         return true;
     }
     struct serial_wait *w = mig_calloc(1, sizeof(*w));
-    *w = (struct serial_wait){o, op, job, http_retries, limit_bytes_s, NULL};
+    *w = (struct serial_wait){o, op, *peers, http_retries, limit_bytes_s, NULL};
     if (c->tail != NULL)
         c->tail->next = w;
     else
@@ -88,7 +88,7 @@ static void serial_release(struct ops *o)
         c->holder = w->o;
         struct serial_wait next = *w;
         free(w);
-        start_now(next.o, next.op, next.job, next.http_retries, next.limit_bytes_s);
+        start_now(next.o, next.op, &next.peers, next.http_retries, next.limit_bytes_s);
         return;
     }
 }
@@ -271,19 +271,22 @@ static void on_exec_done(void *arg, const struct local_exec_result *r)
     complete(o);
 }
 
+static const char *or_empty(const char *s)
+{
+    return s != NULL ? s : "";
+}
+
 /* A head-node command, with the job in its environment (product.md health.command). */
-static int start_exec(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+static int start_exec(struct ops *o, const struct mig_op *op, const struct mig_peers *peers,
                       char *detail, size_t detailsz)
 {
     char env[4][320];
-    snprintf(env[0], sizeof(env[0]), "MIGD_JOB=%s", job->uuid);
-    snprintf(env[1], sizeof(env[1]), "MIGD_VM_UUID=%s", job->vm_uuid);
-    snprintf(env[2], sizeof(env[2]), "MIGD_SOURCE=%s",
-             job->source_hostname != NULL ? job->source_hostname : "");
-    snprintf(env[3], sizeof(env[3]), "MIGD_TARGET=%s",
-             job->target_hostname != NULL ? job->target_hostname : "");
+    snprintf(env[0], sizeof(env[0]), "MIGD_JOB=%s", or_empty(peers->job_uuid));
+    snprintf(env[1], sizeof(env[1]), "MIGD_VM_UUID=%s", or_empty(peers->vm_uuid));
+    snprintf(env[2], sizeof(env[2]), "MIGD_SOURCE=%s", or_empty(peers->host[MIG_SIDE_SOURCE]));
+    snprintf(env[3], sizeof(env[3]), "MIGD_TARGET=%s", or_empty(peers->host[MIG_SIDE_TARGET]));
     const char *const extra[] = {env[0], env[1], env[2], env[3], NULL};
-    mig_log(MIG_LOG_INFO, job->uuid, job->vm_uuid, "exec on the head node: %s", op->cmd);
+    mig_log(MIG_LOG_INFO, peers->job_uuid, peers->vm_uuid, "exec on the head node: %s", op->cmd);
     int rc = local_exec_start(o->d->loop, op->cmd, extra, op->timeout_s > 0 ? op->timeout_s : 60,
                               on_exec_done, o, &o->exec);
     if (rc != 0)
@@ -301,27 +304,28 @@ void ops_fake_deliver(struct ops *o, const struct mig_result *res, const char *o
     complete(o);
 }
 
-void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job, int http_retries,
-               uint64_t limit_bytes_s)
+void ops_start(struct ops *o, const struct mig_op *op, const struct mig_peers *peers,
+               int http_retries, uint64_t limit_bytes_s)
 {
     clear_result(o);
     o->busy = true;
-    if (serial_admit(o, op, job, http_retries, limit_bytes_s))
-        start_now(o, op, job, http_retries, limit_bytes_s);
+    if (serial_admit(o, op, peers, http_retries, limit_bytes_s))
+        start_now(o, op, peers, http_retries, limit_bytes_s);
 }
 
-static void start_now(struct ops *o, const struct mig_op *op, const struct mig_job *job,
+static void start_now(struct ops *o, const struct mig_op *op, const struct mig_peers *peers,
                       int http_retries, uint64_t limit_bytes_s)
 {
     if (o->d->fake_ops != NULL) {
-        o->d->fake_ops->run(o->d->fake_ops->arg, o, op, job);
+        o->d->fake_ops->run(o->d->fake_ops->arg, o, op, peers);
         return;
     }
     int rc = -EINVAL;
     char detail[256] = "";
-    const char *host = mig_job_side_ip(job, op->on);
+    const char *host = mig_peers_ip(peers, op->on);
     /* A submission's records are not stored: its job does not exist yet. */
-    const char *jid = o->unsaved ? NULL : job->uuid;
+    const char *jid = o->unsaved ? NULL : peers->job_uuid;
+    const char *vm = peers->vm_uuid;
     switch (op->kind) {
     case MIG_OP_SSH:
         if (op->cmd == NULL || host == NULL) {
@@ -331,7 +335,7 @@ static void start_now(struct ops *o, const struct mig_op *op, const struct mig_j
         /* A stream (a direct send) runs as long as its data takes, while it shows progress. */
         o->stream = op->progress;
         memset(&o->sent, 0, sizeof(o->sent));
-        mig_log(op->progress ? MIG_LOG_INFO : MIG_LOG_DEBUG, jid, job->vm_uuid, "ssh %s: %s",
+        mig_log(op->progress ? MIG_LOG_INFO : MIG_LOG_DEBUG, jid, vm, "ssh %s: %s",
                 host, op->cmd);
         if (op->progress)
             rc = mig_ssh_exec_stream(o->d->ssh, host, op->cmd, 600, on_stream_stderr,
@@ -343,12 +347,12 @@ static void start_now(struct ops *o, const struct mig_op *op, const struct mig_j
             snprintf(detail, sizeof(detail), "ssh %s: %s", host, mig_strerror(rc));
         break;
     case MIG_OP_RELAY: {
-        const char *to = mig_job_side_ip(job, op->to);
+        const char *to = mig_peers_ip(peers, op->to);
         if (op->cmd == NULL || op->cmd2 == NULL || host == NULL || to == NULL) {
             snprintf(detail, sizeof(detail), "refused to build a command from an invalid name");
             break;
         }
-        mig_log(MIG_LOG_INFO, jid, job->vm_uuid, "relay %s: %s -> %s: %s", host, op->cmd,
+        mig_log(MIG_LOG_INFO, jid, vm, "relay %s: %s -> %s: %s", host, op->cmd,
                 to, op->cmd2);
         struct mig_ssh_relay_opts opts = {
             .buffer_bytes = 0, .limit_bytes_s = limit_bytes_s, .idle_timeout_s = 600};
@@ -364,7 +368,7 @@ static void start_now(struct ops *o, const struct mig_op *op, const struct mig_j
                      op->api != NULL ? op->api : "API", op->method);
             break;
         }
-        mig_log(MIG_LOG_DEBUG, jid, job->vm_uuid, "%s %s", op->method, op->url);
+        mig_log(MIG_LOG_DEBUG, jid, vm, "%s %s", op->method, op->url);
         struct mig_http_req req = {
             .method = op->method,
             .url = op->url,
@@ -383,7 +387,7 @@ static void start_now(struct ops *o, const struct mig_op *op, const struct mig_j
             snprintf(detail, sizeof(detail), "no command");
             break;
         }
-        rc = start_exec(o, op, job, detail, sizeof(detail));
+        rc = start_exec(o, op, peers, detail, sizeof(detail));
         break;
     case MIG_OP_NONE:
         snprintf(detail, sizeof(detail), "no operation");

@@ -45,13 +45,14 @@ int ops_init(struct ops *o, struct migd *d, void *owner, ops_done_fn done,
              ops_progress_fn progress);
 
 /*
- * Starts op for job (the CNs' addresses come from job->ctx).  http_retries:
+ * Starts op for peers (the side's address, and whose op it is for the log;
+ * copied; its strings must live until done runs, as op's).  http_retries:
  * extra attempts the HTTP client makes on its own (-1: its default; 0 when
  * the caller retries itself).  limit_bytes_s caps a relay (0: none).  done
  * runs exactly once, from the loop.  o must not be busy.
  */
-void ops_start(struct ops *o, const struct mig_op *op, const struct mig_job *job, int http_retries,
-               uint64_t limit_bytes_s);
+void ops_start(struct ops *o, const struct mig_op *op, const struct mig_peers *peers,
+               int http_retries, uint64_t limit_bytes_s);
 /* done runs after ms with res.err 0 (or MIG_ECANCELED when canceled). */
 void ops_sleep(struct ops *o, uint64_t ms);
 /* Cancels what is outstanding: done runs soon, from the loop, with MIG_ECANCELED. */
@@ -63,12 +64,12 @@ void ops_cancel(struct ops *o);
 void ops_close(struct ops *o, void (*on_closed)(void *arg), void *arg);
 
 /*
- * Unit tests put a fake world behind the operations: run(arg, o, op, job)
+ * Unit tests put a fake world behind the operations: run(arg, o, op, peers)
  * decides the outcome and later (from the loop, never from inside run)
  * calls ops_fake_deliver with it.
  */
 struct ops_fake {
-    void (*run)(void *arg, struct ops *o, const struct mig_op *op, const struct mig_job *job);
+    void (*run)(void *arg, struct ops *o, const struct mig_op *op, const struct mig_peers *peers);
     /* Cancels o's outstanding operation: it must still be delivered, with MIG_ECANCELED. */
     void (*cancel)(void *arg, struct ops *o);
     void *arg;

@@ -204,12 +204,26 @@ void mig_act_http(struct mig_act *a, const char *api, const char *method, char *
     op->body = body;
 }
 
+struct mig_peers mig_job_peers(const struct mig_job *job)
+{
+    return (struct mig_peers){.ip = {job->ctx.source_ip, job->ctx.target_ip},
+                              .host = {job->source_hostname, job->target_hostname},
+                              .job_uuid = job->uuid,
+                              .vm_uuid = job->vm_uuid};
+}
+
+const char *mig_peers_ip(const struct mig_peers *p, enum mig_side side)
+{
+    if (side != MIG_SIDE_SOURCE && side != MIG_SIDE_TARGET)
+        return NULL;
+    const char *ip = p->ip[side];
+    return ip != NULL && ip[0] != '\0' ? ip : NULL;
+}
+
 const char *mig_job_side_ip(const struct mig_job *job, enum mig_side side)
 {
-    const char *ip = side == MIG_SIDE_SOURCE   ? job->ctx.source_ip
-                     : side == MIG_SIDE_TARGET ? job->ctx.target_ip
-                                               : "";
-    return ip[0] != '\0' ? ip : NULL;
+    struct mig_peers p = mig_job_peers(job);
+    return mig_peers_ip(&p, side);
 }
 
 const char *mig_job_side_host(const struct mig_job *job, enum mig_side side)

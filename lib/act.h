@@ -115,7 +115,8 @@ struct mig_act_env {
 
 /* One run of an action function: its inputs, its resume point, its output. */
 struct mig_act {
-    struct mig_job *job;            /* read and written (results go into job->ctx) */
+    struct mig_job *job;            /* read and written (results go into job->ctx); NULL for
+                                       calls outside any job (an evacuation's, act.h peers) */
     const struct mig_act_env *env;
     enum mig_side side;             /* where it works: its plan row's side (LOCAL outside a plan) */
     int round;                      /* the instance: round number (sync), -1 for none */
@@ -262,6 +263,27 @@ void mig_act_http(struct mig_act *a, const char *api, const char *method, char *
 void mig_round_text(int round, char *buf, size_t bufsz);
 /* This job's snapshot name for round (1.., MIG_ROUND_FINAL, MIG_ROUND_BACK) into out. */
 void mig_snap_name(const struct mig_job *job, int round, char out[128]);
+
+/*
+ * Where operations go and whose they are.  An operation names a side, not
+ * an address: the runner of the operations (daemon/ops.h) asks these for
+ * the side's admin IP, and names the job and VM in its log and in a
+ * head-node command's environment.  A job's peers are its two CNs
+ * (mig_job_peers); an evacuation reads one CN (its source) without any
+ * job, and a CNAPI-only walk has no CN at all.  The strings are borrowed
+ * from whoever owns the struct and are read when each operation starts.
+ */
+struct mig_peers {
+    const char *ip[2];   /* by side (MIG_SIDE_SOURCE, MIG_SIDE_TARGET); NULL or "": unknown */
+    const char *host[2]; /* their hostnames, for messages; NULL: unknown */
+    const char *job_uuid; /* NULL: not a job's operations */
+    const char *vm_uuid;  /* NULL: no VM */
+};
+
+/* A job's peers: its CNs as its ctx and record know them, its uuid and its VM. */
+struct mig_peers mig_job_peers(const struct mig_job *job);
+/* The admin IP of side, NULL where unknown or side is no CN. */
+const char *mig_peers_ip(const struct mig_peers *p, enum mig_side side);
 
 /* The admin IP of side (source or target) from the job's ctx. */
 const char *mig_job_side_ip(const struct mig_job *job, enum mig_side side);

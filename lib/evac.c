@@ -14,10 +14,12 @@
 
 #define E(a) ((struct mig_evac *)(a))
 
-void mig_evac_init(struct mig_evac *e, struct mig_job *carrier, const struct mig_act_env *env)
+void mig_evac_init(struct mig_evac *e, const struct mig_act_env *env)
 {
     memset(e, 0, sizeof(*e));
-    mig_act_init(&e->a, carrier, env, -1, -1);
+    mig_act_init(&e->a, NULL, env, -1, -1);
+    e->peers.ip[MIG_SIDE_SOURCE] = e->source_ip;
+    e->peers.host[MIG_SIDE_SOURCE] = e->source_hostname;
 }
 
 void mig_evac_clear(struct mig_evac *e)
@@ -62,7 +64,6 @@ json_t *mig_evac_used_by_vm(const char *out)
 int mig_evac_step(struct mig_act *a)
 {
     struct mig_evac *e = E(a);
-    struct mig_job_ctx *c = &a->job->ctx;
     int more; /* another page of active VMs to ask for */
     ACT_BEGIN(a);
     ACT_HTTP(a, "CNAPI", "GET", mig_url_servers(a->env->cnapi), NULL);
@@ -101,23 +102,23 @@ int mig_evac_step(struct mig_act *a)
     {
         const char *ip = mig_server_admin_ip(e->source);
         const char *uuid = json_string_value(json_object_get(e->source, "uuid"));
-        if (!mig_hostname_valid(ip) || strlen(ip) >= sizeof(c->source_ip) || !mig_uuid_valid(uuid))
+        if (!mig_hostname_valid(ip) || strlen(ip) >= sizeof(e->source_ip) || !mig_uuid_valid(uuid))
             return mig_act_fail(a, MIG_RULE_UNREACHABLE, "CNAPI gives no valid admin IP for %s",
                                 e->server);
-        snprintf(c->source_ip, sizeof(c->source_ip), "%s", ip);
-        snprintf(a->job->source_server_uuid, sizeof(a->job->source_server_uuid), "%s", uuid);
-        free(a->job->source_hostname);
-        a->job->source_hostname =
-            mig_strdup(json_string_value(json_object_get(e->source, "hostname")));
+        const char *hostname = json_string_value(json_object_get(e->source, "hostname"));
+        snprintf(e->source_ip, sizeof(e->source_ip), "%s", ip);
+        snprintf(e->source_uuid, sizeof(e->source_uuid), "%s", uuid);
+        snprintf(e->source_hostname, sizeof(e->source_hostname), "%s",
+                 hostname != NULL ? hostname : "");
     }
     if (e->vms == NULL) {
         ACT_HTTP(a, "VMAPI", "GET",
                  mig_api_url(a->env->vmapi, "/vms?server_uuid=%s&state=active",
-                             a->job->source_server_uuid),
+                             e->source_uuid),
                  NULL);
         if (!mig_res_http_ok(a->res) || !json_is_array(a->res->json))
             return mig_act_fail_res(a, "VmapiError", "cannot list the VMs of %s from VMAPI",
-                                    a->job->source_hostname);
+                                    e->source_hostname);
         e->vms = json_incref(a->res->json);
     }
     /* What each VM holds, from one listing of the CN's pool. */
@@ -125,7 +126,7 @@ int mig_evac_step(struct mig_act *a)
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, a->res->err == MIG_EHOSTKEY ? MIG_RULE_HOSTKEY
                                                                : MIG_RULE_UNREACHABLE,
-                                "cannot list the datasets of %s", a->job->source_hostname);
+                                "cannot list the datasets of %s", e->source_hostname);
     e->used = mig_evac_used_by_vm(a->res->out);
     /* placement.spread_tag: where the rest of each group runs, from every active VM. */
     if (e->spread_tag != NULL && e->spread_tag[0] != '\0') {
@@ -138,7 +139,7 @@ int mig_evac_step(struct mig_act *a)
         } while (more);
     }
     {
-        struct mig_place_opts opts = {.source = a->job->source_server_uuid,
+        struct mig_place_opts opts = {.source = e->source_uuid,
                                       .to = e->to,
                                       .nto = e->nto,
                                       .allow_older_platform = e->allow_older_platform,
@@ -152,7 +153,7 @@ int mig_evac_step(struct mig_act *a)
             return mig_act_fail(a, r.rule, "%s", r.message);
         if (rc != 0)
             return mig_act_fail(a, "PlacementFailed", "cannot place the VMs of %s: %s",
-                                a->job->source_hostname, mig_strerror(rc));
+                                e->source_hostname, mig_strerror(rc));
     }
     ACT_END(a);
 }

@@ -41,10 +41,18 @@ struct mig_evac {
     json_t *used;               /* {vm_uuid: bytes} from the CN's zfs list */
     json_t *others;             /* with spread_tag: every active VM (VMAPI, page by page) */
     struct mig_place *plan;
+    /* the CN it empties, as CNAPI names it once found */
+    char source_uuid[MIG_UUID_LEN + 1];
+    char source_hostname[256];
+    char source_ip[MIG_IP_LEN];
+    struct mig_peers peers; /* where its operations go: the CN above; no job */
 };
 
-/* Sets up an evacuation's coroutine over job (a carrier for the source's IP; no vm). */
-void mig_evac_init(struct mig_evac *e, struct mig_job *carrier, const struct mig_act_env *env);
+/*
+ * Sets up an evacuation's coroutine (no job: its operations go to
+ * e->peers, which the runner of its calls borrows).
+ */
+void mig_evac_init(struct mig_evac *e, const struct mig_act_env *env);
 void mig_evac_clear(struct mig_evac *e);
 
 /*

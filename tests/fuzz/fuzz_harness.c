@@ -215,10 +215,10 @@ static void answer_http(struct pending *p, const struct mig_op *op)
 }
 
 static void on_fake_run(void *arg, struct ops *o, const struct mig_op *op,
-                        const struct mig_job *job)
+                        const struct mig_peers *peers)
 {
     (void)arg;
-    (void)job;
+    (void)peers;
     struct pending *p = mig_calloc(1, sizeof(*p));
     p->o = o;
     if (op->kind == MIG_OP_HTTP) {

@@ -539,9 +539,10 @@ static void on_deliver(uv_timer_t *t)
     json_decref(ans.json);
 }
 
-static void fake_run(void *arg, struct ops *o, const struct mig_op *op, const struct mig_job *job)
+static void fake_run(void *arg, struct ops *o, const struct mig_op *op,
+                     const struct mig_peers *peers)
 {
-    (void)job;
+    (void)peers;
     struct fake *f = arg;
     assert_false(f->pending); /* one operation at a time */
     memset(&f->ans, 0, sizeof(f->ans));
