@@ -222,61 +222,23 @@ class Scenario:
         return out
 
 
-class Full(Scenario):
-    name = 'full'
+def scenario(name, **settings):
+    """A Scenario named name, with these of its class attributes set."""
+    return type(name.title().replace('-', ''), (Scenario,), dict(name=name, **settings))
 
 
-class Stopped(Scenario):
-    name = 'stopped'
-    vm_alias = 'stopped0'
-
-
-class Incremental(Scenario):
-    name = 'incremental'
-    mode = '-i'
-    operator = 'finish'
-
-
-class Auto(Scenario):
-    name = 'auto'
-    mode = '-a'
-
-
-class Abort(Scenario):
-    name = 'abort'
-    mode = '-i'
-    operator = 'abort'
-    final = 'aborted'
-    moves = False
-
-
-class Rollback(Scenario):
-    name = 'rollback'
-    operator = 'rollback'
-    final = 'rolled_back'
-    moves = False
-
-
-class Cleanup(Scenario):
-    name = 'cleanup'
-    operator = 'cleanup'
-    final = 'succeeded'
-
-
-class Direct(Scenario):
-    """Straight from source to target with the job's key: at every point and at
-    the end, no key may be left once the job has ended."""
-    name = 'direct'
-    extra = ('--transfer', 'direct')
-
-
-class DirectAbort(Scenario):
-    name = 'direct-abort'
-    mode = '-i'
-    operator = 'abort'
-    final = 'aborted'
-    moves = False
-    extra = ('--transfer', 'direct')
+Full = scenario('full')
+Stopped = scenario('stopped', vm_alias='stopped0')
+Incremental = scenario('incremental', mode='-i', operator='finish')
+Auto = scenario('auto', mode='-a')
+Abort = scenario('abort', mode='-i', operator='abort', final='aborted', moves=False)
+Rollback = scenario('rollback', operator='rollback', final='rolled_back', moves=False)
+Cleanup = scenario('cleanup', operator='cleanup', final='succeeded')
+# Straight from source to target with the job's key: at every point and at
+# the end, no key may be left once the job has ended.
+Direct = scenario('direct', extra=('--transfer', 'direct'))
+DirectAbort = scenario('direct-abort', mode='-i', operator='abort', final='aborted', moves=False,
+                       extra=('--transfer', 'direct'))
 
 
 class Paused(Scenario):
@@ -515,6 +477,12 @@ class Campaign:
             self.tidy(job)
         self.lab.cn_run(self.world.home(), 'rm -f /zones/%s/root/bulk.bin' % self.world.uuid)
 
+    def add_to(self, report, scenario, points):
+        """Adds this campaign's row to the report; fails on any violation."""
+        report.append({'scenario': scenario, 'points': points, 'killed': self.killed,
+                       'resumed': self.resumed, 'violations': self.violations})
+        assert not self.violations, '\n'.join(self.violations[:20])
+
 
 def clock_bound(point):
     """The health gate's looks after the first: how many a run takes depends
@@ -532,9 +500,7 @@ def run_scenario(lab, crash_build, tmp_path, report, cls):
     finally:
         if c.migd.running():
             c.migd.kill()  # a failed check must not leave a daemon behind
-    report.append({'scenario': cls.name, 'points': len(points), 'killed': c.killed,
-                   'resumed': c.resumed, 'violations': c.violations})
-    assert not c.violations, '\n'.join(c.violations[:20])
+    c.add_to(report, cls.name, len(points))
     assert not not_reached, 'points never reached: %s' % not_reached
     assert c.killed >= len(points) - len(c.clock_skipped)
 
@@ -597,9 +563,7 @@ def test_a_job_waiting_for_its_window_killed(lab, crash_build, tmp_path, report)
     finally:
         if c.migd.running():
             c.migd.kill()
-    report.append({'scenario': 'window', 'points': 0, 'killed': c.killed, 'resumed': c.resumed,
-                   'violations': c.violations})
-    assert not c.violations, '\n'.join(c.violations[:20])
+    c.add_to(report, 'window', 0)
     assert c.killed == 2
 
 
@@ -618,9 +582,7 @@ def test_random_kills_inside_a_transfer(lab, crash_build, tmp_path, report):
     finally:
         if c.migd.running():
             c.migd.kill()
-    report.append({'scenario': 'transfer', 'points': 4, 'killed': c.killed, 'resumed': c.resumed,
-                   'violations': c.violations})
-    assert not c.violations, '\n'.join(c.violations[:20])
+    c.add_to(report, 'transfer', 4)
 
 
 def test_what_a_cut_first_receive_left_is_sent_over(lab, crash_build, tmp_path, report):
