@@ -52,10 +52,7 @@ void ssh_sess_bury(struct session *s, LIBSSH2_CHANNEL *ch)
 {
     if (ch == NULL || s->st == S_DEAD)
         return; /* a dead session frees its channels with itself */
-    if (s->nzombies == s->zcap) {
-        s->zcap = s->zcap ? s->zcap * 2 : 4;
-        s->zombies = mig_realloc(s->zombies, s->zcap * sizeof(*s->zombies));
-    }
+    s->zombies = mig_grow(s->zombies, s->nzombies, &s->zcap, 4, sizeof(*s->zombies));
     s->zombies[s->nzombies++] = ch;
     s->kick = true;
     ssh_pool_kick(s->pool);

@@ -35,10 +35,7 @@ static void keyed_add(struct mig_store *st, const struct mig_job *job)
 {
     if (job->ctx.direct_key[0] == '\0' || keyed_find(st, job->uuid) >= 0)
         return;
-    if (st->nkeyed == st->capkeyed) {
-        st->capkeyed = st->capkeyed != 0 ? st->capkeyed * 2 : 4;
-        st->keyed = mig_realloc(st->keyed, st->capkeyed * sizeof(*st->keyed));
-    }
+    st->keyed = mig_grow(st->keyed, st->nkeyed, &st->capkeyed, 4, sizeof(*st->keyed));
     snprintf(st->keyed[st->nkeyed++], sizeof(st->keyed[0]), "%s", job->uuid);
 }
 
@@ -223,10 +220,7 @@ int mig_store_job_list(struct mig_store *st, const struct mig_job_filter *f, str
     size_t count = 0, cap = 0;
     int rc = 0, step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap != 0 ? cap * 2 : 16;
-            jobs = mig_realloc(jobs, cap * sizeof(*jobs));
-        }
+        jobs = mig_grow(jobs, count, &cap, 16, sizeof(*jobs));
         /* An unreadable row is logged and skipped: it must not hide the others. */
         if (job_from_row(st, s, 0, 1, &jobs[count]) == 0)
             count++;
@@ -265,10 +259,7 @@ int mig_store_job_list_bad(struct mig_store *st, struct mig_bad_job **out, size_
             mig_job_free(job);
             continue;
         }
-        if (count == cap) {
-            cap = cap != 0 ? cap * 2 : 4;
-            bad = mig_realloc(bad, cap * sizeof(*bad));
-        }
+        bad = mig_grow(bad, count, &cap, 4, sizeof(*bad));
         struct mig_bad_job *b = &bad[count++];
         store_copy_column(s, 0, b->uuid, sizeof(b->uuid));
         store_copy_column(s, 1, b->vm_uuid, sizeof(b->vm_uuid));
@@ -493,10 +484,7 @@ int mig_store_actions(struct mig_store *st, const char *job_uuid, struct mig_act
     size_t count = 0, cap = 0;
     int rc = 0, step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap != 0 ? cap * 2 : 16;
-            recs = mig_realloc(recs, cap * sizeof(*recs));
-        }
+        recs = mig_grow(recs, count, &cap, 16, sizeof(*recs));
         struct mig_action_rec *r = &recs[count++];
         memset(r, 0, sizeof(*r));
         store_copy_column(s, 0, r->key, sizeof(r->key));

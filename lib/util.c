@@ -173,6 +173,14 @@ void *mig_realloc(void *p, size_t n)
     return grown;
 }
 
+void *mig_grow(void *p, size_t n, size_t *cap, size_t first, size_t size)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap != 0 ? *cap * 2 : first;
+    return mig_realloc(p, *cap * size);
+}
+
 char *mig_strdup(const char *s)
 {
     if (s == NULL)

@@ -58,6 +58,12 @@ void *mig_malloc(size_t n);
 /* realloc that stops migd on out of memory (invariant.h), as mig_malloc. */
 void *mig_realloc(void *p, size_t n);
 void *mig_calloc(size_t n, size_t size);
+/*
+ * Room for one more item in the array p of *cap items of size bytes, n of
+ * them in use: when it is full, *cap doubles (first when it was 0) and the
+ * array is reallocated (mig_realloc).  Returns the array, perhaps moved.
+ */
+void *mig_grow(void *p, size_t n, size_t *cap, size_t first, size_t size);
 
 /*
  * Formats a one-line message into the caller's error buffer err (errsz
