@@ -43,81 +43,86 @@ struct key {
 };
 
 #define OFF(m) offsetof(struct mig_config, m)
+/* The rows of the tables: a value without a range, an integer in [lo, hi], an object, the end. */
+#define KEY(name, kind, m) {name, kind, OFF(m), 0, 0, NULL}
+#define RANGE(name, kind, m, lo, hi) {name, kind, OFF(m), lo, hi, NULL}
+#define OBJECT(name, keys) {name, K_OBJECT, 0, 0, 0, keys}
+#define END_KEYS {NULL, 0, 0, 0, 0, NULL}
 
 static const struct key apis_keys[] = {
-    {"vmapi", K_URL, OFF(apis.vmapi), 0, 0, NULL},
-    {"cnapi", K_URL, OFF(apis.cnapi), 0, 0, NULL},
-    {"napi", K_URL, OFF(apis.napi), 0, 0, NULL},
-    {"imgapi", K_URL, OFF(apis.imgapi), 0, 0, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    KEY("vmapi", K_URL, apis.vmapi),
+    KEY("cnapi", K_URL, apis.cnapi),
+    KEY("napi", K_URL, apis.napi),
+    KEY("imgapi", K_URL, apis.imgapi),
+    END_KEYS,
 };
 
 static const struct key ssh_keys[] = {
-    {"user", K_STRING, OFF(ssh.user), 0, 0, NULL},
-    {"port", K_INT, OFF(ssh.port), 1, 65535, NULL},
-    {"identity", K_STRING, OFF(ssh.identity), 0, 0, NULL},
-    {"known_hosts", K_STRING, OFF(ssh.known_hosts), 0, 0, NULL},
-    {"connect_timeout_s", K_INT, OFF(ssh.connect_timeout_s), 1, 3600, NULL},
-    {"keepalive_s", K_INT, OFF(ssh.keepalive_s), 0, 3600, NULL}, /* 0: no keepalive */
-    {"ciphers", K_CIPHERS, OFF(ssh.ciphers), 0, 0, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    KEY("user", K_STRING, ssh.user),
+    RANGE("port", K_INT, ssh.port, 1, 65535),
+    KEY("identity", K_STRING, ssh.identity),
+    KEY("known_hosts", K_STRING, ssh.known_hosts),
+    RANGE("connect_timeout_s", K_INT, ssh.connect_timeout_s, 1, 3600),
+    RANGE("keepalive_s", K_INT, ssh.keepalive_s, 0, 3600), /* 0: no keepalive */
+    KEY("ciphers", K_CIPHERS, ssh.ciphers),
+    END_KEYS,
 };
 
 static const struct key transfer_keys[] = {
-    {"mode", K_TRANSFER, OFF(transfer.mode), 0, 0, NULL},
-    {"retries", K_INT, OFF(transfer.retries), 0, 100, NULL},
-    {"limit_mbps", K_INT, OFF(transfer.limit_mbps), 0, 1000000, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    KEY("mode", K_TRANSFER, transfer.mode),
+    RANGE("retries", K_INT, transfer.retries, 0, 100),
+    RANGE("limit_mbps", K_INT, transfer.limit_mbps, 0, 1000000),
+    END_KEYS,
 };
 
 static const struct key incremental_keys[] = {
-    {"interval_s", K_INT, OFF(incremental.interval_s), 1, 86400, NULL},
-    {"auto_switch_bytes", K_INT64, OFF(incremental.auto_switch_bytes), 1, INT64_MAX, NULL},
-    {"max_downtime_s", K_INT, OFF(incremental.max_downtime_s), 1, 86400, NULL},
-    {"max_rounds", K_INT, OFF(incremental.max_rounds), 1, 10000, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    RANGE("interval_s", K_INT, incremental.interval_s, 1, 86400),
+    RANGE("auto_switch_bytes", K_INT64, incremental.auto_switch_bytes, 1, INT64_MAX),
+    RANGE("max_downtime_s", K_INT, incremental.max_downtime_s, 1, 86400),
+    RANGE("max_rounds", K_INT, incremental.max_rounds, 1, 10000),
+    END_KEYS,
 };
 
 static const struct key limits_keys[] = {
-    {"max_active_jobs", K_INT, OFF(limits.max_active_jobs), 1, 1000, NULL},
-    {"max_jobs_per_cn", K_INT, OFF(limits.max_jobs_per_cn), 1, 1000, NULL},
-    {"cn_mbps", K_INT, OFF(limits.cn_mbps), 0, 1000000, NULL},
-    {"switches_per_cn", K_INT, OFF(limits.switches_per_cn), 1, 1000, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    RANGE("max_active_jobs", K_INT, limits.max_active_jobs, 1, 1000),
+    RANGE("max_jobs_per_cn", K_INT, limits.max_jobs_per_cn, 1, 1000),
+    RANGE("cn_mbps", K_INT, limits.cn_mbps, 0, 1000000),
+    RANGE("switches_per_cn", K_INT, limits.switches_per_cn, 1, 1000),
+    END_KEYS,
 };
 
 static const struct key health_keys[] = {
-    {"min_up_s", K_INT, OFF(health.min_up_s), 0, 86400, NULL},
-    {"command", K_OPT_STRING, OFF(health.command), 0, 0, NULL},
-    {"timeout_s", K_INT, OFF(health.timeout_s), 1, 3600, NULL},
-    {"on_failure", K_ON_FAILURE, OFF(health.on_failure), 0, 0, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    RANGE("min_up_s", K_INT, health.min_up_s, 0, 86400),
+    KEY("command", K_OPT_STRING, health.command),
+    RANGE("timeout_s", K_INT, health.timeout_s, 1, 3600),
+    KEY("on_failure", K_ON_FAILURE, health.on_failure),
+    END_KEYS,
 };
 
 static const struct key cleanup_keys[] = {
-    {"after_s", K_INT64, OFF(cleanup.after_s), 0, 366LL * 86400, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    RANGE("after_s", K_INT64, cleanup.after_s, 0, 366LL * 86400),
+    END_KEYS,
 };
 
 static const struct key placement_keys[] = {
-    {"spread_tag", K_OPT_STRING, OFF(placement.spread_tag), 0, 0, NULL},
-    {NULL, 0, 0, 0, 0, NULL},
+    KEY("spread_tag", K_OPT_STRING, placement.spread_tag),
+    END_KEYS,
 };
 
 static const struct key top_keys[] = {
-    {"datacenter", K_STRING, OFF(datacenter), 0, 0, NULL},
-    {"db", K_STRING, OFF(db), 0, 0, NULL},
-    {"socket", K_STRING, OFF(socket), 0, 0, NULL},
-    {"log_level", K_LEVEL, OFF(log_level), 0, 0, NULL},
-    {"apis", K_OBJECT, 0, 0, 0, apis_keys},
-    {"ssh", K_OBJECT, 0, 0, 0, ssh_keys},
-    {"transfer", K_OBJECT, 0, 0, 0, transfer_keys},
-    {"incremental", K_OBJECT, 0, 0, 0, incremental_keys},
-    {"limits", K_OBJECT, 0, 0, 0, limits_keys},
-    {"health", K_OBJECT, 0, 0, 0, health_keys},
-    {"cleanup", K_OBJECT, 0, 0, 0, cleanup_keys},
-    {"placement", K_OBJECT, 0, 0, 0, placement_keys},
-    {NULL, 0, 0, 0, 0, NULL},
+    KEY("datacenter", K_STRING, datacenter),
+    KEY("db", K_STRING, db),
+    KEY("socket", K_STRING, socket),
+    KEY("log_level", K_LEVEL, log_level),
+    OBJECT("apis", apis_keys),
+    OBJECT("ssh", ssh_keys),
+    OBJECT("transfer", transfer_keys),
+    OBJECT("incremental", incremental_keys),
+    OBJECT("limits", limits_keys),
+    OBJECT("health", health_keys),
+    OBJECT("cleanup", cleanup_keys),
+    OBJECT("placement", placement_keys),
+    END_KEYS,
 };
 
 
@@ -237,8 +242,10 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         }
         return walk(v, k->sub, path, c, err, errsz);
     case K_STRING:
+    case K_OPT_STRING: /* its null was taken above */
         if (s == NULL || *s == '\0' || !printable(s)) {
-            mig_errf(err, errsz, "\"%s\" must be a non-empty string", path);
+            mig_errf(err, errsz, "\"%s\" must be a non-empty string%s", path,
+                     k->kind == K_OPT_STRING ? " or null" : "");
             return -EINVAL;
         }
         set_string(str, s);
@@ -292,13 +299,6 @@ static int take(json_t *v, const struct key *k, const char *path, struct mig_con
         *(int *)(base + k->off) = level;
         return 0;
     }
-    case K_OPT_STRING:
-        if (s == NULL || *s == '\0' || !printable(s)) {
-            mig_errf(err, errsz, "\"%s\" must be a non-empty string or null", path);
-            return -EINVAL;
-        }
-        set_string(str, s);
-        return 0;
     case K_ON_FAILURE:
         return take_word(s, "rollback", "report", str, path, err, errsz);
     case K_TRANSFER:
