@@ -266,7 +266,7 @@ char *mig_cmd_svcs_explain(const char *vm_uuid)
     return cn_cmd_done(&c);
 }
 
-/* "zoneadm -z 'UUID' SUBCOMMAND" for our own fixed subcommands. */
+/* "PROG -z 'UUID' [TAIL] ['QTAIL']": our own words after the uuid, then our own script quoted. */
 static char *zone_cmd(const char *prog, const char *vm_uuid, const char *tail, const char *qtail)
 {
     struct cmd c = {0};
@@ -280,23 +280,20 @@ static char *zone_cmd(const char *prog, const char *vm_uuid, const char *tail, c
     return cn_cmd_done(&c);
 }
 
-/* "zoneadm -z 'UUID' attach"; NULL for a bad uuid. */
-char *mig_cmd_zoneadm_attach(const char *vm_uuid)
-{
-    return zone_cmd("zoneadm", vm_uuid, "attach", NULL);
-}
-
-/* "zoneadm -z 'UUID' detach"; NULL for a bad uuid. */
-char *mig_cmd_zoneadm_detach(const char *vm_uuid)
-{
-    return zone_cmd("zoneadm", vm_uuid, "detach", NULL);
-}
-
-/* "zonecfg -z 'UUID' export"; NULL for a bad uuid. */
-char *mig_cmd_zonecfg_export(const char *vm_uuid)
-{
-    return zone_cmd("zonecfg", vm_uuid, "export", NULL);
-}
+/*
+ * The zone commands whose subcommand is fixed, "PROG -z 'UUID' SUBCOMMAND"
+ * (cn.h), one row each; NULL for a bad uuid.
+ */
+#define ZONE_COMMAND(fn, prog, subcommand)                                                         \
+    char *fn(const char *vm_uuid)                                                                  \
+    {                                                                                              \
+        return zone_cmd(prog, vm_uuid, subcommand, NULL);                                          \
+    }
+ZONE_COMMAND(mig_cmd_zoneadm_attach, "zoneadm", "attach")
+ZONE_COMMAND(mig_cmd_zoneadm_detach, "zoneadm", "detach")
+ZONE_COMMAND(mig_cmd_zonecfg_export, "zonecfg", "export")
+ZONE_COMMAND(mig_cmd_zonecfg_import_stdin, "zonecfg", "-f -")
+ZONE_COMMAND(mig_cmd_zonecfg_delete, "zonecfg", "delete -F")
 
 /* "zonecfg -z 'UUID' -f 'FILE'"; FILE an absolute path of [A-Za-z0-9/._-]. */
 char *mig_cmd_zonecfg_import(const char *vm_uuid, const char *file)
@@ -307,18 +304,6 @@ char *mig_cmd_zonecfg_import(const char *vm_uuid, const char *file)
     cn_cmd_lit(&c, "-f");
     cn_cmd_arg(&c, file, path_valid(file));
     return cn_cmd_done(&c);
-}
-
-/* "zonecfg -z 'UUID' -f -"; NULL for a bad uuid. */
-char *mig_cmd_zonecfg_import_stdin(const char *vm_uuid)
-{
-    return zone_cmd("zonecfg", vm_uuid, "-f -", NULL);
-}
-
-/* "zonecfg -z 'UUID' delete -F"; NULL for a bad uuid. */
-char *mig_cmd_zonecfg_delete(const char *vm_uuid)
-{
-    return zone_cmd("zonecfg", vm_uuid, "delete -F", NULL);
 }
 
 /* Hides the zone from the CN's agent (the source copy after a switch). */
