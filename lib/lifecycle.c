@@ -181,18 +181,34 @@ static enum mig_wait wait_reason(const struct mig_job *job, const struct mig_lif
 }
 
 /*
+ * What a job in sync decides first, after a round on record as after a
+ * sleep: an abort or a pause (sync_held), then a switch when it is ready and
+ * allowed now.  True with *out what that decides; else false with *sn what
+ * sync_decide said.
+ */
+static bool sync_settled(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
+                         int64_t now, enum sync_next *sn, struct mig_next *out)
+{
+    if (sync_held(job, cfg, out))
+        return true;
+    *sn = sync_decide(job, cfg, now);
+    if (*sn != SYNC_SWITCH)
+        return false;
+    *out = to_switch(job, cfg);
+    return true;
+}
+
+/*
  * A round just ended (it is on record): switch, or sleep until the next
  * round or a finish.
  */
 static struct mig_next sync_step(const struct mig_job *job, const struct mig_lifecycle_cfg *cfg,
                                  int64_t now)
 {
-    struct mig_next held;
-    if (sync_held(job, cfg, &held))
-        return held;
-    enum sync_next sn = sync_decide(job, cfg, now);
-    if (sn == SYNC_SWITCH)
-        return to_switch(job, cfg);
+    struct mig_next settled;
+    enum sync_next sn;
+    if (sync_settled(job, cfg, now, &sn, &settled))
+        return settled;
     struct mig_next n = next(MIG_DO_SLEEP);
     /*
      * An incremental job, an auto one that stopped converging, and one ready
@@ -384,12 +400,10 @@ static struct mig_next on_slept(const struct mig_job *job, const struct mig_life
 {
     if (job->phase == MIG_PHASE_VERIFY)
         return next(MIG_DO_PLAN); /* the gate's next look */
-    struct mig_next held;
-    if (sync_held(job, cfg, &held))
-        return held;
-    enum sync_next sn = sync_decide(job, cfg, now);
-    if (sn == SYNC_SWITCH)
-        return to_switch(job, cfg);
+    struct mig_next settled;
+    enum sync_next sn;
+    if (sync_settled(job, cfg, now, &sn, &settled))
+        return settled;
     /* Outside the window, a round after each sleep. */
     if (sn == SYNC_ROUND || sn == SYNC_WINDOW)
         return next(MIG_DO_PLAN);
