@@ -130,6 +130,16 @@ void ssh_chan_abandon(struct chan *c)
     c->st = CH_DONE;
 }
 
+/*
+ * A libssh2 call on c answered rc < 0: what the step returns, the error
+ * (detail in op) or, when it would block, the progress made so far.
+ */
+static int chan_stop(struct op *op, struct chan *c, int rc, const char *what, int progress)
+{
+    rc = ssh_chan_error(op, c, rc, what);
+    return rc < 0 ? rc : progress;
+}
+
 /* Reads one stream into a capture until it blocks or ends.  Returns >0 on
  * progress, 0 when blocked, or an error. */
 static int chan_read_capture(struct op *op, struct chan *c, int stream, struct capture *cap,
@@ -155,8 +165,7 @@ static int chan_read_capture(struct op *op, struct chan *c, int stream, struct c
             *eof = true;
             return 1;
         }
-        int rc = ssh_chan_error(op, c, (int)n, "read");
-        return rc < 0 ? rc : progress;
+        return chan_stop(op, c, (int)n, "read", progress);
     }
     return progress;
 }
@@ -182,21 +191,17 @@ int ssh_chan_step(struct op *op, struct chan *c)
         case CH_OPEN:
             c->ch = libssh2_channel_open_ex(c->s->ssh, "session", 7, CHAN_WINDOW, CHAN_PACKET,
                                             NULL, 0);
-            if (c->ch == NULL) {
-                rc = ssh_chan_error(op, c, libssh2_session_last_errno(c->s->ssh),
-                                    "channel open");
-                return rc < 0 ? rc : progress;
-            }
+            if (c->ch == NULL)
+                return chan_stop(op, c, libssh2_session_last_errno(c->s->ssh), "channel open",
+                                 progress);
             c->st = CH_EXEC;
             progress = 1;
             break;
         case CH_EXEC:
             rc = libssh2_channel_process_startup(c->ch, "exec", 4, c->cmd,
                                                  (unsigned)strlen(c->cmd));
-            if (rc < 0) {
-                rc = ssh_chan_error(op, c, rc, "exec");
-                return rc < 0 ? rc : progress;
-            }
+            if (rc < 0)
+                return chan_stop(op, c, rc, "exec", progress);
             c->st = CH_RUN;
             progress = 1;
             break;
@@ -250,19 +255,15 @@ int ssh_chan_step(struct op *op, struct chan *c)
         }
         case CH_CLOSE:
             rc = libssh2_channel_close(c->ch);
-            if (rc < 0) {
-                rc = ssh_chan_error(op, c, rc, "close");
-                return rc < 0 ? rc : progress;
-            }
+            if (rc < 0)
+                return chan_stop(op, c, rc, "close", progress);
             c->st = CH_WAIT_CLOSED;
             progress = 1;
             break;
         case CH_WAIT_CLOSED: {
             rc = libssh2_channel_wait_closed(c->ch);
-            if (rc < 0) {
-                rc = ssh_chan_error(op, c, rc, "close");
-                return rc < 0 ? rc : progress;
-            }
+            if (rc < 0)
+                return chan_stop(op, c, rc, "close", progress);
             c->exit_status = libssh2_channel_get_exit_status(c->ch);
             char *sig = NULL;
             size_t siglen = 0;
