@@ -29,12 +29,11 @@ void mig_submit_init(struct mig_submit *s, struct mig_job *job, const struct mig
 void mig_submit_clear(struct mig_submit *s)
 {
     mig_act_clear(&s->a);
-    json_decref(s->vm);
-    json_decref(s->servers);
-    json_decref(s->tree);
-    json_decref(s->avoid);
-    json_decref(s->others);
-    s->vm = s->servers = s->tree = s->avoid = s->others = NULL;
+    json_decrefp(&s->vm);
+    json_decrefp(&s->servers);
+    json_decrefp(&s->tree);
+    json_decrefp(&s->avoid);
+    json_decrefp(&s->others);
     s->src = s->dst = NULL;
 }
 
