@@ -182,10 +182,20 @@ static const struct mig_action_def STAGE[] = {
      probe_cores, act_create_cores, act_destroy_cores, "dataset"},
 };
 
+/*
+ * The staged zone's restaging: ctx.config_changed is 1 when the check
+ * before the stop found the source's zone changed, 2 when the recheck after
+ * it found a change again.
+ */
 static bool config_changed(const struct mig_job *job, int round, int item)
 {
     (void)round, (void)item;
     return job->ctx.config_changed == 1;
+}
+static bool config_changed_again(const struct mig_job *job, int round, int item)
+{
+    (void)round, (void)item;
+    return job->ctx.config_changed == 2;
 }
 
 /*
@@ -205,11 +215,6 @@ static const struct mig_action_def SWITCH_CHECK[] = {
     {"switch.attach_target", DST, "zoneadm attach, before the stop: hidden, autoboot off", 0,
      NULL, probe_attached, act_attach, act_detach, NULL},
 };
-static bool config_changed_again(const struct mig_job *job, int round, int item)
-{
-    (void)round, (void)item;
-    return job->ctx.config_changed == 2;
-}
 
 /*
  * After the stop, only when the zone changed before it: changed again
