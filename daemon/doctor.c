@@ -51,6 +51,7 @@ struct doctor_run {
     json_t *vms;  /* VMAPI's active VMs so far */
     struct visit *v;
     size_t n, started, ended;
+    bool starting;     /* visit_next's loop runs: a visit that ends at once leaves the rest to it */
     int64_t t0;
     bool fix;          /* POST /doctor/fix */
     json_t *report;    /* while fixing: the report being completed */
@@ -492,17 +493,25 @@ static void visit_step(struct visit *v)
         v->err = mig_asprintf("ssh %s: %s", v->ip, mig_strerror(rc));
     }
     r->ended++;
-    if (r->ended == r->n)
-        finish(r);
-    else
-        visit_next(r);
+    visit_next(r);
 }
 
-/* Starts visits while fewer than DOCTOR_PARALLEL run. */
+/*
+ * Starts visits while fewer than DOCTOR_PARALLEL run; once all ended, the
+ * comparison.  A visit can end inside visit_step (a CN that cannot be
+ * asked): that nested call returns at once, and this loop alone goes on and
+ * finishes, since finish may free r.
+ */
 static void visit_next(struct doctor_run *r)
 {
+    if (r->starting)
+        return;
+    r->starting = true;
     while (r->started < r->n && r->started - r->ended < DOCTOR_PARALLEL)
         visit_step(&r->v[r->started++]);
+    r->starting = false;
+    if (r->ended == r->n)
+        finish(r);
 }
 
 /* Whether the CN was asked for (by uuid or hostname); marks it found in want. */
