@@ -135,27 +135,27 @@ static bool lists_snapshot(const char *out, const char *ds, const char *snap)
     return false;
 }
 
-static int snapshot_on(struct mig_act *a, enum mig_side side)
+int act_snapshot(struct mig_act *a)
 {
     char snap[128];
     mig_snap_name(a->job, a->round, snap);
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zfs_snapshot(DS(a), snap), NULL);
+    ACT_SSH(a, a->side, mig_cmd_zfs_snapshot(DS(a), snap), NULL);
     if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already exists")))
         return mig_act_fail_res(a, "SnapshotFailed", "zfs snapshot %s@%s on %s", DS(a), snap,
-                                HOST(a, side));
+                                HOST(a, a->side));
     ACT_END(a);
 }
 
-static int probe_snapshot_on(struct mig_act *a, enum mig_side side)
+int probe_snapshot(struct mig_act *a)
 {
     char snap[128];
     mig_snap_name(a->job, a->round, snap);
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
+    ACT_SSH(a, a->side, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
     if (a->res->err != 0)
         return mig_act_fail_res(a, "ProbeFailed", "listing %s's snapshots on %s", DS(a),
-                                HOST(a, side));
+                                HOST(a, a->side));
     return a->res->exit_status == 0 && lists_snapshot(a->res->out, DS(a), snap) ? MIG_ACT_DONE
                                                                                 : MIG_ACT_ABSENT;
     ACT_END(a);
@@ -176,26 +176,11 @@ static int destroy_snapshot_on(struct mig_act *a, enum mig_side side, const char
     ACT_END(a);
 }
 
-static int undo_snapshot_on(struct mig_act *a, enum mig_side side)
+int undo_snapshot(struct mig_act *a)
 {
     char snap[128];
     mig_snap_name(a->job, a->round, snap);
-    return destroy_snapshot_on(a, side, DS(a), snap);
-}
-
-int act_snapshot(struct mig_act *a)
-{
-    return snapshot_on(a, a->side);
-}
-
-int probe_snapshot(struct mig_act *a)
-{
-    return probe_snapshot_on(a, a->side);
-}
-
-int undo_snapshot(struct mig_act *a)
-{
-    return undo_snapshot_on(a, a->side);
+    return destroy_snapshot_on(a, a->side, DS(a), snap);
 }
 
 /* ---- streams ---- */

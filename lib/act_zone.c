@@ -257,6 +257,19 @@ static int zone_state_result(struct mig_act *a, enum mig_side side)
     return 0;
 }
 
+/*
+ * Runs `zoneadm list -pc` on side and leaves the zone's state in a->scratch
+ * (zone_state_result); a failure ends the action.  Like ACT_SSH, it returns
+ * from the action and resumes it with the answer.
+ */
+#define READ_ZONE_STATE(a, side)                                                                   \
+    do {                                                                                           \
+        ACT_SSH((a), (side), mig_cmd_zoneadm_list(), NULL);                                        \
+        int zone_rc_ = zone_state_result((a), (side));                                             \
+        if (zone_rc_ != 0)                                                                         \
+            return zone_rc_;                                                                       \
+    } while (0)
+
 static bool attached_state(const char *state)
 {
     return strcmp(state, "installed") == 0 || strcmp(state, "running") == 0;
@@ -270,11 +283,8 @@ static bool configured_state(const char *state)
 /* DONE when the zone's state on side (zone_state_result's, "" for none) is one want() accepts. */
 static int zone_state_is(struct mig_act *a, enum mig_side side, bool (*want)(const char *state))
 {
-    int rc;
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
-    if ((rc = zone_state_result(a, side)) != 0)
-        return rc;
+    READ_ZONE_STATE(a, side);
     return want(a->scratch) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
     ACT_END(a);
 }
@@ -284,61 +294,43 @@ int probe_configured_target(struct mig_act *a)
     return zone_state_is(a, MIG_SIDE_TARGET, configured_state);
 }
 
-/* DONE when the zone on side is attached (installed or running), else ABSENT. */
-static int attached_on(struct mig_act *a, enum mig_side side)
-{
-    return zone_state_is(a, side, attached_state);
-}
-
-static int attach_on(struct mig_act *a, enum mig_side side)
-{
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zoneadm_attach(VM(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "AttachFailed", "zoneadm -z %s attach on %s", VM(a),
-                                HOST(a, side));
-    ACT_END(a);
-}
-
-/* Detaches the zone on side unless it is not attached; refuses a running zone. */
-static int detach_on(struct mig_act *a, enum mig_side side)
-{
-    int rc;
-    ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
-    if ((rc = zone_state_result(a, side)) != 0)
-        return rc;
-    if (strcmp(a->scratch, "running") == 0)
-        return mig_act_fail(a, "DetachFailed", "zone %s still runs on %s; not detached", VM(a),
-                            HOST(a, side));
-    if (strcmp(a->scratch, "installed") != 0)
-        return MIG_ACT_DONE; /* configured or absent: not attached */
-    ACT_SSH(a, side, mig_cmd_zoneadm_detach(VM(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "DetachFailed", "zoneadm -z %s detach on %s", VM(a),
-                                HOST(a, side));
-    ACT_END(a);
-}
-
 int act_attach(struct mig_act *a)
 {
-    return attach_on(a, a->side);
+    ACT_BEGIN(a);
+    ACT_SSH(a, a->side, mig_cmd_zoneadm_attach(VM(a)), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "AttachFailed", "zoneadm -z %s attach on %s", VM(a),
+                                HOST(a, a->side));
+    ACT_END(a);
 }
 
+/* DONE when the zone on the row's side is attached (installed or running), else ABSENT. */
 int probe_attached(struct mig_act *a)
 {
-    return attached_on(a, a->side);
+    return zone_state_is(a, a->side, attached_state);
 }
 
+/* Detaches the zone on the row's side unless it is not attached; refuses a running zone. */
 int act_detach(struct mig_act *a)
 {
-    return detach_on(a, a->side);
+    ACT_BEGIN(a);
+    READ_ZONE_STATE(a, a->side);
+    if (strcmp(a->scratch, "running") == 0)
+        return mig_act_fail(a, "DetachFailed", "zone %s still runs on %s; not detached", VM(a),
+                            HOST(a, a->side));
+    if (strcmp(a->scratch, "installed") != 0)
+        return MIG_ACT_DONE; /* configured or absent: not attached */
+    ACT_SSH(a, a->side, mig_cmd_zoneadm_detach(VM(a)), NULL);
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "DetachFailed", "zoneadm -z %s detach on %s", VM(a),
+                                HOST(a, a->side));
+    ACT_END(a);
 }
 
 /* The probe of a detach: DONE when not attached. */
 int probe_detached(struct mig_act *a)
 {
-    int rc = attached_on(a, a->side);
+    int rc = probe_attached(a);
     return rc == MIG_ACT_DONE ? MIG_ACT_ABSENT : rc == MIG_ACT_ABSENT ? MIG_ACT_DONE : rc;
 }
 
@@ -530,18 +522,18 @@ int probe_shown_target(struct mig_act *a)
 /* ---- deleting a zone ---- */
 
 /*
- * Deletes the zone's configuration on side as SmartOS allows it: flagged
- * do-not-inventory first (so the CN's agent reports nothing), detached when
- * attached, then `zonecfg delete -F`.  No zone: done.  A running zone is
- * never touched.  The zone's state is kept in scratch across the flagging.
+ * Deletes the zone's configuration on the row's side as SmartOS allows it:
+ * flagged do-not-inventory first (so the CN's agent reports nothing),
+ * detached when attached, then `zonecfg delete -F`.  No zone: done.  A
+ * running zone is never touched.  The zone's state is kept in scratch across
+ * the flagging.
  */
-static int delete_zone_on(struct mig_act *a, enum mig_side side)
+int act_delete_zone(struct mig_act *a)
 {
+    const enum mig_side side = a->side;
     int rc;
     ACT_BEGIN(a);
-    ACT_SSH(a, side, mig_cmd_zoneadm_list(), NULL);
-    if ((rc = zone_state_result(a, side)) != 0)
-        return rc;
+    READ_ZONE_STATE(a, side);
     if (a->scratch[0] == '\0')
         return MIG_ACT_DONE;
     if (strcmp(a->scratch, "running") == 0)
@@ -570,9 +562,4 @@ static int delete_zone_on(struct mig_act *a, enum mig_side side)
         return mig_act_fail_res(a, "DeleteFailed", "zonecfg -z %s delete on %s", VM(a),
                                 HOST(a, side));
     ACT_END(a);
-}
-
-int act_delete_zone(struct mig_act *a)
-{
-    return delete_zone_on(a, a->side);
 }
