@@ -248,6 +248,22 @@ void mig_act_http(struct mig_act *a, const char *api, const char *method, char *
         mig_act_relay((a), (from), (producer), (to), (consumer));                                  \
         ACT_AWAIT(a);                                                                              \
     } while (0)
+/*
+ * Reads every active VM from VMAPI (triton.h's mig_url_vms_active, page by
+ * page) into into, a new array; a page VMAPI does not send returns
+ * MIG_ACT_FAIL from the coroutine.  more: an int of the caller's frame,
+ * read only before the next operation.
+ */
+#define ACT_TAKE_ACTIVE_VMS(a, into, more)                                                         \
+    do {                                                                                           \
+        (into) = json_array();                                                                     \
+        do {                                                                                       \
+            ACT_HTTP(a, "VMAPI", "GET",                                                            \
+                     mig_url_vms_active((a)->env->vmapi, (long)json_array_size(into)), NULL);      \
+            if (((more) = mig_act_take_vms_page((a), (into))) < 0)                                 \
+                return (more);                                                                     \
+        } while (more);                                                                            \
+    } while (0)
 
 /*
  * Rounds: 1, 2, ... for the sync rounds; the switch's snapshot is round

@@ -25,13 +25,12 @@ void mig_evac_init(struct mig_evac *e, const struct mig_act_env *env)
 void mig_evac_clear(struct mig_evac *e)
 {
     mig_act_clear(&e->a);
-    json_decref(e->servers);
-    json_decref(e->vms);
-    json_decref(e->used);
-    json_decref(e->others);
-    json_decref(e->avoid);
+    json_decrefp(&e->servers);
+    json_decrefp(&e->vms);
+    json_decrefp(&e->used);
+    json_decrefp(&e->others);
+    json_decrefp(&e->avoid);
     mig_place_free(e->plan);
-    e->servers = e->vms = e->used = e->others = e->avoid = NULL;
     e->source = NULL;
     e->plan = NULL;
 }
@@ -129,15 +128,8 @@ int mig_evac_step(struct mig_act *a)
                                 "cannot list the datasets of %s", e->source_hostname);
     e->used = mig_evac_used_by_vm(a->res->out);
     /* placement.spread_tag: where the rest of each group runs, from every active VM. */
-    if (e->spread_tag != NULL && e->spread_tag[0] != '\0') {
-        e->others = json_array();
-        do {
-            ACT_HTTP(a, "VMAPI", "GET",
-                     mig_url_vms_active(a->env->vmapi, (long)json_array_size(e->others)), NULL);
-            if ((more = mig_act_take_vms_page(a, e->others)) < 0)
-                return more;
-        } while (more);
-    }
+    if (e->spread_tag != NULL && e->spread_tag[0] != '\0')
+        ACT_TAKE_ACTIVE_VMS(a, e->others, more);
     {
         struct mig_place_opts opts = {.source = e->source_uuid,
                                       .to = e->to,
