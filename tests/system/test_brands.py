@@ -30,10 +30,8 @@ import os
 import re
 import time
 
-import pytest
-
+import conftest
 import helpers
-from migd_daemon import running_migd
 
 wait_state = functools.partial(helpers.wait_state, step=0.3)
 
@@ -41,9 +39,7 @@ DATA_MB = int(os.environ.get('MIGD_TEST_DATA_MB', 8))
 SPACE_PROPS = ('quota', 'reservation', 'refquota', 'refreservation')
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+migd = conftest.migd_fixture()
 
 
 # ---------------------------------------------------------------- helpers

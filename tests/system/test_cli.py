@@ -21,10 +21,11 @@ import uuid as uuidlib
 
 import pytest
 
+import conftest
 import helpers
 from helpers import (UUID, ended, fail_receives, fill, home, other, settle, state_of, submit,
                      vm_and_cns, wait_for)
-from migd_daemon import Migd, running_migd
+from migd_daemon import Migd
 
 STAMP = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ')
 MIGRATE_USAGE = ('usage: migctl migrate [-i | -a] [-n] [-D] [-w] [-j] [--cleanup-source] '
@@ -39,12 +40,8 @@ FIELDS = ('id, uuid, vm_uuid, vm_alias, brand, state, phase, mode, aborting, pau
           'error.code, error.message, error.phase, leftovers, cleanup_at, health.state')
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    # A long interval keeps an incremental job waiting for finish after its first round.
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            incremental={'interval_s': 3600})
-
+# A long interval keeps an incremental job waiting for finish after its first round.
+migd = conftest.migd_fixture(incremental={'interval_s': 3600})
 
 # ---- helpers -------------------------------------------------------------
 

@@ -10,16 +10,12 @@ snapshot, any zone) for a human.
 import json
 import uuid as uuidlib
 
-import pytest
-
+import conftest
 import helpers
 from helpers import home, other, settle, submit, vm_and_cns
-from migd_daemon import running_migd
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, str(tmp_path_factory.mktemp('migd')))
+migd = conftest.migd_fixture()
 
 
 def doctor(migd, *args):
@@ -172,6 +168,24 @@ def test_a_jobs_held_snapshot_is_found_once_the_job_ended(lab, migd):
         lab.cn_faults_clear(src)
         lab.zfs_release(src, 'backup', first)
     rc, rep = doctor(migd, '--fix', src.hostname)
+    rc, rep = doctor(migd)
+    assert rc == 0 and rep['findings'] == [], rep
+
+
+def test_a_cn_without_a_usable_admin_ip_is_reported_not_visited(lab, migd):
+    """Its visit ends before it starts; when it is the last CN's, the doctor's
+    run once went on reading itself after its answer freed it (a crash)."""
+    cn = lab.cns[-1]
+    sysinfo = lab.api('cnapi', 'GET', '/servers/%s' % cn.uuid)[1]['sysinfo']
+    lab.api_patch('servers', cn.uuid, {'sysinfo': dict(sysinfo, **{'Admin IP': 'no;ip'})})
+    try:
+        for args in ((cn.hostname,), ()):
+            rc, rep = doctor(migd, *args)
+            mine = [f for f in rep['findings'] if f['cn'] == cn.hostname]
+            assert rc == 1 and [f['kind'] for f in mine] == ['unreachable'], rep
+            assert 'no usable admin IP' in mine[0]['what'] and mine[0]['severity'] == 'warning', mine
+    finally:
+        lab.api_patch('servers', cn.uuid, {'sysinfo': sysinfo})
     rc, rep = doctor(migd)
     assert rc == 0 and rep['findings'] == [], rep
 

@@ -8,21 +8,16 @@ import functools
 import re
 import time
 
-import pytest
-
+import conftest
 import helpers
 from helpers import submit, vm_and_cns
-from migd_daemon import running_migd
 
 wait_for = helpers.waiter(180)
 settle = functools.partial(helpers.settle, timeout=180, first_end=False)
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            incremental={'interval_s': 1, 'auto_switch_bytes': 1 << 20,
-                                         'max_downtime_s': 1})
+migd = conftest.migd_fixture(incremental={'interval_s': 1, 'auto_switch_bytes': 1 << 20,
+                                          'max_downtime_s': 1})
 
 
 def writer(lab, cn, uuid, seconds, kib_per_tick, name='writes.bin'):

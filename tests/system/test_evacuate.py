@@ -13,12 +13,9 @@ reservation, the evacuation's own report.
 import datetime
 import json
 
-import pytest
-
 import conftest
 import helpers
 from helpers import home, unix_get
-from migd_daemon import running_migd
 
 wait_for = helpers.waiter(600, step=0.5)
 
@@ -27,16 +24,8 @@ STAYS = {'lx0': 'RAM', 'core0': 'core', 'nat0': 'NAT', 'stor0': 'storage'}
 MAX_JOBS_PER_CN = 2
 
 
-@pytest.fixture(scope='module')
-def lab(tmp_path_factory, request):
-    """This module's own lab: four CNs, so that two targets run a new platform."""
-    return conftest.start_lab(tmp_path_factory, request, cns=4)
-
-
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            limits={'max_active_jobs': 4, 'max_jobs_per_cn': MAX_JOBS_PER_CN})
+lab = conftest.four_cn_lab
+migd = conftest.migd_fixture(limits={'max_active_jobs': 4, 'max_jobs_per_cn': MAX_JOBS_PER_CN})
 
 
 def evacuate(migd, *args):

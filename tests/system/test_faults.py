@@ -17,11 +17,10 @@ import signal
 import subprocess
 import time
 
-import pytest
-
+import conftest
 import helpers
 from helpers import fail_receives, home, other, retries_logged, submit, vm_and_cns
-from migd_daemon import Migd, running_migd
+from migd_daemon import Migd
 
 # This module polls every 0.1 s.
 wait_for = helpers.waiter(120, step=0.1)
@@ -29,11 +28,8 @@ ended = functools.partial(helpers.ended, step=0.1)
 settle = functools.partial(helpers.settle, step=0.1)
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    # 40 Mbit/s keeps a transfer going long enough to cut it; rounds every 2 s.
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            transfer={'limit_mbps': 40}, incremental={'interval_s': 2})
+# 40 Mbit/s keeps a transfer going long enough to cut it; rounds every 2 s.
+migd = conftest.migd_fixture(transfer={'limit_mbps': 40}, incremental={'interval_s': 2})
 
 
 def ip_flags(lab, uuid):

@@ -11,19 +11,15 @@ import re
 import subprocess
 import time
 
-import pytest
-
+import conftest
 import helpers
 from helpers import other, submit
-from migd_daemon import running_migd
 
 # This module polls every 0.1 s.
 wait_for = helpers.waiter(120, step=0.1)
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+migd = conftest.migd_fixture()
 
 
 def ended(migd, job_uuid, states=('switched', 'succeeded', 'failed', 'aborted', 'rolled_back'),

@@ -15,8 +15,7 @@ import contextlib
 import os
 import stat
 
-import pytest
-
+import conftest
 import helpers
 from helpers import home, other, settle, submit, vm_and_cns
 from migd_daemon import running_migd
@@ -37,10 +36,7 @@ def a_migd(lab, build_dir, workdir, **health):
             next(gen)
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, str(tmp_path_factory.mktemp('migd')),
-                            health={'min_up_s': MIN_UP})
+migd = conftest.migd_fixture(health={'min_up_s': MIN_UP})
 
 
 def ended(migd, job_uuid, timeout=300):

@@ -9,17 +9,13 @@ import os
 import re
 import time
 
-import pytest
-
+import conftest
 import helpers
-from migd_daemon import running_migd
 
 DATA_MB = int(os.environ.get('MIGD_TEST_DATA_MB', 24))
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+migd = conftest.migd_fixture()
 
 
 def vm(lab, alias):

@@ -14,19 +14,14 @@ import re
 import subprocess
 import time
 
-import pytest
-
+import conftest
 import helpers
-from migd_daemon import running_migd
 
 DISK_MB = 24  # random data per KVM disk: at --limit 48 (6 MB/s), 4 s each
 MB = 1 << 20
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            incremental={'interval_s': 2, 'auto_switch_bytes': 1})
+migd = conftest.migd_fixture(incremental={'interval_s': 2, 'auto_switch_bytes': 1})
 
 
 def submitted(p):

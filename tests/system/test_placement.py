@@ -10,25 +10,15 @@ ends, cn2 is a target again.
 """
 import json
 
-import pytest
-
 import conftest
 import helpers
-from migd_daemon import running_migd
 
 wait_for = helpers.waiter(600, step=0.5)
 TAGGED = ('web0', 'stopped0', 'kvm0')
 
 
-@pytest.fixture(scope='module')
-def lab(tmp_path_factory, request):
-    return conftest.start_lab(tmp_path_factory, request, cns=4)
-
-
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            placement={'spread_tag': 'role'})
+lab = conftest.four_cn_lab
+migd = conftest.migd_fixture(placement={'spread_tag': 'role'})
 
 
 def ctl_json(migd, *args):

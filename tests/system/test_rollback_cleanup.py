@@ -6,17 +6,13 @@ against the lab.
 import functools
 import json
 
-import pytest
-
+import conftest
 import helpers
-from migd_daemon import running_migd
 
 wait_state = functools.partial(helpers.wait_state, timeout=300, step=0.3)
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+migd = conftest.migd_fixture()
 
 
 def switched(lab, migd, alias):

@@ -12,23 +12,14 @@ import json
 import sqlite3
 import time
 
-import pytest
-
 import conftest
 import helpers
-from migd_daemon import running_migd
 
 wait_for = helpers.waiter(900, step=0.5)
 
 
-@pytest.fixture(scope='module')
-def lab(tmp_path_factory, request):
-    return conftest.start_lab(tmp_path_factory, request, cns=4)
-
-
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+lab = conftest.four_cn_lab
+migd = conftest.migd_fixture()
 
 
 def ctl_json(migd, *args):

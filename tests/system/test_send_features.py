@@ -10,15 +10,11 @@ lab's zfs-fuse has no `-c`; its front offers it on a CN on request
 import json
 import re
 
-import pytest
-
+import conftest
 import helpers
-from migd_daemon import running_migd
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'))
+migd = conftest.migd_fixture()
 
 
 def sends_of(migd, job_uuid):

@@ -11,13 +11,12 @@ import uuid
 
 import pytest
 
-from migd_daemon import Migd, running_migd
+import conftest
+from migd_daemon import Migd
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    # A long interval keeps an incremental job in sync for the busy-VM test.
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'), incremental={'interval_s': 3600})
+# A long interval keeps an incremental job in sync for the busy-VM test.
+migd = conftest.migd_fixture(incremental={'interval_s': 3600})
 
 
 def cn_snapshot(lab):

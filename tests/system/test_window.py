@@ -9,20 +9,14 @@ import json
 import subprocess
 import time
 
-import pytest
-
+import conftest
 import helpers
 from helpers import home, other, settle, submit, vm_and_cns
-from migd_daemon import running_migd
 
 INTERVAL_S = 4
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, str(tmp_path_factory.mktemp('migd')),
-                            incremental={'interval_s': INTERVAL_S},
-                            health={'min_up_s': 0})
+migd = conftest.migd_fixture(incremental={'interval_s': INTERVAL_S}, health={'min_up_s': 0})
 
 
 def test_the_switch_waits_for_its_window(lab, migd):
