@@ -54,6 +54,19 @@ def ended(migd, job_uuid, timeout=300, step=0.2):
                     'job %s to end' % job_uuid, timeout, step)
 
 
+def while_active(migd, job_uuid, timeout=300, step=0.2):
+    """Yields the job (migctl show -j) every step seconds while it is queued
+    or running, for timeout seconds at the most; the caller checks how it
+    ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = migd.job(job_uuid)
+        if job['state'] not in ACTIVE_STATES:
+            return
+        yield job
+        time.sleep(step)
+
+
 def wait_state(migd, job_uuid, states, timeout=600, step=0.2):
     """The job once its state is one of states; after timeout seconds fails
     with the job as it then is."""

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import conftest
+from helpers import while_active
 from migd_daemon import running_migd
 
 CAP_MBPS = 40                      # 5 MB/s for the whole of cn1
@@ -20,11 +22,8 @@ CAP_BYTES_S = CAP_MBPS * 1000000 / 8
 DATA_MB = 40                       # per VM: ~8 s each at half the cap
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            limits={'max_active_jobs': 4, 'max_jobs_per_cn': 4,
-                                    'cn_mbps': CAP_MBPS})
+migd = conftest.migd_fixture(limits={'max_active_jobs': 4, 'max_jobs_per_cn': 4,
+                                     'cn_mbps': CAP_MBPS})
 
 
 def test_two_jobs_out_of_one_cn_share_its_cap(lab, migd):
@@ -103,15 +102,9 @@ def test_limit_40_holds_a_job_to_5_MBps(lab, plain):
     p = plain.ctl('migrate', '--limit', '40', v['uuid'], dst.hostname)
     assert p.returncode == 0, p.stderr
     job = re.search(r'[0-9a-f-]{36}', p.stdout).group(0)
-    samples = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        j = plain.job(job)
-        if j['state'] not in ('queued', 'running'):
-            break
-        if j['phase'] == 'sync' and j['progress']['bytes_sent'] > 0:
-            samples.append((time.monotonic(), j['progress']['bytes_sent']))
-        time.sleep(0.25)
+    samples = [(time.monotonic(), j['progress']['bytes_sent'])
+               for j in while_active(plain, job, step=0.25)
+               if j['phase'] == 'sync' and j['progress']['bytes_sent'] > 0]
     j = plain.job(job)
     assert j['state'] == 'switched', j
     assert j['limit_mbps'] == 40

@@ -17,22 +17,17 @@ import json
 import os
 import shlex
 import shutil
-import time
 import uuid
 
-import pytest
-
-from helpers import fail_receives, submit, wait_state
-from migd_daemon import Migd, running_migd
+import conftest
+from helpers import fail_receives, submit, wait_state, while_active
+from migd_daemon import Migd
 
 DATA_MB = 40
 
 
-@pytest.fixture(scope='module')
-def migd(lab, build_dir, tmp_path_factory):
-    yield from running_migd(lab, build_dir, tmp_path_factory.mktemp('migd'),
-                            transfer={'mode': 'direct', 'retries': 1, 'limit_mbps': 0},
-                            incremental={'interval_s': 1})
+migd = conftest.migd_fixture(transfer={'mode': 'direct', 'retries': 1, 'limit_mbps': 0},
+                             incremental={'interval_s': 1})
 
 
 def home_of(lab, uuid):
@@ -63,15 +58,8 @@ def test_running_zone_directly_with_its_progress_and_no_key_left(lab, migd):
     lab.cn_throttle(src, 'zfs', args=r'^send -R', bytes_per_s=8 << 20, count=1)
     try:
         job = submit(migd, v['uuid'], dst.hostname)
-        seen = []
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            j = migd.job(job)
-            if j['state'] not in ('queued', 'running'):
-                break
-            if j['phase'] == 'sync':
-                seen.append(j['progress']['bytes_sent'])
-            time.sleep(0.2)
+        seen = [j['progress']['bytes_sent'] for j in while_active(migd, job)
+                if j['phase'] == 'sync']
     finally:
         lab.cn_faults_clear(src)
     j = migd.job(job)
