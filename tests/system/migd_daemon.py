@@ -1,7 +1,8 @@
 """Runs the real migd binary against a lab, and migctl against that migd.
 
-Used by the system tests through the `migd` fixture in conftest.py.  The
-daemon's stderr (bunyan JSON) goes to a file; stop() checks that the daemon
+Used by the system tests through their `migd` fixtures (conftest.migd_fixture,
+or running_migd and serving themselves).  The daemon's stderr (bunyan JSON)
+goes to a file; at a fixture's teardown, serving checks that the daemon
 exited 0 on SIGTERM and that no sanitizer reported anything.
 """
 import json
@@ -13,8 +14,13 @@ import time
 
 def running_migd(lab, build_dir, workdir, **overrides):
     """Generator for pytest fixtures: a started Migd, then on teardown the
+    checks every test module wants (see serving)."""
+    yield from serving(Migd(lab, build_dir, workdir, **overrides).start())
+
+
+def serving(d):
+    """Generator for pytest fixtures: the started Migd d, then on teardown the
     checks every test module wants: exit 0 on SIGTERM, no sanitizer report."""
-    d = Migd(lab, build_dir, workdir, **overrides).start()
     yield d
     rc = d.stop()
     assert rc == 0, 'migd exited %s on SIGTERM; log:\n%s' % (rc, d.log_text()[-4000:])

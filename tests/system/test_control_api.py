@@ -22,7 +22,7 @@ import uuid as uuidlib
 import pytest
 
 import helpers
-from migd_daemon import Migd, running_migd
+from migd_daemon import Migd, serving
 
 wait_for = helpers.waiter(300)
 
@@ -39,10 +39,7 @@ def migd(lab, build_dir, tmp_path_factory):
     asan = os.environ.get('ASAN_OPTIONS', '')
     d.start(argv_prefix=('prlimit', '--nofile=1024:1024', '--'),
             env={'ASAN_OPTIONS': (asan + ':' if asan else '') + 'quarantine_size_mb=4'})
-    yield d
-    rc = d.stop()
-    assert rc == 0, 'migd exited %s on SIGTERM; log:\n%s' % (rc, d.log_text()[-4000:])
-    assert d.sanitizer_reports() == []
+    yield from serving(d)
 
 
 # ---- raw HTTP on the socket ------------------------------------------------
