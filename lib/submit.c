@@ -233,15 +233,8 @@ int mig_submit_step(struct mig_act *a)
         return mig_act_fail_res(a, "CnapiError", "cannot list servers from CNAPI");
     s->servers = json_incref(a->res->json);
     /* placement.spread_tag, when migd picks the target: where the VM's group runs. */
-    if (CTX(a)->target_request[0] == '\0' && s->spread_tag != NULL && s->spread_tag[0] != '\0') {
-        s->others = json_array();
-        do {
-            ACT_HTTP(a, "VMAPI", "GET",
-                     mig_url_vms_active(a->env->vmapi, (long)json_array_size(s->others)), NULL);
-            if ((more = mig_act_take_vms_page(a, s->others)) < 0)
-                return more;
-        } while (more);
-    }
+    if (CTX(a)->target_request[0] == '\0' && s->spread_tag != NULL && s->spread_tag[0] != '\0')
+        ACT_TAKE_ACTIVE_VMS(a, s->others, more);
     {
         const char *su = json_string_value(json_object_get(s->vm, "server_uuid"));
         s->src = su != NULL ? mig_server_find(s->servers, su) : NULL;
