@@ -151,6 +151,8 @@ void engine_hold(struct engine *e, const char *evac_uuid, bool held);
 
 /* An evacuation's answer: err 0 and evac (borrowed), or err with a rule code and a line. */
 typedef void (*evac_cb)(void *arg, int err, const char *code, const char *message, json_t *evac);
+/* Answers once through cb, then drops out (a new reference, or NULL). */
+void evac_answer(evac_cb cb, void *arg, int err, const char *code, const char *msg, json_t *out);
 /*
  * Evacuates a CN (POST /evacuations body: server, mode, to[], max_parallel,
  * no_reserve, dry_run, allow_older_platform): plans, reserves the CN,

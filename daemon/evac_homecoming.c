@@ -57,15 +57,20 @@ struct homecoming_run {
     struct homecoming_run *next;
 };
 
+static void check_clear(struct ret_check *c)
+{
+    if (c->init)
+        mig_act_clear(&c->a);
+    json_decrefp(&c->cns);
+    json_decrefp(&c->moves);
+    json_decrefp(&c->down);
+}
+
 static void run_free(struct homecoming_run *r)
 {
     MIG_LIST_UNLINK(&r->d->homecoming_runs, r, next);
     exec_free(r->x);
-    if (r->chk.init)
-        mig_act_clear(&r->chk.a);
-    json_decref(r->chk.cns);
-    json_decref(r->chk.moves);
-    json_decref(r->chk.down);
+    check_clear(&r->chk);
     cn_reserve_free(r->res);
     json_decref(r->evacs);
     json_decref(r->options);
@@ -77,8 +82,7 @@ static void run_free(struct homecoming_run *r)
 static void run_answer(struct homecoming_run *r, int err, const char *code, const char *msg,
                        json_t *out)
 {
-    r->cb(r->arg, err, code, msg, out);
-    json_decref(out);
+    evac_answer(r->cb, r->arg, err, code, msg, out);
     run_free(r);
 }
 

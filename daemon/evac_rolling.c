@@ -53,8 +53,7 @@ static void run_free(struct rolling_run *rr)
 static void run_answer(struct rolling_run *rr, int err, const char *code, const char *msg,
                        json_t *out)
 {
-    rr->cb(rr->arg, err, code, msg, out);
-    json_decref(out);
+    evac_answer(rr->cb, rr->arg, err, code, msg, out);
     run_free(rr);
 }
 

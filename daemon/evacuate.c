@@ -76,13 +76,15 @@ static void evac_free(struct evac_run *r)
     free(r);
 }
 
+void evac_answer(evac_cb cb, void *arg, int err, const char *code, const char *msg, json_t *out)
+{
+    cb(arg, err, code, msg, out);
+    json_decref(out);
+}
+
 static void answer(struct evac_run *r, int err, const char *code, const char *msg)
 {
-    json_t *out = NULL;
-    if (err == 0)
-        out = evac_json(r->d, r->record);
-    r->cb(r->arg, err, code, msg, out);
-    json_decref(out);
+    evac_answer(r->cb, r->arg, err, code, msg, err == 0 ? evac_json(r->d, r->record) : NULL);
     evac_free(r);
 }
 
