@@ -45,8 +45,10 @@ int ops_init(struct ops *o, struct migd *d, void *owner, ops_done_fn done,
              ops_progress_fn progress);
 
 /*
- * Starts op for peers (the side's address, and whose op it is for the log;
- * copied; its strings must live until done runs, as op's).  http_retries:
+ * Starts op for peers (the side's address, and whose op it is for the log).
+ * The struct is read during the call, or copied when the op waits its turn
+ * on a CN (mig_op.serial); the strings it points to must live until done
+ * runs, as op's.  A fake (ops_fake.run) must not keep the pointer.  http_retries:
  * extra attempts the HTTP client makes on its own (-1: its default; 0 when
  * the caller retries itself).  limit_bytes_s caps a relay (0: none).  done
  * runs exactly once, from the loop.  o must not be busy.
