@@ -539,10 +539,21 @@ static void on_deliver(uv_timer_t *t)
     json_decref(ans.json);
 }
 
+/* The address of side in the fake datacenter (the job's ctx says the same). */
+static const char *fake_ip(enum mig_side side)
+{
+    return side == MIG_SIDE_TARGET ? "10.99.99.12" : "10.99.99.11";
+}
+
 static void fake_run(void *arg, struct ops *o, const struct mig_op *op,
                      const struct mig_peers *peers)
 {
-    (void)peers;
+    /* An operation reaches the CN of its side, as its peers name it, and is the job's. */
+    if (op->kind == MIG_OP_SSH || op->kind == MIG_OP_RELAY)
+        assert_string_equal(mig_peers_ip(peers, op->on), fake_ip(op->on));
+    if (op->kind == MIG_OP_RELAY)
+        assert_string_equal(mig_peers_ip(peers, op->to), fake_ip(op->to));
+    assert_string_equal(peers->vm_uuid, VM);
     struct fake *f = arg;
     assert_false(f->pending); /* one operation at a time */
     memset(&f->ans, 0, sizeof(f->ans));
