@@ -128,7 +128,9 @@ struct mig_act {
                                        runs; each sub-step's pc starts at 0 */
     const struct mig_result *res;   /* the last operation's result; NULL before the first */
     struct mig_op op;               /* the next operation, when MIG_ACT_OP is answered */
-    char scratch[512];              /* kept across operations of one run, never persisted */
+    _Alignas(max_align_t) char scratch[512]; /* kept across operations of one run, never
+                                                persisted: text, or an action file's
+                                                typed state (ACT_STATE) */
     char object[256];               /* what it works on ("zones/UUID@migd-JOB-1"), named in a
                                        leftover when it fails; "" for the action's own words */
     bool transient;                 /* with MIG_ACT_FAIL: retrying later may succeed */
@@ -137,6 +139,16 @@ struct mig_act {
 };
 
 typedef int (*mig_act_fn)(struct mig_act *a);
+
+/*
+ * An action file's own typed state across the operations of one run, in
+ * a->scratch (zeroed when the run starts): `#define SEEN(a) ACT_STATE(a,
+ * struct zone_seen)`, with ACT_STATE_FITS(struct zone_seen) beside the struct.
+ */
+#define ACT_STATE(a, type) ((type *)(void *)(a)->scratch)
+#define ACT_STATE_FITS(type)                                                                       \
+    _Static_assert(sizeof(type) <= sizeof(((struct mig_act *)0)->scratch),                        \
+                   #type " fits in mig_act.scratch")
 
 /* Flags of an action definition. */
 #define MIG_ACT_TRANSFER 0x1u /* a stream: retried up to transfer.retries, resuming where it can */

@@ -76,11 +76,24 @@ int act_begin_return(struct mig_act *a)
     return MIG_ACT_DONE;
 }
 
+/*
+ * What this file's actions learn of the VM's zone on a side, kept across
+ * their operations (act.h ACT_STATE).
+ */
+struct zone_seen {
+    char state[64]; /* zoneadm list's: "configured", "installed", "running", ...; "": no zone */
+    int running;    /* vmadm get: 1 running, 0 not (or no such VM) */
+    int hidden;     /* zonecfg export: do-not-inventory set (1) or not (0) */
+    int autoboot;   /* zonecfg export: 1, 0, -1 (not set) */
+};
+ACT_STATE_FITS(struct zone_seen);
+#define SEEN(a) ACT_STATE(a, struct zone_seen)
+
 /* ---- stop and start ---- */
 
 /*
- * After `vmadm get` ran on side: 0 with a->n = 1 (running), 0 (not running
- * or no such VM); MIG_ACT_FAIL when the CN could not be asked.
+ * After `vmadm get` ran on side: 0 with SEEN(a)->running 1 (running), 0 (not
+ * running or no such VM); MIG_ACT_FAIL when the CN could not be asked.
  */
 static int running_result(struct mig_act *a, enum mig_side side)
 {
@@ -89,13 +102,13 @@ static int running_result(struct mig_act *a, enum mig_side side)
     if (a->res->err != 0)
         return mig_act_fail_res(a, "ProbeFailed", "vmadm get %s on %s", VM(a), HOST(a, side));
     if (a->res->exit_status != 0) {
-        a->n = 0;
+        SEEN(a)->running = 0;
         return 0;
     }
     if (mig_parse_vmadm_get(a->res->out, state, sizeof(state), &autoboot) != 0)
         return mig_act_fail(a, "ProbeFailed", "vmadm get %s on %s printed no VM state", VM(a),
                             HOST(a, side));
-    a->n = strcmp(state, "running") == 0;
+    SEEN(a)->running = strcmp(state, "running") == 0;
     return 0;
 }
 
@@ -142,7 +155,7 @@ static int reach_state(struct mig_act *a, enum mig_side side, bool want_running,
     ACT_SSH(a, side, mig_cmd_vmadm_get(VM(a)), NULL);
     if ((rc = running_result(a, side)) != 0)
         return rc;
-    if ((a->n == 1) == want_running)
+    if ((SEEN(a)->running == 1) == want_running)
         return MIG_ACT_DONE;
     if (!change)
         return MIG_ACT_ABSENT;
@@ -238,8 +251,7 @@ int act_configure_target(struct mig_act *a)
 
 /*
  * After `zoneadm list -pc` ran on side: 0 with the zone's state in
- * a->scratch ("configured", "installed", "running", ...; "" when there is no
- * such zone), or MIG_ACT_FAIL.
+ * SEEN(a)->state, or MIG_ACT_FAIL.
  */
 static int zone_state_result(struct mig_act *a, enum mig_side side)
 {
@@ -248,9 +260,9 @@ static int zone_state_result(struct mig_act *a, enum mig_side side)
         return mig_act_fail_res(a, "ZoneadmFailed", "zoneadm list on %s", HOST(a, side));
     int rc = mig_parse_zoneadm_find(a->res->out, VM(a), &z);
     if (rc == -ENOENT)
-        a->scratch[0] = '\0';
+        SEEN(a)->state[0] = '\0';
     else if (rc == 0)
-        snprintf(a->scratch, sizeof(a->scratch), "%s", z.state);
+        snprintf(SEEN(a)->state, sizeof(SEEN(a)->state), "%s", z.state);
     else
         return mig_act_fail(a, "ZoneadmFailed", "zoneadm list on %s: unreadable output",
                             HOST(a, side));
@@ -258,7 +270,7 @@ static int zone_state_result(struct mig_act *a, enum mig_side side)
 }
 
 /*
- * Runs `zoneadm list -pc` on side and leaves the zone's state in a->scratch
+ * Runs `zoneadm list -pc` on side and leaves the zone's state in SEEN(a)->state
  * (zone_state_result); a failure ends the action.  Like ACT_SSH, it returns
  * from the action and resumes it with the answer.
  */
@@ -285,7 +297,7 @@ static int zone_state_is(struct mig_act *a, enum mig_side side, bool (*want)(con
 {
     ACT_BEGIN(a);
     READ_ZONE_STATE(a, side);
-    return want(a->scratch) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
+    return want(SEEN(a)->state) ? MIG_ACT_DONE : MIG_ACT_ABSENT;
     ACT_END(a);
 }
 
@@ -315,10 +327,10 @@ int act_detach(struct mig_act *a)
 {
     ACT_BEGIN(a);
     READ_ZONE_STATE(a, a->side);
-    if (strcmp(a->scratch, "running") == 0)
+    if (strcmp(SEEN(a)->state, "running") == 0)
         return mig_act_fail(a, "DetachFailed", "zone %s still runs on %s; not detached", VM(a),
                             HOST(a, a->side));
-    if (strcmp(a->scratch, "installed") != 0)
+    if (strcmp(SEEN(a)->state, "installed") != 0)
         return MIG_ACT_DONE; /* configured or absent: not attached */
     ACT_SSH(a, a->side, mig_cmd_zoneadm_detach(VM(a)), NULL);
     if (!mig_res_ok(a->res))
@@ -337,8 +349,8 @@ int probe_detached(struct mig_act *a)
 /* ---- flags: do-not-inventory and autoboot ---- */
 
 /*
- * After `zonecfg export` ran on side: 0 with a->n = 1 (hidden) or 0 and
- * a->i = autoboot (1, 0, -1); 1 when there is no such zone; MIG_ACT_FAIL.
+ * After `zonecfg export` ran on side: 0 with SEEN(a)->hidden and ->autoboot;
+ * 1 when there is no such zone; MIG_ACT_FAIL.
  */
 static int flags_result(struct mig_act *a, enum mig_side side)
 {
@@ -352,8 +364,8 @@ static int flags_result(struct mig_act *a, enum mig_side side)
     if (mig_parse_zonecfg_flags(a->res->out, &autoboot, &hidden) != 0)
         return mig_act_fail(a, "ZonecfgFailed", "zonecfg export of %s on %s: unreadable", VM(a),
                             HOST(a, side));
-    a->n = hidden;
-    a->i = autoboot;
+    SEEN(a)->hidden = hidden;
+    SEEN(a)->autoboot = autoboot;
     return 0;
 }
 
@@ -391,9 +403,9 @@ int act_recheck_config(struct mig_act *a)
  * Whether the flags flags_result read are hidden (do-not-inventory set,
  * autoboot off) or, when !hidden, shown with the given autoboot.
  */
-static bool flags_are(const struct mig_act *a, bool hidden, bool autoboot)
+static bool flags_are(struct mig_act *a, bool hidden, bool autoboot)
 {
-    return a->n == (hidden ? 1 : 0) && a->i == (!hidden && autoboot ? 1 : 0);
+    return SEEN(a)->hidden == (hidden ? 1 : 0) && SEEN(a)->autoboot == (!hidden && autoboot ? 1 : 0);
 }
 
 /*
@@ -422,7 +434,7 @@ static int set_flags(struct mig_act *a, enum mig_side side, bool hidden, bool au
     if (flags_are(a, hidden, autoboot))
         return MIG_ACT_DONE;
     return mig_act_fail(a, code, "zone %s on %s: autoboot %d, do-not-inventory %s", VM(a),
-                        HOST(a, side), a->i, a->n == 1 ? "set" : "not set");
+                        HOST(a, side), SEEN(a)->autoboot, SEEN(a)->hidden == 1 ? "set" : "not set");
     ACT_END(a);
 }
 
@@ -525,8 +537,7 @@ int probe_shown_target(struct mig_act *a)
  * Deletes the zone's configuration on the row's side as SmartOS allows it:
  * flagged do-not-inventory first (so the CN's agent reports nothing),
  * detached when attached, then `zonecfg delete -F`.  No zone: done.  A
- * running zone is never touched.  The zone's state is kept in scratch across
- * the flagging.
+ * running zone is never touched.
  */
 int act_delete_zone(struct mig_act *a)
 {
@@ -534,9 +545,9 @@ int act_delete_zone(struct mig_act *a)
     int rc;
     ACT_BEGIN(a);
     READ_ZONE_STATE(a, side);
-    if (a->scratch[0] == '\0')
+    if (SEEN(a)->state[0] == '\0')
         return MIG_ACT_DONE;
-    if (strcmp(a->scratch, "running") == 0)
+    if (strcmp(SEEN(a)->state, "running") == 0)
         return mig_act_fail(a, "DeleteFailed", "zone %s runs on %s; not deleted", VM(a),
                             HOST(a, side));
     ACT_SSH(a, side, mig_cmd_zonecfg_export(VM(a)), NULL);
@@ -545,13 +556,13 @@ int act_delete_zone(struct mig_act *a)
         return MIG_ACT_DONE;
     if (rc != 0)
         return rc;
-    if (a->n != 1) {
+    if (SEEN(a)->hidden != 1) {
         ACT_SSH(a, side, mig_cmd_zonecfg_do_not_inventory(VM(a)), NULL);
         if (!mig_res_ok(a->res))
             return mig_act_fail_res(a, "DeleteFailed", "flagging %s do-not-inventory on %s", VM(a),
                                     HOST(a, side));
     }
-    if (strcmp(a->scratch, "installed") == 0) {
+    if (strcmp(SEEN(a)->state, "installed") == 0) {
         ACT_SSH(a, side, mig_cmd_zoneadm_detach(VM(a)), NULL);
         if (!mig_res_ok(a->res))
             return mig_act_fail_res(a, "DeleteFailed", "zoneadm -z %s detach on %s", VM(a),
