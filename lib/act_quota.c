@@ -33,6 +33,14 @@ bool mig_job_bhyve(const struct mig_job *job)
     return strcmp(job->brand, "bhyve") == 0;
 }
 
+/* What the quota actions keep across their operations (act.h ACT_STATE). */
+struct quota_seen {
+    int64_t quota;  /* act_quota_read: the source's quota, until its reservation is read */
+    int64_t needed; /* make_room: the tree's use plus what one more snapshot can pin */
+};
+ACT_STATE_FITS(struct quota_seen);
+#define SEEN(a) ACT_STATE(a, struct quota_seen)
+
 static int read_number(struct mig_act *a, int64_t *out, const char *prop, enum mig_side side)
 {
     uint64_t v;
@@ -51,11 +59,11 @@ int act_quota_read(struct mig_act *a)
     ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zfs_get("quota", TOP(a)), NULL);
     if (read_number(a, &v, "quota", MIG_SIDE_SOURCE) != 0)
         return MIG_ACT_FAIL;
-    a->n = v;
+    SEEN(a)->quota = v;
     ACT_SSH(a, MIG_SIDE_SOURCE, mig_cmd_zfs_get("reservation", TOP(a)), NULL);
     if (read_number(a, &v, "reservation", MIG_SIDE_SOURCE) != 0)
         return MIG_ACT_FAIL;
-    CTX(a)->quota_before = a->n;
+    CTX(a)->quota_before = SEEN(a)->quota;
     CTX(a)->reservation_before = v;
     ACT_END(a);
 }
@@ -75,17 +83,17 @@ static int make_room(struct mig_act *a, enum mig_side side)
     if (!mig_res_ok(a->res) || (n = mig_parse_zfs_list(a->res->out, &rows)) < 1)
         return free(rows), mig_act_fail_res(a, "QuotaFailed", "listing %s on %s", TOP(a),
                                             HOST(a, side));
-    a->n = (int64_t)rows[0].used + ROOM_MARGIN;
+    SEEN(a)->needed = (int64_t)rows[0].used + ROOM_MARGIN;
     for (int i = 0; i < n; i++)
-        a->n += (int64_t)rows[i].referenced;
+        SEEN(a)->needed += (int64_t)rows[i].referenced;
     free(rows);
     ACT_SSH(a, side, mig_cmd_zfs_get("quota", TOP(a)), NULL);
     if (!mig_res_ok(a->res) || mig_parse_zfs_number(a->res->out, &q) != 0)
         return mig_act_fail_res(a, "QuotaFailed", "reading the quota of %s on %s", TOP(a),
                                 HOST(a, side));
-    if (q == 0 || (int64_t)q >= a->n)
+    if (q == 0 || (int64_t)q >= SEEN(a)->needed)
         return MIG_ACT_DONE; /* no quota, or room enough */
-    snprintf(value, sizeof(value), "%lld", (long long)a->n);
+    snprintf(value, sizeof(value), "%lld", (long long)SEEN(a)->needed);
     ACT_SSH(a, side, mig_cmd_zfs_set("quota", value, TOP(a)), NULL);
     if (!mig_res_ok(a->res))
         return mig_act_fail_res(a, "QuotaFailed", "raising the quota of %s on %s to %s bytes",
