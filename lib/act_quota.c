@@ -51,6 +51,22 @@ static int read_number(struct mig_act *a, int64_t *out, const char *prop, enum m
     return 0;
 }
 
+/*
+ * Sets prop of the VM's top dataset on side to n bytes (n kept across the
+ * await); a failure ends the action with QuotaFailed and why, a format of
+ * (dataset, CN, value).  value, a char[32] of the caller's frame, is written
+ * again after the await: a local does not survive it.
+ */
+#define SET_NUMBER(a, side, prop, n, why)                                                          \
+    do {                                                                                           \
+        snprintf(value, sizeof(value), "%lld", (long long)(n));                                    \
+        ACT_SSH((a), (side), mig_cmd_zfs_set((prop), value, TOP(a)), NULL);                        \
+        if (!mig_res_ok((a)->res)) {                                                               \
+            snprintf(value, sizeof(value), "%lld", (long long)(n));                                \
+            return mig_act_fail_res((a), "QuotaFailed", why, TOP(a), HOST((a), (side)), value);    \
+        }                                                                                          \
+    } while (0)
+
 /* prepare: the source's quota and reservation as they are, before anything changes. */
 int act_quota_read(struct mig_act *a)
 {
@@ -93,11 +109,7 @@ static int make_room(struct mig_act *a, enum mig_side side)
                                 HOST(a, side));
     if (q == 0 || (int64_t)q >= SEEN(a)->needed)
         return MIG_ACT_DONE; /* no quota, or room enough */
-    snprintf(value, sizeof(value), "%lld", (long long)SEEN(a)->needed);
-    ACT_SSH(a, side, mig_cmd_zfs_set("quota", value, TOP(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "QuotaFailed", "raising the quota of %s on %s to %s bytes",
-                                TOP(a), HOST(a, side), value);
+    SET_NUMBER(a, side, "quota", SEEN(a)->needed, "raising the quota of %s on %s to %s bytes");
     ACT_END(a);
 }
 
@@ -113,17 +125,9 @@ static int restore_on(struct mig_act *a, enum mig_side side)
     ACT_BEGIN(a);
     if (CTX(a)->quota_before < 0 || CTX(a)->reservation_before < 0)
         return MIG_ACT_DONE; /* never read, so never raised */
-    snprintf(value, sizeof(value), "%lld", (long long)CTX(a)->quota_before);
-    ACT_SSH(a, side, mig_cmd_zfs_set("quota", value, TOP(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "QuotaFailed", "putting the quota of %s on %s back to %s",
-                                TOP(a), HOST(a, side), value);
-    snprintf(value, sizeof(value), "%lld", (long long)CTX(a)->reservation_before);
-    ACT_SSH(a, side, mig_cmd_zfs_set("reservation", value, TOP(a)), NULL);
-    if (!mig_res_ok(a->res))
-        return mig_act_fail_res(a, "QuotaFailed",
-                                "putting the reservation of %s on %s back to %s", TOP(a),
-                                HOST(a, side), value);
+    SET_NUMBER(a, side, "quota", CTX(a)->quota_before, "putting the quota of %s on %s back to %s");
+    SET_NUMBER(a, side, "reservation", CTX(a)->reservation_before,
+               "putting the reservation of %s on %s back to %s");
     ACT_END(a);
 }
 
