@@ -128,7 +128,7 @@ struct mig_act {
                                        runs; each sub-step's pc starts at 0 */
     const struct mig_result *res;   /* the last operation's result; NULL before the first */
     struct mig_op op;               /* the next operation, when MIG_ACT_OP is answered */
-    _Alignas(max_align_t) char scratch[512]; /* kept across operations of one run, never
+    _Alignas(max_align_t) char scratch[1536]; /* kept across operations of one run, never
                                                 persisted: text, or an action file's
                                                 typed state (ACT_STATE) */
     char object[256];               /* what it works on ("zones/UUID@migd-JOB-1"), named in a

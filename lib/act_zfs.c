@@ -227,25 +227,6 @@ static void direct_failure(const struct mig_result *res, char *buf, size_t bufsz
                  best);
 }
 
-/*
- * The scratch layout of a send: the base to send from at BASE ("" for a full
- * stream, "@snap" for one of the job's, "pool/IMG@final" for the origin),
- * a resume token at TOKEN.  a->i: 1 when the receiver already holds this
- * round's snapshot, 2 when it holds the dataset without any snapshot; a->n:
- * the receiver's guid of the compared snapshot.
- */
-#define BASE(a) ((a)->scratch)
-#define TOKEN(a) ((a)->scratch + 256)
-
-/*
- * Sends this round's snapshot of dataset item from `from` to `to`.  Asks
- * the receiver what it holds first: the round's snapshot itself (with the
- * sender's guid) means the send already happened; else the newest snapshot
- * of the job both sides hold by name and guid is the base; a receiver
- * without the dataset gets a stream from the origin image (when installed
- * there and going forward) or a full one.  With resumable streams on both
- * CNs, an interrupted receive is resumed from its token first.
- */
 /* The job's total with this dataset's size as its listing says now. */
 static void resize(struct mig_act *a)
 {
@@ -262,6 +243,8 @@ static void resize(struct mig_act *a)
     free(rows);
 }
 
+/* ---- the stream of one dataset between the CNs ---- */
+
 /*
  * What send_between is asked: send (act), tell whether the send happened
  * (probe), or only find the base of a downtime's send before the stop
@@ -269,76 +252,86 @@ static void resize(struct mig_act *a)
  */
 enum send_mode { SEND_ACT, SEND_PROBE, SEND_FIND_BASE };
 
-/* send_between's parts (a->part): the send itself, then the settling of what arrived. */
-enum { PART_SEND, PART_SETTLE, PART_SETTLE_LISTED };
+/* What the receiver was found to hold of the dataset, beside a base of the job's. */
+enum receiver_holds {
+    HOLDS_NOTHING_OF_ROUND = 0, /* no dataset, or snapshots of earlier rounds or of others */
+    HOLDS_THIS_ROUND,           /* the round's snapshot itself: the send happened */
+    HOLDS_BARE_DATASET,         /* the dataset without one snapshot: a receive was cut */
+};
+
+/* What a send learns across its operations (a->scratch, zeroed when the run starts). */
+struct send_seen {
+    char base[256]; /* what the stream starts from: "" a full stream, "@snap" one of the
+                       job's, "pool/IMG@final" the origin image */
+    char token[MIG_RESUME_TOKEN_MAX]; /* the receiver's receive_resume_token; "" none */
+    enum receiver_holds holds;
+    uint64_t guid; /* the receiver's guid of base, compared with the sender's */
+    int mounts;    /* settling: the mounts done */
+    int left;      /* settling: the datasets left to mount, the one being mounted included */
+};
+ACT_STATE_FITS(struct send_seen);
+#define SEEN(a) ACT_STATE(a, struct send_seen)
 
 /*
- * What a receive brought, settled.  The receive mounted nothing (-u): every
- * mountpoint the stream brought is checked, then what the global zone would
- * mount is mounted, parent first, from a fresh listing each time; the last
- * one needs no listing after it (a mount changes no other row).  With
- * PART_SETTLE_LISTED the first listing is in a->res already: the receive's
- * own exec printed it.  a->n counts the mounts.
+ * send_between's sub-steps, in a->part; each is a coroutine of its own,
+ * started at pc 0 by go().  A send asks the receiver what it holds (ASK),
+ * compares a common snapshot by guid (COMPARE), resumes a partial receive
+ * (RESUME) or clears what a cut first receive left (CLEAR_CUT), sends
+ * (SEND) and settles what arrived (SETTLE, SETTLE_LISTED when the
+ * receive's exec listed it already); act_find_base ends in KEEP_BASE.
  */
-static int settle_received(struct mig_act *a, enum mig_side to, bool probe_only)
-{
-    char name[256], why[320];
-    int rc;
-    ACT_BEGIN(a);
-    for (a->n = 0;; a->n++) {
-        if (a->n > 0 || a->part != PART_SETTLE_LISTED)
-            ACT_SSH(a, to, mig_cmd_zfs_list_mounts(DS(a)), NULL);
-        if (!mig_res_ok(a->res))
-            return mig_act_fail_res(a, "SendFailed", "listing what %s received of %s",
-                                    HOST(a, to), DS(a));
-        rc = mig_check_received(a->res->out, DS(a), name, sizeof(name), why, sizeof(why));
-        a->i = rc; /* how many are left to mount, this one included */
-        if (rc == -EPERM)
-            return mig_act_fail(a, "ReceiveRefused",
-                                "%s on %s: %s; nothing of it is mounted", DS(a), HOST(a, to),
-                                why);
-        if (rc < 0)
-            return mig_act_fail(a, "SendFailed", "cannot read the listing of %s on %s", DS(a),
-                                HOST(a, to));
-        if (name[0] == '\0')
-            return MIG_ACT_DONE;
-        if (probe_only)
-            return MIG_ACT_ABSENT; /* received, not mounted yet: acting again mounts it */
-        if (a->n >= 2 * MIG_MAX_DATASETS)
-            return mig_act_fail(a, "SendFailed", "%s on %s stays unmounted", name, HOST(a, to));
-        ACT_SSH(a, to, mig_cmd_zfs_mount(name), NULL);
-        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already mounted")))
-            return mig_act_fail_res(a, "SendFailed", "mounting what %s received of %s",
-                                    HOST(a, to), DS(a));
-        if (a->i == 1)
-            break; /* the last one: mounted */
-    }
-    ACT_END(a);
-}
+enum send_part {
+    PART_ASK = 0,
+    PART_COMPARE,
+    PART_KEEP_BASE,
+    PART_RESUME,
+    PART_CLEAR_CUT,
+    PART_SEND,
+    PART_SETTLE,
+    PART_SETTLE_LISTED,
+};
 
-/* Goes on to settle_received, with the first listing in a->res (listed) or not. */
-static int settle(struct mig_act *a, enum mig_side to, bool probe_only, bool listed)
+/* A sub-step's answer: go on with the sub-step go() set. */
+enum { SEND_GO_ON = 16 };
+
+static int go(struct mig_act *a, enum send_part part)
 {
-    a->part = listed ? PART_SETTLE_LISTED : PART_SETTLE;
+    a->part = part;
     a->pc = 0;
-    return settle_received(a, to, probe_only);
+    return SEND_GO_ON;
 }
 
-static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
+static bool both_resumable(struct mig_act *a)
+{
+    return CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1;
+}
+
+/* A first stream starts from the origin image where the target has it installed, else whole. */
+static void start_from_origin(struct mig_act *a)
+{
+    const char *origin = CTX(a)->datasets[a->item].origin;
+    SEEN(a)->base[0] = '\0';
+    if (mig_job_origin_on_target(CTX(a), origin))
+        snprintf(SEEN(a)->base, sizeof(SEEN(a)->base), "%s", origin);
+}
+
+/*
+ * ASK: what the receiver holds decides where the stream starts: the round's
+ * snapshot itself means the send already happened; else the newest snapshot
+ * of the job it holds is the base (compared by guid next); a receiver
+ * without the dataset gets a stream from the origin image (when installed
+ * there and going forward) or a full one; one with the dataset and no base
+ * may hold a partial receive.
+ */
+static int ask_receiver(struct mig_act *a, enum mig_side from, enum mig_side to,
                         enum send_mode mode)
 {
-    bool probe_only = mode == SEND_PROBE;
-    if (a->part != PART_SEND)
-        return settle_received(a, to, probe_only);
+    struct send_seen *s = SEEN(a);
     struct mig_dataset *ds = &CTX(a)->datasets[a->item];
     char snap[128], prefix[128], name[256];
-    uint64_t guid = 0;
-    int rc;
-    mig_snap_name(a->job, a->round, snap);
-    snprintf(prefix, sizeof(prefix), "migd-%s-", a->job->uuid);
     ACT_BEGIN(a);
-    BASE(a)[0] = '\0';
-    a->i = 0;
+    s->base[0] = '\0';
+    s->holds = HOLDS_NOTHING_OF_ROUND;
     if (mode == SEND_ACT && ds->final_base[0] != '\0' && ds->final_base_round == a->round) {
         /*
          * Found and compared by guid before the stop, in this run, with no
@@ -346,9 +339,9 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
          * job touches the receiver's copy since.  Once only: a retry of the
          * send asks again, from the start.
          */
-        snprintf(BASE(a), 256, "@%s", ds->final_base);
+        snprintf(s->base, sizeof(s->base), "@%s", ds->final_base);
         ds->final_base[0] = '\0';
-        goto send;
+        return go(a, PART_SEND);
     }
     ACT_SSH(a, to, mig_cmd_zfs_list_snapshots(DS(a)), NULL);
     if (a->res->err != 0 || (a->res->exit_status != 0 && !mig_res_err_has(a->res, "does not exist")))
@@ -358,125 +351,185 @@ static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
         /* The receiver has no such dataset. */
         if (mode == SEND_FIND_BASE)
             return MIG_ACT_DONE; /* the send finds out again, and says so */
-        if (probe_only)
+        if (mode == SEND_PROBE)
             return MIG_ACT_ABSENT;
-        if (from == MIG_SIDE_SOURCE &&
-            mig_job_origin_on_target(CTX(a), CTX(a)->datasets[a->item].origin))
-            snprintf(BASE(a), 256, "%s", CTX(a)->datasets[a->item].origin);
-        if (from == MIG_SIDE_SOURCE) {
-            /*
-             * The first send of the dataset: its size again, now that the round's
-             * snapshot has committed every write (sizes read at submission may
-             * predate the last ones), before any byte moves.
-             */
-            ACT_SSH(a, from, mig_cmd_zfs_list_tree(DS(a)), NULL);
-            if (mig_res_ok(a->res))
-                resize(a);
-        }
-        goto send;
+        if (from != MIG_SIDE_SOURCE)
+            return go(a, PART_SEND);
+        start_from_origin(a);
+        /*
+         * The first send of the dataset: its size again, now that the round's
+         * snapshot has committed every write (sizes read at submission may
+         * predate the last ones), before any byte moves.
+         */
+        ACT_SSH(a, from, mig_cmd_zfs_list_tree(DS(a)), NULL);
+        if (mig_res_ok(a->res))
+            resize(a);
+        return go(a, PART_SEND);
     }
+    mig_snap_name(a->job, a->round, snap);
+    snprintf(prefix, sizeof(prefix), "migd-%s-", a->job->uuid);
     if (lists_snapshot(a->res->out, DS(a), snap)) {
-        a->i = 1;
-        snprintf(BASE(a), 256, "@%s", snap);
+        s->holds = HOLDS_THIS_ROUND;
+        snprintf(s->base, sizeof(s->base), "@%s", snap);
     } else {
         newest_of_job(a->res->out, DS(a), prefix, name, sizeof(name));
         if (name[0] != '\0')
-            snprintf(BASE(a), 256, "@%s", name);
+            snprintf(s->base, sizeof(s->base), "@%s", name);
     }
-    if (BASE(a)[0] == '\0') {
-        if (mode == SEND_FIND_BASE)
-            return MIG_ACT_DONE;
-        if (probe_only)
-            return MIG_ACT_ABSENT;
-        if (strspn(a->res->out != NULL ? a->res->out : "", " \t\r\n") ==
-            strlen(a->res->out != NULL ? a->res->out : ""))
-            a->i = 2; /* the dataset, not one snapshot */
-        goto resume; /* a resumable partial receive, or what an interrupted one left */
-    }
-    /* The same snapshot on both sides: compare guids, never trust a name alone. */
-    ACT_SSH(a, to, mig_cmd_zfs_get_snap("guid", DS(a), BASE(a) + 1), NULL);
-    if (!mig_res_ok(a->res) || mig_parse_guid(a->res->out, &guid) != 0)
-        return mig_act_fail_res(a, "SendFailed", "reading the guid of %s%s on %s", DS(a), BASE(a),
+    if (s->base[0] != '\0')
+        return go(a, PART_COMPARE);
+    if (mode == SEND_FIND_BASE)
+        return MIG_ACT_DONE;
+    if (mode == SEND_PROBE)
+        return MIG_ACT_ABSENT;
+    const char *out = a->res->out != NULL ? a->res->out : "";
+    if (strspn(out, " \t\r\n") == strlen(out))
+        s->holds = HOLDS_BARE_DATASET;
+    return go(a, PART_RESUME); /* a resumable partial receive, or what an interrupted one left */
+    ACT_END(a);
+}
+
+/* COMPARE: the same snapshot on both sides, by guid: a name alone is never trusted. */
+static int compare_base(struct mig_act *a, enum mig_side from, enum mig_side to,
+                        enum send_mode mode)
+{
+    struct send_seen *s = SEEN(a);
+    uint64_t guid = 0;
+    ACT_BEGIN(a);
+    ACT_SSH(a, to, mig_cmd_zfs_get_snap("guid", DS(a), s->base + 1), NULL);
+    if (!mig_res_ok(a->res) || mig_parse_guid(a->res->out, &s->guid) != 0)
+        return mig_act_fail_res(a, "SendFailed", "reading the guid of %s%s on %s", DS(a), s->base,
                                 HOST(a, to));
-    a->n = (int64_t)guid;
-    ACT_SSH(a, from, mig_cmd_zfs_get_snap("guid", DS(a), BASE(a) + 1), NULL);
+    ACT_SSH(a, from, mig_cmd_zfs_get_snap("guid", DS(a), s->base + 1), NULL);
     if (!mig_res_ok(a->res) || mig_parse_guid(a->res->out, &guid) != 0)
-        return mig_act_fail_res(a, "SendFailed", "reading the guid of %s%s on %s", DS(a), BASE(a),
+        return mig_act_fail_res(a, "SendFailed", "reading the guid of %s%s on %s", DS(a), s->base,
                                 HOST(a, from));
-    if ((int64_t)guid != a->n)
+    if (guid != s->guid)
         return mig_act_fail(a, "NoCommonSnapshot",
                             "%s%s differs between %s and %s (guid); no common snapshot to send from",
-                            DS(a), BASE(a), HOST(a, from), HOST(a, to));
-    if (mode == SEND_FIND_BASE) {
-        if (a->i == 1)
-            return MIG_ACT_DONE; /* sent already: the send settles it */
-        if (CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1) {
-            /* A partial receive waiting there is the send's to resume: no base kept. */
-            ACT_SSH(a, to, mig_cmd_zfs_get("receive_resume_token", DS(a)), NULL);
-            if (!mig_res_ok(a->res) || mig_parse_resume_token(a->res->out, TOKEN(a), 256) != 0)
-                return MIG_ACT_DONE;
-        }
-        snprintf(ds->final_base, sizeof(ds->final_base), "%s", BASE(a) + 1);
-        ds->final_base_round = a->round;
-        return MIG_ACT_DONE;
-    }
-    if (a->i == 1) /* sent already: what it received must be checked and mounted */
-        return settle(a, to, probe_only, false);
-    if (probe_only)
+                            DS(a), s->base, HOST(a, from), HOST(a, to));
+    if (mode == SEND_FIND_BASE)
+        return go(a, PART_KEEP_BASE);
+    if (s->holds == HOLDS_THIS_ROUND) /* sent already: what it received must be checked and mounted */
+        return go(a, PART_SETTLE);
+    if (mode == SEND_PROBE)
         return MIG_ACT_ABSENT;
-resume:
-    TOKEN(a)[0] = '\0';
-    if (CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1) {
+    return go(a, PART_RESUME);
+    ACT_END(a);
+}
+
+/*
+ * KEEP_BASE, act_find_base's end: the compared base kept for the downtime's
+ * send, unless the round's snapshot is there already (the send settles it)
+ * or a partial receive waits there (the send resumes it, and asks again).
+ */
+static int keep_base(struct mig_act *a, enum mig_side to)
+{
+    struct send_seen *s = SEEN(a);
+    struct mig_dataset *ds = &CTX(a)->datasets[a->item];
+    ACT_BEGIN(a);
+    if (s->holds == HOLDS_THIS_ROUND)
+        return MIG_ACT_DONE;
+    if (both_resumable(a)) {
         ACT_SSH(a, to, mig_cmd_zfs_get("receive_resume_token", DS(a)), NULL);
-        rc = mig_res_ok(a->res) ? mig_parse_resume_token(a->res->out, TOKEN(a), 256) : -1;
-        if (rc < 0 && a->i == 2) {
-            /* Unknown whether a partial receive waits there: never remove it blind. */
-            rc = mig_act_fail_res(a, "SendFailed", "reading %s's receive_resume_token on %s",
-                                  DS(a), HOST(a, to));
-            a->transient = true;
-            return rc;
-        }
-        if (rc < 0)
-            TOKEN(a)[0] = '\0';
-        if (TOKEN(a)[0] != '\0') {
-            ACT_RELAY(a, from, mig_cmd_zfs_send_resume(TOKEN(a)), to,
-                      mig_cmd_zfs_receive_resumable(DS(a)));
-            if (!mig_res_ok(a->res))
-                return mig_act_fail_res(a, "SendFailed", "resuming the stream of %s to %s", DS(a),
-                                        HOST(a, to));
-            /* The interrupted snapshot arrived; what is left is sent from it. */
-            a->pc = 0;
-            return send_between(a, from, to, false);
-        }
+        if (!mig_res_ok(a->res) ||
+            mig_parse_resume_token(a->res->out, s->token, sizeof(s->token)) != 0)
+            return MIG_ACT_DONE;
     }
-    if (a->i == 2 && from == MIG_SIDE_SOURCE && a->round == 1) {
-        /*
-         * The target has the dataset and no snapshot at all, and no token: what
-         * this job's first receive left when it was cut (act_check_target proved
-         * there was no such dataset before the job).  An illumos receive without
-         * -s removes it itself; zfs-fuse, killed mid-stream, may not.  Removed,
-         * then sent whole again.
-         */
-        ACT_SSH(a, to, mig_cmd_zfs_destroy(DS(a), true), NULL);
-        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
-            return mig_act_fail_res(a, "SendFailed", "removing what a cut receive left of %s on %s",
-                                    DS(a), HOST(a, to));
-        if (mig_job_origin_on_target(CTX(a), CTX(a)->datasets[a->item].origin))
-            snprintf(BASE(a), 256, "%s", CTX(a)->datasets[a->item].origin);
-        a->i = 0;
-        goto send;
-    }
-    if (BASE(a)[0] == '\0' && a->i != 1)
+    snprintf(ds->final_base, sizeof(ds->final_base), "%s", s->base + 1);
+    ds->final_base_round = a->round;
+    ACT_END(a);
+}
+
+/*
+ * Where a send goes when no partial receive waits: a bare dataset left by
+ * this job's cut first receive is cleared first; else the stream needs its
+ * base.
+ */
+static int without_token(struct mig_act *a, enum mig_side from, enum mig_side to)
+{
+    struct send_seen *s = SEEN(a);
+    s->token[0] = '\0';
+    if (s->holds == HOLDS_BARE_DATASET && from == MIG_SIDE_SOURCE && a->round == 1)
+        return go(a, PART_CLEAR_CUT);
+    if (s->base[0] == '\0')
         return mig_act_fail(a, "NoCommonSnapshot",
                             "%s on %s holds no snapshot of this job; it cannot be sent to "
                             "incrementally",
                             DS(a), HOST(a, to));
-send:
+    return go(a, PART_SEND);
+}
+
+/*
+ * RESUME: with resumable streams on both CNs, an interrupted receive is
+ * resumed from its token; then the send starts over from ASK, since what
+ * is left is sent from the snapshot that arrived.
+ */
+static int resume_partial(struct mig_act *a, enum mig_side from, enum mig_side to)
+{
+    struct send_seen *s = SEEN(a);
+    int rc;
+    ACT_BEGIN(a);
+    if (!both_resumable(a))
+        return without_token(a, from, to);
+    ACT_SSH(a, to, mig_cmd_zfs_get("receive_resume_token", DS(a)), NULL);
+    rc = mig_res_ok(a->res) ? mig_parse_resume_token(a->res->out, s->token, sizeof(s->token))
+                            : -1;
+    if (rc < 0 && s->holds == HOLDS_BARE_DATASET) {
+        /* Unknown whether a partial receive waits there: never remove it blind. */
+        rc = mig_act_fail_res(a, "SendFailed", "reading %s's receive_resume_token on %s", DS(a),
+                              HOST(a, to));
+        a->transient = true;
+        return rc;
+    }
+    if (rc <= 0)
+        return without_token(a, from, to);
+    ACT_RELAY(a, from, mig_cmd_zfs_send_resume(s->token), to,
+              mig_cmd_zfs_receive_resumable(DS(a)));
+    if (!mig_res_ok(a->res))
+        return mig_act_fail_res(a, "SendFailed", "resuming the stream of %s to %s", DS(a),
+                                HOST(a, to));
+    return go(a, PART_ASK);
+    ACT_END(a);
+}
+
+/*
+ * CLEAR_CUT: the target has the dataset, no snapshot at all and no token:
+ * what this job's first receive left when it was cut (act_check_target
+ * proved there was no such dataset before the job).  An illumos receive
+ * without -s removes it itself; zfs-fuse, killed mid-stream, may not.
+ * Removed, then sent whole again.
+ */
+static int clear_cut_receive(struct mig_act *a, enum mig_side to)
+{
+    ACT_BEGIN(a);
+    ACT_SSH(a, to, mig_cmd_zfs_destroy(DS(a), true), NULL);
+    if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
+        return mig_act_fail_res(a, "SendFailed", "removing what a cut receive left of %s on %s",
+                                DS(a), HOST(a, to));
+    start_from_origin(a);
+    SEEN(a)->holds = HOLDS_NOTHING_OF_ROUND;
+    return go(a, PART_SEND);
+    ACT_END(a);
+}
+
+/*
+ * SEND: the round's snapshot from base, straight from the source with the
+ * job's key when the job is direct, else relayed through the head node.
+ */
+static int send_stream(struct mig_act *a, enum mig_side from, enum mig_side to)
+{
+    struct send_seen *s = SEEN(a);
+    const char *base = s->base[0] != '\0' ? s->base : NULL;
+    char snap[128];
+    int rc;
+    mig_snap_name(a->job, a->round, snap);
+    ACT_BEGIN(a);
     if (from == MIG_SIDE_SOURCE && mig_job_direct(a->job)) {
         /* Straight from the source to the target, with the job's key (act_direct.c). */
         struct mig_direct_send d = {.dataset = DS(a),
                                     .snap = snap,
-                                    .from = BASE(a)[0] != '\0' ? BASE(a) : NULL,
+                                    .from = base,
                                     .job_uuid = a->job->uuid,
                                     .src_ip = CTX(a)->source_ip,
                                     .dst_ip = CTX(a)->target_ip,
@@ -493,8 +546,7 @@ send:
              mig_res_err_has(a->res, "Unknown cipher"))) {
             /* An ssh or sshd without those ciphers: again at once, with ssh's own choice. */
             CTX(a)->direct_plain_cipher = 1;
-            a->pc = 0;
-            return send_between(a, from, to, mode);
+            return go(a, PART_ASK);
         }
         if (!mig_res_ok(a->res)) {
             char why[300];
@@ -505,16 +557,12 @@ send:
                            a->res->exit_status != 255;
             return rc;
         }
-        return settle(a, to, probe_only, false);
+        return go(a, PART_SETTLE);
     }
     /* The receive's exec lists what it brought once it succeeded: no command more. */
-    ACT_RELAY(a, from,
-              mig_cmd_zfs_send(DS(a), snap, BASE(a)[0] != '\0' ? BASE(a) : NULL,
-                               mig_job_compressed(a->job)),
-              to,
-              mig_cmd_and(CTX(a)->resumable_source == 1 && CTX(a)->resumable_target == 1
-                              ? mig_cmd_zfs_receive_resumable(DS(a))
-                              : mig_cmd_zfs_receive(DS(a), true),
+    ACT_RELAY(a, from, mig_cmd_zfs_send(DS(a), snap, base, mig_job_compressed(a->job)), to,
+              mig_cmd_and(both_resumable(a) ? mig_cmd_zfs_receive_resumable(DS(a))
+                                            : mig_cmd_zfs_receive(DS(a), true),
                           mig_cmd_zfs_list_mounts(DS(a))));
     if (!mig_res_ok(a->res)) {
         rc = mig_act_fail_res(a, "SendFailed", "sending %s@%s from %s to %s", DS(a), snap,
@@ -522,8 +570,93 @@ send:
         a->transient = a->res->err != -EINVAL && a->res->err != MIG_EHOSTKEY;
         return rc;
     }
-    return settle(a, to, probe_only, true);
+    return go(a, PART_SETTLE_LISTED);
     ACT_END(a);
+}
+
+/*
+ * SETTLE: what a receive brought.  The receive mounted nothing (-u): every
+ * mountpoint the stream brought is checked, then what the global zone would
+ * mount is mounted, parent first, from a fresh listing each time; the last
+ * one needs no listing after it (a mount changes no other row).  With
+ * SETTLE_LISTED the first listing is in a->res already: the receive's own
+ * exec printed it.
+ */
+static int settle_received(struct mig_act *a, enum mig_side to, bool probe_only)
+{
+    struct send_seen *s = SEEN(a);
+    char name[256], why[320];
+    int rc;
+    ACT_BEGIN(a);
+    for (s->mounts = 0;; s->mounts++) {
+        if (s->mounts > 0 || a->part != PART_SETTLE_LISTED)
+            ACT_SSH(a, to, mig_cmd_zfs_list_mounts(DS(a)), NULL);
+        if (!mig_res_ok(a->res))
+            return mig_act_fail_res(a, "SendFailed", "listing what %s received of %s",
+                                    HOST(a, to), DS(a));
+        rc = mig_check_received(a->res->out, DS(a), name, sizeof(name), why, sizeof(why));
+        s->left = rc;
+        if (rc == -EPERM)
+            return mig_act_fail(a, "ReceiveRefused",
+                                "%s on %s: %s; nothing of it is mounted", DS(a), HOST(a, to),
+                                why);
+        if (rc < 0)
+            return mig_act_fail(a, "SendFailed", "cannot read the listing of %s on %s", DS(a),
+                                HOST(a, to));
+        if (name[0] == '\0')
+            return MIG_ACT_DONE;
+        if (probe_only)
+            return MIG_ACT_ABSENT; /* received, not mounted yet: acting again mounts it */
+        if (s->mounts >= 2 * MIG_MAX_DATASETS)
+            return mig_act_fail(a, "SendFailed", "%s on %s stays unmounted", name, HOST(a, to));
+        ACT_SSH(a, to, mig_cmd_zfs_mount(name), NULL);
+        if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "already mounted")))
+            return mig_act_fail_res(a, "SendFailed", "mounting what %s received of %s",
+                                    HOST(a, to), DS(a));
+        if (s->left == 1)
+            break; /* the last one: mounted */
+    }
+    ACT_END(a);
+}
+
+/*
+ * Sends this round's snapshot of dataset item from `from` to `to`, or
+ * probes or finds its base (mode): its sub-steps one after the other, as
+ * each says, until one answers the executor.
+ */
+static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
+                        enum send_mode mode)
+{
+    for (;;) {
+        int rc;
+        switch ((enum send_part)a->part) {
+        case PART_ASK:
+            rc = ask_receiver(a, from, to, mode);
+            break;
+        case PART_COMPARE:
+            rc = compare_base(a, from, to, mode);
+            break;
+        case PART_KEEP_BASE:
+            rc = keep_base(a, to);
+            break;
+        case PART_RESUME:
+            rc = resume_partial(a, from, to);
+            break;
+        case PART_CLEAR_CUT:
+            rc = clear_cut_receive(a, to);
+            break;
+        case PART_SEND:
+            rc = send_stream(a, from, to);
+            break;
+        case PART_SETTLE:
+        case PART_SETTLE_LISTED:
+        default:
+            rc = settle_received(a, to, mode == SEND_PROBE);
+            break;
+        }
+        if (rc != SEND_GO_ON)
+            return rc;
+    }
 }
 
 int act_send_forward(struct mig_act *a)
@@ -548,7 +681,7 @@ int probe_sent_back(struct mig_act *a)
 
 int act_find_base(struct mig_act *a)
 {
-    if (a->pc == 0)
+    if (a->part == PART_ASK && a->pc == 0)
         CTX(a)->datasets[a->item].final_base[0] = '\0';
     enum mig_side to = a->side == MIG_SIDE_SOURCE ? MIG_SIDE_TARGET : MIG_SIDE_SOURCE;
     return send_between(a, a->side, to, SEND_FIND_BASE);

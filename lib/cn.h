@@ -132,6 +132,12 @@ char *mig_cmd_zfs_mount(const char *dataset);
  */
 int mig_check_received(const char *text, const char *dataset, char *next, size_t nextsz,
                        char *why, size_t whysz);
+/*
+ * The longest receive_resume_token migd takes, its NUL included: a token is
+ * the hex of a compressed nvlist naming the snapshot, a few hundred bytes on
+ * illumos; a longer one is refused rather than cut.
+ */
+#define MIG_RESUME_TOKEN_MAX 1024
 /* zfs send -t TOKEN: resumes an interrupted stream (only where the CN supports it) */
 char *mig_cmd_zfs_send_resume(const char *token);
 /* zfs destroy [-r] DATASET; zfs destroy DATASET@SNAP (recursive with -r) */

@@ -55,6 +55,11 @@ struct fds {
     int data; /* what was written: a number that travels with snapshots */
     int snapdata[MAXSNAP];
     bool mounted; /* received with -u: unmounted until zfs mount */
+    /* A resumable receive (-s) that was cut: the sender's snapshots first..upto wait for
+     * `zfs send -t TOKEN`; the token is longer than 255 bytes, as real ones may be. */
+    bool partial;
+    int partial_first, partial_upto;
+    char token[640];
 };
 
 struct fside {
@@ -79,6 +84,8 @@ struct world {
      * target keeps the dataset without a snapshot (as zfs-fuse may). */
     int cut_receives;
     int transfer_retries; /* transfer.retries for the rig, 0: the default */
+    bool resumable;       /* both CNs' zfs resume receives (zfs receive -s, send -t) */
+    int resumes;          /* how many streams were resumed from a token */
     char fail_once[48];   /* the next command holding this text fails once (exit 1) */
     /* Direct transfer: the job's line in the target's authorized_keys, the source's files. */
     int auth_lines;
@@ -159,7 +166,7 @@ static void fail_cmd(struct answer *a, const char *msg)
     snprintf(a->err, sizeof(a->err), "%s", msg);
 }
 
-static void run_relay(struct answer *a, int from, const char *send);
+static void run_relay(struct answer *a, int from, const char *send, const char *receive);
 
 /* The direct transfer's commands (cn-commands.md); false when cmd is not one. */
 static bool run_direct(struct answer *a, int side, const char *cmd, const char *input)
@@ -207,7 +214,7 @@ static bool run_direct(struct answer *a, int side, const char *cmd, const char *
         }
         char send[1024];
         snprintf(send, sizeof(send), "%.*s", (int)(pipe - cmd), cmd);
-        run_relay(a, 0, send);
+        run_relay(a, 0, send, NULL);
     } else {
         return false;
     }
@@ -334,7 +341,15 @@ static void apply_ssh(struct answer *a, int side, const char *cmd, const char *i
         s->hidden = false;
         s->autoboot = false;
     } else if (strstr(cmd, "receive_resume_token") != NULL) {
-        return fail_cmd(a, "bad property list: invalid property 'receive_resume_token'");
+        if (!W->resumable)
+            return fail_cmd(a, "bad property list: invalid property 'receive_resume_token'");
+        if (nq == 2 && strcmp(q[1], "zones") == 0) {
+            snprintf(a->out, sizeof(a->out), "-\n"); /* the pool: asked by act_features */
+            return;
+        }
+        if (!s->ds.exists)
+            return fail_cmd(a, "cannot open: dataset does not exist");
+        snprintf(a->out, sizeof(a->out), "%s\n", s->ds.partial ? s->ds.token : "-");
     } else if (strcmp(cmd, "zfs send -c") == 0) {
         /* The fake CN's zfs, like zfs-fuse, has no compressed sends. */
         return fail_cmd(a, "invalid option 'c'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>");
@@ -422,19 +437,74 @@ static void apply_ssh(struct answer *a, int side, const char *cmd, const char *i
     }
 }
 
-/* zfs send -R [-I FROM] DS@SNAP | zfs receive -F -d zones, from side `from` to the other. */
-static void run_relay(struct answer *a, int from, const char *send)
+/* The sender's snapshots first..upto, received. */
+static void copy_snapshots(struct answer *a, const struct fds *s, struct fds *d, int first,
+                           int upto)
+{
+    for (int i = first; i <= upto; i++) {
+        assert_true(d->nsnap < MAXSNAP);
+        memcpy(d->snap[d->nsnap], s->snap[i], sizeof(d->snap[0]));
+        d->guid[d->nsnap] = s->guid[i];
+        d->snapdata[d->nsnap++] = s->snapdata[i];
+    }
+    d->data = s->snapdata[upto];
+    a->res.bytes = 1000u * (unsigned)(upto - first + 1);
+    a->res.src_status = a->res.dst_status = 0;
+}
+
+/* A partial receive's token: long, and naming what it waits for. */
+static void make_token(struct fds *d, int first, int upto)
+{
+    d->partial = true;
+    d->partial_first = first;
+    d->partial_upto = upto;
+    int n = snprintf(d->token, sizeof(d->token), "1-%x-%x-789c", first, upto);
+    memset(d->token + n, 'a', 600 - (size_t)n);
+    d->token[600] = '\0';
+}
+
+/* zfs send -t TOKEN | zfs receive -s ...: what the cut receive left, finished. */
+static bool resume_stream(struct answer *a, struct fds *d, const char *send, const char *receive,
+                          int *first, int *upto)
+{
+    assert_non_null(strstr(receive, "zfs receive -s -u -F")); /* resumable again */
+    if (!d->partial || strstr(send, d->token) == NULL) {
+        fail_cmd(a, "cannot receive resume stream: destination has no matching partial state");
+        return false;
+    }
+    *first = d->partial_first;
+    *upto = d->partial_upto;
+    d->partial = false;
+    W->resumes++;
+    return true;
+}
+
+/*
+ * zfs send -R [-I FROM] DS@SNAP | zfs receive [-s] -u -F DS, from side `from` to the
+ * other; receive NULL: a direct send's (never resumable).
+ */
+static void run_relay(struct answer *a, int from, const char *send, const char *receive)
 {
     struct fside *s = &W->side[from], *d = &W->side[1 - from];
+    bool resumable = receive != NULL && strstr(receive, "zfs receive -s") != NULL;
+    assert_true(W->resumable || !resumable); /* -s only where both CNs were found to have it */
+    a->res.exit_status = 0;
+    int first = 0, upto = -1;
+    if (strncmp(send, "zfs send -t ", 12) == 0) {
+        if (resume_stream(a, &d->ds, send, receive != NULL ? receive : "", &first, &upto))
+            copy_snapshots(a, &s->ds, &d->ds, first, upto);
+        return;
+    }
+    if (d->ds.partial)
+        return fail_cmd(a, "cannot receive new filesystem stream: destination contains "
+                           "partially-complete state from \"zfs receive -s\"");
     char q[4][160];
     int nq = quoted(send, q, 4);
     const char *base = nq == 2 ? q[0] : NULL;
     const char *at = strchr(q[nq - 1], '@');
-    int upto = at != NULL ? snap_index(&s->ds, at + 1) : -1;
-    a->res.exit_status = 0;
+    upto = at != NULL ? snap_index(&s->ds, at + 1) : -1;
     if (upto < 0)
         return fail_cmd(a, "cannot send: snapshot does not exist");
-    int first = 0;
     if (base == NULL) {
         if (d->ds.exists)
             return fail_cmd(a, "cannot receive new filesystem stream: destination exists");
@@ -457,20 +527,14 @@ static void run_relay(struct answer *a, int from, const char *send)
         d->ds.exists = true;
         if (W->cut_receives > 0) {
             W->cut_receives--;
+            if (resumable)
+                make_token(&d->ds, first, upto);
             a->res.err = MIG_ESSH;
             snprintf(a->res.detail, sizeof(a->res.detail), "connection dropped mid-stream");
             return;
         }
     }
-    for (int i = first; i <= upto; i++) {
-        assert_true(d->ds.nsnap < MAXSNAP);
-        memcpy(d->ds.snap[d->ds.nsnap], s->ds.snap[i], sizeof(d->ds.snap[0]));
-        d->ds.guid[d->ds.nsnap] = s->ds.guid[i];
-        d->ds.snapdata[d->ds.nsnap++] = s->ds.snapdata[i];
-    }
-    d->ds.data = s->ds.snapdata[upto];
-    a->res.bytes = 1000u * (unsigned)(upto - first + 1);
-    a->res.src_status = a->res.dst_status = 0;
+    copy_snapshots(a, &s->ds, &d->ds, first, upto);
 }
 
 /* Runs a command on a side's CN, then checks product.md's rule on the world it leaves. */
@@ -570,7 +634,7 @@ static void fake_run(void *arg, struct ops *o, const struct mig_op *op,
     } else if (op->kind == MIG_OP_RELAY) {
         assert_non_null(op->cmd);
         assert_non_null(op->cmd2);
-        run_relay(&f->ans, op->on == MIG_SIDE_TARGET, op->cmd);
+        run_relay(&f->ans, op->on == MIG_SIDE_TARGET, op->cmd, op->cmd2);
         /* The receive's exec may list what it received: after a receive that succeeded. */
         const char *then = strstr(op->cmd2, " && ");
         if (then != NULL && f->ans.res.err == 0 && f->ans.res.exit_status == 0)
@@ -839,11 +903,13 @@ enum scenario {
     SC_DIRECT_ABORT, /* incremental, transfer direct, aborted while waiting */
     SC_HEALTHY,      /* full, through the health gate: passes */
     SC_UNHEALTHY,    /* full, the zone restarts on the target in the gate: rolls back by itself */
+    SC_RESUMABLE,    /* full, both CNs resume receives: the first receive is cut, then resumed */
 };
 
 static const char *const SC_NAMES[] = {"full",    "stopped",  "incremental", "auto",
                                        "abort",   "rollback", "cleanup",     "changed",
-                                       "direct",  "direct-abort", "healthy", "unhealthy"};
+                                       "direct",  "direct-abort", "healthy", "unhealthy",
+                                       "resumable"};
 
 static bool sc_gate(enum scenario sc)
 {
@@ -888,6 +954,9 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
     if (sc_gate(sc))
         mig_health_init(&job->health, 1); /* a window of 1 s: two looks */
     W->side[1].flapping = sc == SC_UNHEALTHY;
+    W->resumable = sc == SC_RESUMABLE;
+    if (sc == SC_RESUMABLE)
+        W->cut_receives = 1;
     snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
     assert_int_equal(mig_store_job_save(st, job), 0);
     mig_job_free(job);
@@ -975,7 +1044,8 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
 {
     static const char *const want[] = {"switched", "switched",    "switched",  "switched",
                                        "aborted",  "rolled_back", "succeeded", "switched",
-                                       "switched", "aborted",     "switched",  "rolled_back"};
+                                       "switched", "aborted",     "switched",  "rolled_back",
+                                       "switched"};
     if (strcmp(state, want[sc]) != 0)
         fail_msg("%s: ended %s, not %s", label, state, want[sc]);
     bool running = sc != SC_STOPPED;
@@ -989,6 +1059,12 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
         fail_msg("%s: the job's key is left behind (%d authorized lines, directory %d)", label,
                  W->auth_lines, W->job_dir);
     const struct fside *src = &W->side[0], *dst = &W->side[1];
+    if (src->ds.partial || dst->ds.partial)
+        fail_msg("%s: a partial receive is left (source %d, target %d)", label, src->ds.partial,
+                 dst->ds.partial);
+    /* The cut stream was resumed from its token, not sent again from the start. */
+    if (sc == SC_RESUMABLE && (W->resumes < 1 || W->cut_receives != 0))
+        fail_msg("%s: %d streams resumed, %d cuts left", label, W->resumes, W->cut_receives);
     switch (sc) {
     case SC_CHANGED:
         /* The target runs the configuration the source had at the stop. */
@@ -996,6 +1072,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
             fail_msg("%s: the target's configuration is %d, the source's was 4000", label,
                      dst->cfg);
         __attribute__((fallthrough));
+    case SC_RESUMABLE:
     case SC_FULL:
     case SC_DIRECT:
     case SC_STOPPED:
@@ -1078,7 +1155,7 @@ static void test_clean_runs(void **state)
 {
     (void)state;
     static char keys[200][128];
-    for (int sc = SC_FULL; sc <= SC_UNHEALTHY; sc++) {
+    for (int sc = SC_FULL; sc <= SC_RESUMABLE; sc++) {
         struct fixture fx = {0};
         int n = 0;
         run_clean((enum scenario)sc, &fx, keys, &n);
@@ -1228,6 +1305,12 @@ static void test_campaign_unhealthy(void **state)
     campaign(SC_UNHEALTHY);
 }
 
+static void test_campaign_resumable(void **state)
+{
+    (void)state;
+    campaign(SC_RESUMABLE);
+}
+
 /*
  * Drives SC_FULL to its end, in a fixture of its own that it then removes,
  * after setting the world's faults: transient_faults, cut_receives and
@@ -1363,6 +1446,7 @@ int main(void)
         cmocka_unit_test(test_campaign_direct_abort),
         cmocka_unit_test(test_campaign_healthy),
         cmocka_unit_test(test_campaign_unhealthy),
+        cmocka_unit_test(test_campaign_resumable),
     };
     /* TEST_FILTER=test_campaign_rollback runs one test (a pattern, as cmocka takes it). */
     if (getenv("TEST_FILTER") != NULL)
