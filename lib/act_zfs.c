@@ -766,13 +766,18 @@ int act_create_cores(struct mig_act *a)
     ACT_END(a);
 }
 
+/* The VM's cores dataset, named anew on every entry of a coroutine (a local does not
+ * survive an await). */
+#define CORES_NAME(a, buf) snprintf((buf), sizeof(buf), "%s/cores/%s", (a)->env->pool, VM(a))
+
 int probe_cores(struct mig_act *a)
 {
+    char cores[MIG_DATASET_LEN];
+    CORES_NAME(a, cores);
     ACT_BEGIN(a);
-    snprintf(a->scratch, sizeof(a->scratch), "%s/cores/%s", a->env->pool, VM(a));
-    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_list_snapshots(a->scratch), NULL);
+    ACT_SSH(a, MIG_SIDE_TARGET, mig_cmd_zfs_list_snapshots(cores), NULL);
     if (a->res->err != 0)
-        return mig_act_fail_res(a, "ProbeFailed", "looking for %s on %s", a->scratch,
+        return mig_act_fail_res(a, "ProbeFailed", "looking for %s on %s", cores,
                                 HOST(a, MIG_SIDE_TARGET));
     return a->res->exit_status == 0 ? MIG_ACT_DONE : MIG_ACT_ABSENT;
     ACT_END(a);
@@ -781,8 +786,9 @@ int probe_cores(struct mig_act *a)
 /* The cores dataset is mounted inside the zone's: it goes before the zone's dataset. */
 static int destroy_cores_on(struct mig_act *a, enum mig_side side)
 {
-    snprintf(a->scratch + 256, 256, "%s/cores/%s", a->env->pool, VM(a));
-    return destroy_dataset_on(a, side, a->scratch + 256);
+    char cores[MIG_DATASET_LEN];
+    CORES_NAME(a, cores);
+    return destroy_dataset_on(a, side, cores);
 }
 
 int act_destroy_cores(struct mig_act *a)
