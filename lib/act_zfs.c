@@ -513,6 +513,24 @@ static int clear_cut_receive(struct mig_act *a, enum mig_side to)
     ACT_END(a);
 }
 
+/* Puts in a->op the direct send of snap from base: straight from the source to the
+ * target, with the job's key (act_direct.c). */
+static void direct_send(struct mig_act *a, const char *snap, const char *base)
+{
+    struct mig_direct_send d = {.dataset = DS(a),
+                                .snap = snap,
+                                .from = base,
+                                .job_uuid = a->job->uuid,
+                                .src_ip = CTX(a)->source_ip,
+                                .dst_ip = CTX(a)->target_ip,
+                                .user = a->env->ssh_user,
+                                .port = a->env->ssh_port,
+                                .cipher = CTX(a)->direct_plain_cipher ? NULL : MIG_DIRECT_CIPHERS,
+                                .compressed = mig_job_compressed(a->job)};
+    mig_act_ssh(a, MIG_SIDE_SOURCE, mig_cmd_zfs_send_direct(&d), NULL);
+    a->op.progress = true;
+}
+
 /*
  * SEND: the round's snapshot from base, straight from the source with the
  * job's key when the job is direct, else relayed through the head node.
@@ -526,20 +544,7 @@ static int send_stream(struct mig_act *a, enum mig_side from, enum mig_side to)
     mig_snap_name(a->job, a->round, snap);
     ACT_BEGIN(a);
     if (from == MIG_SIDE_SOURCE && mig_job_direct(a->job)) {
-        /* Straight from the source to the target, with the job's key (act_direct.c). */
-        struct mig_direct_send d = {.dataset = DS(a),
-                                    .snap = snap,
-                                    .from = base,
-                                    .job_uuid = a->job->uuid,
-                                    .src_ip = CTX(a)->source_ip,
-                                    .dst_ip = CTX(a)->target_ip,
-                                    .user = a->env->ssh_user,
-                                    .port = a->env->ssh_port,
-                                    .cipher = CTX(a)->direct_plain_cipher ? NULL
-                                                                          : MIG_DIRECT_CIPHERS,
-                                    .compressed = mig_job_compressed(a->job)};
-        mig_act_ssh(a, MIG_SIDE_SOURCE, mig_cmd_zfs_send_direct(&d), NULL);
-        a->op.progress = true;
+        direct_send(a, snap, base);
         ACT_AWAIT(a);
         if (!mig_res_ok(a->res) && !CTX(a)->direct_plain_cipher && a->res->err == 0 &&
             (mig_res_err_has(a->res, "no matching cipher") ||
