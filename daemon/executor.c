@@ -14,10 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "err.h"
-#include "executor.h"
+#include "executor_int.h"
 #include "invariant.h"
 #include "log.h"
 #include "util.h"
@@ -31,101 +30,9 @@
 #define LEFTOVER_TRIES 2            /* a removal that cannot risk the VM: then a leftover */
 #define PAUSE_RETRY_MS 5000
 
-enum stage {
-    ST_IDLE,
-    ST_PROBE,      /* a started action's probe */
-    ST_ACT,        /* an action */
-    ST_UNDO_PROBE, /* the probe of a started action before undoing it */
-    ST_UNDO,       /* an undo */
-    ST_RETRY_WAIT, /* backoff before trying an action (or undo) again */
-    ST_PAUSE,      /* a journal write failed: waiting to write it again */
-    ST_CALL,       /* exec_call: a coroutine without journal */
-    ST_SLEEP,      /* exec_sleep */
-};
-
-/* A journal write to make, and what follows it. */
-struct pending {
-    enum mig_action_status status;
-    char error[512];
-    void (*then)(struct exec *x);
-};
-
-struct exec {
-    struct migd *d;
-    struct mig_job *job;            /* NULL: an executor of calls only (exec_new_calls) */
-    const struct mig_peers *peers;  /* without a job: where its calls go (the owner's) */
-    const struct exec_hooks *hooks;
-    void *owner;
-    struct ops ops;
-    struct mig_act_env env;
-    struct mig_plan plan; /* the walk: forward, or the journal's steps in undo order */
-    int at;
-    bool undo;
-    enum stage stage;
-    enum stage retry_stage; /* the stage a retry starts again in */
-    struct mig_act act;     /* the running action function */
-    struct mig_act *cur;    /* &act, or the caller's for exec_call */
-    mig_act_fn fn;
-    int attempt;
-    int64_t first_fail_ms;
-    bool interrupted;
-    const char *interrupted_by; /* the journal's words for it: "the operator's abort" */
-    bool failed_forward;
-    struct mig_action_rec *journal; /* the job's journal as last read and written */
-    size_t njournal;
-    struct pending pending;
-    uint64_t relay_base;
-    int64_t relay_started_ms;
-    uint64_t streamed;
-    int64_t op_started_ms; /* when the operation in flight began */
-    int64_t op_ms;         /* the current action's time in its operations */
-};
-
 static void drive(struct exec *x);
-static void next_forward(struct exec *x);
+void exec_next_forward(struct exec *x);
 static void next_undo(struct exec *x);
-
-/* ---- crash points (test builds only) ---- */
-
-#ifdef MIGD_CRASH_POINTS
-static const char *crash_at;
-static bool crash_armed;
-static void (*crash_witness)(const char *key, const char *point, void *arg);
-static void *crash_witness_arg;
-
-void exec_crash_arm(const char *spec)
-{
-    crash_at = spec;
-    crash_armed = true;
-}
-
-void exec_crash_witness(void (*fn)(const char *key, const char *point, void *arg), void *arg)
-{
-    crash_witness = fn;
-    crash_witness_arg = arg;
-}
-#endif
-
-void exec_crash_point(const char *key, const char *point)
-{
-#ifdef MIGD_CRASH_POINTS
-    if (!crash_armed)
-        exec_crash_arm(getenv("MIGD_CRASH_AT"));
-    if (crash_witness != NULL)
-        crash_witness(key, point, crash_witness_arg);
-    const char *want = crash_at;
-    size_t kl = strlen(key);
-    if (want != NULL && strncmp(want, key, kl) == 0 && want[kl] == ':' &&
-        strcmp(want + kl + 1, point) == 0) {
-        fprintf(stderr, "{\"name\":\"migd\",\"level\":60,\"msg\":\"crash point %s:%s\",\"v\":0}\n",
-                key, point);
-        _exit(99);
-    }
-#else
-    (void)key;
-    (void)point;
-#endif
-}
 
 /* ---- the journal ---- */
 
@@ -136,7 +43,7 @@ static const struct mig_step *step(struct exec *x)
 }
 
 /* The journal's status of key, or -1 when it has none. */
-static int jstatus(const struct exec *x, const char *key)
+int exec_jstatus(const struct exec *x, const char *key)
 {
     for (size_t i = 0; i < x->njournal; i++)
         if (strcmp(x->journal[i].key, key) == 0)
@@ -162,7 +69,7 @@ static void jcache(struct exec *x, const struct mig_step *s, enum mig_action_sta
     r->seq = (int64_t)x->njournal;
 }
 
-static int load_journal(struct exec *x)
+int exec_load_journal(struct exec *x)
 {
     free(x->journal);
     x->journal = NULL;
@@ -224,7 +131,7 @@ static void on_pause_over(struct exec *x)
 
 /* ---- ending ---- */
 
-static void finish(struct exec *x, int err)
+void exec_finish(struct exec *x, int err)
 {
     x->stage = ST_IDLE;
     mig_act_clear(&x->act);
@@ -233,12 +140,12 @@ static void finish(struct exec *x, int err)
 
 static void finish_canceled(struct exec *x)
 {
-    finish(x, MIG_ECANCELED);
+    exec_finish(x, MIG_ECANCELED);
 }
 
 static void finish_failed(struct exec *x)
 {
-    finish(x, MIG_EREMOTE);
+    exec_finish(x, MIG_EREMOTE);
 }
 
 /* ---- running an action function ---- */
@@ -289,26 +196,48 @@ static void drive(struct exec *x)
         return;
     }
     if (op->kind == MIG_OP_RELAY || op->progress) {
-        x->relay_base = (uint64_t)x->job->progress.bytes_sent;
+        x->op_bytes = 0;
+        x->rate = 0;
         x->relay_started_ms = mig_now_ms();
     }
     uint64_t limit = (uint64_t)x->job->limit_mbps * 1000000 / 8;
+    if (x->parent != NULL)
+        limit /= (uint64_t)x->parent->width; /* the job's cap, shared by its streams */
     struct mig_peers peers = mig_job_peers(x->job);
     ops_start(&x->ops, op, &peers, http_retries(x), limit);
+}
+
+/*
+ * The stream in flight has moved bytes in all: the job's count grows by
+ * what is new (streams of a group add up), its rate is the sum of its
+ * streams' rates.
+ */
+static void count_streamed(struct exec *x, uint64_t bytes)
+{
+    struct mig_progress *p = &x->job->progress;
+    p->bytes_sent += (int64_t)(bytes - x->op_bytes);
+    x->op_bytes = bytes;
+    int64_t elapsed = mig_now_ms() - x->relay_started_ms;
+    if (elapsed > 0)
+        x->rate = bytes * 1000 / (uint64_t)elapsed;
+    uint64_t rate = x->rate;
+    if (x->parent != NULL) {
+        rate = 0;
+        for (int k = 0; k < x->parent->width; k++)
+            if (x->parent->kids[k].running)
+                rate += x->parent->kids[k].x->rate;
+    }
+    p->rate_bytes_s = (int64_t)rate;
+    int64_t left = p->bytes_total - p->bytes_sent;
+    p->eta_s = p->rate_bytes_s > 0 && left > 0 ? left / p->rate_bytes_s : -1;
 }
 
 static void on_progress(void *owner, uint64_t bytes)
 {
     struct exec *x = owner;
-    if (x->cur == NULL || !x->cur->op.progress || x->job == NULL)
-        return;
-    struct mig_progress *p = &x->job->progress;
-    p->bytes_sent = (int64_t)(x->relay_base + bytes);
-    int64_t elapsed = mig_now_ms() - x->relay_started_ms;
-    if (elapsed > 0)
-        p->rate_bytes_s = (int64_t)(bytes * 1000 / (uint64_t)elapsed);
-    int64_t left = p->bytes_total - p->bytes_sent;
-    p->eta_s = p->rate_bytes_s > 0 && left > 0 ? left / p->rate_bytes_s : -1;
+    if (x->cur == NULL || !x->cur->op.progress || x->job == NULL || x->stage == ST_IDLE)
+        return; /* ST_IDLE: freed (exec_free), a kid's parent perhaps already gone */
+    count_streamed(x, bytes);
     x->hooks->changed(x->owner);
 }
 
@@ -429,7 +358,7 @@ static void clear_leftover(struct exec *x)
 static void after_done(struct exec *x)
 {
     x->at++;
-    next_forward(x);
+    exec_next_forward(x);
 }
 
 static void begin_act(struct exec *x)
@@ -468,19 +397,22 @@ static void forward_failed(struct exec *x)
     journal(x, MIG_ACTION_FAILED, x->act.err_msg, finish_failed);
 }
 
-static void next_forward(struct exec *x)
+void exec_next_forward(struct exec *x)
 {
     x->stage = ST_IDLE;
     for (; x->at < x->plan.n; x->at++) {
         const struct mig_step *s = step(x);
-        int st = jstatus(x, s->key);
+        int st = exec_jstatus(x, s->key);
         if (st == MIG_ACTION_DONE)
             continue;
         if (s->def->applies != NULL && !s->def->applies(x->job, s->round, s->item))
             continue;
+        if ((s->def->flags & MIG_ACT_PARALLEL) && x->parent == NULL && !x->interrupted &&
+            exec_group_start(x))
+            return;
         x->attempt = 0;
         if (x->interrupted && !(s->def->flags & MIG_ACT_FORWARD)) {
-            finish(x, MIG_ECANCELED);
+            exec_finish(x, MIG_ECANCELED);
             return;
         }
         if (st == MIG_ACTION_STARTED || st == MIG_ACTION_FAILED || st == MIG_ACTION_UNDO_STARTED) {
@@ -496,7 +428,7 @@ static void next_forward(struct exec *x)
         return;
     }
     mig_job_set_activity(x->job, NULL);
-    finish(x, 0);
+    exec_finish(x, 0);
 }
 
 /* ---- the undo walk ---- */
@@ -547,7 +479,7 @@ static void undo_failed(struct exec *x)
     mig_log(MIG_LOG_ERROR, x->job->uuid, x->job->vm_uuid, "%s", msg);
     mig_job_set_error(x->job, "RollbackIncomplete", msg);
     mig_job_set_activity(x->job, NULL);
-    finish(x, MIG_EREMOTE);
+    exec_finish(x, MIG_EREMOTE);
 }
 
 static void next_undo(struct exec *x)
@@ -555,7 +487,7 @@ static void next_undo(struct exec *x)
     x->stage = ST_IDLE;
     for (; x->at < x->plan.n; x->at++) {
         const struct mig_step *s = step(x);
-        int st = jstatus(x, s->key);
+        int st = exec_jstatus(x, s->key);
         if (st == MIG_ACTION_UNDONE || st < 0)
             continue;
         x->attempt = 0;
@@ -569,7 +501,7 @@ static void next_undo(struct exec *x)
         return;
     }
     mig_job_set_activity(x->job, NULL);
-    finish(x, 0);
+    exec_finish(x, 0);
 }
 
 /* ---- completions ---- */
@@ -602,14 +534,14 @@ static void on_fn_result(struct exec *x, int rc)
 {
     switch (x->stage) {
     case ST_CALL:
-        finish(x, rc == MIG_ACT_DONE ? 0 : MIG_EREFUSED);
+        exec_finish(x, rc == MIG_ACT_DONE ? 0 : MIG_EREFUSED);
         return;
     case ST_PROBE:
         if (rc == MIG_ACT_DONE)
             achieved(x, false);
         else if (rc != MIG_ACT_ABSENT)
             forward_failed(x);
-        else if (jstatus(x, step(x)->key) == MIG_ACTION_STARTED)
+        else if (exec_jstatus(x, step(x)->key) == MIG_ACTION_STARTED)
             begin_act(x);
         else
             journal(x, MIG_ACTION_STARTED, NULL, begin_act);
@@ -646,7 +578,7 @@ static void on_op_done(void *owner, const struct mig_result *res)
         on_pause_over(x);
         return;
     case ST_SLEEP:
-        finish(x, 0);
+        exec_finish(x, 0);
         return;
     case ST_IDLE:
         return;
@@ -656,7 +588,8 @@ static void on_op_done(void *owner, const struct mig_result *res)
     x->op_ms += mig_now_ms() - x->op_started_ms;
     if ((x->cur->op.kind == MIG_OP_RELAY || x->cur->op.progress) && x->job != NULL) {
         x->streamed += res->bytes;
-        x->job->progress.bytes_sent = (int64_t)(x->relay_base + res->bytes);
+        count_streamed(x, res->bytes);
+        x->rate = 0;
     }
     x->cur->res = res;
     drive(x);
@@ -664,7 +597,7 @@ static void on_op_done(void *owner, const struct mig_result *res)
 
 /* ---- the API ---- */
 
-static int exec_alloc(struct migd *d, struct mig_job *job, const struct mig_peers *peers,
+int exec_alloc(struct migd *d, struct mig_job *job, const struct mig_peers *peers,
                       const struct exec_hooks *hooks, void *owner, struct exec **out)
 {
     struct exec *x = mig_calloc(1, sizeof(*x));
@@ -718,6 +651,8 @@ void exec_free(struct exec *x)
 {
     if (x == NULL)
         return;
+    for (int i = 0; i < MIG_MAX_STREAMS; i++)
+        exec_free(x->kids[i].x);
     x->stage = ST_IDLE;
     ops_close(&x->ops, on_ops_closed, x);
 }
@@ -731,13 +666,13 @@ void exec_run(struct exec *x, const struct mig_plan *plan)
     x->failed_forward = false;
     x->streamed = 0;
     x->interrupted = false; /* a pause cut the walk before: this one goes on */
-    if (load_journal(x) != 0) {
+    if (exec_load_journal(x) != 0) {
         /* The journal cannot be read: acting blind is what it exists to prevent. */
         mig_job_set_error(x->job, "DatabaseError", "cannot read the job's journal");
-        finish(x, MIG_EDB);
+        exec_finish(x, MIG_EDB);
         return;
     }
-    next_forward(x);
+    exec_next_forward(x);
 }
 
 void exec_undo(struct exec *x, unsigned phase_mask)
@@ -746,9 +681,9 @@ void exec_undo(struct exec *x, unsigned phase_mask)
     x->undo = true;
     x->at = 0;
     x->plan.n = 0;
-    if (load_journal(x) != 0) {
+    if (exec_load_journal(x) != 0) {
         mig_job_set_error(x->job, "DatabaseError", "cannot read the job's journal to undo it");
-        finish(x, MIG_EDB);
+        exec_finish(x, MIG_EDB);
         return;
     }
     /* The journal in reverse order of first start. */
@@ -774,9 +709,9 @@ void exec_undo_steps(struct exec *x, const struct mig_plan *plan)
     x->undo = true;
     x->at = 0;
     x->plan = *plan;
-    if (load_journal(x) != 0) {
+    if (exec_load_journal(x) != 0) {
         mig_job_set_error(x->job, "DatabaseError", "cannot read the job's journal to undo it");
-        finish(x, MIG_EDB);
+        exec_finish(x, MIG_EDB);
         return;
     }
     next_undo(x);
@@ -820,6 +755,11 @@ void exec_interrupt(struct exec *x, const char *why)
     case ST_SLEEP:
         ops_cancel(&x->ops);
         break;
+    case ST_GROUP:
+        for (int i = 0; i < x->width; i++)
+            if (x->kids[i].running)
+                exec_interrupt(x->kids[i].x, why);
+        break;
     default:
         break;
     }
@@ -837,6 +777,10 @@ bool exec_failed_forward(const struct exec *x)
 
 bool exec_paused(const struct exec *x)
 {
+    if (x->stage == ST_GROUP)
+        for (int i = 0; i < x->width; i++)
+            if (x->kids[i].running && exec_paused(x->kids[i].x))
+                return true;
     return x->stage == ST_PAUSE;
 }
 

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "act.h"
+#include "crash_point.h"
 #include "daemon.h"
 #include "ops.h"
 #include "plan.h"
@@ -88,20 +89,5 @@ bool exec_failed_forward(const struct exec *x);
 bool exec_paused(const struct exec *x);
 /* Bytes the last walk moved in streams (relays). */
 uint64_t exec_streamed(const struct exec *x);
-
-/*
- * Test builds only (-DMIGD_CRASH_POINTS=ON): when MIGD_CRASH_AT is
- * "KEY:POINT" the daemon _exits (status 99) at that point of that action,
- * as a kill -9 would.  POINT: before-start, after-start, after-act,
- * undo-before-start, undo-after-start, undo-after-act.
- */
-void exec_crash_point(const char *key, const char *point);
-#ifdef MIGD_CRASH_POINTS
-/* Sets the crash point instead of MIGD_CRASH_AT (NULL: none). */
-void exec_crash_arm(const char *spec);
-/* Calls fn at every crash point passed, in order (NULL: stop); a test
- * campaign learns from a clean run where it can kill. */
-void exec_crash_witness(void (*fn)(const char *key, const char *point, void *arg), void *arg);
-#endif
 
 #endif

@@ -158,6 +158,8 @@ typedef int (*mig_act_fn)(struct mig_act *a);
 #define MIG_ACT_REDO 0x10u       /* no probe needed: it first clears what an earlier attempt left */
 #define MIG_ACT_UNDO_BLIND 0x20u /* its undo is harmless when the act did nothing: a started or
                                     failed act is undone without asking its probe first */
+#define MIG_ACT_PARALLEL 0x40u   /* consecutive rows of it (one per dataset of a round) may run
+                                    at once, up to transfer.streams, each journaled alone */
 
 struct mig_action_def {
     const char *name;  /* "switch.attach_target": phase prefix, then what */

@@ -72,6 +72,7 @@ static const struct key transfer_keys[] = {
     KEY("mode", K_TRANSFER, transfer.mode),
     RANGE("retries", K_INT, transfer.retries, 0, 100),
     RANGE("limit_mbps", K_INT, transfer.limit_mbps, 0, 1000000),
+    RANGE("streams", K_INT, transfer.streams, 1, MIG_MAX_STREAMS),
     END_KEYS,
 };
 
@@ -144,6 +145,7 @@ static struct mig_config *config_defaults(void)
     c->transfer.mode = mig_strdup("relay");
     c->transfer.retries = 5;
     c->transfer.limit_mbps = 0;
+    c->transfer.streams = 4;
     c->incremental.interval_s = 60;
     c->incremental.auto_switch_bytes = 268435456;
     c->incremental.max_downtime_s = 10;

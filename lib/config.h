@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define MIG_MAX_STREAMS 8 /* transfer.streams: at most a VM's datasets (MIG_MAX_DATASETS) */
+
 struct mig_config {
     char *datacenter;
     char *db;
@@ -30,6 +32,8 @@ struct mig_config {
         char *mode; /* "relay" or "direct" */
         int retries;
         int limit_mbps; /* 0: no cap */
+        int streams;    /* a round's datasets sent at once (1: one after the other), up to
+                           MIG_MAX_STREAMS */
     } transfer;
     struct {
         int interval_s;

@@ -132,8 +132,8 @@ static const struct mig_action_def SNAPSHOT = {
     probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
 static const struct mig_action_def SEND = {
     "sync.send", SRC, "zfs send | zfs receive to the target, from the newest common snapshot",
-    MIG_ACT_TRANSFER | MIG_ACT_UNDO_BLIND, NULL, probe_sent_forward, act_send_forward,
-    undo_send_forward, "dataset"};
+    MIG_ACT_TRANSFER | MIG_ACT_UNDO_BLIND | MIG_ACT_PARALLEL, NULL, probe_sent_forward,
+    act_send_forward, undo_send_forward, "dataset"};
 
 /* The health gate (health.h): on for a VM that ran, unless min_up is 0. */
 static bool gate_on(const struct mig_job *job, int round, int item)

@@ -137,6 +137,7 @@ static const struct member members[] = {
     M(transfer.mode, STR),
     M(transfer.retries, INT),
     M(transfer.limit_mbps, INT),
+    M(transfer.streams, INT),
     M(incremental.interval_s, INT),
     M(incremental.auto_switch_bytes, I64),
     M(incremental.max_downtime_s, INT),
@@ -200,7 +201,7 @@ static const struct mig_config defaults = {
             .connect_timeout_s = 10,
             .keepalive_s = 15,
             .ciphers = NULL},
-    .transfer = {.mode = "relay", .retries = 5, .limit_mbps = 0},
+    .transfer = {.mode = "relay", .retries = 5, .limit_mbps = 0, .streams = 4},
     .incremental = {.interval_s = 60,
                     .auto_switch_bytes = 268435456,
                     .max_downtime_s = 10,
@@ -259,7 +260,8 @@ static void test_every_value_taken(void **state)
                  " \"ssh\": {\"user\": \"migrator\", \"port\": 2222, \"identity\": \"/k/id\","
                  "  \"known_hosts\": \"/k/kh\", \"connect_timeout_s\": 3, \"keepalive_s\": 0,"
                  "  \"ciphers\": \"aes128-ctr,aes256-gcm@openssh.com\"},"
-                 " \"transfer\": {\"mode\": \"direct\", \"retries\": 0, \"limit_mbps\": 800},"
+                 " \"transfer\": {\"mode\": \"direct\", \"retries\": 0, \"limit_mbps\": 800,"
+                 "  \"streams\": 1},"
                  " \"incremental\": {\"interval_s\": 5, \"auto_switch_bytes\": 17179869184},"
                  " \"limits\": {\"max_active_jobs\": 10, \"max_jobs_per_cn\": 3}}");
     struct mig_config want = defaults;
@@ -277,6 +279,7 @@ static void test_every_value_taken(void **state)
     want.transfer.mode = "direct";
     want.transfer.retries = 0;
     want.transfer.limit_mbps = 800;
+    want.transfer.streams = 1;
     want.incremental.interval_s = 5;
     want.incremental.auto_switch_bytes = 17179869184LL; /* > 32 bits */
     want.limits.max_active_jobs = 10;
@@ -323,6 +326,8 @@ static const struct bad_config refusals[] = {
     {"{" APIS ", \"transfer\": {\"mode\": \"udp\"}}", -EINVAL, "\"transfer.mode\" must be \"relay\" or \"direct\""},
     {"{" APIS ", \"transfer\": {\"retries\": true}}", -EINVAL, "\"transfer.retries\" must be an integer between 0 and 100"},
     {"{" APIS ", \"transfer\": {\"limit_mbps\": -1}}", -EINVAL, "\"transfer.limit_mbps\" must be an integer between 0 and"},
+    {"{" APIS ", \"transfer\": {\"streams\": 0}}", -EINVAL, "\"transfer.streams\" must be an integer between 1 and 8"},
+    {"{" APIS ", \"transfer\": {\"streams\": 9}}", -EINVAL, "\"transfer.streams\" must be an integer between 1 and 8"},
     {"{" APIS ", \"incremental\": {\"auto_switch_bytes\": 0}}", -EINVAL, "\"incremental.auto_switch_bytes\" must be an integer of at least 1"},
     {"{" APIS ", \"incremental\": {\"interval_s\": 0}}", -EINVAL, "\"incremental.interval_s\" must be an integer between 1 and 86400"},
     {"{" APIS ", \"limits\": {\"max_jobs_per_cn\": 0}}", -EINVAL, "\"limits.max_jobs_per_cn\" must be an integer between 1 and 1000"},

@@ -69,6 +69,7 @@ struct fside {
     int zone_id;  /* zoneadm list -p: the id of its current boot */
     bool flapping; /* the zone restarts by itself between two looks (a new id each time) */
     struct fds ds;
+    struct fds disk; /* a KVM's zones/UUID-disk0, a volume (W->kvm) */
 };
 
 struct world {
@@ -85,6 +86,11 @@ struct world {
     int cut_receives;
     int transfer_retries; /* transfer.retries for the rig, 0: the default */
     bool resumable;       /* both CNs' zfs resume receives (zfs receive -s, send -t) */
+    bool kvm;             /* the VM is a KVM: a disk (a volume) beside its zone's dataset */
+    int in_flight, peak_in_flight; /* operations in flight now, and at most */
+    bool cut_zone_only;   /* cut_receives cuts only the zone's dataset's receives */
+    bool hold_disk;       /* a relay into the disk answers only when canceled: a long stream */
+    int cancels;          /* operations in flight canceled */
     int resumes;          /* how many streams were resumed from a token */
     char fail_once[48];   /* the next command holding this text fails once (exit 1) */
     /* Direct transfer: the job's line in the target's authorized_keys, the source's files. */
@@ -221,6 +227,18 @@ static bool run_direct(struct answer *a, int side, const char *cmd, const char *
     return true;
 }
 
+/* A KVM's disk, beside its zone's dataset. */
+#define DISK "zones/" VM "-disk0"
+
+/* The dataset a command's quoted words name: the disk, or the zone's. */
+static struct fds *fds_named(struct fside *s, char q[][160], int nq)
+{
+    for (int i = 0; i < nq; i++)
+        if (strncmp(q[i], DISK, strlen(DISK)) == 0)
+            return &s->disk;
+    return &s->ds;
+}
+
 static void apply_ssh(struct answer *a, int side, const char *cmd, const char *input)
 {
     if (run_direct(a, side, cmd, input))
@@ -228,6 +246,7 @@ static void apply_ssh(struct answer *a, int side, const char *cmd, const char *i
     struct fside *s = &W->side[side];
     char q[4][160];
     int nq = quoted(cmd, q, 4);
+    struct fds *D = fds_named(s, q, nq); /* the dataset the command names (the zone's by default) */
     a->res.exit_status = 0;
     if (W->fail_once[0] != '\0' && strstr(cmd, W->fail_once) != NULL) {
         W->fail_once[0] = '\0';
@@ -271,7 +290,7 @@ static void apply_ssh(struct answer *a, int side, const char *cmd, const char *i
     } else if (strstr(cmd, "zoneadm -z") != NULL && strstr(cmd, " attach") != NULL) {
         if (s->zone != 1)
             return fail_cmd(a, "zoneadm: must be configured before attach");
-        if (!s->ds.exists)
+        if (!s->ds.exists) /* the zone's own */
             return fail_cmd(a, "zoneadm: dataset does not exist");
         s->zone = 2;
     } else if (strstr(cmd, "zoneadm -z") != NULL && strstr(cmd, " detach") != NULL) {
@@ -347,9 +366,9 @@ static void apply_ssh(struct answer *a, int side, const char *cmd, const char *i
             snprintf(a->out, sizeof(a->out), "-\n"); /* the pool: asked by act_features */
             return;
         }
-        if (!s->ds.exists)
+        if (!D->exists)
             return fail_cmd(a, "cannot open: dataset does not exist");
-        snprintf(a->out, sizeof(a->out), "%s\n", s->ds.partial ? s->ds.token : "-");
+        snprintf(a->out, sizeof(a->out), "%s\n", D->partial ? D->token : "-");
     } else if (strcmp(cmd, "zfs send -c") == 0) {
         /* The fake CN's zfs, like zfs-fuse, has no compressed sends. */
         return fail_cmd(a, "invalid option 'c'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>");
@@ -359,67 +378,70 @@ static void apply_ssh(struct answer *a, int side, const char *cmd, const char *i
                 return fail_cmd(a, "cannot open: dataset does not exist");
             return;
         }
-        if (!s->ds.exists)
+        if (!D->exists)
             return fail_cmd(a, "cannot open: dataset does not exist");
         size_t n = 0;
-        for (int i = 0; i < s->ds.nsnap; i++)
-            n += (size_t)snprintf(a->out + n, sizeof(a->out) - n, "%s@%s\n", q[0], s->ds.snap[i]);
+        for (int i = 0; i < D->nsnap; i++)
+            n += (size_t)snprintf(a->out + n, sizeof(a->out) - n, "%s@%s\n", q[0], D->snap[i]);
     } else if (strncmp(cmd, "zfs list -H -o name,type,mountpoint,zoned,canmount,mounted -r", 61) ==
                0) {
-        if (!s->ds.exists)
+        if (!D->exists)
             return fail_cmd(a, "cannot open: dataset does not exist");
-        snprintf(a->out, sizeof(a->out), "%s\tfilesystem\t/%s\toff\ton\t%s\n", q[0], q[0],
-                 s->ds.mounted ? "yes" : "no");
+        if (D == &s->disk)
+            snprintf(a->out, sizeof(a->out), "%s\tvolume\t-\t-\t-\t-\n", q[0]);
+        else
+            snprintf(a->out, sizeof(a->out), "%s\tfilesystem\t/%s\toff\ton\t%s\n", q[0], q[0],
+                     D->mounted ? "yes" : "no");
     } else if (strncmp(cmd, "zfs mount", 9) == 0) {
-        if (!s->ds.exists)
+        if (!D->exists)
             return fail_cmd(a, "cannot open: dataset does not exist");
-        if (s->ds.mounted)
+        if (D->mounted)
             return fail_cmd(a, "cannot mount: filesystem already mounted");
-        s->ds.mounted = true;
+        D->mounted = true;
     } else if (strncmp(cmd, "zfs list -H -p -o name,used,referenced,origin,type", 50) == 0) {
-        if (!s->ds.exists)
+        if (!D->exists)
             return fail_cmd(a, "cannot open: dataset does not exist");
-        snprintf(a->out, sizeof(a->out), "zones/%s\t%d\t%d\t-\tfilesystem\n", VM,
-                 1000 * s->ds.data, 1000 * s->ds.data);
+        snprintf(a->out, sizeof(a->out), "%s\t%d\t%d\t-\t%s\n", q[0], 1000 * D->data,
+                 1000 * D->data, D == &s->disk ? "volume" : "filesystem");
     } else if (strncmp(cmd, "zfs get -H -p -o value 'guid'", 29) == 0) {
         const char *at = strchr(q[1], '@');
-        int i = at != NULL && s->ds.exists ? snap_index(&s->ds, at + 1) : -1;
+        int i = at != NULL && D->exists ? snap_index(D, at + 1) : -1;
         if (i < 0)
             return fail_cmd(a, "cannot open: dataset does not exist");
-        snprintf(a->out, sizeof(a->out), "%llu\n", s->ds.guid[i]);
+        snprintf(a->out, sizeof(a->out), "%llu\n", D->guid[i]);
     } else if (strncmp(cmd, "zfs snapshot -r", 15) == 0) {
         const char *at = strchr(q[0], '@');
-        if (!s->ds.exists || at == NULL)
+        if (!D->exists || at == NULL)
             return fail_cmd(a, "cannot create snapshot: dataset does not exist");
-        if (snap_index(&s->ds, at + 1) >= 0)
+        if (snap_index(D, at + 1) >= 0)
             return fail_cmd(a, "cannot create snapshot: dataset already exists");
-        assert_true(s->ds.nsnap < MAXSNAP);
-        snprintf(s->ds.snap[s->ds.nsnap], 96, "%s", at + 1);
-        s->ds.snapdata[s->ds.nsnap] = s->ds.data;
-        s->ds.guid[s->ds.nsnap++] = W->next_guid++;
+        assert_true(D->nsnap < MAXSNAP);
+        snprintf(D->snap[D->nsnap], 96, "%s", at + 1);
+        D->snapdata[D->nsnap] = D->data;
+        D->guid[D->nsnap++] = W->next_guid++;
     } else if (strncmp(cmd, "zfs destroy", 11) == 0) {
         const char *at = strchr(q[0], '@');
         if (at != NULL) {
-            int i = s->ds.exists ? snap_index(&s->ds, at + 1) : -1;
+            int i = D->exists ? snap_index(D, at + 1) : -1;
             if (i < 0)
                 return fail_cmd(a, "could not find any snapshots to destroy");
-            memmove(&s->ds.snap[i], &s->ds.snap[i + 1], (size_t)(s->ds.nsnap - i - 1) * 96);
-            memmove(&s->ds.guid[i], &s->ds.guid[i + 1],
-                    (size_t)(s->ds.nsnap - i - 1) * sizeof(s->ds.guid[0]));
-            memmove(&s->ds.snapdata[i], &s->ds.snapdata[i + 1],
-                    (size_t)(s->ds.nsnap - i - 1) * sizeof(int));
-            s->ds.nsnap--;
+            memmove(&D->snap[i], &D->snap[i + 1], (size_t)(D->nsnap - i - 1) * 96);
+            memmove(&D->guid[i], &D->guid[i + 1],
+                    (size_t)(D->nsnap - i - 1) * sizeof(D->guid[0]));
+            memmove(&D->snapdata[i], &D->snapdata[i + 1],
+                    (size_t)(D->nsnap - i - 1) * sizeof(int));
+            D->nsnap--;
         } else if (strstr(q[0], "/cores/") != NULL) {
             if (!s->cores)
                 return fail_cmd(a, "cannot open: dataset does not exist");
             s->cores = false;
         } else {
-            if (!s->ds.exists)
+            if (!D->exists)
                 return fail_cmd(a, "cannot open: dataset does not exist");
             if (s->running)
                 return fail_cmd(a, "cannot destroy: dataset is busy");
             assert_true(s->zone == 0 || side == 1); /* never the source's in use */
-            memset(&s->ds, 0, sizeof(s->ds));
+            memset(D, 0, sizeof(*D));
         }
     } else if (strncmp(cmd, "zfs create", 10) == 0) {
         if (s->cores)
@@ -486,55 +508,58 @@ static bool resume_stream(struct answer *a, struct fds *d, const char *send, con
 static void run_relay(struct answer *a, int from, const char *send, const char *receive)
 {
     struct fside *s = &W->side[from], *d = &W->side[1 - from];
+    /* The dataset: the resumed receive's, or the sent snapshot's. */
+    char q[4][160], r[4][160];
+    int nq = quoted(send, q, 4), nr = receive != NULL ? quoted(receive, r, 4) : 0;
+    struct fds *S = strncmp(send, "zfs send -t ", 12) == 0 ? fds_named(s, r, nr) : fds_named(s, q, nq);
+    struct fds *R = strncmp(send, "zfs send -t ", 12) == 0 ? fds_named(d, r, nr) : fds_named(d, q, nq);
     bool resumable = receive != NULL && strstr(receive, "zfs receive -s") != NULL;
     assert_true(W->resumable || !resumable); /* -s only where both CNs were found to have it */
     a->res.exit_status = 0;
     int first = 0, upto = -1;
     if (strncmp(send, "zfs send -t ", 12) == 0) {
-        if (resume_stream(a, &d->ds, send, receive != NULL ? receive : "", &first, &upto))
-            copy_snapshots(a, &s->ds, &d->ds, first, upto);
+        if (resume_stream(a, R, send, receive != NULL ? receive : "", &first, &upto))
+            copy_snapshots(a, S, R, first, upto);
         return;
     }
-    if (d->ds.partial)
+    if (R->partial)
         return fail_cmd(a, "cannot receive new filesystem stream: destination contains "
                            "partially-complete state from \"zfs receive -s\"");
-    char q[4][160];
-    int nq = quoted(send, q, 4);
     const char *base = nq == 2 ? q[0] : NULL;
     const char *at = strchr(q[nq - 1], '@');
-    upto = at != NULL ? snap_index(&s->ds, at + 1) : -1;
+    upto = at != NULL ? snap_index(S, at + 1) : -1;
     if (upto < 0)
         return fail_cmd(a, "cannot send: snapshot does not exist");
     if (base == NULL) {
-        if (d->ds.exists)
+        if (R->exists)
             return fail_cmd(a, "cannot receive new filesystem stream: destination exists");
     } else if (base[0] == '@') {
-        int bs = snap_index(&s->ds, base + 1), bd = snap_index(&d->ds, base + 1);
-        if (bs < 0 || bd < 0 || s->ds.guid[bs] != d->ds.guid[bd])
+        int bs = snap_index(S, base + 1), bd = snap_index(R, base + 1);
+        if (bs < 0 || bd < 0 || S->guid[bs] != R->guid[bd])
             return fail_cmd(a, "cannot receive incremental stream: most recent snapshot does not "
                                "match incremental source");
         first = bs + 1;
         /* -F: the receiver is rolled back to the base; later snapshots there go. */
-        d->ds.nsnap = bd + 1;
+        R->nsnap = bd + 1;
     } else {
         if (!d->image)
             return fail_cmd(a, "cannot receive: local origin for clone does not exist");
-        if (d->ds.exists)
+        if (R->exists)
             return fail_cmd(a, "cannot receive new filesystem stream: destination exists");
     }
-    if (!d->ds.exists) {
-        memset(&d->ds, 0, sizeof(d->ds));
-        d->ds.exists = true;
-        if (W->cut_receives > 0) {
+    if (!R->exists) {
+        memset(R, 0, sizeof(*R));
+        R->exists = true;
+        if (W->cut_receives > 0 && (!W->cut_zone_only || R == &d->ds)) {
             W->cut_receives--;
             if (resumable)
-                make_token(&d->ds, first, upto);
+                make_token(R, first, upto);
             a->res.err = MIG_ESSH;
             snprintf(a->res.detail, sizeof(a->res.detail), "connection dropped mid-stream");
             return;
         }
     }
-    copy_snapshots(a, &s->ds, &d->ds, first, upto);
+    copy_snapshots(a, S, R, first, upto);
 }
 
 /* Runs a command on a side's CN, then checks product.md's rule on the world it leaves. */
@@ -586,17 +611,25 @@ static void run_http(struct answer *a, const struct mig_op *op)
 }
 
 /* One pending delivery: the fake answers from the loop, as the adapters do. */
-struct fake {
+/* An operation in flight: its answer, delivered on the next turn of the loop. */
+struct slot {
     uv_timer_t timer;
     struct ops *o;
     struct answer ans;
     bool pending;
 };
 
+/* The fake's operations in flight: one per owner (executor) at most. */
+#define SLOTS 4
+struct fake {
+    struct slot slots[SLOTS];
+};
+
 static void on_deliver(uv_timer_t *t)
 {
-    struct fake *f = t->data;
+    struct slot *f = t->data;
     f->pending = false;
+    W->in_flight--;
     struct answer ans = f->ans;
     memset(&f->ans, 0, sizeof(f->ans));
     ops_fake_deliver(f->o, &ans.res, ans.out, ans.err, ans.json);
@@ -618,8 +651,16 @@ static void fake_run(void *arg, struct ops *o, const struct mig_op *op,
     if (op->kind == MIG_OP_RELAY)
         assert_string_equal(mig_peers_ip(peers, op->to), fake_ip(op->to));
     assert_string_equal(peers->vm_uuid, VM);
-    struct fake *f = arg;
-    assert_false(f->pending); /* one operation at a time */
+    struct fake *fk = arg;
+    struct slot *f = NULL;
+    for (int k = 0; k < SLOTS; k++) {
+        assert_false(fk->slots[k].pending && fk->slots[k].o == o); /* one at a time per owner */
+        if (!fk->slots[k].pending && f == NULL)
+            f = &fk->slots[k];
+    }
+    assert_non_null(f);
+    if (++W->in_flight > W->peak_in_flight)
+        W->peak_in_flight = W->in_flight;
     memset(&f->ans, 0, sizeof(f->ans));
     f->ans.res.exit_status = -1;
     f->o = o;
@@ -644,17 +685,25 @@ static void fake_run(void *arg, struct ops *o, const struct mig_op *op,
         run_http(&f->ans, op);
     }
     f->pending = true;
+    if (W->hold_disk && op->kind == MIG_OP_RELAY && strstr(op->cmd2, DISK) != NULL)
+        return; /* still streaming: fake_cancel answers it */
     uv_timer_start(&f->timer, on_deliver, 0, 0);
 }
 
 static void fake_cancel(void *arg, struct ops *o)
 {
-    struct fake *f = arg;
-    if (f->pending && f->o == o) {
-        json_decref(f->ans.json);
-        memset(&f->ans, 0, sizeof(f->ans));
-        f->ans.res.err = MIG_ECANCELED;
-        snprintf(f->ans.res.detail, sizeof(f->ans.res.detail), "canceled");
+    struct fake *fk = arg;
+    for (int k = 0; k < SLOTS; k++) {
+        struct slot *f = &fk->slots[k];
+        if (f->pending && f->o == o) {
+            json_decref(f->ans.json);
+            memset(&f->ans, 0, sizeof(f->ans));
+            f->ans.res.err = MIG_ECANCELED;
+            snprintf(f->ans.res.detail, sizeof(f->ans.res.detail), "canceled");
+            W->cancels++;
+            if (!uv_is_active((uv_handle_t *)&f->timer))
+                uv_timer_start(&f->timer, on_deliver, 0, 0);
+        }
     }
 }
 
@@ -691,6 +740,7 @@ static void rig_open(struct rig *r)
 {
     char err[256];
     assert_int_equal(uv_loop_init(&r->loop), 0);
+    W->in_flight = 0; /* a killed run's answers never come */
     static const char cfg_text[] =
         "{\"apis\": {\"vmapi\": \"http://vmapi\", \"cnapi\": \"http://cnapi\","
         " \"napi\": \"http://napi\", \"imgapi\": \"http://imgapi\"},"
@@ -719,12 +769,14 @@ static void rig_open(struct rig *r)
      * in the OS's cache), without the thousands of fsyncs FULL adds.
      */
     assert_int_equal(mig_store_set_synchronous(r->d.store, 1), 0);
-    assert_int_equal(uv_timer_init(&r->loop, &r->fake.timer), 0);
+    for (int k = 0; k < SLOTS; k++) {
+        assert_int_equal(uv_timer_init(&r->loop, &r->fake.slots[k].timer), 0);
+        r->fake.slots[k].timer.data = &r->fake.slots[k];
+        r->fake.slots[k].pending = false;
+    }
     assert_int_equal(uv_timer_init(&r->loop, &r->guard), 0);
     assert_int_equal(uv_timer_init(&r->loop, &r->poll), 0);
     r->poll.data = r;
-    r->fake.timer.data = &r->fake;
-    r->fake.pending = false;
     r->fops = (struct ops_fake){fake_run, fake_cancel, &r->fake};
     r->d.fake_ops = &r->fops;
     assert_int_equal(engine_new(&r->d, &r->d.engine), 0);
@@ -738,7 +790,8 @@ static void rig_close(struct rig *r)
     r->d.engine = NULL;
     /* Let the executors' closes finish; a pending fake answer is delivered to a closing ops. */
     uv_run(&r->loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&r->fake.timer, NULL);
+    for (int k = 0; k < SLOTS; k++)
+        uv_close((uv_handle_t *)&r->fake.slots[k].timer, NULL);
     uv_close((uv_handle_t *)&r->guard, NULL);
     uv_close((uv_handle_t *)&r->poll, NULL);
     uv_run(&r->loop, UV_RUN_DEFAULT);
@@ -803,7 +856,7 @@ static void rig_run(struct rig *r, bool acted)
 }
 
 /* A job as a submission leaves it: queued, with every fact of the ctx. */
-static struct mig_job *new_job(enum mig_mode mode)
+static struct mig_job *new_job(enum mig_mode mode, bool kvm)
 {
     struct mig_job *job = mig_job_new();
     snprintf(job->vm_uuid, sizeof(job->vm_uuid), VM);
@@ -822,6 +875,12 @@ static struct mig_job *new_job(enum mig_mode mode)
     snprintf(c->datasets[0].name, sizeof(c->datasets[0].name), "zones/" VM);
     snprintf(c->datasets[0].origin, sizeof(c->datasets[0].origin), "zones/" IMG "@final");
     mig_job_add_image(c, c->datasets[0].origin);
+    if (kvm) {
+        /* A KVM: its disk beside the zone's dataset, sent in the same rounds. */
+        snprintf(job->brand, sizeof(job->brand), "kvm");
+        c->ndatasets = 2;
+        snprintf(c->datasets[1].name, sizeof(c->datasets[1].name), DISK);
+    }
     c->nnics = 2;
     for (int i = 0; i < 2; i++) {
         snprintf(c->nics[i].mac, sizeof(c->nics[i].mac), "%s", MACS[i]);
@@ -855,6 +914,13 @@ static int job_snaps(const struct fds *d)
     return n;
 }
 
+/* The job's snapshots on a side: the zone's dataset's, which a KVM's disk must match; -1 if not. */
+static int job_snaps_of(const struct fside *f)
+{
+    int n = job_snaps(&f->ds);
+    return W->kvm && job_snaps(&f->disk) != n ? -1 : n;
+}
+
 /* Checks the invariants for a job that ended with the VM on side `on`. */
 static void check_world(int on, bool was_running, const char *label)
 {
@@ -870,6 +936,8 @@ static void check_world(int on, bool was_running, const char *label)
         fail_msg("%s: the VM also runs on the other CN", label);
     if (h->ds.data != 7 && h->ds.data != 9)
         fail_msg("%s: the holder's data is %d", label, h->ds.data);
+    if (W->kvm && (!h->disk.exists || h->disk.data != 7))
+        fail_msg("%s: the holder's disk exists %d, data %d", label, h->disk.exists, h->disk.data);
     const char *server = on ? DST_UUID : SRC_UUID;
     if (strcmp(W->vmapi_server, server) != 0 ||
         strcmp(W->vmapi_state, was_running ? "running" : "stopped") != 0)
@@ -880,7 +948,7 @@ static void check_world(int on, bool was_running, const char *label)
     if (W->reserved[0] != false || W->reserved[1] != true)
         fail_msg("%s: IP reservations are %d,%d, not as before (0,1)", label, W->reserved[0],
                  W->reserved[1]);
-    if (on == 0 && (o->zone != 0 || o->ds.exists || o->cores))
+    if (on == 0 && (o->zone != 0 || o->ds.exists || o->disk.exists || o->cores))
         fail_msg("%s: the target keeps zone %d, dataset %d, cores %d", label, o->zone,
                  o->ds.exists, o->cores);
     if (W->both_bootable != 0)
@@ -904,12 +972,13 @@ enum scenario {
     SC_HEALTHY,      /* full, through the health gate: passes */
     SC_UNHEALTHY,    /* full, the zone restarts on the target in the gate: rolls back by itself */
     SC_RESUMABLE,    /* full, both CNs resume receives: the first receive is cut, then resumed */
+    SC_KVM,          /* auto, a KVM: a round sends its zone dataset and its disk at once */
 };
 
 static const char *const SC_NAMES[] = {"full",    "stopped",  "incremental", "auto",
                                        "abort",   "rollback", "cleanup",     "changed",
                                        "direct",  "direct-abort", "healthy", "unhealthy",
-                                       "resumable"};
+                                       "resumable", "kvm"};
 
 static bool sc_gate(enum scenario sc)
 {
@@ -939,8 +1008,9 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
     struct mig_job *job = new_job(sc == SC_INCREMENTAL || sc == SC_ABORT || sc == SC_CHANGED ||
                                           sc == SC_DIRECT_ABORT
                                       ? MIG_MODE_INCREMENTAL
-                                  : sc == SC_AUTO ? MIG_MODE_AUTO
-                                                  : MIG_MODE_FULL);
+                                  : sc == SC_AUTO || sc == SC_KVM ? MIG_MODE_AUTO
+                                                                  : MIG_MODE_FULL,
+                                  sc == SC_KVM);
     if (sc_direct(sc)) {
         snprintf(job->transfer, sizeof(job->transfer), "direct");
         /* The head node's known_hosts holds the target's key (and another host's). */
@@ -955,6 +1025,11 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
         mig_health_init(&job->health, 1); /* a window of 1 s: two looks */
     W->side[1].flapping = sc == SC_UNHEALTHY;
     W->resumable = sc == SC_RESUMABLE;
+    W->kvm = sc == SC_KVM;
+    if (W->kvm) {
+        W->side[0].disk.exists = true;
+        W->side[0].disk.data = 7;
+    }
     if (sc == SC_RESUMABLE)
         W->cut_receives = 1;
     snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
@@ -1045,7 +1120,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     static const char *const want[] = {"switched", "switched",    "switched",  "switched",
                                        "aborted",  "rolled_back", "succeeded", "switched",
                                        "switched", "aborted",     "switched",  "rolled_back",
-                                       "switched"};
+                                       "switched", "switched"};
     if (strcmp(state, want[sc]) != 0)
         fail_msg("%s: ended %s, not %s", label, state, want[sc]);
     bool running = sc != SC_STOPPED;
@@ -1059,9 +1134,12 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
         fail_msg("%s: the job's key is left behind (%d authorized lines, directory %d)", label,
                  W->auth_lines, W->job_dir);
     const struct fside *src = &W->side[0], *dst = &W->side[1];
-    if (src->ds.partial || dst->ds.partial)
-        fail_msg("%s: a partial receive is left (source %d, target %d)", label, src->ds.partial,
-                 dst->ds.partial);
+    if (src->ds.partial || dst->ds.partial || src->disk.partial || dst->disk.partial)
+        fail_msg("%s: a partial receive is left (source %d, target %d)", label,
+                 src->ds.partial || src->disk.partial, dst->ds.partial || dst->disk.partial);
+    /* A KVM's two sends of a round ran at once, each in its own operation. */
+    if (sc == SC_KVM && W->peak_in_flight < 2)
+        fail_msg("%s: at most %d operation at once", label, W->peak_in_flight);
     /* The cut stream was resumed from its token, not sent again from the start. */
     if (sc == SC_RESUMABLE && (W->resumes < 1 || W->cut_receives != 0))
         fail_msg("%s: %d streams resumed, %d cuts left", label, W->resumes, W->cut_receives);
@@ -1073,6 +1151,7 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
                      dst->cfg);
         __attribute__((fallthrough));
     case SC_RESUMABLE:
+    case SC_KVM:
     case SC_FULL:
     case SC_DIRECT:
     case SC_STOPPED:
@@ -1080,9 +1159,9 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     case SC_AUTO:
     case SC_HEALTHY:
         /* Only the final snapshots are left, the source is kept disabled. */
-        if (job_snaps(&src->ds) != 1 || job_snaps(&dst->ds) != 1)
-            fail_msg("%s: %d and %d job snapshots left", label, job_snaps(&src->ds),
-                     job_snaps(&dst->ds));
+        if (job_snaps_of(src) != 1 || job_snaps_of(dst) != 1)
+            fail_msg("%s: %d and %d job snapshots left", label, job_snaps_of(src),
+                     job_snaps_of(dst));
         if (src->zone != 2 || src->autoboot || !src->hidden || !dst->cores)
             fail_msg("%s: source zone %d autoboot %d hidden %d, target cores %d", label,
                      src->zone, src->autoboot, src->hidden, dst->cores);
@@ -1091,15 +1170,16 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     case SC_DIRECT_ABORT:
     case SC_ROLLBACK:
     case SC_UNHEALTHY:
-        if (job_snaps(&src->ds) != 0)
-            fail_msg("%s: %d job snapshots left on the source", label, job_snaps(&src->ds));
+        if (job_snaps_of(src) != 0)
+            fail_msg("%s: %d job snapshots left on the source", label, job_snaps_of(src));
         if (src->autoboot != running)
             fail_msg("%s: source autoboot %d", label, src->autoboot);
         break;
     case SC_CLEANUP:
-        if (src->zone != 0 || src->ds.exists || src->cores || job_snaps(&dst->ds) != 0)
+        if (src->zone != 0 || src->ds.exists || src->disk.exists || src->cores ||
+            job_snaps_of(dst) != 0)
             fail_msg("%s: source copy left (zone %d, dataset %d) or %d target snapshots", label,
-                     src->zone, src->ds.exists, job_snaps(&dst->ds));
+                     src->zone, src->ds.exists, job_snaps_of(dst));
         break;
     }
 }
@@ -1155,7 +1235,7 @@ static void test_clean_runs(void **state)
 {
     (void)state;
     static char keys[200][128];
-    for (int sc = SC_FULL; sc <= SC_RESUMABLE; sc++) {
+    for (int sc = SC_FULL; sc <= SC_KVM; sc++) {
         struct fixture fx = {0};
         int n = 0;
         run_clean((enum scenario)sc, &fx, keys, &n);
@@ -1311,6 +1391,12 @@ static void test_campaign_resumable(void **state)
     campaign(SC_RESUMABLE);
 }
 
+static void test_campaign_kvm(void **state)
+{
+    (void)state;
+    campaign(SC_KVM);
+}
+
 /*
  * Drives SC_FULL to its end, in a fixture of its own that it then removes,
  * after setting the world's faults: transient_faults, cut_receives and
@@ -1363,6 +1449,29 @@ static void test_a_failed_first_receive_leaves_nothing(void **state)
     assert_string_equal(st, "failed");
     assert_true(W->cut_receives < 1000);
     check_world(0, true, "every first receive cut");
+}
+
+/*
+ * A KVM whose zone dataset's first receive is always cut while its disk's
+ * stream runs long: the stream that fails cuts the one running beside it,
+ * the job fails, and its undo removes both datasets from the target.
+ */
+static void test_a_failed_stream_of_a_group_stops_the_other(void **state)
+{
+    (void)state;
+    struct fixture fx = {0};
+    char st[16];
+    scenario_setup(&fx, SC_KVM);
+    W->cut_receives = 1000;
+    W->cut_zone_only = true;
+    W->hold_disk = true;
+    W->transfer_retries = 1;
+    drive_to_end(&fx, SC_KVM, st, sizeof(st));
+    assert_string_equal(st, "failed");
+    assert_true(W->peak_in_flight >= 2);
+    assert_int_equal(W->cancels, 1); /* the disk's stream, cut by its sibling's failure */
+    check_world(0, true, "a KVM's first receive cut beside a long one");
+    cleanup_dir(&fx);
 }
 
 /* A stop that fails fails the switch: the VM runs on at the source, shown and bootable. */
@@ -1432,6 +1541,7 @@ int main(void)
         cmocka_unit_test(test_transient_failure_retried),
         cmocka_unit_test(test_a_cut_first_receive_is_cleared_and_sent_again),
         cmocka_unit_test(test_a_failed_first_receive_leaves_nothing),
+        cmocka_unit_test(test_a_failed_stream_of_a_group_stops_the_other),
         cmocka_unit_test(test_a_failed_stop_rolls_back),
         cmocka_unit_test(test_a_failed_hand_over_rolls_back),
         cmocka_unit_test(test_campaign_full),
@@ -1447,6 +1557,7 @@ int main(void)
         cmocka_unit_test(test_campaign_healthy),
         cmocka_unit_test(test_campaign_unhealthy),
         cmocka_unit_test(test_campaign_resumable),
+        cmocka_unit_test(test_campaign_kvm),
     };
     /* TEST_FILTER=test_campaign_rollback runs one test (a pattern, as cmocka takes it). */
     if (getenv("TEST_FILTER") != NULL)
