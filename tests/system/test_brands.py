@@ -11,7 +11,8 @@ bhyve0, kvm0, docker0 and deleg0 go to cn3, which holds no image at all
 (every disk's and zone's image is imported there first) and runs an older
 platform (so `-D`).
 - kvm0 (cn2): zones/UUID plus two disks beside it, one a clone of the
-  image, one empty: both sent, both counted in progress.bytes_total.
+  image, one empty: both sent, both counted in progress.bytes_total; a
+  round's three streams run at once (transfer.streams).
 - docker0 (cn2): an lx instance with docker: true on a docker image.
 - deleg0 (cn2): a delegated dataset zones/UUID/data (zoned=on).
 - fabric0 (cn2): a NIC on a fabric network: refused for cn3, which has no
@@ -207,6 +208,11 @@ def test_kvm_with_two_disks(lab, migd):
 
     job = migrate(lab, migd, 'kvm0', dst)
     check_switched(lab, 'kvm0', src, dst, before_files, mounted)
+    # the first round's three streams (the zone's dataset and both disks) ran at once
+    acts = json.loads(migd.ctl('show', '-v', '-j', job['uuid']).stdout)['actions']
+    sends = [a for a in acts if a['action'].startswith('sync.send@1#')]
+    assert len(sends) == 3, sends
+    assert max(a['started'] for a in sends) < min(a['ended'] for a in sends), sends
     assert sorted(datasets(lab, dst, u)) == sorted(['zones/' + u] + disks + ['zones/cores/' + u])
     assert zget(lab, dst, 'origin', disks[0]) == 'zones/%s@final' % v['image_uuid']
     assert zget(lab, dst, 'origin', disks[1]) == '-'

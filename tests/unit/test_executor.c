@@ -55,8 +55,10 @@ struct fds {
     int data; /* what was written: a number that travels with snapshots */
     int snapdata[MAXSNAP];
     bool mounted; /* received with -u: unmounted until zfs mount */
-    /* A resumable receive (-s) that was cut: the sender's snapshots first..upto wait for
-     * `zfs send -t TOKEN`; the token is longer than 255 bytes, as real ones may be. */
+    /* A resumable receive (-s) that was cut: the sender's snapshot `first`, the one being
+     * received, waits for `zfs send -t TOKEN` (which finishes that one only, as ZFS's
+     * does: the stream's later snapshots are sent again); the token is longer than 255
+     * bytes, as real ones may be. */
     bool partial;
     int partial_first, partial_upto;
     char token[640];
@@ -86,6 +88,7 @@ struct world {
     int cut_receives;
     int transfer_retries; /* transfer.retries for the rig, 0: the default */
     bool resumable;       /* both CNs' zfs resume receives (zfs receive -s, send -t) */
+    int cut_incrementals; /* with resumable: cut this many incremental receives midway */
     bool kvm;             /* the VM is a KVM: a disk (a volume) beside its zone's dataset */
     int in_flight, peak_in_flight; /* operations in flight now, and at most */
     bool cut_zone_only;   /* cut_receives cuts only the zone's dataset's receives */
@@ -541,6 +544,13 @@ static void run_relay(struct answer *a, int from, const char *send, const char *
         first = bs + 1;
         /* -F: the receiver is rolled back to the base; later snapshots there go. */
         R->nsnap = bd + 1;
+        if (resumable && W->cut_incrementals > 0 && first <= upto) {
+            W->cut_incrementals--;
+            make_token(R, first, first);
+            a->res.err = MIG_ESSH;
+            snprintf(a->res.detail, sizeof(a->res.detail), "connection dropped mid-stream");
+            return;
+        }
     } else {
         if (!d->image)
             return fail_cmd(a, "cannot receive: local origin for clone does not exist");
@@ -553,7 +563,7 @@ static void run_relay(struct answer *a, int from, const char *send, const char *
         if (W->cut_receives > 0 && (!W->cut_zone_only || R == &d->ds)) {
             W->cut_receives--;
             if (resumable)
-                make_token(R, first, upto);
+                make_token(R, first, first);
             a->res.err = MIG_ESSH;
             snprintf(a->res.detail, sizeof(a->res.detail), "connection dropped mid-stream");
             return;
@@ -971,7 +981,8 @@ enum scenario {
     SC_DIRECT_ABORT, /* incremental, transfer direct, aborted while waiting */
     SC_HEALTHY,      /* full, through the health gate: passes */
     SC_UNHEALTHY,    /* full, the zone restarts on the target in the gate: rolls back by itself */
-    SC_RESUMABLE,    /* full, both CNs resume receives: the first receive is cut, then resumed */
+    SC_RESUMABLE,    /* full, both CNs resume receives: the first receive and the next (on a base)
+                        are cut, then resumed */
     SC_KVM,          /* auto, a KVM: a round sends its zone dataset and its disk at once */
 };
 
@@ -1030,8 +1041,10 @@ static void scenario_setup(struct fixture *fx, enum scenario sc)
         W->side[0].disk.exists = true;
         W->side[0].disk.data = 7;
     }
-    if (sc == SC_RESUMABLE)
-        W->cut_receives = 1;
+    if (sc == SC_RESUMABLE) {
+        W->cut_receives = 1;     /* the first receive, of a new dataset */
+        W->cut_incrementals = 1; /* and the next one, on top of a base */
+    }
     snprintf(fx->uuid, sizeof(fx->uuid), "%s", job->uuid);
     assert_int_equal(mig_store_job_save(st, job), 0);
     mig_job_free(job);
@@ -1140,9 +1153,10 @@ static void check_outcome(enum scenario sc, const char *state, const char *label
     /* A KVM's two sends of a round ran at once, each in its own operation. */
     if (sc == SC_KVM && W->peak_in_flight < 2)
         fail_msg("%s: at most %d operation at once", label, W->peak_in_flight);
-    /* The cut stream was resumed from its token, not sent again from the start. */
-    if (sc == SC_RESUMABLE && (W->resumes < 1 || W->cut_receives != 0))
-        fail_msg("%s: %d streams resumed, %d cuts left", label, W->resumes, W->cut_receives);
+    /* The cut streams were resumed from their tokens, not sent again from the start. */
+    if (sc == SC_RESUMABLE && (W->resumes < 2 || W->cut_receives != 0 || W->cut_incrementals != 0))
+        fail_msg("%s: %d streams resumed, %d and %d cuts left", label, W->resumes,
+                 W->cut_receives, W->cut_incrementals);
     switch (sc) {
     case SC_CHANGED:
         /* The target runs the configuration the source had at the stop. */
