@@ -6,6 +6,7 @@
  * retried or resumed send never starts from scratch when it need not; a
  * resumable receive is used only where both CNs were found to support it.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,6 +253,12 @@ static void resize(struct mig_act *a)
  */
 enum send_mode { SEND_ACT, SEND_PROBE, SEND_FIND_BASE };
 
+/* What every sub-step of a send is given: its direction and what it is asked. */
+struct send_ask {
+    enum mig_side from, to;
+    enum send_mode mode;
+};
+
 /* What the receiver was found to hold of the dataset, beside a base of the job's. */
 enum receiver_holds {
     HOLDS_NOTHING_OF_ROUND = 0, /* no dataset, or snapshots of earlier rounds or of others */
@@ -323,9 +330,10 @@ static void start_from_origin(struct mig_act *a)
  * there and going forward) or a full one; one with the dataset and no base
  * may hold a partial receive.
  */
-static int ask_receiver(struct mig_act *a, enum mig_side from, enum mig_side to,
-                        enum send_mode mode)
+static int ask_receiver(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side from = q->from, to = q->to;
+    enum send_mode mode = q->mode;
     struct send_seen *s = SEEN(a);
     struct mig_dataset *ds = &CTX(a)->datasets[a->item];
     char snap[128], prefix[128], name[256];
@@ -390,9 +398,10 @@ static int ask_receiver(struct mig_act *a, enum mig_side from, enum mig_side to,
 }
 
 /* COMPARE: the same snapshot on both sides, by guid: a name alone is never trusted. */
-static int compare_base(struct mig_act *a, enum mig_side from, enum mig_side to,
-                        enum send_mode mode)
+static int compare_base(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side from = q->from, to = q->to;
+    enum send_mode mode = q->mode;
     struct send_seen *s = SEEN(a);
     uint64_t guid = 0;
     ACT_BEGIN(a);
@@ -410,8 +419,8 @@ static int compare_base(struct mig_act *a, enum mig_side from, enum mig_side to,
                             DS(a), s->base, HOST(a, from), HOST(a, to));
     if (mode == SEND_FIND_BASE)
         return go(a, PART_KEEP_BASE);
-    if (s->holds == HOLDS_THIS_ROUND) /* sent already: what it received must be checked and mounted */
-        return go(a, PART_SETTLE);
+    if (s->holds == HOLDS_THIS_ROUND)
+        return go(a, PART_SETTLE); /* sent already: what arrived is checked and mounted */
     if (mode == SEND_PROBE)
         return MIG_ACT_ABSENT;
     return go(a, PART_RESUME);
@@ -423,8 +432,9 @@ static int compare_base(struct mig_act *a, enum mig_side from, enum mig_side to,
  * send, unless the round's snapshot is there already (the send settles it)
  * or a partial receive waits there (the send resumes it, and asks again).
  */
-static int keep_base(struct mig_act *a, enum mig_side to)
+static int keep_base(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side to = q->to;
     struct send_seen *s = SEEN(a);
     struct mig_dataset *ds = &CTX(a)->datasets[a->item];
     ACT_BEGIN(a);
@@ -465,8 +475,9 @@ static int without_token(struct mig_act *a, enum mig_side from, enum mig_side to
  * resumed from its token; then the send starts over from ASK, since what
  * is left is sent from the snapshot that arrived.
  */
-static int resume_partial(struct mig_act *a, enum mig_side from, enum mig_side to)
+static int resume_partial(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side from = q->from, to = q->to;
     struct send_seen *s = SEEN(a);
     int rc;
     ACT_BEGIN(a);
@@ -500,8 +511,9 @@ static int resume_partial(struct mig_act *a, enum mig_side from, enum mig_side t
  * without -s removes it itself; zfs-fuse, killed mid-stream, may not.
  * Removed, then sent whole again.
  */
-static int clear_cut_receive(struct mig_act *a, enum mig_side to)
+static int clear_cut_receive(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side to = q->to;
     ACT_BEGIN(a);
     ACT_SSH(a, to, mig_cmd_zfs_destroy(DS(a), true), NULL);
     if (!mig_res_ok(a->res) && !(a->res->err == 0 && mig_res_err_has(a->res, "does not exist")))
@@ -535,8 +547,9 @@ static void direct_send(struct mig_act *a, const char *snap, const char *base)
  * SEND: the round's snapshot from base, straight from the source with the
  * job's key when the job is direct, else relayed through the head node.
  */
-static int send_stream(struct mig_act *a, enum mig_side from, enum mig_side to)
+static int send_stream(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side from = q->from, to = q->to;
     struct send_seen *s = SEEN(a);
     const char *base = s->base[0] != '\0' ? s->base : NULL;
     char snap[128];
@@ -587,8 +600,10 @@ static int send_stream(struct mig_act *a, enum mig_side from, enum mig_side to)
  * SETTLE_LISTED the first listing is in a->res already: the receive's own
  * exec printed it.
  */
-static int settle_received(struct mig_act *a, enum mig_side to, bool probe_only)
+static int settle_received(struct mig_act *a, const struct send_ask *q)
 {
+    enum mig_side to = q->to;
+    bool probe_only = q->mode == SEND_PROBE;
     struct send_seen *s = SEEN(a);
     char name[256], why[320];
     int rc;
@@ -632,33 +647,16 @@ static int settle_received(struct mig_act *a, enum mig_side to, bool probe_only)
 static int send_between(struct mig_act *a, enum mig_side from, enum mig_side to,
                         enum send_mode mode)
 {
+    static int (*const steps[])(struct mig_act *, const struct send_ask *) = {
+        [PART_ASK] = ask_receiver,         [PART_COMPARE] = compare_base,
+        [PART_KEEP_BASE] = keep_base,      [PART_RESUME] = resume_partial,
+        [PART_CLEAR_CUT] = clear_cut_receive, [PART_SEND] = send_stream,
+        [PART_SETTLE] = settle_received,   [PART_SETTLE_LISTED] = settle_received,
+    };
+    const struct send_ask q = {from, to, mode};
     for (;;) {
-        int rc;
-        switch ((enum send_part)a->part) {
-        case PART_ASK:
-            rc = ask_receiver(a, from, to, mode);
-            break;
-        case PART_COMPARE:
-            rc = compare_base(a, from, to, mode);
-            break;
-        case PART_KEEP_BASE:
-            rc = keep_base(a, to);
-            break;
-        case PART_RESUME:
-            rc = resume_partial(a, from, to);
-            break;
-        case PART_CLEAR_CUT:
-            rc = clear_cut_receive(a, to);
-            break;
-        case PART_SEND:
-            rc = send_stream(a, from, to);
-            break;
-        case PART_SETTLE:
-        case PART_SETTLE_LISTED:
-        default:
-            rc = settle_received(a, to, mode == SEND_PROBE);
-            break;
-        }
+        assert(a->part >= 0 && a->part < (int)(sizeof(steps) / sizeof(steps[0])));
+        int rc = steps[a->part](a, &q);
         if (rc != SEND_GO_ON)
             return rc;
     }

@@ -514,13 +514,14 @@ static void run_relay(struct answer *a, int from, const char *send, const char *
     /* The dataset: the resumed receive's, or the sent snapshot's. */
     char q[4][160], r[4][160];
     int nq = quoted(send, q, 4), nr = receive != NULL ? quoted(receive, r, 4) : 0;
-    struct fds *S = strncmp(send, "zfs send -t ", 12) == 0 ? fds_named(s, r, nr) : fds_named(s, q, nq);
-    struct fds *R = strncmp(send, "zfs send -t ", 12) == 0 ? fds_named(d, r, nr) : fds_named(d, q, nq);
+    bool resume = strncmp(send, "zfs send -t ", 12) == 0;
+    struct fds *S = resume ? fds_named(s, r, nr) : fds_named(s, q, nq);
+    struct fds *R = resume ? fds_named(d, r, nr) : fds_named(d, q, nq);
     bool resumable = receive != NULL && strstr(receive, "zfs receive -s") != NULL;
     assert_true(W->resumable || !resumable); /* -s only where both CNs were found to have it */
     a->res.exit_status = 0;
     int first = 0, upto = -1;
-    if (strncmp(send, "zfs send -t ", 12) == 0) {
+    if (resume) {
         if (resume_stream(a, R, send, receive != NULL ? receive : "", &first, &upto))
             copy_snapshots(a, S, R, first, upto);
         return;
