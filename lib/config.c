@@ -131,30 +131,25 @@ static const struct key top_keys[] = {
 static struct mig_config *config_defaults(void)
 {
     struct mig_config *c = mig_calloc(1, sizeof(*c));
+    *c = (struct mig_config){
+        .log_level = MIG_LOG_INFO,
+        .ssh = {.port = 22, .connect_timeout_s = 10, .keepalive_s = 15},
+        .transfer = {.retries = 5, .limit_mbps = 0, .streams = 4},
+        .incremental = {.interval_s = 60,
+                        .auto_switch_bytes = 268435456,
+                        .max_downtime_s = 10,
+                        .max_rounds = 20},
+        .limits = {.max_active_jobs = 4, .max_jobs_per_cn = 2, .switches_per_cn = 1},
+        .health = {.min_up_s = 30, .timeout_s = 60},
+    };
+    /* The strings, each the config's own (mig_config_free frees them). */
     c->datacenter = mig_strdup("triton");
     c->db = mig_strdup("/var/db/migd/migd.sqlite");
     c->socket = mig_strdup("/var/run/migd.sock");
-    c->log_level = MIG_LOG_INFO;
     c->ssh.user = mig_strdup("root");
-    c->ssh.port = 22;
     c->ssh.identity = mig_strdup("/root/.ssh/sdc.id_rsa");
     c->ssh.known_hosts = mig_strdup("/var/db/migd/known_hosts");
-    c->ssh.connect_timeout_s = 10;
-    c->ssh.keepalive_s = 15;
-    c->ssh.ciphers = NULL;
     c->transfer.mode = mig_strdup("relay");
-    c->transfer.retries = 5;
-    c->transfer.limit_mbps = 0;
-    c->transfer.streams = 4;
-    c->incremental.interval_s = 60;
-    c->incremental.auto_switch_bytes = 268435456;
-    c->incremental.max_downtime_s = 10;
-    c->incremental.max_rounds = 20;
-    c->limits.max_active_jobs = 4;
-    c->limits.max_jobs_per_cn = 2;
-    c->limits.switches_per_cn = 1;
-    c->health.min_up_s = 30;
-    c->health.timeout_s = 60;
     c->health.on_failure = mig_strdup("rollback");
     return c;
 }
