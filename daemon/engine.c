@@ -485,6 +485,28 @@ static void record_round(struct jrun *r)
 }
 
 /*
+ * The remote time of the final sends: their operations' time, scaled by how
+ * much of their spans overlapped (the union of the spans over their sum),
+ * since a KVM's streams run at once (transfer.streams): sent one after the
+ * other, it is their sum; all at once, about the longest.
+ */
+static int64_t final_sends_op_ms(const struct mig_action_rec *rows, size_t n)
+{
+    int64_t op = 0, sum = 0, uni = 0, reach = INT64_MIN;
+    for (size_t i = 0; i < n; i++) { /* in order of start (the journal's) */
+        const struct mig_action_rec *a = &rows[i];
+        if (strncmp(a->key, "switch.send@final", 17) != 0 || a->ended_ms < a->started_ms)
+            continue;
+        op += a->op_ms > 0 ? a->op_ms : 0;
+        sum += a->ended_ms - a->started_ms;
+        int64_t from = a->started_ms > reach ? a->started_ms : reach;
+        uni += a->ended_ms > from ? a->ended_ms - from : 0;
+        reach = a->ended_ms > reach ? a->ended_ms : reach;
+    }
+    return sum > 0 ? op * uni / sum : op;
+}
+
+/*
  * The switch ended: its downtime window (from switch.begin to the VM up on
  * the target) action by action from the journal, migd's own share (the
  * downtime less the remote operations' time), and the final send on record.
@@ -509,17 +531,19 @@ static void record_breakdown(struct jrun *r)
             continue;
         if (strncmp(a->key, "switch.snapshot@final", 21) == 0 && send_from == 0)
             send_from = a->started_ms;
-        if (strncmp(a->key, "switch.send@final", 17) == 0)
-            send_to = a->ended_ms;
+        if (strncmp(a->key, "switch.send@final", 17) == 0 && a->ended_ms > send_to)
+            send_to = a->ended_ms; /* the last to end: a KVM's sends run at once */
         if (job->nbreakdown < MIG_MAX_BREAKDOWN && a->ended_ms >= a->started_ms) {
             struct mig_part *p = &job->breakdown[job->nbreakdown++];
             snprintf(p->action, sizeof(p->action), "%s", a->key);
             p->ms = a->ended_ms - a->started_ms;
         }
-        op_total += a->op_ms > 0 ? a->op_ms : 0;
+        if (strncmp(a->key, "switch.send@final", 17) != 0)
+            op_total += a->op_ms > 0 ? a->op_ms : 0;
         if (strcmp(a->key, last) == 0)
             break;
     }
+    op_total += final_sends_op_ms(rows, n);
     free(rows);
     if (job->downtime_ms >= 0)
         job->daemon_ms = job->downtime_ms > op_total ? job->downtime_ms - op_total : 0;

@@ -165,8 +165,8 @@ static const struct mig_action_def SWITCH_SNAPSHOT = {
     "switch.snapshot", SRC, "zfs snapshot -r, final", MIG_ACT_BEST_EFFORT, NULL,
     probe_snapshot, act_snapshot, undo_snapshot, "snapshot"};
 static const struct mig_action_def SWITCH_SEND = {
-    "switch.send", SRC, "zfs send the last changes to the target", MIG_ACT_TRANSFER, NULL,
-    probe_sent_forward, act_send_forward, NULL, NULL};
+    "switch.send", SRC, "zfs send the last changes to the target",
+    MIG_ACT_TRANSFER | MIG_ACT_PARALLEL, NULL, probe_sent_forward, act_send_forward, NULL, NULL};
 /*
  * Staged in the first round, while the VM still runs: the target's zone,
  * configured and flagged do-not-inventory, and its cores dataset (after the

@@ -208,11 +208,13 @@ def test_kvm_with_two_disks(lab, migd):
 
     job = migrate(lab, migd, 'kvm0', dst)
     check_switched(lab, 'kvm0', src, dst, before_files, mounted)
-    # the first round's three streams (the zone's dataset and both disks) ran at once
+    # the first round's three streams (the zone's dataset and both disks) ran at once,
+    # and so did the switch's final ones
     acts = json.loads(migd.ctl('show', '-v', '-j', job['uuid']).stdout)['actions']
-    sends = [a for a in acts if a['action'].startswith('sync.send@1#')]
-    assert len(sends) == 3, sends
-    assert max(a['started'] for a in sends) < min(a['ended'] for a in sends), sends
+    for prefix in ('sync.send@1#', 'switch.send@final#'):
+        sends = [a for a in acts if a['action'].startswith(prefix)]
+        assert len(sends) == 3, sends
+        assert max(a['started'] for a in sends) < min(a['ended'] for a in sends), sends
     assert sorted(datasets(lab, dst, u)) == sorted(['zones/' + u] + disks + ['zones/cores/' + u])
     assert zget(lab, dst, 'origin', disks[0]) == 'zones/%s@final' % v['image_uuid']
     assert zget(lab, dst, 'origin', disks[1]) == '-'
