@@ -200,9 +200,21 @@ static void drive(struct exec *x)
         x->rate = 0;
         x->relay_started_ms = mig_now_ms();
     }
+    if (x->interrupted && (x->stage == ST_ACT || x->stage == ST_PROBE) &&
+        !(step(x)->def->flags & MIG_ACT_FORWARD)) {
+        /*
+         * Interrupted (an abort, a pause, a sibling stream's failure) while
+         * the action went on between operations: its next one never starts
+         * and answers "canceled", as the one in flight was cut, so an action
+         * that shrugs off a failed read cannot go on to start a whole stream.
+         */
+        ops_sleep(&x->ops, 0);
+        ops_cancel(&x->ops);
+        return;
+    }
     uint64_t limit = (uint64_t)x->job->limit_mbps * 1000000 / 8;
-    if (x->parent != NULL)
-        limit /= (uint64_t)x->parent->width; /* the job's cap, shared by its streams */
+    if (x->parent != NULL && x->parent->group_running > 1)
+        limit /= (uint64_t)x->parent->group_running; /* the job's cap, shared by its streams */
     struct mig_peers peers = mig_job_peers(x->job);
     ops_start(&x->ops, op, &peers, http_retries(x), limit);
 }
@@ -427,7 +439,8 @@ void exec_next_forward(struct exec *x)
         journal(x, MIG_ACTION_STARTED, NULL, after_started);
         return;
     }
-    mig_job_set_activity(x->job, NULL);
+    if (x->parent == NULL) /* a kid's sibling may still say what it does */
+        mig_job_set_activity(x->job, NULL);
     exec_finish(x, 0);
 }
 

@@ -54,7 +54,11 @@ int exec_new_calls(struct migd *d, const struct mig_peers *peers, const struct e
 /* Stops whatever runs (nothing more reaches the owner) and frees x once the loop lets go. */
 void exec_free(struct exec *x);
 
-/* Walks plan forward (copied). */
+/*
+ * Walks plan forward (copied).  Consecutive rows of a MIG_ACT_PARALLEL
+ * action (a round's sends, one per dataset) run at once, up to
+ * transfer.streams, each journaled as any row (executor_group.c).
+ */
 void exec_run(struct exec *x, const struct mig_plan *plan);
 /*
  * Walks the journal backwards, undoing the actions of the phases in mask
@@ -74,7 +78,8 @@ void exec_sleep(struct exec *x, uint64_t ms);
 void exec_wake(struct exec *x);
 /*
  * The operator aborted (or paused a first send): the operation in flight is
- * canceled (a stream is cut within a tick), a retry wait ends, and the walk
+ * canceled (a stream is cut within a tick), and the cut action starts no
+ * operation after it; every stream of a group is cut; a retry wait ends, and the walk
  * finishes with MIG_ECANCELED, except past the point of no return, where it
  * goes on.  why (static) is what the journal says of the cut action, e.g.
  * "interrupted by the operator's abort".  The next exec_run walks again.
@@ -85,9 +90,9 @@ void exec_interrupt(struct exec *x, const char *why);
 const struct mig_act_env *exec_env(const struct exec *x);
 /* True when the last failure was of an action past the point of no return. */
 bool exec_failed_forward(const struct exec *x);
-/* True when the walk is paused on a journal write. */
+/* True when the walk (or a stream of its group) is paused on a journal write. */
 bool exec_paused(const struct exec *x);
-/* Bytes the last walk moved in streams (relays). */
+/* Bytes the last walk moved in streams (relays), its group's streams added up. */
 uint64_t exec_streamed(const struct exec *x);
 
 #endif

@@ -4,7 +4,8 @@
  * journaled "started" before it acts and "done" after, probed when a
  * restart finds it started, and retried alone; the crash campaign can kill
  * the daemon with two rows started.  The job's stream cap is shared by the
- * kids (executor.c's drive), its rate is the sum of theirs.
+ * kids running when a stream starts (executor.c's drive), its rate is the
+ * sum of theirs.
  */
 #include <stdio.h>
 
@@ -85,6 +86,7 @@ static int kid_start(struct exec *x, struct kid *k, int i)
 static void group_done(struct exec *x)
 {
     x->stage = ST_IDLE;
+    mig_job_set_activity(x->job, NULL);
     if (x->group_err != 0) {
         exec_finish(x, x->group_err);
         return;

@@ -92,7 +92,10 @@ struct world {
     bool kvm;             /* the VM is a KVM: a disk (a volume) beside its zone's dataset */
     int in_flight, peak_in_flight; /* operations in flight now, and at most */
     bool cut_zone_only;   /* cut_receives cuts only the zone's dataset's receives */
-    bool hold_disk;       /* a relay into the disk answers only when canceled: a long stream */
+    /* An operation on the disk whose command holds this text answers only when canceled
+     * (a long stream, a slow read); "" none.  disk_relays: relays into the disk started. */
+    char hold[64];
+    int disk_relays;
     int cancels;          /* operations in flight canceled */
     int resumes;          /* how many streams were resumed from a token */
     char fail_once[48];   /* the next command holding this text fails once (exit 1) */
@@ -696,8 +699,12 @@ static void fake_run(void *arg, struct ops *o, const struct mig_op *op,
         run_http(&f->ans, op);
     }
     f->pending = true;
-    if (W->hold_disk && op->kind == MIG_OP_RELAY && strstr(op->cmd2, DISK) != NULL)
-        return; /* still streaming: fake_cancel answers it */
+    const char *on_disk = op->kind == MIG_OP_RELAY ? op->cmd2 : op->cmd;
+    if (op->kind == MIG_OP_RELAY && strstr(op->cmd2, DISK) != NULL)
+        W->disk_relays++;
+    if (W->hold[0] != '\0' && on_disk != NULL && strstr(on_disk, DISK) != NULL &&
+        strstr(on_disk, W->hold) != NULL)
+        return; /* still running: fake_cancel answers it */
     uv_timer_start(&f->timer, on_deliver, 0, 0);
 }
 
@@ -1479,13 +1486,36 @@ static void test_a_failed_stream_of_a_group_stops_the_other(void **state)
     scenario_setup(&fx, SC_KVM);
     W->cut_receives = 1000;
     W->cut_zone_only = true;
-    W->hold_disk = true;
+    snprintf(W->hold, sizeof(W->hold), "zfs receive");
     W->transfer_retries = 1;
     drive_to_end(&fx, SC_KVM, st, sizeof(st));
     assert_string_equal(st, "failed");
     assert_true(W->peak_in_flight >= 2);
     assert_int_equal(W->cancels, 1); /* the disk's stream, cut by its sibling's failure */
     check_world(0, true, "a KVM's first receive cut beside a long one");
+    cleanup_dir(&fx);
+}
+
+/*
+ * The same, but the disk's stream is cut while its action reads the disk's
+ * size, before its send: the cut action starts no stream after the cut
+ * read (it would ignore a failed size and send the whole disk).
+ */
+static void test_a_cut_stream_starts_nothing_after_the_cut(void **state)
+{
+    (void)state;
+    struct fixture fx = {0};
+    char st[16];
+    scenario_setup(&fx, SC_KVM);
+    W->cut_receives = 1000;
+    W->cut_zone_only = true;
+    snprintf(W->hold, sizeof(W->hold), "zfs list -H -p -o name,used");
+    W->transfer_retries = 1;
+    drive_to_end(&fx, SC_KVM, st, sizeof(st));
+    assert_string_equal(st, "failed");
+    assert_int_equal(W->cancels, 1);
+    assert_int_equal(W->disk_relays, 0);
+    check_world(0, true, "a KVM's first receive cut while its disk's size is read");
     cleanup_dir(&fx);
 }
 
@@ -1557,6 +1587,7 @@ int main(void)
         cmocka_unit_test(test_a_cut_first_receive_is_cleared_and_sent_again),
         cmocka_unit_test(test_a_failed_first_receive_leaves_nothing),
         cmocka_unit_test(test_a_failed_stream_of_a_group_stops_the_other),
+        cmocka_unit_test(test_a_cut_stream_starts_nothing_after_the_cut),
         cmocka_unit_test(test_a_failed_stop_rolls_back),
         cmocka_unit_test(test_a_failed_hand_over_rolls_back),
         cmocka_unit_test(test_campaign_full),
