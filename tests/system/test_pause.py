@@ -21,7 +21,11 @@ DISK_MB = 24  # random data per KVM disk: at --limit 48 (6 MB/s), 4 s each
 MB = 1 << 20
 
 
-migd = conftest.migd_fixture(incremental={'interval_s': 2, 'auto_switch_bytes': 1})
+# One stream at a time (transfer.streams 1): the first test pauses once a whole
+# disk is on the target and the other is on its way, which streams run at
+# once (the default) never leave: both disks would be halfway.
+migd = conftest.migd_fixture(incremental={'interval_s': 2, 'auto_switch_bytes': 1},
+                             transfer={'streams': 1})
 
 
 def submitted(p):
