@@ -6,7 +6,8 @@ Brings up a 2-CN lab on its own SSH port, writes BENCH_DATA_MB (default 96)
 MB into each of kvm0's two disks (kvm0: its zone dataset plus two disks
 beside it, three streams a round), then migrates kvm0 between cn2 and cn1
 BENCH_RUNS (default 3) times with a migd whose transfer.streams is 1 and as
-many with one whose transfer.streams is 4, alternating, each switched job
+many with one whose transfer.streams is 4, alternating (and each going
+both ways over the runs), each switched job
 cleaned up before the next.  For each job it prints the first round's sends
 (first start to last end, from the job's journal) and the whole job; then
 the medians and the summary line `streams4/streams1=R` (above 1: at once is
@@ -71,8 +72,9 @@ def main():
             d.stop()
         runs = {1: [], 4: []}
         here, there = 'cn2', 'cn1'
-        for _ in range(RUNS):
-            for n in (1, 4):
+        for i in range(RUNS):
+            # Each setting goes both ways over the runs: 1, 4, then 4, 1, ...
+            for n in ((1, 4) if i % 2 == 0 else (4, 1)):
                 d = daemons[n].start()
                 sends, took = migrate(d, vm, there)
                 d.stop()
