@@ -1474,49 +1474,46 @@ static void test_a_failed_first_receive_leaves_nothing(void **state)
 }
 
 /*
- * A KVM whose zone dataset's first receive is always cut while its disk's
- * stream runs long: the stream that fails cuts the one running beside it,
- * the job fails, and its undo removes both datasets from the target.
+ * A KVM whose zone dataset's first receive is always cut while the disk's
+ * operation holding `hold` runs long: the job fails, and its undo removes
+ * both datasets from the target.
  */
-static void test_a_failed_stream_of_a_group_stops_the_other(void **state)
+static void kvm_zone_stream_fails(const char *hold, const char *label)
 {
-    (void)state;
     struct fixture fx = {0};
     char st[16];
     scenario_setup(&fx, SC_KVM);
     W->cut_receives = 1000;
     W->cut_zone_only = true;
-    snprintf(W->hold, sizeof(W->hold), "zfs receive");
+    snprintf(W->hold, sizeof(W->hold), "%s", hold);
     W->transfer_retries = 1;
     drive_to_end(&fx, SC_KVM, st, sizeof(st));
     assert_string_equal(st, "failed");
     assert_true(W->peak_in_flight >= 2);
-    assert_int_equal(W->cancels, 1); /* the disk's stream, cut by its sibling's failure */
-    check_world(0, true, "a KVM's first receive cut beside a long one");
+    check_world(0, true, label);
     cleanup_dir(&fx);
 }
 
+/* The stream that fails cuts the disk's, running beside it. */
+static void test_a_failed_stream_of_a_group_stops_the_other(void **state)
+{
+    (void)state;
+    kvm_zone_stream_fails("zfs receive", "a KVM's first receive cut beside a long one");
+    assert_int_equal(W->cancels, 1); /* the disk's stream, cut by its sibling's failure */
+}
+
 /*
- * The same, but the disk's stream is cut while its action reads the disk's
- * size, before its send: the cut action starts no stream after the cut
- * read (it would ignore a failed size and send the whole disk).
+ * The disk's stream is cut while its action reads the disk's size, before
+ * its send: the cut action starts no stream after the cut read (it would
+ * ignore a failed size and send the whole disk).
  */
 static void test_a_cut_stream_starts_nothing_after_the_cut(void **state)
 {
     (void)state;
-    struct fixture fx = {0};
-    char st[16];
-    scenario_setup(&fx, SC_KVM);
-    W->cut_receives = 1000;
-    W->cut_zone_only = true;
-    snprintf(W->hold, sizeof(W->hold), "zfs list -H -p -o name,used");
-    W->transfer_retries = 1;
-    drive_to_end(&fx, SC_KVM, st, sizeof(st));
-    assert_string_equal(st, "failed");
+    kvm_zone_stream_fails("zfs list -H -p -o name,used",
+                          "a KVM's first receive cut while its disk's size is read");
     assert_int_equal(W->cancels, 1);
     assert_int_equal(W->disk_relays, 0);
-    check_world(0, true, "a KVM's first receive cut while its disk's size is read");
-    cleanup_dir(&fx);
 }
 
 /* A stop that fails fails the switch: the VM runs on at the source, shown and bootable. */
