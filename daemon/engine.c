@@ -490,12 +490,17 @@ static void record_round(struct jrun *r)
  * since a KVM's streams run at once (transfer.streams): sent one after the
  * other, it is their sum; all at once, about the longest.
  */
+static bool final_send(const char *key)
+{
+    return strncmp(key, "switch.send@final", 17) == 0;
+}
+
 static int64_t final_sends_op_ms(const struct mig_action_rec *rows, size_t n)
 {
     int64_t op = 0, sum = 0, uni = 0, reach = INT64_MIN;
     for (size_t i = 0; i < n; i++) { /* in order of start (the journal's) */
         const struct mig_action_rec *a = &rows[i];
-        if (strncmp(a->key, "switch.send@final", 17) != 0 || a->ended_ms < a->started_ms)
+        if (!final_send(a->key) || a->ended_ms < a->started_ms)
             continue;
         op += a->op_ms > 0 ? a->op_ms : 0;
         sum += a->ended_ms - a->started_ms;
@@ -531,14 +536,14 @@ static void record_breakdown(struct jrun *r)
             continue;
         if (strncmp(a->key, "switch.snapshot@final", 21) == 0 && send_from == 0)
             send_from = a->started_ms;
-        if (strncmp(a->key, "switch.send@final", 17) == 0 && a->ended_ms > send_to)
+        if (final_send(a->key) && a->ended_ms > send_to)
             send_to = a->ended_ms; /* the last to end: a KVM's sends run at once */
         if (job->nbreakdown < MIG_MAX_BREAKDOWN && a->ended_ms >= a->started_ms) {
             struct mig_part *p = &job->breakdown[job->nbreakdown++];
             snprintf(p->action, sizeof(p->action), "%s", a->key);
             p->ms = a->ended_ms - a->started_ms;
         }
-        if (strncmp(a->key, "switch.send@final", 17) != 0)
+        if (!final_send(a->key)) /* counted below, as much as they overlapped */
             op_total += a->op_ms > 0 ? a->op_ms : 0;
         if (strcmp(a->key, last) == 0)
             break;

@@ -31,7 +31,6 @@
 #define PAUSE_RETRY_MS 5000
 
 static void drive(struct exec *x);
-void exec_next_forward(struct exec *x);
 static void next_undo(struct exec *x);
 
 /* ---- the journal ---- */
@@ -409,16 +408,21 @@ static void forward_failed(struct exec *x)
     journal(x, MIG_ACTION_FAILED, x->act.err_msg, finish_failed);
 }
 
+bool exec_row_pending(const struct exec *x, int i)
+{
+    const struct mig_step *s = &x->plan.steps[i];
+    return exec_jstatus(x, s->key) != MIG_ACTION_DONE &&
+           (s->def->applies == NULL || s->def->applies(x->job, s->round, s->item));
+}
+
 void exec_next_forward(struct exec *x)
 {
     x->stage = ST_IDLE;
     for (; x->at < x->plan.n; x->at++) {
+        if (!exec_row_pending(x, x->at))
+            continue;
         const struct mig_step *s = step(x);
         int st = exec_jstatus(x, s->key);
-        if (st == MIG_ACTION_DONE)
-            continue;
-        if (s->def->applies != NULL && !s->def->applies(x->job, s->round, s->item))
-            continue;
         if ((s->def->flags & MIG_ACT_PARALLEL) && x->parent == NULL && !x->interrupted &&
             exec_group_start(x))
             return;
@@ -611,7 +615,7 @@ static void on_op_done(void *owner, const struct mig_result *res)
 /* ---- the API ---- */
 
 int exec_alloc(struct migd *d, struct mig_job *job, const struct mig_peers *peers,
-                      const struct exec_hooks *hooks, void *owner, struct exec **out)
+               const struct exec_hooks *hooks, void *owner, struct exec **out)
 {
     struct exec *x = mig_calloc(1, sizeof(*x));
     x->d = d;

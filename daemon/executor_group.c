@@ -12,14 +12,6 @@
 #include "err.h"
 #include "executor_int.h"
 
-/* Whether step i has anything left to do. */
-static bool pending(struct exec *x, int i)
-{
-    const struct mig_step *s = &x->plan.steps[i];
-    return exec_jstatus(x, s->key) != MIG_ACTION_DONE &&
-           (s->def->applies == NULL || s->def->applies(x->job, s->round, s->item));
-}
-
 /* One past the group that starts at step at: the same action's rows of its round. */
 static int group_end(struct exec *x)
 {
@@ -107,7 +99,7 @@ static void group_fill(struct exec *x)
         return; /* a kid that ends at once: the loop below goes on */
     x->group_filling = true;
     for (int i = 0; i < x->width && x->group_err == 0 && !x->interrupted; i++) {
-        while (x->group_next < x->group_end && !pending(x, x->group_next))
+        while (x->group_next < x->group_end && !exec_row_pending(x, x->group_next))
             x->group_next++;
         if (x->group_next == x->group_end)
             break;
@@ -130,7 +122,7 @@ bool exec_group_start(struct exec *x)
 {
     int end = group_end(x), todo = 0;
     for (int i = x->at; i < end; i++)
-        todo += pending(x, i);
+        todo += exec_row_pending(x, i);
     if (todo < 2 || x->d->cfg->transfer.streams < 2)
         return false;
     x->stage = ST_GROUP;

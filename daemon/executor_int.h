@@ -92,6 +92,8 @@ int exec_alloc(struct migd *d, struct mig_job *job, const struct mig_peers *peer
 int exec_jstatus(const struct exec *x, const char *key);
 /* Reads the job's journal again into x's copy: 0 or a negative code. */
 int exec_load_journal(struct exec *x);
+/* Whether plan step i has work left: not done in x's journal, and it applies to the job. */
+bool exec_row_pending(const struct exec *x, int i);
 /* Walks on from step x->at. */
 void exec_next_forward(struct exec *x);
 /* The walk ended: the owner hears err. */

@@ -452,7 +452,8 @@ char *mig_cmd_zfs_send_resume(const char *token)
 {
     struct cmd c = {0};
     cn_cmd_lit(&c, "zfs send -t");
-    bool ok = token != NULL && token[0] != '\0' && token[0] != '-' && strlen(token) < MIG_RESUME_TOKEN_MAX;
+    bool ok = token != NULL && token[0] != '\0' && token[0] != '-' &&
+              strlen(token) < MIG_RESUME_TOKEN_MAX;
     for (const char *p = token; ok && *p != '\0'; p++)
         ok = cn_token_char(*p);
     cn_cmd_arg(&c, token, ok);
